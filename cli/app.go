@@ -1,0 +1,37 @@
+package cli
+
+import (
+	"context"
+	"io"
+
+	"github.com/urfave/cli/v2"
+)
+
+// Version is set at build time with -ldflags "-X rotor.sh/rotor/cli.Version=...".
+var Version = "dev"
+
+// Run runs the rotor command line with args (args[0] is the program name).
+// It returns errors instead of exiting; cmd/rotor is the one place that exits.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return newApp(stdout, stderr).RunContext(ctx, args)
+}
+
+func newApp(stdout, stderr io.Writer) *cli.App {
+	return &cli.App{
+		Name:                 "rotor",
+		Usage:                "resolve secret references at dispatch time, from an encrypted vault",
+		Version:              Version,
+		Writer:               stdout,
+		ErrWriter:            stderr,
+		EnableBashCompletion: true,
+		Suggest:              true,
+		// Errors are returned to main, which prints one line and exits.
+		ExitErrHandler: func(*cli.Context, error) {},
+		Commands: []*cli.Command{
+			serveCommand(),
+			keysCommand(),
+			workspacesCommand(),
+			vaultCommand(),
+		},
+	}
+}

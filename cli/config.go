@@ -1,0 +1,153 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v2/altsrc"
+	"gopkg.in/yaml.v3"
+)
+
+// Defaults of `rotor serve`.
+const (
+	DefaultDataDir         = "./data"
+	DefaultAPIAddr         = "127.0.0.1:8080"
+	DefaultOpsAddr         = "127.0.0.1:9090"
+	DefaultLogLevel        = "info"
+	DefaultLogFormat       = "json"
+	DefaultShutdownTimeout = 15 * time.Second
+	DefaultAPIURL          = "http://127.0.0.1:8080"
+)
+
+// Flag names; each is also the YAML key in a --config file, and has a
+// ROTOR_<NAME> environment variable (upper case, '-' as '_').
+const (
+	flagConfig          = "config"
+	flagDataDir         = "data-dir"
+	flagAPIAddr         = "api-addr"
+	flagOpsAddr         = "ops-addr"
+	flagMasterKey       = "master-key"
+	flagMasterKeyFile   = "master-key-file"
+	flagBootstrapKey    = "bootstrap-api-key"
+	flagLogLevel        = "log-level"
+	flagLogFormat       = "log-format"
+	flagShutdownTimeout = "shutdown-timeout"
+	flagAPIURL          = "api-url"
+	flagAPIKey          = "api-key"
+	flagOutput          = "output"
+)
+
+func envName(flag string) string { return "ROTOR_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_")) }
+
+func serveFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: flagConfig, EnvVars: []string{envName(flagConfig)}, Usage: "YAML file with settings (keys are these flag names)"},
+		altsrc.NewStringFlag(&cli.StringFlag{Name: flagDataDir, EnvVars: []string{envName(flagDataDir)}, Value: DefaultDataDir, Usage: "directory for the bbolt file (and the generated development master key)"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: flagAPIAddr, EnvVars: []string{envName(flagAPIAddr)}, Value: DefaultAPIAddr, Usage: "control API listen address"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: flagOpsAddr, EnvVars: []string{envName(flagOpsAddr)}, Value: DefaultOpsAddr, Usage: "ops listen address (/metrics, /healthz, /readyz)"}),
+		// No command-line form is documented for the master key: argv is
+		// visible in ps. It is read from the environment or the config file.
+		altsrc.NewStringFlag(&cli.StringFlag{Name: flagMasterKey, EnvVars: []string{envName(flagMasterKey)}, Hidden: true, Usage: "base64 of the 32-byte master key"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: flagMasterKeyFile, EnvVars: []string{envName(flagMasterKeyFile)}, Usage: "file holding the base64 master key"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: flagBootstrapKey, EnvVars: []string{envName(flagBootstrapKey)}, Hidden: true, Usage: "admin API key to install at first start"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: flagLogLevel, EnvVars: []string{envName(flagLogLevel)}, Value: DefaultLogLevel, Usage: "debug, info, warn or error"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: flagLogFormat, EnvVars: []string{envName(flagLogFormat)}, Value: DefaultLogFormat, Usage: "json or text"}),
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: flagShutdownTimeout, EnvVars: []string{envName(flagShutdownTimeout)}, Value: DefaultShutdownTimeout, Usage: "how long to drain requests on SIGTERM"}),
+	}
+}
+
+// serveConfig is the validated configuration of `rotor serve`.
+type serveConfig struct {
+	DataDir         string
+	APIAddr         string
+	OpsAddr         string
+	MasterKey       string
+	MasterKeyFile   string
+	BootstrapKey    string
+	LogLevel        slog.Level
+	LogFormat       string
+	ShutdownTimeout time.Duration
+}
+
+// loadServeConfig reads and validates the settings; every error names the
+// setting (flag, environment variable and config key alike).
+func loadServeConfig(c *cli.Context) (serveConfig, error) {
+	if path := c.String(flagConfig); path != "" {
+		if err := checkConfigKeys(path, serveFlags()); err != nil {
+			return serveConfig{}, err
+		}
+	}
+	cfg := serveConfig{
+		DataDir:         c.String(flagDataDir),
+		APIAddr:         c.String(flagAPIAddr),
+		OpsAddr:         c.String(flagOpsAddr),
+		MasterKey:       c.String(flagMasterKey),
+		MasterKeyFile:   c.String(flagMasterKeyFile),
+		BootstrapKey:    c.String(flagBootstrapKey),
+		LogFormat:       c.String(flagLogFormat),
+		ShutdownTimeout: c.Duration(flagShutdownTimeout),
+	}
+	if cfg.DataDir == "" {
+		return cfg, settingErr(flagDataDir, "must not be empty")
+	}
+	for name, addr := range map[string]string{flagAPIAddr: cfg.APIAddr, flagOpsAddr: cfg.OpsAddr} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return cfg, settingErr(name, fmt.Sprintf("%q is not host:port", addr))
+		}
+	}
+	if err := cfg.LogLevel.UnmarshalText([]byte(c.String(flagLogLevel))); err != nil {
+		return cfg, settingErr(flagLogLevel, fmt.Sprintf("%q is not one of debug, info, warn, error", c.String(flagLogLevel)))
+	}
+	if cfg.LogFormat != "json" && cfg.LogFormat != "text" {
+		return cfg, settingErr(flagLogFormat, fmt.Sprintf("%q is not json or text", cfg.LogFormat))
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		return cfg, settingErr(flagShutdownTimeout, "must be positive")
+	}
+	if cfg.MasterKey != "" && cfg.MasterKeyFile != "" {
+		return cfg, settingErr(flagMasterKey, "set either the master key or the master key file, not both")
+	}
+	return cfg, nil
+}
+
+func settingErr(flag, msg string) error {
+	return fmt.Errorf("invalid setting %s (--%s, %s): %s", flag, flag, envName(flag), msg)
+}
+
+// checkConfigKeys refuses unknown keys in a config file, so a typo does not
+// silently fall back to a default.
+func checkConfigKeys(path string, flags []cli.Flag) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(data, &m); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	var known []string
+	for _, f := range flags {
+		known = append(known, f.Names()...)
+	}
+	for k := range m {
+		if !slices.Contains(known, k) || k == flagConfig {
+			return fmt.Errorf("config file %s: unknown key %q (known keys: %s)", path, k, strings.Join(known[1:], ", "))
+		}
+	}
+	return nil
+}
+
+func newLogger(w io.Writer, level slog.Level, format string) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}

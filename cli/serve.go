@@ -1,0 +1,261 @@
+package cli
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v2/altsrc"
+
+	"rotor.sh/rotor/api"
+	"rotor.sh/rotor/storage/bolt"
+	"rotor.sh/rotor/vault"
+)
+
+// File names inside the data dir.
+const (
+	dbFileName        = "rotor.db"
+	devMasterKeyFile  = "master.key"
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 120 * time.Second
+)
+
+func serveCommand() *cli.Command {
+	flags := serveFlags()
+	return &cli.Command{
+		Name:   "serve",
+		Usage:  "run the Rotor server (control API and ops listener)",
+		Flags:  flags,
+		Before: altsrc.InitInputSourceWithContext(flags, altsrc.NewYamlSourceFromFlagFunc(flagConfig)),
+		Action: func(c *cli.Context) error {
+			cfg, err := loadServeConfig(c)
+			if err != nil {
+				return err
+			}
+			return serve(c.Context, cfg, c.App.ErrWriter)
+		},
+	}
+}
+
+func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
+	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	masterKey, err := loadMasterKey(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer clear(masterKey)
+
+	dbPath := filepath.Join(cfg.DataDir, dbFileName)
+	store, err := bolt.Open(dbPath, bolt.Options{})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	v, err := vault.Open(ctx, vault.Options{Store: store, MasterKey: masterKey, Logger: log, Registerer: reg})
+	if errors.Is(err, vault.ErrMasterKey) {
+		return fmt.Errorf("refusing to start: the master key does not match the data in %s (%v); use the key this data dir was created with", cfg.DataDir, err)
+	}
+	if err != nil {
+		return err
+	}
+	clear(masterKey)
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		defer cancel()
+		if err := v.Close(cctx); err != nil {
+			log.Error("closing vault", "err", err)
+		}
+	}()
+
+	boot, err := v.Bootstrap(ctx, cfg.BootstrapKey)
+	if err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	if boot.Created {
+		log.Info("first start: created workspace and operator API key", "workspace", boot.Workspace.Name, "workspace_id", boot.Workspace.ID, "key_id", boot.KeyID)
+		if boot.Key != "" {
+			// The key goes to stderr once, outside the structured log, so log
+			// shipping does not carry a credential.
+			fmt.Fprintf(stderr, "\n================================================================\n"+
+				" Rotor admin API key (shown once; only its hash is stored):\n\n"+
+				"   export ROTOR_API_KEY=%s\n\n"+
+				" Create more with: rotor keys create --name NAME\n"+
+				"================================================================\n\n", boot.Key)
+		}
+	}
+
+	apiSrv := api.New(api.Options{Vault: v, Logger: log, Registerer: reg})
+	ready := func(ctx context.Context) error {
+		_, err := store.ListWorkspaces(ctx)
+		return err
+	}
+	servers := []*namedServer{
+		{name: "api", addr: cfg.APIAddr, handler: apiSrv},
+		{name: "ops", addr: cfg.OpsAddr, handler: api.Ops(reg, ready)},
+	}
+	return runServers(ctx, log, cfg.ShutdownTimeout, servers)
+}
+
+type namedServer struct {
+	name    string
+	addr    string
+	handler http.Handler
+	srv     *http.Server
+}
+
+// runServers listens on every address first (so a taken port fails start-up
+// before anything serves), serves until ctx ends or one server fails, then
+// shuts all down gracefully, draining in-flight requests.
+func runServers(ctx context.Context, log *slog.Logger, drain time.Duration, servers []*namedServer) error {
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	for _, s := range servers {
+		ln, err := net.Listen("tcp", s.addr)
+		if err != nil {
+			return fmt.Errorf("%s listener: %w", s.name, err)
+		}
+		lns = append(lns, ln)
+		s.srv = &http.Server{
+			Handler:           s.handler,
+			ReadHeaderTimeout: readHeaderTimeout,
+			IdleTimeout:       idleTimeout,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+			BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		}
+	}
+	errc := make(chan error, len(servers))
+	for i, s := range servers {
+		log.Info(s.name+" listening", "addr", lns[i].Addr().String())
+		go func() {
+			if err := s.srv.Serve(lns[i]); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("%s server: %w", s.name, err)
+				return
+			}
+			errc <- nil
+		}()
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "drain_timeout", drain.String())
+	case runErr = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	for _, s := range servers {
+		if err := s.srv.Shutdown(sctx); err != nil {
+			log.Error("shutdown", "server", s.name, "err", err)
+			s.srv.Close()
+		}
+	}
+	// Every Serve goroutine has returned once Shutdown/Close returned; collect them.
+	for range len(servers) - boolInt(runErr != nil) {
+		<-errc
+	}
+	log.Info("stopped")
+	return runErr
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// loadMasterKey finds the master key: ROTOR_MASTER_KEY, then
+// --master-key-file, then the development key file in the data dir, which is
+// generated when the data dir holds no data yet.
+func loadMasterKey(cfg serveConfig, log *slog.Logger) ([]byte, error) {
+	switch {
+	case cfg.MasterKey != "":
+		k, err := decodeMasterKey(cfg.MasterKey)
+		if err != nil {
+			return nil, settingErr(flagMasterKey, err.Error())
+		}
+		return k, nil
+	case cfg.MasterKeyFile != "":
+		return readMasterKeyFile(cfg.MasterKeyFile, flagMasterKeyFile, log)
+	}
+	devPath := filepath.Join(cfg.DataDir, devMasterKeyFile)
+	if _, err := os.Stat(devPath); err == nil {
+		log.Warn("DEVELOPMENT SETUP: using the generated master key file next to the data; set ROTOR_MASTER_KEY or --master-key-file in production", "path", devPath)
+		return readMasterKeyFile(devPath, flagMasterKeyFile, log)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, dbFileName)); err == nil {
+		return nil, fmt.Errorf("refusing to start: %s holds data but no master key was given; set ROTOR_MASTER_KEY or --master-key-file to the key it was created with", cfg.DataDir)
+	}
+	key := vault.GenerateMasterKey()
+	f, err := os.OpenFile(devPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("write development master key: %w", err)
+	}
+	_, err = f.WriteString(base64.StdEncoding.EncodeToString(key) + "\n")
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("write development master key: %w", err)
+	}
+	log.Warn("DEVELOPMENT SETUP: generated a master key and stored it next to the data; anyone who can read the data dir can decrypt it. Set ROTOR_MASTER_KEY or --master-key-file in production", "path", devPath)
+	return key, nil
+}
+
+func readMasterKeyFile(path, flag string, log *slog.Logger) ([]byte, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, settingErr(flag, err.Error())
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		log.Warn("master key file is readable by group or others; chmod 600 it", "path", path, "mode", st.Mode().Perm().String())
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, settingErr(flag, err.Error())
+	}
+	defer clear(data)
+	k, err := decodeMasterKey(strings.TrimSpace(string(data)))
+	if err != nil {
+		return nil, settingErr(flag, fmt.Sprintf("%s: %v", path, err))
+	}
+	return k, nil
+}
+
+func decodeMasterKey(s string) ([]byte, error) {
+	s = strings.TrimSpace(s)
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if k, err := enc.DecodeString(s); err == nil {
+			if len(k) != vault.MasterKeySize {
+				return nil, fmt.Errorf("must be base64 of %d bytes, got %d bytes (generate one with: openssl rand -base64 32)", vault.MasterKeySize, len(k))
+			}
+			return k, nil
+		}
+	}
+	return nil, fmt.Errorf("is not base64 (generate one with: openssl rand -base64 32)")
+}
+

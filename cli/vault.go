@@ -1,0 +1,50 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+)
+
+func vaultCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "vault",
+		Usage: "vault maintenance (needs the operator key)",
+		Subcommands: []*cli.Command{{
+			Name:  "rotate-key",
+			Usage: "introduce a new key-encryption key and re-wrap every data key under it, online",
+			Flags: clientFlags(),
+			Action: func(c *cli.Context) error {
+				a, err := newClient(c)
+				if err != nil {
+					return err
+				}
+				var res struct {
+					NewKeyID  string   `json:"new_key_id"`
+					Rewrapped int      `json:"rewrapped"`
+					Retired   []string `json:"retired_key_ids"`
+					Remaining []string `json:"remaining_key_ids"`
+				}
+				if err := a.do(c.Context, "POST", "/v1/vault/rotate-key", nil, &res); err != nil {
+					return err
+				}
+				if a.output == "json" {
+					return a.print(res, nil, nil)
+				}
+				fmt.Fprintf(a.out, "new key-encryption key %s; re-wrapped %d data keys; retired %s\n", res.NewKeyID, res.Rewrapped, orNone(res.Retired))
+				if len(res.Remaining) > 0 {
+					fmt.Fprintf(a.out, "still in use (retried by the next rotation): %s\n", strings.Join(res.Remaining, ", "))
+				}
+				return nil
+			},
+		}},
+	}
+}
+
+func orNone(s []string) string {
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ", ")
+}

@@ -1,0 +1,614 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+	bberrors "go.etcd.io/bbolt/errors"
+
+	"rotor.sh/rotor/storage"
+)
+
+var _ storage.Store = (*Store)(nil)
+
+// DefaultOpenTimeout bounds how long Open waits for the file lock, so a second
+// process on the same data dir fails with a clear error instead of hanging.
+const DefaultOpenTimeout = 2 * time.Second
+
+// schemaVersion is written to the meta bucket; a file written by a newer
+// Rotor is refused rather than misread.
+const schemaVersion = 1
+
+var (
+	bucketMeta           = []byte("meta")
+	bucketWorkspaces     = []byte("workspaces")
+	bucketWorkspaceNames = []byte("workspace_names")
+	bucketAPIKeys        = []byte("api_keys")
+	bucketKeyring        = []byte("keyring")
+	bucketSecrets        = []byte("secrets") // nested: workspace id -> name -> record
+	bucketAudit          = []byte("audit")   // nested: workspace id -> be64 id -> event
+	keySchema            = []byte("schema")
+)
+
+// Options configure Open.
+type Options struct {
+	// Timeout for acquiring the file lock; DefaultOpenTimeout when zero.
+	Timeout time.Duration
+}
+
+// Store is a storage.Store on one bbolt file.
+type Store struct {
+	db *bbolt.DB
+}
+
+// Open opens (creating if needed) the bbolt file at path.
+func Open(path string, opts Options) (*Store, error) {
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultOpenTimeout
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: opts.Timeout})
+	if err != nil {
+		if errors.Is(err, bberrors.ErrTimeout) {
+			return nil, fmt.Errorf("open %s: the file is locked by another process (is another rotor running on this data dir?): %w", path, storage.ErrUnavailable)
+		}
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	s := &Store{db: db}
+	if err := s.init(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) init() error {
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		for _, b := range [][]byte{bucketMeta, bucketWorkspaces, bucketWorkspaceNames, bucketAPIKeys, bucketKeyring, bucketSecrets, bucketAudit} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		if v := meta.Get(keySchema); v != nil {
+			if len(v) != 8 {
+				return fmt.Errorf("bolt: corrupt schema version")
+			}
+			if got := binary.BigEndian.Uint64(v); got > schemaVersion {
+				return fmt.Errorf("bolt: file has schema version %d, this rotor understands up to %d", got, schemaVersion)
+			}
+			return nil
+		}
+		return meta.Put(keySchema, be64(schemaVersion))
+	})
+}
+
+// Close closes the file.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Path is the file's path.
+func (s *Store) Path() string { return s.db.Path() }
+
+func (s *Store) update(ctx context.Context, fn func(*bbolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.Update(fn)
+}
+
+func (s *Store) view(ctx context.Context, fn func(*bbolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.View(fn)
+}
+
+func be64(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return b
+}
+
+func put(b *bbolt.Bucket, key []byte, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(key, data)
+}
+
+// get decodes into v; json.Unmarshal copies, so nothing outlives the tx.
+func get(b *bbolt.Bucket, key []byte, v any) (bool, error) {
+	data := b.Get(key)
+	if data == nil {
+		return false, nil
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return true, fmt.Errorf("bolt: decode %s/%s: %w", "record", key, err)
+	}
+	return true, nil
+}
+
+// appendAudit assigns ids from one global sequence, so ids are unique across
+// workspaces and increase with commit order.
+func appendAudit(tx *bbolt.Tx, events []storage.AuditEvent) error {
+	root := tx.Bucket(bucketAudit)
+	for i := range events {
+		ev := &events[i]
+		if ev.WorkspaceID == "" {
+			return fmt.Errorf("bolt: audit event without workspace")
+		}
+		b, err := root.CreateBucketIfNotExists([]byte(ev.WorkspaceID))
+		if err != nil {
+			return err
+		}
+		seq, err := root.NextSequence()
+		if err != nil {
+			return err
+		}
+		ev.ID = int64(seq)
+		if err := put(b, be64(seq), ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// --- workspaces ---
+
+func (s *Store) CreateWorkspace(ctx context.Context, args storage.CreateWorkspaceArgs) error {
+	ws := args.Workspace
+	return s.update(ctx, func(tx *bbolt.Tx) error {
+		names := tx.Bucket(bucketWorkspaceNames)
+		if names.Get([]byte(ws.Name)) != nil {
+			return fmt.Errorf("workspace %q: %w", ws.Name, storage.ErrExists)
+		}
+		wss := tx.Bucket(bucketWorkspaces)
+		if wss.Get([]byte(ws.ID)) != nil {
+			return fmt.Errorf("workspace id %q: %w", ws.ID, storage.ErrExists)
+		}
+		if err := put(wss, []byte(ws.ID), ws); err != nil {
+			return err
+		}
+		if err := names.Put([]byte(ws.Name), []byte(ws.ID)); err != nil {
+			return err
+		}
+		if args.AdminKey != nil {
+			if err := createKey(tx, *args.AdminKey); err != nil {
+				return err
+			}
+		}
+		return appendAudit(tx, slices.Clone(args.Audit))
+	})
+}
+
+func (s *Store) GetWorkspace(ctx context.Context, id string) (storage.Workspace, error) {
+	var ws storage.Workspace
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		ok, err := get(tx.Bucket(bucketWorkspaces), []byte(id), &ws)
+		if err == nil && !ok {
+			err = fmt.Errorf("workspace %q: %w", id, storage.ErrNotFound)
+		}
+		return err
+	})
+	return ws, err
+}
+
+func (s *Store) GetWorkspaceByName(ctx context.Context, name string) (storage.Workspace, error) {
+	var ws storage.Workspace
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		id := tx.Bucket(bucketWorkspaceNames).Get([]byte(name))
+		if id == nil {
+			return fmt.Errorf("workspace %q: %w", name, storage.ErrNotFound)
+		}
+		ok, err := get(tx.Bucket(bucketWorkspaces), id, &ws)
+		if err == nil && !ok {
+			err = fmt.Errorf("workspace %q: %w", name, storage.ErrNotFound)
+		}
+		return err
+	})
+	return ws, err
+}
+
+func (s *Store) ListWorkspaces(ctx context.Context) ([]storage.Workspace, error) {
+	var out []storage.Workspace
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketWorkspaces).ForEach(func(k, v []byte) error {
+			var ws storage.Workspace
+			if err := json.Unmarshal(v, &ws); err != nil {
+				return err
+			}
+			out = append(out, ws)
+			return nil
+		})
+	})
+	slices.SortFunc(out, func(a, b storage.Workspace) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	return out, err
+}
+
+// --- API keys ---
+
+func createKey(tx *bbolt.Tx, k storage.APIKey) error {
+	if tx.Bucket(bucketWorkspaces).Get([]byte(k.WorkspaceID)) == nil {
+		return fmt.Errorf("workspace %q: %w", k.WorkspaceID, storage.ErrNotFound)
+	}
+	keys := tx.Bucket(bucketAPIKeys)
+	if keys.Get([]byte(k.ID)) != nil {
+		return fmt.Errorf("api key %q: %w", k.ID, storage.ErrExists)
+	}
+	return put(keys, []byte(k.ID), k)
+}
+
+func (s *Store) CreateAPIKey(ctx context.Context, args storage.CreateAPIKeyArgs) error {
+	return s.update(ctx, func(tx *bbolt.Tx) error {
+		if err := createKey(tx, args.Key); err != nil {
+			return err
+		}
+		return appendAudit(tx, slices.Clone(args.Audit))
+	})
+}
+
+func (s *Store) GetAPIKey(ctx context.Context, id string) (storage.APIKey, error) {
+	var k storage.APIKey
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		ok, err := get(tx.Bucket(bucketAPIKeys), []byte(id), &k)
+		if err == nil && !ok {
+			err = fmt.Errorf("api key %q: %w", id, storage.ErrNotFound)
+		}
+		return err
+	})
+	return k, err
+}
+
+func (s *Store) ListAPIKeys(ctx context.Context, workspaceID string) ([]storage.APIKey, error) {
+	var out []storage.APIKey
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketAPIKeys).ForEach(func(_, v []byte) error {
+			var k storage.APIKey
+			if err := json.Unmarshal(v, &k); err != nil {
+				return err
+			}
+			if k.WorkspaceID == workspaceID {
+				out = append(out, k)
+			}
+			return nil
+		})
+	})
+	slices.SortFunc(out, func(a, b storage.APIKey) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out, err
+}
+
+func (s *Store) RevokeAPIKey(ctx context.Context, args storage.RevokeAPIKeyArgs) error {
+	return s.update(ctx, func(tx *bbolt.Tx) error {
+		keys := tx.Bucket(bucketAPIKeys)
+		var k storage.APIKey
+		ok, err := get(keys, []byte(args.ID), &k)
+		if err != nil {
+			return err
+		}
+		if !ok || k.WorkspaceID != args.WorkspaceID || k.RevokedAt != nil {
+			return fmt.Errorf("api key %q: %w", args.ID, storage.ErrNotFound)
+		}
+		at := args.At.UTC()
+		k.RevokedAt = &at
+		if err := put(keys, []byte(k.ID), k); err != nil {
+			return err
+		}
+		return appendAudit(tx, slices.Clone(args.Audit))
+	})
+}
+
+// --- keyring ---
+
+func (s *Store) ListKEKs(ctx context.Context) ([]storage.KEK, error) {
+	var out []storage.KEK
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketKeyring).ForEach(func(_, v []byte) error {
+			var k storage.KEK
+			if err := json.Unmarshal(v, &k); err != nil {
+				return err
+			}
+			out = append(out, k)
+			return nil
+		})
+	})
+	slices.SortFunc(out, func(a, b storage.KEK) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out, err
+}
+
+func (s *Store) AddKEK(ctx context.Context, args storage.AddKEKArgs) error {
+	return s.update(ctx, func(tx *bbolt.Tx) error {
+		ring := tx.Bucket(bucketKeyring)
+		if ring.Get([]byte(args.KEK.ID)) != nil {
+			return fmt.Errorf("kek %q: %w", args.KEK.ID, storage.ErrExists)
+		}
+		// Deactivate the others first; collect keys before writing, since
+		// a bucket must not be modified while ForEach walks it.
+		var others []storage.KEK
+		if err := ring.ForEach(func(_, v []byte) error {
+			var k storage.KEK
+			if err := json.Unmarshal(v, &k); err != nil {
+				return err
+			}
+			others = append(others, k)
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, k := range others {
+			if k.Active {
+				k.Active = false
+				if err := put(ring, []byte(k.ID), k); err != nil {
+					return err
+				}
+			}
+		}
+		k := args.KEK
+		k.Active = true
+		return put(ring, []byte(k.ID), k)
+	})
+}
+
+func (s *Store) DeleteKEK(ctx context.Context, id string) error {
+	return s.update(ctx, func(tx *bbolt.Tx) error {
+		ring := tx.Bucket(bucketKeyring)
+		var k storage.KEK
+		ok, err := get(ring, []byte(id), &k)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("kek %q: %w", id, storage.ErrNotFound)
+		}
+		if k.Active {
+			return fmt.Errorf("kek %q is the active key: %w", id, storage.ErrInUse)
+		}
+		used := false
+		err = forEachSecret(tx, func(r storage.SecretRecord) bool {
+			used = r.KEKID == id
+			return !used
+		})
+		if err != nil {
+			return err
+		}
+		if used {
+			return fmt.Errorf("kek %q still seals secrets: %w", id, storage.ErrInUse)
+		}
+		return ring.Delete([]byte(id))
+	})
+}
+
+// --- secrets ---
+
+// checkKEK refuses a write sealed under a key the keyring no longer has (a
+// rotation retired it meanwhile): the writer reloads its keyring and reseals.
+func checkKEK(tx *bbolt.Tx, id string) error {
+	if tx.Bucket(bucketKeyring).Get([]byte(id)) == nil {
+		return fmt.Errorf("secret sealed under unknown key %q: %w", id, storage.ErrConflict)
+	}
+	return nil
+}
+
+func forEachSecret(tx *bbolt.Tx, fn func(storage.SecretRecord) (more bool)) error {
+	root := tx.Bucket(bucketSecrets)
+	c := root.Cursor()
+	for wsID, v := c.First(); wsID != nil; wsID, v = c.Next() {
+		if v != nil {
+			continue // not a nested bucket
+		}
+		sc := root.Bucket(wsID).Cursor()
+		for k, v := sc.First(); k != nil; k, v = sc.Next() {
+			var r storage.SecretRecord
+			if err := json.Unmarshal(v, &r); err != nil {
+				return err
+			}
+			if !fn(r) {
+				return nil
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Store) CreateSecret(ctx context.Context, args storage.CreateSecretArgs) error {
+	r := args.Secret
+	return s.update(ctx, func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketWorkspaces).Get([]byte(r.WorkspaceID)) == nil {
+			return fmt.Errorf("workspace %q: %w", r.WorkspaceID, storage.ErrNotFound)
+		}
+		b, err := tx.Bucket(bucketSecrets).CreateBucketIfNotExists([]byte(r.WorkspaceID))
+		if err != nil {
+			return err
+		}
+		if b.Get([]byte(r.Name)) != nil {
+			return fmt.Errorf("secret %q: %w", r.Name, storage.ErrExists)
+		}
+		if err := checkKEK(tx, r.KEKID); err != nil {
+			return err
+		}
+		r.Revision = 1
+		if err := put(b, []byte(r.Name), r); err != nil {
+			return err
+		}
+		return appendAudit(tx, slices.Clone(args.Audit))
+	})
+}
+
+func (s *Store) UpdateSecret(ctx context.Context, args storage.UpdateSecretArgs) error {
+	r := args.Secret
+	return s.update(ctx, func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketSecrets).Bucket([]byte(r.WorkspaceID))
+		var cur storage.SecretRecord
+		ok := false
+		if b != nil {
+			var err error
+			if ok, err = get(b, []byte(r.Name), &cur); err != nil {
+				return err
+			}
+		}
+		if !ok {
+			return fmt.Errorf("secret %q: %w", r.Name, storage.ErrNotFound)
+		}
+		if cur.Revision != args.ExpectedRevision {
+			return fmt.Errorf("secret %q at revision %d, expected %d: %w", r.Name, cur.Revision, args.ExpectedRevision, storage.ErrConflict)
+		}
+		if err := checkKEK(tx, r.KEKID); err != nil {
+			return err
+		}
+		r.Revision = cur.Revision + 1
+		if err := put(b, []byte(r.Name), r); err != nil {
+			return err
+		}
+		return appendAudit(tx, slices.Clone(args.Audit))
+	})
+}
+
+func (s *Store) DeleteSecret(ctx context.Context, args storage.DeleteSecretArgs) error {
+	return s.update(ctx, func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketSecrets).Bucket([]byte(args.WorkspaceID))
+		if b == nil || b.Get([]byte(args.Name)) == nil {
+			return fmt.Errorf("secret %q: %w", args.Name, storage.ErrNotFound)
+		}
+		if err := b.Delete([]byte(args.Name)); err != nil {
+			return err
+		}
+		return appendAudit(tx, slices.Clone(args.Audit))
+	})
+}
+
+func (s *Store) GetSecret(ctx context.Context, workspaceID, name string) (storage.SecretRecord, error) {
+	var r storage.SecretRecord
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		ok := false
+		if b := tx.Bucket(bucketSecrets).Bucket([]byte(workspaceID)); b != nil {
+			var err error
+			if ok, err = get(b, []byte(name), &r); err != nil {
+				return err
+			}
+		}
+		if !ok {
+			return fmt.Errorf("secret %q: %w", name, storage.ErrNotFound)
+		}
+		return nil
+	})
+	return r, err
+}
+
+func (s *Store) ListSecrets(ctx context.Context, args storage.ListSecretsArgs) ([]storage.SecretMeta, error) {
+	var out []storage.SecretMeta
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketSecrets).Bucket([]byte(args.WorkspaceID))
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(_, v []byte) error {
+			var r storage.SecretRecord
+			if err := json.Unmarshal(v, &r); err != nil {
+				return err
+			}
+			out = append(out, r.SecretMeta)
+			return nil
+		})
+	})
+	return out, err
+}
+
+func (s *Store) ListSecretsByKEK(ctx context.Context, kekID string, limit int) ([]storage.SecretRecord, error) {
+	var out []storage.SecretRecord
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		return forEachSecret(tx, func(r storage.SecretRecord) bool {
+			if r.KEKID == kekID {
+				out = append(out, r)
+			}
+			return limit <= 0 || len(out) < limit
+		})
+	})
+	return out, err
+}
+
+// --- audit ---
+
+func (s *Store) AppendAudit(ctx context.Context, events []storage.AuditEvent) error {
+	if len(events) == 0 {
+		return nil
+	}
+	return s.update(ctx, func(tx *bbolt.Tx) error {
+		return appendAudit(tx, slices.Clone(events))
+	})
+}
+
+// sinceSlack: events are stored in commit order, and group-committed access
+// events can commit a little after later-stamped events, so a scan by time
+// stops only well past Since.
+const sinceSlack = 10 * time.Second
+
+func (s *Store) ListAudit(ctx context.Context, q storage.AuditQuery) (storage.AuditPage, error) {
+	var page storage.AuditPage
+	limit := q.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketAudit).Bucket([]byte(q.WorkspaceID))
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		var k, v []byte
+		if q.Before > 0 {
+			k, v = c.Seek(be64(uint64(q.Before)))
+			if k == nil {
+				k, v = c.Last()
+			}
+			for k != nil && bytes.Compare(k, be64(uint64(q.Before))) >= 0 {
+				k, v = c.Prev()
+			}
+		} else {
+			k, v = c.Last()
+		}
+		for ; k != nil; k, v = c.Prev() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			var ev storage.AuditEvent
+			if err := json.Unmarshal(v, &ev); err != nil {
+				return err
+			}
+			if !q.Since.IsZero() && ev.OccurredAt.Before(q.Since) {
+				if ev.OccurredAt.Before(q.Since.Add(-sinceSlack)) {
+					break
+				}
+				continue
+			}
+			if (q.ResourceType != "" && ev.ResourceType != q.ResourceType) ||
+				(q.EventType != "" && ev.EventType != q.EventType) ||
+				(q.ResourceID != "" && ev.ResourceID != q.ResourceID) {
+				continue
+			}
+			if len(page.Events) == limit {
+				page.Next = page.Events[len(page.Events)-1].ID
+				break
+			}
+			page.Events = append(page.Events, ev)
+		}
+		return nil
+	})
+	return page, err
+}

@@ -1,0 +1,186 @@
+package storage
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
+
+// Store is the persistence boundary of Rotor. Every method takes a context
+// first; methods that are expected to grow take an args struct. Every write
+// that carries Audit events commits them in the same transaction as the change,
+// so the audit trail never disagrees with the data.
+type Store interface {
+	// CreateWorkspace creates a workspace and, optionally, its first API key.
+	// ErrExists if the name is taken.
+	CreateWorkspace(ctx context.Context, args CreateWorkspaceArgs) error
+	GetWorkspace(ctx context.Context, id string) (Workspace, error)
+	GetWorkspaceByName(ctx context.Context, name string) (Workspace, error)
+	ListWorkspaces(ctx context.Context) ([]Workspace, error)
+
+	// CreateAPIKey stores a key record (only its hash). ErrExists if the id is taken.
+	CreateAPIKey(ctx context.Context, args CreateAPIKeyArgs) error
+	// GetAPIKey returns the key with that id, revoked or not.
+	GetAPIKey(ctx context.Context, id string) (APIKey, error)
+	ListAPIKeys(ctx context.Context, workspaceID string) ([]APIKey, error)
+	// RevokeAPIKey marks a key of the workspace revoked. ErrNotFound if the key
+	// does not exist in that workspace or is already revoked.
+	RevokeAPIKey(ctx context.Context, args RevokeAPIKeyArgs) error
+
+	// ListKEKs returns the keyring: every key-encryption key, wrapped under the
+	// master key, oldest first.
+	ListKEKs(ctx context.Context) ([]KEK, error)
+	// AddKEK adds a key-encryption key and makes it the only active one.
+	AddKEK(ctx context.Context, args AddKEKArgs) error
+	// DeleteKEK removes a key-encryption key. ErrInUse while any secret is
+	// sealed under it or it is the active key.
+	DeleteKEK(ctx context.Context, id string) error
+
+	// CreateSecret stores version 1 of a secret. ErrExists if the name is taken
+	// in the workspace.
+	CreateSecret(ctx context.Context, args CreateSecretArgs) error
+	// UpdateSecret replaces a secret's record if its Revision still equals
+	// ExpectedRevision (ErrConflict otherwise; ErrNotFound if it is gone). The
+	// store assigns Revision = ExpectedRevision+1.
+	UpdateSecret(ctx context.Context, args UpdateSecretArgs) error
+	// DeleteSecret removes a secret and its sealed value, which holds the only
+	// copy of its wrapped data key. ErrNotFound if absent.
+	DeleteSecret(ctx context.Context, args DeleteSecretArgs) error
+	GetSecret(ctx context.Context, workspaceID, name string) (SecretRecord, error)
+	// ListSecrets returns the metadata of a workspace's secrets, by name.
+	ListSecrets(ctx context.Context, args ListSecretsArgs) ([]SecretMeta, error)
+	// ListSecretsByKEK returns up to limit secrets (any workspace) sealed under kekID.
+	ListSecretsByKEK(ctx context.Context, kekID string, limit int) ([]SecretRecord, error)
+
+	// AppendAudit writes events in one transaction (group commit).
+	AppendAudit(ctx context.Context, events []AuditEvent) error
+	// ListAudit returns a workspace's events newest first.
+	ListAudit(ctx context.Context, q AuditQuery) (AuditPage, error)
+
+	Close() error
+}
+
+// Workspace scopes every secret, key and audit row.
+type Workspace struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// APIKey is a stored API key. The key itself is never stored, only Hash
+// (SHA-256 of the key), compared in constant time by package vault.
+type APIKey struct {
+	ID          string     `json:"id"`
+	WorkspaceID string     `json:"workspace_id"`
+	Name        string     `json:"name"`
+	Role        string     `json:"role"`
+	Hash        []byte     `json:"hash"`
+	CreatedAt   time.Time  `json:"created_at"`
+	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
+}
+
+// KEK is a key-encryption key, itself wrapped (AES-256-GCM) under the master key.
+type KEK struct {
+	ID        string    `json:"id"`
+	Wrapped   []byte    `json:"wrapped"`
+	Active    bool      `json:"active"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// SecretMeta is what may be shown about a secret: never its value.
+type SecretMeta struct {
+	WorkspaceID  string    `json:"workspace_id"`
+	Name         string    `json:"name"`
+	Version      int64     `json:"version"`
+	Revision     int64     `json:"revision"`
+	Hint         string    `json:"hint"`
+	AllowedHosts []string  `json:"allowed_hosts,omitempty"`
+	KEKID        string    `json:"kek_id"`
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
+}
+
+// SecretRecord is a secret's metadata with its sealed current version: a
+// self-describing envelope (package vault) holding the wrapped data key and
+// the ciphertext.
+type SecretRecord struct {
+	SecretMeta
+	Sealed []byte `json:"sealed"`
+}
+
+// AuditEvent is one row of the audit trail (the product guide's audit_event).
+// Input and Output are JSON objects that must never hold a secret value.
+type AuditEvent struct {
+	ID           int64           `json:"id"`
+	OccurredAt   time.Time       `json:"occurred_at"`
+	WorkspaceID  string          `json:"workspace_id"`
+	ActorID      string          `json:"actor_id"`
+	EventType    string          `json:"event_type"`
+	ResourceType string          `json:"resource_type"`
+	ResourceID   string          `json:"resource_id"`
+	Input        json.RawMessage `json:"input,omitempty"`
+	Output       json.RawMessage `json:"output,omitempty"`
+}
+
+type CreateWorkspaceArgs struct {
+	Workspace Workspace
+	// AdminKey, if set, is created in the same transaction.
+	AdminKey *APIKey
+	Audit    []AuditEvent
+}
+
+type CreateAPIKeyArgs struct {
+	Key   APIKey
+	Audit []AuditEvent
+}
+
+type RevokeAPIKeyArgs struct {
+	WorkspaceID string
+	ID          string
+	At          time.Time
+	Audit       []AuditEvent
+}
+
+type AddKEKArgs struct {
+	KEK KEK
+}
+
+type CreateSecretArgs struct {
+	Secret SecretRecord
+	Audit  []AuditEvent
+}
+
+type UpdateSecretArgs struct {
+	Secret           SecretRecord
+	ExpectedRevision int64
+	Audit            []AuditEvent
+}
+
+type DeleteSecretArgs struct {
+	WorkspaceID string
+	Name        string
+	Audit       []AuditEvent
+}
+
+type ListSecretsArgs struct {
+	WorkspaceID string
+}
+
+// AuditQuery filters a workspace's audit trail. Empty fields do not filter.
+type AuditQuery struct {
+	WorkspaceID  string
+	ResourceType string
+	EventType    string
+	ResourceID   string
+	Since        time.Time
+	// Before is the cursor: only events with ID < Before (0: from the newest).
+	Before int64
+	Limit  int
+}
+
+// AuditPage is one page of events, newest first. Next is the cursor for the
+// following page, 0 when there is none.
+type AuditPage struct {
+	Events []AuditEvent
+	Next   int64
+}

@@ -1,0 +1,181 @@
+package vault
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode"
+
+	"rotor.sh/rotor/storage"
+)
+
+// Roles, from least to most privileged. A member manages and uses secrets
+// and reads the audit trail; an admin also manages the workspace's API keys;
+// an operator (the bootstrap key) also creates workspaces and rotates the
+// keyring, which is shared by all workspaces.
+const (
+	RoleMember   = "member"
+	RoleAdmin    = "admin"
+	RoleOperator = "operator"
+)
+
+var roleRank = map[string]int{RoleMember: 1, RoleAdmin: 2, RoleOperator: 3}
+
+// Actor is an authenticated API key: who is acting, in which workspace.
+type Actor struct {
+	KeyID       string
+	WorkspaceID string
+	Role        string
+}
+
+// Can reports whether the actor's role is at least role.
+func (a Actor) Can(role string) bool { return roleRank[a.Role] >= roleRank[role] && roleRank[role] > 0 }
+
+func (a Actor) require(role string) error {
+	if !a.Can(role) {
+		return fmt.Errorf("%w: this needs an API key with the %s role", ErrForbidden, role)
+	}
+	return nil
+}
+
+// API keys look like rtr_<16 hex id>_<43 base64url secret>. The id part is
+// the key id (key_<16 hex>), public and used as audit actor_id; the secret
+// part is 256 random bits. Only SHA-256 of the whole key is stored: a fast
+// hash is right for a high-entropy key, and compared in constant time.
+const (
+	keyPrefix       = "rtr_"
+	keyIDPrefix     = "key_"
+	keyIDHexLen     = 16
+	maxAPIKeyLen    = 512
+	minBootstrapLen = 20
+	maxKeyNameLen   = 100
+)
+
+func newAPIKey() (id, key string) {
+	idb := make([]byte, keyIDHexLen/2)
+	sec := make([]byte, 32)
+	_, _ = rand.Read(idb)
+	_, _ = rand.Read(sec)
+	idHex := hex.EncodeToString(idb)
+	return keyIDPrefix + idHex, keyPrefix + idHex + "_" + base64.RawURLEncoding.EncodeToString(sec)
+}
+
+// keyIDOf returns the id of a presented key: the embedded id for keys Rotor
+// made, a hash-derived id for operator-chosen bootstrap keys.
+func keyIDOf(key string) string {
+	if rest, ok := strings.CutPrefix(key, keyPrefix); ok && len(rest) > keyIDHexLen+1 && rest[keyIDHexLen] == '_' {
+		if _, err := hex.DecodeString(rest[:keyIDHexLen]); err == nil {
+			return keyIDPrefix + rest[:keyIDHexLen]
+		}
+	}
+	sum := sha256.Sum256([]byte(key))
+	return keyIDPrefix + hex.EncodeToString(sum[:keyIDHexLen/2])
+}
+
+func hashKey(key string) []byte {
+	sum := sha256.Sum256([]byte(key))
+	return sum[:]
+}
+
+// dummyHash keeps the unknown-id path doing the same comparison work.
+var dummyHash = hashKey("rotor-no-such-key")
+
+// Authenticate checks a presented API key and returns its actor.
+func (v *Vault) Authenticate(ctx context.Context, key string) (Actor, error) {
+	if key == "" {
+		return Actor{}, fmt.Errorf("%w: missing API key", ErrUnauthenticated)
+	}
+	if len(key) > maxAPIKeyLen {
+		return Actor{}, fmt.Errorf("%w: invalid API key", ErrUnauthenticated)
+	}
+	rec, err := v.store.GetAPIKey(ctx, keyIDOf(key))
+	if errors.Is(err, storage.ErrNotFound) {
+		subtle.ConstantTimeCompare(hashKey(key), dummyHash)
+		return Actor{}, fmt.Errorf("%w: invalid API key", ErrUnauthenticated)
+	}
+	if err != nil {
+		return Actor{}, err
+	}
+	if subtle.ConstantTimeCompare(hashKey(key), rec.Hash) != 1 {
+		return Actor{}, fmt.Errorf("%w: invalid API key", ErrUnauthenticated)
+	}
+	if rec.RevokedAt != nil {
+		return Actor{}, fmt.Errorf("%w: API key %s was revoked", ErrUnauthenticated, rec.ID)
+	}
+	return Actor{KeyID: rec.ID, WorkspaceID: rec.WorkspaceID, Role: rec.Role}, nil
+}
+
+// CreateAPIKeyRequest is the input of CreateAPIKey.
+type CreateAPIKeyRequest struct {
+	Name string
+	Role string
+}
+
+func validateKeyName(name string) error {
+	if name == "" || len(name) > maxKeyNameLen {
+		return fmt.Errorf("%w: name must be 1 to %d characters", ErrInvalidArgument, maxKeyNameLen)
+	}
+	for _, r := range name {
+		if !unicode.IsPrint(r) {
+			return fmt.Errorf("%w: name must be printable text", ErrInvalidArgument)
+		}
+	}
+	return nil
+}
+
+// CreateAPIKey makes a new key in the actor's workspace and returns it; the
+// key itself is shown only here. Needs admin; the new key's role may not
+// exceed the actor's.
+func (v *Vault) CreateAPIKey(ctx context.Context, actor Actor, req CreateAPIKeyRequest) (storage.APIKey, string, error) {
+	if err := actor.require(RoleAdmin); err != nil {
+		return storage.APIKey{}, "", err
+	}
+	if req.Role == "" {
+		req.Role = RoleMember
+	}
+	if roleRank[req.Role] == 0 {
+		return storage.APIKey{}, "", fmt.Errorf("%w: role must be one of member, admin, operator", ErrInvalidArgument)
+	}
+	if !actor.Can(req.Role) {
+		return storage.APIKey{}, "", fmt.Errorf("%w: cannot create a key with a higher role than your own", ErrForbidden)
+	}
+	if err := validateKeyName(req.Name); err != nil {
+		return storage.APIKey{}, "", err
+	}
+	id, key := newAPIKey()
+	rec := storage.APIKey{ID: id, WorkspaceID: actor.WorkspaceID, Name: req.Name, Role: req.Role, Hash: hashKey(key), CreatedAt: v.now().UTC()}
+	ev := v.event(actor, EventAPIKeyCreated, ResourceAPIKey, id, map[string]any{"name": req.Name, "role": req.Role}, nil)
+	if err := v.store.CreateAPIKey(ctx, storage.CreateAPIKeyArgs{Key: rec, Audit: []storage.AuditEvent{ev}}); err != nil {
+		return storage.APIKey{}, "", mapStoreErr(err, "API key "+id)
+	}
+	return rec, key, nil
+}
+
+// ListAPIKeys lists the actor's workspace keys (hashes included; callers
+// must not show them). Needs admin.
+func (v *Vault) ListAPIKeys(ctx context.Context, actor Actor) ([]storage.APIKey, error) {
+	if err := actor.require(RoleAdmin); err != nil {
+		return nil, err
+	}
+	return v.store.ListAPIKeys(ctx, actor.WorkspaceID)
+}
+
+// RevokeAPIKey revokes a key of the actor's workspace. Needs admin. A key
+// cannot revoke itself, so a workspace is not locked out by accident.
+func (v *Vault) RevokeAPIKey(ctx context.Context, actor Actor, id string) error {
+	if err := actor.require(RoleAdmin); err != nil {
+		return err
+	}
+	if id == actor.KeyID {
+		return fmt.Errorf("%w: a key cannot revoke itself; use another admin key", ErrInvalidArgument)
+	}
+	ev := v.event(actor, EventAPIKeyRevoked, ResourceAPIKey, id, nil, nil)
+	err := v.store.RevokeAPIKey(ctx, storage.RevokeAPIKeyArgs{WorkspaceID: actor.WorkspaceID, ID: id, At: v.now(), Audit: []storage.AuditEvent{ev}})
+	return mapStoreErr(err, fmt.Sprintf("active API key %q", id))
+}

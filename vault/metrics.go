@@ -1,0 +1,55 @@
+package vault
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Resolution results, the values of the "result" label.
+const (
+	resultHit      = "cache_hit"
+	resultMiss     = "cache_miss"
+	resultNotFound = "not_found"
+	resultDenied   = "host_not_allowed"
+	resultError    = "error"
+)
+
+type metrics struct {
+	resolutions        *prometheus.CounterVec
+	auditEventsWritten prometheus.Counter
+	auditWriteErrors   prometheus.Counter
+	auditDropped       prometheus.Counter
+	auditFlushSeconds  prometheus.Histogram
+	secretWrites       *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	f := promauto.With(reg)
+	return &metrics{
+		resolutions: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "rotor_vault_resolutions_total",
+			Help: "Secret resolutions by result (cache_hit, cache_miss, not_found, host_not_allowed, error).",
+		}, []string{"result"}),
+		auditEventsWritten: f.NewCounter(prometheus.CounterOpts{
+			Name: "rotor_audit_events_written_total",
+			Help: "Access audit events written by the group-commit writer.",
+		}),
+		auditWriteErrors: f.NewCounter(prometheus.CounterOpts{
+			Name: "rotor_audit_write_errors_total",
+			Help: "Failed group-commit writes of access audit events (retried).",
+		}),
+		auditDropped: f.NewCounter(prometheus.CounterOpts{
+			Name: "rotor_audit_events_dropped_total",
+			Help: "Access audit events that could not be written and were given up.",
+		}),
+		auditFlushSeconds: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "rotor_audit_flush_duration_seconds",
+			Help:    "Time to write one batch of access audit events.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+		secretWrites: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "rotor_vault_secret_writes_total",
+			Help: "Secret writes by operation (create, rotate, update, delete).",
+		}, []string{"op"}),
+	}
+}

@@ -1,0 +1,149 @@
+package vault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// ResolveRequest asks for one secret's plaintext on behalf of an outgoing
+// request. It is a struct because callers add context over time (job ids,
+// attempts) that ends up in the audit row.
+type ResolveRequest struct {
+	WorkspaceID string
+	Name        string
+	// ActorID is the API key id on whose behalf the value is resolved.
+	ActorID string
+	// Host is the destination host (no port). A secret with allowed_hosts
+	// resolves only for a matching host; an empty Host matches none of them.
+	Host string
+	// RequestID ties the audit row to the request's log line.
+	RequestID string
+	// Extra audit input fields (job id, attempt, ...). Never values.
+	Extra map[string]any
+}
+
+// Resolved is a resolved secret.
+type Resolved struct {
+	Name    string
+	Version int64
+	Value   Plaintext
+}
+
+// Resolve returns a secret's current plaintext. Opened values are cached in
+// memory, so the hot path costs neither a storage call nor a decryption; a
+// rotation or deletion through this Vault invalidates the entry before it
+// returns, so the next Resolve sees the change. Every call writes a
+// secret.accessed (or secret.access_denied) audit event through the group
+// committer, without waiting for it.
+func (v *Vault) Resolve(ctx context.Context, req ResolveRequest) (Resolved, error) {
+	e, hit := v.cache.get(req.WorkspaceID, req.Name)
+	if !hit {
+		var err error
+		if e, err = v.load(ctx, req.WorkspaceID, req.Name); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				v.metrics.resolutions.WithLabelValues(resultNotFound).Inc()
+			} else {
+				v.metrics.resolutions.WithLabelValues(resultError).Inc()
+			}
+			return Resolved{}, err
+		}
+	}
+	in := map[string]any{"host": req.Host}
+	if req.RequestID != "" {
+		in["request_id"] = req.RequestID
+	}
+	for k, x := range req.Extra {
+		in[k] = x
+	}
+	actor := Actor{KeyID: req.ActorID, WorkspaceID: req.WorkspaceID}
+	if !HostAllowed(e.allowedHosts, req.Host) {
+		v.metrics.resolutions.WithLabelValues(resultDenied).Inc()
+		ev := v.event(actor, EventSecretAccessDenied, ResourceSecret, req.Name, in,
+			map[string]any{"reason": "host_not_allowed", "version": e.version})
+		if err := v.audit.record(ctx, ev); err != nil {
+			return Resolved{}, err
+		}
+		return Resolved{}, fmt.Errorf("%w: %s may not be sent to %q", ErrHostNotAllowed, req.Name, truncate(req.Host, 100))
+	}
+	ev := v.event(actor, EventSecretAccessed, ResourceSecret, req.Name, in, map[string]any{"version": e.version})
+	if err := v.audit.record(ctx, ev); err != nil {
+		// No audit row, no plaintext.
+		return Resolved{}, err
+	}
+	if hit {
+		v.metrics.resolutions.WithLabelValues(resultHit).Inc()
+	} else {
+		v.metrics.resolutions.WithLabelValues(resultMiss).Inc()
+	}
+	return Resolved{Name: req.Name, Version: e.version, Value: e.value}, nil
+}
+
+// load reads and opens a secret, caching it unless it was invalidated while
+// the read was in flight.
+func (v *Vault) load(ctx context.Context, ws, name string) (cacheEntry, error) {
+	gen := v.cache.generation()
+	rec, err := v.store.GetSecret(ctx, ws, name)
+	if err != nil {
+		return cacheEntry{}, mapStoreErr(err, secretRef(name))
+	}
+	pt, err := openValue(v.keys.lookup(ctx), binding{ws, name, rec.Version}, rec.Sealed)
+	if err != nil {
+		v.log.Error("secret failed to open", "workspace_id", ws, "secret", name, "version", rec.Version, "err", err)
+		return cacheEntry{}, fmt.Errorf("secret %s: %w", name, err)
+	}
+	e := cacheEntry{version: rec.Version, value: pt, allowedHosts: rec.AllowedHosts}
+	v.cache.putIfCurrent(ws, name, e, gen)
+	return e, nil
+}
+
+// Invalidate drops a cached secret, for changes made elsewhere (another node).
+func (v *Vault) Invalidate(workspaceID, name string) { v.cache.invalidate(workspaceID, name) }
+
+type cacheKey struct{ ws, name string }
+
+type cacheEntry struct {
+	version      int64
+	value        Plaintext
+	allowedHosts []string
+}
+
+// cache holds opened secrets. Every invalidation bumps gen, and a load only
+// stores its result if gen did not move while it read, so a value read before
+// a rotation committed can never be cached after it.
+type cache struct {
+	mu      sync.RWMutex
+	gen     uint64
+	entries map[cacheKey]cacheEntry
+}
+
+func newCache() *cache { return &cache{entries: map[cacheKey]cacheEntry{}} }
+
+func (c *cache) get(ws, name string) (cacheEntry, bool) {
+	c.mu.RLock()
+	e, ok := c.entries[cacheKey{ws, name}]
+	c.mu.RUnlock()
+	return e, ok
+}
+
+func (c *cache) generation() uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.gen
+}
+
+func (c *cache) putIfCurrent(ws, name string, e cacheEntry, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen == gen {
+		c.entries[cacheKey{ws, name}] = e
+	}
+}
+
+func (c *cache) invalidate(ws, name string) {
+	c.mu.Lock()
+	c.gen++
+	delete(c.entries, cacheKey{ws, name})
+	c.mu.Unlock()
+}

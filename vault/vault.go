@@ -1,0 +1,127 @@
+package vault
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"rotor.sh/rotor/storage"
+)
+
+// Options configure Open.
+type Options struct {
+	Store storage.Store
+	// MasterKey is the 32-byte root key. Open does not keep a reference to it.
+	MasterKey []byte
+	Logger    *slog.Logger
+	// Registerer receives the vault's metrics; nil means a private registry.
+	Registerer prometheus.Registerer
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// Vault is the domain service behind the API, the proxy and the dispatcher.
+// It is safe for concurrent use.
+type Vault struct {
+	store   storage.Store
+	keys    *keyring
+	cache   *cache
+	audit   *auditWriter
+	log     *slog.Logger
+	metrics *metrics
+	now     func() time.Time
+}
+
+// Open loads (or, on an empty store, creates) the keyring under the master
+// key and starts the audit writer. A master key that cannot open the keyring
+// fails with ErrMasterKey: the vault never reads data it cannot authenticate.
+func Open(ctx context.Context, opts Options) (*Vault, error) {
+	if opts.Store == nil {
+		return nil, errors.New("vault: no store")
+	}
+	if len(opts.MasterKey) != MasterKeySize {
+		return nil, fmt.Errorf("vault: master key must be %d bytes, got %d", MasterKeySize, len(opts.MasterKey))
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Registerer == nil {
+		opts.Registerer = prometheus.NewRegistry()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	kr, err := loadKeyring(ctx, opts.Store, opts.MasterKey, opts.Now)
+	if err != nil {
+		return nil, err
+	}
+	m := newMetrics(opts.Registerer)
+	v := &Vault{
+		store:   opts.Store,
+		keys:    kr,
+		cache:   newCache(),
+		log:     opts.Logger,
+		metrics: m,
+		now:     opts.Now,
+	}
+	v.audit = newAuditWriter(opts.Store, opts.Logger, m)
+	return v, nil
+}
+
+// Close writes queued audit events and stops the background writer. It does
+// not close the store, which the caller owns.
+func (v *Vault) Close(ctx context.Context) error { return v.audit.close(ctx) }
+
+// FlushAudit writes every queued access event now.
+func (v *Vault) FlushAudit(ctx context.Context) error { return v.audit.flush(ctx) }
+
+// GenerateMasterKey returns a new random master key.
+func GenerateMasterKey() []byte { return randomKey() }
+
+func randomID(prefix string, n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return prefix + hex.EncodeToString(b)
+}
+
+// mapStoreErr turns storage sentinels into vault sentinels with a message
+// about what (e.g. `secret "X"`) was not found or already exists.
+func mapStoreErr(err error, what string) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, storage.ErrNotFound):
+		return fmt.Errorf("%w: %s does not exist in this workspace", ErrNotFound, what)
+	case errors.Is(err, storage.ErrExists):
+		return fmt.Errorf("%w: %s already exists", ErrExists, what)
+	default:
+		return err
+	}
+}
+
+func secretRef(name string) string { return fmt.Sprintf("secret %q", name) }
+
+func (v *Vault) event(actor Actor, typ, resType, resID string, in, out map[string]any) storage.AuditEvent {
+	return storage.AuditEvent{
+		OccurredAt:   v.now().UTC(),
+		WorkspaceID:  actor.WorkspaceID,
+		ActorID:      actor.KeyID,
+		EventType:    typ,
+		ResourceType: resType,
+		ResourceID:   resID,
+		Input:        auditJSON(in),
+		Output:       auditJSON(out),
+	}
+}
+
+// ListAudit returns a page of the actor's workspace audit trail, newest first.
+func (v *Vault) ListAudit(ctx context.Context, actor Actor, q storage.AuditQuery) (storage.AuditPage, error) {
+	q.WorkspaceID = actor.WorkspaceID
+	return v.store.ListAudit(ctx, q)
+}
