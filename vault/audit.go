@@ -91,6 +91,11 @@ func newAuditWriter(store storage.Store, log *slog.Logger, m *metrics) *auditWri
 // means storage is slower than resolution: back-pressure rather than loss.
 func (a *auditWriter) record(ctx context.Context, ev storage.AuditEvent) error {
 	select {
+	case <-a.stop:
+		return ErrClosed
+	default:
+	}
+	select {
 	case a.ch <- ev:
 		return nil
 	case <-a.stop:

@@ -38,6 +38,10 @@ type Resolved struct {
 // secret.accessed (or secret.access_denied) audit event through the group
 // committer, without waiting for it.
 func (v *Vault) Resolve(ctx context.Context, req ResolveRequest) (Resolved, error) {
+	if req.ActorID == "" || req.WorkspaceID == "" {
+		// Every access row names who asked; no actor, no plaintext.
+		return Resolved{}, fmt.Errorf("%w: resolve needs a workspace and an actor", ErrInvalidArgument)
+	}
 	e, hit := v.cache.get(req.WorkspaceID, req.Name)
 	if !hit {
 		var err error

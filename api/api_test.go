@@ -1,0 +1,166 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"rotor.sh/rotor/api"
+	"rotor.sh/rotor/storage/bolt"
+	"rotor.sh/rotor/vault"
+)
+
+// syncBuffer is a log sink safe for concurrent handlers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type env struct {
+	t      *testing.T
+	srv    *httptest.Server
+	vault  *vault.Vault
+	store  *bolt.Store
+	dbPath string
+	key    string // operator key of the default workspace
+	logs   *syncBuffer
+	reg    *prometheus.Registry
+	// bodies collects every response body, for leak scans.
+	bodies *syncBuffer
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	dbPath := filepath.Join(t.TempDir(), "rotor.db")
+	store, err := bolt.Open(dbPath, bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	reg := prometheus.NewRegistry()
+	ctx := context.Background()
+	v, err := vault.Open(ctx, vault.Options{Store: store, MasterKey: vault.GenerateMasterKey(), Logger: log, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	boot, err := v.Bootstrap(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api.New(api.Options{Vault: v, Logger: log, Registerer: reg}))
+	e := &env{t: t, srv: srv, vault: v, store: store, dbPath: dbPath, key: boot.Key, logs: logs, reg: reg, bodies: &syncBuffer{}}
+	t.Cleanup(func() {
+		srv.Close()
+		v.Close(ctx)
+		store.Close()
+	})
+	return e
+}
+
+type resp struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r resp) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.body, &m); err != nil {
+		t.Fatalf("response is not a JSON object: %q", r.body)
+	}
+	return m
+}
+
+func (r resp) errCode(t *testing.T) string {
+	t.Helper()
+	m := r.json(t)
+	e, ok := m["error"].(map[string]any)
+	if !ok {
+		t.Fatalf("no error object in %s", r.body)
+	}
+	if msg, _ := e["message"].(string); msg == "" {
+		t.Fatalf("error without message: %s", r.body)
+	}
+	code, _ := e["code"].(string)
+	return code
+}
+
+// do sends a request with the given key ("" for none) and raw body.
+func (e *env) do(method, path, key, body string, hdr ...string) resp {
+	e.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, e.srv.URL+path, rd)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		if hdr[i+1] == "" {
+			req.Header.Del(hdr[i])
+		} else {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.bodies.Write(b)
+	e.bodies.Write([]byte("\n"))
+	for k, vs := range res.Header {
+		e.bodies.Write([]byte(k + ": " + strings.Join(vs, ",") + "\n"))
+	}
+	return resp{status: res.StatusCode, header: res.Header, body: b}
+}
+
+func (e *env) mustStatus(r resp, want int) resp {
+	e.t.Helper()
+	if r.status != want {
+		e.t.Fatalf("status %d, want %d: %s", r.status, want, r.body)
+	}
+	return r
+}
+
+// newKey creates a key with the given role in the operator's workspace.
+func (e *env) newKey(role string) (id, key string) {
+	e.t.Helper()
+	m := e.mustStatus(e.do("POST", "/v1/keys", e.key, `{"name":"k","role":"`+role+`"}`), 201).json(e.t)
+	return m["id"].(string), m["key"].(string)
+}

@@ -1,0 +1,211 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var rotorBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "rotor-integration-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	rotorBin = filepath.Join(dir, "rotor")
+	build := exec.Command("go", "build", "-race", "-o", rotorBin, "rotor.sh/rotor/cmd/rotor")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building rotor:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// lockedBuffer collects a process's output while it runs.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+type server struct {
+	t       *testing.T
+	cmd     *exec.Cmd
+	out     *lockedBuffer
+	done    chan error
+	apiURL  string
+	opsURL  string
+	dataDir string
+}
+
+// startServer runs `rotor serve` on ephemeral ports in dataDir and waits
+// until both listeners are up.
+func startServer(t *testing.T, dataDir string, env ...string) *server {
+	t.Helper()
+	s := tryStart(t, dataDir, env...)
+	if s.apiURL == "" {
+		t.Fatalf("server did not start:\n%s", s.out.String())
+	}
+	return s
+}
+
+func tryStart(t *testing.T, dataDir string, env ...string) *server {
+	t.Helper()
+	cmd := exec.Command(rotorBin, "serve")
+	cmd.Dir = dataDir
+	cmd.Env = append(os.Environ(),
+		"ROTOR_DATA_DIR="+filepath.Join(dataDir, "data"),
+		"ROTOR_API_ADDR=127.0.0.1:0",
+		"ROTOR_OPS_ADDR=127.0.0.1:0",
+		"ROTOR_LOG_FORMAT=json",
+		"ROTOR_LOG_LEVEL=debug",
+	)
+	cmd.Env = append(cmd.Env, env...)
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &server{t: t, cmd: cmd, out: out, done: make(chan error, 1), dataDir: dataDir}
+	go func() { s.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			<-s.done
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		s.apiURL, s.opsURL = listenAddr(out.String(), "api listening"), listenAddr(out.String(), "ops listening")
+		if s.apiURL != "" && s.opsURL != "" {
+			return s
+		}
+		select {
+		case err := <-s.done:
+			s.done <- err
+			s.apiURL = ""
+			return s
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	s.apiURL = ""
+	return s
+}
+
+func listenAddr(logs, msg string) string {
+	sc := bufio.NewScanner(strings.NewReader(logs))
+	for sc.Scan() {
+		var m map[string]any
+		if json.Unmarshal(sc.Bytes(), &m) == nil && m["msg"] == msg {
+			return "http://" + m["addr"].(string)
+		}
+	}
+	return ""
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (s *server) stop() {
+	s.t.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		s.t.Fatal(err)
+	}
+	select {
+	case err := <-s.done:
+		if err != nil {
+			s.t.Fatalf("server exited with %v after SIGTERM:\n%s", err, s.out.String())
+		}
+	case <-time.After(30 * time.Second):
+		s.t.Fatalf("server did not stop within 30s of SIGTERM")
+	}
+}
+
+// exitErr waits for a server that must fail to start.
+func (s *server) exitErr() string {
+	s.t.Helper()
+	select {
+	case err := <-s.done:
+		if err == nil {
+			s.t.Fatalf("server exited 0, want failure:\n%s", s.out.String())
+		}
+	case <-time.After(30 * time.Second):
+		s.t.Fatal("server kept running, want failure")
+	}
+	return s.out.String()
+}
+
+func (s *server) adminKey() string {
+	for _, line := range strings.Split(s.out.String(), "\n") {
+		if k, ok := strings.CutPrefix(strings.TrimSpace(line), "export ROTOR_API_KEY="); ok {
+			return k
+		}
+	}
+	s.t.Fatalf("no admin key printed:\n%s", s.out.String())
+	return ""
+}
+
+func call(t *testing.T, method, url, key, body string) (int, string) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, _ := http.NewRequest(method, url, rd)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
+}
+
+// rotor runs a CLI command and returns its exit code, stdout and stderr.
+func rotor(t *testing.T, env []string, args ...string) (int, string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, rotorBin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return code, stdout.String(), stderr.String()
+}
