@@ -56,7 +56,9 @@ type apiError struct {
 	Message string
 }
 
-func (e *apiError) Error() string { return fmt.Sprintf("%s: %s (HTTP %d)", e.Code, e.Message, e.Status) }
+func (e *apiError) Error() string {
+	return fmt.Sprintf("%s: %s (HTTP %d)", e.Code, e.Message, e.Status)
+}
 
 // do calls the API; out (if not nil) receives the decoded JSON answer.
 func (a *apiClient) do(ctx context.Context, method, path string, body, out any) error {

@@ -44,7 +44,9 @@ const (
 	flagOutput          = "output"
 )
 
-func envName(flag string) string { return "ROTOR_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_")) }
+func envName(flag string) string {
+	return "ROTOR_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
 
 func serveFlags() []cli.Flag {
 	return []cli.Flag{

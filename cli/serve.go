@@ -258,4 +258,3 @@ func decodeMasterKey(s string) ([]byte, error) {
 	}
 	return nil, fmt.Errorf("is not base64 (generate one with: openssl rand -base64 32)")
 }
-
