@@ -18,6 +18,9 @@ type ResolveRequest struct {
 	// Host is the destination host (no port). A secret with allowed_hosts
 	// resolves only for a matching host; an empty Host matches none of them.
 	Host string
+	// RequireAllowedHosts refuses secrets that have no allowed_hosts (an
+	// egress gateway's policy).
+	RequireAllowedHosts bool
 	// RequestID ties the audit row to the request's log line.
 	RequestID string
 	// Extra audit input fields (job id, attempt, ...). Never values.
@@ -62,12 +65,15 @@ func (v *Vault) Resolve(ctx context.Context, req ResolveRequest) (Resolved, erro
 		in[k] = x
 	}
 	actor := Actor{KeyID: req.ActorID, WorkspaceID: req.WorkspaceID}
-	if !HostAllowed(e.allowedHosts, req.Host) {
+	if denial := deny(e, req); denial != "" {
 		v.metrics.resolutions.WithLabelValues(resultDenied).Inc()
 		ev := v.event(actor, EventSecretAccessDenied, ResourceSecret, req.Name, in,
-			map[string]any{"reason": "host_not_allowed", "version": e.version})
+			map[string]any{"reason": denial, "version": e.version})
 		if err := v.audit.record(ctx, ev); err != nil {
 			return Resolved{}, err
+		}
+		if denial == denyNoAllowedHosts {
+			return Resolved{}, fmt.Errorf("%w: %s has no allowed_hosts, and this proxy requires them", ErrHostNotAllowed, req.Name)
 		}
 		return Resolved{}, fmt.Errorf("%w: %s may not be sent to %q", ErrHostNotAllowed, req.Name, truncate(req.Host, 100))
 	}
@@ -82,6 +88,22 @@ func (v *Vault) Resolve(ctx context.Context, req ResolveRequest) (Resolved, erro
 		v.metrics.resolutions.WithLabelValues(resultMiss).Inc()
 	}
 	return Resolved{Name: req.Name, Version: e.version, Value: e.value}, nil
+}
+
+// Reasons for secret.access_denied rows.
+const (
+	denyHost           = "host_not_allowed"
+	denyNoAllowedHosts = "allowed_hosts_required"
+)
+
+func deny(e cacheEntry, req ResolveRequest) string {
+	switch {
+	case req.RequireAllowedHosts && len(e.allowedHosts) == 0:
+		return denyNoAllowedHosts
+	case !HostAllowed(e.allowedHosts, req.Host):
+		return denyHost
+	}
+	return ""
 }
 
 // load reads and opens a secret, caching it unless it was invalidated while

@@ -1,0 +1,326 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"unicode/utf8"
+)
+
+// Context is where a reference sits. It decides how a reference may be
+// spelled (raw, or percent-encoded) and how the value is encoded when it is
+// put in place, so a value can never change the structure around it.
+type Context int
+
+const (
+	// ContextRaw: a body of any other type; the value's bytes go in as they are.
+	ContextRaw Context = iota
+	// ContextHeader: a header value; the value goes in as is, but CR, LF,
+	// NUL and other control characters (except tab) are refused.
+	ContextHeader
+	// ContextJSON: an application/json (or +json) body; references must sit
+	// inside string literals and the value is JSON-string escaped.
+	ContextJSON
+	// ContextForm: an application/x-www-form-urlencoded body; references may
+	// be percent-encoded and the value is query-escaped.
+	ContextForm
+	// ContextPath: the escaped URL path; the value is path-escaped (a '/' in
+	// it cannot add a path segment).
+	ContextPath
+	// ContextQuery: the raw URL query; the value is query-escaped.
+	ContextQuery
+	// ContextUserinfo: a decoded userinfo component; the url package escapes
+	// it on the way out.
+	ContextUserinfo
+)
+
+var contextNames = [...]string{"body", "header", "JSON body", "form body", "URL path", "URL query", "URL userinfo"}
+
+func (c Context) String() string { return contextNames[c] }
+
+// decodes reports whether references may be percent-encoded in c, and
+// whether '+' stands for a space.
+func (c Context) decodes() (percent, plus bool) {
+	switch c {
+	case ContextForm, ContextQuery:
+		return true, true
+	case ContextPath:
+		return true, false
+	}
+	return false, false
+}
+
+// ErrValueRefused: a resolved value cannot be placed in its context (a header
+// injection attempt, say). The value itself is never in the error.
+var ErrValueRefused = errors.New("secret value refused in this position")
+
+// ErrOutsideString: a JSON body has a reference outside a string literal.
+var ErrOutsideString = errors.New("secret reference outside a JSON string")
+
+// encodeValue appends v encoded for c.
+func encodeValue(dst []byte, c Context, name string, v []byte) ([]byte, error) {
+	switch c {
+	case ContextHeader:
+		for _, b := range v {
+			if b < 0x20 && b != '\t' || b == 0x7f {
+				return dst, fmt.Errorf("%w: the value of %s holds a control character (CR, LF, NUL...) that would break the %s", ErrValueRefused, name, c)
+			}
+		}
+		return append(dst, v...), nil
+	case ContextJSON:
+		return appendJSONString(dst, v), nil
+	case ContextForm, ContextQuery:
+		return append(dst, url.QueryEscape(string(v))...), nil
+	case ContextPath:
+		return append(dst, url.PathEscape(string(v))...), nil
+	}
+	return append(dst, v...), nil
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString escapes v for the inside of a JSON string literal.
+func appendJSONString(dst, v []byte) []byte {
+	for i := 0; i < len(v); {
+		b := v[i]
+		if b < utf8.RuneSelf {
+			switch {
+			case b == '"' || b == '\\':
+				dst = append(dst, '\\', b)
+			case b == '\n':
+				dst = append(dst, '\\', 'n')
+			case b == '\r':
+				dst = append(dst, '\\', 'r')
+			case b == '\t':
+				dst = append(dst, '\\', 't')
+			case b < 0x20 || b == 0x7f || b == '<' || b == '>' || b == '&':
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xf])
+			default:
+				dst = append(dst, b)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(v[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			dst = append(dst, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+		default:
+			dst = append(dst, v[i:i+size]...)
+		}
+		i += size
+	}
+	return dst
+}
+
+// ResolveFunc returns the plaintext of a secret for the request being
+// rewritten. Errors stop the rewrite.
+type ResolveFunc func(name string) ([]byte, error)
+
+// RewriteString rewrites every reference in s for context c. It returns s
+// itself (no allocation) when s holds no '$' or '%'.
+func RewriteString(s string, c Context, resolve ResolveFunc) (string, int, error) {
+	percent, _ := c.decodes()
+	if !containsCandidate(s, percent) {
+		return s, 0, nil
+	}
+	rw := rewriter{ctx: c, resolve: resolve}
+	out, _, err := rw.step(make([]byte, 0, len(s)+64), []byte(s), true)
+	if err != nil {
+		return "", rw.refs, err
+	}
+	return string(out), rw.refs, nil
+}
+
+func containsCandidate(s string, percent bool) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '$' || percent && s[i] == '%' {
+			return true
+		}
+	}
+	return false
+}
+
+// jsonLex tracks just enough JSON to know whether a byte is inside a string.
+type jsonLex struct {
+	inString, escaped bool
+}
+
+func (j *jsonLex) feed(b []byte) {
+	for _, c := range b {
+		switch {
+		case !j.inString:
+			j.inString = c == '"'
+		case j.escaped:
+			j.escaped = false
+		case c == '\\':
+			j.escaped = true
+		case c == '"':
+			j.inString = false
+		}
+	}
+}
+
+// rewriter holds the state that spans chunks of a stream.
+type rewriter struct {
+	ctx     Context
+	resolve ResolveFunc
+	json    jsonLex
+	refs    int
+	// replaced counts the bytes of references replaced (for metrics).
+	replaced int64
+}
+
+// step rewrites as much of b as can be decided, returning bytes consumed.
+func (rw *rewriter) step(out, b []byte, atEOF bool) ([]byte, int, error) {
+	percent, plus := rw.ctx.decodes()
+	i := 0
+	for i < len(b) {
+		var c int
+		if percent {
+			c = indexDollarOrPercent(b[i:])
+		} else {
+			c = bytes.IndexByte(b[i:], '$')
+		}
+		if c < 0 {
+			end := len(b)
+			if percent && !atEOF {
+				// Keep a trailing "%" or "%2" that could start an encoded '$'.
+				for k := max(i, len(b)-2); k < len(b); k++ {
+					if b[k] == '%' {
+						end = k
+						break
+					}
+				}
+			}
+			out = rw.emit(out, b[i:end])
+			return out, end, nil
+		}
+		c += i
+		out = rw.emit(out, b[i:c])
+		kind, end, name, err := matchRef(b, c, percent, plus, atEOF)
+		switch kind {
+		case noMatch:
+			out = rw.emit(out, b[c:c+1])
+			i = c + 1
+		case needMore:
+			return out, c, nil
+		case malformed:
+			return out, c, fmt.Errorf("in the %s: %w", rw.ctx, err)
+		case matched:
+			if rw.ctx == ContextJSON && (!rw.json.inString || rw.json.escaped) {
+				return out, c, fmt.Errorf("%w: reference to %s", ErrOutsideString, name)
+			}
+			v, err := rw.resolve(name)
+			if err != nil {
+				return out, c, err
+			}
+			if out, err = encodeValue(out, rw.ctx, name, v); err != nil {
+				return out, c, err
+			}
+			rw.refs++
+			rw.replaced += int64(end - c)
+			i = end
+		}
+	}
+	return out, len(b), nil
+}
+
+func (rw *rewriter) emit(out, b []byte) []byte {
+	if rw.ctx == ContextJSON {
+		rw.json.feed(b)
+	}
+	return append(out, b...)
+}
+
+func indexDollarOrPercent(b []byte) int {
+	for i, c := range b {
+		if c == '$' || c == '%' {
+			return i
+		}
+	}
+	return -1
+}
+
+// readChunk is how much the streaming rewriter reads from its source at once.
+const readChunk = 32 << 10
+
+// Rewriter rewrites references in a stream as it flows, holding at most
+// readChunk plus maxRefBytes of input, so a body of any size passes in
+// constant memory. A reference split across reads is found all the same.
+type Rewriter struct {
+	src  io.Reader
+	rw   rewriter
+	in   []byte // undecided input
+	out  []byte // rewritten output not yet read
+	rd   int    // read offset into out
+	eof  bool
+	err  error
+	read int64
+}
+
+// NewRewriter returns a Rewriter over src for context c.
+func NewRewriter(src io.Reader, c Context, resolve ResolveFunc) *Rewriter {
+	return &Rewriter{src: src, rw: rewriter{ctx: c, resolve: resolve}}
+}
+
+// References is how many references have been replaced so far.
+func (r *Rewriter) References() int { return r.rw.refs }
+
+// ReplacedBytes is how many bytes of reference text have been replaced.
+func (r *Rewriter) ReplacedBytes() int64 { return r.rw.replaced }
+
+// Read implements io.Reader. A malformed reference, a failed resolution or
+// a refused value is returned as the error, and nothing after it is emitted.
+func (r *Rewriter) Read(p []byte) (int, error) {
+	for r.rd == len(r.out) {
+		if r.err != nil {
+			return 0, r.err
+		}
+		r.out, r.rd = r.out[:0], 0
+		r.fill()
+	}
+	n := copy(p, r.out[r.rd:])
+	r.rd += n
+	return n, nil
+}
+
+func (r *Rewriter) fill() {
+	if r.eof {
+		if len(r.in) == 0 {
+			r.err = io.EOF
+			return
+		}
+	} else {
+		if cap(r.in)-len(r.in) < readChunk {
+			grown := make([]byte, len(r.in), len(r.in)+readChunk+maxRefBytes)
+			copy(grown, r.in)
+			r.in = grown
+		}
+		n, err := r.src.Read(r.in[len(r.in):cap(r.in)])
+		r.in = r.in[:len(r.in)+n]
+		r.read += int64(n)
+		if err == io.EOF {
+			r.eof = true
+		} else if err != nil {
+			r.err = err
+			return
+		}
+	}
+	out, used, err := r.rw.step(r.out, r.in, r.eof)
+	r.out = out
+	if err != nil {
+		// Emit nothing past a failure: the request must not be completed.
+		r.out, r.rd, r.err = r.out[:0], 0, err
+		return
+	}
+	r.in = append(r.in[:0], r.in[used:]...)
+	if r.eof && len(r.in) > 0 {
+		r.err = fmt.Errorf("%w: internal: undecided input at EOF", ErrReference)
+		r.out = r.out[:0]
+	}
+}

@@ -1,0 +1,206 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+
+	"rotor.sh/rotor/vault"
+)
+
+// References look like ${{ secrets.NAME }} or $<< secrets.NAME >>, with
+// optional spaces or tabs inside the brackets. In URL components and form
+// bodies any character of a reference may be percent-encoded (and '+' is a
+// space), because HTTP clients encode '$', braces, angle brackets and spaces
+// before the proxy sees them.
+//
+// Once "${{ secrets." (or "$<< secrets.") has been read, the text is a
+// reference: anything malformed after that point is an error, so a request
+// with a broken reference is refused rather than sent with template text.
+// Text that merely looks similar (${{ env.X }}, $<<x) passes untouched.
+const (
+	refPrefix = "secrets."
+	// maxRefSpace bounds the spaces on each side of a reference's name; more
+	// than that and the text is not taken as a reference.
+	maxRefSpace = 32
+	// maxRefChars is the longest reference, in decoded characters.
+	maxRefChars = 3 + maxRefSpace + len(refPrefix) + vault.MaxNameLen + 1 + maxRefSpace + 2
+	// maxRefBytes is the longest reference as raw bytes (every character
+	// percent-encoded): the streaming rewriter's look-ahead bound.
+	maxRefBytes = 3 * maxRefChars
+)
+
+// ErrReference is the sentinel of every malformed-reference error.
+var ErrReference = errors.New("malformed secret reference")
+
+type matchKind int
+
+const (
+	noMatch   matchKind = iota
+	matched             // a complete, valid reference
+	needMore            // the input ends before a decision; read more
+	malformed           // a committed reference that is not valid
+)
+
+// scanner reads logical characters from raw bytes, decoding %XX (and '+')
+// where the context allows.
+type scanner struct {
+	b         []byte
+	pos       int
+	decode    bool // percent-decoding
+	plusSpace bool // '+' is a space (query strings, form bodies)
+	atEOF     bool
+}
+
+// next returns the next logical character; ok=false means the input ends
+// (more may come unless atEOF).
+func (s *scanner) next() (c byte, ok bool) {
+	if s.pos >= len(s.b) {
+		return 0, false
+	}
+	c = s.b[s.pos]
+	if s.decode && c == '%' {
+		if s.pos+2 >= len(s.b) {
+			if !s.atEOF {
+				return 0, false // cannot tell yet whether this is %XX
+			}
+		} else if h, l := unhex(s.b[s.pos+1]), unhex(s.b[s.pos+2]); h >= 0 && l >= 0 {
+			s.pos += 3
+			return byte(h<<4 | l), true
+		}
+	}
+	if s.plusSpace && c == '+' {
+		c = ' '
+	}
+	s.pos++
+	return c, true
+}
+
+func unhex(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'a' && c <= 'f':
+		return int(c-'a') + 10
+	case c >= 'A' && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' }
+
+func isNameChar(c byte) bool {
+	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_'
+}
+
+// matchRef tries to read a reference starting at b[start]. On matched it
+// returns the end (exclusive) and the secret name; on malformed an error
+// wrapping ErrReference.
+func matchRef(b []byte, start int, decode, plusSpace, atEOF bool) (kind matchKind, end int, name string, err error) {
+	s := scanner{b: b, pos: start, decode: decode, plusSpace: plusSpace, atEOF: atEOF}
+	// Before commitment, running out of input is needMore (or noMatch at EOF).
+	short := func() (matchKind, int, string, error) {
+		if atEOF {
+			return noMatch, 0, "", nil
+		}
+		return needMore, 0, "", nil
+	}
+	c, ok := s.next()
+	if !ok {
+		return short()
+	}
+	if c != '$' {
+		return noMatch, 0, "", nil
+	}
+	open, ok := s.next()
+	if !ok {
+		return short()
+	}
+	var closer byte
+	switch open {
+	case '{':
+		closer = '}'
+	case '<':
+		closer = '>'
+	default:
+		return noMatch, 0, "", nil
+	}
+	if c, ok = s.next(); !ok {
+		return short()
+	} else if c != open {
+		return noMatch, 0, "", nil
+	}
+	spaces := 0
+	for {
+		if c, ok = s.next(); !ok {
+			return short()
+		}
+		if !isSpace(c) {
+			break
+		}
+		if spaces++; spaces > maxRefSpace {
+			return noMatch, 0, "", nil
+		}
+	}
+	for i := 0; i < len(refPrefix); i++ {
+		if i > 0 {
+			if c, ok = s.next(); !ok {
+				return short()
+			}
+		}
+		if c != refPrefix[i] {
+			return noMatch, 0, "", nil
+		}
+	}
+	// Committed: from here on the text is a secret reference.
+	bad := func(format string, args ...any) (matchKind, int, string, error) {
+		return malformed, 0, "", fmt.Errorf("%w: %s", ErrReference, fmt.Sprintf(format, args...))
+	}
+	unterminated := func() (matchKind, int, string, error) {
+		if atEOF {
+			return bad("unterminated reference (expected %c%c)", closer, closer)
+		}
+		return needMore, 0, "", nil
+	}
+	nameBuf := make([]byte, 0, 32)
+	for {
+		if c, ok = s.next(); !ok {
+			return unterminated()
+		}
+		if !isNameChar(c) {
+			break
+		}
+		if len(nameBuf) == vault.MaxNameLen {
+			return bad("secret name longer than %d characters", vault.MaxNameLen)
+		}
+		nameBuf = append(nameBuf, c)
+	}
+	if len(nameBuf) == 0 {
+		return bad("missing secret name after %q", refPrefix)
+	}
+	spaces = 0
+	for isSpace(c) {
+		if spaces++; spaces > maxRefSpace {
+			return bad("too much space in reference to %s", nameBuf)
+		}
+		if c, ok = s.next(); !ok {
+			return unterminated()
+		}
+	}
+	if c != closer {
+		return bad("unexpected %q in reference to %s (expected %c%c)", c, nameBuf, closer, closer)
+	}
+	if c, ok = s.next(); !ok {
+		return unterminated()
+	}
+	if c != closer {
+		return bad("unexpected %q in reference to %s (expected %c%c)", c, nameBuf, closer, closer)
+	}
+	if err := vault.ValidateName(string(nameBuf)); err != nil {
+		return bad("%v", err)
+	}
+	return matched, s.pos, string(nameBuf), nil
+}
+
+// canonicalRef is how a resolved reference is written back (response scrubbing).
+func canonicalRef(name string) string { return "${{ secrets." + name + " }}" }
