@@ -274,6 +274,14 @@ func (r *Rewriter) References() int { return r.rw.refs }
 // ReplacedBytes is how many bytes of reference text have been replaced.
 func (r *Rewriter) ReplacedBytes() int64 { return r.rw.replaced }
 
+// Err is the error that stopped the rewrite, if any (not io.EOF).
+func (r *Rewriter) Err() error {
+	if r.err == io.EOF {
+		return nil
+	}
+	return r.err
+}
+
 // Read implements io.Reader. A malformed reference, a failed resolution or
 // a refused value is returned as the error, and nothing after it is emitted.
 func (r *Rewriter) Read(p []byte) (int, error) {

@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"time"
 	"unicode"
 
 	"rotor.sh/rotor/storage"
@@ -86,6 +88,49 @@ func hashKey(key string) []byte {
 // dummyHash keeps the unknown-id path doing the same comparison work.
 var dummyHash = hashKey("rotor-no-such-key")
 
+// Authenticated keys are cached briefly, so the proxy's per-request check
+// costs no storage read. A revocation through this process clears the
+// cache at once; one made through another node is seen within authCacheTTL.
+const (
+	authCacheTTL = 10 * time.Second
+	authCacheMax = 10000
+)
+
+type authCache struct {
+	mu sync.RWMutex
+	m  map[[sha256.Size]byte]authEntry
+}
+
+type authEntry struct {
+	actor Actor
+	exp   time.Time
+}
+
+func (c *authCache) get(h [sha256.Size]byte, now time.Time) (Actor, bool) {
+	c.mu.RLock()
+	e, ok := c.m[h]
+	c.mu.RUnlock()
+	if !ok || now.After(e.exp) {
+		return Actor{}, false
+	}
+	return e.actor, true
+}
+
+func (c *authCache) put(h [sha256.Size]byte, a Actor, now time.Time) {
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= authCacheMax {
+		c.m = make(map[[sha256.Size]byte]authEntry)
+	}
+	c.m[h] = authEntry{actor: a, exp: now.Add(authCacheTTL)}
+	c.mu.Unlock()
+}
+
+func (c *authCache) clear() {
+	c.mu.Lock()
+	c.m = nil
+	c.mu.Unlock()
+}
+
 // Authenticate checks a presented API key and returns its actor.
 func (v *Vault) Authenticate(ctx context.Context, key string) (Actor, error) {
 	if key == "" {
@@ -94,6 +139,19 @@ func (v *Vault) Authenticate(ctx context.Context, key string) (Actor, error) {
 	if len(key) > maxAPIKeyLen {
 		return Actor{}, fmt.Errorf("%w: invalid API key", ErrUnauthenticated)
 	}
+	sum := sha256.Sum256([]byte(key))
+	now := time.Now()
+	if a, ok := v.auth.get(sum, now); ok {
+		return a, nil
+	}
+	a, err := v.authenticate(ctx, key)
+	if err == nil {
+		v.auth.put(sum, a, now)
+	}
+	return a, err
+}
+
+func (v *Vault) authenticate(ctx context.Context, key string) (Actor, error) {
 	rec, err := v.store.GetAPIKey(ctx, keyIDOf(key))
 	if errors.Is(err, storage.ErrNotFound) {
 		subtle.ConstantTimeCompare(hashKey(key), dummyHash)
@@ -177,5 +235,6 @@ func (v *Vault) RevokeAPIKey(ctx context.Context, actor Actor, id string) error 
 	}
 	ev := v.event(actor, EventAPIKeyRevoked, ResourceAPIKey, id, nil, nil)
 	err := v.store.RevokeAPIKey(ctx, storage.RevokeAPIKeyArgs{WorkspaceID: actor.WorkspaceID, ID: id, At: v.now(), Audit: []storage.AuditEvent{ev}})
+	v.auth.clear()
 	return mapStoreErr(err, fmt.Sprintf("active API key %q", id))
 }

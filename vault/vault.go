@@ -32,6 +32,7 @@ type Vault struct {
 	store   storage.Store
 	keys    *keyring
 	cache   *cache
+	auth    authCache
 	audit   *auditWriter
 	log     *slog.Logger
 	metrics *metrics

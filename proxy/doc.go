@@ -1,0 +1,14 @@
+// Package proxy is Rotor's resolving forward proxy, built on goproxy. Workers
+// point HTTP_PROXY/HTTPS_PROXY at it and send requests carrying secret
+// references (${{ secrets.NAME }}, $<< secrets.NAME >>); the proxy swaps
+// them for plaintext in the URL, the headers and the body on the way out,
+// encoding each value for the position it lands in (template.go,
+// rewrite.go), and scrubs echoed values from responses (scrub.go).
+//
+// It fails closed: a request whose references cannot all be resolved and
+// placed safely is answered with an error (JSON body, X-Rotor-Error header)
+// and the upstream receives nothing. For bodies larger than the buffering
+// threshold, which stream in constant memory, a failure found after the
+// first bytes went out aborts the upstream request mid-body, so the upstream
+// never sees a complete request with a reference left in it.
+package proxy

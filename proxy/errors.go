@@ -1,0 +1,78 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"rotor.sh/rotor/storage"
+	"rotor.sh/rotor/vault"
+)
+
+// Error codes, sent as the X-Rotor-Error header and in the JSON body.
+const (
+	CodeProxyAuthRequired   = "proxy_auth_required"
+	CodeInvalidReference    = "invalid_reference"
+	CodeReferenceInHost     = "reference_in_host"
+	CodeValueRefused        = "value_refused"
+	CodeSecretNotFound      = "secret_not_found"
+	CodeHostNotAllowed      = "host_not_allowed"
+	CodeDestinationBlocked  = "destination_blocked"
+	CodeUpstreamUnreachable = "upstream_unreachable"
+	CodeUpstreamTimeout     = "upstream_timeout"
+	CodeBadRequestBody      = "bad_request_body"
+	CodeNotProxyRequest     = "not_a_proxy_request"
+	CodeUnavailable         = "unavailable"
+	CodeInternal            = "internal"
+)
+
+// HeaderError carries the error code on every response the proxy makes itself.
+const HeaderError = "X-Rotor-Error"
+
+var (
+	// ErrProxyAuth: no usable Proxy-Authorization.
+	ErrProxyAuth = errors.New("proxy authentication required")
+	// ErrReferenceInHost: a reference in the destination host, which would let
+	// a secret choose where it is sent.
+	ErrReferenceInHost = errors.New("secret references are not allowed in the destination host")
+	// ErrDestinationBlocked: the destination resolves only to addresses the
+	// SSRF guard refuses.
+	ErrDestinationBlocked = errors.New("destination address is not allowed")
+	// errBody: reading the client's request body failed.
+	errBody = errors.New("reading the request body failed")
+)
+
+// classify maps an error to status and code: the one place this happens.
+func classify(err error) (int, string) {
+	switch {
+	case errors.Is(err, ErrProxyAuth), errors.Is(err, vault.ErrUnauthenticated):
+		return http.StatusProxyAuthRequired, CodeProxyAuthRequired
+	case errors.Is(err, ErrReferenceInHost):
+		return http.StatusBadRequest, CodeReferenceInHost
+	case errors.Is(err, ErrReference), errors.Is(err, ErrOutsideString), errors.Is(err, vault.ErrInvalidName):
+		return http.StatusBadRequest, CodeInvalidReference
+	case errors.Is(err, ErrValueRefused):
+		return http.StatusBadRequest, CodeValueRefused
+	case errors.Is(err, vault.ErrNotFound):
+		return http.StatusUnprocessableEntity, CodeSecretNotFound
+	case errors.Is(err, vault.ErrHostNotAllowed):
+		return http.StatusForbidden, CodeHostNotAllowed
+	case errors.Is(err, ErrDestinationBlocked):
+		return http.StatusForbidden, CodeDestinationBlocked
+	case errors.Is(err, errBody):
+		return http.StatusBadRequest, CodeBadRequestBody
+	case errors.Is(err, storage.ErrUnavailable), errors.Is(err, vault.ErrClosed):
+		return http.StatusServiceUnavailable, CodeUnavailable
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout, CodeUpstreamTimeout
+	case errors.Is(err, vault.ErrDecrypt):
+		return http.StatusInternalServerError, CodeInternal
+	case errors.Is(err, errUpstream):
+		return http.StatusBadGateway, CodeUpstreamUnreachable
+	default:
+		return http.StatusInternalServerError, CodeInternal
+	}
+}
+
+// errUpstream marks failures talking to the destination.
+var errUpstream = errors.New("upstream request failed")

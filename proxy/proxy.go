@@ -1,0 +1,724 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/elazarl/goproxy"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"rotor.sh/rotor/vault"
+)
+
+// Modes.
+const (
+	// ModeSidecar: beside the workers, usually on loopback.
+	ModeSidecar = "sidecar"
+	// ModeGateway: in front of many workers; Proxy-Authorization is always
+	// required and the SSRF guard is on unless turned off explicitly.
+	ModeGateway = "gateway"
+)
+
+// Defaults and bounds.
+const (
+	// BufferLimit: rewritten bodies up to this size are buffered whole, so
+	// any failure is found before a byte goes upstream and Content-Length is
+	// exact; larger bodies stream, chunked, in constant memory.
+	BufferLimit = 1 << 20
+	// DefaultResponseHeaderTimeout bounds the wait for an upstream's headers.
+	DefaultResponseHeaderTimeout = 60 * time.Second
+	// anonymousActor is the audit actor_id of unauthenticated loopback
+	// clients served by --proxy-default-workspace.
+	anonymousActor = "anonymous-loopback"
+)
+
+// Options configure New.
+type Options struct {
+	Vault      *vault.Vault
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	// Mode is ModeSidecar (default) or ModeGateway.
+	Mode string
+	// DefaultWorkspaceID, in sidecar mode, serves unauthenticated loopback
+	// clients from this workspace.
+	DefaultWorkspaceID string
+	// RequireAllowedHosts refuses secrets without allowed_hosts.
+	RequireAllowedHosts bool
+	// SSRFGuard refuses destinations in private and special ranges.
+	SSRFGuard bool
+	// AllowCIDRs are destinations allowed despite the guard.
+	AllowCIDRs []netip.Prefix
+	// CA, if set, enables TLS interception of CONNECT; otherwise CONNECT
+	// is tunneled untouched.
+	CA *tls.Certificate
+	// UpstreamRoots verifies upstream TLS; nil means the system roots.
+	UpstreamRoots *x509.CertPool
+	// NoScrub turns off response scrubbing.
+	NoScrub bool
+	// ResponseHeaderTimeout; DefaultResponseHeaderTimeout when zero.
+	ResponseHeaderTimeout time.Duration
+}
+
+// Proxy is the resolving proxy. It is an http.Handler.
+type Proxy struct {
+	gp        *goproxy.ProxyHttpServer
+	vault     *vault.Vault
+	log       *slog.Logger
+	m         *metrics
+	tr        *http.Transport
+	mode      string
+	defaultWS string
+	requireAH bool
+	scrub     bool
+	bufPool   sync.Pool
+}
+
+// New builds a proxy.
+func New(opts Options) (*Proxy, error) {
+	if opts.Vault == nil {
+		return nil, errors.New("proxy: no vault")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Registerer == nil {
+		opts.Registerer = prometheus.NewRegistry()
+	}
+	switch opts.Mode {
+	case "":
+		opts.Mode = ModeSidecar
+	case ModeSidecar, ModeGateway:
+	default:
+		return nil, fmt.Errorf("proxy: mode must be %s or %s", ModeSidecar, ModeGateway)
+	}
+	if opts.Mode == ModeGateway && opts.DefaultWorkspaceID != "" {
+		return nil, errors.New("proxy: gateway mode always requires Proxy-Authorization; a default workspace is for sidecars")
+	}
+	if opts.ResponseHeaderTimeout <= 0 {
+		opts.ResponseHeaderTimeout = DefaultResponseHeaderTimeout
+	}
+	p := &Proxy{
+		vault: opts.Vault, log: opts.Logger, m: newMetrics(opts.Registerer), mode: opts.Mode,
+		defaultWS: opts.DefaultWorkspaceID, requireAH: opts.RequireAllowedHosts, scrub: !opts.NoScrub,
+	}
+	d := newDialer(guard{enabled: opts.SSRFGuard, allow: opts.AllowCIDRs})
+	// Tuned for proxy load: Go's default of 2 idle connections per host
+	// makes most requests open a new upstream connection under concurrency.
+	p.tr = &http.Transport{
+		Proxy:                 nil, // never chain to HTTP_PROXY: that may be us
+		DialContext:           d.DialContext,
+		TLSClientConfig:       &tls.Config{RootCAs: opts.UpstreamRoots, MinVersion: tls.VersionTLS12},
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          4096,
+		MaxIdleConnsPerHost:   512,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		ResponseHeaderTimeout: opts.ResponseHeaderTimeout,
+	}
+	gp := goproxy.NewProxyHttpServer()
+	gp.Logger = slog.NewLogLogger(opts.Logger.Handler(), slog.LevelDebug)
+	gp.Tr = p.tr
+	gp.KeepAcceptEncoding = true // decided per request in rewrite
+	gp.CertStore = &certCache{}
+	gp.ConnectDialWithReq = func(_ *http.Request, network, addr string) (net.Conn, error) {
+		return d.DialContext(context.Background(), network, addr)
+	}
+	gp.NonproxyHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusBadRequest, CodeNotProxyRequest, "this is Rotor's proxy: send absolute-form requests (set HTTP_PROXY/HTTPS_PROXY to this address)")
+	})
+	var mitm *goproxy.ConnectAction
+	if opts.CA != nil {
+		mitm = &goproxy.ConnectAction{Action: goproxy.ConnectMitm, TLSConfig: goproxy.TLSConfigFromCA(opts.CA)}
+	}
+	gp.OnRequest().HandleConnectFunc(func(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
+		return p.onConnect(host, ctx, mitm)
+	})
+	gp.OnRequest().DoFunc(p.onRequest)
+	p.gp = gp
+	return p, nil
+}
+
+// ServeHTTP serves proxy requests.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.gp.ServeHTTP(w, r) }
+
+// CloseIdleConnections closes pooled upstream connections (at shutdown).
+func (p *Proxy) CloseIdleConnections() { p.tr.CloseIdleConnections() }
+
+// session is who is using the proxy, set at CONNECT for intercepted requests.
+type session struct {
+	actor vault.Actor
+	mitm  bool
+}
+
+func newRequestID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return "prx_" + hex.EncodeToString(b)
+}
+
+// authenticate reads Proxy-Authorization: Bearer <key>, or Basic with the
+// key as the password (what HTTP_PROXY=http://x:KEY@host gives).
+func (p *Proxy) authenticate(r *http.Request) (vault.Actor, error) {
+	h := r.Header.Get("Proxy-Authorization")
+	if h == "" {
+		if p.defaultWS != "" && isLoopback(r.RemoteAddr) {
+			return vault.Actor{KeyID: anonymousActor, WorkspaceID: p.defaultWS, Role: vault.RoleMember}, nil
+		}
+		return vault.Actor{}, fmt.Errorf("%w: send Proxy-Authorization: Bearer <Rotor API key>", ErrProxyAuth)
+	}
+	scheme, cred, _ := strings.Cut(h, " ")
+	var key string
+	switch strings.ToLower(scheme) {
+	case "bearer":
+		key = strings.TrimSpace(cred)
+	case "basic":
+		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
+		if err != nil {
+			return vault.Actor{}, fmt.Errorf("%w: malformed Basic credentials", ErrProxyAuth)
+		}
+		_, key, _ = strings.Cut(string(raw), ":")
+	default:
+		return vault.Actor{}, fmt.Errorf("%w: use Bearer, or Basic with the API key as password", ErrProxyAuth)
+	}
+	return p.vault.Authenticate(r.Context(), key)
+}
+
+func isLoopback(remote string) bool {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		return false
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
+}
+
+func (p *Proxy) onConnect(host string, ctx *goproxy.ProxyCtx, mitm *goproxy.ConnectAction) (*goproxy.ConnectAction, string) {
+	start := time.Now()
+	actor, err := p.authenticate(ctx.Req)
+	if err != nil {
+		status, code := classify(err)
+		ctx.Resp = errorResponse(ctx.Req, status, code, err)
+		p.finish(logEntry{start: start, id: newRequestID(), method: http.MethodConnect, host: host, status: status, code: code, outcome: OutcomeRefused})
+		return goproxy.RejectConnect, host
+	}
+	ctx.UserData = &session{actor: actor, mitm: mitm != nil}
+	if mitm != nil {
+		return mitm, host
+	}
+	p.finish(logEntry{start: start, id: newRequestID(), method: http.MethodConnect, host: host, status: http.StatusOK, outcome: OutcomeTunneled, actor: actor})
+	return goproxy.OkConnect, host
+}
+
+// reqState is one proxied request.
+type reqState struct {
+	p        *Proxy
+	ctx      context.Context
+	id       string
+	actor    vault.Actor
+	host     string
+	resolved map[string]vault.Plaintext
+	names    []string
+	forms    []scrubPattern
+	mitm     bool
+	body     *Rewriter
+}
+
+// resolve is the rewriter's ResolveFunc: each name is resolved (and audited)
+// once per request.
+func (st *reqState) resolve(ctxt Context) ResolveFunc {
+	return func(name string) ([]byte, error) {
+		v, ok := st.resolved[name]
+		if !ok {
+			r, err := st.p.vault.Resolve(st.ctx, vault.ResolveRequest{
+				WorkspaceID: st.actor.WorkspaceID, Name: name, ActorID: st.actor.KeyID, Host: st.host,
+				RequireAllowedHosts: st.p.requireAH, RequestID: st.id,
+			})
+			if err != nil {
+				st.p.m.failures.WithLabelValues(failureReason(err)).Inc()
+				return nil, err
+			}
+			if st.resolved == nil {
+				st.resolved = map[string]vault.Plaintext{}
+			}
+			v = r.Value
+			st.resolved[name] = v
+			st.names = append(st.names, name)
+		}
+		if st.p.scrub {
+			if enc, err := encodeValue(nil, ctxt, name, v.Bytes()); err == nil {
+				st.forms = append(st.forms, scrubPattern{find: enc, replace: []byte(canonicalRef(name))})
+			}
+		}
+		return v.Bytes(), nil
+	}
+}
+
+func (p *Proxy) onRequest(r *http.Request, gctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
+	start := time.Now()
+	st := &reqState{p: p, ctx: r.Context(), id: newRequestID(), host: r.URL.Hostname()}
+	entry := logEntry{start: start, id: st.id, method: r.Method, host: r.URL.Host}
+	if s, ok := gctx.UserData.(*session); ok {
+		st.actor, st.mitm = s.actor, s.mitm
+	} else {
+		actor, err := p.authenticate(r)
+		if err != nil {
+			return r, p.refuse(r, entry, err)
+		}
+		st.actor = actor
+	}
+	entry.actor, entry.mitm = st.actor, st.mitm
+	removeProxyHeaders(r)
+	out, err := st.rewrite(r)
+	entry.secrets = st.names
+	if err != nil {
+		return r, p.refuse(r, entry, err)
+	}
+	var reused bool
+	trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused }}
+	out = out.WithContext(httptrace.WithClientTrace(out.Context(), trace))
+	resp, err := p.tr.RoundTrip(out)
+	if err != nil {
+		entry.secrets = st.names
+		if st.body != nil && st.body.Err() != nil {
+			// A streamed body failed after sending began: the upstream
+			// request was aborted mid-body; report why.
+			err = st.body.Err()
+		} else if !errors.Is(err, ErrDestinationBlocked) {
+			err = fmt.Errorf("%w: %v", errUpstream, err)
+		}
+		entry.outcome = OutcomeFailed
+		return r, p.refuse(r, entry, err)
+	}
+	p.m.connections.WithLabelValues(strconv.FormatBool(reused)).Inc()
+	entry.outcome = OutcomeForwarded
+	if len(st.names) > 0 {
+		entry.outcome = OutcomeResolved
+	}
+	entry.status = resp.StatusCode
+	if sc := newScrubber(st.forms); sc != nil {
+		entry.scrubbed = st.scrubResponse(resp, sc)
+	}
+	resp.Body = &loggedBody{ReadCloser: resp.Body, p: p, entry: entry}
+	return out, resp
+}
+
+// removeProxyHeaders drops hop-by-hop proxy headers: a Rotor API key must
+// never reach an upstream.
+func removeProxyHeaders(r *http.Request) {
+	for k := range r.Header {
+		if strings.HasPrefix(k, "Proxy-") {
+			delete(r.Header, k)
+		}
+	}
+}
+
+// rewrite returns the outgoing request with every reference resolved.
+func (st *reqState) rewrite(r *http.Request) (*http.Request, error) {
+	out := r.Clone(r.Context())
+	u := out.URL
+	for _, h := range []string{u.Host, out.Host} {
+		if _, n, err := RewriteString(h, ContextRaw, func(string) ([]byte, error) { return nil, ErrReferenceInHost }); err != nil || n > 0 {
+			if errors.Is(err, ErrReference) {
+				return nil, err
+			}
+			return nil, ErrReferenceInHost
+		}
+	}
+	if esc := u.EscapedPath(); strings.ContainsAny(esc, "$%") {
+		np, n, err := RewriteString(esc, ContextPath, st.resolve(ContextPath))
+		if err != nil {
+			return nil, err
+		}
+		if n > 0 {
+			dec, err := url.PathUnescape(np)
+			if err != nil {
+				return nil, fmt.Errorf("%w: rewritten path is not valid", ErrReference)
+			}
+			u.Path, u.RawPath = dec, np
+		}
+	}
+	if u.RawQuery != "" {
+		q, _, err := RewriteString(u.RawQuery, ContextQuery, st.resolve(ContextQuery))
+		if err != nil {
+			return nil, err
+		}
+		u.RawQuery = q
+	}
+	if u.User != nil {
+		name := u.User.Username()
+		pass, hasPass := u.User.Password()
+		nn, n1, err := RewriteString(name, ContextUserinfo, st.resolve(ContextUserinfo))
+		if err != nil {
+			return nil, err
+		}
+		if n1 > 0 && strings.Contains(nn, ":") {
+			return nil, fmt.Errorf("%w: a user name from a secret cannot contain ':'", ErrValueRefused)
+		}
+		np, _, err := RewriteString(pass, ContextUserinfo, st.resolve(ContextUserinfo))
+		if err != nil {
+			return nil, err
+		}
+		if hasPass {
+			u.User = url.UserPassword(nn, np)
+		} else {
+			u.User = url.User(nn)
+		}
+	}
+	for k, vs := range out.Header {
+		for i, v := range vs {
+			if k == "Authorization" && len(v) > 6 && strings.EqualFold(v[:6], "Basic ") {
+				// Clients send URL userinfo as Basic credentials: resolve
+				// references inside them.
+				nv, err := st.rewriteBasic(v)
+				if err != nil {
+					return nil, err
+				}
+				vs[i] = nv
+				continue
+			}
+			if strings.IndexByte(v, '$') < 0 {
+				continue
+			}
+			nv, _, err := RewriteString(v, ContextHeader, st.resolve(ContextHeader))
+			if err != nil {
+				return nil, err
+			}
+			vs[i] = nv
+		}
+		out.Header[k] = vs
+	}
+	if err := st.rewriteBody(out); err != nil {
+		return nil, err
+	}
+	if len(st.names) > 0 && st.p.scrub {
+		// Let the transport negotiate (and undo) compression, so the
+		// response can be scrubbed.
+		out.Header.Del("Accept-Encoding")
+	}
+	return out, nil
+}
+
+// rewriteBasic resolves references in Basic credentials (user:password).
+func (st *reqState) rewriteBasic(v string) (string, error) {
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(v[6:]))
+	if err != nil || !bytes.ContainsRune(raw, '$') {
+		return v, nil
+	}
+	user, pass, _ := strings.Cut(string(raw), ":")
+	nu, n, err := RewriteString(user, ContextUserinfo, st.resolve(ContextUserinfo))
+	if err != nil {
+		return "", err
+	}
+	if n > 0 && strings.Contains(nu, ":") {
+		return "", fmt.Errorf("%w: a user name from a secret cannot contain ':'", ErrValueRefused)
+	}
+	np, _, err := RewriteString(pass, ContextUserinfo, st.resolve(ContextUserinfo))
+	if err != nil {
+		return "", err
+	}
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(nu+":"+np)), nil
+}
+
+// bodyContext picks the rewrite context from Content-Type.
+func bodyContext(ct string) Context {
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return ContextRaw
+	}
+	switch {
+	case mt == "application/json" || strings.HasSuffix(mt, "+json"):
+		return ContextJSON
+	case mt == "application/x-www-form-urlencoded":
+		return ContextForm
+	}
+	return ContextRaw
+}
+
+func (st *reqState) rewriteBody(out *http.Request) error {
+	if out.Body == nil || out.Body == http.NoBody {
+		return nil
+	}
+	if ce := out.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		return nil // compressed bodies pass untouched (documented)
+	}
+	ctxt := bodyContext(out.Header.Get("Content-Type"))
+	rw := NewRewriter(clientBody{out.Body}, ctxt, st.resolve(ctxt))
+	st.body = rw
+	buf := st.p.getBuf()
+	_, err := io.CopyN(buf, rw, BufferLimit+1)
+	switch {
+	case errors.Is(err, io.EOF):
+		// The whole body is rewritten: exact length, nothing sent yet.
+		out.Body = &pooledBody{Reader: bytes.NewReader(buf.Bytes()), buf: buf, p: st.p, src: out.Body}
+		out.ContentLength = int64(buf.Len())
+		out.Header.Set("Content-Length", strconv.Itoa(buf.Len()))
+		out.TransferEncoding = nil
+		if buf.Len() == 0 {
+			out.Body = http.NoBody
+		}
+	case err == nil:
+		// Larger than the buffer: stream the rest, chunked.
+		out.Body = &pooledBody{Reader: io.MultiReader(bytes.NewReader(buf.Bytes()), rw), buf: buf, p: st.p, src: out.Body}
+		out.ContentLength = -1
+		out.Header.Del("Content-Length")
+	default:
+		st.p.putBuf(buf)
+		return err
+	}
+	st.p.m.rewritten.Add(float64(rw.ReplacedBytes()))
+	return nil
+}
+
+// clientBody tags read errors of the client's body, so they are told apart
+// from rewrite failures.
+type clientBody struct{ r io.Reader }
+
+func (c clientBody) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("%w: %v", errBody, err)
+	}
+	return n, err
+}
+
+// pooledBody returns its buffer to the pool once the transport is done.
+type pooledBody struct {
+	io.Reader
+	buf  *bytes.Buffer
+	p    *Proxy
+	src  io.Closer
+	once sync.Once
+}
+
+func (b *pooledBody) Close() error {
+	b.once.Do(func() { b.p.putBuf(b.buf) })
+	return b.src.Close()
+}
+
+func (p *Proxy) getBuf() *bytes.Buffer {
+	if b, ok := p.bufPool.Get().(*bytes.Buffer); ok {
+		return b
+	}
+	return new(bytes.Buffer)
+}
+
+func (p *Proxy) putBuf(b *bytes.Buffer) {
+	if b.Cap() > 2*BufferLimit {
+		return
+	}
+	b.Reset()
+	p.bufPool.Put(b)
+}
+
+// scrubResponse replaces echoed plaintext in the response's headers and
+// body with the reference text. Compressed bodies (the client asked for an
+// encoding the transport did not undo) are left alone.
+func (st *reqState) scrubResponse(resp *http.Response, sc *scrubber) int {
+	n := 0
+	for k, vs := range resp.Header {
+		for i, v := range vs {
+			if nv, changed := sc.replaceAll([]byte(v)); changed {
+				vs[i] = string(nv)
+				n++
+			}
+		}
+		resp.Header[k] = vs
+	}
+	if resp.Body == nil || resp.Body == http.NoBody || resp.Header.Get("Content-Encoding") != "" {
+		return n
+	}
+	if resp.ContentLength >= 0 && resp.ContentLength <= BufferLimit {
+		data, err := io.ReadAll(io.LimitReader(resp.Body, resp.ContentLength+1))
+		if err == nil && int64(len(data)) == resp.ContentLength {
+			resp.Body.Close()
+			if nd, changed := sc.replaceAll(data); changed {
+				data = nd
+				n++
+			}
+			resp.Body = io.NopCloser(bytes.NewReader(data))
+			resp.ContentLength = int64(len(data))
+			resp.Header.Set("Content-Length", strconv.Itoa(len(data)))
+			return n
+		}
+		// A short or failed read: relay what came, then the error.
+		resp.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(data), errReader{err}), resp.Body}
+		return n
+	}
+	resp.Body = &scrubReader{src: resp.Body, s: sc}
+	resp.ContentLength = -1
+	resp.Header.Del("Content-Length")
+	return n
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) {
+	if e.err == nil {
+		return 0, io.ErrUnexpectedEOF
+	}
+	return 0, e.err
+}
+
+// refuse answers the client itself and logs the request.
+func (p *Proxy) refuse(r *http.Request, entry logEntry, err error) *http.Response {
+	status, code := classify(err)
+	if entry.outcome == "" {
+		entry.outcome = OutcomeRefused
+	}
+	entry.status, entry.code = status, code
+	if status >= 500 && code == CodeInternal {
+		p.log.Error("proxy request failed", LogFieldRequestID, entry.id, "err", err)
+	}
+	p.finish(entry)
+	return errorResponse(r, status, code, err)
+}
+
+func errorBody(code string, err error) []byte {
+	msg := err.Error()
+	status, _ := classify(err)
+	if status == http.StatusInternalServerError {
+		msg = "internal error; see the proxy log"
+	}
+	var b struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	b.Error.Code, b.Error.Message = code, msg
+	data, _ := json.Marshal(b)
+	return append(data, '\n')
+}
+
+func errorResponse(r *http.Request, status int, code string, err error) *http.Response {
+	body := errorBody(code, err)
+	h := http.Header{}
+	h.Set("Content-Type", "application/json")
+	h.Set(HeaderError, code)
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	if status == http.StatusProxyAuthRequired {
+		h.Set("Proxy-Authenticate", `Bearer realm="rotor", Basic realm="rotor"`)
+	}
+	return &http.Response{
+		StatusCode: status, Status: fmt.Sprintf("%d %s", status, http.StatusText(status)),
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: h, Body: io.NopCloser(bytes.NewReader(body)), ContentLength: int64(len(body)), Request: r,
+	}
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set(HeaderError, code)
+	w.WriteHeader(status)
+	_, _ = w.Write(errorBody(code, errors.New(msg)))
+}
+
+// logEntry is one request's summary line.
+type logEntry struct {
+	start    time.Time
+	id       string
+	method   string
+	host     string
+	status   int
+	code     string
+	outcome  string
+	secrets  []string
+	actor    vault.Actor
+	mitm     bool
+	bytesOut int64
+	scrubbed int
+}
+
+func (p *Proxy) finish(e logEntry) {
+	d := time.Since(e.start)
+	p.m.requests.WithLabelValues(e.outcome, statusClass(e.status)).Inc()
+	p.m.duration.WithLabelValues(e.outcome).Observe(d.Seconds())
+	if e.scrubbed > 0 {
+		p.m.scrubbed.Add(float64(e.scrubbed))
+	}
+	attrs := []slog.Attr{
+		slog.String(LogFieldRequestID, e.id),
+		slog.String(LogFieldMethod, e.method),
+		slog.String(LogFieldHost, e.host),
+		slog.Int(LogFieldStatus, e.status),
+		slog.Float64(LogFieldDurationMS, float64(d.Microseconds())/1000),
+		slog.String(LogFieldOutcome, e.outcome),
+		slog.Any(LogFieldSecrets, slices.Clone(e.secrets)),
+		slog.Int64(LogFieldBytesOut, e.bytesOut),
+		slog.Bool(LogFieldTLS, e.mitm),
+	}
+	if e.actor.KeyID != "" {
+		attrs = append(attrs, slog.String(LogFieldActorID, e.actor.KeyID), slog.String(LogFieldWorkspace, e.actor.WorkspaceID))
+	}
+	if e.code != "" {
+		attrs = append(attrs, slog.String(LogFieldErrorCode, e.code))
+	}
+	if e.scrubbed > 0 {
+		attrs = append(attrs, slog.Int(LogFieldScrubbed, e.scrubbed))
+	}
+	p.log.LogAttrs(context.Background(), slog.LevelInfo, LogMsgRequest, attrs...)
+}
+
+func statusClass(s int) string {
+	if s < 100 || s > 599 {
+		return "none"
+	}
+	return strconv.Itoa(s/100) + "xx"
+}
+
+// loggedBody writes the summary line when the response body is done.
+type loggedBody struct {
+	io.ReadCloser
+	p     *Proxy
+	entry logEntry
+	n     int64
+	once  sync.Once
+}
+
+func (b *loggedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n += int64(n)
+	return n, err
+}
+
+func (b *loggedBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.once.Do(func() {
+		b.entry.bytesOut = b.n
+		if sr, ok := b.ReadCloser.(*scrubReader); ok {
+			b.entry.scrubbed += sr.replaced
+		}
+		b.p.finish(b.entry)
+	})
+	return err
+}
+
+func failureReason(err error) string {
+	_, code := classify(err)
+	return code
+}

@@ -1,0 +1,703 @@
+package proxy_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"rotor.sh/rotor/proxy"
+	"rotor.sh/rotor/storage"
+	"rotor.sh/rotor/storage/bolt"
+	"rotor.sh/rotor/vault"
+)
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// seen is what an upstream received.
+type seen struct {
+	Method, Path, RawPath, RawQuery, Host string
+	Header                                http.Header
+	Body                                  []byte
+	User, Pass                            string
+	HasAuth                               bool
+	ContentLength                         int64
+	TransferEncoding                      []string
+}
+
+type upstream struct {
+	*httptest.Server
+	mu   sync.Mutex
+	reqs []seen
+	// respond, if set, writes the response.
+	respond func(w http.ResponseWriter, r *http.Request, body []byte)
+}
+
+func (u *upstream) handler(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	s := seen{Method: r.Method, Path: r.URL.Path, RawPath: r.URL.EscapedPath(), RawQuery: r.URL.RawQuery, Host: r.Host,
+		Header: r.Header.Clone(), Body: body, ContentLength: r.ContentLength, TransferEncoding: r.TransferEncoding}
+	s.User, s.Pass, s.HasAuth = r.BasicAuth()
+	u.mu.Lock()
+	u.reqs = append(u.reqs, s)
+	respond := u.respond
+	u.mu.Unlock()
+	if respond != nil {
+		respond(w, r, body)
+		return
+	}
+	w.Write([]byte("ok"))
+}
+
+func (u *upstream) last(t *testing.T) seen {
+	t.Helper()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.reqs) == 0 {
+		t.Fatal("upstream received nothing")
+	}
+	return u.reqs[len(u.reqs)-1]
+}
+
+func (u *upstream) count() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.reqs)
+}
+
+func newUpstream(t *testing.T, tlsOn bool) *upstream {
+	u := &upstream{}
+	if tlsOn {
+		u.Server = httptest.NewTLSServer(http.HandlerFunc(u.handler))
+	} else {
+		u.Server = httptest.NewServer(http.HandlerFunc(u.handler))
+	}
+	t.Cleanup(u.Close)
+	return u
+}
+
+type env struct {
+	t     *testing.T
+	vault *vault.Vault
+	store *bolt.Store
+	db    string
+	op    vault.Actor
+	key   string
+	proxy *httptest.Server
+	logs  *syncBuf
+	reg   *prometheus.Registry
+}
+
+type envOpt func(*proxy.Options)
+
+func newEnv(t *testing.T, opts ...envOpt) *env {
+	t.Helper()
+	db := filepath.Join(t.TempDir(), "rotor.db")
+	store, err := bolt.Open(db, bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuf{}
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	reg := prometheus.NewRegistry()
+	ctx := context.Background()
+	v, err := vault.Open(ctx, vault.Options{Store: store, MasterKey: vault.GenerateMasterKey(), Logger: log, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	boot, err := v.Bootstrap(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, _ := v.Authenticate(ctx, boot.Key)
+	o := proxy.Options{Vault: v, Logger: log, Registerer: reg}
+	for _, f := range opts {
+		f(&o)
+	}
+	p, err := proxy.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(p)
+	e := &env{t: t, vault: v, store: store, db: db, op: op, key: boot.Key, proxy: srv, logs: logs, reg: reg}
+	t.Cleanup(func() {
+		srv.Close()
+		p.CloseIdleConnections()
+		v.Close(ctx)
+		store.Close()
+	})
+	return e
+}
+
+func (e *env) secret(name, value string, hosts ...string) {
+	e.t.Helper()
+	if _, err := e.vault.CreateSecret(context.Background(), e.op, vault.CreateSecretRequest{Name: name, Value: vault.PlaintextString(value), AllowedHosts: hosts}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// client returns an HTTP client that uses the proxy with key (Basic, as
+// HTTP_PROXY=http://rotor:KEY@host gives) and trusts roots for HTTPS.
+func (e *env) client(key string, roots *x509.CertPool) *http.Client {
+	pu, _ := url.Parse(e.proxy.URL)
+	if key != "" {
+		pu.User = url.UserPassword("rotor", key)
+	}
+	return &http.Client{
+		Transport: &http.Transport{Proxy: http.ProxyURL(pu), TLSClientConfig: &tls.Config{RootCAs: roots}, DisableCompression: true},
+		Timeout:   30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+}
+
+type result struct {
+	status int
+	header http.Header
+	body   string
+}
+
+func (e *env) send(c *http.Client, method, rawURL, ctype, body string, hdr ...string) result {
+	e.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, rawURL, rd)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	res, err := c.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return result{res.StatusCode, res.Header, string(b)}
+}
+
+const (
+	tokenValue   = "tok_live_5f3a9c2e"
+	hostileValue = `a"b\c/d e&f=g?h#i%j+k`
+)
+
+func TestResolvesEveryPosition(t *testing.T) {
+	e := newEnv(t)
+	up := newUpstream(t, false)
+	e.secret("TOKEN", tokenValue)
+	e.secret("HOSTILE", hostileValue)
+	e.secret("USER", "svc-user")
+	c := e.client(e.key, nil)
+	base := up.URL
+
+	// URL path (a client leaves braces raw or encodes them; both work).
+	r := e.send(c, "GET", base+"/hooks/${{%20secrets.HOSTILE%20}}/x", "", "")
+	if r.status != 200 {
+		t.Fatalf("path: %d %s", r.status, r.body)
+	}
+	if got := up.last(t); got.Path != "/hooks/"+hostileValue+"/x" || got.RawPath != "/hooks/"+url.PathEscape(hostileValue)+"/x" {
+		t.Fatalf("path: %q %q", got.Path, got.RawPath)
+	}
+	// Query, percent-encoded reference, hostile value cannot add parameters.
+	e.send(c, "GET", base+"/notify?token=%24%7B%7B+secrets.HOSTILE+%7D%7D&x=1", "", "")
+	q, _ := url.ParseQuery(up.last(t).RawQuery)
+	if q.Get("token") != hostileValue || q.Get("x") != "1" || len(q) != 2 {
+		t.Fatalf("query: %q", up.last(t).RawQuery)
+	}
+	// Userinfo.
+	u, _ := url.Parse(base + "/basic")
+	u.User = url.UserPassword("${{ secrets.USER }}", "${{ secrets.HOSTILE }}")
+	e.send(c, "GET", u.String(), "", "")
+	if got := up.last(t); !got.HasAuth || got.User != "svc-user" || got.Pass != hostileValue {
+		t.Fatalf("userinfo: %+v", got)
+	}
+	// Header.
+	e.send(c, "GET", base+"/h", "", "", "Authorization", "Bearer ${{ secrets.TOKEN }}", "X-Api-Key", "$<<secrets.TOKEN>>")
+	if got := up.last(t); got.Header.Get("Authorization") != "Bearer "+tokenValue || got.Header.Get("X-Api-Key") != tokenValue {
+		t.Fatalf("header: %v", got.Header)
+	}
+	// JSON body: the hostile value stays one string.
+	e.send(c, "POST", base+"/j", "application/json", `{"token":"${{ secrets.HOSTILE }}","n":1}`)
+	var m map[string]any
+	if got := up.last(t); json.Unmarshal(got.Body, &m) != nil || m["token"] != hostileValue || len(m) != 2 || got.ContentLength != int64(len(got.Body)) {
+		t.Fatalf("json: %q", up.last(t).Body)
+	}
+	// Form body.
+	e.send(c, "POST", base+"/f", "application/x-www-form-urlencoded", "a=1&token=%24%7B%7B+secrets.HOSTILE+%7D%7D")
+	f, _ := url.ParseQuery(string(up.last(t).Body))
+	if f.Get("token") != hostileValue || f.Get("a") != "1" || len(f) != 2 {
+		t.Fatalf("form: %q", up.last(t).Body)
+	}
+	// Raw body.
+	e.send(c, "POST", base+"/r", "text/plain", "key=${{ secrets.TOKEN }}\n")
+	if got := up.last(t); string(got.Body) != "key="+tokenValue+"\n" {
+		t.Fatalf("raw: %q", got.Body)
+	}
+	// Look-alikes untouched, no secret needed.
+	e.send(c, "POST", base+"/r", "text/plain", "${{ env.HOME }} costs $5")
+	if got := up.last(t); string(got.Body) != "${{ env.HOME }} costs $5" {
+		t.Fatalf("look-alike: %q", got.Body)
+	}
+	// Proxy credentials never reach the upstream.
+	for _, s := range up.reqs {
+		for k := range s.Header {
+			if strings.HasPrefix(k, "Proxy-") {
+				t.Fatalf("upstream got %s", k)
+			}
+		}
+	}
+	// One access row per secret per request.
+	if err := e.vault.FlushAudit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	page, _ := e.store.ListAudit(context.Background(), storage.AuditQuery{WorkspaceID: e.op.WorkspaceID, EventType: vault.EventSecretAccessed, Limit: 100})
+	if len(page.Events) != 8 {
+		t.Fatalf("%d access rows, want 8", len(page.Events))
+	}
+	if !strings.Contains(string(page.Events[0].Input), `"request_id":"prx_`) || !strings.Contains(string(page.Events[0].Input), `"host":"127.0.0.1"`) || page.Events[0].ActorID != e.op.KeyID {
+		t.Fatalf("access row: %+v", page.Events[0])
+	}
+}
+
+// refused checks that the proxy answered itself with status and code, and
+// that the upstream got nothing.
+func refused(t *testing.T, r result, up *upstream, before, status int, code string) {
+	t.Helper()
+	if r.status != status || r.header.Get(proxy.HeaderError) != code {
+		t.Fatalf("got %d %q (%s), want %d %q", r.status, r.header.Get(proxy.HeaderError), r.body, status, code)
+	}
+	var b struct {
+		Error struct{ Code, Message string } `json:"error"`
+	}
+	if json.Unmarshal([]byte(r.body), &b) != nil || b.Error.Code != code || b.Error.Message == "" {
+		t.Fatalf("error body: %s", r.body)
+	}
+	if up != nil && up.count() != before {
+		t.Fatal("the upstream was called")
+	}
+}
+
+func TestFailsClosed(t *testing.T) {
+	e := newEnv(t)
+	up := newUpstream(t, false)
+	e.secret("TOKEN", tokenValue)
+	e.secret("CRLF", "ok\r\nX-Injected: yes")
+	e.secret("BOUND", tokenValue+"-bound", "api.example.com")
+	c := e.client(e.key, nil)
+	cases := []struct {
+		name, method, url, ctype, body string
+		hdr                            []string
+		status                         int
+		code                           string
+	}{
+		{"unknown secret in header", "GET", "/x", "", "", []string{"X-Key", "${{ secrets.MISSING }}"}, 422, proxy.CodeSecretNotFound},
+		{"unknown secret in body", "POST", "/x", "application/json", `{"a":"${{ secrets.TOKEN }}","b":"${{ secrets.MISSING }}"}`, nil, 422, proxy.CodeSecretNotFound},
+		{"unknown secret in query", "GET", "/x?a=${{%20secrets.MISSING%20}}", "", "", nil, 422, proxy.CodeSecretNotFound},
+		{"malformed reference", "GET", "/x", "", "", []string{"X-Key", "${{ secrets.lower }}"}, 400, proxy.CodeInvalidReference},
+		{"unterminated reference", "POST", "/x", "text/plain", "abc ${{ secrets.TOKEN", nil, 400, proxy.CodeInvalidReference},
+		{"reference outside JSON string", "POST", "/x", "application/json", `{"a": ${{ secrets.TOKEN }}}`, nil, 400, proxy.CodeInvalidReference},
+		{"header injection", "GET", "/x", "", "", []string{"X-Key", "${{ secrets.CRLF }}"}, 400, proxy.CodeValueRefused},
+		{"host binding", "GET", "/x", "", "", []string{"X-Key", "${{ secrets.BOUND }}"}, 403, proxy.CodeHostNotAllowed},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := up.count()
+			r := e.send(c, tc.method, up.URL+tc.url, tc.ctype, tc.body, tc.hdr...)
+			refused(t, r, up, before, tc.status, tc.code)
+			if strings.Contains(r.body, tokenValue) || strings.Contains(r.body, "X-Injected") {
+				t.Fatalf("error response holds a value: %s", r.body)
+			}
+		})
+	}
+	// A reference in the destination host is refused.
+	before := up.count()
+	conn, err := net.Dial("tcp", e.proxy.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET http://$%%7B%%7B%%20secrets.TOKEN%%20%%7D%%7D.example.com/ HTTP/1.1\r\nHost: x\r\nProxy-Authorization: Bearer %s\r\nConnection: close\r\n\r\n", e.key)
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// net/http already refuses such a host (400); either way nothing is sent.
+	if res.StatusCode != 400 || up.count() != before {
+		t.Fatalf("reference in host: %d %s", res.StatusCode, res.Header.Get(proxy.HeaderError))
+	}
+	// Denied access is audited.
+	e.vault.FlushAudit(context.Background())
+	page, _ := e.store.ListAudit(context.Background(), storage.AuditQuery{WorkspaceID: e.op.WorkspaceID, EventType: vault.EventSecretAccessDenied})
+	if len(page.Events) != 1 || page.Events[0].ResourceID != "BOUND" {
+		t.Fatalf("denied rows: %+v", page.Events)
+	}
+}
+
+func TestHostBindingAllows(t *testing.T) {
+	e := newEnv(t)
+	up := newUpstream(t, false)
+	e.secret("BOUND", tokenValue, "127.0.0.1")
+	r := e.send(e.client(e.key, nil), "GET", up.URL+"/x", "", "", "X-Key", "${{ secrets.BOUND }}")
+	if r.status != 200 || up.last(t).Header.Get("X-Key") != tokenValue {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+}
+
+func TestProxyAuth(t *testing.T) {
+	e := newEnv(t)
+	up := newUpstream(t, false)
+	e.secret("TOKEN", tokenValue)
+	before := up.count()
+	r := e.send(e.client("", nil), "GET", up.URL+"/x", "", "")
+	refused(t, r, up, before, 407, proxy.CodeProxyAuthRequired)
+	if r.header.Get("Proxy-Authenticate") == "" {
+		t.Fatal("407 without Proxy-Authenticate")
+	}
+	r = e.send(e.client("rtr_0000000000000000_nope", nil), "GET", up.URL+"/x", "", "")
+	refused(t, r, up, before, 407, proxy.CodeProxyAuthRequired)
+	// Bearer works too.
+	pu, _ := url.Parse(e.proxy.URL)
+	c := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(pu)}}
+	req, _ := http.NewRequest("GET", up.URL+"/x", nil)
+	req.Header.Set("Proxy-Authorization", "Bearer "+e.key)
+	req.Header.Set("X-Key", "${{ secrets.TOKEN }}")
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 || up.last(t).Header.Get("X-Key") != tokenValue || up.last(t).Header.Get("Proxy-Authorization") != "" {
+		t.Fatalf("bearer: %d", res.StatusCode)
+	}
+	// A revoked key stops working at once.
+	rec, key, _ := e.vault.CreateAPIKey(context.Background(), e.op, vault.CreateAPIKeyRequest{Name: "w"})
+	if r := e.send(e.client(key, nil), "GET", up.URL+"/x", "", ""); r.status != 200 {
+		t.Fatal(r.body)
+	}
+	if err := e.vault.RevokeAPIKey(context.Background(), e.op, rec.ID); err != nil {
+		t.Fatal(err)
+	}
+	refused(t, e.send(e.client(key, nil), "GET", up.URL+"/x", "", ""), nil, 0, 407, proxy.CodeProxyAuthRequired)
+}
+
+func TestSidecarDefaultWorkspace(t *testing.T) {
+	var wsID string
+	e := newEnv(t, func(o *proxy.Options) { wsID = "pending" })
+	_ = wsID
+	// Build a second proxy on the same vault with the default workspace.
+	p, err := proxy.New(proxy.Options{Vault: e.vault, DefaultWorkspaceID: e.op.WorkspaceID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(p)
+	defer srv.Close()
+	up := newUpstream(t, false)
+	e.secret("TOKEN", tokenValue)
+	pu, _ := url.Parse(srv.URL)
+	c := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(pu)}}
+	req, _ := http.NewRequest("GET", up.URL+"/x", nil)
+	req.Header.Set("X-Key", "${{ secrets.TOKEN }}")
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 || up.last(t).Header.Get("X-Key") != tokenValue {
+		t.Fatalf("default workspace: %d", res.StatusCode)
+	}
+	if _, err := proxy.New(proxy.Options{Vault: e.vault, Mode: proxy.ModeGateway, DefaultWorkspaceID: e.op.WorkspaceID}); err == nil {
+		t.Fatal("gateway accepted a default workspace")
+	}
+}
+
+func TestRotationSeenByNextRequest(t *testing.T) {
+	e := newEnv(t)
+	up := newUpstream(t, false)
+	e.secret("TOKEN", tokenValue)
+	c := e.client(e.key, nil)
+	e.send(c, "GET", up.URL+"/x", "", "", "X-Key", "${{ secrets.TOKEN }}")
+	nv := vault.PlaintextString("rotated-value-777")
+	if _, err := e.vault.UpdateSecret(context.Background(), e.op, vault.UpdateSecretRequest{Name: "TOKEN", Value: &nv}); err != nil {
+		t.Fatal(err)
+	}
+	e.send(c, "GET", up.URL+"/x", "", "", "X-Key", "${{ secrets.TOKEN }}")
+	if got := up.last(t).Header.Get("X-Key"); got != "rotated-value-777" {
+		t.Fatalf("after rotation the upstream got %q", got)
+	}
+}
+
+func TestResponseScrubbing(t *testing.T) {
+	e := newEnv(t)
+	up := newUpstream(t, false)
+	e.secret("TOKEN", tokenValue)
+	e.secret("HOSTILE", hostileValue)
+	up.respond = func(w http.ResponseWriter, r *http.Request, body []byte) {
+		w.Header().Set("X-Echo", r.Header.Get("X-Key"))
+		w.Header().Set("Location", "/next?t="+url.QueryEscape(r.URL.Query().Get("t")))
+		w.WriteHeader(401)
+		fmt.Fprintf(w, "invalid token %s; query %s; body %s", r.Header.Get("X-Key"), r.URL.RawQuery, body)
+	}
+	c := e.client(e.key, nil)
+	r := e.send(c, "POST", up.URL+"/x?t=${{%20secrets.HOSTILE%20}}", "text/plain", "raw ${{ secrets.TOKEN }}", "X-Key", "${{ secrets.TOKEN }}")
+	if r.status != 401 {
+		t.Fatalf("status %d", r.status)
+	}
+	for _, s := range []string{r.body, r.header.Get("X-Echo"), r.header.Get("Location")} {
+		if strings.Contains(s, tokenValue) || strings.Contains(s, url.QueryEscape(hostileValue)) {
+			t.Fatalf("response holds a value: %q", s)
+		}
+	}
+	if !strings.Contains(r.body, "invalid token ${{ secrets.TOKEN }}") || r.header.Get("X-Echo") != "${{ secrets.TOKEN }}" || !strings.Contains(r.body, "query t=${{ secrets.HOSTILE }}") {
+		t.Fatalf("scrubbed response: %q %v", r.body, r.header)
+	}
+	// A large streamed response is scrubbed too.
+	up.respond = func(w http.ResponseWriter, r *http.Request, body []byte) {
+		w.Header().Set("Content-Type", "text/plain")
+		for range 20000 {
+			fmt.Fprintf(w, "echo %s ", r.Header.Get("X-Key"))
+		}
+	}
+	r = e.send(c, "GET", up.URL+"/big", "", "", "X-Key", "${{ secrets.TOKEN }}")
+	if strings.Contains(r.body, tokenValue) || strings.Count(r.body, "${{ secrets.TOKEN }}") != 20000 {
+		t.Fatalf("large response not scrubbed (%d bytes)", len(r.body))
+	}
+}
+
+// TestMITM: HTTPS through CONNECT, the client trusting the Rotor CA, the
+// proxy verifying the upstream against its own roots.
+func TestMITM(t *testing.T) {
+	caDir := t.TempDir()
+	certPath, keyPath, err := proxy.InitCA(caDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(keyPath); st.Mode().Perm() != 0o600 {
+		t.Fatalf("CA key mode %v", st.Mode().Perm())
+	}
+	if _, _, err := proxy.InitCA(caDir); err == nil {
+		t.Fatal("InitCA overwrote an existing CA")
+	}
+	ca, err := proxy.LoadCA(certPath, keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := newUpstream(t, true)
+	upRoots := x509.NewCertPool()
+	upRoots.AddCert(up.Certificate())
+	e := newEnv(t, func(o *proxy.Options) { o.CA = ca; o.UpstreamRoots = upRoots })
+	e.secret("TOKEN", tokenValue)
+	clientRoots := x509.NewCertPool()
+	pemData, _ := os.ReadFile(certPath)
+	clientRoots.AppendCertsFromPEM(pemData)
+	c := e.client(e.key, clientRoots)
+	for range 3 { // several requests on one intercepted connection
+		r := e.send(c, "POST", up.URL+"/s?token=${{%20secrets.TOKEN%20}}", "application/json", `{"t":"${{ secrets.TOKEN }}"}`, "Authorization", "Bearer ${{ secrets.TOKEN }}")
+		if r.status != 200 {
+			t.Fatalf("mitm: %d %s", r.status, r.body)
+		}
+		got := up.last(t)
+		if got.Header.Get("Authorization") != "Bearer "+tokenValue || string(got.Body) != `{"t":"`+tokenValue+`"}` || got.RawQuery != "token="+tokenValue {
+			t.Fatalf("mitm upstream saw %+v", got)
+		}
+	}
+	// Fail closed inside the tunnel too.
+	before := up.count()
+	r := e.send(c, "GET", up.URL+"/s", "", "", "X-Key", "${{ secrets.MISSING }}")
+	refused(t, r, up, before, 422, proxy.CodeSecretNotFound)
+	// Without the right credentials, CONNECT is refused.
+	bad := e.client("rtr_0000000000000000_nope", clientRoots)
+	if _, err := bad.Get(up.URL + "/s"); err == nil {
+		t.Fatal("CONNECT with a bad key succeeded")
+	}
+	// An upstream the proxy does not trust is refused (upstream TLS is verified).
+	otherDir := t.TempDir()
+	oc, ok, _ := proxy.InitCA(otherDir)
+	otherCert, err := tls.LoadX509KeyPair(oc, ok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := &upstream{}
+	other.Server = httptest.NewUnstartedServer(http.HandlerFunc(other.handler))
+	other.TLS = &tls.Config{Certificates: []tls.Certificate{otherCert}}
+	other.StartTLS()
+	defer other.Close()
+	r = e.send(c, "GET", other.URL+"/s", "", "")
+	if r.status != 502 || other.count() != 0 {
+		t.Fatalf("unverified upstream: %d %s", r.status, r.body)
+	}
+	if !strings.Contains(e.logs.String(), `"mitm":true`) {
+		t.Fatal("no mitm log line")
+	}
+}
+
+// TestAbsoluteFormHTTPS: an https:// request sent to the proxy in clear
+// (the dispatcher's cheap path): the proxy does TLS upstream.
+func TestAbsoluteFormHTTPS(t *testing.T) {
+	up := newUpstream(t, true)
+	roots := x509.NewCertPool()
+	roots.AddCert(up.Certificate())
+	e := newEnv(t, func(o *proxy.Options) { o.UpstreamRoots = roots })
+	e.secret("TOKEN", tokenValue)
+	conn, err := net.Dial("tcp", e.proxy.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	req, _ := http.NewRequest("GET", up.URL+"/abs?t=${{%20secrets.TOKEN%20}}", nil)
+	req.Header.Set("Proxy-Authorization", "Bearer "+e.key)
+	if err := req.WriteProxy(conn); err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.ReadResponse(bufio.NewReader(conn), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 || up.last(t).RawQuery != "t="+tokenValue {
+		t.Fatalf("absolute-form https: %d %q", res.StatusCode, up.last(t).RawQuery)
+	}
+}
+
+func TestConnectTunnelWithoutCA(t *testing.T) {
+	e := newEnv(t)
+	up := newUpstream(t, true)
+	roots := x509.NewCertPool()
+	roots.AddCert(up.Certificate())
+	r := e.send(e.client(e.key, roots), "GET", up.URL+"/t", "", "", "X-Key", "${{ secrets.TOKEN }}")
+	// Tunneled untouched: TLS is end to end, so the template arrives as is.
+	if r.status != 200 || up.last(t).Header.Get("X-Key") != "${{ secrets.TOKEN }}" {
+		t.Fatalf("tunnel: %d", r.status)
+	}
+	if !strings.Contains(e.logs.String(), `"outcome":"tunneled"`) {
+		t.Fatal("tunnel not logged")
+	}
+}
+
+func TestSSRFGuard(t *testing.T) {
+	up := newUpstream(t, false)
+	e := newEnv(t, func(o *proxy.Options) { o.Mode = proxy.ModeGateway; o.SSRFGuard = true })
+	before := up.count()
+	r := e.send(e.client(e.key, nil), "GET", up.URL+"/x", "", "")
+	refused(t, r, up, before, 403, proxy.CodeDestinationBlocked)
+	// A hostname that resolves to loopback is blocked the same way.
+	_, port, _ := net.SplitHostPort(up.Listener.Addr().String())
+	r = e.send(e.client(e.key, nil), "GET", "http://localhost:"+port+"/x", "", "")
+	refused(t, r, up, before, 403, proxy.CodeDestinationBlocked)
+	// CONNECT to a blocked address fails too.
+	if _, err := e.client(e.key, nil).Get("https://127.0.0.1:" + port + "/"); err == nil {
+		t.Fatal("CONNECT to loopback succeeded")
+	}
+	// An allow range lets internal callbacks through.
+	e2 := newEnv(t, func(o *proxy.Options) {
+		o.Mode = proxy.ModeGateway
+		o.SSRFGuard = true
+		o.AllowCIDRs = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	})
+	if r := e2.send(e2.client(e2.key, nil), "GET", up.URL+"/x", "", ""); r.status != 200 {
+		t.Fatalf("allowed range: %d %s", r.status, r.body)
+	}
+}
+
+// TestLargeBodyStreams: a body over the buffer limit streams chunked, with
+// references across read boundaries resolved.
+func TestLargeBodyStreams(t *testing.T) {
+	e := newEnv(t)
+	up := newUpstream(t, false)
+	e.secret("TOKEN", tokenValue)
+	var in, want bytes.Buffer
+	for i := 0; in.Len() < 3*proxy.BufferLimit; i++ {
+		fmt.Fprintf(&in, "line %d ${{ secrets.TOKEN }} %s\n", i, strings.Repeat("x", i%97))
+		fmt.Fprintf(&want, "line %d %s %s\n", i, tokenValue, strings.Repeat("x", i%97))
+	}
+	r := e.send(e.client(e.key, nil), "POST", up.URL+"/big", "text/plain", in.String())
+	got := up.last(t)
+	if r.status != 200 || !bytes.Equal(got.Body, want.Bytes()) {
+		t.Fatalf("large body: status %d, %d bytes, want %d", r.status, len(got.Body), want.Len())
+	}
+	if got.ContentLength != -1 || len(got.TransferEncoding) == 0 {
+		t.Fatalf("large body should stream chunked: cl %d te %v", got.ContentLength, got.TransferEncoding)
+	}
+	// A failure past the buffer aborts the upstream request: the upstream
+	// never gets a complete request.
+	bad := in.String() + "${{ secrets.MISSING }}"
+	before := up.count()
+	r = e.send(e.client(e.key, nil), "POST", up.URL+"/big", "text/plain", bad)
+	if r.status != 422 || r.header.Get(proxy.HeaderError) != proxy.CodeSecretNotFound {
+		t.Fatalf("late failure: %d %s", r.status, r.body)
+	}
+	if up.count() != before {
+		if last := up.last(t); bytes.HasSuffix(last.Body, []byte("${{ secrets.MISSING }}")) || len(last.Body) >= len(bad) {
+			t.Fatal("upstream received a complete request with the template")
+		}
+	}
+}
+
+func TestLogLine(t *testing.T) {
+	e := newEnv(t)
+	up := newUpstream(t, false)
+	e.secret("TOKEN", tokenValue)
+	e.send(e.client(e.key, nil), "GET", up.URL+"/x", "", "", "X-Key", "${{ secrets.TOKEN }}")
+	e.send(e.client(e.key, nil), "GET", up.URL+"/x", "", "", "X-Key", "${{ secrets.NOPE }}")
+	var lines []map[string]any
+	for _, l := range strings.Split(e.logs.String(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == proxy.LogMsgRequest {
+			lines = append(lines, m)
+		}
+	}
+	if len(lines) != 2 {
+		t.Fatalf("%d summary lines for 2 requests:\n%s", len(lines), e.logs.String())
+	}
+	for _, f := range []string{proxy.LogFieldRequestID, proxy.LogFieldMethod, proxy.LogFieldHost, proxy.LogFieldStatus, proxy.LogFieldDurationMS,
+		proxy.LogFieldOutcome, proxy.LogFieldSecrets, proxy.LogFieldActorID, proxy.LogFieldWorkspace, proxy.LogFieldBytesOut, proxy.LogFieldTLS} {
+		for _, l := range lines {
+			if _, ok := l[f]; !ok {
+				t.Errorf("line lacks %q: %v", f, l)
+			}
+		}
+	}
+	if lines[0][proxy.LogFieldOutcome] != proxy.OutcomeResolved || fmt.Sprint(lines[0][proxy.LogFieldSecrets]) != "[TOKEN]" ||
+		lines[1][proxy.LogFieldOutcome] != proxy.OutcomeRefused || lines[1][proxy.LogFieldErrorCode] != proxy.CodeSecretNotFound {
+		t.Fatalf("lines: %v", lines)
+	}
+}
