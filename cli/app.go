@@ -29,6 +29,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		ExitErrHandler: func(*cli.Context, error) {},
 		Commands: []*cli.Command{
 			serveCommand(),
+			proxyCommand(),
+			caCommand(),
 			keysCommand(),
 			workspacesCommand(),
 			vaultCommand(),

@@ -76,13 +76,16 @@ type serveConfig struct {
 	LogLevel        slog.Level
 	LogFormat       string
 	ShutdownTimeout time.Duration
+	// Components: the API server, and the proxy when Proxy is set.
+	API   bool
+	Proxy *proxyConfig
 }
 
 // loadServeConfig reads and validates the settings; every error names the
 // setting (flag, environment variable and config key alike).
 func loadServeConfig(c *cli.Context) (serveConfig, error) {
 	if path := c.String(flagConfig); path != "" {
-		if err := checkConfigKeys(path, serveFlags()); err != nil {
+		if err := checkConfigKeys(path, append(serveFlags(), proxyFlags()...)); err != nil {
 			return serveConfig{}, err
 		}
 	}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"github.com/urfave/cli/v2/altsrc"
 
 	"rotor.sh/rotor/api"
+	"rotor.sh/rotor/proxy"
 	"rotor.sh/rotor/storage/bolt"
 	"rotor.sh/rotor/vault"
 )
@@ -33,20 +35,37 @@ const (
 )
 
 func serveCommand() *cli.Command {
-	flags := serveFlags()
+	flags := append(serveFlags(), proxyFlags()...)
 	return &cli.Command{
 		Name:   "serve",
-		Usage:  "run the Rotor server (control API and ops listener)",
+		Usage:  "run the Rotor server: control API, resolving proxy and ops listener",
 		Flags:  flags,
 		Before: altsrc.InitInputSourceWithContext(flags, altsrc.NewYamlSourceFromFlagFunc(flagConfig)),
 		Action: func(c *cli.Context) error {
-			cfg, err := loadServeConfig(c)
+			cfg, err := loadNodeConfig(c, true, true)
 			if err != nil {
 				return err
 			}
 			return serve(c.Context, cfg, c.App.ErrWriter)
 		},
 	}
+}
+
+// loadNodeConfig reads the settings of a node running the given components.
+func loadNodeConfig(c *cli.Context, withAPI, withProxy bool) (serveConfig, error) {
+	cfg, err := loadServeConfig(c)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.API = withAPI
+	if withProxy {
+		pc, err := loadProxyConfig(c, cfg.DataDir)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Proxy = &pc
+	}
+	return cfg, nil
 }
 
 func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
@@ -102,15 +121,33 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 		}
 	}
 
-	apiSrv := api.New(api.Options{Vault: v, Logger: log, Registerer: reg})
 	ready := func(ctx context.Context) error {
 		_, err := store.ListWorkspaces(ctx)
 		return err
 	}
-	servers := []*namedServer{
-		{name: "api", addr: cfg.APIAddr, handler: apiSrv},
-		{name: "ops", addr: cfg.OpsAddr, handler: api.Ops(reg, ready)},
+	var servers []*namedServer
+	if cfg.API {
+		servers = append(servers, &namedServer{name: "api", addr: cfg.APIAddr, handler: api.New(api.Options{Vault: v, Logger: log, Registerer: reg})})
 	}
+	if cfg.Proxy != nil {
+		opts, listenTLS, err := buildProxyOptions(ctx, *cfg.Proxy, store)
+		if err != nil {
+			return err
+		}
+		opts.Vault, opts.Logger, opts.Registerer = v, log, reg
+		p, err := proxy.New(opts)
+		if err != nil {
+			return err
+		}
+		defer p.CloseIdleConnections()
+		log.Info("proxy configured", "mode", opts.Mode, "tls_interception", opts.CA != nil, "ssrf_guard", opts.SSRFGuard,
+			"require_allowed_hosts", opts.RequireAllowedHosts, "listener_tls", listenTLS != nil)
+		if opts.Mode == proxy.ModeGateway && listenTLS == nil && !isLoopbackAddr(cfg.Proxy.Addr) {
+			log.Warn("gateway proxy listens in clear on a non-loopback address: API keys and secret values would cross the network unencrypted; set --proxy-tls-cert", "addr", cfg.Proxy.Addr)
+		}
+		servers = append(servers, &namedServer{name: "proxy", addr: cfg.Proxy.Addr, handler: p, tls: listenTLS})
+	}
+	servers = append(servers, &namedServer{name: "ops", addr: cfg.OpsAddr, handler: api.Ops(reg, ready)})
 	return runServers(ctx, log, cfg.ShutdownTimeout, servers)
 }
 
@@ -118,7 +155,20 @@ type namedServer struct {
 	name    string
 	addr    string
 	handler http.Handler
+	tls     *tls.Config
 	srv     *http.Server
+}
+
+func isLoopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // runServers listens on every address first (so a taken port fails start-up
@@ -135,6 +185,9 @@ func runServers(ctx context.Context, log *slog.Logger, drain time.Duration, serv
 		ln, err := net.Listen("tcp", s.addr)
 		if err != nil {
 			return fmt.Errorf("%s listener: %w", s.name, err)
+		}
+		if s.tls != nil {
+			ln = tls.NewListener(ln, s.tls)
 		}
 		lns = append(lns, ln)
 		s.srv = &http.Server{

@@ -61,8 +61,9 @@ type server struct {
 	cmd     *exec.Cmd
 	out     *lockedBuffer
 	done    chan error
-	apiURL  string
-	opsURL  string
+	apiURL   string
+	opsURL   string
+	proxyURL string
 	dataDir string
 }
 
@@ -85,6 +86,7 @@ func tryStart(t *testing.T, dataDir string, env ...string) *server {
 		"ROTOR_DATA_DIR="+filepath.Join(dataDir, "data"),
 		"ROTOR_API_ADDR=127.0.0.1:0",
 		"ROTOR_OPS_ADDR=127.0.0.1:0",
+		"ROTOR_PROXY_ADDR=127.0.0.1:0",
 		"ROTOR_LOG_FORMAT=json",
 		"ROTOR_LOG_LEVEL=debug",
 	)
@@ -105,7 +107,8 @@ func tryStart(t *testing.T, dataDir string, env ...string) *server {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		s.apiURL, s.opsURL = listenAddr(out.String(), "api listening"), listenAddr(out.String(), "ops listening")
-		if s.apiURL != "" && s.opsURL != "" {
+		s.proxyURL = listenAddr(out.String(), "proxy listening")
+		if s.apiURL != "" && s.opsURL != "" && s.proxyURL != "" {
 			return s
 		}
 		select {

@@ -138,6 +138,10 @@ func TestConfigValidation(t *testing.T) {
 	if !strings.Contains(s.out.String(), `"drain_timeout":"7s"`) {
 		t.Fatalf("shutdown-timeout from the config file was not applied:\n%s", s.out.String())
 	}
+	// The shipped example config loads (addresses and data dir from the environment win).
+	example, _ := filepath.Abs("../configs/rotor.example.yaml")
+	s = startServer(t, dir, "ROTOR_CONFIG="+example)
+	s.stop()
 	// A second server on the same data dir fails fast with a clear message.
 	s = startServer(t, dir)
 	out = tryStart(t, dir).exitErr()
