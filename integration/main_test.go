@@ -57,14 +57,14 @@ func (l *lockedBuffer) String() string {
 }
 
 type server struct {
-	t       *testing.T
-	cmd     *exec.Cmd
-	out     *lockedBuffer
-	done    chan error
+	t        *testing.T
+	cmd      *exec.Cmd
+	out      *lockedBuffer
+	done     chan error
 	apiURL   string
 	opsURL   string
 	proxyURL string
-	dataDir string
+	dataDir  string
 }
 
 // startServer runs `rotor serve` on ephemeral ports in dataDir and waits
