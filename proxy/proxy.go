@@ -243,6 +243,12 @@ type reqState struct {
 	forms    []scrubPattern
 	mitm     bool
 	body     *Rewriter
+	formSeen map[formKey]bool
+}
+
+type formKey struct {
+	name string
+	ctx  Context
 }
 
 // resolve is the rewriter's ResolveFunc: each name is resolved (and audited)
@@ -267,8 +273,17 @@ func (st *reqState) resolve(ctxt Context) ResolveFunc {
 			st.names = append(st.names, name)
 		}
 		if st.p.scrub {
-			if enc, err := encodeValue(nil, ctxt, name, v.Bytes()); err == nil {
-				st.forms = append(st.forms, scrubPattern{find: enc, replace: []byte(canonicalRef(name))})
+			// One scrub pattern per secret and encoding, however many times
+			// the body repeats the reference.
+			key := formKey{name, ctxt}
+			if !st.formSeen[key] {
+				if st.formSeen == nil {
+					st.formSeen = map[formKey]bool{}
+				}
+				st.formSeen[key] = true
+				if enc, err := encodeValue(nil, ctxt, name, v.Bytes()); err == nil {
+					st.forms = append(st.forms, scrubPattern{find: enc, replace: []byte(canonicalRef(name))})
+				}
 			}
 		}
 		return v.Bytes(), nil
@@ -336,7 +351,9 @@ func removeProxyHeaders(r *http.Request) {
 
 // rewrite returns the outgoing request with every reference resolved.
 func (st *reqState) rewrite(r *http.Request) (*http.Request, error) {
-	out := r.Clone(r.Context())
+	// Rewritten in place: goproxy hands the request over to this handler, and
+	// a refused request is answered, never sent.
+	out := r
 	u := out.URL
 	for _, h := range []string{u.Host, out.Host} {
 		if _, n, err := RewriteString(h, ContextRaw, func(string) ([]byte, error) { return nil, ErrReferenceInHost }); err != nil || n > 0 {

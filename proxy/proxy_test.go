@@ -701,3 +701,35 @@ func TestLogLine(t *testing.T) {
 		t.Fatalf("lines: %v", lines)
 	}
 }
+
+// TestUpstreamConnectionReuse: requests reuse pooled upstream connections
+// (Go's default pool of 2 idle connections per host would not, under load).
+func TestUpstreamConnectionReuse(t *testing.T) {
+	e := newEnv(t)
+	up := newUpstream(t, false)
+	var conns sync.Map
+	up.Config.ConnState = func(c net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Store(c.RemoteAddr().String(), true)
+		}
+	}
+	e.secret("TOKEN", tokenValue)
+	c := e.client(e.key, nil)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 50 {
+				if r := e.send(c, "GET", up.URL+"/x", "", "", "X-Key", "${{ secrets.TOKEN }}"); r.status != 200 {
+					t.Error(r.status)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	n := 0
+	conns.Range(func(any, any) bool { n++; return true })
+	if n > 16 {
+		t.Fatalf("400 requests from 8 clients opened %d upstream connections", n)
+	}
+}

@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"unicode/utf8"
+
+	"rotor.sh/rotor/internal/jsonx"
 )
 
 // Context is where a reference sits. It decides how a reference may be
@@ -70,51 +71,13 @@ func encodeValue(dst []byte, c Context, name string, v []byte) ([]byte, error) {
 		}
 		return append(dst, v...), nil
 	case ContextJSON:
-		return appendJSONString(dst, v), nil
+		return jsonx.AppendStringContent(dst, v), nil
 	case ContextForm, ContextQuery:
 		return append(dst, url.QueryEscape(string(v))...), nil
 	case ContextPath:
 		return append(dst, url.PathEscape(string(v))...), nil
 	}
 	return append(dst, v...), nil
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString escapes v for the inside of a JSON string literal.
-func appendJSONString(dst, v []byte) []byte {
-	for i := 0; i < len(v); {
-		b := v[i]
-		if b < utf8.RuneSelf {
-			switch {
-			case b == '"' || b == '\\':
-				dst = append(dst, '\\', b)
-			case b == '\n':
-				dst = append(dst, '\\', 'n')
-			case b == '\r':
-				dst = append(dst, '\\', 'r')
-			case b == '\t':
-				dst = append(dst, '\\', 't')
-			case b < 0x20 || b == 0x7f || b == '<' || b == '>' || b == '&':
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xf])
-			default:
-				dst = append(dst, b)
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRune(v[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			dst = append(dst, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-		default:
-			dst = append(dst, v[i:i+size]...)
-		}
-		i += size
-	}
-	return dst
 }
 
 // ResolveFunc returns the plaintext of a secret for the request being
@@ -150,18 +113,39 @@ type jsonLex struct {
 	inString, escaped bool
 }
 
+// feed advances the state over b, jumping between quotes and backslashes
+// with vectorized searches rather than looking at every byte.
 func (j *jsonLex) feed(b []byte) {
-	for _, c := range b {
-		switch {
-		case !j.inString:
-			j.inString = c == '"'
-		case j.escaped:
+	for len(b) > 0 {
+		if j.escaped {
 			j.escaped = false
-		case c == '\\':
-			j.escaped = true
-		case c == '"':
-			j.inString = false
+			b = b[1:]
+			continue
 		}
+		if !j.inString {
+			i := bytes.IndexByte(b, '"')
+			if i < 0 {
+				return
+			}
+			j.inString = true
+			b = b[i+1:]
+			continue
+		}
+		q := bytes.IndexByte(b, '"')
+		end := q
+		if end < 0 {
+			end = len(b)
+		}
+		if bs := bytes.IndexByte(b[:end], '\\'); bs >= 0 {
+			j.escaped = true
+			b = b[bs+1:]
+			continue
+		}
+		if q < 0 {
+			return
+		}
+		j.inString = false
+		b = b[q+1:]
 	}
 }
 

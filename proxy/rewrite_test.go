@@ -224,3 +224,36 @@ func FuzzRewrite(f *testing.F) {
 		}
 	})
 }
+
+// refLex is the obvious byte-at-a-time JSON string tracker that jsonLex.feed
+// must agree with.
+func refLex(j jsonLex, b []byte) jsonLex {
+	for _, c := range b {
+		switch {
+		case !j.inString:
+			j.inString = c == '"'
+		case j.escaped:
+			j.escaped = false
+		case c == '\\':
+			j.escaped = true
+		case c == '"':
+			j.inString = false
+		}
+	}
+	return j
+}
+
+func FuzzJSONLex(f *testing.F) {
+	for _, s := range []string{`{"a":"b\"c\\","d":"\\\""}`, `"\\`, `x"y\`, `""\"`} {
+		f.Add([]byte(s), uint8(3))
+	}
+	f.Fuzz(func(t *testing.T, b []byte, cut uint8) {
+		var j jsonLex
+		k := int(cut) % (len(b) + 1)
+		j.feed(b[:k])
+		j.feed(b[k:])
+		if want := refLex(jsonLex{}, b); j != want {
+			t.Fatalf("feed(%q) split at %d = %+v, want %+v", b, k, j, want)
+		}
+	})
+}

@@ -109,7 +109,8 @@ type SecretRecord struct {
 }
 
 // AuditEvent is one row of the audit trail (the product guide's audit_event).
-// Input and Output are JSON objects that must never hold a secret value.
+// Input and Output are valid JSON objects (backends may store them without
+// re-validating) that must never hold a secret value.
 type AuditEvent struct {
 	ID           int64           `json:"id"`
 	OccurredAt   time.Time       `json:"occurred_at"`

@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
+
+	"rotor.sh/rotor/internal/jsonx"
 )
 
 // ResolveRequest asks for one secret's plaintext on behalf of an outgoing
@@ -24,7 +28,7 @@ type ResolveRequest struct {
 	// RequestID ties the audit row to the request's log line.
 	RequestID string
 	// Extra audit input fields (job id, attempt, ...). Never values.
-	Extra map[string]any
+	Extra map[string]string
 }
 
 // Resolved is a resolved secret.
@@ -57,18 +61,21 @@ func (v *Vault) Resolve(ctx context.Context, req ResolveRequest) (Resolved, erro
 			return Resolved{}, err
 		}
 	}
-	in := map[string]any{"host": req.Host}
+	// Built without reflection: this runs on every proxied secret.
+	var in jsonx.Object
+	in.Str("host", req.Host)
 	if req.RequestID != "" {
-		in["request_id"] = req.RequestID
+		in.Str("request_id", req.RequestID)
 	}
-	for k, x := range req.Extra {
-		in[k] = x
+	for _, k := range slices.Sorted(maps.Keys(req.Extra)) {
+		in.Str(k, req.Extra[k])
 	}
 	actor := Actor{KeyID: req.ActorID, WorkspaceID: req.WorkspaceID}
 	if denial := deny(e, req); denial != "" {
 		v.metrics.resolutions.WithLabelValues(resultDenied).Inc()
-		ev := v.event(actor, EventSecretAccessDenied, ResourceSecret, req.Name, in,
-			map[string]any{"reason": denial, "version": e.version})
+		var out jsonx.Object
+		out.Str("reason", denial).Int("version", e.version)
+		ev := v.rawEvent(actor, EventSecretAccessDenied, ResourceSecret, req.Name, in.Bytes(), out.Bytes())
 		if err := v.audit.record(ctx, ev); err != nil {
 			return Resolved{}, err
 		}
@@ -77,7 +84,9 @@ func (v *Vault) Resolve(ctx context.Context, req ResolveRequest) (Resolved, erro
 		}
 		return Resolved{}, fmt.Errorf("%w: %s may not be sent to %q", ErrHostNotAllowed, req.Name, truncate(req.Host, 100))
 	}
-	ev := v.event(actor, EventSecretAccessed, ResourceSecret, req.Name, in, map[string]any{"version": e.version})
+	var out jsonx.Object
+	out.Int("version", e.version)
+	ev := v.rawEvent(actor, EventSecretAccessed, ResourceSecret, req.Name, in.Bytes(), out.Bytes())
 	if err := v.audit.record(ctx, ev); err != nil {
 		// No audit row, no plaintext.
 		return Resolved{}, err

@@ -14,6 +14,7 @@ import (
 	bbolt "go.etcd.io/bbolt"
 	bberrors "go.etcd.io/bbolt/errors"
 
+	"rotor.sh/rotor/internal/jsonx"
 	"rotor.sh/rotor/storage"
 )
 
@@ -149,16 +150,30 @@ func appendAudit(tx *bbolt.Tx, events []storage.AuditEvent) error {
 		if err != nil {
 			return err
 		}
+		// Keys only ever grow: fill pages fully instead of splitting them
+		// in half, which halves the pages an append-heavy bucket writes.
+		b.FillPercent = 1.0
 		seq, err := root.NextSequence()
 		if err != nil {
 			return err
 		}
 		ev.ID = int64(seq)
-		if err := put(b, be64(seq), ev); err != nil {
+		if err := b.Put(be64(seq), encodeAudit(ev)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// encodeAudit writes an audit row as JSON without reflection (the same
+// shape json.Marshal gives), since access rows are written on every
+// resolution. Input and Output must be valid JSON, as the Store contract says.
+func encodeAudit(ev *storage.AuditEvent) []byte {
+	var o jsonx.Object
+	o.Int("id", ev.ID).Time("occurred_at", ev.OccurredAt).Str("workspace_id", ev.WorkspaceID).Str("actor_id", ev.ActorID).
+		Str("event_type", ev.EventType).Str("resource_type", ev.ResourceType).Str("resource_id", ev.ResourceID).
+		Raw("input", ev.Input).Raw("output", ev.Output)
+	return o.Bytes()
 }
 
 // --- workspaces ---
