@@ -706,13 +706,16 @@ func TestLogLine(t *testing.T) {
 // (Go's default pool of 2 idle connections per host would not, under load).
 func TestUpstreamConnectionReuse(t *testing.T) {
 	e := newEnv(t)
-	up := newUpstream(t, false)
 	var conns sync.Map
+	up := &upstream{}
+	up.Server = httptest.NewUnstartedServer(http.HandlerFunc(up.handler))
 	up.Config.ConnState = func(c net.Conn, s http.ConnState) {
 		if s == http.StateNew {
 			conns.Store(c.RemoteAddr().String(), true)
 		}
 	}
+	up.Start()
+	defer up.Close()
 	e.secret("TOKEN", tokenValue)
 	c := e.client(e.key, nil)
 	var wg sync.WaitGroup
