@@ -233,17 +233,24 @@ func (p *Proxy) onConnect(host string, ctx *goproxy.ProxyCtx, mitm *goproxy.Conn
 
 // reqState is one proxied request.
 type reqState struct {
-	p        *Proxy
-	ctx      context.Context
-	id       string
-	actor    vault.Actor
-	host     string
-	resolved map[string]vault.Plaintext
+	p     *Proxy
+	ctx   context.Context
+	id    string
+	actor vault.Actor
+	host  string
+	// resolved holds each secret resolved for this request (a handful at
+	// most, so a slice beats a map).
+	resolved []resolvedSecret
 	names    []string
 	forms    []scrubPattern
 	mitm     bool
 	body     *Rewriter
-	formSeen map[formKey]bool
+	formSeen []formKey
+}
+
+type resolvedSecret struct {
+	name  string
+	value vault.Plaintext
 }
 
 type formKey struct {
@@ -255,7 +262,14 @@ type formKey struct {
 // once per request.
 func (st *reqState) resolve(ctxt Context) ResolveFunc {
 	return func(name string) ([]byte, error) {
-		v, ok := st.resolved[name]
+		var v vault.Plaintext
+		ok := false
+		for _, r := range st.resolved {
+			if r.name == name {
+				v, ok = r.value, true
+				break
+			}
+		}
 		if !ok {
 			r, err := st.p.vault.Resolve(st.ctx, vault.ResolveRequest{
 				WorkspaceID: st.actor.WorkspaceID, Name: name, ActorID: st.actor.KeyID, Host: st.host,
@@ -265,22 +279,16 @@ func (st *reqState) resolve(ctxt Context) ResolveFunc {
 				st.p.m.failures.WithLabelValues(failureReason(err)).Inc()
 				return nil, err
 			}
-			if st.resolved == nil {
-				st.resolved = map[string]vault.Plaintext{}
-			}
 			v = r.Value
-			st.resolved[name] = v
+			st.resolved = append(st.resolved, resolvedSecret{name, v})
 			st.names = append(st.names, name)
 		}
 		if st.p.scrub {
 			// One scrub pattern per secret and encoding, however many times
 			// the body repeats the reference.
 			key := formKey{name, ctxt}
-			if !st.formSeen[key] {
-				if st.formSeen == nil {
-					st.formSeen = map[formKey]bool{}
-				}
-				st.formSeen[key] = true
+			if !slices.Contains(st.formSeen, key) {
+				st.formSeen = append(st.formSeen, key)
 				if enc, err := encodeValue(nil, ctxt, name, v.Bytes()); err == nil {
 					st.forms = append(st.forms, scrubPattern{find: enc, replace: []byte(canonicalRef(name))})
 				}

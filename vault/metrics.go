@@ -15,17 +15,19 @@ const (
 )
 
 type metrics struct {
-	resolutions        *prometheus.CounterVec
-	auditEventsWritten prometheus.Counter
-	auditWriteErrors   prometheus.Counter
-	auditDropped       prometheus.Counter
-	auditFlushSeconds  prometheus.Histogram
-	secretWrites       *prometheus.CounterVec
+	resolutions *prometheus.CounterVec
+	// Pre-bound children of resolutions, for the hot path.
+	resolvedHit, resolvedMiss prometheus.Counter
+	auditEventsWritten        prometheus.Counter
+	auditWriteErrors          prometheus.Counter
+	auditDropped              prometheus.Counter
+	auditFlushSeconds         prometheus.Histogram
+	secretWrites              *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	f := promauto.With(reg)
-	return &metrics{
+	m := &metrics{
 		resolutions: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "rotor_vault_resolutions_total",
 			Help: "Secret resolutions by result (cache_hit, cache_miss, not_found, host_not_allowed, error).",
@@ -52,4 +54,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Secret writes by operation (create, rotate, update, delete).",
 		}, []string{"op"}),
 	}
+	m.resolvedHit = m.resolutions.WithLabelValues(resultHit)
+	m.resolvedMiss = m.resolutions.WithLabelValues(resultMiss)
+	return m
 }

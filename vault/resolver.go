@@ -92,9 +92,9 @@ func (v *Vault) Resolve(ctx context.Context, req ResolveRequest) (Resolved, erro
 		return Resolved{}, err
 	}
 	if hit {
-		v.metrics.resolutions.WithLabelValues(resultHit).Inc()
+		v.metrics.resolvedHit.Inc()
 	} else {
-		v.metrics.resolutions.WithLabelValues(resultMiss).Inc()
+		v.metrics.resolvedMiss.Inc()
 	}
 	return Resolved{Name: req.Name, Version: e.version, Value: e.value}, nil
 }

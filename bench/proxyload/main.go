@@ -1,8 +1,9 @@
 // Command proxyload is Rotor's proxy load harness (make bench). It runs,
 // side by side in one run on this machine: plain goproxy passthrough with
-// Go's default connection pool, plain goproxy with a tuned pool, and Rotor
-// resolving references in the URL, a header and the body; for GET, 1 KiB
-// POST and 64 KiB POST. Each proxy runs in its own child process so its CPU
+// Go's default connection pool, plain goproxy with a tuned pool, Rotor
+// passing requests without references (rotor-noref), and Rotor resolving
+// references in the URL, a header and the body; for GET, 1 KiB POST and
+// 64 KiB POST. Each proxy runs in its own child process so its CPU
 // time can be read from /proc. It prints requests/s, p99 latency and proxy
 // CPU µs per request, and ratios against the tuned passthrough. Then it
 // streams a 1 GiB body with references through Rotor and reports the
@@ -86,7 +87,7 @@ func runChild(variant string) error {
 		gp := goproxy.NewProxyHttpServer()
 		gp.Tr = &http.Transport{MaxIdleConns: 4096, MaxIdleConnsPerHost: 512, IdleConnTimeout: 90 * time.Second, ForceAttemptHTTP2: true}
 		h = gp
-	case "rotor":
+	case "rotor", "rotor-noref":
 		dir, err := os.MkdirTemp("", "proxyload-")
 		if err != nil {
 			return err
@@ -121,7 +122,7 @@ func runChild(variant string) error {
 	default:
 		return fmt.Errorf("unknown variant %q", variant)
 	}
-	if path := os.Getenv("PROXYLOAD_CPUPROFILE"); path != "" && variant == "rotor" {
+	if path := os.Getenv("PROXYLOAD_CPUPROFILE"); path != "" && strings.HasPrefix(variant, "rotor") {
 		f, err := os.Create(path)
 		if err != nil {
 			return err
@@ -244,7 +245,10 @@ func runParent(dur, warm time.Duration, conc, streamGiB int, only string) error 
 
 	workloads := []workload{{"GET", 0}, {"POST 1KiB", 1 << 10}, {"POST 64KiB", 64 << 10}}
 	workloads = slices.DeleteFunc(workloads, func(w workload) bool { return !strings.Contains(w.name, only) })
-	variants := []string{"goproxy-default", "goproxy-tuned", "rotor"}
+	variants := []string{"goproxy-default", "goproxy-tuned", "rotor-noref", "rotor"}
+	if v := os.Getenv("PROXYLOAD_VARIANTS"); v != "" {
+		variants = strings.Split(v, ",")
+	}
 	fmt.Printf("proxy load: %d clients, %s per run after %s warm-up, %d cores, upstream and clients in this process, each proxy in its own\n\n",
 		conc, dur, warm, numCPU())
 	var results []result

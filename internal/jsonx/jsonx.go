@@ -61,6 +61,10 @@ type Object struct {
 	b []byte
 }
 
+// Reuse starts a new object in buf's storage (truncated), so a caller that
+// encodes many objects allocates once.
+func Reuse(buf []byte) Object { return Object{b: buf[:0]} }
+
 func (o *Object) key(k string) {
 	if len(o.b) == 0 {
 		o.b = append(o.b, '{')

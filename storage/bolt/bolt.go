@@ -1,7 +1,6 @@
 package bolt
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -26,7 +25,7 @@ const DefaultOpenTimeout = 2 * time.Second
 
 // schemaVersion is written to the meta bucket; a file written by a newer
 // Rotor is refused rather than misread.
-const schemaVersion = 1
+const schemaVersion = 1 // audit rows in segments (see appendAudit)
 
 var (
 	bucketMeta           = []byte("meta")
@@ -137,39 +136,84 @@ func get(b *bbolt.Bucket, key []byte, v any) (bool, error) {
 	return true, nil
 }
 
-// appendAudit assigns ids from one global sequence, so ids are unique across
-// workspaces and increase with commit order.
+// Audit rows are stored in segments: one bbolt value per workspace per
+// write, keyed by its first event id, holding that write's events (which get
+// consecutive ids) as length-prefixed JSON records. A group-committed batch
+// of hundreds of access rows thus costs one Put, not hundreds of B-tree
+// inserts.
 func appendAudit(tx *bbolt.Tx, events []storage.AuditEvent) error {
+	if len(events) == 0 {
+		return nil
+	}
 	root := tx.Bucket(bucketAudit)
+	// Group by workspace, keeping order within each.
+	order := []string{}
+	groups := map[string][]*storage.AuditEvent{}
 	for i := range events {
 		ev := &events[i]
 		if ev.WorkspaceID == "" {
 			return fmt.Errorf("bolt: audit event without workspace")
 		}
-		b, err := root.CreateBucketIfNotExists([]byte(ev.WorkspaceID))
+		if _, ok := groups[ev.WorkspaceID]; !ok {
+			order = append(order, ev.WorkspaceID)
+		}
+		groups[ev.WorkspaceID] = append(groups[ev.WorkspaceID], ev)
+	}
+	for _, ws := range order {
+		b, err := root.CreateBucketIfNotExists([]byte(ws))
 		if err != nil {
 			return err
 		}
-		// Keys only ever grow: fill pages fully instead of splitting them
-		// in half, which halves the pages an append-heavy bucket writes.
+		// Keys only ever grow: fill pages fully instead of splitting them in half.
 		b.FillPercent = 1.0
-		seq, err := root.NextSequence()
-		if err != nil {
-			return err
+		evs := groups[ws]
+		seg := make([]byte, 0, 192*len(evs))
+		var scratch []byte
+		var first uint64
+		for i, ev := range evs {
+			seq, err := root.NextSequence()
+			if err != nil {
+				return err
+			}
+			if i == 0 {
+				first = seq
+			}
+			ev.ID = int64(seq)
+			scratch = encodeAudit(scratch, ev)
+			seg = binary.AppendUvarint(seg, uint64(len(scratch)))
+			seg = append(seg, scratch...)
 		}
-		ev.ID = int64(seq)
-		if err := b.Put(be64(seq), encodeAudit(ev)); err != nil {
+		if err := b.Put(be64(first), seg); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// decodeSegment decodes a segment's events, oldest first. The JSON decoder
+// copies, so nothing refers to bbolt's memory afterwards.
+func decodeSegment(seg []byte) ([]storage.AuditEvent, error) {
+	var out []storage.AuditEvent
+	for len(seg) > 0 {
+		n, k := binary.Uvarint(seg)
+		if k <= 0 || uint64(len(seg)-k) < n {
+			return nil, fmt.Errorf("bolt: corrupt audit segment")
+		}
+		var ev storage.AuditEvent
+		if err := json.Unmarshal(seg[k:k+int(n)], &ev); err != nil {
+			return nil, fmt.Errorf("bolt: corrupt audit record: %w", err)
+		}
+		out = append(out, ev)
+		seg = seg[k+int(n):]
+	}
+	return out, nil
+}
+
 // encodeAudit writes an audit row as JSON without reflection (the same
 // shape json.Marshal gives), since access rows are written on every
 // resolution. Input and Output must be valid JSON, as the Store contract says.
-func encodeAudit(ev *storage.AuditEvent) []byte {
-	var o jsonx.Object
+func encodeAudit(buf []byte, ev *storage.AuditEvent) []byte {
+	o := jsonx.Reuse(buf)
 	o.Int("id", ev.ID).Time("occurred_at", ev.OccurredAt).Str("workspace_id", ev.WorkspaceID).Str("actor_id", ev.ActorID).
 		Str("event_type", ev.EventType).Str("resource_type", ev.ResourceType).Str("resource_id", ev.ResourceID).
 		Raw("input", ev.Input).Raw("output", ev.Output)
@@ -588,11 +632,11 @@ func (s *Store) ListAudit(ctx context.Context, q storage.AuditQuery) (storage.Au
 		c := b.Cursor()
 		var k, v []byte
 		if q.Before > 0 {
+			// The segment holding Before-1 is the last one keyed below Before.
 			k, v = c.Seek(be64(uint64(q.Before)))
 			if k == nil {
 				k, v = c.Last()
-			}
-			for k != nil && bytes.Compare(k, be64(uint64(q.Before))) >= 0 {
+			} else {
 				k, v = c.Prev()
 			}
 		} else {
@@ -602,26 +646,32 @@ func (s *Store) ListAudit(ctx context.Context, q storage.AuditQuery) (storage.Au
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			var ev storage.AuditEvent
-			if err := json.Unmarshal(v, &ev); err != nil {
+			evs, err := decodeSegment(v)
+			if err != nil {
 				return err
 			}
-			if !q.Since.IsZero() && ev.OccurredAt.Before(q.Since) {
-				if ev.OccurredAt.Before(q.Since.Add(-sinceSlack)) {
-					break
+			for i := len(evs) - 1; i >= 0; i-- {
+				ev := evs[i]
+				if q.Before > 0 && ev.ID >= q.Before {
+					continue
 				}
-				continue
+				if !q.Since.IsZero() && ev.OccurredAt.Before(q.Since) {
+					if ev.OccurredAt.Before(q.Since.Add(-sinceSlack)) {
+						return nil
+					}
+					continue
+				}
+				if (q.ResourceType != "" && ev.ResourceType != q.ResourceType) ||
+					(q.EventType != "" && ev.EventType != q.EventType) ||
+					(q.ResourceID != "" && ev.ResourceID != q.ResourceID) {
+					continue
+				}
+				if len(page.Events) == limit {
+					page.Next = page.Events[len(page.Events)-1].ID
+					return nil
+				}
+				page.Events = append(page.Events, ev)
 			}
-			if (q.ResourceType != "" && ev.ResourceType != q.ResourceType) ||
-				(q.EventType != "" && ev.EventType != q.EventType) ||
-				(q.ResourceID != "" && ev.ResourceID != q.ResourceID) {
-				continue
-			}
-			if len(page.Events) == limit {
-				page.Next = page.Events[len(page.Events)-1].ID
-				break
-			}
-			page.Events = append(page.Events, ev)
 		}
 		return nil
 	})
