@@ -1,42 +1,21 @@
 package api_test
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"rotor.sh/rotor/api"
+	"rotor.sh/rotor/internal/leakcheck"
 	"rotor.sh/rotor/storage/bolt"
 	"rotor.sh/rotor/vault"
+	"rotor.sh/rotor/vault/vaulttest"
 )
-
-// syncBuffer is a log sink safe for concurrent handlers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 type env struct {
 	t      *testing.T
@@ -45,39 +24,18 @@ type env struct {
 	store  *bolt.Store
 	dbPath string
 	key    string // operator key of the default workspace
-	logs   *syncBuffer
+	logs   *leakcheck.Buffer
 	reg    *prometheus.Registry
 	// bodies collects every response body, for leak scans.
-	bodies *syncBuffer
+	bodies *leakcheck.Buffer
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	dbPath := filepath.Join(t.TempDir(), "rotor.db")
-	store, err := bolt.Open(dbPath, bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncBuffer{}
-	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	reg := prometheus.NewRegistry()
-	ctx := context.Background()
-	v, err := vault.Open(ctx, vault.Options{Store: store, MasterKey: vault.GenerateMasterKey(), Logger: log, Registerer: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	boot, err := v.Bootstrap(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(api.New(api.Options{Vault: v, Logger: log, Registerer: reg}))
-	e := &env{t: t, srv: srv, vault: v, store: store, dbPath: dbPath, key: boot.Key, logs: logs, reg: reg, bodies: &syncBuffer{}}
-	t.Cleanup(func() {
-		srv.Close()
-		v.Close(ctx)
-		store.Close()
-	})
-	return e
+	ve := vaulttest.New(t)
+	srv := httptest.NewServer(api.New(api.Options{Vault: ve.Vault, Logger: ve.Logger, Registerer: ve.Registry}))
+	t.Cleanup(srv.Close)
+	return &env{t: t, srv: srv, vault: ve.Vault, store: ve.Store, dbPath: ve.DBPath, key: ve.Key, logs: ve.Logs, reg: ve.Registry, bodies: &leakcheck.Buffer{}}
 }
 
 type resp struct {

@@ -12,10 +12,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"rotor.sh/rotor/internal/leakcheck"
 )
 
 var rotorBin string
@@ -38,28 +39,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// lockedBuffer collects a process's output while it runs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 type server struct {
 	t        *testing.T
 	cmd      *exec.Cmd
-	out      *lockedBuffer
+	out      *leakcheck.Buffer
 	done     chan error
 	apiURL   string
 	opsURL   string
@@ -91,7 +74,7 @@ func tryStart(t *testing.T, dataDir string, env ...string) *server {
 		"ROTOR_LOG_LEVEL=debug",
 	)
 	cmd.Env = append(cmd.Env, env...)
-	out := &lockedBuffer{}
+	out := &leakcheck.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

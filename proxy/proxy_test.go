@@ -9,14 +9,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -24,28 +22,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"rotor.sh/rotor/internal/leakcheck"
 	"rotor.sh/rotor/proxy"
 	"rotor.sh/rotor/storage"
 	"rotor.sh/rotor/storage/bolt"
 	"rotor.sh/rotor/vault"
+	"rotor.sh/rotor/vault/vaulttest"
 )
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // seen is what an upstream received.
 type seen struct {
@@ -111,13 +94,14 @@ func newUpstream(t *testing.T, tlsOn bool) *upstream {
 
 type env struct {
 	t     *testing.T
+	ve    *vaulttest.Env
 	vault *vault.Vault
 	store *bolt.Store
 	db    string
 	op    vault.Actor
 	key   string
 	proxy *httptest.Server
-	logs  *syncBuf
+	logs  *leakcheck.Buffer
 	reg   *prometheus.Registry
 }
 
@@ -125,25 +109,8 @@ type envOpt func(*proxy.Options)
 
 func newEnv(t *testing.T, opts ...envOpt) *env {
 	t.Helper()
-	db := filepath.Join(t.TempDir(), "rotor.db")
-	store, err := bolt.Open(db, bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncBuf{}
-	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	reg := prometheus.NewRegistry()
-	ctx := context.Background()
-	v, err := vault.Open(ctx, vault.Options{Store: store, MasterKey: vault.GenerateMasterKey(), Logger: log, Registerer: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	boot, err := v.Bootstrap(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	op, _ := v.Authenticate(ctx, boot.Key)
-	o := proxy.Options{Vault: v, Logger: log, Registerer: reg}
+	ve := vaulttest.New(t)
+	o := proxy.Options{Vault: ve.Vault, Logger: ve.Logger, Registerer: ve.Registry}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -152,21 +119,16 @@ func newEnv(t *testing.T, opts ...envOpt) *env {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(p)
-	e := &env{t: t, vault: v, store: store, db: db, op: op, key: boot.Key, proxy: srv, logs: logs, reg: reg}
 	t.Cleanup(func() {
 		srv.Close()
 		p.CloseIdleConnections()
-		v.Close(ctx)
-		store.Close()
 	})
-	return e
+	return &env{t: t, ve: ve, vault: ve.Vault, store: ve.Store, db: ve.DBPath, op: ve.Operator, key: ve.Key, proxy: srv, logs: ve.Logs, reg: ve.Registry}
 }
 
 func (e *env) secret(name, value string, hosts ...string) {
 	e.t.Helper()
-	if _, err := e.vault.CreateSecret(context.Background(), e.op, vault.CreateSecretRequest{Name: name, Value: vault.PlaintextString(value), AllowedHosts: hosts}); err != nil {
-		e.t.Fatal(err)
-	}
+	e.ve.Secret(e.t, name, value, hosts...)
 }
 
 // client returns an HTTP client that uses the proxy with key (Basic, as

@@ -158,18 +158,9 @@ func TestValidation(t *testing.T) {
 }
 
 func TestResolveCache(t *testing.T) {
-	store, err := bolt.Open(filepath.Join(t.TempDir(), "rotor.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	cs := &countingStore{Store: store}
+	cs := &countingStore{Store: testStore(t)}
+	v := openVault(t, cs)
 	ctx := context.Background()
-	v, err := Open(ctx, Options{Store: cs, MasterKey: GenerateMasterKey()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close(ctx)
 	a := bootstrap(t, v)
 	if _, err := v.CreateSecret(ctx, a, CreateSecretRequest{Name: "A", Value: PlaintextString("v1")}); err != nil {
 		t.Fatal(err)
@@ -514,16 +505,8 @@ func TestOldKeyIDsKeepWorking(t *testing.T) {
 }
 
 func TestAuditWriterFlushesOnClose(t *testing.T) {
-	store, err := bolt.Open(filepath.Join(t.TempDir(), "rotor.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	v, store := testVault(t)
 	ctx := context.Background()
-	v, err := Open(ctx, Options{Store: store, MasterKey: GenerateMasterKey()})
-	if err != nil {
-		t.Fatal(err)
-	}
 	a := bootstrap(t, v)
 	if _, err := v.CreateSecret(ctx, a, CreateSecretRequest{Name: "A", Value: PlaintextString("v")}); err != nil {
 		t.Fatal(err)
@@ -548,18 +531,10 @@ func TestAuditWriterFlushesOnClose(t *testing.T) {
 // TestAuditWriterGroupCommits: access rows reach storage within the flush
 // interval without an explicit flush, in few transactions.
 func TestAuditWriterGroupCommits(t *testing.T) {
-	store, err := bolt.Open(filepath.Join(t.TempDir(), "rotor.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := testStore(t)
 	cs := &appendCounter{Store: store}
+	v := openVault(t, cs)
 	ctx := context.Background()
-	v, err := Open(ctx, Options{Store: cs, MasterKey: GenerateMasterKey()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close(ctx)
 	a := bootstrap(t, v)
 	v.CreateSecret(ctx, a, CreateSecretRequest{Name: "A", Value: PlaintextString("v")})
 	for range 2000 {

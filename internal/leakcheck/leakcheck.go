@@ -4,10 +4,12 @@
 package leakcheck
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/hex"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -55,4 +57,24 @@ func Scan(t testing.TB, value string, blobs map[string][]byte) {
 			}
 		}
 	}
+}
+
+// Buffer is a concurrency-safe bytes.Buffer for capturing logs and process
+// output while a server runs, to scan afterwards.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *Buffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns everything written so far.
+func (s *Buffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
