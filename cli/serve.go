@@ -145,7 +145,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 		if opts.Mode == proxy.ModeGateway && listenTLS == nil && !isLoopbackAddr(cfg.Proxy.Addr) {
 			log.Warn("gateway proxy listens in clear on a non-loopback address: API keys and secret values would cross the network unencrypted; set --proxy-tls-cert", "addr", cfg.Proxy.Addr)
 		}
-		servers = append(servers, &namedServer{name: "proxy", addr: cfg.Proxy.Addr, handler: p, tls: listenTLS})
+		servers = append(servers, &namedServer{name: "proxy", addr: cfg.Proxy.Addr, handler: p, tls: listenTLS, drain: p.Drain})
 	}
 	servers = append(servers, &namedServer{name: "ops", addr: cfg.OpsAddr, handler: api.Ops(reg, ready)})
 	return runServers(ctx, log, cfg.ShutdownTimeout, servers)
@@ -156,7 +156,10 @@ type namedServer struct {
 	addr    string
 	handler http.Handler
 	tls     *tls.Config
-	srv     *http.Server
+	// drain, if set, waits for work Shutdown does not see (hijacked
+	// connections) after Shutdown returns.
+	drain func(context.Context) error
+	srv   *http.Server
 }
 
 func isLoopbackAddr(addr string) bool {
@@ -221,6 +224,11 @@ func runServers(ctx context.Context, log *slog.Logger, drain time.Duration, serv
 		if err := s.srv.Shutdown(sctx); err != nil {
 			log.Error("shutdown", "server", s.name, "err", err)
 			s.srv.Close()
+		}
+		if s.drain != nil {
+			if err := s.drain(sctx); err != nil {
+				log.Error("drain", "server", s.name, "err", err)
+			}
 		}
 	}
 	// Every Serve goroutine has returned once Shutdown/Close returned; collect them.

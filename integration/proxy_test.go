@@ -89,3 +89,41 @@ func TestProxyThroughBinary(t *testing.T) {
 func pemCert(c *x509.Certificate) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
 }
+
+// TestSIGTERMDrainsProxiedRequest: a request in flight through the proxy
+// when SIGTERM arrives completes, and the server then exits cleanly.
+func TestSIGTERMDrainsProxiedRequest(t *testing.T) {
+	arrived := make(chan struct{}, 1)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		time.Sleep(time.Second)
+		io.WriteString(w, "finished")
+	}))
+	defer up.Close()
+	s := startServer(t, t.TempDir())
+	pu, _ := url.Parse(s.proxyURL)
+	pu.User = url.UserPassword("worker", s.adminKey())
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(pu)}}
+	type res struct {
+		status int
+		body   string
+		err    error
+	}
+	done := make(chan res, 1)
+	go func() {
+		r, err := client.Get(up.URL + "/slow")
+		if err != nil {
+			done <- res{err: err}
+			return
+		}
+		b, _ := io.ReadAll(r.Body)
+		r.Body.Close()
+		done <- res{status: r.StatusCode, body: string(b)}
+	}()
+	<-arrived
+	s.stop() // SIGTERM, then waits for a clean exit
+	r := <-done
+	if r.err != nil || r.status != 200 || r.body != "finished" {
+		t.Fatalf("in-flight request after SIGTERM: %+v", r)
+	}
+}

@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/elazarl/goproxy"
@@ -92,6 +93,25 @@ type Proxy struct {
 	requireAH bool
 	scrub     bool
 	bufPool   sync.Pool
+	// inflight counts requests between onRequest and their summary line,
+	// including those inside intercepted CONNECT tunnels, which
+	// http.Server.Shutdown does not track.
+	inflight atomic.Int64
+}
+
+// Drain waits until no proxied request is in flight, or ctx ends. Call it
+// after the listener's http.Server.Shutdown.
+func (p *Proxy) Drain(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for p.inflight.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("proxy: %d requests still in flight: %w", p.inflight.Load(), ctx.Err())
+		case <-t.C:
+		}
+	}
+	return nil
 }
 
 // New builds a proxy.
@@ -169,7 +189,11 @@ func (p *Proxy) CloseIdleConnections() { p.tr.CloseIdleConnections() }
 // session is who is using the proxy, set at CONNECT for intercepted requests.
 type session struct {
 	actor vault.Actor
-	mitm  bool
+	// key is the API key the CONNECT presented ("" for the sidecar's
+	// default workspace). Each intercepted request checks it again (a cached
+	// check), so revoking a key also stops tunnels that are already open.
+	key  string
+	mitm bool
 }
 
 func newRequestID() string {
@@ -180,13 +204,13 @@ func newRequestID() string {
 
 // authenticate reads Proxy-Authorization: Bearer <key>, or Basic with the
 // key as the password (what HTTP_PROXY=http://x:KEY@host gives).
-func (p *Proxy) authenticate(r *http.Request) (vault.Actor, error) {
+func (p *Proxy) authenticate(r *http.Request) (vault.Actor, string, error) {
 	h := r.Header.Get("Proxy-Authorization")
 	if h == "" {
 		if p.defaultWS != "" && isLoopback(r.RemoteAddr) {
-			return vault.Actor{KeyID: anonymousActor, WorkspaceID: p.defaultWS, Role: vault.RoleMember}, nil
+			return vault.Actor{KeyID: anonymousActor, WorkspaceID: p.defaultWS, Role: vault.RoleMember}, "", nil
 		}
-		return vault.Actor{}, fmt.Errorf("%w: send Proxy-Authorization: Bearer <Rotor API key>", ErrProxyAuth)
+		return vault.Actor{}, "", fmt.Errorf("%w: send Proxy-Authorization: Bearer <Rotor API key>", ErrProxyAuth)
 	}
 	scheme, cred, _ := strings.Cut(h, " ")
 	var key string
@@ -196,13 +220,14 @@ func (p *Proxy) authenticate(r *http.Request) (vault.Actor, error) {
 	case "basic":
 		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
 		if err != nil {
-			return vault.Actor{}, fmt.Errorf("%w: malformed Basic credentials", ErrProxyAuth)
+			return vault.Actor{}, "", fmt.Errorf("%w: malformed Basic credentials", ErrProxyAuth)
 		}
 		_, key, _ = strings.Cut(string(raw), ":")
 	default:
-		return vault.Actor{}, fmt.Errorf("%w: use Bearer, or Basic with the API key as password", ErrProxyAuth)
+		return vault.Actor{}, "", fmt.Errorf("%w: use Bearer, or Basic with the API key as password", ErrProxyAuth)
 	}
-	return p.vault.Authenticate(r.Context(), key)
+	a, err := p.vault.Authenticate(r.Context(), key)
+	return a, key, err
 }
 
 func isLoopback(remote string) bool {
@@ -216,14 +241,14 @@ func isLoopback(remote string) bool {
 
 func (p *Proxy) onConnect(host string, ctx *goproxy.ProxyCtx, mitm *goproxy.ConnectAction) (*goproxy.ConnectAction, string) {
 	start := time.Now()
-	actor, err := p.authenticate(ctx.Req)
+	actor, key, err := p.authenticate(ctx.Req)
 	if err != nil {
 		status, code := classify(err)
 		ctx.Resp = errorResponse(ctx.Req, status, code, err)
 		p.finish(logEntry{start: start, id: newRequestID(), method: http.MethodConnect, host: host, status: status, code: code, outcome: OutcomeRefused})
 		return goproxy.RejectConnect, host
 	}
-	ctx.UserData = &session{actor: actor, mitm: mitm != nil}
+	ctx.UserData = &session{actor: actor, key: key, mitm: mitm != nil}
 	if mitm != nil {
 		return mitm, host
 	}
@@ -300,12 +325,18 @@ func (st *reqState) resolve(ctxt Context) ResolveFunc {
 
 func (p *Proxy) onRequest(r *http.Request, gctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
 	start := time.Now()
+	p.inflight.Add(1)
 	st := &reqState{p: p, ctx: r.Context(), id: newRequestID(), host: r.URL.Hostname()}
-	entry := logEntry{start: start, id: st.id, method: r.Method, host: r.URL.Host}
+	entry := logEntry{start: start, id: st.id, method: r.Method, host: r.URL.Host, counted: true}
 	if s, ok := gctx.UserData.(*session); ok {
 		st.actor, st.mitm = s.actor, s.mitm
+		if s.key != "" {
+			if _, err := p.vault.Authenticate(r.Context(), s.key); err != nil {
+				return r, p.refuse(r, entry, err)
+			}
+		}
 	} else {
-		actor, err := p.authenticate(r)
+		actor, _, err := p.authenticate(r)
 		if err != nil {
 			return r, p.refuse(r, entry, err)
 		}
@@ -677,9 +708,13 @@ type logEntry struct {
 	mitm     bool
 	bytesOut int64
 	scrubbed int
+	counted  bool // part of inflight
 }
 
 func (p *Proxy) finish(e logEntry) {
+	if e.counted {
+		defer p.inflight.Add(-1)
+	}
 	d := time.Since(e.start)
 	p.m.requests.WithLabelValues(e.outcome, statusClass(e.status)).Inc()
 	p.m.duration.WithLabelValues(e.outcome).Observe(d.Seconds())

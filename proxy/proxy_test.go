@@ -698,3 +698,86 @@ func TestUpstreamConnectionReuse(t *testing.T) {
 		t.Fatalf("400 requests from 8 clients opened %d upstream connections", n)
 	}
 }
+
+// mitmEnv is an env intercepting HTTPS with a fresh CA, and a client that
+// trusts it, for an upstream TLS server.
+func mitmEnv(t *testing.T, up *upstream) (*env, *x509.CertPool) {
+	t.Helper()
+	certPath, keyPath, err := proxy.InitCA(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := proxy.LoadCA(certPath, keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	upRoots := x509.NewCertPool()
+	upRoots.AddCert(up.Certificate())
+	e := newEnv(t, func(o *proxy.Options) { o.CA = ca; o.UpstreamRoots = upRoots })
+	clientRoots := x509.NewCertPool()
+	pemData, _ := os.ReadFile(certPath)
+	clientRoots.AppendCertsFromPEM(pemData)
+	return e, clientRoots
+}
+
+// TestRevokedKeyStopsOpenTunnel: requests inside an intercepted CONNECT
+// tunnel are re-checked, so revoking the key stops a tunnel already open.
+func TestRevokedKeyStopsOpenTunnel(t *testing.T) {
+	up := newUpstream(t, true)
+	e, roots := mitmEnv(t, up)
+	rec, key, err := e.vault.CreateAPIKey(context.Background(), e.op, vault.CreateAPIKeyRequest{Name: "worker"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := e.client(key, roots)
+	if r := e.send(c, "GET", up.URL+"/a", "", ""); r.status != 200 {
+		t.Fatalf("first: %d %s", r.status, r.body)
+	}
+	if err := e.vault.RevokeAPIKey(context.Background(), e.op, rec.ID); err != nil {
+		t.Fatal(err)
+	}
+	before := up.count()
+	refused(t, e.send(c, "GET", up.URL+"/b", "", ""), up, before, 407, proxy.CodeProxyAuthRequired)
+}
+
+// TestDrainWaitsForInterceptedRequests: Drain waits for requests inside
+// CONNECT tunnels, which http.Server.Shutdown does not see.
+func TestDrainWaitsForInterceptedRequests(t *testing.T) {
+	up := newUpstream(t, true)
+	release := make(chan struct{})
+	arrived := make(chan struct{}, 1)
+	up.respond = func(w http.ResponseWriter, r *http.Request, body []byte) {
+		arrived <- struct{}{}
+		<-release
+		w.Write([]byte("late"))
+	}
+	e, roots := mitmEnv(t, up)
+	p, ok := e.proxy.Config.Handler.(*proxy.Proxy)
+	if !ok {
+		t.Fatal("handler is not the proxy")
+	}
+	done := make(chan result, 1)
+	go func() { done <- e.send(e.client(e.key, roots), "GET", up.URL+"/slow", "", "") }()
+	<-arrived
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := p.Drain(ctx); err == nil {
+		t.Fatal("Drain returned with a request in flight")
+	}
+	close(release)
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel2()
+	if err := p.Drain(ctx2); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-done; r.status != 200 || r.body != "late" {
+		t.Fatalf("in-flight request: %d %q", r.status, r.body)
+	}
+	// Refused requests do not leak in-flight counts.
+	e.send(e.client(e.key, roots), "GET", up.URL+"/x", "", "", "X-Key", "${{ secrets.NOPE }}")
+	ctx3, cancel3 := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel3()
+	if err := p.Drain(ctx3); err != nil {
+		t.Fatal(err)
+	}
+}
