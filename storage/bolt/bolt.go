@@ -166,29 +166,34 @@ func appendAudit(tx *bbolt.Tx, events []storage.AuditEvent) error {
 		}
 		// Keys only ever grow: fill pages fully instead of splitting them in half.
 		b.FillPercent = 1.0
-		evs := groups[ws]
-		seg := make([]byte, 0, 192*len(evs))
 		var scratch []byte
-		var first uint64
-		for i, ev := range evs {
-			seq, err := root.NextSequence()
-			if err != nil {
+		for evs := range slices.Chunk(groups[ws], auditSegmentEvents) {
+			seg := make([]byte, 0, 192*len(evs))
+			var first uint64
+			for i, ev := range evs {
+				seq, err := root.NextSequence()
+				if err != nil {
+					return err
+				}
+				if i == 0 {
+					first = seq
+				}
+				ev.ID = int64(seq)
+				scratch = encodeAudit(scratch, ev)
+				seg = binary.AppendUvarint(seg, uint64(len(scratch)))
+				seg = append(seg, scratch...)
+			}
+			if err := b.Put(be64(first), seg); err != nil {
 				return err
 			}
-			if i == 0 {
-				first = seq
-			}
-			ev.ID = int64(seq)
-			scratch = encodeAudit(scratch, ev)
-			seg = binary.AppendUvarint(seg, uint64(len(scratch)))
-			seg = append(seg, scratch...)
-		}
-		if err := b.Put(be64(first), seg); err != nil {
-			return err
 		}
 	}
 	return nil
 }
+
+// auditSegmentEvents caps a segment: values much larger than a page become
+// long runs of overflow pages, which bbolt allocates and writes badly.
+const auditSegmentEvents = 64
 
 // decodeSegment decodes a segment's events, oldest first. The JSON decoder
 // copies, so nothing refers to bbolt's memory afterwards.
