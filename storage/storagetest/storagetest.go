@@ -33,6 +33,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"SecretsByKEK", testSecretsByKEK},
 		{"AuditAtomicWithChange", testAuditAtomic},
 		{"AuditQuery", testAuditQuery},
+		{"AuditLargeBatches", testAuditLargeBatches},
 		{"ConcurrentUpdates", testConcurrentUpdates},
 		{"CanceledContext", testCanceled},
 	}
@@ -471,5 +472,55 @@ func testCanceled(t *testing.T, s storage.Store) {
 	}
 	if _, err := s.GetWorkspace(ctx(), "ws_x"); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("canceled write landed: %v", err)
+	}
+}
+
+// testAuditLargeBatches: group-committed batches of hundreds of events, in
+// two workspaces, page back exactly, newest first, across any internal
+// grouping a backend uses.
+func testAuditLargeBatches(t *testing.T, s storage.Store) {
+	mkWorkspace(t, s, "ws_a")
+	mkWorkspace(t, s, "ws_b")
+	for round := range 3 {
+		var batch []storage.AuditEvent
+		for i := range 150 {
+			ws := "ws_a"
+			if i%3 == 0 {
+				ws = "ws_b"
+			}
+			e := ev(ws, "secret.accessed", fmt.Sprintf("R%d_%d", round, i))
+			batch = append(batch, e)
+		}
+		must(t, s.AppendAudit(ctx(), batch))
+	}
+	for _, tc := range []struct {
+		ws    string
+		want  int
+		limit int
+	}{{"ws_a", 300, 37}, {"ws_b", 150, 64}, {"ws_a", 300, 1000}} {
+		var got []storage.AuditEvent
+		var cursor int64
+		for range 100 {
+			page, err := s.ListAudit(ctx(), storage.AuditQuery{WorkspaceID: tc.ws, Limit: tc.limit, Before: cursor})
+			must(t, err)
+			got = append(got, page.Events...)
+			if page.Next == 0 {
+				break
+			}
+			cursor = page.Next
+		}
+		if len(got) != tc.want {
+			t.Fatalf("%s limit %d: paged %d events, want %d", tc.ws, tc.limit, len(got), tc.want)
+		}
+		seen := map[string]bool{}
+		for i, e := range got {
+			if e.WorkspaceID != tc.ws || seen[e.ResourceID] || i > 0 && e.ID >= got[i-1].ID {
+				t.Fatalf("%s: bad event at %d: %+v", tc.ws, i, e)
+			}
+			seen[e.ResourceID] = true
+		}
+		if got[0].ResourceID != "R2_149" && got[0].ResourceID != "R2_147" {
+			t.Fatalf("%s: newest is %s", tc.ws, got[0].ResourceID)
+		}
 	}
 }
