@@ -7,6 +7,10 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -145,4 +149,35 @@ func TestLogFields(t *testing.T) {
 	if lines[0][api.LogFieldRoute] != "POST /v1/secrets" || lines[1][api.LogFieldStatus].(float64) != 404 || lines[1][api.LogFieldErrorCode] != "not_found" {
 		t.Fatalf("summary lines = %v", lines)
 	}
+}
+
+// TestPanicIsContained: a handler panic answers 500 with the JSON error
+// body, logs the stack but neither the panic value nor the request, and the
+// server keeps serving.
+func TestPanicIsContained(t *testing.T) {
+	logs := &leakcheck.Buffer{}
+	log := slog.New(slog.NewJSONHandler(logs, nil))
+	// A server without a vault panics (nil pointer) as soon as it
+	// authenticates: a stand-in for any bug in a handler.
+	srv := httptest.NewServer(api.New(api.Options{Logger: log}))
+	defer srv.Close()
+	const value = "canary-panic-0123456789-abcdef"
+	for range 2 {
+		req, _ := http.NewRequest("POST", srv.URL+"/v1/secrets", strings.NewReader(`{"name":"A","value":"`+value+`"}`))
+		req.Header.Set("Authorization", "Bearer rtr_0123456789abcdef_x")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 500 || !strings.Contains(string(body), `"code":"internal"`) {
+			t.Fatalf("panic answered %d %s", res.StatusCode, body)
+		}
+	}
+	if !strings.Contains(logs.String(), "panic in handler") {
+		t.Fatal("panic not logged")
+	}
+	leakcheck.Scan(t, value, map[string][]byte{"logs": []byte(logs.String())})
+	leakcheck.Scan(t, "rtr_0123456789abcdef_x", map[string][]byte{"logs": []byte(logs.String())})
 }
