@@ -781,3 +781,57 @@ func TestDrainWaitsForInterceptedRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestGatewayRequiresAllowedHosts: with RequireAllowedHosts, a secret
+// without allowed_hosts is refused (and audited), a bound one resolves.
+func TestGatewayRequiresAllowedHosts(t *testing.T) {
+	e := newEnv(t, func(o *proxy.Options) {
+		o.Mode = proxy.ModeGateway
+		o.RequireAllowedHosts = true
+		o.SSRFGuard = true
+		o.AllowCIDRs = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	})
+	up := newUpstream(t, false)
+	e.secret("UNBOUND", tokenValue)
+	e.secret("BOUND", tokenValue+"-b", "127.0.0.1")
+	c := e.client(e.key, nil)
+	before := up.count()
+	refused(t, e.send(c, "GET", up.URL+"/x", "", "", "X-Key", "${{ secrets.UNBOUND }}"), up, before, 403, proxy.CodeHostNotAllowed)
+	if r := e.send(c, "GET", up.URL+"/x", "", "", "X-Key", "${{ secrets.BOUND }}"); r.status != 200 || up.last(t).Header.Get("X-Key") != tokenValue+"-b" {
+		t.Fatalf("bound secret: %d %s", r.status, r.body)
+	}
+	e.vault.FlushAudit(context.Background())
+	page, _ := e.store.ListAudit(context.Background(), storage.AuditQuery{WorkspaceID: e.op.WorkspaceID, EventType: vault.EventSecretAccessDenied})
+	if len(page.Events) != 1 || !strings.Contains(string(page.Events[0].Output), "allowed_hosts_required") {
+		t.Fatalf("denied rows: %+v", page.Events)
+	}
+}
+
+// TestHTTPSProxyListener: the proxy itself served over TLS (a gateway
+// reached across a network), used as an https:// proxy.
+func TestHTTPSProxyListener(t *testing.T) {
+	ve := vaulttest.New(t)
+	ve.Secret(t, "TOKEN", tokenValue)
+	p, err := proxy.New(proxy.Options{Vault: ve.Vault, Logger: ve.Logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewTLSServer(p) // TLS on the proxy listener
+	defer srv.Close()
+	up := newUpstream(t, false)
+	pu, _ := url.Parse(srv.URL)
+	pu.User = url.UserPassword("w", ve.Key)
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+	c := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(pu), TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	req, _ := http.NewRequest("GET", up.URL+"/x", nil)
+	req.Header.Set("X-Key", "${{ secrets.TOKEN }}")
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 || up.last(t).Header.Get("X-Key") != tokenValue {
+		t.Fatalf("https proxy: %d", res.StatusCode)
+	}
+}
