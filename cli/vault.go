@@ -2,18 +2,35 @@ package cli
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
+
+	"rotor.sh/rotor/storage/bolt"
 )
 
 func vaultCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "vault",
-		Usage: "vault maintenance (needs the operator key)",
+		Usage: "vault maintenance",
 		Subcommands: []*cli.Command{{
+			Name:  "compact",
+			Usage: "rewrite the bbolt file without free pages, so deleted secrets' bytes leave the file (rotor must be stopped)",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: flagDataDir, EnvVars: []string{envName(flagDataDir)}, Value: DefaultDataDir, Usage: "the data dir"},
+			},
+			Action: func(c *cli.Context) error {
+				before, after, err := bolt.Compact(filepath.Join(c.String(flagDataDir), dbFileName), bolt.Options{})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(c.App.Writer, "compacted %s: %d -> %d bytes\n", filepath.Join(c.String(flagDataDir), dbFileName), before, after)
+				return nil
+			},
+		}, {
 			Name:  "rotate-key",
-			Usage: "introduce a new key-encryption key and re-wrap every data key under it, online",
+			Usage: "introduce a new key-encryption key and re-wrap every data key under it, online (operator key)",
 			Flags: clientFlags(),
 			Action: func(c *cli.Context) error {
 				a, err := newClient(c)

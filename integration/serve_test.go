@@ -210,3 +210,30 @@ func TestCLI(t *testing.T) {
 		t.Fatalf("no key: %d %q", code, errOut)
 	}
 }
+
+// TestVaultCompact: refused while the server runs; afterwards the data is
+// intact.
+func TestVaultCompact(t *testing.T) {
+	dir := t.TempDir()
+	s := startServer(t, dir)
+	key := s.adminKey()
+	for _, n := range []string{"KEEP", "DROP"} {
+		if code, body := call(t, "POST", s.apiURL+"/v1/secrets", key, `{"name":"`+n+`","value":"value-of-`+n+`"}`); code != 201 {
+			t.Fatalf("create: %d %s", code, body)
+		}
+	}
+	call(t, "DELETE", s.apiURL+"/v1/secrets/DROP", key, "")
+	dataDir := filepath.Join(dir, "data")
+	if code, _, errOut := rotor(t, nil, "vault", "compact", "--data-dir", dataDir); code == 0 || !strings.Contains(errOut, "stop rotor first") {
+		t.Fatalf("compact while running: %d %s", code, errOut)
+	}
+	s.stop()
+	if code, out, errOut := rotor(t, nil, "vault", "compact", "--data-dir", dataDir); code != 0 || !strings.Contains(out, "compacted") {
+		t.Fatalf("compact: %d %s %s", code, out, errOut)
+	}
+	s = startServer(t, dir)
+	defer s.stop()
+	if code, body := call(t, "GET", s.apiURL+"/v1/secrets", key, ""); code != 200 || !strings.Contains(body, "KEEP") || strings.Contains(body, "DROP") {
+		t.Fatalf("after compact: %d %s", code, body)
+	}
+}
