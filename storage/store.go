@@ -57,6 +57,8 @@ type Store interface {
 	// ListAudit returns a workspace's events newest first.
 	ListAudit(ctx context.Context, q AuditQuery) (AuditPage, error)
 
+	JobStore
+
 	Close() error
 }
 

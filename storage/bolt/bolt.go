@@ -71,7 +71,7 @@ func Open(path string, opts Options) (*Store, error) {
 
 func (s *Store) init() error {
 	return s.db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketWorkspaces, bucketWorkspaceNames, bucketAPIKeys, bucketKeyring, bucketSecrets, bucketAudit} {
+		for _, b := range append([][]byte{bucketMeta, bucketWorkspaces, bucketWorkspaceNames, bucketAPIKeys, bucketKeyring, bucketSecrets, bucketAudit}, jobBuckets...) {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

@@ -37,6 +37,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"ConcurrentUpdates", testConcurrentUpdates},
 		{"CanceledContext", testCanceled},
 	}
+	tests = append(tests, jobTests()...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newStore(t)

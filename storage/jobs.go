@@ -1,0 +1,182 @@
+package storage
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
+
+// Job statuses.
+const (
+	JobQueued    = "queued"    // waiting for RunAt (first attempt or a retry)
+	JobLeased    = "leased"    // held by a dispatcher until LeaseUntil
+	JobDelivered = "delivered" // a 2xx answer was received
+	JobDead      = "dead"      // attempts exhausted, or the callback answered 410
+	JobCanceled  = "canceled"  // canceled before delivery
+)
+
+// Queue is a callback destination with its delivery policy. CallbackURL and
+// CallbackHeaders hold templates (secret references), never plaintext.
+type Queue struct {
+	WorkspaceID     string            `json:"workspace_id"`
+	Name            string            `json:"name"`
+	CallbackURL     string            `json:"callback_url"`
+	CallbackHeaders map[string]string `json:"callback_headers,omitempty"`
+	MaxAttempts     int               `json:"max_attempts"`
+	BackoffBase     time.Duration     `json:"backoff_base"`
+	BackoffCap      time.Duration     `json:"backoff_cap"`
+	Timeout         time.Duration     `json:"timeout"`
+	Concurrency     int               `json:"concurrency"`
+	// RatePerSecond limits attempts per second; 0 means no limit.
+	RatePerSecond float64   `json:"rate_per_second,omitempty"`
+	Revision      int64     `json:"revision"`
+	CreatedAt     time.Time `json:"created_at"`
+	UpdatedAt     time.Time `json:"updated_at"`
+}
+
+// Attempt is one delivery attempt of a job.
+type Attempt struct {
+	N          int           `json:"n"`
+	StartedAt  time.Time     `json:"started_at"`
+	Duration   time.Duration `json:"duration"`
+	StatusCode int           `json:"status_code,omitempty"`
+	// ErrorCode is set when the attempt failed (secret_missing, timeout,
+	// connection_failed, http_status, ...).
+	ErrorCode string `json:"error_code,omitempty"`
+}
+
+// Job is one payload to deliver to its queue's callback. Payload holds the
+// template JSON as enqueued, never resolved values.
+type Job struct {
+	ID             string          `json:"id"`
+	WorkspaceID    string          `json:"workspace_id"`
+	Queue          string          `json:"queue"`
+	Payload        json.RawMessage `json:"payload"`
+	IdempotencyKey string          `json:"idempotency_key,omitempty"`
+	Status         string          `json:"status"`
+	RunAt          time.Time       `json:"run_at"`
+	LeaseUntil     time.Time       `json:"lease_until,omitempty"`
+	// LeaseToken fences a lease: a result from an expired lease is ignored.
+	LeaseToken uint64    `json:"lease_token,omitempty"`
+	Attempts   []Attempt `json:"attempts,omitempty"`
+	// RetryFrom is len(Attempts) when the job was last retried by hand: the
+	// attempt budget counts from there.
+	RetryFrom   int       `json:"retry_from,omitempty"`
+	EnqueuedBy  string    `json:"enqueued_by"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
+	DeliveredAt time.Time `json:"delivered_at,omitempty"`
+}
+
+// JobStore is the queue and job part of Store.
+type JobStore interface {
+	// CreateQueue: ErrExists if the name is taken in the workspace.
+	CreateQueue(ctx context.Context, args CreateQueueArgs) error
+	// UpdateQueue replaces a queue if its Revision still equals
+	// ExpectedRevision (ErrConflict otherwise).
+	UpdateQueue(ctx context.Context, args UpdateQueueArgs) error
+	GetQueue(ctx context.Context, workspaceID, name string) (Queue, error)
+	ListQueues(ctx context.Context, workspaceID string) ([]Queue, error)
+	// DeleteQueue removes a queue; its undelivered jobs become canceled.
+	DeleteQueue(ctx context.Context, args DeleteQueueArgs) error
+
+	// EnqueueJobs stores jobs. A job whose idempotency key was used in its
+	// queue within IdempotencyWindow is not stored again: its result holds
+	// the existing job and Existing=true. Backends group concurrent calls
+	// into few transactions.
+	EnqueueJobs(ctx context.Context, args EnqueueJobsArgs) ([]EnqueueResult, error)
+	GetJob(ctx context.Context, workspaceID, id string) (Job, error)
+	// ListJobs returns a queue's jobs newest first.
+	ListJobs(ctx context.Context, q JobQuery) (JobPage, error)
+	// LeaseJobs leases up to Limit due jobs (queued with RunAt <= Now, or
+	// leased with an expired lease), at most Slots[queue key] per queue when
+	// the queue is listed there, oldest due first.
+	LeaseJobs(ctx context.Context, args LeaseJobsArgs) ([]Job, error)
+	// CompleteAttempts records attempt results in one transaction. A result
+	// whose LeaseToken no longer matches (the lease expired and the job was
+	// leased again, or it was canceled) is dropped.
+	CompleteAttempts(ctx context.Context, results []AttemptResult) error
+	// CancelJob cancels a job that is not delivered, dead or canceled yet
+	// (ErrConflict otherwise).
+	CancelJob(ctx context.Context, workspaceID, id string, at time.Time) (Job, error)
+	// RetryJobs makes dead (or canceled) jobs queued again, due at At: one
+	// job by id, or every dead job of a queue when ID is empty.
+	RetryJobs(ctx context.Context, args RetryJobsArgs) (int, error)
+	// CountJobs counts jobs by status, for metrics.
+	CountJobs(ctx context.Context) (map[string]int, error)
+}
+
+// IdempotencyWindow is how long an idempotency key returns its first job.
+const IdempotencyWindow = 24 * time.Hour
+
+type CreateQueueArgs struct {
+	Queue Queue
+	Audit []AuditEvent
+}
+
+type UpdateQueueArgs struct {
+	Queue            Queue
+	ExpectedRevision int64
+	Audit            []AuditEvent
+}
+
+type DeleteQueueArgs struct {
+	WorkspaceID string
+	Name        string
+	At          time.Time
+	Audit       []AuditEvent
+}
+
+type EnqueueJobsArgs struct {
+	Jobs []Job
+	Now  time.Time
+}
+
+type EnqueueResult struct {
+	Job      Job
+	Existing bool
+}
+
+type JobQuery struct {
+	WorkspaceID string
+	Queue       string
+	Status      string
+	// Before is the cursor: jobs with ID < Before ("" from the newest).
+	Before string
+	Limit  int
+}
+
+type JobPage struct {
+	Jobs []Job
+	Next string
+}
+
+type LeaseJobsArgs struct {
+	Now        time.Time
+	Limit      int
+	Visibility time.Duration
+	// Slots bounds leases per queue (key QueueKey(ws, name)).
+	Slots map[string]int
+}
+
+// QueueKey identifies a queue across workspaces.
+func QueueKey(workspaceID, name string) string { return workspaceID + "/" + name }
+
+type AttemptResult struct {
+	WorkspaceID string
+	JobID       string
+	LeaseToken  uint64
+	Attempt     Attempt
+	// Status is the job's next status: JobDelivered, JobDead or JobQueued
+	// (a retry at RunAt).
+	Status string
+	RunAt  time.Time
+	At     time.Time
+}
+
+type RetryJobsArgs struct {
+	WorkspaceID string
+	Queue       string
+	ID          string
+	At          time.Time
+}
