@@ -163,7 +163,7 @@ func testLeaseAndComplete(t *testing.T, s storage.Store) {
 	// A failed attempt schedules a retry.
 	must(t, s.CompleteAttempts(ctx(), []storage.AttemptResult{{WorkspaceID: "ws_a", JobID: "job_now", LeaseToken: leased[0].LeaseToken,
 		Attempt: storage.Attempt{N: 1, StartedAt: t0, Duration: time.Millisecond, StatusCode: 500, ErrorCode: "http_status"},
-		Status: storage.JobQueued, RunAt: t0.Add(10 * time.Second), At: t0}}))
+		Status:  storage.JobQueued, RunAt: t0.Add(10 * time.Second), At: t0}}))
 	j, _ := s.GetJob(ctx(), "ws_a", "job_now")
 	if j.Status != storage.JobQueued || len(j.Attempts) != 1 || j.Attempts[0].StatusCode != 500 || !j.RunAt.Equal(t0.Add(10*time.Second)) {
 		t.Fatalf("after failure = %+v", j)
