@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 
+	"rotor.sh/rotor/dispatch"
 	"rotor.sh/rotor/storage"
 	"rotor.sh/rotor/vault"
 )
@@ -31,6 +32,11 @@ const (
 	CodeUnavailable           = "unavailable"
 	CodeDecryptFailed         = "decrypt_failed"
 	CodeInternal              = "internal"
+	CodeInvalidQueue          = "invalid_queue"
+	CodeMissingSecrets        = "missing_secrets"
+	CodeInvalidJob            = "invalid_job"
+	CodeJobState              = "job_state"
+	CodeSecretInUse           = "secret_in_use"
 	CodeClientClosedRequest   = "client_closed_request"
 	statusClientClosedRequest = 499
 )
@@ -57,6 +63,16 @@ func classify(err error) (status int, code, message string) {
 	switch {
 	case errors.As(err, &re):
 		return re.status, re.code, re.message
+	case errors.Is(err, dispatch.ErrInvalidQueue):
+		return http.StatusUnprocessableEntity, CodeInvalidQueue, err.Error()
+	case errors.Is(err, dispatch.ErrMissingSecrets):
+		return http.StatusUnprocessableEntity, CodeMissingSecrets, err.Error()
+	case errors.Is(err, dispatch.ErrInvalidJob):
+		return http.StatusUnprocessableEntity, CodeInvalidJob, err.Error()
+	case errors.Is(err, dispatch.ErrJobState):
+		return http.StatusConflict, CodeJobState, err.Error()
+	case errors.Is(err, dispatch.ErrSecretInUse):
+		return http.StatusConflict, CodeSecretInUse, err.Error()
 	case errors.Is(err, vault.ErrInvalidName):
 		return http.StatusUnprocessableEntity, CodeInvalidName, err.Error()
 	case errors.Is(err, vault.ErrInvalidValue):

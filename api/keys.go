@@ -87,15 +87,18 @@ func (s *Server) createWorkspace(w http.ResponseWriter, r *http.Request, actor v
 	if err := decodeJSON(w, r, &body); err != nil {
 		return err
 	}
-	ws, rec, key, err := s.vault.CreateWorkspace(r.Context(), actor, body.Name)
+	nw, err := s.vault.CreateWorkspace(r.Context(), actor, body.Name)
 	if err != nil {
 		return err
 	}
-	k := toKeyJSON(rec)
-	k.Key = key
+	k := toKeyJSON(nw.AdminKey)
+	k.Key = nw.Key
+	ws := nw.Workspace
 	writeJSON(w, http.StatusCreated, map[string]any{
-		"workspace": workspaceJSON{ID: ws.ID, Name: ws.Name, CreatedAt: ws.CreatedAt},
-		"admin_key": k,
+		"workspace":       workspaceJSON{ID: ws.ID, Name: ws.Name, CreatedAt: ws.CreatedAt},
+		"admin_key":       k,
+		"callback_secret": string(nw.Callback.CallbackSecret.Bytes()),
+		"signing_secret":  string(nw.Callback.SigningSecret.Bytes()),
 	})
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"time"
 
+	"rotor.sh/rotor/dispatch"
 	"rotor.sh/rotor/storage"
 	"rotor.sh/rotor/vault"
 )
@@ -118,7 +119,21 @@ func (s *Server) updateSecret(w http.ResponseWriter, r *http.Request, actor vaul
 }
 
 func (s *Server) deleteSecret(w http.ResponseWriter, r *http.Request, actor vault.Actor) error {
-	if err := s.vault.DeleteSecret(r.Context(), actor, r.PathValue("name")); err != nil {
+	name := r.PathValue("name")
+	force := r.URL.Query().Get("force")
+	if force != "" && force != "true" && force != "false" {
+		return badRequest(CodeInvalidQuery, "force must be true or false")
+	}
+	if s.queues != nil && force != "true" {
+		users, err := s.queues.QueuesReferencing(r.Context(), actor.WorkspaceID, name)
+		if err != nil {
+			return err
+		}
+		if len(users) > 0 {
+			return &dispatch.SecretInUseError{Secret: name, Queues: users}
+		}
+	}
+	if err := s.vault.DeleteSecret(r.Context(), actor, name); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -292,7 +292,8 @@ func TestKeyringRotationAPI(t *testing.T) {
 	e := newEnv(t)
 	e.mustStatus(e.do("POST", "/v1/secrets", e.key, `{"name":"A","value":"v"}`), 201)
 	r := e.mustStatus(e.do("POST", "/v1/vault/rotate-key", e.key, ""), 200).json(t)
-	if r["rewrapped"].(float64) != 1 || len(r["retired_key_ids"].([]any)) != 1 {
+	// The secret and the workspace's two dispatch credentials.
+	if r["rewrapped"].(float64) != 3 || len(r["retired_key_ids"].([]any)) != 1 {
 		t.Fatalf("rotate = %v", r)
 	}
 	e.mustStatus(e.do("GET", "/v1/secrets/A", e.key, ""), 200)

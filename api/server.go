@@ -15,12 +15,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"rotor.sh/rotor/dispatch"
 	"rotor.sh/rotor/vault"
 )
 
 // Options configure New.
 type Options struct {
-	Vault      *vault.Vault
+	Vault *vault.Vault
+	// Queues serves /v1/queues and /v1/jobs; nil leaves them out.
+	Queues     *dispatch.Service
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
@@ -28,6 +31,7 @@ type Options struct {
 // Server is the /v1 control API.
 type Server struct {
 	vault   *vault.Vault
+	queues  *dispatch.Service
 	log     *slog.Logger
 	mux     *http.ServeMux
 	reqs    *prometheus.CounterVec
@@ -44,9 +48,10 @@ func New(opts Options) *Server {
 	}
 	f := promauto.With(opts.Registerer)
 	s := &Server{
-		vault: opts.Vault,
-		log:   opts.Logger,
-		mux:   http.NewServeMux(),
+		vault:  opts.Vault,
+		queues: opts.Queues,
+		log:    opts.Logger,
+		mux:    http.NewServeMux(),
 		reqs: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "rotor_api_requests_total",
 			Help: "Control API requests by route pattern and status code.",
@@ -104,6 +109,34 @@ func (s *Server) routes() {
 	s.route("/v1/vault/rotate-key", map[string]http.HandlerFunc{
 		http.MethodPost: s.authed(vault.RoleOperator, s.rotateKey),
 	})
+	s.route("/v1/workspace/callback-secret", map[string]http.HandlerFunc{
+		http.MethodPost: s.authed(vault.RoleAdmin, s.rotateCallbackSecret),
+	})
+	if s.queues != nil {
+		s.route("/v1/queues", map[string]http.HandlerFunc{
+			http.MethodPost: s.authed(vault.RoleMember, s.createQueue),
+			http.MethodGet:  s.authed(vault.RoleMember, s.listQueues),
+		})
+		s.route("/v1/queues/{name}", map[string]http.HandlerFunc{
+			http.MethodGet:    s.authed(vault.RoleMember, s.getQueue),
+			http.MethodPatch:  s.authed(vault.RoleMember, s.patchQueue),
+			http.MethodDelete: s.authed(vault.RoleMember, s.deleteQueue),
+		})
+		s.route("/v1/queues/{name}/jobs", map[string]http.HandlerFunc{
+			http.MethodPost: s.authed(vault.RoleMember, s.enqueue),
+			http.MethodGet:  s.authed(vault.RoleMember, s.listJobs),
+		})
+		s.route("/v1/queues/{name}/jobs/retry", map[string]http.HandlerFunc{
+			http.MethodPost: s.authed(vault.RoleMember, s.retryDead),
+		})
+		s.route("/v1/jobs/{id}", map[string]http.HandlerFunc{
+			http.MethodGet:    s.authed(vault.RoleMember, s.getJob),
+			http.MethodDelete: s.authed(vault.RoleMember, s.cancelJob),
+		})
+		s.route("/v1/jobs/{id}/retry", map[string]http.HandlerFunc{
+			http.MethodPost: s.authed(vault.RoleMember, s.retryJob),
+		})
+	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusNotFound, CodeNotFound, "no such endpoint: "+truncate(r.URL.Path, 100))
 	})

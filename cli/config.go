@@ -42,6 +42,7 @@ const (
 	flagAPIURL          = "api-url"
 	flagAPIKey          = "api-key"
 	flagOutput          = "output"
+	flagComponents      = "components"
 )
 
 func envName(flag string) string {
@@ -61,6 +62,7 @@ func serveFlags() []cli.Flag {
 		altsrc.NewStringFlag(&cli.StringFlag{Name: flagBootstrapKey, EnvVars: []string{envName(flagBootstrapKey)}, Hidden: true, Usage: "admin API key to install at first start"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: flagLogLevel, EnvVars: []string{envName(flagLogLevel)}, Value: DefaultLogLevel, Usage: "debug, info, warn or error"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: flagLogFormat, EnvVars: []string{envName(flagLogFormat)}, Value: DefaultLogFormat, Usage: "json or text"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: flagComponents, EnvVars: []string{envName(flagComponents)}, Value: "api,proxy,dispatch", Usage: "what `rotor serve` runs: any of api, proxy, dispatch (dispatch needs proxy)"}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: flagShutdownTimeout, EnvVars: []string{envName(flagShutdownTimeout)}, Value: DefaultShutdownTimeout, Usage: "how long to drain requests on SIGTERM"}),
 	}
 }
@@ -76,9 +78,11 @@ type serveConfig struct {
 	LogLevel        slog.Level
 	LogFormat       string
 	ShutdownTimeout time.Duration
-	// Components: the API server, and the proxy when Proxy is set.
-	API   bool
-	Proxy *proxyConfig
+	// Components: the API server, the dispatcher, and the proxy when Proxy
+	// is set.
+	API      bool
+	Dispatch bool
+	Proxy    *proxyConfig
 }
 
 // loadServeConfig reads and validates the settings; every error names the

@@ -2,8 +2,10 @@ package cli
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +24,7 @@ import (
 	"github.com/urfave/cli/v2/altsrc"
 
 	"rotor.sh/rotor/api"
+	"rotor.sh/rotor/dispatch"
 	"rotor.sh/rotor/proxy"
 	"rotor.sh/rotor/storage/bolt"
 	"rotor.sh/rotor/vault"
@@ -51,13 +55,37 @@ func serveCommand() *cli.Command {
 	}
 }
 
-// loadNodeConfig reads the settings of a node running the given components.
+// loadNodeConfig reads the settings of a node; `rotor serve` takes its
+// components from --components, `rotor proxy` runs the proxy alone.
 func loadNodeConfig(c *cli.Context, withAPI, withProxy bool) (serveConfig, error) {
 	cfg, err := loadServeConfig(c)
 	if err != nil {
 		return cfg, err
 	}
 	cfg.API = withAPI
+	if withAPI {
+		// rotor serve: --components decides.
+		cfg.API, withProxy = false, false
+		for _, comp := range strings.Split(c.String(flagComponents), ",") {
+			switch strings.TrimSpace(comp) {
+			case "api":
+				cfg.API = true
+			case "proxy":
+				withProxy = true
+			case "dispatch":
+				cfg.Dispatch = true
+			case "":
+			default:
+				return cfg, settingErr(flagComponents, fmt.Sprintf("%q is not api, proxy or dispatch", comp))
+			}
+		}
+		if cfg.Dispatch && !withProxy {
+			return cfg, settingErr(flagComponents, "dispatch needs the proxy in the same process (workers deliver through it)")
+		}
+		if !cfg.API && !withProxy {
+			return cfg, settingErr(flagComponents, "nothing to run")
+		}
+	}
 	if withProxy {
 		pc, err := loadProxyConfig(c, cfg.DataDir)
 		if err != nil {
@@ -110,14 +138,32 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 	}
 	if boot.Created {
 		log.Info("first start: created workspace and operator API key", "workspace", boot.Workspace.Name, "workspace_id", boot.Workspace.ID, "key_id", boot.KeyID)
+		// Credentials go to stderr once, outside the structured log, so log
+		// shipping does not carry them.
+		fmt.Fprintf(stderr, "\n================================================================\n")
 		if boot.Key != "" {
-			// The key goes to stderr once, outside the structured log, so log
-			// shipping does not carry a credential.
-			fmt.Fprintf(stderr, "\n================================================================\n"+
-				" Rotor admin API key (shown once; only its hash is stored):\n\n"+
+			fmt.Fprintf(stderr, " Rotor admin API key (shown once; only its hash is stored):\n\n"+
 				"   export ROTOR_API_KEY=%s\n\n"+
-				" Create more with: rotor keys create --name NAME\n"+
-				"================================================================\n\n", boot.Key)
+				" Create more with: rotor keys create --name NAME\n\n", boot.Key)
+		}
+		fmt.Fprintf(stderr, " Callback secret: dispatched jobs carry Authorization: Bearer <it>;\n"+
+			" your callback handler checks it (shown once; rotate with\n"+
+			" POST /v1/workspace/callback-secret):\n\n"+
+			"   ROTOR_CALLBACK_SECRET=%s\n"+
+			"   webhook signing secret: %s\n"+
+			"================================================================\n\n",
+			boot.Callback.CallbackSecret.Bytes(), boot.Callback.SigningSecret.Bytes())
+	}
+	// Workspaces from before dispatch existed get their credentials now.
+	wss, err := store.ListWorkspaces(ctx)
+	if err != nil {
+		return err
+	}
+	for _, ws := range wss {
+		if _, created, err := v.EnsureCallbackCredentials(ctx, ws.ID); err != nil {
+			return err
+		} else if created && !boot.Created {
+			log.Info("created dispatch credentials for a workspace; get them with POST /v1/workspace/callback-secret", "workspace_id", ws.ID)
 		}
 	}
 
@@ -126,8 +172,18 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 		return err
 	}
 	var servers []*namedServer
+	var tasks []func(context.Context) error
+	notify := func() {}
+	var disp *dispatch.Dispatcher
+	internalToken := ""
+	if cfg.Dispatch {
+		tok := make([]byte, 32)
+		_, _ = rand.Read(tok)
+		internalToken = hex.EncodeToString(tok)
+	}
+	queues := dispatch.NewService(store, v, nil, func() { notify() })
 	if cfg.API {
-		servers = append(servers, &namedServer{name: "api", addr: cfg.APIAddr, handler: api.New(api.Options{Vault: v, Logger: log, Registerer: reg})})
+		servers = append(servers, &namedServer{name: "api", addr: cfg.APIAddr, handler: api.New(api.Options{Vault: v, Queues: queues, Logger: log, Registerer: reg})})
 	}
 	if cfg.Proxy != nil {
 		opts, listenTLS, err := buildProxyOptions(ctx, *cfg.Proxy, store)
@@ -135,6 +191,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 			return err
 		}
 		opts.Vault, opts.Logger, opts.Registerer = v, log, reg
+		opts.InternalToken = internalToken
 		p, err := proxy.New(opts)
 		if err != nil {
 			return err
@@ -146,14 +203,32 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 			log.Warn("gateway proxy listens in clear on a non-loopback address: API keys and secret values would cross the network unencrypted; set --proxy-tls-cert", "addr", cfg.Proxy.Addr)
 		}
 		servers = append(servers, &namedServer{name: "proxy", addr: cfg.Proxy.Addr, handler: p, tls: listenTLS, drain: p.Drain})
+		if cfg.Dispatch {
+			// The dispatcher reaches the proxy on a loopback listener of its
+			// own, in clear, whatever the public proxy listener is.
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return fmt.Errorf("dispatch proxy listener: %w", err)
+			}
+			servers = append(servers, &namedServer{name: "dispatch-proxy", ln: ln, handler: p})
+			disp, err = dispatch.New(dispatch.Options{Store: store, ProxyURL: "http://" + ln.Addr().String(), InternalToken: internalToken,
+				Logger: log, Registerer: reg, DrainTimeout: cfg.ShutdownTimeout})
+			if err != nil {
+				return err
+			}
+			notify = disp.Notify
+			tasks = append(tasks, disp.Run)
+		}
 	}
 	servers = append(servers, &namedServer{name: "ops", addr: cfg.OpsAddr, handler: api.Ops(reg, ready)})
-	return runServers(ctx, log, cfg.ShutdownTimeout, servers)
+	return runServers(ctx, log, cfg.ShutdownTimeout, servers, tasks...)
 }
 
 type namedServer struct {
-	name    string
-	addr    string
+	name string
+	addr string
+	// ln, if set, is an already open listener (addr is then unused).
+	ln      net.Listener
 	handler http.Handler
 	tls     *tls.Config
 	// drain, if set, waits for work Shutdown does not see (hijacked
@@ -177,7 +252,10 @@ func isLoopbackAddr(addr string) bool {
 // runServers listens on every address first (so a taken port fails start-up
 // before anything serves), serves until ctx ends or one server fails, then
 // shuts all down gracefully, draining in-flight requests.
-func runServers(ctx context.Context, log *slog.Logger, drain time.Duration, servers []*namedServer) error {
+//
+// tasks run beside the servers until ctx ends (the dispatcher); shutdown
+// waits for them too.
+func runServers(ctx context.Context, log *slog.Logger, drain time.Duration, servers []*namedServer, tasks ...func(context.Context) error) error {
 	var lns []net.Listener
 	defer func() {
 		for _, ln := range lns {
@@ -185,9 +263,12 @@ func runServers(ctx context.Context, log *slog.Logger, drain time.Duration, serv
 		}
 	}()
 	for _, s := range servers {
-		ln, err := net.Listen("tcp", s.addr)
-		if err != nil {
-			return fmt.Errorf("%s listener: %w", s.name, err)
+		ln := s.ln
+		if ln == nil {
+			var err error
+			if ln, err = net.Listen("tcp", s.addr); err != nil {
+				return fmt.Errorf("%s listener: %w", s.name, err)
+			}
 		}
 		if s.tls != nil {
 			ln = tls.NewListener(ln, s.tls)
@@ -212,12 +293,26 @@ func runServers(ctx context.Context, log *slog.Logger, drain time.Duration, serv
 			errc <- nil
 		}()
 	}
+	taskCtx, stopTasks := context.WithCancel(ctx)
+	defer stopTasks()
+	var taskWG sync.WaitGroup
+	for _, task := range tasks {
+		taskWG.Go(func() {
+			if err := task(taskCtx); err != nil {
+				log.Error("background task failed", "err", err)
+			}
+		})
+	}
 	var runErr error
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down", "drain_timeout", drain.String())
 	case runErr = <-errc:
 	}
+	// Tasks stop starting work and finish what runs (through the servers,
+	// which drain their in-flight requests).
+	stopTasks()
+	defer taskWG.Wait()
 	sctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
 	for _, s := range servers {

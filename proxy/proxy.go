@@ -79,6 +79,9 @@ type Options struct {
 	NoScrub bool
 	// ResponseHeaderTimeout; DefaultResponseHeaderTimeout when zero.
 	ResponseHeaderTimeout time.Duration
+	// InternalToken, if set, is the per-process credential of Rotor's own
+	// dispatcher (see internal.go).
+	InternalToken string
 }
 
 // Proxy is the resolving proxy. It is an http.Handler.
@@ -93,6 +96,8 @@ type Proxy struct {
 	requireAH bool
 	scrub     bool
 	bufPool   sync.Pool
+
+	internalToken string
 	// inflight counts requests between onRequest and their summary line,
 	// including those inside intercepted CONNECT tunnels, which
 	// http.Server.Shutdown does not track.
@@ -141,6 +146,7 @@ func New(opts Options) (*Proxy, error) {
 	p := &Proxy{
 		vault: opts.Vault, log: opts.Logger, m: newMetrics(opts.Registerer), mode: opts.Mode,
 		defaultWS: opts.DefaultWorkspaceID, requireAH: opts.RequireAllowedHosts, scrub: !opts.NoScrub,
+		internalToken: opts.InternalToken,
 	}
 	d := newDialer(guard{enabled: opts.SSRFGuard, allow: opts.AllowCIDRs})
 	// Tuned for proxy load: Go's default of 2 idle connections per host
@@ -192,8 +198,9 @@ type session struct {
 	// key is the API key the CONNECT presented ("" for the sidecar's
 	// default workspace). Each intercepted request checks it again (a cached
 	// check), so revoking a key also stops tunnels that are already open.
-	key  string
-	mitm bool
+	key      string
+	mitm     bool
+	internal bool
 }
 
 func newRequestID() string {
@@ -204,13 +211,13 @@ func newRequestID() string {
 
 // authenticate reads Proxy-Authorization: Bearer <key>, or Basic with the
 // key as the password (what HTTP_PROXY=http://x:KEY@host gives).
-func (p *Proxy) authenticate(r *http.Request) (vault.Actor, string, error) {
+func (p *Proxy) authenticate(r *http.Request) (session, error) {
 	h := r.Header.Get("Proxy-Authorization")
 	if h == "" {
 		if p.defaultWS != "" && isLoopback(r.RemoteAddr) {
-			return vault.Actor{KeyID: anonymousActor, WorkspaceID: p.defaultWS, Role: vault.RoleMember}, "", nil
+			return session{actor: vault.Actor{KeyID: anonymousActor, WorkspaceID: p.defaultWS, Role: vault.RoleMember}}, nil
 		}
-		return vault.Actor{}, "", fmt.Errorf("%w: send Proxy-Authorization: Bearer <Rotor API key>", ErrProxyAuth)
+		return session{}, fmt.Errorf("%w: send Proxy-Authorization: Bearer <Rotor API key>", ErrProxyAuth)
 	}
 	scheme, cred, _ := strings.Cut(h, " ")
 	var key string
@@ -220,14 +227,21 @@ func (p *Proxy) authenticate(r *http.Request) (vault.Actor, string, error) {
 	case "basic":
 		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
 		if err != nil {
-			return vault.Actor{}, "", fmt.Errorf("%w: malformed Basic credentials", ErrProxyAuth)
+			return session{}, fmt.Errorf("%w: malformed Basic credentials", ErrProxyAuth)
 		}
 		_, key, _ = strings.Cut(string(raw), ":")
 	default:
-		return vault.Actor{}, "", fmt.Errorf("%w: use Bearer, or Basic with the API key as password", ErrProxyAuth)
+		return session{}, fmt.Errorf("%w: use Bearer, or Basic with the API key as password", ErrProxyAuth)
+	}
+	if p.isInternalToken(key) {
+		ws := r.Header.Get(HeaderInternalWorkspace)
+		if ws == "" {
+			return session{}, fmt.Errorf("%w: dispatch request without a workspace", ErrProxyAuth)
+		}
+		return session{actor: vault.Actor{KeyID: DispatcherActor, WorkspaceID: ws, Role: vault.RoleMember}, internal: true}, nil
 	}
 	a, err := p.vault.Authenticate(r.Context(), key)
-	return a, key, err
+	return session{actor: a, key: key}, err
 }
 
 func isLoopback(remote string) bool {
@@ -241,14 +255,16 @@ func isLoopback(remote string) bool {
 
 func (p *Proxy) onConnect(host string, ctx *goproxy.ProxyCtx, mitm *goproxy.ConnectAction) (*goproxy.ConnectAction, string) {
 	start := time.Now()
-	actor, key, err := p.authenticate(ctx.Req)
+	sess, err := p.authenticate(ctx.Req)
+	actor := sess.actor
 	if err != nil {
 		status, code := classify(err)
 		ctx.Resp = errorResponse(ctx.Req, status, code, err)
 		p.finish(logEntry{start: start, id: newRequestID(), method: http.MethodConnect, host: host, status: status, code: code, outcome: OutcomeRefused})
 		return goproxy.RejectConnect, host
 	}
-	ctx.UserData = &session{actor: actor, key: key, mitm: mitm != nil}
+	sess.mitm = mitm != nil
+	ctx.UserData = &sess
 	if mitm != nil {
 		return mitm, host
 	}
@@ -271,6 +287,10 @@ type reqState struct {
 	mitm     bool
 	body     *Rewriter
 	formSeen []formKey
+	// bodyBuf is the whole rewritten body when it fit the buffer.
+	bodyBuf *bytes.Buffer
+	// extra goes into audit rows (dispatch: job id and attempt).
+	extra map[string]string
 }
 
 type resolvedSecret struct {
@@ -298,7 +318,7 @@ func (st *reqState) resolve(ctxt Context) ResolveFunc {
 		if !ok {
 			r, err := st.p.vault.Resolve(st.ctx, vault.ResolveRequest{
 				WorkspaceID: st.actor.WorkspaceID, Name: name, ActorID: st.actor.KeyID, Host: st.host,
-				RequireAllowedHosts: st.p.requireAH, RequestID: st.id,
+				RequireAllowedHosts: st.p.requireAH, RequestID: st.id, Extra: st.extra,
 			})
 			if err != nil {
 				st.p.m.failures.WithLabelValues(failureReason(err)).Inc()
@@ -328,6 +348,7 @@ func (p *Proxy) onRequest(r *http.Request, gctx *goproxy.ProxyCtx) (*http.Reques
 	p.inflight.Add(1)
 	st := &reqState{p: p, ctx: r.Context(), id: newRequestID(), host: r.URL.Hostname()}
 	entry := logEntry{start: start, id: st.id, method: r.Method, host: r.URL.Host, counted: true}
+	var internal bool
 	if s, ok := gctx.UserData.(*session); ok {
 		st.actor, st.mitm = s.actor, s.mitm
 		if s.key != "" {
@@ -336,15 +357,28 @@ func (p *Proxy) onRequest(r *http.Request, gctx *goproxy.ProxyCtx) (*http.Reques
 			}
 		}
 	} else {
-		actor, _, err := p.authenticate(r)
+		sess, err := p.authenticate(r)
 		if err != nil {
+			stripInternal(r.Header)
 			return r, p.refuse(r, entry, err)
 		}
-		st.actor = actor
+		st.actor, internal = sess.actor, sess.internal
 	}
 	entry.actor, entry.mitm = st.actor, st.mitm
+	var in internalReq
+	if internal {
+		in = readInternal(r.Header)
+		st.extra = map[string]string{"job_id": in.job, "attempt": in.attempt}
+		if in.scheme == "https" && r.URL.Scheme == "http" {
+			r.URL.Scheme = "https"
+		}
+	}
+	stripInternal(r.Header)
 	removeProxyHeaders(r)
 	out, err := st.rewrite(r)
+	if err == nil && internal {
+		err = st.applyInternal(out, in)
+	}
 	entry.secrets = st.names
 	if err != nil {
 		return r, p.refuse(r, entry, err)
@@ -528,6 +562,7 @@ func (st *reqState) rewriteBody(out *http.Request) error {
 	case errors.Is(err, io.EOF):
 		// The whole body is rewritten: exact length, nothing sent yet.
 		out.Body = &pooledBody{Reader: bytes.NewReader(buf.Bytes()), buf: buf, p: st.p, src: out.Body}
+		st.bodyBuf = buf
 		out.ContentLength = int64(buf.Len())
 		out.Header.Set("Content-Length", strconv.Itoa(buf.Len()))
 		out.TransferEncoding = nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 	"sync"
 
 	"rotor.sh/rotor/internal/jsonx"
@@ -388,4 +389,18 @@ func (r *Rewriter) fill() {
 		r.err = fmt.Errorf("%w: internal: undecided input at EOF", ErrReference)
 		r.out = r.out[:0]
 	}
+}
+
+// References returns the secret names referenced in s (in context c),
+// without resolving anything, or the error a malformed reference gives.
+// Queues validate their templates with it.
+func References(s string, c Context) ([]string, error) {
+	var names []string
+	_, _, err := RewriteString(s, c, func(name string) ([]byte, error) {
+		if !slices.Contains(names, name) {
+			names = append(names, name)
+		}
+		return []byte("x"), nil
+	})
+	return names, err
 }

@@ -57,8 +57,11 @@ type Job struct {
 	RunAt          time.Time       `json:"run_at"`
 	LeaseUntil     time.Time       `json:"lease_until,omitempty"`
 	// LeaseToken fences a lease: a result from an expired lease is ignored.
-	LeaseToken uint64    `json:"lease_token,omitempty"`
-	Attempts   []Attempt `json:"attempts,omitempty"`
+	LeaseToken uint64 `json:"lease_token,omitempty"`
+	// Leases counts how often the job was leased; more leases than
+	// attempts+1 means a lease expired (a dispatcher died mid-attempt).
+	Leases   int       `json:"leases,omitempty"`
+	Attempts []Attempt `json:"attempts,omitempty"`
 	// RetryFrom is len(Attempts) when the job was last retried by hand: the
 	// attempt budget counts from there.
 	RetryFrom   int       `json:"retry_from,omitempty"`

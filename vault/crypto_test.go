@@ -179,10 +179,11 @@ func TestStoredTamper(t *testing.T) {
 		t.Fatalf("version bump: %v", err)
 	}
 	// The ciphertext copied into another workspace under the same name.
-	wsB, _, _, err := v.CreateWorkspace(ctx, a, "other")
+	nw, err := v.CreateWorkspace(ctx, a, "other")
 	if err != nil {
 		t.Fatal(err)
 	}
+	wsB := nw.Workspace
 	copyRec := recA
 	copyRec.WorkspaceID = wsB.ID
 	if err := store.CreateSecret(ctx, storage.CreateSecretArgs{Secret: copyRec}); err != nil {

@@ -45,6 +45,9 @@ type Resolved struct {
 // secret.accessed (or secret.access_denied) audit event through the group
 // committer, without waiting for it.
 func (v *Vault) Resolve(ctx context.Context, req ResolveRequest) (Resolved, error) {
+	if isReserved(req.Name) {
+		return Resolved{}, fmt.Errorf("%w: %s", ErrNotFound, secretRef(req.Name))
+	}
 	if req.ActorID == "" || req.WorkspaceID == "" {
 		// Every access row names who asked; no actor, no plaintext.
 		return Resolved{}, fmt.Errorf("%w: resolve needs a workspace and an actor", ErrInvalidArgument)

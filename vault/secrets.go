@@ -185,6 +185,7 @@ func (v *Vault) GetSecret(ctx context.Context, actor Actor, name string) (storag
 // ListSecrets returns the metadata of the actor's workspace's secrets, by name.
 func (v *Vault) ListSecrets(ctx context.Context, actor Actor) ([]storage.SecretMeta, error) {
 	out, err := v.store.ListSecrets(ctx, storage.ListSecretsArgs{WorkspaceID: actor.WorkspaceID})
+	out = slices.DeleteFunc(out, func(m storage.SecretMeta) bool { return isReserved(m.Name) })
 	slices.SortFunc(out, func(a, b storage.SecretMeta) int {
 		switch {
 		case a.Name < b.Name:

@@ -166,6 +166,7 @@ func TestResolveCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	req := ResolveRequest{WorkspaceID: a.WorkspaceID, Name: "A", ActorID: a.KeyID}
+	cs.gets.Store(0)
 	for range 100 {
 		if r, err := v.Resolve(ctx, req); err != nil || string(r.Value.Bytes()) != "v1" {
 			t.Fatal(err)
@@ -261,10 +262,11 @@ func TestWorkspaceIsolation(t *testing.T) {
 	v, _ := testVault(t)
 	op := bootstrap(t, v)
 	ctx := context.Background()
-	_, _, keyB, err := v.CreateWorkspace(ctx, op, "team-b")
+	nw, err := v.CreateWorkspace(ctx, op, "team-b")
 	if err != nil {
 		t.Fatal(err)
 	}
+	keyB := nw.Key
 	b, err := v.Authenticate(ctx, keyB)
 	if err != nil || b.Role != RoleAdmin {
 		t.Fatalf("team-b admin: %+v, %v", b, err)
@@ -312,7 +314,7 @@ func TestWorkspaceIsolation(t *testing.T) {
 	if err := v.RevokeAPIKey(ctx, b, op.KeyID); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("B revoked A's key: %v", err)
 	}
-	if _, _, _, err := v.CreateWorkspace(ctx, b, "team-c"); !errors.Is(err, ErrForbidden) {
+	if _, err := v.CreateWorkspace(ctx, b, "team-c"); !errors.Is(err, ErrForbidden) {
 		t.Fatalf("admin created a workspace: %v", err)
 	}
 	if _, err := v.RotateKEK(ctx, b); !errors.Is(err, ErrForbidden) {
@@ -422,7 +424,8 @@ func TestRotateKEK(t *testing.T) {
 	v, store := testVault(t)
 	op := bootstrap(t, v)
 	ctx := context.Background()
-	_, _, keyB, _ := v.CreateWorkspace(ctx, op, "team-b")
+	nw, _ := v.CreateWorkspace(ctx, op, "team-b")
+	keyB := nw.Key
 	b, _ := v.Authenticate(ctx, keyB)
 	want := map[string]string{}
 	for i := range 300 { // more than one re-wrap batch
@@ -446,7 +449,8 @@ func TestRotateKEK(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Rewrapped != 300 || len(res.Retired) != 1 || res.Retired[0] != oldActive || res.NewKeyID == oldActive {
+	// 300 secrets and each workspace's two dispatch credentials.
+	if res.Rewrapped != 304 || len(res.Retired) != 1 || res.Retired[0] != oldActive || res.NewKeyID == oldActive {
 		t.Fatalf("rotation = %+v", res)
 	}
 	keks, _ := store.ListKEKs(ctx)
@@ -478,7 +482,7 @@ func TestRotateKEK(t *testing.T) {
 	}
 	// A second rotation works the same.
 	res2, err := v.RotateKEK(ctx, op)
-	if err != nil || res2.Rewrapped != 300 || res2.Retired[0] != res.NewKeyID {
+	if err != nil || res2.Rewrapped != 304 || res2.Retired[0] != res.NewKeyID {
 		t.Fatalf("second rotation = %+v, %v", res2, err)
 	}
 }

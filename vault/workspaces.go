@@ -21,6 +21,8 @@ type BootstrapResult struct {
 	// Key is the new operator key, set only when Created and it was generated
 	// (not supplied): the one moment it can be shown.
 	Key string
+	// Callback holds the new workspace's dispatch credentials, when Created.
+	Callback CallbackCredentials
 }
 
 // Bootstrap prepares an empty store: the default workspace and its operator
@@ -52,6 +54,9 @@ func (v *Vault) Bootstrap(ctx context.Context, adminKey string) (BootstrapResult
 	if generated {
 		res.Key = key
 	}
+	if res.Callback, _, err = v.EnsureCallbackCredentials(ctx, ws.ID); err != nil {
+		return res, err
+	}
 	return res, nil
 }
 
@@ -62,9 +67,29 @@ func (v *Vault) newWorkspace(name, keyID, key, role, keyName string) (storage.Wo
 	return ws, rec
 }
 
-// CreateWorkspace creates a workspace with an admin key, returned once.
-// Needs the operator role.
-func (v *Vault) CreateWorkspace(ctx context.Context, actor Actor, name string) (storage.Workspace, storage.APIKey, string, error) {
+// NewWorkspace is what CreateWorkspace returns: secrets shown once.
+type NewWorkspace struct {
+	Workspace storage.Workspace
+	AdminKey  storage.APIKey
+	Key       string
+	Callback  CallbackCredentials
+}
+
+// CreateWorkspace creates a workspace with an admin key and its dispatch
+// credentials, all returned once. Needs the operator role.
+func (v *Vault) CreateWorkspace(ctx context.Context, actor Actor, name string) (NewWorkspace, error) {
+	ws, rec, key, err := v.createWorkspace(ctx, actor, name)
+	if err != nil {
+		return NewWorkspace{}, err
+	}
+	creds, _, err := v.EnsureCallbackCredentials(ctx, ws.ID)
+	if err != nil {
+		return NewWorkspace{}, err
+	}
+	return NewWorkspace{Workspace: ws, AdminKey: rec, Key: key, Callback: creds}, nil
+}
+
+func (v *Vault) createWorkspace(ctx context.Context, actor Actor, name string) (storage.Workspace, storage.APIKey, string, error) {
 	if err := actor.require(RoleOperator); err != nil {
 		return storage.Workspace{}, storage.APIKey{}, "", err
 	}

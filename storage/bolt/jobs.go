@@ -385,6 +385,7 @@ func (s *Store) LeaseJobs(ctx context.Context, args storage.LeaseJobsArgs) ([]st
 			prev := j.Status
 			j.Status = storage.JobLeased
 			j.LeaseToken = seq
+			j.Leases++
 			j.LeaseUntil = args.Now.Add(args.Visibility)
 			j.UpdatedAt = args.Now
 			if err := due.Delete(cd.key); err != nil {

@@ -1,0 +1,281 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+
+	"rotor.sh/rotor/dispatch"
+	"rotor.sh/rotor/storage"
+	"rotor.sh/rotor/vault"
+)
+
+// queueJSON is a queue as the API shows it. Templates are shown as stored.
+type queueJSON struct {
+	Name               string            `json:"name"`
+	CallbackURL        string            `json:"callback_url"`
+	CallbackHeaders    map[string]string `json:"callback_headers"`
+	MaxAttempts        int               `json:"max_attempts"`
+	BackoffBaseSeconds float64           `json:"backoff_base_seconds"`
+	BackoffCapSeconds  float64           `json:"backoff_cap_seconds"`
+	TimeoutSeconds     float64           `json:"timeout_seconds"`
+	Concurrency        int               `json:"concurrency"`
+	RatePerSecond      float64           `json:"rate_per_second"`
+	CreatedAt          time.Time         `json:"created_at"`
+	UpdatedAt          time.Time         `json:"updated_at"`
+}
+
+func toQueueJSON(q storage.Queue) queueJSON {
+	h := q.CallbackHeaders
+	if h == nil {
+		h = map[string]string{}
+	}
+	return queueJSON{Name: q.Name, CallbackURL: q.CallbackURL, CallbackHeaders: h, MaxAttempts: q.MaxAttempts,
+		BackoffBaseSeconds: q.BackoffBase.Seconds(), BackoffCapSeconds: q.BackoffCap.Seconds(), TimeoutSeconds: q.Timeout.Seconds(),
+		Concurrency: q.Concurrency, RatePerSecond: q.RatePerSecond, CreatedAt: q.CreatedAt, UpdatedAt: q.UpdatedAt}
+}
+
+// queueBody is the settable part of a queue; absent fields are nil.
+type queueBody struct {
+	Name               *string            `json:"name"`
+	CallbackURL        *string            `json:"callback_url"`
+	CallbackHeaders    *map[string]string `json:"callback_headers"`
+	MaxAttempts        *int               `json:"max_attempts"`
+	BackoffBaseSeconds *float64           `json:"backoff_base_seconds"`
+	BackoffCapSeconds  *float64           `json:"backoff_cap_seconds"`
+	TimeoutSeconds     *float64           `json:"timeout_seconds"`
+	Concurrency        *int               `json:"concurrency"`
+	RatePerSecond      *float64           `json:"rate_per_second"`
+}
+
+func seconds(f *float64) *time.Duration {
+	if f == nil {
+		return nil
+	}
+	d := time.Duration(*f * float64(time.Second))
+	return &d
+}
+
+func (b queueBody) spec() dispatch.QueueSpec {
+	return dispatch.QueueSpec{CallbackURL: b.CallbackURL, CallbackHeaders: b.CallbackHeaders, MaxAttempts: b.MaxAttempts,
+		BackoffBase: seconds(b.BackoffBaseSeconds), BackoffCap: seconds(b.BackoffCapSeconds), Timeout: seconds(b.TimeoutSeconds),
+		Concurrency: b.Concurrency, RatePerSecond: b.RatePerSecond}
+}
+
+func (s *Server) createQueue(w http.ResponseWriter, r *http.Request, actor vault.Actor) error {
+	var body queueBody
+	if err := decodeJSON(w, r, &body); err != nil {
+		return err
+	}
+	if body.Name == nil {
+		return badRequest(CodeInvalidQueue, `field "name" is required`)
+	}
+	q, err := s.queues.CreateQueue(r.Context(), actor, *body.Name, body.spec())
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/v1/queues/"+q.Name)
+	writeJSON(w, http.StatusCreated, toQueueJSON(q))
+	return nil
+}
+
+func (s *Server) listQueues(w http.ResponseWriter, r *http.Request, actor vault.Actor) error {
+	qs, err := s.queues.ListQueues(r.Context(), actor)
+	if err != nil {
+		return err
+	}
+	out := make([]queueJSON, 0, len(qs))
+	for _, q := range qs {
+		out = append(out, toQueueJSON(q))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"queues": out})
+	return nil
+}
+
+func (s *Server) getQueue(w http.ResponseWriter, r *http.Request, actor vault.Actor) error {
+	q, err := s.queues.GetQueue(r.Context(), actor, r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, toQueueJSON(q))
+	return nil
+}
+
+func (s *Server) patchQueue(w http.ResponseWriter, r *http.Request, actor vault.Actor) error {
+	var body queueBody
+	if err := decodeJSON(w, r, &body); err != nil {
+		return err
+	}
+	if body.Name != nil && *body.Name != r.PathValue("name") {
+		return badRequest(CodeInvalidQueue, "a queue cannot be renamed")
+	}
+	q, created, err := s.queues.UpdateQueue(r.Context(), actor, r.PathValue("name"), body.spec())
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, toQueueJSON(q))
+	return nil
+}
+
+func (s *Server) deleteQueue(w http.ResponseWriter, r *http.Request, actor vault.Actor) error {
+	if err := s.queues.DeleteQueue(r.Context(), actor, r.PathValue("name")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+type attemptJSON struct {
+	N          int       `json:"n"`
+	StartedAt  time.Time `json:"started_at"`
+	DurationMS float64   `json:"duration_ms"`
+	StatusCode int       `json:"status_code,omitempty"`
+	ErrorCode  string    `json:"error_code,omitempty"`
+}
+
+type jobJSON struct {
+	ID             string          `json:"id"`
+	Queue          string          `json:"queue"`
+	Status         string          `json:"status"`
+	Payload        json.RawMessage `json:"payload"`
+	IdempotencyKey string          `json:"idempotency_key,omitempty"`
+	RunAt          time.Time       `json:"run_at"`
+	Attempts       []attemptJSON   `json:"attempts"`
+	CreatedAt      time.Time       `json:"created_at"`
+	UpdatedAt      time.Time       `json:"updated_at"`
+	DeliveredAt    *time.Time      `json:"delivered_at"`
+}
+
+func toJobJSON(j storage.Job) jobJSON {
+	out := jobJSON{ID: j.ID, Queue: j.Queue, Status: j.Status, Payload: j.Payload, IdempotencyKey: j.IdempotencyKey,
+		RunAt: j.RunAt, CreatedAt: j.CreatedAt, UpdatedAt: j.UpdatedAt, Attempts: []attemptJSON{}}
+	if !j.DeliveredAt.IsZero() {
+		d := j.DeliveredAt
+		out.DeliveredAt = &d
+	}
+	for _, a := range j.Attempts {
+		out.Attempts = append(out.Attempts, attemptJSON{N: a.N, StartedAt: a.StartedAt, DurationMS: float64(a.Duration.Microseconds()) / 1000,
+			StatusCode: a.StatusCode, ErrorCode: a.ErrorCode})
+	}
+	return out
+}
+
+type enqueueBody struct {
+	Payload        json.RawMessage `json:"payload"`
+	DelaySeconds   *float64        `json:"delay_seconds"`
+	IdempotencyKey string          `json:"idempotency_key"`
+}
+
+func (s *Server) enqueue(w http.ResponseWriter, r *http.Request, actor vault.Actor) error {
+	var body enqueueBody
+	if err := decodeJSON(w, r, &body); err != nil {
+		return err
+	}
+	req := dispatch.EnqueueRequest{Payload: body.Payload, IdempotencyKey: body.IdempotencyKey}
+	if d := seconds(body.DelaySeconds); d != nil {
+		req.Delay = *d
+	}
+	j, existing, err := s.queues.Enqueue(r.Context(), actor, r.PathValue("name"), req)
+	if err != nil {
+		return err
+	}
+	status := http.StatusCreated
+	if existing {
+		// The idempotency key was used in the last 24 hours: the first job.
+		w.Header().Set("Idempotent-Replayed", "true")
+		status = http.StatusOK
+	}
+	writeJSON(w, status, toJobJSON(j))
+	return nil
+}
+
+var jobListParams = map[string]bool{"status": true, "cursor": true, "limit": true}
+
+func (s *Server) listJobs(w http.ResponseWriter, r *http.Request, actor vault.Actor) error {
+	q := r.URL.Query()
+	for k := range q {
+		if !jobListParams[k] {
+			return badRequest(CodeInvalidQuery, "unknown query parameter "+strconv.Quote(truncate(k, 40))+" (allowed: status, cursor, limit)")
+		}
+	}
+	jq := storage.JobQuery{Queue: r.PathValue("name"), Status: q.Get("status"), Before: q.Get("cursor"), Limit: 100}
+	switch jq.Status {
+	case "", storage.JobQueued, storage.JobLeased, storage.JobDelivered, storage.JobDead, storage.JobCanceled:
+	default:
+		return badRequest(CodeInvalidQuery, "status must be queued, leased, delivered, dead or canceled")
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return badRequest(CodeInvalidQuery, "limit must be a whole number from 1 to 1000")
+		}
+		jq.Limit = n
+	}
+	page, err := s.queues.ListJobs(r.Context(), actor, jq)
+	if err != nil {
+		return err
+	}
+	out := make([]jobJSON, 0, len(page.Jobs))
+	for _, j := range page.Jobs {
+		out = append(out, toJobJSON(j))
+	}
+	var next *string
+	if page.Next != "" {
+		next = &page.Next
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"jobs": out, "next_cursor": next})
+	return nil
+}
+
+func (s *Server) retryDead(w http.ResponseWriter, r *http.Request, actor vault.Actor) error {
+	n, err := s.queues.RetryDead(r.Context(), actor, r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]int{"retried": n})
+	return nil
+}
+
+func (s *Server) getJob(w http.ResponseWriter, r *http.Request, actor vault.Actor) error {
+	j, err := s.queues.GetJob(r.Context(), actor, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, toJobJSON(j))
+	return nil
+}
+
+func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request, actor vault.Actor) error {
+	j, err := s.queues.CancelJob(r.Context(), actor, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, toJobJSON(j))
+	return nil
+}
+
+func (s *Server) retryJob(w http.ResponseWriter, r *http.Request, actor vault.Actor) error {
+	j, err := s.queues.RetryJob(r.Context(), actor, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, toJobJSON(j))
+	return nil
+}
+
+func (s *Server) rotateCallbackSecret(w http.ResponseWriter, r *http.Request, actor vault.Actor) error {
+	creds, err := s.vault.RotateCallbackCredentials(r.Context(), actor)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]string{
+		"callback_secret": string(creds.CallbackSecret.Bytes()),
+		"signing_secret":  string(creds.SigningSecret.Bytes()),
+	})
+	return nil
+}

@@ -1,0 +1,469 @@
+package dispatch
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"rotor.sh/rotor/proxy"
+	"rotor.sh/rotor/storage"
+)
+
+// Dispatcher defaults.
+const (
+	DefaultWorkers      = 256
+	DefaultLeaseBatch   = 128
+	DefaultVisibility   = 2 * time.Minute
+	DefaultPollInterval = 100 * time.Millisecond
+	completeBatch       = 256
+	completeWait        = 5 * time.Millisecond
+	queueCacheTTL       = time.Second
+	userAgent           = "Rotor-Dispatch/1"
+)
+
+// Options configure a Dispatcher.
+type Options struct {
+	Store storage.Store
+	// ProxyURL is the resolving proxy (loopback), and InternalToken its
+	// dispatcher credential.
+	ProxyURL      string
+	InternalToken string
+	Logger        *slog.Logger
+	Registerer    prometheus.Registerer
+	Now           func() time.Time
+	Rand          func() float64
+	Workers       int
+	LeaseBatch    int
+	Visibility    time.Duration
+	PollInterval  time.Duration
+	// DrainTimeout bounds how long Run waits for running attempts after
+	// its context ends; then they are aborted (and retried later).
+	DrainTimeout time.Duration
+}
+
+// Dispatcher leases due jobs and delivers them through the proxy.
+type Dispatcher struct {
+	o      Options
+	client *http.Client
+	log    *slog.Logger
+	m      *metrics
+	wake   chan struct{}
+
+	mu       sync.Mutex
+	inflight map[string]int // queue key -> attempts running
+	backlog  []storage.Job  // leased, waiting for a queue slot
+	queues   map[string]cachedQueue
+	running  int
+	results  chan storage.AttemptResult
+}
+
+type cachedQueue struct {
+	q       storage.Queue
+	fetched time.Time
+	limiter *limiter
+}
+
+// New returns a Dispatcher; Run starts it.
+func New(o Options) (*Dispatcher, error) {
+	pu, err := url.Parse(o.ProxyURL)
+	if err != nil || pu.Host == "" {
+		return nil, fmt.Errorf("dispatch: proxy URL %q: %v", o.ProxyURL, err)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Rand == nil {
+		o.Rand = defaultRand
+	}
+	if o.Workers <= 0 {
+		o.Workers = DefaultWorkers
+	}
+	if o.LeaseBatch <= 0 {
+		o.LeaseBatch = DefaultLeaseBatch
+	}
+	if o.Visibility <= 0 {
+		o.Visibility = DefaultVisibility
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = DefaultPollInterval
+	}
+	if o.DrainTimeout <= 0 {
+		o.DrainTimeout = 15 * time.Second
+	}
+	tr := &http.Transport{Proxy: http.ProxyURL(pu), MaxIdleConns: 1024, MaxIdleConnsPerHost: 1024, IdleConnTimeout: 90 * time.Second, DisableCompression: true}
+	d := &Dispatcher{
+		o: o, client: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		log: o.Logger, wake: make(chan struct{}, 1), inflight: map[string]int{}, queues: map[string]cachedQueue{},
+		results: make(chan storage.AttemptResult, completeBatch*4),
+	}
+	d.m = newMetrics(o.Registerer, o.Store)
+	return d, nil
+}
+
+// Notify wakes the dispatcher (after an enqueue) instead of waiting for the
+// next poll.
+func (d *Dispatcher) Notify() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run delivers jobs until ctx ends, then waits for running attempts and
+// records their results. It owns every goroutine it starts.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	wg.Go(func() { d.completer(done) })
+	var attempts sync.WaitGroup
+	slotFreed := make(chan struct{}, 1)
+	// Attempts outlive ctx (a shutdown lets them finish, up to DrainTimeout).
+	attemptCtx, abort := context.WithCancel(context.WithoutCancel(ctx))
+	defer abort()
+	for {
+		if ctx.Err() == nil {
+			d.startBacklog(attemptCtx, &attempts, slotFreed)
+		}
+		free := d.o.Workers - d.runningCount()
+		if free > 0 && ctx.Err() == nil {
+			jobs, err := d.o.Store.LeaseJobs(ctx, storage.LeaseJobsArgs{Now: d.o.Now(), Limit: min(free, d.o.LeaseBatch), Visibility: d.o.Visibility, Slots: d.slots()})
+			if err != nil && ctx.Err() == nil {
+				d.log.Error("leasing jobs failed", "err", err)
+			}
+			if len(jobs) > 0 {
+				d.mu.Lock()
+				for _, j := range jobs {
+					if j.Leases > len(j.Attempts)+1 {
+						d.m.leasesExpired.Add(float64(j.Leases - len(j.Attempts) - 1))
+					}
+					d.backlog = append(d.backlog, j)
+				}
+				d.mu.Unlock()
+				continue
+			}
+		}
+		select {
+		case <-ctx.Done():
+			drained := make(chan struct{})
+			go func() { attempts.Wait(); close(drained) }()
+			select {
+			case <-drained:
+			case <-time.After(d.o.DrainTimeout):
+				d.log.Warn("dispatch: aborting attempts still running at shutdown; they will be retried")
+				abort()
+				<-drained
+			}
+			close(done)
+			wg.Wait()
+			d.client.CloseIdleConnections()
+			return nil
+		case <-d.wake:
+		case <-slotFreed:
+		case <-time.After(d.o.PollInterval):
+		}
+	}
+}
+
+func (d *Dispatcher) runningCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.running + len(d.backlog)
+}
+
+// slots is each known queue's free concurrency, for the lease call.
+func (d *Dispatcher) slots() map[string]int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := make(map[string]int, len(d.queues))
+	for k, cq := range d.queues {
+		s[k] = max(0, cq.q.Concurrency-d.inflight[k])
+	}
+	for _, j := range d.backlog {
+		s[storage.QueueKey(j.WorkspaceID, j.Queue)]--
+	}
+	return s
+}
+
+// queue returns a queue's settings, cached for a second.
+func (d *Dispatcher) queue(ctx context.Context, ws, name string) (cachedQueue, error) {
+	k := storage.QueueKey(ws, name)
+	d.mu.Lock()
+	cq, ok := d.queues[k]
+	d.mu.Unlock()
+	if ok && time.Since(cq.fetched) < queueCacheTTL {
+		return cq, nil
+	}
+	q, err := d.o.Store.GetQueue(ctx, ws, name)
+	if err != nil {
+		return cachedQueue{}, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	lim := cq.limiter
+	if lim == nil || lim.rate != q.RatePerSecond {
+		lim = newLimiter(q.RatePerSecond)
+	}
+	cq = cachedQueue{q: q, fetched: time.Now(), limiter: lim}
+	d.queues[k] = cq
+	return cq, nil
+}
+
+// startBacklog starts the leased jobs whose queue has a free slot (and rate
+// budget); the others wait, still leased.
+func (d *Dispatcher) startBacklog(ctx context.Context, attempts *sync.WaitGroup, slotFreed chan struct{}) {
+	d.mu.Lock()
+	pending := d.backlog
+	d.backlog = nil
+	d.mu.Unlock()
+	var keep []storage.Job
+	for _, j := range pending {
+		cq, err := d.queue(ctx, j.WorkspaceID, j.Queue)
+		if err != nil {
+			// The queue is gone (its jobs were canceled) or storage failed:
+			// leave the job to its lease.
+			continue
+		}
+		k := storage.QueueKey(j.WorkspaceID, j.Queue)
+		d.mu.Lock()
+		ok := d.inflight[k] < cq.q.Concurrency && cq.limiter.allow(time.Now())
+		if ok {
+			d.inflight[k]++
+			d.running++
+			d.m.inflight.Inc()
+		}
+		d.mu.Unlock()
+		if !ok {
+			keep = append(keep, j)
+			continue
+		}
+		attempts.Go(func() {
+			res := d.attempt(ctx, cq.q, j)
+			d.results <- res
+			d.mu.Lock()
+			d.inflight[k]--
+			d.running--
+			d.mu.Unlock()
+			d.m.inflight.Dec()
+			select {
+			case slotFreed <- struct{}{}:
+			default:
+			}
+		})
+	}
+	d.mu.Lock()
+	d.backlog = append(keep, d.backlog...)
+	d.mu.Unlock()
+}
+
+// completer writes attempt results in batches (one transaction each).
+func (d *Dispatcher) completer(done chan struct{}) {
+	var batch []storage.AttemptResult
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		// Background context: results of attempts already made are written
+		// even while shutting down.
+		if err := d.o.Store.CompleteAttempts(context.Background(), batch); err != nil {
+			// The leases expire and the jobs are delivered again: at least once.
+			d.log.Error("recording attempt results failed; the jobs will be retried when their leases expire", "results", len(batch), "err", err)
+		}
+		batch = batch[:0]
+	}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		select {
+		case r := <-d.results:
+			batch = append(batch, r)
+			if len(batch) >= completeBatch {
+				flush()
+			} else if len(batch) == 1 {
+				timer.Reset(completeWait)
+			}
+		case <-timer.C:
+			flush()
+		case <-done:
+			for {
+				select {
+				case r := <-d.results:
+					batch = append(batch, r)
+				default:
+					flush()
+					return
+				}
+			}
+		}
+	}
+}
+
+// attempt makes one delivery attempt and decides the job's next state.
+func (d *Dispatcher) attempt(ctx context.Context, q storage.Queue, j storage.Job) storage.AttemptResult {
+	n := len(j.Attempts) + 1
+	start := d.o.Now()
+	status, code, hdr := d.deliver(ctx, q, j, n, start)
+	end := d.o.Now()
+	res := storage.AttemptResult{WorkspaceID: j.WorkspaceID, JobID: j.ID, LeaseToken: j.LeaseToken, At: end,
+		Attempt: storage.Attempt{N: n, StartedAt: start, Duration: end.Sub(start), StatusCode: status, ErrorCode: code}}
+	used := n - j.RetryFrom
+	outcome := OutcomeRetry
+	switch {
+	case code == "" && status >= 200 && status < 300:
+		res.Status, outcome = storage.JobDelivered, OutcomeDelivered
+		d.m.latency.Observe(end.Sub(j.CreatedAt).Seconds())
+	case status == http.StatusGone:
+		res.Status, outcome = storage.JobDead, OutcomeDead
+		res.Attempt.ErrorCode = ErrCodeGone
+	case used >= q.MaxAttempts:
+		res.Status, outcome = storage.JobDead, OutcomeDead
+	default:
+		res.Status = storage.JobQueued
+		delay := Backoff(used, q.BackoffBase, q.BackoffCap, d.o.Rand)
+		if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+			if ra, ok := retryAfter(hdr, end); ok {
+				delay = ra
+			}
+		}
+		res.RunAt = end.Add(delay)
+	}
+	d.m.attempts.WithLabelValues(outcome).Inc()
+	attrs := []slog.Attr{
+		slog.String(LogFieldJobID, j.ID), slog.String(LogFieldQueue, j.Queue), slog.String(LogFieldWorkspace, j.WorkspaceID),
+		slog.Int(LogFieldAttempt, n), slog.Int(LogFieldStatus, status),
+		slog.Float64(LogFieldDurationMS, float64(res.Attempt.Duration.Microseconds())/1000), slog.String(LogFieldOutcome, outcome),
+	}
+	if res.Attempt.ErrorCode != "" {
+		attrs = append(attrs, slog.String(LogFieldErrorCode, res.Attempt.ErrorCode))
+	}
+	if res.Status == storage.JobQueued {
+		attrs = append(attrs, slog.Time(LogFieldNextRunAt, res.RunAt))
+	}
+	d.log.LogAttrs(context.Background(), slog.LevelInfo, LogMsgAttempt, attrs...)
+	return res
+}
+
+// deliver sends the request through the proxy and returns the status (0 if
+// none), an error code, and the response headers.
+func (d *Dispatcher) deliver(ctx context.Context, q storage.Queue, j storage.Job, n int, now time.Time) (int, string, http.Header) {
+	target := q.CallbackURL
+	scheme := ""
+	if rest, ok := cutPrefixFold(target, "https://"); ok {
+		// In clear to the proxy on loopback; it speaks TLS upstream.
+		target, scheme = "http://"+rest, "https"
+	}
+	rctx, cancel := context.WithTimeout(ctx, q.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(rctx, http.MethodPost, escapeTarget(target), bytes.NewReader(j.Payload))
+	if err != nil {
+		return 0, ErrCodeConnectionFailed, nil
+	}
+	h := req.Header
+	for k, v := range q.CallbackHeaders {
+		h.Set(k, v)
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set("User-Agent", userAgent)
+	h.Set("webhook-id", j.ID)
+	h.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
+	h.Set("Rotor-Queue", q.Name)
+	h.Set("Rotor-Attempt", strconv.Itoa(n))
+	h.Set("Proxy-Authorization", "Bearer "+d.o.InternalToken)
+	h.Set(proxy.HeaderInternalWorkspace, j.WorkspaceID)
+	h.Set(proxy.HeaderInternalJob, j.ID)
+	h.Set(proxy.HeaderInternalAttempt, strconv.Itoa(n))
+	h.Set(proxy.HeaderInternalSign, "standard-webhooks")
+	if scheme != "" {
+		h.Set(proxy.HeaderInternalScheme, scheme)
+	}
+	if h.Get("Authorization") == "" {
+		h.Set(proxy.HeaderInternalAuth, "callback")
+	}
+	resp, err := d.client.Do(req)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return 0, ErrCodeTimeout, nil
+		}
+		return 0, ErrCodeConnectionFailed, nil
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	if code := resp.Header.Get(proxy.HeaderError); code != "" {
+		// The proxy refused or failed the request itself.
+		switch code {
+		case proxy.CodeSecretNotFound:
+			code = ErrCodeSecretMissing
+		case proxy.CodeUpstreamUnreachable:
+			code = ErrCodeConnectionFailed
+		case proxy.CodeUpstreamTimeout:
+			code = ErrCodeTimeout
+		}
+		return 0, code, resp.Header
+	}
+	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
+		return resp.StatusCode, ErrCodeHTTPStatus, resp.Header
+	}
+	return resp.StatusCode, "", resp.Header
+}
+
+// escapeTarget percent-encodes the characters a template URL may hold that
+// cannot appear in an HTTP request line (spaces, braces, angle brackets...);
+// the proxy recognises references percent-encoded as well as raw.
+func escapeTarget(s string) string {
+	const bad = " \"<>\\^`{|}"
+	if !strings.ContainsAny(s, bad) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if strings.IndexByte(bad, c) >= 0 || c < 0x20 || c >= 0x7f {
+			fmt.Fprintf(&b, "%%%02X", c)
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+func cutPrefixFold(s, prefix string) (string, bool) {
+	if len(s) >= len(prefix) && equalFold(s[:len(prefix)], prefix) {
+		return s[len(prefix):], true
+	}
+	return s, false
+}
+
+func equalFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}

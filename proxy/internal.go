@@ -1,0 +1,97 @@
+package proxy
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"rotor.sh/rotor/vault"
+)
+
+// Rotor's dispatcher talks to the proxy with a per-process token and these
+// headers. They are honoured only for that token and stripped from every
+// request, so a worker cannot use them to have the workspace's callback
+// secret or signature sent anywhere.
+const (
+	// HeaderInternalWorkspace names the job's workspace.
+	HeaderInternalWorkspace = "Rotor-Internal-Workspace"
+	// HeaderInternalJob and HeaderInternalAttempt go into audit rows.
+	HeaderInternalJob     = "Rotor-Internal-Job"
+	HeaderInternalAttempt = "Rotor-Internal-Attempt"
+	// HeaderInternalScheme "https": the request came as http:// in clear on
+	// loopback and goes upstream over TLS (no interception needed).
+	HeaderInternalScheme = "Rotor-Internal-Scheme"
+	// HeaderInternalAuth "callback": set Authorization: Bearer <the
+	// workspace's callback secret>.
+	HeaderInternalAuth = "Rotor-Internal-Auth"
+	// HeaderInternalSign "standard-webhooks": sign the resolved body into
+	// webhook-signature, over webhook-id.webhook-timestamp.body.
+	HeaderInternalSign = "Rotor-Internal-Sign"
+	internalPrefix     = "Rotor-Internal-"
+	// DispatcherActor is the audit actor_id of dispatch requests.
+	DispatcherActor = "dispatcher"
+)
+
+// internalReq is what a dispatch request asked for.
+type internalReq struct {
+	workspace, job, attempt, scheme, auth, sign string
+}
+
+func readInternal(h http.Header) internalReq {
+	return internalReq{
+		workspace: h.Get(HeaderInternalWorkspace), job: h.Get(HeaderInternalJob), attempt: h.Get(HeaderInternalAttempt),
+		scheme: h.Get(HeaderInternalScheme), auth: h.Get(HeaderInternalAuth), sign: h.Get(HeaderInternalSign),
+	}
+}
+
+func stripInternal(h http.Header) {
+	for k := range h {
+		if strings.HasPrefix(k, internalPrefix) {
+			delete(h, k)
+		}
+	}
+}
+
+func (p *Proxy) isInternalToken(key string) bool {
+	return p.internalToken != "" && subtle.ConstantTimeCompare([]byte(key), []byte(p.internalToken)) == 1
+}
+
+var errSignTooLarge = errors.New("a signed dispatch body must fit the buffer")
+
+// applyInternal adds what the dispatcher asked for, after the rewrite (so
+// the signature covers the body as the callback receives it).
+func (st *reqState) applyInternal(out *http.Request, in internalReq) error {
+	ctx := out.Context()
+	if in.auth == "callback" {
+		cs, err := st.p.vault.Credential(ctx, st.actor.WorkspaceID, vault.CredentialCallback)
+		if err != nil {
+			return err
+		}
+		out.Header.Set("Authorization", "Bearer "+string(cs.Bytes()))
+	}
+	if in.sign == "standard-webhooks" {
+		if out.ContentLength < 0 {
+			return fmt.Errorf("%w: %v", ErrValueRefused, errSignTooLarge)
+		}
+		key, err := st.p.vault.Credential(ctx, st.actor.WorkspaceID, vault.CredentialSigning)
+		if err != nil {
+			return err
+		}
+		raw, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(string(key.Bytes()), "whsec_"))
+		if err != nil {
+			return fmt.Errorf("signing key: %w", err)
+		}
+		mac := hmac.New(sha256.New, raw)
+		mac.Write([]byte(out.Header.Get("webhook-id") + "." + out.Header.Get("webhook-timestamp") + "."))
+		if st.bodyBuf != nil {
+			mac.Write(st.bodyBuf.Bytes())
+		}
+		out.Header.Set("webhook-signature", "v1,"+base64.StdEncoding.EncodeToString(mac.Sum(nil)))
+	}
+	return nil
+}
