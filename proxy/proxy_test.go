@@ -835,3 +835,40 @@ func TestHTTPSProxyListener(t *testing.T) {
 		t.Fatalf("https proxy: %d", res.StatusCode)
 	}
 }
+
+// TestInternalHeadersIgnoredForWorkers: the dispatcher's headers do nothing
+// for anyone without its token: no callback secret, no signature, and they
+// never reach the upstream.
+func TestInternalHeadersIgnoredForWorkers(t *testing.T) {
+	e := newEnv(t, func(o *proxy.Options) { o.InternalToken = "the-internal-token" })
+	up := newUpstream(t, false)
+	r := e.send(e.client(e.key, nil), "POST", up.URL+"/x", "application/json", `{}`,
+		proxy.HeaderInternalAuth, "callback", proxy.HeaderInternalSign, "standard-webhooks",
+		proxy.HeaderInternalWorkspace, e.op.WorkspaceID, "webhook-id", "w", "webhook-timestamp", "1")
+	if r.status != 200 {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	got := up.last(t)
+	if got.Header.Get("Authorization") != "" || got.Header.Get("webhook-signature") != "" {
+		t.Fatalf("a worker obtained dispatch credentials: %v", got.Header)
+	}
+	for k := range got.Header {
+		if strings.HasPrefix(k, "Rotor-Internal") {
+			t.Fatalf("upstream got %s", k)
+		}
+	}
+	// A wrong internal token is just a wrong key.
+	pu, _ := url.Parse(e.proxy.URL)
+	c := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(pu)}}
+	req, _ := http.NewRequest("GET", up.URL+"/x", nil)
+	req.Header.Set("Proxy-Authorization", "Bearer not-the-internal-token")
+	req.Header.Set(proxy.HeaderInternalWorkspace, e.op.WorkspaceID)
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 407 {
+		t.Fatalf("wrong internal token: %d", res.StatusCode)
+	}
+}
