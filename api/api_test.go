@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"rotor.sh/rotor/api"
+	"rotor.sh/rotor/dispatch"
 	"rotor.sh/rotor/internal/leakcheck"
 	"rotor.sh/rotor/storage/bolt"
 	"rotor.sh/rotor/vault"
@@ -33,7 +34,8 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	ve := vaulttest.New(t)
-	srv := httptest.NewServer(api.New(api.Options{Vault: ve.Vault, Logger: ve.Logger, Registerer: ve.Registry}))
+	queues := dispatch.NewService(ve.Store, ve.Vault, nil, nil)
+	srv := httptest.NewServer(api.New(api.Options{Vault: ve.Vault, Queues: queues, Logger: ve.Logger, Registerer: ve.Registry}))
 	t.Cleanup(srv.Close)
 	return &env{t: t, srv: srv, vault: ve.Vault, store: ve.Store, dbPath: ve.DBPath, key: ve.Key, logs: ve.Logs, reg: ve.Registry, bodies: &leakcheck.Buffer{}}
 }

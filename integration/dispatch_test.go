@@ -1,0 +1,110 @@
+package integration
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"rotor.sh/rotor/internal/leakcheck"
+)
+
+func banner(t *testing.T, out, prefix string) string {
+	t.Helper()
+	for _, line := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), prefix); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	t.Fatalf("no %q in the startup output:\n%s", prefix, out)
+	return ""
+}
+
+// TestGuideEndToEnd follows the product guide with the real binary: store a
+// secret, point the queue's callback URL and headers at it with PATCH,
+// enqueue a job, and the downstream receives the resolved token (URL and
+// header), the callback secret as Bearer, and a Standard Webhooks signature
+// that an independent check accepts. The data dir holds only templates.
+func TestGuideEndToEnd(t *testing.T) {
+	const value = "your-token-here-e2e-4f1c"
+	type hit struct {
+		query  string
+		header http.Header
+		body   []byte
+	}
+	hits := make(chan hit, 4)
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		hits <- hit{r.URL.RawQuery, r.Header.Clone(), b}
+		io.WriteString(w, "ok")
+	}))
+	defer down.Close()
+	dir := t.TempDir()
+	s := startServer(t, dir)
+	key := s.adminKey()
+	callbackSecret := banner(t, s.out.String(), "ROTOR_CALLBACK_SECRET=")
+	signingSecret := banner(t, s.out.String(), "webhook signing secret:")
+
+	steps := []struct{ method, path, body string }{
+		{"POST", "/v1/secrets", `{"name":"NOTIFY_TOKEN","value":"` + value + `"}`},
+		{"PATCH", "/v1/queues/notifications", `{"callback_url":"` + down.URL + `/notify?token=${{ secrets.NOTIFY_TOKEN }}"}`},
+		{"PATCH", "/v1/queues/notifications", `{"callback_headers":{"X-API-Key":"${{ secrets.NOTIFY_TOKEN }}"}}`},
+		{"POST", "/v1/queues/notifications/jobs", `{"payload":{"event":"signup","user":"u_1"}}`},
+	}
+	var jobID string
+	for _, st := range steps {
+		code, body := call(t, st.method, s.apiURL+st.path, key, st.body)
+		if code/100 != 2 {
+			t.Fatalf("%s %s: %d %s", st.method, st.path, code, body)
+		}
+		if strings.HasSuffix(st.path, "/jobs") {
+			var j struct{ ID string }
+			json.Unmarshal([]byte(body), &j)
+			jobID = j.ID
+		}
+	}
+	var h hit
+	select {
+	case h = <-hits:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no delivery:\n%s", s.out.String())
+	}
+	if h.query != "token="+value || h.header.Get("X-API-Key") != value {
+		t.Fatalf("downstream saw query %q header %q", h.query, h.header.Get("X-API-Key"))
+	}
+	if h.header.Get("Authorization") != "Bearer "+callbackSecret {
+		t.Fatalf("Authorization = %q", h.header.Get("Authorization"))
+	}
+	keyBytes, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(signingSecret, "whsec_"))
+	mac := hmac.New(sha256.New, keyBytes)
+	mac.Write([]byte(h.header.Get("webhook-id") + "." + h.header.Get("webhook-timestamp") + "." + string(h.body)))
+	if h.header.Get("webhook-signature") != "v1,"+base64.StdEncoding.EncodeToString(mac.Sum(nil)) || h.header.Get("webhook-id") != jobID {
+		t.Fatalf("signature check failed: %v", h.header)
+	}
+	// The job shows the delivery.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, body := call(t, "GET", s.apiURL+"/v1/jobs/"+jobID, key, "")
+		if strings.Contains(body, `"status":"delivered"`) && strings.Contains(body, `"status_code":200`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job not delivered: %s", body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.stop()
+	db, _ := os.ReadFile(filepath.Join(dir, "data", "rotor.db"))
+	leakcheck.Scan(t, value, map[string][]byte{"bbolt file": db, "server output": []byte(s.out.String())})
+	if !strings.Contains(string(db), "secrets.NOTIFY_TOKEN") {
+		t.Fatal("the stored queue does not hold the template")
+	}
+}
