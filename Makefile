@@ -30,6 +30,7 @@ lint:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
 	$(GO) run ./bench/proxyload
+	$(GO) run ./bench/dispatchload
 
 integration:
 	$(GO) test -race -count=1 ./integration/...

@@ -1,0 +1,214 @@
+// Command dispatchload is Rotor's end-to-end dispatch benchmark (make
+// bench): in one process, as `rotor serve` runs it, the control API, the
+// resolving proxy and the dispatcher on a bbolt file, with a loopback
+// upstream. It enqueues N jobs through the API from concurrent clients and
+// times until the upstream has received them all, with and without secret
+// references, and reports jobs/s and enqueue-to-delivery p50/p99.
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"rotor.sh/rotor/api"
+	"rotor.sh/rotor/dispatch"
+	"rotor.sh/rotor/proxy"
+	"rotor.sh/rotor/storage/bolt"
+	"rotor.sh/rotor/vault"
+)
+
+func main() {
+	n := flag.Int("jobs", 20000, "jobs per run")
+	conc := flag.Int("concurrency", 32, "concurrent enqueue clients")
+	flag.Parse()
+	for _, refs := range []bool{false, true} {
+		if err := run(*n, *conc, refs); err != nil {
+			fmt.Fprintln(os.Stderr, "dispatchload:", err)
+			os.Exit(1)
+		}
+	}
+}
+
+func serve(h http.Handler) (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	return "http://" + ln.Addr().String(), func() { srv.Close() }, nil
+}
+
+func run(n, conc int, refs bool) error {
+	dir, err := os.MkdirTemp("", "dispatchload-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	store, err := bolt.Open(filepath.Join(dir, "rotor.db"), bolt.Options{})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	ctx := context.Background()
+	log := slog.New(slog.DiscardHandler)
+	v, err := vault.Open(ctx, vault.Options{Store: store, MasterKey: vault.GenerateMasterKey(), Logger: log})
+	if err != nil {
+		return err
+	}
+	defer v.Close(ctx)
+	boot, err := v.Bootstrap(ctx, "")
+	if err != nil {
+		return err
+	}
+	op, _ := v.Authenticate(ctx, boot.Key)
+	if _, err := v.CreateSecret(ctx, op, vault.CreateSecretRequest{Name: "NOTIFY_TOKEN", Value: vault.PlaintextString("tok_live_5f3a9c2e7d1b4a60")}); err != nil {
+		return err
+	}
+
+	// The upstream records when each job arrived.
+	var mu sync.Mutex
+	arrived := make(map[string]time.Time, n)
+	var got atomic.Int64
+	all := make(chan struct{})
+	upURL, stopUp, err := serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		now := time.Now()
+		mu.Lock()
+		if _, dup := arrived[r.Header.Get("webhook-id")]; !dup {
+			arrived[r.Header.Get("webhook-id")] = now
+			if got.Add(1) == int64(n) {
+				close(all)
+			}
+		}
+		mu.Unlock()
+		io.WriteString(w, "ok")
+	}))
+	if err != nil {
+		return err
+	}
+	defer stopUp()
+
+	tok := make([]byte, 16)
+	rand.Read(tok)
+	internal := hex.EncodeToString(tok)
+	p, err := proxy.New(proxy.Options{Vault: v, Logger: log, InternalToken: internal})
+	if err != nil {
+		return err
+	}
+	proxyURL, stopProxy, err := serve(p)
+	if err != nil {
+		return err
+	}
+	defer stopProxy()
+	disp, err := dispatch.New(dispatch.Options{Store: store, ProxyURL: proxyURL, InternalToken: internal, Logger: log})
+	if err != nil {
+		return err
+	}
+	queues := dispatch.NewService(store, v, nil, disp.Notify)
+	apiURL, stopAPI, err := serve(api.New(api.Options{Vault: v, Queues: queues, Logger: log}))
+	if err != nil {
+		return err
+	}
+	defer stopAPI()
+	dctx, stopDisp := context.WithCancel(ctx)
+	dispDone := make(chan struct{})
+	go func() { disp.Run(dctx); close(dispDone) }()
+	defer func() { stopDisp(); <-dispDone }()
+
+	cb, hdrs, payload := upURL+"/hook", map[string]string{}, `{"payload":{"event":"signup","n":1}}`
+	if refs {
+		cb = upURL + "/hook?token=${{ secrets.NOTIFY_TOKEN }}"
+		hdrs["X-API-Key"] = "${{ secrets.NOTIFY_TOKEN }}"
+		payload = `{"payload":{"event":"signup","token":"${{ secrets.NOTIFY_TOKEN }}"}}`
+	}
+	qspec, _ := json.Marshal(map[string]any{"name": "bench", "callback_url": cb, "callback_headers": hdrs, "concurrency": 256})
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc * 2}, Timeout: time.Minute}
+	do := func(path, body string) (string, error) {
+		req, _ := http.NewRequest("POST", apiURL+path, bytes.NewReader([]byte(body)))
+		req.Header.Set("Authorization", "Bearer "+boot.Key)
+		req.Header.Set("Content-Type", "application/json")
+		res, err := client.Do(req)
+		if err != nil {
+			return "", err
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		if res.StatusCode != 201 {
+			return "", fmt.Errorf("%s: %d %s", path, res.StatusCode, b)
+		}
+		return string(b), nil
+	}
+	if _, err := do("/v1/queues", string(qspec)); err != nil {
+		return err
+	}
+
+	enqueued := make(map[string]time.Time, n)
+	var emu sync.Mutex
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, conc)
+	start := time.Now()
+	for range conc {
+		wg.Go(func() {
+			for next.Add(1) <= int64(n) {
+				t0 := time.Now()
+				body, err := do("/v1/queues/bench/jobs", payload)
+				if err != nil {
+					errs <- err
+					return
+				}
+				var j struct{ ID string }
+				json.Unmarshal([]byte(body), &j)
+				emu.Lock()
+				enqueued[j.ID] = t0
+				emu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	enqDone := time.Since(start)
+	select {
+	case err := <-errs:
+		return err
+	default:
+	}
+	select {
+	case <-all:
+	case <-time.After(5 * time.Minute):
+		return fmt.Errorf("only %d of %d jobs delivered after 5 minutes", got.Load(), n)
+	}
+	total := time.Since(start)
+	var lat []time.Duration
+	mu.Lock()
+	for id, t := range arrived {
+		if e, ok := enqueued[id]; ok {
+			lat = append(lat, t.Sub(e))
+		}
+	}
+	mu.Unlock()
+	slices.Sort(lat)
+	pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(float64(len(lat))*p))].Round(time.Microsecond) }
+	label := "without references"
+	if refs {
+		label = "with references (URL, header, payload)"
+	}
+	fmt.Printf("%-40s %d jobs, %d enqueuers: enqueued in %.2fs (%.0f/s), all delivered in %.2fs: %.0f jobs/s; enqueue-to-delivery p50 %v p99 %v\n",
+		label, n, conc, enqDone.Seconds(), float64(n)/enqDone.Seconds(), total.Seconds(), float64(n)/total.Seconds(), pct(0.5), pct(0.99))
+	return nil
+}
