@@ -13,6 +13,8 @@ import (
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
 	"gopkg.in/yaml.v3"
+
+	"rotor.sh/rotor/dispatch"
 )
 
 // Defaults of `rotor serve`.
@@ -43,6 +45,7 @@ const (
 	flagAPIKey          = "api-key"
 	flagOutput          = "output"
 	flagComponents      = "components"
+	flagDispatchLease   = "dispatch-lease"
 )
 
 func envName(flag string) string {
@@ -63,6 +66,7 @@ func serveFlags() []cli.Flag {
 		altsrc.NewStringFlag(&cli.StringFlag{Name: flagLogLevel, EnvVars: []string{envName(flagLogLevel)}, Value: DefaultLogLevel, Usage: "debug, info, warn or error"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: flagLogFormat, EnvVars: []string{envName(flagLogFormat)}, Value: DefaultLogFormat, Usage: "json or text"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: flagComponents, EnvVars: []string{envName(flagComponents)}, Value: "api,proxy,dispatch", Usage: "what `rotor serve` runs: any of api, proxy, dispatch (dispatch needs proxy)"}),
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: flagDispatchLease, EnvVars: []string{envName(flagDispatchLease)}, Value: dispatch.DefaultVisibility, Usage: "how long a dispatcher holds a job before another may deliver it (after a crash)"}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: flagShutdownTimeout, EnvVars: []string{envName(flagShutdownTimeout)}, Value: DefaultShutdownTimeout, Usage: "how long to drain requests on SIGTERM"}),
 	}
 }
@@ -78,6 +82,7 @@ type serveConfig struct {
 	LogLevel        slog.Level
 	LogFormat       string
 	ShutdownTimeout time.Duration
+	DispatchLease   time.Duration
 	// Components: the API server, the dispatcher, and the proxy when Proxy
 	// is set.
 	API      bool
@@ -102,6 +107,7 @@ func loadServeConfig(c *cli.Context) (serveConfig, error) {
 		BootstrapKey:    c.String(flagBootstrapKey),
 		LogFormat:       c.String(flagLogFormat),
 		ShutdownTimeout: c.Duration(flagShutdownTimeout),
+		DispatchLease:   c.Duration(flagDispatchLease),
 	}
 	if cfg.DataDir == "" {
 		return cfg, settingErr(flagDataDir, "must not be empty")
@@ -119,6 +125,9 @@ func loadServeConfig(c *cli.Context) (serveConfig, error) {
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		return cfg, settingErr(flagShutdownTimeout, "must be positive")
+	}
+	if cfg.DispatchLease < time.Second {
+		return cfg, settingErr(flagDispatchLease, "must be at least 1s")
 	}
 	if cfg.MasterKey != "" && cfg.MasterKeyFile != "" {
 		return cfg, settingErr(flagMasterKey, "set either the master key or the master key file, not both")

@@ -212,7 +212,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 			}
 			servers = append(servers, &namedServer{name: "dispatch-proxy", ln: ln, handler: p})
 			disp, err = dispatch.New(dispatch.Options{Store: store, ProxyURL: "http://" + ln.Addr().String(), InternalToken: internalToken,
-				Logger: log, Registerer: reg, DrainTimeout: cfg.ShutdownTimeout})
+				Logger: log, Registerer: reg, DrainTimeout: cfg.ShutdownTimeout, Visibility: cfg.DispatchLease})
 			if err != nil {
 				return err
 			}

@@ -196,7 +196,9 @@ func (d *Dispatcher) slots() map[string]int {
 		s[k] = max(0, cq.q.Concurrency-d.inflight[k])
 	}
 	for _, j := range d.backlog {
-		s[storage.QueueKey(j.WorkspaceID, j.Queue)]--
+		if k := storage.QueueKey(j.WorkspaceID, j.Queue); s[k] > 0 {
+			s[k]--
+		}
 	}
 	return s
 }
