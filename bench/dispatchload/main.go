@@ -203,7 +203,9 @@ func run(n, conc int, refs bool) error {
 	}
 	mu.Unlock()
 	slices.Sort(lat)
-	pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(float64(len(lat))*p))].Round(time.Microsecond) }
+	pct := func(p float64) time.Duration {
+		return lat[min(len(lat)-1, int(float64(len(lat))*p))].Round(time.Microsecond)
+	}
 	label := "without references"
 	if refs {
 		label = "with references (URL, header, payload)"
