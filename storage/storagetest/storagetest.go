@@ -347,7 +347,10 @@ func testAuditAtomic(t *testing.T, s storage.Store) {
 		t.Fatalf("audit = %+v", page.Events)
 	}
 	e := page.Events[1]
-	if e.ID <= 0 || e.ActorID != "key_1" || e.ResourceType != "secret" || e.ResourceID != "A" || !e.OccurredAt.Equal(t0) || string(e.Input) != `{"name":"A"}` {
+	// Input is compared as JSON: a backend may normalise it (jsonb).
+	var in map[string]string
+	if e.ID <= 0 || e.ActorID != "key_1" || e.ResourceType != "secret" || e.ResourceID != "A" || !e.OccurredAt.Equal(t0) ||
+		json.Unmarshal(e.Input, &in) != nil || in["name"] != "A" || len(in) != 1 {
 		t.Fatalf("audit row fields = %+v", e)
 	}
 	if page.Events[0].ID <= e.ID {

@@ -1,0 +1,511 @@
+package postgres
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"rotor.sh/rotor/storage"
+)
+
+var _ storage.Store = (*Store)(nil)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// migrationLock is the advisory lock key that serializes migrations across
+// nodes starting together.
+const migrationLock = 0x526f746f72 // "Rotor"
+
+// Store is a storage.Store on PostgreSQL.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// Open connects to dsn and applies pending migrations.
+func Open(ctx context.Context, dsn string) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: %w: %v", storage.ErrUnavailable, err)
+	}
+	s := &Store{pool: pool}
+	if err := s.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the pool.
+func (s *Store) Close() error { s.pool.Close(); return nil }
+
+func (s *Store) migrate(ctx context.Context) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLock); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+			return err
+		}
+		var current int
+		if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+			return err
+		}
+		names, err := fs.Glob(migrations, "migrations/*.sql")
+		if err != nil {
+			return err
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			v, err := strconv.Atoi(strings.SplitN(strings.TrimPrefix(name, "migrations/"), "_", 2)[0])
+			if err != nil {
+				return fmt.Errorf("postgres: bad migration name %s", name)
+			}
+			if v <= current {
+				continue
+			}
+			sql, err := migrations.ReadFile(name)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, string(sql)); err != nil {
+				return fmt.Errorf("postgres: migration %s: %w", name, err)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version) VALUES ($1)`, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Migrations is how many migrations the binary carries (for rotor migrate).
+func Migrations() int {
+	names, _ := fs.Glob(migrations, "migrations/*.sql")
+	return len(names)
+}
+
+// mapErr turns driver errors into storage sentinels.
+func mapErr(err error, what string) error {
+	var pe *pgconn.PgError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, pgx.ErrNoRows):
+		return fmt.Errorf("%s: %w", what, storage.ErrNotFound)
+	case errors.As(err, &pe) && pe.Code == "23505":
+		return fmt.Errorf("%s: %w", what, storage.ErrExists)
+	case errors.As(err, &pe) && pe.Code == "23503":
+		return fmt.Errorf("%s (missing parent): %w", what, storage.ErrNotFound)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	case pgconn.SafeToRetry(err), isConnErr(err):
+		return fmt.Errorf("%s: %w: %v", what, storage.ErrUnavailable, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+func isConnErr(err error) bool {
+	var ce *pgconn.ConnectError
+	return errors.As(err, &ce)
+}
+
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+func (s *Store) tx(ctx context.Context, fn func(pgx.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return pgx.BeginFunc(ctx, s.pool, fn)
+}
+
+// appendAudit inserts events; ids come from the bigserial in insert order.
+func appendAudit(ctx context.Context, q querier, events []storage.AuditEvent) error {
+	if len(events) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	b.WriteString(`INSERT INTO audit_event (occurred_at, workspace_id, actor_id, event_type, resource_type, resource_id, input, output) VALUES `)
+	args := make([]any, 0, len(events)*8)
+	for i, e := range events {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		n := i * 8
+		fmt.Fprintf(&b, "($%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d)", n+1, n+2, n+3, n+4, n+5, n+6, n+7, n+8)
+		args = append(args, e.OccurredAt, e.WorkspaceID, e.ActorID, e.EventType, e.ResourceType, e.ResourceID, rawOrNil(e.Input), rawOrNil(e.Output))
+	}
+	_, err := q.Exec(ctx, b.String(), args...)
+	return err
+}
+
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+func rawOrNil(m json.RawMessage) any {
+	if len(m) == 0 {
+		return nil
+	}
+	return string(m)
+}
+
+// --- workspaces ---
+
+func (s *Store) CreateWorkspace(ctx context.Context, args storage.CreateWorkspaceArgs) error {
+	ws := args.Workspace
+	return mapErr(s.tx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO workspaces (id, name, created_at) VALUES ($1,$2,$3)`, ws.ID, ws.Name, ws.CreatedAt); err != nil {
+			return err
+		}
+		if k := args.AdminKey; k != nil {
+			if err := insertKey(ctx, tx, *k); err != nil {
+				return err
+			}
+		}
+		return appendAudit(ctx, tx, args.Audit)
+	}), "workspace "+strconv.Quote(ws.Name))
+}
+
+func scanWorkspace(row pgx.Row) (storage.Workspace, error) {
+	var ws storage.Workspace
+	err := row.Scan(&ws.ID, &ws.Name, &ws.CreatedAt)
+	ws.CreatedAt = ws.CreatedAt.UTC()
+	return ws, err
+}
+
+func (s *Store) GetWorkspace(ctx context.Context, id string) (storage.Workspace, error) {
+	ws, err := scanWorkspace(s.pool.QueryRow(ctx, `SELECT id, name, created_at FROM workspaces WHERE id=$1`, id))
+	return ws, mapErr(err, "workspace "+strconv.Quote(id))
+}
+
+func (s *Store) GetWorkspaceByName(ctx context.Context, name string) (storage.Workspace, error) {
+	ws, err := scanWorkspace(s.pool.QueryRow(ctx, `SELECT id, name, created_at FROM workspaces WHERE name=$1`, name))
+	return ws, mapErr(err, "workspace "+strconv.Quote(name))
+}
+
+func (s *Store) ListWorkspaces(ctx context.Context) ([]storage.Workspace, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, name, created_at FROM workspaces ORDER BY created_at, id`)
+	if err != nil {
+		return nil, mapErr(err, "workspaces")
+	}
+	return collect(rows, scanWorkspace)
+}
+
+func collect[T any](rows pgx.Rows, scan func(pgx.Row) (T, error)) ([]T, error) {
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, mapErr(rows.Err(), "query")
+}
+
+// --- API keys ---
+
+func insertKey(ctx context.Context, q querier, k storage.APIKey) error {
+	_, err := q.Exec(ctx, `INSERT INTO api_keys (id, workspace_id, name, role, hash, created_at) VALUES ($1,$2,$3,$4,$5,$6)`,
+		k.ID, k.WorkspaceID, k.Name, k.Role, nonNil(k.Hash), k.CreatedAt)
+	return err
+}
+
+func (s *Store) CreateAPIKey(ctx context.Context, args storage.CreateAPIKeyArgs) error {
+	return mapErr(s.tx(ctx, func(tx pgx.Tx) error {
+		if err := insertKey(ctx, tx, args.Key); err != nil {
+			return err
+		}
+		return appendAudit(ctx, tx, args.Audit)
+	}), "api key "+args.Key.ID)
+}
+
+const keyCols = `id, workspace_id, name, role, hash, created_at, revoked_at`
+
+func scanKey(row pgx.Row) (storage.APIKey, error) {
+	var k storage.APIKey
+	err := row.Scan(&k.ID, &k.WorkspaceID, &k.Name, &k.Role, &k.Hash, &k.CreatedAt, &k.RevokedAt)
+	k.CreatedAt = k.CreatedAt.UTC()
+	if k.RevokedAt != nil {
+		t := k.RevokedAt.UTC()
+		k.RevokedAt = &t
+	}
+	return k, err
+}
+
+func (s *Store) GetAPIKey(ctx context.Context, id string) (storage.APIKey, error) {
+	k, err := scanKey(s.pool.QueryRow(ctx, `SELECT `+keyCols+` FROM api_keys WHERE id=$1`, id))
+	return k, mapErr(err, "api key "+id)
+}
+
+func (s *Store) ListAPIKeys(ctx context.Context, workspaceID string) ([]storage.APIKey, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+keyCols+` FROM api_keys WHERE workspace_id=$1 ORDER BY created_at, id`, workspaceID)
+	if err != nil {
+		return nil, mapErr(err, "api keys")
+	}
+	return collect(rows, scanKey)
+}
+
+func (s *Store) RevokeAPIKey(ctx context.Context, args storage.RevokeAPIKeyArgs) error {
+	return mapErr(s.tx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE api_keys SET revoked_at=$3 WHERE id=$1 AND workspace_id=$2 AND revoked_at IS NULL`, args.ID, args.WorkspaceID, args.At.UTC())
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return pgx.ErrNoRows
+		}
+		return appendAudit(ctx, tx, args.Audit)
+	}), "api key "+args.ID)
+}
+
+// --- keyring ---
+
+func (s *Store) ListKEKs(ctx context.Context) ([]storage.KEK, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, wrapped, active, created_at FROM keks ORDER BY created_at, id`)
+	if err != nil {
+		return nil, mapErr(err, "keyring")
+	}
+	return collect(rows, func(r pgx.Row) (storage.KEK, error) {
+		var k storage.KEK
+		err := r.Scan(&k.ID, &k.Wrapped, &k.Active, &k.CreatedAt)
+		k.CreatedAt = k.CreatedAt.UTC()
+		return k, err
+	})
+}
+
+func (s *Store) AddKEK(ctx context.Context, args storage.AddKEKArgs) error {
+	k := args.KEK
+	return mapErr(s.tx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE keks SET active=false WHERE active`); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO keks (id, wrapped, active, created_at) VALUES ($1,$2,true,$3)`, k.ID, nonNil(k.Wrapped), k.CreatedAt)
+		return err
+	}), "kek "+k.ID)
+}
+
+func (s *Store) DeleteKEK(ctx context.Context, id string) error {
+	return mapErr(s.tx(ctx, func(tx pgx.Tx) error {
+		var active bool
+		if err := tx.QueryRow(ctx, `SELECT active FROM keks WHERE id=$1 FOR UPDATE`, id).Scan(&active); err != nil {
+			return err
+		}
+		if active {
+			return fmt.Errorf("kek %q is the active key: %w", id, storage.ErrInUse)
+		}
+		var used bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM secrets WHERE kek_id=$1)`, id).Scan(&used); err != nil {
+			return err
+		}
+		if used {
+			return fmt.Errorf("kek %q still seals secrets: %w", id, storage.ErrInUse)
+		}
+		_, err := tx.Exec(ctx, `DELETE FROM keks WHERE id=$1`, id)
+		return err
+	}), "kek "+id)
+}
+
+// --- secrets ---
+
+const secretCols = `workspace_id, name, version, revision, hint, allowed_hosts, kek_id, sealed, created_at, updated_at`
+
+func scanSecret(row pgx.Row) (storage.SecretRecord, error) {
+	var r storage.SecretRecord
+	err := row.Scan(&r.WorkspaceID, &r.Name, &r.Version, &r.Revision, &r.Hint, &r.AllowedHosts, &r.KEKID, &r.Sealed, &r.CreatedAt, &r.UpdatedAt)
+	r.CreatedAt, r.UpdatedAt = r.CreatedAt.UTC(), r.UpdatedAt.UTC()
+	if len(r.AllowedHosts) == 0 {
+		r.AllowedHosts = nil
+	}
+	return r, err
+}
+
+func hosts(h []string) []string {
+	if h == nil {
+		return []string{}
+	}
+	return h
+}
+
+// kekExists locks the KEK row (key share) so a concurrent rotation cannot
+// delete it before this write commits.
+func kekExists(ctx context.Context, tx pgx.Tx, id string) error {
+	var one int
+	err := tx.QueryRow(ctx, `SELECT 1 FROM keks WHERE id=$1 FOR KEY SHARE`, id).Scan(&one)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("secret sealed under unknown key %q: %w", id, storage.ErrConflict)
+	}
+	return err
+}
+
+func (s *Store) CreateSecret(ctx context.Context, args storage.CreateSecretArgs) error {
+	r := args.Secret
+	return mapErr(s.tx(ctx, func(tx pgx.Tx) error {
+		if err := kekExists(ctx, tx, r.KEKID); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO secrets (`+secretCols+`) VALUES ($1,$2,$3,1,$4,$5,$6,$7,$8,$9)`,
+			r.WorkspaceID, r.Name, r.Version, r.Hint, hosts(r.AllowedHosts), r.KEKID, nonNil(r.Sealed), r.CreatedAt, r.UpdatedAt)
+		if err != nil {
+			return err
+		}
+		return appendAudit(ctx, tx, args.Audit)
+	}), "secret "+strconv.Quote(r.Name))
+}
+
+func (s *Store) UpdateSecret(ctx context.Context, args storage.UpdateSecretArgs) error {
+	r := args.Secret
+	return mapErr(s.tx(ctx, func(tx pgx.Tx) error {
+		var rev int64
+		if err := tx.QueryRow(ctx, `SELECT revision FROM secrets WHERE workspace_id=$1 AND name=$2 FOR UPDATE`, r.WorkspaceID, r.Name).Scan(&rev); err != nil {
+			return err
+		}
+		if rev != args.ExpectedRevision {
+			return fmt.Errorf("secret %q at revision %d, expected %d: %w", r.Name, rev, args.ExpectedRevision, storage.ErrConflict)
+		}
+		if err := kekExists(ctx, tx, r.KEKID); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `UPDATE secrets SET version=$3, revision=revision+1, hint=$4, allowed_hosts=$5, kek_id=$6, sealed=$7, created_at=$8, updated_at=$9
+			WHERE workspace_id=$1 AND name=$2`, r.WorkspaceID, r.Name, r.Version, r.Hint, hosts(r.AllowedHosts), r.KEKID, r.Sealed, r.CreatedAt, r.UpdatedAt)
+		if err != nil {
+			return err
+		}
+		return appendAudit(ctx, tx, args.Audit)
+	}), "secret "+strconv.Quote(r.Name))
+}
+
+func (s *Store) DeleteSecret(ctx context.Context, args storage.DeleteSecretArgs) error {
+	return mapErr(s.tx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM secrets WHERE workspace_id=$1 AND name=$2`, args.WorkspaceID, args.Name)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return pgx.ErrNoRows
+		}
+		return appendAudit(ctx, tx, args.Audit)
+	}), "secret "+strconv.Quote(args.Name))
+}
+
+func (s *Store) GetSecret(ctx context.Context, workspaceID, name string) (storage.SecretRecord, error) {
+	r, err := scanSecret(s.pool.QueryRow(ctx, `SELECT `+secretCols+` FROM secrets WHERE workspace_id=$1 AND name=$2`, workspaceID, name))
+	return r, mapErr(err, "secret "+strconv.Quote(name))
+}
+
+func (s *Store) ListSecrets(ctx context.Context, args storage.ListSecretsArgs) ([]storage.SecretMeta, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+secretCols+` FROM secrets WHERE workspace_id=$1 ORDER BY name`, args.WorkspaceID)
+	if err != nil {
+		return nil, mapErr(err, "secrets")
+	}
+	recs, err := collect(rows, scanSecret)
+	out := make([]storage.SecretMeta, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, r.SecretMeta)
+	}
+	return out, err
+}
+
+func (s *Store) ListSecretsByKEK(ctx context.Context, kekID string, limit int) ([]storage.SecretRecord, error) {
+	if limit <= 0 {
+		limit = 1 << 30
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+secretCols+` FROM secrets WHERE kek_id=$1 LIMIT $2`, kekID, limit)
+	if err != nil {
+		return nil, mapErr(err, "secrets")
+	}
+	return collect(rows, scanSecret)
+}
+
+// --- audit ---
+
+func (s *Store) AppendAudit(ctx context.Context, events []storage.AuditEvent) error {
+	if len(events) == 0 {
+		return nil
+	}
+	return mapErr(s.tx(ctx, func(tx pgx.Tx) error { return appendAudit(ctx, tx, events) }), "audit")
+}
+
+func (s *Store) ListAudit(ctx context.Context, q storage.AuditQuery) (storage.AuditPage, error) {
+	limit := q.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	where := []string{"workspace_id=$1"}
+	args := []any{q.WorkspaceID}
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, fmt.Sprintf(cond, len(args)))
+	}
+	if q.ResourceType != "" {
+		add("resource_type=$%d", q.ResourceType)
+	}
+	if q.EventType != "" {
+		add("event_type=$%d", q.EventType)
+	}
+	if q.ResourceID != "" {
+		add("resource_id=$%d", q.ResourceID)
+	}
+	if !q.Since.IsZero() {
+		add("occurred_at>=$%d", q.Since)
+	}
+	if q.Before > 0 {
+		add("id<$%d", q.Before)
+	}
+	args = append(args, limit+1)
+	rows, err := s.pool.Query(ctx, `SELECT id, occurred_at, workspace_id, actor_id, event_type, resource_type, resource_id, input::text, output::text
+		FROM audit_event WHERE `+strings.Join(where, " AND ")+fmt.Sprintf(` ORDER BY id DESC LIMIT $%d`, len(args)), args...)
+	if err != nil {
+		return storage.AuditPage{}, mapErr(err, "audit")
+	}
+	evs, err := collect(rows, func(r pgx.Row) (storage.AuditEvent, error) {
+		var e storage.AuditEvent
+		var in, out *string
+		err := r.Scan(&e.ID, &e.OccurredAt, &e.WorkspaceID, &e.ActorID, &e.EventType, &e.ResourceType, &e.ResourceID, &in, &out)
+		e.OccurredAt = e.OccurredAt.UTC()
+		if in != nil {
+			e.Input = json.RawMessage(*in)
+		}
+		if out != nil {
+			e.Output = json.RawMessage(*out)
+		}
+		return e, err
+	})
+	if err != nil {
+		return storage.AuditPage{}, err
+	}
+	page := storage.AuditPage{Events: evs}
+	if len(evs) > limit {
+		page.Events = evs[:limit]
+		page.Next = evs[limit-1].ID
+	}
+	return page, nil
+}
+
