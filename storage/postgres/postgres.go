@@ -508,4 +508,3 @@ func (s *Store) ListAudit(ctx context.Context, q storage.AuditQuery) (storage.Au
 	}
 	return page, nil
 }
-
