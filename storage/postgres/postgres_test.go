@@ -51,8 +51,6 @@ func freshSchema(t *testing.T) string {
 			c.Close(context.Background())
 		}
 	})
-	cfg, _ := pgx.ParseConfig(testDSN())
-	_ = cfg
 	return testDSN() + "&search_path=" + schema
 }
 
