@@ -31,6 +31,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			serveCommand(),
 			proxyCommand(),
 			caCommand(),
+			migrateCommand(),
 			keysCommand(),
 			workspacesCommand(),
 			vaultCommand(),

@@ -26,6 +26,7 @@ const (
 	DefaultLogFormat       = "json"
 	DefaultShutdownTimeout = 15 * time.Second
 	DefaultAPIURL          = "http://127.0.0.1:8080"
+	DefaultStorage         = "bbolt"
 )
 
 // Flag names; each is also the YAML key in a --config file, and has a
@@ -46,6 +47,8 @@ const (
 	flagOutput          = "output"
 	flagComponents      = "components"
 	flagDispatchLease   = "dispatch-lease"
+	flagStorage         = "storage"
+	flagPostgresDSN     = "postgres-dsn"
 )
 
 func envName(flag string) string {
@@ -56,6 +59,9 @@ func serveFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: flagConfig, EnvVars: []string{envName(flagConfig)}, Usage: "YAML file with settings (keys are these flag names)"},
 		altsrc.NewStringFlag(&cli.StringFlag{Name: flagDataDir, EnvVars: []string{envName(flagDataDir)}, Value: DefaultDataDir, Usage: "directory for the bbolt file (and the generated development master key)"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: flagStorage, EnvVars: []string{envName(flagStorage)}, Value: DefaultStorage, Usage: "bbolt (one node, in the data dir) or postgres (many nodes)"}),
+		// The DSN can hold a password: environment or config file, not argv.
+		altsrc.NewStringFlag(&cli.StringFlag{Name: flagPostgresDSN, EnvVars: []string{envName(flagPostgresDSN)}, Hidden: true, Usage: "PostgreSQL connection string"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: flagAPIAddr, EnvVars: []string{envName(flagAPIAddr)}, Value: DefaultAPIAddr, Usage: "control API listen address"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: flagOpsAddr, EnvVars: []string{envName(flagOpsAddr)}, Value: DefaultOpsAddr, Usage: "ops listen address (/metrics, /healthz, /readyz)"}),
 		// No command-line form is documented for the master key: argv is
@@ -83,6 +89,8 @@ type serveConfig struct {
 	LogFormat       string
 	ShutdownTimeout time.Duration
 	DispatchLease   time.Duration
+	Storage         string
+	PostgresDSN     string
 	// Components: the API server, the dispatcher, and the proxy when Proxy
 	// is set.
 	API      bool
@@ -108,6 +116,8 @@ func loadServeConfig(c *cli.Context) (serveConfig, error) {
 		LogFormat:       c.String(flagLogFormat),
 		ShutdownTimeout: c.Duration(flagShutdownTimeout),
 		DispatchLease:   c.Duration(flagDispatchLease),
+		Storage:         c.String(flagStorage),
+		PostgresDSN:     c.String(flagPostgresDSN),
 	}
 	if cfg.DataDir == "" {
 		return cfg, settingErr(flagDataDir, "must not be empty")
@@ -125,6 +135,12 @@ func loadServeConfig(c *cli.Context) (serveConfig, error) {
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		return cfg, settingErr(flagShutdownTimeout, "must be positive")
+	}
+	switch {
+	case cfg.Storage != "bbolt" && cfg.Storage != "postgres":
+		return cfg, settingErr(flagStorage, fmt.Sprintf("%q is not bbolt or postgres", cfg.Storage))
+	case cfg.Storage == "postgres" && cfg.PostgresDSN == "":
+		return cfg, settingErr(flagPostgresDSN, "required with --storage postgres")
 	}
 	if cfg.DispatchLease < time.Second {
 		return cfg, settingErr(flagDispatchLease, "must be at least 1s")

@@ -26,7 +26,9 @@ import (
 	"rotor.sh/rotor/api"
 	"rotor.sh/rotor/dispatch"
 	"rotor.sh/rotor/proxy"
+	"rotor.sh/rotor/storage"
 	"rotor.sh/rotor/storage/bolt"
+	"rotor.sh/rotor/storage/postgres"
 	"rotor.sh/rotor/vault"
 )
 
@@ -107,8 +109,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 	}
 	defer clear(masterKey)
 
-	dbPath := filepath.Join(cfg.DataDir, dbFileName)
-	store, err := bolt.Open(dbPath, bolt.Options{})
+	store, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -172,7 +173,8 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 		return err
 	}
 	var servers []*namedServer
-	var tasks []func(context.Context) error
+	// Other nodes' rotations and deletions drop this node's cached values.
+	tasks := []func(context.Context) error{v.WatchChanges}
 	notify := func() {}
 	var disp *dispatch.Dispatcher
 	internalToken := ""
@@ -222,6 +224,14 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 	}
 	servers = append(servers, &namedServer{name: "ops", addr: cfg.OpsAddr, handler: api.Ops(reg, ready)})
 	return runServers(ctx, log, cfg.ShutdownTimeout, servers, tasks...)
+}
+
+// openStore opens the configured storage backend.
+func openStore(ctx context.Context, cfg serveConfig) (storage.Store, error) {
+	if cfg.Storage == "postgres" {
+		return postgres.Open(ctx, cfg.PostgresDSN)
+	}
+	return bolt.Open(filepath.Join(cfg.DataDir, dbFileName), bolt.Options{})
 }
 
 type namedServer struct {
@@ -354,6 +364,10 @@ func loadMasterKey(cfg serveConfig, log *slog.Logger) ([]byte, error) {
 		return k, nil
 	case cfg.MasterKeyFile != "":
 		return readMasterKeyFile(cfg.MasterKeyFile, flagMasterKeyFile, log)
+	}
+	if cfg.Storage == "postgres" {
+		// Every node must use the same key; a generated one would differ.
+		return nil, settingErr(flagMasterKey, "with --storage postgres, give every node the same master key (ROTOR_MASTER_KEY or --master-key-file)")
 	}
 	devPath := filepath.Join(cfg.DataDir, devMasterKeyFile)
 	if _, err := os.Stat(devPath); err == nil {

@@ -59,7 +59,26 @@ type Store interface {
 
 	JobStore
 
+	// Changes calls fn for every change to secrets and the keyring made
+	// through any node sharing this store, until ctx ends, so caches can
+	// drop stale values. A single-process backend may only report its own
+	// changes, or none (the vault invalidates its own cache itself).
+	Changes(ctx context.Context, fn func(Change)) error
+
 	Close() error
+}
+
+// Change kinds.
+const (
+	ChangeSecret  = "secret"
+	ChangeKeyring = "keyring"
+)
+
+// Change says what changed: a secret (WorkspaceID, Name) or the keyring.
+type Change struct {
+	Kind        string `json:"kind"`
+	WorkspaceID string `json:"workspace_id,omitempty"`
+	Name        string `json:"name,omitempty"`
 }
 
 // Workspace scopes every secret, key and audit row.

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"rotor.sh/rotor/internal/jsonx"
+	"rotor.sh/rotor/storage"
 )
 
 // ResolveRequest asks for one secret's plaintext on behalf of an outgoing
@@ -183,5 +184,30 @@ func (c *cache) invalidate(ws, name string) {
 	c.mu.Lock()
 	c.gen++
 	delete(c.entries, cacheKey{ws, name})
+	c.mu.Unlock()
+}
+
+// WatchChanges keeps the cache and keyring current with changes made
+// through other nodes sharing the store, until ctx ends. Run it beside any
+// node that resolves secrets on a shared backend.
+func (v *Vault) WatchChanges(ctx context.Context) error {
+	return v.store.Changes(ctx, func(c storage.Change) {
+		switch c.Kind {
+		case storage.ChangeSecret:
+			v.cache.invalidate(c.WorkspaceID, c.Name)
+		case storage.ChangeKeyring:
+			if err := v.keys.reload(ctx); err != nil && ctx.Err() == nil {
+				v.log.Error("reloading the keyring after a change failed", "err", err)
+			}
+			// Also sent after a lost connection: drop everything.
+			v.cache.clear()
+		}
+	})
+}
+
+func (c *cache) clear() {
+	c.mu.Lock()
+	c.gen++
+	clear(c.entries)
 	c.mu.Unlock()
 }

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -307,8 +308,10 @@ func (s *Store) AddKEK(ctx context.Context, args storage.AddKEKArgs) error {
 		if _, err := tx.Exec(ctx, `UPDATE keks SET active=false WHERE active`); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO keks (id, wrapped, active, created_at) VALUES ($1,$2,true,$3)`, k.ID, nonNil(k.Wrapped), k.CreatedAt)
-		return err
+		if _, err := tx.Exec(ctx, `INSERT INTO keks (id, wrapped, active, created_at) VALUES ($1,$2,true,$3)`, k.ID, nonNil(k.Wrapped), k.CreatedAt); err != nil {
+			return err
+		}
+		return notify(ctx, tx, storage.Change{Kind: storage.ChangeKeyring})
 	}), "kek "+k.ID)
 }
 
@@ -365,10 +368,65 @@ func kekExists(ctx context.Context, tx pgx.Tx, id string) error {
 	return err
 }
 
+// changeChannel carries storage.Change JSON to every node (NOTIFY inside
+// the writing transaction is delivered when it commits).
+const changeChannel = "rotor_changes"
+
+func notify(ctx context.Context, tx pgx.Tx, c storage.Change) error {
+	b, _ := json.Marshal(c)
+	_, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, changeChannel, string(b))
+	return err
+}
+
+// Changes listens for change notifications on a dedicated connection,
+// reconnecting (with a full-invalidation signal) when it drops.
+func (s *Store) Changes(ctx context.Context, fn func(storage.Change)) error {
+	for ctx.Err() == nil {
+		err := s.listen(ctx, fn)
+		if ctx.Err() != nil {
+			return nil
+		}
+		// Changes may have been missed while disconnected: tell the
+		// caller to drop everything (Kind keyring, no name).
+		fn(storage.Change{Kind: storage.ChangeKeyring})
+		_ = err
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+	return nil
+}
+
+func (s *Store) listen(ctx context.Context, fn func(storage.Change)) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "LISTEN "+changeChannel); err != nil {
+		return err
+	}
+	defer conn.Exec(context.Background(), "UNLISTEN "+changeChannel)
+	for {
+		n, err := conn.Conn().WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		var c storage.Change
+		if json.Unmarshal([]byte(n.Payload), &c) == nil {
+			fn(c)
+		}
+	}
+}
+
 func (s *Store) CreateSecret(ctx context.Context, args storage.CreateSecretArgs) error {
 	r := args.Secret
 	return mapErr(s.tx(ctx, func(tx pgx.Tx) error {
 		if err := kekExists(ctx, tx, r.KEKID); err != nil {
+			return err
+		}
+		if err := notify(ctx, tx, storage.Change{Kind: storage.ChangeSecret, WorkspaceID: r.WorkspaceID, Name: r.Name}); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, `INSERT INTO secrets (`+secretCols+`) VALUES ($1,$2,$3,1,$4,$5,$6,$7,$8,$9)`,
@@ -393,6 +451,9 @@ func (s *Store) UpdateSecret(ctx context.Context, args storage.UpdateSecretArgs)
 		if err := kekExists(ctx, tx, r.KEKID); err != nil {
 			return err
 		}
+		if err := notify(ctx, tx, storage.Change{Kind: storage.ChangeSecret, WorkspaceID: r.WorkspaceID, Name: r.Name}); err != nil {
+			return err
+		}
 		_, err := tx.Exec(ctx, `UPDATE secrets SET version=$3, revision=revision+1, hint=$4, allowed_hosts=$5, kek_id=$6, sealed=$7, created_at=$8, updated_at=$9
 			WHERE workspace_id=$1 AND name=$2`, r.WorkspaceID, r.Name, r.Version, r.Hint, hosts(r.AllowedHosts), r.KEKID, r.Sealed, r.CreatedAt, r.UpdatedAt)
 		if err != nil {
@@ -410,6 +471,9 @@ func (s *Store) DeleteSecret(ctx context.Context, args storage.DeleteSecretArgs)
 		}
 		if tag.RowsAffected() == 0 {
 			return pgx.ErrNoRows
+		}
+		if err := notify(ctx, tx, storage.Change{Kind: storage.ChangeSecret, WorkspaceID: args.WorkspaceID, Name: args.Name}); err != nil {
+			return err
 		}
 		return appendAudit(ctx, tx, args.Audit)
 	}), "secret "+strconv.Quote(args.Name))

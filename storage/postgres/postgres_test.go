@@ -74,3 +74,18 @@ func TestMigrateTwice(t *testing.T) {
 		s.Close()
 	}
 }
+
+func TestChangesAcrossNodes(t *testing.T) {
+	dsn := freshSchema(t)
+	a, err := postgres.Open(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := postgres.Open(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	storagetest.RunChanges(t, a, b)
+}

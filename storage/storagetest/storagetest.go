@@ -528,3 +528,27 @@ func testAuditLargeBatches(t *testing.T, s storage.Store) {
 		}
 	}
 }
+
+// RunChanges checks that a backend shared by many nodes reports secret and
+// keyring changes made through another handle on the same data.
+func RunChanges(t *testing.T, a, b storage.Store) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan storage.Change, 16)
+	go b.Changes(ctx, func(c storage.Change) { got <- c })
+	time.Sleep(200 * time.Millisecond) // let the listener start
+	mkWorkspace(t, a, "ws_a")
+	mkKEK(t, a, "kek_1")
+	must(t, a.CreateSecret(ctx, storage.CreateSecretArgs{Secret: secret("ws_a", "A", "kek_1", "x")}))
+	want := []storage.Change{{Kind: storage.ChangeKeyring}, {Kind: storage.ChangeSecret, WorkspaceID: "ws_a", Name: "A"}}
+	for _, w := range want {
+		select {
+		case c := <-got:
+			if c != w {
+				t.Fatalf("change %+v, want %+v", c, w)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no change notification for %+v", w)
+		}
+	}
+}
