@@ -31,6 +31,7 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
 	$(GO) run ./bench/proxyload
 	$(GO) run ./bench/dispatchload
+	$(GO) run ./bench/dispatchload -postgres-dsn "$${ROTOR_TEST_POSTGRES_DSN:-postgres://127.0.0.1:5432/test?sslmode=disable}"
 
 integration:
 	$(GO) test -race -count=1 ./integration/...

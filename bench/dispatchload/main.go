@@ -25,19 +25,24 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"rotor.sh/rotor/api"
 	"rotor.sh/rotor/dispatch"
 	"rotor.sh/rotor/proxy"
+	"rotor.sh/rotor/storage"
 	"rotor.sh/rotor/storage/bolt"
+	"rotor.sh/rotor/storage/postgres"
 	"rotor.sh/rotor/vault"
 )
 
 func main() {
 	n := flag.Int("jobs", 20000, "jobs per run")
 	conc := flag.Int("concurrency", 32, "concurrent enqueue clients")
+	pg := flag.String("postgres-dsn", "", "run on PostgreSQL (a fresh schema is made and dropped) instead of bbolt")
 	flag.Parse()
 	for _, refs := range []bool{false, true} {
-		if err := run(*n, *conc, refs); err != nil {
+		if err := run(*n, *conc, refs, *pg); err != nil {
 			fmt.Fprintln(os.Stderr, "dispatchload:", err)
 			os.Exit(1)
 		}
@@ -54,18 +59,46 @@ func serve(h http.Handler) (string, func(), error) {
 	return "http://" + ln.Addr().String(), func() { srv.Close() }, nil
 }
 
-func run(n, conc int, refs bool) error {
-	dir, err := os.MkdirTemp("", "dispatchload-")
-	if err != nil {
-		return err
+func openStore(ctx context.Context, pgDSN string) (storage.Store, func(), error) {
+	if pgDSN == "" {
+		dir, err := os.MkdirTemp("", "dispatchload-")
+		if err != nil {
+			return nil, nil, err
+		}
+		s, err := bolt.Open(filepath.Join(dir, "rotor.db"), bolt.Options{})
+		if err != nil {
+			return nil, nil, err
+		}
+		return s, func() { s.Close(); os.RemoveAll(dir) }, nil
 	}
-	defer os.RemoveAll(dir)
-	store, err := bolt.Open(filepath.Join(dir, "rotor.db"), bolt.Options{})
+	b := make([]byte, 6)
+	rand.Read(b)
+	schema := "rotor_bench_" + hex.EncodeToString(b)
+	conn, err := pgx.Connect(ctx, pgDSN)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer store.Close()
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		return nil, nil, err
+	}
+	s, err := postgres.Open(ctx, pgDSN+"&search_path="+schema)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, func() {
+		s.Close()
+		conn.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
+		conn.Close(context.Background())
+	}, nil
+}
+
+func run(n, conc int, refs bool, pgDSN string) error {
 	ctx := context.Background()
+	store, closeStore, err := openStore(ctx, pgDSN)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
 	log := slog.New(slog.DiscardHandler)
 	v, err := vault.Open(ctx, vault.Options{Store: store, MasterKey: vault.GenerateMasterKey(), Logger: log})
 	if err != nil {
@@ -209,6 +242,11 @@ func run(n, conc int, refs bool) error {
 	label := "without references"
 	if refs {
 		label = "with references (URL, header, payload)"
+	}
+	if pgDSN != "" {
+		label = "postgres, " + label
+	} else {
+		label = "bbolt, " + label
 	}
 	fmt.Printf("%-40s %d jobs, %d enqueuers: enqueued in %.2fs (%.0f/s), all delivered in %.2fs: %.0f jobs/s; enqueue-to-delivery p50 %v p99 %v\n",
 		label, n, conc, enqDone.Seconds(), float64(n)/enqDone.Seconds(), total.Seconds(), float64(n)/total.Seconds(), pct(0.5), pct(0.99))
