@@ -1,0 +1,247 @@
+package plugins
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"google.golang.org/grpc"
+
+	"rotor.sh/rotor/plugins/proto"
+)
+
+// Handshake is checked by host and plugin before anything else: a binary
+// that is not a Rotor storage plugin refuses to start as one.
+var Handshake = plugin.HandshakeConfig{
+	ProtocolVersion:  1,
+	MagicCookieKey:   "ROTOR_STORAGE_PLUGIN",
+	MagicCookieValue: "rotor-storage-v1-6d1f0a8e",
+}
+
+const pluginName = "storage"
+
+type storagePlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+	srv *Server
+}
+
+func (p *storagePlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	proto.RegisterStorageServer(s, p.srv)
+	return nil
+}
+
+func (p *storagePlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, cc *grpc.ClientConn) (any, error) {
+	return proto.NewStorageClient(cc), nil
+}
+
+// Serve runs this process as a storage plugin until the host goes away.
+// It exits when its parent dies, so a plugin never outlives Rotor.
+func Serve(open Opener) {
+	srv := NewServer(open)
+	defer srv.Close()
+	go watchParent(os.Getppid())
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig: Handshake,
+		Plugins:         plugin.PluginSet{pluginName: &storagePlugin{srv: srv}},
+		GRPCServer:      plugin.DefaultGRPCServer,
+		Logger:          hclog.New(&hclog.LoggerOptions{Output: os.Stderr, Level: hclog.Warn}),
+	})
+}
+
+func watchParent(ppid int) {
+	for {
+		time.Sleep(500 * time.Millisecond)
+		if os.Getppid() != ppid {
+			os.Exit(0)
+		}
+	}
+}
+
+// LaunchOptions say which plugin to run and how to configure it.
+type LaunchOptions struct {
+	// Path and Args start the plugin (by default rotor itself:
+	// "rotor plugin storage").
+	Path string
+	Args []string
+	// SHA256, if set, pins the plugin binary.
+	SHA256 []byte
+	// Env is the plugin's whole environment (normally empty: nothing of the
+	// host's, least of all the master key, reaches it).
+	Env []string
+	// Config is sent over the Configure RPC once the plugin is up.
+	Config     *proto.ConfigureRequest
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// Supervised is a storage.Store served by a plugin process that is
+// restarted, with backoff, whenever it exits.
+type Supervised struct {
+	*Client
+	o        LaunchOptions
+	log      *slog.Logger
+	restarts prometheus.Counter
+	up       prometheus.Gauge
+
+	mu     sync.Mutex
+	pc     *plugin.Client
+	stop   chan struct{}
+	done   chan struct{}
+	closed bool
+}
+
+// Launch starts the plugin and its supervisor. The first start must
+// succeed; later crashes are restarted.
+func Launch(ctx context.Context, o LaunchOptions) (*Supervised, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
+	f := promauto.With(o.Registerer)
+	s := &Supervised{Client: newClient(), o: o, log: o.Logger, stop: make(chan struct{}), done: make(chan struct{}),
+		restarts: f.NewCounter(prometheus.CounterOpts{Name: "rotor_storage_plugin_restarts_total", Help: "Times the storage plugin process was restarted after it exited."}),
+		up:       f.NewGauge(prometheus.GaugeOpts{Name: "rotor_storage_plugin_up", Help: "1 while the storage plugin process is serving."}),
+	}
+	if err := s.start(ctx); err != nil {
+		return nil, err
+	}
+	s.Client.closer = s.close
+	go s.supervise()
+	return s, nil
+}
+
+func (s *Supervised) start(ctx context.Context) error {
+	cmd := exec.Command(s.o.Path, s.o.Args...)
+	cmd.Env = s.o.Env
+	if cmd.Env == nil {
+		cmd.Env = []string{}
+	}
+	setPdeathsig(cmd)
+	cfg := &plugin.ClientConfig{
+		HandshakeConfig:  Handshake,
+		Plugins:          plugin.PluginSet{pluginName: &storagePlugin{}},
+		Cmd:              cmd,
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		AutoMTLS:         true,
+		Managed:          true,
+		SkipHostEnv:      true,
+		Logger:           hclog.New(&hclog.LoggerOptions{Output: io.Discard, Level: hclog.Error}),
+		StartTimeout:     30 * time.Second,
+	}
+	if len(s.o.SHA256) > 0 {
+		cfg.SecureConfig = &plugin.SecureConfig{Checksum: s.o.SHA256, Hash: sha256.New()}
+	}
+	pc := plugin.NewClient(cfg)
+	rpcClient, err := pc.Client()
+	if err != nil {
+		pc.Kill()
+		return fmt.Errorf("start storage plugin %s: %w", s.o.Path, err)
+	}
+	raw, err := rpcClient.Dispense(pluginName)
+	if err != nil {
+		pc.Kill()
+		return fmt.Errorf("storage plugin: %w", err)
+	}
+	rpc := raw.(proto.StorageClient)
+	if _, err := rpc.Configure(ctx, s.o.Config); err != nil {
+		pc.Kill()
+		return fmt.Errorf("configure storage plugin: %w", err)
+	}
+	s.mu.Lock()
+	s.pc = pc
+	s.mu.Unlock()
+	s.Client.setConn(rpc)
+	s.up.Set(1)
+	return nil
+}
+
+// supervise restarts the plugin whenever it exits, with backoff.
+func (s *Supervised) supervise() {
+	defer close(s.done)
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		exited := s.pc != nil && s.pc.Exited()
+		s.mu.Unlock()
+		if !exited {
+			continue
+		}
+		s.Client.setConn(nil)
+		s.up.Set(0)
+		s.log.Error("storage plugin exited; restarting (storage calls answer unavailable meanwhile)")
+		backoff := 100 * time.Millisecond
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			err := s.start(ctx)
+			cancel()
+			if err == nil {
+				s.restarts.Inc()
+				s.log.Info("storage plugin restarted")
+				break
+			}
+			s.log.Error("storage plugin restart failed", "err", err, "retry_in", backoff.String())
+			select {
+			case <-s.stop:
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 5*time.Second)
+		}
+	}
+}
+
+// Ready reports whether the plugin is serving (for /readyz).
+func (s *Supervised) Ready(ctx context.Context) error {
+	if _, err := s.Client.rpc(); err != nil {
+		return err
+	}
+	_, err := s.Client.ListWorkspaces(ctx)
+	return err
+}
+
+// Pid is the plugin process's id, or 0 (tests).
+func (s *Supervised) Pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pc == nil || s.pc.ReattachConfig() == nil {
+		return 0
+	}
+	return s.pc.ReattachConfig().Pid
+}
+
+func (s *Supervised) close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	s.mu.Unlock()
+	close(s.stop)
+	<-s.done
+	s.Client.setConn(nil)
+	s.mu.Lock()
+	if s.pc != nil {
+		s.pc.Kill()
+	}
+	s.mu.Unlock()
+}
+

@@ -1,0 +1,152 @@
+package plugins_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"rotor.sh/rotor/plugins"
+	"rotor.sh/rotor/plugins/proto"
+	"rotor.sh/rotor/storage"
+	"rotor.sh/rotor/storage/storagetest"
+)
+
+// The test binary doubles as the plugin: run with ROTOR_TEST_AS_PLUGIN=1 it
+// serves, like `rotor plugin storage` does.
+func TestMain(m *testing.M) {
+	if os.Getenv("ROTOR_TEST_AS_PLUGIN") == "1" {
+		plugins.Serve(plugins.OpenBackend)
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func launch(t *testing.T, cfg *proto.ConfigureRequest) *plugins.Supervised {
+	t.Helper()
+	s, err := plugins.Launch(context.Background(), plugins.LaunchOptions{
+		Path: os.Args[0], Env: []string{"ROTOR_TEST_AS_PLUGIN=1"}, Config: cfg,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestConformanceBoltPlugin(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) storage.Store {
+		return launch(t, &proto.ConfigureRequest{Backend: "bbolt", Path: filepath.Join(t.TempDir(), "rotor.db")})
+	})
+}
+
+func pgDSN(t *testing.T) string {
+	t.Helper()
+	base := os.Getenv("ROTOR_TEST_POSTGRES_DSN")
+	if base == "" {
+		base = "postgres://127.0.0.1:5432/test?sslmode=disable"
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("PostgreSQL is required in CI: %v", err)
+		}
+		t.Skipf("no PostgreSQL: %v", err)
+	}
+	defer conn.Close(ctx)
+	b := make([]byte, 6)
+	rand.Read(b)
+	schema := "rotor_pl_" + hex.EncodeToString(b)
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if c, err := pgx.Connect(context.Background(), base); err == nil {
+			c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
+			c.Close(context.Background())
+		}
+	})
+	return base + "&search_path=" + schema
+}
+
+func TestConformancePostgresPlugin(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) storage.Store {
+		return launch(t, &proto.ConfigureRequest{Backend: "postgres", Dsn: pgDSN(t)})
+	})
+}
+
+func TestChangesThroughPlugin(t *testing.T) {
+	dsn := pgDSN(t)
+	a := launch(t, &proto.ConfigureRequest{Backend: "postgres", Dsn: dsn})
+	defer a.Close()
+	b := launch(t, &proto.ConfigureRequest{Backend: "postgres", Dsn: dsn})
+	defer b.Close()
+	storagetest.RunChanges(t, a, b)
+}
+
+// TestPluginCrashRestart: kill -9 the plugin; calls fail with
+// ErrUnavailable until the supervisor has restarted it, then work again
+// with nothing committed lost.
+func TestPluginCrashRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rotor.db")
+	s := launch(t, &proto.ConfigureRequest{Backend: "bbolt", Path: path})
+	defer s.Close()
+	ctx := context.Background()
+	ws := storage.Workspace{ID: "ws_1", Name: "one", CreatedAt: time.Now().UTC()}
+	if err := s.CreateWorkspace(ctx, storage.CreateWorkspaceArgs{Workspace: ws}); err != nil {
+		t.Fatal(err)
+	}
+	pid := s.Pid()
+	if pid == 0 {
+		t.Fatal("no plugin pid")
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	sawDown := false
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, err := s.GetWorkspace(ctx, "ws_1")
+		if err == nil && s.Pid() != pid {
+			break
+		}
+		if errors.Is(err, storage.ErrUnavailable) {
+			sawDown = true
+		} else if err != nil {
+			t.Fatalf("unexpected error while the plugin restarts: %v", err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("plugin not restarted")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !sawDown {
+		t.Log("the restart was faster than the polling (no unavailable window observed)")
+	}
+	if err := s.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPluginGetsNoHostEnvironment: the plugin process starts with only what
+// the host passes, so the master key in the host's environment never
+// reaches it.
+func TestPluginGetsNoHostEnvironment(t *testing.T) {
+	t.Setenv("ROTOR_MASTER_KEY", "c2VjcmV0LW1hc3Rlci1rZXktdGhhdC1tdXN0LW5vdC1sZWFr")
+	s := launch(t, &proto.ConfigureRequest{Backend: "bbolt", Path: filepath.Join(t.TempDir(), "rotor.db")})
+	defer s.Close()
+	env, err := os.ReadFile("/proc/" + itoa(s.Pid()) + "/environ")
+	if err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	if contains(env, "ROTOR_MASTER_KEY") {
+		t.Fatal("the plugin inherited ROTOR_MASTER_KEY")
+	}
+}
