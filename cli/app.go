@@ -32,6 +32,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			proxyCommand(),
 			caCommand(),
 			migrateCommand(),
+			pluginCommand(),
 			keysCommand(),
 			workspacesCommand(),
 			vaultCommand(),

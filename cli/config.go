@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -48,6 +49,8 @@ const (
 	flagComponents      = "components"
 	flagDispatchLease   = "dispatch-lease"
 	flagStorage         = "storage"
+	flagStoragePlugin   = "storage-plugin"
+	flagPluginSHA256    = "storage-plugin-sha256"
 	flagPostgresDSN     = "postgres-dsn"
 )
 
@@ -60,6 +63,8 @@ func serveFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagConfig, EnvVars: []string{envName(flagConfig)}, Usage: "YAML file with settings (keys are these flag names)"},
 		altsrc.NewStringFlag(&cli.StringFlag{Name: flagDataDir, EnvVars: []string{envName(flagDataDir)}, Value: DefaultDataDir, Usage: "directory for the bbolt file (and the generated development master key)"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: flagStorage, EnvVars: []string{envName(flagStorage)}, Value: DefaultStorage, Usage: "bbolt (one node, in the data dir) or postgres (many nodes)"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: flagStoragePlugin, EnvVars: []string{envName(flagStoragePlugin)}, Usage: "storage plugin binary (default: this rotor binary; \"in-process\" runs the backend inside rotor, for development)"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: flagPluginSHA256, EnvVars: []string{envName(flagPluginSHA256)}, Usage: "pin the storage plugin binary to this SHA-256 (hex)"}),
 		// The DSN can hold a password: environment or config file, not argv.
 		altsrc.NewStringFlag(&cli.StringFlag{Name: flagPostgresDSN, EnvVars: []string{envName(flagPostgresDSN)}, Hidden: true, Usage: "PostgreSQL connection string"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: flagAPIAddr, EnvVars: []string{envName(flagAPIAddr)}, Value: DefaultAPIAddr, Usage: "control API listen address"}),
@@ -91,6 +96,8 @@ type serveConfig struct {
 	DispatchLease   time.Duration
 	Storage         string
 	PostgresDSN     string
+	StoragePlugin   string
+	PluginSHA256    []byte
 	// Components: the API server, the dispatcher, and the proxy when Proxy
 	// is set.
 	API      bool
@@ -118,6 +125,14 @@ func loadServeConfig(c *cli.Context) (serveConfig, error) {
 		DispatchLease:   c.Duration(flagDispatchLease),
 		Storage:         c.String(flagStorage),
 		PostgresDSN:     c.String(flagPostgresDSN),
+		StoragePlugin:   c.String(flagStoragePlugin),
+	}
+	if h := c.String(flagPluginSHA256); h != "" {
+		sum, err := hex.DecodeString(h)
+		if err != nil || len(sum) != 32 {
+			return cfg, settingErr(flagPluginSHA256, "must be 64 hex digits")
+		}
+		cfg.PluginSHA256 = sum
 	}
 	if cfg.DataDir == "" {
 		return cfg, settingErr(flagDataDir, "must not be empty")

@@ -25,6 +25,8 @@ import (
 
 	"rotor.sh/rotor/api"
 	"rotor.sh/rotor/dispatch"
+	"rotor.sh/rotor/plugins"
+	pluginproto "rotor.sh/rotor/plugins/proto"
 	"rotor.sh/rotor/proxy"
 	"rotor.sh/rotor/storage"
 	"rotor.sh/rotor/storage/bolt"
@@ -109,14 +111,13 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 	}
 	defer clear(masterKey)
 
-	store, err := openStore(ctx, cfg)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	store, storeReady, err := openStore(ctx, cfg, log, reg)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	v, err := vault.Open(ctx, vault.Options{Store: store, MasterKey: masterKey, Logger: log, Registerer: reg})
 	if errors.Is(err, vault.ErrMasterKey) {
 		return fmt.Errorf("refusing to start: the master key does not match the data in %s (%v); use the key this data dir was created with", cfg.DataDir, err)
@@ -168,10 +169,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 		}
 	}
 
-	ready := func(ctx context.Context) error {
-		_, err := store.ListWorkspaces(ctx)
-		return err
-	}
+	ready := storeReady
 	var servers []*namedServer
 	// Other nodes' rotations and deletions drop this node's cached values.
 	tasks := []func(context.Context) error{v.WatchChanges}
@@ -226,12 +224,40 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 	return runServers(ctx, log, cfg.ShutdownTimeout, servers, tasks...)
 }
 
-// openStore opens the configured storage backend.
-func openStore(ctx context.Context, cfg serveConfig) (storage.Store, error) {
-	if cfg.Storage == "postgres" {
-		return postgres.Open(ctx, cfg.PostgresDSN)
+// openStore opens the configured storage backend: by default in a plugin
+// process (this binary, re-executed as `rotor plugin storage`), which
+// receives its settings over RPC and none of Rotor's environment.
+func openStore(ctx context.Context, cfg serveConfig, log *slog.Logger, reg prometheus.Registerer) (storage.Store, func(context.Context) error, error) {
+	dbPath, err := filepath.Abs(filepath.Join(cfg.DataDir, dbFileName))
+	if err != nil {
+		return nil, nil, err
 	}
-	return bolt.Open(filepath.Join(cfg.DataDir, dbFileName), bolt.Options{})
+	if cfg.StoragePlugin == "in-process" {
+		var st storage.Store
+		if cfg.Storage == "postgres" {
+			st, err = postgres.Open(ctx, cfg.PostgresDSN)
+		} else {
+			st, err = bolt.Open(dbPath, bolt.Options{})
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		return st, func(ctx context.Context) error { _, err := st.ListWorkspaces(ctx); return err }, nil
+	}
+	path, args := cfg.StoragePlugin, []string{}
+	if path == "" {
+		if path, err = os.Executable(); err != nil {
+			return nil, nil, err
+		}
+		args = []string{"plugin", "storage", cfg.Storage}
+	}
+	sup, err := plugins.Launch(ctx, plugins.LaunchOptions{Path: path, Args: args, SHA256: cfg.PluginSHA256, Logger: log, Registerer: reg,
+		Config: &pluginproto.ConfigureRequest{Backend: cfg.Storage, Path: dbPath, Dsn: cfg.PostgresDSN}})
+	if err != nil {
+		return nil, nil, err
+	}
+	log.Info("storage plugin started", "backend", cfg.Storage, "plugin", path, "pid", sup.Pid())
+	return sup, sup.Ready, nil
 }
 
 type namedServer struct {

@@ -137,6 +137,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	// Attempts outlive ctx (a shutdown lets them finish, up to DrainTimeout).
 	attemptCtx, abort := context.WithCancel(context.WithoutCancel(ctx))
 	defer abort()
+	leaseFailing := false
 	for {
 		if ctx.Err() == nil {
 			d.startBacklog(attemptCtx, &attempts, slotFreed)
@@ -145,7 +146,13 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		if free > 0 && ctx.Err() == nil {
 			jobs, err := d.o.Store.LeaseJobs(ctx, storage.LeaseJobsArgs{Now: d.o.Now(), Limit: min(free, d.o.LeaseBatch), Visibility: d.o.Visibility, Slots: d.slots()})
 			if err != nil && ctx.Err() == nil {
-				d.log.Error("leasing jobs failed", "err", err)
+				if !leaseFailing {
+					d.log.Error("leasing jobs failed; dispatch pauses until storage answers", "err", err)
+				}
+				leaseFailing = true
+			} else if err == nil && leaseFailing {
+				leaseFailing = false
+				d.log.Info("leasing jobs again")
 			}
 			if len(jobs) > 0 {
 				d.mu.Lock()

@@ -244,4 +244,3 @@ func (s *Supervised) close() {
 	}
 	s.mu.Unlock()
 }
-
