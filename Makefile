@@ -6,7 +6,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X rotor.sh/rotor/cli.Version=$(VERSION)
 FUZZTIME ?= 30s
 
-.PHONY: build run test lint bench integration fuzz clean
+.PHONY: build run test lint bench integration fuzz proto clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/rotor
@@ -42,6 +42,14 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzRewrite$$' -fuzztime $(FUZZTIME) ./proxy
 	$(GO) test -run '^$$' -fuzz '^FuzzJSONLex$$' -fuzztime $(FUZZTIME) ./proxy
 	$(GO) test -run '^$$' -fuzz '^FuzzAppendString$$' -fuzztime $(FUZZTIME) ./internal/jsonx
+
+# Regenerate the storage plugin protocol's Go code (committed). Needs protoc
+# (Debian: apt-get install protobuf-compiler) and the Go generators:
+#   go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+#   go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
+proto:
+	cd plugins/proto && PATH="$$PATH:$$(go env GOPATH)/bin" protoc --go_out=. --go_opt=paths=source_relative \
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative storage.proto
 
 clean:
 	rm -rf bin
