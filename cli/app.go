@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 
+	"github.com/hashicorp/go-plugin"
 	"github.com/urfave/cli/v2"
 )
 
@@ -13,6 +14,8 @@ var Version = "dev"
 // Run runs the rotor command line with args (args[0] is the program name).
 // It returns errors instead of exiting; cmd/rotor is the one place that exits.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	// Plugin processes never outlive this one, whatever path it exits by.
+	defer plugin.CleanupClients()
 	return newApp(stdout, stderr).RunContext(ctx, args)
 }
 

@@ -217,7 +217,14 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 				return err
 			}
 			notify = disp.Notify
-			tasks = append(tasks, disp.Run)
+			tasks = append(tasks, disp.Run, func(ctx context.Context) error {
+				// Jobs enqueued through other nodes wake this dispatcher.
+				return store.Changes(ctx, func(c storage.Change) {
+					if c.Kind == storage.ChangeJobs {
+						disp.Notify()
+					}
+				})
+			})
 		}
 	}
 	servers = append(servers, &namedServer{name: "ops", addr: cfg.OpsAddr, handler: api.Ops(reg, ready)})

@@ -31,13 +31,17 @@ func TestMain(m *testing.M) {
 
 func launch(t *testing.T, cfg *proto.ConfigureRequest) *plugins.Supervised {
 	t.Helper()
-	s, err := plugins.Launch(context.Background(), plugins.LaunchOptions{
-		Path: os.Args[0], Env: []string{"ROTOR_TEST_AS_PLUGIN=1"}, Config: cfg,
-	})
+	s, err := launchB(t, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
+}
+
+func launchB(_ testing.TB, cfg *proto.ConfigureRequest) (*plugins.Supervised, error) {
+	return plugins.Launch(context.Background(), plugins.LaunchOptions{
+		Path: os.Args[0], Env: []string{"ROTOR_TEST_AS_PLUGIN=1"}, Config: cfg,
+	})
 }
 
 func TestConformanceBoltPlugin(t *testing.T) {

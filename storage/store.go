@@ -72,6 +72,9 @@ type Store interface {
 const (
 	ChangeSecret  = "secret"
 	ChangeKeyring = "keyring"
+	// ChangeJobs: jobs were enqueued or made due (wakes dispatchers on
+	// other nodes instead of waiting for their next poll).
+	ChangeJobs = "jobs"
 )
 
 // Change says what changed: a secret (WorkspaceID, Name) or the keyring.

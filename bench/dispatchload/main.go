@@ -29,6 +29,8 @@ import (
 
 	"rotor.sh/rotor/api"
 	"rotor.sh/rotor/dispatch"
+	"rotor.sh/rotor/plugins"
+	pluginproto "rotor.sh/rotor/plugins/proto"
 	"rotor.sh/rotor/proxy"
 	"rotor.sh/rotor/storage"
 	"rotor.sh/rotor/storage/bolt"
@@ -37,12 +39,17 @@ import (
 )
 
 func main() {
+	if os.Getenv("ROTOR_BENCH_AS_PLUGIN") == "1" {
+		plugins.Serve(plugins.OpenBackend)
+		return
+	}
 	n := flag.Int("jobs", 20000, "jobs per run")
 	conc := flag.Int("concurrency", 32, "concurrent enqueue clients")
 	pg := flag.String("postgres-dsn", "", "run on PostgreSQL (a fresh schema is made and dropped) instead of bbolt")
+	inproc := flag.Bool("in-process", false, "open the backend inside this process instead of through the storage plugin (as rotor serve does by default)")
 	flag.Parse()
 	for _, refs := range []bool{false, true} {
-		if err := run(*n, *conc, refs, *pg); err != nil {
+		if err := run(*n, *conc, refs, *pg, !*inproc); err != nil {
 			fmt.Fprintln(os.Stderr, "dispatchload:", err)
 			os.Exit(1)
 		}
@@ -59,7 +66,34 @@ func serve(h http.Handler) (string, func(), error) {
 	return "http://" + ln.Addr().String(), func() { srv.Close() }, nil
 }
 
-func openStore(ctx context.Context, pgDSN string) (storage.Store, func(), error) {
+func openStore(ctx context.Context, pgDSN string, viaPlugin bool) (storage.Store, func(), error) {
+	if viaPlugin {
+		cfg := &pluginproto.ConfigureRequest{Backend: "bbolt"}
+		cleanup := func() {}
+		if pgDSN == "" {
+			dir, err := os.MkdirTemp("", "dispatchload-")
+			if err != nil {
+				return nil, nil, err
+			}
+			cfg.Path = filepath.Join(dir, "rotor.db")
+			cleanup = func() { os.RemoveAll(dir) }
+		} else {
+			dsn, drop, err := freshSchema(ctx, pgDSN)
+			if err != nil {
+				return nil, nil, err
+			}
+			cfg.Backend, cfg.Dsn, cleanup = "postgres", dsn, drop
+		}
+		self, err := os.Executable()
+		if err != nil {
+			return nil, nil, err
+		}
+		s, err := plugins.Launch(ctx, plugins.LaunchOptions{Path: self, Env: []string{"ROTOR_BENCH_AS_PLUGIN=1"}, Config: cfg})
+		if err != nil {
+			return nil, nil, err
+		}
+		return s, func() { s.Close(); cleanup() }, nil
+	}
 	if pgDSN == "" {
 		dir, err := os.MkdirTemp("", "dispatchload-")
 		if err != nil {
@@ -71,30 +105,38 @@ func openStore(ctx context.Context, pgDSN string) (storage.Store, func(), error)
 		}
 		return s, func() { s.Close(); os.RemoveAll(dir) }, nil
 	}
+	dsn, drop, err := freshSchema(ctx, pgDSN)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := postgres.Open(ctx, dsn)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, func() { s.Close(); drop() }, nil
+}
+
+// freshSchema makes a schema for one run and returns its DSN and a drop.
+func freshSchema(ctx context.Context, pgDSN string) (string, func(), error) {
 	b := make([]byte, 6)
 	rand.Read(b)
 	schema := "rotor_bench_" + hex.EncodeToString(b)
 	conn, err := pgx.Connect(ctx, pgDSN)
 	if err != nil {
-		return nil, nil, err
+		return "", nil, err
 	}
 	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		return nil, nil, err
+		return "", nil, err
 	}
-	s, err := postgres.Open(ctx, pgDSN+"&search_path="+schema)
-	if err != nil {
-		return nil, nil, err
-	}
-	return s, func() {
-		s.Close()
+	return pgDSN + "&search_path=" + schema, func() {
 		conn.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
 		conn.Close(context.Background())
 	}, nil
 }
 
-func run(n, conc int, refs bool, pgDSN string) error {
+func run(n, conc int, refs bool, pgDSN string, viaPlugin bool) error {
 	ctx := context.Background()
-	store, closeStore, err := openStore(ctx, pgDSN)
+	store, closeStore, err := openStore(ctx, pgDSN, viaPlugin)
 	if err != nil {
 		return err
 	}
@@ -247,6 +289,9 @@ func run(n, conc int, refs bool, pgDSN string) error {
 		label = "postgres, " + label
 	} else {
 		label = "bbolt, " + label
+	}
+	if !viaPlugin {
+		label = "in-process " + label
 	}
 	fmt.Printf("%-40s %d jobs, %d enqueuers: enqueued in %.2fs (%.0f/s), all delivered in %.2fs: %.0f jobs/s; enqueue-to-delivery p50 %v p99 %v\n",
 		label, n, conc, enqDone.Seconds(), float64(n)/enqDone.Seconds(), total.Seconds(), float64(n)/total.Seconds(), pct(0.5), pct(0.99))

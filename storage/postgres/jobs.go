@@ -131,7 +131,33 @@ func saveJob(ctx context.Context, q querier, j storage.Job) error {
 	return err
 }
 
+// enqueueOne is the common case, one job without an idempotency key, as a
+// single statement: one round trip, atomic without an explicit transaction
+// (the queue check, the insert and the wake-up notification together).
+const enqueueOne = `WITH q AS (SELECT 1 FROM queues WHERE workspace_id=$2 AND name=$3 FOR KEY SHARE),
+	ins AS (INSERT INTO jobs (id, workspace_id, queue, status, due_at, body, created_at)
+		SELECT $1, $2, $3, 'queued', $4, $5, $6 FROM q RETURNING 1)
+	SELECT (SELECT count(*) FROM ins), pg_notify($7, $8)`
+
 func (s *Store) EnqueueJobs(ctx context.Context, args storage.EnqueueJobsArgs) ([]storage.EnqueueResult, error) {
+	if len(args.Jobs) == 1 && args.Jobs[0].IdempotencyKey == "" {
+		j := args.Jobs[0]
+		j.Status = storage.JobQueued
+		body, err := json.Marshal(j)
+		if err != nil {
+			return nil, err
+		}
+		wake, _ := json.Marshal(storage.Change{Kind: storage.ChangeJobs})
+		var n int
+		var ignored string
+		if err := s.pool.QueryRow(ctx, enqueueOne, j.ID, j.WorkspaceID, j.Queue, j.RunAt, string(body), j.CreatedAt, changeChannel, string(wake)).Scan(&n, &ignored); err != nil {
+			return nil, mapErr(err, "enqueue")
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("queue %q: %w", j.Queue, storage.ErrNotFound)
+		}
+		return []storage.EnqueueResult{{Job: j}}, nil
+	}
 	var results []storage.EnqueueResult
 	err := s.tx(ctx, func(tx pgx.Tx) error {
 		results = results[:0]
@@ -174,7 +200,7 @@ func (s *Store) EnqueueJobs(ctx context.Context, args storage.EnqueueJobsArgs) (
 			}
 			results = append(results, storage.EnqueueResult{Job: j})
 		}
-		return nil
+		return notify(ctx, tx, storage.Change{Kind: storage.ChangeJobs})
 	})
 	return results, mapErr(err, "enqueue")
 }
