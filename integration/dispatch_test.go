@@ -167,10 +167,21 @@ func TestCrashLosesNoJob(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	plugin := pluginPid(t, s.cmd.Process.Pid)
 	s.cmd.Process.Kill() // SIGKILL mid-load: enqueues and deliveries in flight
 	<-s.done
 	s.done <- nil
 	wg.Wait()
+	// The storage plugin dies with its host.
+	for start := time.Now(); ; {
+		if _, err := os.Stat("/proc/" + strconv.Itoa(plugin)); err != nil {
+			break
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("the storage plugin outlived its killed host")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	s2 := startServer(t, dir, env...)
 	defer s2.stop()
 	deadline := time.Now().Add(60 * time.Second)

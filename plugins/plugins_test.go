@@ -3,6 +3,7 @@ package plugins_test
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"os"
@@ -152,5 +153,24 @@ func TestPluginGetsNoHostEnvironment(t *testing.T) {
 	}
 	if contains(env, "ROTOR_MASTER_KEY") {
 		t.Fatal("the plugin inherited ROTOR_MASTER_KEY")
+	}
+}
+
+// TestPluginChecksumPin: a pinned plugin starts only if its binary matches.
+func TestPluginChecksumPin(t *testing.T) {
+	data, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	cfg := &proto.ConfigureRequest{Backend: "bbolt", Path: filepath.Join(t.TempDir(), "rotor.db")}
+	s, err := plugins.Launch(context.Background(), plugins.LaunchOptions{Path: os.Args[0], Env: []string{"ROTOR_TEST_AS_PLUGIN=1"}, Config: cfg, SHA256: sum[:]})
+	if err != nil {
+		t.Fatalf("matching checksum refused: %v", err)
+	}
+	s.Close()
+	wrong := sha256.Sum256([]byte("another binary"))
+	if _, err := plugins.Launch(context.Background(), plugins.LaunchOptions{Path: os.Args[0], Env: []string{"ROTOR_TEST_AS_PLUGIN=1"}, Config: cfg, SHA256: wrong[:]}); err == nil {
+		t.Fatal("a plugin with the wrong checksum started")
 	}
 }
