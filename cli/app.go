@@ -16,7 +16,8 @@ var Version = "dev"
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Plugin processes never outlive this one, whatever path it exits by.
 	defer plugin.CleanupClients()
-	return newApp(stdout, stderr).RunContext(ctx, args)
+	app := newApp(stdout, stderr)
+	return app.RunContext(ctx, interspersed(app, args))
 }
 
 func newApp(stdout, stderr io.Writer) *cli.App {
@@ -36,6 +37,11 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			caCommand(),
 			migrateCommand(),
 			pluginCommand(),
+			versionCommand(),
+			secretsCommand(),
+			queuesCommand(),
+			jobsCommand(),
+			auditCommand(),
 			keysCommand(),
 			workspacesCommand(),
 			vaultCommand(),
