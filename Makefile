@@ -6,7 +6,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X rotor.sh/rotor/cli.Version=$(VERSION)
 FUZZTIME ?= 30s
 
-.PHONY: build run test lint bench integration fuzz proto clean
+.PHONY: build run test lint check-configs bench integration fuzz proto clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/rotor
@@ -16,8 +16,20 @@ build:
 run: build
 	./$(BIN) serve --log-format text
 
-test: lint
+test: lint check-configs
 	$(GO) test -race -count=1 ./...
+
+# The shipped Prometheus rules and scrape config must load. promtool comes
+# from Debian's prometheus package, installed here when missing (as root).
+check-configs:
+	@command -v promtool >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing promtool (Debian package prometheus)"; \
+			(DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus >/dev/null 2>&1 || \
+			 (apt-get update >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus >/dev/null)); \
+		else echo "promtool missing: apt-get install prometheus"; exit 1; fi; }
+	promtool check rules configs/prometheus/rules.yml
+	promtool check config configs/prometheus/scrape.yml
 
 lint:
 	$(GO) vet ./...

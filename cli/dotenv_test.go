@@ -72,3 +72,12 @@ func TestInterspersed(t *testing.T) {
 		}
 	}
 }
+
+// TestShippedConfigsLoad: every YAML config in configs/ uses only known keys.
+func TestShippedConfigsLoad(t *testing.T) {
+	for _, f := range []string{"rotor.example.yaml", "sidecar.yaml", "gateway.yaml"} {
+		if err := checkConfigKeys("../configs/"+f, append(serveFlags(), proxyFlags()...)); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}

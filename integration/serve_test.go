@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
 	"rotor.sh/rotor/internal/leakcheck"
 )
 
@@ -235,5 +238,61 @@ func TestVaultCompact(t *testing.T) {
 	defer s.stop()
 	if code, body := call(t, "GET", s.apiURL+"/v1/secrets", key, ""); code != 200 || !strings.Contains(body, "KEEP") || strings.Contains(body, "DROP") {
 		t.Fatalf("after compact: %d %s", code, body)
+	}
+}
+
+// TestMetricNames: every Rotor metric follows Prometheus conventions:
+// rotor_ prefix, help text, counters end in _total, durations in _seconds.
+func TestMetricNames(t *testing.T) {
+	s := startServer(t, t.TempDir())
+	defer s.stop()
+	key := s.adminKey()
+	call(t, "POST", s.apiURL+"/v1/secrets", key, `{"name":"A","value":"value-a-123"}`)
+	code, body := call(t, "GET", s.opsURL+"/metrics", "", "")
+	if code != 200 {
+		t.Fatalf("metrics: %d", code)
+	}
+	p := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	for name, mf := range fams {
+		if strings.HasPrefix(name, "go_") || strings.HasPrefix(name, "process_") || strings.HasPrefix(name, "promhttp_") {
+			continue
+		}
+		seen++
+		if !strings.HasPrefix(name, "rotor_") {
+			t.Errorf("%s: no rotor_ prefix", name)
+		}
+		if mf.GetHelp() == "" {
+			t.Errorf("%s: no help text", name)
+		}
+		switch mf.GetType().String() {
+		case "COUNTER":
+			if !strings.HasSuffix(name, "_total") {
+				t.Errorf("counter %s does not end in _total", name)
+			}
+		case "HISTOGRAM":
+			if (strings.Contains(name, "duration") || strings.Contains(name, "latency")) && !strings.HasSuffix(name, "_seconds") {
+				t.Errorf("histogram %s is not in seconds", name)
+			}
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if strings.Contains(l.GetValue(), "value-a-123") {
+					t.Errorf("%s: a label holds a secret value", name)
+				}
+			}
+		}
+	}
+	for _, want := range []string{"rotor_api_requests_total", "rotor_jobs", "rotor_storage_plugin_up", "rotor_dispatch_inflight", "rotor_audit_flush_duration_seconds"} {
+		if _, ok := fams[want]; !ok {
+			t.Errorf("metric %s missing", want)
+		}
+	}
+	if seen < 10 {
+		t.Fatalf("only %d rotor metrics", seen)
 	}
 }
