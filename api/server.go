@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
@@ -36,7 +37,13 @@ type Server struct {
 	mux     *http.ServeMux
 	reqs    *prometheus.CounterVec
 	latency *prometheus.HistogramVec
+	// routes lists "METHOD /path" of every endpoint (checked against the
+	// OpenAPI description by a test).
+	endpoints []string
 }
+
+// Routes returns "METHOD /path" for every endpoint the server handles.
+func (s *Server) Routes() []string { return slices.Clone(s.endpoints) }
 
 // New builds the API handler.
 func New(opts Options) *Server {
@@ -72,7 +79,9 @@ func (s *Server) route(path string, methods map[string]http.HandlerFunc) {
 	for m, h := range methods {
 		s.mux.HandleFunc(m+" "+path, h)
 		allowed = append(allowed, m)
+		s.endpoints = append(s.endpoints, m+" "+path)
 	}
+	slices.Sort(allowed)
 	allow := strings.Join(allowed, ", ")
 	s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", allow)
