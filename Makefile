@@ -6,7 +6,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X rotor.sh/rotor/cli.Version=$(VERSION)
 FUZZTIME ?= 30s
 
-.PHONY: build run test lint check-configs bench integration fuzz proto clean
+.PHONY: build run test test-deps lint check-configs bench integration fuzz proto clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/rotor
@@ -16,18 +16,24 @@ build:
 run: build
 	./$(BIN) serve --log-format text
 
-test: lint check-configs
+test: lint test-deps check-configs
 	$(GO) test -race -count=1 ./...
 
-# The shipped Prometheus rules and scrape config must load. promtool comes
-# from Debian's prometheus package, installed here when missing (as root).
-check-configs:
-	@command -v promtool >/dev/null 2>&1 || { \
-		if [ "$$(id -u)" = 0 ]; then \
-			echo "installing promtool (Debian package prometheus)"; \
-			(DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus >/dev/null 2>&1 || \
-			 (apt-get update >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus >/dev/null)); \
-		else echo "promtool missing: apt-get install prometheus"; exit 1; fi; }
+# Debian packages the tests need, installed when missing (as root):
+# promtool (package prometheus) for the alert rules, chromium for the
+# dashboard's browser test.
+test-deps:
+	@for pair in promtool:prometheus chromium:chromium; do \
+		cmd=$${pair%%:*}; pkg=$${pair#*:}; \
+		command -v $$cmd >/dev/null 2>&1 && continue; \
+		if [ "$$(id -u)" != 0 ]; then echo "$$cmd missing: apt-get install $$pkg"; exit 1; fi; \
+		echo "installing $$pkg"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$pkg >/dev/null 2>&1 || \
+		{ apt-get update >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$pkg >/dev/null; } || exit 1; \
+	done
+
+# The shipped Prometheus rules and scrape config must load.
+check-configs: test-deps
 	promtool check rules configs/prometheus/rules.yml
 	promtool check config configs/prometheus/scrape.yml
 

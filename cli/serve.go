@@ -32,6 +32,7 @@ import (
 	"rotor.sh/rotor/storage/bolt"
 	"rotor.sh/rotor/storage/postgres"
 	"rotor.sh/rotor/vault"
+	"rotor.sh/rotor/web"
 )
 
 // File names inside the data dir.
@@ -183,7 +184,15 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 	}
 	queues := dispatch.NewService(store, v, nil, func() { notify() })
 	if cfg.API {
-		servers = append(servers, &namedServer{name: "api", addr: cfg.APIAddr, handler: api.New(api.Options{Vault: v, Queues: queues, Logger: log, Registerer: reg})})
+		dash, err := web.New(web.Options{Vault: v, Queues: queues, Logger: log})
+		if err != nil {
+			return err
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/dashboard/", dash)
+		mux.Handle("GET /dashboard", http.RedirectHandler("/dashboard/", http.StatusSeeOther))
+		mux.Handle("/", api.New(api.Options{Vault: v, Queues: queues, Logger: log, Registerer: reg}))
+		servers = append(servers, &namedServer{name: "api", addr: cfg.APIAddr, handler: mux})
 	}
 	if cfg.Proxy != nil {
 		opts, listenTLS, err := buildProxyOptions(ctx, *cfg.Proxy, store)

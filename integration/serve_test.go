@@ -2,6 +2,8 @@ package integration
 
 import (
 	"encoding/base64"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -294,5 +296,24 @@ func TestMetricNames(t *testing.T) {
 	}
 	if seen < 10 {
 		t.Fatalf("only %d rotor metrics", seen)
+	}
+}
+
+// TestDashboardMounted: rotor serve serves the dashboard beside the API.
+func TestDashboardMounted(t *testing.T) {
+	s := startServer(t, t.TempDir())
+	defer s.stop()
+	res, err := http.Get(s.apiURL + "/dashboard")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || !strings.Contains(string(body), "Sign in") {
+		t.Fatalf("dashboard: %d %s", res.StatusCode, body)
+	}
+	// The API still answers JSON beside it.
+	if code, body := call(t, "GET", s.apiURL+"/v1/nope", "", ""); code != 404 || !strings.Contains(body, `"code":"not_found"`) {
+		t.Fatalf("api: %d %s", code, body)
 	}
 }
