@@ -34,10 +34,12 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Commands: []*cli.Command{
 			serveCommand(),
 			proxyCommand(),
+			dispatchCommand(),
 			caCommand(),
 			migrateCommand(),
 			pluginCommand(),
 			versionCommand(),
+			completionCommand(),
 			secretsCommand(),
 			queuesCommand(),
 			jobsCommand(),

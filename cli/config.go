@@ -33,25 +33,27 @@ const (
 // Flag names; each is also the YAML key in a --config file, and has a
 // ROTOR_<NAME> environment variable (upper case, '-' as '_').
 const (
-	flagConfig          = "config"
-	flagDataDir         = "data-dir"
-	flagAPIAddr         = "api-addr"
-	flagOpsAddr         = "ops-addr"
-	flagMasterKey       = "master-key"
-	flagMasterKeyFile   = "master-key-file"
-	flagBootstrapKey    = "bootstrap-api-key"
-	flagLogLevel        = "log-level"
-	flagLogFormat       = "log-format"
-	flagShutdownTimeout = "shutdown-timeout"
-	flagAPIURL          = "api-url"
-	flagAPIKey          = "api-key"
-	flagOutput          = "output"
-	flagComponents      = "components"
-	flagDispatchLease   = "dispatch-lease"
-	flagStorage         = "storage"
-	flagStoragePlugin   = "storage-plugin"
-	flagPluginSHA256    = "storage-plugin-sha256"
-	flagPostgresDSN     = "postgres-dsn"
+	flagConfig           = "config"
+	flagDataDir          = "data-dir"
+	flagAPIAddr          = "api-addr"
+	flagOpsAddr          = "ops-addr"
+	flagMasterKey        = "master-key"
+	flagMasterKeyFile    = "master-key-file"
+	flagBootstrapKey     = "bootstrap-api-key"
+	flagLogLevel         = "log-level"
+	flagLogFormat        = "log-format"
+	flagShutdownTimeout  = "shutdown-timeout"
+	flagAPIURL           = "api-url"
+	flagAPIKey           = "api-key"
+	flagOutput           = "output"
+	flagComponents       = "components"
+	flagDispatchLease    = "dispatch-lease"
+	flagStorage          = "storage"
+	flagDispatchToken    = "dispatch-token"
+	flagDispatchProxyURL = "dispatch-proxy-url"
+	flagStoragePlugin    = "storage-plugin"
+	flagPluginSHA256     = "storage-plugin-sha256"
+	flagPostgresDSN      = "postgres-dsn"
 )
 
 func envName(flag string) string {
@@ -63,6 +65,9 @@ func serveFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagConfig, EnvVars: []string{envName(flagConfig)}, Usage: "YAML file with settings (keys are these flag names)"},
 		altsrc.NewStringFlag(&cli.StringFlag{Name: flagDataDir, EnvVars: []string{envName(flagDataDir)}, Value: DefaultDataDir, Usage: "directory for the bbolt file (and the generated development master key)"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: flagStorage, EnvVars: []string{envName(flagStorage)}, Value: DefaultStorage, Usage: "bbolt (one node, in the data dir) or postgres (many nodes)"}),
+		// Shared by proxies and remote dispatch nodes: environment or config file.
+		altsrc.NewStringFlag(&cli.StringFlag{Name: flagDispatchToken, EnvVars: []string{envName(flagDispatchToken)}, Hidden: true, Usage: "credential rotor dispatch nodes present to proxies"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: flagDispatchProxyURL, EnvVars: []string{envName(flagDispatchProxyURL)}, Usage: "the Rotor proxy that dispatch-only nodes deliver through (https:// across a network)"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: flagStoragePlugin, EnvVars: []string{envName(flagStoragePlugin)}, Usage: "storage plugin binary (default: this rotor binary; \"in-process\" runs the backend inside rotor, for development)"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: flagPluginSHA256, EnvVars: []string{envName(flagPluginSHA256)}, Usage: "pin the storage plugin binary to this SHA-256 (hex)"}),
 		// The DSN can hold a password: environment or config file, not argv.
@@ -84,20 +89,22 @@ func serveFlags() []cli.Flag {
 
 // serveConfig is the validated configuration of `rotor serve`.
 type serveConfig struct {
-	DataDir         string
-	APIAddr         string
-	OpsAddr         string
-	MasterKey       string
-	MasterKeyFile   string
-	BootstrapKey    string
-	LogLevel        slog.Level
-	LogFormat       string
-	ShutdownTimeout time.Duration
-	DispatchLease   time.Duration
-	Storage         string
-	PostgresDSN     string
-	StoragePlugin   string
-	PluginSHA256    []byte
+	DataDir          string
+	APIAddr          string
+	OpsAddr          string
+	MasterKey        string
+	MasterKeyFile    string
+	BootstrapKey     string
+	LogLevel         slog.Level
+	LogFormat        string
+	ShutdownTimeout  time.Duration
+	DispatchLease    time.Duration
+	Storage          string
+	PostgresDSN      string
+	StoragePlugin    string
+	DispatchToken    string
+	DispatchProxyURL string
+	PluginSHA256     []byte
 	// Components: the API server, the dispatcher, and the proxy when Proxy
 	// is set.
 	API      bool
@@ -114,18 +121,23 @@ func loadServeConfig(c *cli.Context) (serveConfig, error) {
 		}
 	}
 	cfg := serveConfig{
-		DataDir:         c.String(flagDataDir),
-		APIAddr:         c.String(flagAPIAddr),
-		OpsAddr:         c.String(flagOpsAddr),
-		MasterKey:       c.String(flagMasterKey),
-		MasterKeyFile:   c.String(flagMasterKeyFile),
-		BootstrapKey:    c.String(flagBootstrapKey),
-		LogFormat:       c.String(flagLogFormat),
-		ShutdownTimeout: c.Duration(flagShutdownTimeout),
-		DispatchLease:   c.Duration(flagDispatchLease),
-		Storage:         c.String(flagStorage),
-		PostgresDSN:     c.String(flagPostgresDSN),
-		StoragePlugin:   c.String(flagStoragePlugin),
+		DataDir:          c.String(flagDataDir),
+		APIAddr:          c.String(flagAPIAddr),
+		OpsAddr:          c.String(flagOpsAddr),
+		MasterKey:        c.String(flagMasterKey),
+		MasterKeyFile:    c.String(flagMasterKeyFile),
+		BootstrapKey:     c.String(flagBootstrapKey),
+		LogFormat:        c.String(flagLogFormat),
+		ShutdownTimeout:  c.Duration(flagShutdownTimeout),
+		DispatchLease:    c.Duration(flagDispatchLease),
+		Storage:          c.String(flagStorage),
+		PostgresDSN:      c.String(flagPostgresDSN),
+		StoragePlugin:    c.String(flagStoragePlugin),
+		DispatchToken:    c.String(flagDispatchToken),
+		DispatchProxyURL: c.String(flagDispatchProxyURL),
+	}
+	if cfg.DispatchToken != "" && len(cfg.DispatchToken) < 32 {
+		return cfg, settingErr(flagDispatchToken, "must be at least 32 characters (openssl rand -hex 32)")
 	}
 	if h := c.String(flagPluginSHA256); h != "" {
 		sum, err := hex.DecodeString(h)

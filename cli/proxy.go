@@ -174,6 +174,23 @@ func buildProxyOptions(ctx context.Context, pc proxyConfig, store storage.Store)
 	return o, listenTLS, nil
 }
 
+func dispatchCommand() *cli.Command {
+	flags := serveFlags()
+	return &cli.Command{
+		Name:   "dispatch",
+		Usage:  "run only dispatch workers, delivering through a Rotor proxy elsewhere (shared PostgreSQL storage)",
+		Flags:  flags,
+		Before: altsrc.InitInputSourceWithContext(flags, altsrc.NewYamlSourceFromFlagFunc(flagConfig)),
+		Action: func(c *cli.Context) error {
+			cfg, err := loadNodeConfig(c, modeDispatch)
+			if err != nil {
+				return err
+			}
+			return serve(c.Context, cfg, c.App.ErrWriter)
+		},
+	}
+}
+
 func proxyCommand() *cli.Command {
 	flags := append(serveFlags(), proxyFlags()...)
 	return &cli.Command{
@@ -182,7 +199,7 @@ func proxyCommand() *cli.Command {
 		Flags:  flags,
 		Before: altsrc.InitInputSourceWithContext(flags, altsrc.NewYamlSourceFromFlagFunc(flagConfig)),
 		Action: func(c *cli.Context) error {
-			cfg, err := loadNodeConfig(c, false, true)
+			cfg, err := loadNodeConfig(c, modeProxy)
 			if err != nil {
 				return err
 			}

@@ -51,7 +51,7 @@ func serveCommand() *cli.Command {
 		Flags:  flags,
 		Before: altsrc.InitInputSourceWithContext(flags, altsrc.NewYamlSourceFromFlagFunc(flagConfig)),
 		Action: func(c *cli.Context) error {
-			cfg, err := loadNodeConfig(c, true, true)
+			cfg, err := loadNodeConfig(c, modeServe)
 			if err != nil {
 				return err
 			}
@@ -60,15 +60,31 @@ func serveCommand() *cli.Command {
 	}
 }
 
-// loadNodeConfig reads the settings of a node; `rotor serve` takes its
-// components from --components, `rotor proxy` runs the proxy alone.
-func loadNodeConfig(c *cli.Context, withAPI, withProxy bool) (serveConfig, error) {
+// Node modes: what a command runs.
+const (
+	modeServe    = "serve"    // --components decides
+	modeProxy    = "proxy"    // the proxy alone
+	modeDispatch = "dispatch" // dispatch workers alone, through a remote proxy
+)
+
+// loadNodeConfig reads the settings of a node.
+func loadNodeConfig(c *cli.Context, mode string) (serveConfig, error) {
 	cfg, err := loadServeConfig(c)
 	if err != nil {
 		return cfg, err
 	}
-	cfg.API = withAPI
-	if withAPI {
+	withProxy := mode == modeProxy
+	if mode == modeDispatch {
+		cfg.Dispatch = true
+		if cfg.DispatchProxyURL == "" {
+			return cfg, settingErr(flagDispatchProxyURL, "rotor dispatch needs the address of a Rotor proxy")
+		}
+		if cfg.DispatchToken == "" {
+			return cfg, settingErr(flagDispatchToken, "rotor dispatch needs the dispatch token its proxies were started with")
+		}
+		return cfg, nil
+	}
+	if mode == modeServe {
 		// rotor serve: --components decides.
 		cfg.API, withProxy = false, false
 		for _, comp := range strings.Split(c.String(flagComponents), ",") {
@@ -84,10 +100,10 @@ func loadNodeConfig(c *cli.Context, withAPI, withProxy bool) (serveConfig, error
 				return cfg, settingErr(flagComponents, fmt.Sprintf("%q is not api, proxy or dispatch", comp))
 			}
 		}
-		if cfg.Dispatch && !withProxy {
-			return cfg, settingErr(flagComponents, "dispatch needs the proxy in the same process (workers deliver through it)")
+		if cfg.Dispatch && !withProxy && cfg.DispatchProxyURL == "" {
+			return cfg, settingErr(flagComponents, "dispatch without proxy needs --dispatch-proxy-url and --dispatch-token (a remote Rotor proxy)")
 		}
-		if !cfg.API && !withProxy {
+		if !cfg.API && !withProxy && !cfg.Dispatch {
 			return cfg, settingErr(flagComponents, "nothing to run")
 		}
 	}
@@ -176,8 +192,10 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 	tasks := []func(context.Context) error{v.WatchChanges}
 	notify := func() {}
 	var disp *dispatch.Dispatcher
-	internalToken := ""
-	if cfg.Dispatch {
+	// The dispatcher's credential at the proxy: shared with remote dispatch
+	// nodes when configured, otherwise random for this process.
+	internalToken := cfg.DispatchToken
+	if internalToken == "" && cfg.Dispatch {
 		tok := make([]byte, 32)
 		_, _ = rand.Read(tok)
 		internalToken = hex.EncodeToString(tok)
@@ -225,16 +243,26 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 			if err != nil {
 				return err
 			}
-			notify = disp.Notify
-			tasks = append(tasks, disp.Run, func(ctx context.Context) error {
-				// Jobs enqueued through other nodes wake this dispatcher.
-				return store.Changes(ctx, func(c storage.Change) {
-					if c.Kind == storage.ChangeJobs {
-						disp.Notify()
-					}
-				})
-			})
 		}
+	}
+	if cfg.Dispatch && disp == nil {
+		// Dispatch workers alone, delivering through a remote proxy.
+		disp, err = dispatch.New(dispatch.Options{Store: store, ProxyURL: cfg.DispatchProxyURL, InternalToken: internalToken,
+			Logger: log, Registerer: reg, DrainTimeout: cfg.ShutdownTimeout, Visibility: cfg.DispatchLease})
+		if err != nil {
+			return err
+		}
+	}
+	if disp != nil {
+		notify = disp.Notify
+		tasks = append(tasks, disp.Run, func(ctx context.Context) error {
+			// Jobs enqueued through other nodes wake this dispatcher.
+			return store.Changes(ctx, func(c storage.Change) {
+				if c.Kind == storage.ChangeJobs {
+					disp.Notify()
+				}
+			})
+		})
 	}
 	servers = append(servers, &namedServer{name: "ops", addr: cfg.OpsAddr, handler: api.Ops(reg, ready)})
 	return runServers(ctx, log, cfg.ShutdownTimeout, servers, tasks...)

@@ -204,3 +204,49 @@ func TestManyNodes(t *testing.T) {
 		}
 	}
 }
+
+// TestDispatchOnlyNode: `rotor dispatch` on the shared database delivers
+// through another node's proxy, authenticated by the shared dispatch token.
+func TestDispatchOnlyNode(t *testing.T) {
+	dsn, _ := pgSchema(t)
+	master := base64.StdEncoding.EncodeToString([]byte("fedcba9876543210fedcba9876543210"))
+	const key = "dispatch-only-bootstrap-key-0123456789"
+	const token = "0123456789abcdef0123456789abcdef0123456789abcdef"
+	common := []string{"ROTOR_STORAGE=postgres", "ROTOR_POSTGRES_DSN=" + dsn, "ROTOR_MASTER_KEY=" + master, "ROTOR_DISPATCH_TOKEN=" + token}
+	p := startServer(t, t.TempDir(), append(common, "ROTOR_BOOTSTRAP_API_KEY="+key, "ROTOR_COMPONENTS=api,proxy")...)
+	defer p.stop()
+	d := tryStartCmd(t, t.TempDir(), []string{"dispatch"}, []string{"ops listening"}, append(common, "ROTOR_DISPATCH_PROXY_URL="+p.proxyURL)...)
+	if d.apiURL == "" {
+		t.Fatalf("rotor dispatch did not start:\n%s", d.out.String())
+	}
+	defer d.stop()
+	got := make(chan string, 1)
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.URL.Query().Get("token")
+	}))
+	defer down.Close()
+	call(t, "POST", p.apiURL+"/v1/secrets", key, `{"name":"TOKEN","value":"dispatch-only-value-123"}`)
+	if code, body := call(t, "POST", p.apiURL+"/v1/queues", key, `{"name":"q","callback_url":"`+down.URL+`/h?token=${{ secrets.TOKEN }}"}`); code != 201 {
+		t.Fatalf("queue: %d %s", code, body)
+	}
+	if code, body := call(t, "POST", p.apiURL+"/v1/queues/q/jobs", key, `{"payload":{}}`); code != 201 {
+		t.Fatalf("enqueue: %d %s", code, body)
+	}
+	select {
+	case v := <-got:
+		if v != "dispatch-only-value-123" {
+			t.Fatalf("downstream got %q", v)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("not delivered:\n%s", d.out.String())
+	}
+	for start := time.Now(); !strings.Contains(d.out.String(), `"msg":"dispatch attempt"`); {
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("the dispatch-only node logged no attempt")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if strings.Contains(p.out.String(), `"msg":"dispatch attempt"`) {
+		t.Fatal("the api,proxy node dispatched")
+	}
+}
