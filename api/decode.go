@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 )
 
 // MaxBodyBytes bounds every request body.
@@ -26,7 +28,16 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 		}
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
-	dec := json.NewDecoder(r.Body)
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return decodeError(err)
+	}
+	// encoding/json would silently turn invalid UTF-8 into U+FFFD: a secret
+	// value changed without a word. Refuse it instead.
+	if !utf8.Valid(body) {
+		return badRequest(CodeInvalidJSON, "request body is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
 		return decodeError(err)

@@ -123,6 +123,7 @@ func TestBadInput(t *testing.T) {
 		{"malformed json", "POST", "/v1/secrets", e.key, `{"name":`, nil, 400, "invalid_json"},
 		{"not json", "POST", "/v1/secrets", e.key, `name=A&value=b`, nil, 400, "invalid_json"},
 		{"trailing data", "POST", "/v1/secrets", e.key, `{"name":"A","value":"b"} {}`, nil, 400, "invalid_json"},
+		{"invalid utf-8 value", "POST", "/v1/secrets", e.key, "{\"name\":\"A\",\"value\":\"\xff\xfe\"}", nil, 400, "invalid_json"},
 		{"array body", "POST", "/v1/secrets", e.key, `[1,2]`, nil, 400, "invalid_type"},
 		{"empty body", "POST", "/v1/secrets", e.key, ``, nil, 400, "invalid_json"},
 		{"unknown field", "POST", "/v1/secrets", e.key, `{"name":"A","value":"b","vaule":"c"}`, nil, 400, "unknown_field"},

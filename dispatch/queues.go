@@ -35,6 +35,8 @@ const (
 	MaxDelay           = 30 * 24 * time.Hour
 	MaxIdempotencyKey  = 255
 	MaxHeaders         = 50
+	MaxURLLen          = 8 << 10
+	MaxHeaderValueLen  = 8 << 10
 )
 
 var queueNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
@@ -120,6 +122,9 @@ func (s *Service) validate(ctx context.Context, q storage.Queue) error {
 	if q.CallbackURL == "" {
 		return invalid("callback_url is required")
 	}
+	if len(q.CallbackURL) > MaxURLLen {
+		return invalid("callback_url is longer than %d bytes", MaxURLLen)
+	}
 	refs, err := proxy.References(q.CallbackURL, proxy.ContextQuery)
 	if err != nil {
 		return invalid("callback_url: %v", err)
@@ -139,6 +144,9 @@ func (s *Service) validate(ctx context.Context, q storage.Queue) error {
 	for k, v := range q.CallbackHeaders {
 		if !httpguts.ValidHeaderFieldName(k) || strings.HasPrefix(http.CanonicalHeaderKey(k), "Rotor-Internal-") {
 			return invalid("callback_headers: %q is not a valid header name", k)
+		}
+		if len(v) > MaxHeaderValueLen {
+			return invalid("callback_headers: the value of %s is longer than %d bytes", k, MaxHeaderValueLen)
 		}
 		if !httpguts.ValidHeaderFieldValue(v) {
 			return invalid("callback_headers: the value of %s holds a control character", k)
