@@ -132,3 +132,24 @@ func fmtTime(t *time.Time) string {
 	}
 	return t.UTC().Format(time.RFC3339)
 }
+
+// show calls the API and prints its answer as a table (or JSON with -o json).
+func show[T any](c *cli.Context, method, path string, body any, header []string, rows func(T) [][]string) error {
+	a, err := newClient(c)
+	if err != nil {
+		return err
+	}
+	var v T
+	if err := a.do(c.Context, method, path, body, &v); err != nil {
+		return err
+	}
+	return a.print(v, header, rows(v))
+}
+
+// oneArg returns the command's single argument, or a usage error.
+func oneArg(c *cli.Context, usage string) (string, error) {
+	if c.NArg() != 1 {
+		return "", fmt.Errorf("usage: rotor %s", usage)
+	}
+	return c.Args().First(), nil
+}

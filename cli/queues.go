@@ -134,28 +134,14 @@ func queuesCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-				a, err := newClient(c)
-				if err != nil {
-					return err
-				}
-				var q queueOut
-				if err := a.do(c.Context, "GET", "/v1/queues/"+url.PathEscape(name), nil, &q); err != nil {
-					return err
-				}
-				return a.print(q, queueHeader, queueRows(q))
+				return show(c, "GET", "/v1/queues/"+url.PathEscape(name), nil, queueHeader, func(q queueOut) [][]string { return queueRows(q) })
 			}},
 			{Name: "list", Flags: clientFlags(), Action: func(c *cli.Context) error {
-				a, err := newClient(c)
-				if err != nil {
-					return err
-				}
-				var res struct {
+				return show(c, "GET", "/v1/queues", nil, queueHeader, func(r struct {
 					Queues []queueOut `json:"queues"`
-				}
-				if err := a.do(c.Context, "GET", "/v1/queues", nil, &res); err != nil {
-					return err
-				}
-				return a.print(res, queueHeader, queueRows(res.Queues...))
+				}) [][]string {
+					return queueRows(r.Queues...)
+				})
 			}},
 			{Name: "delete", ArgsUsage: "NAME", Flags: append(clientFlags(), &cli.BoolFlag{Name: "yes"}), Action: func(c *cli.Context) error {
 				name, err := one(c, "delete NAME")
@@ -225,15 +211,7 @@ func jobsCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			a, err := newClient(c)
-			if err != nil {
-				return err
-			}
-			var j jobOut
-			if err := a.do(c.Context, method, "/v1/jobs/"+url.PathEscape(id)+suffix, nil, &j); err != nil {
-				return err
-			}
-			return a.print(j, jobHeader, jobRows(j))
+			return show(c, method, "/v1/jobs/"+url.PathEscape(id)+suffix, nil, jobHeader, func(j jobOut) [][]string { return jobRows(j) })
 		}
 	}
 	return &cli.Command{

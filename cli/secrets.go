@@ -112,35 +112,21 @@ func secretsCommand() *cli.Command {
 			{
 				Name: "list", Usage: "list secrets (names and hints)", Flags: clientFlags(),
 				Action: func(c *cli.Context) error {
-					a, err := newClient(c)
-					if err != nil {
-						return err
-					}
-					var res struct {
+					return show(c, "GET", "/v1/secrets", nil, secretHeader, func(r struct {
 						Secrets []secretOut `json:"secrets"`
-					}
-					if err := a.do(c.Context, "GET", "/v1/secrets", nil, &res); err != nil {
-						return err
-					}
-					return a.print(res, secretHeader, secretRows(res.Secrets...))
+					}) [][]string {
+						return secretRows(r.Secrets...)
+					})
 				},
 			},
 			{
 				Name: "get", Usage: "show a secret's metadata", ArgsUsage: "NAME", Flags: clientFlags(),
 				Action: func(c *cli.Context) error {
-					name, err := one(c, "get NAME")
+					name, err := oneArg(c, "secrets get NAME")
 					if err != nil {
 						return err
 					}
-					a, err := newClient(c)
-					if err != nil {
-						return err
-					}
-					var s secretOut
-					if err := a.do(c.Context, "GET", "/v1/secrets/"+url.PathEscape(name), nil, &s); err != nil {
-						return err
-					}
-					return a.print(s, secretHeader, secretRows(s))
+					return show(c, "GET", "/v1/secrets/"+url.PathEscape(name), nil, secretHeader, func(s secretOut) [][]string { return secretRows(s) })
 				},
 			},
 			{

@@ -1,16 +1,12 @@
 package integration
 
 import (
-	"context"
-	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -18,44 +14,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"rotor.sh/rotor/internal/leakcheck"
+	"rotor.sh/rotor/storage/postgres/pgtest"
 )
 
-const defaultPostgresDSN = "postgres://127.0.0.1:5432/test?sslmode=disable"
-
-// pgSchema makes a fresh schema; without PostgreSQL the test fails under
-// CI=true and is skipped elsewhere.
-func pgSchema(t *testing.T) (dsn, schema string) {
-	t.Helper()
-	base := os.Getenv("ROTOR_TEST_POSTGRES_DSN")
-	if base == "" {
-		base = defaultPostgresDSN
-	}
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("PostgreSQL is required in CI: %v", err)
-		}
-		t.Skipf("no PostgreSQL: %v", err)
-	}
-	defer conn.Close(ctx)
-	b := make([]byte, 6)
-	rand.Read(b)
-	schema = "rotor_it_" + hex.EncodeToString(b)
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if c, err := pgx.Connect(context.Background(), base); err == nil {
-			c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-			c.Close(context.Background())
-		}
-	})
-	return base + "&search_path=" + schema, schema
-}
+func pgSchema(t *testing.T) (dsn, schema string) { return pgtest.Schema(t) }
 
 // TestManyNodes: two rotor processes on one PostgreSQL database. A rotation
 // through node A is used by node B's next request; jobs are split across

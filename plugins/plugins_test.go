@@ -2,9 +2,7 @@ package plugins_test
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -12,11 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"rotor.sh/rotor/plugins"
 	"rotor.sh/rotor/plugins/proto"
 	"rotor.sh/rotor/storage"
+	"rotor.sh/rotor/storage/postgres/pgtest"
 	"rotor.sh/rotor/storage/storagetest"
 )
 
@@ -52,33 +49,8 @@ func TestConformanceBoltPlugin(t *testing.T) {
 }
 
 func pgDSN(t *testing.T) string {
-	t.Helper()
-	base := os.Getenv("ROTOR_TEST_POSTGRES_DSN")
-	if base == "" {
-		base = "postgres://127.0.0.1:5432/test?sslmode=disable"
-	}
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("PostgreSQL is required in CI: %v", err)
-		}
-		t.Skipf("no PostgreSQL: %v", err)
-	}
-	defer conn.Close(ctx)
-	b := make([]byte, 6)
-	rand.Read(b)
-	schema := "rotor_pl_" + hex.EncodeToString(b)
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if c, err := pgx.Connect(context.Background(), base); err == nil {
-			c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-			c.Close(context.Background())
-		}
-	})
-	return base + "&search_path=" + schema
+	dsn, _ := pgtest.Schema(t)
+	return dsn
 }
 
 func TestConformancePostgresPlugin(t *testing.T) {
