@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -28,6 +29,9 @@ type auditEventJSON struct {
 	ResourceID   string          `json:"resource_id"`
 	Input        json.RawMessage `json:"input"`
 	Output       json.RawMessage `json:"output"`
+	// Chain is the row's chain value (hex): keep one outside Rotor to
+	// anchor the trail (docs/security.md).
+	Chain string `json:"chain"`
 }
 
 var auditParams = map[string]bool{"resource_type": true, "event_type": true, "resource_id": true, "since": true, "limit": true, "cursor": true}
@@ -86,7 +90,7 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, actor vault.A
 		events = append(events, auditEventJSON{
 			ID: e.ID, OccurredAt: e.OccurredAt, WorkspaceID: e.WorkspaceID, ActorID: e.ActorID,
 			EventType: e.EventType, ResourceType: e.ResourceType, ResourceID: e.ResourceID,
-			Input: orEmpty(e.Input), Output: orEmpty(e.Output),
+			Input: orEmpty(e.Input), Output: orEmpty(e.Output), Chain: hex.EncodeToString(e.Chain),
 		})
 	}
 	var next *string
@@ -103,4 +107,19 @@ func orEmpty(m json.RawMessage) json.RawMessage {
 		return json.RawMessage(`{}`)
 	}
 	return m
+}
+
+// verifyAudit walks the caller's workspace trail and reports the first row
+// that was edited, deleted, reordered or truncated. A tampered trail is
+// still a 200: the verification ran; "ok": false is its finding.
+func (s *Server) verifyAudit(w http.ResponseWriter, r *http.Request, actor vault.Actor) error {
+	if len(r.URL.Query()) > 0 {
+		return badRequest(CodeInvalidQuery, "GET /v1/audit/verify takes no query parameters")
+	}
+	res, err := s.vault.VerifyAudit(r.Context(), actor)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
 }

@@ -102,6 +102,9 @@ func (s *Server) routes() {
 	s.route("/v1/audit", map[string]http.HandlerFunc{
 		http.MethodGet: s.authed(vault.RoleMember, s.listAudit),
 	})
+	s.route("/v1/audit/verify", map[string]http.HandlerFunc{
+		http.MethodGet: s.authed(vault.RoleMember, s.verifyAudit),
+	})
 	s.route("/v1/keys", map[string]http.HandlerFunc{
 		http.MethodPost: s.authed(vault.RoleAdmin, s.createKey),
 		http.MethodGet:  s.authed(vault.RoleAdmin, s.listKeys),

@@ -344,6 +344,41 @@ func auditCommand() *cli.Command {
 				}
 				return a.print(res, []string{"OCCURRED", "EVENT", "RESOURCE", "ACTOR"}, rows)
 			},
+		}, {
+			Name: "verify", Usage: "check the audit chain: exit 1 naming the first edited, deleted, reordered or truncated row",
+			Flags: clientFlags(),
+			Action: func(c *cli.Context) error {
+				a, err := newClient(c)
+				if err != nil {
+					return err
+				}
+				var res struct {
+					OK            bool       `json:"ok"`
+					Rows          int64      `json:"rows"`
+					LastID        int64      `json:"last_id"`
+					SealedThrough int64      `json:"sealed_through"`
+					SealedAt      *time.Time `json:"sealed_at,omitempty"`
+					FirstBadID    int64      `json:"first_bad_id,omitempty"`
+					Problem       string     `json:"problem,omitempty"`
+				}
+				if err := a.do(c.Context, "GET", "/v1/audit/verify", nil, &res); err != nil {
+					return err
+				}
+				if a.output == "json" {
+					if err := a.print(res, nil, nil); err != nil {
+						return err
+					}
+				} else if res.OK {
+					fmt.Fprintf(a.out, "audit trail intact: %d rows, last row %d, sealed through row %d at %s\n", res.Rows, res.LastID, res.SealedThrough, fmtTime(res.SealedAt))
+				}
+				if !res.OK {
+					if res.FirstBadID != 0 {
+						return fmt.Errorf("audit trail tampered with at row %d: %s", res.FirstBadID, res.Problem)
+					}
+					return fmt.Errorf("audit trail tampered with: %s", res.Problem)
+				}
+				return nil
+			},
 		}},
 	}
 }

@@ -145,6 +145,12 @@ func TestManyNodes(t *testing.T) {
 		t.Fatalf("%d duplicate deliveries: more than node A could have held in flight", dups)
 	}
 
+	// Both nodes appended to one audit chain, node A was killed mid-load:
+	// the chain holds and the seal covers it.
+	if res := waitSealed(t, b.apiURL, key); res.Rows < 3 {
+		t.Fatalf("audit verify on the shared trail: %+v", res)
+	}
+
 	// The guide's audit query, as written, through psql; and no plaintext
 	// in a pg_dump of the schema.
 	if _, err := exec.LookPath("psql"); err == nil {

@@ -167,6 +167,25 @@ func (c *Client) ListAudit(ctx context.Context, q storage.AuditQuery) (p storage
 	return
 }
 
+func (c *Client) ListAuditAsc(ctx context.Context, r storage.AuditRange) (evs []storage.AuditEvent, err error) {
+	err = c.call(ctx, "ListAuditAsc", r, &evs)
+	return
+}
+
+func (c *Client) GetAuditHead(ctx context.Context, workspaceID string) (h storage.AuditHead, err error) {
+	err = c.call(ctx, "GetAuditHead", idArgs{ID: workspaceID}, &h)
+	return
+}
+
+func (c *Client) PutAuditCheckpoint(ctx context.Context, cp storage.AuditCheckpoint) error {
+	return c.call(ctx, "PutAuditCheckpoint", cp, nil)
+}
+
+func (c *Client) GetAuditCheckpoint(ctx context.Context, workspaceID string) (cp storage.AuditCheckpoint, err error) {
+	err = c.call(ctx, "GetAuditCheckpoint", idArgs{ID: workspaceID}, &cp)
+	return
+}
+
 func (c *Client) CreateQueue(ctx context.Context, args storage.CreateQueueArgs) error {
 	return c.call(ctx, "CreateQueue", args, nil)
 }

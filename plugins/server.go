@@ -126,8 +126,16 @@ var handlers = map[string]handler{
 	"ListSecretsByKEK": h(func(st storage.Store, ctx context.Context, a kekListArgs) ([]storage.SecretRecord, error) {
 		return st.ListSecretsByKEK(ctx, a.KEKID, a.Limit)
 	}),
-	"AppendAudit": e(storage.Store.AppendAudit),
-	"ListAudit":   h(storage.Store.ListAudit),
+	"AppendAudit":  e(storage.Store.AppendAudit),
+	"ListAudit":    h(storage.Store.ListAudit),
+	"ListAuditAsc": h(storage.Store.ListAuditAsc),
+	"GetAuditHead": h(func(st storage.Store, ctx context.Context, a idArgs) (storage.AuditHead, error) {
+		return st.GetAuditHead(ctx, a.ID)
+	}),
+	"PutAuditCheckpoint": e(storage.Store.PutAuditCheckpoint),
+	"GetAuditCheckpoint": h(func(st storage.Store, ctx context.Context, a idArgs) (storage.AuditCheckpoint, error) {
+		return st.GetAuditCheckpoint(ctx, a.ID)
+	}),
 	"CreateQueue": e(storage.Store.CreateQueue),
 	"UpdateQueue": e(storage.Store.UpdateQueue),
 	"GetQueue": h(func(st storage.Store, ctx context.Context, a wsNameArgs) (storage.Queue, error) {

@@ -1,7 +1,10 @@
 package storage
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"time"
 )
@@ -56,6 +59,16 @@ type Store interface {
 	AppendAudit(ctx context.Context, events []AuditEvent) error
 	// ListAudit returns a workspace's events newest first.
 	ListAudit(ctx context.Context, q AuditQuery) (AuditPage, error)
+	// ListAuditAsc returns up to limit events with ID > afterID, oldest first
+	// (for verifying the chain).
+	ListAuditAsc(ctx context.Context, r AuditRange) ([]AuditEvent, error)
+	// GetAuditHead returns the workspace's chain head.
+	GetAuditHead(ctx context.Context, workspaceID string) (AuditHead, error)
+	// PutAuditCheckpoint stores a checkpoint unless one with a larger LastID
+	// is already stored (nodes seal concurrently); GetAuditCheckpoint returns the
+	// newest (ErrNotFound when there is none).
+	PutAuditCheckpoint(ctx context.Context, c AuditCheckpoint) error
+	GetAuditCheckpoint(ctx context.Context, workspaceID string) (AuditCheckpoint, error)
 
 	JobStore
 
@@ -145,6 +158,78 @@ type AuditEvent struct {
 	ResourceID   string          `json:"resource_id"`
 	Input        json.RawMessage `json:"input,omitempty"`
 	Output       json.RawMessage `json:"output,omitempty"`
+	// Chain is SHA-256(previous row's Chain || AuditCanonical(row)), set by
+	// the store when it appends the row, per workspace in id order. The
+	// vault seals the chain head with keyed checkpoints (tamper evidence).
+	Chain []byte `json:"chain,omitempty"`
+}
+
+// AuditCanonical is the byte string a row's chain value covers: every
+// column, length-prefixed. Stores compute it over the values as they will
+// read them back (a jsonb column normalizes JSON; PostgreSQL keeps
+// microseconds).
+func AuditCanonical(e AuditEvent) []byte {
+	b := make([]byte, 0, 256)
+	put := func(s []byte) {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
+		b = append(b, s...)
+	}
+	b = binary.BigEndian.AppendUint64(b, uint64(e.ID))
+	b = binary.BigEndian.AppendUint64(b, uint64(e.OccurredAt.UnixNano()))
+	for _, s := range []string{e.WorkspaceID, e.ActorID, e.EventType, e.ResourceType, e.ResourceID} {
+		put([]byte(s))
+	}
+	put(canonicalJSON(e.Input))
+	put(canonicalJSON(e.Output))
+	return b
+}
+
+// canonicalJSON compacts and HTML-escapes JSON, as encoding/json does when
+// it re-encodes a RawMessage (the plugin wire does), so whitespace and
+// escaping are not part of what the chain covers. Key order is: a jsonb
+// column reorders keys before the chain value is computed.
+func canonicalJSON(m json.RawMessage) []byte {
+	if len(m) == 0 {
+		return nil
+	}
+	var c, h bytes.Buffer
+	if json.Compact(&c, m) != nil {
+		return m
+	}
+	json.HTMLEscape(&h, c.Bytes())
+	return h.Bytes()
+}
+
+// NextChain is the chain value of a row after prev.
+func NextChain(prev []byte, e AuditEvent) []byte {
+	h := sha256.New()
+	h.Write(prev)
+	h.Write(AuditCanonical(e))
+	return h.Sum(nil)
+}
+
+// AuditCheckpoint seals a workspace's chain head: MAC is a keyed hash (the
+// key never stored) over the workspace, LastID and Chain.
+type AuditCheckpoint struct {
+	WorkspaceID string    `json:"workspace_id"`
+	LastID      int64     `json:"last_id"`
+	Chain       []byte    `json:"chain"`
+	MAC         []byte    `json:"mac"`
+	SealedAt    time.Time `json:"sealed_at"`
+}
+
+// AuditRange selects up to Limit events with ID > AfterID, oldest first.
+type AuditRange struct {
+	WorkspaceID string `json:"workspace_id"`
+	AfterID     int64  `json:"after_id"`
+	Limit       int    `json:"limit"`
+}
+
+// AuditHead is a workspace's newest row id and chain value (0 and nil when
+// it has none).
+type AuditHead struct {
+	LastID int64  `json:"last_id"`
+	Chain  []byte `json:"chain"`
 }
 
 type CreateWorkspaceArgs struct {

@@ -31,6 +31,8 @@ var (
 	ErrMasterKey = errors.New("master key does not match this data")
 	// ErrBusy: a write kept colliding with concurrent writes; retry.
 	ErrBusy = errors.New("concurrent updates, try again")
+	// ErrAuditTampered: the audit chain or its seal does not verify.
+	ErrAuditTampered = errors.New("audit trail tampered with")
 	// ErrClosed: the vault has been closed.
 	ErrClosed = errors.New("vault closed")
 )

@@ -22,6 +22,8 @@ type metrics struct {
 	auditWriteErrors          prometheus.Counter
 	auditDropped              prometheus.Counter
 	auditFlushSeconds         prometheus.Histogram
+	auditSeals                prometheus.Counter
+	auditTamper               prometheus.Counter
 	secretWrites              *prometheus.CounterVec
 }
 
@@ -48,6 +50,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name:    "rotor_audit_flush_duration_seconds",
 			Help:    "Time to write one batch of access audit events.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+		auditSeals: f.NewCounter(prometheus.CounterOpts{
+			Name: "rotor_audit_seals_total",
+			Help: "Audit chain checkpoints written.",
+		}),
+		auditTamper: f.NewCounter(prometheus.CounterOpts{
+			Name: "rotor_audit_tamper_detected_total",
+			Help: "Times the audit chain failed to verify (by the sealer or a verification).",
 		}),
 		secretWrites: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "rotor_vault_secret_writes_total",

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +25,9 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// AuditSealInterval is how often chain heads are sealed
+	// (DefaultAuditSealInterval when 0; negative: never, SealAudit by hand).
+	AuditSealInterval time.Duration
 }
 
 // Vault is the domain service behind the API, the proxy and the dispatcher.
@@ -37,6 +41,13 @@ type Vault struct {
 	log     *slog.Logger
 	metrics *metrics
 	now     func() time.Time
+
+	auditKey []byte // HMAC key for chain seals, derived from the master key
+	sealMu   sync.Mutex
+	sealed   map[string]int64 // workspace -> last id this node knows is sealed
+	sealStop chan struct{}
+	sealDone chan struct{}
+	sealOnce sync.Once
 }
 
 // Open loads (or, on an empty store, creates) the keyring under the master
@@ -62,22 +73,52 @@ func Open(ctx context.Context, opts Options) (*Vault, error) {
 	if err != nil {
 		return nil, err
 	}
+	auditKey, err := deriveAuditKey(opts.MasterKey)
+	if err != nil {
+		return nil, err
+	}
 	m := newMetrics(opts.Registerer)
 	v := &Vault{
-		store:   opts.Store,
-		keys:    kr,
-		cache:   newCache(),
-		log:     opts.Logger,
-		metrics: m,
-		now:     opts.Now,
+		auditKey: auditKey,
+		sealed:   map[string]int64{},
+		sealStop: make(chan struct{}),
+		sealDone: make(chan struct{}),
+		store:    opts.Store,
+		keys:     kr,
+		cache:    newCache(),
+		log:      opts.Logger,
+		metrics:  m,
+		now:      opts.Now,
 	}
 	v.audit = newAuditWriter(opts.Store, opts.Logger, m)
+	switch {
+	case opts.AuditSealInterval == 0:
+		go v.sealLoop(DefaultAuditSealInterval)
+	case opts.AuditSealInterval > 0:
+		go v.sealLoop(opts.AuditSealInterval)
+	default:
+		close(v.sealDone)
+	}
 	return v, nil
 }
 
-// Close writes queued audit events and stops the background writer. It does
-// not close the store, which the caller owns.
-func (v *Vault) Close(ctx context.Context) error { return v.audit.close(ctx) }
+// Close writes queued audit events, seals them, and stops the background
+// writer and sealer. It does not close the store, which the caller owns.
+func (v *Vault) Close(ctx context.Context) error {
+	err := v.audit.close(ctx)
+	v.sealOnce.Do(func() { close(v.sealStop) })
+	select {
+	case <-v.sealDone:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if err == nil {
+		if serr := v.SealAudit(ctx); serr != nil {
+			v.log.Error("audit seal at close failed", "err", serr)
+		}
+	}
+	return err
+}
 
 // FlushAudit writes every queued access event now.
 func (v *Vault) FlushAudit(ctx context.Context) error { return v.audit.flush(ctx) }

@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -40,6 +41,8 @@ var (
 	bucketKeyring        = []byte("keyring")
 	bucketSecrets        = []byte("secrets") // nested: workspace id -> name -> record
 	bucketAudit          = []byte("audit")   // nested: workspace id -> be64 id -> event
+	bucketAuditHeads     = []byte("audit_heads")
+	bucketAuditChecks    = []byte("audit_checkpoints")
 	keySchema            = []byte("schema")
 )
 
@@ -77,7 +80,7 @@ func Open(path string, opts Options) (*Store, error) {
 
 func (s *Store) init() error {
 	return s.db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range append([][]byte{bucketMeta, bucketWorkspaces, bucketWorkspaceNames, bucketAPIKeys, bucketKeyring, bucketSecrets, bucketAudit}, jobBuckets...) {
+		for _, b := range append([][]byte{bucketMeta, bucketWorkspaces, bucketWorkspaceNames, bucketAPIKeys, bucketKeyring, bucketSecrets, bucketAudit, bucketAuditHeads, bucketAuditChecks}, jobBuckets...) {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -179,6 +182,11 @@ func appendAudit(tx *bbolt.Tx, events []storage.AuditEvent) error {
 		}
 		// Keys only ever grow: fill pages fully instead of splitting them in half.
 		b.FillPercent = 1.0
+		var head storage.AuditHead
+		heads := tx.Bucket(bucketAuditHeads)
+		if _, err := get(heads, []byte(ws), &head); err != nil {
+			return err
+		}
 		var scratch []byte
 		for evs := range slices.Chunk(groups[ws], auditSegmentEvents) {
 			seg := make([]byte, 0, 192*len(evs))
@@ -192,6 +200,8 @@ func appendAudit(tx *bbolt.Tx, events []storage.AuditEvent) error {
 					first = seq
 				}
 				ev.ID = int64(seq)
+				ev.Chain = storage.NextChain(head.Chain, *ev)
+				head = storage.AuditHead{LastID: ev.ID, Chain: ev.Chain}
 				scratch = encodeAudit(scratch, ev)
 				seg = binary.AppendUvarint(seg, uint64(len(scratch)))
 				seg = append(seg, scratch...)
@@ -199,6 +209,9 @@ func appendAudit(tx *bbolt.Tx, events []storage.AuditEvent) error {
 			if err := b.Put(be64(first), seg); err != nil {
 				return err
 			}
+		}
+		if err := put(heads, []byte(ws), head); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -234,7 +247,7 @@ func encodeAudit(buf []byte, ev *storage.AuditEvent) []byte {
 	o := jsonx.Reuse(buf)
 	o.Int("id", ev.ID).Time("occurred_at", ev.OccurredAt).Str("workspace_id", ev.WorkspaceID).Str("actor_id", ev.ActorID).
 		Str("event_type", ev.EventType).Str("resource_type", ev.ResourceType).Str("resource_id", ev.ResourceID).
-		Raw("input", ev.Input).Raw("output", ev.Output)
+		Raw("input", ev.Input).Raw("output", ev.Output).Str("chain", base64.StdEncoding.EncodeToString(ev.Chain))
 	return o.Bytes()
 }
 
@@ -694,4 +707,72 @@ func (s *Store) ListAudit(ctx context.Context, q storage.AuditQuery) (storage.Au
 		return nil
 	})
 	return page, err
+}
+
+func (s *Store) ListAuditAsc(ctx context.Context, r storage.AuditRange) ([]storage.AuditEvent, error) {
+	var out []storage.AuditEvent
+	afterID, limit := r.AfterID, r.Limit
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketAudit).Bucket([]byte(r.WorkspaceID))
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		// The segment holding afterID+1 may start before it.
+		k, _ := c.Seek(be64(uint64(afterID + 1)))
+		if k == nil {
+			k, _ = c.Last()
+		} else if binary.BigEndian.Uint64(k) > uint64(afterID+1) {
+			if pk, _ := c.Prev(); pk == nil {
+				k, _ = c.First()
+			} else {
+				k = pk
+			}
+		}
+		for k, v := c.Seek(k); k != nil && len(out) < limit; k, v = c.Next() {
+			evs, err := decodeSegment(v)
+			if err != nil {
+				return err
+			}
+			for _, ev := range evs {
+				if ev.ID > afterID && len(out) < limit {
+					out = append(out, ev)
+				}
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (s *Store) GetAuditHead(ctx context.Context, workspaceID string) (storage.AuditHead, error) {
+	var h storage.AuditHead
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		_, err := get(tx.Bucket(bucketAuditHeads), []byte(workspaceID), &h)
+		return err
+	})
+	return h, err
+}
+
+func (s *Store) PutAuditCheckpoint(ctx context.Context, c storage.AuditCheckpoint) error {
+	return s.update(ctx, func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketAuditChecks)
+		var cur storage.AuditCheckpoint
+		if ok, err := get(b, []byte(c.WorkspaceID), &cur); err != nil || ok && cur.LastID > c.LastID {
+			return err
+		}
+		return put(b, []byte(c.WorkspaceID), c)
+	})
+}
+
+func (s *Store) GetAuditCheckpoint(ctx context.Context, workspaceID string) (storage.AuditCheckpoint, error) {
+	var c storage.AuditCheckpoint
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		ok, err := get(tx.Bucket(bucketAuditChecks), []byte(workspaceID), &c)
+		if err == nil && !ok {
+			err = fmt.Errorf("audit checkpoint: %w", storage.ErrNotFound)
+		}
+		return err
+	})
+	return c, err
 }

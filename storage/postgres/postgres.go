@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -63,8 +65,16 @@ func (s *Store) migrate(ctx context.Context) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLock); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		// Checked first: a role limited to DML (docs/security.md) may not
+		// even run CREATE TABLE IF NOT EXISTS on a migrated schema.
+		var exists bool
+		if err := tx.QueryRow(ctx, `SELECT to_regclass('schema_migrations') IS NOT NULL`).Scan(&exists); err != nil {
 			return err
+		}
+		if !exists {
+			if _, err := tx.Exec(ctx, `CREATE TABLE schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+				return err
+			}
 		}
 		var current int
 		if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
@@ -142,24 +152,105 @@ func (s *Store) tx(ctx context.Context, fn func(pgx.Tx) error) error {
 	return pgx.BeginFunc(ctx, s.pool, fn)
 }
 
-// appendAudit inserts events; ids come from the bigserial in insert order.
+// appendAudit inserts events and chains them. Per workspace it locks the
+// chain head (so appends from every node serialize), takes ids from the
+// sequence while holding the lock (so id order is chain order), and asks
+// PostgreSQL for the jsonb form of input and output, because the chain
+// covers the row exactly as it will be read back.
 func appendAudit(ctx context.Context, q querier, events []storage.AuditEvent) error {
 	if len(events) == 0 {
 		return nil
 	}
+	groups := map[string][]storage.AuditEvent{}
+	for _, e := range events {
+		groups[e.WorkspaceID] = append(groups[e.WorkspaceID], e)
+	}
+	// A fixed lock order keeps two nodes' batches from deadlocking.
+	for _, ws := range slices.Sorted(maps.Keys(groups)) {
+		if err := appendAuditWorkspace(ctx, q, ws, groups[ws]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func appendAuditWorkspace(ctx context.Context, q querier, ws string, evs []storage.AuditEvent) error {
+	var head storage.AuditHead
+	if err := q.QueryRow(ctx, `INSERT INTO audit_head (workspace_id, last_id, chain) VALUES ($1, 0, '')
+		ON CONFLICT (workspace_id) DO UPDATE SET workspace_id = EXCLUDED.workspace_id
+		RETURNING last_id, chain`, ws).Scan(&head.LastID, &head.Chain); err != nil {
+		return err
+	}
+	ins := make([]*string, len(evs))
+	outs := make([]*string, len(evs))
+	for i, e := range evs {
+		ins[i], outs[i] = textOrNil(e.Input), textOrNil(e.Output)
+	}
+	rows, err := q.Query(ctx, `SELECT nextval('audit_event_id_seq'), i::jsonb::text, o::jsonb::text
+		FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS x(i, o, n) ORDER BY n`, ins, outs)
+	if err != nil {
+		return err
+	}
+	i := 0
+	ids := make([]int64, 0, len(evs))
+	for rows.Next() {
+		var in, out *string
+		var id int64
+		if err := rows.Scan(&id, &in, &out); err != nil {
+			rows.Close()
+			return err
+		}
+		if i < len(evs) {
+			evs[i].Input, evs[i].Output = rawOrEmpty(in), rawOrEmpty(out)
+		}
+		ids = append(ids, id)
+		i++
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(ids) != len(evs) {
+		return fmt.Errorf("postgres: audit: got %d ids for %d rows", len(ids), len(evs))
+	}
+	// nextval within one statement increases, but sort to depend on nothing.
+	slices.Sort(ids)
 	var b strings.Builder
-	b.WriteString(`INSERT INTO audit_event (occurred_at, workspace_id, actor_id, event_type, resource_type, resource_id, input, output) VALUES `)
-	args := make([]any, 0, len(events)*8)
-	for i, e := range events {
+	b.WriteString(`INSERT INTO audit_event (id, occurred_at, workspace_id, actor_id, event_type, resource_type, resource_id, input, output, chain) VALUES `)
+	args := make([]any, 0, len(evs)*10)
+	for i := range evs {
+		e := &evs[i]
+		e.ID = ids[i]
+		// timestamptz keeps microseconds.
+		e.OccurredAt = e.OccurredAt.UTC().Truncate(time.Microsecond)
+		e.Chain = storage.NextChain(head.Chain, *e)
+		head = storage.AuditHead{LastID: e.ID, Chain: e.Chain}
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		n := i * 8
-		fmt.Fprintf(&b, "($%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d)", n+1, n+2, n+3, n+4, n+5, n+6, n+7, n+8)
-		args = append(args, e.OccurredAt, e.WorkspaceID, e.ActorID, e.EventType, e.ResourceType, e.ResourceID, rawOrNil(e.Input), rawOrNil(e.Output))
+		n := i * 10
+		fmt.Fprintf(&b, "($%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d)", n+1, n+2, n+3, n+4, n+5, n+6, n+7, n+8, n+9, n+10)
+		args = append(args, e.ID, e.OccurredAt, e.WorkspaceID, e.ActorID, e.EventType, e.ResourceType, e.ResourceID, rawOrNil(e.Input), rawOrNil(e.Output), e.Chain)
 	}
-	_, err := q.Exec(ctx, b.String(), args...)
+	if _, err := q.Exec(ctx, b.String(), args...); err != nil {
+		return err
+	}
+	_, err = q.Exec(ctx, `UPDATE audit_head SET last_id=$2, chain=$3 WHERE workspace_id=$1`, ws, head.LastID, head.Chain)
 	return err
+}
+
+func textOrNil(m json.RawMessage) *string {
+	if len(m) == 0 {
+		return nil
+	}
+	s := string(m)
+	return &s
+}
+
+func rawOrEmpty(s *string) json.RawMessage {
+	if s == nil {
+		return nil
+	}
+	return json.RawMessage(*s)
 }
 
 func nonNil(b []byte) []byte {
@@ -544,24 +635,12 @@ func (s *Store) ListAudit(ctx context.Context, q storage.AuditQuery) (storage.Au
 		add("id<$%d", q.Before)
 	}
 	args = append(args, limit+1)
-	rows, err := s.pool.Query(ctx, `SELECT id, occurred_at, workspace_id, actor_id, event_type, resource_type, resource_id, input::text, output::text
+	rows, err := s.pool.Query(ctx, `SELECT `+auditCols+`
 		FROM audit_event WHERE `+strings.Join(where, " AND ")+fmt.Sprintf(` ORDER BY id DESC LIMIT $%d`, len(args)), args...)
 	if err != nil {
 		return storage.AuditPage{}, mapErr(err, "audit")
 	}
-	evs, err := collect(rows, func(r pgx.Row) (storage.AuditEvent, error) {
-		var e storage.AuditEvent
-		var in, out *string
-		err := r.Scan(&e.ID, &e.OccurredAt, &e.WorkspaceID, &e.ActorID, &e.EventType, &e.ResourceType, &e.ResourceID, &in, &out)
-		e.OccurredAt = e.OccurredAt.UTC()
-		if in != nil {
-			e.Input = json.RawMessage(*in)
-		}
-		if out != nil {
-			e.Output = json.RawMessage(*out)
-		}
-		return e, err
-	})
+	evs, err := collect(rows, scanAudit)
 	if err != nil {
 		return storage.AuditPage{}, err
 	}
@@ -571,4 +650,54 @@ func (s *Store) ListAudit(ctx context.Context, q storage.AuditQuery) (storage.Au
 		page.Next = evs[limit-1].ID
 	}
 	return page, nil
+}
+
+const auditCols = `id, occurred_at, workspace_id, actor_id, event_type, resource_type, resource_id, input::text, output::text, chain`
+
+func scanAudit(r pgx.Row) (storage.AuditEvent, error) {
+	var e storage.AuditEvent
+	var in, out *string
+	err := r.Scan(&e.ID, &e.OccurredAt, &e.WorkspaceID, &e.ActorID, &e.EventType, &e.ResourceType, &e.ResourceID, &in, &out, &e.Chain)
+	e.OccurredAt = e.OccurredAt.UTC()
+	e.Input, e.Output = rawOrEmpty(in), rawOrEmpty(out)
+	return e, err
+}
+
+func (s *Store) ListAuditAsc(ctx context.Context, r storage.AuditRange) ([]storage.AuditEvent, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+auditCols+` FROM audit_event WHERE workspace_id=$1 AND id>$2 ORDER BY id LIMIT $3`, r.WorkspaceID, r.AfterID, r.Limit)
+	if err != nil {
+		return nil, mapErr(err, "audit")
+	}
+	evs, err := collect(rows, scanAudit)
+	return evs, mapErr(err, "audit")
+}
+
+func (s *Store) GetAuditHead(ctx context.Context, workspaceID string) (storage.AuditHead, error) {
+	var h storage.AuditHead
+	err := s.pool.QueryRow(ctx, `SELECT last_id, chain FROM audit_head WHERE workspace_id=$1`, workspaceID).Scan(&h.LastID, &h.Chain)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return storage.AuditHead{}, nil
+	}
+	if len(h.Chain) == 0 {
+		h.Chain = nil
+	}
+	return h, mapErr(err, "audit")
+}
+
+func (s *Store) PutAuditCheckpoint(ctx context.Context, c storage.AuditCheckpoint) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO audit_checkpoint (workspace_id, last_id, chain, mac, sealed_at) VALUES ($1,$2,$3,$4,$5)
+		ON CONFLICT (workspace_id) DO UPDATE SET last_id=EXCLUDED.last_id, chain=EXCLUDED.chain, mac=EXCLUDED.mac, sealed_at=EXCLUDED.sealed_at
+		WHERE audit_checkpoint.last_id <= EXCLUDED.last_id`, // nodes seal concurrently: never move back
+		c.WorkspaceID, c.LastID, c.Chain, c.MAC, c.SealedAt)
+	return mapErr(err, "audit")
+}
+
+func (s *Store) GetAuditCheckpoint(ctx context.Context, workspaceID string) (storage.AuditCheckpoint, error) {
+	c := storage.AuditCheckpoint{WorkspaceID: workspaceID}
+	err := s.pool.QueryRow(ctx, `SELECT last_id, chain, mac, sealed_at FROM audit_checkpoint WHERE workspace_id=$1`, workspaceID).Scan(&c.LastID, &c.Chain, &c.MAC, &c.SealedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return storage.AuditCheckpoint{}, fmt.Errorf("audit checkpoint: %w", storage.ErrNotFound)
+	}
+	c.SealedAt = c.SealedAt.UTC()
+	return c, mapErr(err, "audit")
 }

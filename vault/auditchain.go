@@ -1,0 +1,268 @@
+package vault
+
+import (
+	"bytes"
+	"context"
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"rotor.sh/rotor/storage"
+)
+
+// Tamper evidence for the audit trail.
+//
+// The store chains rows: each row's chain value is SHA-256 over the previous
+// row's (per workspace) and the row's columns (storage.NextChain). A chain
+// alone proves nothing against someone who can write the database: they can
+// edit a row and recompute every later value. So the vault seals the chain:
+// about once a second it checks the rows written since the last seal against
+// the chain and stores a checkpoint whose MAC is HMAC-SHA256 under a key
+// derived from the master key (never stored, never sent to the storage
+// plugin) over (workspace, last id, chain value, time). VerifyAudit recomputes
+// the chain from the first row and checks every stored value and the seal:
+// an edited, deleted or reordered row breaks the chain at that row; a row
+// edited and re-chained breaks the seal; rows deleted from the tail leave the
+// sealed row missing. What a seal cannot cover is the last interval's rows
+// before they are sealed (docs/security.md).
+
+const (
+	// DefaultAuditSealInterval is how often the vault seals chain heads.
+	DefaultAuditSealInterval = time.Second
+	auditKeyInfo             = "rotor audit chain v1"
+	auditVerifyPage          = 1000
+)
+
+// AuditVerification is the result of VerifyAudit. OK is false when a
+// problem was found; FirstBadID (0 when not one row) and Problem say what.
+type AuditVerification struct {
+	OK            bool      `json:"ok"`
+	Rows          int64     `json:"rows"`
+	LastID        int64     `json:"last_id"`
+	SealedThrough int64     `json:"sealed_through"`
+	SealedAt      time.Time `json:"sealed_at,omitzero"`
+	FirstBadID    int64     `json:"first_bad_id,omitempty"`
+	Problem       string    `json:"problem,omitempty"`
+}
+
+func deriveAuditKey(master []byte) ([]byte, error) {
+	return hkdf.Key(sha256.New, master, nil, auditKeyInfo, 32)
+}
+
+func (v *Vault) checkpointMAC(c storage.AuditCheckpoint) []byte {
+	m := hmac.New(sha256.New, v.auditKey)
+	var b []byte
+	b = binary.BigEndian.AppendUint32(b, uint32(len(c.WorkspaceID)))
+	b = append(b, c.WorkspaceID...)
+	b = binary.BigEndian.AppendUint64(b, uint64(c.LastID))
+	b = binary.BigEndian.AppendUint64(b, uint64(c.SealedAt.UnixMicro()))
+	b = append(b, c.Chain...)
+	m.Write(b)
+	return m.Sum(nil)
+}
+
+// SealAudit seals the chain heads of every workspace whose trail grew since
+// its last seal. The vault's sealer calls it every interval; it is exported
+// for tests and for `rotor` commands that write and exit.
+func (v *Vault) SealAudit(ctx context.Context) error {
+	wss, err := v.store.ListWorkspaces(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, ws := range wss {
+		if err := v.sealWorkspace(ctx, ws.ID); err != nil {
+			errs = append(errs, fmt.Errorf("workspace %s: %w", ws.ID, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (v *Vault) sealWorkspace(ctx context.Context, ws string) error {
+	head, err := v.store.GetAuditHead(ctx, ws)
+	if err != nil || head.LastID == 0 {
+		return err
+	}
+	v.sealMu.Lock()
+	last, known := v.sealed[ws]
+	v.sealMu.Unlock()
+	if known && last == head.LastID {
+		return nil
+	}
+	prev, err := v.store.GetAuditCheckpoint(ctx, ws)
+	var from storage.AuditHead
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+	case err != nil:
+		return err
+	case !hmac.Equal(prev.MAC, v.checkpointMAC(prev)):
+		v.metrics.auditTamper.Inc()
+		return fmt.Errorf("%w: the stored seal does not verify; not sealing over it (run rotor audit verify)", ErrAuditTampered)
+	case prev.LastID >= head.LastID:
+		v.rememberSeal(ws, prev.LastID)
+		return nil
+	default:
+		from = storage.AuditHead{LastID: prev.LastID, Chain: prev.Chain}
+	}
+	// Seal only what is consistent with the last seal.
+	res, err := v.walkChain(ctx, ws, from, head.LastID)
+	if err != nil {
+		return err
+	}
+	if res.bad != 0 {
+		v.metrics.auditTamper.Inc()
+		return fmt.Errorf("%w: row %d: %s; not sealing over it (run rotor audit verify)", ErrAuditTampered, res.bad, res.problem)
+	}
+	if res.lastID != head.LastID {
+		return nil // the head moved on, or rows vanished: the next round (or verify) tells
+	}
+	c := storage.AuditCheckpoint{WorkspaceID: ws, LastID: res.lastID, Chain: res.chain, SealedAt: v.now().UTC().Truncate(time.Microsecond)}
+	c.MAC = v.checkpointMAC(c)
+	if err := v.store.PutAuditCheckpoint(ctx, c); err != nil {
+		return err
+	}
+	v.rememberSeal(ws, c.LastID)
+	v.metrics.auditSeals.Inc()
+	return nil
+}
+
+func (v *Vault) rememberSeal(ws string, id int64) {
+	v.sealMu.Lock()
+	v.sealed[ws] = id
+	v.sealMu.Unlock()
+}
+
+type walkResult struct {
+	rows    int64
+	lastID  int64
+	chain   []byte
+	bad     int64
+	problem string
+	// sealSeen: the row named by check was reached and matched.
+	sealSeen bool
+}
+
+// walkChain recomputes the chain from the row after `from` up to id `upTo`
+// (0: to the end). When check is set, the row with check.LastID must carry
+// check.Chain.
+func (v *Vault) walkChain(ctx context.Context, ws string, from storage.AuditHead, upTo int64, check ...storage.AuditCheckpoint) (walkResult, error) {
+	r := walkResult{lastID: from.LastID, chain: from.Chain}
+	for {
+		evs, err := v.store.ListAuditAsc(ctx, storage.AuditRange{WorkspaceID: ws, AfterID: r.lastID, Limit: auditVerifyPage})
+		if err != nil {
+			return r, err
+		}
+		for _, e := range evs {
+			if upTo > 0 && e.ID > upTo {
+				return r, nil
+			}
+			for _, c := range check {
+				if !r.sealSeen && e.ID > c.LastID {
+					r.bad, r.problem = c.LastID, fmt.Sprintf("row %d, sealed at %s, is missing: rows were deleted", c.LastID, c.SealedAt.Format(time.RFC3339))
+					return r, nil
+				}
+			}
+			want := storage.NextChain(r.chain, e)
+			if !bytes.Equal(e.Chain, want) {
+				r.bad, r.problem = e.ID, "the row does not match the chain: it was edited, or a row before it was deleted, inserted or moved"
+				return r, nil
+			}
+			r.rows++
+			r.lastID, r.chain = e.ID, want
+			for _, c := range check {
+				if e.ID == c.LastID {
+					if !bytes.Equal(want, c.Chain) {
+						r.bad, r.problem = e.ID, "the rows up to this one do not match their seal: rows were edited and the chain recomputed"
+						return r, nil
+					}
+					r.sealSeen = true
+				}
+			}
+		}
+		if len(evs) < auditVerifyPage {
+			return r, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return r, err
+		}
+	}
+}
+
+// VerifyAudit walks the actor's workspace trail from its first row and
+// reports the first row that was edited, deleted, reordered or truncated.
+// It needs the master key (through the vault): the store alone cannot.
+func (v *Vault) VerifyAudit(ctx context.Context, actor Actor) (AuditVerification, error) {
+	ws := actor.WorkspaceID
+	out := AuditVerification{OK: true}
+	var checks []storage.AuditCheckpoint
+	cp, err := v.store.GetAuditCheckpoint(ctx, ws)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+	case err != nil:
+		return out, err
+	case !hmac.Equal(cp.MAC, v.checkpointMAC(cp)):
+		v.metrics.auditTamper.Inc()
+		return AuditVerification{Problem: "the chain's seal does not verify: it was forged, edited, or written under another master key"}, nil
+	default:
+		checks = append(checks, cp)
+		out.SealedThrough, out.SealedAt = cp.LastID, cp.SealedAt
+	}
+	r, err := v.walkChain(ctx, ws, storage.AuditHead{}, 0, checks...)
+	if err != nil {
+		return out, err
+	}
+	out.Rows, out.LastID = r.rows, r.lastID
+	switch {
+	case r.bad != 0:
+		out.OK, out.FirstBadID, out.Problem = false, r.bad, r.problem
+	case len(checks) > 0 && !r.sealSeen:
+		out.OK, out.FirstBadID = false, cp.LastID
+		out.Problem = fmt.Sprintf("the trail ends at row %d but row %d was sealed at %s: rows were deleted from the end (truncated)", r.lastID, cp.LastID, cp.SealedAt.Format(time.RFC3339))
+	default:
+		head, err := v.store.GetAuditHead(ctx, ws)
+		if err != nil {
+			return out, err
+		}
+		bad := head.LastID < r.lastID || head.LastID == r.lastID && !bytes.Equal(head.Chain, r.chain)
+		if head.LastID > r.lastID {
+			// Rows appended while walking are fine; rows that vanished are not.
+			more, err := v.store.ListAuditAsc(ctx, storage.AuditRange{WorkspaceID: ws, AfterID: r.lastID, Limit: 1})
+			if err != nil {
+				return out, err
+			}
+			bad = len(more) == 0
+		}
+		if bad {
+			out.OK = false
+			out.Problem = fmt.Sprintf("the chain head (row %d) does not match the trail, which ends at row %d: rows at the end were deleted, or the head was altered", head.LastID, r.lastID)
+		}
+	}
+	if !out.OK {
+		v.metrics.auditTamper.Inc()
+	}
+	return out, nil
+}
+
+// sealLoop runs SealAudit every interval until stop closes. It is owned by
+// the Vault and stopped by Close.
+func (v *Vault) sealLoop(interval time.Duration) {
+	defer close(v.sealDone)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-v.sealStop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*interval+10*time.Second)
+		if err := v.SealAudit(ctx); err != nil {
+			v.log.Error("audit seal failed", "err", err)
+		}
+		cancel()
+	}
+}
