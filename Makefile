@@ -6,7 +6,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X rotor.sh/rotor/cli.Version=$(VERSION)
 FUZZTIME ?= 30s
 
-.PHONY: build run test test-deps lint check-configs bench integration fuzz proto clean
+.PHONY: build run test test-deps lint check-configs bench integration soak fuzz proto clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/rotor
@@ -51,8 +51,23 @@ bench:
 	$(GO) run ./bench/dispatchload
 	$(GO) run ./bench/dispatchload -postgres-dsn "$${ROTOR_TEST_POSTGRES_DSN:-postgres://127.0.0.1:5432/test?sslmode=disable}"
 
+# The integration suite against the built binary, with the CI-length soak
+# (60 s of proxied requests and dispatches at a fixed rate) and the
+# PostgreSQL restart test (which restarts the local cluster, so it never runs
+# alongside other packages). Figures: docs/reliability.md.
+SOAK_PROXY_RPS ?= 1000
+SOAK_JOB_RPS ?= 500
+SOAK_ENV = ROTOR_SOAK_PROXY_RPS=$(SOAK_PROXY_RPS) ROTOR_SOAK_JOB_RPS=$(SOAK_JOB_RPS) ROTOR_SOAK_REPORT=$(CURDIR)/bin/soak-report.json
 integration:
-	$(GO) test -race -count=1 ./integration/...
+	@mkdir -p bin
+	@$(SOAK_ENV) ROTOR_SOAK_DURATION=60s ROTOR_TEST_PG_RESTART=1 $(GO) test -race -count=1 -timeout 20m -v ./integration/... > bin/integration.log 2>&1; rc=$$?; \
+	grep -E '^(--- |ok|FAIL|panic)' bin/integration.log; cat bin/soak-report.json 2>/dev/null; echo; \
+	if [ $$rc -ne 0 ]; then tail -60 bin/integration.log; fi; exit $$rc
+
+# The long soak, run by hand: 10 minutes at the same rates.
+soak:
+	@mkdir -p bin
+	$(SOAK_ENV) ROTOR_SOAK_DURATION=10m $(GO) test -race -count=1 -timeout 30m -v -run '^TestSoak$$' ./integration/...
 
 # Each fuzz target for FUZZTIME (go test -fuzz takes one target at a time).
 fuzz:

@@ -28,8 +28,12 @@ const (
 	DefaultPollInterval = 100 * time.Millisecond
 	completeBatch       = 256
 	completeWait        = 5 * time.Millisecond
-	queueCacheTTL       = time.Second
-	userAgent           = "Rotor-Dispatch/1"
+	// Retrying a results write while storage is unavailable: about 30 s.
+	completeRetries  = 20
+	completeRetryMin = 50 * time.Millisecond
+	completeRetryMax = 2 * time.Second
+	queueCacheTTL    = time.Second
+	userAgent        = "Rotor-Dispatch/1"
 )
 
 // Options configure a Dispatcher.
@@ -290,9 +294,22 @@ func (d *Dispatcher) completer(done chan struct{}) {
 		}
 		// Background context: results of attempts already made are written
 		// even while shutting down.
-		if err := d.o.Store.CompleteAttempts(context.Background(), batch); err != nil {
-			// The leases expire and the jobs are delivered again: at least once.
-			d.log.Error("recording attempt results failed; the jobs will be retried when their leases expire", "results", len(batch), "err", err)
+		// While storage is unavailable (a database restart), keep trying for
+		// a while: the leases are still ours, and giving up would hold every
+		// job in this batch until its lease expires.
+		wait := completeRetryMin
+		for try := 0; ; try++ {
+			err := d.o.Store.CompleteAttempts(context.Background(), batch)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, storage.ErrUnavailable) || try >= completeRetries {
+				// The leases expire and the jobs are delivered again: at least once.
+				d.log.Error("recording attempt results failed; the jobs will be retried when their leases expire", "results", len(batch), "err", err)
+				break
+			}
+			time.Sleep(wait)
+			wait = min(2*wait, completeRetryMax)
 		}
 		batch = batch[:0]
 	}

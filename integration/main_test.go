@@ -19,7 +19,10 @@ import (
 	"rotor.sh/rotor/internal/leakcheck"
 )
 
-var rotorBin string
+var (
+	rotorBin string
+	binDir   string
+)
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "rotor-integration-")
@@ -27,6 +30,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	binDir = dir
 	rotorBin = filepath.Join(dir, "rotor")
 	build := exec.Command("go", "build", "-race", "-o", rotorBin, "rotor.sh/rotor/cmd/rotor")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
@@ -42,7 +46,7 @@ func TestMain(m *testing.M) {
 type server struct {
 	t        *testing.T
 	cmd      *exec.Cmd
-	out      *leakcheck.Buffer
+	out      output
 	done     chan error
 	apiURL   string
 	opsURL   string
@@ -80,7 +84,7 @@ func tryStartCmd(t *testing.T, dataDir string, args, need []string, env ...strin
 		"ROTOR_LOG_LEVEL=debug",
 	)
 	cmd.Env = append(cmd.Env, env...)
-	out := &leakcheck.Buffer{}
+	out := newOutput()
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -120,6 +124,16 @@ func tryStartCmd(t *testing.T, dataDir string, args, need []string, env ...strin
 	s.apiURL = ""
 	return s
 }
+
+// output captures a process's stdout and stderr.
+type output interface {
+	io.Writer
+	String() string
+}
+
+// newOutput makes the capture for the next server; tests that produce more
+// log than fits in memory swap it (see the soak test).
+var newOutput = func() output { return &leakcheck.Buffer{} }
 
 func listenAddr(logs, msg string) string {
 	sc := bufio.NewScanner(strings.NewReader(logs))

@@ -395,6 +395,14 @@ func (p *Proxy) onRequest(r *http.Request, gctx *goproxy.ProxyCtx) (*http.Reques
 			err = st.body.Err()
 		} else if !errors.Is(err, ErrDestinationBlocked) {
 			err = fmt.Errorf("%w: %v", errUpstream, err)
+		} else if len(st.names) > 0 {
+			// Resolved but never sent: the trail says so.
+			if aerr := p.vault.RecordDenied(r.Context(), vault.DeniedDelivery{
+				WorkspaceID: st.actor.WorkspaceID, ActorID: st.actor.KeyID, Names: st.names, Host: st.host,
+				RequestID: st.id, Reason: vault.DenyDestinationBlocked, Extra: st.extra,
+			}); aerr != nil {
+				p.log.Warn("audit of a blocked destination failed", LogFieldRequestID, entry.id, "err", aerr)
+			}
 		}
 		entry.outcome = OutcomeFailed
 		return r, p.refuse(r, entry, err)

@@ -107,7 +107,44 @@ func (v *Vault) Resolve(ctx context.Context, req ResolveRequest) (Resolved, erro
 const (
 	denyHost           = "host_not_allowed"
 	denyNoAllowedHosts = "allowed_hosts_required"
+	// DenyDestinationBlocked: the proxy resolved the request's secrets, then
+	// refused to connect (the SSRF guard), so nothing was sent.
+	DenyDestinationBlocked = "destination_blocked"
 )
+
+// DeniedDelivery says resolved secrets were not sent after all.
+type DeniedDelivery struct {
+	WorkspaceID string
+	ActorID     string
+	Names       []string
+	Host        string
+	RequestID   string
+	Reason      string
+	Extra       map[string]string
+}
+
+// RecordDenied writes one secret.access_denied row per name: the value
+// was resolved (its secret.accessed row stands) but the request carrying
+// it was refused before it left, for d.Reason.
+func (v *Vault) RecordDenied(ctx context.Context, d DeniedDelivery) error {
+	var in jsonx.Object
+	in.Str("host", d.Host)
+	if d.RequestID != "" {
+		in.Str("request_id", d.RequestID)
+	}
+	for _, k := range slices.Sorted(maps.Keys(d.Extra)) {
+		in.Str(k, d.Extra[k])
+	}
+	var out jsonx.Object
+	out.Str("reason", d.Reason)
+	actor := Actor{KeyID: d.ActorID, WorkspaceID: d.WorkspaceID}
+	for _, name := range d.Names {
+		if err := v.audit.record(ctx, v.rawEvent(actor, EventSecretAccessDenied, ResourceSecret, name, in.Bytes(), out.Bytes())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 func deny(e cacheEntry, req ResolveRequest) string {
 	switch {

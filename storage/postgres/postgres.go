@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"maps"
+	"net"
 	"slices"
 	"sort"
 	"strconv"
@@ -134,9 +136,24 @@ func mapErr(err error, what string) error {
 	return fmt.Errorf("%s: %w", what, err)
 }
 
+// isConnErr reports errors that mean the database is (for now) out of
+// reach rather than that the request was wrong: the client should retry.
+// A restart ends sessions with 57P01 and refuses new ones with 57P03 while
+// it starts; a broken socket surfaces as a net or EOF error.
 func isConnErr(err error) bool {
 	var ce *pgconn.ConnectError
-	return errors.As(err, &ce)
+	var pe *pgconn.PgError
+	var ne net.Error
+	switch {
+	case errors.As(err, &ce), errors.As(err, &ne):
+		return true
+	case errors.As(err, &pe):
+		class := pe.Code[:min(2, len(pe.Code))]
+		return class == "08" || class == "57" || class == "53"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		return true
+	}
+	return false
 }
 
 type querier interface {
