@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
@@ -26,7 +27,18 @@ type secretOut struct {
 
 // readValue takes a secret value from --from-env or standard input, never
 // from argv, where shell history and ps would see it.
+// readValue reads a secret value from --from-env or standard input. Values
+// travel as JSON strings, which hold only UTF-8: anything else is refused
+// here rather than silently changed (binary values: base64-encode them).
 func readValue(c *cli.Context) (string, error) {
+	v, err := readRawValue(c)
+	if err == nil && !utf8.ValidString(v) {
+		err = errors.New("the value is not valid UTF-8 text; base64-encode binary values")
+	}
+	return v, err
+}
+
+func readRawValue(c *cli.Context) (string, error) {
 	if v := c.String("from-env"); v != "" {
 		val, ok := os.LookupEnv(v)
 		if !ok {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"slices"
@@ -134,6 +135,9 @@ func (s *Service) validate(ctx context.Context, q storage.Queue) error {
 	u, err := url.Parse(shape)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return invalid("callback_url must be an absolute http:// or https:// URL")
+	}
+	if !validHostname(u.Hostname()) {
+		return invalid("callback_url: the host is not a valid host name (at most 253 characters, labels of at most 63)")
 	}
 	if hostRefs, _ := proxy.References(hostPart(q.CallbackURL), proxy.ContextQuery); len(hostRefs) > 0 {
 		return invalid("callback_url: secret references are not allowed in the host")
@@ -404,4 +408,20 @@ func (s *Service) RetryDead(ctx context.Context, actor vault.Actor, queue string
 		s.notify()
 	}
 	return n, nil
+}
+
+// validHostname: an IP literal, or a DNS name within DNS's limits.
+func validHostname(h string) bool {
+	if _, err := netip.ParseAddr(h); err == nil {
+		return true
+	}
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(h, "."), ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+	}
+	return true
 }

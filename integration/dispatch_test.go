@@ -158,11 +158,35 @@ func TestCrashLosesNoJob(t *testing.T) {
 			}
 		})
 	}
+	// A fifth client creates and rotates secrets: every acknowledged write
+	// must survive the crash.
+	ackedVersion := map[string]int{}
+	wg.Go(func() {
+		for i := 0; i < 10000; i++ {
+			name := "CRASH_" + strconv.Itoa(i)
+			code, _ := callNoFail(client, "POST", s.apiURL+"/v1/secrets", key, `{"name":"`+name+`","value":"crash-value-one"}`)
+			if code == 0 {
+				return
+			}
+			if code == 201 {
+				amu.Lock()
+				ackedVersion[name] = 1
+				amu.Unlock()
+			}
+			if code, _ := callNoFail(client, "PATCH", s.apiURL+"/v1/secrets/"+name, key, `{"value":"crash-value-two"}`); code == 200 {
+				amu.Lock()
+				ackedVersion[name] = 2
+				amu.Unlock()
+			} else if code == 0 {
+				return
+			}
+		}
+	})
 	for {
 		amu.Lock()
-		n := len(accepted)
+		n, m := len(accepted), len(ackedVersion)
 		amu.Unlock()
-		if n >= 200 {
+		if n >= 200 && m >= 20 {
 			break
 		}
 		time.Sleep(5 * time.Millisecond)
@@ -205,6 +229,29 @@ func TestCrashLosesNoJob(t *testing.T) {
 	mu.Lock()
 	t.Logf("%d jobs accepted before the crash, all delivered; %d deliveries in all (at least once)", len(accepted), sumValues(seen))
 	mu.Unlock()
+	for name, v := range ackedVersion {
+		code, body := call(t, "GET", s2.apiURL+"/v1/secrets/"+name, key, "")
+		var m struct{ Version int }
+		json.Unmarshal([]byte(body), &m)
+		if code != 200 || m.Version < v {
+			t.Fatalf("acknowledged write of %s (version %d) lost in the crash: %d %s", name, v, code, body)
+		}
+	}
+	t.Logf("%d acknowledged secret writes, all present after the crash", len(ackedVersion))
+}
+
+// callNoFail is call for goroutines racing a crash: 0 when the server is gone.
+func callNoFail(c *http.Client, method, url, key, body string) (int, string) {
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := c.Do(req)
+	if err != nil {
+		return 0, ""
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
 }
 
 func sumValues(m map[string]int) int {

@@ -209,10 +209,17 @@ func call(t *testing.T, method, url, key, body string) (int, string) {
 // rotor runs a CLI command and returns its exit code, stdout and stderr.
 func rotor(t *testing.T, env []string, args ...string) (int, string, string) {
 	t.Helper()
+	return rotorStdin(t, env, nil, args...)
+}
+
+// rotorStdin is rotor with standard input.
+func rotorStdin(t *testing.T, env []string, stdin []byte, args ...string) (int, string, string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, rotorBin, args...)
 	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdin = bytes.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

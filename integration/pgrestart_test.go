@@ -133,23 +133,7 @@ func TestPostgresRestartUnderLoad(t *testing.T) {
 		t.Fatalf("Rotor did not accept jobs after PostgreSQL came back (%d accepted since):\n%s", acceptedN.Load()-afterRestart, tail(s.out.String(), 4000))
 	}
 
-	deadline := time.Now().Add(60 * time.Second)
-	var lost int
-	for {
-		lost = 0
-		mu.Lock()
-		accepted.Range(func(k, _ any) bool {
-			if !delivered[k.(string)] {
-				lost++
-			}
-			return true
-		})
-		mu.Unlock()
-		if lost == 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	lost := waitDelivered(&accepted, &mu, delivered)
 	missingSecrets := 0
 	secretNames.Range(func(k, _ any) bool {
 		if code, _ := do("GET", "/v1/secrets/"+k.(string), ""); code != 200 {

@@ -65,15 +65,7 @@ func (v *Vault) Resolve(ctx context.Context, req ResolveRequest) (Resolved, erro
 			return Resolved{}, err
 		}
 	}
-	// Built without reflection: this runs on every proxied secret.
-	var in jsonx.Object
-	in.Str("host", req.Host)
-	if req.RequestID != "" {
-		in.Str("request_id", req.RequestID)
-	}
-	for _, k := range slices.Sorted(maps.Keys(req.Extra)) {
-		in.Str(k, req.Extra[k])
-	}
+	in := accessInput(req.Host, req.RequestID, req.Extra)
 	actor := Actor{KeyID: req.ActorID, WorkspaceID: req.WorkspaceID}
 	if denial := deny(e, req); denial != "" {
 		v.metrics.resolutions.WithLabelValues(resultDenied).Inc()
@@ -103,6 +95,20 @@ func (v *Vault) Resolve(ctx context.Context, req ResolveRequest) (Resolved, erro
 	return Resolved{Name: req.Name, Version: e.version, Value: e.value}, nil
 }
 
+// accessInput is the input of an access row, built without reflection:
+// this runs on every proxied secret.
+func accessInput(host, requestID string, extra map[string]string) jsonx.Object {
+	var in jsonx.Object
+	in.Str("host", host)
+	if requestID != "" {
+		in.Str("request_id", requestID)
+	}
+	for _, k := range slices.Sorted(maps.Keys(extra)) {
+		in.Str(k, extra[k])
+	}
+	return in
+}
+
 // Reasons for secret.access_denied rows.
 const (
 	denyHost           = "host_not_allowed"
@@ -127,14 +133,7 @@ type DeniedDelivery struct {
 // was resolved (its secret.accessed row stands) but the request carrying
 // it was refused before it left, for d.Reason.
 func (v *Vault) RecordDenied(ctx context.Context, d DeniedDelivery) error {
-	var in jsonx.Object
-	in.Str("host", d.Host)
-	if d.RequestID != "" {
-		in.Str("request_id", d.RequestID)
-	}
-	for _, k := range slices.Sorted(maps.Keys(d.Extra)) {
-		in.Str(k, d.Extra[k])
-	}
+	in := accessInput(d.Host, d.RequestID, d.Extra)
 	var out jsonx.Object
 	out.Str("reason", d.Reason)
 	actor := Actor{KeyID: d.ActorID, WorkspaceID: d.WorkspaceID}
