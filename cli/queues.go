@@ -80,22 +80,12 @@ func queueBody(c *cli.Context) (map[string]any, error) {
 }
 
 func queuesCommand() *cli.Command {
-	one := func(c *cli.Context, usage string) (string, error) {
-		if c.NArg() != 1 {
-			return "", fmt.Errorf("usage: rotor queues %s", usage)
-		}
-		return c.Args().First(), nil
-	}
 	return &cli.Command{
 		Name:  "queues",
 		Usage: "manage queues (callback destinations)",
 		Subcommands: []*cli.Command{
 			{Name: "create", ArgsUsage: "NAME", Usage: "create a queue", Flags: queueSpecFlags(), Action: func(c *cli.Context) error {
-				name, err := one(c, "create NAME --callback-url URL")
-				if err != nil {
-					return err
-				}
-				a, err := newClient(c)
+				name, err := oneArg(c, "queues create NAME --callback-url URL")
 				if err != nil {
 					return err
 				}
@@ -104,18 +94,10 @@ func queuesCommand() *cli.Command {
 					return err
 				}
 				body["name"] = name
-				var q queueOut
-				if err := a.do(c.Context, "POST", "/v1/queues", body, &q); err != nil {
-					return err
-				}
-				return a.print(q, queueHeader, queueRows(q))
+				return show(c, "POST", "/v1/queues", body, queueHeader, func(q queueOut) [][]string { return queueRows(q) })
 			}},
 			{Name: "update", ArgsUsage: "NAME", Usage: "change a queue (creates it when --callback-url is given and it does not exist)", Flags: queueSpecFlags(), Action: func(c *cli.Context) error {
-				name, err := one(c, "update NAME [flags]")
-				if err != nil {
-					return err
-				}
-				a, err := newClient(c)
+				name, err := oneArg(c, "queues update NAME [flags]")
 				if err != nil {
 					return err
 				}
@@ -123,14 +105,10 @@ func queuesCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-				var q queueOut
-				if err := a.do(c.Context, "PATCH", "/v1/queues/"+url.PathEscape(name), body, &q); err != nil {
-					return err
-				}
-				return a.print(q, queueHeader, queueRows(q))
+				return show(c, "PATCH", "/v1/queues/"+url.PathEscape(name), body, queueHeader, func(q queueOut) [][]string { return queueRows(q) })
 			}},
 			{Name: "get", ArgsUsage: "NAME", Flags: clientFlags(), Action: func(c *cli.Context) error {
-				name, err := one(c, "get NAME")
+				name, err := oneArg(c, "queues get NAME")
 				if err != nil {
 					return err
 				}
@@ -144,7 +122,7 @@ func queuesCommand() *cli.Command {
 				})
 			}},
 			{Name: "delete", ArgsUsage: "NAME", Flags: append(clientFlags(), &cli.BoolFlag{Name: "yes"}), Action: func(c *cli.Context) error {
-				name, err := one(c, "delete NAME")
+				name, err := oneArg(c, "queues delete NAME")
 				if err != nil {
 					return err
 				}

@@ -84,13 +84,20 @@ func valueFlags() []cli.Flag {
 	)
 }
 
-func secretsCommand() *cli.Command {
-	one := func(c *cli.Context, usage string) (string, error) {
-		if c.NArg() != 1 {
-			return "", fmt.Errorf("usage: rotor secrets %s", usage)
-		}
-		return c.Args().First(), nil
+// secretBody is the value (and allowed hosts) of a create or rotate.
+func secretBody(c *cli.Context) (map[string]any, error) {
+	v, err := readValue(c)
+	if err != nil {
+		return nil, err
 	}
+	body := map[string]any{"value": v}
+	if h := c.StringSlice("allowed-host"); len(h) > 0 {
+		body["allowed_hosts"] = h
+	}
+	return body, nil
+}
+
+func secretsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "secrets",
 		Usage: "manage secrets (values are read from stdin or --from-env, never from arguments)",
@@ -98,27 +105,16 @@ func secretsCommand() *cli.Command {
 			{
 				Name: "create", Usage: "store a new secret", ArgsUsage: "NAME", Flags: valueFlags(),
 				Action: func(c *cli.Context) error {
-					name, err := one(c, "create NAME")
+					name, err := oneArg(c, "secrets create NAME")
 					if err != nil {
 						return err
 					}
-					a, err := newClient(c)
+					body, err := secretBody(c)
 					if err != nil {
 						return err
 					}
-					v, err := readValue(c)
-					if err != nil {
-						return err
-					}
-					body := map[string]any{"name": name, "value": v}
-					if h := c.StringSlice("allowed-host"); len(h) > 0 {
-						body["allowed_hosts"] = h
-					}
-					var s secretOut
-					if err := a.do(c.Context, "POST", "/v1/secrets", body, &s); err != nil {
-						return err
-					}
-					return a.print(s, secretHeader, secretRows(s))
+					body["name"] = name
+					return show(c, "POST", "/v1/secrets", body, secretHeader, func(s secretOut) [][]string { return secretRows(s) })
 				},
 			},
 			{
@@ -144,34 +140,22 @@ func secretsCommand() *cli.Command {
 			{
 				Name: "rotate", Usage: "give a secret a new value (used by the next dispatch)", ArgsUsage: "NAME", Flags: valueFlags(),
 				Action: func(c *cli.Context) error {
-					name, err := one(c, "rotate NAME")
+					name, err := oneArg(c, "secrets rotate NAME")
 					if err != nil {
 						return err
 					}
-					a, err := newClient(c)
+					body, err := secretBody(c)
 					if err != nil {
 						return err
 					}
-					v, err := readValue(c)
-					if err != nil {
-						return err
-					}
-					body := map[string]any{"value": v}
-					if h := c.StringSlice("allowed-host"); len(h) > 0 {
-						body["allowed_hosts"] = h
-					}
-					var s secretOut
-					if err := a.do(c.Context, "PATCH", "/v1/secrets/"+url.PathEscape(name), body, &s); err != nil {
-						return err
-					}
-					return a.print(s, secretHeader, secretRows(s))
+					return show(c, "PATCH", "/v1/secrets/"+url.PathEscape(name), body, secretHeader, func(s secretOut) [][]string { return secretRows(s) })
 				},
 			},
 			{
 				Name: "delete", Usage: "delete a secret", ArgsUsage: "NAME",
 				Flags: append(clientFlags(), &cli.BoolFlag{Name: "yes", Usage: "do not ask"}, &cli.BoolFlag{Name: "force", Usage: "delete even if queues reference it"}),
 				Action: func(c *cli.Context) error {
-					name, err := one(c, "delete NAME")
+					name, err := oneArg(c, "secrets delete NAME")
 					if err != nil {
 						return err
 					}

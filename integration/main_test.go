@@ -99,11 +99,14 @@ func tryStartCmd(t *testing.T, dataDir string, args, need []string, env ...strin
 	})
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		s.apiURL, s.opsURL = listenAddr(out.String(), "api listening"), listenAddr(out.String(), "ops listening")
-		s.proxyURL = listenAddr(out.String(), "proxy listening")
+		// One snapshot of the output for every address: a line logged
+		// between two reads must not leave one of them empty.
+		logs := out.String()
+		s.apiURL, s.opsURL = listenAddr(logs, "api listening"), listenAddr(logs, "ops listening")
+		s.proxyURL = listenAddr(logs, "proxy listening")
 		up := true
 		for _, msg := range need {
-			if listenAddr(out.String(), msg) == "" {
+			if listenAddr(logs, msg) == "" {
 				up = false
 			}
 		}

@@ -70,17 +70,8 @@ func TestPostgresRestartUnderLoad(t *testing.T) {
 		v.(*atomic.Int64).Add(1)
 	}
 	client := &http.Client{Timeout: 10 * time.Second}
-	do := func(method, path, body string) (int, []byte) {
-		req, _ := http.NewRequest(method, s.apiURL+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+key)
-		req.Header.Set("Content-Type", "application/json")
-		res, err := client.Do(req)
-		if err != nil {
-			return 0, nil
-		}
-		defer res.Body.Close()
-		b, _ := io.ReadAll(res.Body)
-		return res.StatusCode, b
+	do := func(method, path, body string) (int, string) {
+		return callNoFail(client, method, s.apiURL+path, key, body)
 	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -99,7 +90,7 @@ func TestPostgresRestartUnderLoad(t *testing.T) {
 				count(code)
 				if code == 201 {
 					var j struct{ ID string }
-					json.Unmarshal(b, &j)
+					json.Unmarshal([]byte(b), &j)
 					accepted.Store(j.ID, true)
 					acceptedN.Add(1)
 				} else {

@@ -109,7 +109,7 @@ func (v *Vault) sealWorkspace(ctx context.Context, ws string) error {
 		from = storage.AuditHead{LastID: prev.LastID, Chain: prev.Chain}
 	}
 	// Seal only what is consistent with the last seal.
-	res, err := v.walkChain(ctx, ws, from, head.LastID)
+	res, err := v.walkChain(ctx, ws, from, head.LastID, nil)
 	if err != nil {
 		return err
 	}
@@ -142,14 +142,14 @@ type walkResult struct {
 	chain   []byte
 	bad     int64
 	problem string
-	// sealSeen: the row named by check was reached and matched.
+	// sealSeen: the sealed row was reached and matched.
 	sealSeen bool
 }
 
 // walkChain recomputes the chain from the row after `from` up to id `upTo`
-// (0: to the end). When check is set, the row with check.LastID must carry
-// check.Chain.
-func (v *Vault) walkChain(ctx context.Context, ws string, from storage.AuditHead, upTo int64, check ...storage.AuditCheckpoint) (walkResult, error) {
+// (0: to the end). When seal is not nil, the row with seal.LastID must be
+// there and carry seal.Chain.
+func (v *Vault) walkChain(ctx context.Context, ws string, from storage.AuditHead, upTo int64, seal *storage.AuditCheckpoint) (walkResult, error) {
 	r := walkResult{lastID: from.LastID, chain: from.Chain}
 	for {
 		evs, err := v.store.ListAuditAsc(ctx, storage.AuditRange{WorkspaceID: ws, AfterID: r.lastID, Limit: auditVerifyPage})
@@ -160,11 +160,9 @@ func (v *Vault) walkChain(ctx context.Context, ws string, from storage.AuditHead
 			if upTo > 0 && e.ID > upTo {
 				return r, nil
 			}
-			for _, c := range check {
-				if !r.sealSeen && e.ID > c.LastID {
-					r.bad, r.problem = c.LastID, fmt.Sprintf("row %d, sealed at %s, is missing: rows were deleted", c.LastID, c.SealedAt.Format(time.RFC3339))
-					return r, nil
-				}
+			if seal != nil && !r.sealSeen && e.ID > seal.LastID {
+				r.bad, r.problem = seal.LastID, fmt.Sprintf("row %d, sealed at %s, is missing: rows were deleted", seal.LastID, seal.SealedAt.Format(time.RFC3339))
+				return r, nil
 			}
 			want := storage.NextChain(r.chain, e)
 			if !bytes.Equal(e.Chain, want) {
@@ -173,14 +171,12 @@ func (v *Vault) walkChain(ctx context.Context, ws string, from storage.AuditHead
 			}
 			r.rows++
 			r.lastID, r.chain = e.ID, want
-			for _, c := range check {
-				if e.ID == c.LastID {
-					if !bytes.Equal(want, c.Chain) {
-						r.bad, r.problem = e.ID, "the rows up to this one do not match their seal: rows were edited and the chain recomputed"
-						return r, nil
-					}
-					r.sealSeen = true
+			if seal != nil && e.ID == seal.LastID {
+				if !bytes.Equal(want, seal.Chain) {
+					r.bad, r.problem = e.ID, "the rows up to this one do not match their seal: rows were edited and the chain recomputed"
+					return r, nil
 				}
+				r.sealSeen = true
 			}
 		}
 		if len(evs) < auditVerifyPage {
@@ -198,7 +194,7 @@ func (v *Vault) walkChain(ctx context.Context, ws string, from storage.AuditHead
 func (v *Vault) VerifyAudit(ctx context.Context, actor Actor) (AuditVerification, error) {
 	ws := actor.WorkspaceID
 	out := AuditVerification{OK: true}
-	var checks []storage.AuditCheckpoint
+	var seal *storage.AuditCheckpoint
 	cp, err := v.store.GetAuditCheckpoint(ctx, ws)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
@@ -208,10 +204,10 @@ func (v *Vault) VerifyAudit(ctx context.Context, actor Actor) (AuditVerification
 		v.metrics.auditTamper.Inc()
 		return AuditVerification{Problem: "the chain's seal does not verify: it was forged, edited, or written under another master key"}, nil
 	default:
-		checks = append(checks, cp)
+		seal = &cp
 		out.SealedThrough, out.SealedAt = cp.LastID, cp.SealedAt
 	}
-	r, err := v.walkChain(ctx, ws, storage.AuditHead{}, 0, checks...)
+	r, err := v.walkChain(ctx, ws, storage.AuditHead{}, 0, seal)
 	if err != nil {
 		return out, err
 	}
@@ -219,7 +215,7 @@ func (v *Vault) VerifyAudit(ctx context.Context, actor Actor) (AuditVerification
 	switch {
 	case r.bad != 0:
 		out.OK, out.FirstBadID, out.Problem = false, r.bad, r.problem
-	case len(checks) > 0 && !r.sealSeen:
+	case seal != nil && !r.sealSeen:
 		out.OK, out.FirstBadID = false, cp.LastID
 		out.Problem = fmt.Sprintf("the trail ends at row %d but row %d was sealed at %s: rows were deleted from the end (truncated)", r.lastID, cp.LastID, cp.SealedAt.Format(time.RFC3339))
 	default:

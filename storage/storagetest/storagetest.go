@@ -540,10 +540,12 @@ func testAuditChain(t *testing.T, s storage.Store) {
 	mkWorkspace(t, s, "ws_b")
 	mkKEK(t, s, "kek_1")
 	odd := ev("ws_a", "secret.accessed", "ODD")
-	odd.Input = json.RawMessage(`{ "z" : 1,  "a":[1, 2] }`) // a jsonb column rewrites this
-	odd.Output = nil
+	odd.Input = json.RawMessage(`{ "z" : 1,  "a":[1, 2] }`)              // a jsonb column rewrites this
+	odd.Output = json.RawMessage(`{"note":"a<b & c>d \u2028 line sep"}`) // escaped by the plugin wire
 	odd.OccurredAt = t0.Add(123456789 * time.Nanosecond)
-	must(t, s.AppendAudit(ctx(), []storage.AuditEvent{odd, ev("ws_b", "secret.accessed", "B0")}))
+	sep := ev("ws_a", "secret.accessed", "SEP")
+	sep.Input = json.RawMessage("{\"only\":\"para\u2029graph\"}") // a raw U+2029 and nothing else to escape
+	must(t, s.AppendAudit(ctx(), []storage.AuditEvent{odd, sep, ev("ws_b", "secret.accessed", "B0")}))
 	must(t, s.CreateSecret(ctx(), storage.CreateSecretArgs{Secret: secret("ws_a", "A", "kek_1", "x"), Audit: []storage.AuditEvent{ev("ws_a", "secret.created", "A")}}))
 	var wg sync.WaitGroup
 	for g := range 8 {
@@ -560,7 +562,7 @@ func testAuditChain(t *testing.T, s storage.Store) {
 		}()
 	}
 	wg.Wait()
-	for ws, want := range map[string]int{"ws_a": 82, "ws_b": 81} {
+	for ws, want := range map[string]int{"ws_a": 83, "ws_b": 81} {
 		var prev []byte
 		var after int64
 		n := 0
