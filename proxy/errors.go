@@ -24,6 +24,11 @@ const (
 	CodeNotProxyRequest     = "not_a_proxy_request"
 	CodeUnavailable         = "unavailable"
 	CodeInternal            = "internal"
+	// CodeResponseUnscannable: the response to a request carrying resolved
+	// secrets has a Content-Encoding the scrubber cannot read.
+	CodeResponseUnscannable = "response_unscannable"
+	// CodeHostTooLong: the destination host exceeds DNS's 253 characters.
+	CodeHostTooLong = "host_too_long"
 )
 
 // HeaderError carries the error code on every response the proxy makes itself.
@@ -47,6 +52,10 @@ func classify(err error) (int, string) {
 	switch {
 	case errors.Is(err, ErrProxyAuth), errors.Is(err, vault.ErrUnauthenticated):
 		return http.StatusProxyAuthRequired, CodeProxyAuthRequired
+	case errors.Is(err, ErrHostTooLong):
+		return http.StatusBadRequest, CodeHostTooLong
+	case errors.Is(err, ErrResponseUnscannable):
+		return http.StatusBadGateway, CodeResponseUnscannable
 	case errors.Is(err, ErrReferenceInHost):
 		return http.StatusBadRequest, CodeReferenceInHost
 	case errors.Is(err, ErrReference), errors.Is(err, ErrOutsideString), errors.Is(err, vault.ErrInvalidName):
@@ -76,3 +85,13 @@ func classify(err error) (int, string) {
 
 // errUpstream marks failures talking to the destination.
 var errUpstream = errors.New("upstream request failed")
+
+var (
+	// ErrResponseUnscannable: secrets were resolved into the request, and
+	// the response has a Content-Encoding the scrubber cannot read; it is
+	// not relayed (fail closed).
+	ErrResponseUnscannable = errors.New("the response cannot be scanned for resolved secrets")
+	// ErrHostTooLong: the destination host exceeds 253 characters, the
+	// longest name DNS allows.
+	ErrHostTooLong = errors.New("destination host longer than 253 characters")
+)
