@@ -287,6 +287,10 @@ type reqState struct {
 	id    string
 	actor vault.Actor
 	host  string
+	// scheme and port of the destination, for allowed_hosts entries that
+	// name them (port 0: the scheme's default).
+	scheme string
+	port   int
 	// resolved holds each secret resolved for this request (a handful at
 	// most, so a slice beats a map).
 	resolved []resolvedSecret
@@ -320,6 +324,7 @@ func (st *reqState) resolve(Context) ResolveFunc {
 		if !ok {
 			r, err := st.p.vault.Resolve(st.ctx, vault.ResolveRequest{
 				WorkspaceID: st.actor.WorkspaceID, Name: name, ActorID: st.actor.KeyID, Host: st.host,
+				Scheme: st.scheme, Port: st.port,
 				RequireAllowedHosts: st.p.requireAH, RequestID: st.id, Extra: st.extra,
 			})
 			if err != nil {
@@ -378,6 +383,10 @@ func (p *Proxy) onRequest(r *http.Request, gctx *goproxy.ProxyCtx) (*http.Reques
 	}
 	stripInternal(r.Header)
 	removeHopByHop(r.Header, false)
+	// After applying the dispatcher's scheme: a callback sent over TLS
+	// matches https:// entries.
+	st.scheme = r.URL.Scheme
+	st.port, _ = strconv.Atoi(r.URL.Port())
 	out, err := st.rewrite(r)
 	if err == nil && internal {
 		err = st.applyInternal(out, in)
