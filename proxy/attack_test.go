@@ -308,3 +308,21 @@ func TestAttackAllowedHostPort(t *testing.T) {
 		}
 	}
 }
+
+// TestUnscannableWithoutBody: a response without a body has nothing to
+// scan, whatever its Content-Encoding says.
+func TestUnscannableWithoutBody(t *testing.T) {
+	e := newEnv(t)
+	up := newUpstream(t, false)
+	e.secret("TOKEN", tokenValue)
+	up.respond = func(w http.ResponseWriter, r *http.Request, body []byte) {
+		w.Header().Set("Content-Encoding", "br")
+		w.WriteHeader(http.StatusNoContent)
+	}
+	c := e.client(e.key, nil)
+	for _, m := range []string{"HEAD", "GET"} {
+		if r := e.send(c, m, up.URL+"/e", "", "", "X-Key", "${{ secrets.TOKEN }}"); r.status != http.StatusNoContent {
+			t.Fatalf("%s: %d %s", m, r.status, r.body)
+		}
+	}
+}

@@ -149,8 +149,8 @@ func decodeResponse(resp *http.Response) error {
 			}
 		}
 	}
-	if len(codings) == 0 {
-		return nil
+	if len(codings) == 0 || resp.Body == nil || resp.Body == http.NoBody || resp.ContentLength == 0 {
+		return nil // nothing to decode, or no body to read (HEAD, 204, 304)
 	}
 	if len(codings) > maxContentCodings {
 		return fmt.Errorf("%w: %d content codings", ErrResponseUnscannable, len(codings))
@@ -159,9 +159,6 @@ func decodeResponse(resp *http.Response) error {
 		if c != "gzip" && c != "x-gzip" && c != "deflate" {
 			return fmt.Errorf("%w: content coding %q", ErrResponseUnscannable, boundField(c, 40))
 		}
-	}
-	if resp.Body == nil || resp.Body == http.NoBody {
-		return nil // nothing to read (HEAD, 204, 304)
 	}
 	src := resp.Body
 	var r io.Reader = src
