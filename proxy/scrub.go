@@ -68,6 +68,8 @@ type scrubScan struct {
 	// emitted nor dropped yet.
 	off  int64
 	held []byte
+	// mem is held's buffer (held is a window on it).
+	mem []byte
 	// The pending replaced stretch [rs, re) and its replacement.
 	pending bool
 	rs, re  int64
@@ -80,7 +82,7 @@ type scrubScan struct {
 func (sc *scrubScan) write(out, b []byte) []byte {
 	m := sc.s.m
 	base := sc.off + int64(len(sc.held))
-	sc.held = append(sc.held, b...)
+	sc.hold(b)
 	st := sc.state
 	for i, c := range b {
 		st = m.step(st, c)
@@ -153,11 +155,21 @@ func (sc *scrubScan) drop(to int64) {
 	}
 }
 
-// compact moves the held bytes to the front of their buffer, so a long
-// stream reuses one allocation.
-func (sc *scrubScan) compact() {
-	if cap(sc.held) > 0 && len(sc.held) < cap(sc.held)/2 {
-		sc.held = append(sc.held[:0:0], sc.held...)
+// hold appends b to the held bytes, moving them to the front of their
+// buffer first when that makes room, so a long stream reuses one buffer.
+func (sc *scrubScan) hold(b []byte) {
+	if cap(sc.held)-len(sc.held) < len(b) && sc.mem != nil {
+		n := copy(sc.mem, sc.held)
+		sc.held = sc.mem[:n]
+		if cap(sc.held)-n < len(b) {
+			sc.mem = make([]byte, 2*(n+len(b)))
+			copy(sc.mem, sc.held)
+			sc.held = sc.mem[:n]
+		}
+	}
+	sc.held = append(sc.held, b...)
+	if sc.mem == nil || cap(sc.held) > cap(sc.mem) {
+		sc.mem = sc.held[:cap(sc.held)]
 	}
 }
 
@@ -169,6 +181,8 @@ type scrubReader struct {
 	out []byte
 	rd  int
 	err error
+	// full: the last read filled buf (grow it).
+	full bool
 	// onEOF runs once, when the source is exhausted (trailers are known
 	// then).
 	onEOF func()
@@ -186,13 +200,15 @@ func (r *scrubReader) Read(p []byte) (int, error) {
 		if r.err != nil {
 			return 0, r.err
 		}
-		if r.buf == nil {
-			r.buf = make([]byte, readChunk)
+		// Start small and double up to readChunk: most echoed bodies are
+		// error pages of a few hundred bytes.
+		if len(r.buf) < readChunk && (r.buf == nil || r.full) {
+			r.buf = make([]byte, min(readChunk, max(2*len(r.buf), 2<<10)))
 		}
 		r.out, r.rd = r.out[:0], 0
 		n, err := r.src.Read(r.buf)
+		r.full = n == len(r.buf)
 		r.out = r.sc.write(r.out, r.buf[:n])
-		r.sc.compact()
 		if err != nil {
 			if err == io.EOF {
 				r.out = r.sc.close(r.out)
