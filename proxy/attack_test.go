@@ -326,3 +326,14 @@ func TestUnscannableWithoutBody(t *testing.T) {
 		}
 	}
 }
+
+// TestLibraryLogBounded: goproxy's own lines, which quote what clients
+// send, are bounded too.
+func TestLibraryLogBounded(t *testing.T) {
+	var buf bytes.Buffer
+	l := proxy.GoproxyLoggerForTest(&buf)
+	l.Printf("Illegal URL %s", "http://h/"+strings.Repeat("p", 10000))
+	if buf.Len() == 0 || strings.Contains(buf.String(), strings.Repeat("p", 600)) {
+		t.Fatalf("goproxy line not bounded (%d bytes)", buf.Len())
+	}
+}

@@ -164,7 +164,7 @@ func New(opts Options) (*Proxy, error) {
 		ResponseHeaderTimeout: opts.ResponseHeaderTimeout,
 	}
 	gp := goproxy.NewProxyHttpServer()
-	gp.Logger = slog.NewLogLogger(opts.Logger.Handler(), slog.LevelDebug)
+	gp.Logger = goproxyLogger{opts.Logger.Handler()}
 	gp.Tr = p.tr
 	gp.KeepAcceptEncoding = true // decided per request in rewrite
 	gp.CertStore = &certCache{}
