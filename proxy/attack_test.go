@@ -337,3 +337,32 @@ func TestLibraryLogBounded(t *testing.T) {
 		t.Fatalf("goproxy line not bounded (%d bytes)", buf.Len())
 	}
 }
+
+// TestAttackScrubLimit: large values with many encodings would make the
+// response scrubber's automaton huge; past MaxScrubBytes the request is
+// refused before anything is sent.
+func TestAttackScrubLimit(t *testing.T) {
+	e := newEnv(t)
+	up := newUpstream(t, false)
+	big := strings.Repeat(`"/`, 30000) // 60 KB, 450 KB of distinct forms
+	three := "${{ secrets.BIG1 }} ${{ secrets.BIG2 }} ${{ secrets.BIG3 }}"
+	for _, x := range []*env{e} {
+		x.secret("BIG1", big)
+		x.secret("BIG2", big+"x")
+		x.secret("BIG3", big+"y")
+	}
+	c := e.client(e.key, nil)
+	if r := e.send(c, "POST", up.URL+"/one", "text/plain", "${{ secrets.BIG1 }}"); r.status != 200 {
+		t.Fatalf("one big secret: %d %s", r.status, r.body)
+	}
+	before := up.count()
+	r := e.send(c, "POST", up.URL+"/three", "text/plain", three)
+	refused(t, r, up, before, 400, proxy.CodeScrubLimit)
+	e2 := newEnv(t, func(o *proxy.Options) { o.NoScrub = true })
+	e2.secret("BIG1", big)
+	e2.secret("BIG2", big+"x")
+	e2.secret("BIG3", big+"y")
+	if r := e2.send(e2.client(e2.key, nil), "POST", up.URL+"/three", "text/plain", three); r.status != 200 {
+		t.Fatalf("no-scrub: %d", r.status)
+	}
+}

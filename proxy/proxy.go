@@ -392,6 +392,12 @@ func (p *Proxy) onRequest(r *http.Request, gctx *goproxy.ProxyCtx) (*http.Reques
 		err = st.applyInternal(out, in)
 	}
 	entry.secrets = st.names
+	var sc *scrubber
+	if err == nil && len(st.names) > 0 && p.scrub {
+		// Built before anything is sent: a request whose response could
+		// not be scrubbed in bounded memory is refused.
+		sc, err = newScrubberBounded(st.forms)
+	}
 	if err != nil {
 		return r, p.refuse(r, entry, err)
 	}
@@ -428,7 +434,6 @@ func (p *Proxy) onRequest(r *http.Request, gctx *goproxy.ProxyCtx) (*http.Reques
 	removeOwned(resp.Header)
 	removeHopByHop(resp.Header, true)
 	removeOwned(resp.Trailer)
-	var sc *scrubber
 	if len(st.names) > 0 && p.scrub {
 		// Secrets went into this request: the response is read before the
 		// worker sees it, or not relayed at all.
@@ -437,7 +442,7 @@ func (p *Proxy) onRequest(r *http.Request, gctx *goproxy.ProxyCtx) (*http.Reques
 			entry.outcome = OutcomeFailed
 			return r, p.refuse(r, entry, err)
 		}
-		if sc = newScrubber(st.forms); sc != nil {
+		if sc != nil {
 			entry.scrubbed = st.scrubResponse(resp, sc)
 		}
 	}

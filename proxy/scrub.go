@@ -1,6 +1,9 @@
 package proxy
 
-import "io"
+import (
+	"fmt"
+	"io"
+)
 
 // minScrubLen: values shorter than this are not scrubbed from responses,
 // since replacing every occurrence of a 3-byte string would corrupt
@@ -26,6 +29,27 @@ type scrubPattern struct {
 type scrubber struct {
 	patterns []scrubPattern
 	m        *matcher
+}
+
+// MaxScrubBytes bounds the forms one request's scrubber looks for (their
+// total length, which bounds the automaton's states at about 31 bytes
+// each, plus dense tables): under 50 MB of automaton at worst. A request resolving more secret material than this is
+// refused before it is sent (ErrScrubLimit), unless scrubbing is off.
+const MaxScrubBytes = 1 << 20
+
+// newScrubberBounded is newScrubber, refusing more than MaxScrubBytes of
+// forms.
+func newScrubberBounded(p []scrubPattern) (*scrubber, error) {
+	total := 0
+	for _, x := range p {
+		if len(x.find) >= minScrubLen {
+			total += len(x.find)
+		}
+	}
+	if total > MaxScrubBytes {
+		return nil, fmt.Errorf("%w: %d bytes of resolved values and their encodings, at most %d", ErrScrubLimit, total, MaxScrubBytes)
+	}
+	return newScrubber(p), nil
 }
 
 func newScrubber(p []scrubPattern) *scrubber {
