@@ -67,10 +67,10 @@ func proxyGet(t *testing.T, c *http.Client, method, u string, body []byte, hdr .
 	return res, string(b)
 }
 
-// TestAttackProxyScrubBypass: an upstream reflects a resolved value in a
+// attackScrubBypass: an upstream reflects a resolved value in a
 // trailer, under an undecoded Content-Encoding, in deflate, as the Basic
 // credential's base64, in its decoded query form and JSON-escaped.
-func TestAttackProxyScrubBypass(t *testing.T) {
+func attackScrubBypass(t *testing.T, s *server, c *http.Client) {
 	const value = `scrub"canary\value-9a8b7c`
 	const pass = "basic-canary-pass-4d5e6f"
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -94,7 +94,6 @@ func TestAttackProxyScrubBypass(t *testing.T) {
 		}
 	}))
 	defer up.Close()
-	s, c := attackEnv(t)
 	attackSecret(t, s, "CANARY", value)
 	attackSecret(t, s, "PASS", pass)
 	ref := "${{ secrets.CANARY }}"
@@ -129,6 +128,24 @@ func TestAttackProxyScrubBypass(t *testing.T) {
 	check("userinfo echo", body)
 }
 
+// TestAttackProxy runs the sidecar attacks against one server (starting
+// one per attack would cost the suite half a minute).
+func TestAttackProxy(t *testing.T) {
+	s, c := attackEnv(t)
+	for _, a := range []struct {
+		name string
+		run  func(*testing.T, *server, *http.Client)
+	}{
+		{"scrub_bypass", attackScrubBypass},
+		{"scrub_cpu", attackScrubCPU},
+		{"forged_headers", attackForgedHeaders},
+		{"long_host", attackLongHost},
+		{"allowed_host_port", attackAllowedHostPort},
+	} {
+		t.Run(a.name, func(t *testing.T) { a.run(t, s, c) })
+	}
+}
+
 // procCPU is the user+system CPU time of a process so far.
 func procCPU(t *testing.T, pid int) time.Duration {
 	t.Helper()
@@ -142,13 +159,13 @@ func procCPU(t *testing.T, pid int) time.Duration {
 	return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ is 100 on Linux
 }
 
-// TestAttackProxyScrubCPU: the issue's adversarial case, two secrets that
+// attackScrubCPU: the issue's adversarial case, two secrets that
 // share a long prefix with a third, and a 440 KB body echoing one of them
 // many times (with its length known, so the proxy scrubs it whole). Scrubbing it cost 6.7 CPU-seconds when it was quadratic. The
 // bound below is CPU time (not wall time, so a busy machine does not
 // matter) with a wide margin: the linear scrubber needs a few tens of
 // milliseconds even under the race detector.
-func TestAttackProxyScrubCPU(t *testing.T) {
+func attackScrubCPU(t *testing.T, s *server, c *http.Client) {
 	// Longer than 64 bytes: past what bytes.Index searches with SIMD.
 	prefix := strings.Repeat("p", 100)
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -161,7 +178,6 @@ func TestAttackProxyScrubCPU(t *testing.T) {
 		w.Write(b)
 	}))
 	defer up.Close()
-	s, c := attackEnv(t)
 	attackSecret(t, s, "A", prefix+"A-value")
 	attackSecret(t, s, "B", prefix+"B-value")
 	attackSecret(t, s, "C", prefix+"C-value")
@@ -182,10 +198,10 @@ func TestAttackProxyScrubCPU(t *testing.T) {
 	}
 }
 
-// TestAttackProxyForgedHeaders: an upstream forges Rotor's own headers and
+// attackForgedHeaders: an upstream forges Rotor's own headers and
 // hop-by-hop headers; a client's hop-by-hop headers must not reach the
 // upstream.
-func TestAttackProxyForgedHeaders(t *testing.T) {
+func attackForgedHeaders(t *testing.T, s *server, c *http.Client) {
 	seen := make(chan http.Header, 1)
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		seen <- r.Header.Clone()
@@ -196,7 +212,6 @@ func TestAttackProxyForgedHeaders(t *testing.T) {
 		w.WriteHeader(503)
 	}))
 	defer up.Close()
-	_, c := attackEnv(t)
 	res, _ := proxyGet(t, c, "GET", up.URL+"/x", nil, "Connection", "X-Hop", "X-Hop", "1", "Keep-Alive", "timeout=1", "Te", "trailers", "Upgrade", "h2c")
 	if res.Header.Get("X-Rotor-Error") != "" || res.Header.Get("Rotor-Job-Id") != "" {
 		t.Errorf("forged Rotor headers reached the client: %q %q", res.Header.Get("X-Rotor-Error")[:min(40, len(res.Header.Get("X-Rotor-Error")))], res.Header.Get("Rotor-Job-Id"))
@@ -212,10 +227,9 @@ func TestAttackProxyForgedHeaders(t *testing.T) {
 	}
 }
 
-// TestAttackProxyLongHost: a 300-character destination host is refused with
+// attackLongHost: a 300-character destination host is refused with
 // 400 before an audit row or a log line holds it.
-func TestAttackProxyLongHost(t *testing.T) {
-	s, c := attackEnv(t)
+func attackLongHost(t *testing.T, s *server, c *http.Client) {
 	attackSecret(t, s, "TOKEN", "long-host-canary-1234")
 	long := strings.Repeat("h", 300) + ".test" // labels over 63: never a DNS query
 	res, _ := proxyGet(t, c, "GET", "http://"+long+"/x", nil, "X-Key", "${{ secrets.TOKEN }}")
@@ -232,14 +246,13 @@ func TestAttackProxyLongHost(t *testing.T) {
 	}
 }
 
-// TestAttackProxyAllowedHostPort: a secret bound to 127.0.0.1 is not sent
+// attackAllowedHostPort: a secret bound to 127.0.0.1 is not sent
 // to 127.0.0.1 on another port; an entry with the port allows it.
-func TestAttackProxyAllowedHostPort(t *testing.T) {
+func attackAllowedHostPort(t *testing.T, s *server, c *http.Client) {
 	var hits atomic.Int64
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
 	defer up.Close()
 	_, port, _ := net.SplitHostPort(up.Listener.Addr().String())
-	s, c := attackEnv(t)
 	attackSecret(t, s, "BARE", "port-canary-value-1", "127.0.0.1")
 	res, _ := proxyGet(t, c, "GET", up.URL+"/x", nil, "X-Key", "${{ secrets.BARE }}")
 	if res.StatusCode != 403 || res.Header.Get("X-Rotor-Error") != "host_not_allowed" || hits.Load() != 0 {
