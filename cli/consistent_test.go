@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -190,5 +191,29 @@ func TestQueueHelpShowsRealDefaults(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "at once (default: unchanged)") {
 		t.Errorf("update help:\n%s", out.String())
+	}
+}
+
+// TestImportDryRunChecks: --dry-run says what the real run would do, with
+// GET calls only: existing names skipped, invalid names failing.
+func TestImportDryRunChecks(t *testing.T) {
+	f := newFakeAPI(t, map[string]string{"GET /v1/secrets/EXISTING": `{"name":"EXISTING"}`})
+	env := t.TempDir() + "/.env"
+	if err := os.WriteFile(env, []byte("EXISTING=a\nNEW_ONE=b\nlower_bad=c\nEMPTY=\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runCLI(t, f.URL, "secrets", "import", "--env-file", env, "--all", "--dry-run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"EXISTING would be skipped — already exists", "NEW_ONE would be created", "lower_bad would fail", "[skip] EMPTY — not set"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+	for _, c := range f.called() {
+		if !strings.HasPrefix(c, "GET ") {
+			t.Fatalf("dry run changed something: %v", f.called())
+		}
 	}
 }
