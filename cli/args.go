@@ -11,7 +11,8 @@ import (
 // arguments, so `rotor secrets create NAME --from-env VAR` works as people
 // type it (urfave/cli v2 stops parsing flags at the first argument).
 func interspersed(app *cli.App, args []string) []string {
-	if len(args) < 2 {
+	if len(args) < 2 || args[len(args)-1] == "--generate-bash-completion" {
+		// Completion reads the words as typed, its flag last.
 		return args
 	}
 	cmds := app.Commands

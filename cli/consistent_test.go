@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/urfave/cli/v2"
 )
 
 // fakeAPI is a loopback API answering fixed JSON per "METHOD path" and
@@ -216,4 +218,54 @@ func TestImportDryRunChecks(t *testing.T) {
 			t.Fatalf("dry run changed something: %v", f.called())
 		}
 	}
+}
+
+// TestCompletion: the script registers for the name rotor was invoked as,
+// and NAME arguments complete from the API.
+func TestCompletion(t *testing.T) {
+	var out bytes.Buffer
+	if err := Run(context.Background(), []string{"/opt/x/rtr", "completion", "bash"}, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "_rotor_complete rtr\n") {
+		t.Fatalf("bash script:\n%s", out.String())
+	}
+	f := newFakeAPI(t, map[string]string{
+		"GET /v1/secrets": `{"secrets":[{"name":"NOTIFY_TOKEN"},{"name":"SLACK_BOT_TOKEN"}]}`,
+		"GET /v1/queues":  `{"queues":[{"name":"notifications"},{"name":"bad name; rm -rf"}]}`,
+	})
+	for args, want := range map[string]string{
+		"secrets rotate": "NOTIFY_TOKEN\nSLACK_BOT_TOKEN\n",
+		"queues update":  "notifications\n",
+		"jobs enqueue":   "notifications\n",
+	} {
+		got, err := runCLI(t, f.URL, append(strings.Fields(args), "--generate-bash-completion")...)
+		if err != nil || got != want {
+			t.Errorf("%s: %q %v, want %q", args, got, err, want)
+		}
+	}
+}
+
+// TestEveryCommandAndFlagHasHelp walks the whole command tree.
+func TestEveryCommandAndFlagHasHelp(t *testing.T) {
+	app := newApp(nil, nil)
+	var walk func(path string, cmds []*cli.Command)
+	walk = func(path string, cmds []*cli.Command) {
+		for _, c := range cmds {
+			if c.Hidden {
+				continue // not for people (rotor plugin)
+			}
+			p := path + " " + c.Name
+			if c.Usage == "" {
+				t.Errorf("%s: no usage text", p)
+			}
+			for _, f := range c.Flags {
+				if df, ok := f.(cli.DocGenerationFlag); ok && df.GetUsage() == "" {
+					t.Errorf("%s --%s: no usage text", p, f.Names()[0])
+				}
+			}
+			walk(p, c.Subcommands)
+		}
+	}
+	walk("rotor", app.Commands)
 }

@@ -124,21 +124,21 @@ func queuesCommand() *cli.Command {
 				}
 				return show(c, "PATCH", "/v1/queues/"+url.PathEscape(name), body, queueHeader, func(q queueOut) [][]string { return queueRows(q) })
 			}},
-			{Name: "get", ArgsUsage: "NAME", Flags: clientFlags(), Action: func(c *cli.Context) error {
+			{Name: "get", ArgsUsage: "NAME", Usage: "show a queue (templates as stored, never values)", Flags: clientFlags(), Action: func(c *cli.Context) error {
 				name, err := oneArg(c, "queues get NAME")
 				if err != nil {
 					return err
 				}
 				return show(c, "GET", "/v1/queues/"+url.PathEscape(name), nil, queueHeader, func(q queueOut) [][]string { return queueRows(q) })
 			}},
-			{Name: "list", Flags: clientFlags(), Action: func(c *cli.Context) error {
+			{Name: "list", Usage: "list the workspace's queues", Flags: clientFlags(), Action: func(c *cli.Context) error {
 				return show(c, "GET", "/v1/queues", nil, queueHeader, func(r struct {
 					Queues []queueOut `json:"queues"`
 				}) [][]string {
 					return queueRows(r.Queues...)
 				})
 			}},
-			{Name: "delete", ArgsUsage: "NAME", Flags: append(clientFlags(), &cli.BoolFlag{Name: "yes"}), Action: func(c *cli.Context) error {
+			{Name: "delete", ArgsUsage: "NAME", Usage: "delete a queue and cancel its undelivered jobs", Flags: append(clientFlags(), yesFlag()), Action: func(c *cli.Context) error {
 				name, err := oneArg(c, "queues delete NAME")
 				if err != nil {
 					return err
@@ -217,10 +217,10 @@ func jobsCommand() *cli.Command {
 				Name: "enqueue", ArgsUsage: "QUEUE", Usage: "enqueue a job; --wait prints the first attempt's outcome (the guide's test job)",
 				Flags: append(clientFlags(),
 					&cli.StringFlag{Name: "payload", Value: "{}", Usage: "JSON payload (string fields may reference secrets)"},
-					&cli.Float64Flag{Name: "delay-seconds"},
-					&cli.StringFlag{Name: "idempotency-key"},
+					&cli.Float64Flag{Name: "delay-seconds", Usage: "deliver no earlier than this many seconds from now", DefaultText: "0"},
+					&cli.StringFlag{Name: "idempotency-key", Usage: "a job with the same key in the last 24 h is not enqueued again (the first is returned)"},
 					&cli.BoolFlag{Name: "wait", Usage: "wait for the first attempt"},
-					&cli.DurationFlag{Name: "wait-timeout", Value: time.Minute},
+					&cli.DurationFlag{Name: "wait-timeout", Value: time.Minute, Usage: "with --wait: give up after this long"},
 				),
 				Action: func(c *cli.Context) error {
 					if c.NArg() != 1 {
@@ -268,8 +268,8 @@ func jobsCommand() *cli.Command {
 					return nil
 				},
 			},
-			{Name: "get", ArgsUsage: "JOB_ID", Flags: clientFlags(), Action: jobAction("GET", "", "get JOB_ID")},
-			{Name: "retry", ArgsUsage: "JOB_ID", Flags: clientFlags(), Action: jobAction("POST", "/retry", "retry JOB_ID")},
+			{Name: "get", ArgsUsage: "JOB_ID", Usage: "show a job: status, payload (template), attempts", Flags: clientFlags(), Action: jobAction("GET", "", "get JOB_ID")},
+			{Name: "retry", ArgsUsage: "JOB_ID", Usage: "deliver a dead or canceled job again, now, with a fresh attempt budget", Flags: clientFlags(), Action: jobAction("POST", "/retry", "retry JOB_ID")},
 			{Name: "cancel", Usage: "cancel a job not yet delivered", ArgsUsage: "JOB_ID", Flags: append(clientFlags(), yesFlag()), Action: func(c *cli.Context) error {
 				if c.NArg() == 1 {
 					if err := confirmed(c, "Cancel job %s? It will not be delivered.", c.Args().First()); err != nil {
@@ -279,7 +279,9 @@ func jobsCommand() *cli.Command {
 				return jobAction("DELETE", "", "jobs cancel JOB_ID [--yes]")(c)
 			}},
 			{
-				Name: "list", ArgsUsage: "QUEUE", Flags: append(clientFlags(), &cli.StringFlag{Name: "status"}, &cli.IntFlag{Name: "limit", Value: 50}),
+				Name: "list", ArgsUsage: "QUEUE", Usage: "list a queue's jobs, newest first",
+				Flags: append(clientFlags(), &cli.StringFlag{Name: "status", Usage: "only jobs in this status: queued, leased, delivered, dead, canceled"},
+					&cli.IntFlag{Name: "limit", Value: 50, Usage: "at most this many"}),
 				Action: func(c *cli.Context) error {
 					if c.NArg() != 1 {
 						return errors.New("usage: rotor jobs list QUEUE [--status dead]")
@@ -312,8 +314,10 @@ func auditCommand() *cli.Command {
 		Subcommands: []*cli.Command{{
 			Name: "list", Usage: "audit events, newest first",
 			Flags: append(clientFlags(),
-				&cli.StringFlag{Name: "resource-type"}, &cli.StringFlag{Name: "event-type"}, &cli.StringFlag{Name: "resource-id"},
-				&cli.StringFlag{Name: "since", Usage: "RFC 3339 time"}, &cli.IntFlag{Name: "limit", Value: 50},
+				&cli.StringFlag{Name: "resource-type", Usage: "only this kind of resource: secret, key, queue, job, workspace, ..."},
+				&cli.StringFlag{Name: "event-type", Usage: "only this event, e.g. secret.accessed"},
+				&cli.StringFlag{Name: "resource-id", Usage: "only this resource (a secret name, a key id, ...)"},
+				&cli.StringFlag{Name: "since", Usage: "RFC 3339 time"}, &cli.IntFlag{Name: "limit", Value: 50, Usage: "at most this many rows"},
 			),
 			Action: func(c *cli.Context) error {
 				a, err := newClient(c)
