@@ -51,6 +51,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			workspacesCommand(),
 			vaultCommand(),
 			devCommand(),
+			doctorCommand(),
 		},
 	}
 	attachNameCompletion(app)
