@@ -55,5 +55,6 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		},
 	}
 	attachNameCompletion(app)
+	oneLineUsageErrors(app)
 	return app
 }

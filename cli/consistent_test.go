@@ -269,3 +269,15 @@ func TestEveryCommandAndFlagHasHelp(t *testing.T) {
 	}
 	walk("rotor", app.Commands)
 }
+
+// TestUsageErrorsAreOneLine: an unknown flag is one error line naming the
+// help to read, with no help dump.
+func TestUsageErrorsAreOneLine(t *testing.T) {
+	for _, args := range [][]string{{"keys", "list", "--bogus"}, {"--bogus"}, {"keys", "revoke", "--yes=maybe", "key_1"}} {
+		var out, errb bytes.Buffer
+		err := Run(context.Background(), append([]string{"rotor"}, args...), &out, &errb)
+		if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "--help)") || out.Len() != 0 || errb.Len() != 0 {
+			t.Errorf("%v: err %v, stdout %q, stderr %q", args, err, out.String(), errb.String())
+		}
+	}
+}
