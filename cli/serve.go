@@ -135,7 +135,8 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 		return err
 	}
 	defer store.Close()
-	v, err := vault.Open(ctx, vault.Options{Store: store, MasterKey: masterKey, Logger: log, Registerer: reg})
+	v, err := vault.Open(ctx, vault.Options{Store: store, MasterKey: masterKey, Logger: log, Registerer: reg,
+		AuditBacklogMax: cfg.AuditBacklogMax})
 	if errors.Is(err, vault.ErrMasterKey) {
 		return fmt.Errorf("refusing to start: the master key does not match the data in %s (%v); use the key this data dir was created with", cfg.DataDir, err)
 	}
@@ -186,7 +187,14 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 		}
 	}
 
-	ready := storeReady
+	// Ready while storage answers and the audit backlog is under its
+	// threshold (a node about to refuse requests leaves the load balancer).
+	ready := func(ctx context.Context) error {
+		if err := v.AuditReady(ctx); err != nil {
+			return err // no I/O: checked first, and named even when storage hangs
+		}
+		return storeReady(ctx)
+	}
 	var servers []*namedServer
 	// Other nodes' rotations and deletions drop this node's cached values.
 	tasks := []func(context.Context) error{v.WatchChanges}
@@ -296,7 +304,8 @@ func openStore(ctx context.Context, cfg serveConfig, log *slog.Logger, reg prome
 		args = []string{"plugin", "storage", cfg.Storage}
 	}
 	sup, err := plugins.Launch(ctx, plugins.LaunchOptions{Path: path, Args: args, SHA256: cfg.PluginSHA256, Logger: log, Registerer: reg,
-		Config: &pluginproto.ConfigureRequest{Backend: cfg.Storage, Path: dbPath, Dsn: cfg.PostgresDSN}})
+		CallTimeout: cfg.StorageCallTimeout,
+		Config:      &pluginproto.ConfigureRequest{Backend: cfg.Storage, Path: dbPath, Dsn: cfg.PostgresDSN}})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -28,6 +28,10 @@ type Options struct {
 	// AuditSealInterval is how often chain heads are sealed
 	// (DefaultAuditSealInterval when 0; negative: never, SealAudit by hand).
 	AuditSealInterval time.Duration
+	// AuditBacklogMax bounds the access rows accepted but not yet written;
+	// at the bound, requests needing a new row fail with ErrAuditUnavailable
+	// (DefaultAuditBacklogMax when 0).
+	AuditBacklogMax int
 }
 
 // Vault is the domain service behind the API, the proxy and the dispatcher.
@@ -90,7 +94,7 @@ func Open(ctx context.Context, opts Options) (*Vault, error) {
 		metrics:  m,
 		now:      opts.Now,
 	}
-	v.audit = newAuditWriter(opts.Store, opts.Logger, m)
+	v.audit = newAuditWriter(opts.Store, opts.Logger, m, opts.AuditBacklogMax)
 	switch {
 	case opts.AuditSealInterval == 0:
 		go v.sealLoop(DefaultAuditSealInterval)
@@ -119,6 +123,11 @@ func (v *Vault) Close(ctx context.Context) error {
 	}
 	return err
 }
+
+// AuditReady reports an error (ErrAuditUnavailable) while the audit
+// backlog is over its readiness threshold, a tenth of its bound: /readyz
+// turns a node away before it has to refuse requests.
+func (v *Vault) AuditReady(ctx context.Context) error { return v.audit.ready() }
 
 // FlushAudit writes every queued access event now.
 func (v *Vault) FlushAudit(ctx context.Context) error { return v.audit.flush(ctx) }
