@@ -136,7 +136,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 	}
 	defer store.Close()
 	v, err := vault.Open(ctx, vault.Options{Store: store, MasterKey: masterKey, Logger: log, Registerer: reg,
-		AuditBacklogMax: cfg.AuditBacklogMax})
+		AuditBacklogMax: cfg.AuditBacklogMax, AuditAnchorPath: filepath.Join(cfg.DataDir, auditAnchorFile)})
 	if errors.Is(err, vault.ErrMasterKey) {
 		return fmt.Errorf("refusing to start: the master key does not match the data in %s (%v); use the key this data dir was created with", cfg.DataDir, err)
 	}
@@ -275,6 +275,10 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 	servers = append(servers, &namedServer{name: "ops", addr: cfg.OpsAddr, handler: api.Ops(reg, ready)})
 	return runServers(ctx, log, cfg.ShutdownTimeout, servers, tasks...)
 }
+
+// auditAnchorFile, in the data dir, keeps the newest audit seal outside
+// the database (vault.Options.AuditAnchorPath).
+const auditAnchorFile = "audit-anchor.json"
 
 // openStore opens the configured storage backend: by default in a plugin
 // process (this binary, re-executed as `rotor plugin storage`), which

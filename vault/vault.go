@@ -32,6 +32,9 @@ type Options struct {
 	// at the bound, requests needing a new row fail with ErrAuditUnavailable
 	// (DefaultAuditBacklogMax when 0).
 	AuditBacklogMax int
+	// AuditAnchorPath is the file in the node's data dir that keeps the
+	// newest audit seal outside the database ("": in memory only).
+	AuditAnchorPath string
 }
 
 // Vault is the domain service behind the API, the proxy and the dispatcher.
@@ -52,6 +55,9 @@ type Vault struct {
 	sealStop chan struct{}
 	sealDone chan struct{}
 	sealOnce sync.Once
+	anchor   *auditAnchor
+	// staleAfter: rows older than this with no seal over them fail verify.
+	staleAfter time.Duration
 }
 
 // Open loads (or, on an empty store, creates) the keyring under the master
@@ -93,6 +99,14 @@ func Open(ctx context.Context, opts Options) (*Vault, error) {
 		log:      opts.Logger,
 		metrics:  m,
 		now:      opts.Now,
+	}
+	interval := opts.AuditSealInterval
+	if interval <= 0 {
+		interval = DefaultAuditSealInterval
+	}
+	v.staleAfter = max(auditStaleSeals*interval, auditStaleMin)
+	if v.anchor, err = v.loadAnchor(opts.AuditAnchorPath); err != nil {
+		return nil, err
 	}
 	v.audit = newAuditWriter(opts.Store, opts.Logger, m, opts.AuditBacklogMax)
 	switch {
