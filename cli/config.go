@@ -59,6 +59,7 @@ const (
 	// Issue 11.
 	flagAuditBacklogMax    = "audit-backlog-max"
 	flagStorageCallTimeout = "storage-call-timeout"
+	flagAuditExport        = "audit-export"
 )
 
 func envName(flag string) string {
@@ -91,6 +92,7 @@ func serveFlags() []cli.Flag {
 		// Issue 11: audit backlog bound and storage call deadline.
 		altsrc.NewIntFlag(&cli.IntFlag{Name: flagAuditBacklogMax, EnvVars: []string{envName(flagAuditBacklogMax)}, Value: vault.DefaultAuditBacklogMax, Usage: "access rows kept while storage is failing; at the bound, requests needing a new row are refused (503 audit_unavailable); /readyz fails past a tenth of it"}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: flagStorageCallTimeout, EnvVars: []string{envName(flagStorageCallTimeout)}, Value: plugins.DefaultCallTimeout, Usage: "deadline of each call to the storage plugin (a hung plugin answers unavailable after it)"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: flagAuditExport, EnvVars: []string{envName(flagAuditExport)}, Usage: "export the audit trail and its seals as JSON Lines: stdout or file:PATH (reopened on SIGHUP)"}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: flagShutdownTimeout, EnvVars: []string{envName(flagShutdownTimeout)}, Value: DefaultShutdownTimeout, Usage: "how long to drain requests on SIGTERM"}),
 	}
 }
@@ -116,6 +118,7 @@ type serveConfig struct {
 	// Issue 11.
 	AuditBacklogMax    int
 	StorageCallTimeout time.Duration
+	AuditExport        string
 	// Components: the API server, the dispatcher, and the proxy when Proxy
 	// is set.
 	API      bool
@@ -149,6 +152,12 @@ func loadServeConfig(c *cli.Context) (serveConfig, error) {
 	}
 	cfg.AuditBacklogMax = c.Int(flagAuditBacklogMax)
 	cfg.StorageCallTimeout = c.Duration(flagStorageCallTimeout)
+	cfg.AuditExport = c.String(flagAuditExport)
+	if cfg.AuditExport != "" {
+		if _, err := vault.ParseExportTarget(cfg.AuditExport); err != nil {
+			return cfg, settingErr(flagAuditExport, "must be stdout or file:PATH")
+		}
+	}
 	if cfg.AuditBacklogMax < 1 {
 		return cfg, settingErr(flagAuditBacklogMax, "must be at least 1")
 	}

@@ -13,9 +13,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -136,7 +138,8 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 	}
 	defer store.Close()
 	v, err := vault.Open(ctx, vault.Options{Store: store, MasterKey: masterKey, Logger: log, Registerer: reg,
-		AuditBacklogMax: cfg.AuditBacklogMax, AuditAnchorPath: filepath.Join(cfg.DataDir, auditAnchorFile)})
+		AuditBacklogMax: cfg.AuditBacklogMax, AuditAnchorPath: filepath.Join(cfg.DataDir, auditAnchorFile),
+		AuditExport: cfg.AuditExport, AuditExportCursorPath: filepath.Join(cfg.DataDir, auditExportCursorFile)})
 	if errors.Is(err, vault.ErrMasterKey) {
 		return fmt.Errorf("refusing to start: the master key does not match the data in %s (%v); use the key this data dir was created with", cfg.DataDir, err)
 	}
@@ -197,7 +200,20 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 	}
 	var servers []*namedServer
 	// Other nodes' rotations and deletions drop this node's cached values.
-	tasks := []func(context.Context) error{v.WatchChanges}
+	tasks := []func(context.Context) error{v.WatchChanges, func(ctx context.Context) error {
+		// SIGHUP reopens the audit export file (logrotate).
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-hup:
+				v.ReopenAuditExport()
+			}
+		}
+	}}
 	notify := func() {}
 	var disp *dispatch.Dispatcher
 	// The dispatcher's credential at the proxy: shared with remote dispatch
@@ -279,6 +295,9 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 // auditAnchorFile, in the data dir, keeps the newest audit seal outside
 // the database (vault.Options.AuditAnchorPath).
 const auditAnchorFile = "audit-anchor.json"
+
+// auditExportCursorFile, in the data dir, is how far --audit-export got.
+const auditExportCursorFile = "audit-export.cursor"
 
 // openStore opens the configured storage backend: by default in a plugin
 // process (this binary, re-executed as `rotor plugin storage`), which

@@ -23,6 +23,8 @@ type metrics struct {
 	auditDropped              prometheus.Counter
 	auditRefused              prometheus.Counter
 	auditBacklog              prometheus.Gauge
+	auditExported             prometheus.Counter
+	auditExportErrors         prometheus.Counter
 	auditFlushSeconds         prometheus.Histogram
 	auditSeals                prometheus.Counter
 	auditTamper               prometheus.Counter
@@ -51,6 +53,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		auditRefused: f.NewCounter(prometheus.CounterOpts{
 			Name: "rotor_audit_refused_total",
 			Help: "Requests refused (audit_unavailable) because their access row could not be queued: the audit backlog was at its bound.",
+		}),
+		auditExported: f.NewCounter(prometheus.CounterOpts{
+			Name: "rotor_audit_exported_rows_total",
+			Help: "Audit rows written to the export sink (--audit-export).",
+		}),
+		auditExportErrors: f.NewCounter(prometheus.CounterOpts{
+			Name: "rotor_audit_export_errors_total",
+			Help: "Failed export passes (retried from the saved cursor).",
 		}),
 		auditBacklog: f.NewGauge(prometheus.GaugeOpts{
 			Name: "rotor_audit_backlog_rows",

@@ -35,6 +35,10 @@ type Options struct {
 	// AuditAnchorPath is the file in the node's data dir that keeps the
 	// newest audit seal outside the database ("": in memory only).
 	AuditAnchorPath string
+	// AuditExport is "", "stdout" or "file:PATH" (ParseExportTarget), and
+	// AuditExportCursorPath the file keeping how far the export got.
+	AuditExport           string
+	AuditExportCursorPath string
 }
 
 // Vault is the domain service behind the API, the proxy and the dispatcher.
@@ -56,6 +60,7 @@ type Vault struct {
 	sealDone chan struct{}
 	sealOnce sync.Once
 	anchor   *auditAnchor
+	export   *auditExporter // nil without an export
 	// staleAfter: rows older than this with no seal over them fail verify.
 	staleAfter time.Duration
 }
@@ -108,6 +113,11 @@ func Open(ctx context.Context, opts Options) (*Vault, error) {
 	if v.anchor, err = v.loadAnchor(opts.AuditAnchorPath); err != nil {
 		return nil, err
 	}
+	if opts.AuditExport != "" {
+		if v.export, err = v.newExporter(opts.AuditExport, opts.AuditExportCursorPath); err != nil {
+			return nil, err
+		}
+	}
 	v.audit = newAuditWriter(opts.Store, opts.Logger, m, opts.AuditBacklogMax)
 	switch {
 	case opts.AuditSealInterval == 0:
@@ -135,7 +145,19 @@ func (v *Vault) Close(ctx context.Context) error {
 			v.log.Error("audit seal at close failed", "err", serr)
 		}
 	}
+	if v.export != nil {
+		if xerr := v.export.close(ctx); xerr != nil {
+			v.log.Error("audit export at close failed", "err", xerr)
+		}
+	}
 	return err
+}
+
+// ReopenAuditExport reopens the export file (SIGHUP, after logrotate).
+func (v *Vault) ReopenAuditExport() {
+	if v.export != nil {
+		v.export.Reopen()
+	}
 }
 
 // AuditReady reports an error (ErrAuditUnavailable) while the audit
