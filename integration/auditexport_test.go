@@ -193,4 +193,30 @@ func TestAuditExportResumesAfterKill(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+
+	// rotor audit verify --against: the rotated export matches the trail; a
+	// copy with one chain value changed names that row.
+	cliEnv := []string{"ROTOR_API_URL=" + s.apiURL, "ROTOR_API_KEY=" + key}
+	if code, out, errOut := rotor(t, cliEnv, "audit", "verify", "--against", export+".1"); code != 0 || !strings.Contains(out, "matches the export") {
+		t.Fatalf("verify --against: %d %s %s", code, out, errOut)
+	}
+	b, err := os.ReadFile(export + ".1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var victim exportLine
+	for _, l := range lines {
+		if l.Type == "row" && l.ID > 3 {
+			victim = l
+			break
+		}
+	}
+	forged := strings.Replace(string(b), victim.Chain, strings.Repeat("0", len(victim.Chain)), -1)
+	if err := os.WriteFile(export+".forged", []byte(forged), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := rotor(t, cliEnv, "audit", "verify", "--against", export+".forged")
+	if code != 1 || !strings.Contains(errOut, fmt.Sprintf("at row %d", victim.ID)) {
+		t.Fatalf("verify --against a differing export: %d %s %s", code, out, errOut)
+	}
 }
