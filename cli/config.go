@@ -60,6 +60,7 @@ const (
 	flagAuditBacklogMax    = "audit-backlog-max"
 	flagStorageCallTimeout = "storage-call-timeout"
 	flagAuditExport        = "audit-export"
+	flagJobsRetention      = "jobs-retention"
 )
 
 func envName(flag string) string {
@@ -93,6 +94,7 @@ func serveFlags() []cli.Flag {
 		altsrc.NewIntFlag(&cli.IntFlag{Name: flagAuditBacklogMax, EnvVars: []string{envName(flagAuditBacklogMax)}, Value: vault.DefaultAuditBacklogMax, Usage: "access rows kept while storage is failing; at the bound, requests needing a new row are refused (503 audit_unavailable); /readyz fails past a tenth of it"}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: flagStorageCallTimeout, EnvVars: []string{envName(flagStorageCallTimeout)}, Value: plugins.DefaultCallTimeout, Usage: "deadline of each call to the storage plugin (a hung plugin answers unavailable after it)"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: flagAuditExport, EnvVars: []string{envName(flagAuditExport)}, Usage: "export the audit trail and its seals as JSON Lines: stdout or file:PATH (reopened on SIGHUP)"}),
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: flagJobsRetention, EnvVars: []string{envName(flagJobsRetention)}, Value: DefaultJobsRetention, Usage: "delete delivered, dead and canceled jobs (with attempts and idempotency records) older than this; 0 keeps them"}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: flagShutdownTimeout, EnvVars: []string{envName(flagShutdownTimeout)}, Value: DefaultShutdownTimeout, Usage: "how long to drain requests on SIGTERM"}),
 	}
 }
@@ -119,6 +121,7 @@ type serveConfig struct {
 	AuditBacklogMax    int
 	StorageCallTimeout time.Duration
 	AuditExport        string
+	JobsRetention      time.Duration
 	// Components: the API server, the dispatcher, and the proxy when Proxy
 	// is set.
 	API      bool
@@ -152,6 +155,10 @@ func loadServeConfig(c *cli.Context) (serveConfig, error) {
 	}
 	cfg.AuditBacklogMax = c.Int(flagAuditBacklogMax)
 	cfg.StorageCallTimeout = c.Duration(flagStorageCallTimeout)
+	cfg.JobsRetention = c.Duration(flagJobsRetention)
+	if cfg.JobsRetention < 0 {
+		return cfg, settingErr(flagJobsRetention, "must not be negative")
+	}
 	cfg.AuditExport = c.String(flagAuditExport)
 	if cfg.AuditExport != "" {
 		if _, err := vault.ParseExportTarget(cfg.AuditExport); err != nil {

@@ -288,6 +288,10 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 			})
 		})
 	}
+	if cfg.API || cfg.Dispatch {
+		// Issue 11: finished jobs are deleted after --jobs-retention.
+		tasks = append(tasks, jobsRetention(store, cfg.JobsRetention, log, reg))
+	}
 	servers = append(servers, &namedServer{name: "ops", addr: cfg.OpsAddr, handler: api.Ops(reg, ready)})
 	return runServers(ctx, log, cfg.ShutdownTimeout, servers, tasks...)
 }
