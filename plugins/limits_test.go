@@ -20,9 +20,16 @@ import (
 // before, an audit backlog of about 15,000 rows was refused forever with
 // ResourceExhausted). A cheap call carries the bytes, so the test is fast.
 func TestPluginLargeMessage(t *testing.T) {
-	s := launch(t, &proto.ConfigureRequest{Backend: "bbolt", Path: filepath.Join(t.TempDir(), "rotor.db")})
+	// A generous timeout: this is about size, and -race on a busy machine is slow.
+	s, err := plugins.Launch(context.Background(), plugins.LaunchOptions{
+		Path: launchPath(), Env: []string{"ROTOR_TEST_AS_PLUGIN=1"}, CallTimeout: 2 * time.Minute,
+		Config: &proto.ConfigureRequest{Backend: "bbolt", Path: filepath.Join(t.TempDir(), "rotor.db")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer s.Close()
-	_, err := s.GetWorkspaceByName(context.Background(), strings.Repeat("w", 5<<20))
+	_, err = s.GetWorkspaceByName(context.Background(), strings.Repeat("w", 5<<20))
 	if !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("a 5 MiB request: got %v, want ErrNotFound from the backend", err)
 	}
