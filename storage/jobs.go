@@ -92,12 +92,16 @@ type JobStore interface {
 	// ListJobs returns a queue's jobs newest first.
 	ListJobs(ctx context.Context, q JobQuery) (JobPage, error)
 	// LeaseJobs leases up to Limit due jobs (queued with RunAt <= Now, or
-	// leased with an expired lease), at most Slots[queue key] per queue when
-	// the queue is listed there, oldest due first.
+	// leased with an expired lease). Per queue it takes at most what the
+	// queue can start now (see LeaseCap); workspaces, then each workspace's
+	// queues, take turns (see Fair); within a queue, oldest due first. It
+	// reads only the queues that have due jobs and, in each, only the jobs
+	// it leases: a deep backlog in one queue costs the others nothing.
 	LeaseJobs(ctx context.Context, args LeaseJobsArgs) ([]Job, error)
 	// CompleteAttempts records attempt results in one transaction. A result
 	// whose LeaseToken no longer matches (the lease expired and the job was
-	// leased again, or it was canceled) is dropped.
+	// leased again, or it was canceled) is dropped. A Release result gives
+	// the lease back without an attempt.
 	CompleteAttempts(ctx context.Context, results []AttemptResult) error
 	// CancelJob cancels a job that is not delivered, dead or canceled yet
 	// (ErrConflict otherwise).
@@ -158,8 +162,12 @@ type LeaseJobsArgs struct {
 	Now        time.Time
 	Limit      int
 	Visibility time.Duration
-	// Slots bounds leases per queue (key QueueKey(ws, name)).
+	// Slots bounds leases per queue (key QueueKey(ws, name)): the caller's
+	// free concurrency and rate budget. See LeaseCap for unlisted queues.
 	Slots map[string]int
+	// WorkspaceSlots bounds leases per workspace when the workspace is
+	// listed (the caller's per-workspace worker budget).
+	WorkspaceSlots map[string]int
 }
 
 // QueueKey identifies a queue across workspaces.
@@ -175,6 +183,11 @@ type AttemptResult struct {
 	Status string
 	RunAt  time.Time
 	At     time.Time
+	// Release gives the lease back without an attempt (the dispatcher could
+	// not start the job after all): the job is queued again at RunAt (its
+	// old RunAt when zero), Attempt and Status are ignored, and the lease is
+	// not counted in Leases.
+	Release bool
 }
 
 type RetryJobsArgs struct {
