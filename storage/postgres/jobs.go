@@ -236,48 +236,154 @@ func (s *Store) ListJobs(ctx context.Context, q storage.JobQuery) (storage.JobPa
 	return page, nil
 }
 
-// LeaseJobs locks due jobs with FOR UPDATE SKIP LOCKED, so nodes sharing the
-// database never lease the same job at once.
+// Lease statements. readyQueues finds the queues with due jobs, one probe
+// of jobs_ready per queue, with their unexpired leases (jobs_leased).
+const (
+	readyQueues = `SELECT q.spec::text,
+		(SELECT count(*) FROM jobs l WHERE l.workspace_id=q.workspace_id AND l.queue=q.name AND l.status='leased' AND l.due_at > $1)
+		FROM queues q
+		WHERE EXISTS (SELECT 1 FROM jobs j WHERE j.workspace_id=q.workspace_id AND j.queue=q.name AND j.due_at <= $1)`
+	// lockQueues takes the queues this call leases from; a node leasing
+	// from the same queue at once skips it, so concurrency holds across
+	// nodes (the count after the lock sees the other node's leases).
+	lockQueues = `SELECT q.workspace_id, q.name FROM queues q
+		JOIN unnest($1::text[], $2::text[]) AS s(ws, name) ON q.workspace_id=s.ws AND q.name=s.name
+		FOR NO KEY UPDATE OF q SKIP LOCKED`
+	countLeased = `SELECT j.workspace_id, j.queue, count(*) FROM jobs j
+		JOIN unnest($1::text[], $2::text[]) AS s(ws, name) ON j.workspace_id=s.ws AND j.queue=s.name
+		WHERE j.status='leased' AND j.due_at > $3 GROUP BY 1, 2`
+	// pickJobs reads each chosen queue's first n due jobs from jobs_ready.
+	pickJobs = `SELECT jobs.body::text FROM jobs WHERE id IN (
+		SELECT p.id FROM unnest($1::text[], $2::text[], $3::int[]) AS s(ws, name, n)
+		CROSS JOIN LATERAL (SELECT id FROM jobs WHERE workspace_id=s.ws AND queue=s.name AND due_at <= $4
+			ORDER BY due_at LIMIT s.n FOR UPDATE SKIP LOCKED) p)`
+	leaseTokens = `SELECT nextval('lease_token_seq') FROM generate_series(1, $1)`
+	markLeased  = `UPDATE jobs SET status='leased', due_at=$2, lease_token=t.tok, body=t.body::json
+		FROM unnest($1::text[], $3::bigint[], $4::text[]) AS t(id, tok, body) WHERE jobs.id=t.id`
+)
+
+// LeaseJobs leases fairly (storage.Fair) from the queues with due jobs, at
+// most storage.LeaseCap from each, with FOR UPDATE SKIP LOCKED on the
+// queues and the jobs so nodes sharing the database never lease the same
+// job, nor more than a queue's concurrency between them.
 func (s *Store) LeaseJobs(ctx context.Context, args storage.LeaseJobsArgs) ([]storage.Job, error) {
 	var leased []storage.Job
 	err := s.tx(ctx, func(tx pgx.Tx) error {
 		leased = leased[:0]
-		rows, err := tx.Query(ctx, `SELECT body::text FROM jobs WHERE due_at <= $1 ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED`,
-			args.Now, args.Limit*8+16)
+		rows, err := tx.Query(ctx, readyQueues, args.Now)
 		if err != nil {
 			return err
 		}
-		cands, err := collect(rows, scanJob)
+		type readyQ struct {
+			q      storage.Queue
+			leased int
+		}
+		cands, err := collect(rows, func(r pgx.Row) (readyQ, error) {
+			var spec string
+			var rq readyQ
+			if err := r.Scan(&spec, &rq.leased); err != nil {
+				return rq, err
+			}
+			return rq, json.Unmarshal([]byte(spec), &rq.q)
+		})
+		if err != nil || len(cands) == 0 {
+			return err
+		}
+		ready := make([]storage.ReadyQueue, len(cands))
+		for i, c := range cands {
+			ready[i] = storage.ReadyQueue{WorkspaceID: c.q.WorkspaceID, Name: c.q.Name, Max: storage.LeaseCap(c.q, c.leased, args.Slots)}
+		}
+		counts := s.fair.Allocate(ready, args.Limit, args.WorkspaceSlots)
+		var wss, names []string
+		want := map[string]int{}
+		for i, n := range counts {
+			if n > 0 {
+				wss, names = append(wss, ready[i].WorkspaceID), append(names, ready[i].Name)
+				want[storage.QueueKey(ready[i].WorkspaceID, ready[i].Name)] = i
+			}
+		}
+		if len(wss) == 0 {
+			return nil
+		}
+		rows, err = tx.Query(ctx, lockQueues, wss, names)
 		if err != nil {
 			return err
 		}
-		slots := map[string]int{}
-		for k, n := range args.Slots {
-			slots[k] = n
+		locked, err := collect(rows, func(r pgx.Row) ([2]string, error) {
+			var k [2]string
+			return k, r.Scan(&k[0], &k[1])
+		})
+		if err != nil || len(locked) == 0 {
+			return err
 		}
-		for _, j := range cands {
-			if len(leased) == args.Limit {
-				break
-			}
-			qk := storage.QueueKey(j.WorkspaceID, j.Queue)
-			if n, limited := slots[qk]; limited {
-				if n <= 0 {
-					continue
-				}
-				slots[qk] = n - 1
-			}
-			var tok int64
-			if err := tx.QueryRow(ctx, `SELECT nextval('lease_token_seq')`).Scan(&tok); err != nil {
-				return err
-			}
-			j.Status, j.LeaseToken, j.LeaseUntil, j.UpdatedAt = storage.JobLeased, uint64(tok), args.Now.Add(args.Visibility), args.Now
+		wss, names = wss[:0], names[:0]
+		for _, k := range locked {
+			wss, names = append(wss, k[0]), append(names, k[1])
+		}
+		running := map[string]int{}
+		rows, err = tx.Query(ctx, countLeased, wss, names, args.Now)
+		if err != nil {
+			return err
+		}
+		type qcount struct {
+			key string
+			n   int
+		}
+		lc, err := collect(rows, func(r pgx.Row) (qcount, error) {
+			var ws, name string
+			var c qcount
+			err := r.Scan(&ws, &name, &c.n)
+			c.key = storage.QueueKey(ws, name)
+			return c, err
+		})
+		if err != nil {
+			return err
+		}
+		for _, c := range lc {
+			running[c.key] = c.n
+		}
+		ns := make([]int32, len(wss))
+		for i := range wss {
+			k := storage.QueueKey(wss[i], names[i])
+			c := cands[want[k]]
+			ns[i] = int32(min(counts[want[k]], storage.LeaseCap(c.q, running[k], args.Slots)))
+		}
+		rows, err = tx.Query(ctx, pickJobs, wss, names, ns, args.Now)
+		if err != nil {
+			return err
+		}
+		jobs, err := collect(rows, scanJob)
+		if err != nil || len(jobs) == 0 {
+			return err
+		}
+		rows, err = tx.Query(ctx, leaseTokens, len(jobs))
+		if err != nil {
+			return err
+		}
+		toks, err := collect(rows, func(r pgx.Row) (int64, error) {
+			var t int64
+			return t, r.Scan(&t)
+		})
+		if err != nil {
+			return err
+		}
+		if len(toks) != len(jobs) {
+			return fmt.Errorf("postgres: %d lease tokens for %d jobs", len(toks), len(jobs))
+		}
+		until := args.Now.Add(args.Visibility)
+		ids, bodies := make([]string, len(jobs)), make([]string, len(jobs))
+		for i, j := range jobs {
+			j.Status, j.LeaseToken, j.LeaseUntil, j.UpdatedAt = storage.JobLeased, uint64(toks[i]), until, args.Now
 			j.Leases++
-			if err := saveJob(ctx, tx, j); err != nil {
+			body, err := json.Marshal(j)
+			if err != nil {
 				return err
 			}
+			ids[i], bodies[i] = j.ID, string(body)
 			leased = append(leased, j)
 		}
-		return nil
+		_, err = tx.Exec(ctx, markLeased, ids, until, toks, bodies)
+		return err
 	})
 	return leased, mapErr(err, "lease")
 }
@@ -295,6 +401,17 @@ func (s *Store) CompleteAttempts(ctx context.Context, results []storage.AttemptR
 			}
 			if err != nil {
 				return err
+			}
+			if r.Release {
+				j.Status, j.UpdatedAt, j.LeaseUntil, j.LeaseToken = storage.JobQueued, r.At, time.Time{}, 0
+				j.Leases = max(0, j.Leases-1)
+				if !r.RunAt.IsZero() {
+					j.RunAt = r.RunAt
+				}
+				if err := saveJob(ctx, tx, j); err != nil {
+					return err
+				}
+				continue
 			}
 			j.Attempts = append(j.Attempts, r.Attempt)
 			j.Status, j.UpdatedAt, j.LeaseUntil, j.LeaseToken = r.Status, r.At, time.Time{}, 0
