@@ -15,6 +15,7 @@ type metrics struct {
 	latency       prometheus.Histogram
 	inflight      prometheus.Gauge
 	leasesExpired prometheus.Counter
+	released      prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, store storage.Store) *metrics {
@@ -36,6 +37,10 @@ func newMetrics(reg prometheus.Registerer, store storage.Store) *metrics {
 		leasesExpired: f.NewCounter(prometheus.CounterOpts{
 			Name: "rotor_dispatch_leases_expired_total",
 			Help: "Job leases that expired before a result was recorded (the job was delivered again).",
+		}),
+		released: f.NewCounter(prometheus.CounterOpts{
+			Name: "rotor_dispatch_leases_released_total",
+			Help: "Leased jobs given back unstarted because their queue could not start them after all (its settings changed).",
 		}),
 	}
 	reg.MustRegister(&depthCollector{store: store, desc: prometheus.NewDesc("rotor_jobs", "Jobs by status.", []string{"status"}, nil)})
