@@ -176,6 +176,9 @@ func (s *Server) enqueue(w http.ResponseWriter, r *http.Request, actor vault.Act
 	if err := decodeJSON(w, r, &body); err != nil {
 		return err
 	}
+	if err := s.checkQuota(r.Context(), w, actor, len(body.Payload)); err != nil {
+		return err
+	}
 	req := dispatch.EnqueueRequest{Payload: body.Payload, IdempotencyKey: body.IdempotencyKey}
 	if d := seconds(body.DelaySeconds); d != nil {
 		req.Delay = *d

@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2/altsrc"
 	"gopkg.in/yaml.v3"
 
+	"rotor.sh/rotor/api"
 	"rotor.sh/rotor/dispatch"
 )
 
@@ -61,7 +62,7 @@ func envName(flag string) string {
 }
 
 func serveFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringFlag{Name: flagConfig, EnvVars: []string{envName(flagConfig)}, Usage: "YAML file with settings (keys are these flag names)"},
 		altsrc.NewStringFlag(&cli.StringFlag{Name: flagDataDir, EnvVars: []string{envName(flagDataDir)}, Value: DefaultDataDir, Usage: "directory for the bbolt file (and the generated development master key)"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: flagStorage, EnvVars: []string{envName(flagStorage)}, Value: DefaultStorage, Usage: "bbolt (one node, in the data dir) or postgres (many nodes)"}),
@@ -84,7 +85,7 @@ func serveFlags() []cli.Flag {
 		altsrc.NewStringFlag(&cli.StringFlag{Name: flagComponents, EnvVars: []string{envName(flagComponents)}, Value: "api,proxy,dispatch", Usage: "what `rotor serve` runs: any of api, proxy, dispatch (dispatch needs proxy)"}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: flagDispatchLease, EnvVars: []string{envName(flagDispatchLease)}, Value: dispatch.DefaultVisibility, Usage: "how long a dispatcher holds a job before another may deliver it (after a crash)"}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: flagShutdownTimeout, EnvVars: []string{envName(flagShutdownTimeout)}, Value: DefaultShutdownTimeout, Usage: "how long to drain requests on SIGTERM"}),
-	}
+	}, quotaFlags()...) // issue #12: cli/quotas.go
 }
 
 // serveConfig is the validated configuration of `rotor serve`.
@@ -105,6 +106,7 @@ type serveConfig struct {
 	DispatchToken    string
 	DispatchProxyURL string
 	PluginSHA256     []byte
+	Quotas           api.Quotas // issue #12: cli/quotas.go
 	// Components: the API server, the dispatcher, and the proxy when Proxy
 	// is set.
 	API      bool
@@ -135,6 +137,10 @@ func loadServeConfig(c *cli.Context) (serveConfig, error) {
 		StoragePlugin:    c.String(flagStoragePlugin),
 		DispatchToken:    c.String(flagDispatchToken),
 		DispatchProxyURL: c.String(flagDispatchProxyURL),
+	}
+	var err error
+	if cfg.Quotas, err = loadQuotas(c); err != nil {
+		return cfg, err
 	}
 	if cfg.DispatchToken != "" && len(cfg.DispatchToken) < 32 {
 		return cfg, settingErr(flagDispatchToken, "must be at least 32 characters (openssl rand -hex 32)")

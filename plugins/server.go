@@ -159,6 +159,10 @@ var handlers = map[string]handler{
 	"CountJobs": h(func(st storage.Store, ctx context.Context, _ struct{}) (map[string]int, error) {
 		return st.CountJobs(ctx)
 	}),
+	// issue #12: quotas.
+	"JobUsage": h(func(st storage.Store, ctx context.Context, a idArgs) (storage.JobUsage, error) {
+		return st.JobUsage(ctx, a.ID)
+	}),
 }
 
 func (s *Server) Call(ctx context.Context, req *proto.CallRequest) (*proto.CallResponse, error) {

@@ -111,6 +111,16 @@ type JobStore interface {
 	RetryJobs(ctx context.Context, args RetryJobsArgs) (int, error)
 	// CountJobs counts jobs by status, for metrics.
 	CountJobs(ctx context.Context) (map[string]int, error)
+	// JobUsage is what a workspace's open (queued or leased) jobs hold, for
+	// quotas and metrics.
+	JobUsage(ctx context.Context, workspaceID string) (JobUsage, error)
+}
+
+// JobUsage counts a workspace's open (queued or leased) jobs and the bytes
+// of their payloads as enqueued.
+type JobUsage struct {
+	OpenJobs     int   `json:"open_jobs"`
+	PayloadBytes int64 `json:"payload_bytes"`
 }
 
 // IdempotencyWindow is how long an idempotency key returns its first job.

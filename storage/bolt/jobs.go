@@ -27,15 +27,18 @@ var (
 	bucketReady = []byte("jobs_ready")
 	// bucketLeased holds each queue's leased jobs: ws -> queue -> id ->
 	// be64(lease until), to count a queue's running jobs.
-	bucketLeased    = []byte("jobs_leased")
-	keyReadyIndex   = []byte("ready_index") // meta: jobs_due was migrated
-	bucketIdem      = []byte("job_idem")    // ws -> queue \x00 key -> id
-	bucketJobCounts = []byte("job_counts")  // status -> be64 count
+	bucketLeased  = []byte("jobs_leased")
+	keyReadyIndex = []byte("ready_index") // meta: jobs_due was migrated
+	// bucketUsage is each workspace's open jobs: ws -> be64(count) +
+	// be64(payload bytes), kept by putJob.
+	bucketUsage     = []byte("job_usage")
+	bucketIdem      = []byte("job_idem")   // ws -> queue \x00 key -> id
+	bucketJobCounts = []byte("job_counts") // status -> be64 count
 	keyLeaseSeq     = []byte("lease_seq")
 )
 
 // jobBuckets are created by init along with the others.
-var jobBuckets = [][]byte{bucketQueues, bucketJobs, bucketJobIndex, bucketDue, bucketIdem, bucketJobCounts, bucketReady, bucketLeased}
+var jobBuckets = [][]byte{bucketQueues, bucketJobs, bucketJobIndex, bucketDue, bucketIdem, bucketJobCounts, bucketReady, bucketLeased, bucketUsage}
 
 // putDue and delDue keep a job's entry in its queue's ready index.
 func putDue(tx *bbolt.Tx, j storage.Job, at time.Time) error {
@@ -98,12 +101,42 @@ func migrateReadyIndex(tx *bbolt.Tx) error {
 			if err := putDue(tx, j, at); err != nil {
 				return err
 			}
+			if err := addUsage(tx, j.WorkspaceID, 1, int64(len(j.Payload))); err != nil {
+				return err
+			}
 		}
 		if err := due.Delete(k); err != nil {
 			return err
 		}
 	}
 	return meta.Put(keyReadyIndex, []byte{1})
+}
+
+func isOpen(status string) bool { return status == storage.JobQueued || status == storage.JobLeased }
+
+func addUsage(tx *bbolt.Tx, ws string, jobs, bytes int64) error {
+	b := tx.Bucket(bucketUsage)
+	u := readUsage(b.Get([]byte(ws)))
+	v := make([]byte, 16)
+	binary.BigEndian.PutUint64(v, uint64(max(0, int64(u.OpenJobs)+jobs)))
+	binary.BigEndian.PutUint64(v[8:], uint64(max(0, u.PayloadBytes+bytes)))
+	return b.Put([]byte(ws), v)
+}
+
+func readUsage(v []byte) storage.JobUsage {
+	if len(v) != 16 {
+		return storage.JobUsage{}
+	}
+	return storage.JobUsage{OpenJobs: int(binary.BigEndian.Uint64(v)), PayloadBytes: int64(binary.BigEndian.Uint64(v[8:]))}
+}
+
+func (s *Store) JobUsage(ctx context.Context, workspaceID string) (storage.JobUsage, error) {
+	var u storage.JobUsage
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		u = readUsage(tx.Bucket(bucketUsage).Get([]byte(workspaceID)))
+		return nil
+	})
+	return u, err
 }
 
 // putLeased keeps the leased-jobs index in step with j's status.
@@ -184,6 +217,15 @@ func putJob(tx *bbolt.Tx, j storage.Job, prev string) error {
 	}
 	if prev == storage.JobLeased || j.Status == storage.JobLeased {
 		if err := putLeased(tx, j); err != nil {
+			return err
+		}
+	}
+	if was, is := isOpen(prev), isOpen(j.Status); was != is {
+		d := int64(1)
+		if was {
+			d = -1
+		}
+		if err := addUsage(tx, j.WorkspaceID, d, d*int64(len(j.Payload))); err != nil {
 			return err
 		}
 	}

@@ -135,8 +135,8 @@ func saveJob(ctx context.Context, q querier, j storage.Job) error {
 // single statement: one round trip, atomic without an explicit transaction
 // (the queue check, the insert and the wake-up notification together).
 const enqueueOne = `WITH q AS (SELECT 1 FROM queues WHERE workspace_id=$2 AND name=$3 FOR KEY SHARE),
-	ins AS (INSERT INTO jobs (id, workspace_id, queue, status, due_at, body, created_at)
-		SELECT $1, $2, $3, 'queued', $4, $5, $6 FROM q RETURNING 1)
+	ins AS (INSERT INTO jobs (id, workspace_id, queue, status, due_at, body, created_at, payload_bytes)
+		SELECT $1, $2, $3, 'queued', $4, $5, $6, $9 FROM q RETURNING 1)
 	SELECT (SELECT count(*) FROM ins), pg_notify($7, $8)`
 
 func (s *Store) EnqueueJobs(ctx context.Context, args storage.EnqueueJobsArgs) ([]storage.EnqueueResult, error) {
@@ -150,7 +150,7 @@ func (s *Store) EnqueueJobs(ctx context.Context, args storage.EnqueueJobsArgs) (
 		wake, _ := json.Marshal(storage.Change{Kind: storage.ChangeJobs})
 		var n int
 		var ignored string
-		if err := s.pool.QueryRow(ctx, enqueueOne, j.ID, j.WorkspaceID, j.Queue, j.RunAt, string(body), j.CreatedAt, changeChannel, string(wake)).Scan(&n, &ignored); err != nil {
+		if err := s.pool.QueryRow(ctx, enqueueOne, j.ID, j.WorkspaceID, j.Queue, j.RunAt, string(body), j.CreatedAt, changeChannel, string(wake), len(j.Payload)).Scan(&n, &ignored); err != nil {
 			return nil, mapErr(err, "enqueue")
 		}
 		if n == 0 {
@@ -194,8 +194,8 @@ func (s *Store) EnqueueJobs(ctx context.Context, args storage.EnqueueJobsArgs) (
 			if err != nil {
 				return err
 			}
-			if _, err := tx.Exec(ctx, `INSERT INTO jobs (id, workspace_id, queue, status, due_at, body, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7)`,
-				j.ID, j.WorkspaceID, j.Queue, j.Status, j.RunAt, string(body), j.CreatedAt); err != nil {
+			if _, err := tx.Exec(ctx, `INSERT INTO jobs (id, workspace_id, queue, status, due_at, body, created_at, payload_bytes) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)`,
+				j.ID, j.WorkspaceID, j.Queue, j.Status, j.RunAt, string(body), j.CreatedAt, len(j.Payload)); err != nil {
 				return err
 			}
 			results = append(results, storage.EnqueueResult{Job: j})
@@ -503,4 +503,12 @@ func (s *Store) CountJobs(ctx context.Context) (map[string]int, error) {
 		out[st] = n
 	}
 	return out, mapErr(rows.Err(), "count")
+}
+
+// JobUsage sums a workspace's open jobs (due_at set) from jobs_usage, an
+// index-only scan of that workspace's open jobs.
+func (s *Store) JobUsage(ctx context.Context, workspaceID string) (storage.JobUsage, error) {
+	var u storage.JobUsage
+	err := s.pool.QueryRow(ctx, `SELECT count(*), coalesce(sum(payload_bytes), 0) FROM jobs WHERE workspace_id=$1 AND due_at IS NOT NULL`, workspaceID).Scan(&u.OpenJobs, &u.PayloadBytes)
+	return u, mapErr(err, "usage")
 }

@@ -186,3 +186,36 @@ func testLeaseRelease(t *testing.T, s storage.Store) {
 		t.Fatalf("leased again after release: %+v", l)
 	}
 }
+
+// testJobUsage: a workspace's open jobs and their payload bytes, per
+// workspace, following every status change.
+func testJobUsage(t *testing.T, s storage.Store) {
+	mkWorkspace(t, s, "ws_a")
+	mkWorkspace(t, s, "ws_b")
+	mkQueueWith(t, s, "ws_a", "q", 4, 0)
+	mkQueueWith(t, s, "ws_b", "q", 4, 0)
+	enqueue(t, s, job("ws_a", "q", "job_1", t0), job("ws_a", "q", "job_2", t0), job("ws_a", "q", "job_3", t0), job("ws_b", "q", "job_4", t0))
+	want := func(ws string, n int, bytes int64) {
+		t.Helper()
+		u, err := s.JobUsage(ctx(), ws)
+		must(t, err)
+		if u.OpenJobs != n || u.PayloadBytes != bytes {
+			t.Fatalf("%s usage = %+v, want %d jobs %d bytes", ws, u, n, bytes)
+		}
+	}
+	per := int64(len(`{"n":"job_1"}`))
+	want("ws_a", 3, 3*per)
+	want("ws_b", 1, per)
+	l := lease(t, s, t0.Add(time.Second), 1, map[string]int{"ws_b/q": 0})
+	want("ws_a", 3, 3*per) // leased is still open
+	must(t, s.CompleteAttempts(ctx(), []storage.AttemptResult{{WorkspaceID: "ws_a", JobID: l[0].ID, LeaseToken: l[0].LeaseToken,
+		Attempt: storage.Attempt{N: 1, StartedAt: t0, StatusCode: 200}, Status: storage.JobDelivered, At: t0}}))
+	want("ws_a", 2, 2*per)
+	_, err := s.CancelJob(ctx(), "ws_a", "job_3", t0)
+	must(t, err)
+	want("ws_a", 1, per)
+	_, err = s.RetryJobs(ctx(), storage.RetryJobsArgs{WorkspaceID: "ws_a", ID: "job_3", At: t0})
+	must(t, err)
+	want("ws_a", 2, 2*per)
+	want("ws_none", 0, 0)
+}

@@ -32,6 +32,7 @@ func jobTests() []struct {
 		{"LeaseTurns", testLeaseTurns},
 		{"LeaseManyQueues", testLeaseManyQueues},
 		{"LeaseRelease", testLeaseRelease},
+		{"JobUsage", testJobUsage},
 	}
 }
 

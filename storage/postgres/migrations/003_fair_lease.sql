@@ -5,3 +5,9 @@
 CREATE INDEX jobs_ready ON jobs (workspace_id, queue, due_at) WHERE due_at IS NOT NULL;
 CREATE INDEX jobs_leased ON jobs (workspace_id, queue) WHERE status = 'leased';
 DROP INDEX jobs_due;
+
+-- Quotas: each open job's payload size, and an index to sum a workspace's
+-- open jobs and payload bytes without reading the jobs themselves.
+ALTER TABLE jobs ADD COLUMN payload_bytes integer NOT NULL DEFAULT 0;
+UPDATE jobs SET payload_bytes = octet_length((body->'payload')::text) WHERE due_at IS NOT NULL;
+CREATE INDEX jobs_usage ON jobs (workspace_id) INCLUDE (payload_bytes) WHERE due_at IS NOT NULL;
