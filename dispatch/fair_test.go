@@ -254,3 +254,29 @@ func TestFairManyQueues(t *testing.T) {
 		e.victim()
 	})
 }
+
+// TestQueueMetrics: per-queue ready jobs, lag and running jobs at scrape.
+func TestQueueMetrics(t *testing.T) {
+	h := newHarness(t)
+	h.queue("q", dispatch.QueueSpec{})
+	h.enqueue("q", `{}`)
+	h.enqueue("q", `{}`)
+	h.clock.Advance(time.Minute) // the scrape reads real time; jobs were due at the fake clock's time
+	mfs, err := h.ve.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "queue" && l.GetValue() == "q" {
+					found[mf.GetName()] = m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	if found["rotor_queue_ready_jobs"] != 2 || found["rotor_queue_running_jobs"] != 0 || found["rotor_queue_lag_seconds"] <= 0 {
+		t.Fatalf("queue metrics = %v", found)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"rotor.sh/rotor/plugins/proto"
 	"rotor.sh/rotor/storage"
@@ -162,6 +163,9 @@ var handlers = map[string]handler{
 	// issue #12: quotas.
 	"JobUsage": h(func(st storage.Store, ctx context.Context, a idArgs) (storage.JobUsage, error) {
 		return st.JobUsage(ctx, a.ID)
+	}),
+	"QueueStats": h(func(st storage.Store, ctx context.Context, now time.Time) ([]storage.QueueStat, error) {
+		return st.QueueStats(ctx, now)
 	}),
 }
 

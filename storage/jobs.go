@@ -114,6 +114,23 @@ type JobStore interface {
 	// JobUsage is what a workspace's open (queued or leased) jobs hold, for
 	// quotas and metrics.
 	JobUsage(ctx context.Context, workspaceID string) (JobUsage, error)
+	// QueueStats describes every queue with open jobs at Now, for metrics.
+	// It reads every open job's index entry: meant for a scrape, not a hot
+	// path.
+	QueueStats(ctx context.Context, now time.Time) ([]QueueStat, error)
+}
+
+// QueueStat is one queue's open jobs at a moment.
+type QueueStat struct {
+	WorkspaceID string `json:"workspace_id"`
+	Queue       string `json:"queue"`
+	// Ready jobs are due (queued with RunAt passed, or leased with the lease
+	// expired); OldestReady is the earliest of their due times (zero when
+	// none is ready).
+	Ready       int       `json:"ready"`
+	OldestReady time.Time `json:"oldest_ready,omitempty"`
+	// Running jobs are leased (an unexpired lease).
+	Running int `json:"running"`
 }
 
 // JobUsage counts a workspace's open (queued or leased) jobs and the bytes

@@ -728,3 +728,39 @@ func (s *Store) CountJobs(ctx context.Context) (map[string]int, error) {
 	})
 	return out, err
 }
+
+// QueueStats walks the ready index: per queue, its entries up to now are
+// ready; the leased-jobs index gives the running ones.
+func (s *Store) QueueStats(ctx context.Context, now time.Time) ([]storage.QueueStat, error) {
+	var out []storage.QueueStat
+	n := uint64(now.UnixNano())
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		root := tx.Bucket(bucketReady)
+		return root.ForEachBucket(func(ws []byte) error {
+			wb := root.Bucket(ws)
+			return wb.ForEachBucket(func(name []byte) error {
+				st := storage.QueueStat{WorkspaceID: string(ws), Queue: string(name)}
+				c := wb.Bucket(name).Cursor()
+				for k, _ := c.First(); len(k) >= 8 && binary.BigEndian.Uint64(k[:8]) <= n; k, _ = c.Next() {
+					if st.Ready == 0 {
+						st.OldestReady = time.Unix(0, int64(binary.BigEndian.Uint64(k[:8]))).UTC()
+					}
+					st.Ready++
+				}
+				if lb := nestedRO(tx, bucketLeased, string(ws), string(name)); lb != nil {
+					if err := lb.ForEach(func(_, v []byte) error {
+						if len(v) == 8 && binary.BigEndian.Uint64(v) > n {
+							st.Running++
+						}
+						return nil
+					}); err != nil {
+						return err
+					}
+				}
+				out = append(out, st)
+				return nil
+			})
+		})
+	})
+	return out, err
+}

@@ -512,3 +512,23 @@ func (s *Store) JobUsage(ctx context.Context, workspaceID string) (storage.JobUs
 	err := s.pool.QueryRow(ctx, `SELECT count(*), coalesce(sum(payload_bytes), 0) FROM jobs WHERE workspace_id=$1 AND due_at IS NOT NULL`, workspaceID).Scan(&u.OpenJobs, &u.PayloadBytes)
 	return u, mapErr(err, "usage")
 }
+
+// QueueStats groups the open jobs (jobs_ready) by queue.
+func (s *Store) QueueStats(ctx context.Context, now time.Time) ([]storage.QueueStat, error) {
+	rows, err := s.pool.Query(ctx, `SELECT workspace_id, queue, count(*) FILTER (WHERE due_at <= $1), min(due_at) FILTER (WHERE due_at <= $1),
+		count(*) FILTER (WHERE status='leased' AND due_at > $1)
+		FROM jobs WHERE due_at IS NOT NULL GROUP BY 1, 2`, now)
+	if err != nil {
+		return nil, mapErr(err, "queue stats")
+	}
+	out, err := collect(rows, func(r pgx.Row) (storage.QueueStat, error) {
+		var st storage.QueueStat
+		var oldest *time.Time
+		err := r.Scan(&st.WorkspaceID, &st.Queue, &st.Ready, &oldest, &st.Running)
+		if oldest != nil {
+			st.OldestReady = oldest.UTC()
+		}
+		return st, err
+	})
+	return out, mapErr(err, "queue stats")
+}

@@ -219,3 +219,24 @@ func testJobUsage(t *testing.T, s storage.Store) {
 	want("ws_a", 2, 2*per)
 	want("ws_none", 0, 0)
 }
+
+// testQueueStats: per queue, ready (due) jobs and the oldest's due time,
+// and running (leased) jobs.
+func testQueueStats(t *testing.T, s storage.Store) {
+	mkWorkspace(t, s, "ws_a")
+	mkQueueWith(t, s, "ws_a", "q", 4, 0)
+	enqueue(t, s, job("ws_a", "q", "job_1", t0), job("ws_a", "q", "job_2", t0.Add(time.Second)), job("ws_a", "q", "job_3", t0.Add(time.Second)),
+		job("ws_a", "q", "job_4", t0.Add(time.Hour)))
+	if l := lease(t, s, t0.Add(500*time.Millisecond), 1, nil); len(l) != 1 || l[0].ID != "job_1" {
+		t.Fatalf("lease = %v", l)
+	}
+	stats, err := s.QueueStats(ctx(), t0.Add(2*time.Second))
+	must(t, err)
+	if len(stats) != 1 {
+		t.Fatalf("stats = %+v", stats)
+	}
+	st := stats[0]
+	if st.WorkspaceID != "ws_a" || st.Queue != "q" || st.Ready != 2 || st.Running != 1 || !st.OldestReady.Equal(t0.Add(time.Second)) {
+		t.Fatalf("stats = %+v", st)
+	}
+}

@@ -33,6 +33,7 @@ func jobTests() []struct {
 		{"LeaseManyQueues", testLeaseManyQueues},
 		{"LeaseRelease", testLeaseRelease},
 		{"JobUsage", testJobUsage},
+		{"QueueStats", testQueueStats},
 	}
 }
 
