@@ -236,13 +236,18 @@ func (s *Store) ListJobs(ctx context.Context, q storage.JobQuery) (storage.JobPa
 	return page, nil
 }
 
-// Lease statements. readyQueues finds the queues with due jobs, one probe
-// of jobs_ready per queue, with their unexpired leases (jobs_leased).
+// Lease statements (their plans: docs/benchmarks.md). readyQueues finds
+// the queues with due jobs, one probe of jobs_ready per queue: the first
+// entry of each queue, in index order (asked any other way, the planner
+// reads every due job of a deep queue), with their
+// unexpired leases (jobs_leased).
 const (
 	readyQueues = `SELECT q.spec::text,
 		(SELECT count(*) FROM jobs l WHERE l.workspace_id=q.workspace_id AND l.queue=q.name AND l.status='leased' AND l.due_at > $1)
 		FROM queues q
-		WHERE EXISTS (SELECT 1 FROM jobs j WHERE j.workspace_id=q.workspace_id AND j.queue=q.name AND j.due_at <= $1)`
+		CROSS JOIN LATERAL (SELECT j.due_at FROM jobs j WHERE j.workspace_id=q.workspace_id AND j.queue=q.name AND j.due_at IS NOT NULL
+			ORDER BY j.due_at LIMIT 1) r
+		WHERE r.due_at <= $1`
 	// lockQueues takes the queues this call leases from; a node leasing
 	// from the same queue at once skips it, so concurrency holds across
 	// nodes (the count after the lock sees the other node's leases).
@@ -252,13 +257,12 @@ const (
 	countLeased = `SELECT j.workspace_id, j.queue, count(*) FROM jobs j
 		JOIN unnest($1::text[], $2::text[]) AS s(ws, name) ON j.workspace_id=s.ws AND j.queue=s.name
 		WHERE j.status='leased' AND j.due_at > $3 GROUP BY 1, 2`
-	// pickJobs reads each chosen queue's first n due jobs from jobs_ready.
-	pickJobs = `SELECT jobs.body::text FROM jobs WHERE id IN (
-		SELECT p.id FROM unnest($1::text[], $2::text[], $3::int[]) AS s(ws, name, n)
-		CROSS JOIN LATERAL (SELECT id FROM jobs WHERE workspace_id=s.ws AND queue=s.name AND due_at <= $4
-			ORDER BY due_at LIMIT s.n FOR UPDATE SKIP LOCKED) p)`
-	leaseTokens = `SELECT nextval('lease_token_seq') FROM generate_series(1, $1)`
-	markLeased  = `UPDATE jobs SET status='leased', due_at=$2, lease_token=t.tok, body=t.body::json
+	// pickJobs reads each chosen queue's first n due jobs from jobs_ready,
+	// each with a new lease token.
+	pickJobs = `SELECT p.body::text, nextval('lease_token_seq') FROM unnest($1::text[], $2::text[], $3::int[]) AS s(ws, name, n)
+		CROSS JOIN LATERAL (SELECT body FROM jobs WHERE workspace_id=s.ws AND queue=s.name AND due_at <= $4
+			ORDER BY due_at LIMIT s.n FOR UPDATE SKIP LOCKED) p`
+	markLeased = `UPDATE jobs SET status='leased', due_at=$2, lease_token=t.tok, body=t.body::json
 		FROM unnest($1::text[], $3::bigint[], $4::text[]) AS t(id, tok, body) WHERE jobs.id=t.id`
 )
 
@@ -352,23 +356,24 @@ func (s *Store) LeaseJobs(ctx context.Context, args storage.LeaseJobsArgs) ([]st
 		if err != nil {
 			return err
 		}
-		jobs, err := collect(rows, scanJob)
-		if err != nil || len(jobs) == 0 {
-			return err
+		type picked struct {
+			j   storage.Job
+			tok int64
 		}
-		rows, err = tx.Query(ctx, leaseTokens, len(jobs))
-		if err != nil {
-			return err
-		}
-		toks, err := collect(rows, func(r pgx.Row) (int64, error) {
-			var t int64
-			return t, r.Scan(&t)
+		ps, err := collect(rows, func(r pgx.Row) (picked, error) {
+			var body string
+			var p picked
+			if err := r.Scan(&body, &p.tok); err != nil {
+				return p, err
+			}
+			return p, json.Unmarshal([]byte(body), &p.j)
 		})
-		if err != nil {
+		if err != nil || len(ps) == 0 {
 			return err
 		}
-		if len(toks) != len(jobs) {
-			return fmt.Errorf("postgres: %d lease tokens for %d jobs", len(toks), len(jobs))
+		jobs, toks := make([]storage.Job, len(ps)), make([]int64, len(ps))
+		for i, p := range ps {
+			jobs[i], toks[i] = p.j, p.tok
 		}
 		until := args.Now.Add(args.Visibility)
 		ids, bodies := make([]string, len(jobs)), make([]string, len(jobs))
@@ -505,7 +510,7 @@ func (s *Store) CountJobs(ctx context.Context) (map[string]int, error) {
 	return out, mapErr(rows.Err(), "count")
 }
 
-// JobUsage sums a workspace's open jobs (due_at set) from jobs_usage, an
+// JobUsage sums a workspace's open jobs (due_at set) from jobs_ready, an
 // index-only scan of that workspace's open jobs.
 func (s *Store) JobUsage(ctx context.Context, workspaceID string) (storage.JobUsage, error) {
 	var u storage.JobUsage
