@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"rotor.sh/rotor/api"
 	"rotor.sh/rotor/dispatch"
 	"rotor.sh/rotor/proxy"
@@ -92,7 +94,8 @@ func runMixed(n, conc, hostileJobs int, pgDSN string, viaPlugin bool) error {
 		return err
 	}
 	defer stopProxy()
-	disp, err := dispatch.New(dispatch.Options{Store: store, ProxyURL: proxyURL, InternalToken: internal, Logger: log})
+	reg := prometheus.NewRegistry()
+	disp, err := dispatch.New(dispatch.Options{Store: store, ProxyURL: proxyURL, InternalToken: internal, Logger: log, Registerer: reg})
 	if err != nil {
 		return err
 	}
@@ -237,6 +240,16 @@ func runMixed(n, conc, hostileJobs int, pgDSN string, viaPlugin bool) error {
 	}
 	fmt.Printf("mixed, %s: hostile workspace %d stuck + 1000 rate-limited jobs (set up in %.1fs); %d normal jobs over %d workspaces, %d enqueuers, all delivered in %.2fs (%.0f jobs/s); all normal p50 %v p99 %v; jobs now %v\n",
 		backend, hostileJobs, setupTook.Seconds(), n, normalWorkspaces, conc, total.Seconds(), float64(n)/total.Seconds(), pct(every, 0.5), pct(every, 0.99), counts)
+	if mfs, err := reg.Gather(); err == nil {
+		for _, mf := range mfs {
+			switch mf.GetName() {
+			case "rotor_dispatch_leases_released_total", "rotor_dispatch_leases_expired_total", "rotor_dispatch_inflight":
+				for _, m := range mf.GetMetric() {
+					fmt.Printf("  %s %v\n", mf.GetName(), m.GetCounter().GetValue()+m.GetGauge().GetValue())
+				}
+			}
+		}
+	}
 	for w := range normalWorkspaces {
 		fmt.Printf("  normal-%d: %d jobs, enqueue-to-delivery p50 %v p99 %v\n", w, len(lat[w]), pct(lat[w], 0.5), pct(lat[w], 0.99))
 	}
