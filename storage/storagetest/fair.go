@@ -141,7 +141,7 @@ func testLeaseTurns(t *testing.T, s storage.Store) {
 func testLeaseManyQueues(t *testing.T, s storage.Store) {
 	mkWorkspace(t, s, "ws_a")
 	mkWorkspace(t, s, "ws_b")
-	const n = 300
+	const n = 120
 	for i := range n {
 		q := fmt.Sprintf("tiny%04d", i)
 		mkQueueWith(t, s, "ws_a", q, 1, 0)
