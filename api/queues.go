@@ -178,11 +178,11 @@ func (s *Server) enqueue(w http.ResponseWriter, r *http.Request, actor vault.Act
 	if err := decodeJSON(w, r, &body); err != nil {
 		return err
 	}
-	if err := s.checkQuota(r.Context(), w, actor, len(body.Payload)); err != nil {
-		return err
-	}
 	key, err := idempotencyKey(r.Header, body.IdempotencyKey)
 	if err != nil {
+		return err
+	}
+	if err := s.checkQuota(r.Context(), w, actor, len(body.Payload)); err != nil {
 		return err
 	}
 	req := dispatch.EnqueueRequest{Payload: body.Payload, IdempotencyKey: key}
