@@ -123,7 +123,7 @@ type serveConfig struct {
 	StorageCallTimeout time.Duration
 	AuditExport        string
 	JobsRetention      time.Duration
-	Quotas           api.Quotas // issue #12: cli/quotas.go
+	Quotas             api.Quotas // issue #12: cli/quotas.go
 	// Components: the API server, the dispatcher, and the proxy when Proxy
 	// is set.
 	API      bool
