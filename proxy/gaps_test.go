@@ -1,12 +1,16 @@
 package proxy_test
 
 import (
+	"bufio"
 	"encoding/base64"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"testing"
+	"time"
 
 	"rotor.sh/rotor/proxy"
 )
@@ -34,13 +38,43 @@ func TestSSRFGuardIgnoresIPv6Zone(t *testing.T) {
 		r := e.send(c, "GET", "http://"+host+":"+port+"/x", "", "")
 		refused(t, r, up, before, 403, proxy.CodeDestinationBlocked)
 	}
-	// CONNECT to a zoned loopback address fails too.
-	if _, err := c.Get("https://[::1%25lo]:" + port + "/"); err == nil {
-		t.Fatal("CONNECT to a zoned loopback address succeeded")
+	// A CONNECT authority is handed to the dialer as written, zone and
+	// all (the plain-HTTP path above loses the zone before the dialer):
+	// the tunnel must not open, and nothing reaches the upstream through it.
+	for _, authority := range []string{"[::1%25lo]:" + port, "[::1%lo]:" + port, "[::1%251]:" + port} {
+		status := rawConnect(t, e, authority, "GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		if status == http.StatusOK || up.count() != before {
+			t.Fatalf("CONNECT %s: status %d, upstream calls %d -> %d", authority, status, before, up.count())
+		}
 	}
-	if up.count() != before {
-		t.Fatal("the upstream was reached")
+}
+
+// rawConnect sends CONNECT authority with the env's key on a raw
+// connection (so the authority is exactly as written); if the tunnel
+// opens, it writes next through it and reads one response. It returns the
+// CONNECT response's status.
+func rawConnect(t *testing.T, e *env, authority, next string) int {
+	t.Helper()
+	conn, err := net.Dial("tcp", e.proxy.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	fmt.Fprintf(conn, "CONNECT %s HTTP/1.1\r\nHost: %s\r\nProxy-Authorization: Bearer %s\r\n\r\n", authority, authority, e.key)
+	br := bufio.NewReader(conn)
+	res, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil {
+		return 0 // the proxy hung up: no tunnel
+	}
+	res.Body.Close()
+	if res.StatusCode == http.StatusOK {
+		io.WriteString(conn, next)
+		if r2, err := http.ReadResponse(br, nil); err == nil {
+			r2.Body.Close()
+		}
+	}
+	return res.StatusCode
 }
 
 // Without a dispatch token configured, no credential is the dispatcher's:
