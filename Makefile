@@ -95,7 +95,8 @@ clean:
 # Mutation testing by hand (never in CI): gremlins v0.6.0, pinned, installed
 # into bin/. Each package runs over its security-critical files only (the
 # rest are excluded), with generous test timeouts for a shared machine. One
-# report per package in bin/mutation/. The whole run is bounded by
+# report per package in bin/mutation/ (<pkg>.json, and <pkg>.log with every
+# mutant's status as it finishes). The whole run is bounded by
 # MUTATION_MINUTES. Scores and the survivors' notes: docs/reliability.md.
 GREMLINS            := bin/gremlins
 MUTATION_WORKERS    ?= 2
@@ -121,5 +122,6 @@ mutation:
 		if [ $$left -le 0 ]; then echo "mutation: budget spent before $$pkg"; exit 1; fi; \
 		echo "== $$pkg ($${entry#*:}), $${left}s left"; \
 		timeout $$left ./$(GREMLINS) unleash --workers $(MUTATION_WORKERS) --timeout-coefficient $(MUTATION_COEFF) \
-			-S lt $$excl -o bin/mutation/$$(echo $$pkg | tr / _).json ./$$pkg | grep -E 'LIVED|TIMED OUT|Killed:|Mutator coverage|Test efficacy|Mutation testing completed'; \
+			$$excl -o bin/mutation/$$(echo $$pkg | tr / _).json ./$$pkg | tee bin/mutation/$$(echo $$pkg | tr / _).log | \
+			grep --line-buffered -E 'LIVED|TIMED OUT|Killed:|Mutator coverage|Test efficacy|Mutation testing completed'; \
 	done
