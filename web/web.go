@@ -35,6 +35,9 @@ type Options struct {
 	Vault  *vault.Vault
 	Queues *dispatch.Service
 	Logger *slog.Logger
+	// Now is the clock sessions expire by (time.Now when nil; tests set
+	// it to move past the session lifetime).
+	Now func() time.Time
 }
 
 // Dashboard serves /dashboard.
@@ -42,6 +45,7 @@ type Dashboard struct {
 	vault  *vault.Vault
 	queues *dispatch.Service
 	log    *slog.Logger
+	now    func() time.Time
 	pages  map[string]*template.Template
 	mux    *http.ServeMux
 
@@ -60,7 +64,10 @@ func New(o Options) (*Dashboard, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	d := &Dashboard{vault: o.Vault, queues: o.Queues, log: o.Logger, pages: map[string]*template.Template{}, sessions: map[string]session{}, mux: http.NewServeMux()}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	d := &Dashboard{vault: o.Vault, queues: o.Queues, log: o.Logger, now: o.Now, pages: map[string]*template.Template{}, sessions: map[string]session{}, mux: http.NewServeMux()}
 	for _, p := range []string{"login", "secrets", "queues", "jobs", "audit"} {
 		t, err := template.ParseFS(templateFS, "templates/layout.html", "templates/"+p+".html")
 		if err != nil {
@@ -123,7 +130,7 @@ func (d *Dashboard) session(r *http.Request) (string, session, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	s, ok := d.sessions[c.Value]
-	if !ok || time.Now().After(s.expires) {
+	if !ok || d.now().After(s.expires) {
 		delete(d.sessions, c.Value)
 		return "", session{}, false
 	}
@@ -173,14 +180,14 @@ func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
 	sid := randomToken()
 	d.mu.Lock()
 	if len(d.sessions) >= maxSessions {
-		now := time.Now()
+		now := d.now()
 		for k, s := range d.sessions {
 			if now.After(s.expires) {
 				delete(d.sessions, k)
 			}
 		}
 	}
-	d.sessions[sid] = session{key: key, csrf: randomToken(), expires: time.Now().Add(sessionTTL)}
+	d.sessions[sid] = session{key: key, csrf: randomToken(), expires: d.now().Add(sessionTTL)}
 	d.mu.Unlock()
 	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: sid, Path: "/dashboard", HttpOnly: true, SameSite: http.SameSiteStrictMode,
 		Secure: r.TLS != nil, MaxAge: int(sessionTTL.Seconds())})
