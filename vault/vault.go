@@ -42,6 +42,8 @@ type Vault struct {
 	metrics *metrics
 	now     func() time.Time
 
+	revokeMu sync.Mutex // see RevokeAPIKey
+
 	auditKey []byte // HMAC key for chain seals, derived from the master key
 	sealMu   sync.Mutex
 	sealed   map[string]int64 // workspace -> last id this node knows is sealed
