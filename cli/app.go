@@ -46,6 +46,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			auditCommand(),
 			keysCommand(),
 			workspacesCommand(),
+			callbackCommand(),
 			vaultCommand(),
 		},
 	}
