@@ -16,6 +16,9 @@ var Version = "dev"
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Plugin processes never outlive this one, whatever path it exits by.
 	defer plugin.CleanupClients()
+	if err := refuseArgvSecrets(args); err != nil {
+		return err
+	}
 	app := newApp(stdout, stderr)
 	return app.RunContext(ctx, interspersed(app, args))
 }

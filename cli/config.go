@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"rotor.sh/rotor/dispatch"
+	"rotor.sh/rotor/vault"
 )
 
 // Defaults of `rotor serve`.
@@ -54,6 +55,8 @@ const (
 	flagStoragePlugin    = "storage-plugin"
 	flagPluginSHA256     = "storage-plugin-sha256"
 	flagPostgresDSN      = "postgres-dsn"
+	// Issue 10 (memory): the vault cache's lifetime.
+	flagVaultCacheTTL = "vault-cache-ttl"
 )
 
 func envName(flag string) string {
@@ -84,6 +87,7 @@ func serveFlags() []cli.Flag {
 		altsrc.NewStringFlag(&cli.StringFlag{Name: flagComponents, EnvVars: []string{envName(flagComponents)}, Value: "api,proxy,dispatch", Usage: "what `rotor serve` runs: any of api, proxy, dispatch (dispatch needs proxy)"}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: flagDispatchLease, EnvVars: []string{envName(flagDispatchLease)}, Value: dispatch.DefaultVisibility, Usage: "how long a dispatcher holds a job before another may deliver it (after a crash)"}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: flagShutdownTimeout, EnvVars: []string{envName(flagShutdownTimeout)}, Value: DefaultShutdownTimeout, Usage: "how long to drain requests on SIGTERM"}),
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: flagVaultCacheTTL, EnvVars: []string{envName(flagVaultCacheTTL)}, Value: vault.DefaultCacheTTL, Usage: "how long an opened secret stays in memory (rotation and deletion drop it at once)"}),
 	}
 }
 
@@ -105,6 +109,7 @@ type serveConfig struct {
 	DispatchToken    string
 	DispatchProxyURL string
 	PluginSHA256     []byte
+	VaultCacheTTL    time.Duration
 	// Components: the API server, the dispatcher, and the proxy when Proxy
 	// is set.
 	API      bool
@@ -135,6 +140,10 @@ func loadServeConfig(c *cli.Context) (serveConfig, error) {
 		StoragePlugin:    c.String(flagStoragePlugin),
 		DispatchToken:    c.String(flagDispatchToken),
 		DispatchProxyURL: c.String(flagDispatchProxyURL),
+		VaultCacheTTL:    c.Duration(flagVaultCacheTTL),
+	}
+	if cfg.VaultCacheTTL < time.Second || cfg.VaultCacheTTL > 24*time.Hour {
+		return cfg, settingErr(flagVaultCacheTTL, "must be 1s to 24h")
 	}
 	if cfg.DispatchToken != "" && len(cfg.DispatchToken) < 32 {
 		return cfg, settingErr(flagDispatchToken, "must be at least 32 characters (openssl rand -hex 32)")

@@ -135,7 +135,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 		return err
 	}
 	defer store.Close()
-	v, err := vault.Open(ctx, vault.Options{Store: store, MasterKey: masterKey, Logger: log, Registerer: reg})
+	v, err := vault.Open(ctx, vault.Options{Store: store, MasterKey: masterKey, Logger: log, Registerer: reg, CacheTTL: cfg.VaultCacheTTL})
 	if errors.Is(err, vault.ErrMasterKey) {
 		return fmt.Errorf("refusing to start: the master key does not match the data in %s (%v); use the key this data dir was created with", cfg.DataDir, err)
 	}

@@ -28,6 +28,8 @@ type Options struct {
 	// AuditSealInterval is how often chain heads are sealed
 	// (DefaultAuditSealInterval when 0; negative: never, SealAudit by hand).
 	AuditSealInterval time.Duration
+	// CacheTTL is how long an opened secret is kept (DefaultCacheTTL when 0).
+	CacheTTL time.Duration
 }
 
 // Vault is the domain service behind the API, the proxy and the dispatcher.
@@ -71,6 +73,9 @@ func Open(ctx context.Context, opts Options) (*Vault, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.CacheTTL <= 0 {
+		opts.CacheTTL = DefaultCacheTTL
+	}
 	kr, err := loadKeyring(ctx, opts.Store, opts.MasterKey, opts.Now)
 	if err != nil {
 		return nil, err
@@ -87,7 +92,7 @@ func Open(ctx context.Context, opts Options) (*Vault, error) {
 		sealDone: make(chan struct{}),
 		store:    opts.Store,
 		keys:     kr,
-		cache:    newCache(),
+		cache:    newCache(opts.CacheTTL, opts.Now),
 		log:      opts.Logger,
 		metrics:  m,
 		now:      opts.Now,
@@ -119,6 +124,7 @@ func (v *Vault) Close(ctx context.Context) error {
 			v.log.Error("audit seal at close failed", "err", serr)
 		}
 	}
+	v.cache.clear()
 	return err
 }
 
