@@ -119,6 +119,7 @@ func loadNodeConfig(c *cli.Context, mode string) (serveConfig, error) {
 
 func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	hardenProcess(log)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
@@ -126,6 +127,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	lockKey(log, "master key", masterKey)
 	defer clear(masterKey)
 
 	reg := prometheus.NewRegistry()

@@ -2,6 +2,7 @@ package vault
 
 import (
 	"context"
+	"crypto/cipher"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -44,7 +45,8 @@ type Vault struct {
 	metrics *metrics
 	now     func() time.Time
 
-	revokeMu sync.Mutex // see RevokeAPIKey
+	revokeMu sync.Mutex  // see RevokeAPIKey
+	sessions cipher.AEAD // dashboard session tokens (sessions.go)
 
 	auditKey []byte // HMAC key for chain seals, derived from the master key
 	sealMu   sync.Mutex
@@ -84,8 +86,14 @@ func Open(ctx context.Context, opts Options) (*Vault, error) {
 	if err != nil {
 		return nil, err
 	}
+	lockKey(opts.Logger, "audit seal key", auditKey)
+	sessions, err := newSessionAEAD(opts.MasterKey)
+	if err != nil {
+		return nil, err
+	}
 	m := newMetrics(opts.Registerer)
 	v := &Vault{
+		sessions: sessions,
 		auditKey: auditKey,
 		sealed:   map[string]int64{},
 		sealStop: make(chan struct{}),
