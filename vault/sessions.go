@@ -36,7 +36,9 @@ func (v *Vault) SealSession(pt []byte) []byte { return gcmSeal(v.sessions, pt, s
 
 // OpenSession opens a token SealSession made on any node with the same
 // master key; ErrDecrypt for anything else.
-func (v *Vault) OpenSession(sealed []byte) ([]byte, error) { return gcmOpen(v.sessions, sealed, sessionAAD) }
+func (v *Vault) OpenSession(sealed []byte) ([]byte, error) {
+	return gcmOpen(v.sessions, sealed, sessionAAD)
+}
 
 // ActorByKeyID returns the actor of an API key by its id, checking it is
 // not revoked: the dashboard keeps the key id, never the key, and asks on
