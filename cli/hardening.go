@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
 
 	"rotor.sh/rotor/internal/memlock"
 )
@@ -25,5 +26,15 @@ func hardenProcess(log *slog.Logger) {
 func lockKey(log *slog.Logger, what string, b []byte) {
 	if err := memlock.Lock(b); err != nil {
 		log.Debug("could not lock key material in memory", "what", what, "err", err)
+	}
+}
+
+// dropSecretEnv removes, once the settings are read, the environment
+// variables that hold credentials, so child processes (the storage plugin)
+// do not inherit them. The process's own initial environment block, in
+// /proc/<pid>/environ, keeps them: prefer ROTOR_MASTER_KEY_FILE.
+func dropSecretEnv() {
+	for _, f := range []string{flagMasterKey, flagBootstrapKey, flagDispatchToken, flagPostgresDSN} {
+		os.Unsetenv(envName(f))
 	}
 }
