@@ -2,11 +2,14 @@ package dispatch_test
 
 import (
 	"context"
+	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"rotor.sh/rotor/dispatch"
+	"rotor.sh/rotor/internal/leakcheck"
 	"rotor.sh/rotor/storage"
 	"rotor.sh/rotor/vault"
 )
@@ -67,5 +70,16 @@ func TestSigningGrace(t *testing.T) {
 	got = deliver()
 	if ok := verifyEach(t, got, last.SigningSecret, next.SigningSecret, old); !ok[0] || ok[1] || ok[2] {
 		t.Fatalf("after a no-grace rotation: current %v, previous %v, oldest %v (%q)", ok[0], ok[1], ok[2], got.Header.Get("webhook-signature"))
+	}
+	// Canary: no signing secret (current, previous with its grace, or
+	// older) in the database file, the audit rows or the logs.
+	h.stop()
+	h.ve.Vault.FlushAudit(ctx)
+	page, _ := h.ve.Store.ListAudit(ctx, storage.AuditQuery{WorkspaceID: h.ve.Operator.WorkspaceID, Limit: 1000})
+	rows, _ := json.Marshal(page.Events)
+	db, _ := os.ReadFile(h.ve.DBPath)
+	for _, sec := range []vault.Plaintext{old, next.SigningSecret, last.SigningSecret} {
+		v := string(sec.Bytes())
+		leakcheck.Scan(t, strings.TrimPrefix(v, "whsec_"), map[string][]byte{"bbolt file": db, "audit rows": rows, "logs": []byte(h.ve.Logs.String())})
 	}
 }
