@@ -70,8 +70,16 @@ func callbackCommand() *cli.Command {
 				Flags: append(clientFlags(),
 					&cli.DurationFlag{Name: "grace", Value: 24 * time.Hour, Usage: "keep signing with the previous signing secret too for this long (0s: cut over at once, e.g. after a leak; at most 168h)"},
 					&cli.StringFlag{Name: "only", Usage: "rotate only \"signing\" or only \"callback\" (default both)"},
+					&cli.BoolFlag{Name: "yes", Usage: "do not ask (the rotation cuts something over at once)"},
 				),
 				Action: func(c *cli.Context) error {
+					// Asks when handlers on the old value fail at once: the
+					// Bearer credential has no grace, nor does --grace 0s.
+					if cutover := c.String("only") != "signing" || c.Duration("grace") == 0; cutover && !c.Bool("yes") {
+						if err := confirm(c, "Handlers still checking the old callback secret (or, with --grace 0s, the old signing secret) fail at once. Rotate? [y/N] "); err != nil {
+							return err
+						}
+					}
 					a, err := newClient(c)
 					if err != nil {
 						return err
