@@ -141,6 +141,10 @@ func TestAttackSigningGraceCLI(t *testing.T) {
 	if sigs[0] != sign(res.SigningSecret) || sigs[1] != sign(oldSecret) {
 		t.Fatal("the signatures are not one under the new and one under the previous signing secret")
 	}
+	// Rotating the Bearer credential cuts handlers over at once: it asks.
+	if code, _, errOut := rotor(t, env, "callback-secret", "rotate"); code == 0 || !strings.Contains(errOut, "--yes") {
+		t.Fatalf("rotate without --yes: %d %q", code, errOut)
+	}
 	code, out, _ = rotor(t, env, "callback-secret", "show")
 	if code != 0 || !strings.Contains(out, "SIGNING_GRACE_UNTIL") || strings.Contains(out, "whsec_") {
 		t.Fatalf("show: %d %s", code, out)
