@@ -96,3 +96,40 @@ func TestCacheEntriesExpire(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestSigningWithoutRotationReadsNoStore: a delivery's credential lookups
+// (callback secret, signing secret, no previous one) are served from the
+// cache after the first, including the absence of a previous signing key.
+func TestSigningWithoutRotationReadsNoStore(t *testing.T) {
+	ctx := context.Background()
+	store := &countingStore{Store: testStore(t)}
+	v := openVault(t, store)
+	op := bootstrap(t, v)
+	if _, _, err := v.EnsureCallbackCredentials(ctx, op.WorkspaceID); err != nil {
+		t.Fatal(err)
+	}
+	req := CredentialRequest{WorkspaceID: op.WorkspaceID, Host: "hooks.example.com"}
+	if _, err := v.SigningSecrets(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	before := store.gets.Load()
+	for range 10 {
+		keys, err := v.SigningSecrets(ctx, req)
+		if err != nil || len(keys) != 1 {
+			t.Fatalf("%d keys, %v", len(keys), err)
+		}
+		if _, err := v.CallbackSecret(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := store.gets.Load() - before; n != 0 {
+		t.Fatalf("%d storage reads for 10 deliveries", n)
+	}
+	// A rotation with grace is seen at once (the negative entry dropped).
+	if _, err := v.RotateCallback(ctx, op, RotateCallbackRequest{Grace: time.Hour, Only: RotateSigning}); err != nil {
+		t.Fatal(err)
+	}
+	if keys, _ := v.SigningSecrets(ctx, req); len(keys) != 2 {
+		t.Fatalf("%d keys after a rotation with grace", len(keys))
+	}
+}

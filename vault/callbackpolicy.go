@@ -237,8 +237,20 @@ func (v *Vault) credentialAllowed(ctx context.Context, req CredentialRequest) er
 // previousSigning returns the previous signing secret and the end of its
 // grace, if one was kept.
 func (v *Vault) previousSigning(ctx context.Context, ws string) (time.Time, Plaintext, bool) {
-	e, err := v.credentialEntry(ctx, ws, credentialSigningPrevious)
-	if err != nil {
+	e, ok := v.cache.get(ws, credentialSigningPrevious)
+	if !ok {
+		// Absent until the first signing rotation: remember that too, or
+		// every delivery would cost a storage read.
+		gen := v.cache.generation()
+		var err error
+		if e, err = v.load(ctx, ws, credentialSigningPrevious); errors.Is(err, ErrNotFound) {
+			v.cache.putIfCurrent(ws, credentialSigningPrevious, cacheEntry{}, gen)
+		}
+		if err != nil {
+			return time.Time{}, Plaintext{}, false
+		}
+	}
+	if e.version == 0 {
 		return time.Time{}, Plaintext{}, false
 	}
 	ts, key, ok := bytes.Cut(e.value.b, []byte("\n"))
