@@ -20,11 +20,14 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	app := newApp(stdout, stderr)
+	if len(args) > 0 {
+		app.Metadata = map[string]any{metaInvoked: args[0]}
+	}
 	return app.RunContext(ctx, interspersed(app, args))
 }
 
 func newApp(stdout, stderr io.Writer) *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:                 "rotor",
 		Usage:                "resolve secret references at dispatch time, from an encrypted vault",
 		Version:              Version,
@@ -51,6 +54,11 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			workspacesCommand(),
 			callbackCommand(),
 			vaultCommand(),
+			devCommand(),
+			doctorCommand(),
 		},
 	}
+	attachNameCompletion(app)
+	oneLineUsageErrors(app)
+	return app
 }

@@ -23,7 +23,7 @@ import (
 const (
 	DefaultDataDir         = "./data"
 	DefaultAPIAddr         = "127.0.0.1:8080"
-	DefaultOpsAddr         = "127.0.0.1:9090"
+	DefaultOpsAddr         = "127.0.0.1:8082"
 	DefaultLogLevel        = "info"
 	DefaultLogFormat       = "json"
 	DefaultShutdownTimeout = 15 * time.Second
