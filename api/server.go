@@ -229,6 +229,10 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
 	}
+	if code == CodeAuditUnavailable {
+		// The same header the proxy sets, so clients of both see one signal.
+		w.Header().Set(HeaderError, code)
+	}
 	if status >= 500 {
 		s.log.Error("request failed", LogFieldRequestID, info(r.Context()).requestID, "err", err)
 	}

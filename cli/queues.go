@@ -352,7 +352,7 @@ func auditCommand() *cli.Command {
 			},
 		}, {
 			Name: "verify", Usage: "check the audit chain: exit 1 naming the first edited, deleted, reordered or truncated row",
-			Flags: clientFlags(),
+			Flags: append(clientFlags(), &cli.StringFlag{Name: flagAgainst, Usage: "also check the trail against an --audit-export file (JSON Lines)"}),
 			Action: func(c *cli.Context) error {
 				a, err := newClient(c)
 				if err != nil {
@@ -382,6 +382,13 @@ func auditCommand() *cli.Command {
 						return fmt.Errorf("audit trail tampered with at row %d: %s", res.FirstBadID, res.Problem)
 					}
 					return fmt.Errorf("audit trail tampered with: %s", res.Problem)
+				}
+				if path := c.String(flagAgainst); path != "" {
+					msg, err := checkAgainst(c.Context, a, path)
+					if err != nil {
+						return err
+					}
+					fmt.Fprintln(a.out, msg)
 				}
 				return nil
 			},

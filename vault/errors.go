@@ -36,6 +36,10 @@ var (
 	// ErrConflict: the operation would leave the deployment in a state it
 	// cannot recover from by itself (revoking the last operator key).
 	ErrConflict = errors.New("conflict")
+	// ErrAuditUnavailable: the access row a request needs cannot be queued
+	// (the audit backlog is at its bound while storage is failing or slow),
+	// so the request is refused rather than served without a row. Retry.
+	ErrAuditUnavailable = errors.New("audit trail unavailable")
 	// ErrClosed: the vault has been closed.
 	ErrClosed = errors.New("vault closed")
 )
