@@ -66,8 +66,15 @@ func TestMemberCannotChooseCallbackDestination(t *testing.T) {
 			t.Fatalf("member moving the queue to %s: %v", moved, err)
 		}
 	}
-	// Once an admin approves the host, members may use it.
+	// A bare host approves the default ports only, not this one.
 	if _, err := h.ve.Vault.SetCallbackAllowedHosts(ctx, h.ve.Operator, []string{"127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.svc.CreateQueue(ctx, member, "evil", dispatch.QueueSpec{CallbackURL: &evil}); !errors.Is(err, vault.ErrForbidden) {
+		t.Fatalf("member queue at an unapproved port: %v", err)
+	}
+	// Once an admin approves the host and port, members may use it.
+	if _, err := h.ve.Vault.SetCallbackAllowedHosts(ctx, h.ve.Operator, []string{u.Host}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := h.svc.CreateQueue(ctx, member, "evil", dispatch.QueueSpec{CallbackURL: &evil}); err != nil {
@@ -98,8 +105,20 @@ func TestCallbackCredentialObeysAllowedHosts(t *testing.T) {
 	if j.Attempts[0].ErrorCode != proxy.CodeHostNotAllowed {
 		t.Fatalf("attempt %+v", j.Attempts[0])
 	}
-	// Approved: delivered with both.
+	// The host without the port does not cover it either.
 	if _, err := h.ve.Vault.SetCallbackAllowedHosts(ctx, h.ve.Operator, []string{"hooks.example.com", "127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.svc.RetryJob(ctx, h.ve.Operator, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	j = h.waitJob(j.ID, "attempted again", attempts(2))
+	if h.calls() != 0 || j.Attempts[1].ErrorCode != proxy.CodeHostNotAllowed {
+		t.Fatalf("bare host, other port: calls %d, attempt %+v", h.calls(), j.Attempts[1])
+	}
+	// Approved with its port: delivered with both.
+	u, _ := url.Parse(h.up.URL)
+	if _, err := h.ve.Vault.SetCallbackAllowedHosts(ctx, h.ve.Operator, []string{"hooks.example.com", u.Host}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := h.svc.RetryJob(ctx, h.ve.Operator, j.ID); err != nil {

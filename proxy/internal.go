@@ -70,7 +70,7 @@ var errSignTooLarge = errors.New("a signed dispatch body must fit the buffer")
 // queue pointed at the wrong host fails visibly instead of delivering bare.
 func (st *reqState) applyInternal(out *http.Request, in internalReq) error {
 	ctx := out.Context()
-	creq := vault.CredentialRequest{WorkspaceID: st.actor.WorkspaceID, Host: out.URL.Hostname(), RequireAllowedHosts: st.p.requireAH}
+	creq := vault.CredentialRequest{WorkspaceID: st.actor.WorkspaceID, Host: out.URL.Hostname(), Scheme: st.scheme, Port: st.port, RequireAllowedHosts: st.p.requireAH}
 	if in.auth == "callback" {
 		cs, err := st.p.vault.CallbackSecret(ctx, creq)
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"rotor.sh/rotor/storage"
@@ -176,15 +177,20 @@ func (v *Vault) CallbackDestinationApproved(ctx context.Context, workspaceID str
 	if err != nil {
 		return false, err
 	}
-	return len(e.allowedHosts) > 0 && HostAllowed(e.allowedHosts, dest.Hostname()), nil
+	port, _ := strconv.Atoi(dest.Port())
+	d := Destination{Scheme: strings.ToLower(dest.Scheme), Host: dest.Hostname(), Port: port}
+	return len(e.allowedHosts) > 0 && DestinationAllowed(e.allowedHosts, d), nil
 }
 
 // CredentialRequest asks for a dispatch credential on behalf of one
 // outgoing request.
 type CredentialRequest struct {
 	WorkspaceID string
-	// Host is the request's destination host.
-	Host string
+	// Host, Scheme and Port are the request's destination (Port 0: the
+	// scheme's default), matched like a secret's allowed_hosts.
+	Host   string
+	Scheme string
+	Port   int
 	// RequireAllowedHosts: a credential without allowed_hosts is refused
 	// (the proxy's --proxy-require-allowed-hosts).
 	RequireAllowedHosts bool
@@ -224,7 +230,7 @@ func (v *Vault) credentialAllowed(ctx context.Context, req CredentialRequest) er
 	if err != nil {
 		return err
 	}
-	switch deny(e, ResolveRequest{Host: req.Host, RequireAllowedHosts: req.RequireAllowedHosts}) {
+	switch deny(e, ResolveRequest{Host: req.Host, Scheme: req.Scheme, Port: req.Port, RequireAllowedHosts: req.RequireAllowedHosts}) {
 	case "":
 		return nil
 	case denyNoAllowedHosts:
