@@ -127,9 +127,12 @@ image:
 
 # Opens the tarball, checks layers, user, entrypoint, env and labels, runs
 # the binary inside (rotor version) and rebuilds it to the same digest.
+# Without -race: build/ starts no goroutines of its own, and the detector
+# makes hashing and gzipping the 20 MB layer about ten times slower
+# (`cd build && go test -race ./...` passes too).
 image-test: image
 	cd build && ROTOR_IMAGE_TAR=$(CURDIR)/$(IMAGE_TAR) ROTOR_IMAGE_BINARY=$(CURDIR)/$(IMAGE_BIN) \
-		ROTOR_IMAGE_DIGEST_FILE=$(CURDIR)/bin/rotor-image.digest $(GO) test -race -count=1 -timeout 15m ./...
+		ROTOR_IMAGE_DIGEST_FILE=$(CURDIR)/bin/rotor-image.digest $(GO) test -count=1 -timeout 15m ./...
 
 # helm, pinned, built through the Go module proxy when missing.
 helm: $(HELM)

@@ -99,23 +99,19 @@ func TestImage(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		var a, b bytes.Buffer
+		var a bytes.Buffer
 		ra, err := Build(ctx, opts, &a)
 		if err != nil {
 			t.Fatal(err)
 		}
-		rb, err := Build(ctx, opts, &b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ra.Digest != img.digest || rb.Digest != img.digest {
-			t.Fatalf("rebuilds give %s and %s, the archive %s", ra.Digest, rb.Digest, img.digest)
+		if ra.Digest != img.digest {
+			t.Fatalf("the rebuild gives %s, the archive %s", ra.Digest, img.digest)
 		}
 		orig, err := os.ReadFile(tarPath)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(a.Bytes(), orig) || !bytes.Equal(b.Bytes(), orig) {
+		if !bytes.Equal(a.Bytes(), orig) {
 			t.Fatal("same digest but the archive bytes differ")
 		}
 	})
