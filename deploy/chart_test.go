@@ -422,3 +422,20 @@ func TestKubernetesConfigsMatchChart(t *testing.T) {
 		}
 	}
 }
+
+// TestChartImage: a tag of digits only (a short commit hash can be one)
+// stays a tag, and a digest pins the image.
+func TestChartImage(t *testing.T) {
+	for want, args := range map[string][]string{
+		"rotor:8310907": {"--set", "image.tag=8310907"},
+		"rotor@sha256:" + strings.Repeat("ab", 32): {"--set", "image.digest=sha256:" + strings.Repeat("ab", 32)},
+	} {
+		dep := one(t, parse(t, template(t, args...)), "Deployment")
+		if got := get(dep, "spec", "template", "spec", "containers", 0, "image"); got != want {
+			t.Errorf("%q: image %v, want %s", args, got, want)
+		}
+	}
+	if _, _, err := runHelm(t, "template", releaseName, chartDir, "--set", "image.digest=latest"); err == nil {
+		t.Error("a digest that is not sha256:<hex> was accepted")
+	}
+}
