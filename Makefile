@@ -158,7 +158,7 @@ release:
 	@set -e; for p in $(RELEASE_PLATFORMS); do os=$${p%/*}; arch=$${p#*/}; out=bin/release/rotor_$(VERSION)_$${os}_$${arch}; \
 		echo "$$out"; \
 		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "$(STATIC_LDFLAGS)" -o $$out ./cmd/rotor; \
-		bin/tools/rotor-sbom -created $(SOURCE_DATE_EPOCH) -out $$out.cdx.json $$out; \
+		bin/tools/rotor-sbom -version $(VERSION) -created $(SOURCE_DATE_EPOCH) -out $$out.cdx.json $$out; \
 	done
 	cd bin/release && sha256sum rotor_* > SHA256SUMS && sha256sum -c --quiet SHA256SUMS
 	@native=bin/release/rotor_$(VERSION)_$$($(GO) env GOOS)_$$($(GO) env GOARCH); \

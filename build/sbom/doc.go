@@ -8,5 +8,5 @@
 // reproducible: the serial number derives from the binary's SHA-256 and
 // the timestamp is SOURCE_DATE_EPOCH.
 //
-//	go run ./sbom -created $SOURCE_DATE_EPOCH -out rotor.cdx.json bin/release/rotor_linux_amd64
+//	go run ./sbom -version v1.2.3 -created $SOURCE_DATE_EPOCH -out rotor.cdx.json bin/release/rotor_linux_amd64
 package main

@@ -76,7 +76,10 @@ func purl(path, version string, qualifiers ...string) string {
 }
 
 // Generate builds the SBOM of the Go binary at path, created at created.
-func Generate(path string, created time.Time) (BOM, error) {
+// version names the main module's version; empty means what the binary
+// records (Go omits -ldflags from its build information under -trimpath, so
+// Rotor's stamped version has to be passed in).
+func Generate(path, version string, created time.Time) (BOM, error) {
 	bin, err := os.ReadFile(path)
 	if err != nil {
 		return BOM{}, err
@@ -92,9 +95,8 @@ func Generate(path string, created time.Time) (BOM, error) {
 		settings[s.Key] = s.Value
 		props = append(props, Property{Name: "go:build:" + s.Key, Value: s.Value})
 	}
-	version := info.Main.Version
-	if v := mainVersion(settings); v != "" {
-		version = v
+	if version == "" {
+		version = mainVersion(settings, info.Main.Version)
 	}
 	mainRef := purl(info.Main.Path, version, "goos="+settings["GOOS"], "goarch="+settings["GOARCH"])
 	main := Component{
@@ -133,15 +135,15 @@ func Generate(path string, created time.Time) (BOM, error) {
 	}, nil
 }
 
-// mainVersion prefers the version Rotor stamps with -ldflags over the
-// "(devel)" Go records for a main module built from a checkout.
-func mainVersion(settings map[string]string) string {
+// mainVersion prefers the version Rotor stamps with -ldflags, when Go
+// recorded them, over the "(devel)" it records for a checkout.
+func mainVersion(settings map[string]string, recorded string) string {
 	for _, f := range strings.Fields(settings["-ldflags"]) {
 		if v, ok := strings.CutPrefix(f, "rotor.sh/rotor/cli.Version="); ok {
 			return v
 		}
 	}
-	return ""
+	return recorded
 }
 
 func module(d *debug.Module) Component {

@@ -22,7 +22,7 @@ func TestSBOM(t *testing.T) {
 		t.Fatal(err)
 	}
 	created := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	bom, err := Generate(self, created)
+	bom, err := Generate(self, "v1.2.3", created)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,6 +37,9 @@ func TestSBOM(t *testing.T) {
 	m := bom.Metadata.Component
 	if m.Type != "application" || len(m.Hashes) != 1 || m.Hashes[0].Content != hex.EncodeToString(sum[:]) {
 		t.Fatalf("main component %+v: want the binary's SHA-256", m)
+	}
+	if m.Version != "v1.2.3" || !strings.HasPrefix(m.PURL, "pkg:golang/"+m.Name+"@v1.2.3?") {
+		t.Fatalf("main component version %q purl %q", m.Version, m.PURL)
 	}
 	if !strings.Contains(m.PURL, "goos="+runtime.GOOS) || !strings.Contains(m.PURL, "goarch="+runtime.GOARCH) {
 		t.Fatalf("main purl %q lacks the platform", m.PURL)
