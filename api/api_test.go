@@ -124,3 +124,27 @@ func (e *env) newKey(role string) (id, key string) {
 	m := e.mustStatus(e.do("POST", "/v1/keys", e.key, `{"name":"k","role":"`+role+`"}`), 201).json(e.t)
 	return m["id"].(string), m["key"].(string)
 }
+
+// TestRootSendsBrowsersToDashboard: GET / redirects a browser to the
+// dashboard; a script gets the JSON 404 pointing at /v1/ and the dashboard.
+func TestRootSendsBrowsersToDashboard(t *testing.T) {
+	e := newEnv(t)
+	req, _ := http.NewRequest("GET", e.srv.URL+"/", nil)
+	req.Header.Set("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/dashboard/" {
+		t.Fatalf("browser: %d %q", res.StatusCode, res.Header.Get("Location"))
+	}
+	r := e.do("GET", "/", "", "")
+	if r.status != 404 || r.errCode(t) != "not_found" || !strings.Contains(string(r.body), "/dashboard/") {
+		t.Fatalf("script: %d %s", r.status, r.body)
+	}
+	if r := e.do("GET", "/nope", "", "", "Accept", "text/html"); r.status != 404 {
+		t.Fatalf("other path: %d", r.status)
+	}
+}

@@ -30,6 +30,7 @@ const (
 	CodeAlreadyExists         = "already_exists"
 	CodeConcurrentUpdate      = "concurrent_update"
 	CodeUnavailable           = "unavailable"
+	CodeAuditUnavailable      = "audit_unavailable"
 	CodeDecryptFailed         = "decrypt_failed"
 	CodeInternal              = "internal"
 	CodeInvalidQueue          = "invalid_queue"
@@ -40,6 +41,10 @@ const (
 	CodeClientClosedRequest   = "client_closed_request"
 	statusClientClosedRequest = 499
 )
+
+// HeaderError carries the code of an error that both the API and the proxy
+// answer (audit_unavailable), so one client check covers both.
+const HeaderError = "X-Rotor-Error"
 
 // requestError is a client mistake found by the API layer itself (decoding,
 // query parsing), already carrying its status and code.
@@ -93,6 +98,8 @@ func classify(err error) (status int, code, message string) {
 		return http.StatusConflict, CodeAlreadyExists, err.Error()
 	case errors.Is(err, vault.ErrBusy):
 		return http.StatusConflict, CodeConcurrentUpdate, err.Error()
+	case errors.Is(err, vault.ErrAuditUnavailable):
+		return http.StatusServiceUnavailable, CodeAuditUnavailable, "the audit trail cannot take the access row this request needs; retry shortly"
 	case errors.Is(err, storage.ErrUnavailable), errors.Is(err, vault.ErrClosed):
 		return http.StatusServiceUnavailable, CodeUnavailable, "storage is unavailable, retry shortly"
 	case errors.Is(err, context.Canceled):

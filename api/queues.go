@@ -2,8 +2,10 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"rotor.sh/rotor/dispatch"
@@ -176,7 +178,11 @@ func (s *Server) enqueue(w http.ResponseWriter, r *http.Request, actor vault.Act
 	if err := decodeJSON(w, r, &body); err != nil {
 		return err
 	}
-	req := dispatch.EnqueueRequest{Payload: body.Payload, IdempotencyKey: body.IdempotencyKey}
+	key, err := idempotencyKey(r.Header, body.IdempotencyKey)
+	if err != nil {
+		return err
+	}
+	req := dispatch.EnqueueRequest{Payload: body.Payload, IdempotencyKey: key}
 	if d := seconds(body.DelaySeconds); d != nil {
 		req.Delay = *d
 	}
@@ -192,6 +198,40 @@ func (s *Server) enqueue(w http.ResponseWriter, r *http.Request, actor vault.Act
 	}
 	writeJSON(w, status, toJobJSON(j))
 	return nil
+}
+
+// HeaderIdempotencyKey is the IETF draft's request header
+// (draft-ietf-httpapi-idempotency-key-header), the same key as the body's
+// idempotency_key.
+const HeaderIdempotencyKey = "Idempotency-Key"
+
+// idempotencyKey merges the Idempotency-Key header with the body field: the
+// body wins when only it is set or both agree; both set and different is a
+// client mistake (422), since one of the two would be silently ignored. The
+// draft makes the header a structured-field string ("..."); a bare token is
+// taken as is, since most clients send one.
+func idempotencyKey(h http.Header, fromBody string) (string, error) {
+	vals := h.Values(HeaderIdempotencyKey)
+	if len(vals) == 0 {
+		return fromBody, nil
+	}
+	if len(vals) > 1 {
+		return "", fmt.Errorf("%w: more than one Idempotency-Key header", dispatch.ErrInvalidJob)
+	}
+	v := strings.TrimSpace(vals[0])
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+		v = v[1 : len(v)-1]
+		if strings.ContainsAny(v, "\\\"") {
+			return "", fmt.Errorf("%w: the Idempotency-Key header is not a valid string", dispatch.ErrInvalidJob)
+		}
+	}
+	if v == "" {
+		return "", fmt.Errorf("%w: the Idempotency-Key header is empty", dispatch.ErrInvalidJob)
+	}
+	if fromBody != "" && fromBody != v {
+		return "", fmt.Errorf("%w: the Idempotency-Key header and idempotency_key differ; send one, or the same in both", dispatch.ErrInvalidJob)
+	}
+	return v, nil
 }
 
 var jobListParams = map[string]bool{"status": true, "cursor": true, "limit": true}

@@ -151,3 +151,26 @@ func TestCallbackSecretRotation(t *testing.T) {
 	_, member := e.newKey("member")
 	e.mustStatus(e.do("POST", "/v1/workspace/callback-secret", member, ""), 403)
 }
+
+// TestQueueNearMissReferences: near-misses of a reference are refused at
+// validation (422 naming the field), not stored to be sent literally.
+func TestQueueNearMissReferences(t *testing.T) {
+	e := newEnv(t)
+	e.mustStatus(e.do("POST", "/v1/secrets", e.key, `{"name":"NOTIFY_TOKEN","value":"v"}`), 201)
+	for _, c := range []struct{ body, field string }{
+		{`{"name":"q","callback_url":"https://x.example/n?t=${{ secret.NOTIFY_TOKEN }}"}`, "callback_url"},
+		{`{"name":"q","callback_url":"https://x.example/n?t=${{ Secrets.NOTIFY_TOKEN }}"}`, "callback_url"},
+		{`{"name":"q","callback_url":"https://x.example/","callback_headers":{"X-Key":"$<< secret.NOTIFY_TOKEN >>"}}`, "callback_headers[X-Key]"},
+		{`{"name":"q","callback_url":"https://x.example/","callback_headers":{"X-Key":"${ secrets.NOTIFY_TOKEN }"}}`, "callback_headers[X-Key]"},
+	} {
+		r := e.do("POST", "/v1/queues", e.key, c.body)
+		if r.status != 422 || r.errCode(t) != "invalid_queue" || !strings.Contains(string(r.body), c.field) {
+			t.Errorf("%s: %d %s", c.body, r.status, r.body)
+		}
+	}
+	e.mustStatus(e.do("POST", "/v1/queues", e.key, `{"name":"q","callback_url":"https://x.example/","callback_headers":{"X-Env":"${{ env.X }}","X-Shell":"${HOME}"}}`), 201)
+	r := e.do("POST", "/v1/queues/q/jobs", e.key, `{"payload":{"t":"${{ secret.NOTIFY_TOKEN }}"}}`)
+	if r.status != 422 || !strings.Contains(string(r.body), "payload") {
+		t.Fatalf("payload near-miss: %d %s", r.status, r.body)
+	}
+}

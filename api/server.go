@@ -20,6 +20,10 @@ import (
 	"rotor.sh/rotor/vault"
 )
 
+// DashboardPath is where `rotor serve` mounts the dashboard next to the API;
+// GET / sends browsers there.
+const DashboardPath = "/dashboard/"
+
 // Options configure New.
 type Options struct {
 	Vault *vault.Vault
@@ -150,6 +154,16 @@ func (s *Server) routes() {
 		})
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			// A browser opening the API address lands on the dashboard;
+			// scripts keep the JSON answer, with the way in.
+			if strings.Contains(r.Header.Get("Accept"), "text/html") {
+				http.Redirect(w, r, DashboardPath, http.StatusSeeOther)
+				return
+			}
+			writeJSONError(w, http.StatusNotFound, CodeNotFound, "no such endpoint: /; the API is under /v1/, the dashboard at "+DashboardPath)
+			return
+		}
 		writeJSONError(w, http.StatusNotFound, CodeNotFound, "no such endpoint: "+truncate(r.URL.Path, 100))
 	})
 }
@@ -212,6 +226,10 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
+	}
+	if code == CodeAuditUnavailable {
+		// The same header the proxy sets, so clients of both see one signal.
+		w.Header().Set(HeaderError, code)
 	}
 	if status >= 500 {
 		s.log.Error("request failed", LogFieldRequestID, info(r.Context()).requestID, "err", err)

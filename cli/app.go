@@ -17,11 +17,14 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Plugin processes never outlive this one, whatever path it exits by.
 	defer plugin.CleanupClients()
 	app := newApp(stdout, stderr)
+	if len(args) > 0 {
+		app.Metadata = map[string]any{metaInvoked: args[0]}
+	}
 	return app.RunContext(ctx, interspersed(app, args))
 }
 
 func newApp(stdout, stderr io.Writer) *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:                 "rotor",
 		Usage:                "resolve secret references at dispatch time, from an encrypted vault",
 		Version:              Version,
@@ -47,6 +50,11 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			keysCommand(),
 			workspacesCommand(),
 			vaultCommand(),
+			devCommand(),
+			doctorCommand(),
 		},
 	}
+	attachNameCompletion(app)
+	oneLineUsageErrors(app)
+	return app
 }

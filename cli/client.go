@@ -32,6 +32,9 @@ type apiClient struct {
 	output string
 	out    io.Writer
 	http   *http.Client
+	// raw is the last successful answer as sent: -o json prints it whole,
+	// not the fields the table uses.
+	raw []byte
 }
 
 func newClient(c *cli.Context) (*apiClient, error) {
@@ -57,7 +60,23 @@ type apiError struct {
 }
 
 func (e *apiError) Error() string {
-	return fmt.Sprintf("%s: %s (HTTP %d)", e.Code, e.Message, e.Status)
+	return fmt.Sprintf("%s: %s (HTTP %d)", e.Code, dropKind(e.Message), e.Status)
+}
+
+// dropKind removes the leading "kind: " of an API message (a sentinel's
+// text, such as "unauthenticated: " or "already exists: "), which the code
+// in front of it already says.
+func dropKind(msg string) string {
+	kind, rest, ok := strings.Cut(msg, ": ")
+	if !ok || rest == "" || len(kind) > 40 {
+		return msg
+	}
+	for _, r := range kind {
+		if (r < 'a' || r > 'z') && r != ' ' {
+			return msg
+		}
+	}
+	return rest
 }
 
 // do calls the API; out (if not nil) receives the decoded JSON answer.
@@ -96,6 +115,10 @@ func (a *apiClient) do(ctx context.Context, method, path string, body, out any) 
 		}
 		return &apiError{Status: resp.StatusCode, Code: "http_error", Message: strings.TrimSpace(string(truncateBytes(data, 200)))}
 	}
+	a.raw = nil
+	if json.Valid(data) {
+		a.raw = data
+	}
 	if out != nil && len(data) > 0 {
 		if err := json.Unmarshal(data, out); err != nil {
 			return fmt.Errorf("unexpected API answer: %w", err)
@@ -113,6 +136,14 @@ func truncateBytes(b []byte, n int) []byte {
 
 // print writes v as indented JSON (--output json) or as a table.
 func (a *apiClient) print(v any, header []string, rows [][]string) error {
+	if a.output == "json" && a.raw != nil {
+		var b bytes.Buffer
+		if err := json.Indent(&b, a.raw, "", "  "); err == nil {
+			b.WriteByte('\n')
+			_, err = a.out.Write(b.Bytes())
+			return err
+		}
+	}
 	if a.output == "json" {
 		enc := json.NewEncoder(a.out)
 		enc.SetIndent("", "  ")

@@ -14,7 +14,7 @@ const bashCompletion = `_rotor_complete() {
   words=("${COMP_WORDS[@]:0:COMP_CWORD}")
   COMPREPLY=( $(compgen -W "$("${words[@]}" --generate-bash-completion 2>/dev/null)" -- "$cur") )
 }
-complete -o bashdefault -o default -F _rotor_complete rotor
+complete -o bashdefault -o default -F _rotor_complete %[1]s
 `
 
 const zshCompletion = `#compdef rotor
@@ -23,20 +23,20 @@ _rotor() {
   opts=("${(@f)$(${words[@]:0:#words[@]-1} --generate-bash-completion 2>/dev/null)}")
   _describe 'values' opts
 }
-compdef _rotor rotor
+compdef _rotor %[1]s
 `
 
 func completionCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "completion",
-		Usage:     "print a shell completion script: source <(rotor completion bash)",
+		Usage:     "print a shell completion script: source <(rotor completion bash); completes commands, flags, secret and queue names",
 		ArgsUsage: "bash|zsh|fish",
 		Action: func(c *cli.Context) error {
 			switch c.Args().First() {
 			case "bash":
-				fmt.Fprint(c.App.Writer, bashCompletion)
+				fmt.Fprintf(c.App.Writer, bashCompletion, invokedName(c))
 			case "zsh":
-				fmt.Fprint(c.App.Writer, zshCompletion)
+				fmt.Fprintf(c.App.Writer, zshCompletion, invokedName(c))
 			case "fish":
 				s, err := c.App.ToFishCompletion()
 				if err != nil {

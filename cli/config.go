@@ -16,13 +16,15 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"rotor.sh/rotor/dispatch"
+	"rotor.sh/rotor/plugins"
+	"rotor.sh/rotor/vault"
 )
 
 // Defaults of `rotor serve`.
 const (
 	DefaultDataDir         = "./data"
 	DefaultAPIAddr         = "127.0.0.1:8080"
-	DefaultOpsAddr         = "127.0.0.1:9090"
+	DefaultOpsAddr         = "127.0.0.1:8082"
 	DefaultLogLevel        = "info"
 	DefaultLogFormat       = "json"
 	DefaultShutdownTimeout = 15 * time.Second
@@ -54,6 +56,11 @@ const (
 	flagStoragePlugin    = "storage-plugin"
 	flagPluginSHA256     = "storage-plugin-sha256"
 	flagPostgresDSN      = "postgres-dsn"
+	// Issue 11.
+	flagAuditBacklogMax    = "audit-backlog-max"
+	flagStorageCallTimeout = "storage-call-timeout"
+	flagAuditExport        = "audit-export"
+	flagJobsRetention      = "jobs-retention"
 )
 
 func envName(flag string) string {
@@ -83,6 +90,11 @@ func serveFlags() []cli.Flag {
 		altsrc.NewStringFlag(&cli.StringFlag{Name: flagLogFormat, EnvVars: []string{envName(flagLogFormat)}, Value: DefaultLogFormat, Usage: "json or text"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: flagComponents, EnvVars: []string{envName(flagComponents)}, Value: "api,proxy,dispatch", Usage: "what `rotor serve` runs: any of api, proxy, dispatch (dispatch needs proxy)"}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: flagDispatchLease, EnvVars: []string{envName(flagDispatchLease)}, Value: dispatch.DefaultVisibility, Usage: "how long a dispatcher holds a job before another may deliver it (after a crash)"}),
+		// Issue 11: audit backlog bound and storage call deadline.
+		altsrc.NewIntFlag(&cli.IntFlag{Name: flagAuditBacklogMax, EnvVars: []string{envName(flagAuditBacklogMax)}, Value: vault.DefaultAuditBacklogMax, Usage: "access rows kept while storage is failing; at the bound, requests needing a new row are refused (503 audit_unavailable); /readyz fails past a tenth of it"}),
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: flagStorageCallTimeout, EnvVars: []string{envName(flagStorageCallTimeout)}, Value: plugins.DefaultCallTimeout, Usage: "deadline of each call to the storage plugin (a hung plugin answers unavailable after it)"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: flagAuditExport, EnvVars: []string{envName(flagAuditExport)}, Usage: "export the audit trail and its seals as JSON Lines: stdout or file:PATH (reopened on SIGHUP)"}),
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: flagJobsRetention, EnvVars: []string{envName(flagJobsRetention)}, Value: DefaultJobsRetention, Usage: "delete delivered, dead and canceled jobs (with attempts and idempotency records) older than this; 0 keeps them"}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: flagShutdownTimeout, EnvVars: []string{envName(flagShutdownTimeout)}, Value: DefaultShutdownTimeout, Usage: "how long to drain requests on SIGTERM"}),
 	}
 }
@@ -105,6 +117,11 @@ type serveConfig struct {
 	DispatchToken    string
 	DispatchProxyURL string
 	PluginSHA256     []byte
+	// Issue 11.
+	AuditBacklogMax    int
+	StorageCallTimeout time.Duration
+	AuditExport        string
+	JobsRetention      time.Duration
 	// Components: the API server, the dispatcher, and the proxy when Proxy
 	// is set.
 	API      bool
@@ -135,6 +152,24 @@ func loadServeConfig(c *cli.Context) (serveConfig, error) {
 		StoragePlugin:    c.String(flagStoragePlugin),
 		DispatchToken:    c.String(flagDispatchToken),
 		DispatchProxyURL: c.String(flagDispatchProxyURL),
+	}
+	cfg.AuditBacklogMax = c.Int(flagAuditBacklogMax)
+	cfg.StorageCallTimeout = c.Duration(flagStorageCallTimeout)
+	cfg.JobsRetention = c.Duration(flagJobsRetention)
+	if cfg.JobsRetention < 0 {
+		return cfg, settingErr(flagJobsRetention, "must not be negative")
+	}
+	cfg.AuditExport = c.String(flagAuditExport)
+	if cfg.AuditExport != "" {
+		if _, err := vault.ParseExportTarget(cfg.AuditExport); err != nil {
+			return cfg, settingErr(flagAuditExport, "must be stdout or file:PATH")
+		}
+	}
+	if cfg.AuditBacklogMax < 1 {
+		return cfg, settingErr(flagAuditBacklogMax, "must be at least 1")
+	}
+	if cfg.StorageCallTimeout < 100*time.Millisecond {
+		return cfg, settingErr(flagStorageCallTimeout, "must be at least 100ms")
 	}
 	if cfg.DispatchToken != "" && len(cfg.DispatchToken) < 32 {
 		return cfg, settingErr(flagDispatchToken, "must be at least 32 characters (openssl rand -hex 32)")

@@ -71,10 +71,13 @@ func keysCommand() *cli.Command {
 				Name:      "revoke",
 				Usage:     "revoke an API key",
 				ArgsUsage: "KEY_ID",
-				Flags:     clientFlags(),
+				Flags:     append(clientFlags(), yesFlag()),
 				Action: func(c *cli.Context) error {
 					if c.NArg() != 1 {
-						return fmt.Errorf("usage: rotor keys revoke KEY_ID")
+						return fmt.Errorf("usage: rotor keys revoke KEY_ID [--yes]")
+					}
+					if err := confirmed(c, "Revoke API key %s? Whatever uses it stops working at once.", c.Args().First()); err != nil {
+						return err
 					}
 					a, err := newClient(c)
 					if err != nil {

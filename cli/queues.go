@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"rotor.sh/rotor/dispatch"
 )
 
 type queueOut struct {
@@ -39,14 +41,27 @@ func queueRows(qs ...queueOut) [][]string {
 
 var queueHeader = []string{"NAME", "CALLBACK URL", "HEADERS", "MAX ATTEMPTS", "CONCURRENCY"}
 
-func queueSpecFlags() []cli.Flag {
+// queueSpecFlags are the flags of `queues create` (withDefaults: the
+// server's defaults, shown in help) and `queues update` (unset flags leave
+// the queue's value as it is).
+func queueSpecFlags(withDefaults bool) []cli.Flag {
+	// DefaultText, not Value: an unset flag is not sent, so the server's
+	// default (create) or the queue's current value (update) applies.
+	def := func(v string) string {
+		if withDefaults {
+			return v
+		}
+		return "unchanged"
+	}
 	return append(clientFlags(),
 		&cli.StringFlag{Name: "callback-url", Usage: "callback URL; may reference secrets: ${{ secrets.NAME }}"},
-		&cli.StringSliceFlag{Name: "header", Usage: "callback header Name=Value (repeatable; values may reference secrets)"},
-		&cli.IntFlag{Name: "max-attempts"},
-		&cli.Float64Flag{Name: "timeout-seconds"},
-		&cli.IntFlag{Name: "concurrency"},
-		&cli.Float64Flag{Name: "rate-per-second"},
+		&cli.StringSliceFlag{Name: "header", Usage: "callback header 'Name: value' (repeatable; values may reference secrets)"},
+		&cli.IntFlag{Name: "max-attempts", Usage: fmt.Sprintf("deliveries tried before the job is dead, 1-%d", dispatch.MaxAttemptsLimit), DefaultText: def(fmt.Sprint(dispatch.DefaultMaxAttempts))},
+		&cli.Float64Flag{Name: "backoff-base-seconds", Usage: "first retry delay; doubles each attempt, with full jitter", DefaultText: def(fmt.Sprint(dispatch.DefaultBackoffBase.Seconds()))},
+		&cli.Float64Flag{Name: "backoff-cap-seconds", Usage: "longest retry delay", DefaultText: def(fmt.Sprint(dispatch.DefaultBackoffCap.Seconds()))},
+		&cli.Float64Flag{Name: "timeout-seconds", Usage: "time allowed for one delivery", DefaultText: def(fmt.Sprint(dispatch.DefaultTimeout.Seconds()))},
+		&cli.IntFlag{Name: "concurrency", Usage: "deliveries in flight at once", DefaultText: def(fmt.Sprint(dispatch.DefaultConcurrency))},
+		&cli.Float64Flag{Name: "rate-per-second", Usage: "deliveries started per second, 0 for no limit", DefaultText: def("0")},
 	)
 }
 
@@ -58,11 +73,12 @@ func queueBody(c *cli.Context) (map[string]any, error) {
 	if c.IsSet("header") {
 		h := map[string]string{}
 		for _, kv := range c.StringSlice("header") {
-			k, v, ok := strings.Cut(kv, "=")
-			if !ok {
-				return nil, fmt.Errorf("--header %q: want Name=Value", kv)
+			// One syntax everywhere, as HTTP writes it: "Name: value".
+			k, v, ok := strings.Cut(kv, ":")
+			if !ok || strings.TrimSpace(k) == "" {
+				return nil, fmt.Errorf("--header %q: want 'Name: value'", kv)
 			}
-			h[strings.TrimSpace(k)] = v
+			h[strings.TrimSpace(k)] = strings.TrimLeft(v, " \t")
 		}
 		body["callback_headers"] = h
 	}
@@ -71,7 +87,8 @@ func queueBody(c *cli.Context) (map[string]any, error) {
 			body[field] = c.Int(flag)
 		}
 	}
-	for flag, field := range map[string]string{"timeout-seconds": "timeout_seconds", "rate-per-second": "rate_per_second"} {
+	for flag, field := range map[string]string{"timeout-seconds": "timeout_seconds", "rate-per-second": "rate_per_second",
+		"backoff-base-seconds": "backoff_base_seconds", "backoff-cap-seconds": "backoff_cap_seconds"} {
 		if c.IsSet(flag) {
 			body[field] = c.Float64(flag)
 		}
@@ -84,7 +101,7 @@ func queuesCommand() *cli.Command {
 		Name:  "queues",
 		Usage: "manage queues (callback destinations)",
 		Subcommands: []*cli.Command{
-			{Name: "create", ArgsUsage: "NAME", Usage: "create a queue", Flags: queueSpecFlags(), Action: func(c *cli.Context) error {
+			{Name: "create", ArgsUsage: "NAME", Usage: "create a queue", Flags: queueSpecFlags(true), Action: func(c *cli.Context) error {
 				name, err := oneArg(c, "queues create NAME --callback-url URL")
 				if err != nil {
 					return err
@@ -96,7 +113,7 @@ func queuesCommand() *cli.Command {
 				body["name"] = name
 				return show(c, "POST", "/v1/queues", body, queueHeader, func(q queueOut) [][]string { return queueRows(q) })
 			}},
-			{Name: "update", ArgsUsage: "NAME", Usage: "change a queue (creates it when --callback-url is given and it does not exist)", Flags: queueSpecFlags(), Action: func(c *cli.Context) error {
+			{Name: "update", ArgsUsage: "NAME", Usage: "change a queue (creates it when --callback-url is given and it does not exist)", Flags: queueSpecFlags(false), Action: func(c *cli.Context) error {
 				name, err := oneArg(c, "queues update NAME [flags]")
 				if err != nil {
 					return err
@@ -107,21 +124,21 @@ func queuesCommand() *cli.Command {
 				}
 				return show(c, "PATCH", "/v1/queues/"+url.PathEscape(name), body, queueHeader, func(q queueOut) [][]string { return queueRows(q) })
 			}},
-			{Name: "get", ArgsUsage: "NAME", Flags: clientFlags(), Action: func(c *cli.Context) error {
+			{Name: "get", ArgsUsage: "NAME", Usage: "show a queue (templates as stored, never values)", Flags: clientFlags(), Action: func(c *cli.Context) error {
 				name, err := oneArg(c, "queues get NAME")
 				if err != nil {
 					return err
 				}
 				return show(c, "GET", "/v1/queues/"+url.PathEscape(name), nil, queueHeader, func(q queueOut) [][]string { return queueRows(q) })
 			}},
-			{Name: "list", Flags: clientFlags(), Action: func(c *cli.Context) error {
+			{Name: "list", Usage: "list the workspace's queues", Flags: clientFlags(), Action: func(c *cli.Context) error {
 				return show(c, "GET", "/v1/queues", nil, queueHeader, func(r struct {
 					Queues []queueOut `json:"queues"`
 				}) [][]string {
 					return queueRows(r.Queues...)
 				})
 			}},
-			{Name: "delete", ArgsUsage: "NAME", Flags: append(clientFlags(), &cli.BoolFlag{Name: "yes"}), Action: func(c *cli.Context) error {
+			{Name: "delete", ArgsUsage: "NAME", Usage: "delete a queue and cancel its undelivered jobs", Flags: append(clientFlags(), yesFlag()), Action: func(c *cli.Context) error {
 				name, err := oneArg(c, "queues delete NAME")
 				if err != nil {
 					return err
@@ -200,10 +217,10 @@ func jobsCommand() *cli.Command {
 				Name: "enqueue", ArgsUsage: "QUEUE", Usage: "enqueue a job; --wait prints the first attempt's outcome (the guide's test job)",
 				Flags: append(clientFlags(),
 					&cli.StringFlag{Name: "payload", Value: "{}", Usage: "JSON payload (string fields may reference secrets)"},
-					&cli.Float64Flag{Name: "delay-seconds"},
-					&cli.StringFlag{Name: "idempotency-key"},
+					&cli.Float64Flag{Name: "delay-seconds", Usage: "deliver no earlier than this many seconds from now", DefaultText: "0"},
+					&cli.StringFlag{Name: "idempotency-key", Usage: "a job with the same key in the last 24 h is not enqueued again (the first is returned)"},
 					&cli.BoolFlag{Name: "wait", Usage: "wait for the first attempt"},
-					&cli.DurationFlag{Name: "wait-timeout", Value: time.Minute},
+					&cli.DurationFlag{Name: "wait-timeout", Value: time.Minute, Usage: "with --wait: give up after this long"},
 				),
 				Action: func(c *cli.Context) error {
 					if c.NArg() != 1 {
@@ -251,11 +268,20 @@ func jobsCommand() *cli.Command {
 					return nil
 				},
 			},
-			{Name: "get", ArgsUsage: "JOB_ID", Flags: clientFlags(), Action: jobAction("GET", "", "get JOB_ID")},
-			{Name: "retry", ArgsUsage: "JOB_ID", Flags: clientFlags(), Action: jobAction("POST", "/retry", "retry JOB_ID")},
-			{Name: "cancel", ArgsUsage: "JOB_ID", Flags: clientFlags(), Action: jobAction("DELETE", "", "cancel JOB_ID")},
+			{Name: "get", ArgsUsage: "JOB_ID", Usage: "show a job: status, payload (template), attempts", Flags: clientFlags(), Action: jobAction("GET", "", "get JOB_ID")},
+			{Name: "retry", ArgsUsage: "JOB_ID", Usage: "deliver a dead or canceled job again, now, with a fresh attempt budget", Flags: clientFlags(), Action: jobAction("POST", "/retry", "retry JOB_ID")},
+			{Name: "cancel", Usage: "cancel a job not yet delivered", ArgsUsage: "JOB_ID", Flags: append(clientFlags(), yesFlag()), Action: func(c *cli.Context) error {
+				if c.NArg() == 1 {
+					if err := confirmed(c, "Cancel job %s? It will not be delivered.", c.Args().First()); err != nil {
+						return err
+					}
+				}
+				return jobAction("DELETE", "", "jobs cancel JOB_ID [--yes]")(c)
+			}},
 			{
-				Name: "list", ArgsUsage: "QUEUE", Flags: append(clientFlags(), &cli.StringFlag{Name: "status"}, &cli.IntFlag{Name: "limit", Value: 50}),
+				Name: "list", ArgsUsage: "QUEUE", Usage: "list a queue's jobs, newest first",
+				Flags: append(clientFlags(), &cli.StringFlag{Name: "status", Usage: "only jobs in this status: queued, leased, delivered, dead, canceled"},
+					&cli.IntFlag{Name: "limit", Value: 50, Usage: "at most this many"}),
 				Action: func(c *cli.Context) error {
 					if c.NArg() != 1 {
 						return errors.New("usage: rotor jobs list QUEUE [--status dead]")
@@ -288,8 +314,10 @@ func auditCommand() *cli.Command {
 		Subcommands: []*cli.Command{{
 			Name: "list", Usage: "audit events, newest first",
 			Flags: append(clientFlags(),
-				&cli.StringFlag{Name: "resource-type"}, &cli.StringFlag{Name: "event-type"}, &cli.StringFlag{Name: "resource-id"},
-				&cli.StringFlag{Name: "since", Usage: "RFC 3339 time"}, &cli.IntFlag{Name: "limit", Value: 50},
+				&cli.StringFlag{Name: "resource-type", Usage: "only this kind of resource: secret, key, queue, job, workspace, ..."},
+				&cli.StringFlag{Name: "event-type", Usage: "only this event, e.g. secret.accessed"},
+				&cli.StringFlag{Name: "resource-id", Usage: "only this resource (a secret name, a key id, ...)"},
+				&cli.StringFlag{Name: "since", Usage: "RFC 3339 time"}, &cli.IntFlag{Name: "limit", Value: 50, Usage: "at most this many rows"},
 			),
 			Action: func(c *cli.Context) error {
 				a, err := newClient(c)
@@ -324,7 +352,7 @@ func auditCommand() *cli.Command {
 			},
 		}, {
 			Name: "verify", Usage: "check the audit chain: exit 1 naming the first edited, deleted, reordered or truncated row",
-			Flags: clientFlags(),
+			Flags: append(clientFlags(), &cli.StringFlag{Name: flagAgainst, Usage: "also check the trail against an --audit-export file (JSON Lines)"}),
 			Action: func(c *cli.Context) error {
 				a, err := newClient(c)
 				if err != nil {
@@ -354,6 +382,13 @@ func auditCommand() *cli.Command {
 						return fmt.Errorf("audit trail tampered with at row %d: %s", res.FirstBadID, res.Problem)
 					}
 					return fmt.Errorf("audit trail tampered with: %s", res.Problem)
+				}
+				if path := c.String(flagAgainst); path != "" {
+					msg, err := checkAgainst(c.Context, a, path)
+					if err != nil {
+						return err
+					}
+					fmt.Fprintln(a.out, msg)
 				}
 				return nil
 			},

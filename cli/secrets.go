@@ -14,6 +14,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
+
+	"rotor.sh/rotor/vault"
 )
 
 type secretOut struct {
@@ -267,7 +269,21 @@ func importCommand() *cli.Command {
 					continue
 				}
 				if c.Bool("dry-run") {
-					fmt.Fprintf(out, "%s[dry-run] %s would be created\n", prefix, name)
+					// What the real run would do, found with read-only calls.
+					if err := vault.ValidateName(name); err != nil {
+						fmt.Fprintf(out, "%s[dry-run] %s would fail — %s\n", prefix, name, dropKind(err.Error()))
+						continue
+					}
+					err := a.do(c.Context, "GET", "/v1/secrets/"+url.PathEscape(name), nil, nil)
+					var ae *apiError
+					switch {
+					case err == nil:
+						fmt.Fprintf(out, "%s[dry-run] %s would be skipped — already exists in vault\n", prefix, name)
+					case errors.As(err, &ae) && ae.Status == 404:
+						fmt.Fprintf(out, "%s[dry-run] %s would be created\n", prefix, name)
+					default:
+						return fmt.Errorf("dry run stopped at %s: %w", name, err)
+					}
 					continue
 				}
 				var s secretOut

@@ -13,9 +13,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -135,7 +137,9 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 		return err
 	}
 	defer store.Close()
-	v, err := vault.Open(ctx, vault.Options{Store: store, MasterKey: masterKey, Logger: log, Registerer: reg})
+	v, err := vault.Open(ctx, vault.Options{Store: store, MasterKey: masterKey, Logger: log, Registerer: reg,
+		AuditBacklogMax: cfg.AuditBacklogMax, AuditAnchorPath: filepath.Join(cfg.DataDir, auditAnchorFile),
+		AuditExport: cfg.AuditExport, AuditExportCursorPath: filepath.Join(cfg.DataDir, auditExportCursorFile)})
 	if errors.Is(err, vault.ErrMasterKey) {
 		return fmt.Errorf("refusing to start: the master key does not match the data in %s (%v); use the key this data dir was created with", cfg.DataDir, err)
 	}
@@ -186,10 +190,30 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 		}
 	}
 
-	ready := storeReady
+	// Ready while storage answers and the audit backlog is under its
+	// threshold (a node about to refuse requests leaves the load balancer).
+	ready := func(ctx context.Context) error {
+		if err := v.AuditReady(ctx); err != nil {
+			return err // no I/O: checked first, and named even when storage hangs
+		}
+		return storeReady(ctx)
+	}
 	var servers []*namedServer
 	// Other nodes' rotations and deletions drop this node's cached values.
-	tasks := []func(context.Context) error{v.WatchChanges}
+	tasks := []func(context.Context) error{v.WatchChanges, func(ctx context.Context) error {
+		// SIGHUP reopens the audit export file (logrotate).
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-hup:
+				v.ReopenAuditExport()
+			}
+		}
+	}}
 	notify := func() {}
 	var disp *dispatch.Dispatcher
 	// The dispatcher's credential at the proxy: shared with remote dispatch
@@ -264,9 +288,20 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 			})
 		})
 	}
+	if cfg.API || cfg.Dispatch {
+		// Issue 11: finished jobs are deleted after --jobs-retention.
+		tasks = append(tasks, jobsRetention(store, cfg.JobsRetention, log, reg))
+	}
 	servers = append(servers, &namedServer{name: "ops", addr: cfg.OpsAddr, handler: api.Ops(reg, ready)})
 	return runServers(ctx, log, cfg.ShutdownTimeout, servers, tasks...)
 }
+
+// auditAnchorFile, in the data dir, keeps the newest audit seal outside
+// the database (vault.Options.AuditAnchorPath).
+const auditAnchorFile = "audit-anchor.json"
+
+// auditExportCursorFile, in the data dir, is how far --audit-export got.
+const auditExportCursorFile = "audit-export.cursor"
 
 // openStore opens the configured storage backend: by default in a plugin
 // process (this binary, re-executed as `rotor plugin storage`), which
@@ -296,7 +331,8 @@ func openStore(ctx context.Context, cfg serveConfig, log *slog.Logger, reg prome
 		args = []string{"plugin", "storage", cfg.Storage}
 	}
 	sup, err := plugins.Launch(ctx, plugins.LaunchOptions{Path: path, Args: args, SHA256: cfg.PluginSHA256, Logger: log, Registerer: reg,
-		Config: &pluginproto.ConfigureRequest{Backend: cfg.Storage, Path: dbPath, Dsn: cfg.PostgresDSN}})
+		CallTimeout: cfg.StorageCallTimeout,
+		Config:      &pluginproto.ConfigureRequest{Backend: cfg.Storage, Path: dbPath, Dsn: cfg.PostgresDSN}})
 	if err != nil {
 		return nil, nil, err
 	}

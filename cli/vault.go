@@ -31,8 +31,11 @@ func vaultCommand() *cli.Command {
 		}, {
 			Name:  "rotate-key",
 			Usage: "introduce a new key-encryption key and re-wrap every data key under it, online (operator key)",
-			Flags: clientFlags(),
+			Flags: append(clientFlags(), yesFlag()),
 			Action: func(c *cli.Context) error {
+				if err := confirmed(c, "Rotate the key-encryption key and re-wrap every data key now?"); err != nil {
+					return err
+				}
 				a, err := newClient(c)
 				if err != nil {
 					return err

@@ -190,7 +190,12 @@ func TestCLI(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "forbidden") || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
 		t.Fatalf("member keys list: %d %q", code, errOut)
 	}
-	code, out, _ = rotor(t, env, "keys", "revoke", workerID)
+	// Without --yes and without a terminal: one refusal line, nothing revoked.
+	code, _, errOut = rotor(t, env, "keys", "revoke", workerID)
+	if code != 1 || !strings.Contains(errOut, "pass --yes") || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+		t.Fatalf("revoke without --yes: %d %q", code, errOut)
+	}
+	code, out, _ = rotor(t, env, "keys", "revoke", workerID, "--yes")
 	if code != 0 || !strings.Contains(out, "revoked") {
 		t.Fatalf("revoke: %d %s", code, out)
 	}
@@ -198,7 +203,7 @@ func TestCLI(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "unauthorized") {
 		t.Fatalf("revoked key: %d %q", code, errOut)
 	}
-	code, out, _ = rotor(t, env, "vault", "rotate-key")
+	code, out, _ = rotor(t, env, "vault", "rotate-key", "--yes")
 	if code != 0 || !strings.Contains(out, "new key-encryption key kek_") {
 		t.Fatalf("rotate-key: %d %s", code, out)
 	}

@@ -23,6 +23,8 @@ type Client struct {
 	conn atomic.Pointer[rpcConn]
 	// closer ends the plugin process (Close).
 	closer func()
+	// timeout bounds each call (see DefaultCallTimeout).
+	timeout time.Duration
 	// up is signalled when a new connection is installed.
 	upMu sync.Mutex
 	upCh chan struct{}
@@ -30,7 +32,9 @@ type Client struct {
 
 type rpcConn struct{ proto.StorageClient }
 
-func newClient() *Client { return &Client{upCh: make(chan struct{})} }
+func newClient(timeout time.Duration) *Client {
+	return &Client{upCh: make(chan struct{}), timeout: timeout}
+}
 
 // setConn installs (or, with nil, removes) the plugin connection.
 func (c *Client) setConn(rpc proto.StorageClient) {
@@ -65,11 +69,17 @@ func (c *Client) call(ctx context.Context, method string, args, out any) error {
 	if err != nil {
 		return err
 	}
-	resp, err := rpc.Call(ctx, &proto.CallRequest{Method: method, Args: b})
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
+	cctx, cancel := withCallTimeout(ctx, c.timeout)
+	defer cancel()
+	resp, err := rpc.Call(cctx, &proto.CallRequest{Method: method, Args: b})
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return ctx.Err()
+	case cctx.Err() != nil && (err != nil || resp.ErrorKind != ""):
+		// Our own deadline, not the caller's: the plugin or its backend is
+		// hung. Unavailable (fail closed, retry), not a client timeout.
+		return fmt.Errorf("storage plugin: %s did not answer within %s: %w", method, c.timeout, storage.ErrUnavailable)
+	case err != nil:
 		return fmt.Errorf("storage plugin: %w: %v", storage.ErrUnavailable, err)
 	}
 	if resp.ErrorKind != "" {

@@ -53,7 +53,7 @@ func Serve(open Opener) {
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		Plugins:         plugin.PluginSet{pluginName: &storagePlugin{srv: srv}},
-		GRPCServer:      plugin.DefaultGRPCServer,
+		GRPCServer:      grpcServer,
 		Logger:          hclog.New(&hclog.LoggerOptions{Output: os.Stderr, Level: hclog.Warn}),
 	})
 }
@@ -79,9 +79,11 @@ type LaunchOptions struct {
 	// host's, least of all the master key, reaches it).
 	Env []string
 	// Config is sent over the Configure RPC once the plugin is up.
-	Config     *proto.ConfigureRequest
-	Logger     *slog.Logger
-	Registerer prometheus.Registerer
+	Config *proto.ConfigureRequest
+	// CallTimeout bounds each storage call (DefaultCallTimeout when 0).
+	CallTimeout time.Duration
+	Logger      *slog.Logger
+	Registerer  prometheus.Registerer
 }
 
 // Supervised is a storage.Store served by a plugin process that is
@@ -110,7 +112,10 @@ func Launch(ctx context.Context, o LaunchOptions) (*Supervised, error) {
 		o.Registerer = prometheus.NewRegistry()
 	}
 	f := promauto.With(o.Registerer)
-	s := &Supervised{Client: newClient(), o: o, log: o.Logger, stop: make(chan struct{}), done: make(chan struct{}),
+	if o.CallTimeout <= 0 {
+		o.CallTimeout = DefaultCallTimeout
+	}
+	s := &Supervised{Client: newClient(o.CallTimeout), o: o, log: o.Logger, stop: make(chan struct{}), done: make(chan struct{}),
 		restarts: f.NewCounter(prometheus.CounterOpts{Name: "rotor_storage_plugin_restarts_total", Help: "Times the storage plugin process was restarted after it exited."}),
 		up:       f.NewGauge(prometheus.GaugeOpts{Name: "rotor_storage_plugin_up", Help: "1 while the storage plugin process is serving."}),
 	}
@@ -139,6 +144,7 @@ func (s *Supervised) start(ctx context.Context) error {
 		SkipHostEnv:      true,
 		Logger:           hclog.New(&hclog.LoggerOptions{Output: io.Discard, Level: hclog.Error}),
 		StartTimeout:     30 * time.Second,
+		GRPCDialOptions:  grpcDialOptions(),
 	}
 	if len(s.o.SHA256) > 0 {
 		cfg.SecureConfig = &plugin.SecureConfig{Checksum: s.o.SHA256, Hash: sha256.New()}
@@ -155,7 +161,10 @@ func (s *Supervised) start(ctx context.Context) error {
 		return fmt.Errorf("storage plugin: %w", err)
 	}
 	rpc := raw.(proto.StorageClient)
-	if _, err := rpc.Configure(ctx, s.o.Config); err != nil {
+	cctx, cancel := withCallTimeout(ctx, s.o.CallTimeout)
+	_, err = rpc.Configure(cctx, s.o.Config)
+	cancel()
+	if err != nil {
 		pc.Kill()
 		return fmt.Errorf("configure storage plugin: %w", err)
 	}

@@ -159,6 +159,8 @@ var handlers = map[string]handler{
 	"CountJobs": h(func(st storage.Store, ctx context.Context, _ struct{}) (map[string]int, error) {
 		return st.CountJobs(ctx)
 	}),
+	// Issue 11 (plugins/retention.go).
+	"PruneJobs": h(pruneJobs),
 }
 
 func (s *Server) Call(ctx context.Context, req *proto.CallRequest) (*proto.CallResponse, error) {

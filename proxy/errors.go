@@ -23,7 +23,10 @@ const (
 	CodeBadRequestBody      = "bad_request_body"
 	CodeNotProxyRequest     = "not_a_proxy_request"
 	CodeUnavailable         = "unavailable"
-	CodeInternal            = "internal"
+	// CodeAuditUnavailable: the access row could not be queued (the audit
+	// backlog is at its bound), so nothing was resolved or sent.
+	CodeAuditUnavailable = "audit_unavailable"
+	CodeInternal         = "internal"
 )
 
 // HeaderError carries the error code on every response the proxy makes itself.
@@ -61,6 +64,8 @@ func classify(err error) (int, string) {
 		return http.StatusForbidden, CodeDestinationBlocked
 	case errors.Is(err, errBody):
 		return http.StatusBadRequest, CodeBadRequestBody
+	case errors.Is(err, vault.ErrAuditUnavailable):
+		return http.StatusServiceUnavailable, CodeAuditUnavailable
 	case errors.Is(err, storage.ErrUnavailable), errors.Is(err, vault.ErrClosed):
 		return http.StatusServiceUnavailable, CodeUnavailable
 	case errors.Is(err, context.DeadlineExceeded):

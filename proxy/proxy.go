@@ -723,6 +723,9 @@ func errorResponse(r *http.Request, status int, code string, err error) *http.Re
 	if status == http.StatusProxyAuthRequired {
 		h.Set("Proxy-Authenticate", `Bearer realm="rotor", Basic realm="rotor"`)
 	}
+	if code == CodeAuditUnavailable {
+		h.Set("Retry-After", "1")
+	}
 	return &http.Response{
 		StatusCode: status, Status: fmt.Sprintf("%d %s", status, http.StatusText(status)),
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,

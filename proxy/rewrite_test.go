@@ -46,7 +46,11 @@ func TestRewriteContexts(t *testing.T) {
 		{ContextRaw, "$<<secrets.A>>", "alpha", nil},
 		{ContextRaw, "x${{\tsecrets.A\t}}y${{ secrets.TOKEN }}z", "xalphaytok-123z", nil},
 		// Look-alikes pass untouched.
-		{ContextRaw, "${{ env.X }} $<<x $ {{ secrets.A }} ${ secrets.A } $$ ${{ SECRETS.A }}", "${{ env.X }} $<<x $ {{ secrets.A }} ${ secrets.A } $$ ${{ SECRETS.A }}", nil},
+		{ContextRaw, "${{ env.X }} $<<x $$ ${HOME}", "${{ env.X }} $<<x $$ ${HOME}", nil},
+		// Near-misses are refused (more in nearmiss_test.go).
+		{ContextRaw, "$ {{ secrets.A }}", "", ErrReference},
+		{ContextRaw, "${ secrets.A }", "", ErrReference},
+		{ContextRaw, "${{ SECRETS.A }}", "", ErrReference},
 		{ContextRaw, "${{ secretsXA }}", "${{ secretsXA }}", nil},
 		{ContextRaw, "price: $5, ${{", "price: $5, ${{", nil},
 		// Committed references that are malformed are errors.

@@ -16,7 +16,14 @@ import (
 // Once "${{ secrets." (or "$<< secrets.") has been read, the text is a
 // reference: anything malformed after that point is an error, so a request
 // with a broken reference is refused rather than sent with template text.
-// Text that merely looks similar (${{ env.X }}, $<<x) passes untouched.
+//
+// Near-misses fail closed the same way: '$', up to two spaces, one to three
+// '{' or '<', spaces, then "secret." or "secrets." in any case, in any form
+// but the exact one ("${{ secret.X }}", "${{ Secrets.X }}", "${ secrets.X }",
+// "${{{ secrets.X }}}", "$ {{ secrets.X }}", "$<< secret.X >>"). A typo there
+// would otherwise send the template text, and never the secret, upstream.
+// Text that merely looks similar (${{ env.X }}, ${HOME}, $<<EOF) passes
+// untouched.
 const (
 	refPrefix = "secrets."
 	// maxRefSpace bounds the spaces on each side of a reference's name; more
@@ -27,6 +34,10 @@ const (
 	// maxRefBytes is the longest reference as raw bytes (every character
 	// percent-encoded): the streaming rewriter's look-ahead bound.
 	maxRefBytes = 3 * maxRefChars
+	// maxNearGap and maxNearBrackets bound what is read as a near-miss
+	// ("$ {{", "${{{"); both stay well inside maxRefChars.
+	maxNearGap      = 2
+	maxNearBrackets = 3
 )
 
 // ErrReference is the sentinel of every malformed-reference error.
@@ -112,10 +123,20 @@ func matchRef(b []byte, start int, decode, plusSpace, atEOF bool) (kind matchKin
 	if c != '$' {
 		return noMatch, 0, "", nil
 	}
-	open, ok := s.next()
-	if !ok {
-		return short()
+	// A space between '$' and the brackets is only ever a near-miss.
+	gap := 0
+	for {
+		if c, ok = s.next(); !ok {
+			return short()
+		}
+		if !isSpace(c) {
+			break
+		}
+		if gap++; gap > maxNearGap {
+			return noMatch, 0, "", nil
+		}
 	}
+	open := c
 	var closer byte
 	switch open {
 	case '{':
@@ -125,32 +146,49 @@ func matchRef(b []byte, start int, decode, plusSpace, atEOF bool) (kind matchKin
 	default:
 		return noMatch, 0, "", nil
 	}
-	if c, ok = s.next(); !ok {
-		return short()
-	} else if c != open {
-		return noMatch, 0, "", nil
-	}
-	spaces := 0
+	brackets := 1
 	for {
 		if c, ok = s.next(); !ok {
 			return short()
 		}
-		if !isSpace(c) {
+		if c != open {
 			break
 		}
-		if spaces++; spaces > maxRefSpace {
+		if brackets++; brackets > maxNearBrackets {
 			return noMatch, 0, "", nil
 		}
 	}
-	for i := 0; i < len(refPrefix); i++ {
-		if i > 0 {
+	spaces := 0
+	for isSpace(c) {
+		if spaces++; spaces > maxRefSpace {
+			return noMatch, 0, "", nil
+		}
+		if c, ok = s.next(); !ok {
+			return short()
+		}
+	}
+	// The prefix, compared without regard to case and with the plural's 's'
+	// optional: "secret.", "Secrets." and the like are near-misses.
+	var word [len(refPrefix)]byte
+	n := 0
+	for {
+		if n > 0 {
 			if c, ok = s.next(); !ok {
 				return short()
 			}
 		}
-		if c != refPrefix[i] {
-			return noMatch, 0, "", nil
+		word[n] = c
+		n++
+		if c == '.' || n == len(word) {
+			break
 		}
+	}
+	if !prefixLike(word[:n]) {
+		return noMatch, 0, "", nil
+	}
+	if gap != 0 || brackets != 2 || string(word[:n]) != refPrefix {
+		return malformed, 0, "", fmt.Errorf("%w: %q is not a reference; write $%c%c %sNAME %c%c",
+			ErrReference, nearMissText(gap, open, brackets, spaces, word[:n]), open, open, refPrefix, closer, closer)
 	}
 	// Committed: from here on the text is a secret reference.
 	bad := func(format string, args ...any) (matchKind, int, string, error) {
@@ -204,3 +242,34 @@ func matchRef(b []byte, start int, decode, plusSpace, atEOF bool) (kind matchKin
 
 // canonicalRef is how a resolved reference is written back (response scrubbing).
 func canonicalRef(name string) string { return "${{ secrets." + name + " }}" }
+
+// prefixLike reports whether w is "secret." or "secrets." in any case.
+func prefixLike(w []byte) bool {
+	const stem = "secret"
+	if len(w) < len(stem)+1 || len(w) > len(stem)+2 || w[len(w)-1] != '.' {
+		return false
+	}
+	for i := 0; i < len(stem); i++ {
+		if w[i]|0x20 != stem[i] {
+			return false
+		}
+	}
+	return len(w) == len(stem)+1 || w[len(stem)]|0x20 == 's'
+}
+
+// nearMissText rebuilds the near-miss as read (decoded) for the error: only
+// the part before the name, never the text after it.
+func nearMissText(gap int, open byte, brackets, spaces int, word []byte) string {
+	b := make([]byte, 0, 1+gap+brackets+min(spaces, 1)+len(word))
+	b = append(b, '$')
+	for range gap {
+		b = append(b, ' ')
+	}
+	for range brackets {
+		b = append(b, open)
+	}
+	if spaces > 0 {
+		b = append(b, ' ')
+	}
+	return string(append(b, word...))
+}

@@ -3,8 +3,10 @@ package vault
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"rotor.sh/rotor/storage"
@@ -35,15 +37,37 @@ const (
 // Group commit of access events: resolution hands events to a background
 // writer and never waits on storage. A batch is written when it reaches
 // auditMaxBatch events or auditFlushInterval after its first event, and on
-// Close. A crash can lose at most the access events of the last interval
-// (and whatever a failing store could not take); create, rotate and delete
-// rows are written in the same transaction as the change and are never lost.
+// Close. Nothing accepted is dropped: while storage fails, the writer keeps
+// the backlog and retries with backoff, in chunks of at most
+// auditChunkRows rows and auditChunkBytes bytes, each call bounded by
+// auditWriteTimeout. When the backlog reaches its bound (Options.
+// AuditBacklogMax), a request that needs a new access row is refused with
+// ErrAuditUnavailable (fail closed) within auditEnqueueTimeout, never served
+// without its row. A crash can lose the accepted rows not yet written (at
+// most one flush interval's worth while storage is healthy); create, rotate
+// and delete rows are written in the same transaction as the change.
 const (
 	auditFlushInterval = 100 * time.Millisecond
 	auditMaxBatch      = 512
 	auditQueueSize     = 16384
-	// auditMaxPending bounds what is kept for retry while storage fails.
-	auditMaxPending = 100_000
+	// auditChunkRows and auditChunkBytes bound one AppendAudit call, far
+	// below the plugin's message limit (plugins.MaxMessageSize).
+	auditChunkRows  = 2000
+	auditChunkBytes = 1 << 20
+	// auditWriteTimeout bounds one AppendAudit call (a hung backend).
+	auditWriteTimeout = 15 * time.Second
+	// auditEnqueueTimeout bounds how long a request waits for room in the
+	// writer's queue before it is refused.
+	auditEnqueueTimeout = time.Second
+	// Backoff between failed writes.
+	auditRetryMin = 100 * time.Millisecond
+	auditRetryMax = 5 * time.Second
+	// DefaultAuditBacklogMax bounds the rows accepted but not yet written
+	// (about 0.5 KiB of memory each): 50 s of an outage at 10,000 accesses/s.
+	DefaultAuditBacklogMax = 500_000
+	// auditReadyFraction: /readyz reports not ready once the backlog is over
+	// this fraction of its bound, well before requests are refused.
+	auditReadyFraction = 10
 )
 
 // auditJSON marshals an audit input/output object. Values in it are
@@ -59,53 +83,95 @@ func auditJSON(v map[string]any) json.RawMessage {
 	return b
 }
 
+// auditAppender is what the writer needs of the store.
+type auditAppender interface {
+	AppendAudit(ctx context.Context, events []storage.AuditEvent) error
+}
+
 // auditWriter batches access events into few storage transactions. Its one
 // goroutine is owned by the Vault and stopped by Close.
 type auditWriter struct {
-	store   storage.Store
+	store   auditAppender
 	log     *slog.Logger
 	metrics *metrics
+	max     int64
+	// backlog counts rows accepted by record and not yet written.
+	backlog atomic.Int64
 
 	ch      chan storage.AuditEvent
 	flushCh chan chan error
 	stop    chan struct{}
-	done    chan struct{}
-	once    sync.Once
+	// abort ends retries at shutdown (close's context ended).
+	abort     chan struct{}
+	done      chan struct{}
+	once      sync.Once
+	abortOnce sync.Once
 }
 
-func newAuditWriter(store storage.Store, log *slog.Logger, m *metrics) *auditWriter {
+func newAuditWriter(store auditAppender, log *slog.Logger, m *metrics, max int) *auditWriter {
+	if max <= 0 {
+		max = DefaultAuditBacklogMax
+	}
 	a := &auditWriter{
 		store:   store,
 		log:     log,
 		metrics: m,
+		max:     int64(max),
 		ch:      make(chan storage.AuditEvent, auditQueueSize),
 		flushCh: make(chan chan error),
 		stop:    make(chan struct{}),
+		abort:   make(chan struct{}),
 		done:    make(chan struct{}),
 	}
 	go a.run()
 	return a
 }
 
-// record queues an event. It blocks only when the queue is full, which
-// means storage is slower than resolution: back-pressure rather than loss.
+// record queues an event, or refuses it (ErrAuditUnavailable) when the
+// backlog is at its bound or the queue stays full for auditEnqueueTimeout:
+// the caller then must not release what the row would have recorded.
 func (a *auditWriter) record(ctx context.Context, ev storage.AuditEvent) error {
 	select {
 	case <-a.stop:
 		return ErrClosed
 	default:
 	}
+	if n := a.backlog.Add(1); n > a.max {
+		a.backlog.Add(-1)
+		a.metrics.auditRefused.Inc()
+		return fmt.Errorf("%w: %d access rows are waiting to be written (storage failing or slow)", ErrAuditUnavailable, n-1)
+	}
+	select {
+	case a.ch <- ev:
+		a.metrics.auditBacklog.Set(float64(a.backlog.Load()))
+		return nil
+	default:
+	}
+	t := time.NewTimer(auditEnqueueTimeout)
+	defer t.Stop()
 	select {
 	case a.ch <- ev:
 		return nil
+	case <-t.C:
+		a.backlog.Add(-1)
+		a.metrics.auditRefused.Inc()
+		return fmt.Errorf("%w: the audit writer did not take the row within %s", ErrAuditUnavailable, auditEnqueueTimeout)
 	case <-a.stop:
+		a.backlog.Add(-1)
 		return ErrClosed
 	case <-ctx.Done():
-		a.metrics.auditDropped.Inc()
-		a.log.Error("audit event dropped: request cancelled while the audit queue was full",
-			"event_type", ev.EventType, "resource_id", ev.ResourceID)
+		// Nothing is released without the row, so nothing needs it.
+		a.backlog.Add(-1)
 		return ctx.Err()
 	}
+}
+
+// ready reports whether the backlog is under the readiness threshold.
+func (a *auditWriter) ready() error {
+	if n, limit := a.backlog.Load(), a.max/auditReadyFraction; n > limit {
+		return fmt.Errorf("%w: audit backlog of %d rows is over %d", ErrAuditUnavailable, n, limit)
+	}
+	return nil
 }
 
 // flush writes everything queued so far.
@@ -126,15 +192,34 @@ func (a *auditWriter) flush(ctx context.Context) error {
 	}
 }
 
-// close stops the writer after writing what is queued, or when ctx ends.
+// close stops the writer after writing what is queued, retrying until ctx
+// ends.
 func (a *auditWriter) close(ctx context.Context) error {
 	a.once.Do(func() { close(a.stop) })
 	select {
 	case <-a.done:
 		return nil
 	case <-ctx.Done():
+		a.abortOnce.Do(func() { close(a.abort) })
+		<-a.done
 		return ctx.Err()
 	}
+}
+
+// chunkLen is how many of evs one AppendAudit call takes: at most
+// auditChunkRows rows and, past the first row, auditChunkBytes bytes.
+func chunkLen(evs []storage.AuditEvent) int {
+	size := 0
+	for i, e := range evs {
+		if i == auditChunkRows {
+			return i
+		}
+		size += 160 + len(e.WorkspaceID) + len(e.ActorID) + len(e.EventType) + len(e.ResourceType) + len(e.ResourceID) + len(e.Input) + len(e.Output)
+		if i > 0 && size > auditChunkBytes {
+			return i
+		}
+	}
+	return len(evs)
 }
 
 func (a *auditWriter) run() {
@@ -143,30 +228,13 @@ func (a *auditWriter) run() {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	armed := false
-
-	write := func() error {
-		if len(pending) == 0 {
-			return nil
+	retry := time.Duration(0) // >0: the last write failed; wait this long
+	arm := func(d time.Duration) {
+		if armed {
+			timer.Stop()
 		}
-		start := time.Now()
-		// Background context: a batch already accepted is written even while
-		// shutting down.
-		err := a.store.AppendAudit(context.Background(), pending)
-		a.metrics.auditFlushSeconds.Observe(time.Since(start).Seconds())
-		if err != nil {
-			a.metrics.auditWriteErrors.Inc()
-			a.log.Error("audit batch write failed; will retry", "events", len(pending), "err", err)
-			if len(pending) > auditMaxPending {
-				drop := len(pending) - auditMaxPending
-				a.metrics.auditDropped.Add(float64(drop))
-				a.log.Error("audit events dropped: storage has been failing too long", "dropped", drop)
-				pending = append(pending[:0], pending[drop:]...)
-			}
-			return err
-		}
-		a.metrics.auditEventsWritten.Add(float64(len(pending)))
-		pending = pending[:0]
-		return nil
+		timer.Reset(d)
+		armed = true
 	}
 	drain := func() {
 		for {
@@ -178,33 +246,81 @@ func (a *auditWriter) run() {
 			}
 		}
 	}
+	writeChunk := func() error {
+		n := chunkLen(pending)
+		ctx, cancel := context.WithTimeout(context.Background(), auditWriteTimeout)
+		start := time.Now()
+		// Not the caller's context: a row accepted is written even while
+		// shutting down.
+		err := a.store.AppendAudit(ctx, pending[:n])
+		cancel()
+		a.metrics.auditFlushSeconds.Observe(time.Since(start).Seconds())
+		if err != nil {
+			return err
+		}
+		a.metrics.auditEventsWritten.Add(float64(n))
+		clear(pending[:n])
+		pending = pending[n:]
+		if len(pending) == 0 {
+			pending = nil
+		}
+		a.metrics.auditBacklog.Set(float64(a.backlog.Add(int64(-n))))
+		return nil
+	}
+	// write writes the backlog chunk by chunk, taking newly queued rows in
+	// between so the queue never fills behind a long backlog.
+	write := func() error {
+		for len(pending) > 0 {
+			if err := writeChunk(); err != nil {
+				a.metrics.auditWriteErrors.Inc()
+				retry = min(max(2*retry, auditRetryMin), auditRetryMax)
+				a.log.Error("audit write failed; will retry", "backlog", len(pending), "retry_in", retry.String(), "err", err)
+				arm(retry)
+				return err
+			}
+			retry = 0
+			drain()
+		}
+		return nil
+	}
 
 	for {
 		select {
 		case ev := <-a.ch:
 			pending = append(pending, ev)
-			if len(pending) >= auditMaxBatch {
+			switch {
+			case retry > 0:
+				// Failing: the retry timer is armed; keep collecting.
+			case len(pending) >= auditMaxBatch:
+				drain()
 				_ = write()
-			} else if !armed {
-				timer.Reset(auditFlushInterval)
-				armed = true
+			case !armed:
+				arm(auditFlushInterval)
 			}
 		case <-timer.C:
 			armed = false
-			if write() != nil {
-				timer.Reset(auditFlushInterval)
-				armed = true
-			}
+			drain()
+			_ = write()
 		case reply := <-a.flushCh:
 			drain()
 			reply <- write()
 		case <-a.stop:
-			drain()
-			if err := write(); err != nil {
-				a.log.Error("audit events lost at shutdown", "events", len(pending), "err", err)
+			for {
+				drain()
+				if write() == nil {
+					timer.Stop()
+					return
+				}
+				select {
+				case <-timer.C:
+					armed = false
+				case <-a.abort:
+					a.metrics.auditDropped.Add(float64(len(pending)))
+					a.log.Error("audit rows lost at shutdown: storage failed until the shutdown timeout", "rows", len(pending))
+					timer.Stop()
+					return
+				}
 			}
-			timer.Stop()
-			return
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"rotor.sh/rotor/storage"
@@ -35,6 +36,11 @@ const (
 	DefaultAuditSealInterval = time.Second
 	auditKeyInfo             = "rotor audit chain v1"
 	auditVerifyPage          = 1000
+	// Rows older than auditStaleSeals seal intervals (at least auditStaleMin)
+	// with no seal over them fail verification: the sealer seals every
+	// interval, so such rows mean the seal over them was deleted.
+	auditStaleSeals = 10
+	auditStaleMin   = 30 * time.Second
 )
 
 // AuditVerification is the result of VerifyAudit. OK is false when a
@@ -94,6 +100,7 @@ func (v *Vault) sealWorkspace(ctx context.Context, ws string) error {
 		return nil
 	}
 	prev, err := v.store.GetAuditCheckpoint(ctx, ws)
+	found := err == nil
 	var from storage.AuditHead
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
@@ -102,10 +109,18 @@ func (v *Vault) sealWorkspace(ctx context.Context, ws string) error {
 	case !hmac.Equal(prev.MAC, v.checkpointMAC(prev)):
 		v.metrics.auditTamper.Inc()
 		return fmt.Errorf("%w: the stored seal does not verify; not sealing over it (run rotor audit verify)", ErrAuditTampered)
-	case prev.LastID >= head.LastID:
+	}
+	if anchor, ok := v.anchor.get(ws); ok {
+		if why := sealBehind(anchor, prev, found); why != "" {
+			v.metrics.auditTamper.Inc()
+			return fmt.Errorf("%w: this node sealed row %d, but %s; not sealing over it (run rotor audit verify)", ErrAuditTampered, anchor.LastID, why)
+		}
+	}
+	switch {
+	case found && prev.LastID >= head.LastID:
 		v.rememberSeal(ws, prev.LastID)
-		return nil
-	default:
+		return v.anchor.update(prev)
+	case found:
 		from = storage.AuditHead{LastID: prev.LastID, Chain: prev.Chain}
 	}
 	// Seal only what is consistent with the last seal.
@@ -120,10 +135,18 @@ func (v *Vault) sealWorkspace(ctx context.Context, ws string) error {
 	if res.lastID != head.LastID {
 		return nil // the head moved on, or rows vanished: the next round (or verify) tells
 	}
+	if !found && !res.firstUnsealedAt.IsZero() && v.now().Sub(res.firstUnsealedAt) > v.staleAfter {
+		v.metrics.auditTamper.Inc()
+		return fmt.Errorf("%w: row %d is older than %s and no seal covers it (the seal was deleted); not sealing over it (run rotor audit verify)", ErrAuditTampered, res.firstUnsealed, v.staleAfter)
+	}
 	c := storage.AuditCheckpoint{WorkspaceID: ws, LastID: res.lastID, Chain: res.chain, SealedAt: v.now().UTC().Truncate(time.Microsecond)}
 	c.MAC = v.checkpointMAC(c)
 	if err := v.store.PutAuditCheckpoint(ctx, c); err != nil {
 		return err
+	}
+	if err := v.anchor.update(c); err != nil {
+		// The seal is in the database; only the copy outside it failed.
+		v.log.Error("audit anchor not written", "err", err)
 	}
 	v.rememberSeal(ws, c.LastID)
 	v.metrics.auditSeals.Inc()
@@ -144,6 +167,10 @@ type walkResult struct {
 	problem string
 	// sealSeen: the sealed row was reached and matched.
 	sealSeen bool
+	// firstUnsealed is the first row walked after the seal (or after from
+	// when there is none), and when it was written.
+	firstUnsealed   int64
+	firstUnsealedAt time.Time
 }
 
 // walkChain recomputes the chain from the row after `from` up to id `upTo`
@@ -171,6 +198,9 @@ func (v *Vault) walkChain(ctx context.Context, ws string, from storage.AuditHead
 			}
 			r.rows++
 			r.lastID, r.chain = e.ID, want
+			if r.firstUnsealed == 0 && (seal == nil || e.ID > seal.LastID) {
+				r.firstUnsealed, r.firstUnsealedAt = e.ID, e.OccurredAt
+			}
 			if seal != nil && e.ID == seal.LastID {
 				if !bytes.Equal(want, seal.Chain) {
 					r.bad, r.problem = e.ID, "the rows up to this one do not match their seal: rows were edited and the chain recomputed"
@@ -196,6 +226,7 @@ func (v *Vault) VerifyAudit(ctx context.Context, actor Actor) (AuditVerification
 	out := AuditVerification{OK: true}
 	var seal *storage.AuditCheckpoint
 	cp, err := v.store.GetAuditCheckpoint(ctx, ws)
+	found := err == nil
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 	case err != nil:
@@ -207,6 +238,16 @@ func (v *Vault) VerifyAudit(ctx context.Context, actor Actor) (AuditVerification
 		seal = &cp
 		out.SealedThrough, out.SealedAt = cp.LastID, cp.SealedAt
 	}
+	// The seal kept outside the database wins when the database's is
+	// missing or older: a deleted or replayed seal.
+	anchorProblem := ""
+	if anchor, ok := v.anchor.get(ws); ok {
+		if why := sealBehind(anchor, cp, found); why != "" {
+			anchorProblem = fmt.Sprintf("this node sealed row %d at %s (kept in its data dir), but %s: a seal was deleted or an older one replayed", anchor.LastID, anchor.SealedAt.Format(time.RFC3339), why)
+			seal = &anchor
+			out.SealedThrough, out.SealedAt = anchor.LastID, anchor.SealedAt
+		}
+	}
 	r, err := v.walkChain(ctx, ws, storage.AuditHead{}, 0, seal)
 	if err != nil {
 		return out, err
@@ -216,8 +257,11 @@ func (v *Vault) VerifyAudit(ctx context.Context, actor Actor) (AuditVerification
 	case r.bad != 0:
 		out.OK, out.FirstBadID, out.Problem = false, r.bad, r.problem
 	case seal != nil && !r.sealSeen:
-		out.OK, out.FirstBadID = false, cp.LastID
-		out.Problem = fmt.Sprintf("the trail ends at row %d but row %d was sealed at %s: rows were deleted from the end (truncated)", r.lastID, cp.LastID, cp.SealedAt.Format(time.RFC3339))
+		out.OK, out.FirstBadID = false, seal.LastID
+		out.Problem = fmt.Sprintf("the trail ends at row %d but row %d was sealed at %s: rows were deleted from the end (truncated)", r.lastID, seal.LastID, seal.SealedAt.Format(time.RFC3339))
+	case r.firstUnsealed != 0 && v.now().Sub(r.firstUnsealedAt) > v.staleAfter:
+		out.OK, out.FirstBadID = false, r.firstUnsealed
+		out.Problem = fmt.Sprintf("row %d was written at %s, more than %s ago, and no seal covers it: the seal over it was deleted (or the sealer has not run)", r.firstUnsealed, r.firstUnsealedAt.Format(time.RFC3339), v.staleAfter)
 	default:
 		head, err := v.store.GetAuditHead(ctx, ws)
 		if err != nil {
@@ -236,6 +280,13 @@ func (v *Vault) VerifyAudit(ctx context.Context, actor Actor) (AuditVerification
 			out.OK = false
 			out.Problem = fmt.Sprintf("the chain head (row %d) does not match the trail, which ends at row %d: rows at the end were deleted, or the head was altered", head.LastID, r.lastID)
 		}
+	}
+	if anchorProblem != "" {
+		if out.OK {
+			out.FirstBadID = seal.LastID
+		}
+		out.OK = false
+		out.Problem = strings.TrimSuffix(anchorProblem+"; "+out.Problem, "; ")
 	}
 	if !out.OK {
 		v.metrics.auditTamper.Inc()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -22,6 +23,7 @@ type chainEnv struct {
 	actor Actor
 	db    *pgx.Conn
 	ids   []int64 // the workspace's row ids, oldest first
+	key   []byte
 }
 
 func newChainEnv(t *testing.T) *chainEnv {
@@ -33,12 +35,13 @@ func newChainEnv(t *testing.T) *chainEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	v, err := Open(ctx, Options{Store: store, MasterKey: GenerateMasterKey(), AuditSealInterval: -1})
+	key := GenerateMasterKey()
+	v, err := Open(ctx, Options{Store: store, MasterKey: key, AuditSealInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { v.Close(context.Background()) })
-	e := &chainEnv{v: v, actor: bootstrap(t, v)}
+	e := &chainEnv{v: v, actor: bootstrap(t, v), key: key}
 	for i := range 4 {
 		name := fmt.Sprintf("CHAIN_%d", i)
 		if _, err := v.CreateSecret(ctx, e.actor, CreateSecretRequest{Name: name, Value: NewPlaintext([]byte("value-number-one"))}); err != nil {
@@ -189,6 +192,55 @@ func TestAuditChainPostgres(t *testing.T) {
 			e.exec(t, `DELETE FROM audit_event WHERE workspace_id=$1 AND id>$2`, e.actor.WorkspaceID, e.ids[len(e.ids)-1])
 			return 0
 		}, "head"},
+		// Issue 11: seals deleted or replayed. The node keeps its newest seal
+		// outside the database (the data dir), so the database cannot go
+		// back to an older one or to none.
+		{"DeletedCheckpoint", func(t *testing.T, e *chainEnv) int64 {
+			e.exec(t, `DELETE FROM audit_checkpoint WHERE workspace_id=$1`, e.actor.WorkspaceID)
+			return e.ids[len(e.ids)-1]
+		}, "seal"},
+		{"TruncatedAndCheckpointDeleted", func(t *testing.T, e *chainEnv) int64 {
+			keep := e.ids[len(e.ids)-4]
+			e.exec(t, `DELETE FROM audit_event WHERE workspace_id=$1 AND id>$2`, e.actor.WorkspaceID, keep)
+			e.exec(t, `UPDATE audit_head h SET last_id=a.id, chain=a.chain FROM audit_event a WHERE a.id=$1 AND h.workspace_id=a.workspace_id`, keep)
+			e.exec(t, `DELETE FROM audit_checkpoint WHERE workspace_id=$1`, e.actor.WorkspaceID)
+			return e.ids[len(e.ids)-1]
+		}, "seal"},
+		{"DeletedMidRowRechainedCheckpointDeleted", func(t *testing.T, e *chainEnv) int64 {
+			e.exec(t, `DELETE FROM audit_event WHERE id=$1`, e.ids[5])
+			e.rechain(t)
+			e.exec(t, `DELETE FROM audit_checkpoint WHERE workspace_id=$1`, e.actor.WorkspaceID)
+			return e.ids[len(e.ids)-1]
+		}, "seal"},
+		{"ReplayedOldSealTruncated", func(t *testing.T, e *chainEnv) int64 {
+			// The attacker saved an older, validly MAC'd checkpoint; later rows
+			// are sealed; then they truncate to the old seal and replay it.
+			ctx := context.Background()
+			var old struct {
+				last         int64
+				chain, mac   []byte
+				sealedAtText string
+			}
+			if err := e.db.QueryRow(ctx, `SELECT last_id, chain, mac, sealed_at::text FROM audit_checkpoint WHERE workspace_id=$1`, e.actor.WorkspaceID).
+				Scan(&old.last, &old.chain, &old.mac, &old.sealedAtText); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.v.CreateSecret(ctx, e.actor, CreateSecretRequest{Name: "LATER_ONE", Value: NewPlaintext([]byte("later-value"))}); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.v.SealAudit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			h, err := e.v.store.GetAuditHead(ctx, e.actor.WorkspaceID)
+			if err != nil || h.LastID <= old.last {
+				t.Fatalf("head %+v, %v", h, err)
+			}
+			e.exec(t, `DELETE FROM audit_event WHERE workspace_id=$1 AND id>$2`, e.actor.WorkspaceID, old.last)
+			e.exec(t, `UPDATE audit_head SET last_id=$2, chain=$3 WHERE workspace_id=$1`, e.actor.WorkspaceID, old.last, old.chain)
+			e.exec(t, `UPDATE audit_checkpoint SET last_id=$2, chain=$3, mac=$4, sealed_at=$5::timestamptz WHERE workspace_id=$1`,
+				e.actor.WorkspaceID, old.last, old.chain, old.mac, old.sealedAtText)
+			return h.LastID
+		}, "seal"},
 		{"ForgedSeal", func(t *testing.T, e *chainEnv) int64 {
 			e.exec(t, `UPDATE audit_checkpoint SET last_id=$2 WHERE workspace_id=$1`, e.actor.WorkspaceID, e.ids[3])
 			return 0
@@ -219,5 +271,37 @@ func TestAuditChainPostgres(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAuditSealDeletedStaleRows: a node that never saw the seal (another
+// node, or a lost data dir) still fails verification when the seal is
+// deleted: rows older than a few seal intervals with no seal over them are
+// a failure, not "never sealed", and the sealer refuses to seal them.
+func TestAuditSealDeletedStaleRows(t *testing.T) {
+	e := newChainEnv(t)
+	ctx := context.Background()
+	e.exec(t, `DELETE FROM audit_event WHERE id=$1`, e.ids[5])
+	e.rechain(t)
+	e.exec(t, `DELETE FROM audit_checkpoint WHERE workspace_id=$1`, e.actor.WorkspaceID)
+	// The same master key, no anchor, a clock an hour later.
+	v2, err := Open(ctx, Options{Store: e.v.store, MasterKey: e.key, AuditSealInterval: -1, Now: func() time.Time { return time.Now().Add(time.Hour) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v2.Close(ctx)
+	res, err := v2.VerifyAudit(ctx, e.actor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.OK || res.FirstBadID != e.ids[0] || !strings.Contains(res.Problem, "no seal covers") {
+		t.Fatalf("verify = %+v, want row %d named as unsealed", res, e.ids[0])
+	}
+	if err := v2.sealWorkspace(ctx, e.actor.WorkspaceID); !errors.Is(err, ErrAuditTampered) {
+		t.Fatalf("sealed stale unsealed rows: %v", err)
+	}
+	// The same node (with its anchor) names the seal.
+	if res := e.verify(t); res.OK || !strings.Contains(res.Problem, "seal") {
+		t.Fatalf("verify with the anchor = %+v", res)
 	}
 }

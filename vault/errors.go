@@ -33,6 +33,10 @@ var (
 	ErrBusy = errors.New("concurrent updates, try again")
 	// ErrAuditTampered: the audit chain or its seal does not verify.
 	ErrAuditTampered = errors.New("audit trail tampered with")
+	// ErrAuditUnavailable: the access row a request needs cannot be queued
+	// (the audit backlog is at its bound while storage is failing or slow),
+	// so the request is refused rather than served without a row. Retry.
+	ErrAuditUnavailable = errors.New("audit trail unavailable")
 	// ErrClosed: the vault has been closed.
 	ErrClosed = errors.New("vault closed")
 )

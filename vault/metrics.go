@@ -21,6 +21,10 @@ type metrics struct {
 	auditEventsWritten        prometheus.Counter
 	auditWriteErrors          prometheus.Counter
 	auditDropped              prometheus.Counter
+	auditRefused              prometheus.Counter
+	auditBacklog              prometheus.Gauge
+	auditExported             prometheus.Counter
+	auditExportErrors         prometheus.Counter
 	auditFlushSeconds         prometheus.Histogram
 	auditSeals                prometheus.Counter
 	auditTamper               prometheus.Counter
@@ -44,7 +48,23 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		auditDropped: f.NewCounter(prometheus.CounterOpts{
 			Name: "rotor_audit_events_dropped_total",
-			Help: "Access audit events that could not be written and were given up.",
+			Help: "Accepted access audit rows lost because storage kept failing until the shutdown timeout ended (the only loss left).",
+		}),
+		auditRefused: f.NewCounter(prometheus.CounterOpts{
+			Name: "rotor_audit_refused_total",
+			Help: "Requests refused (audit_unavailable) because their access row could not be queued: the audit backlog was at its bound.",
+		}),
+		auditExported: f.NewCounter(prometheus.CounterOpts{
+			Name: "rotor_audit_exported_rows_total",
+			Help: "Audit rows written to the export sink (--audit-export).",
+		}),
+		auditExportErrors: f.NewCounter(prometheus.CounterOpts{
+			Name: "rotor_audit_export_errors_total",
+			Help: "Failed export passes (retried from the saved cursor).",
+		}),
+		auditBacklog: f.NewGauge(prometheus.GaugeOpts{
+			Name: "rotor_audit_backlog_rows",
+			Help: "Access audit rows accepted and not yet written to storage.",
 		}),
 		auditFlushSeconds: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "rotor_audit_flush_duration_seconds",

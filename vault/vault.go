@@ -28,6 +28,17 @@ type Options struct {
 	// AuditSealInterval is how often chain heads are sealed
 	// (DefaultAuditSealInterval when 0; negative: never, SealAudit by hand).
 	AuditSealInterval time.Duration
+	// AuditBacklogMax bounds the access rows accepted but not yet written;
+	// at the bound, requests needing a new row fail with ErrAuditUnavailable
+	// (DefaultAuditBacklogMax when 0).
+	AuditBacklogMax int
+	// AuditAnchorPath is the file in the node's data dir that keeps the
+	// newest audit seal outside the database ("": in memory only).
+	AuditAnchorPath string
+	// AuditExport is "", "stdout" or "file:PATH" (ParseExportTarget), and
+	// AuditExportCursorPath the file keeping how far the export got.
+	AuditExport           string
+	AuditExportCursorPath string
 }
 
 // Vault is the domain service behind the API, the proxy and the dispatcher.
@@ -48,6 +59,10 @@ type Vault struct {
 	sealStop chan struct{}
 	sealDone chan struct{}
 	sealOnce sync.Once
+	anchor   *auditAnchor
+	export   *auditExporter // nil without an export
+	// staleAfter: rows older than this with no seal over them fail verify.
+	staleAfter time.Duration
 }
 
 // Open loads (or, on an empty store, creates) the keyring under the master
@@ -90,7 +105,20 @@ func Open(ctx context.Context, opts Options) (*Vault, error) {
 		metrics:  m,
 		now:      opts.Now,
 	}
-	v.audit = newAuditWriter(opts.Store, opts.Logger, m)
+	interval := opts.AuditSealInterval
+	if interval <= 0 {
+		interval = DefaultAuditSealInterval
+	}
+	v.staleAfter = max(auditStaleSeals*interval, auditStaleMin)
+	if v.anchor, err = v.loadAnchor(opts.AuditAnchorPath); err != nil {
+		return nil, err
+	}
+	if opts.AuditExport != "" {
+		if v.export, err = v.newExporter(opts.AuditExport, opts.AuditExportCursorPath); err != nil {
+			return nil, err
+		}
+	}
+	v.audit = newAuditWriter(opts.Store, opts.Logger, m, opts.AuditBacklogMax)
 	switch {
 	case opts.AuditSealInterval == 0:
 		go v.sealLoop(DefaultAuditSealInterval)
@@ -117,8 +145,25 @@ func (v *Vault) Close(ctx context.Context) error {
 			v.log.Error("audit seal at close failed", "err", serr)
 		}
 	}
+	if v.export != nil {
+		if xerr := v.export.close(ctx); xerr != nil {
+			v.log.Error("audit export at close failed", "err", xerr)
+		}
+	}
 	return err
 }
+
+// ReopenAuditExport reopens the export file (SIGHUP, after logrotate).
+func (v *Vault) ReopenAuditExport() {
+	if v.export != nil {
+		v.export.Reopen()
+	}
+}
+
+// AuditReady reports an error (ErrAuditUnavailable) while the audit
+// backlog is over its readiness threshold, a tenth of its bound: /readyz
+// turns a node away before it has to refuse requests.
+func (v *Vault) AuditReady(ctx context.Context) error { return v.audit.ready() }
 
 // FlushAudit writes every queued access event now.
 func (v *Vault) FlushAudit(ctx context.Context) error { return v.audit.flush(ctx) }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"rotor.sh/rotor/storage"
 	"rotor.sh/rotor/storage/bolt"
@@ -23,21 +24,24 @@ func TestAuditChainTamper(t *testing.T) {
 		rewrite func(evs []storage.AuditEvent) ([]storage.AuditEvent, *storage.AuditHead)
 		wantBad func(ids []int64) int64
 		want    string
+		// Issue 11: the attacker also deletes the seal; the node checks with
+		// its anchor file, or without it, a clock an hour later.
+		dropSeal, noAnchor bool
 	}{
 		{"Intact", func(evs []storage.AuditEvent) ([]storage.AuditEvent, *storage.AuditHead) { return evs, nil },
-			func([]int64) int64 { return 0 }, ""},
+			func([]int64) int64 { return 0 }, "", false, false},
 		{"EditedRow", func(evs []storage.AuditEvent) ([]storage.AuditEvent, *storage.AuditHead) {
 			evs[4].ActorID = "key_someone_else"
 			return evs, nil
-		}, func(ids []int64) int64 { return ids[4] }, "edited"},
+		}, func(ids []int64) int64 { return ids[4] }, "edited", false, false},
 		{"DeletedRow", func(evs []storage.AuditEvent) ([]storage.AuditEvent, *storage.AuditHead) {
 			return slices.Delete(evs, 3, 4), nil
-		}, func(ids []int64) int64 { return ids[4] }, "deleted"},
+		}, func(ids []int64) int64 { return ids[4] }, "deleted", false, false},
 		{"Reordered", func(evs []storage.AuditEvent) ([]storage.AuditEvent, *storage.AuditHead) {
 			evs[2].ID, evs[5].ID = evs[5].ID, evs[2].ID
 			evs[2].Chain, evs[5].Chain = evs[5].Chain, evs[2].Chain
 			return evs, nil
-		}, func(ids []int64) int64 { return ids[2] }, "moved"},
+		}, func(ids []int64) int64 { return ids[2] }, "moved", false, false},
 		{"RechainedAfterEdit", func(evs []storage.AuditEvent) ([]storage.AuditEvent, *storage.AuditHead) {
 			evs[1].EventType = "secret.accessed"
 			var prev []byte
@@ -46,22 +50,48 @@ func TestAuditChainTamper(t *testing.T) {
 				prev = evs[i].Chain
 			}
 			return evs, &storage.AuditHead{LastID: evs[len(evs)-1].ID, Chain: prev}
-		}, func(ids []int64) int64 { return ids[len(ids)-1] }, "seal"},
+		}, func(ids []int64) int64 { return ids[len(ids)-1] }, "seal", false, false},
 		{"Truncated", func(evs []storage.AuditEvent) ([]storage.AuditEvent, *storage.AuditHead) {
 			evs = evs[:len(evs)-3]
 			last := evs[len(evs)-1]
 			return evs, &storage.AuditHead{LastID: last.ID, Chain: last.Chain}
-		}, func(ids []int64) int64 { return ids[len(ids)-1] }, "truncated"},
+		}, func(ids []int64) int64 { return ids[len(ids)-1] }, "truncated", false, false},
+		{"TruncatedSealDeleted", func(evs []storage.AuditEvent) ([]storage.AuditEvent, *storage.AuditHead) {
+			evs = evs[:len(evs)-3]
+			last := evs[len(evs)-1]
+			return evs, &storage.AuditHead{LastID: last.ID, Chain: last.Chain}
+		}, func(ids []int64) int64 { return ids[len(ids)-1] }, "seal", true, false},
+		{"RechainedSealDeleted", func(evs []storage.AuditEvent) ([]storage.AuditEvent, *storage.AuditHead) {
+			evs = slices.Delete(evs, 3, 4)
+			var prev []byte
+			for i := range evs {
+				evs[i].Chain = storage.NextChain(prev, evs[i])
+				prev = evs[i].Chain
+			}
+			return evs, &storage.AuditHead{LastID: evs[len(evs)-1].ID, Chain: prev}
+		}, func(ids []int64) int64 { return ids[len(ids)-1] }, "seal", true, false},
+		{"RechainedSealDeletedNoAnchor", func(evs []storage.AuditEvent) ([]storage.AuditEvent, *storage.AuditHead) {
+			evs = slices.Delete(evs, 3, 4)
+			var prev []byte
+			for i := range evs {
+				evs[i].Chain = storage.NextChain(prev, evs[i])
+				prev = evs[i].Chain
+			}
+			return evs, &storage.AuditHead{LastID: evs[len(evs)-1].ID, Chain: prev}
+		}, func(ids []int64) int64 { return ids[0] }, "no seal covers", true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "rotor.db")
+			dir := t.TempDir()
+			path := filepath.Join(dir, "rotor.db")
+			anchor := filepath.Join(dir, "audit-anchor.json")
 			key := vault.GenerateMasterKey()
+			var now func() time.Time
 			open := func() (*bolt.Store, *vault.Vault) {
 				s, err := bolt.Open(path, bolt.Options{})
 				if err != nil {
 					t.Fatal(err)
 				}
-				v, err := vault.Open(ctx, vault.Options{Store: s, MasterKey: key, AuditSealInterval: -1})
+				v, err := vault.Open(ctx, vault.Options{Store: s, MasterKey: key, AuditSealInterval: -1, AuditAnchorPath: anchor, Now: now})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -98,6 +128,16 @@ func TestAuditChainTamper(t *testing.T) {
 			}
 			if len(ids) < 8 {
 				t.Fatalf("trail has %d rows", len(ids))
+			}
+			if tc.dropSeal {
+				if err := bolt.DeleteAuditCheckpoint(path, actor.WorkspaceID); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.noAnchor {
+				// Another node, or a lost data dir: only the rows' age tells.
+				anchor = filepath.Join(dir, "other-node-anchor.json")
+				now = func() time.Time { return time.Now().Add(time.Hour) }
 			}
 			s, v = open()
 			defer s.Close()

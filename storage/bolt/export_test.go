@@ -52,3 +52,14 @@ func RewriteAudit(path, ws string, fn func([]storage.AuditEvent) ([]storage.Audi
 		return nil
 	})
 }
+
+// DeleteAuditCheckpoint deletes a workspace's seal from a closed file: a
+// test's attacker removing the seal.
+func DeleteAuditCheckpoint(path, ws string) error {
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: DefaultOpenTimeout})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketAuditChecks).Delete([]byte(ws)) })
+}

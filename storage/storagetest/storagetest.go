@@ -41,6 +41,10 @@ func Run(t *testing.T, newStore Factory) {
 		{"CanceledContext", testCanceled},
 	}
 	tests = append(tests, jobTests()...)
+	tests = append(tests, struct { // issue 11: retention.go
+		name string
+		fn   func(t *testing.T, s storage.Store)
+	}{"PruneJobs", testPruneJobs})
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newStore(t)

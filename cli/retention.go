@@ -1,0 +1,66 @@
+package cli
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"rotor.sh/rotor/storage"
+)
+
+const (
+	// DefaultJobsRetention keeps finished jobs a week.
+	DefaultJobsRetention = 168 * time.Hour
+	// retentionEvery is how often pruning runs (more often for retentions
+	// under two minutes: half the retention).
+	retentionEvery = time.Minute
+	// pruneBatch bounds one pruning transaction; pruneRounds bounds the
+	// batches of one run, so a large first run spreads over several.
+	pruneBatch  = 500
+	pruneRounds = 200
+)
+
+// jobsRetention deletes finished jobs older than keep, in bounded batches,
+// until ctx ends. It is a task of runServers (which owns its goroutine).
+func jobsRetention(st storage.Store, keep time.Duration, log *slog.Logger, reg prometheus.Registerer) func(context.Context) error {
+	pruned := promauto.With(reg).NewCounter(prometheus.CounterOpts{
+		Name: "rotor_jobs_pruned_total",
+		Help: "Finished jobs deleted by --jobs-retention.",
+	})
+	return func(ctx context.Context) error {
+		r, ok := st.(storage.Retainer)
+		if !ok || keep <= 0 {
+			return nil
+		}
+		every := retentionEvery
+		if keep < 2*time.Minute {
+			every = max(keep/2, time.Second)
+		}
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+			}
+			before := time.Now().Add(-keep)
+			for range pruneRounds {
+				n, err := r.PruneJobs(ctx, storage.PruneJobsArgs{Before: before, Limit: pruneBatch})
+				if err != nil {
+					if ctx.Err() == nil {
+						log.Error("jobs retention failed; will retry", "err", err)
+					}
+					break
+				}
+				pruned.Add(float64(n))
+				if n < pruneBatch {
+					break
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,100 @@
+package plugins_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"rotor.sh/rotor/plugins"
+	"rotor.sh/rotor/plugins/proto"
+	"rotor.sh/rotor/storage"
+)
+
+// TestPluginLargeMessage: a request larger than gRPC's default 4 MiB
+// receive limit crosses the plugin boundary (both sides set explicit limits;
+// before, an audit backlog of about 15,000 rows was refused forever with
+// ResourceExhausted). A cheap call carries the bytes, so the test is fast.
+func TestPluginLargeMessage(t *testing.T) {
+	// A generous timeout: this is about size, and -race on a busy machine is slow.
+	s, err := plugins.Launch(context.Background(), plugins.LaunchOptions{
+		Path: launchPath(), Env: []string{"ROTOR_TEST_AS_PLUGIN=1"}, CallTimeout: 2 * time.Minute,
+		Config: &proto.ConfigureRequest{Backend: "bbolt", Path: filepath.Join(t.TempDir(), "rotor.db")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, err = s.GetWorkspaceByName(context.Background(), strings.Repeat("w", 5<<20))
+	if !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("a 5 MiB request: got %v, want ErrNotFound from the backend", err)
+	}
+}
+
+// TestHungPluginCallsFailWithinBound: a plugin that stops answering
+// (SIGSTOP) makes calls fail with ErrUnavailable within the call timeout
+// instead of blocking their callers.
+func TestHungPluginCallsFailWithinBound(t *testing.T) {
+	const timeout = 500 * time.Millisecond
+	s, err := plugins.Launch(context.Background(), plugins.LaunchOptions{
+		Path: launchPath(), Env: []string{"ROTOR_TEST_AS_PLUGIN=1"}, CallTimeout: timeout,
+		Config: &proto.ConfigureRequest{Backend: "bbolt", Path: filepath.Join(t.TempDir(), "rotor.db")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	pid := s.Pid()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	// The signal is delivered asynchronously: wait until the process is stopped.
+	for i := 0; ; i++ {
+		st, err := os.ReadFile("/proc/" + itoa(pid) + "/status")
+		if err != nil {
+			t.Skipf("no /proc: %v", err)
+		}
+		if strings.Contains(string(st), "State:\tT") {
+			break
+		}
+		if i > 2000 {
+			t.Fatal("the plugin did not stop")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	defer syscall.Kill(pid, syscall.SIGCONT)
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		_, err := s.GetWorkspace(context.Background(), "ws_1")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, storage.ErrUnavailable) {
+			t.Fatalf("hung plugin: got %v, want ErrUnavailable", err)
+		}
+		t.Logf("failed after %s", time.Since(start).Round(time.Millisecond))
+	case <-time.After(30 * time.Second):
+		t.Fatal("a call to a hung plugin did not return within 30s")
+	}
+	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	// Answers again once the plugin resumes.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, err := s.GetWorkspace(context.Background(), "ws_1")
+		if errors.Is(err, storage.ErrNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("plugin did not recover: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
