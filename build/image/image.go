@@ -244,7 +244,7 @@ func image(o Options, layer v1.Layer) (v1.Image, error) {
 		WorkingDir: DataDir,
 		Volumes:    map[string]struct{}{DataDir: {}},
 		ExposedPorts: map[string]struct{}{
-			"8080/tcp": {}, "8081/tcp": {}, "9090/tcp": {},
+			"8080/tcp": {}, "8081/tcp": {}, "8082/tcp": {},
 		},
 		Labels: annotations(o),
 	}
