@@ -17,7 +17,7 @@ run: build
 	./$(BIN) serve --log-format text
 
 test: lint test-deps check-configs
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 25m ./...
 
 # Debian packages the tests need, installed when missing (as root):
 # promtool (package prometheus) for the alert rules, chromium for the
@@ -58,9 +58,12 @@ bench:
 SOAK_PROXY_RPS ?= 1000
 SOAK_JOB_RPS ?= 500
 SOAK_ENV = ROTOR_SOAK_PROXY_RPS=$(SOAK_PROXY_RPS) ROTOR_SOAK_JOB_RPS=$(SOAK_JOB_RPS) ROTOR_SOAK_REPORT=$(CURDIR)/bin/soak-report.json
+# make test already runs the whole integration suite (the soak for 3 s);
+# this runs only the tests that need the long settings.
+INTEGRATION_LONG ?= ^(TestSoak|TestPostgresRestartUnderLoad)$$
 integration:
 	@mkdir -p bin
-	@$(SOAK_ENV) ROTOR_SOAK_DURATION=60s ROTOR_TEST_PG_RESTART=1 $(GO) test -race -count=1 -timeout 20m -v ./integration/... > bin/integration.log 2>&1; rc=$$?; \
+	@$(SOAK_ENV) ROTOR_SOAK_DURATION=60s ROTOR_TEST_PG_RESTART=1 $(GO) test -race -count=1 -timeout 20m -v -run '$(INTEGRATION_LONG)' ./integration/... > bin/integration.log 2>&1; rc=$$?; \
 	grep -E '^(--- |ok|FAIL|panic)' bin/integration.log; cat bin/soak-report.json 2>/dev/null; echo; \
 	if [ $$rc -ne 0 ]; then tail -60 bin/integration.log; fi; exit $$rc
 
