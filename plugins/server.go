@@ -160,7 +160,9 @@ var handlers = map[string]handler{
 		return st.CountJobs(ctx)
 	}),
 	// Issue 11 (plugins/retention.go).
-	"PruneJobs": h(pruneJobs),
+	"PruneJobs":         h(pruneJobs),
+	"PruneAudit":        h(pruneAudit),
+	"GetAuditRetention": h(getAuditRetention),
 }
 
 func (s *Server) Call(ctx context.Context, req *proto.CallRequest) (*proto.CallResponse, error) {

@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 
@@ -68,4 +69,50 @@ func (s *Store) PruneJobs(ctx context.Context, args storage.PruneJobsArgs) (int,
 		return nil
 	})
 	return n, err
+}
+
+var bucketAuditRetention = []byte("audit_retention")
+
+// PruneAudit deletes the workspace's rows up to the marker and stores it.
+func (s *Store) PruneAudit(ctx context.Context, args storage.PruneAuditArgs) (int, error) {
+	m := args.Marker
+	n := 0
+	err := s.update(ctx, func(tx *bbolt.Tx) error {
+		mb, err := tx.CreateBucketIfNotExists(bucketAuditRetention)
+		if err != nil {
+			return err
+		}
+		var cur storage.AuditRetention
+		if ok, err := get(mb, []byte(m.WorkspaceID), &cur); err != nil || ok && cur.ThroughID >= m.ThroughID {
+			return err
+		}
+		if rows := nestedRO(tx, bucketAudit, m.WorkspaceID); rows != nil {
+			c := rows.Cursor()
+			// Deleting at the cursor moves it to the next key.
+			for k, _ := c.First(); k != nil && int64(binary.BigEndian.Uint64(k)) <= m.ThroughID; k, _ = c.First() {
+				if err := c.Delete(); err != nil {
+					return err
+				}
+				n++
+			}
+		}
+		return put(mb, []byte(m.WorkspaceID), m)
+	})
+	return n, err
+}
+
+func (s *Store) GetAuditRetention(ctx context.Context, workspaceID string) (storage.AuditRetention, error) {
+	var m storage.AuditRetention
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		ok := false
+		var err error
+		if b := tx.Bucket(bucketAuditRetention); b != nil {
+			ok, err = get(b, []byte(workspaceID), &m)
+		}
+		if err == nil && !ok {
+			err = fmt.Errorf("audit retention: %w", storage.ErrNotFound)
+		}
+		return err
+	})
+	return m, err
 }
