@@ -61,6 +61,7 @@ const (
 	flagStorageCallTimeout = "storage-call-timeout"
 	flagAuditExport        = "audit-export"
 	flagJobsRetention      = "jobs-retention"
+	flagAuditRetention     = "audit-retention" // issue 11
 )
 
 func envName(flag string) string {
@@ -95,6 +96,7 @@ func serveFlags() []cli.Flag {
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: flagStorageCallTimeout, EnvVars: []string{envName(flagStorageCallTimeout)}, Value: plugins.DefaultCallTimeout, Usage: "deadline of each call to the storage plugin (a hung plugin answers unavailable after it)"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: flagAuditExport, EnvVars: []string{envName(flagAuditExport)}, Usage: "export the audit trail and its seals as JSON Lines: stdout or file:PATH (reopened on SIGHUP)"}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: flagJobsRetention, EnvVars: []string{envName(flagJobsRetention)}, Value: DefaultJobsRetention, Usage: "delete delivered, dead and canceled jobs (with attempts and idempotency records) older than this; 0 keeps them"}),
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: flagAuditRetention, EnvVars: []string{envName(flagAuditRetention)}, Value: DefaultAuditRetention, Usage: "delete audit rows older than this (sealed and, with --audit-export, exported ones; a sealed marker keeps the rest verifiable); 0 keeps them"}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: flagShutdownTimeout, EnvVars: []string{envName(flagShutdownTimeout)}, Value: DefaultShutdownTimeout, Usage: "how long to drain requests on SIGTERM"}),
 	}
 }
@@ -122,6 +124,7 @@ type serveConfig struct {
 	StorageCallTimeout time.Duration
 	AuditExport        string
 	JobsRetention      time.Duration
+	AuditRetention     time.Duration
 	// Components: the API server, the dispatcher, and the proxy when Proxy
 	// is set.
 	API      bool
@@ -158,6 +161,10 @@ func loadServeConfig(c *cli.Context) (serveConfig, error) {
 	cfg.JobsRetention = c.Duration(flagJobsRetention)
 	if cfg.JobsRetention < 0 {
 		return cfg, settingErr(flagJobsRetention, "must not be negative")
+	}
+	cfg.AuditRetention = c.Duration(flagAuditRetention)
+	if cfg.AuditRetention < 0 {
+		return cfg, settingErr(flagAuditRetention, "must not be negative")
 	}
 	cfg.AuditExport = c.String(flagAuditExport)
 	if cfg.AuditExport != "" {
