@@ -142,3 +142,47 @@ func TestAuditRetentionPostgres(t *testing.T) {
 		wantBad(t, e.verify(t), "does not match the chain")
 	})
 }
+
+// TestAuditRetentionBolt: the same on a bbolt file; the attacker writes the
+// file through the store (a marker of its own over more rows).
+func TestAuditRetentionBolt(t *testing.T) {
+	ctx := context.Background()
+	store := testStore(t)
+	v, err := Open(ctx, Options{Store: store, MasterKey: GenerateMasterKey(), AuditSealInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Close(context.Background()) })
+	actor := bootstrap(t, v)
+	for i := range 6 {
+		if _, err := v.CreateSecret(ctx, actor, CreateSecretRequest{Name: "BOLT_" + string(rune('A'+i)), Value: NewPlaintext([]byte("bolt-value-0123"))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := v.FlushAudit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.SealAudit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	all, err := store.ListAuditAsc(ctx, storage.AuditRange{WorkspaceID: actor.WorkspaceID, Limit: 100})
+	if err != nil || len(all) < 6 {
+		t.Fatalf("%d rows, %v", len(all), err)
+	}
+	if _, err := v.pruneBatch(ctx, store, actor.WorkspaceID, PruneAuditArgs{Before: time.Now().Add(time.Hour), Limit: 2}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := v.VerifyAudit(ctx, actor)
+	if err != nil || !res.OK || res.PrunedThrough != all[1].ID || res.PrunedRows != 2 || res.Rows != int64(len(all)-2) {
+		t.Fatalf("after pruning: %+v, %v", res, err)
+	}
+	forged := storage.AuditRetention{WorkspaceID: actor.WorkspaceID, ThroughID: all[3].ID, Chain: all[3].Chain, Rows: 4, PrunedAt: time.Now().UTC(), MAC: make([]byte, 32)}
+	if _, err := store.PruneAudit(ctx, storage.PruneAuditArgs{Marker: forged}); err != nil {
+		t.Fatal(err)
+	}
+	res, err = v.VerifyAudit(ctx, actor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantBad(t, res, "retention marker")
+}
