@@ -86,14 +86,36 @@ func (s *Store) PruneAudit(ctx context.Context, args storage.PruneAuditArgs) (in
 		if ok, err := get(mb, []byte(m.WorkspaceID), &cur); err != nil || ok && cur.ThroughID >= m.ThroughID {
 			return err
 		}
-		if rows := nestedRO(tx, bucketAudit, m.WorkspaceID); rows != nil {
+		if rows := tx.Bucket(bucketAudit).Bucket([]byte(m.WorkspaceID)); rows != nil {
+			// Rows live in segments keyed by their first id (appendAudit):
+			// whole segments up to the marker go; the one holding it keeps
+			// its later rows, byte for byte, under its new first id.
 			c := rows.Cursor()
-			// Deleting at the cursor moves it to the next key.
-			for k, _ := c.First(); k != nil && int64(binary.BigEndian.Uint64(k)) <= m.ThroughID; k, _ = c.First() {
+			for k, v := c.First(); k != nil && int64(binary.BigEndian.Uint64(k)) <= m.ThroughID; k, v = c.First() {
+				evs, err := decodeSegment(v)
+				if err != nil {
+					return err
+				}
+				off, drop := 0, 0
+				for _, ev := range evs {
+					if ev.ID > m.ThroughID {
+						break
+					}
+					l, w := binary.Uvarint(v[off:])
+					off += w + int(l)
+					drop++
+				}
+				rest := append([]byte(nil), v[off:]...)
 				if err := c.Delete(); err != nil {
 					return err
 				}
-				n++
+				n += drop
+				if drop < len(evs) {
+					if err := rows.Put(be64(uint64(evs[drop].ID)), rest); err != nil {
+						return err
+					}
+					break
+				}
 			}
 		}
 		return put(mb, []byte(m.WorkspaceID), m)

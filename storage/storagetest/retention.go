@@ -110,15 +110,23 @@ func testPruneAudit(t *testing.T, s storage.Store) {
 	mkWorkspace(t, s, "ws_b")
 	_, err := r.GetAuditRetention(ctx(), "ws_a")
 	wantErr(t, err, storage.ErrNotFound)
+	// One batch of several rows (a backend may store them together), then
+	// single rows.
+	var batch []storage.AuditEvent
+	for i := range 6 {
+		batch = append(batch, ev("ws_a", "secret.accessed", fmt.Sprint("batch", i)))
+	}
+	must(t, s.AppendAudit(ctx(), batch))
 	for i := range 10 {
 		must(t, s.AppendAudit(ctx(), []storage.AuditEvent{ev("ws_a", "secret.accessed", fmt.Sprint("A", i)), ev("ws_b", "secret.accessed", fmt.Sprint("B", i))}))
 	}
 	all, err := s.ListAuditAsc(ctx(), storage.AuditRange{WorkspaceID: "ws_a", Limit: 100})
 	must(t, err)
-	if len(all) < 10 {
+	if len(all) < 16 {
 		t.Fatalf("%d rows", len(all))
 	}
-	// ws_a's first rows may include workspace creation: prune through the 4th.
+	// Prune through the 4th row: inside the batch (ws_a's first rows may
+	// include workspace creation, so it is the batch's 3rd or 4th).
 	cut := all[3]
 	m := storage.AuditRetention{WorkspaceID: "ws_a", ThroughID: cut.ID, Chain: cut.Chain, Rows: 4, PrunedAt: t0, MAC: []byte("mac")}
 	n, err := r.PruneAudit(ctx(), storage.PruneAuditArgs{Marker: m})
