@@ -77,6 +77,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzAppendString$$' -fuzztime $(FUZZTIME) ./internal/jsonx
 	$(GO) test -run '^$$' -fuzz '^FuzzRequestBodies$$' -fuzztime $(FUZZTIME) ./api
 	$(GO) test -run '^$$' -fuzz '^FuzzParseDotenv$$' -fuzztime $(FUZZTIME) ./cli
+	# issue 10 (proxy): the scrubber's matcher and allowed_hosts parsing
+	$(GO) test -run '^$$' -fuzz '^FuzzScrubber$$' -fuzztime $(FUZZTIME) ./proxy
+	$(GO) test -run '^$$' -fuzz '^FuzzNormalizeAllowedHosts$$' -fuzztime $(FUZZTIME) ./vault
 
 # Regenerate the storage plugin protocol's Go code (committed). Needs protoc
 # (Debian: apt-get install protobuf-compiler) and the Go generators:

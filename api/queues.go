@@ -182,6 +182,9 @@ func (s *Server) enqueue(w http.ResponseWriter, r *http.Request, actor vault.Act
 	if err != nil {
 		return err
 	}
+	if err := s.checkQuota(r.Context(), w, actor, len(body.Payload)); err != nil {
+		return err
+	}
 	req := dispatch.EnqueueRequest{Payload: body.Payload, IdempotencyKey: key}
 	if d := seconds(body.DelaySeconds); d != nil {
 		req.Delay = *d

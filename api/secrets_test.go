@@ -103,7 +103,7 @@ func TestAllowedHostsAPI(t *testing.T) {
 	if fmt.Sprint(p["allowed_hosts"]) != "[]" {
 		t.Fatalf("null did not clear: %v", p)
 	}
-	e.mustStatus(e.do("PATCH", "/v1/secrets/A", e.key, `{"allowed_hosts":["http://bad"]}`), 422)
+	e.mustStatus(e.do("PATCH", "/v1/secrets/A", e.key, `{"allowed_hosts":["ftp://bad"]}`), 422)
 }
 
 // TestBadInput: every client mistake is a 4xx with a JSON error body and a

@@ -31,6 +31,11 @@ type Options struct {
 	Queues     *dispatch.Service
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// Quotas bound each workspace's queued jobs (api/quotas.go); Usage
+	// reads what a workspace holds (the store). Without Usage only the
+	// payload size is checked.
+	Quotas Quotas
+	Usage  UsageSource
 }
 
 // Server is the /v1 control API.
@@ -44,6 +49,7 @@ type Server struct {
 	// routes lists "METHOD /path" of every endpoint (checked against the
 	// OpenAPI description by a test).
 	endpoints []string
+	quota     *quotaGate
 }
 
 // Routes returns "METHOD /path" for every endpoint the server handles.
@@ -73,6 +79,7 @@ func New(opts Options) *Server {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}, []string{"route"}),
 	}
+	s.quota = newQuotaGate(opts.Quotas, opts.Usage, opts.Registerer)
 	s.routes()
 	return s
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2/altsrc"
 	"gopkg.in/yaml.v3"
 
+	"rotor.sh/rotor/api"
 	"rotor.sh/rotor/dispatch"
 	"rotor.sh/rotor/plugins"
 	"rotor.sh/rotor/vault"
@@ -69,7 +70,7 @@ func envName(flag string) string {
 }
 
 func serveFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringFlag{Name: flagConfig, EnvVars: []string{envName(flagConfig)}, Usage: "YAML file with settings (keys are these flag names)"},
 		altsrc.NewStringFlag(&cli.StringFlag{Name: flagDataDir, EnvVars: []string{envName(flagDataDir)}, Value: DefaultDataDir, Usage: "directory for the bbolt file (and the generated development master key)"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: flagStorage, EnvVars: []string{envName(flagStorage)}, Value: DefaultStorage, Usage: "bbolt (one node, in the data dir) or postgres (many nodes)"}),
@@ -98,7 +99,7 @@ func serveFlags() []cli.Flag {
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: flagJobsRetention, EnvVars: []string{envName(flagJobsRetention)}, Value: DefaultJobsRetention, Usage: "delete delivered, dead and canceled jobs (with attempts and idempotency records) older than this; 0 keeps them"}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: flagAuditRetention, EnvVars: []string{envName(flagAuditRetention)}, Value: DefaultAuditRetention, Usage: "delete audit rows older than this (sealed and, with --audit-export, exported ones; a sealed marker keeps the rest verifiable); 0 keeps them"}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: flagShutdownTimeout, EnvVars: []string{envName(flagShutdownTimeout)}, Value: DefaultShutdownTimeout, Usage: "how long to drain requests on SIGTERM"}),
-	}
+	}, quotaFlags()...) // issue #12: cli/quotas.go
 }
 
 // serveConfig is the validated configuration of `rotor serve`.
@@ -125,6 +126,7 @@ type serveConfig struct {
 	AuditExport        string
 	JobsRetention      time.Duration
 	AuditRetention     time.Duration
+	Quotas             api.Quotas // issue #12: cli/quotas.go
 	// Components: the API server, the dispatcher, and the proxy when Proxy
 	// is set.
 	API      bool
@@ -177,6 +179,10 @@ func loadServeConfig(c *cli.Context) (serveConfig, error) {
 	}
 	if cfg.StorageCallTimeout < 100*time.Millisecond {
 		return cfg, settingErr(flagStorageCallTimeout, "must be at least 100ms")
+	}
+	var err error
+	if cfg.Quotas, err = loadQuotas(c); err != nil {
+		return cfg, err
 	}
 	if cfg.DispatchToken != "" && len(cfg.DispatchToken) < 32 {
 		return cfg, settingErr(flagDispatchToken, "must be at least 32 characters (openssl rand -hex 32)")

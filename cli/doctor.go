@@ -179,7 +179,7 @@ func (d *doctor) run(ctx context.Context, proxyFlag, secret string) {
 		return
 	case code == proxy.CodeHostNotAllowed:
 		d.ok("the proxy at %s answers and the key authenticates", shown)
-		d.fail("secret %s may not be sent to 127.0.0.1 (403 host_not_allowed) — fix: pass --secret with a secret whose allowed_hosts include 127.0.0.1 (or none)", secret)
+		d.fail("secret %s may not be sent to 127.0.0.1 on the check's random port (403 host_not_allowed) — fix: pass --secret with a secret that has no allowed_hosts (an entry without a port allows ports 80 and 443 only)", secret)
 		return
 	case code != "":
 		d.fail("the proxy at %s refused the test request: %d %s — see docs/proxy.md for the code", shown, res.StatusCode, code)

@@ -82,7 +82,7 @@ var secretHeader = []string{"NAME", "HINT", "VERSION", "ALLOWED HOSTS", "UPDATED
 func valueFlags() []cli.Flag {
 	return append(clientFlags(),
 		&cli.StringFlag{Name: "from-env", Usage: "take the value from this environment variable (otherwise standard input)"},
-		&cli.StringSliceFlag{Name: "allowed-host", Usage: "restrict the secret to this destination host (repeatable; *.example.com allowed)"},
+		&cli.StringSliceFlag{Name: "allowed-host", Usage: "restrict the secret to this destination (repeatable): host or *.example.com (default ports only), host:port, https://host[:port]"},
 	)
 }
 

@@ -233,7 +233,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 		mux := http.NewServeMux()
 		mux.Handle("/dashboard/", dash)
 		mux.Handle("GET /dashboard", http.RedirectHandler("/dashboard/", http.StatusSeeOther))
-		mux.Handle("/", api.New(api.Options{Vault: v, Queues: queues, Logger: log, Registerer: reg}))
+		mux.Handle("/", api.New(api.Options{Vault: v, Queues: queues, Logger: log, Registerer: reg, Quotas: cfg.Quotas, Usage: store}))
 		servers = append(servers, &namedServer{name: "api", addr: cfg.APIAddr, handler: mux})
 	}
 	if cfg.Proxy != nil {

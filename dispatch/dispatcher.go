@@ -54,7 +54,14 @@ type Options struct {
 	// DrainTimeout bounds how long Run waits for running attempts after
 	// its context ends; then they are aborted (and retried later).
 	DrainTimeout time.Duration
+	// WorkspaceWorkers is the most workers one workspace may hold, so the
+	// others always find some free (DefaultWorkspaceWorkers when 0).
+	WorkspaceWorkers int
 }
+
+// DefaultWorkspaceWorkers leaves an eighth of the workers (at least one)
+// to the other workspaces whatever one workspace does.
+func DefaultWorkspaceWorkers(workers int) int { return max(1, workers-max(1, workers/8)) }
 
 // Dispatcher leases due jobs and delivers them through the proxy.
 type Dispatcher struct {
@@ -66,7 +73,7 @@ type Dispatcher struct {
 
 	mu       sync.Mutex
 	inflight map[string]int // queue key -> attempts running
-	backlog  []storage.Job  // leased, waiting for a queue slot
+	wsBusy   map[string]int // workspace -> attempts running
 	queues   map[string]cachedQueue
 	running  int
 	results  chan storage.AttemptResult
@@ -111,10 +118,13 @@ func New(o Options) (*Dispatcher, error) {
 	if o.DrainTimeout <= 0 {
 		o.DrainTimeout = 15 * time.Second
 	}
+	if o.WorkspaceWorkers <= 0 {
+		o.WorkspaceWorkers = DefaultWorkspaceWorkers(o.Workers)
+	}
 	tr := &http.Transport{Proxy: http.ProxyURL(pu), MaxIdleConns: 1024, MaxIdleConnsPerHost: 1024, IdleConnTimeout: 90 * time.Second, DisableCompression: true}
 	d := &Dispatcher{
 		o: o, client: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
-		log: o.Logger, wake: make(chan struct{}, 1), inflight: map[string]int{}, queues: map[string]cachedQueue{},
+		log: o.Logger, wake: make(chan struct{}, 1), inflight: map[string]int{}, wsBusy: map[string]int{}, queues: map[string]cachedQueue{},
 		results: make(chan storage.AttemptResult, completeBatch*4),
 	}
 	d.m = newMetrics(o.Registerer, o.Store)
@@ -143,12 +153,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	defer abort()
 	leaseFailing := false
 	for {
-		if ctx.Err() == nil {
-			d.startBacklog(attemptCtx, &attempts, slotFreed)
-		}
 		free := d.o.Workers - d.runningCount()
 		if free > 0 && ctx.Err() == nil {
-			jobs, err := d.o.Store.LeaseJobs(ctx, storage.LeaseJobsArgs{Now: d.o.Now(), Limit: min(free, d.o.LeaseBatch), Visibility: d.o.Visibility, Slots: d.slots()})
+			slots, wsSlots := d.slots()
+			jobs, err := d.o.Store.LeaseJobs(ctx, storage.LeaseJobsArgs{Now: d.o.Now(), Limit: min(free, d.o.LeaseBatch), Visibility: d.o.Visibility, Slots: slots, WorkspaceSlots: wsSlots})
 			if err != nil && ctx.Err() == nil {
 				if !leaseFailing {
 					d.log.Error("leasing jobs failed; dispatch pauses until storage answers", "err", err)
@@ -159,14 +167,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 				d.log.Info("leasing jobs again")
 			}
 			if len(jobs) > 0 {
-				d.mu.Lock()
-				for _, j := range jobs {
-					if j.Leases > len(j.Attempts)+1 {
-						d.m.leasesExpired.Add(float64(j.Leases - len(j.Attempts) - 1))
-					}
-					d.backlog = append(d.backlog, j)
-				}
-				d.mu.Unlock()
+				d.startLeased(attemptCtx, jobs, &attempts, slotFreed)
 				continue
 			}
 		}
@@ -195,23 +196,29 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 func (d *Dispatcher) runningCount() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.running + len(d.backlog)
+	return d.running
 }
 
-// slots is each known queue's free concurrency, for the lease call.
-func (d *Dispatcher) slots() map[string]int {
+// slots is what each known queue can start now (free concurrency, and rate
+// budget), and each busy workspace's free share of the workers, for the
+// lease call: the store leases nothing this node would have to hold back.
+func (d *Dispatcher) slots() (map[string]int, map[string]int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	now := time.Now()
 	s := make(map[string]int, len(d.queues))
 	for k, cq := range d.queues {
-		s[k] = max(0, cq.q.Concurrency-d.inflight[k])
-	}
-	for _, j := range d.backlog {
-		if k := storage.QueueKey(j.WorkspaceID, j.Queue); s[k] > 0 {
-			s[k]--
+		n := max(0, cq.q.Concurrency-d.inflight[k])
+		if cq.limiter != nil && cq.limiter.rate > 0 {
+			n = min(n, cq.limiter.available(now))
 		}
+		s[k] = n
 	}
-	return s
+	ws := make(map[string]int, len(d.wsBusy))
+	for w, n := range d.wsBusy {
+		ws[w] = max(0, d.o.WorkspaceWorkers-n)
+	}
+	return s, ws
 }
 
 // queue returns a queue's settings, cached for a second.
@@ -238,15 +245,15 @@ func (d *Dispatcher) queue(ctx context.Context, ws, name string) (cachedQueue, e
 	return cq, nil
 }
 
-// startBacklog starts the leased jobs whose queue has a free slot (and rate
-// budget); the others wait, still leased.
-func (d *Dispatcher) startBacklog(ctx context.Context, attempts *sync.WaitGroup, slotFreed chan struct{}) {
-	d.mu.Lock()
-	pending := d.backlog
-	d.backlog = nil
-	d.mu.Unlock()
-	var keep []storage.Job
-	for _, j := range pending {
+// startLeased starts the jobs just leased. The lease call was bounded by
+// what each queue could start, so each normally starts at once; one that
+// cannot after all (its queue's settings changed meanwhile) is given back
+// to the store rather than held: a job that cannot run holds no worker.
+func (d *Dispatcher) startLeased(ctx context.Context, jobs []storage.Job, attempts *sync.WaitGroup, slotFreed chan struct{}) {
+	for _, j := range jobs {
+		if j.Leases > len(j.Attempts)+1 {
+			d.m.leasesExpired.Add(float64(j.Leases - len(j.Attempts) - 1))
+		}
 		cq, err := d.queue(ctx, j.WorkspaceID, j.Queue)
 		if err != nil {
 			// The queue is gone (its jobs were canceled) or storage failed:
@@ -255,15 +262,17 @@ func (d *Dispatcher) startBacklog(ctx context.Context, attempts *sync.WaitGroup,
 		}
 		k := storage.QueueKey(j.WorkspaceID, j.Queue)
 		d.mu.Lock()
-		ok := d.inflight[k] < cq.q.Concurrency && cq.limiter.allow(time.Now())
+		ok := d.inflight[k] < cq.q.Concurrency && d.wsBusy[j.WorkspaceID] < d.o.WorkspaceWorkers && cq.limiter.allow(time.Now())
 		if ok {
 			d.inflight[k]++
+			d.wsBusy[j.WorkspaceID]++
 			d.running++
 			d.m.inflight.Inc()
 		}
 		d.mu.Unlock()
 		if !ok {
-			keep = append(keep, j)
+			d.m.released.Inc()
+			d.results <- storage.AttemptResult{WorkspaceID: j.WorkspaceID, JobID: j.ID, LeaseToken: j.LeaseToken, Release: true, At: d.o.Now()}
 			continue
 		}
 		attempts.Go(func() {
@@ -271,6 +280,12 @@ func (d *Dispatcher) startBacklog(ctx context.Context, attempts *sync.WaitGroup,
 			d.results <- res
 			d.mu.Lock()
 			d.inflight[k]--
+			if d.inflight[k] == 0 {
+				delete(d.inflight, k)
+			}
+			if d.wsBusy[j.WorkspaceID]--; d.wsBusy[j.WorkspaceID] == 0 {
+				delete(d.wsBusy, j.WorkspaceID)
+			}
 			d.running--
 			d.mu.Unlock()
 			d.m.inflight.Dec()
@@ -280,9 +295,6 @@ func (d *Dispatcher) startBacklog(ctx context.Context, attempts *sync.WaitGroup,
 			}
 		})
 	}
-	d.mu.Lock()
-	d.backlog = append(keep, d.backlog...)
-	d.mu.Unlock()
 }
 
 // completer writes attempt results in batches (one transaction each).

@@ -44,7 +44,7 @@ func TestExfiltration(t *testing.T) {
 		const key = "exfil-sidecar-bootstrap-key-0123456789"
 		s := startServer(t, t.TempDir(), "ROTOR_BOOTSTRAP_API_KEY="+key)
 		defer s.stop()
-		if code, body := call(t, "POST", s.apiURL+"/v1/secrets", key, `{"name":"EXFIL","value":"`+value+`","allowed_hosts":["127.0.0.1"]}`); code != 201 {
+		if code, body := call(t, "POST", s.apiURL+"/v1/secrets", key, `{"name":"EXFIL","value":"`+value+`","allowed_hosts":["`+allowed.Listener.Addr().String()+`"]}`); code != 201 {
 			t.Fatalf("create: %d %s", code, body)
 		}
 		pu, _ := url.Parse(s.proxyURL)
@@ -109,7 +109,10 @@ func TestExfiltration(t *testing.T) {
 		const key = "exfil-gateway-bootstrap-key-0123456789"
 		s := startServer(t, t.TempDir(), "ROTOR_BOOTSTRAP_API_KEY="+key, "ROTOR_PROXY_MODE=gateway")
 		defer s.stop()
-		hostsJSON := `["127.0.0.1","localhost","10.0.0.1","172.16.0.1","192.168.1.1","169.254.169.254","100.64.0.1","::1","::ffff:127.0.0.1","64:ff9b::7f00:1","fc00::1","fe80::1","0.0.0.0"]`
+		// Entries carry the sink's port where the targets use it: an entry
+		// without a port means the default ports only.
+		sp := ":" + sinkPort
+		hostsJSON := `["127.0.0.1` + sp + `","localhost` + sp + `","10.0.0.1","172.16.0.1","192.168.1.1","169.254.169.254","100.64.0.1","[::1]` + sp + `","[::ffff:127.0.0.1]` + sp + `","[64:ff9b::7f00:1]` + sp + `","fc00::1","fe80::1","0.0.0.0` + sp + `"]`
 		if code, body := call(t, "POST", s.apiURL+"/v1/secrets", key, `{"name":"EXFIL","value":"`+value+`","allowed_hosts":`+hostsJSON+`}`); code != 201 {
 			t.Fatalf("create: %d %s", code, body)
 		}

@@ -143,8 +143,8 @@ func TestREADMERunsInOrder(t *testing.T) {
 		"[dry-run] NOTIFY_TOKEN would be skipped",  // import --dry-run
 		"[ok] STRIPE_WEBHOOK_SECRET → hint: wh...", // import
 		"[skip] GITHUB_TOKEN — not set",
-		`"backoff_base_seconds"`,                                       // -o json queues list, whole
-		"[ok]   a reference to NOTIFY_TOKEN arrived resolved (9 bytes", // rotor doctor
+		`"backoff_base_seconds"`,                                                // -o json queues list, whole
+		"[ok]   a reference to STRIPE_WEBHOOK_SECRET arrived resolved (7 bytes", // rotor doctor
 		"[ok]   HTTPS is intercepted",
 	}
 	for _, c := range claims {

@@ -257,6 +257,18 @@ func (c *Client) CountJobs(ctx context.Context) (out map[string]int, err error) 
 	return
 }
 
+// QueueStats (issue #12: metrics).
+func (c *Client) QueueStats(ctx context.Context, now time.Time) (out []storage.QueueStat, err error) {
+	err = c.call(ctx, "QueueStats", now, &out)
+	return
+}
+
+// JobUsage (issue #12: quotas).
+func (c *Client) JobUsage(ctx context.Context, workspaceID string) (u storage.JobUsage, err error) {
+	err = c.call(ctx, "JobUsage", idArgs{workspaceID}, &u)
+	return
+}
+
 // Changes streams the plugin's change notifications until ctx ends. When
 // the plugin dies it waits for the restart, reports a keyring change (so
 // caches drop everything they may have missed), and streams again.

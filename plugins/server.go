@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"rotor.sh/rotor/plugins/proto"
 	"rotor.sh/rotor/storage"
@@ -163,6 +164,13 @@ var handlers = map[string]handler{
 	"PruneJobs":         h(pruneJobs),
 	"PruneAudit":        h(pruneAudit),
 	"GetAuditRetention": h(getAuditRetention),
+	// issue #12: quotas.
+	"JobUsage": h(func(st storage.Store, ctx context.Context, a idArgs) (storage.JobUsage, error) {
+		return st.JobUsage(ctx, a.ID)
+	}),
+	"QueueStats": h(func(st storage.Store, ctx context.Context, now time.Time) ([]storage.QueueStat, error) {
+		return st.QueueStats(ctx, now)
+	}),
 }
 
 func (s *Server) Call(ctx context.Context, req *proto.CallRequest) (*proto.CallResponse, error) {

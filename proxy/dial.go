@@ -10,13 +10,18 @@ import (
 
 // blockedPrefixes are refused by the SSRF guard: loopback, private,
 // link-local (cloud metadata at 169.254.169.254), CGNAT, multicast,
-// unspecified, and other special-purpose ranges.
+// unspecified, and other special-purpose ranges. This covers every class
+// smokescreen denies (not global unicast, private, CGNAT, IPv6 embedding;
+// embeddings are checked finer, in embeddedV4), plus the IPv4-compatible
+// ::/96 (deprecated by RFC 4291) and IPv4-translated ::ffff:0:0:0/96 (RFC
+// 2765) forms, refused whole: neither is routed on the public internet,
+// and a stack may still deliver [::127.0.0.1] to loopback.
 var blockedPrefixes = mustPrefixes(
 	"0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
 	"172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16",
 	"198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
 	"255.255.255.255/32",
-	"::/128", "::1/128", "100::/64", "2001:db8::/32", "fc00::/7", "fe80::/10", "ff00::/8",
+	"::/96", "::ffff:0:0:0/96", "100::/64", "2001:db8::/32", "fc00::/7", "fe80::/10", "ff00::/8",
 )
 
 func mustPrefixes(ss ...string) []netip.Prefix {

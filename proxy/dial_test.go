@@ -37,3 +37,20 @@ func TestGuardRanges(t *testing.T) {
 		t.Error("a disabled guard blocks")
 	}
 }
+
+// TestGuardEmbeddedForms: every spelling of a blocked IPv4 address inside
+// IPv6 that smokescreen's classification treats as an IPv6 embedding, plus
+// the IPv4-compatible (::/96) and IPv4-translated (::ffff:0:0:0/96, RFC 2765) forms.
+func TestGuardEmbeddedForms(t *testing.T) {
+	g := guard{enabled: true}
+	for _, s := range []string{
+		"::127.0.0.1", "::7f00:1", "::a9fe:a9fe", "::10.0.0.1", // IPv4-compatible ::/96
+		"::ffff:0:7f00:1", "::ffff:0:a9fe:a9fe", "::ffff:0:10.1.2.3", // IPv4-translated ::ffff:0:0:0/96
+		"::ffff:0:808:808", // translated forms are refused whatever they carry: no public use
+		"::808:808",        // deprecated IPv4-compatible: no public use either
+	} {
+		if g.permitted(netip.MustParseAddr(s)) {
+			t.Errorf("%s permitted, want blocked", s)
+		}
+	}
+}

@@ -27,6 +27,14 @@ const (
 	// backlog is at its bound), so nothing was resolved or sent.
 	CodeAuditUnavailable = "audit_unavailable"
 	CodeInternal         = "internal"
+	// CodeResponseUnscannable: the response to a request carrying resolved
+	// secrets has a Content-Encoding the scrubber cannot read.
+	CodeResponseUnscannable = "response_unscannable"
+	// CodeScrubLimit: the request resolves more than MaxScrubBytes of
+	// values and encodings.
+	CodeScrubLimit = "scrub_limit"
+	// CodeHostTooLong: the destination host exceeds DNS's 253 characters.
+	CodeHostTooLong = "host_too_long"
 )
 
 // HeaderError carries the error code on every response the proxy makes itself.
@@ -50,6 +58,12 @@ func classify(err error) (int, string) {
 	switch {
 	case errors.Is(err, ErrProxyAuth), errors.Is(err, vault.ErrUnauthenticated):
 		return http.StatusProxyAuthRequired, CodeProxyAuthRequired
+	case errors.Is(err, ErrHostTooLong):
+		return http.StatusBadRequest, CodeHostTooLong
+	case errors.Is(err, ErrScrubLimit):
+		return http.StatusBadRequest, CodeScrubLimit
+	case errors.Is(err, ErrResponseUnscannable):
+		return http.StatusBadGateway, CodeResponseUnscannable
 	case errors.Is(err, ErrReferenceInHost):
 		return http.StatusBadRequest, CodeReferenceInHost
 	case errors.Is(err, ErrReference), errors.Is(err, ErrOutsideString), errors.Is(err, vault.ErrInvalidName):
@@ -81,3 +95,16 @@ func classify(err error) (int, string) {
 
 // errUpstream marks failures talking to the destination.
 var errUpstream = errors.New("upstream request failed")
+
+var (
+	// ErrResponseUnscannable: secrets were resolved into the request, and
+	// the response has a Content-Encoding the scrubber cannot read; it is
+	// not relayed (fail closed).
+	ErrResponseUnscannable = errors.New("the response cannot be scanned for resolved secrets")
+	// ErrScrubLimit: the request resolves more secret material than one
+	// response scrubber may look for (MaxScrubBytes); nothing is sent.
+	ErrScrubLimit = errors.New("too much resolved secret material in one request to scrub its response")
+	// ErrHostTooLong: the destination host exceeds 253 characters, the
+	// longest name DNS allows.
+	ErrHostTooLong = errors.New("destination host longer than 253 characters")
+)

@@ -164,7 +164,7 @@ func New(opts Options) (*Proxy, error) {
 		ResponseHeaderTimeout: opts.ResponseHeaderTimeout,
 	}
 	gp := goproxy.NewProxyHttpServer()
-	gp.Logger = slog.NewLogLogger(opts.Logger.Handler(), slog.LevelDebug)
+	gp.Logger = goproxyLogger{opts.Logger.Handler()}
 	gp.Tr = p.tr
 	gp.KeepAcceptEncoding = true // decided per request in rewrite
 	gp.CertStore = &certCache{}
@@ -255,6 +255,14 @@ func isLoopback(remote string) bool {
 
 func (p *Proxy) onConnect(host string, ctx *goproxy.ProxyCtx, mitm *goproxy.ConnectAction) (*goproxy.ConnectAction, string) {
 	start := time.Now()
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		if err := checkHost(h); err != nil {
+			status, code := classify(err)
+			ctx.Resp = errorResponse(ctx.Req, status, code, err)
+			p.finish(logEntry{start: start, id: newRequestID(), method: http.MethodConnect, host: boundField(host, maxLogRefusedHost), status: status, code: code, outcome: OutcomeRefused})
+			return goproxy.RejectConnect, host
+		}
+	}
 	sess, err := p.authenticate(ctx.Req)
 	actor := sess.actor
 	if err != nil {
@@ -279,6 +287,10 @@ type reqState struct {
 	id    string
 	actor vault.Actor
 	host  string
+	// scheme and port of the destination, for allowed_hosts entries that
+	// name them (port 0: the scheme's default).
+	scheme string
+	port   int
 	// resolved holds each secret resolved for this request (a handful at
 	// most, so a slice beats a map).
 	resolved []resolvedSecret
@@ -286,7 +298,6 @@ type reqState struct {
 	forms    []scrubPattern
 	mitm     bool
 	body     *Rewriter
-	formSeen []formKey
 	// bodyBuf is the whole rewritten body when it fit the buffer.
 	bodyBuf *bytes.Buffer
 	// extra goes into audit rows (dispatch: job id and attempt).
@@ -298,14 +309,9 @@ type resolvedSecret struct {
 	value vault.Plaintext
 }
 
-type formKey struct {
-	name string
-	ctx  Context
-}
-
 // resolve is the rewriter's ResolveFunc: each name is resolved (and audited)
 // once per request.
-func (st *reqState) resolve(ctxt Context) ResolveFunc {
+func (st *reqState) resolve(Context) ResolveFunc {
 	return func(name string) ([]byte, error) {
 		var v vault.Plaintext
 		ok := false
@@ -318,6 +324,7 @@ func (st *reqState) resolve(ctxt Context) ResolveFunc {
 		if !ok {
 			r, err := st.p.vault.Resolve(st.ctx, vault.ResolveRequest{
 				WorkspaceID: st.actor.WorkspaceID, Name: name, ActorID: st.actor.KeyID, Host: st.host,
+				Scheme: st.scheme, Port: st.port,
 				RequireAllowedHosts: st.p.requireAH, RequestID: st.id, Extra: st.extra,
 			})
 			if err != nil {
@@ -327,16 +334,11 @@ func (st *reqState) resolve(ctxt Context) ResolveFunc {
 			v = r.Value
 			st.resolved = append(st.resolved, resolvedSecret{name, v})
 			st.names = append(st.names, name)
-		}
-		if st.p.scrub {
-			// One scrub pattern per secret and encoding, however many times
-			// the body repeats the reference.
-			key := formKey{name, ctxt}
-			if !slices.Contains(st.formSeen, key) {
-				st.formSeen = append(st.formSeen, key)
-				if enc, err := encodeValue(nil, ctxt, name, v.Bytes()); err == nil {
-					st.forms = append(st.forms, scrubPattern{find: enc, replace: []byte(canonicalRef(name))})
-				}
+			if st.p.scrub {
+				// Every form of the value, once per secret, whatever
+				// position it went to: an upstream may reflect a value it
+				// got in the query inside a JSON body.
+				st.forms = append(st.forms, valueForms(name, v.Bytes())...)
 			}
 		}
 		return v.Bytes(), nil
@@ -348,6 +350,12 @@ func (p *Proxy) onRequest(r *http.Request, gctx *goproxy.ProxyCtx) (*http.Reques
 	p.inflight.Add(1)
 	st := &reqState{p: p, ctx: r.Context(), id: newRequestID(), host: r.URL.Hostname()}
 	entry := logEntry{start: start, id: st.id, method: r.Method, host: r.URL.Host, counted: true}
+	if err := checkHost(st.host); err != nil {
+		// Before authentication, resolution and the audit trail: nothing
+		// keeps a host DNS could never resolve.
+		entry.host = boundField(entry.host, maxLogRefusedHost)
+		return r, p.refuse(r, entry, err)
+	}
 	var internal bool
 	if s, ok := gctx.UserData.(*session); ok {
 		st.actor, st.mitm = s.actor, s.mitm
@@ -374,12 +382,22 @@ func (p *Proxy) onRequest(r *http.Request, gctx *goproxy.ProxyCtx) (*http.Reques
 		}
 	}
 	stripInternal(r.Header)
-	removeProxyHeaders(r)
+	removeHopByHop(r.Header, false)
+	// After applying the dispatcher's scheme: a callback sent over TLS
+	// matches https:// entries.
+	st.scheme = r.URL.Scheme
+	st.port, _ = strconv.Atoi(r.URL.Port())
 	out, err := st.rewrite(r)
 	if err == nil && internal {
 		err = st.applyInternal(out, in)
 	}
 	entry.secrets = st.names
+	var sc *scrubber
+	if err == nil && len(st.names) > 0 && p.scrub {
+		// Built before anything is sent: a request whose response could
+		// not be scrubbed in bounded memory is refused.
+		sc, err = newScrubberBounded(st.forms)
+	}
 	if err != nil {
 		return r, p.refuse(r, entry, err)
 	}
@@ -413,21 +431,23 @@ func (p *Proxy) onRequest(r *http.Request, gctx *goproxy.ProxyCtx) (*http.Reques
 		entry.outcome = OutcomeResolved
 	}
 	entry.status = resp.StatusCode
-	if sc := newScrubber(st.forms); sc != nil {
-		entry.scrubbed = st.scrubResponse(resp, sc)
-	}
-	resp.Body = &loggedBody{ReadCloser: resp.Body, p: p, entry: entry}
-	return out, resp
-}
-
-// removeProxyHeaders drops hop-by-hop proxy headers: a Rotor API key must
-// never reach an upstream.
-func removeProxyHeaders(r *http.Request) {
-	for k := range r.Header {
-		if strings.HasPrefix(k, "Proxy-") {
-			delete(r.Header, k)
+	removeOwned(resp.Header)
+	removeHopByHop(resp.Header, true)
+	removeOwned(resp.Trailer)
+	if len(st.names) > 0 && p.scrub {
+		// Secrets went into this request: the response is read before the
+		// worker sees it, or not relayed at all.
+		if err := decodeResponse(resp); err != nil {
+			resp.Body.Close()
+			entry.outcome = OutcomeFailed
+			return r, p.refuse(r, entry, err)
+		}
+		if sc != nil {
+			entry.scrubbed = st.scrubResponse(resp, sc)
 		}
 	}
+	resp.Body = &loggedBody{ReadCloser: resp.Body, p: p, entry: entry, resp: resp, sc: sc}
+	return out, resp
 }
 
 // rewrite returns the outgoing request with every reference resolved.
@@ -474,9 +494,13 @@ func (st *reqState) rewrite(r *http.Request) (*http.Request, error) {
 		if n1 > 0 && strings.Contains(nn, ":") {
 			return nil, fmt.Errorf("%w: a user name from a secret cannot contain ':'", ErrValueRefused)
 		}
-		np, _, err := RewriteString(pass, ContextUserinfo, st.resolve(ContextUserinfo))
+		np, n2, err := RewriteString(pass, ContextUserinfo, st.resolve(ContextUserinfo))
 		if err != nil {
 			return nil, err
+		}
+		if n1+n2 > 0 && st.p.scrub {
+			// The transport sends userinfo as Basic credentials.
+			st.forms = append(st.forms, basicForms(nn+":"+np, name+":"+pass)...)
 		}
 		if hasPass {
 			u.User = url.UserPassword(nn, np)
@@ -532,9 +556,12 @@ func (st *reqState) rewriteBasic(v string) (string, error) {
 	if n > 0 && strings.Contains(nu, ":") {
 		return "", fmt.Errorf("%w: a user name from a secret cannot contain ':'", ErrValueRefused)
 	}
-	np, _, err := RewriteString(pass, ContextUserinfo, st.resolve(ContextUserinfo))
+	np, n2, err := RewriteString(pass, ContextUserinfo, st.resolve(ContextUserinfo))
 	if err != nil {
 		return "", err
+	}
+	if n+n2 > 0 && st.p.scrub {
+		st.forms = append(st.forms, basicForms(nu+":"+np, string(raw))...)
 	}
 	return "Basic " + base64.StdEncoding.EncodeToString([]byte(nu+":"+np)), nil
 }
@@ -631,58 +658,6 @@ func (p *Proxy) putBuf(b *bytes.Buffer) {
 	p.bufPool.Put(b)
 }
 
-// scrubResponse replaces echoed plaintext in the response's headers and
-// body with the reference text. Compressed bodies (the client asked for an
-// encoding the transport did not undo) are left alone.
-func (st *reqState) scrubResponse(resp *http.Response, sc *scrubber) int {
-	n := 0
-	for k, vs := range resp.Header {
-		for i, v := range vs {
-			if nv, changed := sc.replaceAll([]byte(v)); changed {
-				vs[i] = string(nv)
-				n++
-			}
-		}
-		resp.Header[k] = vs
-	}
-	if resp.Body == nil || resp.Body == http.NoBody || resp.Header.Get("Content-Encoding") != "" {
-		return n
-	}
-	if resp.ContentLength >= 0 && resp.ContentLength <= BufferLimit {
-		data, err := io.ReadAll(io.LimitReader(resp.Body, resp.ContentLength+1))
-		if err == nil && int64(len(data)) == resp.ContentLength {
-			resp.Body.Close()
-			if nd, changed := sc.replaceAll(data); changed {
-				data = nd
-				n++
-			}
-			resp.Body = io.NopCloser(bytes.NewReader(data))
-			resp.ContentLength = int64(len(data))
-			resp.Header.Set("Content-Length", strconv.Itoa(len(data)))
-			return n
-		}
-		// A short or failed read: relay what came, then the error.
-		resp.Body = struct {
-			io.Reader
-			io.Closer
-		}{io.MultiReader(bytes.NewReader(data), errReader{err}), resp.Body}
-		return n
-	}
-	resp.Body = &scrubReader{src: resp.Body, s: sc}
-	resp.ContentLength = -1
-	resp.Header.Del("Content-Length")
-	return n
-}
-
-type errReader struct{ err error }
-
-func (e errReader) Read([]byte) (int, error) {
-	if e.err == nil {
-		return 0, io.ErrUnexpectedEOF
-	}
-	return 0, e.err
-}
-
 // refuse answers the client itself and logs the request.
 func (p *Proxy) refuse(r *http.Request, entry logEntry, err error) *http.Response {
 	status, code := classify(err)
@@ -769,8 +744,8 @@ func (p *Proxy) finish(e logEntry) {
 	}
 	attrs := []slog.Attr{
 		slog.String(LogFieldRequestID, e.id),
-		slog.String(LogFieldMethod, e.method),
-		slog.String(LogFieldHost, e.host),
+		slog.String(LogFieldMethod, boundField(e.method, maxLogMethod)),
+		slog.String(LogFieldHost, boundField(e.host, maxLogHost)),
 		slog.Int(LogFieldStatus, e.status),
 		slog.Float64(LogFieldDurationMS, float64(d.Microseconds())/1000),
 		slog.String(LogFieldOutcome, e.outcome),
@@ -804,6 +779,10 @@ type loggedBody struct {
 	entry logEntry
 	n     int64
 	once  sync.Once
+	// resp and sc clean the trailers when the body is done (they are
+	// known only then, and relayed after Close).
+	resp *http.Response
+	sc   *scrubber
 }
 
 func (b *loggedBody) Read(p []byte) (int, error) {
@@ -817,8 +796,9 @@ func (b *loggedBody) Close() error {
 	b.once.Do(func() {
 		b.entry.bytesOut = b.n
 		if sr, ok := b.ReadCloser.(*scrubReader); ok {
-			b.entry.scrubbed += sr.replaced
+			b.entry.scrubbed += sr.replaced()
 		}
+		b.entry.scrubbed += cleanTrailer(b.resp, b.sc)
 		b.p.finish(b.entry)
 	})
 	return err

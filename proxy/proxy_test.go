@@ -338,7 +338,9 @@ func TestFailsClosed(t *testing.T) {
 func TestHostBindingAllows(t *testing.T) {
 	e := newEnv(t)
 	up := newUpstream(t, false)
-	e.secret("BOUND", tokenValue, "127.0.0.1")
+	// The upstream listens on a random port: an entry without a port
+	// means the default ports only.
+	e.secret("BOUND", tokenValue, up.Listener.Addr().String())
 	r := e.send(e.client(e.key, nil), "GET", up.URL+"/x", "", "", "X-Key", "${{ secrets.BOUND }}")
 	if r.status != 200 || up.last(t).Header.Get("X-Key") != tokenValue {
 		t.Fatalf("%d %s", r.status, r.body)
@@ -793,7 +795,7 @@ func TestGatewayRequiresAllowedHosts(t *testing.T) {
 	})
 	up := newUpstream(t, false)
 	e.secret("UNBOUND", tokenValue)
-	e.secret("BOUND", tokenValue+"-b", "127.0.0.1")
+	e.secret("BOUND", tokenValue+"-b", "http://"+up.Listener.Addr().String())
 	c := e.client(e.key, nil)
 	before := up.count()
 	refused(t, e.send(c, "GET", up.URL+"/x", "", "", "X-Key", "${{ secrets.UNBOUND }}"), up, before, 403, proxy.CodeHostNotAllowed)

@@ -92,12 +92,16 @@ type JobStore interface {
 	// ListJobs returns a queue's jobs newest first.
 	ListJobs(ctx context.Context, q JobQuery) (JobPage, error)
 	// LeaseJobs leases up to Limit due jobs (queued with RunAt <= Now, or
-	// leased with an expired lease), at most Slots[queue key] per queue when
-	// the queue is listed there, oldest due first.
+	// leased with an expired lease). Per queue it takes at most what the
+	// queue can start now (see LeaseCap); workspaces, then each workspace's
+	// queues, take turns (see Fair); within a queue, oldest due first. It
+	// reads only the queues that have due jobs and, in each, only the jobs
+	// it leases: a deep backlog in one queue costs the others nothing.
 	LeaseJobs(ctx context.Context, args LeaseJobsArgs) ([]Job, error)
 	// CompleteAttempts records attempt results in one transaction. A result
 	// whose LeaseToken no longer matches (the lease expired and the job was
-	// leased again, or it was canceled) is dropped.
+	// leased again, or it was canceled) is dropped. A Release result gives
+	// the lease back without an attempt.
 	CompleteAttempts(ctx context.Context, results []AttemptResult) error
 	// CancelJob cancels a job that is not delivered, dead or canceled yet
 	// (ErrConflict otherwise).
@@ -107,6 +111,33 @@ type JobStore interface {
 	RetryJobs(ctx context.Context, args RetryJobsArgs) (int, error)
 	// CountJobs counts jobs by status, for metrics.
 	CountJobs(ctx context.Context) (map[string]int, error)
+	// JobUsage is what a workspace's open (queued or leased) jobs hold, for
+	// quotas and metrics.
+	JobUsage(ctx context.Context, workspaceID string) (JobUsage, error)
+	// QueueStats describes every queue with open jobs at Now, for metrics.
+	// It reads every open job's index entry: meant for a scrape, not a hot
+	// path.
+	QueueStats(ctx context.Context, now time.Time) ([]QueueStat, error)
+}
+
+// QueueStat is one queue's open jobs at a moment.
+type QueueStat struct {
+	WorkspaceID string `json:"workspace_id"`
+	Queue       string `json:"queue"`
+	// Ready jobs are due (queued with RunAt passed, or leased with the lease
+	// expired); OldestReady is the earliest of their due times (zero when
+	// none is ready).
+	Ready       int       `json:"ready"`
+	OldestReady time.Time `json:"oldest_ready,omitempty"`
+	// Running jobs are leased (an unexpired lease).
+	Running int `json:"running"`
+}
+
+// JobUsage counts a workspace's open (queued or leased) jobs and the bytes
+// of their payloads as enqueued.
+type JobUsage struct {
+	OpenJobs     int   `json:"open_jobs"`
+	PayloadBytes int64 `json:"payload_bytes"`
 }
 
 // IdempotencyWindow is how long an idempotency key returns its first job.
@@ -158,8 +189,12 @@ type LeaseJobsArgs struct {
 	Now        time.Time
 	Limit      int
 	Visibility time.Duration
-	// Slots bounds leases per queue (key QueueKey(ws, name)).
+	// Slots bounds leases per queue (key QueueKey(ws, name)): the caller's
+	// free concurrency and rate budget. See LeaseCap for unlisted queues.
 	Slots map[string]int
+	// WorkspaceSlots bounds leases per workspace when the workspace is
+	// listed (the caller's per-workspace worker budget).
+	WorkspaceSlots map[string]int
 }
 
 // QueueKey identifies a queue across workspaces.
@@ -175,6 +210,11 @@ type AttemptResult struct {
 	Status string
 	RunAt  time.Time
 	At     time.Time
+	// Release gives the lease back without an attempt (the dispatcher could
+	// not start the job after all): the job is queued again at RunAt (its
+	// old RunAt when zero), Attempt and Status are ignored, and the lease is
+	// not counted in Leases.
+	Release bool
 }
 
 type RetryJobsArgs struct {

@@ -48,7 +48,7 @@ func TestAllowedHosts(t *testing.T) {
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("normalized = %v, want %v", got, want)
 	}
-	for _, bad := range []string{"", "*", "*.com", "a*.example.com", "https://x.com", "x.com:443", "exa mple.com", "-x.com", "x..com", "*.*.x.com", strings.Repeat("a", 64) + ".com"} {
+	for _, bad := range []string{"", "*", "*.com", "a*.example.com", "ftp://x.com", "x.com:0", "x.com:65536", "x.com:", "https://x.com/path", "[x.com]:80", "exa mple.com", "-x.com", "x..com", "*.*.x.com", strings.Repeat("a", 64) + ".com"} {
 		if _, err := NormalizeAllowedHosts([]string{bad}); !errors.Is(err, ErrInvalidHost) {
 			t.Errorf("NormalizeAllowedHosts(%q) = %v, want ErrInvalidHost", bad, err)
 		}

@@ -23,6 +23,11 @@ type ResolveRequest struct {
 	// Host is the destination host (no port). A secret with allowed_hosts
 	// resolves only for a matching host; an empty Host matches none of them.
 	Host string
+	// Scheme ("http", "https") and Port of the destination; Port 0 is the
+	// scheme's default. allowed_hosts entries without a port match the
+	// default ports only (see NormalizeAllowedHosts).
+	Scheme string
+	Port   int
 	// RequireAllowedHosts refuses secrets that have no allowed_hosts (an
 	// egress gateway's policy).
 	RequireAllowedHosts bool
@@ -149,7 +154,7 @@ func deny(e cacheEntry, req ResolveRequest) string {
 	switch {
 	case req.RequireAllowedHosts && len(e.allowedHosts) == 0:
 		return denyNoAllowedHosts
-	case !HostAllowed(e.allowedHosts, req.Host):
+	case !DestinationAllowed(e.allowedHosts, Destination{Scheme: req.Scheme, Host: req.Host, Port: req.Port}):
 		return denyHost
 	}
 	return ""

@@ -145,7 +145,7 @@ func TestValidation(t *testing.T) {
 		{CreateSecretRequest{Name: "lower", Value: PlaintextString("x")}, ErrInvalidName},
 		{CreateSecretRequest{Name: "A", Value: PlaintextString("")}, ErrInvalidValue},
 		{CreateSecretRequest{Name: "A", Value: NewPlaintext(make([]byte, MaxValueLen+1))}, ErrInvalidValue},
-		{CreateSecretRequest{Name: "A", Value: PlaintextString("x"), AllowedHosts: []string{"http://x"}}, ErrInvalidHost},
+		{CreateSecretRequest{Name: "A", Value: PlaintextString("x"), AllowedHosts: []string{"ftp://x"}}, ErrInvalidHost},
 	}
 	for _, c := range cases {
 		if _, err := v.CreateSecret(ctx, a, c.req); !errors.Is(err, c.want) {

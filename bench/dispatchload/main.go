@@ -47,7 +47,16 @@ func main() {
 	conc := flag.Int("concurrency", 32, "concurrent enqueue clients")
 	pg := flag.String("postgres-dsn", "", "run on PostgreSQL (a fresh schema is made and dropped) instead of bbolt")
 	inproc := flag.Bool("in-process", false, "open the backend inside this process instead of through the storage plugin (as rotor serve does by default)")
+	mixed := flag.Bool("mixed", false, "the fairness run: one hostile workspace (a stuck concurrency-1 queue with -hostile-jobs jobs, and a rate-limited queue) beside ten normal workspaces sharing -jobs; reports each normal workspace's enqueue-to-delivery p99")
+	hostile := flag.Int("hostile-jobs", 100000, "jobs in the hostile workspace's stuck queue (-mixed)")
 	flag.Parse()
+	if *mixed {
+		if err := runMixed(*n, *conc, *hostile, *pg, !*inproc); err != nil {
+			fmt.Fprintln(os.Stderr, "dispatchload:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	for _, refs := range []bool{false, true} {
 		if err := run(*n, *conc, refs, *pg, !*inproc); err != nil {
 			fmt.Fprintln(os.Stderr, "dispatchload:", err)

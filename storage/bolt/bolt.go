@@ -54,7 +54,8 @@ type Options struct {
 
 // Store is a storage.Store on one bbolt file.
 type Store struct {
-	db *bbolt.DB
+	db   *bbolt.DB
+	fair storage.Fair // turns among workspaces and queues when leasing
 }
 
 // Open opens (creating if needed) the bbolt file at path.
@@ -84,6 +85,9 @@ func (s *Store) init() error {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
+		}
+		if err := migrateReadyIndex(tx); err != nil {
+			return err
 		}
 		meta := tx.Bucket(bucketMeta)
 		if v := meta.Get(keySchema); v != nil {

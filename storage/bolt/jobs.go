@@ -15,17 +15,144 @@ import (
 )
 
 var (
-	bucketQueues    = []byte("queues")     // ws -> name -> Queue
-	bucketJobs      = []byte("jobs")       // id -> Job
-	bucketJobIndex  = []byte("job_index")  // ws -> queue -> id -> status
-	bucketDue       = []byte("jobs_due")   // be64(unix nanos) + id -> ""
+	bucketQueues   = []byte("queues")    // ws -> name -> Queue
+	bucketJobs     = []byte("jobs")      // id -> Job
+	bucketJobIndex = []byte("job_index") // ws -> queue -> id -> status
+	bucketDue      = []byte("jobs_due")  // before the ready index: be64(unix nanos) + id -> "" (migrated, then emptied)
+	// bucketReady holds each queue's open jobs by when they are due (RunAt
+	// while queued, LeaseUntil while leased): ws -> queue -> be64(unix
+	// nanos) + id -> "". A queue's bucket is removed when it empties, so
+	// leasing visits only queues with open jobs, and in each only the jobs
+	// it leases.
+	bucketReady = []byte("jobs_ready")
+	// bucketLeased holds each queue's leased jobs: ws -> queue -> id ->
+	// be64(lease until), to count a queue's running jobs.
+	bucketLeased  = []byte("jobs_leased")
+	keyReadyIndex = []byte("ready_index") // meta: jobs_due was migrated
+	// bucketUsage is each workspace's open jobs: ws -> be64(count) +
+	// be64(payload bytes), kept by putJob.
+	bucketUsage     = []byte("job_usage")
 	bucketIdem      = []byte("job_idem")   // ws -> queue \x00 key -> id
 	bucketJobCounts = []byte("job_counts") // status -> be64 count
 	keyLeaseSeq     = []byte("lease_seq")
 )
 
 // jobBuckets are created by init along with the others.
-var jobBuckets = [][]byte{bucketQueues, bucketJobs, bucketJobIndex, bucketDue, bucketIdem, bucketJobCounts}
+var jobBuckets = [][]byte{bucketQueues, bucketJobs, bucketJobIndex, bucketDue, bucketIdem, bucketJobCounts, bucketReady, bucketLeased, bucketUsage}
+
+// putDue and delDue keep a job's entry in its queue's ready index.
+func putDue(tx *bbolt.Tx, j storage.Job, at time.Time) error {
+	b, err := nested(tx, bucketReady, j.WorkspaceID, j.Queue)
+	if err != nil {
+		return err
+	}
+	return b.Put(dueKey(at, j.ID), nil)
+}
+
+func delDue(tx *bbolt.Tx, j storage.Job, at time.Time) error {
+	wb := nestedRO(tx, bucketReady, j.WorkspaceID)
+	if wb == nil {
+		return nil
+	}
+	b := wb.Bucket([]byte(j.Queue))
+	if b == nil {
+		return nil
+	}
+	if err := b.Delete(dueKey(at, j.ID)); err != nil {
+		return err
+	}
+	if k, _ := b.Cursor().First(); k == nil {
+		return wb.DeleteBucket([]byte(j.Queue))
+	}
+	return nil
+}
+
+// migrateReadyIndex moves a file written before the ready index from the
+// single jobs_due index to the per-queue one, once.
+func migrateReadyIndex(tx *bbolt.Tx) error {
+	meta := tx.Bucket(bucketMeta)
+	if meta.Get(keyReadyIndex) != nil {
+		return nil
+	}
+	due := tx.Bucket(bucketDue)
+	var keys [][]byte
+	if err := due.ForEach(func(k, _ []byte) error {
+		keys = append(keys, bytes.Clone(k))
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if len(k) < 8 {
+			continue
+		}
+		j, ok, err := getJob(tx, string(k[8:]))
+		if err != nil {
+			return err
+		}
+		if ok && (j.Status == storage.JobQueued || j.Status == storage.JobLeased) {
+			at := j.RunAt
+			if j.Status == storage.JobLeased {
+				at = j.LeaseUntil
+				if err := putLeased(tx, j); err != nil {
+					return err
+				}
+			}
+			if err := putDue(tx, j, at); err != nil {
+				return err
+			}
+			if err := addUsage(tx, j.WorkspaceID, 1, int64(len(j.Payload))); err != nil {
+				return err
+			}
+		}
+		if err := due.Delete(k); err != nil {
+			return err
+		}
+	}
+	return meta.Put(keyReadyIndex, []byte{1})
+}
+
+func isOpen(status string) bool { return status == storage.JobQueued || status == storage.JobLeased }
+
+func addUsage(tx *bbolt.Tx, ws string, jobs, bytes int64) error {
+	b := tx.Bucket(bucketUsage)
+	u := readUsage(b.Get([]byte(ws)))
+	v := make([]byte, 16)
+	binary.BigEndian.PutUint64(v, uint64(max(0, int64(u.OpenJobs)+jobs)))
+	binary.BigEndian.PutUint64(v[8:], uint64(max(0, u.PayloadBytes+bytes)))
+	return b.Put([]byte(ws), v)
+}
+
+func readUsage(v []byte) storage.JobUsage {
+	if len(v) != 16 {
+		return storage.JobUsage{}
+	}
+	return storage.JobUsage{OpenJobs: int(binary.BigEndian.Uint64(v)), PayloadBytes: int64(binary.BigEndian.Uint64(v[8:]))}
+}
+
+func (s *Store) JobUsage(ctx context.Context, workspaceID string) (storage.JobUsage, error) {
+	var u storage.JobUsage
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		u = readUsage(tx.Bucket(bucketUsage).Get([]byte(workspaceID)))
+		return nil
+	})
+	return u, err
+}
+
+// putLeased keeps the leased-jobs index in step with j's status.
+func putLeased(tx *bbolt.Tx, j storage.Job) error {
+	if j.Status == storage.JobLeased {
+		b, err := nested(tx, bucketLeased, j.WorkspaceID, j.Queue)
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(j.ID), be64(uint64(j.LeaseUntil.UnixNano())))
+	}
+	if b := nestedRO(tx, bucketLeased, j.WorkspaceID, j.Queue); b != nil {
+		return b.Delete([]byte(j.ID))
+	}
+	return nil
+}
 
 func dueKey(t time.Time, id string) []byte {
 	k := make([]byte, 8, 8+len(id))
@@ -87,6 +214,20 @@ func putJob(tx *bbolt.Tx, j storage.Job, prev string) error {
 	}
 	if err := idx.Put([]byte(j.ID), []byte(j.Status)); err != nil {
 		return err
+	}
+	if prev == storage.JobLeased || j.Status == storage.JobLeased {
+		if err := putLeased(tx, j); err != nil {
+			return err
+		}
+	}
+	if was, is := isOpen(prev), isOpen(j.Status); was != is {
+		d := int64(1)
+		if was {
+			d = -1
+		}
+		if err := addUsage(tx, j.WorkspaceID, d, d*int64(len(j.Payload))); err != nil {
+			return err
+		}
 	}
 	return countJob(tx, prev, j.Status)
 }
@@ -255,7 +396,7 @@ func (s *Store) EnqueueJobs(ctx context.Context, args storage.EnqueueJobsArgs) (
 			if err := putJob(tx, j, ""); err != nil {
 				return err
 			}
-			if err := tx.Bucket(bucketDue).Put(dueKey(j.RunAt, j.ID), nil); err != nil {
+			if err := putDue(tx, j, j.RunAt); err != nil {
 				return err
 			}
 			results = append(results, storage.EnqueueResult{Job: j})
@@ -326,78 +467,106 @@ func (s *Store) ListJobs(ctx context.Context, q storage.JobQuery) (storage.JobPa
 	return page, err
 }
 
-// leaseScanFactor bounds how many due entries one lease call looks at, per
-// job it may lease (entries of full queues are skipped, not leased).
-const leaseScanFactor = 8
-
+// LeaseJobs visits the queues with open jobs (the ready index's queue
+// buckets), reads the first entry of each, and leases from each queue at
+// most its LeaseCap, shared out by s.fair: the cost is the number of queues
+// with open jobs plus the jobs leased, whatever the depth of any queue.
 func (s *Store) LeaseJobs(ctx context.Context, args storage.LeaseJobsArgs) ([]storage.Job, error) {
 	var leased []storage.Job
 	err := s.update(ctx, func(tx *bbolt.Tx) error {
 		leased = leased[:0]
-		due := tx.Bucket(bucketDue)
 		now := uint64(args.Now.UnixNano())
-		type cand struct {
-			key []byte
-			id  string
-		}
-		var cands []cand
-		c := due.Cursor()
-		for k, _ := c.First(); k != nil && len(cands) < args.Limit*leaseScanFactor+16; k, _ = c.Next() {
-			if len(k) < 8 || binary.BigEndian.Uint64(k[:8]) > now {
-				break
-			}
-			cands = append(cands, cand{key: bytes.Clone(k), id: string(k[8:])})
-		}
-		slots := map[string]int{}
-		for qk, n := range args.Slots {
-			slots[qk] = n
-		}
-		meta := tx.Bucket(bucketMeta)
-		for _, cd := range cands {
-			if len(leased) == args.Limit {
-				break
-			}
-			j, ok, err := getJob(tx, cd.id)
-			if err != nil {
-				return err
-			}
-			if !ok || (j.Status != storage.JobQueued && j.Status != storage.JobLeased) {
-				// A stale index entry: drop it.
-				if err := due.Delete(cd.key); err != nil {
-					return err
+		var ready []storage.ReadyQueue
+		var idx []*bbolt.Bucket
+		err := tx.Bucket(bucketReady).ForEachBucket(func(ws []byte) error {
+			wb := tx.Bucket(bucketReady).Bucket(ws)
+			return wb.ForEachBucket(func(name []byte) error {
+				b := wb.Bucket(name)
+				k, _ := b.Cursor().First()
+				if len(k) < 8 || binary.BigEndian.Uint64(k[:8]) > now {
+					return nil
 				}
+				var q storage.Queue
+				ok := false
+				if qb := nestedRO(tx, bucketQueues, string(ws)); qb != nil {
+					var err error
+					if ok, err = get(qb, name, &q); err != nil {
+						return err
+					}
+				}
+				if !ok {
+					return nil // deleted: its jobs were canceled
+				}
+				running := 0
+				if lb := nestedRO(tx, bucketLeased, string(ws), string(name)); lb != nil {
+					if err := lb.ForEach(func(_, v []byte) error {
+						if len(v) == 8 && binary.BigEndian.Uint64(v) > now {
+							running++
+						}
+						return nil
+					}); err != nil {
+						return err
+					}
+				}
+				ready = append(ready, storage.ReadyQueue{WorkspaceID: string(ws), Name: string(name), Max: storage.LeaseCap(q, running, args.Slots)})
+				idx = append(idx, b)
+				return nil
+			})
+		})
+		if err != nil {
+			return err
+		}
+		counts := s.fair.Allocate(ready, args.Limit, args.WorkspaceSlots)
+		meta := tx.Bucket(bucketMeta)
+		for i, n := range counts {
+			if n == 0 {
 				continue
 			}
-			qk := storage.QueueKey(j.WorkspaceID, j.Queue)
-			if n, limited := slots[qk]; limited {
-				if n <= 0 {
+			// Collect first: the index changes as jobs are leased.
+			var keys [][]byte
+			c := idx[i].Cursor()
+			for k, _ := c.First(); k != nil && len(keys) < n; k, _ = c.Next() {
+				if len(k) < 8 || binary.BigEndian.Uint64(k[:8]) > now {
+					break
+				}
+				keys = append(keys, bytes.Clone(k))
+			}
+			for _, k := range keys {
+				j, ok, err := getJob(tx, string(k[8:]))
+				if err != nil {
+					return err
+				}
+				if !ok || (j.Status != storage.JobQueued && j.Status != storage.JobLeased) {
+					// A stale index entry: drop it.
+					if err := idx[i].Delete(k); err != nil {
+						return err
+					}
 					continue
 				}
-				slots[qk] = n - 1
+				seq := uint64(1)
+				if v := meta.Get(keyLeaseSeq); len(v) == 8 {
+					seq = binary.BigEndian.Uint64(v) + 1
+				}
+				if err := meta.Put(keyLeaseSeq, be64(seq)); err != nil {
+					return err
+				}
+				prev := j.Status
+				j.Status = storage.JobLeased
+				j.LeaseToken = seq
+				j.Leases++
+				j.LeaseUntil = args.Now.Add(args.Visibility)
+				j.UpdatedAt = args.Now
+				if err := idx[i].Delete(k); err != nil {
+					return err
+				}
+				if err := idx[i].Put(dueKey(j.LeaseUntil, j.ID), nil); err != nil {
+					return err
+				}
+				if err := putJob(tx, j, prev); err != nil {
+					return err
+				}
+				leased = append(leased, j)
 			}
-			seq := uint64(1)
-			if v := meta.Get(keyLeaseSeq); len(v) == 8 {
-				seq = binary.BigEndian.Uint64(v) + 1
-			}
-			if err := meta.Put(keyLeaseSeq, be64(seq)); err != nil {
-				return err
-			}
-			prev := j.Status
-			j.Status = storage.JobLeased
-			j.LeaseToken = seq
-			j.Leases++
-			j.LeaseUntil = args.Now.Add(args.Visibility)
-			j.UpdatedAt = args.Now
-			if err := due.Delete(cd.key); err != nil {
-				return err
-			}
-			if err := due.Put(dueKey(j.LeaseUntil, j.ID), nil); err != nil {
-				return err
-			}
-			if err := putJob(tx, j, prev); err != nil {
-				return err
-			}
-			leased = append(leased, j)
 		}
 		return nil
 	})
@@ -409,7 +578,6 @@ func (s *Store) CompleteAttempts(ctx context.Context, results []storage.AttemptR
 		return nil
 	}
 	return s.update(ctx, func(tx *bbolt.Tx) error {
-		due := tx.Bucket(bucketDue)
 		for _, r := range results {
 			j, ok, err := getJob(tx, r.JobID)
 			if err != nil {
@@ -418,16 +586,30 @@ func (s *Store) CompleteAttempts(ctx context.Context, results []storage.AttemptR
 			if !ok || j.WorkspaceID != r.WorkspaceID || j.Status != storage.JobLeased || j.LeaseToken != r.LeaseToken {
 				continue // fenced: the lease is gone
 			}
-			if err := due.Delete(dueKey(j.LeaseUntil, j.ID)); err != nil {
+			if err := delDue(tx, j, j.LeaseUntil); err != nil {
 				return err
+			}
+			j.LeaseUntil, j.LeaseToken = time.Time{}, 0
+			if r.Release {
+				j.Status, j.UpdatedAt = storage.JobQueued, r.At
+				j.Leases = max(0, j.Leases-1)
+				if !r.RunAt.IsZero() {
+					j.RunAt = r.RunAt
+				}
+				if err := putDue(tx, j, j.RunAt); err != nil {
+					return err
+				}
+				if err := putJob(tx, j, storage.JobLeased); err != nil {
+					return err
+				}
+				continue
 			}
 			j.Attempts = append(j.Attempts, r.Attempt)
 			j.Status, j.UpdatedAt = r.Status, r.At
-			j.LeaseUntil, j.LeaseToken = time.Time{}, 0
 			switch r.Status {
 			case storage.JobQueued:
 				j.RunAt = r.RunAt
-				if err := due.Put(dueKey(j.RunAt, j.ID), nil); err != nil {
+				if err := putDue(tx, j, j.RunAt); err != nil {
 					return err
 				}
 			case storage.JobDelivered:
@@ -452,11 +634,11 @@ func cancelJob(tx *bbolt.Tx, id string, at time.Time) (storage.Job, error) {
 	prev := j.Status
 	switch prev {
 	case storage.JobQueued:
-		if err := tx.Bucket(bucketDue).Delete(dueKey(j.RunAt, j.ID)); err != nil {
+		if err := delDue(tx, j, j.RunAt); err != nil {
 			return j, err
 		}
 	case storage.JobLeased:
-		if err := tx.Bucket(bucketDue).Delete(dueKey(j.LeaseUntil, j.ID)); err != nil {
+		if err := delDue(tx, j, j.LeaseUntil); err != nil {
 			return j, err
 		}
 	default:
@@ -521,7 +703,7 @@ func (s *Store) RetryJobs(ctx context.Context, args storage.RetryJobsArgs) (int,
 			}
 			prev := j.Status
 			j.Status, j.RunAt, j.UpdatedAt, j.RetryFrom = storage.JobQueued, args.At, args.At, len(j.Attempts)
-			if err := tx.Bucket(bucketDue).Put(dueKey(j.RunAt, j.ID), nil); err != nil {
+			if err := putDue(tx, j, j.RunAt); err != nil {
 				return err
 			}
 			if err := putJob(tx, j, prev); err != nil {
@@ -542,6 +724,42 @@ func (s *Store) CountJobs(ctx context.Context) (map[string]int, error) {
 				out[string(k)] = int(binary.BigEndian.Uint64(v))
 			}
 			return nil
+		})
+	})
+	return out, err
+}
+
+// QueueStats walks the ready index: per queue, its entries up to now are
+// ready; the leased-jobs index gives the running ones.
+func (s *Store) QueueStats(ctx context.Context, now time.Time) ([]storage.QueueStat, error) {
+	var out []storage.QueueStat
+	n := uint64(now.UnixNano())
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		root := tx.Bucket(bucketReady)
+		return root.ForEachBucket(func(ws []byte) error {
+			wb := root.Bucket(ws)
+			return wb.ForEachBucket(func(name []byte) error {
+				st := storage.QueueStat{WorkspaceID: string(ws), Queue: string(name)}
+				c := wb.Bucket(name).Cursor()
+				for k, _ := c.First(); len(k) >= 8 && binary.BigEndian.Uint64(k[:8]) <= n; k, _ = c.Next() {
+					if st.Ready == 0 {
+						st.OldestReady = time.Unix(0, int64(binary.BigEndian.Uint64(k[:8]))).UTC()
+					}
+					st.Ready++
+				}
+				if lb := nestedRO(tx, bucketLeased, string(ws), string(name)); lb != nil {
+					if err := lb.ForEach(func(_, v []byte) error {
+						if len(v) == 8 && binary.BigEndian.Uint64(v) > n {
+							st.Running++
+						}
+						return nil
+					}); err != nil {
+						return err
+					}
+				}
+				out = append(out, st)
+				return nil
+			})
 		})
 	})
 	return out, err

@@ -135,8 +135,8 @@ func saveJob(ctx context.Context, q querier, j storage.Job) error {
 // single statement: one round trip, atomic without an explicit transaction
 // (the queue check, the insert and the wake-up notification together).
 const enqueueOne = `WITH q AS (SELECT 1 FROM queues WHERE workspace_id=$2 AND name=$3 FOR KEY SHARE),
-	ins AS (INSERT INTO jobs (id, workspace_id, queue, status, due_at, body, created_at)
-		SELECT $1, $2, $3, 'queued', $4, $5, $6 FROM q RETURNING 1)
+	ins AS (INSERT INTO jobs (id, workspace_id, queue, status, due_at, body, created_at, payload_bytes)
+		SELECT $1, $2, $3, 'queued', $4, $5, $6, $9 FROM q RETURNING 1)
 	SELECT (SELECT count(*) FROM ins), pg_notify($7, $8)`
 
 func (s *Store) EnqueueJobs(ctx context.Context, args storage.EnqueueJobsArgs) ([]storage.EnqueueResult, error) {
@@ -150,7 +150,7 @@ func (s *Store) EnqueueJobs(ctx context.Context, args storage.EnqueueJobsArgs) (
 		wake, _ := json.Marshal(storage.Change{Kind: storage.ChangeJobs})
 		var n int
 		var ignored string
-		if err := s.pool.QueryRow(ctx, enqueueOne, j.ID, j.WorkspaceID, j.Queue, j.RunAt, string(body), j.CreatedAt, changeChannel, string(wake)).Scan(&n, &ignored); err != nil {
+		if err := s.pool.QueryRow(ctx, enqueueOne, j.ID, j.WorkspaceID, j.Queue, j.RunAt, string(body), j.CreatedAt, changeChannel, string(wake), len(j.Payload)).Scan(&n, &ignored); err != nil {
 			return nil, mapErr(err, "enqueue")
 		}
 		if n == 0 {
@@ -194,8 +194,8 @@ func (s *Store) EnqueueJobs(ctx context.Context, args storage.EnqueueJobsArgs) (
 			if err != nil {
 				return err
 			}
-			if _, err := tx.Exec(ctx, `INSERT INTO jobs (id, workspace_id, queue, status, due_at, body, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7)`,
-				j.ID, j.WorkspaceID, j.Queue, j.Status, j.RunAt, string(body), j.CreatedAt); err != nil {
+			if _, err := tx.Exec(ctx, `INSERT INTO jobs (id, workspace_id, queue, status, due_at, body, created_at, payload_bytes) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)`,
+				j.ID, j.WorkspaceID, j.Queue, j.Status, j.RunAt, string(body), j.CreatedAt, len(j.Payload)); err != nil {
 				return err
 			}
 			results = append(results, storage.EnqueueResult{Job: j})
@@ -236,48 +236,159 @@ func (s *Store) ListJobs(ctx context.Context, q storage.JobQuery) (storage.JobPa
 	return page, nil
 }
 
-// LeaseJobs locks due jobs with FOR UPDATE SKIP LOCKED, so nodes sharing the
-// database never lease the same job at once.
+// Lease statements (their plans: docs/benchmarks.md). readyQueues finds
+// the queues with due jobs, one probe of jobs_ready per queue: the first
+// entry of each queue, in index order (asked any other way, the planner
+// reads every due job of a deep queue), with their
+// unexpired leases (jobs_leased).
+const (
+	readyQueues = `SELECT q.spec::text,
+		(SELECT count(*) FROM jobs l WHERE l.workspace_id=q.workspace_id AND l.queue=q.name AND l.status='leased' AND l.due_at > $1)
+		FROM queues q
+		CROSS JOIN LATERAL (SELECT j.due_at FROM jobs j WHERE j.workspace_id=q.workspace_id AND j.queue=q.name AND j.due_at IS NOT NULL
+			ORDER BY j.due_at LIMIT 1) r
+		WHERE r.due_at <= $1`
+	// lockQueues takes the queues this call leases from; a node leasing
+	// from the same queue at once skips it, so concurrency holds across
+	// nodes (the count after the lock sees the other node's leases).
+	lockQueues = `SELECT q.workspace_id, q.name FROM queues q
+		JOIN unnest($1::text[], $2::text[]) AS s(ws, name) ON q.workspace_id=s.ws AND q.name=s.name
+		FOR NO KEY UPDATE OF q SKIP LOCKED`
+	countLeased = `SELECT j.workspace_id, j.queue, count(*) FROM jobs j
+		JOIN unnest($1::text[], $2::text[]) AS s(ws, name) ON j.workspace_id=s.ws AND j.queue=s.name
+		WHERE j.status='leased' AND j.due_at > $3 GROUP BY 1, 2`
+	// pickJobs reads each chosen queue's first n due jobs from jobs_ready,
+	// each with a new lease token.
+	pickJobs = `SELECT p.body::text, nextval('lease_token_seq') FROM unnest($1::text[], $2::text[], $3::int[]) AS s(ws, name, n)
+		CROSS JOIN LATERAL (SELECT body FROM jobs WHERE workspace_id=s.ws AND queue=s.name AND due_at <= $4
+			ORDER BY due_at LIMIT s.n FOR UPDATE SKIP LOCKED) p`
+	markLeased = `UPDATE jobs SET status='leased', due_at=$2, lease_token=t.tok, body=t.body::json
+		FROM unnest($1::text[], $3::bigint[], $4::text[]) AS t(id, tok, body) WHERE jobs.id=t.id`
+)
+
+// LeaseJobs leases fairly (storage.Fair) from the queues with due jobs, at
+// most storage.LeaseCap from each, with FOR UPDATE SKIP LOCKED on the
+// queues and the jobs so nodes sharing the database never lease the same
+// job, nor more than a queue's concurrency between them.
 func (s *Store) LeaseJobs(ctx context.Context, args storage.LeaseJobsArgs) ([]storage.Job, error) {
 	var leased []storage.Job
 	err := s.tx(ctx, func(tx pgx.Tx) error {
 		leased = leased[:0]
-		rows, err := tx.Query(ctx, `SELECT body::text FROM jobs WHERE due_at <= $1 ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED`,
-			args.Now, args.Limit*8+16)
+		rows, err := tx.Query(ctx, readyQueues, args.Now)
 		if err != nil {
 			return err
 		}
-		cands, err := collect(rows, scanJob)
+		type readyQ struct {
+			q      storage.Queue
+			leased int
+		}
+		cands, err := collect(rows, func(r pgx.Row) (readyQ, error) {
+			var spec string
+			var rq readyQ
+			if err := r.Scan(&spec, &rq.leased); err != nil {
+				return rq, err
+			}
+			return rq, json.Unmarshal([]byte(spec), &rq.q)
+		})
+		if err != nil || len(cands) == 0 {
+			return err
+		}
+		ready := make([]storage.ReadyQueue, len(cands))
+		for i, c := range cands {
+			ready[i] = storage.ReadyQueue{WorkspaceID: c.q.WorkspaceID, Name: c.q.Name, Max: storage.LeaseCap(c.q, c.leased, args.Slots)}
+		}
+		counts := s.fair.Allocate(ready, args.Limit, args.WorkspaceSlots)
+		var wss, names []string
+		want := map[string]int{}
+		for i, n := range counts {
+			if n > 0 {
+				wss, names = append(wss, ready[i].WorkspaceID), append(names, ready[i].Name)
+				want[storage.QueueKey(ready[i].WorkspaceID, ready[i].Name)] = i
+			}
+		}
+		if len(wss) == 0 {
+			return nil
+		}
+		rows, err = tx.Query(ctx, lockQueues, wss, names)
 		if err != nil {
 			return err
 		}
-		slots := map[string]int{}
-		for k, n := range args.Slots {
-			slots[k] = n
+		locked, err := collect(rows, func(r pgx.Row) ([2]string, error) {
+			var k [2]string
+			return k, r.Scan(&k[0], &k[1])
+		})
+		if err != nil || len(locked) == 0 {
+			return err
 		}
-		for _, j := range cands {
-			if len(leased) == args.Limit {
-				break
+		wss, names = wss[:0], names[:0]
+		for _, k := range locked {
+			wss, names = append(wss, k[0]), append(names, k[1])
+		}
+		running := map[string]int{}
+		rows, err = tx.Query(ctx, countLeased, wss, names, args.Now)
+		if err != nil {
+			return err
+		}
+		type qcount struct {
+			key string
+			n   int
+		}
+		lc, err := collect(rows, func(r pgx.Row) (qcount, error) {
+			var ws, name string
+			var c qcount
+			err := r.Scan(&ws, &name, &c.n)
+			c.key = storage.QueueKey(ws, name)
+			return c, err
+		})
+		if err != nil {
+			return err
+		}
+		for _, c := range lc {
+			running[c.key] = c.n
+		}
+		ns := make([]int32, len(wss))
+		for i := range wss {
+			k := storage.QueueKey(wss[i], names[i])
+			c := cands[want[k]]
+			ns[i] = int32(min(counts[want[k]], storage.LeaseCap(c.q, running[k], args.Slots)))
+		}
+		rows, err = tx.Query(ctx, pickJobs, wss, names, ns, args.Now)
+		if err != nil {
+			return err
+		}
+		type picked struct {
+			j   storage.Job
+			tok int64
+		}
+		ps, err := collect(rows, func(r pgx.Row) (picked, error) {
+			var body string
+			var p picked
+			if err := r.Scan(&body, &p.tok); err != nil {
+				return p, err
 			}
-			qk := storage.QueueKey(j.WorkspaceID, j.Queue)
-			if n, limited := slots[qk]; limited {
-				if n <= 0 {
-					continue
-				}
-				slots[qk] = n - 1
-			}
-			var tok int64
-			if err := tx.QueryRow(ctx, `SELECT nextval('lease_token_seq')`).Scan(&tok); err != nil {
-				return err
-			}
-			j.Status, j.LeaseToken, j.LeaseUntil, j.UpdatedAt = storage.JobLeased, uint64(tok), args.Now.Add(args.Visibility), args.Now
+			return p, json.Unmarshal([]byte(body), &p.j)
+		})
+		if err != nil || len(ps) == 0 {
+			return err
+		}
+		jobs, toks := make([]storage.Job, len(ps)), make([]int64, len(ps))
+		for i, p := range ps {
+			jobs[i], toks[i] = p.j, p.tok
+		}
+		until := args.Now.Add(args.Visibility)
+		ids, bodies := make([]string, len(jobs)), make([]string, len(jobs))
+		for i, j := range jobs {
+			j.Status, j.LeaseToken, j.LeaseUntil, j.UpdatedAt = storage.JobLeased, uint64(toks[i]), until, args.Now
 			j.Leases++
-			if err := saveJob(ctx, tx, j); err != nil {
+			body, err := json.Marshal(j)
+			if err != nil {
 				return err
 			}
+			ids[i], bodies[i] = j.ID, string(body)
 			leased = append(leased, j)
 		}
-		return nil
+		_, err = tx.Exec(ctx, markLeased, ids, until, toks, bodies)
+		return err
 	})
 	return leased, mapErr(err, "lease")
 }
@@ -295,6 +406,17 @@ func (s *Store) CompleteAttempts(ctx context.Context, results []storage.AttemptR
 			}
 			if err != nil {
 				return err
+			}
+			if r.Release {
+				j.Status, j.UpdatedAt, j.LeaseUntil, j.LeaseToken = storage.JobQueued, r.At, time.Time{}, 0
+				j.Leases = max(0, j.Leases-1)
+				if !r.RunAt.IsZero() {
+					j.RunAt = r.RunAt
+				}
+				if err := saveJob(ctx, tx, j); err != nil {
+					return err
+				}
+				continue
 			}
 			j.Attempts = append(j.Attempts, r.Attempt)
 			j.Status, j.UpdatedAt, j.LeaseUntil, j.LeaseToken = r.Status, r.At, time.Time{}, 0
@@ -386,4 +508,32 @@ func (s *Store) CountJobs(ctx context.Context) (map[string]int, error) {
 		out[st] = n
 	}
 	return out, mapErr(rows.Err(), "count")
+}
+
+// JobUsage sums a workspace's open jobs (due_at set) from jobs_ready, an
+// index-only scan of that workspace's open jobs.
+func (s *Store) JobUsage(ctx context.Context, workspaceID string) (storage.JobUsage, error) {
+	var u storage.JobUsage
+	err := s.pool.QueryRow(ctx, `SELECT count(*), coalesce(sum(payload_bytes), 0) FROM jobs WHERE workspace_id=$1 AND due_at IS NOT NULL`, workspaceID).Scan(&u.OpenJobs, &u.PayloadBytes)
+	return u, mapErr(err, "usage")
+}
+
+// QueueStats groups the open jobs (jobs_ready) by queue.
+func (s *Store) QueueStats(ctx context.Context, now time.Time) ([]storage.QueueStat, error) {
+	rows, err := s.pool.Query(ctx, `SELECT workspace_id, queue, count(*) FILTER (WHERE due_at <= $1), min(due_at) FILTER (WHERE due_at <= $1),
+		count(*) FILTER (WHERE status='leased' AND due_at > $1)
+		FROM jobs WHERE due_at IS NOT NULL GROUP BY 1, 2`, now)
+	if err != nil {
+		return nil, mapErr(err, "queue stats")
+	}
+	out, err := collect(rows, func(r pgx.Row) (storage.QueueStat, error) {
+		var st storage.QueueStat
+		var oldest *time.Time
+		err := r.Scan(&st.WorkspaceID, &st.Queue, &st.Ready, &oldest, &st.Running)
+		if oldest != nil {
+			st.OldestReady = oldest.UTC()
+		}
+		return st, err
+	})
+	return out, mapErr(err, "queue stats")
 }

@@ -35,6 +35,7 @@ const migrationLock = 0x526f746f72 // "Rotor"
 // Store is a storage.Store on PostgreSQL.
 type Store struct {
 	pool *pgxpool.Pool
+	fair storage.Fair // turns among workspaces and queues when leasing (per node)
 }
 
 // Open connects to dsn and applies pending migrations.

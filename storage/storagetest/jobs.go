@@ -26,6 +26,14 @@ func jobTests() []struct {
 		{"LeaseSlots", testLeaseSlots},
 		{"CancelRetryCount", testCancelRetryCount},
 		{"DeleteQueueCancelsJobs", testDeleteQueue},
+		{"LeaseConcurrency", testLeaseConcurrency},
+		{"LeaseDeepBacklog", testLeaseDeepBacklog},
+		{"LeaseRateSlots", testLeaseRateSlots},
+		{"LeaseTurns", testLeaseTurns},
+		{"LeaseManyQueues", testLeaseManyQueues},
+		{"LeaseRelease", testLeaseRelease},
+		{"JobUsage", testJobUsage},
+		{"QueueStats", testQueueStats},
 	}
 }
 

@@ -1,0 +1,159 @@
+package proxy
+
+// matcher is an Aho–Corasick automaton over byte patterns. Scanning costs
+// amortized O(1) per input byte whatever the patterns are (shared
+// prefixes, patterns inside patterns): each byte moves one level down the
+// trie, and each failure link followed moves at least one level up, so the
+// links followed never outnumber the bytes read.
+//
+// Transitions are sparse (a sibling list per state; a dense 256-wide table
+// only at the root and at states with many children): the automaton is
+// built per request from a few resolved values, where a dense table per
+// state would cost far more memory than the scan saves. All per-state data
+// lives in flat slices sized once, so building costs no allocation per
+// state.
+type matcher struct {
+	root [256]int32
+	// first is a state's first child (0: none; the root is nobody's
+	// child), next its next sibling, label the byte leading to it.
+	first, next []int32
+	label       []byte
+	// dense holds the transitions of states with many children; denseOf
+	// indexes it (-1: none).
+	dense   [][256]int32
+	denseOf []int32
+	fail    []int32
+	// depth is the length of the string a state stands for: after a byte,
+	// no match can start earlier than depth bytes back.
+	depth []int32
+	// outLen is the length of the longest pattern ending at a state (its
+	// own or one reached through failure links), 0 for none; outPat is
+	// that pattern's index.
+	outLen []int32
+	outPat []int32
+}
+
+// denseFanout: states with at least this many children get a dense table
+// (1 KiB each, so at most one per 64 pattern bytes).
+const denseFanout = 64
+
+func newMatcher(patterns [][]byte) *matcher {
+	// At most one state per pattern byte, plus the root: sized once.
+	n := 1
+	for _, p := range patterns {
+		n += len(p)
+	}
+	m := &matcher{
+		first: make([]int32, 1, n), next: make([]int32, 1, n), label: make([]byte, 1, n),
+		fail: make([]int32, 1, n), depth: make([]int32, 1, n),
+		outLen: make([]int32, 1, n), outPat: make([]int32, 1, n),
+	}
+	m.outPat[0] = -1
+	fanout := make([]uint16, 1, n)
+	for i, p := range patterns {
+		if len(p) == 0 {
+			continue
+		}
+		s := int32(0)
+		for _, c := range p {
+			next := m.child(s, c)
+			if next < 0 {
+				next = int32(len(m.fail))
+				m.first = append(m.first, 0)
+				m.next = append(m.next, m.first[s])
+				m.label = append(m.label, c)
+				m.fail = append(m.fail, 0)
+				m.depth = append(m.depth, m.depth[s]+1)
+				m.outLen = append(m.outLen, 0)
+				m.outPat = append(m.outPat, -1)
+				fanout = append(fanout, 0)
+				m.first[s] = next
+				fanout[s]++
+				if s == 0 {
+					m.root[c] = next
+				}
+			}
+			s = next
+		}
+		if m.outPat[s] < 0 { // the first of equal patterns wins
+			m.outLen[s], m.outPat[s] = int32(len(p)), int32(i)
+		}
+	}
+	m.denseOf = make([]int32, len(m.fail))
+	for s := range m.denseOf {
+		m.denseOf[s] = -1
+		if s != 0 && fanout[s] >= denseFanout {
+			var t [256]int32
+			for c := m.first[s]; c != 0; c = m.next[c] {
+				t[m.label[c]] = c
+			}
+			m.denseOf[s] = int32(len(m.dense))
+			m.dense = append(m.dense, t)
+		}
+	}
+	// Breadth first, so a state's failure target (shallower) is complete
+	// before the state.
+	queue := make([]int32, 0, len(m.fail))
+	for c := m.first[0]; c != 0; c = m.next[c] {
+		queue = append(queue, c)
+	}
+	for len(queue) > 0 {
+		u := queue[0]
+		queue = queue[1:]
+		for v := m.first[u]; v != 0; v = m.next[v] {
+			queue = append(queue, v)
+			if u == 0 {
+				continue // depth 1: fails to the root
+			}
+			b := m.label[v]
+			f := m.fail[u]
+			for f != 0 && m.child(f, b) < 0 {
+				f = m.fail[f]
+			}
+			if c := m.child(f, b); c >= 0 {
+				m.fail[v] = c
+			} else {
+				m.fail[v] = m.root[b]
+			}
+			if m.outLen[v] == 0 {
+				m.outLen[v], m.outPat[v] = m.outLen[m.fail[v]], m.outPat[m.fail[v]]
+			}
+		}
+	}
+	return m
+}
+
+// child is the trie edge from s on c, or -1.
+func (m *matcher) child(s int32, c byte) int32 {
+	if s == 0 {
+		if t := m.root[c]; t != 0 {
+			return t
+		}
+		return -1
+	}
+	if s < int32(len(m.denseOf)) {
+		if d := m.denseOf[s]; d >= 0 {
+			if t := m.dense[d][c]; t != 0 {
+				return t
+			}
+			return -1
+		}
+	}
+	for t := m.first[s]; t != 0; t = m.next[t] {
+		if m.label[t] == c {
+			return t
+		}
+	}
+	return -1
+}
+
+// step is the automaton's transition on c.
+func (m *matcher) step(s int32, c byte) int32 {
+	for s != 0 {
+		if n := m.child(s, c); n >= 0 {
+			return n
+		}
+		s = m.fail[s]
+	}
+	return m.root[c]
+}

@@ -1,0 +1,12 @@
+package proxy
+
+import (
+	"io"
+	"log/slog"
+)
+
+// GoproxyLoggerForTest exposes the bounded goproxy logger to the external
+// tests.
+func GoproxyLoggerForTest(w io.Writer) interface{ Printf(string, ...any) } {
+	return goproxyLogger{slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})}
+}

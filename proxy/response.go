@@ -1,0 +1,302 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"compress/flate"
+	"compress/gzip"
+	"compress/zlib"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"rotor.sh/rotor/internal/jsonx"
+)
+
+// maxContentCodings bounds the codings of one response the proxy undoes
+// (gzip of gzip is legal, a hundred layers is an attack).
+const maxContentCodings = 4
+
+// hopByHop are the connection-specific fields of RFC 9110 §7.6.1 (plus the
+// obsolete Proxy-Connection clients still send). Every Proxy-* field is
+// dropped too (removeHopByHop).
+var hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Transfer-Encoding", "Upgrade", "Trailer"}
+
+// removeHopByHop deletes the hop-by-hop fields of h, the fields its
+// Connection header names, and every Proxy-* field: they describe one
+// connection and must not be forwarded over the next (RFC 9110 §7.6.1).
+// Trailer is kept in responses (keepTrailer), where it announces trailers
+// the proxy relays.
+func removeHopByHop(h http.Header, keepTrailer bool) {
+	for _, v := range h["Connection"] {
+		for name := range strings.SplitSeq(v, ",") {
+			if name = textproto.TrimString(name); name != "" {
+				h.Del(name)
+			}
+		}
+	}
+	for _, k := range hopByHop {
+		if k == "Trailer" && keepTrailer {
+			continue
+		}
+		h.Del(k)
+	}
+	for k := range h {
+		if strings.HasPrefix(k, "Proxy-") {
+			delete(h, k)
+		}
+	}
+}
+
+// removeOwned deletes every field in the proxy's own namespace (X-Rotor-*,
+// Rotor-*): only the proxy speaks there, so an upstream cannot forge an
+// X-Rotor-Error that a worker or the dispatcher would take for the
+// proxy's.
+func removeOwned(h http.Header) {
+	for k := range h {
+		lk := strings.ToLower(k)
+		if strings.HasPrefix(lk, "x-rotor-") || strings.HasPrefix(lk, "rotor-") {
+			delete(h, k)
+		}
+	}
+}
+
+// valueForms are the forms of a resolved value the scrubber looks for,
+// each replaced with the reference: the raw bytes (also what a server
+// reflects after decoding a query or path), each encoding the rewriter
+// produces (query and path percent-encoding, JSON string content), and
+// the JSON escapings servers commonly use when they reflect it (only '"'
+// and '\' escaped; '/' escaped too, as PHP does).
+func valueForms(name string, v []byte) []scrubPattern {
+	ref := []byte(canonicalRef(name))
+	forms := [][]byte{
+		v,
+		[]byte(url.QueryEscape(string(v))),
+		[]byte(url.PathEscape(string(v))),
+		jsonx.AppendStringContent(nil, v),
+		jsonMinimal(v, false),
+		jsonMinimal(v, true),
+	}
+	out := make([]scrubPattern, 0, len(forms))
+	for i, f := range forms {
+		dup := false
+		for _, g := range forms[:i] {
+			dup = dup || bytes.Equal(f, g)
+		}
+		if !dup {
+			out = append(out, scrubPattern{find: f, replace: ref})
+		}
+	}
+	return out
+}
+
+// jsonMinimal escapes v for a JSON string the way minimal encoders do:
+// '"', '\' and control characters only (and '/' if slash).
+func jsonMinimal(v []byte, slash bool) []byte {
+	out := make([]byte, 0, len(v)+8)
+	for _, c := range v {
+		switch {
+		case c == '"' || c == '\\' || slash && c == '/':
+			out = append(out, '\\', c)
+		case c == '\n':
+			out = append(out, '\\', 'n')
+		case c == '\r':
+			out = append(out, '\\', 'r')
+		case c == '\t':
+			out = append(out, '\\', 't')
+		case c < 0x20:
+			out = append(out, fmt.Sprintf(`\u%04x`, c)...)
+		default:
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// basicForms are the forms of a Basic credential that carried a resolved
+// value: its base64 (padded, unpadded, URL-safe), replaced with the base64
+// of the credential as the client wrote it (with the reference).
+func basicForms(sent, written string) []scrubPattern {
+	var out []scrubPattern
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
+		f := []byte(enc.EncodeToString([]byte(sent)))
+		dup := false
+		for _, p := range out {
+			dup = dup || bytes.Equal(p.find, f)
+		}
+		if !dup {
+			out = append(out, scrubPattern{find: f, replace: []byte(enc.EncodeToString([]byte(written)))})
+		}
+	}
+	return out
+}
+
+// decodeResponse undoes the response's gzip and deflate codings, so the
+// scrubber reads the plain body, and relays it decoded (Content-Encoding
+// and Content-Length removed): re-encoding would cost CPU for nothing the
+// worker needs. Any other coding cannot be scanned: ErrResponseUnscannable.
+func decodeResponse(resp *http.Response) error {
+	var codings []string
+	for _, v := range resp.Header.Values("Content-Encoding") {
+		for c := range strings.SplitSeq(v, ",") {
+			if c = strings.ToLower(textproto.TrimString(c)); c != "" && c != "identity" {
+				codings = append(codings, c)
+			}
+		}
+	}
+	if len(codings) == 0 || resp.Body == nil || resp.Body == http.NoBody || resp.ContentLength == 0 {
+		return nil // nothing to decode, or no body to read (HEAD, 204, 304)
+	}
+	if len(codings) > maxContentCodings {
+		return fmt.Errorf("%w: %d content codings", ErrResponseUnscannable, len(codings))
+	}
+	for _, c := range codings {
+		if c != "gzip" && c != "x-gzip" && c != "deflate" {
+			return fmt.Errorf("%w: content coding %q", ErrResponseUnscannable, boundField(c, 40))
+		}
+	}
+	src := resp.Body
+	var r io.Reader = src
+	// Codings are listed in the order they were applied: undo the last first.
+	for i := len(codings) - 1; i >= 0; i-- {
+		var err error
+		if r, err = decoder(codings[i], r); err != nil {
+			return fmt.Errorf("%w: %s body: %v", ErrResponseUnscannable, codings[i], err)
+		}
+	}
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{r, src}
+	resp.Header.Del("Content-Encoding")
+	resp.Header.Del("Content-Length")
+	resp.ContentLength = -1
+	resp.Uncompressed = true
+	return nil
+}
+
+func decoder(coding string, r io.Reader) (io.Reader, error) {
+	if coding != "deflate" {
+		return gzip.NewReader(r)
+	}
+	// "deflate" is zlib-wrapped (RFC 9110 §8.4.1.2); some servers send raw
+	// deflate. A zlib header is two bytes whose big-endian value is a
+	// multiple of 31, with method 8.
+	br := bufio.NewReader(r)
+	h, err := br.Peek(2)
+	if err != nil {
+		return nil, err
+	}
+	if h[0]&0x0f == 8 && (uint16(h[0])<<8|uint16(h[1]))%31 == 0 {
+		return zlib.NewReader(br)
+	}
+	return flate.NewReader(br), nil
+}
+
+// scrubResponse replaces echoed plaintext in the response's headers and
+// body with the reference text; trailers are scrubbed when the body ends
+// (loggedBody.Close). The body is decoded first (decodeResponse).
+func (st *reqState) scrubResponse(resp *http.Response, sc *scrubber) int {
+	n := scrubHeader(resp.Header, sc)
+	if resp.Body == nil || resp.Body == http.NoBody {
+		return n
+	}
+	if resp.ContentLength >= 0 && resp.ContentLength <= BufferLimit {
+		// Small and of known length: scrubbed whole, so Content-Length
+		// stays exact.
+		data, err := io.ReadAll(io.LimitReader(resp.Body, resp.ContentLength+1))
+		if err == nil && int64(len(data)) == resp.ContentLength {
+			resp.Body.Close()
+			if nd, changed := sc.replaceAll(data); changed {
+				data = nd
+				n++
+			}
+			resp.Body = io.NopCloser(bytes.NewReader(data))
+			resp.ContentLength = int64(len(data))
+			resp.Header.Set("Content-Length", strconv.Itoa(len(data)))
+			return n
+		}
+		// A short or failed read: scrub what came, then relay the error.
+		resp.Body = newScrubReader(struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(data), errReader{err}), resp.Body}, sc, nil)
+		resp.ContentLength = -1
+		resp.Header.Del("Content-Length")
+		return n
+	}
+	resp.Body = newScrubReader(resp.Body, sc, nil)
+	resp.ContentLength = -1
+	resp.Header.Del("Content-Length")
+	return n
+}
+
+func scrubHeader(h http.Header, sc *scrubber) int {
+	n := 0
+	for k, vs := range h {
+		for i, v := range vs {
+			if nv, changed := sc.replaceAll([]byte(v)); changed {
+				vs[i] = string(nv)
+				n++
+			}
+		}
+		h[k] = vs
+	}
+	return n
+}
+
+// cleanTrailer runs when the body is closed, before the proxy relays the
+// trailers: the upstream's trailers get the treatment of its headers.
+func cleanTrailer(resp *http.Response, sc *scrubber) int {
+	if resp == nil || len(resp.Trailer) == 0 {
+		return 0
+	}
+	removeOwned(resp.Trailer)
+	removeHopByHop(resp.Trailer, false)
+	if sc == nil {
+		return 0
+	}
+	return scrubHeader(resp.Trailer, sc)
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) {
+	if e.err == nil {
+		return 0, io.ErrUnexpectedEOF
+	}
+	return 0, e.err
+}
+
+// boundField truncates a client- or upstream-chosen string for a log line
+// or an audit row, marking the cut.
+func boundField(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…(truncated)"
+}
+
+// Bounds of client-chosen fields in the proxy's log line. The host is
+// refused beyond maxHostLen before it reaches anything; the port adds a
+// few characters.
+const (
+	maxHostLen   = 253
+	maxLogHost   = maxHostLen + 8
+	maxLogMethod = 32
+	// maxLogRefusedHost: what the log keeps of a host refused as too long.
+	maxLogRefusedHost = 64
+)
+
+// checkHost refuses a destination host no DNS name can have.
+func checkHost(host string) error {
+	if len(host) > maxHostLen {
+		return fmt.Errorf("%w (%d)", ErrHostTooLong, len(host))
+	}
+	return nil
+}

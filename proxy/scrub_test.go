@@ -1,0 +1,222 @@
+package proxy
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"testing"
+)
+
+// naiveLongest is the reference for the matcher: for each end offset, the
+// longest pattern ending there (the first of equal ones), by comparing
+// every pattern at every offset.
+func naiveLongest(patterns [][]byte, text []byte) (lens, pats []int) {
+	lens, pats = make([]int, len(text)), make([]int, len(text))
+	for e := range text {
+		pats[e] = -1
+		for i, p := range patterns {
+			if len(p) > 0 && len(p) > lens[e] && bytes.HasSuffix(text[:e+1], p) {
+				lens[e], pats[e] = len(p), i
+			}
+		}
+	}
+	return lens, pats
+}
+
+// naiveScrub applies the scrubber's documented rule without streaming:
+// every match found by strings.Index at every offset marks its bytes; each
+// maximal run of marked bytes built from overlapping matches is replaced
+// once, by the match that starts first (the longest there).
+func naiveScrub(patterns []scrubPattern, text []byte) []byte {
+	type span struct{ s, e, p int }
+	var spans []span
+	for i, p := range patterns {
+		if len(p.find) < minScrubLen {
+			continue
+		}
+		for from := 0; from <= len(text); {
+			j := strings.Index(string(text[from:]), string(p.find))
+			if j < 0 {
+				break
+			}
+			spans = append(spans, span{from + j, from + j + len(p.find), i})
+			from += j + 1
+		}
+	}
+	var out []byte
+	i := 0
+	for i < len(text) {
+		// The match starting first at or after i, longest at that start,
+		// first pattern among equals.
+		best := span{-1, -1, -1}
+		for _, sp := range spans {
+			if sp.s < i {
+				continue
+			}
+			if best.p < 0 || sp.s < best.s || sp.s == best.s && (sp.e > best.e || sp.e == best.e && sp.p < best.p) {
+				best = sp
+			}
+		}
+		if best.p < 0 {
+			break
+		}
+		// Extend over every match overlapping the run.
+		end := best.e
+		for grew := true; grew; {
+			grew = false
+			for _, sp := range spans {
+				if sp.s >= best.s && sp.s < end && sp.e > end {
+					end, grew = sp.e, true
+				}
+			}
+		}
+		out = append(out, text[i:best.s]...)
+		out = append(out, patterns[best.p].replace...)
+		i = end
+	}
+	return append(out, text[i:]...)
+}
+
+func streamScrub(s *scrubber, text []byte, chunk func() int) []byte {
+	sc := scrubScan{s: s}
+	var out []byte
+	for len(text) > 0 {
+		n := min(max(chunk(), 1), len(text))
+		out = sc.write(out, text[:n])
+		text = text[n:]
+	}
+	return sc.close(out)
+}
+
+func checkScrub(t *testing.T, pats []scrubPattern, text []byte, seed uint64) {
+	t.Helper()
+	var finds [][]byte
+	for _, p := range pats {
+		finds = append(finds, p.find)
+	}
+	m := newMatcher(finds)
+	wantLen, wantPat := naiveLongest(finds, text)
+	st := int32(0)
+	for e, c := range text {
+		st = m.step(st, c)
+		if int(m.outLen[st]) != wantLen[e] || wantLen[e] > 0 && !bytes.Equal(finds[m.outPat[st]], finds[wantPat[e]]) {
+			t.Fatalf("offset %d: matcher says %d (pattern %d), reference %d (pattern %d)", e, m.outLen[st], m.outPat[st], wantLen[e], wantPat[e])
+		}
+	}
+	s := newScrubber(pats)
+	if s == nil {
+		return
+	}
+	want := naiveScrub(s.patterns, text)
+	r := rand.New(rand.NewPCG(seed, 7))
+	for _, chunk := range []func() int{func() int { return len(text) }, func() int { return 1 }, func() int { return r.IntN(17) }} {
+		if got := streamScrub(s, text, chunk); !bytes.Equal(got, want) {
+			t.Fatalf("patterns %q text %q:\n got  %q\n want %q", finds, text, got, want)
+		}
+	}
+}
+
+func TestScrubberMatchesReference(t *testing.T) {
+	cases := []struct {
+		pats []string
+		text string
+	}{
+		{[]string{"secret"}, "a secret and secretsecret"},
+		{[]string{"abcdef", "abcdefgh"}, "xxabcdefghxxabcdefxx"},
+		{[]string{"bcdefg", "abcdefghij"}, "abcdefghij bcdefg"},
+		{[]string{"aaaaaa"}, strings.Repeat("a", 20)},
+		{[]string{"abcdef", "defghi"}, "abcdefghi"},
+		{[]string{"abcabc", "bcabca"}, "abcabcabcabca"},
+		{[]string{"pppppppA1", "pppppppB2", "pppppppC3"}, strings.Repeat("pppppppA1 ppppppp", 5)},
+		{[]string{"aaaaaa", strings.Repeat("a", 40) + "b"}, strings.Repeat("a", 100)},
+	}
+	for i, c := range cases {
+		var pats []scrubPattern
+		for j, p := range c.pats {
+			pats = append(pats, scrubPattern{[]byte(p), []byte(fmt.Sprintf("<%d>", j))})
+		}
+		checkScrub(t, pats, []byte(c.text), uint64(i))
+	}
+}
+
+// TestScrubberRandom compares the streaming scrubber with the reference on
+// random texts over a small alphabet, where overlaps are frequent.
+func TestScrubberRandom(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	word := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = "abc"[r.IntN(3)]
+		}
+		return b
+	}
+	for i := range 300 {
+		var pats []scrubPattern
+		for j := range 1 + r.IntN(5) {
+			pats = append(pats, scrubPattern{word(4 + r.IntN(6)), []byte(fmt.Sprintf("<%d>", j))})
+		}
+		checkScrub(t, pats, word(r.IntN(200)), uint64(i))
+	}
+}
+
+func FuzzScrubber(f *testing.F) {
+	f.Add([]byte("abcdef"), []byte("abcdefgh"), []byte("xxabcdefghxx abcdef"), uint64(1))
+	f.Add([]byte("aaaaaa"), []byte("aaaaaaaab"), bytes.Repeat([]byte("a"), 50), uint64(2))
+	f.Add([]byte("ppppA1"), []byte("ppppB2"), []byte("ppppA1ppppB2pppp"), uint64(3))
+	f.Fuzz(func(t *testing.T, p1, p2, text []byte, seed uint64) {
+		if len(text) > 4096 || len(p1) > 64 || len(p2) > 64 {
+			return
+		}
+		checkScrub(t, []scrubPattern{{p1, []byte("<1>")}, {p2, []byte("<2>")}}, text, seed)
+	})
+}
+
+// BenchmarkScrub: ns/byte over 1 KiB to 8 MiB with 1 and 100 secrets,
+// including the adversarial case of the issue (patterns sharing a long
+// prefix, the body echoing one of them back to back). Flat columns are
+// the claim: run with
+//
+//	go test -run '^$' -bench BenchmarkScrub -benchtime 300ms ./proxy/
+func BenchmarkScrub(b *testing.B) {
+	for _, secrets := range []int{1, 100} {
+		for _, shape := range []string{"text", "adversarial"} {
+			var pats []scrubPattern
+			prefix := strings.Repeat("p", 100)
+			for i := range secrets {
+				v := fmt.Sprintf("tok_live_%08x_value", i)
+				if shape == "adversarial" {
+					v = fmt.Sprintf("%s%08x", prefix, i)
+				}
+				pats = append(pats, scrubPattern{[]byte(v), []byte(canonicalRef(fmt.Sprintf("S%d", i)))})
+			}
+			s := newScrubber(pats)
+			for _, size := range []int{1 << 10, 64 << 10, 1 << 20, 8 << 20} {
+				var body []byte
+				for len(body) < size {
+					if shape == "adversarial" {
+						body = append(body, pats[0].find...)
+						body = append(body, prefix[:99]...)
+					} else {
+						body = append(body, "lorem ipsum dolor sit amet, consectetur adipiscing elit "...)
+						if len(body)%4096 < 64 {
+							body = append(body, pats[len(body)%len(pats)].find...)
+						}
+					}
+				}
+				body = body[:size]
+				b.Run(fmt.Sprintf("secrets=%d/%s/size=%d", secrets, shape, size), func(b *testing.B) {
+					b.SetBytes(int64(size))
+					for b.Loop() {
+						r := newScrubReader(io.NopCloser(bytes.NewReader(body)), s, nil)
+						if _, err := io.Copy(io.Discard, r); err != nil {
+							b.Fatal(err)
+						}
+					}
+					b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(size), "ns/byte")
+				})
+			}
+		}
+	}
+}
