@@ -38,6 +38,7 @@ const (
 	CodeInvalidJob            = "invalid_job"
 	CodeJobState              = "job_state"
 	CodeSecretInUse           = "secret_in_use"
+	CodeConflict              = "conflict"
 	CodeClientClosedRequest   = "client_closed_request"
 	statusClientClosedRequest = 499
 )
@@ -96,6 +97,8 @@ func classify(err error) (status int, code, message string) {
 		return http.StatusNotFound, CodeNotFound, err.Error()
 	case errors.Is(err, vault.ErrExists):
 		return http.StatusConflict, CodeAlreadyExists, err.Error()
+	case errors.Is(err, vault.ErrConflict):
+		return http.StatusConflict, CodeConflict, err.Error()
 	case errors.Is(err, vault.ErrBusy):
 		return http.StatusConflict, CodeConcurrentUpdate, err.Error()
 	case errors.Is(err, vault.ErrAuditUnavailable):

@@ -310,15 +310,3 @@ func (s *Server) retryJob(w http.ResponseWriter, r *http.Request, actor vault.Ac
 	writeJSON(w, http.StatusOK, toJobJSON(j))
 	return nil
 }
-
-func (s *Server) rotateCallbackSecret(w http.ResponseWriter, r *http.Request, actor vault.Actor) error {
-	creds, err := s.vault.RotateCallbackCredentials(r.Context(), actor)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, map[string]string{
-		"callback_secret": string(creds.CallbackSecret.Bytes()),
-		"signing_secret":  string(creds.SigningSecret.Bytes()),
-	})
-	return nil
-}

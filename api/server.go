@@ -133,7 +133,9 @@ func (s *Server) routes() {
 		http.MethodPost: s.authed(vault.RoleOperator, s.rotateKey),
 	})
 	s.route("/v1/workspace/callback-secret", map[string]http.HandlerFunc{
-		http.MethodPost: s.authed(vault.RoleAdmin, s.rotateCallbackSecret),
+		http.MethodPost:  s.authed(vault.RoleAdmin, s.rotateCallbackSecret),
+		http.MethodGet:   s.authed(vault.RoleAdmin, s.getCallbackSettings),
+		http.MethodPatch: s.authed(vault.RoleAdmin, s.patchCallbackSettings),
 	})
 	if s.queues != nil {
 		s.route("/v1/queues", map[string]http.HandlerFunc{

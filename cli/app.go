@@ -16,6 +16,9 @@ var Version = "dev"
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Plugin processes never outlive this one, whatever path it exits by.
 	defer plugin.CleanupClients()
+	if err := refuseArgvSecrets(args); err != nil {
+		return err
+	}
 	app := newApp(stdout, stderr)
 	if len(args) > 0 {
 		app.Metadata = map[string]any{metaInvoked: args[0]}
@@ -49,6 +52,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			auditCommand(),
 			keysCommand(),
 			workspacesCommand(),
+			callbackCommand(),
 			vaultCommand(),
 			devCommand(),
 			doctorCommand(),

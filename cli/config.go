@@ -57,6 +57,8 @@ const (
 	flagStoragePlugin    = "storage-plugin"
 	flagPluginSHA256     = "storage-plugin-sha256"
 	flagPostgresDSN      = "postgres-dsn"
+	// Issue 10 (memory): the vault cache's lifetime.
+	flagVaultCacheTTL = "vault-cache-ttl"
 	// Issue 11.
 	flagAuditBacklogMax    = "audit-backlog-max"
 	flagStorageCallTimeout = "storage-call-timeout"
@@ -99,6 +101,7 @@ func serveFlags() []cli.Flag {
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: flagJobsRetention, EnvVars: []string{envName(flagJobsRetention)}, Value: DefaultJobsRetention, Usage: "delete delivered, dead and canceled jobs (with attempts and idempotency records) older than this; 0 keeps them"}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: flagAuditRetention, EnvVars: []string{envName(flagAuditRetention)}, Value: DefaultAuditRetention, Usage: "delete audit rows older than this (sealed and, with --audit-export, exported ones; a sealed marker keeps the rest verifiable); 0 keeps them"}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: flagShutdownTimeout, EnvVars: []string{envName(flagShutdownTimeout)}, Value: DefaultShutdownTimeout, Usage: "how long to drain requests on SIGTERM"}),
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: flagVaultCacheTTL, EnvVars: []string{envName(flagVaultCacheTTL)}, Value: vault.DefaultCacheTTL, Usage: "how long an opened secret stays in memory (rotation and deletion drop it at once)"}),
 	}, quotaFlags()...) // issue #12: cli/quotas.go
 }
 
@@ -120,6 +123,7 @@ type serveConfig struct {
 	DispatchToken    string
 	DispatchProxyURL string
 	PluginSHA256     []byte
+	VaultCacheTTL    time.Duration
 	// Issue 11.
 	AuditBacklogMax    int
 	StorageCallTimeout time.Duration
@@ -157,6 +161,10 @@ func loadServeConfig(c *cli.Context) (serveConfig, error) {
 		StoragePlugin:    c.String(flagStoragePlugin),
 		DispatchToken:    c.String(flagDispatchToken),
 		DispatchProxyURL: c.String(flagDispatchProxyURL),
+		VaultCacheTTL:    c.Duration(flagVaultCacheTTL),
+	}
+	if cfg.VaultCacheTTL < time.Second || cfg.VaultCacheTTL > 24*time.Hour {
+		return cfg, settingErr(flagVaultCacheTTL, "must be 1s to 24h")
 	}
 	cfg.AuditBacklogMax = c.Int(flagAuditBacklogMax)
 	cfg.StorageCallTimeout = c.Duration(flagStorageCallTimeout)

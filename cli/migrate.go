@@ -13,7 +13,7 @@ func migrateCommand() *cli.Command {
 		Name:  "migrate",
 		Usage: "apply the PostgreSQL schema migrations (rotor serve also applies them on start)",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: flagPostgresDSN, EnvVars: []string{envName(flagPostgresDSN)}, Usage: "PostgreSQL connection string (prefer the environment variable)"},
+			&cli.StringFlag{Name: flagPostgresDSN, EnvVars: []string{envName(flagPostgresDSN)}, Usage: "PostgreSQL connection string (ROTOR_POSTGRES_DSN or a config file; refused on the command line)"},
 		},
 		Action: func(c *cli.Context) error {
 			dsn := c.String(flagPostgresDSN)

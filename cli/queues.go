@@ -401,10 +401,3 @@ func auditCommand() *cli.Command {
 		}},
 	}
 }
-
-func versionCommand() *cli.Command {
-	return &cli.Command{Name: "version", Usage: "print the version", Action: func(c *cli.Context) error {
-		fmt.Fprintf(c.App.Writer, "rotor %s\n", Version)
-		return nil
-	}}
-}

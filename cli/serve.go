@@ -121,6 +121,7 @@ func loadNodeConfig(c *cli.Context, mode string) (serveConfig, error) {
 
 func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	hardenProcess(log)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
@@ -128,7 +129,9 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	lockKey(log, "master key", masterKey)
 	defer clear(masterKey)
+	dropSecretEnv()
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -137,7 +140,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 		return err
 	}
 	defer store.Close()
-	v, err := vault.Open(ctx, vault.Options{Store: store, MasterKey: masterKey, Logger: log, Registerer: reg,
+	v, err := vault.Open(ctx, vault.Options{Store: store, MasterKey: masterKey, Logger: log, Registerer: reg, CacheTTL: cfg.VaultCacheTTL,
 		AuditBacklogMax: cfg.AuditBacklogMax, AuditAnchorPath: filepath.Join(cfg.DataDir, auditAnchorFile),
 		AuditExport: cfg.AuditExport, AuditExportCursorPath: filepath.Join(cfg.DataDir, auditExportCursorFile)})
 	if errors.Is(err, vault.ErrMasterKey) {

@@ -67,7 +67,10 @@ type harness struct {
 
 const token = "tok_live_9f8e7d6c5b4a"
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T) *harness { t.Helper(); return newHarnessWith(t, nil) }
+
+// newHarnessWith lets a test change the proxy's options (opt may be nil).
+func newHarnessWith(t *testing.T, opt func(*proxy.Options)) *harness {
 	t.Helper()
 	h := &harness{t: t, ve: vaulttest.New(t), clock: &fakeClock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}}
 	h.up = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -83,7 +86,11 @@ func newHarness(t *testing.T) *harness {
 		io.WriteString(w, "ok")
 	}))
 	t.Cleanup(h.up.Close)
-	p, err := proxy.New(proxy.Options{Vault: h.ve.Vault, Logger: h.ve.Logger, InternalToken: "internal-test-token"})
+	popts := proxy.Options{Vault: h.ve.Vault, Logger: h.ve.Logger, InternalToken: "internal-test-token"}
+	if opt != nil {
+		opt(&popts)
+	}
+	p, err := proxy.New(popts)
 	if err != nil {
 		t.Fatal(err)
 	}

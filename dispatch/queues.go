@@ -223,6 +223,9 @@ func (s *Service) CreateQueue(ctx context.Context, actor vault.Actor, name strin
 	if err := s.validate(ctx, q); err != nil {
 		return storage.Queue{}, err
 	}
+	if err := s.checkCallbackDestination(ctx, actor, nil, q); err != nil {
+		return storage.Queue{}, err
+	}
 	err := s.store.CreateQueue(ctx, storage.CreateQueueArgs{Queue: q, Audit: []storage.AuditEvent{queueAudit(actor, EventQueueCreated, q, now)}})
 	if errors.Is(err, storage.ErrExists) {
 		return storage.Queue{}, fmt.Errorf("%w: queue %q already exists", vault.ErrExists, name)
@@ -254,6 +257,9 @@ func (s *Service) UpdateQueue(ctx context.Context, actor vault.Actor, name strin
 		s.apply(&next, spec)
 		next.UpdatedAt = s.now().UTC()
 		if err := s.validate(ctx, next); err != nil {
+			return storage.Queue{}, false, err
+		}
+		if err := s.checkCallbackDestination(ctx, actor, &cur, next); err != nil {
 			return storage.Queue{}, false, err
 		}
 		err = s.store.UpdateQueue(ctx, storage.UpdateQueueArgs{Queue: next, ExpectedRevision: cur.Revision,

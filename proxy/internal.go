@@ -64,11 +64,15 @@ func (p *Proxy) isInternalToken(key string) bool {
 var errSignTooLarge = errors.New("a signed dispatch body must fit the buffer")
 
 // applyInternal adds what the dispatcher asked for, after the rewrite (so
-// the signature covers the body as the callback receives it).
+// the signature covers the body as the callback receives it). The callback
+// credentials obey their allowed_hosts like any secret, checked against the
+// host the request goes to: a refused request is not sent at all, so a
+// queue pointed at the wrong host fails visibly instead of delivering bare.
 func (st *reqState) applyInternal(out *http.Request, in internalReq) error {
 	ctx := out.Context()
+	creq := vault.CredentialRequest{WorkspaceID: st.actor.WorkspaceID, Host: out.URL.Hostname(), Scheme: st.scheme, Port: st.port, RequireAllowedHosts: st.p.requireAH}
 	if in.auth == "callback" {
-		cs, err := st.p.vault.Credential(ctx, st.actor.WorkspaceID, vault.CredentialCallback)
+		cs, err := st.p.vault.CallbackSecret(ctx, creq)
 		if err != nil {
 			return err
 		}
@@ -78,20 +82,33 @@ func (st *reqState) applyInternal(out *http.Request, in internalReq) error {
 		if out.ContentLength < 0 {
 			return fmt.Errorf("%w: %v", ErrValueRefused, errSignTooLarge)
 		}
-		key, err := st.p.vault.Credential(ctx, st.actor.WorkspaceID, vault.CredentialSigning)
+		keys, err := st.p.vault.SigningSecrets(ctx, creq)
 		if err != nil {
 			return err
 		}
-		raw, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(string(key.Bytes()), "whsec_"))
-		if err != nil {
-			return fmt.Errorf("signing key: %w", err)
+		sigs := make([]string, 0, len(keys))
+		for _, key := range keys {
+			sig, err := st.sign(out, key)
+			if err != nil {
+				return err
+			}
+			sigs = append(sigs, sig)
 		}
-		mac := hmac.New(sha256.New, raw)
-		mac.Write([]byte(out.Header.Get("webhook-id") + "." + out.Header.Get("webhook-timestamp") + "."))
-		if st.bodyBuf != nil {
-			mac.Write(st.bodyBuf.Bytes())
-		}
-		out.Header.Set("webhook-signature", "v1,"+base64.StdEncoding.EncodeToString(mac.Sum(nil)))
+		out.Header.Set("webhook-signature", strings.Join(sigs, " "))
 	}
 	return nil
+}
+
+// sign returns one Standard Webhooks signature ("v1,<base64>").
+func (st *reqState) sign(out *http.Request, key vault.Plaintext) (string, error) {
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(string(key.Bytes()), "whsec_"))
+	if err != nil {
+		return "", fmt.Errorf("signing key: %w", err)
+	}
+	mac := hmac.New(sha256.New, raw)
+	mac.Write([]byte(out.Header.Get("webhook-id") + "." + out.Header.Get("webhook-timestamp") + "."))
+	if st.bodyBuf != nil {
+		mac.Write(st.bodyBuf.Bytes())
+	}
+	return "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil)), nil
 }

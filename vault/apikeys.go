@@ -224,17 +224,57 @@ func (v *Vault) ListAPIKeys(ctx context.Context, actor Actor) ([]storage.APIKey,
 	return v.store.ListAPIKeys(ctx, actor.WorkspaceID)
 }
 
-// RevokeAPIKey revokes a key of the actor's workspace. Needs admin. A key
-// cannot revoke itself, so a workspace is not locked out by accident.
+// RevokeAPIKey revokes a key of the actor's workspace. Needs admin, and a
+// role at least the target key's (member < admin < operator), so an admin
+// cannot take away the only keys that create workspaces and rotate the
+// keyring. The last active operator key cannot be revoked (ErrConflict),
+// and a key cannot revoke itself, so a workspace is not locked out by
+// accident.
 func (v *Vault) RevokeAPIKey(ctx context.Context, actor Actor, id string) error {
 	if err := actor.require(RoleAdmin); err != nil {
 		return err
+	}
+	// Serialises this node's revocations, so two operator keys revoking each
+	// other here cannot both pass the last-operator check. Across nodes the
+	// window is one store round trip (docs/security.md).
+	v.revokeMu.Lock()
+	defer v.revokeMu.Unlock()
+	target, err := v.store.GetAPIKey(ctx, id)
+	if errors.Is(err, storage.ErrNotFound) || (err == nil && (target.WorkspaceID != actor.WorkspaceID || target.RevokedAt != nil)) {
+		return fmt.Errorf("%w: active API key %q", ErrNotFound, truncate(id, 80))
+	}
+	if err != nil {
+		return err
+	}
+	if !actor.Can(target.Role) {
+		return fmt.Errorf("%w: a key cannot revoke a key with a higher role than its own (%s)", ErrForbidden, target.Role)
+	}
+	if target.Role == RoleOperator {
+		if err := v.keepOneOperator(ctx, target); err != nil {
+			return err
+		}
 	}
 	if id == actor.KeyID {
 		return fmt.Errorf("%w: a key cannot revoke itself; use another admin key", ErrInvalidArgument)
 	}
 	ev := v.event(actor, EventAPIKeyRevoked, ResourceAPIKey, id, nil, nil)
-	err := v.store.RevokeAPIKey(ctx, storage.RevokeAPIKeyArgs{WorkspaceID: actor.WorkspaceID, ID: id, At: v.now(), Audit: []storage.AuditEvent{ev}})
+	err = v.store.RevokeAPIKey(ctx, storage.RevokeAPIKeyArgs{WorkspaceID: actor.WorkspaceID, ID: id, At: v.now(), Audit: []storage.AuditEvent{ev}})
 	v.auth.clear()
 	return mapStoreErr(err, fmt.Sprintf("active API key %q", id))
+}
+
+// keepOneOperator refuses to revoke target when it is the last active
+// operator key: without one, nobody can create workspaces or rotate the
+// keyring again short of a new bootstrap.
+func (v *Vault) keepOneOperator(ctx context.Context, target storage.APIKey) error {
+	keys, err := v.store.ListAPIKeys(ctx, target.WorkspaceID)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if k.ID != target.ID && k.Role == RoleOperator && k.RevokedAt == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %s is the last operator key; create another operator key before revoking it", ErrConflict, target.ID)
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"strings"
 
 	"rotor.sh/rotor/storage"
@@ -16,9 +15,18 @@ import (
 // valid secret name character): the callback secret dispatch sends as
 // "Authorization: Bearer ..." (the product guide's ROTOR_CALLBACK_SECRET),
 // and the Standard Webhooks signing key ("whsec_...").
+//
+// Both obey one destination policy, the allowed_hosts stored on the
+// callback secret's record (see CallbackSettings): the proxy attaches
+// neither to a host outside it, and a key below admin may only point a
+// queue at a host inside it (docs/security.md, "Callback credentials").
 const (
 	CredentialCallback = "rotor:callback_secret"
 	CredentialSigning  = "rotor:signing_secret"
+	// credentialSigningPrevious holds the signing secret a rotation replaced,
+	// with the end of its grace period sealed beside it ("<unix>\n<key>"),
+	// so a database writer cannot extend the grace.
+	credentialSigningPrevious = "rotor:signing_secret_previous"
 )
 
 // isReserved reports whether name is an internal credential name.
@@ -59,6 +67,10 @@ func (v *Vault) putCredential(ctx context.Context, wsID, name string, value Plai
 			return err
 		}
 		rec := storage.SecretRecord{SecretMeta: storage.SecretMeta{WorkspaceID: wsID, Name: name, Version: version, Hint: "...", KEKID: kek.id, CreatedAt: now, UpdatedAt: now}, Sealed: sealed}
+		if version > 1 {
+			// A new value keeps the destination policy.
+			rec.AllowedHosts = cur.AllowedHosts
+		}
 		if version == 1 {
 			err = v.store.CreateSecret(ctx, storage.CreateSecretArgs{Secret: rec})
 		} else {
@@ -97,42 +109,4 @@ func (v *Vault) EnsureCallbackCredentials(ctx context.Context, wsID string) (Cal
 		return CallbackCredentials{}, false, err
 	}
 	return creds, true, nil
-}
-
-// RotateCallbackCredentials replaces both credentials and returns the new
-// ones, the only time they are shown. Needs admin.
-func (v *Vault) RotateCallbackCredentials(ctx context.Context, actor Actor) (CallbackCredentials, error) {
-	if err := actor.require(RoleAdmin); err != nil {
-		return CallbackCredentials{}, err
-	}
-	creds := newCallbackCredentials()
-	if err := v.putCredential(ctx, actor.WorkspaceID, CredentialCallback, creds.CallbackSecret); err != nil {
-		return CallbackCredentials{}, err
-	}
-	if err := v.putCredential(ctx, actor.WorkspaceID, CredentialSigning, creds.SigningSecret); err != nil {
-		return CallbackCredentials{}, err
-	}
-	ev := v.event(actor, "workspace.callback_secret_rotated", ResourceWorkspace, actor.WorkspaceID, nil, nil)
-	if err := v.store.AppendAudit(ctx, []storage.AuditEvent{ev}); err != nil {
-		return CallbackCredentials{}, err
-	}
-	return creds, nil
-}
-
-// Credential returns a workspace's dispatch credential (CredentialCallback
-// or CredentialSigning) for the proxy to place into a dispatch request. It
-// is cached like secrets and not audited per use: only Rotor's own
-// dispatcher can ask for it, never a template.
-func (v *Vault) Credential(ctx context.Context, wsID, name string) (Plaintext, error) {
-	if !isReserved(name) {
-		return Plaintext{}, fmt.Errorf("%w: %q is not a credential", ErrInvalidArgument, name)
-	}
-	if e, ok := v.cache.get(wsID, name); ok {
-		return e.value, nil
-	}
-	e, err := v.load(ctx, wsID, name)
-	if err != nil {
-		return Plaintext{}, err
-	}
-	return e.value, nil
 }

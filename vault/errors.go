@@ -33,6 +33,9 @@ var (
 	ErrBusy = errors.New("concurrent updates, try again")
 	// ErrAuditTampered: the audit chain or its seal does not verify.
 	ErrAuditTampered = errors.New("audit trail tampered with")
+	// ErrConflict: the operation would leave the deployment in a state it
+	// cannot recover from by itself (revoking the last operator key).
+	ErrConflict = errors.New("conflict")
 	// ErrAuditUnavailable: the access row a request needs cannot be queued
 	// (the audit backlog is at its bound while storage is failing or slow),
 	// so the request is refused rather than served without a row. Retry.

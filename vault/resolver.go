@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"time"
 
 	"rotor.sh/rotor/internal/jsonx"
 	"rotor.sh/rotor/storage"
@@ -187,24 +188,46 @@ type cacheEntry struct {
 	version      int64
 	value        Plaintext
 	allowedHosts []string
+	// expires ends the entry's use (checked on the vault's clock); drop
+	// removes it from memory at the same time, resolved again or not.
+	expires time.Time
+	drop    *time.Timer
 }
 
-// cache holds opened secrets. Every invalidation bumps gen, and a load only
-// stores its result if gen did not move while it read, so a value read before
-// a rotation committed can never be cached after it.
+// DefaultCacheTTL bounds how long an opened secret stays in memory: a
+// change this node is not told about (another node, a lost notification) is
+// seen within it, and a value nobody resolves leaves the heap's live set.
+const DefaultCacheTTL = 5 * time.Minute
+
+// cache holds opened secrets for ttl. Every invalidation bumps gen, and a
+// load only stores its result if gen did not move while it read, so a value
+// read before a rotation committed can never be cached after it.
 type cache struct {
 	mu      sync.RWMutex
 	gen     uint64
 	entries map[cacheKey]cacheEntry
+	ttl     time.Duration
+	now     func() time.Time
 }
 
-func newCache() *cache { return &cache{entries: map[cacheKey]cacheEntry{}} }
+func newCache(ttl time.Duration, now func() time.Time) *cache {
+	return &cache{entries: map[cacheKey]cacheEntry{}, ttl: ttl, now: now}
+}
 
 func (c *cache) get(ws, name string) (cacheEntry, bool) {
 	c.mu.RLock()
 	e, ok := c.entries[cacheKey{ws, name}]
 	c.mu.RUnlock()
+	if ok && !c.now().Before(e.expires) {
+		return cacheEntry{}, false
+	}
 	return e, ok
+}
+
+func (c *cache) len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.entries)
 }
 
 func (c *cache) generation() uint64 {
@@ -216,15 +239,35 @@ func (c *cache) generation() uint64 {
 func (c *cache) putIfCurrent(ws, name string, e cacheEntry, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.gen == gen {
-		c.entries[cacheKey{ws, name}] = e
+	if c.gen != gen {
+		return
 	}
+	k := cacheKey{ws, name}
+	if old, ok := c.entries[k]; ok {
+		old.drop.Stop()
+	}
+	e.expires = c.now().Add(c.ttl)
+	e.drop = time.AfterFunc(c.ttl, func() { c.expire(k, e.expires) })
+	c.entries[k] = e
+}
+
+// expire removes k if it is still the entry that expires at exp.
+func (c *cache) expire(k cacheKey, exp time.Time) {
+	c.mu.Lock()
+	if e, ok := c.entries[k]; ok && e.expires.Equal(exp) {
+		delete(c.entries, k)
+	}
+	c.mu.Unlock()
 }
 
 func (c *cache) invalidate(ws, name string) {
 	c.mu.Lock()
 	c.gen++
-	delete(c.entries, cacheKey{ws, name})
+	k := cacheKey{ws, name}
+	if e, ok := c.entries[k]; ok {
+		e.drop.Stop()
+		delete(c.entries, k)
+	}
 	c.mu.Unlock()
 }
 
@@ -249,6 +292,9 @@ func (v *Vault) WatchChanges(ctx context.Context) error {
 func (c *cache) clear() {
 	c.mu.Lock()
 	c.gen++
+	for _, e := range c.entries {
+		e.drop.Stop()
+	}
 	clear(c.entries)
 	c.mu.Unlock()
 }

@@ -2,6 +2,7 @@ package vault
 
 import (
 	"context"
+	"crypto/cipher"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -28,6 +29,8 @@ type Options struct {
 	// AuditSealInterval is how often chain heads are sealed
 	// (DefaultAuditSealInterval when 0; negative: never, SealAudit by hand).
 	AuditSealInterval time.Duration
+	// CacheTTL is how long an opened secret is kept (DefaultCacheTTL when 0).
+	CacheTTL time.Duration
 	// AuditBacklogMax bounds the access rows accepted but not yet written;
 	// at the bound, requests needing a new row fail with ErrAuditUnavailable
 	// (DefaultAuditBacklogMax when 0).
@@ -52,6 +55,9 @@ type Vault struct {
 	log     *slog.Logger
 	metrics *metrics
 	now     func() time.Time
+
+	revokeMu sync.Mutex  // see RevokeAPIKey
+	sessions cipher.AEAD // dashboard session tokens (sessions.go)
 
 	auditKey []byte // HMAC key for chain seals, derived from the master key
 	sealMu   sync.Mutex
@@ -84,6 +90,9 @@ func Open(ctx context.Context, opts Options) (*Vault, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.CacheTTL <= 0 {
+		opts.CacheTTL = DefaultCacheTTL
+	}
 	kr, err := loadKeyring(ctx, opts.Store, opts.MasterKey, opts.Now)
 	if err != nil {
 		return nil, err
@@ -92,15 +101,21 @@ func Open(ctx context.Context, opts Options) (*Vault, error) {
 	if err != nil {
 		return nil, err
 	}
+	lockKey(opts.Logger, "audit seal key", auditKey)
+	sessions, err := newSessionAEAD(opts.MasterKey)
+	if err != nil {
+		return nil, err
+	}
 	m := newMetrics(opts.Registerer)
 	v := &Vault{
+		sessions: sessions,
 		auditKey: auditKey,
 		sealed:   map[string]int64{},
 		sealStop: make(chan struct{}),
 		sealDone: make(chan struct{}),
 		store:    opts.Store,
 		keys:     kr,
-		cache:    newCache(),
+		cache:    newCache(opts.CacheTTL, opts.Now),
 		log:      opts.Logger,
 		metrics:  m,
 		now:      opts.Now,
@@ -145,6 +160,7 @@ func (v *Vault) Close(ctx context.Context) error {
 			v.log.Error("audit seal at close failed", "err", serr)
 		}
 	}
+	v.cache.clear()
 	if v.export != nil {
 		if xerr := v.export.close(ctx); xerr != nil {
 			v.log.Error("audit export at close failed", "err", xerr)

@@ -1,10 +1,7 @@
 package web
 
 import (
-	"crypto/rand"
-	"crypto/subtle"
 	"embed"
-	"encoding/hex"
 	"errors"
 	"html/template"
 	"log/slog"
@@ -12,7 +9,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"rotor.sh/rotor/dispatch"
@@ -23,18 +19,17 @@ import (
 //go:embed templates/*.html
 var templateFS embed.FS
 
-// Session lifetime and the cookie's name.
-const (
-	sessionTTL  = 12 * time.Hour
-	cookieName  = "rotor_session"
-	maxSessions = 10000
-)
-
 // Options configure New.
 type Options struct {
 	Vault  *vault.Vault
 	Queues *dispatch.Service
 	Logger *slog.Logger
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+	// SessionIdle and SessionMax bound a session (DefaultSessionIdle,
+	// DefaultSessionMax when zero); see sessions.go.
+	SessionIdle time.Duration
+	SessionMax  time.Duration
 }
 
 // Dashboard serves /dashboard.
@@ -44,15 +39,12 @@ type Dashboard struct {
 	log    *slog.Logger
 	pages  map[string]*template.Template
 	mux    *http.ServeMux
+	// cop refuses cross-origin POSTs, /dashboard/login included (login CSRF).
+	cop *http.CrossOriginProtection
 
-	mu       sync.Mutex
-	sessions map[string]session
-}
-
-type session struct {
-	key     string
-	csrf    string
-	expires time.Time
+	now       func() time.Time
+	idle, max time.Duration
+	loggedOut loggedOut
 }
 
 // New builds the dashboard handler (mount it at /dashboard/).
@@ -60,7 +52,17 @@ func New(o Options) (*Dashboard, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	d := &Dashboard{vault: o.Vault, queues: o.Queues, log: o.Logger, pages: map[string]*template.Template{}, sessions: map[string]session{}, mux: http.NewServeMux()}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.SessionIdle <= 0 {
+		o.SessionIdle = DefaultSessionIdle
+	}
+	if o.SessionMax <= 0 {
+		o.SessionMax = DefaultSessionMax
+	}
+	d := &Dashboard{vault: o.Vault, queues: o.Queues, log: o.Logger, pages: map[string]*template.Template{}, mux: http.NewServeMux(),
+		cop: http.NewCrossOriginProtection(), now: o.Now, idle: o.SessionIdle, max: o.SessionMax}
 	for _, p := range []string{"login", "secrets", "queues", "jobs", "audit"} {
 		t, err := template.ParseFS(templateFS, "templates/layout.html", "templates/"+p+".html")
 		if err != nil {
@@ -97,100 +99,7 @@ func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
-	d.mux.ServeHTTP(w, r)
-}
-
-func randomToken() string {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-// req is one signed-in request.
-type req struct {
-	w     http.ResponseWriter
-	r     *http.Request
-	actor vault.Actor
-	sess  session
-	sid   string
-}
-
-func (d *Dashboard) session(r *http.Request) (string, session, bool) {
-	c, err := r.Cookie(cookieName)
-	if err != nil {
-		return "", session{}, false
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	s, ok := d.sessions[c.Value]
-	if !ok || time.Now().After(s.expires) {
-		delete(d.sessions, c.Value)
-		return "", session{}, false
-	}
-	return c.Value, s, true
-}
-
-// authed requires a session (and, for POST, its CSRF token), and checks the
-// key again on every request, so a revoked key ends its sessions.
-func (d *Dashboard) authed(h func(*req)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		sid, s, ok := d.session(r)
-		if !ok {
-			http.Redirect(w, r, "/dashboard/login", http.StatusSeeOther)
-			return
-		}
-		actor, err := d.vault.Authenticate(r.Context(), s.key)
-		if err != nil {
-			d.drop(sid)
-			http.Redirect(w, r, "/dashboard/login", http.StatusSeeOther)
-			return
-		}
-		if r.Method == http.MethodPost {
-			r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
-			if subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(s.csrf)) != 1 {
-				http.Error(w, "invalid or missing CSRF token; reload the page", http.StatusForbidden)
-				return
-			}
-		}
-		h(&req{w: w, r: r, actor: actor, sess: s, sid: sid})
-	}
-}
-
-func (d *Dashboard) drop(sid string) {
-	d.mu.Lock()
-	delete(d.sessions, sid)
-	d.mu.Unlock()
-}
-
-func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, 1<<16)
-	key := strings.TrimSpace(r.PostFormValue("key"))
-	if _, err := d.vault.Authenticate(r.Context(), key); err != nil {
-		w.WriteHeader(http.StatusUnauthorized)
-		d.render(w, r, "login", "", nil, errors.New("that API key is not valid"))
-		return
-	}
-	sid := randomToken()
-	d.mu.Lock()
-	if len(d.sessions) >= maxSessions {
-		now := time.Now()
-		for k, s := range d.sessions {
-			if now.After(s.expires) {
-				delete(d.sessions, k)
-			}
-		}
-	}
-	d.sessions[sid] = session{key: key, csrf: randomToken(), expires: time.Now().Add(sessionTTL)}
-	d.mu.Unlock()
-	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: sid, Path: "/dashboard", HttpOnly: true, SameSite: http.SameSiteStrictMode,
-		Secure: r.TLS != nil, MaxAge: int(sessionTTL.Seconds())})
-	http.Redirect(w, r, "/dashboard/settings/secrets", http.StatusSeeOther)
-}
-
-func (d *Dashboard) logout(q *req) {
-	d.drop(q.sid)
-	http.SetCookie(q.w, &http.Cookie{Name: cookieName, Value: "", Path: "/dashboard", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
-	http.Redirect(q.w, q.r, "/dashboard/login", http.StatusSeeOther)
+	d.cop.Handler(d.mux).ServeHTTP(w, r)
 }
 
 type page struct {

@@ -150,7 +150,7 @@ func (s *Store) EnqueueJobs(ctx context.Context, args storage.EnqueueJobsArgs) (
 		wake, _ := json.Marshal(storage.Change{Kind: storage.ChangeJobs})
 		var n int
 		var ignored string
-		if err := s.pool.QueryRow(ctx, enqueueOne, j.ID, j.WorkspaceID, j.Queue, j.RunAt, string(body), j.CreatedAt, changeChannel, string(wake), len(j.Payload)).Scan(&n, &ignored); err != nil {
+		if err := s.pool.QueryRow(ctx, enqueueOne, j.ID, j.WorkspaceID, j.Queue, j.RunAt, string(body), j.CreatedAt, s.channel, string(wake), len(j.Payload)).Scan(&n, &ignored); err != nil {
 			return nil, mapErr(err, "enqueue")
 		}
 		if n == 0 {

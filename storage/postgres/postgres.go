@@ -36,6 +36,8 @@ const migrationLock = 0x526f746f72 // "Rotor"
 type Store struct {
 	pool *pgxpool.Pool
 	fair storage.Fair // turns among workspaces and queues when leasing (per node)
+	// channel is this schema's NOTIFY channel (see channelSQL).
+	channel string
 }
 
 // Open connects to dsn and applies pending migrations.
@@ -56,6 +58,10 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
+	}
+	if err := pool.QueryRow(ctx, `SELECT `+channelSQL).Scan(&s.channel); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: change channel: %w", err)
 	}
 	return s, nil
 }
@@ -477,13 +483,21 @@ func kekExists(ctx context.Context, tx pgx.Tx, id string) error {
 	return err
 }
 
-// changeChannel carries storage.Change JSON to every node (NOTIFY inside
-// the writing transaction is delivered when it commits).
-const changeChannel = "rotor_changes"
+// channelSQL names the channel that carries storage.Change JSON to every
+// node of one deployment (NOTIFY inside the writing transaction is
+// delivered when it commits). Channels are per database, not per schema,
+// so the name is derived from the schema the tables live in: deployments
+// (and test schemas) sharing a database in different schemas never see
+// each other's changes. The public schema keeps the historical name, so
+// nodes of the previous release interoperate during a rolling upgrade.
+// One SQL expression serves both sides: the notifying transaction
+// evaluates it, and Open evaluates it once for LISTEN and enqueueOne.
+const channelSQL = `CASE WHEN current_schema() = 'public' THEN 'rotor_changes'
+	ELSE 'rotor_changes_' || left(md5(coalesce(current_schema(), '')), 16) END`
 
 func notify(ctx context.Context, tx pgx.Tx, c storage.Change) error {
 	b, _ := json.Marshal(c)
-	_, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, changeChannel, string(b))
+	_, err := tx.Exec(ctx, `SELECT pg_notify(`+channelSQL+`, $1)`, string(b))
 	return err
 }
 
@@ -513,10 +527,11 @@ func (s *Store) listen(ctx context.Context, fn func(storage.Change)) error {
 		return err
 	}
 	defer conn.Release()
-	if _, err := conn.Exec(ctx, "LISTEN "+changeChannel); err != nil {
+	ident := pgx.Identifier{s.channel}.Sanitize()
+	if _, err := conn.Exec(ctx, "LISTEN "+ident); err != nil {
 		return err
 	}
-	defer conn.Exec(context.Background(), "UNLISTEN "+changeChannel)
+	defer conn.Exec(context.Background(), "UNLISTEN "+ident)
 	for {
 		n, err := conn.Conn().WaitForNotification(ctx)
 		if err != nil {

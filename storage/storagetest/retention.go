@@ -18,8 +18,8 @@ func testPruneJobs(t *testing.T, s storage.Store) {
 		t.Fatal("the store does not implement storage.Retainer")
 	}
 	mkWorkspace(t, s, "ws_a")
-	// Room for 8 leases at once (queues lease at most their concurrency).
-	mkQueueWith(t, s, "ws_a", "q", 16, 0)
+	// Concurrency 8: fair leasing starts at most a queue's free concurrency.
+	mkQueueWith(t, s, "ws_a", "q", 8, 0)
 	// Time-ordered ids, as dispatch.NewJobID makes them.
 	id := func(i int) string { return fmt.Sprintf("job_%04d", i) }
 	var jobs []storage.Job

@@ -28,6 +28,8 @@ type Env struct {
 	Logs     *leakcheck.Buffer
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
+	// MasterKey opens a second Vault on Store (another node).
+	MasterKey []byte
 }
 
 // New opens and bootstraps a vault; everything is closed at cleanup.
@@ -41,7 +43,8 @@ func New(t testing.TB) *Env {
 	t.Cleanup(func() { e.Store.Close() })
 	e.Logger = slog.New(slog.NewJSONHandler(e.Logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx := context.Background()
-	if e.Vault, err = vault.Open(ctx, vault.Options{Store: e.Store, MasterKey: vault.GenerateMasterKey(), Logger: e.Logger, Registerer: e.Registry}); err != nil {
+	e.MasterKey = vault.GenerateMasterKey()
+	if e.Vault, err = vault.Open(ctx, vault.Options{Store: e.Store, MasterKey: e.MasterKey, Logger: e.Logger, Registerer: e.Registry}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.Vault.Close(context.Background()) })
