@@ -64,6 +64,7 @@ const (
 	flagStorageCallTimeout = "storage-call-timeout"
 	flagAuditExport        = "audit-export"
 	flagJobsRetention      = "jobs-retention"
+	flagAuditRetention     = "audit-retention" // issue 11
 )
 
 func envName(flag string) string {
@@ -98,6 +99,7 @@ func serveFlags() []cli.Flag {
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: flagStorageCallTimeout, EnvVars: []string{envName(flagStorageCallTimeout)}, Value: plugins.DefaultCallTimeout, Usage: "deadline of each call to the storage plugin (a hung plugin answers unavailable after it)"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: flagAuditExport, EnvVars: []string{envName(flagAuditExport)}, Usage: "export the audit trail and its seals as JSON Lines: stdout or file:PATH (reopened on SIGHUP)"}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: flagJobsRetention, EnvVars: []string{envName(flagJobsRetention)}, Value: DefaultJobsRetention, Usage: "delete delivered, dead and canceled jobs (with attempts and idempotency records) older than this; 0 keeps them"}),
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: flagAuditRetention, EnvVars: []string{envName(flagAuditRetention)}, Value: DefaultAuditRetention, Usage: "delete audit rows older than this (sealed and, with --audit-export, exported ones; a sealed marker keeps the rest verifiable); 0 keeps them"}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: flagShutdownTimeout, EnvVars: []string{envName(flagShutdownTimeout)}, Value: DefaultShutdownTimeout, Usage: "how long to drain requests on SIGTERM"}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: flagVaultCacheTTL, EnvVars: []string{envName(flagVaultCacheTTL)}, Value: vault.DefaultCacheTTL, Usage: "how long an opened secret stays in memory (rotation and deletion drop it at once)"}),
 	}, quotaFlags()...) // issue #12: cli/quotas.go
@@ -127,6 +129,7 @@ type serveConfig struct {
 	StorageCallTimeout time.Duration
 	AuditExport        string
 	JobsRetention      time.Duration
+	AuditRetention     time.Duration
 	Quotas             api.Quotas // issue #12: cli/quotas.go
 	// Components: the API server, the dispatcher, and the proxy when Proxy
 	// is set.
@@ -168,6 +171,10 @@ func loadServeConfig(c *cli.Context) (serveConfig, error) {
 	cfg.JobsRetention = c.Duration(flagJobsRetention)
 	if cfg.JobsRetention < 0 {
 		return cfg, settingErr(flagJobsRetention, "must not be negative")
+	}
+	cfg.AuditRetention = c.Duration(flagAuditRetention)
+	if cfg.AuditRetention < 0 {
+		return cfg, settingErr(flagAuditRetention, "must not be negative")
 	}
 	cfg.AuditExport = c.String(flagAuditExport)
 	if cfg.AuditExport != "" {

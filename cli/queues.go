@@ -366,6 +366,9 @@ func auditCommand() *cli.Command {
 					SealedAt      *time.Time `json:"sealed_at,omitempty"`
 					FirstBadID    int64      `json:"first_bad_id,omitempty"`
 					Problem       string     `json:"problem,omitempty"`
+					PrunedThrough int64      `json:"pruned_through,omitempty"`
+					PrunedRows    int64      `json:"pruned_rows,omitempty"`
+					PrunedAt      *time.Time `json:"pruned_at,omitempty"`
 				}
 				if err := a.do(c.Context, "GET", "/v1/audit/verify", nil, &res); err != nil {
 					return err
@@ -376,6 +379,9 @@ func auditCommand() *cli.Command {
 					}
 				} else if res.OK {
 					fmt.Fprintf(a.out, "audit trail intact: %d rows, last row %d, sealed through row %d at %s\n", res.Rows, res.LastID, res.SealedThrough, fmtTime(res.SealedAt))
+					if res.PrunedRows > 0 {
+						fmt.Fprintf(a.out, "pruned by retention: %d rows, through row %d, last at %s (the trail verifies from the sealed marker)\n", res.PrunedRows, res.PrunedThrough, fmtTime(res.PrunedAt))
+					}
 				}
 				if !res.OK {
 					if res.FirstBadID != 0 {
@@ -384,7 +390,7 @@ func auditCommand() *cli.Command {
 					return fmt.Errorf("audit trail tampered with: %s", res.Problem)
 				}
 				if path := c.String(flagAgainst); path != "" {
-					msg, err := checkAgainst(c.Context, a, path)
+					msg, err := checkAgainst(c.Context, a, path, res.PrunedThrough)
 					if err != nil {
 						return err
 					}

@@ -9,11 +9,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"rotor.sh/rotor/storage"
+	"rotor.sh/rotor/vault"
 )
 
 const (
 	// DefaultJobsRetention keeps finished jobs a week.
 	DefaultJobsRetention = 168 * time.Hour
+	// DefaultAuditRetention keeps the audit trail (0: forever); the
+	// README recommends a value for long-running nodes.
+	DefaultAuditRetention = 0
 	// retentionEvery is how often pruning runs (more often for retentions
 	// under two minutes: half the retention).
 	retentionEvery = time.Minute
@@ -35,11 +39,7 @@ func jobsRetention(st storage.Store, keep time.Duration, log *slog.Logger, reg p
 		if !ok || keep <= 0 {
 			return nil
 		}
-		every := retentionEvery
-		if keep < 2*time.Minute {
-			every = max(keep/2, time.Second)
-		}
-		t := time.NewTicker(every)
+		t := time.NewTicker(retentionInterval(keep))
 		defer t.Stop()
 		for {
 			select {
@@ -60,6 +60,39 @@ func jobsRetention(st storage.Store, keep time.Duration, log *slog.Logger, reg p
 				if n < pruneBatch {
 					break
 				}
+			}
+		}
+	}
+}
+
+// retentionInterval: every minute, half the retention when that is under
+// two minutes (the issue: pruning lags a short retention by at most half).
+func retentionInterval(keep time.Duration) time.Duration {
+	if keep < 2*retentionEvery {
+		return max(keep/2, time.Second)
+	}
+	return retentionEvery
+}
+
+// auditRetention prunes audit rows older than keep (sealed, and exported
+// when an export is configured; vault.PruneAudit) until ctx ends. A task of
+// runServers, which owns its goroutine; rotor_audit_pruned_total counts.
+func auditRetention(v *vault.Vault, keep time.Duration, log *slog.Logger) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if keep <= 0 {
+			return nil
+		}
+		t := time.NewTicker(retentionInterval(keep))
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+			}
+			_, err := v.PruneAudit(ctx, vault.PruneAuditArgs{Before: time.Now().Add(-keep), Limit: pruneBatch})
+			if err != nil && ctx.Err() == nil {
+				log.Error("audit retention failed; will retry", "err", err)
 			}
 		}
 	}

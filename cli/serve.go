@@ -295,6 +295,8 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 		// Issue 11: finished jobs are deleted after --jobs-retention.
 		tasks = append(tasks, jobsRetention(store, cfg.JobsRetention, log, reg))
 	}
+	// Issue 11: audit rows are pruned after --audit-retention.
+	tasks = append(tasks, auditRetention(v, cfg.AuditRetention, log))
 	servers = append(servers, &namedServer{name: "ops", addr: cfg.OpsAddr, handler: api.Ops(reg, ready)})
 	return runServers(ctx, log, cfg.ShutdownTimeout, servers, tasks...)
 }

@@ -61,3 +61,40 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestAuditRetention: with --audit-retention 3s the node prunes sealed audit
+// rows (rotor_audit_pruned_total), and GET /v1/audit/verify still verifies
+// the remaining trail and says what retention pruned and when.
+func TestAuditRetention(t *testing.T) {
+	s := startServer(t, t.TempDir(), "ROTOR_AUDIT_RETENTION=3s")
+	defer s.stop()
+	key := s.adminKey()
+	if code, body := call(t, "POST", s.apiURL+"/v1/secrets", key, `{"name":"RETAINED","value":"retained-value-0123"}`); code != 201 {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, body := call(t, "GET", s.apiURL+"/v1/audit/verify", key, "")
+		var res struct {
+			OK            bool   `json:"ok"`
+			PrunedThrough int64  `json:"pruned_through"`
+			PrunedRows    int64  `json:"pruned_rows"`
+			PrunedAt      string `json:"pruned_at"`
+		}
+		json.Unmarshal([]byte(body), &res)
+		if code != 200 || !res.OK {
+			t.Fatalf("verify: %d %s", code, body)
+		}
+		if res.PrunedRows > 0 && res.PrunedThrough > 0 && res.PrunedAt != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no rows pruned within 30 s: %s", body)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	_, metrics := call(t, "GET", s.opsURL+"/metrics", "", "")
+	if !strings.Contains(metrics, "rotor_audit_pruned_total ") || strings.Contains(metrics, "rotor_audit_pruned_total 0\n") {
+		t.Fatalf("rotor_audit_pruned_total:\n%s", grepLines(metrics, "rotor_audit_pruned"))
+	}
+}

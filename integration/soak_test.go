@@ -205,7 +205,12 @@ func TestSoak(t *testing.T) {
 	savedBin, savedOut := rotorBin, newOutput
 	logs := &headOutput{}
 	rotorBin, newOutput = bin, func() output { return logs }
-	s := startServer(t, t.TempDir(), "ROTOR_BOOTSTRAP_API_KEY="+key, "ROTOR_LOG_LEVEL=info")
+	// Issue 11: jobs and audit rows are pruned during the run, so the data
+	// file stops growing. A minute (make soak) or a sixth of a shorter run
+	// (10 s for the 60 s CI soak), so the window judged below is past it.
+	retention := envDuration(t, "ROTOR_SOAK_RETENTION", min(max(dur/6, 5*time.Second), time.Minute))
+	s := startServer(t, t.TempDir(), "ROTOR_BOOTSTRAP_API_KEY="+key, "ROTOR_LOG_LEVEL=info",
+		"ROTOR_JOBS_RETENTION="+retention.String(), "ROTOR_AUDIT_RETENTION="+retention.String())
 	rotorBin, newOutput = savedBin, savedOut
 	defer s.stop()
 	for _, st := range []struct{ method, path, body string }{
@@ -298,6 +303,14 @@ func TestSoak(t *testing.T) {
 	warm := min(dur/10, 30*time.Second)
 	time.Sleep(max(warm, time.Second))
 	start := s.sample(t)
+	// The growth window: the last third of the run, at most its last 5 min.
+	window := min(dur/3, 5*time.Minute)
+	var mid soakSample
+	select {
+	case <-ctx.Done():
+	case <-time.After(time.Until(started.Add(dur - window))):
+	}
+	mid = s.sample(t)
 	wg.Wait()
 	elapsed := time.Since(started)
 
@@ -315,7 +328,7 @@ func TestSoak(t *testing.T) {
 		"jobs_accepted": acceptedN.Load(), "jobs_per_s": float64(acceptedN.Load()) / elapsed.Seconds(),
 		"jobs_lost": lost, "errors": errs.Load(), "wrong_values": wrongValue.Load(),
 		"log_lines": logs.lines.Load(), "log_error_lines": logs.errors.Load(),
-		"start": start, "end": end,
+		"start": start, "mid": mid, "end": end, "retention_s": retention.Seconds(), "growth_window_s": window.Seconds(),
 	}
 	rep, _ := json.MarshalIndent(report, "", "  ")
 	t.Logf("soak report:\n%s", rep)
@@ -344,6 +357,12 @@ func TestSoak(t *testing.T) {
 	}
 	if end.PluginAnonMiB > start.PluginAnonMiB*1.5+32 {
 		t.Errorf("plugin anonymous memory grew from %.1f MiB to %.1f MiB", start.PluginAnonMiB, end.PluginAnonMiB)
+	}
+	// Bounded growth (issue 11): with retention the bbolt file reuses freed
+	// pages. Judged on runs of a minute or more (a shorter run ends before
+	// retention has pruned anything).
+	if dur >= time.Minute && end.DataFileMiB > mid.DataFileMiB*1.05 {
+		t.Errorf("the data file grew from %.1f MiB to %.1f MiB over the last %s (more than 5%%) with %s retention", mid.DataFileMiB, end.DataFileMiB, window, retention)
 	}
 	if end.AnonMiB > start.AnonMiB*1.5+32 {
 		t.Errorf("anonymous memory grew from %.1f MiB to %.1f MiB", start.AnonMiB, end.AnonMiB)

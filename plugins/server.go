@@ -161,7 +161,9 @@ var handlers = map[string]handler{
 		return st.CountJobs(ctx)
 	}),
 	// Issue 11 (plugins/retention.go).
-	"PruneJobs": h(pruneJobs),
+	"PruneJobs":         h(pruneJobs),
+	"PruneAudit":        h(pruneAudit),
+	"GetAuditRetention": h(getAuditRetention),
 	// issue #12: quotas.
 	"JobUsage": h(func(st storage.Store, ctx context.Context, a idArgs) (storage.JobUsage, error) {
 		return st.JobUsage(ctx, a.ID)

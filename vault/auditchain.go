@@ -53,6 +53,12 @@ type AuditVerification struct {
 	SealedAt      time.Time `json:"sealed_at,omitzero"`
 	FirstBadID    int64     `json:"first_bad_id,omitempty"`
 	Problem       string    `json:"problem,omitempty"`
+	// Retention (issue 11): rows up to PrunedThrough (PrunedRows in all)
+	// were deleted by --audit-retention, last at PrunedAt; the trail is
+	// verified from the marker they left.
+	PrunedThrough int64     `json:"pruned_through,omitempty"`
+	PrunedRows    int64     `json:"pruned_rows,omitempty"`
+	PrunedAt      time.Time `json:"pruned_at,omitzero"`
 }
 
 func deriveAuditKey(master []byte) ([]byte, error) {
@@ -178,6 +184,18 @@ type walkResult struct {
 // there and carry seal.Chain.
 func (v *Vault) walkChain(ctx context.Context, ws string, from storage.AuditHead, upTo int64, seal *storage.AuditCheckpoint) (walkResult, error) {
 	r := walkResult{lastID: from.LastID, chain: from.Chain}
+	if seal != nil && from.LastID > 0 && seal.LastID <= from.LastID {
+		// Retention pruned through the sealed row (never past it).
+		switch {
+		case seal.LastID < from.LastID:
+			r.bad, r.problem = seal.LastID, fmt.Sprintf("the seal (row %d) is older than the rows pruned by retention (through row %d): an older seal was replayed", seal.LastID, from.LastID)
+			return r, nil
+		case !bytes.Equal(seal.Chain, from.Chain):
+			r.bad, r.problem = seal.LastID, "the retention marker and the seal disagree on this row's chain value"
+			return r, nil
+		}
+		r.sealSeen = true
+	}
 	for {
 		evs, err := v.store.ListAuditAsc(ctx, storage.AuditRange{WorkspaceID: ws, AfterID: r.lastID, Limit: auditVerifyPage})
 		if err != nil {
@@ -222,6 +240,25 @@ func (v *Vault) walkChain(ctx context.Context, ws string, from storage.AuditHead
 // reports the first row that was edited, deleted, reordered or truncated.
 // It needs the master key (through the vault): the store alone cannot.
 func (v *Vault) VerifyAudit(ctx context.Context, actor Actor) (AuditVerification, error) {
+	// Retention may prune rows while the walk reads them (another node, or
+	// this one's task): a failure with the marker moved on is walked again.
+	for attempt := 0; ; attempt++ {
+		res, err := v.verifyAudit(ctx, actor)
+		if err != nil || res.OK || attempt == 2 {
+			return res, err
+		}
+		rt, ok := v.store.(storage.Retainer)
+		if !ok {
+			return res, nil
+		}
+		m, err := rt.GetAuditRetention(ctx, actor.WorkspaceID)
+		if err != nil || m.ThroughID == res.PrunedThrough {
+			return res, nil
+		}
+	}
+}
+
+func (v *Vault) verifyAudit(ctx context.Context, actor Actor) (AuditVerification, error) {
 	ws := actor.WorkspaceID
 	out := AuditVerification{OK: true}
 	var seal *storage.AuditCheckpoint
@@ -248,7 +285,20 @@ func (v *Vault) VerifyAudit(ctx context.Context, actor Actor) (AuditVerification
 			out.SealedThrough, out.SealedAt = anchor.LastID, anchor.SealedAt
 		}
 	}
-	r, err := v.walkChain(ctx, ws, storage.AuditHead{}, 0, seal)
+	var from storage.AuditHead
+	if rt, ok := v.store.(storage.Retainer); ok {
+		m, found, err := v.auditMarker(ctx, rt, ws)
+		switch {
+		case errors.Is(err, ErrAuditTampered):
+			return AuditVerification{FirstBadID: m.ThroughID, Problem: fmt.Sprintf("the retention marker (through row %d) does not verify: rows were deleted and disguised as retention, or it was written under another master key", m.ThroughID)}, nil
+		case err != nil:
+			return out, err
+		case found:
+			from = storage.AuditHead{LastID: m.ThroughID, Chain: m.Chain}
+			out.PrunedThrough, out.PrunedRows, out.PrunedAt = m.ThroughID, m.Rows, m.PrunedAt
+		}
+	}
+	r, err := v.walkChain(ctx, ws, from, 0, seal)
 	if err != nil {
 		return out, err
 	}

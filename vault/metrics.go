@@ -28,6 +28,7 @@ type metrics struct {
 	auditFlushSeconds         prometheus.Histogram
 	auditSeals                prometheus.Counter
 	auditTamper               prometheus.Counter
+	auditPruned               prometheus.Counter // issue 11: audit retention
 	secretWrites              *prometheus.CounterVec
 }
 
@@ -78,6 +79,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		auditTamper: f.NewCounter(prometheus.CounterOpts{
 			Name: "rotor_audit_tamper_detected_total",
 			Help: "Times the audit chain failed to verify (by the sealer or a verification).",
+		}),
+		auditPruned: f.NewCounter(prometheus.CounterOpts{
+			Name: "rotor_audit_pruned_total",
+			Help: "Audit rows deleted by --audit-retention.",
 		}),
 		secretWrites: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "rotor_vault_secret_writes_total",

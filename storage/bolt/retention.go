@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 
@@ -68,4 +69,72 @@ func (s *Store) PruneJobs(ctx context.Context, args storage.PruneJobsArgs) (int,
 		return nil
 	})
 	return n, err
+}
+
+var bucketAuditRetention = []byte("audit_retention")
+
+// PruneAudit deletes the workspace's rows up to the marker and stores it.
+func (s *Store) PruneAudit(ctx context.Context, args storage.PruneAuditArgs) (int, error) {
+	m := args.Marker
+	n := 0
+	err := s.update(ctx, func(tx *bbolt.Tx) error {
+		mb, err := tx.CreateBucketIfNotExists(bucketAuditRetention)
+		if err != nil {
+			return err
+		}
+		var cur storage.AuditRetention
+		if ok, err := get(mb, []byte(m.WorkspaceID), &cur); err != nil || ok && cur.ThroughID >= m.ThroughID {
+			return err
+		}
+		if rows := tx.Bucket(bucketAudit).Bucket([]byte(m.WorkspaceID)); rows != nil {
+			// Rows live in segments keyed by their first id (appendAudit):
+			// whole segments up to the marker go; the one holding it keeps
+			// its later rows, byte for byte, under its new first id.
+			c := rows.Cursor()
+			for k, v := c.First(); k != nil && int64(binary.BigEndian.Uint64(k)) <= m.ThroughID; k, v = c.First() {
+				evs, err := decodeSegment(v)
+				if err != nil {
+					return err
+				}
+				off, drop := 0, 0
+				for _, ev := range evs {
+					if ev.ID > m.ThroughID {
+						break
+					}
+					l, w := binary.Uvarint(v[off:])
+					off += w + int(l)
+					drop++
+				}
+				rest := append([]byte(nil), v[off:]...)
+				if err := c.Delete(); err != nil {
+					return err
+				}
+				n += drop
+				if drop < len(evs) {
+					if err := rows.Put(be64(uint64(evs[drop].ID)), rest); err != nil {
+						return err
+					}
+					break
+				}
+			}
+		}
+		return put(mb, []byte(m.WorkspaceID), m)
+	})
+	return n, err
+}
+
+func (s *Store) GetAuditRetention(ctx context.Context, workspaceID string) (storage.AuditRetention, error) {
+	var m storage.AuditRetention
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		ok := false
+		var err error
+		if b := tx.Bucket(bucketAuditRetention); b != nil {
+			ok, err = get(b, []byte(workspaceID), &m)
+		}
+		if err == nil && !ok {
+			err = fmt.Errorf("audit retention: %w", storage.ErrNotFound)
+		}
+		return err
+	})
+	return m, err
 }

@@ -98,3 +98,80 @@ func testPruneJobs(t *testing.T, s storage.Store) {
 		t.Fatalf("idempotency after pruning: %+v", res)
 	}
 }
+
+// testPruneAudit: rows up to the marker go (that workspace only), the
+// marker is stored as given, an older marker changes nothing, and the
+// remaining rows still chain from the marker's value.
+func testPruneAudit(t *testing.T, s storage.Store) {
+	r, ok := s.(storage.Retainer)
+	if !ok {
+		t.Fatal("the store does not implement storage.Retainer")
+	}
+	mkWorkspace(t, s, "ws_a")
+	mkWorkspace(t, s, "ws_b")
+	_, err := r.GetAuditRetention(ctx(), "ws_a")
+	wantErr(t, err, storage.ErrNotFound)
+	// One batch of several rows (a backend may store them together), then
+	// single rows.
+	var batch []storage.AuditEvent
+	for i := range 6 {
+		batch = append(batch, ev("ws_a", "secret.accessed", fmt.Sprint("batch", i)))
+	}
+	must(t, s.AppendAudit(ctx(), batch))
+	for i := range 10 {
+		must(t, s.AppendAudit(ctx(), []storage.AuditEvent{ev("ws_a", "secret.accessed", fmt.Sprint("A", i)), ev("ws_b", "secret.accessed", fmt.Sprint("B", i))}))
+	}
+	all, err := s.ListAuditAsc(ctx(), storage.AuditRange{WorkspaceID: "ws_a", Limit: 100})
+	must(t, err)
+	if len(all) < 16 {
+		t.Fatalf("%d rows", len(all))
+	}
+	// Prune through the 4th row: inside the batch (ws_a's first rows may
+	// include workspace creation, so it is the batch's 3rd or 4th).
+	cut := all[3]
+	m := storage.AuditRetention{WorkspaceID: "ws_a", ThroughID: cut.ID, Chain: cut.Chain, Rows: 4, PrunedAt: t0, MAC: []byte("mac")}
+	n, err := r.PruneAudit(ctx(), storage.PruneAuditArgs{Marker: m})
+	must(t, err)
+	if n != 4 {
+		t.Fatalf("pruned %d rows, want 4", n)
+	}
+	got, err := r.GetAuditRetention(ctx(), "ws_a")
+	must(t, err)
+	if got.ThroughID != m.ThroughID || string(got.Chain) != string(m.Chain) || got.Rows != 4 || !got.PrunedAt.Equal(t0) || string(got.MAC) != "mac" {
+		t.Fatalf("marker %+v, want %+v", got, m)
+	}
+	rest, err := s.ListAuditAsc(ctx(), storage.AuditRange{WorkspaceID: "ws_a", Limit: 100})
+	must(t, err)
+	if len(rest) != len(all)-4 || rest[0].ID != all[4].ID {
+		t.Fatalf("%d rows left, first %d; want %d, first %d", len(rest), rest[0].ID, len(all)-4, all[4].ID)
+	}
+	if string(storage.NextChain(got.Chain, rest[0])) != string(rest[0].Chain) {
+		t.Fatal("the first remaining row does not chain from the marker")
+	}
+	// An older marker (another node behind this one) changes nothing.
+	old := m
+	old.ThroughID, old.Chain = all[1].ID, all[1].Chain
+	n, err = r.PruneAudit(ctx(), storage.PruneAuditArgs{Marker: old})
+	must(t, err)
+	if n != 0 {
+		t.Fatalf("an older marker pruned %d rows", n)
+	}
+	got, err = r.GetAuditRetention(ctx(), "ws_a")
+	must(t, err)
+	if got.ThroughID != m.ThroughID {
+		t.Fatalf("an older marker replaced the newer one: %d", got.ThroughID)
+	}
+	// The other workspace is untouched, and the head is kept.
+	b, err := s.ListAuditAsc(ctx(), storage.AuditRange{WorkspaceID: "ws_b", Limit: 100})
+	must(t, err)
+	if len(b) < 10 {
+		t.Fatalf("ws_b lost rows: %d", len(b))
+	}
+	_, err = r.GetAuditRetention(ctx(), "ws_b")
+	wantErr(t, err, storage.ErrNotFound)
+	head, err := s.GetAuditHead(ctx(), "ws_a")
+	must(t, err)
+	if head.LastID != all[len(all)-1].ID {
+		t.Fatalf("head %d after pruning, want %d", head.LastID, all[len(all)-1].ID)
+	}
+}

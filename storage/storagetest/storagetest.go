@@ -44,7 +44,10 @@ func Run(t *testing.T, newStore Factory) {
 	tests = append(tests, struct { // issue 11: retention.go
 		name string
 		fn   func(t *testing.T, s storage.Store)
-	}{"PruneJobs", testPruneJobs})
+	}{"PruneJobs", testPruneJobs}, struct {
+		name string
+		fn   func(t *testing.T, s storage.Store)
+	}{"PruneAudit", testPruneAudit})
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newStore(t)
