@@ -34,32 +34,40 @@ func jobsRetention(st storage.Store, keep time.Duration, log *slog.Logger, reg p
 		Name: "rotor_jobs_pruned_total",
 		Help: "Finished jobs deleted by --jobs-retention.",
 	})
-	return func(ctx context.Context) error {
-		r, ok := st.(storage.Retainer)
-		if !ok || keep <= 0 {
-			return nil
+	r, ok := st.(storage.Retainer)
+	if !ok || keep <= 0 {
+		return func(context.Context) error { return nil }
+	}
+	return everyTick(retentionInterval(keep), func(ctx context.Context) {
+		before := time.Now().Add(-keep)
+		for range pruneRounds {
+			n, err := r.PruneJobs(ctx, storage.PruneJobsArgs{Before: before, Limit: pruneBatch})
+			if err != nil {
+				if ctx.Err() == nil {
+					log.Error("jobs retention failed; will retry", "err", err)
+				}
+				return
+			}
+			pruned.Add(float64(n))
+			if n < pruneBatch {
+				return
+			}
 		}
-		t := time.NewTicker(retentionInterval(keep))
+	})
+}
+
+// everyTick runs fn every interval until ctx ends (a task of runServers,
+// which owns its goroutine).
+func everyTick(interval time.Duration, fn func(ctx context.Context)) func(context.Context) error {
+	return func(ctx context.Context) error {
+		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return nil
 			case <-t.C:
-			}
-			before := time.Now().Add(-keep)
-			for range pruneRounds {
-				n, err := r.PruneJobs(ctx, storage.PruneJobsArgs{Before: before, Limit: pruneBatch})
-				if err != nil {
-					if ctx.Err() == nil {
-						log.Error("jobs retention failed; will retry", "err", err)
-					}
-					break
-				}
-				pruned.Add(float64(n))
-				if n < pruneBatch {
-					break
-				}
+				fn(ctx)
 			}
 		}
 	}
@@ -78,22 +86,13 @@ func retentionInterval(keep time.Duration) time.Duration {
 // when an export is configured; vault.PruneAudit) until ctx ends. A task of
 // runServers, which owns its goroutine; rotor_audit_pruned_total counts.
 func auditRetention(v *vault.Vault, keep time.Duration, log *slog.Logger) func(context.Context) error {
-	return func(ctx context.Context) error {
-		if keep <= 0 {
-			return nil
-		}
-		t := time.NewTicker(retentionInterval(keep))
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-t.C:
-			}
-			_, err := v.PruneAudit(ctx, vault.PruneAuditArgs{Before: time.Now().Add(-keep), Limit: pruneBatch})
-			if err != nil && ctx.Err() == nil {
-				log.Error("audit retention failed; will retry", "err", err)
-			}
-		}
+	if keep <= 0 {
+		return func(context.Context) error { return nil }
 	}
+	return everyTick(retentionInterval(keep), func(ctx context.Context) {
+		_, err := v.PruneAudit(ctx, vault.PruneAuditArgs{Before: time.Now().Add(-keep), Limit: pruneBatch})
+		if err != nil && ctx.Err() == nil {
+			log.Error("audit retention failed; will retry", "err", err)
+		}
+	})
 }
