@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -143,11 +144,14 @@ func TestAuditExportResumesAfterKill(t *testing.T) {
 				t.Fatalf("row %d exported with chain %s, trail has %s", id, c, chain)
 			}
 		}
-		if missing == 0 {
+		// A seal line follows its rows once the sealer's next tick has
+		// sealed them, so wait for one as well.
+		sealed := slices.ContainsFunc(lines, func(l exportLine) bool { return l.Type == "seal" })
+		if missing == 0 && sealed {
 			break
 		}
 		if time.Now().After(deadline.Add(30 * time.Second)) {
-			t.Fatalf("%d of %d rows never exported", missing, len(rows))
+			t.Fatalf("%d of %d rows never exported (seal exported: %v)", missing, len(rows), sealed)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
