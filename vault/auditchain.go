@@ -105,6 +105,11 @@ func (v *Vault) sealWorkspace(ctx context.Context, ws string) error {
 	if known && last == head.LastID {
 		return nil
 	}
+	// The anchor is read before the database's seal: sealing writes the
+	// database first and the anchor second, so an anchor read first is never
+	// newer than an untampered database read after it (no false alarm when
+	// a seal lands in between).
+	anchor, haveAnchor := v.anchor.get(ws)
 	prev, err := v.store.GetAuditCheckpoint(ctx, ws)
 	found := err == nil
 	var from storage.AuditHead
@@ -116,7 +121,7 @@ func (v *Vault) sealWorkspace(ctx context.Context, ws string) error {
 		v.metrics.auditTamper.Inc()
 		return fmt.Errorf("%w: the stored seal does not verify; not sealing over it (run rotor audit verify)", ErrAuditTampered)
 	}
-	if anchor, ok := v.anchor.get(ws); ok {
+	if haveAnchor {
 		if why := sealBehind(anchor, prev, found); why != "" {
 			v.metrics.auditTamper.Inc()
 			return fmt.Errorf("%w: this node sealed row %d, but %s; not sealing over it (run rotor audit verify)", ErrAuditTampered, anchor.LastID, why)
@@ -262,6 +267,8 @@ func (v *Vault) verifyAudit(ctx context.Context, actor Actor) (AuditVerification
 	ws := actor.WorkspaceID
 	out := AuditVerification{OK: true}
 	var seal *storage.AuditCheckpoint
+	// Anchor first, database second (see sealWorkspace's note on the order).
+	anchor, haveAnchor := v.anchor.get(ws)
 	cp, err := v.store.GetAuditCheckpoint(ctx, ws)
 	found := err == nil
 	switch {
@@ -278,7 +285,7 @@ func (v *Vault) verifyAudit(ctx context.Context, actor Actor) (AuditVerification
 	// The seal kept outside the database wins when the database's is
 	// missing or older: a deleted or replayed seal.
 	anchorProblem := ""
-	if anchor, ok := v.anchor.get(ws); ok {
+	if haveAnchor {
 		if why := sealBehind(anchor, cp, found); why != "" {
 			anchorProblem = fmt.Sprintf("this node sealed row %d at %s (kept in its data dir), but %s: a seal was deleted or an older one replayed", anchor.LastID, anchor.SealedAt.Format(time.RFC3339), why)
 			seal = &anchor

@@ -103,7 +103,9 @@ func (v *Vault) pruneBatch(ctx context.Context, r storage.Retainer, ws string, a
 	if err != nil {
 		return 0, err
 	}
-	// Only what a seal (that agrees with this node's anchor) covers.
+	// Only what a seal (that agrees with this node's anchor) covers. The
+	// anchor is read first (see sealWorkspace's note on the order).
+	anchor, haveAnchor := v.anchor.get(ws)
 	cp, err := v.store.GetAuditCheckpoint(ctx, ws)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
@@ -114,7 +116,7 @@ func (v *Vault) pruneBatch(ctx context.Context, r storage.Retainer, ws string, a
 		v.metrics.auditTamper.Inc()
 		return 0, fmt.Errorf("%w: the stored seal does not verify; not pruning (run rotor audit verify)", ErrAuditTampered)
 	}
-	if anchor, ok := v.anchor.get(ws); ok {
+	if haveAnchor {
 		if why := sealBehind(anchor, cp, true); why != "" {
 			v.metrics.auditTamper.Inc()
 			return 0, fmt.Errorf("%w: this node sealed row %d, but %s; not pruning (run rotor audit verify)", ErrAuditTampered, anchor.LastID, why)
