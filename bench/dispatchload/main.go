@@ -151,16 +151,11 @@ func run(n, conc int, refs bool, pgDSN string, viaPlugin bool) error {
 	}
 	defer closeStore()
 	log := slog.New(slog.DiscardHandler)
-	v, err := vault.Open(ctx, vault.Options{Store: store, MasterKey: vault.GenerateMasterKey(), Logger: log})
+	v, op, bootKey, err := openVault(ctx, store, log)
 	if err != nil {
 		return err
 	}
 	defer v.Close(ctx)
-	boot, err := v.Bootstrap(ctx, "")
-	if err != nil {
-		return err
-	}
-	op, _ := v.Authenticate(ctx, boot.Key)
 	if _, err := v.CreateSecret(ctx, op, vault.CreateSecretRequest{Name: "NOTIFY_TOKEN", Value: vault.PlaintextString("tok_live_5f3a9c2e7d1b4a60")}); err != nil {
 		return err
 	}
@@ -225,7 +220,7 @@ func run(n, conc int, refs bool, pgDSN string, viaPlugin bool) error {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc * 2}, Timeout: time.Minute}
 	do := func(path, body string) (string, error) {
 		req, _ := http.NewRequest("POST", apiURL+path, bytes.NewReader([]byte(body)))
-		req.Header.Set("Authorization", "Bearer "+boot.Key)
+		req.Header.Set("Authorization", "Bearer "+bootKey)
 		req.Header.Set("Content-Type", "application/json")
 		res, err := client.Do(req)
 		if err != nil {
@@ -305,4 +300,22 @@ func run(n, conc int, refs bool, pgDSN string, viaPlugin bool) error {
 	fmt.Printf("%-40s %d jobs, %d enqueuers: enqueued in %.2fs (%.0f/s), all delivered in %.2fs: %.0f jobs/s; enqueue-to-delivery p50 %v p99 %v\n",
 		label, n, conc, enqDone.Seconds(), float64(n)/enqDone.Seconds(), total.Seconds(), float64(n)/total.Seconds(), pct(0.5), pct(0.99))
 	return nil
+}
+
+// openVault opens a vault on store under a fresh master key and returns it
+// with the bootstrap operator (its actor and API key).
+func openVault(ctx context.Context, store storage.Store, log *slog.Logger) (*vault.Vault, vault.Actor, string, error) {
+	v, err := vault.Open(ctx, vault.Options{Store: store, MasterKey: vault.GenerateMasterKey(), Logger: log})
+	if err != nil {
+		return nil, vault.Actor{}, "", err
+	}
+	boot, err := v.Bootstrap(ctx, "")
+	if err == nil {
+		var op vault.Actor
+		if op, err = v.Authenticate(ctx, boot.Key); err == nil {
+			return v, op, boot.Key, nil
+		}
+	}
+	v.Close(ctx)
+	return nil, vault.Actor{}, "", err
 }

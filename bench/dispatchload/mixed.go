@@ -21,7 +21,6 @@ import (
 	"rotor.sh/rotor/dispatch"
 	"rotor.sh/rotor/proxy"
 	"rotor.sh/rotor/storage"
-	"rotor.sh/rotor/vault"
 )
 
 const normalWorkspaces = 10
@@ -40,16 +39,11 @@ func runMixed(n, conc, hostileJobs int, pgDSN string, viaPlugin bool) error {
 	}
 	defer closeStore()
 	log := slog.New(slog.DiscardHandler)
-	v, err := vault.Open(ctx, vault.Options{Store: store, MasterKey: vault.GenerateMasterKey(), Logger: log})
+	v, op, _, err := openVault(ctx, store, log)
 	if err != nil {
 		return err
 	}
 	defer v.Close(ctx)
-	boot, err := v.Bootstrap(ctx, "")
-	if err != nil {
-		return err
-	}
-	op, _ := v.Authenticate(ctx, boot.Key)
 
 	var mu sync.Mutex
 	arrived := make(map[string]time.Time, n)
