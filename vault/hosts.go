@@ -195,7 +195,7 @@ func DestinationAllowed(patterns []string, d Destination) bool {
 	if len(patterns) == 0 {
 		return true
 	}
-	host := strings.ToLower(strings.TrimSuffix(strings.Trim(d.Host, "[]"), "."))
+	host := lowerASCII(strings.TrimSuffix(strings.Trim(d.Host, "[]"), "."))
 	scheme := strings.ToLower(d.Scheme)
 	port := d.Port
 	if port == 0 && scheme == "http" {
@@ -225,6 +225,19 @@ func DestinationAllowed(patterns []string, d Destination) bool {
 		}
 	}
 	return false
+}
+
+// lowerASCII lower-cases ASCII letters only. strings.ToLower maps some
+// non-ASCII letters to ASCII ones (U+212A KELVIN SIGN to "k"), which would
+// let a different host name match an entry.
+func lowerASCII(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 // HostAllowed reports whether host, sent to a default port (80 or 443),
