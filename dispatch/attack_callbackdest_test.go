@@ -3,9 +3,13 @@ package dispatch_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync"
 	"testing"
 
 	"rotor.sh/rotor/dispatch"
+	"rotor.sh/rotor/storage"
 	"rotor.sh/rotor/vault"
 )
 
@@ -87,5 +91,49 @@ func TestAttackMemberCallbackHostTricks(t *testing.T) {
 	samePlace := "https://KPARTNERS.example.org./other?x=1"
 	if _, _, err := h.svc.UpdateQueue(ctx, member, "partner", dispatch.QueueSpec{CallbackURL: &samePlace}); err != nil {
 		t.Errorf("member changing only the path and case: %v", err)
+	}
+}
+
+// TestAttackCallbackRedirect: the approved callback host answers with a
+// redirect to another host (an attacker's). Neither the dispatcher nor the
+// proxy may follow it: the other host receives nothing, so neither the
+// Bearer credential nor a signature goes there; the attempt is recorded as
+// the redirect's status.
+func TestAttackCallbackRedirect(t *testing.T) {
+	h := newHarness(t)
+	var mu sync.Mutex
+	stolen := 0
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		stolen++
+		mu.Unlock()
+	}))
+	t.Cleanup(evil.Close)
+	// No allowed_hosts: the credentials may go wherever an admin points a
+	// queue, and a redirect must not widen that to where the host points.
+	codes := []int{http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther, http.StatusTemporaryRedirect, http.StatusPermanentRedirect}
+	var next int
+	h.mu.Lock()
+	h.respond = func(w http.ResponseWriter, r *http.Request) {
+		h.mu.Lock()
+		code := codes[next%len(codes)]
+		next++
+		h.mu.Unlock()
+		http.Redirect(w, r, evil.URL+"/steal", code)
+	}
+	h.mu.Unlock()
+	h.queue("q", dispatch.QueueSpec{MaxAttempts: ptr(1), CallbackURL: ptr(h.up.URL + "/hook")})
+	h.start()
+	for _, code := range codes {
+		j := h.enqueue("q", `{"n":1}`)
+		j = h.waitJob(j.ID, "attempted", attempts(1))
+		if j.Attempts[0].StatusCode != code || j.Status != storage.JobDead {
+			t.Errorf("redirect %d: attempt %+v, status %s", code, j.Attempts[0], j.Status)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if stolen != 0 || h.calls() != len(codes) {
+		t.Fatalf("the redirect target got %d requests (callback host %d)", stolen, h.calls())
 	}
 }
