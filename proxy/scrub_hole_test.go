@@ -1,0 +1,45 @@
+//go:build hole
+
+package proxy_test
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// TestAttackScrubHeaderName (HOLE, for the proxy's owner): scrubbing
+// (docs/security.md, "Scrubbing ... covers response headers, body and
+// trailers") looks at header values only. An upstream that turns query
+// parameters into response headers, as httpbin's /response-headers does,
+// hands a worker the value in a header *name*: the worker puts the
+// reference in a query key and reads the name back. Go canonicalizes the
+// name (first letter and letters after '-' upper-cased, the rest lower),
+// which hides nothing from a lower-case or hex value.
+func TestAttackScrubHeaderName(t *testing.T) {
+	e := newEnv(t)
+	up := newUpstream(t, false)
+	e.secret("TOKEN", tokenValue)
+	up.respond = func(w http.ResponseWriter, r *http.Request, _ []byte) {
+		for k, vs := range r.URL.Query() {
+			w.Header().Set(k, strings.Join(vs, ","))
+		}
+		io.WriteString(w, "{}")
+	}
+	req, _ := http.NewRequest("GET", up.URL+"/response-headers?%24%7B%7B%20secrets.TOKEN%20%7D%7D=1", nil)
+	res, err := e.client(e.key, nil).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if up.count() != 1 || !strings.Contains(up.last(t).RawQuery, tokenValue) {
+		t.Fatalf("the value was not sent in the query key (%d calls; %d %s)", up.count(), res.StatusCode, body)
+	}
+	for k := range res.Header {
+		if strings.Contains(strings.ToLower(k), tokenValue) {
+			t.Fatalf("the worker reads the resolved value in a response header name: %q", k)
+		}
+	}
+}
