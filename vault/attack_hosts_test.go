@@ -27,3 +27,16 @@ func TestAttackAllowedHostUnicodeCase(t *testing.T) {
 		}
 	}
 }
+
+// TestAttackAllowedHostEntryUnicodeCase: an entry that only lower-cases to
+// an ASCII name is refused (422), not silently stored as that other name.
+func TestAttackAllowedHostEntryUnicodeCase(t *testing.T) {
+	for _, h := range []string{"hoo\u212As.example.com", "https://hoo\u212As.example.com", "*.\u212Aey.example.com"} {
+		if got, err := NormalizeAllowedHosts([]string{h}); err == nil {
+			t.Errorf("NormalizeAllowedHosts(%q) = %q, want an error", h, got)
+		}
+	}
+	if got, err := NormalizeAllowedHosts([]string{"HOOKS.Example.COM"}); err != nil || len(got) != 1 || got[0] != "hooks.example.com" {
+		t.Fatalf("ASCII upper case: %q, %v", got, err)
+	}
+}
