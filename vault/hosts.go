@@ -36,7 +36,7 @@ func NormalizeAllowedHosts(hosts []string) ([]string, error) {
 	out := make([]string, 0, len(hosts))
 	seen := make(map[string]bool, len(hosts))
 	for i, h := range hosts {
-		e, err := parseHostEntry(strings.ToLower(strings.TrimSpace(h)))
+		e, err := parseHostEntry(lowerASCII(strings.TrimSpace(h)))
 		if err != nil {
 			return nil, fmt.Errorf("%w: allowed_hosts[%d] %q: %v", ErrInvalidHost, i, truncate(h, 80), err)
 		}
@@ -196,7 +196,7 @@ func DestinationAllowed(patterns []string, d Destination) bool {
 		return true
 	}
 	host := lowerASCII(strings.TrimSuffix(strings.Trim(d.Host, "[]"), "."))
-	scheme := strings.ToLower(d.Scheme)
+	scheme := lowerASCII(d.Scheme)
 	port := d.Port
 	if port == 0 && scheme == "http" {
 		port = DefaultHTTPPort
