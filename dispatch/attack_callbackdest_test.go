@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 
@@ -135,5 +136,52 @@ func TestAttackCallbackRedirect(t *testing.T) {
 	defer mu.Unlock()
 	if stolen != 0 || h.calls() != len(codes) {
 		t.Fatalf("the redirect target got %d requests (callback host %d)", stolen, h.calls())
+	}
+}
+
+// racingStore is the real store; just before the first write whose callback
+// URL contains trigger, it runs interleave (another client's change landing
+// between the member's read and write).
+type racingStore struct {
+	storage.Store
+	trigger    string
+	interleave func()
+	once       sync.Once
+}
+
+func (s *racingStore) UpdateQueue(ctx context.Context, args storage.UpdateQueueArgs) error {
+	if strings.Contains(args.Queue.CallbackURL, s.trigger) {
+		s.once.Do(s.interleave)
+	}
+	return s.Store.UpdateQueue(ctx, args)
+}
+
+// TestAttackQueueUpdateRace: a member changes only the path of an admin's
+// queue (allowed: it keeps the destination) while an admin moves the queue
+// to another host between the member's read and write. The member's write
+// must not land on the old revision and move the queue back to a host that
+// is now a new destination chosen by a member: it is refused, and the
+// admin's host stays.
+func TestAttackQueueUpdateRace(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	member := h.member()
+	first, second := "https://first.example.org/hook", "https://second.example.org/hook"
+	h.queue("race", dispatch.QueueSpec{CallbackURL: &first})
+	rs := &racingStore{Store: h.ve.Store, trigger: "member-path"}
+	svc := dispatch.NewService(rs, h.ve.Vault, nil, nil)
+	rs.interleave = func() {
+		if _, _, err := svc.UpdateQueue(ctx, h.ve.Operator, "race", dispatch.QueueSpec{CallbackURL: &second}); err != nil {
+			t.Errorf("admin move: %v", err)
+		}
+	}
+	back := "https://first.example.org/member-path"
+	_, _, err := svc.UpdateQueue(ctx, member, "race", dispatch.QueueSpec{CallbackURL: &back})
+	q, gerr := svc.GetQueue(ctx, h.ve.Operator, "race")
+	if gerr != nil {
+		t.Fatal(gerr)
+	}
+	if err == nil || !errors.Is(err, vault.ErrForbidden) || q.CallbackURL != second {
+		t.Fatalf("member's racing write: %v; queue now at %q, want the admin's %q", err, q.CallbackURL, second)
 	}
 }
