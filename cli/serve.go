@@ -103,7 +103,7 @@ func loadNodeConfig(c *cli.Context, mode string) (serveConfig, error) {
 			}
 		}
 		if cfg.Dispatch && !withProxy && cfg.DispatchProxyURL == "" {
-			return cfg, settingErr(flagComponents, "dispatch without proxy needs --dispatch-proxy-url and --dispatch-token (a remote Rotor proxy)")
+			return cfg, settingErr(flagComponents, "dispatch without proxy needs --dispatch-proxy-url and ROTOR_DISPATCH_TOKEN (a remote Rotor proxy)")
 		}
 		if !cfg.API && !withProxy && !cfg.Dispatch {
 			return cfg, settingErr(flagComponents, "nothing to run")
