@@ -190,6 +190,7 @@ func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, name string, 
 // fail writes a page with its error and the status the error calls for:
 // the one place the dashboard maps errors to statuses.
 func (d *Dashboard) fail(q *req, name string, data any, err error) {
+	q.w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	q.w.WriteHeader(statusOf(err))
 	d.render(q.w, q.r, name, q, data, err)
 }
@@ -225,6 +226,7 @@ func (d *Dashboard) notFound(w http.ResponseWriter, r *http.Request) {
 			q = &req{w: w, r: r, actor: actor, sess: sessionView{csrf: s.CSRF}}
 		}
 	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(http.StatusNotFound)
 	d.render(w, r, "notfound", q, map[string]any{"Path": r.URL.Path}, nil)
 }
