@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-
 	"rotor.sh/rotor/dispatch"
 	"rotor.sh/rotor/vault/vaulttest"
 	"rotor.sh/rotor/web"
