@@ -170,7 +170,8 @@ func TestDashboardInBrowser(t *testing.T) {
 	if !strings.Contains(attempt, "200") || !strings.Contains(attempt, "token="+ref) || !strings.Contains(attempt, "X-Api-Key: "+ref) {
 		t.Fatalf("delivered attempt:\n%s", attempt)
 	}
-	run("broken job", chromedp.Navigate(srv.URL+jobs["broken"]), chromedp.Text("#attempt-1", &broken, chromedp.ByID), grab)
+	run("broken job", chromedp.Navigate(srv.URL+jobs["broken"]), chromedp.WaitVisible("#attempt-1", chromedp.ByID),
+		chromedp.Evaluate(`document.getElementById("attempt-1").textContent`, &broken), grab)
 	if !strings.Contains(broken, "connection refused") {
 		t.Fatalf("refused attempt:\n%s", broken)
 	}
@@ -217,7 +218,7 @@ func TestDashboardInBrowser(t *testing.T) {
 			var buf []byte
 			var scrollW int64
 			run(p.name, chromedp.EmulateViewport(w, 900), chromedp.Navigate(srv.URL+p.path), chromedp.WaitVisible("main", chromedp.ByQuery),
-				chromedp.Evaluate(`document.documentElement.scrollWidth`, &scrollW), chromedp.FullScreenshot(&buf, 90), grab)
+				chromedp.Evaluate(`document.documentElement.scrollWidth`, &scrollW), chromedp.FullScreenshot(&buf, 100), grab)
 			if err := os.WriteFile(filepath.Join(shots, strconv.FormatInt(w, 10)+"-"+p.name+".png"), buf, 0o644); err != nil {
 				t.Fatal(err)
 			}

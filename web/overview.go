@@ -171,44 +171,45 @@ func (d *Dashboard) proxyOutcomes() []outcome {
 }
 
 // chartSVG draws delivered (green) and failed (red) attempts per hour as
-// stacked bars: inline SVG, no script, nothing fetched.
+// stacked bars: inline SVG, no script, nothing fetched. The bars stretch
+// to the page's width (preserveAspectRatio none); the scale and hour
+// labels are HTML beside it, so their text keeps its size at any width.
 func chartSVG(start time.Time, ok, fail []int) template.HTML {
-	const w, h, top, bottom, left = 720, 180, 12, 24, 36
+	const w, h = 240, 100
 	peak := 1
 	for i := range ok {
 		peak = max(peak, ok[i]+fail[i])
 	}
 	scale := niceCeil(peak)
-	plotH := float64(h - top - bottom)
-	bw := float64(w-left) / float64(len(ok))
+	bw := float64(w) / float64(len(ok))
 	var b strings.Builder
-	b.WriteString(`<svg class="chart" viewBox="0 0 ` + itoa(w) + ` ` + itoa(h) + `" role="img" aria-label="Deliveries and failures per hour, last 24 hours" xmlns="http://www.w3.org/2000/svg">`)
-	// Grid: zero, half and full scale.
-	for _, f := range []float64{0, 0.5, 1} {
-		y := float64(top) + plotH*(1-f)
-		b.WriteString(`<line x1="` + itoa(left) + `" x2="` + itoa(w) + `" y1="` + ftoa(y) + `" y2="` + ftoa(y) + `" stroke="#e3e6eb"/>`)
-		b.WriteString(`<text x="` + itoa(left-6) + `" y="` + ftoa(y+4) + `" text-anchor="end" font-size="11" fill="#6b7385">` + strconv.Itoa(int(float64(scale)*f)) + `</text>`)
+	b.WriteString(`<div class="chartbox"><div class="yaxis"><span>` + itoa(scale) + `</span><span>` + ftoa(float64(scale)/2) + `</span><span>0</span></div><div class="plot">`)
+	b.WriteString(`<svg class="chart" viewBox="0 0 ` + itoa(w) + ` ` + itoa(h) + `" preserveAspectRatio="none" role="img" aria-label="Deliveries and failures per hour, last 24 hours" xmlns="http://www.w3.org/2000/svg">`)
+	for _, y := range []int{0, h / 2, h} {
+		b.WriteString(`<line x1="0" x2="` + itoa(w) + `" y1="` + itoa(y) + `" y2="` + itoa(y) + `" stroke="#e3e6eb" vector-effect="non-scaling-stroke"/>`)
 	}
 	for i := range ok {
-		x := float64(left) + float64(i)*bw + 1.5
-		hOK := plotH * float64(ok[i]) / float64(scale)
-		hFail := plotH * float64(fail[i]) / float64(scale)
+		x := float64(i)*bw + bw*0.15
+		hOK := float64(h) * float64(ok[i]) / float64(scale)
+		hFail := float64(h) * float64(fail[i]) / float64(scale)
 		hour := start.Add(time.Duration(i) * time.Hour)
 		title := hour.Format("15:04") + " UTC: " + itoa(ok[i]) + " delivered, " + itoa(fail[i]) + " failed"
 		b.WriteString(`<g><title>` + template.HTMLEscapeString(title) + `</title>`)
-		base := float64(top) + plotH
+		// A transparent full-height bar makes the whole hour hoverable.
+		b.WriteString(`<rect x="` + ftoa(float64(i)*bw) + `" y="0" width="` + ftoa(bw) + `" height="` + itoa(h) + `" fill="transparent"/>`)
 		if ok[i] > 0 {
-			b.WriteString(`<rect x="` + ftoa(x) + `" y="` + ftoa(base-hOK) + `" width="` + ftoa(bw-3) + `" height="` + ftoa(hOK) + `" fill="#2f9e5b"/>`)
+			b.WriteString(`<rect class="ok" x="` + ftoa(x) + `" y="` + ftoa(h-hOK) + `" width="` + ftoa(bw*0.7) + `" height="` + ftoa(hOK) + `" fill="#2f9e5b"/>`)
 		}
 		if fail[i] > 0 {
-			b.WriteString(`<rect x="` + ftoa(x) + `" y="` + ftoa(base-hOK-hFail) + `" width="` + ftoa(bw-3) + `" height="` + ftoa(hFail) + `" fill="#d64545"/>`)
+			b.WriteString(`<rect class="fail" x="` + ftoa(x) + `" y="` + ftoa(h-hOK-hFail) + `" width="` + ftoa(bw*0.7) + `" height="` + ftoa(hFail) + `" fill="#d64545"/>`)
 		}
 		b.WriteString(`</g>`)
-		if i%6 == 0 || i == len(ok)-1 {
-			b.WriteString(`<text x="` + ftoa(x+bw/2-1.5) + `" y="` + itoa(h-6) + `" text-anchor="middle" font-size="11" fill="#6b7385">` + hour.Format("15h") + `</text>`)
-		}
 	}
-	b.WriteString(`</svg>`)
+	b.WriteString(`</svg><div class="xaxis">`)
+	for i := 0; i < len(ok); i += 6 {
+		b.WriteString(`<span>` + start.Add(time.Duration(i)*time.Hour).Format("15:04") + `</span>`)
+	}
+	b.WriteString(`<span>now</span></div></div></div>`)
 	return template.HTML(b.String()) //nolint:gosec // built above from numbers and escaped text only
 }
 
@@ -224,4 +225,4 @@ func niceCeil(n int) int {
 	}
 }
 
-func ftoa(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) }
+func ftoa(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
