@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"rotor.sh/rotor/dispatch"
 	"rotor.sh/rotor/internal/leakcheck"
@@ -71,13 +73,29 @@ func TestAttemptErrorInWords(t *testing.T) {
 	closed := "http://" + ln.Addr().String() + "/x"
 	ln.Close()
 	dns := "http://no-such-host.invalid/x"
+	// A TLS callback whose certificate the proxy does not trust.
+	tlsSrv := httptest.NewTLSServer(http.NotFoundHandler())
+	t.Cleanup(tlsSrv.Close)
+	// A callback that answers after the queue's timeout.
+	release := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(slow.Close)
+	t.Cleanup(func() { close(release) })
 	h.queue("refused", dispatch.QueueSpec{MaxAttempts: ptr(1), CallbackURL: &closed})
 	h.queue("dns", dispatch.QueueSpec{MaxAttempts: ptr(1), CallbackURL: &dns})
+	h.queue("tls", dispatch.QueueSpec{MaxAttempts: ptr(1), CallbackURL: ptr(tlsSrv.URL + "/x")})
+	h.queue("slow", dispatch.QueueSpec{MaxAttempts: ptr(1), CallbackURL: ptr(slow.URL + "/x"), Timeout: ptr(time.Second)})
 	h.start()
-	for q, want := range map[string]string{"refused": "connection refused", "dns": "DNS lookup failed"} {
+	for q, want := range map[string]string{"refused": "connection refused", "dns": "DNS lookup failed", "tls": "TLS failed: the callback's certificate is not trusted (signed by an unknown authority)",
+		"slow": "timed out"} {
 		j := h.enqueue(q, `{}`)
 		j = h.waitJob(j.ID, "dead", func(j storage.Job) bool { return j.Status == storage.JobDead })
-		if a := j.Attempts[0]; !strings.Contains(a.Error, want) || a.ErrorCode != dispatch.ErrCodeConnectionFailed {
+		if a := j.Attempts[0]; !strings.Contains(a.Error, want) || a.ErrorCode == "" {
 			t.Errorf("%s: attempt %+v, want error %q", q, a, want)
 		}
 	}
