@@ -123,6 +123,15 @@ func TestDashboardInBrowser(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
+	shot := func(name string) chromedp.Action {
+		return chromedp.ActionFunc(func(ctx context.Context) error {
+			var buf []byte
+			if err := chromedp.FullScreenshot(&buf, 100).Do(ctx); err != nil {
+				return err
+			}
+			return os.WriteFile(filepath.Join(shots, name+".png"), buf, 0o644)
+		})
+	}
 	var loc string
 	location := chromedp.Location(&loc)
 	run("sign in", chromedp.EmulateViewport(1280, 900),
@@ -180,7 +189,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	run("api key", chromedp.Navigate(srv.URL+"/dashboard/settings/keys"),
 		chromedp.SendKeys("#key-name", "ci-worker", chromedp.ByID),
 		chromedp.Click("#create-key", chromedp.ByID),
-		chromedp.WaitVisible("#new-key", chromedp.ByID), chromedp.Text("#new-key-value", &newKey, chromedp.ByID))
+		chromedp.WaitVisible("#new-key", chromedp.ByID), chromedp.Text("#new-key-value", &newKey, chromedp.ByID), shot("1280-keys-created"))
 	if !strings.HasPrefix(newKey, "rtr_") {
 		t.Fatalf("new key %q", newKey)
 	}
@@ -188,7 +197,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	run("callback", chromedp.Navigate(srv.URL+"/dashboard/settings/callback"),
 		chromedp.Click(`#rotate-callback-form input[name="confirm"]`, chromedp.ByQuery),
 		chromedp.Click("#rotate-callback", chromedp.ByID),
-		chromedp.WaitVisible("#new-secrets", chromedp.ByID), chromedp.Text("#new-callback", &callback, chromedp.ByID))
+		chromedp.WaitVisible("#new-secrets", chromedp.ByID), chromedp.Text("#new-callback", &callback, chromedp.ByID), shot("1280-callback-rotated"))
 	if !strings.HasPrefix(callback, "rcs_") {
 		t.Fatalf("new callback secret %q", callback)
 	}

@@ -23,9 +23,15 @@ func roundDuration(d time.Duration) string {
 		return strconv.FormatFloat(d.Seconds(), 'f', 1, 64) + "s"
 	case d < time.Hour:
 		d = d.Round(time.Second)
+		if d%time.Minute == 0 {
+			return strconv.Itoa(int(d/time.Minute)) + "m"
+		}
 		return strconv.Itoa(int(d/time.Minute)) + "m" + pad2(int(d%time.Minute/time.Second)) + "s"
 	case d < 48*time.Hour:
 		d = d.Round(time.Minute)
+		if d%time.Hour == 0 {
+			return strconv.Itoa(int(d/time.Hour)) + "h"
+		}
 		return strconv.Itoa(int(d/time.Hour)) + "h" + pad2(int(d%time.Hour/time.Minute)) + "m"
 	}
 	return strconv.Itoa(int(d.Round(time.Hour)/(24*time.Hour))) + "d"

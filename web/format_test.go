@@ -10,7 +10,7 @@ func TestRoundDuration(t *testing.T) {
 	for d, want := range map[time.Duration]string{
 		0: "0ms", 734 * time.Microsecond: "734µs", 1234567 * time.Nanosecond: "1ms", 842*time.Millisecond + 400*time.Microsecond: "842ms",
 		1234567891 * time.Nanosecond: "1.23s", 12345 * time.Millisecond: "12.3s", 125 * time.Second: "2m05s", 3*time.Hour + 4*time.Minute: "3h04m",
-		72 * time.Hour: "3d",
+		72 * time.Hour: "3d", 24 * time.Hour: "24h", 2 * time.Minute: "2m",
 	} {
 		if got := roundDuration(d); got != want {
 			t.Errorf("roundDuration(%v) = %q, want %q", d, got, want)

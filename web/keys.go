@@ -127,6 +127,9 @@ func (d *Dashboard) rotateCallback(q *req) {
 		d.showCallback(q, nil, err)
 		return
 	}
-	nw := &rotated{Callback: string(creds.CallbackSecret.Bytes()), Signing: string(creds.SigningSecret.Bytes()), Grace: roundDuration(grace)}
+	nw := &rotated{Callback: string(creds.CallbackSecret.Bytes()), Signing: string(creds.SigningSecret.Bytes())}
+	if grace > 0 {
+		nw.Grace = roundDuration(grace)
+	}
 	d.showCallback(q, nw, nil)
 }
