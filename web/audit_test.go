@@ -11,7 +11,7 @@ import (
 	"rotor.sh/rotor/vault"
 )
 
-var rowRE = regexp.MustCompile(`<tr><td><span title="[^"]*">([0-9: -]+)</span></td><td>([a-z_.]+)</td><td>secret:([A-Z0-9_]+)</td>`)
+var rowRE = regexp.MustCompile(`<tr><td data-l="When"><span title="[^"]*">([0-9: -]+)</span></td><td data-l="Event">([a-z_.]+)</td><td data-l="Resource">secret:([A-Z0-9_]+)</td>`)
 
 // TestAuditPagesAndFilters: 50 rows a page with an Older link that
 // continues where the page ended; the actor filter matches a key's id or
