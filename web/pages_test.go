@@ -266,3 +266,46 @@ func TestShownOnce(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestJobsPagedAndTestEvent: 50 jobs a page with an Older link that
+// continues without repeats; a test event with a bad payload is refused
+// next to the form, which keeps what was typed.
+func TestJobsPagedAndTestEvent(t *testing.T) {
+	s := newStack(t)
+	ctx := context.Background()
+	if _, err := s.svc.CreateQueue(ctx, s.ve.Operator, "q", dispatch.QueueSpec{CallbackURL: ptr(s.echo.URL + "/x")}); err != nil {
+		t.Fatal(err)
+	}
+	for range 55 {
+		if _, _, err := s.svc.Enqueue(ctx, s.ve.Operator, "q", dispatch.EnqueueRequest{Payload: json.RawMessage(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := signIn(t, s.dash, s.ve.Key)
+	idRE := regexp.MustCompile(`<a href="/dashboard/jobs/(job_[0-9a-f]+)">`)
+	_, first := c.get("/dashboard/queues/q/jobs")
+	older := regexp.MustCompile(`id="older" href="([^"]+)"`).FindStringSubmatch(first)
+	if older == nil {
+		t.Fatal("no Older link on a full page")
+	}
+	_, second := c.get("/dashboard/queues/q/jobs" + strings.ReplaceAll(older[1], "&amp;", "&"))
+	ids := map[string]bool{}
+	for _, page := range []string{first, second} {
+		for _, m := range idRE.FindAllStringSubmatch(page, -1) {
+			if ids[m[1]] {
+				t.Fatalf("%s on both pages", m[1])
+			}
+			ids[m[1]] = true
+		}
+	}
+	if len(ids) != 55 {
+		t.Fatalf("%d jobs over two pages, want 55", len(ids))
+	}
+	res, body := c.post("/dashboard/queues/q/test", url.Values{"payload": {`{"not json`}})
+	if res.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(body, `id="error"`) || !strings.Contains(body, "{&#34;not json") {
+		t.Fatalf("bad test payload: %d\n%s", res.StatusCode, body)
+	}
+	if res, _ := c.post("/dashboard/queues/nope/test", url.Values{"payload": {`{}`}}); res.StatusCode != http.StatusNotFound {
+		t.Fatalf("test event to an unknown queue: %d", res.StatusCode)
+	}
+}
