@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -27,7 +28,7 @@ const (
 // bearer token. Resolved secret values are scrubbed by the proxy already;
 // these are added after its rewrite, so the dispatcher removes them itself
 // before anything is stored.
-var credentialRE = regexp.MustCompile(`(?i)\b(rcs_|whsec_|rtr_)[A-Za-z0-9+/=_.-]+|(bearer|basic)(\s+)[^\s"',;]+`)
+var credentialRE = regexp.MustCompile(`(?i)(rcs_|whsec_|rtr_)[A-Za-z0-9+/=_.-]+|(bearer|basic)(\s+)[^\s"',;]+`)
 
 func redactCredentials(s string) string {
 	return credentialRE.ReplaceAllStringFunc(s, func(m string) string {
@@ -91,17 +92,22 @@ func excerpt(b []byte, truncated bool) string {
 	if len(b) == 0 {
 		return ""
 	}
-	if !utf8.Valid(b) {
-		// A cut may split a rune: drop a partial one at the end.
-		for i := 1; i <= 3 && i <= len(b); i++ {
+	if bytes.IndexByte(b, 0) >= 0 {
+		// NUL marks binary data, and PostgreSQL's jsonb (where jobs are
+		// stored) refuses \u0000 in a string.
+		return "(binary body)"
+	}
+	if !utf8.Valid(b) && truncated {
+		// The cut may have split a rune: drop its start.
+		for i := 1; i <= 3 && i < len(b); i++ {
 			if utf8.Valid(b[:len(b)-i]) {
-				b, truncated = b[:len(b)-i], true
+				b = b[:len(b)-i]
 				break
 			}
 		}
-		if !utf8.Valid(b) {
-			return "(binary body)"
-		}
+	}
+	if !utf8.Valid(b) {
+		return "(binary body)"
 	}
 	s := redactCredentials(string(b))
 	if truncated {
@@ -110,7 +116,9 @@ func excerpt(b []byte, truncated bool) string {
 	return s
 }
 
+// clip bounds a stored string, without NULs (which jsonb refuses).
 func clip(s string, n int) string {
+	s = strings.ReplaceAll(s, "\x00", "")
 	if len(s) <= n {
 		return s
 	}
