@@ -229,7 +229,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 	}
 	queues := dispatch.NewService(store, v, nil, func() { notify() })
 	if cfg.API {
-		dash, err := web.New(web.Options{Vault: v, Queues: queues, Logger: log})
+		dash, err := web.New(web.Options{Vault: v, Queues: queues, Logger: log, Metrics: reg})
 		if err != nil {
 			return err
 		}

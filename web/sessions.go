@@ -144,12 +144,12 @@ func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
 	actor, err := d.vault.Authenticate(r.Context(), key)
 	if err != nil {
 		w.WriteHeader(http.StatusUnauthorized)
-		d.render(w, r, "login", "", nil, errors.New("that API key is not valid"))
+		d.render(w, r, "login", nil, nil, errors.New("that API key is not valid"))
 		return
 	}
 	now := d.now().Unix()
 	d.setCookie(w, r, session{ID: randomToken()[:32], KeyID: actor.KeyID, CSRF: randomToken(), Issued: now, Seen: now})
-	http.Redirect(w, r, "/dashboard/settings/secrets", http.StatusSeeOther)
+	http.Redirect(w, r, "/dashboard/", http.StatusSeeOther)
 }
 
 func (d *Dashboard) logout(q *req) {
