@@ -3,11 +3,11 @@ package web
 import (
 	"context"
 	"embed"
+	"encoding/base64"
 	"errors"
 	"html/template"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -72,7 +72,7 @@ type Dashboard struct {
 
 	now       func() time.Time
 	idle, max time.Duration
-	loggedOut loggedOut
+	loggedOut revocations
 }
 
 var pageNames = []string{"login", "overview", "secrets", "secret", "queues", "jobs", "job", "keys", "settings", "audit", "workflows", "notfound"}
@@ -174,9 +174,10 @@ func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, name string, 
 	case "jobs", "job":
 		nav = "queues"
 	}
-	p := page{Title: title, Nav: nav, Data: data, Flash: r.URL.Query().Get("flash")}
+	p := page{Title: title, Nav: nav, Data: data}
 	if q != nil {
 		p.Signed, p.CSRF, p.Admin = true, q.sess.csrf, q.actor.Can(vault.RoleAdmin)
+		p.Flash = d.openFlash(r.URL.Query().Get("flash"), q.s.ID)
 	}
 	if err != nil {
 		p.Error = err.Error()
@@ -209,12 +210,46 @@ func statusOf(err error) int {
 	return http.StatusUnprocessableEntity
 }
 
+// back redirects to path with a flash message. The message travels
+// sealed and bound to the session, so a page shows only what the server
+// said to this session: a link cannot put its own text (phishing) on a
+// dashboard page, nor replay another session's message.
 func (q *req) back(path, flash string) {
 	sep := "?"
 	if strings.Contains(path, "?") {
 		sep = "&"
 	}
-	http.Redirect(q.w, q.r, path+sep+"flash="+url.QueryEscape(flash), http.StatusSeeOther)
+	sealed := q.d.vault.SealSession([]byte(flashPrefix + q.s.ID + "\x00" + flash))
+	http.Redirect(q.w, q.r, path+sep+"flash="+base64.RawURLEncoding.EncodeToString(sealed), http.StatusSeeOther)
+}
+
+// flashPrefix keeps a sealed flash from ever opening as a session (whose
+// plaintext is a JSON object) and the other way round.
+const flashPrefix = "rotor-flash\x00"
+
+// openFlash returns the message of a flash back sealed for session sid, or
+// "" for anything else.
+func (d *Dashboard) openFlash(v, sid string) string {
+	if v == "" || len(v) > maxCookieBytes {
+		return ""
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(v)
+	if err != nil {
+		return ""
+	}
+	pt, err := d.vault.OpenSession(raw)
+	if err != nil {
+		return ""
+	}
+	rest, ok := strings.CutPrefix(string(pt), flashPrefix)
+	if !ok {
+		return ""
+	}
+	id, msg, ok := strings.Cut(rest, "\x00")
+	if !ok || id != sid || sid == "" {
+		return ""
+	}
+	return msg
 }
 
 // notFound answers unknown dashboard paths with a styled page (with the
@@ -223,7 +258,7 @@ func (d *Dashboard) notFound(w http.ResponseWriter, r *http.Request) {
 	var q *req
 	if s, ok := d.session(r); ok {
 		if actor, err := d.vault.ActorByKeyID(r.Context(), s.KeyID); err == nil {
-			q = &req{w: w, r: r, actor: actor, sess: sessionView{csrf: s.CSRF}}
+			q = &req{w: w, r: r, d: d, actor: actor, sess: sessionView{csrf: s.CSRF}, s: s}
 		}
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
