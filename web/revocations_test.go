@@ -1,6 +1,7 @@
 package web
 
 import (
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -52,6 +53,17 @@ func TestRevocationsFailClosed(t *testing.T) {
 		t.Fatal("an old-format cookie escapes the watermark")
 	}
 
+	// A session signed in on a node whose clock runs ahead (sessions are
+	// accepted up to a minute early) stays out when its key's ids fold.
+	ahead := sess("ahead", 0, t0.Add(30*time.Second))
+	l.add(ahead, t0, life)
+	for i := range maxLoggedOutPerKey {
+		l.add(sess("ahead", i+1, t0), t0, life)
+	}
+	if l.keys["ahead"].before == 0 || !l.revoked(ahead) {
+		t.Fatal("a session issued ahead of this node's clock escapes its key's watermark")
+	}
+
 	// The node-wide id bound: many keys with ids each; the one that
 	// reaches it folds its own ids, nobody's are dropped.
 	var many []session
@@ -77,7 +89,10 @@ func TestRevocationsFailClosed(t *testing.T) {
 	}
 
 	// The key bound: one more key than it keeps raises the node-wide
-	// watermark (everyone signs in again), reported once.
+	// watermark (everyone signs in again), reported once; it covers a
+	// session issued ahead of this node's clock too.
+	skewed := sess("skewed", 0, t0.Add(3*time.Minute+30*time.Second))
+	l.add(skewed, t0.Add(3*time.Minute), life)
 	raised := 0
 	for k := range maxLoggedOutKeys + 1 {
 		s := sess("x"+strconv.Itoa(k), 0, t0.Add(3*time.Minute))
@@ -88,7 +103,7 @@ func TestRevocationsFailClosed(t *testing.T) {
 	if raised != 1 || len(l.keys) > maxLoggedOutKeys || l.ids != 0 {
 		t.Fatalf("raised %d times; %d keys, %d ids", raised, len(l.keys), l.ids)
 	}
-	for _, s := range append(many, last, victim, flood[0]) {
+	for _, s := range append(many, last, victim, flood[0], ahead, skewed) {
 		if !l.revoked(s) {
 			t.Fatalf("%s revived at the key bound", s.ID)
 		}
@@ -103,5 +118,34 @@ func TestRevocationsFailClosed(t *testing.T) {
 	l.add(sess("after", 0, later), later, life)
 	if len(l.keys) != 1 || l.ids != 1 || l.all != 0 {
 		t.Fatalf("after the lifetime: %d keys, %d ids, node-wide %d", len(l.keys), l.ids, l.all)
+	}
+}
+
+// TestRevocationsMemoryBounded: the worst case the bounds allow (every key
+// the node keeps with a record, the node's ids all held) stays a few MiB.
+func TestRevocationsMemoryBounded(t *testing.T) {
+	heap := func() uint64 {
+		runtime.GC()
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	t0 := time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC)
+	var l revocations
+	before := heap()
+	for k := range maxLoggedOutKeys {
+		key := "key_" + strconv.FormatInt(int64(1<<60+k), 16) // the length of a real key id
+		for i := range 2 {
+			l.add(session{ID: randomToken()[:32], KeyID: key, Issued: t0.Unix(), IssuedNano: t0.UnixNano() + int64(i)}, t0, 8*time.Hour)
+		}
+	}
+	after := heap()
+	runtime.KeepAlive(&l)
+	if len(l.keys) != maxLoggedOutKeys || l.ids != maxLoggedOut {
+		t.Fatalf("not the worst case: %d keys, %d ids", len(l.keys), l.ids)
+	}
+	if after > before && after-before > 16<<20 {
+		t.Fatalf("%d keys and %d ids take %d KiB", len(l.keys), l.ids, (after-before)>>10)
 	}
 }
