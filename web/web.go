@@ -227,7 +227,7 @@ func (q *req) back(path, flash string) {
 // plaintext is a JSON object) and the other way round.
 const flashPrefix = "rotor-flash\x00"
 
-// openFlash returns the message of a flash back sealed for session sid, or
+// openFlash returns the message back sealed for session sid, or
 // "" for anything else.
 func (d *Dashboard) openFlash(v, sid string) string {
 	if v == "" || len(v) > maxCookieBytes {
