@@ -4,6 +4,11 @@
 // upstream. It enqueues N jobs through the API from concurrent clients and
 // times until the upstream has received them all, with and without secret
 // references, and reports jobs/s and enqueue-to-delivery p50/p99.
+//
+// As rotor serve runs it: storage through the plugin subprocess (unless
+// -in-process), audit on (every resolved reference is a secret.accessed
+// row), quotas checked, and every log line, the one per attempt included,
+// written as JSON to a file (-log, a temporary file by default).
 package main
 
 import (
@@ -20,12 +25,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"rotor.sh/rotor/api"
 	"rotor.sh/rotor/dispatch"
@@ -49,20 +56,72 @@ func main() {
 	inproc := flag.Bool("in-process", false, "open the backend inside this process instead of through the storage plugin (as rotor serve does by default)")
 	mixed := flag.Bool("mixed", false, "the fairness run: one hostile workspace (a stuck concurrency-1 queue with -hostile-jobs jobs, and a rate-limited queue) beside ten normal workspaces sharing -jobs; reports each normal workspace's enqueue-to-delivery p99")
 	hostile := flag.Int("hostile-jobs", 100000, "jobs in the hostile workspace's stuck queue (-mixed)")
+	cpuProfile := flag.String("cpuprofile", "", "write this process's CPU profile (API, proxy, dispatcher; not the plugin) to this file")
+	logPath := flag.String("log", "", "write the server's JSON log lines here (default: a temporary file, removed at the end)")
 	flag.Parse()
-	if *mixed {
-		if err := runMixed(*n, *conc, *hostile, *pg, !*inproc); err != nil {
+	if err := openLog(*logPath); err != nil {
+		fmt.Fprintln(os.Stderr, "dispatchload:", err)
+		os.Exit(1)
+	}
+	defer closeLog()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
 			fmt.Fprintln(os.Stderr, "dispatchload:", err)
 			os.Exit(1)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
+	if *mixed {
+		if err := runMixed(*n, *conc, *hostile, *pg, !*inproc); err != nil {
+			fail(err)
 		}
 		return
 	}
 	for _, refs := range []bool{false, true} {
 		if err := run(*n, *conc, refs, *pg, !*inproc); err != nil {
-			fmt.Fprintln(os.Stderr, "dispatchload:", err)
-			os.Exit(1)
+			fail(err)
 		}
 	}
+}
+
+// logFile receives the server's log lines, as rotor serve's stderr would.
+var (
+	logFile    *os.File
+	logRemove  bool
+	serverLogs *slog.Logger
+)
+
+func openLog(path string) error {
+	var err error
+	if path == "" {
+		logFile, err = os.CreateTemp("", "dispatchload-*.log")
+		logRemove = true
+	} else {
+		logFile, err = os.Create(path)
+	}
+	if err != nil {
+		return err
+	}
+	serverLogs = slog.New(slog.NewJSONHandler(logFile, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	return nil
+}
+
+func closeLog() {
+	logFile.Close()
+	if logRemove {
+		os.Remove(logFile.Name())
+	}
+}
+
+func fail(err error) {
+	pprof.StopCPUProfile()
+	closeLog()
+	fmt.Fprintln(os.Stderr, "dispatchload:", err)
+	os.Exit(1)
 }
 
 func serve(h http.Handler) (string, func(), error) {
@@ -150,7 +209,7 @@ func run(n, conc int, refs bool, pgDSN string, viaPlugin bool) error {
 		return err
 	}
 	defer closeStore()
-	log := slog.New(slog.DiscardHandler)
+	log := serverLogs
 	v, op, bootKey, err := openVault(ctx, store, log)
 	if err != nil {
 		return err
@@ -186,7 +245,8 @@ func run(n, conc int, refs bool, pgDSN string, viaPlugin bool) error {
 	tok := make([]byte, 16)
 	rand.Read(tok)
 	internal := hex.EncodeToString(tok)
-	p, err := proxy.New(proxy.Options{Vault: v, Logger: log, InternalToken: internal})
+	reg := prometheus.NewRegistry()
+	p, err := proxy.New(proxy.Options{Vault: v, Logger: log, Registerer: reg, InternalToken: internal})
 	if err != nil {
 		return err
 	}
@@ -195,12 +255,13 @@ func run(n, conc int, refs bool, pgDSN string, viaPlugin bool) error {
 		return err
 	}
 	defer stopProxy()
-	disp, err := dispatch.New(dispatch.Options{Store: store, ProxyURL: proxyURL, InternalToken: internal, Logger: log})
+	disp, err := dispatch.New(dispatch.Options{Store: store, ProxyURL: proxyURL, InternalToken: internal, Logger: log, Registerer: reg})
 	if err != nil {
 		return err
 	}
 	queues := dispatch.NewService(store, v, nil, disp.Notify)
-	apiURL, stopAPI, err := serve(api.New(api.Options{Vault: v, Queues: queues, Logger: log}))
+	// Default quotas, read from storage as rotor serve does.
+	apiURL, stopAPI, err := serve(api.New(api.Options{Vault: v, Queues: queues, Logger: log, Registerer: reg, Usage: store}))
 	if err != nil {
 		return err
 	}
