@@ -29,6 +29,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -47,6 +48,11 @@ import (
 
 func main() {
 	if os.Getenv("ROTOR_BENCH_AS_PLUGIN") == "1" {
+		if path := os.Getenv("ROTOR_BENCH_PLUGIN_CPUPROFILE"); path != "" {
+			if f, err := os.Create(path); err == nil && pprof.StartCPUProfile(f) == nil {
+				defer func() { pprof.StopCPUProfile(); f.Close() }()
+			}
+		}
 		plugins.Serve(plugins.OpenBackend)
 		return
 	}
@@ -56,7 +62,7 @@ func main() {
 	inproc := flag.Bool("in-process", false, "open the backend inside this process instead of through the storage plugin (as rotor serve does by default)")
 	mixed := flag.Bool("mixed", false, "the fairness run: one hostile workspace (a stuck concurrency-1 queue with -hostile-jobs jobs, and a rate-limited queue) beside ten normal workspaces sharing -jobs; reports each normal workspace's enqueue-to-delivery p99")
 	hostile := flag.Int("hostile-jobs", 100000, "jobs in the hostile workspace's stuck queue (-mixed)")
-	cpuProfile := flag.String("cpuprofile", "", "write this process's CPU profile (API, proxy, dispatcher; not the plugin) to this file")
+	cpuProfile := flag.String("cpuprofile", "", "write this process's CPU profile (API, proxy, dispatcher) to this file, and the storage plugin's to this file + \".plugin\" (its last run)")
 	logPath := flag.String("log", "", "write the server's JSON log lines here (default: a temporary file, removed at the end)")
 	flag.Parse()
 	if err := openLog(*logPath); err != nil {
@@ -74,6 +80,7 @@ func main() {
 			os.Exit(1)
 		}
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
+		pluginProfile = *cpuProfile + ".plugin"
 	}
 	if *mixed {
 		if err := runMixed(*n, *conc, *hostile, *pg, !*inproc); err != nil {
@@ -82,11 +89,38 @@ func main() {
 		return
 	}
 	for _, refs := range []bool{false, true} {
+		before := cpuTime()
 		if err := run(*n, *conc, refs, *pg, !*inproc); err != nil {
 			fail(err)
 		}
+		// The plugin has exited (run closed the store): its CPU is counted.
+		self, children := cpuTime().sub(before)
+		fmt.Printf("  CPU per job: %.0f µs (this process, with the bench's own clients and upstream: %.0f µs; storage plugin: %.0f µs)\n",
+			float64((self+children).Microseconds())/float64(*n), float64(self.Microseconds())/float64(*n), float64(children.Microseconds())/float64(*n))
 	}
 }
+
+// cpuTimes is user+system CPU of this process and of its exited children.
+type cpuTimes struct{ self, children time.Duration }
+
+func cpuTime() cpuTimes {
+	get := func(who int) time.Duration {
+		var ru syscall.Rusage
+		if syscall.Getrusage(who, &ru) != nil {
+			return 0
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	return cpuTimes{get(syscall.RUSAGE_SELF), get(syscall.RUSAGE_CHILDREN)}
+}
+
+func (t cpuTimes) sub(u cpuTimes) (time.Duration, time.Duration) {
+	return t.self - u.self, t.children - u.children
+}
+
+// pluginProfile, when set, is where the storage plugin writes its CPU
+// profile.
+var pluginProfile string
 
 // logFile receives the server's log lines, as rotor serve's stderr would.
 var (
@@ -156,7 +190,11 @@ func openStore(ctx context.Context, pgDSN string, viaPlugin bool) (storage.Store
 		if err != nil {
 			return nil, nil, err
 		}
-		s, err := plugins.Launch(ctx, plugins.LaunchOptions{Path: self, Env: []string{"ROTOR_BENCH_AS_PLUGIN=1"}, Config: cfg})
+		env := []string{"ROTOR_BENCH_AS_PLUGIN=1"}
+		if pluginProfile != "" {
+			env = append(env, "ROTOR_BENCH_PLUGIN_CPUPROFILE="+pluginProfile)
+		}
+		s, err := plugins.Launch(ctx, plugins.LaunchOptions{Path: self, Env: env, Config: cfg})
 		if err != nil {
 			return nil, nil, err
 		}

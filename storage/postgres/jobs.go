@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"rotor.sh/rotor/storage"
 )
@@ -393,47 +394,87 @@ func (s *Store) LeaseJobs(ctx context.Context, args storage.LeaseJobsArgs) ([]st
 	return leased, mapErr(err, "lease")
 }
 
+const (
+	// lockCompleted reads and locks the jobs whose leases the results still
+	// hold, in id order so two nodes' batches cannot deadlock.
+	lockCompleted = `SELECT j.body::text FROM jobs j JOIN unnest($1::text[], $2::text[], $3::bigint[]) AS r(id, ws, tok)
+		ON j.id=r.id AND j.workspace_id=r.ws AND j.status='leased' AND j.lease_token=r.tok ORDER BY j.id FOR UPDATE OF j`
+	saveCompleted = `UPDATE jobs SET status=t.status, due_at=t.due, lease_token=0, body=t.body::json
+		FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[]) AS t(id, status, due, body) WHERE jobs.id=t.id`
+)
+
+// CompleteAttempts reads the batch's jobs in one statement and writes them
+// back in another: two round trips whatever the batch size.
 func (s *Store) CompleteAttempts(ctx context.Context, results []storage.AttemptResult) error {
 	if len(results) == 0 {
 		return nil
 	}
+	for _, r := range results {
+		if !r.Release && r.Status != storage.JobQueued && r.Status != storage.JobDelivered && r.Status != storage.JobDead {
+			return fmt.Errorf("postgres: bad next status %q", r.Status)
+		}
+	}
+	ids, wss, toks := make([]string, len(results)), make([]string, len(results)), make([]int64, len(results))
+	for i, r := range results {
+		ids[i], wss[i], toks[i] = r.JobID, r.WorkspaceID, int64(r.LeaseToken)
+	}
 	return mapErr(s.tx(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, lockCompleted, ids, wss, toks)
+		if err != nil {
+			return err
+		}
+		held, err := collect(rows, scanJob)
+		if err != nil {
+			return err
+		}
+		if len(held) == 0 {
+			return nil // every lease is gone
+		}
+		leased := make(map[string]storage.Job, len(held))
+		for _, j := range held {
+			leased[j.ID] = j
+		}
+		var uids, statuses, bodies []string
+		var dues []pgtype.Timestamptz
 		for _, r := range results {
-			j, err := scanJob(tx.QueryRow(ctx, `SELECT body::text FROM jobs WHERE id=$1 AND workspace_id=$2 AND status='leased' AND lease_token=$3 FOR UPDATE`,
-				r.JobID, r.WorkspaceID, int64(r.LeaseToken)))
-			if errors.Is(err, pgx.ErrNoRows) {
+			j, ok := leased[r.JobID]
+			if !ok || j.WorkspaceID != r.WorkspaceID || j.LeaseToken != r.LeaseToken {
 				continue // fenced: the lease is gone
 			}
-			if err != nil {
-				return err
-			}
+			// A second result for the same lease finds it gone, as it would
+			// one transaction later.
+			delete(leased, r.JobID)
 			if r.Release {
 				j.Status, j.UpdatedAt, j.LeaseUntil, j.LeaseToken = storage.JobQueued, r.At, time.Time{}, 0
 				j.Leases = max(0, j.Leases-1)
 				if !r.RunAt.IsZero() {
 					j.RunAt = r.RunAt
 				}
-				if err := saveJob(ctx, tx, j); err != nil {
-					return err
+			} else {
+				j.Attempts = append(j.Attempts, r.Attempt)
+				j.Status, j.UpdatedAt, j.LeaseUntil, j.LeaseToken = r.Status, r.At, time.Time{}, 0
+				switch r.Status {
+				case storage.JobQueued:
+					j.RunAt = r.RunAt
+				case storage.JobDelivered:
+					j.DeliveredAt = r.At
 				}
-				continue
 			}
-			j.Attempts = append(j.Attempts, r.Attempt)
-			j.Status, j.UpdatedAt, j.LeaseUntil, j.LeaseToken = r.Status, r.At, time.Time{}, 0
-			switch r.Status {
-			case storage.JobQueued:
-				j.RunAt = r.RunAt
-			case storage.JobDelivered:
-				j.DeliveredAt = r.At
-			case storage.JobDead:
-			default:
-				return fmt.Errorf("postgres: bad next status %q", r.Status)
-			}
-			if err := saveJob(ctx, tx, j); err != nil {
+			body, err := json.Marshal(j)
+			if err != nil {
 				return err
 			}
+			due := pgtype.Timestamptz{}
+			if j.Status == storage.JobQueued {
+				due = pgtype.Timestamptz{Time: j.RunAt, Valid: true}
+			}
+			uids, statuses, dues, bodies = append(uids, j.ID), append(statuses, j.Status), append(dues, due), append(bodies, string(body))
 		}
-		return nil
+		if len(uids) == 0 {
+			return nil
+		}
+		_, err = tx.Exec(ctx, saveCompleted, uids, statuses, dues, bodies)
+		return err
 	}), "complete")
 }
 

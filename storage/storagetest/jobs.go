@@ -34,6 +34,8 @@ func jobTests() []struct {
 		{"LeaseRelease", testLeaseRelease},
 		{"JobUsage", testJobUsage},
 		{"QueueStats", testQueueStats},
+		{"CompleteBatch", testCompleteBatch},
+		{"ConcurrentJobWrites", testConcurrentJobWrites},
 	}
 }
 
