@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -140,7 +141,64 @@ const enqueueOne = `WITH q AS (SELECT 1 FROM queues WHERE workspace_id=$2 AND na
 		SELECT $1, $2, $3, 'queued', $4, $5, $6, $9 FROM q RETURNING 1)
 	SELECT (SELECT count(*) FROM ins), pg_notify($7, $8)`
 
+// enqueueMany inserts a batch of jobs without idempotency keys in one
+// statement; fewer rows than jobs means a queue is missing (the caller's
+// transaction then rolls back).
+const enqueueMany = `WITH t AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::timestamptz[], $7::int[])
+		AS t(id, ws, queue, due, body, created, bytes)),
+	q AS (SELECT workspace_id, name FROM queues WHERE (workspace_id, name) IN (SELECT ws, queue FROM t) FOR KEY SHARE),
+	ins AS (INSERT INTO jobs (id, workspace_id, queue, status, due_at, body, created_at, payload_bytes)
+		SELECT t.id, t.ws, t.queue, 'queued', t.due, t.body::json, t.created, t.bytes FROM t JOIN q ON q.workspace_id=t.ws AND q.name=t.queue RETURNING 1)
+	SELECT (SELECT count(*) FROM ins), pg_notify($8, $9)`
+
+// missingQueue names the first of the batch's queues that does not exist.
+const missingQueue = `SELECT t.queue FROM unnest($1::text[], $2::text[]) AS t(ws, queue)
+	WHERE NOT EXISTS (SELECT 1 FROM queues WHERE workspace_id=t.ws AND name=t.queue) LIMIT 1`
+
+// enqueueBatch is EnqueueJobs for several jobs without idempotency keys:
+// one transaction of one statement (the dispatch service groups
+// concurrent enqueues into such batches).
+func (s *Store) enqueueBatch(ctx context.Context, args storage.EnqueueJobsArgs) ([]storage.EnqueueResult, error) {
+	n := len(args.Jobs)
+	ids, wss, queues, bodies := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	dues, created, sizes := make([]time.Time, n), make([]time.Time, n), make([]int32, n)
+	results := make([]storage.EnqueueResult, n)
+	for i, j := range args.Jobs {
+		j.Status = storage.JobQueued
+		body, err := json.Marshal(j)
+		if err != nil {
+			return nil, err
+		}
+		ids[i], wss[i], queues[i], bodies[i] = j.ID, j.WorkspaceID, j.Queue, string(body)
+		dues[i], created[i], sizes[i] = j.RunAt, j.CreatedAt, int32(len(j.Payload))
+		results[i] = storage.EnqueueResult{Job: j}
+	}
+	wake, _ := json.Marshal(storage.Change{Kind: storage.ChangeJobs})
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		var got int
+		var ignored string
+		if err := tx.QueryRow(ctx, enqueueMany, ids, wss, queues, dues, bodies, created, sizes, s.channel, string(wake)).Scan(&got, &ignored); err != nil {
+			return err
+		}
+		if got == n {
+			return nil
+		}
+		var name string
+		if err := tx.QueryRow(ctx, missingQueue, wss, queues).Scan(&name); err != nil {
+			return err
+		}
+		return fmt.Errorf("queue %q: %w", name, storage.ErrNotFound)
+	})
+	if err != nil {
+		return nil, mapErr(err, "enqueue")
+	}
+	return results, nil
+}
+
 func (s *Store) EnqueueJobs(ctx context.Context, args storage.EnqueueJobsArgs) ([]storage.EnqueueResult, error) {
+	if len(args.Jobs) > 1 && !slices.ContainsFunc(args.Jobs, func(j storage.Job) bool { return j.IdempotencyKey != "" }) {
+		return s.enqueueBatch(ctx, args)
+	}
 	if len(args.Jobs) == 1 && args.Jobs[0].IdempotencyKey == "" {
 		j := args.Jobs[0]
 		j.Status = storage.JobQueued

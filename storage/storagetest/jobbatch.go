@@ -1,7 +1,9 @@
 package storagetest
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -174,5 +176,45 @@ func testConcurrentJobWrites(t *testing.T, s storage.Store) {
 	}
 	if u, _ := s.JobUsage(ctx(), "ws_a"); u.OpenJobs != 0 {
 		t.Errorf("open jobs = %d, want 0", u.OpenJobs)
+	}
+}
+
+// testEnqueueBatch: several jobs in one EnqueueJobs call (the dispatch
+// service groups concurrent enqueues) are stored all or none: a missing
+// queue or a taken id fails the whole call with its own error.
+func testEnqueueBatch(t *testing.T, s storage.Store) {
+	mkWorkspace(t, s, "ws_a")
+	mkQueue(t, s, "ws_a", "q1")
+	mkQueue(t, s, "ws_a", "q2")
+	res := enqueue(t, s, job("ws_a", "q1", "job_1", t0), job("ws_a", "q2", "job_2", t0), job("ws_a", "q1", "job_3", t0.Add(time.Hour)))
+	if len(res) != 3 || res[0].Job.ID != "job_1" || res[2].Job.ID != "job_3" || res[1].Existing || res[1].Job.Status != storage.JobQueued {
+		t.Fatalf("results = %+v", res)
+	}
+	for _, id := range []string{"job_1", "job_2", "job_3"} {
+		if j, err := s.GetJob(ctx(), "ws_a", id); err != nil || j.Status != storage.JobQueued {
+			t.Fatalf("%s: %+v, %v", id, j, err)
+		}
+	}
+	_, err := s.EnqueueJobs(ctx(), storage.EnqueueJobsArgs{Jobs: []storage.Job{job("ws_a", "q1", "job_4", t0), job("ws_a", "nope", "job_5", t0)}, Now: t0})
+	wantErr(t, err, storage.ErrNotFound)
+	if err != nil && !strings.Contains(err.Error(), `"nope"`) {
+		t.Errorf("error %q does not name the missing queue", err)
+	}
+	_, err = s.EnqueueJobs(ctx(), storage.EnqueueJobsArgs{Jobs: []storage.Job{job("ws_a", "q1", "job_6", t0), job("ws_a", "q2", "job_2", t0)}, Now: t0})
+	wantErr(t, err, storage.ErrExists)
+	for _, id := range []string{"job_4", "job_5", "job_6"} {
+		if _, err := s.GetJob(ctx(), "ws_a", id); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("%s of a failed batch was stored (%v)", id, err)
+		}
+	}
+	u, err := s.JobUsage(ctx(), "ws_a")
+	must(t, err)
+	if u.OpenJobs != 3 {
+		t.Errorf("open jobs = %d, want 3", u.OpenJobs)
+	}
+	leased, err := s.LeaseJobs(ctx(), storage.LeaseJobsArgs{Now: t0, Limit: 10, Visibility: time.Minute})
+	must(t, err)
+	if len(leased) != 2 {
+		t.Errorf("leased %d due jobs, want 2", len(leased))
 	}
 }

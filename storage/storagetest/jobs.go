@@ -34,6 +34,7 @@ func jobTests() []struct {
 		{"LeaseRelease", testLeaseRelease},
 		{"JobUsage", testJobUsage},
 		{"QueueStats", testQueueStats},
+		{"EnqueueBatch", testEnqueueBatch},
 		{"CompleteBatch", testCompleteBatch},
 		{"ConcurrentJobWrites", testConcurrentJobWrites},
 	}
