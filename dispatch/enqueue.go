@@ -13,18 +13,24 @@ import (
 // maxEnqueueBatch bounds the jobs one grouped EnqueueJobs call carries.
 const maxEnqueueBatch = 256
 
+// maxEnqueueCalls is how many grouped calls may be in flight at once: a
+// few, so one slow call (or a leader the scheduler is slow to wake on a
+// busy machine) does not hold up every enqueue behind it.
+const maxEnqueueCalls = 4
+
 // enqueueGroup sends the jobs of concurrent Enqueue calls (those without
 // an idempotency key) to storage in one EnqueueJobs call: one round trip to
-// the storage plugin and one transaction for many API requests. The first
-// caller to find no call in flight leads: it sends what queued up and hands
-// the lead to the next waiter. There is no timer: a lone enqueue is sent at
-// once; under load, batches grow with the wait for the previous call.
+// the storage plugin and one transaction for many API requests. A caller
+// that finds fewer than maxEnqueueCalls calls in flight leads: it sends
+// what queued up, and when done hands the lead to the next waiter. There is
+// no timer: a lone enqueue is sent at once; under load, batches grow with
+// the wait for the calls in flight.
 type enqueueGroup struct {
 	store storage.Store
 
 	mu      sync.Mutex
 	pending []*enqueueCall
-	leading bool
+	leaders int // callers holding a leader slot (at most maxEnqueueCalls)
 }
 
 type enqueueCall struct {
@@ -33,7 +39,8 @@ type enqueueCall struct {
 	res  storage.EnqueueResult
 	err  error
 	done chan struct{}
-	lead chan struct{} // closed when this call is handed the lead
+	led  bool          // holds a leader slot (under enqueueGroup.mu)
+	lead chan struct{} // closed when this call is handed a leader slot
 }
 
 // enqueue stores j and returns its result as EnqueueJobs would for j alone.
@@ -44,38 +51,56 @@ func (g *enqueueGroup) enqueue(ctx context.Context, j storage.Job, now time.Time
 	c := &enqueueCall{job: j, now: now, done: make(chan struct{}), lead: make(chan struct{})}
 	g.mu.Lock()
 	g.pending = append(g.pending, c)
-	if g.leading {
+	if g.leaders < maxEnqueueCalls {
+		g.leaders++
+		c.led = true
+	} else {
 		g.mu.Unlock()
 		select {
 		case <-c.done:
-			return c.res, c.err
 		case <-c.lead:
 		}
 		g.mu.Lock()
+		if !c.led {
+			g.mu.Unlock()
+			return c.res, c.err
+		}
 	}
-	g.leading = true
-	// The batch is written whatever becomes of this request: other callers
-	// wait for it.
+	// c holds a leader slot: send batches until c is written or nothing is
+	// left, then pass the slot to a waiter. The batches are written
+	// whatever becomes of this request: other callers wait for them.
 	sctx := context.WithoutCancel(ctx)
-	for {
+	for len(g.pending) > 0 {
 		n := min(len(g.pending), maxEnqueueBatch)
 		batch := g.pending[:n:n]
 		g.pending = g.pending[n:]
 		g.mu.Unlock()
 		g.send(sctx, batch)
 		g.mu.Lock()
-		select {
-		case <-c.done:
-		default:
-			continue // more than a batch was waiting ahead of c
+		if isClosed(c.done) {
+			break
 		}
-		if len(g.pending) == 0 {
-			g.leading = false
-		} else {
-			close(g.pending[0].lead)
+	}
+	g.leaders--
+	for _, w := range g.pending {
+		if !w.led {
+			w.led = true
+			g.leaders++
+			close(w.lead)
+			break
 		}
-		g.mu.Unlock()
-		return c.res, c.err
+	}
+	g.mu.Unlock()
+	<-c.done // another leader may be writing c
+	return c.res, c.err
+}
+
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }
 
