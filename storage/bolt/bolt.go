@@ -25,8 +25,9 @@ var _ storage.Store = (*Store)(nil)
 const DefaultOpenTimeout = 2 * time.Second
 
 // batchDelay is how long concurrent job writes (enqueues, leases, attempt
-// results) wait to share one transaction (one fsync). bbolt's default of 10 ms caps 32 concurrent API clients at
-// about 2,600 jobs/s; 2 ms more than doubles that (docs/benchmarks.md).
+// results) wait to share one transaction (one fsync). bbolt's default of
+// 10 ms caps 32 concurrent API clients at about 2,600 jobs/s; 2 ms more
+// than doubles that (docs/benchmarks.md).
 const batchDelay = 2 * time.Millisecond
 
 // schemaVersion is written to the meta bucket; a file written by a newer
