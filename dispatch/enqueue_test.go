@@ -141,3 +141,58 @@ func TestEnqueueWithKeyAlone(t *testing.T) {
 		t.Fatalf("one idempotency key gave %d jobs: %v", len(keyed), keyed)
 	}
 }
+
+// TestEnqueueCanceledWhileGrouped: a request that gives up while its batch
+// is being written does not take the batch down with it: every job in
+// flight is stored, and the requests that did not give up get their jobs.
+func TestEnqueueCanceledWhileGrouped(t *testing.T) {
+	ve := vaulttest.New(t)
+	cs := &countingStore{Store: ve.Store}
+	svc := dispatch.NewService(cs, ve.Vault, nil, nil)
+	u := "https://example.com/hook"
+	if _, err := svc.CreateQueue(context.Background(), ve.Operator, "orders", dispatch.QueueSpec{CallbackURL: &u}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := svc.Enqueue(canceledCtx(), ve.Operator, "orders", dispatch.EnqueueRequest{Payload: json.RawMessage(`{}`)}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("enqueue with a canceled context: %v", err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var kept []storage.Job
+	for i := range 24 {
+		wg.Go(func() {
+			ctx, cancel := context.WithCancel(context.Background())
+			if i%3 == 0 {
+				// Gives up while its call (2 ms in countingStore) is in flight.
+				time.AfterFunc(time.Millisecond, cancel)
+			} else {
+				defer cancel()
+			}
+			j, _, err := svc.Enqueue(ctx, ve.Operator, "orders", dispatch.EnqueueRequest{Payload: json.RawMessage(`{}`)})
+			if i%3 != 0 {
+				if err != nil {
+					t.Errorf("enqueue: %v", err)
+					return
+				}
+				mu.Lock()
+				kept = append(kept, j)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	for _, j := range kept {
+		if _, err := ve.Store.GetJob(context.Background(), j.WorkspaceID, j.ID); err != nil {
+			t.Errorf("job %s answered 201 but is not stored: %v", j.ID, err)
+		}
+	}
+	if len(kept) != 16 {
+		t.Fatalf("%d of 16 enqueues kept", len(kept))
+	}
+}
+
+func canceledCtx() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}
