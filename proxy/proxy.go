@@ -16,7 +16,6 @@ import (
 	"mime"
 	"net"
 	"net/http"
-	"net/http/httptrace"
 	"net/netip"
 	"net/url"
 	"slices"
@@ -152,8 +151,14 @@ func New(opts Options) (*Proxy, error) {
 	// Tuned for proxy load: Go's default of 2 idle connections per host
 	// makes most requests open a new upstream connection under concurrency.
 	p.tr = &http.Transport{
-		Proxy:                 nil, // never chain to HTTP_PROXY: that may be us
-		DialContext:           d.DialContext,
+		Proxy: nil, // never chain to HTTP_PROXY: that may be us
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := d.DialContext(ctx, network, addr)
+			if err == nil {
+				p.m.conns.dialed.Add(1)
+			}
+			return c, err
+		},
 		TLSClientConfig:       &tls.Config{RootCAs: opts.UpstreamRoots, MinVersion: tls.VersionTLS12},
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          4096,
@@ -203,10 +208,34 @@ type session struct {
 	internal bool
 }
 
+// Request ids are prx_ plus 16 hex digits: a random per-process prefix
+// (4 bytes) and a counter (4 bytes, wrapping after 2^32 requests), so ids
+// are unique within a process and across processes with near certainty,
+// without a crypto/rand read per request.
+var (
+	reqIDPrefix [8]byte
+	reqIDCount  atomic.Uint32
+)
+
+func init() {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	hex.Encode(reqIDPrefix[:], b[:])
+	var c [4]byte
+	_, _ = rand.Read(c[:])
+	reqIDCount.Store(uint32(c[0])<<24 | uint32(c[1])<<16 | uint32(c[2])<<8 | uint32(c[3]))
+}
+
 func newRequestID() string {
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	return "prx_" + hex.EncodeToString(b)
+	var b [4 + 16]byte
+	copy(b[:], "prx_")
+	copy(b[4:], reqIDPrefix[:])
+	n := reqIDCount.Add(1)
+	const digits = "0123456789abcdef"
+	for i := range 8 {
+		b[4+8+i] = digits[n>>(28-4*i)&0xf]
+	}
+	return string(b[:]) // the one allocation: the id outlives the request
 }
 
 // authenticate reads Proxy-Authorization: Bearer <key>, or Basic with the
@@ -294,10 +323,14 @@ type reqState struct {
 	// resolved holds each secret resolved for this request (a handful at
 	// most, so a slice beats a map).
 	resolved []resolvedSecret
-	names    []string
-	forms    []scrubPattern
-	mitm     bool
-	body     *Rewriter
+	// mu guards names (see secretNames).
+	mu    sync.Mutex
+	names []string
+	// rf is resolveName as a ResolveFunc, made once per request.
+	rf    ResolveFunc
+	forms []scrubPattern
+	mitm  bool
+	body  *Rewriter
 	// bodyBuf is the whole rewritten body when it fit the buffer.
 	bodyBuf *bytes.Buffer
 	// extra goes into audit rows (dispatch: job id and attempt).
@@ -309,46 +342,52 @@ type resolvedSecret struct {
 	value vault.Plaintext
 }
 
-// resolve is the rewriter's ResolveFunc: each name is resolved (and audited)
-// once per request.
-func (st *reqState) resolve(Context) ResolveFunc {
-	return func(name string) ([]byte, error) {
-		var v vault.Plaintext
-		ok := false
-		for _, r := range st.resolved {
-			if r.name == name {
-				v, ok = r.value, true
-				break
-			}
+// resolveName is the rewriter's ResolveFunc for every position (st.rf, one
+// method value per request): each name is resolved (and audited) once per
+// request.
+func (st *reqState) resolveName(name string) ([]byte, error) {
+	for _, r := range st.resolved {
+		if r.name == name {
+			return r.value.Bytes(), nil
 		}
-		if !ok {
-			r, err := st.p.vault.Resolve(st.ctx, vault.ResolveRequest{
-				WorkspaceID: st.actor.WorkspaceID, Name: name, ActorID: st.actor.KeyID, Host: st.host,
-				Scheme: st.scheme, Port: st.port,
-				RequireAllowedHosts: st.p.requireAH, RequestID: st.id, Extra: st.extra,
-			})
-			if err != nil {
-				st.p.m.failures.WithLabelValues(failureReason(err)).Inc()
-				return nil, err
-			}
-			v = r.Value
-			st.resolved = append(st.resolved, resolvedSecret{name, v})
-			st.names = append(st.names, name)
-			if st.p.scrub {
-				// Every form of the value, once per secret, whatever
-				// position it went to: an upstream may reflect a value it
-				// got in the query inside a JSON body.
-				st.forms = append(st.forms, valueForms(name, v.Bytes())...)
-			}
-		}
-		return v.Bytes(), nil
 	}
+	r, err := st.p.vault.Resolve(st.ctx, vault.ResolveRequest{
+		WorkspaceID: st.actor.WorkspaceID, Name: name, ActorID: st.actor.KeyID, Host: st.host,
+		Scheme: st.scheme, Port: st.port,
+		RequireAllowedHosts: st.p.requireAH, RequestID: st.id, Extra: st.extra,
+	})
+	if err != nil {
+		st.p.m.failures.WithLabelValues(failureReason(err)).Inc()
+		return nil, err
+	}
+	v := r.Value
+	st.resolved = append(st.resolved, resolvedSecret{name, v})
+	st.mu.Lock()
+	st.names = append(st.names, name)
+	st.mu.Unlock()
+	if st.p.scrub {
+		// Every form of the value, once per secret, whatever position it
+		// went to: an upstream may reflect a value it got in the query
+		// inside a JSON body.
+		st.forms = append(st.forms, valueForms(name, v.Bytes())...)
+	}
+	return v.Bytes(), nil
+}
+
+// secretNames is the names resolved so far. A streamed body resolves on the
+// transport's goroutine while the handler reads this; the slice returned
+// is capped, so later appends never touch what the caller holds.
+func (st *reqState) secretNames() []string {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.names[:len(st.names):len(st.names)]
 }
 
 func (p *Proxy) onRequest(r *http.Request, gctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
 	start := time.Now()
 	p.inflight.Add(1)
 	st := &reqState{p: p, ctx: r.Context(), id: newRequestID(), host: r.URL.Hostname()}
+	st.rf = st.resolveName
 	entry := logEntry{start: start, id: st.id, method: r.Method, host: r.URL.Host, counted: true}
 	if err := checkHost(st.host); err != nil {
 		// Before authentication, resolution and the audit trail: nothing
@@ -391,7 +430,7 @@ func (p *Proxy) onRequest(r *http.Request, gctx *goproxy.ProxyCtx) (*http.Reques
 	if err == nil && internal {
 		err = st.applyInternal(out, in)
 	}
-	entry.secrets = st.names
+	entry.secrets = st.secretNames()
 	var sc *scrubber
 	if err == nil && len(st.names) > 0 && p.scrub {
 		// Built before anything is sent: a request whose response could
@@ -401,22 +440,19 @@ func (p *Proxy) onRequest(r *http.Request, gctx *goproxy.ProxyCtx) (*http.Reques
 	if err != nil {
 		return r, p.refuse(r, entry, err)
 	}
-	var reused bool
-	trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused }}
-	out = out.WithContext(httptrace.WithClientTrace(out.Context(), trace))
 	resp, err := p.tr.RoundTrip(out)
 	if err != nil {
-		entry.secrets = st.names
+		entry.secrets = st.secretNames()
 		if st.body != nil && st.body.Err() != nil {
 			// A streamed body failed after sending began: the upstream
 			// request was aborted mid-body; report why.
 			err = st.body.Err()
 		} else if !errors.Is(err, ErrDestinationBlocked) {
 			err = fmt.Errorf("%w: %v", errUpstream, err)
-		} else if len(st.names) > 0 {
+		} else if len(entry.secrets) > 0 {
 			// Resolved but never sent: the trail says so.
 			if aerr := p.vault.RecordDenied(r.Context(), vault.DeniedDelivery{
-				WorkspaceID: st.actor.WorkspaceID, ActorID: st.actor.KeyID, Names: st.names, Host: st.host,
+				WorkspaceID: st.actor.WorkspaceID, ActorID: st.actor.KeyID, Names: entry.secrets, Host: st.host,
 				RequestID: st.id, Reason: vault.DenyDestinationBlocked, Extra: st.extra,
 			}); aerr != nil {
 				p.log.Warn("audit of a blocked destination failed", LogFieldRequestID, entry.id, "err", aerr)
@@ -425,16 +461,17 @@ func (p *Proxy) onRequest(r *http.Request, gctx *goproxy.ProxyCtx) (*http.Reques
 		entry.outcome = OutcomeFailed
 		return r, p.refuse(r, entry, err)
 	}
-	p.m.connections.WithLabelValues(strconv.FormatBool(reused)).Inc()
+	p.m.conns.trips.Add(1)
+	names := st.secretNames()
 	entry.outcome = OutcomeForwarded
-	if len(st.names) > 0 {
+	if len(names) > 0 {
 		entry.outcome = OutcomeResolved
 	}
 	entry.status = resp.StatusCode
 	removeOwned(resp.Header)
 	removeHopByHop(resp.Header, true)
 	removeOwned(resp.Trailer)
-	if len(st.names) > 0 && p.scrub {
+	if len(names) > 0 && p.scrub {
 		// Secrets went into this request: the response is read before the
 		// worker sees it, or not relayed at all.
 		if err := decodeResponse(resp); err != nil {
@@ -446,7 +483,7 @@ func (p *Proxy) onRequest(r *http.Request, gctx *goproxy.ProxyCtx) (*http.Reques
 			entry.scrubbed = st.scrubResponse(resp, sc)
 		}
 	}
-	resp.Body = &loggedBody{ReadCloser: resp.Body, p: p, entry: entry, resp: resp, sc: sc}
+	resp.Body = &loggedBody{ReadCloser: resp.Body, p: p, entry: entry, resp: resp, sc: sc, st: st}
 	return out, resp
 }
 
@@ -465,7 +502,7 @@ func (st *reqState) rewrite(r *http.Request) (*http.Request, error) {
 		}
 	}
 	if esc := u.EscapedPath(); strings.ContainsAny(esc, "$%") {
-		np, n, err := RewriteString(esc, ContextPath, st.resolve(ContextPath))
+		np, n, err := RewriteString(esc, ContextPath, st.rf)
 		if err != nil {
 			return nil, err
 		}
@@ -478,7 +515,7 @@ func (st *reqState) rewrite(r *http.Request) (*http.Request, error) {
 		}
 	}
 	if u.RawQuery != "" {
-		q, _, err := RewriteString(u.RawQuery, ContextQuery, st.resolve(ContextQuery))
+		q, _, err := RewriteString(u.RawQuery, ContextQuery, st.rf)
 		if err != nil {
 			return nil, err
 		}
@@ -487,14 +524,14 @@ func (st *reqState) rewrite(r *http.Request) (*http.Request, error) {
 	if u.User != nil {
 		name := u.User.Username()
 		pass, hasPass := u.User.Password()
-		nn, n1, err := RewriteString(name, ContextUserinfo, st.resolve(ContextUserinfo))
+		nn, n1, err := RewriteString(name, ContextUserinfo, st.rf)
 		if err != nil {
 			return nil, err
 		}
 		if n1 > 0 && strings.Contains(nn, ":") {
 			return nil, fmt.Errorf("%w: a user name from a secret cannot contain ':'", ErrValueRefused)
 		}
-		np, n2, err := RewriteString(pass, ContextUserinfo, st.resolve(ContextUserinfo))
+		np, n2, err := RewriteString(pass, ContextUserinfo, st.rf)
 		if err != nil {
 			return nil, err
 		}
@@ -523,7 +560,7 @@ func (st *reqState) rewrite(r *http.Request) (*http.Request, error) {
 			if strings.IndexByte(v, '$') < 0 {
 				continue
 			}
-			nv, _, err := RewriteString(v, ContextHeader, st.resolve(ContextHeader))
+			nv, _, err := RewriteString(v, ContextHeader, st.rf)
 			if err != nil {
 				return nil, err
 			}
@@ -549,14 +586,14 @@ func (st *reqState) rewriteBasic(v string) (string, error) {
 		return v, nil
 	}
 	user, pass, _ := strings.Cut(string(raw), ":")
-	nu, n, err := RewriteString(user, ContextUserinfo, st.resolve(ContextUserinfo))
+	nu, n, err := RewriteString(user, ContextUserinfo, st.rf)
 	if err != nil {
 		return "", err
 	}
 	if n > 0 && strings.Contains(nu, ":") {
 		return "", fmt.Errorf("%w: a user name from a secret cannot contain ':'", ErrValueRefused)
 	}
-	np, n2, err := RewriteString(pass, ContextUserinfo, st.resolve(ContextUserinfo))
+	np, n2, err := RewriteString(pass, ContextUserinfo, st.rf)
 	if err != nil {
 		return "", err
 	}
@@ -589,7 +626,7 @@ func (st *reqState) rewriteBody(out *http.Request) error {
 		return nil // compressed bodies pass untouched (documented)
 	}
 	ctxt := bodyContext(out.Header.Get("Content-Type"))
-	rw := NewRewriter(clientBody{out.Body}, ctxt, st.resolve(ctxt))
+	rw := NewRewriter(clientBody{out.Body}, ctxt, st.rf)
 	st.body = rw
 	buf := st.p.getBuf()
 	_, err := io.CopyN(buf, rw, BufferLimit+1)
@@ -737,8 +774,7 @@ func (p *Proxy) finish(e logEntry) {
 		defer p.inflight.Add(-1)
 	}
 	d := time.Since(e.start)
-	p.m.requests.WithLabelValues(e.outcome, statusClass(e.status)).Inc()
-	p.m.duration.WithLabelValues(e.outcome).Observe(d.Seconds())
+	p.m.observe(e.outcome, e.status, d.Seconds())
 	if e.scrubbed > 0 {
 		p.m.scrubbed.Add(float64(e.scrubbed))
 	}
@@ -765,13 +801,6 @@ func (p *Proxy) finish(e logEntry) {
 	p.log.LogAttrs(context.Background(), slog.LevelInfo, LogMsgRequest, attrs...)
 }
 
-func statusClass(s int) string {
-	if s < 100 || s > 599 {
-		return "none"
-	}
-	return strconv.Itoa(s/100) + "xx"
-}
-
 // loggedBody writes the summary line when the response body is done.
 type loggedBody struct {
 	io.ReadCloser
@@ -783,6 +812,10 @@ type loggedBody struct {
 	// known only then, and relayed after Close).
 	resp *http.Response
 	sc   *scrubber
+	// st lists the secrets at Close: a streamed request body may resolve
+	// more after the response headers came (issue 15: a body resolving 20
+	// secrets logged the 10 seen before streaming started).
+	st *reqState
 }
 
 func (b *loggedBody) Read(p []byte) (int, error) {
@@ -795,6 +828,9 @@ func (b *loggedBody) Close() error {
 	err := b.ReadCloser.Close()
 	b.once.Do(func() {
 		b.entry.bytesOut = b.n
+		if b.st != nil {
+			b.entry.secrets = b.st.secretNames()
+		}
 		if sr, ok := b.ReadCloser.(*scrubReader); ok {
 			b.entry.scrubbed += sr.replaced()
 		}

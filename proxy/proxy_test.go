@@ -874,3 +874,40 @@ func TestInternalHeadersIgnoredForWorkers(t *testing.T) {
 		t.Fatalf("wrong internal token: %d", res.StatusCode)
 	}
 }
+
+// TestLogLineListsStreamedSecrets: a streamed body (over BufferLimit) that
+// resolves 10 secrets in its first MiB and 10 more after it logs all 20
+// (issue 15: the line listed only those seen before streaming started).
+// The padding is well past BufferLimit: the rewriter reads ahead of what
+// it has emitted.
+func TestLogLineListsStreamedSecrets(t *testing.T) {
+	e := newEnv(t)
+	up := newUpstream(t, false)
+	var body strings.Builder
+	var want []string
+	for i := range 20 {
+		name := fmt.Sprintf("S%02d", i)
+		e.secret(name, fmt.Sprintf("value-%02d-%s", i, tokenValue))
+		want = append(want, name)
+		if i == 10 {
+			for body.Len() <= proxy.BufferLimit+256<<10 {
+				body.WriteString(strings.Repeat("x", 1023) + "\n")
+			}
+		}
+		body.WriteString("${{ secrets." + name + " }}\n")
+	}
+	r := e.send(e.client(e.key, nil), "POST", up.URL+"/big", "text/plain", body.String())
+	if r.status != 200 {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	var line map[string]any
+	for _, l := range strings.Split(e.logs.String(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == proxy.LogMsgRequest {
+			line = m
+		}
+	}
+	if got := fmt.Sprint(line[proxy.LogFieldSecrets]); got != fmt.Sprint(want) {
+		t.Fatalf("log line lists %s, want %s", got, want)
+	}
+}
