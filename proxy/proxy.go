@@ -72,6 +72,13 @@ type Options struct {
 	// CA, if set, enables TLS interception of CONNECT; otherwise CONNECT
 	// is tunneled untouched.
 	CA *tls.Certificate
+	// CACertFile and CAKeyFile, if set, are watched: when they appear or
+	// change, the proxy loads them and intercepts with the new CA, without
+	// a restart (checked on CONNECT at most every CAReloadInterval, and at
+	// once on ReloadCA). CA, if also set, is what they held at start.
+	CACertFile, CAKeyFile string
+	// CAReloadInterval; DefaultCAReloadInterval when zero.
+	CAReloadInterval time.Duration
 	// UpstreamRoots verifies upstream TLS; nil means the system roots.
 	UpstreamRoots *x509.CertPool
 	// NoScrub turns off response scrubbing.
@@ -95,6 +102,7 @@ type Proxy struct {
 	requireAH bool
 	scrub     bool
 	bufPool   sync.Pool
+	ca        *caReloader
 
 	internalToken string
 	// inflight counts requests between onRequest and their summary line,
@@ -172,19 +180,28 @@ func New(opts Options) (*Proxy, error) {
 	gp.Logger = goproxyLogger{opts.Logger.Handler()}
 	gp.Tr = p.tr
 	gp.KeepAcceptEncoding = true // decided per request in rewrite
-	gp.CertStore = &certCache{}
+	// No gp.CertStore: leaves are cached per CA (careload.go), so a new CA
+	// never serves a leaf of the old one.
 	gp.ConnectDialWithReq = func(_ *http.Request, network, addr string) (net.Conn, error) {
 		return d.DialContext(context.Background(), network, addr)
 	}
 	gp.NonproxyHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, CodeNotProxyRequest, "this is Rotor's proxy: send absolute-form requests (set HTTP_PROXY/HTTPS_PROXY to this address)")
 	})
-	var mitm *goproxy.ConnectAction
+	if opts.CAReloadInterval <= 0 {
+		opts.CAReloadInterval = DefaultCAReloadInterval
+	}
+	p.ca = &caReloader{certPath: opts.CACertFile, keyPath: opts.CAKeyFile, interval: opts.CAReloadInterval, log: opts.Logger}
+	if (opts.CACertFile == "") != (opts.CAKeyFile == "") {
+		return nil, errors.New("proxy: give both CA files or neither")
+	}
 	if opts.CA != nil {
-		mitm = &goproxy.ConnectAction{Action: goproxy.ConnectMitm, TLSConfig: goproxy.TLSConfigFromCA(opts.CA)}
+		p.ca.cur.Store(newCAState(opts.CA))
+		p.ca.stamps = [2]fileStamp{stampOf(opts.CACertFile), stampOf(opts.CAKeyFile)}
+		p.ca.next.Store(time.Now().Add(opts.CAReloadInterval).UnixNano())
 	}
 	gp.OnRequest().HandleConnectFunc(func(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
-		return p.onConnect(host, ctx, mitm)
+		return p.onConnect(host, ctx, p.ca.current())
 	})
 	gp.OnRequest().DoFunc(p.onRequest)
 	p.gp = gp
@@ -193,6 +210,9 @@ func New(opts Options) (*Proxy, error) {
 
 // ServeHTTP serves proxy requests.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.gp.ServeHTTP(w, r) }
+
+// ReloadCA loads the CA files now if they changed (SIGHUP).
+func (p *Proxy) ReloadCA() { p.ca.reload() }
 
 // CloseIdleConnections closes pooled upstream connections (at shutdown).
 func (p *Proxy) CloseIdleConnections() { p.tr.CloseIdleConnections() }

@@ -65,6 +65,7 @@ func main() {
 	streamGiB := flag.Int("stream-gib", 1, "size of the streamed body, GiB (0 to skip)")
 	only := flag.String("only", "", "run only workloads whose name contains this (GET, 1KiB, 64KiB, HTTPS)")
 	bin := flag.String("rotor-bin", "", "the rotor binary to measure (default: go build ./cmd/rotor into a temporary directory)")
+	old := flag.String("compare-bin", "", "another rotor binary (say, built from main) measured in the same run as rotor-old and rotor-noref-old")
 	flag.Parse()
 	if *child != "" {
 		if err := runChild(*child); err != nil {
@@ -73,7 +74,7 @@ func main() {
 		}
 		return
 	}
-	if err := runParent(*dur, *warm, *conc, *streamGiB, *only, *bin); err != nil {
+	if err := runParent(*dur, *warm, *conc, *streamGiB, *only, *bin, *old); err != nil {
 		fmt.Fprintln(os.Stderr, "proxyload:", err)
 		os.Exit(1)
 	}
@@ -180,13 +181,16 @@ type proc struct {
 // env is what every variant of one run shares: the upstream's CA, Rotor's
 // CA (for interception) and the binary.
 type env struct {
-	bin                     string
+	bin, old                string
 	caCert, caKey, upstream string
 }
 
 func startChild(e env, variant string) (*proc, error) {
-	if variant == "rotor" || variant == "rotor-noref" {
-		return startServe(e)
+	switch variant {
+	case "rotor", "rotor-noref":
+		return startServe(e, e.bin)
+	case "rotor-old", "rotor-noref-old":
+		return startServe(e, e.old)
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -214,7 +218,7 @@ const serveKey = "rtr_proxyload_bootstrap_key_0123456789abcdef"
 // startServe runs `rotor serve` as an operator would: default settings, the
 // storage plugin, the CA in the data directory, its JSON log in a file.
 // Only the addresses, the bootstrap key and the upstream's CA are set.
-func startServe(e env) (*proc, error) {
+func startServe(e env, bin string) (*proc, error) {
 	dir, err := os.MkdirTemp("", "proxyload-serve-")
 	if err != nil {
 		return nil, err
@@ -238,7 +242,7 @@ func startServe(e env) (*proc, error) {
 		return nil, err
 	}
 	defer logf.Close()
-	cmd := exec.Command(e.bin, "serve")
+	cmd := exec.Command(bin, "serve")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "ROTOR_DATA_DIR="+data, "ROTOR_API_ADDR=127.0.0.1:0", "ROTOR_OPS_ADDR=127.0.0.1:0",
 		"ROTOR_PROXY_ADDR=127.0.0.1:0", "ROTOR_LOG_FORMAT=json", "ROTOR_BOOTSTRAP_API_KEY="+serveKey,
@@ -389,7 +393,7 @@ func (w workload) variants() []string {
 	return []string{"goproxy-tuned", "rotor-noref", "rotor", "rotor-inproc"}
 }
 
-func runParent(dur, warm time.Duration, conc, streamGiB int, only, bin string) error {
+func runParent(dur, warm time.Duration, conc, streamGiB int, only, bin, old string) error {
 	tmp, err := os.MkdirTemp("", "proxyload-")
 	if err != nil {
 		return err
@@ -403,7 +407,7 @@ func runParent(dur, warm time.Duration, conc, streamGiB int, only, bin string) e
 			return fmt.Errorf("go build ./cmd/rotor (run from the repository root, or give -rotor-bin): %v\n%s", err, out)
 		}
 	}
-	e := env{bin: bin, upstream: filepath.Join(tmp, "upstream.pem")}
+	e := env{bin: bin, old: old, upstream: filepath.Join(tmp, "upstream.pem")}
 	if e.caCert, e.caKey, err = proxy.InitCA(filepath.Join(tmp, "ca")); err != nil {
 		return err
 	}
@@ -437,6 +441,9 @@ func runParent(dur, warm time.Duration, conc, streamGiB int, only, bin string) e
 	var results []result
 	for _, wl := range workloads {
 		variants := wl.variants()
+		if old != "" {
+			variants = append(variants, "rotor-noref-old", "rotor-old")
+		}
 		if v := os.Getenv("PROXYLOAD_VARIANTS"); v != "" {
 			variants = strings.Split(v, ",")
 		}
@@ -483,7 +490,7 @@ func numCPU() int {
 // in place for passthrough, so the upstream sees equal work.
 func request(variant string, wl workload, upURL string) (*http.Request, error) {
 	tok, user := tokenValue, userValue
-	if variant == "rotor" || variant == "rotor-inproc" {
+	if variant == "rotor" || variant == "rotor-inproc" || variant == "rotor-old" {
 		tok, user = "${{ secrets.TOKEN }}", "${{ secrets.USER }}"
 	}
 	method, ctype := http.MethodGet, ""
