@@ -76,9 +76,9 @@ type proxyConfig struct {
 	// watches: the flags' files, or the data directory's even before
 	// `rotor ca init` writes them (issue 17: no restart needed).
 	CAWatchCert, CAWatchKey string
-	UpstreamCA       string
-	TLSCert, TLSKey  string
-	NoScrub          bool
+	UpstreamCA              string
+	TLSCert, TLSKey         string
+	NoScrub                 bool
 }
 
 func loadProxyConfig(c *cli.Context, dataDir string) (proxyConfig, error) {
