@@ -72,13 +72,14 @@ type proxyConfig struct {
 	SSRFGuard        bool
 	AllowCIDRs       []netip.Prefix
 	CACert, CAKey    string
+	UpstreamCA       string
+	TLSCert, TLSKey  string
+	NoScrub          bool
+
 	// CAWatchCert and CAWatchKey are the CA files the running proxy
 	// watches: the flags' files, or the data directory's even before
 	// `rotor ca init` writes them (issue 17: no restart needed).
 	CAWatchCert, CAWatchKey string
-	UpstreamCA              string
-	TLSCert, TLSKey         string
-	NoScrub                 bool
 }
 
 func loadProxyConfig(c *cli.Context, dataDir string) (proxyConfig, error) {
