@@ -103,6 +103,7 @@ type Proxy struct {
 	scrub     bool
 	bufPool   sync.Pool
 	ca        *caReloader
+	neg       negCache
 
 	internalToken string
 	// inflight counts requests between onRequest and their summary line,
@@ -289,7 +290,7 @@ func (p *Proxy) authenticate(r *http.Request) (session, error) {
 		}
 		return session{actor: vault.Actor{KeyID: DispatcherActor, WorkspaceID: ws, Role: vault.RoleMember}, internal: true}, nil
 	}
-	a, err := p.vault.Authenticate(r.Context(), key)
+	a, err := p.authKey(r.Context(), key)
 	return session{actor: a, key: key}, err
 }
 
@@ -419,7 +420,7 @@ func (p *Proxy) onRequest(r *http.Request, gctx *goproxy.ProxyCtx) (*http.Reques
 	if s, ok := gctx.UserData.(*session); ok {
 		st.actor, st.mitm = s.actor, s.mitm
 		if s.key != "" {
-			if _, err := p.vault.Authenticate(r.Context(), s.key); err != nil {
+			if _, err := p.authKey(r.Context(), s.key); err != nil {
 				return r, p.refuse(r, entry, err)
 			}
 		}

@@ -36,6 +36,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -136,13 +137,28 @@ func runChild(variant string) error {
 				return err
 			}
 		}
-		p, err := proxy.New(proxy.Options{Vault: v, Logger: slog.New(slog.DiscardHandler)})
+		ca, err := proxy.LoadCA(os.Getenv("PROXYLOAD_CA_CERT"), os.Getenv("PROXYLOAD_CA_KEY"))
+		if err != nil {
+			return err
+		}
+		p, err := proxy.New(proxy.Options{Vault: v, Logger: slog.New(slog.DiscardHandler), CA: ca, UpstreamRoots: tunedTransport().TLSClientConfig.RootCAs})
 		if err != nil {
 			return err
 		}
 		h, key = p, boot.Key
 	default:
 		return fmt.Errorf("unknown variant %q", variant)
+	}
+	if path := os.Getenv("PROXYLOAD_CPUPROFILE"); path != "" && variant == "rotor-inproc" {
+		// The in-process variant's profile (rotor serve has no profiler).
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	fmt.Printf("%s %s\n", ln.Addr(), key)
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
