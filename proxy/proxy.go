@@ -209,8 +209,18 @@ func New(opts Options) (*Proxy, error) {
 	return p, nil
 }
 
-// ServeHTTP serves proxy requests.
-func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.gp.ServeHTTP(w, r) }
+// ServeHTTP serves proxy requests. Absolute-form requests in clear are
+// handled here (relay.go); goproxy serves CONNECT (tunnels and
+// interception, and the requests inside intercepted tunnels) and
+// non-proxy requests.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodConnect || !r.URL.IsAbs() {
+		p.gp.ServeHTTP(w, r)
+		return
+	}
+	_, resp := p.handle(r, nil)
+	relay(w, resp)
+}
 
 // ReloadCA loads the CA files now if they changed (SIGHUP).
 func (p *Proxy) ReloadCA() { p.ca.reload() }
@@ -404,7 +414,16 @@ func (st *reqState) secretNames() []string {
 	return st.names[:len(st.names):len(st.names)]
 }
 
+// onRequest serves the requests goproxy hands over: those inside
+// intercepted tunnels, with the tunnel's session.
 func (p *Proxy) onRequest(r *http.Request, gctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
+	s, _ := gctx.UserData.(*session)
+	return p.handle(r, s)
+}
+
+// handle answers one proxied request; s is the tunnel's session, or nil.
+// The response is never nil: refusals are answered by the proxy itself.
+func (p *Proxy) handle(r *http.Request, s *session) (*http.Request, *http.Response) {
 	start := time.Now()
 	p.inflight.Add(1)
 	st := &reqState{p: p, ctx: r.Context(), id: newRequestID(), host: r.URL.Hostname()}
@@ -417,7 +436,7 @@ func (p *Proxy) onRequest(r *http.Request, gctx *goproxy.ProxyCtx) (*http.Reques
 		return r, p.refuse(r, entry, err)
 	}
 	var internal bool
-	if s, ok := gctx.UserData.(*session); ok {
+	if s != nil {
 		st.actor, st.mitm = s.actor, s.mitm
 		if s.key != "" {
 			if _, err := p.authKey(r.Context(), s.key); err != nil {
