@@ -39,3 +39,24 @@ func TestNegCache(t *testing.T) {
 		t.Fatalf("expired entries kept: %d", len(c.m))
 	}
 }
+
+// TestRequestIDs: ids keep their format (prx_ and 16 hex digits) and do not
+// repeat within a process.
+func TestRequestIDs(t *testing.T) {
+	seen := make(map[string]bool)
+	for range 100000 {
+		id := newRequestID()
+		if len(id) != 20 || id[:4] != "prx_" {
+			t.Fatalf("id %q", id)
+		}
+		for _, c := range id[4:] {
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+				t.Fatalf("id %q", id)
+			}
+		}
+		if seen[id] {
+			t.Fatalf("id %q repeated", id)
+		}
+		seen[id] = true
+	}
+}

@@ -699,6 +699,23 @@ func TestUpstreamConnectionReuse(t *testing.T) {
 	if n > 16 {
 		t.Fatalf("400 requests from 8 clients opened %d upstream connections", n)
 	}
+	// The metric, from a dial counter (issue 15: no per-request httptrace),
+	// agrees with what the upstream saw.
+	got := map[string]float64{}
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "rotor_proxy_upstream_connections_total" {
+			for _, m := range mf.GetMetric() {
+				got[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	if got["false"] != float64(n) || got["true"]+got["false"] != 400 {
+		t.Fatalf("upstream_connections_total %v; the upstream saw %d connections for 400 requests", got, n)
+	}
 }
 
 // mitmEnv is an env intercepting HTTPS with a fresh CA, and a client that
