@@ -395,14 +395,21 @@ func (st *reqState) resolveName(name string) ([]byte, error) {
 	st.resolved = append(st.resolved, resolvedSecret{name, v})
 	st.mu.Lock()
 	st.names = append(st.names, name)
-	st.mu.Unlock()
 	if st.p.scrub {
 		// Every form of the value, once per secret, whatever position it
 		// went to: an upstream may reflect a value it got in the query
 		// inside a JSON body.
 		st.forms = append(st.forms, valueForms(name, v.Bytes())...)
 	}
+	st.mu.Unlock()
 	return v.Bytes(), nil
+}
+
+// scrubForms is the scrub patterns so far (see secretNames).
+func (st *reqState) scrubForms() []scrubPattern {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.forms[:len(st.forms):len(st.forms)]
 }
 
 // secretNames is the names resolved so far. A streamed body resolves on the
@@ -472,9 +479,11 @@ func (p *Proxy) handle(r *http.Request, s *session) (*http.Request, *http.Respon
 	}
 	entry.secrets = st.secretNames()
 	var sc *scrubber
+	scForms := 0
 	if err == nil && len(st.names) > 0 && p.scrub {
 		// Built before anything is sent: a request whose response could
 		// not be scrubbed in bounded memory is refused.
+		scForms = len(st.forms)
 		sc, err = newScrubberBounded(st.forms)
 	}
 	if err != nil {
@@ -514,6 +523,17 @@ func (p *Proxy) handle(r *http.Request, s *session) (*http.Request, *http.Respon
 	if len(names) > 0 && p.scrub {
 		// Secrets went into this request: the response is read before the
 		// worker sees it, or not relayed at all.
+		if forms := st.scrubForms(); len(forms) > scForms {
+			// A streamed body resolved more secrets after the scrubber was
+			// built: their echoes are scrubbed too. Past the bound, the
+			// response is not relayed (the request has gone: fail closed).
+			var err error
+			if sc, err = newScrubberBounded(forms); err != nil {
+				resp.Body.Close()
+				entry.outcome = OutcomeFailed
+				return r, p.refuse(r, entry, err)
+			}
+		}
 		if err := decodeResponse(resp); err != nil {
 			resp.Body.Close()
 			entry.outcome = OutcomeFailed

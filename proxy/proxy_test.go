@@ -928,3 +928,35 @@ func TestLogLineListsStreamedSecrets(t *testing.T) {
 		t.Fatalf("log line lists %s, want %s", got, want)
 	}
 }
+
+// TestStreamedSecretScrubbed: a secret first resolved in the streamed part
+// of a large body (past BufferLimit, after the scrubber was built) and
+// echoed by the upstream reaches the client as the reference, with or
+// without a secret resolved before streaming began.
+func TestStreamedSecretScrubbed(t *testing.T) {
+	for _, early := range []bool{true, false} {
+		t.Run(fmt.Sprint("early=", early), func(t *testing.T) {
+			e := newEnv(t)
+			const late = "late-value-0123456789"
+			e.secret("EARLY", tokenValue)
+			e.secret("LATE", late)
+			echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				b, _ := io.ReadAll(r.Body)
+				_, _ = w.Write(b[max(0, len(b)-64):])
+			}))
+			defer echo.Close()
+			var body strings.Builder
+			if early {
+				body.WriteString("${{ secrets.EARLY }}\n")
+			}
+			for body.Len() <= proxy.BufferLimit+256<<10 {
+				body.WriteString(strings.Repeat("x", 1023) + "\n")
+			}
+			body.WriteString("${{ secrets.LATE }}\n")
+			r := e.send(e.client(e.key, nil), "POST", echo.URL+"/e", "text/plain", body.String())
+			if r.status != 200 || strings.Contains(r.body, late) || !strings.Contains(r.body, "${{ secrets.LATE }}") {
+				t.Fatalf("status %d, body %q: the late secret's echo was not scrubbed", r.status, r.body)
+			}
+		})
+	}
+}
