@@ -4,7 +4,8 @@
 // binary with default settings: storage in the plugin subprocess, audit on,
 // one JSON log line per request written to a file) passing requests without
 // references (rotor-noref) and resolving references in the URL, a header and
-// the body (rotor); and, as an extra row, Rotor's proxy in-process over bbolt
+// the body (rotor); and, as extra rows, the same at log level warn (no
+// per-request line: rotor-warn) and Rotor's proxy in-process over bbolt
 // with its log discarded (rotor-inproc). Workloads: GET, 1 KiB POST and
 // 64 KiB POST in clear, and GET over HTTPS through CONNECT interception
 // against goproxy's own MITM with the same pool. Each proxy runs in its own
@@ -12,6 +13,8 @@
 // be read from /proc. It prints requests/s, p99 latency and proxy CPU µs per
 // request, and ratios against the tuned passthrough. Then it streams a 1 GiB
 // body with references through rotor serve and reports the proxy's peak RSS.
+// -rounds N interleaves N runs of everything and reports medians;
+// -compare-bin adds another binary's rotor and rotor-noref to the same run.
 //
 // Everything is on loopback and every loop is bounded by time and count.
 package main
@@ -64,6 +67,7 @@ func main() {
 	warm := flag.Duration("warmup", time.Second, "warm-up per variant and workload")
 	conc := flag.Int("concurrency", 32, "concurrent clients")
 	streamGiB := flag.Int("stream-gib", 1, "size of the streamed body, GiB (0 to skip)")
+	rounds := flag.Int("rounds", 1, "run every variant this many times, interleaved, and report medians")
 	only := flag.String("only", "", "run only workloads whose name contains this (GET, 1KiB, 64KiB, HTTPS)")
 	bin := flag.String("rotor-bin", "", "the rotor binary to measure (default: go build ./cmd/rotor into a temporary directory)")
 	old := flag.String("compare-bin", "", "another rotor binary (say, built from main) measured in the same run as rotor-old and rotor-noref-old")
@@ -75,7 +79,7 @@ func main() {
 		}
 		return
 	}
-	if err := runParent(*dur, *warm, *conc, *streamGiB, *only, *bin, *old); err != nil {
+	if err := runParent(*dur, *warm, *conc, *streamGiB, max(1, *rounds), *only, *bin, *old); err != nil {
 		fmt.Fprintln(os.Stderr, "proxyload:", err)
 		os.Exit(1)
 	}
@@ -205,6 +209,8 @@ func startChild(e env, variant string) (*proc, error) {
 	switch variant {
 	case "rotor", "rotor-noref":
 		return startServe(e, e.bin)
+	case "rotor-warn":
+		return startServe(e, e.bin, "ROTOR_LOG_LEVEL=warn")
 	case "rotor-old", "rotor-noref-old":
 		return startServe(e, e.old)
 	}
@@ -234,7 +240,7 @@ const serveKey = "rtr_proxyload_bootstrap_key_0123456789abcdef"
 // startServe runs `rotor serve` as an operator would: default settings, the
 // storage plugin, the CA in the data directory, its JSON log in a file.
 // Only the addresses, the bootstrap key and the upstream's CA are set.
-func startServe(e env, bin string) (*proc, error) {
+func startServe(e env, bin string, extraEnv ...string) (*proc, error) {
 	dir, err := os.MkdirTemp("", "proxyload-serve-")
 	if err != nil {
 		return nil, err
@@ -263,6 +269,7 @@ func startServe(e env, bin string) (*proc, error) {
 	cmd.Env = append(os.Environ(), "ROTOR_DATA_DIR="+data, "ROTOR_API_ADDR=127.0.0.1:0", "ROTOR_OPS_ADDR=127.0.0.1:0",
 		"ROTOR_PROXY_ADDR=127.0.0.1:0", "ROTOR_LOG_FORMAT=json", "ROTOR_BOOTSTRAP_API_KEY="+serveKey,
 		"ROTOR_PROXY_UPSTREAM_CA_FILE="+e.upstream)
+	cmd.Env = append(cmd.Env, extraEnv...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return nil, err
@@ -406,10 +413,10 @@ func (w workload) variants() []string {
 	if w.https {
 		return []string{"goproxy-mitm", "rotor-noref", "rotor"}
 	}
-	return []string{"goproxy-tuned", "rotor-noref", "rotor", "rotor-inproc"}
+	return []string{"goproxy-tuned", "rotor-noref", "rotor", "rotor-warn", "rotor-inproc"}
 }
 
-func runParent(dur, warm time.Duration, conc, streamGiB int, only, bin, old string) error {
+func runParent(dur, warm time.Duration, conc, streamGiB, rounds int, only, bin, old string) error {
 	tmp, err := os.MkdirTemp("", "proxyload-")
 	if err != nil {
 		return err
@@ -452,24 +459,38 @@ func runParent(dur, warm time.Duration, conc, streamGiB int, only, bin, old stri
 
 	workloads := []workload{{"GET", 0, false}, {"POST 1KiB", 1 << 10, false}, {"POST 64KiB", 64 << 10, false}, {"HTTPS GET", 0, true}}
 	workloads = slices.DeleteFunc(workloads, func(w workload) bool { return !strings.Contains(w.name, only) })
-	fmt.Printf("proxy load: %d clients, %s per run after %s warm-up, %d cores, upstream and clients in this process, each proxy in its own\n\n",
-		conc, dur, warm, numCPU())
-	var results []result
-	for _, wl := range workloads {
-		variants := wl.variants()
-		if old != "" {
-			variants = append(variants, "rotor-noref-old", "rotor-old")
-		}
-		if v := os.Getenv("PROXYLOAD_VARIANTS"); v != "" {
-			variants = strings.Split(v, ",")
-		}
-		for _, v := range variants {
-			r, err := runLoad(e, v, wl, upURL[wl.https], dur, warm, conc)
-			if err != nil {
-				return err
+	fmt.Printf("proxy load: %d clients, %s per run after %s warm-up, %d round(s) (medians), %d cores, upstream and clients in this process, each proxy in its own\n\n",
+		conc, dur, warm, rounds, numCPU())
+	// Each round runs every variant of every workload once, so slow
+	// phases of a shared machine fall on all variants alike; each cell is
+	// the median over the rounds.
+	runs := map[string][]result{}
+	var order []string
+	for round := range rounds {
+		for _, wl := range workloads {
+			variants := wl.variants()
+			if old != "" {
+				variants = append(variants, "rotor-noref-old", "rotor-old")
 			}
-			results = append(results, r)
+			if v := os.Getenv("PROXYLOAD_VARIANTS"); v != "" {
+				variants = strings.Split(v, ",")
+			}
+			for _, v := range variants {
+				r, err := runLoad(e, v, wl, upURL[wl.https], dur, warm, conc)
+				if err != nil {
+					return err
+				}
+				k := v + "\x00" + wl.name
+				if round == 0 {
+					order = append(order, k)
+				}
+				runs[k] = append(runs[k], r)
+			}
 		}
+	}
+	var results []result
+	for _, k := range order {
+		results = append(results, median(runs[k]))
 	}
 	fmt.Printf("%-16s %-11s %10s %10s %10s %14s %8s\n", "variant", "workload", "req/s", "p50", "p99", "proxy CPU/req", "errors")
 	for _, r := range results {
@@ -497,6 +518,27 @@ func runParent(dur, warm time.Duration, conc, streamGiB int, only, bin, old stri
 	return nil
 }
 
+// median is the median of each figure over rounds (taken separately).
+func median(rs []result) result {
+	m := rs[0]
+	mid := func(f func(result) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	m.rps = mid(func(r result) float64 { return r.rps })
+	m.p50 = time.Duration(mid(func(r result) float64 { return float64(r.p50) }))
+	m.p99 = time.Duration(mid(func(r result) float64 { return float64(r.p99) }))
+	m.cpuPerReq = time.Duration(mid(func(r result) float64 { return float64(r.cpuPerReq) }))
+	for _, r := range rs[1:] {
+		m.errs += r.errs
+	}
+	return m
+}
+
 func numCPU() int {
 	data, _ := os.ReadFile("/proc/cpuinfo")
 	return max(1, strings.Count(string(data), "processor\t:"))
@@ -506,7 +548,7 @@ func numCPU() int {
 // in place for passthrough, so the upstream sees equal work.
 func request(variant string, wl workload, upURL string) (*http.Request, error) {
 	tok, user := tokenValue, userValue
-	if variant == "rotor" || variant == "rotor-inproc" || variant == "rotor-old" {
+	if variant == "rotor" || variant == "rotor-inproc" || variant == "rotor-old" || variant == "rotor-warn" {
 		tok, user = "${{ secrets.TOKEN }}", "${{ secrets.USER }}"
 	}
 	method, ctype := http.MethodGet, ""
