@@ -354,7 +354,8 @@ type reqState struct {
 	// resolved holds each secret resolved for this request (a handful at
 	// most, so a slice beats a map).
 	resolved []resolvedSecret
-	// mu guards names (see secretNames).
+	// mu guards names and forms: a streamed body resolves on the
+	// transport's goroutine (see secretNames, scrubForms).
 	mu    sync.Mutex
 	names []string
 	// rf is resolveName as a ResolveFunc, made once per request.
