@@ -264,34 +264,37 @@ func startServe(e env, bin string, extraEnv ...string) (*proc, error) {
 		return nil, err
 	}
 	defer logf.Close()
+	// Addresses picked here: at log level warn the server does not log
+	// them.
+	var addrs [3]string
+	for i := range addrs {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		addrs[i] = ln.Addr().String()
+		ln.Close()
+	}
+	api, ops := addrs[0], addrs[1]
 	cmd := exec.Command(bin, "serve")
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "ROTOR_DATA_DIR="+data, "ROTOR_API_ADDR=127.0.0.1:0", "ROTOR_OPS_ADDR=127.0.0.1:0",
-		"ROTOR_PROXY_ADDR=127.0.0.1:0", "ROTOR_LOG_FORMAT=json", "ROTOR_BOOTSTRAP_API_KEY="+serveKey,
+	cmd.Env = append(os.Environ(), "ROTOR_DATA_DIR="+data, "ROTOR_API_ADDR="+api, "ROTOR_OPS_ADDR="+ops,
+		"ROTOR_PROXY_ADDR="+addrs[2], "ROTOR_LOG_FORMAT=json", "ROTOR_BOOTSTRAP_API_KEY="+serveKey,
 		"ROTOR_PROXY_UPSTREAM_CA_FILE="+e.upstream)
 	cmd.Env = append(cmd.Env, extraEnv...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	p := &proc{cmd: cmd, key: serveKey, dir: dir}
-	var api string
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline) && (api == "" || p.addr == ""); time.Sleep(50 * time.Millisecond) {
-		b, _ := os.ReadFile(logPath)
-		for _, l := range strings.Split(string(b), "\n") {
-			var m struct{ Msg, Addr string }
-			if json.Unmarshal([]byte(l), &m) != nil {
-				continue
-			}
-			switch m.Msg {
-			case "api listening":
-				api = m.Addr
-			case "proxy listening":
-				p.addr = m.Addr
-			}
+	p := &proc{cmd: cmd, key: serveKey, dir: dir, addr: addrs[2]}
+	ready := false
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline) && !ready; time.Sleep(50 * time.Millisecond) {
+		if res, err := http.Get("http://" + ops + "/readyz"); err == nil {
+			res.Body.Close()
+			ready = res.StatusCode == http.StatusOK
 		}
 	}
-	if api == "" || p.addr == "" {
+	if !ready {
 		p.stop()
 		b, _ := os.ReadFile(logPath)
 		return nil, fmt.Errorf("rotor serve did not start:\n%s", b)
