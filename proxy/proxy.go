@@ -238,7 +238,7 @@ func (p *Proxy) authenticate(r *http.Request) (session, error) {
 		if ws == "" {
 			return session{}, fmt.Errorf("%w: dispatch request without a workspace", ErrProxyAuth)
 		}
-		return session{actor: vault.Actor{KeyID: DispatcherActor, WorkspaceID: ws, Role: vault.RoleMember}, internal: true}, nil
+		return session{actor: vault.Actor{KeyID: internalActor(r.Header), WorkspaceID: ws, Role: vault.RoleMember}, internal: true}, nil
 	}
 	a, err := p.vault.Authenticate(r.Context(), key)
 	return session{actor: a, key: key}, err
@@ -376,7 +376,7 @@ func (p *Proxy) onRequest(r *http.Request, gctx *goproxy.ProxyCtx) (*http.Reques
 	var in internalReq
 	if internal {
 		in = readInternal(r.Header)
-		st.extra = map[string]string{"job_id": in.job, "attempt": in.attempt}
+		st.extra = in.auditExtra()
 		if in.scheme == "https" && r.URL.Scheme == "http" {
 			r.URL.Scheme = "https"
 		}
