@@ -486,3 +486,30 @@ func TestWorkflowIdempotencyAndIsolation(t *testing.T) {
 		t.Fatal("another workspace canceled the run")
 	}
 }
+
+// TestJobSecretAccessActor: a job's secret.accessed row names the key that
+// enqueued the job (it used to say "dispatcher"), like a workflow step's
+// names the key that started the run.
+func TestJobSecretAccessActor(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) }))
+	defer up.Close()
+	s := startServer(t, t.TempDir())
+	defer s.stop()
+	admin := s.adminKey()
+	_, kb := call(t, "POST", s.apiURL+"/v1/keys", admin, `{"name":"producer","role":"member"}`)
+	member, memberID := between(kb, `"key":"`, `"`), between(kb, `"id":"`, `"`)
+	if member == "" || memberID == "" {
+		t.Fatalf("key: %s", kb)
+	}
+	mustCall(t, 201, "POST", s.apiURL+"/v1/secrets", admin, `{"name":"JOB_TOKEN","value":"job-token-value-77aa"}`)
+	mustCall(t, 201, "POST", s.apiURL+"/v1/queues", admin, `{"name":"q","callback_url":"`+up.URL+`/hook","callback_headers":{"X-Key":"${{ secrets.JOB_TOKEN }}"}}`)
+	j := mustCall(t, 201, "POST", s.apiURL+"/v1/queues/q/jobs", member, `{"payload":{"a":1}}`)
+	waitJobAttempts(t, s.apiURL, admin, j["id"].(string), 1)
+	if auditCount(t, s.apiURL, admin, "secret.accessed") != 1 {
+		t.Fatal("no access row")
+	}
+	_, body := call(t, "GET", s.apiURL+"/v1/audit?event_type=secret.accessed", admin, "")
+	if !strings.Contains(body, `"actor_id":"`+memberID+`"`) || !strings.Contains(body, `"job_id":"`+j["id"].(string)+`"`) {
+		t.Fatalf("the access row does not name the enqueuing key %s: %s", memberID, body)
+	}
+}
