@@ -513,3 +513,73 @@ func TestJobSecretAccessActor(t *testing.T) {
 		t.Fatalf("the access row does not name the enqueuing key %s: %s", memberID, body)
 	}
 }
+
+// TestWorkflowsManyNodes: two rotor processes on one PostgreSQL database
+// (storage through the plugin) share the runs: each step is sent once,
+// whichever node started the run, and a run waiting on node A is resumed by
+// a signal sent through node B.
+func TestWorkflowsManyNodes(t *testing.T) {
+	dsn, _ := pgSchema(t)
+	master := base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
+	const key = "workflow-nodes-bootstrap-key-0123456789"
+	env := []string{"ROTOR_STORAGE=postgres", "ROTOR_POSTGRES_DSN=" + dsn, "ROTOR_MASTER_KEY=" + master, "ROTOR_BOOTSTRAP_API_KEY=" + key}
+	a := startServer(t, t.TempDir(), env...)
+	defer a.stop()
+	b := startServer(t, t.TempDir(), env...)
+	defer b.stop()
+	var mu sync.Mutex
+	seen := map[string]int{}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		time.Sleep(5 * time.Millisecond)
+		mu.Lock()
+		seen[r.Header.Get("Idempotency-Key")]++
+		mu.Unlock()
+	}))
+	defer up.Close()
+	putWorkflow(t, a, key, "shared", `{"steps":[
+		{"id":"one","request":{"method":"POST","url":"`+up.URL+`/one","body":{"run":"${{ run.id }}"}}},
+		{"id":"two","request":{"method":"POST","url":"`+up.URL+`/two"}},
+		{"id":"gate","wait_for_signal":"go"},
+		{"id":"three","request":{"method":"POST","url":"`+up.URL+`/three"}}
+	]}`)
+	const runs = 30
+	var ids []string
+	for i := range runs {
+		node := a
+		if i%2 == 1 {
+			node = b
+		}
+		ids = append(ids, startRun(t, node, key, "shared", `{}`).ID)
+	}
+	for i, id := range ids {
+		waitRun(t, a, key, id, "waiting", func(r runView) bool { return r.Status == "waiting" })
+		node := b
+		if i%2 == 1 {
+			node = a
+		}
+		if code, body := call(t, "POST", node.apiURL+"/v1/workflow-runs/"+id+"/signals/go", key, `{}`); code != 202 {
+			t.Fatalf("signal: %d %s", code, body)
+		}
+	}
+	for _, id := range ids {
+		waitRun(t, b, key, id, "completed", func(r runView) bool { return r.Status == "completed" })
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != runs*3 {
+		t.Fatalf("%d distinct step requests, want %d", len(seen), runs*3)
+	}
+	for k, n := range seen {
+		if n != 1 {
+			t.Fatalf("%s sent %d times", k, n)
+		}
+	}
+	// Both nodes executed steps.
+	_, ma := call(t, "GET", a.opsURL+"/metrics", "", "")
+	_, mb := call(t, "GET", b.opsURL+"/metrics", "", "")
+	if !strings.Contains(ma, `rotor_workflow_step_attempts_total{outcome="completed"}`) || !strings.Contains(mb, `rotor_workflow_step_attempts_total{outcome="completed"}`) {
+		t.Logf("node A:\n%s\nnode B:\n%s", grepLines(ma, "step_attempts"), grepLines(mb, "step_attempts"))
+		t.Fatal("one node executed every step")
+	}
+}
