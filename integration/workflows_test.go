@@ -583,3 +583,81 @@ func TestWorkflowsManyNodes(t *testing.T) {
 		t.Fatal("one node executed every step")
 	}
 }
+
+// TestWorkflowsCLI: apply a YAML workflow, run it with --wait, signal,
+// list, get, cancel, retry, all with the real binary; -o json prints the
+// API's objects; errors are one line and a non-zero exit.
+func TestWorkflowsCLI(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"greeting":"hello"}`)
+	}))
+	defer up.Close()
+	dir := t.TempDir()
+	s := startServer(t, dir)
+	defer s.stop()
+	env := []string{"ROTOR_API_URL=" + s.apiURL, "ROTOR_API_KEY=" + s.adminKey()}
+	file := filepath.Join(dir, "hello.yaml")
+	os.WriteFile(file, []byte(`# a workflow file: the API's schema, in YAML
+name: hello
+steps:
+  - id: greet
+    request:
+      method: POST
+      url: `+up.URL+`/greet/${{ input.who }}
+      body:
+        who: "${{ input.who }}"
+  - id: approve
+    wait_for_signal: approved
+    timeout: 1h
+`), 0o600)
+	if code, out, errOut := rotor(t, env, "workflows", "apply", "-f", file); code != 0 || !strings.Contains(out, "greet > approve") {
+		t.Fatalf("apply: %d %s %s", code, out, errOut)
+	}
+	code, out, errOut := rotor(t, env, "workflows", "run", "hello", "--input", `{"who":"ann"}`, "-o", "json")
+	var run struct{ ID, Status string }
+	if code != 0 || json.Unmarshal([]byte(out), &run) != nil || run.ID == "" {
+		t.Fatalf("run: %d %s %s", code, out, errOut)
+	}
+	waitRun(t, s, env[1][len("ROTOR_API_KEY="):], run.ID, "waiting", func(r runView) bool { return r.Status == "waiting" })
+	if code, out, errOut := rotor(t, env, "runs", "signal", run.ID, "approved", "--data", `{"ok":true}`); code != 0 || !strings.Contains(out, run.ID) {
+		t.Fatalf("signal: %d %s %s", code, out, errOut)
+	}
+	waitRun(t, s, env[1][len("ROTOR_API_KEY="):], run.ID, "completed", func(r runView) bool { return r.Status == "completed" })
+	if code, out, _ := rotor(t, env, "runs", "get", run.ID); code != 0 || !strings.Contains(out, `{"greeting":"hello"}`) || !strings.Contains(out, "approve") {
+		t.Fatalf("runs get: %d %s", code, out)
+	}
+	if code, out, _ := rotor(t, env, "runs", "list", "--workflow", "hello", "--status", "completed"); code != 0 || !strings.Contains(out, run.ID) {
+		t.Fatalf("runs list: %d %s", code, out)
+	}
+	if code, out, _ := rotor(t, env, "workflows", "list", "-o", "json"); code != 0 || !strings.Contains(out, `"name": "hello"`) {
+		t.Fatalf("workflows list: %d %s", code, out)
+	}
+	// --wait: a one-step workflow completes and prints its steps.
+	os.WriteFile(file, []byte(`{"steps":[{"id":"only","request":{"method":"GET","url":"`+up.URL+`/x"}}]}`), 0o600)
+	if code, out, errOut := rotor(t, env, "workflows", "apply", "quick", "-f", file); code != 0 {
+		t.Fatalf("apply json: %d %s %s", code, out, errOut)
+	}
+	if code, out, errOut := rotor(t, env, "workflows", "run", "quick", "--wait"); code != 0 || !strings.Contains(out, "completed") {
+		t.Fatalf("run --wait: %d %s %s", code, out, errOut)
+	}
+	// Errors: one line, non-zero.
+	os.WriteFile(file, []byte(`{"steps":[{"id":"a","sleep":"later"}]}`), 0o600)
+	code, _, errOut = rotor(t, env, "workflows", "apply", "bad", "-f", file)
+	if code == 0 || !strings.Contains(errOut, "invalid_workflow") || !strings.Contains(errOut, "steps[0] (a).sleep") || strings.Count(strings.TrimSpace(errOut), "\n") > 0 {
+		t.Fatalf("invalid apply: %d %q", code, errOut)
+	}
+	if code, _, errOut := rotor(t, env, "runs", "cancel", run.ID); code == 0 || !strings.Contains(errOut, "--yes") {
+		t.Fatalf("cancel without --yes: %d %s", code, errOut)
+	}
+	if code, _, errOut := rotor(t, env, "runs", "cancel", run.ID, "--yes"); code == 0 || !strings.Contains(errOut, "run_state") {
+		t.Fatalf("cancel of a completed run: %d %s", code, errOut)
+	}
+	if code, _, errOut := rotor(t, env, "runs", "retry", "run_nope"); code == 0 || !strings.Contains(errOut, "not_found") {
+		t.Fatalf("retry of an unknown run: %d %s", code, errOut)
+	}
+	if code, _, errOut := rotor(t, env, "workflows", "delete", "quick", "--yes"); code != 0 {
+		t.Fatalf("delete: %d %s", code, errOut)
+	}
+}
