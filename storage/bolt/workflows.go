@@ -31,6 +31,16 @@ var (
 
 var workflowBuckets = [][]byte{bucketWfDefs, bucketWfRuns, bucketWfIndex, bucketWfDue, bucketWfIdem, bucketWfCounts}
 
+// batch runs fn in a transaction shared with concurrent callers (one fsync
+// for many engines' checkpoints, as enqueues share one). fn may run more
+// than once, so it recomputes everything from the transaction.
+func (s *Store) batch(ctx context.Context, fn func(*bbolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.Batch(fn)
+}
+
 // runDue is when a run is next leasable, if ever.
 func runDue(r storage.WorkflowRun) (time.Time, bool) {
 	switch {
@@ -238,7 +248,7 @@ func (s *Store) DeleteWorkflow(ctx context.Context, args storage.DeleteWorkflowA
 func (s *Store) CreateRun(ctx context.Context, args storage.CreateRunArgs) (storage.WorkflowRun, bool, error) {
 	r := args.Run
 	existing := false
-	err := s.update(ctx, func(tx *bbolt.Tx) error {
+	err := s.batch(ctx, func(tx *bbolt.Tx) error {
 		existing = false
 		r = args.Run
 		if b := nestedRO(tx, bucketWfDefs, r.WorkspaceID); b == nil || b.Get([]byte(r.Workflow)) == nil {
@@ -403,7 +413,7 @@ func (s *Store) LeaseRuns(ctx context.Context, args storage.LeaseRunsArgs) ([]st
 
 func (s *Store) CheckpointRun(ctx context.Context, args storage.CheckpointRunArgs) (storage.WorkflowRun, error) {
 	var out storage.WorkflowRun
-	err := s.update(ctx, func(tx *bbolt.Tx) error {
+	err := s.batch(ctx, func(tx *bbolt.Tx) error {
 		cur, ok, err := getRun(tx, args.Run.ID)
 		if err != nil {
 			return err
@@ -428,7 +438,7 @@ func (s *Store) CheckpointRun(ctx context.Context, args storage.CheckpointRunArg
 // audit, in one transaction.
 func (s *Store) modifyRun(ctx context.Context, ws, id string, audit []storage.AuditEvent, fn func(r *storage.WorkflowRun) error) (storage.WorkflowRun, error) {
 	var out storage.WorkflowRun
-	err := s.update(ctx, func(tx *bbolt.Tx) error {
+	err := s.batch(ctx, func(tx *bbolt.Tx) error {
 		cur, ok, err := getRun(tx, id)
 		if err != nil {
 			return err
