@@ -343,6 +343,7 @@ func run(n, conc, waiting int, pgDSN string, viaPlugin bool) error {
 	}
 	time.Sleep(500 * time.Millisecond) // the previous run's connections settle
 	heap0, gor0 := settled()
+	file0 := fileSize(boltPath)
 	if _, err := parallel(waiting, conc, func(i int) (string, error) {
 		b, err := nd.do("POST", "/v1/workflows/waits/runs", `{"input":{"n":1}}`, 201)
 		return idOf(b), err
@@ -356,9 +357,27 @@ func run(n, conc, waiting int, pgDSN string, viaPlugin bool) error {
 		return err
 	}
 	heap1, gor1 := settled()
-	fmt.Printf("%-22s waiting: %d runs waiting for a signal: node heap %+.1f MiB (%.0f bytes per waiting run), goroutines %d -> %d\n",
-		label, waiting, float64(int64(heap1)-int64(heap0))/(1<<20), float64(int64(heap1)-int64(heap0))/float64(waiting), gor0, gor1)
+	stored := ""
+	if boltPath != "" {
+		stored = fmt.Sprintf("; bbolt file %+.1f MiB (%.0f bytes per run)", float64(fileSize(boltPath)-file0)/(1<<20), float64(fileSize(boltPath)-file0)/float64(waiting))
+	}
+	fmt.Printf("%-22s waiting: %d runs waiting for a signal: node heap %+.1f MiB (%+.0f bytes per waiting run), goroutines %d -> %d%s\n",
+		label, waiting, float64(int64(heap1)-int64(heap0))/(1<<20), float64(int64(heap1)-int64(heap0))/float64(waiting), gor0, gor1, stored)
 	return nil
+}
+
+// boltPath is the bbolt file of a bbolt run (for its size).
+var boltPath string
+
+func fileSize(path string) int64 {
+	if path == "" {
+		return 0
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
 }
 
 // settled is the heap in use and the goroutines after two GCs.
@@ -390,6 +409,7 @@ func openStore(ctx context.Context, pgDSN string, viaPlugin bool) (storage.Store
 				return nil, nil, err
 			}
 			cfg.Path = filepath.Join(dir, "rotor.db")
+			boltPath = cfg.Path
 			cleanup = func() { os.RemoveAll(dir) }
 		} else {
 			dsn, drop, err := freshSchema(ctx, pgDSN)
@@ -413,7 +433,8 @@ func openStore(ctx context.Context, pgDSN string, viaPlugin bool) (storage.Store
 		if err != nil {
 			return nil, nil, err
 		}
-		s, err := bolt.Open(filepath.Join(dir, "rotor.db"), bolt.Options{})
+		boltPath = filepath.Join(dir, "rotor.db")
+		s, err := bolt.Open(boltPath, bolt.Options{})
 		if err != nil {
 			return nil, nil, err
 		}
