@@ -369,6 +369,14 @@ func TestWorkflowRetryFailedStep(t *testing.T) {
 	if code, _ := call(t, "POST", s.apiURL+"/v1/workflow-runs/"+run.ID+"/retry", key, ""); code != 409 {
 		t.Fatalf("retry of a completed run: %d", code)
 	}
+	// A wait that timed out fails its run; retry waits the full timeout
+	// again, and a signal then completes it.
+	putWorkflow(t, s, key, "short", `{"steps":[{"id":"w","wait_for_signal":"go","timeout":"1s"}]}`)
+	sr := startRun(t, s, key, "short", `{}`)
+	waitRun(t, s, key, sr.ID, "failed", func(r runView) bool { return r.Status == "failed" && r.ErrorCode == "wait_timeout" })
+	mustCall(t, 200, "POST", s.apiURL+"/v1/workflow-runs/"+sr.ID+"/retry", key, "")
+	mustCall(t, 202, "POST", s.apiURL+"/v1/workflow-runs/"+sr.ID+"/signals/go", key, `{"data":1}`)
+	waitRun(t, s, key, sr.ID, "completed", func(r runView) bool { return r.Status == "completed" })
 	// Cancel a waiting run.
 	putWorkflow(t, s, key, "waits", `{"steps":[{"id":"w","wait_for_signal":"go"}]}`)
 	w := startRun(t, s, key, "waits", `{}`)

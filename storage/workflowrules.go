@@ -56,7 +56,8 @@ func ApplyRetry(r *WorkflowRun, at time.Time) error {
 	}
 	if r.Step < len(r.Steps) {
 		st := &r.Steps[r.Step]
-		st.Status, st.RetryFrom, st.ErrorCode, st.FinishedAt = StepRunning, len(st.Attempts), "", time.Time{}
+		// A wait step waits its full timeout again from the retry.
+		st.Status, st.RetryFrom, st.ErrorCode, st.StartedAt, st.FinishedAt = StepRunning, len(st.Attempts), "", time.Time{}, time.Time{}
 	}
 	r.Status, r.WakeAt, r.WaitingFor, r.ErrorCode, r.FinishedAt = RunRunning, at, "", "", time.Time{}
 	r.LeaseOwner, r.LeaseUntil = "", time.Time{}

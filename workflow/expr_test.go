@@ -77,7 +77,7 @@ func TestAttackInjectedReference(t *testing.T) {
 	for _, in := range []string{
 		`{"id":"${{ secrets.OTHER }}"}`,
 		`{"id":"$<< secrets.OTHER >>"}`,
-		`{"id":"${{ secret.OTHER }}"}`,                 // a near-miss: the proxy refuses it
+		`{"id":"${{ secret.OTHER }}"}`, // a near-miss: the proxy refuses it
 	} {
 		_, err := build(p.steps[2], testRun(in))
 		if !errors.Is(err, errExpr) {

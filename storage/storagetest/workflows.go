@@ -371,7 +371,7 @@ func testRunCancelRetry(t *testing.T, s storage.Store) {
 
 	// run_02 fails at step a after 3 attempts, then is retried by hand.
 	r2.Steps[0].Attempts = []storage.Attempt{{N: 1, StatusCode: 500, ErrorCode: "http_status"}, {N: 2, StatusCode: 500, ErrorCode: "http_status"}, {N: 3, StatusCode: 500, ErrorCode: "http_status"}}
-	r2.Steps[0].Status, r2.Steps[0].ErrorCode = storage.StepFailed, "http_status"
+	r2.Steps[0].Status, r2.Steps[0].ErrorCode, r2.Steps[0].StartedAt = storage.StepFailed, "http_status", t0
 	r2.Status, r2.ErrorCode, r2.WakeAt, r2.FinishedAt = storage.RunFailed, "http_status", time.Time{}, t0.Add(time.Second)
 	_, err = s.CheckpointRun(ctx(), storage.CheckpointRunArgs{Run: r2, At: t0.Add(time.Second)})
 	must(t, err)
@@ -382,7 +382,7 @@ func testRunCancelRetry(t *testing.T, s storage.Store) {
 	}
 	rt, err := s.RetryRun(ctx(), storage.RetryRunArgs{WorkspaceID: "ws_a", RunID: "run_02", At: t0.Add(time.Minute)})
 	must(t, err)
-	if rt.Status != storage.RunRunning || rt.Step != 0 || rt.Steps[0].Status != storage.StepRunning || rt.Steps[0].RetryFrom != 3 || rt.ErrorCode != "" || !rt.FinishedAt.IsZero() {
+	if rt.Status != storage.RunRunning || rt.Step != 0 || rt.Steps[0].Status != storage.StepRunning || rt.Steps[0].RetryFrom != 3 || rt.ErrorCode != "" || !rt.FinishedAt.IsZero() || !rt.Steps[0].StartedAt.IsZero() {
 		t.Fatalf("retry = %+v", rt)
 	}
 	got = leaseRuns(t, s, "node-1", t0.Add(time.Minute), 5)
