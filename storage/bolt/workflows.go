@@ -354,6 +354,24 @@ func (s *Store) LeaseRuns(ctx context.Context, args storage.LeaseRunsArgs) ([]st
 	if args.Limit <= 0 {
 		return nil, nil
 	}
+	// Engines poll: look in a read transaction first, so an idle node (or
+	// one whose runs all sleep or wait) costs no write and no fsync.
+	anyDue := false
+	if err := s.view(ctx, func(tx *bbolt.Tx) error {
+		now := uint64(args.Now.UnixNano())
+		root := tx.Bucket(bucketWfDue)
+		return root.ForEachBucket(func(ws []byte) error {
+			wb := root.Bucket(ws)
+			return wb.ForEachBucket(func(wf []byte) error {
+				if k, _ := wb.Bucket(wf).Cursor().First(); k != nil && binary.BigEndian.Uint64(k[:8]) <= now {
+					anyDue = true
+				}
+				return nil
+			})
+		})
+	}); err != nil || !anyDue {
+		return nil, err
+	}
 	var leased []storage.WorkflowRun
 	err := s.update(ctx, func(tx *bbolt.Tx) error {
 		leased = leased[:0]
