@@ -669,3 +669,34 @@ steps:
 		t.Fatalf("delete: %d %s", code, errOut)
 	}
 }
+
+// TestWorkflowRunsRetention: with --jobs-retention 2s a finished run is
+// deleted (and counted); an open run is kept.
+func TestWorkflowRunsRetention(t *testing.T) {
+	s := startServer(t, t.TempDir(), "ROTOR_JOBS_RETENTION=2s")
+	defer s.stop()
+	key := s.adminKey()
+	putWorkflow(t, s, key, "short", `{"steps":[{"id":"nap","sleep":"10ms"}]}`)
+	putWorkflow(t, s, key, "open", `{"steps":[{"id":"w","wait_for_signal":"never"}]}`)
+	done := startRun(t, s, key, "short", `{}`)
+	open := startRun(t, s, key, "open", `{}`)
+	waitRun(t, s, key, done.ID, "completed", func(r runView) bool { return r.Status == "completed" })
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, _ := call(t, "GET", s.apiURL+"/v1/workflow-runs/"+done.ID, key, "")
+		if code == 404 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the finished run was not pruned")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if r := getRun(t, s.apiURL, key, open.ID); r.Status != "waiting" {
+		t.Fatalf("the open run: %+v", r)
+	}
+	_, m := call(t, "GET", s.opsURL+"/metrics", "", "")
+	if !strings.Contains(m, "rotor_workflow_runs_pruned_total 1") {
+		t.Fatalf("pruned metric:\n%s", grepLines(m, "pruned"))
+	}
+}
