@@ -736,3 +736,52 @@ func TestAttackMemberWorkflowExfiltration(t *testing.T) {
 		t.Fatalf("member update, same destination: %d %s", code, body)
 	}
 }
+
+// TestWorkflowGracefulRestart: SIGTERM while a step's request is in
+// flight gives the run's lease back, so the restarted node resumes it at
+// once instead of after the lease (2 minutes); the step is sent again
+// (at least once) with the same Idempotency-Key.
+func TestWorkflowGracefulRestart(t *testing.T) {
+	var calls atomic.Int32
+	inFlight := make(chan string, 4)
+	release := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		if calls.Add(1) == 1 {
+			inFlight <- r.Header.Get("Idempotency-Key")
+			select {
+			case <-release:
+			case <-time.After(20 * time.Second):
+			}
+			return
+		}
+		inFlight <- r.Header.Get("Idempotency-Key")
+	}))
+	defer up.Close()
+	defer close(release)
+	dir := t.TempDir()
+	s := startServer(t, dir)
+	key := s.adminKey()
+	putWorkflow(t, s, key, "slow", `{"steps":[{"id":"call","request":{"method":"POST","url":"`+up.URL+`/slow"}}]}`)
+	run := startRun(t, s, key, "slow", `{}`)
+	var first string
+	select {
+	case first = <-inFlight:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the step was never sent")
+	}
+	s.stop()
+	s2 := startServer(t, dir)
+	defer s2.stop()
+	start := time.Now()
+	r := waitRun(t, s2, key, run.ID, "completed", func(r runView) bool { return r.Status == "completed" })
+	if d := time.Since(start); d > 20*time.Second {
+		t.Fatalf("resumed after %v: the lease was not given back", d)
+	}
+	if second := <-inFlight; second != first || first != run.ID+"/call" {
+		t.Fatalf("Idempotency-Key %q then %q", first, second)
+	}
+	if len(r.Steps[0].Attempts) != 1 {
+		t.Fatalf("attempts recorded: %d (the aborted one is not an attempt)", len(r.Steps[0].Attempts))
+	}
+}

@@ -249,6 +249,15 @@ func (e *Engine) execute(ctx context.Context, r storage.WorkflowRun) {
 			return
 		}
 	}
+	e.release(ctx, &r)
+}
+
+// release gives a run's lease back at shutdown, due at once, so a
+// restarted node (or another) resumes it without waiting for the lease to
+// expire. Its current step runs again (at least once).
+func (e *Engine) release(ctx context.Context, r *storage.WorkflowRun) {
+	r.Status, r.WakeAt, r.WaitingFor = storage.RunRunning, e.o.Now(), ""
+	e.checkpoint(ctx, r, true, nil)
 }
 
 // checkpoint stores the run's state under its lease; false when the lease
@@ -309,7 +318,8 @@ func (e *Engine) requestStep(ctx context.Context, r *storage.WorkflowRun, ps pla
 	res := e.send(ctx, r, ps, b, n, start)
 	end := e.o.Now()
 	if ctx.Err() != nil && res.code != "" {
-		// Shutting down mid-request: leave it to the lease.
+		// Shutting down mid-request: no attempt to record.
+		e.release(ctx, r)
 		return false
 	}
 	st.Attempts = append(st.Attempts, storage.Attempt{N: n, StartedAt: start, Duration: end.Sub(start), StatusCode: res.status, ErrorCode: res.code})
