@@ -785,3 +785,41 @@ func TestWorkflowGracefulRestart(t *testing.T) {
 		t.Fatalf("attempts recorded: %d (the aborted one is not an attempt)", len(r.Steps[0].Attempts))
 	}
 }
+
+// TestWorkflowReflectedSecret: an upstream that echoes the secret it was
+// sent: the step's stored output holds the reference (the proxy scrubbed
+// the response), never the value; and a later step that would send that
+// output on fails instead of making the proxy resolve it again.
+func TestWorkflowReflectedSecret(t *testing.T) {
+	const value = "reflected-secret-value-6c1f"
+	var onward atomic.Int32
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		if r.URL.Path == "/onward" {
+			onward.Add(1)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]string{"you_sent": r.Header.Get("X-Key")})
+	}))
+	defer up.Close()
+	dir := t.TempDir()
+	s := startServer(t, dir)
+	key := s.adminKey()
+	mustCall(t, 201, "POST", s.apiURL+"/v1/secrets", key, `{"name":"ECHOED","value":"`+value+`"}`)
+	putWorkflow(t, s, key, "reflect", `{"steps":[
+		{"id":"echo","request":{"method":"GET","url":"`+up.URL+`/echo","headers":{"X-Key":"${{ secrets.ECHOED }}"}}},
+		{"id":"onward","request":{"method":"POST","url":"`+up.URL+`/onward","body":{"got":"${{ steps.echo.output.you_sent }}"}}}
+	]}`)
+	run := startRun(t, s, key, "reflect", `{}`)
+	r := waitRun(t, s, key, run.ID, "failed", func(r runView) bool { return r.Status == "failed" })
+	var out map[string]string
+	json.Unmarshal(r.Steps[0].Output, &out)
+	if out["you_sent"] != "${{ secrets.ECHOED }}" || r.ErrorCode != "expression_failed" || onward.Load() != 0 {
+		t.Fatalf("output %s, error %q, onward requests %d", r.Steps[0].Output, r.ErrorCode, onward.Load())
+	}
+	_, runBody := call(t, "GET", s.apiURL+"/v1/workflow-runs/"+run.ID, key, "")
+	s.stop()
+	db, _ := os.ReadFile(filepath.Join(dir, "data", "rotor.db"))
+	leakcheck.Scan(t, value, map[string][]byte{"bbolt file": db, "server output": []byte(s.out.String()), "run": []byte(runBody)})
+}
