@@ -31,8 +31,9 @@ type runView struct {
 		Status   string          `json:"status"`
 		Output   json.RawMessage `json:"output"`
 		Attempts []struct {
-			StatusCode int    `json:"status_code"`
-			ErrorCode  string `json:"error_code"`
+			StatusCode int       `json:"status_code"`
+			ErrorCode  string    `json:"error_code"`
+			StartedAt  time.Time `json:"started_at"`
 		} `json:"attempts"`
 		StartedAt  *time.Time `json:"started_at"`
 		FinishedAt *time.Time `json:"finished_at"`
@@ -822,4 +823,28 @@ func TestWorkflowReflectedSecret(t *testing.T) {
 	s.stop()
 	db, _ := os.ReadFile(filepath.Join(dir, "data", "rotor.db"))
 	leakcheck.Scan(t, value, map[string][]byte{"bbolt file": db, "server output": []byte(s.out.String()), "run": []byte(runBody)})
+}
+
+// TestWorkflowRetryAfter: a 503 with Retry-After: 2 delays the step's next
+// attempt by two seconds rather than its 0.1 s backoff (as for jobs).
+func TestWorkflowRetryAfter(t *testing.T) {
+	var calls atomic.Int32
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		if calls.Add(1) == 1 {
+			w.Header().Set("Retry-After", "2")
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer up.Close()
+	s := startServer(t, t.TempDir())
+	defer s.stop()
+	key := s.adminKey()
+	putWorkflow(t, s, key, "busy", `{"steps":[{"id":"call","request":{"method":"GET","url":"`+up.URL+`/busy"},"retry":{"max_attempts":3,"backoff_base_seconds":0.1,"backoff_cap_seconds":0.1}}]}`)
+	run := startRun(t, s, key, "busy", `{}`)
+	r := waitRun(t, s, key, run.ID, "completed", func(r runView) bool { return r.Status == "completed" })
+	a := r.Steps[0].Attempts
+	if len(a) != 2 || a[0].StatusCode != 503 || a[1].StartedAt.Sub(a[0].StartedAt) < 2*time.Second {
+		t.Fatalf("attempts: %+v", a)
+	}
 }

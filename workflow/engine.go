@@ -346,6 +346,11 @@ func (e *Engine) requestStep(ctx context.Context, r *storage.WorkflowRun, ps pla
 	}
 	// A retry later: the run holds no lease and no worker meanwhile.
 	delay := dispatch.Backoff(used, ps.backoffBase, ps.backoffCap, e.o.Rand)
+	if res.status == http.StatusTooManyRequests || res.status == http.StatusServiceUnavailable {
+		if ra, ok := retryAfter(res.header, end); ok {
+			delay = ra
+		}
+	}
 	r.Status, r.WakeAt = storage.RunRunning, end.Add(delay)
 	e.checkpoint(ctx, r, true, nil)
 	return false

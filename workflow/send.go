@@ -211,6 +211,26 @@ func outputOf(raw []byte, contentType string) (json.RawMessage, bool) {
 	return s, truncated
 }
 
+// maxRetryAfter caps how far a Retry-After answer pushes a retry (the
+// dispatcher's bound).
+const maxRetryAfter = 24 * time.Hour
+
+// retryAfter parses a Retry-After header (seconds or an HTTP date), as the
+// dispatcher honours it for 429 and 503 answers.
+func retryAfter(h http.Header, now time.Time) (time.Duration, bool) {
+	v := h.Get("Retry-After")
+	if v == "" {
+		return 0, false
+	}
+	if secs, err := strconv.Atoi(v); err == nil && secs >= 0 {
+		return min(time.Duration(secs)*time.Second, maxRetryAfter), true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return min(max(t.Sub(now), 0), maxRetryAfter), true
+	}
+	return 0, false
+}
+
 // escapeTarget percent-encodes the characters a template URL may hold that
 // cannot appear in a request line; the proxy recognises references
 // percent-encoded as well as raw (as the dispatcher does).
