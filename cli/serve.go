@@ -104,7 +104,7 @@ func loadNodeConfig(c *cli.Context, mode string) (serveConfig, error) {
 			}
 		}
 		if cfg.Dispatch && !withProxy && cfg.DispatchProxyURL == "" {
-			return cfg, settingErr(flagComponents, "dispatch without proxy needs --dispatch-proxy-url and --dispatch-token (a remote Rotor proxy)")
+			return cfg, settingErr(flagComponents, "dispatch without proxy needs --dispatch-proxy-url and ROTOR_DISPATCH_TOKEN (a remote Rotor proxy)")
 		}
 		if !cfg.API && !withProxy && !cfg.Dispatch {
 			return cfg, settingErr(flagComponents, "nothing to run")
@@ -235,7 +235,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 	notifyRuns := func() {}
 	workflows := workflow.NewService(store, v, reg, nil, func() { notifyRuns() })
 	if cfg.API {
-		dash, err := web.New(web.Options{Vault: v, Queues: queues, Logger: log})
+		dash, err := web.New(web.Options{Vault: v, Queues: queues, Logger: log, Metrics: reg})
 		if err != nil {
 			return err
 		}

@@ -43,6 +43,17 @@ type Attempt struct {
 	// ErrorCode is set when the attempt failed (secret_missing, timeout,
 	// connection_failed, http_status, ...).
 	ErrorCode string `json:"error_code,omitempty"`
+	// The rest is for people reading an attempt (the dashboard, GET
+	// /v1/jobs/{id}), bounded in size by the dispatcher. RequestURL and
+	// RequestHeaders are the templates as sent (references, never values);
+	// Error is the failure in words (DNS failure, refused, timeout, TLS);
+	// ResponseHeaders and ResponseExcerpt are what the callback answered,
+	// scrubbed of resolved values (by the proxy) and of credentials.
+	RequestURL      string            `json:"request_url,omitempty"`
+	RequestHeaders  map[string]string `json:"request_headers,omitempty"`
+	Error           string            `json:"error,omitempty"`
+	ResponseHeaders map[string]string `json:"response_headers,omitempty"`
+	ResponseExcerpt string            `json:"response_excerpt,omitempty"`
 }
 
 // Job is one payload to deliver to its queue's callback. Payload holds the
@@ -85,8 +96,10 @@ type JobStore interface {
 
 	// EnqueueJobs stores jobs. A job whose idempotency key was used in its
 	// queue within IdempotencyWindow is not stored again: its result holds
-	// the existing job and Existing=true. Backends group concurrent calls
-	// into few transactions.
+	// the existing job and Existing=true. A call is all or nothing: on an
+	// error none of its jobs is stored (the dispatch service relies on it
+	// to resend a failed batch in parts). Results are in the order of Jobs.
+	// Backends group concurrent calls into few transactions.
 	EnqueueJobs(ctx context.Context, args EnqueueJobsArgs) ([]EnqueueResult, error)
 	GetJob(ctx context.Context, workspaceID, id string) (Job, error)
 	// ListJobs returns a queue's jobs newest first.

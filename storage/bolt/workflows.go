@@ -31,16 +31,6 @@ var (
 
 var workflowBuckets = [][]byte{bucketWfDefs, bucketWfRuns, bucketWfIndex, bucketWfDue, bucketWfIdem, bucketWfCounts}
 
-// batch runs fn in a transaction shared with concurrent callers (one fsync
-// for many engines' checkpoints, as enqueues share one). fn may run more
-// than once, so it recomputes everything from the transaction.
-func (s *Store) batch(ctx context.Context, fn func(*bbolt.Tx) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return s.db.Batch(fn)
-}
-
 // runDue is when a run is next leasable, if ever.
 func runDue(r storage.WorkflowRun) (time.Time, bool) {
 	switch {
