@@ -50,6 +50,8 @@ bench:
 	$(GO) run ./bench/proxyload
 	$(GO) run ./bench/dispatchload
 	$(GO) run ./bench/dispatchload -postgres-dsn "$${ROTOR_TEST_POSTGRES_DSN:-postgres://127.0.0.1:5432/test?sslmode=disable}"
+	$(GO) run ./bench/workflowload
+	$(GO) run ./bench/workflowload -postgres-dsn "$${ROTOR_TEST_POSTGRES_DSN:-postgres://127.0.0.1:5432/test?sslmode=disable}"
 
 # The integration suite against the built binary, with the CI-length soak
 # (60 s of proxied requests and dispatches at a fixed rate) and the

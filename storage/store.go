@@ -71,6 +71,7 @@ type Store interface {
 	GetAuditCheckpoint(ctx context.Context, workspaceID string) (AuditCheckpoint, error)
 
 	JobStore
+	WorkflowStore
 
 	// Changes calls fn for every change to secrets and the keyring made
 	// through any node sharing this store, until ctx ends, so caches can

@@ -57,6 +57,8 @@ type Options struct {
 type Store struct {
 	db   *bbolt.DB
 	fair storage.Fair // turns among workspaces and queues when leasing
+	// wfFair: turns among workspaces and workflows when leasing runs.
+	wfFair storage.Fair
 }
 
 // Open opens (creating if needed) the bbolt file at path.
@@ -82,7 +84,7 @@ func Open(path string, opts Options) (*Store, error) {
 
 func (s *Store) init() error {
 	return s.db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range append([][]byte{bucketMeta, bucketWorkspaces, bucketWorkspaceNames, bucketAPIKeys, bucketKeyring, bucketSecrets, bucketAudit, bucketAuditHeads, bucketAuditChecks}, jobBuckets...) {
+		for _, b := range append([][]byte{bucketMeta, bucketWorkspaces, bucketWorkspaceNames, bucketAPIKeys, bucketKeyring, bucketSecrets, bucketAudit, bucketAuditHeads, bucketAuditChecks}, slices.Concat(jobBuckets, workflowBuckets)...) {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

@@ -41,6 +41,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"CanceledContext", testCanceled},
 	}
 	tests = append(tests, jobTests()...)
+	tests = append(tests, workflowTests()...)
 	tests = append(tests, struct { // issue 11: retention.go
 		name string
 		fn   func(t *testing.T, s storage.Store)
