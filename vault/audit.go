@@ -85,7 +85,7 @@ func auditJSON(v map[string]any) json.RawMessage {
 
 // auditAppender is what the writer needs of the store.
 type auditAppender interface {
-	AppendAudit(ctx context.Context, events []storage.AuditEvent) error
+	AppendAudit(ctx context.Context, events []storage.AuditEvent) ([]storage.AuditAppended, error)
 }
 
 // auditWriter batches access events into few storage transactions. Its one
@@ -252,7 +252,7 @@ func (a *auditWriter) run() {
 		start := time.Now()
 		// Not the caller's context: a row accepted is written even while
 		// shutting down.
-		err := a.store.AppendAudit(ctx, pending[:n])
+		_, err := a.store.AppendAudit(ctx, pending[:n])
 		cancel()
 		a.metrics.auditFlushSeconds.Observe(time.Since(start).Seconds())
 		if err != nil {

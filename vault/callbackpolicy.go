@@ -111,7 +111,7 @@ func (v *Vault) RotateCallback(ctx context.Context, actor Actor, req RotateCallb
 		in["only"] = req.Only
 	}
 	ev := v.event(actor, EventCallbackRotated, ResourceWorkspace, ws, in, nil)
-	if err := v.store.AppendAudit(ctx, []storage.AuditEvent{ev}); err != nil {
+	if _, err := v.store.AppendAudit(ctx, []storage.AuditEvent{ev}); err != nil {
 		return CallbackCredentials{}, err
 	}
 	return creds, nil

@@ -27,7 +27,7 @@ func BenchmarkAppendAudit(b *testing.B) {
 	b.ReportAllocs()
 	n := 0
 	for b.Loop() {
-		if err := s.AppendAudit(context.Background(), batch); err != nil {
+		if _, err := s.AppendAudit(context.Background(), batch); err != nil {
 			b.Fatal(err)
 		}
 		n += len(batch)
