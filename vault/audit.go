@@ -91,10 +91,13 @@ type auditAppender interface {
 // auditWriter batches access events into few storage transactions. Its one
 // goroutine is owned by the Vault and stopped by Close.
 type auditWriter struct {
-	store   auditAppender
-	log     *slog.Logger
-	metrics *metrics
-	max     int64
+	store auditAppender
+	// appended is told what each successful write appended (the sealer
+	// seals from it; nil: nobody listens).
+	appended func([]storage.AuditAppended)
+	log      *slog.Logger
+	metrics  *metrics
+	max      int64
 	// backlog counts rows accepted by record and not yet written.
 	backlog atomic.Int64
 
@@ -108,20 +111,21 @@ type auditWriter struct {
 	abortOnce sync.Once
 }
 
-func newAuditWriter(store auditAppender, log *slog.Logger, m *metrics, max int) *auditWriter {
+func newAuditWriter(store auditAppender, log *slog.Logger, m *metrics, max int, appended func([]storage.AuditAppended)) *auditWriter {
 	if max <= 0 {
 		max = DefaultAuditBacklogMax
 	}
 	a := &auditWriter{
-		store:   store,
-		log:     log,
-		metrics: m,
-		max:     int64(max),
-		ch:      make(chan storage.AuditEvent, auditQueueSize),
-		flushCh: make(chan chan error),
-		stop:    make(chan struct{}),
-		abort:   make(chan struct{}),
-		done:    make(chan struct{}),
+		store:    store,
+		appended: appended,
+		log:      log,
+		metrics:  m,
+		max:      int64(max),
+		ch:       make(chan storage.AuditEvent, auditQueueSize),
+		flushCh:  make(chan chan error),
+		stop:     make(chan struct{}),
+		abort:    make(chan struct{}),
+		done:     make(chan struct{}),
 	}
 	go a.run()
 	return a
@@ -252,11 +256,14 @@ func (a *auditWriter) run() {
 		start := time.Now()
 		// Not the caller's context: a row accepted is written even while
 		// shutting down.
-		_, err := a.store.AppendAudit(ctx, pending[:n])
+		heads, err := a.store.AppendAudit(ctx, pending[:n])
 		cancel()
 		a.metrics.auditFlushSeconds.Observe(time.Since(start).Seconds())
 		if err != nil {
 			return err
+		}
+		if a.appended != nil {
+			a.appended(heads)
 		}
 		a.metrics.auditEventsWritten.Add(float64(n))
 		clear(pending[:n])
