@@ -262,6 +262,15 @@ func (v *Vault) walkChain(ctx context.Context, ws string, from storage.AuditHead
 func (v *Vault) VerifyAudit(ctx context.Context, actor Actor) (AuditVerification, error) {
 	// Retention may prune rows while the walk reads them (another node, or
 	// this one's task): a failure with the marker moved on is walked again.
+	// The tamper counter counts the verification, not its attempts.
+	res, err := v.verifyAuditRetried(ctx, actor)
+	if err == nil && !res.OK {
+		v.metrics.auditTamper.Inc()
+	}
+	return res, err
+}
+
+func (v *Vault) verifyAuditRetried(ctx context.Context, actor Actor) (AuditVerification, error) {
 	for attempt := 0; ; attempt++ {
 		res, err := v.verifyAudit(ctx, actor)
 		if err != nil || res.OK || attempt == 2 {
@@ -291,7 +300,6 @@ func (v *Vault) verifyAudit(ctx context.Context, actor Actor) (AuditVerification
 	case err != nil:
 		return out, err
 	case !hmac.Equal(cp.MAC, v.checkpointMAC(cp)):
-		v.metrics.auditTamper.Inc()
 		return AuditVerification{Problem: "the chain's seal does not verify: it was forged, edited, or written under another master key"}, nil
 	default:
 		seal = &cp
@@ -359,9 +367,6 @@ func (v *Vault) verifyAudit(ctx context.Context, actor Actor) (AuditVerification
 		}
 		out.OK = false
 		out.Problem = strings.TrimSuffix(anchorProblem+"; "+out.Problem, "; ")
-	}
-	if !out.OK {
-		v.metrics.auditTamper.Inc()
 	}
 	return out, nil
 }

@@ -183,6 +183,9 @@ func (v *Vault) checkFailed(ctx context.Context, ws string, from storage.AuditHe
 	if rt, ok := v.store.(storage.Retainer); ok {
 		m, found, err := v.auditMarker(ctx, rt, ws)
 		if err != nil {
+			if errors.Is(err, ErrAuditTampered) {
+				v.metrics.auditTamper.Inc()
+			}
 			return err
 		}
 		if found && m.ThroughID >= from.LastID {

@@ -3,12 +3,15 @@ package vault
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"rotor.sh/rotor/storage"
+	"rotor.sh/rotor/storage/bolt"
 )
 
 // readCounter counts the rows the vault reads back through ListAuditAsc.
@@ -183,5 +186,44 @@ func TestSealFromAppendsTwoNodes(t *testing.T) {
 	}
 	if res := e.verify(t); !res.OK {
 		t.Fatalf("verify = %+v", res)
+	}
+}
+
+// movingMarker is a bbolt store whose retention marker is forged and moves
+// on at every read, as a database writer rewriting it while verify runs
+// would make it: each verify attempt fails and sees a marker that moved,
+// so VerifyAudit retries to its limit.
+type movingMarker struct {
+	*bolt.Store
+	reads atomic.Int64
+}
+
+func (m *movingMarker) GetAuditRetention(_ context.Context, ws string) (storage.AuditRetention, error) {
+	n := m.reads.Add(1)
+	return storage.AuditRetention{WorkspaceID: ws, ThroughID: n, Chain: make([]byte, 32), Rows: n, PrunedAt: time.Now(), MAC: make([]byte, 32)}, nil
+}
+
+// TestVerifyRetryCountsTamperOnce (issue 11): a verification retried
+// because the retention marker moved counts one detection in
+// rotor_audit_tamper_detected_total, not one per attempt.
+func TestVerifyRetryCountsTamperOnce(t *testing.T) {
+	ctx := context.Background()
+	store := &movingMarker{Store: testStore(t)}
+	v, err := Open(ctx, Options{Store: store, MasterKey: GenerateMasterKey(), AuditSealInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Close(context.Background()) })
+	a := bootstrap(t, v)
+	before := testutil.ToFloat64(v.metrics.auditTamper)
+	res, err := v.VerifyAudit(ctx, a)
+	if err != nil || res.OK || !strings.Contains(res.Problem, "retention marker") {
+		t.Fatalf("verify = %+v, %v; want the forged marker reported", res, err)
+	}
+	if store.reads.Load() < 4 {
+		t.Fatalf("verify read the marker %d times: it did not retry", store.reads.Load())
+	}
+	if got := testutil.ToFloat64(v.metrics.auditTamper) - before; got != 1 {
+		t.Fatalf("one verification counted %v detections", got)
 	}
 }
