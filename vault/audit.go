@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"rotor.sh/rotor/internal/jsonx"
 	"rotor.sh/rotor/storage"
 )
 
@@ -83,6 +84,36 @@ func auditJSON(v map[string]any) json.RawMessage {
 	return b
 }
 
+// accessRecord is an access row as the request path queues it: fixed-size
+// fields, no encoding. The writer's goroutine turns it into the row
+// (event), so JSON encoding and sorting stay off the request goroutine.
+type accessRecord struct {
+	at                               time.Time
+	ws, actor, eventType, name, host string
+	requestID, reason                string
+	version                          int64
+	hasVersion                       bool
+	extra                            map[string]string // job id, attempt...: never values; not modified after queueing
+}
+
+// event encodes the row: input {"host", "request_id"?, extra keys sorted},
+// output {"reason"?, "version"?}.
+func (r *accessRecord) event() storage.AuditEvent {
+	in := accessInput(r.host, r.requestID, r.extra)
+	var out jsonx.Object
+	if r.reason != "" {
+		out.Str("reason", r.reason)
+	}
+	if r.hasVersion {
+		out.Int("version", r.version)
+	}
+	return storage.AuditEvent{
+		OccurredAt: r.at, WorkspaceID: r.ws, ActorID: r.actor,
+		EventType: r.eventType, ResourceType: ResourceSecret, ResourceID: r.name,
+		Input: in.Bytes(), Output: out.Bytes(),
+	}
+}
+
 // auditAppender is what the writer needs of the store.
 type auditAppender interface {
 	AppendAudit(ctx context.Context, events []storage.AuditEvent) ([]storage.AuditAppended, error)
@@ -101,7 +132,7 @@ type auditWriter struct {
 	// backlog counts rows accepted by record and not yet written.
 	backlog atomic.Int64
 
-	ch      chan storage.AuditEvent
+	ch      chan accessRecord
 	flushCh chan chan error
 	stop    chan struct{}
 	// abort ends retries at shutdown (close's context ended).
@@ -121,7 +152,7 @@ func newAuditWriter(store auditAppender, log *slog.Logger, m *metrics, max int, 
 		log:      log,
 		metrics:  m,
 		max:      int64(max),
-		ch:       make(chan storage.AuditEvent, auditQueueSize),
+		ch:       make(chan accessRecord, auditQueueSize),
 		flushCh:  make(chan chan error),
 		stop:     make(chan struct{}),
 		abort:    make(chan struct{}),
@@ -134,7 +165,7 @@ func newAuditWriter(store auditAppender, log *slog.Logger, m *metrics, max int, 
 // record queues an event, or refuses it (ErrAuditUnavailable) when the
 // backlog is at its bound or the queue stays full for auditEnqueueTimeout:
 // the caller then must not release what the row would have recorded.
-func (a *auditWriter) record(ctx context.Context, ev storage.AuditEvent) error {
+func (a *auditWriter) record(ctx context.Context, ev accessRecord) error {
 	select {
 	case <-a.stop:
 		return ErrClosed
@@ -244,7 +275,7 @@ func (a *auditWriter) run() {
 		for {
 			select {
 			case ev := <-a.ch:
-				pending = append(pending, ev)
+				pending = append(pending, ev.event())
 			default:
 				return
 			}
@@ -294,7 +325,7 @@ func (a *auditWriter) run() {
 	for {
 		select {
 		case ev := <-a.ch:
-			pending = append(pending, ev)
+			pending = append(pending, ev.event())
 			switch {
 			case retry > 0:
 				// Failing: the retry timer is armed; keep collecting.

@@ -225,14 +225,6 @@ func (v *Vault) event(actor Actor, typ, resType, resID string, in, out map[strin
 	}
 }
 
-// rawEvent is event with input and output already encoded.
-func (v *Vault) rawEvent(actor Actor, typ, resType, resID string, in, out []byte) storage.AuditEvent {
-	return storage.AuditEvent{
-		OccurredAt: v.now().UTC(), WorkspaceID: actor.WorkspaceID, ActorID: actor.KeyID,
-		EventType: typ, ResourceType: resType, ResourceID: resID, Input: in, Output: out,
-	}
-}
-
 // ListAudit returns a page of the actor's workspace audit trail, newest first.
 func (v *Vault) ListAudit(ctx context.Context, actor Actor, q storage.AuditQuery) (storage.AuditPage, error) {
 	q.WorkspaceID = actor.WorkspaceID
