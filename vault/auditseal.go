@@ -40,7 +40,7 @@ const (
 	// auditCheckRows caps one workspace's background check: past it, the
 	// check covers the newest rows before the seal and leaves the older
 	// ones to `rotor audit verify` (bounded CPU at any access rate).
-	auditCheckRows = 50_000
+	auditCheckRows = 10_000
 )
 
 // chainState is what this node knows about one workspace's chain. Heads
