@@ -168,8 +168,9 @@ func (c *Client) ListSecretsByKEK(ctx context.Context, kekID string, limit int) 
 	return
 }
 
-func (c *Client) AppendAudit(ctx context.Context, events []storage.AuditEvent) error {
-	return c.call(ctx, "AppendAudit", events, nil)
+func (c *Client) AppendAudit(ctx context.Context, events []storage.AuditEvent) (out []storage.AuditAppended, err error) {
+	err = c.call(ctx, "AppendAudit", events, &out)
+	return
 }
 
 func (c *Client) ListAudit(ctx context.Context, q storage.AuditQuery) (p storage.AuditPage, err error) {

@@ -127,7 +127,7 @@ var handlers = map[string]handler{
 	"ListSecretsByKEK": h(func(st storage.Store, ctx context.Context, a kekListArgs) ([]storage.SecretRecord, error) {
 		return st.ListSecretsByKEK(ctx, a.KEKID, a.Limit)
 	}),
-	"AppendAudit":  e(storage.Store.AppendAudit),
+	"AppendAudit":  h(storage.Store.AppendAudit),
 	"ListAudit":    h(storage.Store.ListAudit),
 	"ListAuditAsc": h(storage.Store.ListAuditAsc),
 	"GetAuditHead": h(func(st storage.Store, ctx context.Context, a idArgs) (storage.AuditHead, error) {
