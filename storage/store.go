@@ -165,6 +165,13 @@ type AuditEvent struct {
 	// the store when it appends the row, per workspace in id order. The
 	// vault seals the chain head with keyed checkpoints (tamper evidence).
 	Chain []byte `json:"chain,omitempty"`
+	// Nonce and MAC are set by the host that holds the master key (the
+	// vault), before the row reaches the store: MAC is a keyed hash over
+	// Nonce and the row's content (not ID or Chain), so a database writer
+	// cannot make a row that verifies (docs/security.md). Stores keep both
+	// as given; rows written before they existed have neither.
+	Nonce []byte `json:"nonce,omitempty"`
+	MAC   []byte `json:"mac,omitempty"`
 }
 
 // AuditCanonical is the byte string a row's chain value covers: every
@@ -225,6 +232,9 @@ type AuditCheckpoint struct {
 	Chain       []byte    `json:"chain"`
 	MAC         []byte    `json:"mac"`
 	SealedAt    time.Time `json:"sealed_at"`
+	// RowMACFrom: every row from this id on carries a row MAC; rows below
+	// it were written before row MACs existed. Covered by MAC when not 0.
+	RowMACFrom int64 `json:"row_mac_from,omitempty"`
 }
 
 // AuditAppended is what one AppendAudit call added to one workspace's

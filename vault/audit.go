@@ -126,9 +126,11 @@ type auditWriter struct {
 	// appended is told what each successful write appended (the sealer
 	// seals from it; nil: nobody listens).
 	appended func([]storage.AuditAppended)
-	log      *slog.Logger
-	metrics  *metrics
-	max      int64
+	// signer MACs each row in this goroutine, off the request path (nil: none).
+	signer  *rowSigner
+	log     *slog.Logger
+	metrics *metrics
+	max     int64
 	// backlog counts rows accepted by record and not yet written.
 	backlog atomic.Int64
 
@@ -142,13 +144,22 @@ type auditWriter struct {
 	abortOnce sync.Once
 }
 
-func newAuditWriter(store auditAppender, log *slog.Logger, m *metrics, max int, appended func([]storage.AuditAppended)) *auditWriter {
+// signed sets e's row nonce and MAC.
+func (a *auditWriter) signed(e storage.AuditEvent) storage.AuditEvent {
+	if a.signer != nil {
+		a.signer.sign(&e, nonceAccess)
+	}
+	return e
+}
+
+func newAuditWriter(store auditAppender, log *slog.Logger, m *metrics, max int, signer *rowSigner, appended func([]storage.AuditAppended)) *auditWriter {
 	if max <= 0 {
 		max = DefaultAuditBacklogMax
 	}
 	a := &auditWriter{
 		store:    store,
 		appended: appended,
+		signer:   signer,
 		log:      log,
 		metrics:  m,
 		max:      int64(max),
@@ -249,7 +260,7 @@ func chunkLen(evs []storage.AuditEvent) int {
 		if i == auditChunkRows {
 			return i
 		}
-		size += 160 + len(e.WorkspaceID) + len(e.ActorID) + len(e.EventType) + len(e.ResourceType) + len(e.ResourceID) + len(e.Input) + len(e.Output)
+		size += 160 + len(e.Nonce) + len(e.MAC) + len(e.WorkspaceID) + len(e.ActorID) + len(e.EventType) + len(e.ResourceType) + len(e.ResourceID) + len(e.Input) + len(e.Output)
 		if i > 0 && size > auditChunkBytes {
 			return i
 		}
@@ -275,7 +286,7 @@ func (a *auditWriter) run() {
 		for {
 			select {
 			case ev := <-a.ch:
-				pending = append(pending, ev.event())
+				pending = append(pending, a.signed(ev.event()))
 			default:
 				return
 			}
@@ -325,7 +336,7 @@ func (a *auditWriter) run() {
 	for {
 		select {
 		case ev := <-a.ch:
-			pending = append(pending, ev.event())
+			pending = append(pending, a.signed(ev.event()))
 			switch {
 			case retry > 0:
 				// Failing: the retry timer is armed; keep collecting.

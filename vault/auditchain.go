@@ -73,6 +73,12 @@ func (v *Vault) checkpointMAC(c storage.AuditCheckpoint) []byte {
 	b = binary.BigEndian.AppendUint64(b, uint64(c.LastID))
 	b = binary.BigEndian.AppendUint64(b, uint64(c.SealedAt.UnixMicro()))
 	b = append(b, c.Chain...)
+	if c.RowMACFrom != 0 {
+		// Seals made before row MACs have no boundary; a seal with one
+		// cannot be turned into one without (the MAC changes).
+		b = append(b, "row_mac_from\x00"...)
+		b = binary.BigEndian.AppendUint64(b, uint64(c.RowMACFrom))
+	}
 	m.Write(b)
 	return m.Sum(nil)
 }
@@ -135,6 +141,7 @@ func (v *Vault) sealWorkspace(ctx context.Context, ws string) error {
 		// Another node sealed further: trust its seal as a starting point
 		// only (its rows are walked before this node seals past them).
 		v.setSealed(ws, prevHead, false, nil)
+		v.setMACFrom(ws, rowMACFrom(prev, true))
 		return v.anchor.update(prev)
 	case found:
 		from = prevHead
@@ -147,7 +154,10 @@ func (v *Vault) sealWorkspace(ctx context.Context, ws string) error {
 		from = st.tip
 	}
 	// Seal only what is consistent with the last seal.
-	res, err := v.walkChain(ctx, ws, from, head.LastID, nil)
+	// Rows this node did not append are checked for their row MAC too:
+	// a row a database writer added chains correctly, but has no MAC.
+	macFrom := rowMACFrom(prev, found)
+	res, err := v.walkChain(ctx, ws, from, head.LastID, nil, newRowCheck(v.rows.key, macFrom))
 	if err != nil {
 		return err
 	}
@@ -162,7 +172,7 @@ func (v *Vault) sealWorkspace(ctx context.Context, ws string) error {
 		v.metrics.auditTamper.Inc()
 		return fmt.Errorf("%w: row %d is older than %s and no seal covers it (the seal was deleted); not sealing over it (run rotor audit verify)", ErrAuditTampered, res.firstUnsealed, v.staleAfter)
 	}
-	c := storage.AuditCheckpoint{WorkspaceID: ws, LastID: res.lastID, Chain: res.chain, SealedAt: v.now().UTC().Truncate(time.Microsecond)}
+	c := storage.AuditCheckpoint{WorkspaceID: ws, LastID: res.lastID, Chain: res.chain, SealedAt: v.now().UTC().Truncate(time.Microsecond), RowMACFrom: macFrom}
 	c.MAC = v.checkpointMAC(c)
 	if err := v.store.PutAuditCheckpoint(ctx, c); err != nil {
 		return err
@@ -178,6 +188,7 @@ func (v *Vault) sealWorkspace(ctx context.Context, ws string) error {
 		walked = nil // rows up to tip were not read
 	}
 	v.setSealed(ws, storage.AuditHead{LastID: c.LastID, Chain: c.Chain}, fast && res.rows == 0, walked)
+	v.setMACFrom(ws, macFrom)
 	v.metrics.auditSeals.Inc()
 	return nil
 }
@@ -199,7 +210,9 @@ type walkResult struct {
 // walkChain recomputes the chain from the row after `from` up to id `upTo`
 // (0: to the end). When seal is not nil, the row with seal.LastID must be
 // there and carry seal.Chain.
-func (v *Vault) walkChain(ctx context.Context, ws string, from storage.AuditHead, upTo int64, seal *storage.AuditCheckpoint) (walkResult, error) {
+//
+// rows, when not nil, checks every row's MAC and nonce (auditrowmac.go).
+func (v *Vault) walkChain(ctx context.Context, ws string, from storage.AuditHead, upTo int64, seal *storage.AuditCheckpoint, rows *rowCheck) (walkResult, error) {
 	r := walkResult{lastID: from.LastID, chain: from.Chain}
 	if upTo > 0 && from.LastID >= upTo && seal == nil {
 		return r, nil // nothing to read (the sealer's fast path)
@@ -233,6 +246,12 @@ func (v *Vault) walkChain(ctx context.Context, ws string, from storage.AuditHead
 			if !bytes.Equal(e.Chain, want) {
 				r.bad, r.problem = e.ID, "the row does not match the chain: it was edited, or a row before it was deleted, inserted or moved"
 				return r, nil
+			}
+			if rows != nil {
+				if why := rows.check(e); why != "" {
+					r.bad, r.problem = e.ID, why
+					return r, nil
+				}
 			}
 			r.rows++
 			r.lastID, r.chain = e.ID, want
@@ -328,7 +347,11 @@ func (v *Vault) verifyAudit(ctx context.Context, actor Actor) (AuditVerification
 			out.PrunedThrough, out.PrunedRows, out.PrunedAt = m.ThroughID, m.Rows, m.PrunedAt
 		}
 	}
-	r, err := v.walkChain(ctx, ws, from, 0, seal)
+	macFrom := int64(1)
+	if seal != nil {
+		macFrom = rowMACFrom(*seal, true)
+	}
+	r, err := v.walkChain(ctx, ws, from, 0, seal, newRowCheck(v.rows.key, macFrom))
 	if err != nil {
 		return out, err
 	}

@@ -171,8 +171,8 @@ func TestAuditChainPostgres(t *testing.T) {
 		{"EditedAndRechained", func(t *testing.T, e *chainEnv) int64 {
 			e.exec(t, `UPDATE audit_event SET event_type='secret.accessed' WHERE id=$1`, e.ids[1])
 			e.rechain(t)
-			return e.ids[len(e.ids)-1] // caught by the seal over the last row
-		}, "seal"},
+			return e.ids[1] // the edited row's MAC (before row MACs: the seal over the last row)
+		}, "MAC"},
 		{"DeletedAndRechained", func(t *testing.T, e *chainEnv) int64 {
 			e.exec(t, `DELETE FROM audit_event WHERE id=$1`, e.ids[2])
 			e.rechain(t)

@@ -1,5 +1,3 @@
-//go:build hole
-
 package vault
 
 import (
@@ -24,7 +22,7 @@ func TestAttackForgedRowAppendedIsSealed(t *testing.T) {
 	e := newChainEnv(t)
 	forged := storage.AuditEvent{OccurredAt: time.Now().UTC(), WorkspaceID: e.actor.WorkspaceID, ActorID: "key_framed0000000",
 		EventType: EventSecretDeleted, ResourceType: ResourceSecret, ResourceID: "PAYROLL_DB", Input: []byte(`{"name":"PAYROLL_DB"}`)}
-	if err := e.v.store.AppendAudit(ctx, []storage.AuditEvent{forged}); err != nil {
+	if _, err := e.v.store.AppendAudit(ctx, []storage.AuditEvent{forged}); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.v.SealAudit(ctx); err != nil {

@@ -140,6 +140,9 @@ func (v *Vault) pruneBatch(ctx context.Context, r storage.Retainer, ws string, a
 	next.WorkspaceID = ws
 	chain := prev.Chain
 	count := int64(0)
+	// Chain continuity alone is what a database writer recomputes after an
+	// edit; the row MACs are what it cannot.
+	rows := newRowCheck(v.rows.key, rowMACFrom(cp, true))
 	for _, e := range evs {
 		if e.ID > upTo || !e.OccurredAt.Before(args.Before) {
 			break
@@ -149,6 +152,10 @@ func (v *Vault) pruneBatch(ctx context.Context, r storage.Retainer, ws string, a
 		if !bytes.Equal(want, e.Chain) || e.ID == cp.LastID && !bytes.Equal(want, cp.Chain) {
 			v.metrics.auditTamper.Inc()
 			return 0, fmt.Errorf("%w: row %d does not match the chain; not pruning (run rotor audit verify)", ErrAuditTampered, e.ID)
+		}
+		if why := rows.check(e); why != "" {
+			v.metrics.auditTamper.Inc()
+			return 0, fmt.Errorf("%w: row %d: %s; not pruning (run rotor audit verify)", ErrAuditTampered, e.ID, why)
 		}
 		chain = want
 		next.ThroughID, next.Chain = e.ID, want

@@ -1,5 +1,3 @@
-//go:build hole
-
 package vault
 
 import (

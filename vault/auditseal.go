@@ -51,6 +51,8 @@ type chainState struct {
 	// checked: rows up to here were read and matched a seal (the
 	// background check resumes from it; zero: not yet).
 	checked storage.AuditHead
+	// macFrom is the row MAC boundary of the newest seal (auditrowmac.go).
+	macFrom int64
 }
 
 func sameHead(a, b storage.AuditHead) bool {
@@ -104,6 +106,14 @@ func (v *Vault) setSealed(ws string, c storage.AuditHead, keepTip bool, walkedFr
 	}
 	if walkedFrom != nil && (fresh || st.checked.LastID >= walkedFrom.LastID) {
 		st.checked = c
+	}
+}
+
+func (v *Vault) setMACFrom(ws string, from int64) {
+	v.sealMu.Lock()
+	defer v.sealMu.Unlock()
+	if st := v.chains[ws]; st != nil {
+		st.macFrom = from
 	}
 }
 
@@ -162,7 +172,7 @@ func (v *Vault) checkSealed(ctx context.Context, ws string) error {
 			return nil
 		}
 	}
-	res, err := v.walkChain(ctx, ws, from, st.sealed.LastID, &seal)
+	res, err := v.walkChain(ctx, ws, from, st.sealed.LastID, &seal, newRowCheck(v.rows.key, max(st.macFrom, 1)))
 	if err != nil {
 		return err
 	}

@@ -124,8 +124,9 @@ func TestSealFromAppends(t *testing.T) {
 // TestSealFromAppendsBlessesOnlyOwnRows: rows this node appended are edited
 // in the database and the chain recomputed before the next seal. Reading
 // them back (the old sealer) sealed the forged chain and verify passed; the
-// seal from the node's own heads covers what the node wrote, so verify
-// fails at that seal, and the background check reports it first.
+// seal from the node's own heads covers what the node wrote, and the
+// background check reports it; verify fails at the edited row, whose row MAC
+// no longer verifies.
 func TestSealFromAppendsBlessesOnlyOwnRows(t *testing.T) {
 	e := newChainEnv(t)
 	ctx := context.Background()
@@ -148,8 +149,8 @@ func TestSealFromAppendsBlessesOnlyOwnRows(t *testing.T) {
 	if got := testutil.ToFloat64(e.v.metrics.auditTamper); got != tamper+1 {
 		t.Fatalf("tamper counter %v -> %v", tamper, got)
 	}
-	if res := e.verify(t); res.OK || res.FirstBadID != head.LastID {
-		t.Fatalf("verify = %+v, want it to fail at the seal over row %d", res, head.LastID)
+	if res := e.verify(t); res.OK || res.FirstBadID <= before.LastID || res.FirstBadID > head.LastID || !strings.Contains(res.Problem, "MAC") {
+		t.Fatalf("verify = %+v, want it to fail at the edited row (after %d) on its MAC", res, before.LastID)
 	}
 }
 

@@ -59,7 +59,8 @@ type Vault struct {
 	revokeMu sync.Mutex  // see RevokeAPIKey
 	sessions cipher.AEAD // dashboard session tokens (sessions.go)
 
-	auditKey []byte // HMAC key for chain seals, derived from the master key
+	auditKey []byte     // HMAC key for chain seals, derived from the master key
+	rows     *rowSigner // row nonces and MACs (auditrowmac.go)
 	sealMu   sync.Mutex
 	chains   map[string]*chainState // workspace -> what this node sealed and appended (auditseal.go)
 	sealRun  sync.Mutex             // one seal round (or background check) at a time
@@ -104,6 +105,11 @@ func Open(ctx context.Context, opts Options) (*Vault, error) {
 		return nil, err
 	}
 	lockKey(opts.Logger, "audit seal key", auditKey)
+	rowKey, err := deriveAuditRowKey(opts.MasterKey)
+	if err != nil {
+		return nil, err
+	}
+	lockKey(opts.Logger, "audit row key", rowKey)
 	sessions, err := newSessionAEAD(opts.MasterKey)
 	if err != nil {
 		return nil, err
@@ -112,6 +118,7 @@ func Open(ctx context.Context, opts Options) (*Vault, error) {
 	v := &Vault{
 		sessions: sessions,
 		auditKey: auditKey,
+		rows:     newRowSigner(rowKey),
 		chains:   map[string]*chainState{},
 		sealStop: make(chan struct{}),
 		sealDone: make(chan struct{}),
@@ -135,7 +142,7 @@ func Open(ctx context.Context, opts Options) (*Vault, error) {
 			return nil, err
 		}
 	}
-	v.audit = newAuditWriter(opts.Store, opts.Logger, m, opts.AuditBacklogMax, v.noteAppended)
+	v.audit = newAuditWriter(opts.Store, opts.Logger, m, opts.AuditBacklogMax, v.rows, v.noteAppended)
 	switch {
 	case opts.AuditSealInterval == 0:
 		go v.sealLoop(DefaultAuditSealInterval)
@@ -213,7 +220,7 @@ func mapStoreErr(err error, what string) error {
 func secretRef(name string) string { return fmt.Sprintf("secret %q", name) }
 
 func (v *Vault) event(actor Actor, typ, resType, resID string, in, out map[string]any) storage.AuditEvent {
-	return storage.AuditEvent{
+	e := storage.AuditEvent{
 		OccurredAt:   v.now().UTC(),
 		WorkspaceID:  actor.WorkspaceID,
 		ActorID:      actor.KeyID,
@@ -223,6 +230,8 @@ func (v *Vault) event(actor Actor, typ, resType, resID string, in, out map[strin
 		Input:        auditJSON(in),
 		Output:       auditJSON(out),
 	}
+	v.rows.sign(&e, nonceTx)
+	return e
 }
 
 // ListAudit returns a page of the actor's workspace audit trail, newest first.

@@ -274,6 +274,9 @@ func encodeAudit(buf []byte, ev *storage.AuditEvent) []byte {
 	o.Int("id", ev.ID).Time("occurred_at", ev.OccurredAt).Str("workspace_id", ev.WorkspaceID).Str("actor_id", ev.ActorID).
 		Str("event_type", ev.EventType).Str("resource_type", ev.ResourceType).Str("resource_id", ev.ResourceID).
 		Raw("input", ev.Input).Raw("output", ev.Output).Str("chain", base64.StdEncoding.EncodeToString(ev.Chain))
+	if len(ev.Nonce) > 0 || len(ev.MAC) > 0 {
+		o.Str("nonce", base64.StdEncoding.EncodeToString(ev.Nonce)).Str("mac", base64.StdEncoding.EncodeToString(ev.MAC))
+	}
 	return o.Bytes()
 }
 

@@ -252,8 +252,8 @@ func appendAuditWorkspace(ctx context.Context, q querier, ws string, evs []stora
 	// nextval within one statement increases, but sort to depend on nothing.
 	slices.Sort(ids)
 	var b strings.Builder
-	b.WriteString(`INSERT INTO audit_event (id, occurred_at, workspace_id, actor_id, event_type, resource_type, resource_id, input, output, chain) VALUES `)
-	args := make([]any, 0, len(evs)*10)
+	b.WriteString(`INSERT INTO audit_event (id, occurred_at, workspace_id, actor_id, event_type, resource_type, resource_id, input, output, chain, row_nonce, row_mac) VALUES `)
+	args := make([]any, 0, len(evs)*12)
 	for i := range evs {
 		e := &evs[i]
 		e.ID = ids[i]
@@ -264,9 +264,9 @@ func appendAuditWorkspace(ctx context.Context, q querier, ws string, evs []stora
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		n := i * 10
-		fmt.Fprintf(&b, "($%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d)", n+1, n+2, n+3, n+4, n+5, n+6, n+7, n+8, n+9, n+10)
-		args = append(args, e.ID, e.OccurredAt, e.WorkspaceID, e.ActorID, e.EventType, e.ResourceType, e.ResourceID, rawOrNil(e.Input), rawOrNil(e.Output), e.Chain)
+		n := i * 12
+		fmt.Fprintf(&b, "($%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d)", n+1, n+2, n+3, n+4, n+5, n+6, n+7, n+8, n+9, n+10, n+11, n+12)
+		args = append(args, e.ID, e.OccurredAt, e.WorkspaceID, e.ActorID, e.EventType, e.ResourceType, e.ResourceID, rawOrNil(e.Input), rawOrNil(e.Output), e.Chain, e.Nonce, e.MAC)
 	}
 	if _, err := q.Exec(ctx, b.String(), args...); err != nil {
 		return storage.AuditAppended{}, err
@@ -710,12 +710,12 @@ func (s *Store) ListAudit(ctx context.Context, q storage.AuditQuery) (storage.Au
 	return page, nil
 }
 
-const auditCols = `id, occurred_at, workspace_id, actor_id, event_type, resource_type, resource_id, input::text, output::text, chain`
+const auditCols = `id, occurred_at, workspace_id, actor_id, event_type, resource_type, resource_id, input::text, output::text, chain, row_nonce, row_mac`
 
 func scanAudit(r pgx.Row) (storage.AuditEvent, error) {
 	var e storage.AuditEvent
 	var in, out *string
-	err := r.Scan(&e.ID, &e.OccurredAt, &e.WorkspaceID, &e.ActorID, &e.EventType, &e.ResourceType, &e.ResourceID, &in, &out, &e.Chain)
+	err := r.Scan(&e.ID, &e.OccurredAt, &e.WorkspaceID, &e.ActorID, &e.EventType, &e.ResourceType, &e.ResourceID, &in, &out, &e.Chain, &e.Nonce, &e.MAC)
 	e.OccurredAt = e.OccurredAt.UTC()
 	e.Input, e.Output = rawOrEmpty(in), rawOrEmpty(out)
 	return e, err
@@ -743,16 +743,16 @@ func (s *Store) GetAuditHead(ctx context.Context, workspaceID string) (storage.A
 }
 
 func (s *Store) PutAuditCheckpoint(ctx context.Context, c storage.AuditCheckpoint) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO audit_checkpoint (workspace_id, last_id, chain, mac, sealed_at) VALUES ($1,$2,$3,$4,$5)
-		ON CONFLICT (workspace_id) DO UPDATE SET last_id=EXCLUDED.last_id, chain=EXCLUDED.chain, mac=EXCLUDED.mac, sealed_at=EXCLUDED.sealed_at
+	_, err := s.pool.Exec(ctx, `INSERT INTO audit_checkpoint (workspace_id, last_id, chain, mac, sealed_at, row_mac_from) VALUES ($1,$2,$3,$4,$5,$6)
+		ON CONFLICT (workspace_id) DO UPDATE SET last_id=EXCLUDED.last_id, chain=EXCLUDED.chain, mac=EXCLUDED.mac, sealed_at=EXCLUDED.sealed_at, row_mac_from=EXCLUDED.row_mac_from
 		WHERE audit_checkpoint.last_id <= EXCLUDED.last_id`, // nodes seal concurrently: never move back
-		c.WorkspaceID, c.LastID, c.Chain, c.MAC, c.SealedAt)
+		c.WorkspaceID, c.LastID, c.Chain, c.MAC, c.SealedAt, c.RowMACFrom)
 	return mapErr(err, "audit")
 }
 
 func (s *Store) GetAuditCheckpoint(ctx context.Context, workspaceID string) (storage.AuditCheckpoint, error) {
 	c := storage.AuditCheckpoint{WorkspaceID: workspaceID}
-	err := s.pool.QueryRow(ctx, `SELECT last_id, chain, mac, sealed_at FROM audit_checkpoint WHERE workspace_id=$1`, workspaceID).Scan(&c.LastID, &c.Chain, &c.MAC, &c.SealedAt)
+	err := s.pool.QueryRow(ctx, `SELECT last_id, chain, mac, sealed_at, row_mac_from FROM audit_checkpoint WHERE workspace_id=$1`, workspaceID).Scan(&c.LastID, &c.Chain, &c.MAC, &c.SealedAt, &c.RowMACFrom)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return storage.AuditCheckpoint{}, fmt.Errorf("audit checkpoint: %w", storage.ErrNotFound)
 	}
