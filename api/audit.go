@@ -32,6 +32,10 @@ type auditEventJSON struct {
 	// Chain is the row's chain value (hex): keep one outside Rotor to
 	// anchor the trail (docs/security.md).
 	Chain string `json:"chain"`
+	// Nonce and MAC (hex) are the row's MAC under the node's audit row key
+	// (docs/security.md); absent on rows written before row MACs.
+	Nonce string `json:"nonce,omitempty"`
+	MAC   string `json:"mac,omitempty"`
 }
 
 var auditParams = map[string]bool{"resource_type": true, "event_type": true, "resource_id": true, "since": true, "limit": true, "cursor": true}
@@ -91,6 +95,7 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, actor vault.A
 			ID: e.ID, OccurredAt: e.OccurredAt, WorkspaceID: e.WorkspaceID, ActorID: e.ActorID,
 			EventType: e.EventType, ResourceType: e.ResourceType, ResourceID: e.ResourceID,
 			Input: orEmpty(e.Input), Output: orEmpty(e.Output), Chain: hex.EncodeToString(e.Chain),
+			Nonce: hex.EncodeToString(e.Nonce), MAC: hex.EncodeToString(e.MAC),
 		})
 	}
 	var next *string

@@ -19,6 +19,7 @@ const flagAgainst = "against"
 // exportedTrail is what an export file says about one workspace.
 type exportedTrail struct {
 	rows map[int64]string // id -> chain (hex)
+	macs map[int64]string // id -> row MAC (hex; "" before row MACs)
 	seal *vault.ExportLine
 }
 
@@ -42,12 +43,12 @@ func readExportFile(path string) (map[string]*exportedTrail, error) {
 		}
 		tr := out[l.WorkspaceID]
 		if tr == nil {
-			tr = &exportedTrail{rows: map[int64]string{}}
+			tr = &exportedTrail{rows: map[int64]string{}, macs: map[int64]string{}}
 			out[l.WorkspaceID] = tr
 		}
 		switch l.Type {
 		case "row":
-			tr.rows[l.ID] = l.Chain
+			tr.rows[l.ID], tr.macs[l.ID] = l.Chain, l.MAC
 		case "seal":
 			if tr.seal == nil || l.LastID > tr.seal.LastID {
 				tr.seal = &l
@@ -69,6 +70,7 @@ func checkAgainst(ctx context.Context, a *apiClient, path string, prunedThrough 
 		return "", err
 	}
 	trail := map[int64]string{}
+	macs := map[int64]string{}
 	ws := ""
 	cursor := ""
 	for {
@@ -81,6 +83,7 @@ func checkAgainst(ctx context.Context, a *apiClient, path string, prunedThrough 
 				ID          int64  `json:"id"`
 				WorkspaceID string `json:"workspace_id"`
 				Chain       string `json:"chain"`
+				MAC         string `json:"mac"`
 			} `json:"events"`
 			Next *string `json:"next_cursor"`
 		}
@@ -88,7 +91,7 @@ func checkAgainst(ctx context.Context, a *apiClient, path string, prunedThrough 
 			return "", err
 		}
 		for _, e := range page.Events {
-			trail[e.ID], ws = e.Chain, e.WorkspaceID
+			trail[e.ID], macs[e.ID], ws = e.Chain, e.MAC, e.WorkspaceID
 		}
 		if page.Next == nil {
 			break
@@ -118,6 +121,10 @@ func checkAgainst(ctx context.Context, a *apiClient, path string, prunedThrough 
 			return "", fmt.Errorf("audit trail differs from the export at row %d: exported, but missing from the trail (deleted)", id)
 		case got != want:
 			return "", fmt.Errorf("audit trail differs from the export at row %d: its chain value changed (edited, or re-chained)", id)
+		case macs[id] != tr.macs[id]:
+			// The server's verify checks the trail's row MACs with the key;
+			// equal MACs make the exported rows as authentic.
+			return "", fmt.Errorf("audit trail differs from the export at row %d: its row MAC changed (the row was replaced)", id)
 		}
 	}
 	msg := fmt.Sprintf("matches the export %s: %d exported rows, through row %d", path, len(tr.rows), last)

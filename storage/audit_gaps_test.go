@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ func TestAuditCanonicalCoversEveryColumn(t *testing.T) {
 		ID: 42, OccurredAt: time.Date(2026, 5, 6, 7, 8, 9, 123456000, time.UTC), WorkspaceID: "ws_a", ActorID: "key_1",
 		EventType: "secret.updated", ResourceType: "secret", ResourceID: "TOKEN",
 		Input: json.RawMessage(`{"name":"TOKEN"}`), Output: json.RawMessage(`{"version":2}`),
+		Nonce: []byte("nonce"), MAC: []byte("mac"),
 	}
 	canon := storage.AuditCanonical(base)
 	chain := storage.NextChain([]byte("prev"), base)
@@ -39,6 +41,8 @@ func TestAuditCanonicalCoversEveryColumn(t *testing.T) {
 			v.Set(reflect.ValueOf(x.Add(time.Microsecond)))
 		case json.RawMessage:
 			v.Set(reflect.ValueOf(json.RawMessage(`{"edited":true}`)))
+		case []byte:
+			v.SetBytes(append(slices.Clone(x), 'x'))
 		default:
 			t.Fatalf("field %s of type %s: teach this test to edit it", f.Name, f.Type)
 		}
@@ -60,5 +64,13 @@ func TestAuditCanonicalCoversEveryColumn(t *testing.T) {
 	none.Output = nil
 	if bytes.Equal(storage.AuditCanonical(none), canon) {
 		t.Error("dropping the output is not seen")
+	}
+	// Moving bytes between nonce and MAC, or stripping both, is seen.
+	shifted := base
+	shifted.Nonce, shifted.MAC = []byte("noncem"), []byte("ac")
+	stripped := base
+	stripped.Nonce, stripped.MAC = nil, nil
+	if bytes.Equal(storage.AuditCanonical(shifted), canon) || bytes.Equal(storage.AuditCanonical(stripped), canon) {
+		t.Error("moving bytes between nonce and MAC, or stripping them, is not seen")
 	}
 }

@@ -175,7 +175,7 @@ type AuditEvent struct {
 }
 
 // AuditCanonical is the byte string a row's chain value covers: every
-// column, length-prefixed. Stores compute it over the values as they will
+// column, length-prefixed (the row MAC's nonce and MAC when the row has them). Stores compute it over the values as they will
 // read them back (a jsonb column normalizes JSON; PostgreSQL keeps
 // microseconds).
 func AuditCanonical(e AuditEvent) []byte {
@@ -191,6 +191,11 @@ func AuditCanonical(e AuditEvent) []byte {
 	}
 	put(canonicalJSON(e.Input))
 	put(canonicalJSON(e.Output))
+	if len(e.Nonce) > 0 || len(e.MAC) > 0 {
+		// Only when present: rows from before row MACs chain as they did.
+		put(e.Nonce)
+		put(e.MAC)
+	}
 	return b
 }
 

@@ -44,7 +44,10 @@ type ExportLine struct {
 	Output       json.RawMessage `json:"output,omitempty"`
 	// Chain is the row's chain value, or the sealed row's (hex).
 	Chain string `json:"chain"`
-	// Seal records: the sealed row, when, and the seal's MAC (hex).
+	// Nonce (hex) is a row's MAC nonce (auditrowmac.go).
+	Nonce string `json:"nonce,omitempty"`
+	// Seal records: the sealed row, when. MAC (hex) is the seal's MAC, or
+	// a row's row MAC.
 	LastID   int64      `json:"last_id,omitempty"`
 	SealedAt *time.Time `json:"sealed_at,omitempty"`
 	MAC      string     `json:"mac,omitempty"`
@@ -203,7 +206,8 @@ func (e *auditExporter) exportWorkspace(ctx context.Context, ws string) error {
 				at := ev.OccurredAt
 				lines[i] = ExportLine{Type: "row", WorkspaceID: ws, ID: ev.ID, OccurredAt: &at, ActorID: ev.ActorID,
 					EventType: ev.EventType, ResourceType: ev.ResourceType, ResourceID: ev.ResourceID,
-					Input: ev.Input, Output: ev.Output, Chain: hex.EncodeToString(ev.Chain)}
+					Input: ev.Input, Output: ev.Output, Chain: hex.EncodeToString(ev.Chain),
+					Nonce: hex.EncodeToString(ev.Nonce), MAC: hex.EncodeToString(ev.MAC)}
 			}
 			if err := e.write(lines); err != nil {
 				return err
