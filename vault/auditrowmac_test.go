@@ -29,9 +29,11 @@ func TestRowMACSurvivesStoreNormalization(t *testing.T) {
 		t.Fatalf("the stored form of a signed row fails: %s", why)
 	}
 	for name, edit := range map[string]func(*storage.AuditEvent){
-		"actor":  func(e *storage.AuditEvent) { e.ActorID = "key_2" },
-		"type":   func(e *storage.AuditEvent) { e.EventType = EventSecretDeleted },
-		"input":  func(e *storage.AuditEvent) { e.Input = json.RawMessage(`{"n":13,"host":"a<b>.example","request_id":"r1"}`) },
+		"actor": func(e *storage.AuditEvent) { e.ActorID = "key_2" },
+		"type":  func(e *storage.AuditEvent) { e.EventType = EventSecretDeleted },
+		"input": func(e *storage.AuditEvent) {
+			e.Input = json.RawMessage(`{"n":13,"host":"a<b>.example","request_id":"r1"}`)
+		},
 		"output": func(e *storage.AuditEvent) { e.Output = nil },
 		"time":   func(e *storage.AuditEvent) { e.OccurredAt = e.OccurredAt.Add(time.Microsecond) },
 		"ws":     func(e *storage.AuditEvent) { e.WorkspaceID = "ws_b" },
