@@ -9,7 +9,9 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"hash"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"rotor.sh/rotor/storage"
@@ -68,22 +70,189 @@ func (s *rowSigner) sign(e *storage.AuditEvent, kind byte) {
 // time in microseconds (PostgreSQL's precision), the strings, and Input and
 // Output with sorted keys (a jsonb column reorders them).
 func rowMAC(key []byte, e storage.AuditEvent) []byte {
-	b := make([]byte, 0, 256)
+	sc := macScratch.Get().(*macState)
+	defer macScratch.Put(sc)
+	if sc.h == nil || !bytes.Equal(sc.key, key) {
+		sc.key = append(sc.key[:0], key...)
+		sc.h = hmac.New(sha256.New, sc.key)
+	}
+	h := sc.h
+	h.Reset()
+	b := append(sc.buf[:0], "row\x00"...)
 	put := func(s []byte) {
 		b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
 		b = append(b, s...)
 	}
-	b = append(b, "row\x00"...)
 	put(e.Nonce)
 	b = binary.BigEndian.AppendUint64(b, uint64(e.OccurredAt.UnixMicro()))
-	for _, s := range []string{e.WorkspaceID, e.ActorID, e.EventType, e.ResourceType, e.ResourceID} {
-		put([]byte(s))
+	for _, s := range [...]string{e.WorkspaceID, e.ActorID, e.EventType, e.ResourceType, e.ResourceID} {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
+		b = append(b, s...)
 	}
-	put(sortedJSON(e.Input))
-	put(sortedJSON(e.Output))
-	m := hmac.New(sha256.New, key)
-	m.Write(b)
-	return m.Sum(nil)
+	for _, m := range [...]json.RawMessage{e.Input, e.Output} {
+		n := len(b)
+		b = append(b, 0, 0, 0, 0)
+		b = appendSortedJSON(b, m)
+		binary.BigEndian.PutUint32(b[n:], uint32(len(b)-n-4))
+	}
+	h.Write(b)
+	sc.buf = b
+	return h.Sum(nil)
+}
+
+// macState is a reusable HMAC and buffer: the writer MACs every access
+// row, so rowMAC allocates only the MAC it returns.
+type macState struct {
+	key []byte
+	h   hash.Hash
+	buf []byte
+}
+
+var macScratch = sync.Pool{New: func() any { return &macState{} }}
+
+// appendSortedJSON appends sortedJSON(m), without decoding when m is a
+// flat object of plain values (every access row): the fast path gives the
+// same bytes (FuzzSortedJSON checks it).
+func appendSortedJSON(dst []byte, m json.RawMessage) []byte {
+	if out, ok := appendFlatSorted(dst, m); ok {
+		return out
+	}
+	return append(dst, sortedJSON(m)...)
+}
+
+// appendFlatSorted handles {"k":v,...} with up to 16 keys, no duplicates,
+// and keys and string values of printable ASCII that json.Marshal writes
+// unchanged (no \\, ", <, >, &); values are such strings, numbers, true,
+// false or null. ok is false for anything else.
+func appendFlatSorted(dst []byte, m []byte) ([]byte, bool) {
+	type kv struct{ k, v []byte }
+	var pairs [16]kv
+	n := 0
+	i := 0
+	ws := func() {
+		for i < len(m) && (m[i] == ' ' || m[i] == '\t' || m[i] == '\n' || m[i] == '\r') {
+			i++
+		}
+	}
+	str := func() ([]byte, bool) { // at '"': the string with its quotes
+		start := i
+		for i++; i < len(m); i++ {
+			c := m[i]
+			switch {
+			case c == '"':
+				i++
+				return m[start:i], true
+			case c < 0x20 || c >= 0x7f || c == '\\' || c == '<' || c == '>' || c == '&':
+				return nil, false
+			}
+		}
+		return nil, false
+	}
+	ws()
+	if i >= len(m) || m[i] != '{' {
+		return dst, false
+	}
+	i++
+	ws()
+	if i < len(m) && m[i] == '}' {
+		i++
+	} else {
+		for {
+			if n == len(pairs) || i >= len(m) || m[i] != '"' {
+				return dst, false
+			}
+			k, ok := str()
+			if !ok {
+				return dst, false
+			}
+			ws()
+			if i >= len(m) || m[i] != ':' {
+				return dst, false
+			}
+			i++
+			ws()
+			if i >= len(m) {
+				return dst, false
+			}
+			var v []byte
+			switch c := m[i]; {
+			case c == '"':
+				if v, ok = str(); !ok {
+					return dst, false
+				}
+			case c == '-' || c >= '0' && c <= '9' || c == 't' || c == 'f' || c == 'n':
+				start := i
+				for i < len(m) && (m[i] >= '0' && m[i] <= '9' || m[i] >= 'a' && m[i] <= 'z' || m[i] == '-' || m[i] == '+' || m[i] == '.' || m[i] == 'E') {
+					i++
+				}
+				v = m[start:i]
+				if !plainLiteral(v) {
+					return dst, false
+				}
+			default:
+				return dst, false
+			}
+			pairs[n] = kv{k, v}
+			n++
+			ws()
+			if i < len(m) && m[i] == ',' {
+				i++
+				ws()
+				continue
+			}
+			if i < len(m) && m[i] == '}' {
+				i++
+				break
+			}
+			return dst, false
+		}
+	}
+	ws()
+	if i != len(m) {
+		return dst, false
+	}
+	// Insertion sort by key, as encoding/json sorts map keys.
+	inner := func(k []byte) []byte { return k[1 : len(k)-1] }
+	for a := 1; a < n; a++ {
+		for b := a; b > 0 && bytes.Compare(inner(pairs[b-1].k), inner(pairs[b].k)) > 0; b-- {
+			pairs[b-1], pairs[b] = pairs[b], pairs[b-1]
+		}
+	}
+	dst = append(dst, '{')
+	for a := range n {
+		if a > 0 {
+			if bytes.Equal(pairs[a-1].k, pairs[a].k) {
+				return dst, false // duplicate keys: the decoder's rule decides
+			}
+			dst = append(dst, ',')
+		}
+		dst = append(dst, pairs[a].k...)
+		dst = append(dst, ':')
+		dst = append(dst, pairs[a].v...)
+	}
+	return append(dst, '}'), true
+}
+
+// plainLiteral: true, false, null, or a number json.Marshal writes back as
+// is (an integer without leading zeros; anything else takes the slow path).
+func plainLiteral(v []byte) bool {
+	switch string(v) {
+	case "true", "false", "null":
+		return true
+	}
+	d := v
+	if len(d) > 0 && d[0] == '-' {
+		d = d[1:]
+	}
+	if len(d) == 0 || len(d) > 1 && d[0] == '0' {
+		return false
+	}
+	for _, c := range d {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // sortedJSON re-encodes JSON with object keys sorted and numbers as
