@@ -183,3 +183,39 @@ func TestRowMACUpgradeBoundary(t *testing.T) {
 		t.Fatalf("verify with the boundary removed = %+v", res)
 	}
 }
+
+// The forged append of TestAttackForgedRowAppendedIsSealed on a bbolt
+// file, through the store the vault uses, and rows that the vault wrote
+// through the writer and with changes all verify there.
+func TestAttackForgedRowAppendedBolt(t *testing.T) {
+	ctx := context.Background()
+	v, err := Open(ctx, Options{Store: testStore(t), MasterKey: GenerateMasterKey(), AuditSealInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Close(context.Background()) })
+	a := bootstrap(t, v)
+	if _, err := v.CreateSecret(ctx, a, CreateSecretRequest{Name: "PAYROLL_DB", Value: PlaintextString("a-value-of-some-length")}); err != nil {
+		t.Fatal(err)
+	}
+	resolveN(t, v, a, "PAYROLL_DB", 3)
+	if err := v.SealAudit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := v.VerifyAudit(ctx, a); err != nil || !res.OK {
+		t.Fatalf("before: %+v, %v", res, err)
+	}
+	forged := storage.AuditEvent{OccurredAt: time.Now().UTC(), WorkspaceID: a.WorkspaceID, ActorID: "key_framed0000000",
+		EventType: EventSecretDeleted, ResourceType: ResourceSecret, ResourceID: "PAYROLL_DB", Input: []byte(`{"name":"PAYROLL_DB"}`)}
+	heads, err := v.store.AppendAudit(ctx, []storage.AuditEvent{forged})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.SealAudit(ctx); !errors.Is(err, ErrAuditTampered) {
+		t.Fatalf("sealer over a forged row: %v, want ErrAuditTampered", err)
+	}
+	res, err := v.VerifyAudit(ctx, a)
+	if err != nil || res.OK || res.FirstBadID != heads[0].Head.LastID {
+		t.Fatalf("verify = %+v (%v), want a failure at the forged row %d", res, err, heads[0].Head.LastID)
+	}
+}
