@@ -50,7 +50,7 @@ func TestAuditChainTamper(t *testing.T) {
 				prev = evs[i].Chain
 			}
 			return evs, &storage.AuditHead{LastID: evs[len(evs)-1].ID, Chain: prev}
-		}, func(ids []int64) int64 { return ids[len(ids)-1] }, "seal", false, false},
+		}, func(ids []int64) int64 { return ids[1] }, "MAC", false, false}, // the edited row's MAC (before row MACs: the seal)
 		{"Truncated", func(evs []storage.AuditEvent) ([]storage.AuditEvent, *storage.AuditHead) {
 			evs = evs[:len(evs)-3]
 			last := evs[len(evs)-1]
