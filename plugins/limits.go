@@ -2,6 +2,7 @@ package plugins
 
 import (
 	"context"
+	"runtime"
 	"time"
 
 	"github.com/hashicorp/go-plugin"
@@ -24,7 +25,10 @@ const (
 
 // grpcServer is the plugin side's gRPC server with explicit message limits.
 func grpcServer(opts []grpc.ServerOption) *grpc.Server {
-	opts = append(opts, grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize))
+	// Stream workers: a fixed pool serves calls instead of a new goroutine
+	// per call (every storage call is a short unary RPC).
+	opts = append(opts, grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize),
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))))
 	return plugin.DefaultGRPCServer(opts)
 }
 

@@ -8,7 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"strings"
+	"regexp"
 	"sync"
 	"time"
 
@@ -33,6 +33,9 @@ var Handshake = plugin.HandshakeConfig{
 }
 
 const pluginName = "storage"
+
+// incompatibleRE matches go-plugin's version-mismatch error.
+var incompatibleRE = regexp.MustCompile(`incompatible API version with plugin\. Plugin version: (\d+)`)
 
 // versionedPlugins is the one protocol version this build speaks.
 func versionedPlugins(p *storagePlugin) map[int]plugin.PluginSet {
@@ -171,10 +174,10 @@ func (s *Supervised) start(ctx context.Context) error {
 	rpcClient, err := pc.Client()
 	if err != nil {
 		pc.Kill()
-		if strings.Contains(err.Error(), "incompatible API version") {
+		if m := incompatibleRE.FindStringSubmatch(err.Error()); m != nil {
 			// go-plugin's own words list the versions in Go syntax; say it
 			// in one line an operator can act on.
-			return fmt.Errorf("storage plugin %s speaks another protocol version than this rotor (version %d): rebuild it against this rotor's plugins/proto (%v)", s.o.Path, ProtocolVersion, err)
+			return fmt.Errorf("storage plugin %s speaks protocol version %s, this rotor speaks version %d: rebuild the plugin against this rotor's plugins/proto", s.o.Path, m[1], ProtocolVersion)
 		}
 		return fmt.Errorf("start storage plugin %s: %w", s.o.Path, err)
 	}
