@@ -115,7 +115,7 @@ proto:
 # PLUGIN_POSTGRES=1 gives each store a fresh PostgreSQL schema as .dsn;
 # PLUGIN_ARGS are its arguments. Examples:
 #   go build -o bin/storage-plugin ./examples/storage-plugin
-#   make conformance PLUGIN=bin/storage-plugin PLUGIN_BACKEND=example-bbolt
+#   make conformance PLUGIN=bin/storage-plugin
 #   make build && make conformance PLUGIN=bin/rotor PLUGIN_ARGS="plugin storage" PLUGIN_BACKEND=postgres PLUGIN_POSTGRES=1
 PLUGIN_BACKEND  ?= bbolt
 PLUGIN_ARGS     ?=

@@ -5,9 +5,9 @@
 // passes the conformance suite:
 //
 //	go build -o bin/storage-plugin ./examples/storage-plugin
-//	make conformance PLUGIN=bin/storage-plugin PLUGIN_BACKEND=example-bbolt
+//	make conformance PLUGIN=bin/storage-plugin
 //
-// Rotor runs it with --storage-plugin (and pins it with
-// --storage-plugin-sha256). docs/plugins.md is the guide; a backend in
+// Rotor runs it with `--storage bbolt --storage-plugin PATH` (and pins it
+// with --storage-plugin-sha256). docs/plugins.md is the guide; a backend in
 // another language implements plugins/proto/storage.proto directly.
 package main

@@ -11,7 +11,9 @@ import (
 	"rotor.sh/rotor/storage/bolt"
 )
 
-// backendName is what ConfigureRequest.backend must say.
+// backendName names this backend in errors; ConfigureRequest.backend must
+// be "bbolt" (what `rotor serve --storage bbolt --storage-plugin PATH`
+// sends) or backendName.
 const backendName = "example-bbolt"
 
 func main() {
@@ -25,8 +27,8 @@ func main() {
 // open is called once, by the Configure RPC: settings never come from argv
 // or the environment (the plugin starts with an empty environment).
 func open(_ context.Context, cfg *pb.ConfigureRequest) (storage.Store, error) {
-	if cfg.GetBackend() != backendName {
-		return nil, fmt.Errorf("this plugin serves backend %q, not %q", backendName, cfg.GetBackend())
+	if b := cfg.GetBackend(); b != "bbolt" && b != backendName {
+		return nil, fmt.Errorf("%s: serves backend \"bbolt\", not %q", backendName, b)
 	}
 	if cfg.GetPath() == "" {
 		return nil, fmt.Errorf("%s: ConfigureRequest.path (the bbolt file) is required", backendName)
