@@ -41,6 +41,7 @@ type conn struct {
 	jobs       pb.JobsClient
 	retention  pb.RetentionClient
 	changes    pb.ChangesClient
+	workflows  pb.WorkflowsClient
 	caps       map[pb.Capability]bool
 }
 
@@ -48,6 +49,7 @@ func newConn(cc grpc.ClientConnInterface) *conn {
 	return &conn{
 		plugin: pb.NewPluginClient(cc), workspaces: pb.NewWorkspacesClient(cc), secrets: pb.NewSecretsClient(cc),
 		audit: pb.NewAuditClient(cc), jobs: pb.NewJobsClient(cc), retention: pb.NewRetentionClient(cc), changes: pb.NewChangesClient(cc),
+		workflows: pb.NewWorkflowsClient(cc),
 	}
 }
 

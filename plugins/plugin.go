@@ -58,6 +58,7 @@ func (p *storagePlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
 	pb.RegisterJobsServer(s, p.srv)
 	pb.RegisterRetentionServer(s, p.srv)
 	pb.RegisterChangesServer(s, p.srv)
+	pb.RegisterWorkflowsServer(s, p.srv)
 	return nil
 }
 

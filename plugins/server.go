@@ -33,6 +33,7 @@ type Server struct {
 	pb.UnimplementedJobsServer
 	pb.UnimplementedRetentionServer
 	pb.UnimplementedChangesServer
+	pb.UnimplementedWorkflowsServer
 	open Opener
 
 	mu    sync.RWMutex
@@ -58,13 +59,17 @@ func (s *Server) Configure(ctx context.Context, req *pb.ConfigureRequest) (*pb.C
 }
 
 // Describe reports the protocol version and what the open backend
-// implements (RETENTION only when it is a storage.Retainer).
+// implements (RETENTION only when it is a storage.Retainer, WORKFLOWS
+// only when it is a storage.WorkflowStore).
 func (s *Server) Describe(context.Context, *pb.DescribeRequest) (*pb.DescribeResponse, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	caps := []pb.Capability{pb.Capability_WORKSPACES, pb.Capability_SECRETS, pb.Capability_AUDIT, pb.Capability_JOBS, pb.Capability_CHANGES}
 	if _, ok := s.store.(storage.Retainer); ok {
 		caps = append(caps, pb.Capability_RETENTION)
+	}
+	if _, ok := s.store.(storage.WorkflowStore); ok {
+		caps = append(caps, pb.Capability_WORKFLOWS)
 	}
 	return &pb.DescribeResponse{ProtocolVersion: ProtocolVersion, Capabilities: caps, Backend: s.name, MaxBatch: uint32(MaxBatch)}, nil
 }

@@ -83,6 +83,7 @@ func (p describingPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error
 	proto.RegisterJobsServer(s, p.d.Server)
 	proto.RegisterRetentionServer(s, p.d.Server)
 	proto.RegisterChangesServer(s, p.d.Server)
+	proto.RegisterWorkflowsServer(s, p.d.Server)
 	return nil
 }
 
@@ -107,7 +108,8 @@ var baseCaps = []proto.Capability{proto.Capability_WORKSPACES, proto.Capability_
 
 // TestPluginMissingCapability: a plugin of the right version that lacks a
 // required service is refused at start; one that lacks the optional
-// RETENTION starts, and pruning through it answers errors.ErrUnsupported
+// RETENTION (or WORKFLOWS) starts, and pruning (a workflow call) through it
+// answers errors.ErrUnsupported
 // without a call (the host never calls an RPC the plugin did not report).
 func TestPluginMissingCapability(t *testing.T) {
 	cfg := &proto.ConfigureRequest{Backend: "bbolt", Path: filepath.Join(t.TempDir(), "rotor.db")}
@@ -125,6 +127,9 @@ func TestPluginMissingCapability(t *testing.T) {
 	}
 	if _, err := s.GetAuditRetention(context.Background(), "ws"); !errors.Is(err, errors.ErrUnsupported) {
 		t.Fatalf("GetAuditRetention without RETENTION: got %v, want errors.ErrUnsupported", err)
+	}
+	if _, err := s.GetRun(context.Background(), "ws", "run_1"); !errors.Is(err, errors.ErrUnsupported) {
+		t.Fatalf("GetRun without WORKFLOWS: got %v, want errors.ErrUnsupported", err)
 	}
 	// The rest works.
 	if _, err := s.GetWorkspace(context.Background(), "ws"); !errors.Is(err, storage.ErrNotFound) {

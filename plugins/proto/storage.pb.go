@@ -180,7 +180,7 @@ const (
 	Capability_JOBS                   Capability = 4 // required
 	Capability_CHANGES                Capability = 5 // required (a single-process backend may stream nothing)
 	Capability_RETENTION              Capability = 6 // optional: without it pruning answers UNSUPPORTED
-	Capability_WORKFLOWS              Capability = 7 // optional, reserved for the Workflows service
+	Capability_WORKFLOWS              Capability = 7 // optional: without it workflow calls answer UNSUPPORTED
 )
 
 // Enum value maps for Capability.
@@ -5714,6 +5714,1966 @@ func (x *GetAuditRetentionResponse) GetMarker() *AuditRetention {
 	return nil
 }
 
+type Workflow struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Version       int64                  `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	Definition    []byte                 `protobuf:"bytes,4,opt,name=definition,proto3" json:"definition,omitempty"` // JSON
+	CreatedAt     int64                  `protobuf:"varint,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt     int64                  `protobuf:"varint,6,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Workflow) Reset() {
+	*x = Workflow{}
+	mi := &file_storage_proto_msgTypes[101]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Workflow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Workflow) ProtoMessage() {}
+
+func (x *Workflow) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[101]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Workflow.ProtoReflect.Descriptor instead.
+func (*Workflow) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{101}
+}
+
+func (x *Workflow) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *Workflow) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Workflow) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *Workflow) GetDefinition() []byte {
+	if x != nil {
+		return x.Definition
+	}
+	return nil
+}
+
+func (x *Workflow) GetCreatedAt() int64 {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return 0
+}
+
+func (x *Workflow) GetUpdatedAt() int64 {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return 0
+}
+
+type StepState struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Id              string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Status          string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	Attempts        []*Attempt             `protobuf:"bytes,3,rep,name=attempts,proto3" json:"attempts,omitempty"`
+	RetryFrom       int64                  `protobuf:"varint,4,opt,name=retry_from,json=retryFrom,proto3" json:"retry_from,omitempty"`
+	Output          []byte                 `protobuf:"bytes,5,opt,name=output,proto3" json:"output,omitempty"` // JSON
+	OutputTruncated bool                   `protobuf:"varint,6,opt,name=output_truncated,json=outputTruncated,proto3" json:"output_truncated,omitempty"`
+	ErrorCode       string                 `protobuf:"bytes,7,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	StartedAt       int64                  `protobuf:"varint,8,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	FinishedAt      int64                  `protobuf:"varint,9,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *StepState) Reset() {
+	*x = StepState{}
+	mi := &file_storage_proto_msgTypes[102]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StepState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StepState) ProtoMessage() {}
+
+func (x *StepState) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[102]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StepState.ProtoReflect.Descriptor instead.
+func (*StepState) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{102}
+}
+
+func (x *StepState) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *StepState) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *StepState) GetAttempts() []*Attempt {
+	if x != nil {
+		return x.Attempts
+	}
+	return nil
+}
+
+func (x *StepState) GetRetryFrom() int64 {
+	if x != nil {
+		return x.RetryFrom
+	}
+	return 0
+}
+
+func (x *StepState) GetOutput() []byte {
+	if x != nil {
+		return x.Output
+	}
+	return nil
+}
+
+func (x *StepState) GetOutputTruncated() bool {
+	if x != nil {
+		return x.OutputTruncated
+	}
+	return false
+}
+
+func (x *StepState) GetErrorCode() string {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return ""
+}
+
+func (x *StepState) GetStartedAt() int64 {
+	if x != nil {
+		return x.StartedAt
+	}
+	return 0
+}
+
+func (x *StepState) GetFinishedAt() int64 {
+	if x != nil {
+		return x.FinishedAt
+	}
+	return 0
+}
+
+type RunSignal struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"` // JSON
+	SentBy        string                 `protobuf:"bytes,3,opt,name=sent_by,json=sentBy,proto3" json:"sent_by,omitempty"`
+	ReceivedAt    int64                  `protobuf:"varint,4,opt,name=received_at,json=receivedAt,proto3" json:"received_at,omitempty"`
+	UsedBy        string                 `protobuf:"bytes,5,opt,name=used_by,json=usedBy,proto3" json:"used_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunSignal) Reset() {
+	*x = RunSignal{}
+	mi := &file_storage_proto_msgTypes[103]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunSignal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunSignal) ProtoMessage() {}
+
+func (x *RunSignal) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[103]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunSignal.ProtoReflect.Descriptor instead.
+func (*RunSignal) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{103}
+}
+
+func (x *RunSignal) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RunSignal) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *RunSignal) GetSentBy() string {
+	if x != nil {
+		return x.SentBy
+	}
+	return ""
+}
+
+func (x *RunSignal) GetReceivedAt() int64 {
+	if x != nil {
+		return x.ReceivedAt
+	}
+	return 0
+}
+
+func (x *RunSignal) GetUsedBy() string {
+	if x != nil {
+		return x.UsedBy
+	}
+	return ""
+}
+
+type WorkflowRun struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Id             string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	WorkspaceId    string                 `protobuf:"bytes,2,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	Workflow       string                 `protobuf:"bytes,3,opt,name=workflow,proto3" json:"workflow,omitempty"`
+	Version        int64                  `protobuf:"varint,4,opt,name=version,proto3" json:"version,omitempty"`
+	Definition     []byte                 `protobuf:"bytes,5,opt,name=definition,proto3" json:"definition,omitempty"` // JSON
+	Input          []byte                 `protobuf:"bytes,6,opt,name=input,proto3" json:"input,omitempty"`           // JSON
+	IdempotencyKey string                 `protobuf:"bytes,7,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	Status         string                 `protobuf:"bytes,8,opt,name=status,proto3" json:"status,omitempty"` // running, waiting, completed, failed, canceled
+	Step           int64                  `protobuf:"varint,9,opt,name=step,proto3" json:"step,omitempty"`
+	Steps          []*StepState           `protobuf:"bytes,10,rep,name=steps,proto3" json:"steps,omitempty"`
+	Signals        []*RunSignal           `protobuf:"bytes,11,rep,name=signals,proto3" json:"signals,omitempty"`
+	WakeAt         int64                  `protobuf:"varint,12,opt,name=wake_at,json=wakeAt,proto3" json:"wake_at,omitempty"`
+	WaitingFor     string                 `protobuf:"bytes,13,opt,name=waiting_for,json=waitingFor,proto3" json:"waiting_for,omitempty"`
+	LeaseOwner     string                 `protobuf:"bytes,14,opt,name=lease_owner,json=leaseOwner,proto3" json:"lease_owner,omitempty"`
+	LeaseUntil     int64                  `protobuf:"varint,15,opt,name=lease_until,json=leaseUntil,proto3" json:"lease_until,omitempty"`
+	LeaseToken     uint64                 `protobuf:"varint,16,opt,name=lease_token,json=leaseToken,proto3" json:"lease_token,omitempty"`
+	Leases         int64                  `protobuf:"varint,17,opt,name=leases,proto3" json:"leases,omitempty"`
+	ErrorCode      string                 `protobuf:"bytes,18,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	StartedBy      string                 `protobuf:"bytes,19,opt,name=started_by,json=startedBy,proto3" json:"started_by,omitempty"`
+	CreatedAt      int64                  `protobuf:"varint,20,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt      int64                  `protobuf:"varint,21,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	FinishedAt     int64                  `protobuf:"varint,22,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *WorkflowRun) Reset() {
+	*x = WorkflowRun{}
+	mi := &file_storage_proto_msgTypes[104]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkflowRun) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkflowRun) ProtoMessage() {}
+
+func (x *WorkflowRun) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[104]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkflowRun.ProtoReflect.Descriptor instead.
+func (*WorkflowRun) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{104}
+}
+
+func (x *WorkflowRun) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *WorkflowRun) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *WorkflowRun) GetWorkflow() string {
+	if x != nil {
+		return x.Workflow
+	}
+	return ""
+}
+
+func (x *WorkflowRun) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *WorkflowRun) GetDefinition() []byte {
+	if x != nil {
+		return x.Definition
+	}
+	return nil
+}
+
+func (x *WorkflowRun) GetInput() []byte {
+	if x != nil {
+		return x.Input
+	}
+	return nil
+}
+
+func (x *WorkflowRun) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
+func (x *WorkflowRun) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *WorkflowRun) GetStep() int64 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *WorkflowRun) GetSteps() []*StepState {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+func (x *WorkflowRun) GetSignals() []*RunSignal {
+	if x != nil {
+		return x.Signals
+	}
+	return nil
+}
+
+func (x *WorkflowRun) GetWakeAt() int64 {
+	if x != nil {
+		return x.WakeAt
+	}
+	return 0
+}
+
+func (x *WorkflowRun) GetWaitingFor() string {
+	if x != nil {
+		return x.WaitingFor
+	}
+	return ""
+}
+
+func (x *WorkflowRun) GetLeaseOwner() string {
+	if x != nil {
+		return x.LeaseOwner
+	}
+	return ""
+}
+
+func (x *WorkflowRun) GetLeaseUntil() int64 {
+	if x != nil {
+		return x.LeaseUntil
+	}
+	return 0
+}
+
+func (x *WorkflowRun) GetLeaseToken() uint64 {
+	if x != nil {
+		return x.LeaseToken
+	}
+	return 0
+}
+
+func (x *WorkflowRun) GetLeases() int64 {
+	if x != nil {
+		return x.Leases
+	}
+	return 0
+}
+
+func (x *WorkflowRun) GetErrorCode() string {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return ""
+}
+
+func (x *WorkflowRun) GetStartedBy() string {
+	if x != nil {
+		return x.StartedBy
+	}
+	return ""
+}
+
+func (x *WorkflowRun) GetCreatedAt() int64 {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return 0
+}
+
+func (x *WorkflowRun) GetUpdatedAt() int64 {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return 0
+}
+
+func (x *WorkflowRun) GetFinishedAt() int64 {
+	if x != nil {
+		return x.FinishedAt
+	}
+	return 0
+}
+
+type PutWorkflowRequest struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Workflow        *Workflow              `protobuf:"bytes,1,opt,name=workflow,proto3" json:"workflow,omitempty"`
+	ExpectedVersion int64                  `protobuf:"varint,2,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
+	Audit           []*AuditEvent          `protobuf:"bytes,3,rep,name=audit,proto3" json:"audit,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *PutWorkflowRequest) Reset() {
+	*x = PutWorkflowRequest{}
+	mi := &file_storage_proto_msgTypes[105]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutWorkflowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutWorkflowRequest) ProtoMessage() {}
+
+func (x *PutWorkflowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[105]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutWorkflowRequest.ProtoReflect.Descriptor instead.
+func (*PutWorkflowRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{105}
+}
+
+func (x *PutWorkflowRequest) GetWorkflow() *Workflow {
+	if x != nil {
+		return x.Workflow
+	}
+	return nil
+}
+
+func (x *PutWorkflowRequest) GetExpectedVersion() int64 {
+	if x != nil {
+		return x.ExpectedVersion
+	}
+	return 0
+}
+
+func (x *PutWorkflowRequest) GetAudit() []*AuditEvent {
+	if x != nil {
+		return x.Audit
+	}
+	return nil
+}
+
+type PutWorkflowResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutWorkflowResponse) Reset() {
+	*x = PutWorkflowResponse{}
+	mi := &file_storage_proto_msgTypes[106]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutWorkflowResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutWorkflowResponse) ProtoMessage() {}
+
+func (x *PutWorkflowResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[106]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutWorkflowResponse.ProtoReflect.Descriptor instead.
+func (*PutWorkflowResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{106}
+}
+
+type GetWorkflowRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetWorkflowRequest) Reset() {
+	*x = GetWorkflowRequest{}
+	mi := &file_storage_proto_msgTypes[107]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetWorkflowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetWorkflowRequest) ProtoMessage() {}
+
+func (x *GetWorkflowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[107]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetWorkflowRequest.ProtoReflect.Descriptor instead.
+func (*GetWorkflowRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{107}
+}
+
+func (x *GetWorkflowRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *GetWorkflowRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type GetWorkflowResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Workflow      *Workflow              `protobuf:"bytes,1,opt,name=workflow,proto3" json:"workflow,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetWorkflowResponse) Reset() {
+	*x = GetWorkflowResponse{}
+	mi := &file_storage_proto_msgTypes[108]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetWorkflowResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetWorkflowResponse) ProtoMessage() {}
+
+func (x *GetWorkflowResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[108]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetWorkflowResponse.ProtoReflect.Descriptor instead.
+func (*GetWorkflowResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{108}
+}
+
+func (x *GetWorkflowResponse) GetWorkflow() *Workflow {
+	if x != nil {
+		return x.Workflow
+	}
+	return nil
+}
+
+type ListWorkflowsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWorkflowsRequest) Reset() {
+	*x = ListWorkflowsRequest{}
+	mi := &file_storage_proto_msgTypes[109]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWorkflowsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWorkflowsRequest) ProtoMessage() {}
+
+func (x *ListWorkflowsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[109]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWorkflowsRequest.ProtoReflect.Descriptor instead.
+func (*ListWorkflowsRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{109}
+}
+
+func (x *ListWorkflowsRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+type ListWorkflowsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Workflows     []*Workflow            `protobuf:"bytes,1,rep,name=workflows,proto3" json:"workflows,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWorkflowsResponse) Reset() {
+	*x = ListWorkflowsResponse{}
+	mi := &file_storage_proto_msgTypes[110]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWorkflowsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWorkflowsResponse) ProtoMessage() {}
+
+func (x *ListWorkflowsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[110]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWorkflowsResponse.ProtoReflect.Descriptor instead.
+func (*ListWorkflowsResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{110}
+}
+
+func (x *ListWorkflowsResponse) GetWorkflows() []*Workflow {
+	if x != nil {
+		return x.Workflows
+	}
+	return nil
+}
+
+type DeleteWorkflowRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	At            int64                  `protobuf:"varint,3,opt,name=at,proto3" json:"at,omitempty"`
+	Audit         []*AuditEvent          `protobuf:"bytes,4,rep,name=audit,proto3" json:"audit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteWorkflowRequest) Reset() {
+	*x = DeleteWorkflowRequest{}
+	mi := &file_storage_proto_msgTypes[111]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteWorkflowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteWorkflowRequest) ProtoMessage() {}
+
+func (x *DeleteWorkflowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[111]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteWorkflowRequest.ProtoReflect.Descriptor instead.
+func (*DeleteWorkflowRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{111}
+}
+
+func (x *DeleteWorkflowRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *DeleteWorkflowRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DeleteWorkflowRequest) GetAt() int64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
+func (x *DeleteWorkflowRequest) GetAudit() []*AuditEvent {
+	if x != nil {
+		return x.Audit
+	}
+	return nil
+}
+
+type DeleteWorkflowResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteWorkflowResponse) Reset() {
+	*x = DeleteWorkflowResponse{}
+	mi := &file_storage_proto_msgTypes[112]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteWorkflowResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteWorkflowResponse) ProtoMessage() {}
+
+func (x *DeleteWorkflowResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[112]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteWorkflowResponse.ProtoReflect.Descriptor instead.
+func (*DeleteWorkflowResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{112}
+}
+
+type CreateRunRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Run           *WorkflowRun           `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	Now           int64                  `protobuf:"varint,2,opt,name=now,proto3" json:"now,omitempty"`
+	Audit         []*AuditEvent          `protobuf:"bytes,3,rep,name=audit,proto3" json:"audit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateRunRequest) Reset() {
+	*x = CreateRunRequest{}
+	mi := &file_storage_proto_msgTypes[113]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateRunRequest) ProtoMessage() {}
+
+func (x *CreateRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[113]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateRunRequest.ProtoReflect.Descriptor instead.
+func (*CreateRunRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{113}
+}
+
+func (x *CreateRunRequest) GetRun() *WorkflowRun {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+func (x *CreateRunRequest) GetNow() int64 {
+	if x != nil {
+		return x.Now
+	}
+	return 0
+}
+
+func (x *CreateRunRequest) GetAudit() []*AuditEvent {
+	if x != nil {
+		return x.Audit
+	}
+	return nil
+}
+
+type CreateRunResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Run           *WorkflowRun           `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	Existing      bool                   `protobuf:"varint,2,opt,name=existing,proto3" json:"existing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateRunResponse) Reset() {
+	*x = CreateRunResponse{}
+	mi := &file_storage_proto_msgTypes[114]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateRunResponse) ProtoMessage() {}
+
+func (x *CreateRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[114]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateRunResponse.ProtoReflect.Descriptor instead.
+func (*CreateRunResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{114}
+}
+
+func (x *CreateRunResponse) GetRun() *WorkflowRun {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+func (x *CreateRunResponse) GetExisting() bool {
+	if x != nil {
+		return x.Existing
+	}
+	return false
+}
+
+type GetRunRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	Id            string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRunRequest) Reset() {
+	*x = GetRunRequest{}
+	mi := &file_storage_proto_msgTypes[115]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRunRequest) ProtoMessage() {}
+
+func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[115]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
+func (*GetRunRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{115}
+}
+
+func (x *GetRunRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *GetRunRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type GetRunResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Run           *WorkflowRun           `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRunResponse) Reset() {
+	*x = GetRunResponse{}
+	mi := &file_storage_proto_msgTypes[116]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRunResponse) ProtoMessage() {}
+
+func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[116]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRunResponse.ProtoReflect.Descriptor instead.
+func (*GetRunResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{116}
+}
+
+func (x *GetRunResponse) GetRun() *WorkflowRun {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+type ListRunsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	Workflow      string                 `protobuf:"bytes,2,opt,name=workflow,proto3" json:"workflow,omitempty"`
+	Status        string                 `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
+	Before        string                 `protobuf:"bytes,4,opt,name=before,proto3" json:"before,omitempty"`
+	Limit         int64                  `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRunsRequest) Reset() {
+	*x = ListRunsRequest{}
+	mi := &file_storage_proto_msgTypes[117]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRunsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRunsRequest) ProtoMessage() {}
+
+func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[117]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
+func (*ListRunsRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{117}
+}
+
+func (x *ListRunsRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *ListRunsRequest) GetWorkflow() string {
+	if x != nil {
+		return x.Workflow
+	}
+	return ""
+}
+
+func (x *ListRunsRequest) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *ListRunsRequest) GetBefore() string {
+	if x != nil {
+		return x.Before
+	}
+	return ""
+}
+
+func (x *ListRunsRequest) GetLimit() int64 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ListRunsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Runs          []*WorkflowRun         `protobuf:"bytes,1,rep,name=runs,proto3" json:"runs,omitempty"`
+	Next          string                 `protobuf:"bytes,2,opt,name=next,proto3" json:"next,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRunsResponse) Reset() {
+	*x = ListRunsResponse{}
+	mi := &file_storage_proto_msgTypes[118]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRunsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRunsResponse) ProtoMessage() {}
+
+func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[118]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
+func (*ListRunsResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{118}
+}
+
+func (x *ListRunsResponse) GetRuns() []*WorkflowRun {
+	if x != nil {
+		return x.Runs
+	}
+	return nil
+}
+
+func (x *ListRunsResponse) GetNext() string {
+	if x != nil {
+		return x.Next
+	}
+	return ""
+}
+
+type LeaseRunsRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Owner          string                 `protobuf:"bytes,1,opt,name=owner,proto3" json:"owner,omitempty"`
+	Now            int64                  `protobuf:"varint,2,opt,name=now,proto3" json:"now,omitempty"`
+	Limit          int64                  `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	Visibility     int64                  `protobuf:"varint,4,opt,name=visibility,proto3" json:"visibility,omitempty"` // ns
+	WorkspaceSlots map[string]int64       `protobuf:"bytes,5,rep,name=workspace_slots,json=workspaceSlots,proto3" json:"workspace_slots,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *LeaseRunsRequest) Reset() {
+	*x = LeaseRunsRequest{}
+	mi := &file_storage_proto_msgTypes[119]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseRunsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseRunsRequest) ProtoMessage() {}
+
+func (x *LeaseRunsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[119]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseRunsRequest.ProtoReflect.Descriptor instead.
+func (*LeaseRunsRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{119}
+}
+
+func (x *LeaseRunsRequest) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *LeaseRunsRequest) GetNow() int64 {
+	if x != nil {
+		return x.Now
+	}
+	return 0
+}
+
+func (x *LeaseRunsRequest) GetLimit() int64 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *LeaseRunsRequest) GetVisibility() int64 {
+	if x != nil {
+		return x.Visibility
+	}
+	return 0
+}
+
+func (x *LeaseRunsRequest) GetWorkspaceSlots() map[string]int64 {
+	if x != nil {
+		return x.WorkspaceSlots
+	}
+	return nil
+}
+
+type LeaseRunsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Runs          []*WorkflowRun         `protobuf:"bytes,1,rep,name=runs,proto3" json:"runs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseRunsResponse) Reset() {
+	*x = LeaseRunsResponse{}
+	mi := &file_storage_proto_msgTypes[120]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseRunsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseRunsResponse) ProtoMessage() {}
+
+func (x *LeaseRunsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[120]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseRunsResponse.ProtoReflect.Descriptor instead.
+func (*LeaseRunsResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{120}
+}
+
+func (x *LeaseRunsResponse) GetRuns() []*WorkflowRun {
+	if x != nil {
+		return x.Runs
+	}
+	return nil
+}
+
+type CheckpointRunRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Run           *WorkflowRun           `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	LeaseUntil    int64                  `protobuf:"varint,2,opt,name=lease_until,json=leaseUntil,proto3" json:"lease_until,omitempty"`
+	Release       bool                   `protobuf:"varint,3,opt,name=release,proto3" json:"release,omitempty"`
+	At            int64                  `protobuf:"varint,4,opt,name=at,proto3" json:"at,omitempty"`
+	Audit         []*AuditEvent          `protobuf:"bytes,5,rep,name=audit,proto3" json:"audit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckpointRunRequest) Reset() {
+	*x = CheckpointRunRequest{}
+	mi := &file_storage_proto_msgTypes[121]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointRunRequest) ProtoMessage() {}
+
+func (x *CheckpointRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[121]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointRunRequest.ProtoReflect.Descriptor instead.
+func (*CheckpointRunRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{121}
+}
+
+func (x *CheckpointRunRequest) GetRun() *WorkflowRun {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+func (x *CheckpointRunRequest) GetLeaseUntil() int64 {
+	if x != nil {
+		return x.LeaseUntil
+	}
+	return 0
+}
+
+func (x *CheckpointRunRequest) GetRelease() bool {
+	if x != nil {
+		return x.Release
+	}
+	return false
+}
+
+func (x *CheckpointRunRequest) GetAt() int64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
+func (x *CheckpointRunRequest) GetAudit() []*AuditEvent {
+	if x != nil {
+		return x.Audit
+	}
+	return nil
+}
+
+type CheckpointRunResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Run           *WorkflowRun           `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckpointRunResponse) Reset() {
+	*x = CheckpointRunResponse{}
+	mi := &file_storage_proto_msgTypes[122]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointRunResponse) ProtoMessage() {}
+
+func (x *CheckpointRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[122]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointRunResponse.ProtoReflect.Descriptor instead.
+func (*CheckpointRunResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{122}
+}
+
+func (x *CheckpointRunResponse) GetRun() *WorkflowRun {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+type SignalRunRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	RunId         string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Signal        *RunSignal             `protobuf:"bytes,3,opt,name=signal,proto3" json:"signal,omitempty"`
+	Now           int64                  `protobuf:"varint,4,opt,name=now,proto3" json:"now,omitempty"`
+	Audit         []*AuditEvent          `protobuf:"bytes,5,rep,name=audit,proto3" json:"audit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignalRunRequest) Reset() {
+	*x = SignalRunRequest{}
+	mi := &file_storage_proto_msgTypes[123]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignalRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignalRunRequest) ProtoMessage() {}
+
+func (x *SignalRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[123]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignalRunRequest.ProtoReflect.Descriptor instead.
+func (*SignalRunRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{123}
+}
+
+func (x *SignalRunRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *SignalRunRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *SignalRunRequest) GetSignal() *RunSignal {
+	if x != nil {
+		return x.Signal
+	}
+	return nil
+}
+
+func (x *SignalRunRequest) GetNow() int64 {
+	if x != nil {
+		return x.Now
+	}
+	return 0
+}
+
+func (x *SignalRunRequest) GetAudit() []*AuditEvent {
+	if x != nil {
+		return x.Audit
+	}
+	return nil
+}
+
+type SignalRunResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Run           *WorkflowRun           `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignalRunResponse) Reset() {
+	*x = SignalRunResponse{}
+	mi := &file_storage_proto_msgTypes[124]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignalRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignalRunResponse) ProtoMessage() {}
+
+func (x *SignalRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[124]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignalRunResponse.ProtoReflect.Descriptor instead.
+func (*SignalRunResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{124}
+}
+
+func (x *SignalRunResponse) GetRun() *WorkflowRun {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+type CancelRunRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	RunId         string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	At            int64                  `protobuf:"varint,3,opt,name=at,proto3" json:"at,omitempty"`
+	Audit         []*AuditEvent          `protobuf:"bytes,4,rep,name=audit,proto3" json:"audit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelRunRequest) Reset() {
+	*x = CancelRunRequest{}
+	mi := &file_storage_proto_msgTypes[125]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelRunRequest) ProtoMessage() {}
+
+func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[125]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelRunRequest.ProtoReflect.Descriptor instead.
+func (*CancelRunRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{125}
+}
+
+func (x *CancelRunRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *CancelRunRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *CancelRunRequest) GetAt() int64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
+func (x *CancelRunRequest) GetAudit() []*AuditEvent {
+	if x != nil {
+		return x.Audit
+	}
+	return nil
+}
+
+type CancelRunResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Run           *WorkflowRun           `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelRunResponse) Reset() {
+	*x = CancelRunResponse{}
+	mi := &file_storage_proto_msgTypes[126]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelRunResponse) ProtoMessage() {}
+
+func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[126]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelRunResponse.ProtoReflect.Descriptor instead.
+func (*CancelRunResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{126}
+}
+
+func (x *CancelRunResponse) GetRun() *WorkflowRun {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+type RetryRunRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	RunId         string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	At            int64                  `protobuf:"varint,3,opt,name=at,proto3" json:"at,omitempty"`
+	Audit         []*AuditEvent          `protobuf:"bytes,4,rep,name=audit,proto3" json:"audit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetryRunRequest) Reset() {
+	*x = RetryRunRequest{}
+	mi := &file_storage_proto_msgTypes[127]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryRunRequest) ProtoMessage() {}
+
+func (x *RetryRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[127]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryRunRequest.ProtoReflect.Descriptor instead.
+func (*RetryRunRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{127}
+}
+
+func (x *RetryRunRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *RetryRunRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *RetryRunRequest) GetAt() int64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
+func (x *RetryRunRequest) GetAudit() []*AuditEvent {
+	if x != nil {
+		return x.Audit
+	}
+	return nil
+}
+
+type RetryRunResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Run           *WorkflowRun           `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetryRunResponse) Reset() {
+	*x = RetryRunResponse{}
+	mi := &file_storage_proto_msgTypes[128]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryRunResponse) ProtoMessage() {}
+
+func (x *RetryRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[128]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryRunResponse.ProtoReflect.Descriptor instead.
+func (*RetryRunResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{128}
+}
+
+func (x *RetryRunResponse) GetRun() *WorkflowRun {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+type CountRunsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CountRunsRequest) Reset() {
+	*x = CountRunsRequest{}
+	mi := &file_storage_proto_msgTypes[129]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CountRunsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CountRunsRequest) ProtoMessage() {}
+
+func (x *CountRunsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[129]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CountRunsRequest.ProtoReflect.Descriptor instead.
+func (*CountRunsRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{129}
+}
+
+type CountRunsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ByStatus      map[string]int64       `protobuf:"bytes,1,rep,name=by_status,json=byStatus,proto3" json:"by_status,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CountRunsResponse) Reset() {
+	*x = CountRunsResponse{}
+	mi := &file_storage_proto_msgTypes[130]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CountRunsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CountRunsResponse) ProtoMessage() {}
+
+func (x *CountRunsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[130]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CountRunsResponse.ProtoReflect.Descriptor instead.
+func (*CountRunsResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{130}
+}
+
+func (x *CountRunsResponse) GetByStatus() map[string]int64 {
+	if x != nil {
+		return x.ByStatus
+	}
+	return nil
+}
+
+type PruneRunsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Before        int64                  `protobuf:"varint,1,opt,name=before,proto3" json:"before,omitempty"`
+	Limit         int64                  `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PruneRunsRequest) Reset() {
+	*x = PruneRunsRequest{}
+	mi := &file_storage_proto_msgTypes[131]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PruneRunsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PruneRunsRequest) ProtoMessage() {}
+
+func (x *PruneRunsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[131]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PruneRunsRequest.ProtoReflect.Descriptor instead.
+func (*PruneRunsRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{131}
+}
+
+func (x *PruneRunsRequest) GetBefore() int64 {
+	if x != nil {
+		return x.Before
+	}
+	return 0
+}
+
+func (x *PruneRunsRequest) GetLimit() int64 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type PruneRunsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Deleted       int64                  `protobuf:"varint,1,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PruneRunsResponse) Reset() {
+	*x = PruneRunsResponse{}
+	mi := &file_storage_proto_msgTypes[132]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PruneRunsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PruneRunsResponse) ProtoMessage() {}
+
+func (x *PruneRunsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[132]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PruneRunsResponse.ProtoReflect.Descriptor instead.
+func (*PruneRunsResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{132}
+}
+
+func (x *PruneRunsResponse) GetDeleted() int64 {
+	if x != nil {
+		return x.Deleted
+	}
+	return 0
+}
+
 type WatchRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -5722,7 +7682,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_storage_proto_msgTypes[101]
+	mi := &file_storage_proto_msgTypes[133]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5734,7 +7694,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[101]
+	mi := &file_storage_proto_msgTypes[133]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5747,12 +7707,12 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{101}
+	return file_storage_proto_rawDescGZIP(), []int{133}
 }
 
 type Change struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Kind          string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"` // "secret", "keyring" or "jobs"
+	Kind          string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"` // "secret", "keyring", "jobs" or "workflow_runs"
 	WorkspaceId   string                 `protobuf:"bytes,2,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
 	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -5761,7 +7721,7 @@ type Change struct {
 
 func (x *Change) Reset() {
 	*x = Change{}
-	mi := &file_storage_proto_msgTypes[102]
+	mi := &file_storage_proto_msgTypes[134]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5773,7 +7733,7 @@ func (x *Change) String() string {
 func (*Change) ProtoMessage() {}
 
 func (x *Change) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[102]
+	mi := &file_storage_proto_msgTypes[134]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5786,7 +7746,7 @@ func (x *Change) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Change.ProtoReflect.Descriptor instead.
 func (*Change) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{102}
+	return file_storage_proto_rawDescGZIP(), []int{134}
 }
 
 func (x *Change) GetKind() string {
@@ -6200,7 +8160,170 @@ const file_storage_proto_rawDesc = "" +
 	"\x18GetAuditRetentionRequest\x12!\n" +
 	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\"U\n" +
 	"\x19GetAuditRetentionResponse\x128\n" +
-	"\x06marker\x18\x01 \x01(\v2 .rotor.storage.v2.AuditRetentionR\x06marker\"\x0e\n" +
+	"\x06marker\x18\x01 \x01(\v2 .rotor.storage.v2.AuditRetentionR\x06marker\"\xb9\x01\n" +
+	"\bWorkflow\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x03R\aversion\x12\x1e\n" +
+	"\n" +
+	"definition\x18\x04 \x01(\fR\n" +
+	"definition\x12\x1d\n" +
+	"\n" +
+	"created_at\x18\x05 \x01(\x03R\tcreatedAt\x12\x1d\n" +
+	"\n" +
+	"updated_at\x18\x06 \x01(\x03R\tupdatedAt\"\xab\x02\n" +
+	"\tStepState\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\x125\n" +
+	"\battempts\x18\x03 \x03(\v2\x19.rotor.storage.v2.AttemptR\battempts\x12\x1d\n" +
+	"\n" +
+	"retry_from\x18\x04 \x01(\x03R\tretryFrom\x12\x16\n" +
+	"\x06output\x18\x05 \x01(\fR\x06output\x12)\n" +
+	"\x10output_truncated\x18\x06 \x01(\bR\x0foutputTruncated\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\a \x01(\tR\terrorCode\x12\x1d\n" +
+	"\n" +
+	"started_at\x18\b \x01(\x03R\tstartedAt\x12\x1f\n" +
+	"\vfinished_at\x18\t \x01(\x03R\n" +
+	"finishedAt\"\x86\x01\n" +
+	"\tRunSignal\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12\x17\n" +
+	"\asent_by\x18\x03 \x01(\tR\x06sentBy\x12\x1f\n" +
+	"\vreceived_at\x18\x04 \x01(\x03R\n" +
+	"receivedAt\x12\x17\n" +
+	"\aused_by\x18\x05 \x01(\tR\x06usedBy\"\xbd\x05\n" +
+	"\vWorkflowRun\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
+	"\fworkspace_id\x18\x02 \x01(\tR\vworkspaceId\x12\x1a\n" +
+	"\bworkflow\x18\x03 \x01(\tR\bworkflow\x12\x18\n" +
+	"\aversion\x18\x04 \x01(\x03R\aversion\x12\x1e\n" +
+	"\n" +
+	"definition\x18\x05 \x01(\fR\n" +
+	"definition\x12\x14\n" +
+	"\x05input\x18\x06 \x01(\fR\x05input\x12'\n" +
+	"\x0fidempotency_key\x18\a \x01(\tR\x0eidempotencyKey\x12\x16\n" +
+	"\x06status\x18\b \x01(\tR\x06status\x12\x12\n" +
+	"\x04step\x18\t \x01(\x03R\x04step\x121\n" +
+	"\x05steps\x18\n" +
+	" \x03(\v2\x1b.rotor.storage.v2.StepStateR\x05steps\x125\n" +
+	"\asignals\x18\v \x03(\v2\x1b.rotor.storage.v2.RunSignalR\asignals\x12\x17\n" +
+	"\awake_at\x18\f \x01(\x03R\x06wakeAt\x12\x1f\n" +
+	"\vwaiting_for\x18\r \x01(\tR\n" +
+	"waitingFor\x12\x1f\n" +
+	"\vlease_owner\x18\x0e \x01(\tR\n" +
+	"leaseOwner\x12\x1f\n" +
+	"\vlease_until\x18\x0f \x01(\x03R\n" +
+	"leaseUntil\x12\x1f\n" +
+	"\vlease_token\x18\x10 \x01(\x04R\n" +
+	"leaseToken\x12\x16\n" +
+	"\x06leases\x18\x11 \x01(\x03R\x06leases\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\x12 \x01(\tR\terrorCode\x12\x1d\n" +
+	"\n" +
+	"started_by\x18\x13 \x01(\tR\tstartedBy\x12\x1d\n" +
+	"\n" +
+	"created_at\x18\x14 \x01(\x03R\tcreatedAt\x12\x1d\n" +
+	"\n" +
+	"updated_at\x18\x15 \x01(\x03R\tupdatedAt\x12\x1f\n" +
+	"\vfinished_at\x18\x16 \x01(\x03R\n" +
+	"finishedAt\"\xab\x01\n" +
+	"\x12PutWorkflowRequest\x126\n" +
+	"\bworkflow\x18\x01 \x01(\v2\x1a.rotor.storage.v2.WorkflowR\bworkflow\x12)\n" +
+	"\x10expected_version\x18\x02 \x01(\x03R\x0fexpectedVersion\x122\n" +
+	"\x05audit\x18\x03 \x03(\v2\x1c.rotor.storage.v2.AuditEventR\x05audit\"\x15\n" +
+	"\x13PutWorkflowResponse\"K\n" +
+	"\x12GetWorkflowRequest\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"M\n" +
+	"\x13GetWorkflowResponse\x126\n" +
+	"\bworkflow\x18\x01 \x01(\v2\x1a.rotor.storage.v2.WorkflowR\bworkflow\"9\n" +
+	"\x14ListWorkflowsRequest\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\"Q\n" +
+	"\x15ListWorkflowsResponse\x128\n" +
+	"\tworkflows\x18\x01 \x03(\v2\x1a.rotor.storage.v2.WorkflowR\tworkflows\"\x92\x01\n" +
+	"\x15DeleteWorkflowRequest\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x0e\n" +
+	"\x02at\x18\x03 \x01(\x03R\x02at\x122\n" +
+	"\x05audit\x18\x04 \x03(\v2\x1c.rotor.storage.v2.AuditEventR\x05audit\"\x18\n" +
+	"\x16DeleteWorkflowResponse\"\x89\x01\n" +
+	"\x10CreateRunRequest\x12/\n" +
+	"\x03run\x18\x01 \x01(\v2\x1d.rotor.storage.v2.WorkflowRunR\x03run\x12\x10\n" +
+	"\x03now\x18\x02 \x01(\x03R\x03now\x122\n" +
+	"\x05audit\x18\x03 \x03(\v2\x1c.rotor.storage.v2.AuditEventR\x05audit\"`\n" +
+	"\x11CreateRunResponse\x12/\n" +
+	"\x03run\x18\x01 \x01(\v2\x1d.rotor.storage.v2.WorkflowRunR\x03run\x12\x1a\n" +
+	"\bexisting\x18\x02 \x01(\bR\bexisting\"B\n" +
+	"\rGetRunRequest\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\"A\n" +
+	"\x0eGetRunResponse\x12/\n" +
+	"\x03run\x18\x01 \x01(\v2\x1d.rotor.storage.v2.WorkflowRunR\x03run\"\x96\x01\n" +
+	"\x0fListRunsRequest\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x1a\n" +
+	"\bworkflow\x18\x02 \x01(\tR\bworkflow\x12\x16\n" +
+	"\x06status\x18\x03 \x01(\tR\x06status\x12\x16\n" +
+	"\x06before\x18\x04 \x01(\tR\x06before\x12\x14\n" +
+	"\x05limit\x18\x05 \x01(\x03R\x05limit\"Y\n" +
+	"\x10ListRunsResponse\x121\n" +
+	"\x04runs\x18\x01 \x03(\v2\x1d.rotor.storage.v2.WorkflowRunR\x04runs\x12\x12\n" +
+	"\x04next\x18\x02 \x01(\tR\x04next\"\x94\x02\n" +
+	"\x10LeaseRunsRequest\x12\x14\n" +
+	"\x05owner\x18\x01 \x01(\tR\x05owner\x12\x10\n" +
+	"\x03now\x18\x02 \x01(\x03R\x03now\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\x03R\x05limit\x12\x1e\n" +
+	"\n" +
+	"visibility\x18\x04 \x01(\x03R\n" +
+	"visibility\x12_\n" +
+	"\x0fworkspace_slots\x18\x05 \x03(\v26.rotor.storage.v2.LeaseRunsRequest.WorkspaceSlotsEntryR\x0eworkspaceSlots\x1aA\n" +
+	"\x13WorkspaceSlotsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"F\n" +
+	"\x11LeaseRunsResponse\x121\n" +
+	"\x04runs\x18\x01 \x03(\v2\x1d.rotor.storage.v2.WorkflowRunR\x04runs\"\xc6\x01\n" +
+	"\x14CheckpointRunRequest\x12/\n" +
+	"\x03run\x18\x01 \x01(\v2\x1d.rotor.storage.v2.WorkflowRunR\x03run\x12\x1f\n" +
+	"\vlease_until\x18\x02 \x01(\x03R\n" +
+	"leaseUntil\x12\x18\n" +
+	"\arelease\x18\x03 \x01(\bR\arelease\x12\x0e\n" +
+	"\x02at\x18\x04 \x01(\x03R\x02at\x122\n" +
+	"\x05audit\x18\x05 \x03(\v2\x1c.rotor.storage.v2.AuditEventR\x05audit\"H\n" +
+	"\x15CheckpointRunResponse\x12/\n" +
+	"\x03run\x18\x01 \x01(\v2\x1d.rotor.storage.v2.WorkflowRunR\x03run\"\xc7\x01\n" +
+	"\x10SignalRunRequest\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x123\n" +
+	"\x06signal\x18\x03 \x01(\v2\x1b.rotor.storage.v2.RunSignalR\x06signal\x12\x10\n" +
+	"\x03now\x18\x04 \x01(\x03R\x03now\x122\n" +
+	"\x05audit\x18\x05 \x03(\v2\x1c.rotor.storage.v2.AuditEventR\x05audit\"D\n" +
+	"\x11SignalRunResponse\x12/\n" +
+	"\x03run\x18\x01 \x01(\v2\x1d.rotor.storage.v2.WorkflowRunR\x03run\"\x90\x01\n" +
+	"\x10CancelRunRequest\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x0e\n" +
+	"\x02at\x18\x03 \x01(\x03R\x02at\x122\n" +
+	"\x05audit\x18\x04 \x03(\v2\x1c.rotor.storage.v2.AuditEventR\x05audit\"D\n" +
+	"\x11CancelRunResponse\x12/\n" +
+	"\x03run\x18\x01 \x01(\v2\x1d.rotor.storage.v2.WorkflowRunR\x03run\"\x8f\x01\n" +
+	"\x0fRetryRunRequest\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x0e\n" +
+	"\x02at\x18\x03 \x01(\x03R\x02at\x122\n" +
+	"\x05audit\x18\x04 \x03(\v2\x1c.rotor.storage.v2.AuditEventR\x05audit\"C\n" +
+	"\x10RetryRunResponse\x12/\n" +
+	"\x03run\x18\x01 \x01(\v2\x1d.rotor.storage.v2.WorkflowRunR\x03run\"\x12\n" +
+	"\x10CountRunsRequest\"\xa0\x01\n" +
+	"\x11CountRunsResponse\x12N\n" +
+	"\tby_status\x18\x01 \x03(\v21.rotor.storage.v2.CountRunsResponse.ByStatusEntryR\bbyStatus\x1a;\n" +
+	"\rByStatusEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"@\n" +
+	"\x10PruneRunsRequest\x12\x16\n" +
+	"\x06before\x18\x01 \x01(\x03R\x06before\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x03R\x05limit\"-\n" +
+	"\x11PruneRunsResponse\x12\x18\n" +
+	"\adeleted\x18\x01 \x01(\x03R\adeleted\"\x0e\n" +
 	"\fWatchRequest\"S\n" +
 	"\x06Change\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12!\n" +
@@ -6287,7 +8410,22 @@ const file_storage_proto_rawDesc = "" +
 	"\tPruneJobs\x12\".rotor.storage.v2.PruneJobsRequest\x1a#.rotor.storage.v2.PruneJobsResponse\x12W\n" +
 	"\n" +
 	"PruneAudit\x12#.rotor.storage.v2.PruneAuditRequest\x1a$.rotor.storage.v2.PruneAuditResponse\x12l\n" +
-	"\x11GetAuditRetention\x12*.rotor.storage.v2.GetAuditRetentionRequest\x1a+.rotor.storage.v2.GetAuditRetentionResponse2N\n" +
+	"\x11GetAuditRetention\x12*.rotor.storage.v2.GetAuditRetentionRequest\x1a+.rotor.storage.v2.GetAuditRetentionResponse2\xe3\t\n" +
+	"\tWorkflows\x12Z\n" +
+	"\vPutWorkflow\x12$.rotor.storage.v2.PutWorkflowRequest\x1a%.rotor.storage.v2.PutWorkflowResponse\x12Z\n" +
+	"\vGetWorkflow\x12$.rotor.storage.v2.GetWorkflowRequest\x1a%.rotor.storage.v2.GetWorkflowResponse\x12`\n" +
+	"\rListWorkflows\x12&.rotor.storage.v2.ListWorkflowsRequest\x1a'.rotor.storage.v2.ListWorkflowsResponse\x12c\n" +
+	"\x0eDeleteWorkflow\x12'.rotor.storage.v2.DeleteWorkflowRequest\x1a(.rotor.storage.v2.DeleteWorkflowResponse\x12T\n" +
+	"\tCreateRun\x12\".rotor.storage.v2.CreateRunRequest\x1a#.rotor.storage.v2.CreateRunResponse\x12K\n" +
+	"\x06GetRun\x12\x1f.rotor.storage.v2.GetRunRequest\x1a .rotor.storage.v2.GetRunResponse\x12Q\n" +
+	"\bListRuns\x12!.rotor.storage.v2.ListRunsRequest\x1a\".rotor.storage.v2.ListRunsResponse\x12T\n" +
+	"\tLeaseRuns\x12\".rotor.storage.v2.LeaseRunsRequest\x1a#.rotor.storage.v2.LeaseRunsResponse\x12`\n" +
+	"\rCheckpointRun\x12&.rotor.storage.v2.CheckpointRunRequest\x1a'.rotor.storage.v2.CheckpointRunResponse\x12T\n" +
+	"\tSignalRun\x12\".rotor.storage.v2.SignalRunRequest\x1a#.rotor.storage.v2.SignalRunResponse\x12T\n" +
+	"\tCancelRun\x12\".rotor.storage.v2.CancelRunRequest\x1a#.rotor.storage.v2.CancelRunResponse\x12Q\n" +
+	"\bRetryRun\x12!.rotor.storage.v2.RetryRunRequest\x1a\".rotor.storage.v2.RetryRunResponse\x12T\n" +
+	"\tCountRuns\x12\".rotor.storage.v2.CountRunsRequest\x1a#.rotor.storage.v2.CountRunsResponse\x12T\n" +
+	"\tPruneRuns\x12\".rotor.storage.v2.PruneRunsRequest\x1a#.rotor.storage.v2.PruneRunsResponse2N\n" +
 	"\aChanges\x12C\n" +
 	"\x05Watch\x12\x1e.rotor.storage.v2.WatchRequest\x1a\x18.rotor.storage.v2.Change0\x01B$Z\"rotor.sh/rotor/plugins/proto;protob\x06proto3"
 
@@ -6304,7 +8442,7 @@ func file_storage_proto_rawDescGZIP() []byte {
 }
 
 var file_storage_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 108)
+var file_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 142)
 var file_storage_proto_goTypes = []any{
 	(ErrorCode)(0),                     // 0: rotor.storage.v2.ErrorCode
 	(Limit)(0),                         // 1: rotor.storage.v2.Limit
@@ -6410,19 +8548,53 @@ var file_storage_proto_goTypes = []any{
 	(*PruneAuditResponse)(nil),         // 101: rotor.storage.v2.PruneAuditResponse
 	(*GetAuditRetentionRequest)(nil),   // 102: rotor.storage.v2.GetAuditRetentionRequest
 	(*GetAuditRetentionResponse)(nil),  // 103: rotor.storage.v2.GetAuditRetentionResponse
-	(*WatchRequest)(nil),               // 104: rotor.storage.v2.WatchRequest
-	(*Change)(nil),                     // 105: rotor.storage.v2.Change
-	nil,                                // 106: rotor.storage.v2.ConfigureRequest.SettingsEntry
-	nil,                                // 107: rotor.storage.v2.Queue.CallbackHeadersEntry
-	nil,                                // 108: rotor.storage.v2.LeaseJobsRequest.SlotsEntry
-	nil,                                // 109: rotor.storage.v2.LeaseJobsRequest.WorkspaceSlotsEntry
-	nil,                                // 110: rotor.storage.v2.CountJobsResponse.ByStatusEntry
+	(*Workflow)(nil),                   // 104: rotor.storage.v2.Workflow
+	(*StepState)(nil),                  // 105: rotor.storage.v2.StepState
+	(*RunSignal)(nil),                  // 106: rotor.storage.v2.RunSignal
+	(*WorkflowRun)(nil),                // 107: rotor.storage.v2.WorkflowRun
+	(*PutWorkflowRequest)(nil),         // 108: rotor.storage.v2.PutWorkflowRequest
+	(*PutWorkflowResponse)(nil),        // 109: rotor.storage.v2.PutWorkflowResponse
+	(*GetWorkflowRequest)(nil),         // 110: rotor.storage.v2.GetWorkflowRequest
+	(*GetWorkflowResponse)(nil),        // 111: rotor.storage.v2.GetWorkflowResponse
+	(*ListWorkflowsRequest)(nil),       // 112: rotor.storage.v2.ListWorkflowsRequest
+	(*ListWorkflowsResponse)(nil),      // 113: rotor.storage.v2.ListWorkflowsResponse
+	(*DeleteWorkflowRequest)(nil),      // 114: rotor.storage.v2.DeleteWorkflowRequest
+	(*DeleteWorkflowResponse)(nil),     // 115: rotor.storage.v2.DeleteWorkflowResponse
+	(*CreateRunRequest)(nil),           // 116: rotor.storage.v2.CreateRunRequest
+	(*CreateRunResponse)(nil),          // 117: rotor.storage.v2.CreateRunResponse
+	(*GetRunRequest)(nil),              // 118: rotor.storage.v2.GetRunRequest
+	(*GetRunResponse)(nil),             // 119: rotor.storage.v2.GetRunResponse
+	(*ListRunsRequest)(nil),            // 120: rotor.storage.v2.ListRunsRequest
+	(*ListRunsResponse)(nil),           // 121: rotor.storage.v2.ListRunsResponse
+	(*LeaseRunsRequest)(nil),           // 122: rotor.storage.v2.LeaseRunsRequest
+	(*LeaseRunsResponse)(nil),          // 123: rotor.storage.v2.LeaseRunsResponse
+	(*CheckpointRunRequest)(nil),       // 124: rotor.storage.v2.CheckpointRunRequest
+	(*CheckpointRunResponse)(nil),      // 125: rotor.storage.v2.CheckpointRunResponse
+	(*SignalRunRequest)(nil),           // 126: rotor.storage.v2.SignalRunRequest
+	(*SignalRunResponse)(nil),          // 127: rotor.storage.v2.SignalRunResponse
+	(*CancelRunRequest)(nil),           // 128: rotor.storage.v2.CancelRunRequest
+	(*CancelRunResponse)(nil),          // 129: rotor.storage.v2.CancelRunResponse
+	(*RetryRunRequest)(nil),            // 130: rotor.storage.v2.RetryRunRequest
+	(*RetryRunResponse)(nil),           // 131: rotor.storage.v2.RetryRunResponse
+	(*CountRunsRequest)(nil),           // 132: rotor.storage.v2.CountRunsRequest
+	(*CountRunsResponse)(nil),          // 133: rotor.storage.v2.CountRunsResponse
+	(*PruneRunsRequest)(nil),           // 134: rotor.storage.v2.PruneRunsRequest
+	(*PruneRunsResponse)(nil),          // 135: rotor.storage.v2.PruneRunsResponse
+	(*WatchRequest)(nil),               // 136: rotor.storage.v2.WatchRequest
+	(*Change)(nil),                     // 137: rotor.storage.v2.Change
+	nil,                                // 138: rotor.storage.v2.ConfigureRequest.SettingsEntry
+	nil,                                // 139: rotor.storage.v2.Queue.CallbackHeadersEntry
+	nil,                                // 140: rotor.storage.v2.LeaseJobsRequest.SlotsEntry
+	nil,                                // 141: rotor.storage.v2.LeaseJobsRequest.WorkspaceSlotsEntry
+	nil,                                // 142: rotor.storage.v2.CountJobsResponse.ByStatusEntry
+	nil,                                // 143: rotor.storage.v2.LeaseRunsRequest.WorkspaceSlotsEntry
+	nil,                                // 144: rotor.storage.v2.CountRunsResponse.ByStatusEntry
 }
 var file_storage_proto_depIdxs = []int32{
 	0,   // 0: rotor.storage.v2.Error.code:type_name -> rotor.storage.v2.ErrorCode
 	2,   // 1: rotor.storage.v2.DescribeResponse.capabilities:type_name -> rotor.storage.v2.Capability
-	106, // 2: rotor.storage.v2.ConfigureRequest.settings:type_name -> rotor.storage.v2.ConfigureRequest.SettingsEntry
-	107, // 3: rotor.storage.v2.Queue.callback_headers:type_name -> rotor.storage.v2.Queue.CallbackHeadersEntry
+	138, // 2: rotor.storage.v2.ConfigureRequest.settings:type_name -> rotor.storage.v2.ConfigureRequest.SettingsEntry
+	139, // 3: rotor.storage.v2.Queue.callback_headers:type_name -> rotor.storage.v2.Queue.CallbackHeadersEntry
 	18,  // 4: rotor.storage.v2.Job.attempts:type_name -> rotor.storage.v2.Attempt
 	8,   // 5: rotor.storage.v2.CreateWorkspaceRequest.workspace:type_name -> rotor.storage.v2.Workspace
 	9,   // 6: rotor.storage.v2.CreateWorkspaceRequest.admin_key:type_name -> rotor.storage.v2.APIKey
@@ -6463,109 +8635,163 @@ var file_storage_proto_depIdxs = []int32{
 	77,  // 41: rotor.storage.v2.EnqueueJobsResponse.results:type_name -> rotor.storage.v2.EnqueueResult
 	19,  // 42: rotor.storage.v2.GetJobResponse.job:type_name -> rotor.storage.v2.Job
 	19,  // 43: rotor.storage.v2.ListJobsResponse.jobs:type_name -> rotor.storage.v2.Job
-	108, // 44: rotor.storage.v2.LeaseJobsRequest.slots:type_name -> rotor.storage.v2.LeaseJobsRequest.SlotsEntry
-	109, // 45: rotor.storage.v2.LeaseJobsRequest.workspace_slots:type_name -> rotor.storage.v2.LeaseJobsRequest.WorkspaceSlotsEntry
+	140, // 44: rotor.storage.v2.LeaseJobsRequest.slots:type_name -> rotor.storage.v2.LeaseJobsRequest.SlotsEntry
+	141, // 45: rotor.storage.v2.LeaseJobsRequest.workspace_slots:type_name -> rotor.storage.v2.LeaseJobsRequest.WorkspaceSlotsEntry
 	19,  // 46: rotor.storage.v2.LeaseJobsResponse.jobs:type_name -> rotor.storage.v2.Job
 	18,  // 47: rotor.storage.v2.AttemptResult.attempt:type_name -> rotor.storage.v2.Attempt
 	85,  // 48: rotor.storage.v2.CompleteAttemptsRequest.results:type_name -> rotor.storage.v2.AttemptResult
 	19,  // 49: rotor.storage.v2.CancelJobResponse.job:type_name -> rotor.storage.v2.Job
-	110, // 50: rotor.storage.v2.CountJobsResponse.by_status:type_name -> rotor.storage.v2.CountJobsResponse.ByStatusEntry
+	142, // 50: rotor.storage.v2.CountJobsResponse.by_status:type_name -> rotor.storage.v2.CountJobsResponse.ByStatusEntry
 	20,  // 51: rotor.storage.v2.QueueStatsResponse.stats:type_name -> rotor.storage.v2.QueueStat
 	16,  // 52: rotor.storage.v2.PruneAuditRequest.marker:type_name -> rotor.storage.v2.AuditRetention
 	16,  // 53: rotor.storage.v2.GetAuditRetentionResponse.marker:type_name -> rotor.storage.v2.AuditRetention
-	4,   // 54: rotor.storage.v2.Plugin.Describe:input_type -> rotor.storage.v2.DescribeRequest
-	6,   // 55: rotor.storage.v2.Plugin.Configure:input_type -> rotor.storage.v2.ConfigureRequest
-	21,  // 56: rotor.storage.v2.Workspaces.CreateWorkspace:input_type -> rotor.storage.v2.CreateWorkspaceRequest
-	23,  // 57: rotor.storage.v2.Workspaces.GetWorkspace:input_type -> rotor.storage.v2.GetWorkspaceRequest
-	24,  // 58: rotor.storage.v2.Workspaces.GetWorkspaceByName:input_type -> rotor.storage.v2.GetWorkspaceByNameRequest
-	26,  // 59: rotor.storage.v2.Workspaces.ListWorkspaces:input_type -> rotor.storage.v2.ListWorkspacesRequest
-	28,  // 60: rotor.storage.v2.Workspaces.CreateAPIKey:input_type -> rotor.storage.v2.CreateAPIKeyRequest
-	30,  // 61: rotor.storage.v2.Workspaces.GetAPIKey:input_type -> rotor.storage.v2.GetAPIKeyRequest
-	32,  // 62: rotor.storage.v2.Workspaces.ListAPIKeys:input_type -> rotor.storage.v2.ListAPIKeysRequest
-	34,  // 63: rotor.storage.v2.Workspaces.RevokeAPIKey:input_type -> rotor.storage.v2.RevokeAPIKeyRequest
-	36,  // 64: rotor.storage.v2.Secrets.ListKEKs:input_type -> rotor.storage.v2.ListKEKsRequest
-	38,  // 65: rotor.storage.v2.Secrets.AddKEK:input_type -> rotor.storage.v2.AddKEKRequest
-	40,  // 66: rotor.storage.v2.Secrets.DeleteKEK:input_type -> rotor.storage.v2.DeleteKEKRequest
-	42,  // 67: rotor.storage.v2.Secrets.CreateSecret:input_type -> rotor.storage.v2.CreateSecretRequest
-	44,  // 68: rotor.storage.v2.Secrets.UpdateSecret:input_type -> rotor.storage.v2.UpdateSecretRequest
-	46,  // 69: rotor.storage.v2.Secrets.DeleteSecret:input_type -> rotor.storage.v2.DeleteSecretRequest
-	48,  // 70: rotor.storage.v2.Secrets.GetSecret:input_type -> rotor.storage.v2.GetSecretRequest
-	50,  // 71: rotor.storage.v2.Secrets.ListSecrets:input_type -> rotor.storage.v2.ListSecretsRequest
-	52,  // 72: rotor.storage.v2.Secrets.ListSecretsByKEK:input_type -> rotor.storage.v2.ListSecretsByKEKRequest
-	54,  // 73: rotor.storage.v2.Audit.AppendAudit:input_type -> rotor.storage.v2.AppendAuditRequest
-	56,  // 74: rotor.storage.v2.Audit.ListAudit:input_type -> rotor.storage.v2.ListAuditRequest
-	58,  // 75: rotor.storage.v2.Audit.ListAuditAsc:input_type -> rotor.storage.v2.ListAuditAscRequest
-	60,  // 76: rotor.storage.v2.Audit.GetAuditHead:input_type -> rotor.storage.v2.GetAuditHeadRequest
-	62,  // 77: rotor.storage.v2.Audit.PutAuditCheckpoint:input_type -> rotor.storage.v2.PutAuditCheckpointRequest
-	64,  // 78: rotor.storage.v2.Audit.GetAuditCheckpoint:input_type -> rotor.storage.v2.GetAuditCheckpointRequest
-	66,  // 79: rotor.storage.v2.Jobs.CreateQueue:input_type -> rotor.storage.v2.CreateQueueRequest
-	68,  // 80: rotor.storage.v2.Jobs.UpdateQueue:input_type -> rotor.storage.v2.UpdateQueueRequest
-	70,  // 81: rotor.storage.v2.Jobs.GetQueue:input_type -> rotor.storage.v2.GetQueueRequest
-	72,  // 82: rotor.storage.v2.Jobs.ListQueues:input_type -> rotor.storage.v2.ListQueuesRequest
-	74,  // 83: rotor.storage.v2.Jobs.DeleteQueue:input_type -> rotor.storage.v2.DeleteQueueRequest
-	76,  // 84: rotor.storage.v2.Jobs.EnqueueJobs:input_type -> rotor.storage.v2.EnqueueJobsRequest
-	79,  // 85: rotor.storage.v2.Jobs.GetJob:input_type -> rotor.storage.v2.GetJobRequest
-	81,  // 86: rotor.storage.v2.Jobs.ListJobs:input_type -> rotor.storage.v2.ListJobsRequest
-	83,  // 87: rotor.storage.v2.Jobs.LeaseJobs:input_type -> rotor.storage.v2.LeaseJobsRequest
-	86,  // 88: rotor.storage.v2.Jobs.CompleteAttempts:input_type -> rotor.storage.v2.CompleteAttemptsRequest
-	88,  // 89: rotor.storage.v2.Jobs.CancelJob:input_type -> rotor.storage.v2.CancelJobRequest
-	90,  // 90: rotor.storage.v2.Jobs.RetryJobs:input_type -> rotor.storage.v2.RetryJobsRequest
-	92,  // 91: rotor.storage.v2.Jobs.CountJobs:input_type -> rotor.storage.v2.CountJobsRequest
-	94,  // 92: rotor.storage.v2.Jobs.JobUsage:input_type -> rotor.storage.v2.JobUsageRequest
-	96,  // 93: rotor.storage.v2.Jobs.QueueStats:input_type -> rotor.storage.v2.QueueStatsRequest
-	98,  // 94: rotor.storage.v2.Retention.PruneJobs:input_type -> rotor.storage.v2.PruneJobsRequest
-	100, // 95: rotor.storage.v2.Retention.PruneAudit:input_type -> rotor.storage.v2.PruneAuditRequest
-	102, // 96: rotor.storage.v2.Retention.GetAuditRetention:input_type -> rotor.storage.v2.GetAuditRetentionRequest
-	104, // 97: rotor.storage.v2.Changes.Watch:input_type -> rotor.storage.v2.WatchRequest
-	5,   // 98: rotor.storage.v2.Plugin.Describe:output_type -> rotor.storage.v2.DescribeResponse
-	7,   // 99: rotor.storage.v2.Plugin.Configure:output_type -> rotor.storage.v2.ConfigureResponse
-	22,  // 100: rotor.storage.v2.Workspaces.CreateWorkspace:output_type -> rotor.storage.v2.CreateWorkspaceResponse
-	25,  // 101: rotor.storage.v2.Workspaces.GetWorkspace:output_type -> rotor.storage.v2.GetWorkspaceResponse
-	25,  // 102: rotor.storage.v2.Workspaces.GetWorkspaceByName:output_type -> rotor.storage.v2.GetWorkspaceResponse
-	27,  // 103: rotor.storage.v2.Workspaces.ListWorkspaces:output_type -> rotor.storage.v2.ListWorkspacesResponse
-	29,  // 104: rotor.storage.v2.Workspaces.CreateAPIKey:output_type -> rotor.storage.v2.CreateAPIKeyResponse
-	31,  // 105: rotor.storage.v2.Workspaces.GetAPIKey:output_type -> rotor.storage.v2.GetAPIKeyResponse
-	33,  // 106: rotor.storage.v2.Workspaces.ListAPIKeys:output_type -> rotor.storage.v2.ListAPIKeysResponse
-	35,  // 107: rotor.storage.v2.Workspaces.RevokeAPIKey:output_type -> rotor.storage.v2.RevokeAPIKeyResponse
-	37,  // 108: rotor.storage.v2.Secrets.ListKEKs:output_type -> rotor.storage.v2.ListKEKsResponse
-	39,  // 109: rotor.storage.v2.Secrets.AddKEK:output_type -> rotor.storage.v2.AddKEKResponse
-	41,  // 110: rotor.storage.v2.Secrets.DeleteKEK:output_type -> rotor.storage.v2.DeleteKEKResponse
-	43,  // 111: rotor.storage.v2.Secrets.CreateSecret:output_type -> rotor.storage.v2.CreateSecretResponse
-	45,  // 112: rotor.storage.v2.Secrets.UpdateSecret:output_type -> rotor.storage.v2.UpdateSecretResponse
-	47,  // 113: rotor.storage.v2.Secrets.DeleteSecret:output_type -> rotor.storage.v2.DeleteSecretResponse
-	49,  // 114: rotor.storage.v2.Secrets.GetSecret:output_type -> rotor.storage.v2.GetSecretResponse
-	51,  // 115: rotor.storage.v2.Secrets.ListSecrets:output_type -> rotor.storage.v2.ListSecretsResponse
-	53,  // 116: rotor.storage.v2.Secrets.ListSecretsByKEK:output_type -> rotor.storage.v2.ListSecretsByKEKResponse
-	55,  // 117: rotor.storage.v2.Audit.AppendAudit:output_type -> rotor.storage.v2.AppendAuditResponse
-	57,  // 118: rotor.storage.v2.Audit.ListAudit:output_type -> rotor.storage.v2.ListAuditResponse
-	59,  // 119: rotor.storage.v2.Audit.ListAuditAsc:output_type -> rotor.storage.v2.ListAuditAscResponse
-	61,  // 120: rotor.storage.v2.Audit.GetAuditHead:output_type -> rotor.storage.v2.GetAuditHeadResponse
-	63,  // 121: rotor.storage.v2.Audit.PutAuditCheckpoint:output_type -> rotor.storage.v2.PutAuditCheckpointResponse
-	65,  // 122: rotor.storage.v2.Audit.GetAuditCheckpoint:output_type -> rotor.storage.v2.GetAuditCheckpointResponse
-	67,  // 123: rotor.storage.v2.Jobs.CreateQueue:output_type -> rotor.storage.v2.CreateQueueResponse
-	69,  // 124: rotor.storage.v2.Jobs.UpdateQueue:output_type -> rotor.storage.v2.UpdateQueueResponse
-	71,  // 125: rotor.storage.v2.Jobs.GetQueue:output_type -> rotor.storage.v2.GetQueueResponse
-	73,  // 126: rotor.storage.v2.Jobs.ListQueues:output_type -> rotor.storage.v2.ListQueuesResponse
-	75,  // 127: rotor.storage.v2.Jobs.DeleteQueue:output_type -> rotor.storage.v2.DeleteQueueResponse
-	78,  // 128: rotor.storage.v2.Jobs.EnqueueJobs:output_type -> rotor.storage.v2.EnqueueJobsResponse
-	80,  // 129: rotor.storage.v2.Jobs.GetJob:output_type -> rotor.storage.v2.GetJobResponse
-	82,  // 130: rotor.storage.v2.Jobs.ListJobs:output_type -> rotor.storage.v2.ListJobsResponse
-	84,  // 131: rotor.storage.v2.Jobs.LeaseJobs:output_type -> rotor.storage.v2.LeaseJobsResponse
-	87,  // 132: rotor.storage.v2.Jobs.CompleteAttempts:output_type -> rotor.storage.v2.CompleteAttemptsResponse
-	89,  // 133: rotor.storage.v2.Jobs.CancelJob:output_type -> rotor.storage.v2.CancelJobResponse
-	91,  // 134: rotor.storage.v2.Jobs.RetryJobs:output_type -> rotor.storage.v2.RetryJobsResponse
-	93,  // 135: rotor.storage.v2.Jobs.CountJobs:output_type -> rotor.storage.v2.CountJobsResponse
-	95,  // 136: rotor.storage.v2.Jobs.JobUsage:output_type -> rotor.storage.v2.JobUsageResponse
-	97,  // 137: rotor.storage.v2.Jobs.QueueStats:output_type -> rotor.storage.v2.QueueStatsResponse
-	99,  // 138: rotor.storage.v2.Retention.PruneJobs:output_type -> rotor.storage.v2.PruneJobsResponse
-	101, // 139: rotor.storage.v2.Retention.PruneAudit:output_type -> rotor.storage.v2.PruneAuditResponse
-	103, // 140: rotor.storage.v2.Retention.GetAuditRetention:output_type -> rotor.storage.v2.GetAuditRetentionResponse
-	105, // 141: rotor.storage.v2.Changes.Watch:output_type -> rotor.storage.v2.Change
-	98,  // [98:142] is the sub-list for method output_type
-	54,  // [54:98] is the sub-list for method input_type
-	54,  // [54:54] is the sub-list for extension type_name
-	54,  // [54:54] is the sub-list for extension extendee
-	0,   // [0:54] is the sub-list for field type_name
+	18,  // 54: rotor.storage.v2.StepState.attempts:type_name -> rotor.storage.v2.Attempt
+	105, // 55: rotor.storage.v2.WorkflowRun.steps:type_name -> rotor.storage.v2.StepState
+	106, // 56: rotor.storage.v2.WorkflowRun.signals:type_name -> rotor.storage.v2.RunSignal
+	104, // 57: rotor.storage.v2.PutWorkflowRequest.workflow:type_name -> rotor.storage.v2.Workflow
+	13,  // 58: rotor.storage.v2.PutWorkflowRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	104, // 59: rotor.storage.v2.GetWorkflowResponse.workflow:type_name -> rotor.storage.v2.Workflow
+	104, // 60: rotor.storage.v2.ListWorkflowsResponse.workflows:type_name -> rotor.storage.v2.Workflow
+	13,  // 61: rotor.storage.v2.DeleteWorkflowRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	107, // 62: rotor.storage.v2.CreateRunRequest.run:type_name -> rotor.storage.v2.WorkflowRun
+	13,  // 63: rotor.storage.v2.CreateRunRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	107, // 64: rotor.storage.v2.CreateRunResponse.run:type_name -> rotor.storage.v2.WorkflowRun
+	107, // 65: rotor.storage.v2.GetRunResponse.run:type_name -> rotor.storage.v2.WorkflowRun
+	107, // 66: rotor.storage.v2.ListRunsResponse.runs:type_name -> rotor.storage.v2.WorkflowRun
+	143, // 67: rotor.storage.v2.LeaseRunsRequest.workspace_slots:type_name -> rotor.storage.v2.LeaseRunsRequest.WorkspaceSlotsEntry
+	107, // 68: rotor.storage.v2.LeaseRunsResponse.runs:type_name -> rotor.storage.v2.WorkflowRun
+	107, // 69: rotor.storage.v2.CheckpointRunRequest.run:type_name -> rotor.storage.v2.WorkflowRun
+	13,  // 70: rotor.storage.v2.CheckpointRunRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	107, // 71: rotor.storage.v2.CheckpointRunResponse.run:type_name -> rotor.storage.v2.WorkflowRun
+	106, // 72: rotor.storage.v2.SignalRunRequest.signal:type_name -> rotor.storage.v2.RunSignal
+	13,  // 73: rotor.storage.v2.SignalRunRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	107, // 74: rotor.storage.v2.SignalRunResponse.run:type_name -> rotor.storage.v2.WorkflowRun
+	13,  // 75: rotor.storage.v2.CancelRunRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	107, // 76: rotor.storage.v2.CancelRunResponse.run:type_name -> rotor.storage.v2.WorkflowRun
+	13,  // 77: rotor.storage.v2.RetryRunRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	107, // 78: rotor.storage.v2.RetryRunResponse.run:type_name -> rotor.storage.v2.WorkflowRun
+	144, // 79: rotor.storage.v2.CountRunsResponse.by_status:type_name -> rotor.storage.v2.CountRunsResponse.ByStatusEntry
+	4,   // 80: rotor.storage.v2.Plugin.Describe:input_type -> rotor.storage.v2.DescribeRequest
+	6,   // 81: rotor.storage.v2.Plugin.Configure:input_type -> rotor.storage.v2.ConfigureRequest
+	21,  // 82: rotor.storage.v2.Workspaces.CreateWorkspace:input_type -> rotor.storage.v2.CreateWorkspaceRequest
+	23,  // 83: rotor.storage.v2.Workspaces.GetWorkspace:input_type -> rotor.storage.v2.GetWorkspaceRequest
+	24,  // 84: rotor.storage.v2.Workspaces.GetWorkspaceByName:input_type -> rotor.storage.v2.GetWorkspaceByNameRequest
+	26,  // 85: rotor.storage.v2.Workspaces.ListWorkspaces:input_type -> rotor.storage.v2.ListWorkspacesRequest
+	28,  // 86: rotor.storage.v2.Workspaces.CreateAPIKey:input_type -> rotor.storage.v2.CreateAPIKeyRequest
+	30,  // 87: rotor.storage.v2.Workspaces.GetAPIKey:input_type -> rotor.storage.v2.GetAPIKeyRequest
+	32,  // 88: rotor.storage.v2.Workspaces.ListAPIKeys:input_type -> rotor.storage.v2.ListAPIKeysRequest
+	34,  // 89: rotor.storage.v2.Workspaces.RevokeAPIKey:input_type -> rotor.storage.v2.RevokeAPIKeyRequest
+	36,  // 90: rotor.storage.v2.Secrets.ListKEKs:input_type -> rotor.storage.v2.ListKEKsRequest
+	38,  // 91: rotor.storage.v2.Secrets.AddKEK:input_type -> rotor.storage.v2.AddKEKRequest
+	40,  // 92: rotor.storage.v2.Secrets.DeleteKEK:input_type -> rotor.storage.v2.DeleteKEKRequest
+	42,  // 93: rotor.storage.v2.Secrets.CreateSecret:input_type -> rotor.storage.v2.CreateSecretRequest
+	44,  // 94: rotor.storage.v2.Secrets.UpdateSecret:input_type -> rotor.storage.v2.UpdateSecretRequest
+	46,  // 95: rotor.storage.v2.Secrets.DeleteSecret:input_type -> rotor.storage.v2.DeleteSecretRequest
+	48,  // 96: rotor.storage.v2.Secrets.GetSecret:input_type -> rotor.storage.v2.GetSecretRequest
+	50,  // 97: rotor.storage.v2.Secrets.ListSecrets:input_type -> rotor.storage.v2.ListSecretsRequest
+	52,  // 98: rotor.storage.v2.Secrets.ListSecretsByKEK:input_type -> rotor.storage.v2.ListSecretsByKEKRequest
+	54,  // 99: rotor.storage.v2.Audit.AppendAudit:input_type -> rotor.storage.v2.AppendAuditRequest
+	56,  // 100: rotor.storage.v2.Audit.ListAudit:input_type -> rotor.storage.v2.ListAuditRequest
+	58,  // 101: rotor.storage.v2.Audit.ListAuditAsc:input_type -> rotor.storage.v2.ListAuditAscRequest
+	60,  // 102: rotor.storage.v2.Audit.GetAuditHead:input_type -> rotor.storage.v2.GetAuditHeadRequest
+	62,  // 103: rotor.storage.v2.Audit.PutAuditCheckpoint:input_type -> rotor.storage.v2.PutAuditCheckpointRequest
+	64,  // 104: rotor.storage.v2.Audit.GetAuditCheckpoint:input_type -> rotor.storage.v2.GetAuditCheckpointRequest
+	66,  // 105: rotor.storage.v2.Jobs.CreateQueue:input_type -> rotor.storage.v2.CreateQueueRequest
+	68,  // 106: rotor.storage.v2.Jobs.UpdateQueue:input_type -> rotor.storage.v2.UpdateQueueRequest
+	70,  // 107: rotor.storage.v2.Jobs.GetQueue:input_type -> rotor.storage.v2.GetQueueRequest
+	72,  // 108: rotor.storage.v2.Jobs.ListQueues:input_type -> rotor.storage.v2.ListQueuesRequest
+	74,  // 109: rotor.storage.v2.Jobs.DeleteQueue:input_type -> rotor.storage.v2.DeleteQueueRequest
+	76,  // 110: rotor.storage.v2.Jobs.EnqueueJobs:input_type -> rotor.storage.v2.EnqueueJobsRequest
+	79,  // 111: rotor.storage.v2.Jobs.GetJob:input_type -> rotor.storage.v2.GetJobRequest
+	81,  // 112: rotor.storage.v2.Jobs.ListJobs:input_type -> rotor.storage.v2.ListJobsRequest
+	83,  // 113: rotor.storage.v2.Jobs.LeaseJobs:input_type -> rotor.storage.v2.LeaseJobsRequest
+	86,  // 114: rotor.storage.v2.Jobs.CompleteAttempts:input_type -> rotor.storage.v2.CompleteAttemptsRequest
+	88,  // 115: rotor.storage.v2.Jobs.CancelJob:input_type -> rotor.storage.v2.CancelJobRequest
+	90,  // 116: rotor.storage.v2.Jobs.RetryJobs:input_type -> rotor.storage.v2.RetryJobsRequest
+	92,  // 117: rotor.storage.v2.Jobs.CountJobs:input_type -> rotor.storage.v2.CountJobsRequest
+	94,  // 118: rotor.storage.v2.Jobs.JobUsage:input_type -> rotor.storage.v2.JobUsageRequest
+	96,  // 119: rotor.storage.v2.Jobs.QueueStats:input_type -> rotor.storage.v2.QueueStatsRequest
+	98,  // 120: rotor.storage.v2.Retention.PruneJobs:input_type -> rotor.storage.v2.PruneJobsRequest
+	100, // 121: rotor.storage.v2.Retention.PruneAudit:input_type -> rotor.storage.v2.PruneAuditRequest
+	102, // 122: rotor.storage.v2.Retention.GetAuditRetention:input_type -> rotor.storage.v2.GetAuditRetentionRequest
+	108, // 123: rotor.storage.v2.Workflows.PutWorkflow:input_type -> rotor.storage.v2.PutWorkflowRequest
+	110, // 124: rotor.storage.v2.Workflows.GetWorkflow:input_type -> rotor.storage.v2.GetWorkflowRequest
+	112, // 125: rotor.storage.v2.Workflows.ListWorkflows:input_type -> rotor.storage.v2.ListWorkflowsRequest
+	114, // 126: rotor.storage.v2.Workflows.DeleteWorkflow:input_type -> rotor.storage.v2.DeleteWorkflowRequest
+	116, // 127: rotor.storage.v2.Workflows.CreateRun:input_type -> rotor.storage.v2.CreateRunRequest
+	118, // 128: rotor.storage.v2.Workflows.GetRun:input_type -> rotor.storage.v2.GetRunRequest
+	120, // 129: rotor.storage.v2.Workflows.ListRuns:input_type -> rotor.storage.v2.ListRunsRequest
+	122, // 130: rotor.storage.v2.Workflows.LeaseRuns:input_type -> rotor.storage.v2.LeaseRunsRequest
+	124, // 131: rotor.storage.v2.Workflows.CheckpointRun:input_type -> rotor.storage.v2.CheckpointRunRequest
+	126, // 132: rotor.storage.v2.Workflows.SignalRun:input_type -> rotor.storage.v2.SignalRunRequest
+	128, // 133: rotor.storage.v2.Workflows.CancelRun:input_type -> rotor.storage.v2.CancelRunRequest
+	130, // 134: rotor.storage.v2.Workflows.RetryRun:input_type -> rotor.storage.v2.RetryRunRequest
+	132, // 135: rotor.storage.v2.Workflows.CountRuns:input_type -> rotor.storage.v2.CountRunsRequest
+	134, // 136: rotor.storage.v2.Workflows.PruneRuns:input_type -> rotor.storage.v2.PruneRunsRequest
+	136, // 137: rotor.storage.v2.Changes.Watch:input_type -> rotor.storage.v2.WatchRequest
+	5,   // 138: rotor.storage.v2.Plugin.Describe:output_type -> rotor.storage.v2.DescribeResponse
+	7,   // 139: rotor.storage.v2.Plugin.Configure:output_type -> rotor.storage.v2.ConfigureResponse
+	22,  // 140: rotor.storage.v2.Workspaces.CreateWorkspace:output_type -> rotor.storage.v2.CreateWorkspaceResponse
+	25,  // 141: rotor.storage.v2.Workspaces.GetWorkspace:output_type -> rotor.storage.v2.GetWorkspaceResponse
+	25,  // 142: rotor.storage.v2.Workspaces.GetWorkspaceByName:output_type -> rotor.storage.v2.GetWorkspaceResponse
+	27,  // 143: rotor.storage.v2.Workspaces.ListWorkspaces:output_type -> rotor.storage.v2.ListWorkspacesResponse
+	29,  // 144: rotor.storage.v2.Workspaces.CreateAPIKey:output_type -> rotor.storage.v2.CreateAPIKeyResponse
+	31,  // 145: rotor.storage.v2.Workspaces.GetAPIKey:output_type -> rotor.storage.v2.GetAPIKeyResponse
+	33,  // 146: rotor.storage.v2.Workspaces.ListAPIKeys:output_type -> rotor.storage.v2.ListAPIKeysResponse
+	35,  // 147: rotor.storage.v2.Workspaces.RevokeAPIKey:output_type -> rotor.storage.v2.RevokeAPIKeyResponse
+	37,  // 148: rotor.storage.v2.Secrets.ListKEKs:output_type -> rotor.storage.v2.ListKEKsResponse
+	39,  // 149: rotor.storage.v2.Secrets.AddKEK:output_type -> rotor.storage.v2.AddKEKResponse
+	41,  // 150: rotor.storage.v2.Secrets.DeleteKEK:output_type -> rotor.storage.v2.DeleteKEKResponse
+	43,  // 151: rotor.storage.v2.Secrets.CreateSecret:output_type -> rotor.storage.v2.CreateSecretResponse
+	45,  // 152: rotor.storage.v2.Secrets.UpdateSecret:output_type -> rotor.storage.v2.UpdateSecretResponse
+	47,  // 153: rotor.storage.v2.Secrets.DeleteSecret:output_type -> rotor.storage.v2.DeleteSecretResponse
+	49,  // 154: rotor.storage.v2.Secrets.GetSecret:output_type -> rotor.storage.v2.GetSecretResponse
+	51,  // 155: rotor.storage.v2.Secrets.ListSecrets:output_type -> rotor.storage.v2.ListSecretsResponse
+	53,  // 156: rotor.storage.v2.Secrets.ListSecretsByKEK:output_type -> rotor.storage.v2.ListSecretsByKEKResponse
+	55,  // 157: rotor.storage.v2.Audit.AppendAudit:output_type -> rotor.storage.v2.AppendAuditResponse
+	57,  // 158: rotor.storage.v2.Audit.ListAudit:output_type -> rotor.storage.v2.ListAuditResponse
+	59,  // 159: rotor.storage.v2.Audit.ListAuditAsc:output_type -> rotor.storage.v2.ListAuditAscResponse
+	61,  // 160: rotor.storage.v2.Audit.GetAuditHead:output_type -> rotor.storage.v2.GetAuditHeadResponse
+	63,  // 161: rotor.storage.v2.Audit.PutAuditCheckpoint:output_type -> rotor.storage.v2.PutAuditCheckpointResponse
+	65,  // 162: rotor.storage.v2.Audit.GetAuditCheckpoint:output_type -> rotor.storage.v2.GetAuditCheckpointResponse
+	67,  // 163: rotor.storage.v2.Jobs.CreateQueue:output_type -> rotor.storage.v2.CreateQueueResponse
+	69,  // 164: rotor.storage.v2.Jobs.UpdateQueue:output_type -> rotor.storage.v2.UpdateQueueResponse
+	71,  // 165: rotor.storage.v2.Jobs.GetQueue:output_type -> rotor.storage.v2.GetQueueResponse
+	73,  // 166: rotor.storage.v2.Jobs.ListQueues:output_type -> rotor.storage.v2.ListQueuesResponse
+	75,  // 167: rotor.storage.v2.Jobs.DeleteQueue:output_type -> rotor.storage.v2.DeleteQueueResponse
+	78,  // 168: rotor.storage.v2.Jobs.EnqueueJobs:output_type -> rotor.storage.v2.EnqueueJobsResponse
+	80,  // 169: rotor.storage.v2.Jobs.GetJob:output_type -> rotor.storage.v2.GetJobResponse
+	82,  // 170: rotor.storage.v2.Jobs.ListJobs:output_type -> rotor.storage.v2.ListJobsResponse
+	84,  // 171: rotor.storage.v2.Jobs.LeaseJobs:output_type -> rotor.storage.v2.LeaseJobsResponse
+	87,  // 172: rotor.storage.v2.Jobs.CompleteAttempts:output_type -> rotor.storage.v2.CompleteAttemptsResponse
+	89,  // 173: rotor.storage.v2.Jobs.CancelJob:output_type -> rotor.storage.v2.CancelJobResponse
+	91,  // 174: rotor.storage.v2.Jobs.RetryJobs:output_type -> rotor.storage.v2.RetryJobsResponse
+	93,  // 175: rotor.storage.v2.Jobs.CountJobs:output_type -> rotor.storage.v2.CountJobsResponse
+	95,  // 176: rotor.storage.v2.Jobs.JobUsage:output_type -> rotor.storage.v2.JobUsageResponse
+	97,  // 177: rotor.storage.v2.Jobs.QueueStats:output_type -> rotor.storage.v2.QueueStatsResponse
+	99,  // 178: rotor.storage.v2.Retention.PruneJobs:output_type -> rotor.storage.v2.PruneJobsResponse
+	101, // 179: rotor.storage.v2.Retention.PruneAudit:output_type -> rotor.storage.v2.PruneAuditResponse
+	103, // 180: rotor.storage.v2.Retention.GetAuditRetention:output_type -> rotor.storage.v2.GetAuditRetentionResponse
+	109, // 181: rotor.storage.v2.Workflows.PutWorkflow:output_type -> rotor.storage.v2.PutWorkflowResponse
+	111, // 182: rotor.storage.v2.Workflows.GetWorkflow:output_type -> rotor.storage.v2.GetWorkflowResponse
+	113, // 183: rotor.storage.v2.Workflows.ListWorkflows:output_type -> rotor.storage.v2.ListWorkflowsResponse
+	115, // 184: rotor.storage.v2.Workflows.DeleteWorkflow:output_type -> rotor.storage.v2.DeleteWorkflowResponse
+	117, // 185: rotor.storage.v2.Workflows.CreateRun:output_type -> rotor.storage.v2.CreateRunResponse
+	119, // 186: rotor.storage.v2.Workflows.GetRun:output_type -> rotor.storage.v2.GetRunResponse
+	121, // 187: rotor.storage.v2.Workflows.ListRuns:output_type -> rotor.storage.v2.ListRunsResponse
+	123, // 188: rotor.storage.v2.Workflows.LeaseRuns:output_type -> rotor.storage.v2.LeaseRunsResponse
+	125, // 189: rotor.storage.v2.Workflows.CheckpointRun:output_type -> rotor.storage.v2.CheckpointRunResponse
+	127, // 190: rotor.storage.v2.Workflows.SignalRun:output_type -> rotor.storage.v2.SignalRunResponse
+	129, // 191: rotor.storage.v2.Workflows.CancelRun:output_type -> rotor.storage.v2.CancelRunResponse
+	131, // 192: rotor.storage.v2.Workflows.RetryRun:output_type -> rotor.storage.v2.RetryRunResponse
+	133, // 193: rotor.storage.v2.Workflows.CountRuns:output_type -> rotor.storage.v2.CountRunsResponse
+	135, // 194: rotor.storage.v2.Workflows.PruneRuns:output_type -> rotor.storage.v2.PruneRunsResponse
+	137, // 195: rotor.storage.v2.Changes.Watch:output_type -> rotor.storage.v2.Change
+	138, // [138:196] is the sub-list for method output_type
+	80,  // [80:138] is the sub-list for method input_type
+	80,  // [80:80] is the sub-list for extension type_name
+	80,  // [80:80] is the sub-list for extension extendee
+	0,   // [0:80] is the sub-list for field type_name
 }
 
 func init() { file_storage_proto_init() }
@@ -6579,9 +8805,9 @@ func file_storage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_storage_proto_rawDesc), len(file_storage_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   108,
+			NumMessages:   142,
 			NumExtensions: 0,
-			NumServices:   7,
+			NumServices:   8,
 		},
 		GoTypes:           file_storage_proto_goTypes,
 		DependencyIndexes: file_storage_proto_depIdxs,

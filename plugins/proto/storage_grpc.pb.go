@@ -2251,6 +2251,668 @@ var Retention_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
+	Workflows_PutWorkflow_FullMethodName    = "/rotor.storage.v2.Workflows/PutWorkflow"
+	Workflows_GetWorkflow_FullMethodName    = "/rotor.storage.v2.Workflows/GetWorkflow"
+	Workflows_ListWorkflows_FullMethodName  = "/rotor.storage.v2.Workflows/ListWorkflows"
+	Workflows_DeleteWorkflow_FullMethodName = "/rotor.storage.v2.Workflows/DeleteWorkflow"
+	Workflows_CreateRun_FullMethodName      = "/rotor.storage.v2.Workflows/CreateRun"
+	Workflows_GetRun_FullMethodName         = "/rotor.storage.v2.Workflows/GetRun"
+	Workflows_ListRuns_FullMethodName       = "/rotor.storage.v2.Workflows/ListRuns"
+	Workflows_LeaseRuns_FullMethodName      = "/rotor.storage.v2.Workflows/LeaseRuns"
+	Workflows_CheckpointRun_FullMethodName  = "/rotor.storage.v2.Workflows/CheckpointRun"
+	Workflows_SignalRun_FullMethodName      = "/rotor.storage.v2.Workflows/SignalRun"
+	Workflows_CancelRun_FullMethodName      = "/rotor.storage.v2.Workflows/CancelRun"
+	Workflows_RetryRun_FullMethodName       = "/rotor.storage.v2.Workflows/RetryRun"
+	Workflows_CountRuns_FullMethodName      = "/rotor.storage.v2.Workflows/CountRuns"
+	Workflows_PruneRuns_FullMethodName      = "/rotor.storage.v2.Workflows/PruneRuns"
+)
+
+// WorkflowsClient is the client API for Workflows service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Workflows is optional (Capability WORKFLOWS): definitions and runs of
+// storage.WorkflowStore. Without it the host answers workflow calls with
+// errors.ErrUnsupported. Definitions, inputs, outputs and signal data are
+// JSON that holds templates and scrubbed data, never a resolved secret.
+type WorkflowsClient interface {
+	// PutWorkflow creates (expected_version 0: EXISTS if the name is taken)
+	// or replaces (CONFLICT unless the stored version equals
+	// expected_version; NOT_FOUND if gone) a definition, stored with version
+	// = expected_version + 1, with the audit events, in one transaction.
+	PutWorkflow(ctx context.Context, in *PutWorkflowRequest, opts ...grpc.CallOption) (*PutWorkflowResponse, error)
+	// GetWorkflow: NOT_FOUND if absent.
+	GetWorkflow(ctx context.Context, in *GetWorkflowRequest, opts ...grpc.CallOption) (*GetWorkflowResponse, error)
+	// ListWorkflows returns a workspace's definitions by name.
+	ListWorkflows(ctx context.Context, in *ListWorkflowsRequest, opts ...grpc.CallOption) (*ListWorkflowsResponse, error)
+	// DeleteWorkflow removes a definition; its open runs become canceled (one
+	// transaction, with the audit events). NOT_FOUND if absent.
+	DeleteWorkflow(ctx context.Context, in *DeleteWorkflowRequest, opts ...grpc.CallOption) (*DeleteWorkflowResponse, error)
+	// CreateRun stores a new run. A run whose idempotency key was used for
+	// the same workflow within 24 h is not stored again: the existing run is
+	// returned with existing = true and the audit events are not written.
+	// NOT_FOUND if the workflow does not exist.
+	CreateRun(ctx context.Context, in *CreateRunRequest, opts ...grpc.CallOption) (*CreateRunResponse, error)
+	// GetRun: NOT_FOUND if absent.
+	GetRun(ctx context.Context, in *GetRunRequest, opts ...grpc.CallOption) (*GetRunResponse, error)
+	// ListRuns returns up to limit (<= MAX_BATCH) runs newest first; next is
+	// the cursor (before) of the following page, "" at the end.
+	ListRuns(ctx context.Context, in *ListRunsRequest, opts ...grpc.CallOption) (*ListRunsResponse, error)
+	// LeaseRuns leases up to limit (<= MAX_BATCH) due runs to owner (open,
+	// wake_at set and <= now, lease absent or expired), workspaces then
+	// workflows taking turns, earliest wake_at first, in one transaction.
+	LeaseRuns(ctx context.Context, in *LeaseRunsRequest, opts ...grpc.CallOption) (*LeaseRunsResponse, error)
+	// CheckpointRun stores the state a lease holder computed, atomically with
+	// the lease check: CONFLICT (nothing written) when the stored lease_token
+	// differs from run.lease_token. Returns the run as stored.
+	CheckpointRun(ctx context.Context, in *CheckpointRunRequest, opts ...grpc.CallOption) (*CheckpointRunResponse, error)
+	// SignalRun appends a signal to an open run (CONFLICT if finished or full,
+	// 64 signals) and makes it due when it waits for that name.
+	SignalRun(ctx context.Context, in *SignalRunRequest, opts ...grpc.CallOption) (*SignalRunResponse, error)
+	// CancelRun cancels an open run (CONFLICT otherwise), fencing its holder.
+	CancelRun(ctx context.Context, in *CancelRunRequest, opts ...grpc.CallOption) (*CancelRunResponse, error)
+	// RetryRun resumes a failed run at its failed step (CONFLICT if not failed).
+	RetryRun(ctx context.Context, in *RetryRunRequest, opts ...grpc.CallOption) (*RetryRunResponse, error)
+	// CountRuns counts runs by status (metrics).
+	CountRuns(ctx context.Context, in *CountRunsRequest, opts ...grpc.CallOption) (*CountRunsResponse, error)
+	// PruneRuns deletes up to limit (<= MAX_BATCH) finished runs last updated
+	// before `before`, in one transaction; fewer than limit: none left.
+	PruneRuns(ctx context.Context, in *PruneRunsRequest, opts ...grpc.CallOption) (*PruneRunsResponse, error)
+}
+
+type workflowsClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewWorkflowsClient(cc grpc.ClientConnInterface) WorkflowsClient {
+	return &workflowsClient{cc}
+}
+
+func (c *workflowsClient) PutWorkflow(ctx context.Context, in *PutWorkflowRequest, opts ...grpc.CallOption) (*PutWorkflowResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PutWorkflowResponse)
+	err := c.cc.Invoke(ctx, Workflows_PutWorkflow_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workflowsClient) GetWorkflow(ctx context.Context, in *GetWorkflowRequest, opts ...grpc.CallOption) (*GetWorkflowResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetWorkflowResponse)
+	err := c.cc.Invoke(ctx, Workflows_GetWorkflow_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workflowsClient) ListWorkflows(ctx context.Context, in *ListWorkflowsRequest, opts ...grpc.CallOption) (*ListWorkflowsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListWorkflowsResponse)
+	err := c.cc.Invoke(ctx, Workflows_ListWorkflows_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workflowsClient) DeleteWorkflow(ctx context.Context, in *DeleteWorkflowRequest, opts ...grpc.CallOption) (*DeleteWorkflowResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteWorkflowResponse)
+	err := c.cc.Invoke(ctx, Workflows_DeleteWorkflow_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workflowsClient) CreateRun(ctx context.Context, in *CreateRunRequest, opts ...grpc.CallOption) (*CreateRunResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateRunResponse)
+	err := c.cc.Invoke(ctx, Workflows_CreateRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workflowsClient) GetRun(ctx context.Context, in *GetRunRequest, opts ...grpc.CallOption) (*GetRunResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetRunResponse)
+	err := c.cc.Invoke(ctx, Workflows_GetRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workflowsClient) ListRuns(ctx context.Context, in *ListRunsRequest, opts ...grpc.CallOption) (*ListRunsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListRunsResponse)
+	err := c.cc.Invoke(ctx, Workflows_ListRuns_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workflowsClient) LeaseRuns(ctx context.Context, in *LeaseRunsRequest, opts ...grpc.CallOption) (*LeaseRunsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LeaseRunsResponse)
+	err := c.cc.Invoke(ctx, Workflows_LeaseRuns_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workflowsClient) CheckpointRun(ctx context.Context, in *CheckpointRunRequest, opts ...grpc.CallOption) (*CheckpointRunResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckpointRunResponse)
+	err := c.cc.Invoke(ctx, Workflows_CheckpointRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workflowsClient) SignalRun(ctx context.Context, in *SignalRunRequest, opts ...grpc.CallOption) (*SignalRunResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SignalRunResponse)
+	err := c.cc.Invoke(ctx, Workflows_SignalRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workflowsClient) CancelRun(ctx context.Context, in *CancelRunRequest, opts ...grpc.CallOption) (*CancelRunResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelRunResponse)
+	err := c.cc.Invoke(ctx, Workflows_CancelRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workflowsClient) RetryRun(ctx context.Context, in *RetryRunRequest, opts ...grpc.CallOption) (*RetryRunResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RetryRunResponse)
+	err := c.cc.Invoke(ctx, Workflows_RetryRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workflowsClient) CountRuns(ctx context.Context, in *CountRunsRequest, opts ...grpc.CallOption) (*CountRunsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CountRunsResponse)
+	err := c.cc.Invoke(ctx, Workflows_CountRuns_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workflowsClient) PruneRuns(ctx context.Context, in *PruneRunsRequest, opts ...grpc.CallOption) (*PruneRunsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PruneRunsResponse)
+	err := c.cc.Invoke(ctx, Workflows_PruneRuns_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// WorkflowsServer is the server API for Workflows service.
+// All implementations must embed UnimplementedWorkflowsServer
+// for forward compatibility.
+//
+// Workflows is optional (Capability WORKFLOWS): definitions and runs of
+// storage.WorkflowStore. Without it the host answers workflow calls with
+// errors.ErrUnsupported. Definitions, inputs, outputs and signal data are
+// JSON that holds templates and scrubbed data, never a resolved secret.
+type WorkflowsServer interface {
+	// PutWorkflow creates (expected_version 0: EXISTS if the name is taken)
+	// or replaces (CONFLICT unless the stored version equals
+	// expected_version; NOT_FOUND if gone) a definition, stored with version
+	// = expected_version + 1, with the audit events, in one transaction.
+	PutWorkflow(context.Context, *PutWorkflowRequest) (*PutWorkflowResponse, error)
+	// GetWorkflow: NOT_FOUND if absent.
+	GetWorkflow(context.Context, *GetWorkflowRequest) (*GetWorkflowResponse, error)
+	// ListWorkflows returns a workspace's definitions by name.
+	ListWorkflows(context.Context, *ListWorkflowsRequest) (*ListWorkflowsResponse, error)
+	// DeleteWorkflow removes a definition; its open runs become canceled (one
+	// transaction, with the audit events). NOT_FOUND if absent.
+	DeleteWorkflow(context.Context, *DeleteWorkflowRequest) (*DeleteWorkflowResponse, error)
+	// CreateRun stores a new run. A run whose idempotency key was used for
+	// the same workflow within 24 h is not stored again: the existing run is
+	// returned with existing = true and the audit events are not written.
+	// NOT_FOUND if the workflow does not exist.
+	CreateRun(context.Context, *CreateRunRequest) (*CreateRunResponse, error)
+	// GetRun: NOT_FOUND if absent.
+	GetRun(context.Context, *GetRunRequest) (*GetRunResponse, error)
+	// ListRuns returns up to limit (<= MAX_BATCH) runs newest first; next is
+	// the cursor (before) of the following page, "" at the end.
+	ListRuns(context.Context, *ListRunsRequest) (*ListRunsResponse, error)
+	// LeaseRuns leases up to limit (<= MAX_BATCH) due runs to owner (open,
+	// wake_at set and <= now, lease absent or expired), workspaces then
+	// workflows taking turns, earliest wake_at first, in one transaction.
+	LeaseRuns(context.Context, *LeaseRunsRequest) (*LeaseRunsResponse, error)
+	// CheckpointRun stores the state a lease holder computed, atomically with
+	// the lease check: CONFLICT (nothing written) when the stored lease_token
+	// differs from run.lease_token. Returns the run as stored.
+	CheckpointRun(context.Context, *CheckpointRunRequest) (*CheckpointRunResponse, error)
+	// SignalRun appends a signal to an open run (CONFLICT if finished or full,
+	// 64 signals) and makes it due when it waits for that name.
+	SignalRun(context.Context, *SignalRunRequest) (*SignalRunResponse, error)
+	// CancelRun cancels an open run (CONFLICT otherwise), fencing its holder.
+	CancelRun(context.Context, *CancelRunRequest) (*CancelRunResponse, error)
+	// RetryRun resumes a failed run at its failed step (CONFLICT if not failed).
+	RetryRun(context.Context, *RetryRunRequest) (*RetryRunResponse, error)
+	// CountRuns counts runs by status (metrics).
+	CountRuns(context.Context, *CountRunsRequest) (*CountRunsResponse, error)
+	// PruneRuns deletes up to limit (<= MAX_BATCH) finished runs last updated
+	// before `before`, in one transaction; fewer than limit: none left.
+	PruneRuns(context.Context, *PruneRunsRequest) (*PruneRunsResponse, error)
+	mustEmbedUnimplementedWorkflowsServer()
+}
+
+// UnimplementedWorkflowsServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedWorkflowsServer struct{}
+
+func (UnimplementedWorkflowsServer) PutWorkflow(context.Context, *PutWorkflowRequest) (*PutWorkflowResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method PutWorkflow not implemented")
+}
+func (UnimplementedWorkflowsServer) GetWorkflow(context.Context, *GetWorkflowRequest) (*GetWorkflowResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetWorkflow not implemented")
+}
+func (UnimplementedWorkflowsServer) ListWorkflows(context.Context, *ListWorkflowsRequest) (*ListWorkflowsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListWorkflows not implemented")
+}
+func (UnimplementedWorkflowsServer) DeleteWorkflow(context.Context, *DeleteWorkflowRequest) (*DeleteWorkflowResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DeleteWorkflow not implemented")
+}
+func (UnimplementedWorkflowsServer) CreateRun(context.Context, *CreateRunRequest) (*CreateRunResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CreateRun not implemented")
+}
+func (UnimplementedWorkflowsServer) GetRun(context.Context, *GetRunRequest) (*GetRunResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetRun not implemented")
+}
+func (UnimplementedWorkflowsServer) ListRuns(context.Context, *ListRunsRequest) (*ListRunsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListRuns not implemented")
+}
+func (UnimplementedWorkflowsServer) LeaseRuns(context.Context, *LeaseRunsRequest) (*LeaseRunsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method LeaseRuns not implemented")
+}
+func (UnimplementedWorkflowsServer) CheckpointRun(context.Context, *CheckpointRunRequest) (*CheckpointRunResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CheckpointRun not implemented")
+}
+func (UnimplementedWorkflowsServer) SignalRun(context.Context, *SignalRunRequest) (*SignalRunResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SignalRun not implemented")
+}
+func (UnimplementedWorkflowsServer) CancelRun(context.Context, *CancelRunRequest) (*CancelRunResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CancelRun not implemented")
+}
+func (UnimplementedWorkflowsServer) RetryRun(context.Context, *RetryRunRequest) (*RetryRunResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RetryRun not implemented")
+}
+func (UnimplementedWorkflowsServer) CountRuns(context.Context, *CountRunsRequest) (*CountRunsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CountRuns not implemented")
+}
+func (UnimplementedWorkflowsServer) PruneRuns(context.Context, *PruneRunsRequest) (*PruneRunsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method PruneRuns not implemented")
+}
+func (UnimplementedWorkflowsServer) mustEmbedUnimplementedWorkflowsServer() {}
+func (UnimplementedWorkflowsServer) testEmbeddedByValue()                   {}
+
+// UnsafeWorkflowsServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to WorkflowsServer will
+// result in compilation errors.
+type UnsafeWorkflowsServer interface {
+	mustEmbedUnimplementedWorkflowsServer()
+}
+
+func RegisterWorkflowsServer(s grpc.ServiceRegistrar, srv WorkflowsServer) {
+	// If the following call pancis, it indicates UnimplementedWorkflowsServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Workflows_ServiceDesc, srv)
+}
+
+func _Workflows_PutWorkflow_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PutWorkflowRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkflowsServer).PutWorkflow(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Workflows_PutWorkflow_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkflowsServer).PutWorkflow(ctx, req.(*PutWorkflowRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Workflows_GetWorkflow_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetWorkflowRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkflowsServer).GetWorkflow(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Workflows_GetWorkflow_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkflowsServer).GetWorkflow(ctx, req.(*GetWorkflowRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Workflows_ListWorkflows_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListWorkflowsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkflowsServer).ListWorkflows(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Workflows_ListWorkflows_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkflowsServer).ListWorkflows(ctx, req.(*ListWorkflowsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Workflows_DeleteWorkflow_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteWorkflowRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkflowsServer).DeleteWorkflow(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Workflows_DeleteWorkflow_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkflowsServer).DeleteWorkflow(ctx, req.(*DeleteWorkflowRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Workflows_CreateRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkflowsServer).CreateRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Workflows_CreateRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkflowsServer).CreateRun(ctx, req.(*CreateRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Workflows_GetRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkflowsServer).GetRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Workflows_GetRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkflowsServer).GetRun(ctx, req.(*GetRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Workflows_ListRuns_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRunsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkflowsServer).ListRuns(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Workflows_ListRuns_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkflowsServer).ListRuns(ctx, req.(*ListRunsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Workflows_LeaseRuns_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LeaseRunsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkflowsServer).LeaseRuns(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Workflows_LeaseRuns_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkflowsServer).LeaseRuns(ctx, req.(*LeaseRunsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Workflows_CheckpointRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckpointRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkflowsServer).CheckpointRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Workflows_CheckpointRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkflowsServer).CheckpointRun(ctx, req.(*CheckpointRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Workflows_SignalRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SignalRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkflowsServer).SignalRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Workflows_SignalRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkflowsServer).SignalRun(ctx, req.(*SignalRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Workflows_CancelRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkflowsServer).CancelRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Workflows_CancelRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkflowsServer).CancelRun(ctx, req.(*CancelRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Workflows_RetryRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RetryRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkflowsServer).RetryRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Workflows_RetryRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkflowsServer).RetryRun(ctx, req.(*RetryRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Workflows_CountRuns_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CountRunsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkflowsServer).CountRuns(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Workflows_CountRuns_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkflowsServer).CountRuns(ctx, req.(*CountRunsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Workflows_PruneRuns_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PruneRunsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkflowsServer).PruneRuns(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Workflows_PruneRuns_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkflowsServer).PruneRuns(ctx, req.(*PruneRunsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Workflows_ServiceDesc is the grpc.ServiceDesc for Workflows service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Workflows_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "rotor.storage.v2.Workflows",
+	HandlerType: (*WorkflowsServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "PutWorkflow",
+			Handler:    _Workflows_PutWorkflow_Handler,
+		},
+		{
+			MethodName: "GetWorkflow",
+			Handler:    _Workflows_GetWorkflow_Handler,
+		},
+		{
+			MethodName: "ListWorkflows",
+			Handler:    _Workflows_ListWorkflows_Handler,
+		},
+		{
+			MethodName: "DeleteWorkflow",
+			Handler:    _Workflows_DeleteWorkflow_Handler,
+		},
+		{
+			MethodName: "CreateRun",
+			Handler:    _Workflows_CreateRun_Handler,
+		},
+		{
+			MethodName: "GetRun",
+			Handler:    _Workflows_GetRun_Handler,
+		},
+		{
+			MethodName: "ListRuns",
+			Handler:    _Workflows_ListRuns_Handler,
+		},
+		{
+			MethodName: "LeaseRuns",
+			Handler:    _Workflows_LeaseRuns_Handler,
+		},
+		{
+			MethodName: "CheckpointRun",
+			Handler:    _Workflows_CheckpointRun_Handler,
+		},
+		{
+			MethodName: "SignalRun",
+			Handler:    _Workflows_SignalRun_Handler,
+		},
+		{
+			MethodName: "CancelRun",
+			Handler:    _Workflows_CancelRun_Handler,
+		},
+		{
+			MethodName: "RetryRun",
+			Handler:    _Workflows_RetryRun_Handler,
+		},
+		{
+			MethodName: "CountRuns",
+			Handler:    _Workflows_CountRuns_Handler,
+		},
+		{
+			MethodName: "PruneRuns",
+			Handler:    _Workflows_PruneRuns_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "storage.proto",
+}
+
+const (
 	Changes_Watch_FullMethodName = "/rotor.storage.v2.Changes/Watch"
 )
 
