@@ -54,11 +54,12 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // Plugin configures the backend and describes what it implements. The host
-// calls Describe first, then Configure, before any other RPC.
+// calls Configure, then Describe, before any other RPC.
 type PluginClient interface {
-	// Describe reports the protocol version and capabilities. It must work
-	// before Configure. The host refuses a plugin whose protocol_version
-	// differs from its own or that lacks a required capability.
+	// Describe reports the protocol version and the capabilities of the
+	// configured backend (optional ones may depend on it). The host refuses a
+	// plugin whose protocol_version differs from its own, that lacks a
+	// required capability, or whose max_batch is below MAX_BATCH.
 	Describe(ctx context.Context, in *DescribeRequest, opts ...grpc.CallOption) (*DescribeResponse, error)
 	// Configure opens the backend. Connection settings travel here, never in
 	// the plugin's argv or environment (it starts with an empty environment).
@@ -99,11 +100,12 @@ func (c *pluginClient) Configure(ctx context.Context, in *ConfigureRequest, opts
 // for forward compatibility.
 //
 // Plugin configures the backend and describes what it implements. The host
-// calls Describe first, then Configure, before any other RPC.
+// calls Configure, then Describe, before any other RPC.
 type PluginServer interface {
-	// Describe reports the protocol version and capabilities. It must work
-	// before Configure. The host refuses a plugin whose protocol_version
-	// differs from its own or that lacks a required capability.
+	// Describe reports the protocol version and the capabilities of the
+	// configured backend (optional ones may depend on it). The host refuses a
+	// plugin whose protocol_version differs from its own, that lacks a
+	// required capability, or whose max_batch is below MAX_BATCH.
 	Describe(context.Context, *DescribeRequest) (*DescribeResponse, error)
 	// Configure opens the backend. Connection settings travel here, never in
 	// the plugin's argv or environment (it starts with an empty environment).
