@@ -287,11 +287,15 @@ func (c *Client) ListSecrets(ctx context.Context, args storage.ListSecretsArgs) 
 	return out, nil
 }
 
-// ListSecretsByKEK asks for at most MaxBatch records (the caller loops
-// until none are left, so a smaller page is only a shorter step).
+// ListSecretsByKEK asks for at most MaxBatch records, also when limit is
+// 0 ("all" in-process): the caller (key rotation) re-seals what it got and
+// asks again until none are left, so a smaller page is only a shorter step.
 func (c *Client) ListSecretsByKEK(ctx context.Context, kekID string, limit int) ([]storage.SecretRecord, error) {
+	if limit <= 0 || limit > MaxBatch {
+		limit = MaxBatch
+	}
 	r, err := call(ctx, c, "ListSecretsByKEK", func(ctx context.Context, cc *conn) (*pb.ListSecretsByKEKResponse, error) {
-		return cc.secrets.ListSecretsByKEK(ctx, &pb.ListSecretsByKEKRequest{KekId: kekID, Limit: int64(min(limit, MaxBatch))})
+		return cc.secrets.ListSecretsByKEK(ctx, &pb.ListSecretsByKEKRequest{KekId: kekID, Limit: int64(limit)})
 	})
 	if err != nil || len(r.Secrets) == 0 {
 		return nil, err

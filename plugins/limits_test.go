@@ -1,10 +1,13 @@
 package plugins_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -96,5 +99,49 @@ func TestHungPluginCallsFailWithinBound(t *testing.T) {
 			t.Fatalf("plugin did not recover: %v", err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestHostSplitsLargeBatches: above the protocol's MAX_BATCH the host
+// splits an audit append into several calls and pages an ascending
+// listing, so callers keep the Store semantics (every row appended, in
+// order, chained; a listing of "up to limit" rows returns them all).
+func TestHostSplitsLargeBatches(t *testing.T) {
+	s, err := plugins.Launch(context.Background(), plugins.LaunchOptions{
+		Path: launchPath(), Env: []string{"ROTOR_TEST_AS_PLUGIN=1"}, CallTimeout: 2 * time.Minute,
+		Config: &proto.ConfigureRequest{Backend: "bbolt", Path: filepath.Join(t.TempDir(), "rotor.db")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if err := s.CreateWorkspace(ctx, storage.CreateWorkspaceArgs{Workspace: storage.Workspace{ID: "ws", Name: "ws", CreatedAt: time.Now()}}); err != nil {
+		t.Fatal(err)
+	}
+	n := plugins.MaxBatch + 7
+	evs := make([]storage.AuditEvent, n)
+	for i := range evs {
+		evs[i] = storage.AuditEvent{OccurredAt: time.Now(), WorkspaceID: "ws", ActorID: "a", EventType: "e", ResourceType: "r", ResourceID: strconv.Itoa(i), Input: json.RawMessage(`{}`)}
+	}
+	if err := s.AppendAudit(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.ListAuditAsc(ctx, storage.AuditRange{WorkspaceID: "ws", Limit: n + 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != n {
+		t.Fatalf("listed %d rows, want %d", len(got), n)
+	}
+	var prev []byte
+	for i, e := range got {
+		if e.ResourceID != strconv.Itoa(i) || (i > 0 && e.ID <= got[i-1].ID) {
+			t.Fatalf("row %d out of order: %+v", i, e)
+		}
+		if want := storage.NextChain(prev, e); !bytes.Equal(e.Chain, want) {
+			t.Fatalf("row %d: chain broken across the split", i)
+		}
+		prev = e.Chain
 	}
 }

@@ -636,8 +636,9 @@ type SecretsClient interface {
 	GetSecret(ctx context.Context, in *GetSecretRequest, opts ...grpc.CallOption) (*GetSecretResponse, error)
 	// ListSecrets returns a workspace's secrets' metadata, by name.
 	ListSecrets(ctx context.Context, in *ListSecretsRequest, opts ...grpc.CallOption) (*ListSecretsResponse, error)
-	// ListSecretsByKEK returns up to limit (<= MAX_BATCH) secrets of any
-	// workspace sealed under kek_id (key rotation re-seals them).
+	// ListSecretsByKEK returns up to limit (1 to MAX_BATCH; the host never
+	// sends 0) secrets of any workspace sealed under kek_id (key rotation
+	// re-seals them and asks again until none are left).
 	ListSecretsByKEK(ctx context.Context, in *ListSecretsByKEKRequest, opts ...grpc.CallOption) (*ListSecretsByKEKResponse, error)
 }
 
@@ -765,8 +766,9 @@ type SecretsServer interface {
 	GetSecret(context.Context, *GetSecretRequest) (*GetSecretResponse, error)
 	// ListSecrets returns a workspace's secrets' metadata, by name.
 	ListSecrets(context.Context, *ListSecretsRequest) (*ListSecretsResponse, error)
-	// ListSecretsByKEK returns up to limit (<= MAX_BATCH) secrets of any
-	// workspace sealed under kek_id (key rotation re-seals them).
+	// ListSecretsByKEK returns up to limit (1 to MAX_BATCH; the host never
+	// sends 0) secrets of any workspace sealed under kek_id (key rotation
+	// re-seals them and asks again until none are left).
 	ListSecretsByKEK(context.Context, *ListSecretsByKEKRequest) (*ListSecretsByKEKResponse, error)
 	mustEmbedUnimplementedSecretsServer()
 }
