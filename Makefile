@@ -90,6 +90,8 @@ fuzz:
 	# issue 10 (proxy): the scrubber's matcher and allowed_hosts parsing
 	$(GO) test -run '^$$' -fuzz '^FuzzScrubber$$' -fuzztime $(FUZZTIME) ./proxy
 	$(GO) test -run '^$$' -fuzz '^FuzzNormalizeAllowedHosts$$' -fuzztime $(FUZZTIME) ./vault
+	# issue 16: the host decoding a storage plugin's answers
+	$(GO) test -run '^$$' -fuzz '^FuzzHostDecode$$' -fuzztime $(FUZZTIME) ./plugins
 
 # Regenerate the storage plugin protocol's Go code (committed). Pinned:
 # protoc 3.21.12 (Debian 12 bookworm's protobuf-compiler; the generated
