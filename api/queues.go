@@ -138,6 +138,13 @@ type attemptJSON struct {
 	DurationMS float64   `json:"duration_ms"`
 	StatusCode int       `json:"status_code,omitempty"`
 	ErrorCode  string    `json:"error_code,omitempty"`
+	// The exchange, for people (storage.Attempt): templates as sent,
+	// the failure in words, the callback's answer scrubbed and bounded.
+	RequestURL      string            `json:"request_url,omitempty"`
+	RequestHeaders  map[string]string `json:"request_headers,omitempty"`
+	Error           string            `json:"error,omitempty"`
+	ResponseHeaders map[string]string `json:"response_headers,omitempty"`
+	ResponseExcerpt string            `json:"response_excerpt,omitempty"`
 }
 
 type jobJSON struct {
@@ -162,7 +169,8 @@ func toJobJSON(j storage.Job) jobJSON {
 	}
 	for _, a := range j.Attempts {
 		out.Attempts = append(out.Attempts, attemptJSON{N: a.N, StartedAt: a.StartedAt, DurationMS: float64(a.Duration.Microseconds()) / 1000,
-			StatusCode: a.StatusCode, ErrorCode: a.ErrorCode})
+			StatusCode: a.StatusCode, ErrorCode: a.ErrorCode, RequestURL: a.RequestURL, RequestHeaders: a.RequestHeaders,
+			Error: a.Error, ResponseHeaders: a.ResponseHeaders, ResponseExcerpt: a.ResponseExcerpt})
 	}
 	return out
 }

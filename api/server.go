@@ -142,6 +142,9 @@ func (s *Server) routes() {
 			http.MethodPost: s.authed(vault.RoleMember, s.createQueue),
 			http.MethodGet:  s.authed(vault.RoleMember, s.listQueues),
 		})
+		s.route("/v1/secrets/{name}/references", map[string]http.HandlerFunc{
+			http.MethodGet: s.authed(vault.RoleMember, s.secretReferences),
+		})
 		s.route("/v1/queues/{name}", map[string]http.HandlerFunc{
 			http.MethodGet:    s.authed(vault.RoleMember, s.getQueue),
 			http.MethodPatch:  s.authed(vault.RoleMember, s.patchQueue),

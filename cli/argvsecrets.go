@@ -11,6 +11,11 @@ import (
 var argvSecrets = map[string]string{
 	flagMasterKey:   "use ROTOR_MASTER_KEY_FILE (or --master-key-file), the ROTOR_MASTER_KEY environment variable, or master-key in the --config file",
 	flagPostgresDSN: "use the ROTOR_POSTGRES_DSN environment variable or postgres-dsn in the --config file",
+	// The dispatch token makes a client the dispatcher (the proxy attaches
+	// callback credentials and signs for it); the bootstrap key is an
+	// operator key.
+	flagDispatchToken: "use the ROTOR_DISPATCH_TOKEN environment variable or dispatch-token in the --config file",
+	flagBootstrapKey:  "use the ROTOR_BOOTSTRAP_API_KEY environment variable or bootstrap-api-key in the --config file",
 }
 
 // refuseArgvSecrets refuses any of argvSecrets in args (args[0] is the

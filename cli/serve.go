@@ -103,7 +103,7 @@ func loadNodeConfig(c *cli.Context, mode string) (serveConfig, error) {
 			}
 		}
 		if cfg.Dispatch && !withProxy && cfg.DispatchProxyURL == "" {
-			return cfg, settingErr(flagComponents, "dispatch without proxy needs --dispatch-proxy-url and --dispatch-token (a remote Rotor proxy)")
+			return cfg, settingErr(flagComponents, "dispatch without proxy needs --dispatch-proxy-url and ROTOR_DISPATCH_TOKEN (a remote Rotor proxy)")
 		}
 		if !cfg.API && !withProxy && !cfg.Dispatch {
 			return cfg, settingErr(flagComponents, "nothing to run")
@@ -229,7 +229,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 	}
 	queues := dispatch.NewService(store, v, nil, func() { notify() })
 	if cfg.API {
-		dash, err := web.New(web.Options{Vault: v, Queues: queues, Logger: log})
+		dash, err := web.New(web.Options{Vault: v, Queues: queues, Logger: log, Metrics: reg})
 		if err != nil {
 			return err
 		}

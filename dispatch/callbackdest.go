@@ -54,8 +54,11 @@ func callbackDestination(raw string) (*url.URL, error) {
 	return u, nil
 }
 
+// sameDestination compares host names folding ASCII letters only: Unicode
+// folding (strings.EqualFold) makes U+212A equal "k" and U+017F equal "s",
+// names that DNS and certificates treat as different hosts.
 func sameDestination(a, b *url.URL) bool {
-	return strings.EqualFold(a.Scheme, b.Scheme) && strings.EqualFold(strings.TrimSuffix(a.Hostname(), "."), strings.TrimSuffix(b.Hostname(), ".")) &&
+	return equalFold(a.Scheme, b.Scheme) && equalFold(strings.TrimSuffix(a.Hostname(), "."), strings.TrimSuffix(b.Hostname(), ".")) &&
 		effectivePort(a) == effectivePort(b)
 }
 
@@ -63,7 +66,7 @@ func effectivePort(u *url.URL) string {
 	if p := u.Port(); p != "" {
 		return p
 	}
-	if strings.EqualFold(u.Scheme, "https") {
+	if equalFold(u.Scheme, "https") {
 		return "443"
 	}
 	return "80"

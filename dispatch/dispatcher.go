@@ -356,10 +356,11 @@ func (d *Dispatcher) completer(done chan struct{}) {
 func (d *Dispatcher) attempt(ctx context.Context, q storage.Queue, j storage.Job) storage.AttemptResult {
 	n := len(j.Attempts) + 1
 	start := d.o.Now()
-	status, code, hdr := d.deliver(ctx, q, j, n, start)
+	att := storage.Attempt{N: n, StartedAt: start}
+	status, code, hdr := d.deliver(ctx, q, j, n, start, &att)
 	end := d.o.Now()
-	res := storage.AttemptResult{WorkspaceID: j.WorkspaceID, JobID: j.ID, LeaseToken: j.LeaseToken, At: end,
-		Attempt: storage.Attempt{N: n, StartedAt: start, Duration: end.Sub(start), StatusCode: status, ErrorCode: code}}
+	att.Duration, att.StatusCode, att.ErrorCode = end.Sub(start), status, code
+	res := storage.AttemptResult{WorkspaceID: j.WorkspaceID, JobID: j.ID, LeaseToken: j.LeaseToken, At: end, Attempt: att}
 	used := n - j.RetryFrom
 	outcome := OutcomeRetry
 	switch {
@@ -398,8 +399,9 @@ func (d *Dispatcher) attempt(ctx context.Context, q storage.Queue, j storage.Job
 }
 
 // deliver sends the request through the proxy and returns the status (0 if
-// none), an error code, and the response headers.
-func (d *Dispatcher) deliver(ctx context.Context, q storage.Queue, j storage.Job, n int, now time.Time) (int, string, http.Header) {
+// none), an error code, and the response headers; att gets the exchange's
+// detail for people (attemptdetail.go).
+func (d *Dispatcher) deliver(ctx context.Context, q storage.Queue, j storage.Job, n int, now time.Time, att *storage.Attempt) (int, string, http.Header) {
 	target := q.CallbackURL
 	scheme := ""
 	if rest, ok := cutPrefixFold(target, "https://"); ok {
@@ -433,16 +435,21 @@ func (d *Dispatcher) deliver(ctx context.Context, q storage.Queue, j storage.Job
 	if h.Get("Authorization") == "" {
 		h.Set(proxy.HeaderInternalAuth, "callback")
 	}
+	att.RequestURL, att.RequestHeaders = clip(q.CallbackURL, 2048), requestTemplate(h)
 	resp, err := d.client.Do(req)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
+			att.Error = "timed out after " + q.Timeout.String() + " (the queue's timeout)"
 			return 0, ErrCodeTimeout, nil
 		}
+		att.Error = clientErrorWords(err)
 		return 0, ErrCodeConnectionFailed, nil
 	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	head, _ := io.ReadAll(io.LimitReader(resp.Body, maxExcerptBytes))
+	rest, _ := io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	resp.Body.Close()
 	if code := resp.Header.Get(proxy.HeaderError); code != "" {
+		att.Error = proxyErrorWords(code, head)
 		// The proxy refused or failed the request itself.
 		switch code {
 		case proxy.CodeSecretNotFound:
@@ -454,7 +461,9 @@ func (d *Dispatcher) deliver(ctx context.Context, q storage.Queue, j storage.Job
 		}
 		return 0, code, resp.Header
 	}
+	att.ResponseHeaders, att.ResponseExcerpt = responseHeaders(resp.Header), excerpt(head, rest > 0)
 	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
+		att.Error = "the callback answered " + resp.Status
 		return resp.StatusCode, ErrCodeHTTPStatus, resp.Header
 	}
 	return resp.StatusCode, "", resp.Header

@@ -43,6 +43,17 @@ type Attempt struct {
 	// ErrorCode is set when the attempt failed (secret_missing, timeout,
 	// connection_failed, http_status, ...).
 	ErrorCode string `json:"error_code,omitempty"`
+	// The rest is for people reading an attempt (the dashboard, GET
+	// /v1/jobs/{id}), bounded in size by the dispatcher. RequestURL and
+	// RequestHeaders are the templates as sent (references, never values);
+	// Error is the failure in words (DNS failure, refused, timeout, TLS);
+	// ResponseHeaders and ResponseExcerpt are what the callback answered,
+	// scrubbed of resolved values (by the proxy) and of credentials.
+	RequestURL      string            `json:"request_url,omitempty"`
+	RequestHeaders  map[string]string `json:"request_headers,omitempty"`
+	Error           string            `json:"error,omitempty"`
+	ResponseHeaders map[string]string `json:"response_headers,omitempty"`
+	ResponseExcerpt string            `json:"response_excerpt,omitempty"`
 }
 
 // Job is one payload to deliver to its queue's callback. Payload holds the

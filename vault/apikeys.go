@@ -96,9 +96,13 @@ const (
 	authCacheMax = 10000
 )
 
+// Every clear bumps gen, and a check stores its answer only if gen did not
+// move while it read the store: a check that read the key just before a
+// revocation must not cache the key as valid after it.
 type authCache struct {
-	mu sync.RWMutex
-	m  map[[sha256.Size]byte]authEntry
+	mu  sync.RWMutex
+	gen uint64
+	m   map[[sha256.Size]byte]authEntry
 }
 
 type authEntry struct {
@@ -116,8 +120,18 @@ func (c *authCache) get(h [sha256.Size]byte, now time.Time) (Actor, bool) {
 	return e.actor, true
 }
 
-func (c *authCache) put(h [sha256.Size]byte, a Actor, now time.Time) {
+func (c *authCache) generation() uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.gen
+}
+
+func (c *authCache) putIfCurrent(h [sha256.Size]byte, a Actor, now time.Time, gen uint64) {
 	c.mu.Lock()
+	if c.gen != gen {
+		c.mu.Unlock()
+		return
+	}
 	if c.m == nil || len(c.m) >= authCacheMax {
 		c.m = make(map[[sha256.Size]byte]authEntry)
 	}
@@ -127,6 +141,7 @@ func (c *authCache) put(h [sha256.Size]byte, a Actor, now time.Time) {
 
 func (c *authCache) clear() {
 	c.mu.Lock()
+	c.gen++
 	c.m = nil
 	c.mu.Unlock()
 }
@@ -144,9 +159,10 @@ func (v *Vault) Authenticate(ctx context.Context, key string) (Actor, error) {
 	if a, ok := v.auth.get(sum, now); ok {
 		return a, nil
 	}
+	gen := v.auth.generation()
 	a, err := v.authenticate(ctx, key)
 	if err == nil {
-		v.auth.put(sum, a, now)
+		v.auth.putIfCurrent(sum, a, now, gen)
 	}
 	return a, err
 }

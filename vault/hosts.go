@@ -36,7 +36,7 @@ func NormalizeAllowedHosts(hosts []string) ([]string, error) {
 	out := make([]string, 0, len(hosts))
 	seen := make(map[string]bool, len(hosts))
 	for i, h := range hosts {
-		e, err := parseHostEntry(strings.ToLower(strings.TrimSpace(h)))
+		e, err := parseHostEntry(lowerASCII(strings.TrimSpace(h)))
 		if err != nil {
 			return nil, fmt.Errorf("%w: allowed_hosts[%d] %q: %v", ErrInvalidHost, i, truncate(h, 80), err)
 		}
@@ -195,8 +195,8 @@ func DestinationAllowed(patterns []string, d Destination) bool {
 	if len(patterns) == 0 {
 		return true
 	}
-	host := strings.ToLower(strings.TrimSuffix(strings.Trim(d.Host, "[]"), "."))
-	scheme := strings.ToLower(d.Scheme)
+	host := lowerASCII(strings.TrimSuffix(strings.Trim(d.Host, "[]"), "."))
+	scheme := lowerASCII(d.Scheme)
 	port := d.Port
 	if port == 0 && scheme == "http" {
 		port = DefaultHTTPPort
@@ -225,6 +225,19 @@ func DestinationAllowed(patterns []string, d Destination) bool {
 		}
 	}
 	return false
+}
+
+// lowerASCII lower-cases ASCII letters only. strings.ToLower maps some
+// non-ASCII letters to ASCII ones (U+212A KELVIN SIGN to "k"), which would
+// let a different host name match an entry.
+func lowerASCII(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 // HostAllowed reports whether host, sent to a default port (80 or 443),

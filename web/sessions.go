@@ -29,9 +29,15 @@ const (
 	// refreshEvery: the cookie's last-seen time is rewritten at most this
 	// often (each rewrite is a new seal).
 	refreshEvery = time.Minute
-	// maxLoggedOut bounds the logout list; the oldest entries go first.
-	maxLoggedOut   = 10000
-	maxCookieBytes = 1024
+	// maxLoggedOut bounds the session ids a node remembers as logged out,
+	// maxLoggedOutPerKey those of one API key; maxLoggedOutKeys bounds the
+	// keys with a logout record. Past a bound the record is folded into a
+	// watermark ("every session issued until now"), never dropped:
+	// eviction fails closed (see revocations).
+	maxLoggedOut       = 10000
+	maxLoggedOutPerKey = 32
+	maxLoggedOutKeys   = 50000
+	maxCookieBytes     = 1024
 )
 
 // session is what the cookie carries.
@@ -41,6 +47,19 @@ type session struct {
 	CSRF   string `json:"c"`
 	Issued int64  `json:"i"` // unix seconds
 	Seen   int64  `json:"s"`
+	// IssuedNano orders sign-ins against logout watermarks (a second is
+	// too coarse: a watermark must not catch the next sign-in). Cookies
+	// sealed before it existed fall back to Issued, which is no later than
+	// the real sign-in, so a watermark still covers them.
+	IssuedNano int64 `json:"t,omitempty"`
+}
+
+// issuedAt is the sign-in time in unix nanoseconds.
+func (s session) issuedAt() int64 {
+	if s.IssuedNano != 0 {
+		return s.IssuedNano
+	}
+	return s.Issued * int64(time.Second)
 }
 
 func randomToken() string {
@@ -81,7 +100,7 @@ func (d *Dashboard) session(r *http.Request) (session, bool) {
 	}
 	now := d.now()
 	issued, seen := time.Unix(s.Issued, 0), time.Unix(s.Seen, 0)
-	if now.Sub(seen) > d.idle || now.Sub(issued) > d.max || now.Before(issued.Add(-time.Minute)) || d.loggedOut.has(s.ID) {
+	if now.Sub(seen) > d.idle || now.Sub(issued) > d.max || now.Before(issued.Add(-time.Minute)) || d.loggedOut.revoked(s) {
 		return session{}, false
 	}
 	return s, true
@@ -91,11 +110,11 @@ func (d *Dashboard) session(r *http.Request) (session, bool) {
 type req struct {
 	w     http.ResponseWriter
 	r     *http.Request
+	d     *Dashboard
 	actor vault.Actor
 	sess  sessionView
-	// sid and ends identify the session, for logout.
-	sid  string
-	ends time.Time
+	// s is the session, for logout and flash messages.
+	s session
 }
 
 // sessionView is what handlers see of the session.
@@ -134,7 +153,7 @@ func (d *Dashboard) authed(h func(*req)) http.HandlerFunc {
 			s.Seen = now.Unix()
 			d.setCookie(w, r, s)
 		}
-		h(&req{w: w, r: r, actor: actor, sess: sessionView{csrf: s.CSRF}, sid: s.ID, ends: time.Unix(s.Issued, 0).Add(d.max)})
+		h(&req{w: w, r: r, d: d, actor: actor, sess: sessionView{csrf: s.CSRF}, s: s})
 	}
 }
 
@@ -144,47 +163,140 @@ func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
 	actor, err := d.vault.Authenticate(r.Context(), key)
 	if err != nil {
 		w.WriteHeader(http.StatusUnauthorized)
-		d.render(w, r, "login", "", nil, errors.New("that API key is not valid"))
+		d.render(w, r, "login", nil, nil, errors.New("that API key is not valid"))
 		return
 	}
-	now := d.now().Unix()
-	d.setCookie(w, r, session{ID: randomToken()[:32], KeyID: actor.KeyID, CSRF: randomToken(), Issued: now, Seen: now})
-	http.Redirect(w, r, "/dashboard/settings/secrets", http.StatusSeeOther)
+	now := d.now()
+	d.setCookie(w, r, session{ID: randomToken()[:32], KeyID: actor.KeyID, CSRF: randomToken(), Issued: now.Unix(), Seen: now.Unix(), IssuedNano: now.UnixNano()})
+	http.Redirect(w, r, "/dashboard/", http.StatusSeeOther)
 }
 
 func (d *Dashboard) logout(q *req) {
-	d.loggedOut.add(q.sid, q.ends, d.now())
+	if d.loggedOut.add(q.s, d.now(), d.max) {
+		d.log.Warn("dashboard: more API keys with logged-out sessions than this node keeps; every session signed in until now must sign in again",
+			"keys", maxLoggedOutKeys)
+	}
 	clearCookie(q.w)
 	http.Redirect(q.w, q.r, "/dashboard/login", http.StatusSeeOther)
 }
 
-// loggedOut remembers sessions logged out on this node until they would
-// have ended anyway, so a copied cookie stops working here at once. Other
-// nodes honour the logout only through the idle timeout (docs/security.md).
-type loggedOut struct {
+// revocations remember, on this node, the sessions logged out here until
+// they would have ended anyway, so a copied cookie stops working here at
+// once. Other nodes honour the logout only through the session's own
+// timeouts (docs/security.md).
+//
+// Records are per API key, so one key's sign-outs never touch another
+// key's record: a flood of logouts by any other user cannot revive a
+// session. Memory is bounded, and each bound fails closed:
+//   - past maxLoggedOutPerKey ids of one key, or maxLoggedOut ids on the
+//     node, the key's ids fold into its watermark: every session of that
+//     key issued until now is out (the key's other sessions sign in again);
+//   - past maxLoggedOutKeys keys, every record folds into a node-wide
+//     watermark (everyone signs in again).
+//
+// Ids and watermarks are dropped once every session they cover has passed
+// its absolute lifetime.
+type revocations struct {
 	mu    sync.Mutex
-	until map[string]time.Time
-	order []string
+	keys  map[string]*keyRevocations
+	ids   int   // ids held across keys
+	all   int64 // node-wide watermark (unix ns; 0 for none)
+	swept time.Time
 }
 
-func (l *loggedOut) add(id string, until, now time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.until == nil {
-		l.until = map[string]time.Time{}
-	}
-	// Drop what has ended, then the oldest while full.
-	for len(l.order) > 0 && (len(l.order) >= maxLoggedOut || now.After(l.until[l.order[0]])) {
-		delete(l.until, l.order[0])
-		l.order = l.order[1:]
-	}
-	l.until[id] = until
-	l.order = append(l.order, id)
+type keyRevocations struct {
+	before int64            // sessions issued at or before (unix ns) are out; 0 for none
+	ids    map[string]int64 // logged-out session id → its issue time (unix ns)
 }
 
-func (l *loggedOut) has(id string) bool {
+// add records s as logged out; it reports whether the node-wide watermark
+// had to be raised.
+func (l *revocations) add(s session, now time.Time, lifetime time.Duration) (all bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	_, ok := l.until[id]
-	return ok
+	if now.Sub(l.swept) >= refreshEvery {
+		l.sweep(now, lifetime)
+	}
+	at := s.issuedAt()
+	if at <= l.all {
+		return false
+	}
+	k := l.keys[s.KeyID]
+	if k == nil {
+		if len(l.keys) >= maxLoggedOutKeys {
+			l.all = max(now.UnixNano(), at)
+			for _, k := range l.keys {
+				l.all = max(l.all, k.before, maxIssued(k.ids))
+			}
+			l.keys, l.ids = nil, 0
+			return true
+		}
+		if l.keys == nil {
+			l.keys = map[string]*keyRevocations{}
+		}
+		k = &keyRevocations{}
+		l.keys[s.KeyID] = k
+	}
+	switch {
+	case at <= k.before:
+	case len(k.ids) >= maxLoggedOutPerKey || l.ids >= maxLoggedOut:
+		k.before = max(k.before, now.UnixNano(), at, maxIssued(k.ids))
+		l.ids -= len(k.ids)
+		k.ids = nil
+	default:
+		if k.ids == nil {
+			k.ids = map[string]int64{}
+		}
+		if _, dup := k.ids[s.ID]; !dup {
+			l.ids++
+		}
+		k.ids[s.ID] = at
+	}
+	return false
+}
+
+// sweep drops what covers only sessions past their absolute lifetime.
+func (l *revocations) sweep(now time.Time, lifetime time.Duration) {
+	l.swept = now
+	ended := func(at int64) bool { return at != 0 && now.Sub(time.Unix(0, at)) > lifetime }
+	if ended(l.all) {
+		l.all = 0
+	}
+	for key, k := range l.keys {
+		for id, at := range k.ids {
+			if ended(at) {
+				delete(k.ids, id)
+				l.ids--
+			}
+		}
+		if ended(k.before) {
+			k.before = 0
+		}
+		if k.before == 0 && len(k.ids) == 0 {
+			delete(l.keys, key)
+		}
+	}
+}
+
+func (l *revocations) revoked(s session) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	at := s.issuedAt()
+	if at <= l.all {
+		return true
+	}
+	k := l.keys[s.KeyID]
+	if k == nil {
+		return false
+	}
+	_, out := k.ids[s.ID]
+	return out || at <= k.before
+}
+
+func maxIssued(ids map[string]int64) int64 {
+	var m int64
+	for _, at := range ids {
+		m = max(m, at)
+	}
+	return m
 }

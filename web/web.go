@@ -1,15 +1,18 @@
 package web
 
 import (
+	"context"
 	"embed"
+	"encoding/base64"
 	"errors"
 	"html/template"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"rotor.sh/rotor/dispatch"
 	"rotor.sh/rotor/storage"
@@ -19,11 +22,33 @@ import (
 //go:embed templates/*.html
 var templateFS embed.FS
 
+// Reference is one place that uses a secret, shown on the secret's page.
+type Reference struct {
+	Kind string // "queue", "workflow", ...
+	Name string
+	// Link is a dashboard path to it ("" for none).
+	Link string
+}
+
+// ReferenceFinder lists what in a workspace references a secret. Queues
+// are built in; other features (workflows) add theirs through
+// Options.References.
+type ReferenceFinder func(ctx context.Context, workspaceID, secret string) ([]Reference, error)
+
 // Options configure New.
 type Options struct {
 	Vault  *vault.Vault
 	Queues *dispatch.Service
 	Logger *slog.Logger
+	// Metrics is read for the overview's proxy requests by outcome (this
+	// node's counters since it started); nil leaves the panel out.
+	Metrics prometheus.Gatherer
+	// References adds finders of secret references beside queues (the
+	// hook for workflows).
+	References []ReferenceFinder
+	// Workflows, when set, serves /dashboard/workflows/ (under the session
+	// check); without it the nav's Workflows slot shows a placeholder.
+	Workflows func(w http.ResponseWriter, r *http.Request, actor vault.Actor)
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 	// SessionIdle and SessionMax bound a session (DefaultSessionIdle,
@@ -34,18 +59,23 @@ type Options struct {
 
 // Dashboard serves /dashboard.
 type Dashboard struct {
-	vault  *vault.Vault
-	queues *dispatch.Service
-	log    *slog.Logger
-	pages  map[string]*template.Template
-	mux    *http.ServeMux
+	vault     *vault.Vault
+	queues    *dispatch.Service
+	log       *slog.Logger
+	metrics   prometheus.Gatherer
+	refs      []ReferenceFinder
+	workflows func(w http.ResponseWriter, r *http.Request, actor vault.Actor)
+	pages     map[string]*template.Template
+	mux       *http.ServeMux
 	// cop refuses cross-origin POSTs, /dashboard/login included (login CSRF).
 	cop *http.CrossOriginProtection
 
 	now       func() time.Time
 	idle, max time.Duration
-	loggedOut loggedOut
+	loggedOut revocations
 }
+
+var pageNames = []string{"login", "overview", "secrets", "secret", "queues", "jobs", "job", "keys", "settings", "audit", "workflows", "notfound"}
 
 // New builds the dashboard handler (mount it at /dashboard/).
 func New(o Options) (*Dashboard, error) {
@@ -61,32 +91,46 @@ func New(o Options) (*Dashboard, error) {
 	if o.SessionMax <= 0 {
 		o.SessionMax = DefaultSessionMax
 	}
-	d := &Dashboard{vault: o.Vault, queues: o.Queues, log: o.Logger, pages: map[string]*template.Template{}, mux: http.NewServeMux(),
+	d := &Dashboard{vault: o.Vault, queues: o.Queues, log: o.Logger, metrics: o.Metrics, refs: o.References, workflows: o.Workflows,
+		pages: map[string]*template.Template{}, mux: http.NewServeMux(),
 		cop: http.NewCrossOriginProtection(), now: o.Now, idle: o.SessionIdle, max: o.SessionMax}
-	for _, p := range []string{"login", "secrets", "queues", "jobs", "audit"} {
-		t, err := template.ParseFS(templateFS, "templates/layout.html", "templates/"+p+".html")
+	funcs := template.FuncMap{"dur": roundDuration, "when": d.when, "ago": d.ago, "pretty": prettyJSON, "lastAttempt": lastAttempt}
+	for _, p := range pageNames {
+		t, err := template.New(p).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+p+".html")
 		if err != nil {
 			return nil, err
 		}
 		d.pages[p] = t
 	}
 	m := d.mux
-	m.HandleFunc("GET /dashboard/{$}", func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, "/dashboard/settings/secrets", http.StatusSeeOther)
-	})
-	m.HandleFunc("GET /dashboard/login", func(w http.ResponseWriter, r *http.Request) { d.render(w, r, "login", "", nil, nil) })
+	m.HandleFunc("GET /dashboard/{$}", d.authed(d.overviewPage))
+	m.HandleFunc("GET /dashboard/login", func(w http.ResponseWriter, r *http.Request) { d.render(w, r, "login", nil, nil, nil) })
 	m.HandleFunc("POST /dashboard/login", d.login)
 	m.HandleFunc("POST /dashboard/logout", d.authed(d.logout))
 	m.HandleFunc("GET /dashboard/settings/secrets", d.authed(d.secretsPage))
 	m.HandleFunc("POST /dashboard/settings/secrets", d.authed(d.createSecret))
+	m.HandleFunc("GET /dashboard/settings/secrets/{name}", d.authed(d.secretPage))
 	m.HandleFunc("POST /dashboard/settings/secrets/{name}/rotate", d.authed(d.rotateSecret))
+	m.HandleFunc("POST /dashboard/settings/secrets/{name}/hosts", d.authed(d.secretHosts))
 	m.HandleFunc("POST /dashboard/settings/secrets/{name}/delete", d.authed(d.deleteSecret))
+	m.HandleFunc("GET /dashboard/settings/keys", d.authed(d.keysPage))
+	m.HandleFunc("POST /dashboard/settings/keys", d.authed(d.createKey))
+	m.HandleFunc("POST /dashboard/settings/keys/{id}/revoke", d.authed(d.revokeKey))
+	m.HandleFunc("GET /dashboard/settings/callback", d.authed(d.callbackPage))
+	m.HandleFunc("POST /dashboard/settings/callback/hosts", d.authed(d.callbackHosts))
+	m.HandleFunc("POST /dashboard/settings/callback/rotate", d.authed(d.rotateCallback))
 	m.HandleFunc("GET /dashboard/queues", d.authed(d.queuesPage))
 	m.HandleFunc("POST /dashboard/queues", d.authed(d.saveQueue))
 	m.HandleFunc("GET /dashboard/queues/{name}/jobs", d.authed(d.jobsPage))
 	m.HandleFunc("POST /dashboard/queues/{name}/retry-dead", d.authed(d.retryDead))
+	m.HandleFunc("POST /dashboard/queues/{name}/test", d.authed(d.sendTest))
+	m.HandleFunc("GET /dashboard/jobs/{id}", d.authed(d.jobPage))
 	m.HandleFunc("POST /dashboard/jobs/{id}/retry", d.authed(d.retryJob))
+	m.HandleFunc("POST /dashboard/jobs/{id}/replay", d.authed(d.replayJob))
 	m.HandleFunc("GET /dashboard/audit", d.authed(d.auditPage))
+	m.HandleFunc("/dashboard/workflows/", d.authed(d.workflowsPage))
+	m.HandleFunc("GET /dashboard/workflows", d.authed(d.workflowsPage))
+	m.HandleFunc("/dashboard/", d.notFound)
 	return d, nil
 }
 
@@ -106,14 +150,35 @@ type page struct {
 	Title  string
 	Nav    string
 	Signed bool
-	CSRF   string
-	Flash  string
-	Error  string
-	Data   any
+	// Admin shows the admin-only nav entries (the vault checks the role
+	// again on every action).
+	Admin bool
+	CSRF  string
+	Flash string
+	Error string
+	Data  any
 }
 
-func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, name, csrf string, data any, err error) {
-	p := page{Title: strings.ToUpper(name[:1]) + name[1:], Nav: name, Signed: csrf != "", CSRF: csrf, Data: data, Flash: r.URL.Query().Get("flash")}
+var titles = map[string]string{"keys": "API keys", "settings": "Callback credentials", "audit": "Audit log", "notfound": "Not found", "job": "Job", "secret": "Secret"}
+
+// render writes a page; q is nil when signed out.
+func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, name string, q *req, data any, err error) {
+	title := titles[name]
+	if title == "" {
+		title = strings.ToUpper(name[:1]) + name[1:]
+	}
+	nav := name
+	switch name {
+	case "secret":
+		nav = "secrets"
+	case "jobs", "job":
+		nav = "queues"
+	}
+	p := page{Title: title, Nav: nav, Data: data}
+	if q != nil {
+		p.Signed, p.CSRF, p.Admin = true, q.sess.csrf, q.actor.Can(vault.RoleAdmin)
+		p.Flash = d.openFlash(r.URL.Query().Get("flash"), q.s.ID)
+	}
 	if err != nil {
 		p.Error = err.Error()
 	}
@@ -123,183 +188,98 @@ func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, name, csrf st
 	}
 }
 
+// fail writes a page with its error and the status the error calls for:
+// the one place the dashboard maps errors to statuses.
+func (d *Dashboard) fail(q *req, name string, data any, err error) {
+	q.w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	q.w.WriteHeader(statusOf(err))
+	d.render(q.w, q.r, name, q, data, err)
+}
+
+func statusOf(err error) int {
+	switch {
+	case errors.Is(err, vault.ErrForbidden):
+		return http.StatusForbidden
+	case errors.Is(err, vault.ErrNotFound), errors.Is(err, storage.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, vault.ErrExists), errors.Is(err, dispatch.ErrSecretInUse), errors.Is(err, dispatch.ErrJobState):
+		return http.StatusConflict
+	case errors.Is(err, storage.ErrUnavailable), errors.Is(err, vault.ErrAuditUnavailable), errors.Is(err, vault.ErrClosed):
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusUnprocessableEntity
+}
+
+// back redirects to path with a flash message. The message travels
+// sealed and bound to the session, so a page shows only what the server
+// said to this session: a link cannot put its own text (phishing) on a
+// dashboard page, nor replay another session's message.
 func (q *req) back(path, flash string) {
-	http.Redirect(q.w, q.r, path+"?flash="+url.QueryEscape(flash), http.StatusSeeOther)
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = "&"
+	}
+	sealed := q.d.vault.SealSession([]byte(flashPrefix + q.s.ID + "\x00" + flash))
+	http.Redirect(q.w, q.r, path+sep+"flash="+base64.RawURLEncoding.EncodeToString(sealed), http.StatusSeeOther)
 }
 
-// --- secrets ---
+// flashPrefix keeps a sealed flash from ever opening as a session (whose
+// plaintext is a JSON object) and the other way round.
+const flashPrefix = "rotor-flash\x00"
 
-type secretRow struct {
-	storage.SecretMeta
-	LastUsed string
-}
-
-func (d *Dashboard) secretsPage(q *req) { d.showSecrets(q, nil) }
-
-func (d *Dashboard) showSecrets(q *req, err error) {
-	ctx := q.r.Context()
-	metas, lerr := d.vault.ListSecrets(ctx, q.actor)
-	if err == nil {
-		err = lerr
+// openFlash returns the message back sealed for session sid, or
+// "" for anything else.
+func (d *Dashboard) openFlash(v, sid string) string {
+	if v == "" || len(v) > maxCookieBytes {
+		return ""
 	}
-	// Last use: the newest access row per secret, from one page of the log.
-	last := map[string]time.Time{}
-	if page, aerr := d.vault.ListAudit(ctx, q.actor, storage.AuditQuery{EventType: vault.EventSecretAccessed, Limit: 1000}); aerr == nil {
-		for _, e := range page.Events {
-			if _, seen := last[e.ResourceID]; !seen {
-				last[e.ResourceID] = e.OccurredAt
-			}
-		}
-	}
-	rows := make([]secretRow, 0, len(metas))
-	for _, m := range metas {
-		lu := "-"
-		if t, ok := last[m.Name]; ok {
-			lu = t.Format("2006-01-02 15:04:05")
-		}
-		rows = append(rows, secretRow{SecretMeta: m, LastUsed: lu})
-	}
-	d.render(q.w, q.r, "secrets", q.sess.csrf, map[string]any{"Secrets": rows}, err)
-}
-
-func splitHosts(s string) []string {
-	var out []string
-	for _, h := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' }) {
-		out = append(out, h)
-	}
-	return out
-}
-
-func (d *Dashboard) createSecret(q *req) {
-	f := q.r.PostForm
-	_, err := d.vault.CreateSecret(q.r.Context(), q.actor, vault.CreateSecretRequest{
-		Name: strings.TrimSpace(f.Get("name")), Value: vault.PlaintextString(f.Get("value")), AllowedHosts: splitHosts(f.Get("hosts")),
-	})
+	raw, err := base64.RawURLEncoding.DecodeString(v)
 	if err != nil {
-		q.w.WriteHeader(http.StatusUnprocessableEntity)
-		d.showSecrets(q, err)
-		return
+		return ""
 	}
-	q.back("/dashboard/settings/secrets", "Created "+f.Get("name"))
-}
-
-func (d *Dashboard) rotateSecret(q *req) {
-	v := vault.PlaintextString(q.r.PostForm.Get("value"))
-	name := q.r.PathValue("name")
-	if _, err := d.vault.UpdateSecret(q.r.Context(), q.actor, vault.UpdateSecretRequest{Name: name, Value: &v}); err != nil {
-		q.w.WriteHeader(http.StatusUnprocessableEntity)
-		d.showSecrets(q, err)
-		return
-	}
-	q.back("/dashboard/settings/secrets", "Rotated "+name)
-}
-
-func (d *Dashboard) deleteSecret(q *req) {
-	name := q.r.PathValue("name")
-	if q.r.PostForm.Get("confirm") != "yes" {
-		q.w.WriteHeader(http.StatusUnprocessableEntity)
-		d.showSecrets(q, errors.New("tick the box to confirm the deletion"))
-		return
-	}
-	if d.queues != nil {
-		if users, _ := d.queues.QueuesReferencing(q.r.Context(), q.actor.WorkspaceID, name); len(users) > 0 {
-			q.w.WriteHeader(http.StatusConflict)
-			d.showSecrets(q, &dispatch.SecretInUseError{Secret: name, Queues: users})
-			return
-		}
-	}
-	if err := d.vault.DeleteSecret(q.r.Context(), q.actor, name); err != nil {
-		q.w.WriteHeader(http.StatusUnprocessableEntity)
-		d.showSecrets(q, err)
-		return
-	}
-	q.back("/dashboard/settings/secrets", "Deleted "+name)
-}
-
-// --- queues and jobs ---
-
-type queueForm struct{ Name, URL, Headers string }
-
-func (d *Dashboard) queuesPage(q *req) { d.showQueues(q, queueForm{}, nil) }
-
-func (d *Dashboard) showQueues(q *req, form queueForm, err error) {
-	var qs []storage.Queue
-	if d.queues != nil {
-		var lerr error
-		if qs, lerr = d.queues.ListQueues(q.r.Context(), q.actor); err == nil {
-			err = lerr
-		}
-	}
-	d.render(q.w, q.r, "queues", q.sess.csrf, map[string]any{"Queues": qs, "Form": form}, err)
-}
-
-func (d *Dashboard) saveQueue(q *req) {
-	f := q.r.PostForm
-	form := queueForm{Name: strings.TrimSpace(f.Get("name")), URL: strings.TrimSpace(f.Get("callback_url")), Headers: f.Get("headers")}
-	headers := map[string]string{}
-	for _, line := range strings.Split(form.Headers, "\n") {
-		if line = strings.TrimSpace(line); line == "" {
-			continue
-		}
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			q.w.WriteHeader(http.StatusUnprocessableEntity)
-			d.showQueues(q, form, errors.New("headers: write one Name: value per line"))
-			return
-		}
-		headers[strings.TrimSpace(k)] = strings.TrimSpace(v)
-	}
-	if d.queues == nil {
-		d.showQueues(q, form, errors.New("queues are not served by this node"))
-		return
-	}
-	spec := dispatch.QueueSpec{CallbackURL: &form.URL, CallbackHeaders: &headers}
-	if _, _, err := d.queues.UpdateQueue(q.r.Context(), q.actor, form.Name, spec); err != nil {
-		// Validation errors (a missing secret, a malformed reference) show
-		// next to the form, which keeps what was typed.
-		q.w.WriteHeader(http.StatusUnprocessableEntity)
-		d.showQueues(q, form, err)
-		return
-	}
-	q.back("/dashboard/queues", "Saved queue "+form.Name)
-}
-
-func (d *Dashboard) jobsPage(q *req) {
-	name, status := q.r.PathValue("name"), q.r.URL.Query().Get("status")
-	var page storage.JobPage
-	var err error
-	if d.queues != nil {
-		page, err = d.queues.ListJobs(q.r.Context(), q.actor, storage.JobQuery{Queue: name, Status: status, Limit: 200})
-	}
-	d.render(q.w, q.r, "jobs", q.sess.csrf, map[string]any{"Queue": name, "Status": status, "Jobs": page.Jobs}, err)
-}
-
-func (d *Dashboard) retryDead(q *req) {
-	name := q.r.PathValue("name")
-	n, err := d.queues.RetryDead(q.r.Context(), q.actor, name)
+	pt, err := d.vault.OpenSession(raw)
 	if err != nil {
-		q.back("/dashboard/queues/"+url.PathEscape(name)+"/jobs", "Retry failed: "+err.Error())
+		return ""
+	}
+	rest, ok := strings.CutPrefix(string(pt), flashPrefix)
+	if !ok {
+		return ""
+	}
+	id, msg, ok := strings.Cut(rest, "\x00")
+	if !ok || id != sid || sid == "" {
+		return ""
+	}
+	return msg
+}
+
+// notFound answers unknown dashboard paths with a styled page (with the
+// nav when signed in).
+func (d *Dashboard) notFound(w http.ResponseWriter, r *http.Request) {
+	var q *req
+	if s, ok := d.session(r); ok {
+		if actor, err := d.vault.ActorByKeyID(r.Context(), s.KeyID); err == nil {
+			q = &req{w: w, r: r, d: d, actor: actor, sess: sessionView{csrf: s.CSRF}, s: s}
+		}
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(http.StatusNotFound)
+	d.render(w, r, "notfound", q, map[string]any{"Path": r.URL.Path}, nil)
+}
+
+func (d *Dashboard) workflowsPage(q *req) {
+	if d.workflows != nil {
+		d.workflows(q.w, q.r, q.actor)
 		return
 	}
-	q.back("/dashboard/queues/"+url.PathEscape(name)+"/jobs", "Retried dead jobs: "+itoa(n))
+	d.render(q.w, q.r, "workflows", q, nil, nil)
 }
 
-func (d *Dashboard) retryJob(q *req) {
-	queue := q.r.PostForm.Get("queue")
-	msg := "Retried " + q.r.PathValue("id")
-	if _, err := d.queues.RetryJob(q.r.Context(), q.actor, q.r.PathValue("id")); err != nil {
-		msg = "Retry failed: " + err.Error()
+// lastAttempt is a job's newest attempt (nil before the first).
+func lastAttempt(as []storage.Attempt) *storage.Attempt {
+	if len(as) == 0 {
+		return nil
 	}
-	q.back("/dashboard/queues/"+url.PathEscape(queue)+"/jobs", msg)
-}
-
-// --- audit ---
-
-func (d *Dashboard) auditPage(q *req) {
-	v := q.r.URL.Query()
-	aq := storage.AuditQuery{EventType: v.Get("event_type"), ResourceType: v.Get("resource_type"), ResourceID: v.Get("resource_id"), Limit: 200}
-	page, err := d.vault.ListAudit(q.r.Context(), q.actor, aq)
-	d.render(q.w, q.r, "audit", q.sess.csrf, map[string]any{"Events": page.Events, "Q": aq}, err)
+	return &as[len(as)-1]
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
