@@ -177,24 +177,30 @@ func queueFromPB(q *pb.Queue) storage.Queue {
 	if q == nil {
 		return storage.Queue{}
 	}
-	h := q.CallbackHeaders
-	if len(h) == 0 {
-		h = nil
-	}
-	return storage.Queue{WorkspaceID: q.WorkspaceId, Name: q.Name, CallbackURL: q.CallbackUrl, CallbackHeaders: h,
+	return storage.Queue{WorkspaceID: q.WorkspaceId, Name: q.Name, CallbackURL: q.CallbackUrl, CallbackHeaders: strMap(q.CallbackHeaders),
 		MaxAttempts: int(q.MaxAttempts), BackoffBase: time.Duration(q.BackoffBase), BackoffCap: time.Duration(q.BackoffCap), Timeout: time.Duration(q.Timeout),
 		Concurrency: int(q.Concurrency), RatePerSecond: q.RatePerSecond, Revision: q.Revision, CreatedAt: tm(q.CreatedAt), UpdatedAt: tm(q.UpdatedAt)}
 }
 
 func attemptToPB(a storage.Attempt) *pb.Attempt {
-	return &pb.Attempt{N: int64(a.N), StartedAt: ts(a.StartedAt), Duration: int64(a.Duration), StatusCode: int64(a.StatusCode), ErrorCode: a.ErrorCode}
+	return &pb.Attempt{N: int64(a.N), StartedAt: ts(a.StartedAt), Duration: int64(a.Duration), StatusCode: int64(a.StatusCode), ErrorCode: a.ErrorCode,
+		RequestUrl: a.RequestURL, RequestHeaders: a.RequestHeaders, Error: a.Error, ResponseHeaders: a.ResponseHeaders, ResponseExcerpt: a.ResponseExcerpt}
 }
 
 func attemptFromPB(a *pb.Attempt) storage.Attempt {
 	if a == nil {
 		return storage.Attempt{}
 	}
-	return storage.Attempt{N: int(a.N), StartedAt: tm(a.StartedAt), Duration: time.Duration(a.Duration), StatusCode: int(a.StatusCode), ErrorCode: a.ErrorCode}
+	return storage.Attempt{N: int(a.N), StartedAt: tm(a.StartedAt), Duration: time.Duration(a.Duration), StatusCode: int(a.StatusCode), ErrorCode: a.ErrorCode,
+		RequestURL: a.RequestUrl, RequestHeaders: strMap(a.RequestHeaders), Error: a.Error, ResponseHeaders: strMap(a.ResponseHeaders), ResponseExcerpt: a.ResponseExcerpt}
+}
+
+// strMap keeps an empty map absent (nil), as the in-process stores return it.
+func strMap(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	return m
 }
 
 func jobToPB(j storage.Job) *pb.Job {

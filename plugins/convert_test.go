@@ -62,7 +62,9 @@ func TestConvertRoundTrip(t *testing.T) {
 	js := json.RawMessage(`{"a":1}`)
 	ev := storage.AuditEvent{ID: 7, OccurredAt: at, WorkspaceID: "ws", ActorID: "key", EventType: "secret.created", ResourceType: "secret",
 		ResourceID: "T", Input: js, Output: json.RawMessage(`{"b":2}`), Chain: []byte{1, 2}}
-	att := storage.Attempt{N: 2, StartedAt: at, Duration: time.Second, StatusCode: 503, ErrorCode: "http_status"}
+	att := storage.Attempt{N: 2, StartedAt: at, Duration: time.Second, StatusCode: 503, ErrorCode: "http_status",
+		RequestURL: "https://cb.example/{{ secret \"T\" }}", RequestHeaders: map[string]string{"A": "b"}, Error: "refused",
+		ResponseHeaders: map[string]string{"C": "d"}, ResponseExcerpt: "busy"}
 	roundTrip(t, "Workspace", storage.Workspace{ID: "ws", Name: "n", CreatedAt: at}, func(v storage.Workspace) storage.Workspace { return workspaceFromPB(workspaceToPB(v)) })
 	roundTrip(t, "APIKey", storage.APIKey{ID: "k", WorkspaceID: "ws", Name: "n", Role: "admin", Hash: []byte{9}, CreatedAt: at, RevokedAt: &at2},
 		func(v storage.APIKey) storage.APIKey { return apiKeyFromPB(apiKeyToPB(v)) })

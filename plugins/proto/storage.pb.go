@@ -1430,15 +1430,25 @@ func (x *Queue) GetUpdatedAt() int64 {
 	return 0
 }
 
+// Attempt is one delivery attempt. Fields 6 to 10 are for people reading
+// it (dashboard, API), bounded in size by the dispatcher: the request URL
+// and headers as templates (references, never values), the failure in
+// words, and the callback's answer scrubbed of resolved values and
+// credentials.
 type Attempt struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	N             int64                  `protobuf:"varint,1,opt,name=n,proto3" json:"n,omitempty"`
-	StartedAt     int64                  `protobuf:"varint,2,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
-	Duration      int64                  `protobuf:"varint,3,opt,name=duration,proto3" json:"duration,omitempty"` // ns
-	StatusCode    int64                  `protobuf:"varint,4,opt,name=status_code,json=statusCode,proto3" json:"status_code,omitempty"`
-	ErrorCode     string                 `protobuf:"bytes,5,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	N               int64                  `protobuf:"varint,1,opt,name=n,proto3" json:"n,omitempty"`
+	StartedAt       int64                  `protobuf:"varint,2,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	Duration        int64                  `protobuf:"varint,3,opt,name=duration,proto3" json:"duration,omitempty"` // ns
+	StatusCode      int64                  `protobuf:"varint,4,opt,name=status_code,json=statusCode,proto3" json:"status_code,omitempty"`
+	ErrorCode       string                 `protobuf:"bytes,5,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	RequestUrl      string                 `protobuf:"bytes,6,opt,name=request_url,json=requestUrl,proto3" json:"request_url,omitempty"`
+	RequestHeaders  map[string]string      `protobuf:"bytes,7,rep,name=request_headers,json=requestHeaders,proto3" json:"request_headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Error           string                 `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"`
+	ResponseHeaders map[string]string      `protobuf:"bytes,9,rep,name=response_headers,json=responseHeaders,proto3" json:"response_headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	ResponseExcerpt string                 `protobuf:"bytes,10,opt,name=response_excerpt,json=responseExcerpt,proto3" json:"response_excerpt,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Attempt) Reset() {
@@ -1502,6 +1512,41 @@ func (x *Attempt) GetStatusCode() int64 {
 func (x *Attempt) GetErrorCode() string {
 	if x != nil {
 		return x.ErrorCode
+	}
+	return ""
+}
+
+func (x *Attempt) GetRequestUrl() string {
+	if x != nil {
+		return x.RequestUrl
+	}
+	return ""
+}
+
+func (x *Attempt) GetRequestHeaders() map[string]string {
+	if x != nil {
+		return x.RequestHeaders
+	}
+	return nil
+}
+
+func (x *Attempt) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *Attempt) GetResponseHeaders() map[string]string {
+	if x != nil {
+		return x.ResponseHeaders
+	}
+	return nil
+}
+
+func (x *Attempt) GetResponseExcerpt() string {
+	if x != nil {
+		return x.ResponseExcerpt
 	}
 	return ""
 }
@@ -7895,7 +7940,7 @@ const file_storage_proto_rawDesc = "" +
 	"updated_at\x18\r \x01(\x03R\tupdatedAt\x1aB\n" +
 	"\x14CallbackHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x92\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xae\x04\n" +
 	"\aAttempt\x12\f\n" +
 	"\x01n\x18\x01 \x01(\x03R\x01n\x12\x1d\n" +
 	"\n" +
@@ -7904,7 +7949,20 @@ const file_storage_proto_rawDesc = "" +
 	"\vstatus_code\x18\x04 \x01(\x03R\n" +
 	"statusCode\x12\x1d\n" +
 	"\n" +
-	"error_code\x18\x05 \x01(\tR\terrorCode\"\xf2\x03\n" +
+	"error_code\x18\x05 \x01(\tR\terrorCode\x12\x1f\n" +
+	"\vrequest_url\x18\x06 \x01(\tR\n" +
+	"requestUrl\x12V\n" +
+	"\x0frequest_headers\x18\a \x03(\v2-.rotor.storage.v2.Attempt.RequestHeadersEntryR\x0erequestHeaders\x12\x14\n" +
+	"\x05error\x18\b \x01(\tR\x05error\x12Y\n" +
+	"\x10response_headers\x18\t \x03(\v2..rotor.storage.v2.Attempt.ResponseHeadersEntryR\x0fresponseHeaders\x12)\n" +
+	"\x10response_excerpt\x18\n" +
+	" \x01(\tR\x0fresponseExcerpt\x1aA\n" +
+	"\x13RequestHeadersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1aB\n" +
+	"\x14ResponseHeadersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf2\x03\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fworkspace_id\x18\x02 \x01(\tR\vworkspaceId\x12\x14\n" +
@@ -8442,7 +8500,7 @@ func file_storage_proto_rawDescGZIP() []byte {
 }
 
 var file_storage_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 142)
+var file_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 144)
 var file_storage_proto_goTypes = []any{
 	(ErrorCode)(0),                     // 0: rotor.storage.v2.ErrorCode
 	(Limit)(0),                         // 1: rotor.storage.v2.Limit
@@ -8584,214 +8642,218 @@ var file_storage_proto_goTypes = []any{
 	(*Change)(nil),                     // 137: rotor.storage.v2.Change
 	nil,                                // 138: rotor.storage.v2.ConfigureRequest.SettingsEntry
 	nil,                                // 139: rotor.storage.v2.Queue.CallbackHeadersEntry
-	nil,                                // 140: rotor.storage.v2.LeaseJobsRequest.SlotsEntry
-	nil,                                // 141: rotor.storage.v2.LeaseJobsRequest.WorkspaceSlotsEntry
-	nil,                                // 142: rotor.storage.v2.CountJobsResponse.ByStatusEntry
-	nil,                                // 143: rotor.storage.v2.LeaseRunsRequest.WorkspaceSlotsEntry
-	nil,                                // 144: rotor.storage.v2.CountRunsResponse.ByStatusEntry
+	nil,                                // 140: rotor.storage.v2.Attempt.RequestHeadersEntry
+	nil,                                // 141: rotor.storage.v2.Attempt.ResponseHeadersEntry
+	nil,                                // 142: rotor.storage.v2.LeaseJobsRequest.SlotsEntry
+	nil,                                // 143: rotor.storage.v2.LeaseJobsRequest.WorkspaceSlotsEntry
+	nil,                                // 144: rotor.storage.v2.CountJobsResponse.ByStatusEntry
+	nil,                                // 145: rotor.storage.v2.LeaseRunsRequest.WorkspaceSlotsEntry
+	nil,                                // 146: rotor.storage.v2.CountRunsResponse.ByStatusEntry
 }
 var file_storage_proto_depIdxs = []int32{
 	0,   // 0: rotor.storage.v2.Error.code:type_name -> rotor.storage.v2.ErrorCode
 	2,   // 1: rotor.storage.v2.DescribeResponse.capabilities:type_name -> rotor.storage.v2.Capability
 	138, // 2: rotor.storage.v2.ConfigureRequest.settings:type_name -> rotor.storage.v2.ConfigureRequest.SettingsEntry
 	139, // 3: rotor.storage.v2.Queue.callback_headers:type_name -> rotor.storage.v2.Queue.CallbackHeadersEntry
-	18,  // 4: rotor.storage.v2.Job.attempts:type_name -> rotor.storage.v2.Attempt
-	8,   // 5: rotor.storage.v2.CreateWorkspaceRequest.workspace:type_name -> rotor.storage.v2.Workspace
-	9,   // 6: rotor.storage.v2.CreateWorkspaceRequest.admin_key:type_name -> rotor.storage.v2.APIKey
-	13,  // 7: rotor.storage.v2.CreateWorkspaceRequest.audit:type_name -> rotor.storage.v2.AuditEvent
-	8,   // 8: rotor.storage.v2.GetWorkspaceResponse.workspace:type_name -> rotor.storage.v2.Workspace
-	8,   // 9: rotor.storage.v2.ListWorkspacesResponse.workspaces:type_name -> rotor.storage.v2.Workspace
-	9,   // 10: rotor.storage.v2.CreateAPIKeyRequest.key:type_name -> rotor.storage.v2.APIKey
-	13,  // 11: rotor.storage.v2.CreateAPIKeyRequest.audit:type_name -> rotor.storage.v2.AuditEvent
-	9,   // 12: rotor.storage.v2.GetAPIKeyResponse.key:type_name -> rotor.storage.v2.APIKey
-	9,   // 13: rotor.storage.v2.ListAPIKeysResponse.keys:type_name -> rotor.storage.v2.APIKey
-	13,  // 14: rotor.storage.v2.RevokeAPIKeyRequest.audit:type_name -> rotor.storage.v2.AuditEvent
-	10,  // 15: rotor.storage.v2.ListKEKsResponse.keks:type_name -> rotor.storage.v2.KEK
-	10,  // 16: rotor.storage.v2.AddKEKRequest.kek:type_name -> rotor.storage.v2.KEK
-	12,  // 17: rotor.storage.v2.CreateSecretRequest.secret:type_name -> rotor.storage.v2.SecretRecord
-	13,  // 18: rotor.storage.v2.CreateSecretRequest.audit:type_name -> rotor.storage.v2.AuditEvent
-	12,  // 19: rotor.storage.v2.UpdateSecretRequest.secret:type_name -> rotor.storage.v2.SecretRecord
-	13,  // 20: rotor.storage.v2.UpdateSecretRequest.audit:type_name -> rotor.storage.v2.AuditEvent
-	13,  // 21: rotor.storage.v2.DeleteSecretRequest.audit:type_name -> rotor.storage.v2.AuditEvent
-	12,  // 22: rotor.storage.v2.GetSecretResponse.secret:type_name -> rotor.storage.v2.SecretRecord
-	11,  // 23: rotor.storage.v2.ListSecretsResponse.secrets:type_name -> rotor.storage.v2.SecretMeta
-	12,  // 24: rotor.storage.v2.ListSecretsByKEKResponse.secrets:type_name -> rotor.storage.v2.SecretRecord
-	13,  // 25: rotor.storage.v2.AppendAuditRequest.events:type_name -> rotor.storage.v2.AuditEvent
-	15,  // 26: rotor.storage.v2.AppendAuditResponse.heads:type_name -> rotor.storage.v2.AuditHead
-	13,  // 27: rotor.storage.v2.ListAuditResponse.events:type_name -> rotor.storage.v2.AuditEvent
-	13,  // 28: rotor.storage.v2.ListAuditAscResponse.events:type_name -> rotor.storage.v2.AuditEvent
-	15,  // 29: rotor.storage.v2.GetAuditHeadResponse.head:type_name -> rotor.storage.v2.AuditHead
-	14,  // 30: rotor.storage.v2.PutAuditCheckpointRequest.checkpoint:type_name -> rotor.storage.v2.AuditCheckpoint
-	14,  // 31: rotor.storage.v2.GetAuditCheckpointResponse.checkpoint:type_name -> rotor.storage.v2.AuditCheckpoint
-	17,  // 32: rotor.storage.v2.CreateQueueRequest.queue:type_name -> rotor.storage.v2.Queue
-	13,  // 33: rotor.storage.v2.CreateQueueRequest.audit:type_name -> rotor.storage.v2.AuditEvent
-	17,  // 34: rotor.storage.v2.UpdateQueueRequest.queue:type_name -> rotor.storage.v2.Queue
-	13,  // 35: rotor.storage.v2.UpdateQueueRequest.audit:type_name -> rotor.storage.v2.AuditEvent
-	17,  // 36: rotor.storage.v2.GetQueueResponse.queue:type_name -> rotor.storage.v2.Queue
-	17,  // 37: rotor.storage.v2.ListQueuesResponse.queues:type_name -> rotor.storage.v2.Queue
-	13,  // 38: rotor.storage.v2.DeleteQueueRequest.audit:type_name -> rotor.storage.v2.AuditEvent
-	19,  // 39: rotor.storage.v2.EnqueueJobsRequest.jobs:type_name -> rotor.storage.v2.Job
-	19,  // 40: rotor.storage.v2.EnqueueResult.job:type_name -> rotor.storage.v2.Job
-	77,  // 41: rotor.storage.v2.EnqueueJobsResponse.results:type_name -> rotor.storage.v2.EnqueueResult
-	19,  // 42: rotor.storage.v2.GetJobResponse.job:type_name -> rotor.storage.v2.Job
-	19,  // 43: rotor.storage.v2.ListJobsResponse.jobs:type_name -> rotor.storage.v2.Job
-	140, // 44: rotor.storage.v2.LeaseJobsRequest.slots:type_name -> rotor.storage.v2.LeaseJobsRequest.SlotsEntry
-	141, // 45: rotor.storage.v2.LeaseJobsRequest.workspace_slots:type_name -> rotor.storage.v2.LeaseJobsRequest.WorkspaceSlotsEntry
-	19,  // 46: rotor.storage.v2.LeaseJobsResponse.jobs:type_name -> rotor.storage.v2.Job
-	18,  // 47: rotor.storage.v2.AttemptResult.attempt:type_name -> rotor.storage.v2.Attempt
-	85,  // 48: rotor.storage.v2.CompleteAttemptsRequest.results:type_name -> rotor.storage.v2.AttemptResult
-	19,  // 49: rotor.storage.v2.CancelJobResponse.job:type_name -> rotor.storage.v2.Job
-	142, // 50: rotor.storage.v2.CountJobsResponse.by_status:type_name -> rotor.storage.v2.CountJobsResponse.ByStatusEntry
-	20,  // 51: rotor.storage.v2.QueueStatsResponse.stats:type_name -> rotor.storage.v2.QueueStat
-	16,  // 52: rotor.storage.v2.PruneAuditRequest.marker:type_name -> rotor.storage.v2.AuditRetention
-	16,  // 53: rotor.storage.v2.GetAuditRetentionResponse.marker:type_name -> rotor.storage.v2.AuditRetention
-	18,  // 54: rotor.storage.v2.StepState.attempts:type_name -> rotor.storage.v2.Attempt
-	105, // 55: rotor.storage.v2.WorkflowRun.steps:type_name -> rotor.storage.v2.StepState
-	106, // 56: rotor.storage.v2.WorkflowRun.signals:type_name -> rotor.storage.v2.RunSignal
-	104, // 57: rotor.storage.v2.PutWorkflowRequest.workflow:type_name -> rotor.storage.v2.Workflow
-	13,  // 58: rotor.storage.v2.PutWorkflowRequest.audit:type_name -> rotor.storage.v2.AuditEvent
-	104, // 59: rotor.storage.v2.GetWorkflowResponse.workflow:type_name -> rotor.storage.v2.Workflow
-	104, // 60: rotor.storage.v2.ListWorkflowsResponse.workflows:type_name -> rotor.storage.v2.Workflow
-	13,  // 61: rotor.storage.v2.DeleteWorkflowRequest.audit:type_name -> rotor.storage.v2.AuditEvent
-	107, // 62: rotor.storage.v2.CreateRunRequest.run:type_name -> rotor.storage.v2.WorkflowRun
-	13,  // 63: rotor.storage.v2.CreateRunRequest.audit:type_name -> rotor.storage.v2.AuditEvent
-	107, // 64: rotor.storage.v2.CreateRunResponse.run:type_name -> rotor.storage.v2.WorkflowRun
-	107, // 65: rotor.storage.v2.GetRunResponse.run:type_name -> rotor.storage.v2.WorkflowRun
-	107, // 66: rotor.storage.v2.ListRunsResponse.runs:type_name -> rotor.storage.v2.WorkflowRun
-	143, // 67: rotor.storage.v2.LeaseRunsRequest.workspace_slots:type_name -> rotor.storage.v2.LeaseRunsRequest.WorkspaceSlotsEntry
-	107, // 68: rotor.storage.v2.LeaseRunsResponse.runs:type_name -> rotor.storage.v2.WorkflowRun
-	107, // 69: rotor.storage.v2.CheckpointRunRequest.run:type_name -> rotor.storage.v2.WorkflowRun
-	13,  // 70: rotor.storage.v2.CheckpointRunRequest.audit:type_name -> rotor.storage.v2.AuditEvent
-	107, // 71: rotor.storage.v2.CheckpointRunResponse.run:type_name -> rotor.storage.v2.WorkflowRun
-	106, // 72: rotor.storage.v2.SignalRunRequest.signal:type_name -> rotor.storage.v2.RunSignal
-	13,  // 73: rotor.storage.v2.SignalRunRequest.audit:type_name -> rotor.storage.v2.AuditEvent
-	107, // 74: rotor.storage.v2.SignalRunResponse.run:type_name -> rotor.storage.v2.WorkflowRun
-	13,  // 75: rotor.storage.v2.CancelRunRequest.audit:type_name -> rotor.storage.v2.AuditEvent
-	107, // 76: rotor.storage.v2.CancelRunResponse.run:type_name -> rotor.storage.v2.WorkflowRun
-	13,  // 77: rotor.storage.v2.RetryRunRequest.audit:type_name -> rotor.storage.v2.AuditEvent
-	107, // 78: rotor.storage.v2.RetryRunResponse.run:type_name -> rotor.storage.v2.WorkflowRun
-	144, // 79: rotor.storage.v2.CountRunsResponse.by_status:type_name -> rotor.storage.v2.CountRunsResponse.ByStatusEntry
-	4,   // 80: rotor.storage.v2.Plugin.Describe:input_type -> rotor.storage.v2.DescribeRequest
-	6,   // 81: rotor.storage.v2.Plugin.Configure:input_type -> rotor.storage.v2.ConfigureRequest
-	21,  // 82: rotor.storage.v2.Workspaces.CreateWorkspace:input_type -> rotor.storage.v2.CreateWorkspaceRequest
-	23,  // 83: rotor.storage.v2.Workspaces.GetWorkspace:input_type -> rotor.storage.v2.GetWorkspaceRequest
-	24,  // 84: rotor.storage.v2.Workspaces.GetWorkspaceByName:input_type -> rotor.storage.v2.GetWorkspaceByNameRequest
-	26,  // 85: rotor.storage.v2.Workspaces.ListWorkspaces:input_type -> rotor.storage.v2.ListWorkspacesRequest
-	28,  // 86: rotor.storage.v2.Workspaces.CreateAPIKey:input_type -> rotor.storage.v2.CreateAPIKeyRequest
-	30,  // 87: rotor.storage.v2.Workspaces.GetAPIKey:input_type -> rotor.storage.v2.GetAPIKeyRequest
-	32,  // 88: rotor.storage.v2.Workspaces.ListAPIKeys:input_type -> rotor.storage.v2.ListAPIKeysRequest
-	34,  // 89: rotor.storage.v2.Workspaces.RevokeAPIKey:input_type -> rotor.storage.v2.RevokeAPIKeyRequest
-	36,  // 90: rotor.storage.v2.Secrets.ListKEKs:input_type -> rotor.storage.v2.ListKEKsRequest
-	38,  // 91: rotor.storage.v2.Secrets.AddKEK:input_type -> rotor.storage.v2.AddKEKRequest
-	40,  // 92: rotor.storage.v2.Secrets.DeleteKEK:input_type -> rotor.storage.v2.DeleteKEKRequest
-	42,  // 93: rotor.storage.v2.Secrets.CreateSecret:input_type -> rotor.storage.v2.CreateSecretRequest
-	44,  // 94: rotor.storage.v2.Secrets.UpdateSecret:input_type -> rotor.storage.v2.UpdateSecretRequest
-	46,  // 95: rotor.storage.v2.Secrets.DeleteSecret:input_type -> rotor.storage.v2.DeleteSecretRequest
-	48,  // 96: rotor.storage.v2.Secrets.GetSecret:input_type -> rotor.storage.v2.GetSecretRequest
-	50,  // 97: rotor.storage.v2.Secrets.ListSecrets:input_type -> rotor.storage.v2.ListSecretsRequest
-	52,  // 98: rotor.storage.v2.Secrets.ListSecretsByKEK:input_type -> rotor.storage.v2.ListSecretsByKEKRequest
-	54,  // 99: rotor.storage.v2.Audit.AppendAudit:input_type -> rotor.storage.v2.AppendAuditRequest
-	56,  // 100: rotor.storage.v2.Audit.ListAudit:input_type -> rotor.storage.v2.ListAuditRequest
-	58,  // 101: rotor.storage.v2.Audit.ListAuditAsc:input_type -> rotor.storage.v2.ListAuditAscRequest
-	60,  // 102: rotor.storage.v2.Audit.GetAuditHead:input_type -> rotor.storage.v2.GetAuditHeadRequest
-	62,  // 103: rotor.storage.v2.Audit.PutAuditCheckpoint:input_type -> rotor.storage.v2.PutAuditCheckpointRequest
-	64,  // 104: rotor.storage.v2.Audit.GetAuditCheckpoint:input_type -> rotor.storage.v2.GetAuditCheckpointRequest
-	66,  // 105: rotor.storage.v2.Jobs.CreateQueue:input_type -> rotor.storage.v2.CreateQueueRequest
-	68,  // 106: rotor.storage.v2.Jobs.UpdateQueue:input_type -> rotor.storage.v2.UpdateQueueRequest
-	70,  // 107: rotor.storage.v2.Jobs.GetQueue:input_type -> rotor.storage.v2.GetQueueRequest
-	72,  // 108: rotor.storage.v2.Jobs.ListQueues:input_type -> rotor.storage.v2.ListQueuesRequest
-	74,  // 109: rotor.storage.v2.Jobs.DeleteQueue:input_type -> rotor.storage.v2.DeleteQueueRequest
-	76,  // 110: rotor.storage.v2.Jobs.EnqueueJobs:input_type -> rotor.storage.v2.EnqueueJobsRequest
-	79,  // 111: rotor.storage.v2.Jobs.GetJob:input_type -> rotor.storage.v2.GetJobRequest
-	81,  // 112: rotor.storage.v2.Jobs.ListJobs:input_type -> rotor.storage.v2.ListJobsRequest
-	83,  // 113: rotor.storage.v2.Jobs.LeaseJobs:input_type -> rotor.storage.v2.LeaseJobsRequest
-	86,  // 114: rotor.storage.v2.Jobs.CompleteAttempts:input_type -> rotor.storage.v2.CompleteAttemptsRequest
-	88,  // 115: rotor.storage.v2.Jobs.CancelJob:input_type -> rotor.storage.v2.CancelJobRequest
-	90,  // 116: rotor.storage.v2.Jobs.RetryJobs:input_type -> rotor.storage.v2.RetryJobsRequest
-	92,  // 117: rotor.storage.v2.Jobs.CountJobs:input_type -> rotor.storage.v2.CountJobsRequest
-	94,  // 118: rotor.storage.v2.Jobs.JobUsage:input_type -> rotor.storage.v2.JobUsageRequest
-	96,  // 119: rotor.storage.v2.Jobs.QueueStats:input_type -> rotor.storage.v2.QueueStatsRequest
-	98,  // 120: rotor.storage.v2.Retention.PruneJobs:input_type -> rotor.storage.v2.PruneJobsRequest
-	100, // 121: rotor.storage.v2.Retention.PruneAudit:input_type -> rotor.storage.v2.PruneAuditRequest
-	102, // 122: rotor.storage.v2.Retention.GetAuditRetention:input_type -> rotor.storage.v2.GetAuditRetentionRequest
-	108, // 123: rotor.storage.v2.Workflows.PutWorkflow:input_type -> rotor.storage.v2.PutWorkflowRequest
-	110, // 124: rotor.storage.v2.Workflows.GetWorkflow:input_type -> rotor.storage.v2.GetWorkflowRequest
-	112, // 125: rotor.storage.v2.Workflows.ListWorkflows:input_type -> rotor.storage.v2.ListWorkflowsRequest
-	114, // 126: rotor.storage.v2.Workflows.DeleteWorkflow:input_type -> rotor.storage.v2.DeleteWorkflowRequest
-	116, // 127: rotor.storage.v2.Workflows.CreateRun:input_type -> rotor.storage.v2.CreateRunRequest
-	118, // 128: rotor.storage.v2.Workflows.GetRun:input_type -> rotor.storage.v2.GetRunRequest
-	120, // 129: rotor.storage.v2.Workflows.ListRuns:input_type -> rotor.storage.v2.ListRunsRequest
-	122, // 130: rotor.storage.v2.Workflows.LeaseRuns:input_type -> rotor.storage.v2.LeaseRunsRequest
-	124, // 131: rotor.storage.v2.Workflows.CheckpointRun:input_type -> rotor.storage.v2.CheckpointRunRequest
-	126, // 132: rotor.storage.v2.Workflows.SignalRun:input_type -> rotor.storage.v2.SignalRunRequest
-	128, // 133: rotor.storage.v2.Workflows.CancelRun:input_type -> rotor.storage.v2.CancelRunRequest
-	130, // 134: rotor.storage.v2.Workflows.RetryRun:input_type -> rotor.storage.v2.RetryRunRequest
-	132, // 135: rotor.storage.v2.Workflows.CountRuns:input_type -> rotor.storage.v2.CountRunsRequest
-	134, // 136: rotor.storage.v2.Workflows.PruneRuns:input_type -> rotor.storage.v2.PruneRunsRequest
-	136, // 137: rotor.storage.v2.Changes.Watch:input_type -> rotor.storage.v2.WatchRequest
-	5,   // 138: rotor.storage.v2.Plugin.Describe:output_type -> rotor.storage.v2.DescribeResponse
-	7,   // 139: rotor.storage.v2.Plugin.Configure:output_type -> rotor.storage.v2.ConfigureResponse
-	22,  // 140: rotor.storage.v2.Workspaces.CreateWorkspace:output_type -> rotor.storage.v2.CreateWorkspaceResponse
-	25,  // 141: rotor.storage.v2.Workspaces.GetWorkspace:output_type -> rotor.storage.v2.GetWorkspaceResponse
-	25,  // 142: rotor.storage.v2.Workspaces.GetWorkspaceByName:output_type -> rotor.storage.v2.GetWorkspaceResponse
-	27,  // 143: rotor.storage.v2.Workspaces.ListWorkspaces:output_type -> rotor.storage.v2.ListWorkspacesResponse
-	29,  // 144: rotor.storage.v2.Workspaces.CreateAPIKey:output_type -> rotor.storage.v2.CreateAPIKeyResponse
-	31,  // 145: rotor.storage.v2.Workspaces.GetAPIKey:output_type -> rotor.storage.v2.GetAPIKeyResponse
-	33,  // 146: rotor.storage.v2.Workspaces.ListAPIKeys:output_type -> rotor.storage.v2.ListAPIKeysResponse
-	35,  // 147: rotor.storage.v2.Workspaces.RevokeAPIKey:output_type -> rotor.storage.v2.RevokeAPIKeyResponse
-	37,  // 148: rotor.storage.v2.Secrets.ListKEKs:output_type -> rotor.storage.v2.ListKEKsResponse
-	39,  // 149: rotor.storage.v2.Secrets.AddKEK:output_type -> rotor.storage.v2.AddKEKResponse
-	41,  // 150: rotor.storage.v2.Secrets.DeleteKEK:output_type -> rotor.storage.v2.DeleteKEKResponse
-	43,  // 151: rotor.storage.v2.Secrets.CreateSecret:output_type -> rotor.storage.v2.CreateSecretResponse
-	45,  // 152: rotor.storage.v2.Secrets.UpdateSecret:output_type -> rotor.storage.v2.UpdateSecretResponse
-	47,  // 153: rotor.storage.v2.Secrets.DeleteSecret:output_type -> rotor.storage.v2.DeleteSecretResponse
-	49,  // 154: rotor.storage.v2.Secrets.GetSecret:output_type -> rotor.storage.v2.GetSecretResponse
-	51,  // 155: rotor.storage.v2.Secrets.ListSecrets:output_type -> rotor.storage.v2.ListSecretsResponse
-	53,  // 156: rotor.storage.v2.Secrets.ListSecretsByKEK:output_type -> rotor.storage.v2.ListSecretsByKEKResponse
-	55,  // 157: rotor.storage.v2.Audit.AppendAudit:output_type -> rotor.storage.v2.AppendAuditResponse
-	57,  // 158: rotor.storage.v2.Audit.ListAudit:output_type -> rotor.storage.v2.ListAuditResponse
-	59,  // 159: rotor.storage.v2.Audit.ListAuditAsc:output_type -> rotor.storage.v2.ListAuditAscResponse
-	61,  // 160: rotor.storage.v2.Audit.GetAuditHead:output_type -> rotor.storage.v2.GetAuditHeadResponse
-	63,  // 161: rotor.storage.v2.Audit.PutAuditCheckpoint:output_type -> rotor.storage.v2.PutAuditCheckpointResponse
-	65,  // 162: rotor.storage.v2.Audit.GetAuditCheckpoint:output_type -> rotor.storage.v2.GetAuditCheckpointResponse
-	67,  // 163: rotor.storage.v2.Jobs.CreateQueue:output_type -> rotor.storage.v2.CreateQueueResponse
-	69,  // 164: rotor.storage.v2.Jobs.UpdateQueue:output_type -> rotor.storage.v2.UpdateQueueResponse
-	71,  // 165: rotor.storage.v2.Jobs.GetQueue:output_type -> rotor.storage.v2.GetQueueResponse
-	73,  // 166: rotor.storage.v2.Jobs.ListQueues:output_type -> rotor.storage.v2.ListQueuesResponse
-	75,  // 167: rotor.storage.v2.Jobs.DeleteQueue:output_type -> rotor.storage.v2.DeleteQueueResponse
-	78,  // 168: rotor.storage.v2.Jobs.EnqueueJobs:output_type -> rotor.storage.v2.EnqueueJobsResponse
-	80,  // 169: rotor.storage.v2.Jobs.GetJob:output_type -> rotor.storage.v2.GetJobResponse
-	82,  // 170: rotor.storage.v2.Jobs.ListJobs:output_type -> rotor.storage.v2.ListJobsResponse
-	84,  // 171: rotor.storage.v2.Jobs.LeaseJobs:output_type -> rotor.storage.v2.LeaseJobsResponse
-	87,  // 172: rotor.storage.v2.Jobs.CompleteAttempts:output_type -> rotor.storage.v2.CompleteAttemptsResponse
-	89,  // 173: rotor.storage.v2.Jobs.CancelJob:output_type -> rotor.storage.v2.CancelJobResponse
-	91,  // 174: rotor.storage.v2.Jobs.RetryJobs:output_type -> rotor.storage.v2.RetryJobsResponse
-	93,  // 175: rotor.storage.v2.Jobs.CountJobs:output_type -> rotor.storage.v2.CountJobsResponse
-	95,  // 176: rotor.storage.v2.Jobs.JobUsage:output_type -> rotor.storage.v2.JobUsageResponse
-	97,  // 177: rotor.storage.v2.Jobs.QueueStats:output_type -> rotor.storage.v2.QueueStatsResponse
-	99,  // 178: rotor.storage.v2.Retention.PruneJobs:output_type -> rotor.storage.v2.PruneJobsResponse
-	101, // 179: rotor.storage.v2.Retention.PruneAudit:output_type -> rotor.storage.v2.PruneAuditResponse
-	103, // 180: rotor.storage.v2.Retention.GetAuditRetention:output_type -> rotor.storage.v2.GetAuditRetentionResponse
-	109, // 181: rotor.storage.v2.Workflows.PutWorkflow:output_type -> rotor.storage.v2.PutWorkflowResponse
-	111, // 182: rotor.storage.v2.Workflows.GetWorkflow:output_type -> rotor.storage.v2.GetWorkflowResponse
-	113, // 183: rotor.storage.v2.Workflows.ListWorkflows:output_type -> rotor.storage.v2.ListWorkflowsResponse
-	115, // 184: rotor.storage.v2.Workflows.DeleteWorkflow:output_type -> rotor.storage.v2.DeleteWorkflowResponse
-	117, // 185: rotor.storage.v2.Workflows.CreateRun:output_type -> rotor.storage.v2.CreateRunResponse
-	119, // 186: rotor.storage.v2.Workflows.GetRun:output_type -> rotor.storage.v2.GetRunResponse
-	121, // 187: rotor.storage.v2.Workflows.ListRuns:output_type -> rotor.storage.v2.ListRunsResponse
-	123, // 188: rotor.storage.v2.Workflows.LeaseRuns:output_type -> rotor.storage.v2.LeaseRunsResponse
-	125, // 189: rotor.storage.v2.Workflows.CheckpointRun:output_type -> rotor.storage.v2.CheckpointRunResponse
-	127, // 190: rotor.storage.v2.Workflows.SignalRun:output_type -> rotor.storage.v2.SignalRunResponse
-	129, // 191: rotor.storage.v2.Workflows.CancelRun:output_type -> rotor.storage.v2.CancelRunResponse
-	131, // 192: rotor.storage.v2.Workflows.RetryRun:output_type -> rotor.storage.v2.RetryRunResponse
-	133, // 193: rotor.storage.v2.Workflows.CountRuns:output_type -> rotor.storage.v2.CountRunsResponse
-	135, // 194: rotor.storage.v2.Workflows.PruneRuns:output_type -> rotor.storage.v2.PruneRunsResponse
-	137, // 195: rotor.storage.v2.Changes.Watch:output_type -> rotor.storage.v2.Change
-	138, // [138:196] is the sub-list for method output_type
-	80,  // [80:138] is the sub-list for method input_type
-	80,  // [80:80] is the sub-list for extension type_name
-	80,  // [80:80] is the sub-list for extension extendee
-	0,   // [0:80] is the sub-list for field type_name
+	140, // 4: rotor.storage.v2.Attempt.request_headers:type_name -> rotor.storage.v2.Attempt.RequestHeadersEntry
+	141, // 5: rotor.storage.v2.Attempt.response_headers:type_name -> rotor.storage.v2.Attempt.ResponseHeadersEntry
+	18,  // 6: rotor.storage.v2.Job.attempts:type_name -> rotor.storage.v2.Attempt
+	8,   // 7: rotor.storage.v2.CreateWorkspaceRequest.workspace:type_name -> rotor.storage.v2.Workspace
+	9,   // 8: rotor.storage.v2.CreateWorkspaceRequest.admin_key:type_name -> rotor.storage.v2.APIKey
+	13,  // 9: rotor.storage.v2.CreateWorkspaceRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	8,   // 10: rotor.storage.v2.GetWorkspaceResponse.workspace:type_name -> rotor.storage.v2.Workspace
+	8,   // 11: rotor.storage.v2.ListWorkspacesResponse.workspaces:type_name -> rotor.storage.v2.Workspace
+	9,   // 12: rotor.storage.v2.CreateAPIKeyRequest.key:type_name -> rotor.storage.v2.APIKey
+	13,  // 13: rotor.storage.v2.CreateAPIKeyRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	9,   // 14: rotor.storage.v2.GetAPIKeyResponse.key:type_name -> rotor.storage.v2.APIKey
+	9,   // 15: rotor.storage.v2.ListAPIKeysResponse.keys:type_name -> rotor.storage.v2.APIKey
+	13,  // 16: rotor.storage.v2.RevokeAPIKeyRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	10,  // 17: rotor.storage.v2.ListKEKsResponse.keks:type_name -> rotor.storage.v2.KEK
+	10,  // 18: rotor.storage.v2.AddKEKRequest.kek:type_name -> rotor.storage.v2.KEK
+	12,  // 19: rotor.storage.v2.CreateSecretRequest.secret:type_name -> rotor.storage.v2.SecretRecord
+	13,  // 20: rotor.storage.v2.CreateSecretRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	12,  // 21: rotor.storage.v2.UpdateSecretRequest.secret:type_name -> rotor.storage.v2.SecretRecord
+	13,  // 22: rotor.storage.v2.UpdateSecretRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	13,  // 23: rotor.storage.v2.DeleteSecretRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	12,  // 24: rotor.storage.v2.GetSecretResponse.secret:type_name -> rotor.storage.v2.SecretRecord
+	11,  // 25: rotor.storage.v2.ListSecretsResponse.secrets:type_name -> rotor.storage.v2.SecretMeta
+	12,  // 26: rotor.storage.v2.ListSecretsByKEKResponse.secrets:type_name -> rotor.storage.v2.SecretRecord
+	13,  // 27: rotor.storage.v2.AppendAuditRequest.events:type_name -> rotor.storage.v2.AuditEvent
+	15,  // 28: rotor.storage.v2.AppendAuditResponse.heads:type_name -> rotor.storage.v2.AuditHead
+	13,  // 29: rotor.storage.v2.ListAuditResponse.events:type_name -> rotor.storage.v2.AuditEvent
+	13,  // 30: rotor.storage.v2.ListAuditAscResponse.events:type_name -> rotor.storage.v2.AuditEvent
+	15,  // 31: rotor.storage.v2.GetAuditHeadResponse.head:type_name -> rotor.storage.v2.AuditHead
+	14,  // 32: rotor.storage.v2.PutAuditCheckpointRequest.checkpoint:type_name -> rotor.storage.v2.AuditCheckpoint
+	14,  // 33: rotor.storage.v2.GetAuditCheckpointResponse.checkpoint:type_name -> rotor.storage.v2.AuditCheckpoint
+	17,  // 34: rotor.storage.v2.CreateQueueRequest.queue:type_name -> rotor.storage.v2.Queue
+	13,  // 35: rotor.storage.v2.CreateQueueRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	17,  // 36: rotor.storage.v2.UpdateQueueRequest.queue:type_name -> rotor.storage.v2.Queue
+	13,  // 37: rotor.storage.v2.UpdateQueueRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	17,  // 38: rotor.storage.v2.GetQueueResponse.queue:type_name -> rotor.storage.v2.Queue
+	17,  // 39: rotor.storage.v2.ListQueuesResponse.queues:type_name -> rotor.storage.v2.Queue
+	13,  // 40: rotor.storage.v2.DeleteQueueRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	19,  // 41: rotor.storage.v2.EnqueueJobsRequest.jobs:type_name -> rotor.storage.v2.Job
+	19,  // 42: rotor.storage.v2.EnqueueResult.job:type_name -> rotor.storage.v2.Job
+	77,  // 43: rotor.storage.v2.EnqueueJobsResponse.results:type_name -> rotor.storage.v2.EnqueueResult
+	19,  // 44: rotor.storage.v2.GetJobResponse.job:type_name -> rotor.storage.v2.Job
+	19,  // 45: rotor.storage.v2.ListJobsResponse.jobs:type_name -> rotor.storage.v2.Job
+	142, // 46: rotor.storage.v2.LeaseJobsRequest.slots:type_name -> rotor.storage.v2.LeaseJobsRequest.SlotsEntry
+	143, // 47: rotor.storage.v2.LeaseJobsRequest.workspace_slots:type_name -> rotor.storage.v2.LeaseJobsRequest.WorkspaceSlotsEntry
+	19,  // 48: rotor.storage.v2.LeaseJobsResponse.jobs:type_name -> rotor.storage.v2.Job
+	18,  // 49: rotor.storage.v2.AttemptResult.attempt:type_name -> rotor.storage.v2.Attempt
+	85,  // 50: rotor.storage.v2.CompleteAttemptsRequest.results:type_name -> rotor.storage.v2.AttemptResult
+	19,  // 51: rotor.storage.v2.CancelJobResponse.job:type_name -> rotor.storage.v2.Job
+	144, // 52: rotor.storage.v2.CountJobsResponse.by_status:type_name -> rotor.storage.v2.CountJobsResponse.ByStatusEntry
+	20,  // 53: rotor.storage.v2.QueueStatsResponse.stats:type_name -> rotor.storage.v2.QueueStat
+	16,  // 54: rotor.storage.v2.PruneAuditRequest.marker:type_name -> rotor.storage.v2.AuditRetention
+	16,  // 55: rotor.storage.v2.GetAuditRetentionResponse.marker:type_name -> rotor.storage.v2.AuditRetention
+	18,  // 56: rotor.storage.v2.StepState.attempts:type_name -> rotor.storage.v2.Attempt
+	105, // 57: rotor.storage.v2.WorkflowRun.steps:type_name -> rotor.storage.v2.StepState
+	106, // 58: rotor.storage.v2.WorkflowRun.signals:type_name -> rotor.storage.v2.RunSignal
+	104, // 59: rotor.storage.v2.PutWorkflowRequest.workflow:type_name -> rotor.storage.v2.Workflow
+	13,  // 60: rotor.storage.v2.PutWorkflowRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	104, // 61: rotor.storage.v2.GetWorkflowResponse.workflow:type_name -> rotor.storage.v2.Workflow
+	104, // 62: rotor.storage.v2.ListWorkflowsResponse.workflows:type_name -> rotor.storage.v2.Workflow
+	13,  // 63: rotor.storage.v2.DeleteWorkflowRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	107, // 64: rotor.storage.v2.CreateRunRequest.run:type_name -> rotor.storage.v2.WorkflowRun
+	13,  // 65: rotor.storage.v2.CreateRunRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	107, // 66: rotor.storage.v2.CreateRunResponse.run:type_name -> rotor.storage.v2.WorkflowRun
+	107, // 67: rotor.storage.v2.GetRunResponse.run:type_name -> rotor.storage.v2.WorkflowRun
+	107, // 68: rotor.storage.v2.ListRunsResponse.runs:type_name -> rotor.storage.v2.WorkflowRun
+	145, // 69: rotor.storage.v2.LeaseRunsRequest.workspace_slots:type_name -> rotor.storage.v2.LeaseRunsRequest.WorkspaceSlotsEntry
+	107, // 70: rotor.storage.v2.LeaseRunsResponse.runs:type_name -> rotor.storage.v2.WorkflowRun
+	107, // 71: rotor.storage.v2.CheckpointRunRequest.run:type_name -> rotor.storage.v2.WorkflowRun
+	13,  // 72: rotor.storage.v2.CheckpointRunRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	107, // 73: rotor.storage.v2.CheckpointRunResponse.run:type_name -> rotor.storage.v2.WorkflowRun
+	106, // 74: rotor.storage.v2.SignalRunRequest.signal:type_name -> rotor.storage.v2.RunSignal
+	13,  // 75: rotor.storage.v2.SignalRunRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	107, // 76: rotor.storage.v2.SignalRunResponse.run:type_name -> rotor.storage.v2.WorkflowRun
+	13,  // 77: rotor.storage.v2.CancelRunRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	107, // 78: rotor.storage.v2.CancelRunResponse.run:type_name -> rotor.storage.v2.WorkflowRun
+	13,  // 79: rotor.storage.v2.RetryRunRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	107, // 80: rotor.storage.v2.RetryRunResponse.run:type_name -> rotor.storage.v2.WorkflowRun
+	146, // 81: rotor.storage.v2.CountRunsResponse.by_status:type_name -> rotor.storage.v2.CountRunsResponse.ByStatusEntry
+	4,   // 82: rotor.storage.v2.Plugin.Describe:input_type -> rotor.storage.v2.DescribeRequest
+	6,   // 83: rotor.storage.v2.Plugin.Configure:input_type -> rotor.storage.v2.ConfigureRequest
+	21,  // 84: rotor.storage.v2.Workspaces.CreateWorkspace:input_type -> rotor.storage.v2.CreateWorkspaceRequest
+	23,  // 85: rotor.storage.v2.Workspaces.GetWorkspace:input_type -> rotor.storage.v2.GetWorkspaceRequest
+	24,  // 86: rotor.storage.v2.Workspaces.GetWorkspaceByName:input_type -> rotor.storage.v2.GetWorkspaceByNameRequest
+	26,  // 87: rotor.storage.v2.Workspaces.ListWorkspaces:input_type -> rotor.storage.v2.ListWorkspacesRequest
+	28,  // 88: rotor.storage.v2.Workspaces.CreateAPIKey:input_type -> rotor.storage.v2.CreateAPIKeyRequest
+	30,  // 89: rotor.storage.v2.Workspaces.GetAPIKey:input_type -> rotor.storage.v2.GetAPIKeyRequest
+	32,  // 90: rotor.storage.v2.Workspaces.ListAPIKeys:input_type -> rotor.storage.v2.ListAPIKeysRequest
+	34,  // 91: rotor.storage.v2.Workspaces.RevokeAPIKey:input_type -> rotor.storage.v2.RevokeAPIKeyRequest
+	36,  // 92: rotor.storage.v2.Secrets.ListKEKs:input_type -> rotor.storage.v2.ListKEKsRequest
+	38,  // 93: rotor.storage.v2.Secrets.AddKEK:input_type -> rotor.storage.v2.AddKEKRequest
+	40,  // 94: rotor.storage.v2.Secrets.DeleteKEK:input_type -> rotor.storage.v2.DeleteKEKRequest
+	42,  // 95: rotor.storage.v2.Secrets.CreateSecret:input_type -> rotor.storage.v2.CreateSecretRequest
+	44,  // 96: rotor.storage.v2.Secrets.UpdateSecret:input_type -> rotor.storage.v2.UpdateSecretRequest
+	46,  // 97: rotor.storage.v2.Secrets.DeleteSecret:input_type -> rotor.storage.v2.DeleteSecretRequest
+	48,  // 98: rotor.storage.v2.Secrets.GetSecret:input_type -> rotor.storage.v2.GetSecretRequest
+	50,  // 99: rotor.storage.v2.Secrets.ListSecrets:input_type -> rotor.storage.v2.ListSecretsRequest
+	52,  // 100: rotor.storage.v2.Secrets.ListSecretsByKEK:input_type -> rotor.storage.v2.ListSecretsByKEKRequest
+	54,  // 101: rotor.storage.v2.Audit.AppendAudit:input_type -> rotor.storage.v2.AppendAuditRequest
+	56,  // 102: rotor.storage.v2.Audit.ListAudit:input_type -> rotor.storage.v2.ListAuditRequest
+	58,  // 103: rotor.storage.v2.Audit.ListAuditAsc:input_type -> rotor.storage.v2.ListAuditAscRequest
+	60,  // 104: rotor.storage.v2.Audit.GetAuditHead:input_type -> rotor.storage.v2.GetAuditHeadRequest
+	62,  // 105: rotor.storage.v2.Audit.PutAuditCheckpoint:input_type -> rotor.storage.v2.PutAuditCheckpointRequest
+	64,  // 106: rotor.storage.v2.Audit.GetAuditCheckpoint:input_type -> rotor.storage.v2.GetAuditCheckpointRequest
+	66,  // 107: rotor.storage.v2.Jobs.CreateQueue:input_type -> rotor.storage.v2.CreateQueueRequest
+	68,  // 108: rotor.storage.v2.Jobs.UpdateQueue:input_type -> rotor.storage.v2.UpdateQueueRequest
+	70,  // 109: rotor.storage.v2.Jobs.GetQueue:input_type -> rotor.storage.v2.GetQueueRequest
+	72,  // 110: rotor.storage.v2.Jobs.ListQueues:input_type -> rotor.storage.v2.ListQueuesRequest
+	74,  // 111: rotor.storage.v2.Jobs.DeleteQueue:input_type -> rotor.storage.v2.DeleteQueueRequest
+	76,  // 112: rotor.storage.v2.Jobs.EnqueueJobs:input_type -> rotor.storage.v2.EnqueueJobsRequest
+	79,  // 113: rotor.storage.v2.Jobs.GetJob:input_type -> rotor.storage.v2.GetJobRequest
+	81,  // 114: rotor.storage.v2.Jobs.ListJobs:input_type -> rotor.storage.v2.ListJobsRequest
+	83,  // 115: rotor.storage.v2.Jobs.LeaseJobs:input_type -> rotor.storage.v2.LeaseJobsRequest
+	86,  // 116: rotor.storage.v2.Jobs.CompleteAttempts:input_type -> rotor.storage.v2.CompleteAttemptsRequest
+	88,  // 117: rotor.storage.v2.Jobs.CancelJob:input_type -> rotor.storage.v2.CancelJobRequest
+	90,  // 118: rotor.storage.v2.Jobs.RetryJobs:input_type -> rotor.storage.v2.RetryJobsRequest
+	92,  // 119: rotor.storage.v2.Jobs.CountJobs:input_type -> rotor.storage.v2.CountJobsRequest
+	94,  // 120: rotor.storage.v2.Jobs.JobUsage:input_type -> rotor.storage.v2.JobUsageRequest
+	96,  // 121: rotor.storage.v2.Jobs.QueueStats:input_type -> rotor.storage.v2.QueueStatsRequest
+	98,  // 122: rotor.storage.v2.Retention.PruneJobs:input_type -> rotor.storage.v2.PruneJobsRequest
+	100, // 123: rotor.storage.v2.Retention.PruneAudit:input_type -> rotor.storage.v2.PruneAuditRequest
+	102, // 124: rotor.storage.v2.Retention.GetAuditRetention:input_type -> rotor.storage.v2.GetAuditRetentionRequest
+	108, // 125: rotor.storage.v2.Workflows.PutWorkflow:input_type -> rotor.storage.v2.PutWorkflowRequest
+	110, // 126: rotor.storage.v2.Workflows.GetWorkflow:input_type -> rotor.storage.v2.GetWorkflowRequest
+	112, // 127: rotor.storage.v2.Workflows.ListWorkflows:input_type -> rotor.storage.v2.ListWorkflowsRequest
+	114, // 128: rotor.storage.v2.Workflows.DeleteWorkflow:input_type -> rotor.storage.v2.DeleteWorkflowRequest
+	116, // 129: rotor.storage.v2.Workflows.CreateRun:input_type -> rotor.storage.v2.CreateRunRequest
+	118, // 130: rotor.storage.v2.Workflows.GetRun:input_type -> rotor.storage.v2.GetRunRequest
+	120, // 131: rotor.storage.v2.Workflows.ListRuns:input_type -> rotor.storage.v2.ListRunsRequest
+	122, // 132: rotor.storage.v2.Workflows.LeaseRuns:input_type -> rotor.storage.v2.LeaseRunsRequest
+	124, // 133: rotor.storage.v2.Workflows.CheckpointRun:input_type -> rotor.storage.v2.CheckpointRunRequest
+	126, // 134: rotor.storage.v2.Workflows.SignalRun:input_type -> rotor.storage.v2.SignalRunRequest
+	128, // 135: rotor.storage.v2.Workflows.CancelRun:input_type -> rotor.storage.v2.CancelRunRequest
+	130, // 136: rotor.storage.v2.Workflows.RetryRun:input_type -> rotor.storage.v2.RetryRunRequest
+	132, // 137: rotor.storage.v2.Workflows.CountRuns:input_type -> rotor.storage.v2.CountRunsRequest
+	134, // 138: rotor.storage.v2.Workflows.PruneRuns:input_type -> rotor.storage.v2.PruneRunsRequest
+	136, // 139: rotor.storage.v2.Changes.Watch:input_type -> rotor.storage.v2.WatchRequest
+	5,   // 140: rotor.storage.v2.Plugin.Describe:output_type -> rotor.storage.v2.DescribeResponse
+	7,   // 141: rotor.storage.v2.Plugin.Configure:output_type -> rotor.storage.v2.ConfigureResponse
+	22,  // 142: rotor.storage.v2.Workspaces.CreateWorkspace:output_type -> rotor.storage.v2.CreateWorkspaceResponse
+	25,  // 143: rotor.storage.v2.Workspaces.GetWorkspace:output_type -> rotor.storage.v2.GetWorkspaceResponse
+	25,  // 144: rotor.storage.v2.Workspaces.GetWorkspaceByName:output_type -> rotor.storage.v2.GetWorkspaceResponse
+	27,  // 145: rotor.storage.v2.Workspaces.ListWorkspaces:output_type -> rotor.storage.v2.ListWorkspacesResponse
+	29,  // 146: rotor.storage.v2.Workspaces.CreateAPIKey:output_type -> rotor.storage.v2.CreateAPIKeyResponse
+	31,  // 147: rotor.storage.v2.Workspaces.GetAPIKey:output_type -> rotor.storage.v2.GetAPIKeyResponse
+	33,  // 148: rotor.storage.v2.Workspaces.ListAPIKeys:output_type -> rotor.storage.v2.ListAPIKeysResponse
+	35,  // 149: rotor.storage.v2.Workspaces.RevokeAPIKey:output_type -> rotor.storage.v2.RevokeAPIKeyResponse
+	37,  // 150: rotor.storage.v2.Secrets.ListKEKs:output_type -> rotor.storage.v2.ListKEKsResponse
+	39,  // 151: rotor.storage.v2.Secrets.AddKEK:output_type -> rotor.storage.v2.AddKEKResponse
+	41,  // 152: rotor.storage.v2.Secrets.DeleteKEK:output_type -> rotor.storage.v2.DeleteKEKResponse
+	43,  // 153: rotor.storage.v2.Secrets.CreateSecret:output_type -> rotor.storage.v2.CreateSecretResponse
+	45,  // 154: rotor.storage.v2.Secrets.UpdateSecret:output_type -> rotor.storage.v2.UpdateSecretResponse
+	47,  // 155: rotor.storage.v2.Secrets.DeleteSecret:output_type -> rotor.storage.v2.DeleteSecretResponse
+	49,  // 156: rotor.storage.v2.Secrets.GetSecret:output_type -> rotor.storage.v2.GetSecretResponse
+	51,  // 157: rotor.storage.v2.Secrets.ListSecrets:output_type -> rotor.storage.v2.ListSecretsResponse
+	53,  // 158: rotor.storage.v2.Secrets.ListSecretsByKEK:output_type -> rotor.storage.v2.ListSecretsByKEKResponse
+	55,  // 159: rotor.storage.v2.Audit.AppendAudit:output_type -> rotor.storage.v2.AppendAuditResponse
+	57,  // 160: rotor.storage.v2.Audit.ListAudit:output_type -> rotor.storage.v2.ListAuditResponse
+	59,  // 161: rotor.storage.v2.Audit.ListAuditAsc:output_type -> rotor.storage.v2.ListAuditAscResponse
+	61,  // 162: rotor.storage.v2.Audit.GetAuditHead:output_type -> rotor.storage.v2.GetAuditHeadResponse
+	63,  // 163: rotor.storage.v2.Audit.PutAuditCheckpoint:output_type -> rotor.storage.v2.PutAuditCheckpointResponse
+	65,  // 164: rotor.storage.v2.Audit.GetAuditCheckpoint:output_type -> rotor.storage.v2.GetAuditCheckpointResponse
+	67,  // 165: rotor.storage.v2.Jobs.CreateQueue:output_type -> rotor.storage.v2.CreateQueueResponse
+	69,  // 166: rotor.storage.v2.Jobs.UpdateQueue:output_type -> rotor.storage.v2.UpdateQueueResponse
+	71,  // 167: rotor.storage.v2.Jobs.GetQueue:output_type -> rotor.storage.v2.GetQueueResponse
+	73,  // 168: rotor.storage.v2.Jobs.ListQueues:output_type -> rotor.storage.v2.ListQueuesResponse
+	75,  // 169: rotor.storage.v2.Jobs.DeleteQueue:output_type -> rotor.storage.v2.DeleteQueueResponse
+	78,  // 170: rotor.storage.v2.Jobs.EnqueueJobs:output_type -> rotor.storage.v2.EnqueueJobsResponse
+	80,  // 171: rotor.storage.v2.Jobs.GetJob:output_type -> rotor.storage.v2.GetJobResponse
+	82,  // 172: rotor.storage.v2.Jobs.ListJobs:output_type -> rotor.storage.v2.ListJobsResponse
+	84,  // 173: rotor.storage.v2.Jobs.LeaseJobs:output_type -> rotor.storage.v2.LeaseJobsResponse
+	87,  // 174: rotor.storage.v2.Jobs.CompleteAttempts:output_type -> rotor.storage.v2.CompleteAttemptsResponse
+	89,  // 175: rotor.storage.v2.Jobs.CancelJob:output_type -> rotor.storage.v2.CancelJobResponse
+	91,  // 176: rotor.storage.v2.Jobs.RetryJobs:output_type -> rotor.storage.v2.RetryJobsResponse
+	93,  // 177: rotor.storage.v2.Jobs.CountJobs:output_type -> rotor.storage.v2.CountJobsResponse
+	95,  // 178: rotor.storage.v2.Jobs.JobUsage:output_type -> rotor.storage.v2.JobUsageResponse
+	97,  // 179: rotor.storage.v2.Jobs.QueueStats:output_type -> rotor.storage.v2.QueueStatsResponse
+	99,  // 180: rotor.storage.v2.Retention.PruneJobs:output_type -> rotor.storage.v2.PruneJobsResponse
+	101, // 181: rotor.storage.v2.Retention.PruneAudit:output_type -> rotor.storage.v2.PruneAuditResponse
+	103, // 182: rotor.storage.v2.Retention.GetAuditRetention:output_type -> rotor.storage.v2.GetAuditRetentionResponse
+	109, // 183: rotor.storage.v2.Workflows.PutWorkflow:output_type -> rotor.storage.v2.PutWorkflowResponse
+	111, // 184: rotor.storage.v2.Workflows.GetWorkflow:output_type -> rotor.storage.v2.GetWorkflowResponse
+	113, // 185: rotor.storage.v2.Workflows.ListWorkflows:output_type -> rotor.storage.v2.ListWorkflowsResponse
+	115, // 186: rotor.storage.v2.Workflows.DeleteWorkflow:output_type -> rotor.storage.v2.DeleteWorkflowResponse
+	117, // 187: rotor.storage.v2.Workflows.CreateRun:output_type -> rotor.storage.v2.CreateRunResponse
+	119, // 188: rotor.storage.v2.Workflows.GetRun:output_type -> rotor.storage.v2.GetRunResponse
+	121, // 189: rotor.storage.v2.Workflows.ListRuns:output_type -> rotor.storage.v2.ListRunsResponse
+	123, // 190: rotor.storage.v2.Workflows.LeaseRuns:output_type -> rotor.storage.v2.LeaseRunsResponse
+	125, // 191: rotor.storage.v2.Workflows.CheckpointRun:output_type -> rotor.storage.v2.CheckpointRunResponse
+	127, // 192: rotor.storage.v2.Workflows.SignalRun:output_type -> rotor.storage.v2.SignalRunResponse
+	129, // 193: rotor.storage.v2.Workflows.CancelRun:output_type -> rotor.storage.v2.CancelRunResponse
+	131, // 194: rotor.storage.v2.Workflows.RetryRun:output_type -> rotor.storage.v2.RetryRunResponse
+	133, // 195: rotor.storage.v2.Workflows.CountRuns:output_type -> rotor.storage.v2.CountRunsResponse
+	135, // 196: rotor.storage.v2.Workflows.PruneRuns:output_type -> rotor.storage.v2.PruneRunsResponse
+	137, // 197: rotor.storage.v2.Changes.Watch:output_type -> rotor.storage.v2.Change
+	140, // [140:198] is the sub-list for method output_type
+	82,  // [82:140] is the sub-list for method input_type
+	82,  // [82:82] is the sub-list for extension type_name
+	82,  // [82:82] is the sub-list for extension extendee
+	0,   // [0:82] is the sub-list for field type_name
 }
 
 func init() { file_storage_proto_init() }
@@ -8805,7 +8867,7 @@ func file_storage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_storage_proto_rawDesc), len(file_storage_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   142,
+			NumMessages:   144,
 			NumExtensions: 0,
 			NumServices:   8,
 		},
