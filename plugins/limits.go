@@ -45,7 +45,12 @@ func grpcServer(opts []grpc.ServerOption) *grpc.Server {
 func grpcDialOptions() []grpc.DialOption {
 	return []grpc.DialOption{grpc.WithDefaultCallOptions(
 		grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)),
-		grpc.WithInitialWindowSize(windowSize), grpc.WithInitialConnWindowSize(windowSize), grpc.WithSharedWriteBuffer(true)}
+		grpc.WithInitialWindowSize(windowSize), grpc.WithInitialConnWindowSize(windowSize), grpc.WithSharedWriteBuffer(true),
+		// No transparent retries: they keep a copy of every request for a
+		// replay that only helps when a call never left the host, which on
+		// a local socket means the plugin is gone (callers see unavailable
+		// and retry at their level, as they do for a crash).
+		grpc.WithDisableRetry()}
 }
 
 // withCallTimeout gives ctx the call timeout unless it already ends sooner.
