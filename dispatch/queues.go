@@ -70,6 +70,8 @@ type Service struct {
 	now   func() time.Time
 	// notify wakes the dispatcher after an enqueue or retry.
 	notify func()
+	// enqueues groups concurrent enqueues into one storage call.
+	enqueues *enqueueGroup
 }
 
 // NewService returns a Service; notify may be nil.
@@ -80,7 +82,7 @@ func NewService(store storage.Store, v *vault.Vault, now func() time.Time, notif
 	if notify == nil {
 		notify = func() {}
 	}
-	return &Service{store: store, vault: v, now: now, notify: notify}
+	return &Service{store: store, vault: v, now: now, notify: notify, enqueues: &enqueueGroup{store: store}}
 }
 
 func (s *Service) apply(q *storage.Queue, spec QueueSpec) {
@@ -357,14 +359,24 @@ func (s *Service) Enqueue(ctx context.Context, actor vault.Actor, queue string, 
 	now := s.now().UTC()
 	j := storage.Job{ID: NewJobID(now), WorkspaceID: actor.WorkspaceID, Queue: queue, Payload: req.Payload, IdempotencyKey: req.IdempotencyKey,
 		RunAt: now.Add(req.Delay), EnqueuedBy: actor.KeyID, CreatedAt: now, UpdatedAt: now}
-	res, err := s.store.EnqueueJobs(ctx, storage.EnqueueJobsArgs{Jobs: []storage.Job{j}, Now: now})
+	var res storage.EnqueueResult
+	var err error
+	if j.IdempotencyKey == "" {
+		res, err = s.enqueues.enqueue(ctx, j, now)
+	} else {
+		// A key is looked up and claimed alone, as it always was.
+		var rs []storage.EnqueueResult
+		if rs, err = s.store.EnqueueJobs(ctx, storage.EnqueueJobsArgs{Jobs: []storage.Job{j}, Now: now}); err == nil {
+			res = rs[0]
+		}
+	}
 	if err != nil {
 		return storage.Job{}, false, notFoundQueue(err, queue)
 	}
-	if !res[0].Existing {
+	if !res.Existing {
 		s.notify()
 	}
-	return res[0].Job, res[0].Existing, nil
+	return res.Job, res.Existing, nil
 }
 
 func notFoundJob(err error, id string) error {

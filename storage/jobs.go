@@ -96,8 +96,10 @@ type JobStore interface {
 
 	// EnqueueJobs stores jobs. A job whose idempotency key was used in its
 	// queue within IdempotencyWindow is not stored again: its result holds
-	// the existing job and Existing=true. Backends group concurrent calls
-	// into few transactions.
+	// the existing job and Existing=true. A call is all or nothing: on an
+	// error none of its jobs is stored (the dispatch service relies on it
+	// to resend a failed batch in parts). Results are in the order of Jobs.
+	// Backends group concurrent calls into few transactions.
 	EnqueueJobs(ctx context.Context, args EnqueueJobsArgs) ([]EnqueueResult, error)
 	GetJob(ctx context.Context, workspaceID, id string) (Job, error)
 	// ListJobs returns a queue's jobs newest first.

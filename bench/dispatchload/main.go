@@ -4,6 +4,11 @@
 // upstream. It enqueues N jobs through the API from concurrent clients and
 // times until the upstream has received them all, with and without secret
 // references, and reports jobs/s and enqueue-to-delivery p50/p99.
+//
+// As rotor serve runs it: storage through the plugin subprocess (unless
+// -in-process), audit on (every resolved reference is a secret.accessed
+// row), quotas checked, and every log line, the one per attempt included,
+// written as JSON to a file (-log, a temporary file by default).
 package main
 
 import (
@@ -20,12 +25,15 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"rotor.sh/rotor/api"
 	"rotor.sh/rotor/dispatch"
@@ -40,6 +48,11 @@ import (
 
 func main() {
 	if os.Getenv("ROTOR_BENCH_AS_PLUGIN") == "1" {
+		if path := os.Getenv("ROTOR_BENCH_PLUGIN_CPUPROFILE"); path != "" {
+			if f, err := os.Create(path); err == nil && pprof.StartCPUProfile(f) == nil {
+				defer func() { pprof.StopCPUProfile(); f.Close() }()
+			}
+		}
 		plugins.Serve(plugins.OpenBackend)
 		return
 	}
@@ -49,20 +62,100 @@ func main() {
 	inproc := flag.Bool("in-process", false, "open the backend inside this process instead of through the storage plugin (as rotor serve does by default)")
 	mixed := flag.Bool("mixed", false, "the fairness run: one hostile workspace (a stuck concurrency-1 queue with -hostile-jobs jobs, and a rate-limited queue) beside ten normal workspaces sharing -jobs; reports each normal workspace's enqueue-to-delivery p99")
 	hostile := flag.Int("hostile-jobs", 100000, "jobs in the hostile workspace's stuck queue (-mixed)")
+	cpuProfile := flag.String("cpuprofile", "", "write this process's CPU profile (API, proxy, dispatcher) to this file, and the storage plugin's to this file + \".plugin\" (its last run)")
+	logPath := flag.String("log", "", "write the server's JSON log lines here (default: a temporary file, removed at the end)")
 	flag.Parse()
-	if *mixed {
-		if err := runMixed(*n, *conc, *hostile, *pg, !*inproc); err != nil {
+	if err := openLog(*logPath); err != nil {
+		fmt.Fprintln(os.Stderr, "dispatchload:", err)
+		os.Exit(1)
+	}
+	defer closeLog()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
 			fmt.Fprintln(os.Stderr, "dispatchload:", err)
 			os.Exit(1)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+		pluginProfile = *cpuProfile + ".plugin"
+	}
+	if *mixed {
+		if err := runMixed(*n, *conc, *hostile, *pg, !*inproc); err != nil {
+			fail(err)
 		}
 		return
 	}
 	for _, refs := range []bool{false, true} {
+		before := cpuTime()
 		if err := run(*n, *conc, refs, *pg, !*inproc); err != nil {
-			fmt.Fprintln(os.Stderr, "dispatchload:", err)
-			os.Exit(1)
+			fail(err)
 		}
+		// The plugin has exited (run closed the store): its CPU is counted.
+		self, children := cpuTime().sub(before)
+		fmt.Printf("  CPU per job: %.0f µs (this process, with the bench's own clients and upstream: %.0f µs; storage plugin: %.0f µs)\n",
+			float64((self+children).Microseconds())/float64(*n), float64(self.Microseconds())/float64(*n), float64(children.Microseconds())/float64(*n))
 	}
+}
+
+// cpuTimes is user+system CPU of this process and of its exited children.
+type cpuTimes struct{ self, children time.Duration }
+
+func cpuTime() cpuTimes {
+	get := func(who int) time.Duration {
+		var ru syscall.Rusage
+		if syscall.Getrusage(who, &ru) != nil {
+			return 0
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	return cpuTimes{get(syscall.RUSAGE_SELF), get(syscall.RUSAGE_CHILDREN)}
+}
+
+func (t cpuTimes) sub(u cpuTimes) (time.Duration, time.Duration) {
+	return t.self - u.self, t.children - u.children
+}
+
+// pluginProfile, when set, is where the storage plugin writes its CPU
+// profile.
+var pluginProfile string
+
+// logFile receives the server's log lines, as rotor serve's stderr would.
+var (
+	logFile    *os.File
+	logRemove  bool
+	serverLogs *slog.Logger
+)
+
+func openLog(path string) error {
+	var err error
+	if path == "" {
+		logFile, err = os.CreateTemp("", "dispatchload-*.log")
+		logRemove = true
+	} else {
+		logFile, err = os.Create(path)
+	}
+	if err != nil {
+		return err
+	}
+	serverLogs = slog.New(slog.NewJSONHandler(logFile, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	return nil
+}
+
+func closeLog() {
+	logFile.Close()
+	if logRemove {
+		os.Remove(logFile.Name())
+	}
+}
+
+func fail(err error) {
+	pprof.StopCPUProfile()
+	closeLog()
+	fmt.Fprintln(os.Stderr, "dispatchload:", err)
+	os.Exit(1)
 }
 
 func serve(h http.Handler) (string, func(), error) {
@@ -97,7 +190,11 @@ func openStore(ctx context.Context, pgDSN string, viaPlugin bool) (storage.Store
 		if err != nil {
 			return nil, nil, err
 		}
-		s, err := plugins.Launch(ctx, plugins.LaunchOptions{Path: self, Env: []string{"ROTOR_BENCH_AS_PLUGIN=1"}, Config: cfg})
+		env := []string{"ROTOR_BENCH_AS_PLUGIN=1"}
+		if pluginProfile != "" {
+			env = append(env, "ROTOR_BENCH_PLUGIN_CPUPROFILE="+pluginProfile)
+		}
+		s, err := plugins.Launch(ctx, plugins.LaunchOptions{Path: self, Env: env, Config: cfg})
 		if err != nil {
 			return nil, nil, err
 		}
@@ -150,7 +247,7 @@ func run(n, conc int, refs bool, pgDSN string, viaPlugin bool) error {
 		return err
 	}
 	defer closeStore()
-	log := slog.New(slog.DiscardHandler)
+	log := serverLogs
 	v, op, bootKey, err := openVault(ctx, store, log)
 	if err != nil {
 		return err
@@ -186,7 +283,8 @@ func run(n, conc int, refs bool, pgDSN string, viaPlugin bool) error {
 	tok := make([]byte, 16)
 	rand.Read(tok)
 	internal := hex.EncodeToString(tok)
-	p, err := proxy.New(proxy.Options{Vault: v, Logger: log, InternalToken: internal})
+	reg := prometheus.NewRegistry()
+	p, err := proxy.New(proxy.Options{Vault: v, Logger: log, Registerer: reg, InternalToken: internal})
 	if err != nil {
 		return err
 	}
@@ -195,12 +293,13 @@ func run(n, conc int, refs bool, pgDSN string, viaPlugin bool) error {
 		return err
 	}
 	defer stopProxy()
-	disp, err := dispatch.New(dispatch.Options{Store: store, ProxyURL: proxyURL, InternalToken: internal, Logger: log})
+	disp, err := dispatch.New(dispatch.Options{Store: store, ProxyURL: proxyURL, InternalToken: internal, Logger: log, Registerer: reg})
 	if err != nil {
 		return err
 	}
 	queues := dispatch.NewService(store, v, nil, disp.Notify)
-	apiURL, stopAPI, err := serve(api.New(api.Options{Vault: v, Queues: queues, Logger: log}))
+	// Default quotas, read from storage as rotor serve does.
+	apiURL, stopAPI, err := serve(api.New(api.Options{Vault: v, Queues: queues, Logger: log, Registerer: reg, Usage: store}))
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"slices"
 	"sync"
@@ -38,7 +37,7 @@ func runMixed(n, conc, hostileJobs int, pgDSN string, viaPlugin bool) error {
 		return err
 	}
 	defer closeStore()
-	log := slog.New(slog.DiscardHandler)
+	log := serverLogs
 	v, op, _, err := openVault(ctx, store, log)
 	if err != nil {
 		return err

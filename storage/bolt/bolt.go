@@ -24,9 +24,10 @@ var _ storage.Store = (*Store)(nil)
 // process on the same data dir fails with a clear error instead of hanging.
 const DefaultOpenTimeout = 2 * time.Second
 
-// batchDelay is how long concurrent enqueues wait to share one transaction
-// (one fsync). bbolt's default of 10 ms caps 32 concurrent API clients at
-// about 2,600 jobs/s; 2 ms more than doubles that (docs/benchmarks.md).
+// batchDelay is how long concurrent job writes (enqueues, leases, attempt
+// results) wait to share one transaction (one fsync). bbolt's default of
+// 10 ms caps 32 concurrent API clients at about 2,600 jobs/s; 2 ms more
+// than doubles that (docs/benchmarks.md).
 const batchDelay = 2 * time.Millisecond
 
 // schemaVersion is written to the meta bucket; a file written by a newer
@@ -121,6 +122,16 @@ func (s *Store) update(ctx context.Context, fn func(*bbolt.Tx) error) error {
 		return err
 	}
 	return s.db.Update(fn)
+}
+
+// batch is update through bbolt's Batch: concurrent callers share one
+// transaction and one fsync, and each returns once it is durable. fn may
+// run more than once, so it must start afresh.
+func (s *Store) batch(ctx context.Context, fn func(*bbolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.Batch(fn)
 }
 
 func (s *Store) view(ctx context.Context, fn func(*bbolt.Tx) error) error {

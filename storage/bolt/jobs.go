@@ -360,9 +360,10 @@ func (s *Store) EnqueueJobs(ctx context.Context, args storage.EnqueueJobsArgs) (
 		return nil, err
 	}
 	var results []storage.EnqueueResult
-	// Batch coalesces concurrent enqueues into one transaction (one fsync).
-	// It may run fn again alone after a failure, so fn starts afresh.
-	err := s.db.Batch(func(tx *bbolt.Tx) error {
+	// Batch coalesces concurrent enqueues, leases and results into one
+	// transaction (one fsync). It may run fn again alone after a failure,
+	// so fn starts afresh.
+	err := s.batch(ctx, func(tx *bbolt.Tx) error {
 		results = results[:0]
 		for _, j := range args.Jobs {
 			qb := nestedRO(tx, bucketQueues, j.WorkspaceID)
@@ -473,7 +474,9 @@ func (s *Store) ListJobs(ctx context.Context, q storage.JobQuery) (storage.JobPa
 // with open jobs plus the jobs leased, whatever the depth of any queue.
 func (s *Store) LeaseJobs(ctx context.Context, args storage.LeaseJobsArgs) ([]storage.Job, error) {
 	var leased []storage.Job
-	err := s.update(ctx, func(tx *bbolt.Tx) error {
+	// Shared with concurrent enqueues and results (one fsync); fn may run
+	// again after a failure, so it starts afresh.
+	err := s.batch(ctx, func(tx *bbolt.Tx) error {
 		leased = leased[:0]
 		now := uint64(args.Now.UnixNano())
 		var ready []storage.ReadyQueue
@@ -577,7 +580,8 @@ func (s *Store) CompleteAttempts(ctx context.Context, results []storage.AttemptR
 	if len(results) == 0 {
 		return nil
 	}
-	return s.update(ctx, func(tx *bbolt.Tx) error {
+	// Shared with concurrent enqueues and leases (one fsync).
+	return s.batch(ctx, func(tx *bbolt.Tx) error {
 		for _, r := range results {
 			j, ok, err := getJob(tx, r.JobID)
 			if err != nil {

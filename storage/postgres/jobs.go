@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"rotor.sh/rotor/storage"
 )
@@ -139,7 +141,64 @@ const enqueueOne = `WITH q AS (SELECT 1 FROM queues WHERE workspace_id=$2 AND na
 		SELECT $1, $2, $3, 'queued', $4, $5, $6, $9 FROM q RETURNING 1)
 	SELECT (SELECT count(*) FROM ins), pg_notify($7, $8)`
 
+// enqueueMany inserts a batch of jobs without idempotency keys in one
+// statement; fewer rows than jobs means a queue is missing (the caller's
+// transaction then rolls back).
+const enqueueMany = `WITH t AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::timestamptz[], $7::int[])
+		AS t(id, ws, queue, due, body, created, bytes)),
+	q AS (SELECT workspace_id, name FROM queues WHERE (workspace_id, name) IN (SELECT ws, queue FROM t) FOR KEY SHARE),
+	ins AS (INSERT INTO jobs (id, workspace_id, queue, status, due_at, body, created_at, payload_bytes)
+		SELECT t.id, t.ws, t.queue, 'queued', t.due, t.body::json, t.created, t.bytes FROM t JOIN q ON q.workspace_id=t.ws AND q.name=t.queue RETURNING 1)
+	SELECT (SELECT count(*) FROM ins), pg_notify($8, $9)`
+
+// missingQueue names the first of the batch's queues that does not exist.
+const missingQueue = `SELECT t.queue FROM unnest($1::text[], $2::text[]) AS t(ws, queue)
+	WHERE NOT EXISTS (SELECT 1 FROM queues WHERE workspace_id=t.ws AND name=t.queue) LIMIT 1`
+
+// enqueueBatch is EnqueueJobs for several jobs without idempotency keys:
+// one transaction of one statement (the dispatch service groups
+// concurrent enqueues into such batches).
+func (s *Store) enqueueBatch(ctx context.Context, args storage.EnqueueJobsArgs) ([]storage.EnqueueResult, error) {
+	n := len(args.Jobs)
+	ids, wss, queues, bodies := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	dues, created, sizes := make([]time.Time, n), make([]time.Time, n), make([]int32, n)
+	results := make([]storage.EnqueueResult, n)
+	for i, j := range args.Jobs {
+		j.Status = storage.JobQueued
+		body, err := json.Marshal(j)
+		if err != nil {
+			return nil, err
+		}
+		ids[i], wss[i], queues[i], bodies[i] = j.ID, j.WorkspaceID, j.Queue, string(body)
+		dues[i], created[i], sizes[i] = j.RunAt, j.CreatedAt, int32(len(j.Payload))
+		results[i] = storage.EnqueueResult{Job: j}
+	}
+	wake, _ := json.Marshal(storage.Change{Kind: storage.ChangeJobs})
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		var got int
+		var ignored string
+		if err := tx.QueryRow(ctx, enqueueMany, ids, wss, queues, dues, bodies, created, sizes, s.channel, string(wake)).Scan(&got, &ignored); err != nil {
+			return err
+		}
+		if got == n {
+			return nil
+		}
+		var name string
+		if err := tx.QueryRow(ctx, missingQueue, wss, queues).Scan(&name); err != nil {
+			return err
+		}
+		return fmt.Errorf("queue %q: %w", name, storage.ErrNotFound)
+	})
+	if err != nil {
+		return nil, mapErr(err, "enqueue")
+	}
+	return results, nil
+}
+
 func (s *Store) EnqueueJobs(ctx context.Context, args storage.EnqueueJobsArgs) ([]storage.EnqueueResult, error) {
+	if len(args.Jobs) > 1 && !slices.ContainsFunc(args.Jobs, func(j storage.Job) bool { return j.IdempotencyKey != "" }) {
+		return s.enqueueBatch(ctx, args)
+	}
 	if len(args.Jobs) == 1 && args.Jobs[0].IdempotencyKey == "" {
 		j := args.Jobs[0]
 		j.Status = storage.JobQueued
@@ -393,47 +452,87 @@ func (s *Store) LeaseJobs(ctx context.Context, args storage.LeaseJobsArgs) ([]st
 	return leased, mapErr(err, "lease")
 }
 
+const (
+	// lockCompleted reads and locks the jobs whose leases the results still
+	// hold, in id order so two nodes' batches cannot deadlock.
+	lockCompleted = `SELECT j.body::text FROM jobs j JOIN unnest($1::text[], $2::text[], $3::bigint[]) AS r(id, ws, tok)
+		ON j.id=r.id AND j.workspace_id=r.ws AND j.status='leased' AND j.lease_token=r.tok ORDER BY j.id FOR UPDATE OF j`
+	saveCompleted = `UPDATE jobs SET status=t.status, due_at=t.due, lease_token=0, body=t.body::json
+		FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[]) AS t(id, status, due, body) WHERE jobs.id=t.id`
+)
+
+// CompleteAttempts reads the batch's jobs in one statement and writes them
+// back in another: two round trips whatever the batch size.
 func (s *Store) CompleteAttempts(ctx context.Context, results []storage.AttemptResult) error {
 	if len(results) == 0 {
 		return nil
 	}
+	for _, r := range results {
+		if !r.Release && r.Status != storage.JobQueued && r.Status != storage.JobDelivered && r.Status != storage.JobDead {
+			return fmt.Errorf("postgres: bad next status %q", r.Status)
+		}
+	}
+	ids, wss, toks := make([]string, len(results)), make([]string, len(results)), make([]int64, len(results))
+	for i, r := range results {
+		ids[i], wss[i], toks[i] = r.JobID, r.WorkspaceID, int64(r.LeaseToken)
+	}
 	return mapErr(s.tx(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, lockCompleted, ids, wss, toks)
+		if err != nil {
+			return err
+		}
+		held, err := collect(rows, scanJob)
+		if err != nil {
+			return err
+		}
+		if len(held) == 0 {
+			return nil // every lease is gone
+		}
+		leased := make(map[string]storage.Job, len(held))
+		for _, j := range held {
+			leased[j.ID] = j
+		}
+		var uids, statuses, bodies []string
+		var dues []pgtype.Timestamptz
 		for _, r := range results {
-			j, err := scanJob(tx.QueryRow(ctx, `SELECT body::text FROM jobs WHERE id=$1 AND workspace_id=$2 AND status='leased' AND lease_token=$3 FOR UPDATE`,
-				r.JobID, r.WorkspaceID, int64(r.LeaseToken)))
-			if errors.Is(err, pgx.ErrNoRows) {
+			j, ok := leased[r.JobID]
+			if !ok || j.WorkspaceID != r.WorkspaceID || j.LeaseToken != r.LeaseToken {
 				continue // fenced: the lease is gone
 			}
-			if err != nil {
-				return err
-			}
+			// A second result for the same lease finds it gone, as it would
+			// one transaction later.
+			delete(leased, r.JobID)
 			if r.Release {
 				j.Status, j.UpdatedAt, j.LeaseUntil, j.LeaseToken = storage.JobQueued, r.At, time.Time{}, 0
 				j.Leases = max(0, j.Leases-1)
 				if !r.RunAt.IsZero() {
 					j.RunAt = r.RunAt
 				}
-				if err := saveJob(ctx, tx, j); err != nil {
-					return err
+			} else {
+				j.Attempts = append(j.Attempts, r.Attempt)
+				j.Status, j.UpdatedAt, j.LeaseUntil, j.LeaseToken = r.Status, r.At, time.Time{}, 0
+				switch r.Status {
+				case storage.JobQueued:
+					j.RunAt = r.RunAt
+				case storage.JobDelivered:
+					j.DeliveredAt = r.At
 				}
-				continue
 			}
-			j.Attempts = append(j.Attempts, r.Attempt)
-			j.Status, j.UpdatedAt, j.LeaseUntil, j.LeaseToken = r.Status, r.At, time.Time{}, 0
-			switch r.Status {
-			case storage.JobQueued:
-				j.RunAt = r.RunAt
-			case storage.JobDelivered:
-				j.DeliveredAt = r.At
-			case storage.JobDead:
-			default:
-				return fmt.Errorf("postgres: bad next status %q", r.Status)
-			}
-			if err := saveJob(ctx, tx, j); err != nil {
+			body, err := json.Marshal(j)
+			if err != nil {
 				return err
 			}
+			due := pgtype.Timestamptz{}
+			if j.Status == storage.JobQueued {
+				due = pgtype.Timestamptz{Time: j.RunAt, Valid: true}
+			}
+			uids, statuses, dues, bodies = append(uids, j.ID), append(statuses, j.Status), append(dues, due), append(bodies, string(body))
 		}
-		return nil
+		if len(uids) == 0 {
+			return nil
+		}
+		_, err = tx.Exec(ctx, saveCompleted, uids, statuses, dues, bodies)
+		return err
 	}), "complete")
 }
 

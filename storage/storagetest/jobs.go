@@ -34,6 +34,9 @@ func jobTests() []struct {
 		{"LeaseRelease", testLeaseRelease},
 		{"JobUsage", testJobUsage},
 		{"QueueStats", testQueueStats},
+		{"EnqueueBatch", testEnqueueBatch},
+		{"CompleteBatch", testCompleteBatch},
+		{"ConcurrentJobWrites", testConcurrentJobWrites},
 	}
 }
 
