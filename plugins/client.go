@@ -307,16 +307,26 @@ func (c *Client) ListSecretsByKEK(ctx context.Context, kekID string, limit int) 
 	return out, nil
 }
 
-// AppendAudit sends events in one call, or, above MaxBatch rows, in
-// consecutive calls (each one transaction; the vault's writer sends far
-// fewer rows per call).
+// AppendAudit sends events in one call: one transaction, so a batch above
+// MaxBatch rows is refused before it is sent (the vault's writer sends at
+// most 2,000).
 func (c *Client) AppendAudit(ctx context.Context, events []storage.AuditEvent) error {
-	return chunks(len(events), func(lo, hi int) error {
-		_, err := call(ctx, c, "AppendAudit", func(ctx context.Context, cc *conn) (*pb.AppendAuditResponse, error) {
-			return cc.audit.AppendAudit(ctx, &pb.AppendAuditRequest{Events: eventsToPB(events[lo:hi])})
-		})
+	if err := oneCall("AppendAudit", "audit events", len(events)); err != nil {
 		return err
+	}
+	_, err := call(ctx, c, "AppendAudit", func(ctx context.Context, cc *conn) (*pb.AppendAuditResponse, error) {
+		return cc.audit.AppendAudit(ctx, &pb.AppendAuditRequest{Events: eventsToPB(events)})
 	})
+	return err
+}
+
+// oneCall refuses a batch that must stay one transaction (all or nothing)
+// but is above the protocol's limit.
+func oneCall(method, what string, n int) error {
+	if n > MaxBatch {
+		return fmt.Errorf("storage plugin: %s of %d %s exceeds the protocol's limit of %d per call (one transaction); send it in parts: %w", method, n, what, MaxBatch, errInvalid)
+	}
+	return nil
 }
 
 func (c *Client) ListAudit(ctx context.Context, q storage.AuditQuery) (storage.AuditPage, error) {
@@ -430,26 +440,22 @@ func (c *Client) DeleteQueue(ctx context.Context, args storage.DeleteQueueArgs) 
 	return err
 }
 
-// EnqueueJobs sends at most MaxBatch jobs per call, results in order.
+// EnqueueJobs sends the jobs in one call: all or nothing, so a batch above
+// MaxBatch jobs is refused before it is sent (the dispatch service groups
+// at most 256).
 func (c *Client) EnqueueJobs(ctx context.Context, args storage.EnqueueJobsArgs) ([]storage.EnqueueResult, error) {
-	var out []storage.EnqueueResult
-	err := chunks(len(args.Jobs), func(lo, hi int) error {
-		r, err := call(ctx, c, "EnqueueJobs", func(ctx context.Context, cc *conn) (*pb.EnqueueJobsResponse, error) {
-			return cc.jobs.EnqueueJobs(ctx, &pb.EnqueueJobsRequest{Jobs: jobsToPB(args.Jobs[lo:hi]), Now: ts(args.Now)})
-		})
-		if err != nil {
-			return err
-		}
-		if out == nil {
-			out = make([]storage.EnqueueResult, 0, len(r.Results))
-		}
-		for _, e := range r.Results {
-			out = append(out, storage.EnqueueResult{Job: jobFromPB(e.Job), Existing: e.Existing})
-		}
-		return nil
+	if err := oneCall("EnqueueJobs", "jobs", len(args.Jobs)); err != nil {
+		return nil, err
+	}
+	r, err := call(ctx, c, "EnqueueJobs", func(ctx context.Context, cc *conn) (*pb.EnqueueJobsResponse, error) {
+		return cc.jobs.EnqueueJobs(ctx, &pb.EnqueueJobsRequest{Jobs: jobsToPB(args.Jobs), Now: ts(args.Now)})
 	})
 	if err != nil {
 		return nil, err
+	}
+	out := make([]storage.EnqueueResult, len(r.Results))
+	for i, e := range r.Results {
+		out[i] = storage.EnqueueResult{Job: jobFromPB(e.Job), Existing: e.Existing}
 	}
 	return out, nil
 }
@@ -486,7 +492,8 @@ func (c *Client) LeaseJobs(ctx context.Context, args storage.LeaseJobsArgs) ([]s
 	return jobsFromPB(r.Jobs), nil
 }
 
-// CompleteAttempts sends at most MaxBatch results per call.
+// CompleteAttempts sends at most MaxBatch results per call: each result
+// stands alone (fenced by its lease token), so a larger batch is split.
 func (c *Client) CompleteAttempts(ctx context.Context, results []storage.AttemptResult) error {
 	return chunks(len(results), func(lo, hi int) error {
 		req := &pb.CompleteAttemptsRequest{Results: make([]*pb.AttemptResult, hi-lo)}

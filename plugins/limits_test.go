@@ -102,11 +102,12 @@ func TestHungPluginCallsFailWithinBound(t *testing.T) {
 	}
 }
 
-// TestHostSplitsLargeBatches: above the protocol's MAX_BATCH the host
-// splits an audit append into several calls and pages an ascending
-// listing, so callers keep the Store semantics (every row appended, in
-// order, chained; a listing of "up to limit" rows returns them all).
-func TestHostSplitsLargeBatches(t *testing.T) {
+// TestHostBatchLimits: above the protocol's MAX_BATCH the host refuses,
+// before sending, a batch that must stay one transaction (an audit append,
+// an enqueue: all or nothing), and pages an ascending audit listing, so
+// callers keep the Store semantics (a listing of "up to limit" rows returns
+// them all, in order, chained).
+func TestHostBatchLimits(t *testing.T) {
 	s, err := plugins.Launch(context.Background(), plugins.LaunchOptions{
 		Path: launchPath(), Env: []string{"ROTOR_TEST_AS_PLUGIN=1"}, CallTimeout: 2 * time.Minute,
 		Config: &proto.ConfigureRequest{Backend: "bbolt", Path: filepath.Join(t.TempDir(), "rotor.db")},
@@ -124,7 +125,19 @@ func TestHostSplitsLargeBatches(t *testing.T) {
 	for i := range evs {
 		evs[i] = storage.AuditEvent{OccurredAt: time.Now(), WorkspaceID: "ws", ActorID: "a", EventType: "e", ResourceType: "r", ResourceID: strconv.Itoa(i), Input: json.RawMessage(`{}`)}
 	}
-	if err := s.AppendAudit(ctx, evs); err != nil {
+	if err := s.AppendAudit(ctx, evs); err == nil || !strings.Contains(err.Error(), "exceeds the protocol's limit") {
+		t.Fatalf("an append of %d rows: got %v, want a refusal", n, err)
+	}
+	if _, err := s.EnqueueJobs(ctx, storage.EnqueueJobsArgs{Jobs: make([]storage.Job, n), Now: time.Now()}); err == nil || !strings.Contains(err.Error(), "exceeds the protocol's limit") {
+		t.Fatalf("an enqueue of %d jobs: got %v, want a refusal", n, err)
+	}
+	if h, err := s.GetAuditHead(ctx, "ws"); err != nil || h.LastID != 0 {
+		t.Fatalf("a refused append wrote rows: %+v, %v", h, err)
+	}
+	if err := s.AppendAudit(ctx, evs[:plugins.MaxBatch]); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendAudit(ctx, evs[plugins.MaxBatch:]); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.ListAuditAsc(ctx, storage.AuditRange{WorkspaceID: "ws", Limit: n + 100})
@@ -140,7 +153,7 @@ func TestHostSplitsLargeBatches(t *testing.T) {
 			t.Fatalf("row %d out of order: %+v", i, e)
 		}
 		if want := storage.NextChain(prev, e); !bytes.Equal(e.Chain, want) {
-			t.Fatalf("row %d: chain broken across the split", i)
+			t.Fatalf("row %d: chain broken", i)
 		}
 		prev = e.Chain
 	}

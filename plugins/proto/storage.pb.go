@@ -24,7 +24,9 @@
 //   - Limits: a message is at most MAX_MESSAGE_BYTES (64 MiB) in both
 //     directions; batches and page sizes are at most MAX_BATCH (10,000)
 //     items. A backend refuses a request above a limit with INVALID_ARGUMENT;
-//     the host never sends one (it splits batches, clamps page sizes).
+//     the host never sends one: it splits what may be split (attempt
+//     results, prunes), pages or clamps listings, and refuses before sending
+//     a batch that must stay one transaction (audit append, enqueue).
 //   - Evolution: fields are only ever added (never renumbered or reused); a
 //     new RPC or service is announced by a Capability in DescribeResponse,
 //     and the host calls it only when the plugin reports it. An incompatible
