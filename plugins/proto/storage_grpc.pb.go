@@ -1057,9 +1057,10 @@ type AuditClient interface {
 	// none), assigning ids (increasing, in request order) and each row's
 	// chain value: SHA-256(previous chain of that workspace || canonical row),
 	// see storage.AuditCanonical. Appends are serialized per workspace across
-	// every node sharing the backend. The response holds, per workspace
+	// every node sharing the backend. The response may hold, per workspace
 	// touched, the new head and the first id appended (hosts may use it
-	// instead of re-reading the rows).
+	// instead of re-reading the rows); empty means "not reported" (Rotor's
+	// own backends report nothing yet: storage.Store does not return it).
 	AppendAudit(ctx context.Context, in *AppendAuditRequest, opts ...grpc.CallOption) (*AppendAuditResponse, error)
 	// ListAudit returns up to limit (<= MAX_BATCH) events of a workspace,
 	// newest first, filtered by the non-empty fields; next is the cursor
@@ -1154,9 +1155,10 @@ type AuditServer interface {
 	// none), assigning ids (increasing, in request order) and each row's
 	// chain value: SHA-256(previous chain of that workspace || canonical row),
 	// see storage.AuditCanonical. Appends are serialized per workspace across
-	// every node sharing the backend. The response holds, per workspace
+	// every node sharing the backend. The response may hold, per workspace
 	// touched, the new head and the first id appended (hosts may use it
-	// instead of re-reading the rows).
+	// instead of re-reading the rows); empty means "not reported" (Rotor's
+	// own backends report nothing yet: storage.Store does not return it).
 	AppendAudit(context.Context, *AppendAuditRequest) (*AppendAuditResponse, error)
 	// ListAudit returns up to limit (<= MAX_BATCH) events of a workspace,
 	// newest first, filtered by the non-empty fields; next is the cursor
