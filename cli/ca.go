@@ -25,7 +25,7 @@ func caCommand() *cli.Command {
 				}
 				fmt.Fprintf(c.App.Writer, "wrote %s and %s (key mode 0600)\n"+
 					"Workers must trust %s: e.g. SSL_CERT_FILE, NODE_EXTRA_CA_CERTS, REQUESTS_CA_BUNDLE, or the system store.\n"+
-					"Restart the proxy to start intercepting CONNECT requests.\n", cert, key, cert)
+					"A running proxy that uses these files starts intercepting CONNECT requests within 2 seconds (at once on SIGHUP).\n", cert, key, cert)
 				return nil
 			},
 		}},

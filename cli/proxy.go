@@ -75,6 +75,11 @@ type proxyConfig struct {
 	UpstreamCA       string
 	TLSCert, TLSKey  string
 	NoScrub          bool
+
+	// CAWatchCert and CAWatchKey are the CA files the running proxy
+	// watches: the flags' files, or the data directory's even before
+	// `rotor ca init` writes them (issue 17: no restart needed).
+	CAWatchCert, CAWatchKey string
 }
 
 func loadProxyConfig(c *cli.Context, dataDir string) (proxyConfig, error) {
@@ -115,8 +120,10 @@ func loadProxyConfig(c *cli.Context, dataDir string) (proxyConfig, error) {
 	if (pc.CACert == "") != (pc.CAKey == "") {
 		return pc, settingErr(flagProxyCACert, "give both the CA certificate and its key")
 	}
+	pc.CAWatchCert, pc.CAWatchKey = pc.CACert, pc.CAKey
 	if pc.CACert == "" {
 		cert, key := filepath.Join(dataDir, proxy.CACertFile), filepath.Join(dataDir, proxy.CAKeyFile)
+		pc.CAWatchCert, pc.CAWatchKey = cert, key
 		if fileExists(cert) && fileExists(key) {
 			pc.CACert, pc.CAKey = cert, key
 		}
@@ -149,6 +156,7 @@ func buildProxyOptions(ctx context.Context, pc proxyConfig, store storage.Store)
 		}
 		o.CA = ca
 	}
+	o.CACertFile, o.CAKeyFile = pc.CAWatchCert, pc.CAWatchKey
 	if pc.UpstreamCA != "" {
 		data, err := os.ReadFile(pc.UpstreamCA)
 		if err != nil {

@@ -202,6 +202,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 		return storeReady(ctx)
 	}
 	var servers []*namedServer
+	reloadCA := func() {}
 	// Other nodes' rotations and deletions drop this node's cached values.
 	tasks := []func(context.Context) error{v.WatchChanges, func(ctx context.Context) error {
 		// SIGHUP reopens the audit export file (logrotate).
@@ -214,6 +215,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 				return nil
 			case <-hup:
 				v.ReopenAuditExport()
+				reloadCA() // the proxy's CA files, if they changed
 			}
 		}
 	}}
@@ -251,6 +253,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 			return err
 		}
 		defer p.CloseIdleConnections()
+		reloadCA = p.ReloadCA
 		log.Info("proxy configured", "mode", opts.Mode, "tls_interception", opts.CA != nil, "ssrf_guard", opts.SSRFGuard,
 			"require_allowed_hosts", opts.RequireAllowedHosts, "listener_tls", listenTLS != nil)
 		if opts.Mode == proxy.ModeGateway && listenTLS == nil && !isLoopbackAddr(cfg.Proxy.Addr) {

@@ -43,13 +43,16 @@ func newMatcher(patterns [][]byte) *matcher {
 	for _, p := range patterns {
 		n += len(p)
 	}
+	// The per-state slices share one allocation, each with its own capacity
+	// n (three-index slices, so an append never runs into the next).
+	arena := make([]int32, 9*n)
+	part := func(k, l int) []int32 { return arena[k*n : k*n+l : (k+1)*n] }
 	m := &matcher{
-		first: make([]int32, 1, n), next: make([]int32, 1, n), label: make([]byte, 1, n),
-		fail: make([]int32, 1, n), depth: make([]int32, 1, n),
-		outLen: make([]int32, 1, n), outPat: make([]int32, 1, n),
+		first: part(0, 1), next: part(1, 1), label: make([]byte, 1, n),
+		fail: part(2, 1), depth: part(3, 1), outLen: part(4, 1), outPat: part(5, 1),
 	}
 	m.outPat[0] = -1
-	fanout := make([]uint16, 1, n)
+	fanout := part(6, 1)
 	for i, p := range patterns {
 		if len(p) == 0 {
 			continue
@@ -79,7 +82,7 @@ func newMatcher(patterns [][]byte) *matcher {
 			m.outLen[s], m.outPat[s] = int32(len(p)), int32(i)
 		}
 	}
-	m.denseOf = make([]int32, len(m.fail))
+	m.denseOf = part(7, len(m.fail))
 	for s := range m.denseOf {
 		m.denseOf[s] = -1
 		if s != 0 && fanout[s] >= denseFanout {
@@ -93,7 +96,7 @@ func newMatcher(patterns [][]byte) *matcher {
 	}
 	// Breadth first, so a state's failure target (shallower) is complete
 	// before the state.
-	queue := make([]int32, 0, len(m.fail))
+	queue := part(8, 0)
 	for c := m.first[0]; c != 0; c = m.next[c] {
 		queue = append(queue, c)
 	}

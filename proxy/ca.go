@@ -13,7 +13,6 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 )
 
@@ -98,38 +97,6 @@ func LoadCA(certPath, keyPath string) (*tls.Certificate, error) {
 	return &ca, nil
 }
 
-// certCache keeps minted leaf certificates per host, so a host's
-// certificate is signed once, not on every CONNECT.
-type certCache struct {
-	mu    sync.Mutex
-	certs map[string]*certEntry
-}
-
-type certEntry struct {
-	once sync.Once
-	cert *tls.Certificate
-	err  error
-}
-
-// maxCachedCerts bounds the cache; when full it starts over.
+// maxCachedCerts bounds the leaf cache of one CA (caState); when full it
+// starts over.
 const maxCachedCerts = 10000
-
-func (c *certCache) Fetch(host string, gen func() (*tls.Certificate, error)) (*tls.Certificate, error) {
-	c.mu.Lock()
-	if c.certs == nil || len(c.certs) >= maxCachedCerts {
-		c.certs = make(map[string]*certEntry)
-	}
-	e, ok := c.certs[host]
-	if !ok {
-		e = &certEntry{}
-		c.certs[host] = e
-	}
-	c.mu.Unlock()
-	e.once.Do(func() { e.cert, e.err = gen() })
-	if e.err != nil {
-		c.mu.Lock()
-		delete(c.certs, host)
-		c.mu.Unlock()
-	}
-	return e.cert, e.err
-}

@@ -16,7 +16,6 @@ import (
 	"mime"
 	"net"
 	"net/http"
-	"net/http/httptrace"
 	"net/netip"
 	"net/url"
 	"slices"
@@ -73,6 +72,13 @@ type Options struct {
 	// CA, if set, enables TLS interception of CONNECT; otherwise CONNECT
 	// is tunneled untouched.
 	CA *tls.Certificate
+	// CACertFile and CAKeyFile, if set, are watched: when they appear or
+	// change, the proxy loads them and intercepts with the new CA, without
+	// a restart (checked on CONNECT at most every CAReloadInterval, and at
+	// once on ReloadCA). CA, if also set, is what they held at start.
+	CACertFile, CAKeyFile string
+	// CAReloadInterval; DefaultCAReloadInterval when zero.
+	CAReloadInterval time.Duration
 	// UpstreamRoots verifies upstream TLS; nil means the system roots.
 	UpstreamRoots *x509.CertPool
 	// NoScrub turns off response scrubbing.
@@ -96,6 +102,8 @@ type Proxy struct {
 	requireAH bool
 	scrub     bool
 	bufPool   sync.Pool
+	ca        *caReloader
+	neg       negCache
 
 	internalToken string
 	// inflight counts requests between onRequest and their summary line,
@@ -152,8 +160,14 @@ func New(opts Options) (*Proxy, error) {
 	// Tuned for proxy load: Go's default of 2 idle connections per host
 	// makes most requests open a new upstream connection under concurrency.
 	p.tr = &http.Transport{
-		Proxy:                 nil, // never chain to HTTP_PROXY: that may be us
-		DialContext:           d.DialContext,
+		Proxy: nil, // never chain to HTTP_PROXY: that may be us
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := d.DialContext(ctx, network, addr)
+			if err == nil {
+				p.m.conns.dialed.Add(1)
+			}
+			return c, err
+		},
 		TLSClientConfig:       &tls.Config{RootCAs: opts.UpstreamRoots, MinVersion: tls.VersionTLS12},
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          4096,
@@ -167,27 +181,49 @@ func New(opts Options) (*Proxy, error) {
 	gp.Logger = goproxyLogger{opts.Logger.Handler()}
 	gp.Tr = p.tr
 	gp.KeepAcceptEncoding = true // decided per request in rewrite
-	gp.CertStore = &certCache{}
+	// No gp.CertStore: leaves are cached per CA (careload.go), so a new CA
+	// never serves a leaf of the old one.
 	gp.ConnectDialWithReq = func(_ *http.Request, network, addr string) (net.Conn, error) {
 		return d.DialContext(context.Background(), network, addr)
 	}
 	gp.NonproxyHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, CodeNotProxyRequest, "this is Rotor's proxy: send absolute-form requests (set HTTP_PROXY/HTTPS_PROXY to this address)")
 	})
-	var mitm *goproxy.ConnectAction
+	if opts.CAReloadInterval <= 0 {
+		opts.CAReloadInterval = DefaultCAReloadInterval
+	}
+	p.ca = &caReloader{certPath: opts.CACertFile, keyPath: opts.CAKeyFile, interval: opts.CAReloadInterval, log: opts.Logger}
+	if (opts.CACertFile == "") != (opts.CAKeyFile == "") {
+		return nil, errors.New("proxy: give both CA files or neither")
+	}
 	if opts.CA != nil {
-		mitm = &goproxy.ConnectAction{Action: goproxy.ConnectMitm, TLSConfig: goproxy.TLSConfigFromCA(opts.CA)}
+		p.ca.cur.Store(newCAState(opts.CA))
+		p.ca.stamps = [2]fileStamp{stampOf(opts.CACertFile), stampOf(opts.CAKeyFile)}
+		p.ca.next.Store(time.Now().Add(opts.CAReloadInterval).UnixNano())
 	}
 	gp.OnRequest().HandleConnectFunc(func(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
-		return p.onConnect(host, ctx, mitm)
+		return p.onConnect(host, ctx, p.ca.current())
 	})
 	gp.OnRequest().DoFunc(p.onRequest)
 	p.gp = gp
 	return p, nil
 }
 
-// ServeHTTP serves proxy requests.
-func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.gp.ServeHTTP(w, r) }
+// ServeHTTP serves proxy requests. Absolute-form requests in clear are
+// handled here (relay.go); goproxy serves CONNECT (tunnels and
+// interception, and the requests inside intercepted tunnels) and
+// non-proxy requests.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodConnect || !r.URL.IsAbs() {
+		p.gp.ServeHTTP(w, r)
+		return
+	}
+	_, resp := p.handle(r, nil)
+	relay(w, resp)
+}
+
+// ReloadCA loads the CA files now if they changed (SIGHUP).
+func (p *Proxy) ReloadCA() { p.ca.reload() }
 
 // CloseIdleConnections closes pooled upstream connections (at shutdown).
 func (p *Proxy) CloseIdleConnections() { p.tr.CloseIdleConnections() }
@@ -203,10 +239,34 @@ type session struct {
 	internal bool
 }
 
+// Request ids are prx_ plus 16 hex digits: a random per-process prefix
+// (4 bytes) and a counter (4 bytes, wrapping after 2^32 requests), so ids
+// are unique within a process and across processes with near certainty,
+// without a crypto/rand read per request.
+var (
+	reqIDPrefix [8]byte
+	reqIDCount  atomic.Uint32
+)
+
+func init() {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	hex.Encode(reqIDPrefix[:], b[:])
+	var c [4]byte
+	_, _ = rand.Read(c[:])
+	reqIDCount.Store(uint32(c[0])<<24 | uint32(c[1])<<16 | uint32(c[2])<<8 | uint32(c[3]))
+}
+
 func newRequestID() string {
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	return "prx_" + hex.EncodeToString(b)
+	var b [4 + 16]byte
+	copy(b[:], "prx_")
+	copy(b[4:], reqIDPrefix[:])
+	n := reqIDCount.Add(1)
+	const digits = "0123456789abcdef"
+	for i := range 8 {
+		b[4+8+i] = digits[n>>(28-4*i)&0xf]
+	}
+	return string(b[:]) // the one allocation: the id outlives the request
 }
 
 // authenticate reads Proxy-Authorization: Bearer <key>, or Basic with the
@@ -240,7 +300,7 @@ func (p *Proxy) authenticate(r *http.Request) (session, error) {
 		}
 		return session{actor: vault.Actor{KeyID: DispatcherActor, WorkspaceID: ws, Role: vault.RoleMember}, internal: true}, nil
 	}
-	a, err := p.vault.Authenticate(r.Context(), key)
+	a, err := p.authKey(r.Context(), key)
 	return session{actor: a, key: key}, err
 }
 
@@ -294,10 +354,15 @@ type reqState struct {
 	// resolved holds each secret resolved for this request (a handful at
 	// most, so a slice beats a map).
 	resolved []resolvedSecret
-	names    []string
-	forms    []scrubPattern
-	mitm     bool
-	body     *Rewriter
+	// mu guards names and forms: a streamed body resolves on the
+	// transport's goroutine (see secretNames, scrubForms).
+	mu    sync.Mutex
+	names []string
+	// rf is resolveName as a ResolveFunc, made once per request.
+	rf    ResolveFunc
+	forms []scrubPattern
+	mitm  bool
+	body  *Rewriter
 	// bodyBuf is the whole rewritten body when it fit the buffer.
 	bodyBuf *bytes.Buffer
 	// extra goes into audit rows (dispatch: job id and attempt).
@@ -309,46 +374,68 @@ type resolvedSecret struct {
 	value vault.Plaintext
 }
 
-// resolve is the rewriter's ResolveFunc: each name is resolved (and audited)
-// once per request.
-func (st *reqState) resolve(Context) ResolveFunc {
-	return func(name string) ([]byte, error) {
-		var v vault.Plaintext
-		ok := false
-		for _, r := range st.resolved {
-			if r.name == name {
-				v, ok = r.value, true
-				break
-			}
+// resolveName is the rewriter's ResolveFunc for every position (st.rf, one
+// method value per request): each name is resolved (and audited) once per
+// request.
+func (st *reqState) resolveName(name string) ([]byte, error) {
+	for _, r := range st.resolved {
+		if r.name == name {
+			return r.value.Bytes(), nil
 		}
-		if !ok {
-			r, err := st.p.vault.Resolve(st.ctx, vault.ResolveRequest{
-				WorkspaceID: st.actor.WorkspaceID, Name: name, ActorID: st.actor.KeyID, Host: st.host,
-				Scheme: st.scheme, Port: st.port,
-				RequireAllowedHosts: st.p.requireAH, RequestID: st.id, Extra: st.extra,
-			})
-			if err != nil {
-				st.p.m.failures.WithLabelValues(failureReason(err)).Inc()
-				return nil, err
-			}
-			v = r.Value
-			st.resolved = append(st.resolved, resolvedSecret{name, v})
-			st.names = append(st.names, name)
-			if st.p.scrub {
-				// Every form of the value, once per secret, whatever
-				// position it went to: an upstream may reflect a value it
-				// got in the query inside a JSON body.
-				st.forms = append(st.forms, valueForms(name, v.Bytes())...)
-			}
-		}
-		return v.Bytes(), nil
 	}
+	r, err := st.p.vault.Resolve(st.ctx, vault.ResolveRequest{
+		WorkspaceID: st.actor.WorkspaceID, Name: name, ActorID: st.actor.KeyID, Host: st.host,
+		Scheme: st.scheme, Port: st.port,
+		RequireAllowedHosts: st.p.requireAH, RequestID: st.id, Extra: st.extra,
+	})
+	if err != nil {
+		st.p.m.failures.WithLabelValues(failureReason(err)).Inc()
+		return nil, err
+	}
+	v := r.Value
+	st.resolved = append(st.resolved, resolvedSecret{name, v})
+	st.mu.Lock()
+	st.names = append(st.names, name)
+	if st.p.scrub {
+		// Every form of the value, once per secret, whatever position it
+		// went to: an upstream may reflect a value it got in the query
+		// inside a JSON body.
+		st.forms = append(st.forms, valueForms(name, v.Bytes())...)
+	}
+	st.mu.Unlock()
+	return v.Bytes(), nil
 }
 
+// scrubForms is the scrub patterns so far (see secretNames).
+func (st *reqState) scrubForms() []scrubPattern {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.forms[:len(st.forms):len(st.forms)]
+}
+
+// secretNames is the names resolved so far. A streamed body resolves on the
+// transport's goroutine while the handler reads this; the slice returned
+// is capped, so later appends never touch what the caller holds.
+func (st *reqState) secretNames() []string {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.names[:len(st.names):len(st.names)]
+}
+
+// onRequest serves the requests goproxy hands over: those inside
+// intercepted tunnels, with the tunnel's session.
 func (p *Proxy) onRequest(r *http.Request, gctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
+	s, _ := gctx.UserData.(*session)
+	return p.handle(r, s)
+}
+
+// handle answers one proxied request; s is the tunnel's session, or nil.
+// The response is never nil: refusals are answered by the proxy itself.
+func (p *Proxy) handle(r *http.Request, s *session) (*http.Request, *http.Response) {
 	start := time.Now()
 	p.inflight.Add(1)
 	st := &reqState{p: p, ctx: r.Context(), id: newRequestID(), host: r.URL.Hostname()}
+	st.rf = st.resolveName
 	entry := logEntry{start: start, id: st.id, method: r.Method, host: r.URL.Host, counted: true}
 	if err := checkHost(st.host); err != nil {
 		// Before authentication, resolution and the audit trail: nothing
@@ -357,10 +444,10 @@ func (p *Proxy) onRequest(r *http.Request, gctx *goproxy.ProxyCtx) (*http.Reques
 		return r, p.refuse(r, entry, err)
 	}
 	var internal bool
-	if s, ok := gctx.UserData.(*session); ok {
+	if s != nil {
 		st.actor, st.mitm = s.actor, s.mitm
 		if s.key != "" {
-			if _, err := p.vault.Authenticate(r.Context(), s.key); err != nil {
+			if _, err := p.authKey(r.Context(), s.key); err != nil {
 				return r, p.refuse(r, entry, err)
 			}
 		}
@@ -391,32 +478,31 @@ func (p *Proxy) onRequest(r *http.Request, gctx *goproxy.ProxyCtx) (*http.Reques
 	if err == nil && internal {
 		err = st.applyInternal(out, in)
 	}
-	entry.secrets = st.names
+	entry.secrets = st.secretNames()
 	var sc *scrubber
+	scForms := 0
 	if err == nil && len(st.names) > 0 && p.scrub {
 		// Built before anything is sent: a request whose response could
 		// not be scrubbed in bounded memory is refused.
+		scForms = len(st.forms)
 		sc, err = newScrubberBounded(st.forms)
 	}
 	if err != nil {
 		return r, p.refuse(r, entry, err)
 	}
-	var reused bool
-	trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused }}
-	out = out.WithContext(httptrace.WithClientTrace(out.Context(), trace))
 	resp, err := p.tr.RoundTrip(out)
 	if err != nil {
-		entry.secrets = st.names
+		entry.secrets = st.secretNames()
 		if st.body != nil && st.body.Err() != nil {
 			// A streamed body failed after sending began: the upstream
 			// request was aborted mid-body; report why.
 			err = st.body.Err()
 		} else if !errors.Is(err, ErrDestinationBlocked) {
 			err = fmt.Errorf("%w: %v", errUpstream, err)
-		} else if len(st.names) > 0 {
+		} else if len(entry.secrets) > 0 {
 			// Resolved but never sent: the trail says so.
 			if aerr := p.vault.RecordDenied(r.Context(), vault.DeniedDelivery{
-				WorkspaceID: st.actor.WorkspaceID, ActorID: st.actor.KeyID, Names: st.names, Host: st.host,
+				WorkspaceID: st.actor.WorkspaceID, ActorID: st.actor.KeyID, Names: entry.secrets, Host: st.host,
 				RequestID: st.id, Reason: vault.DenyDestinationBlocked, Extra: st.extra,
 			}); aerr != nil {
 				p.log.Warn("audit of a blocked destination failed", LogFieldRequestID, entry.id, "err", aerr)
@@ -425,18 +511,30 @@ func (p *Proxy) onRequest(r *http.Request, gctx *goproxy.ProxyCtx) (*http.Reques
 		entry.outcome = OutcomeFailed
 		return r, p.refuse(r, entry, err)
 	}
-	p.m.connections.WithLabelValues(strconv.FormatBool(reused)).Inc()
+	p.m.conns.trips.Add(1)
+	names := st.secretNames()
 	entry.outcome = OutcomeForwarded
-	if len(st.names) > 0 {
+	if len(names) > 0 {
 		entry.outcome = OutcomeResolved
 	}
 	entry.status = resp.StatusCode
 	removeOwned(resp.Header)
 	removeHopByHop(resp.Header, true)
 	removeOwned(resp.Trailer)
-	if len(st.names) > 0 && p.scrub {
+	if len(names) > 0 && p.scrub {
 		// Secrets went into this request: the response is read before the
 		// worker sees it, or not relayed at all.
+		if forms := st.scrubForms(); len(forms) > scForms {
+			// A streamed body resolved more secrets after the scrubber was
+			// built: their echoes are scrubbed too. Past the bound, the
+			// response is not relayed (the request has gone: fail closed).
+			var err error
+			if sc, err = newScrubberBounded(forms); err != nil {
+				resp.Body.Close()
+				entry.outcome = OutcomeFailed
+				return r, p.refuse(r, entry, err)
+			}
+		}
 		if err := decodeResponse(resp); err != nil {
 			resp.Body.Close()
 			entry.outcome = OutcomeFailed
@@ -446,7 +544,7 @@ func (p *Proxy) onRequest(r *http.Request, gctx *goproxy.ProxyCtx) (*http.Reques
 			entry.scrubbed = st.scrubResponse(resp, sc)
 		}
 	}
-	resp.Body = &loggedBody{ReadCloser: resp.Body, p: p, entry: entry, resp: resp, sc: sc}
+	resp.Body = &loggedBody{ReadCloser: resp.Body, p: p, entry: entry, resp: resp, sc: sc, st: st}
 	return out, resp
 }
 
@@ -465,7 +563,7 @@ func (st *reqState) rewrite(r *http.Request) (*http.Request, error) {
 		}
 	}
 	if esc := u.EscapedPath(); strings.ContainsAny(esc, "$%") {
-		np, n, err := RewriteString(esc, ContextPath, st.resolve(ContextPath))
+		np, n, err := RewriteString(esc, ContextPath, st.rf)
 		if err != nil {
 			return nil, err
 		}
@@ -478,7 +576,7 @@ func (st *reqState) rewrite(r *http.Request) (*http.Request, error) {
 		}
 	}
 	if u.RawQuery != "" {
-		q, _, err := RewriteString(u.RawQuery, ContextQuery, st.resolve(ContextQuery))
+		q, _, err := RewriteString(u.RawQuery, ContextQuery, st.rf)
 		if err != nil {
 			return nil, err
 		}
@@ -487,14 +585,14 @@ func (st *reqState) rewrite(r *http.Request) (*http.Request, error) {
 	if u.User != nil {
 		name := u.User.Username()
 		pass, hasPass := u.User.Password()
-		nn, n1, err := RewriteString(name, ContextUserinfo, st.resolve(ContextUserinfo))
+		nn, n1, err := RewriteString(name, ContextUserinfo, st.rf)
 		if err != nil {
 			return nil, err
 		}
 		if n1 > 0 && strings.Contains(nn, ":") {
 			return nil, fmt.Errorf("%w: a user name from a secret cannot contain ':'", ErrValueRefused)
 		}
-		np, n2, err := RewriteString(pass, ContextUserinfo, st.resolve(ContextUserinfo))
+		np, n2, err := RewriteString(pass, ContextUserinfo, st.rf)
 		if err != nil {
 			return nil, err
 		}
@@ -523,7 +621,7 @@ func (st *reqState) rewrite(r *http.Request) (*http.Request, error) {
 			if strings.IndexByte(v, '$') < 0 {
 				continue
 			}
-			nv, _, err := RewriteString(v, ContextHeader, st.resolve(ContextHeader))
+			nv, _, err := RewriteString(v, ContextHeader, st.rf)
 			if err != nil {
 				return nil, err
 			}
@@ -549,14 +647,14 @@ func (st *reqState) rewriteBasic(v string) (string, error) {
 		return v, nil
 	}
 	user, pass, _ := strings.Cut(string(raw), ":")
-	nu, n, err := RewriteString(user, ContextUserinfo, st.resolve(ContextUserinfo))
+	nu, n, err := RewriteString(user, ContextUserinfo, st.rf)
 	if err != nil {
 		return "", err
 	}
 	if n > 0 && strings.Contains(nu, ":") {
 		return "", fmt.Errorf("%w: a user name from a secret cannot contain ':'", ErrValueRefused)
 	}
-	np, n2, err := RewriteString(pass, ContextUserinfo, st.resolve(ContextUserinfo))
+	np, n2, err := RewriteString(pass, ContextUserinfo, st.rf)
 	if err != nil {
 		return "", err
 	}
@@ -589,7 +687,7 @@ func (st *reqState) rewriteBody(out *http.Request) error {
 		return nil // compressed bodies pass untouched (documented)
 	}
 	ctxt := bodyContext(out.Header.Get("Content-Type"))
-	rw := NewRewriter(clientBody{out.Body}, ctxt, st.resolve(ctxt))
+	rw := NewRewriter(clientBody{out.Body}, ctxt, st.rf)
 	st.body = rw
 	buf := st.p.getBuf()
 	_, err := io.CopyN(buf, rw, BufferLimit+1)
@@ -737,8 +835,7 @@ func (p *Proxy) finish(e logEntry) {
 		defer p.inflight.Add(-1)
 	}
 	d := time.Since(e.start)
-	p.m.requests.WithLabelValues(e.outcome, statusClass(e.status)).Inc()
-	p.m.duration.WithLabelValues(e.outcome).Observe(d.Seconds())
+	p.m.observe(e.outcome, e.status, d.Seconds())
 	if e.scrubbed > 0 {
 		p.m.scrubbed.Add(float64(e.scrubbed))
 	}
@@ -765,13 +862,6 @@ func (p *Proxy) finish(e logEntry) {
 	p.log.LogAttrs(context.Background(), slog.LevelInfo, LogMsgRequest, attrs...)
 }
 
-func statusClass(s int) string {
-	if s < 100 || s > 599 {
-		return "none"
-	}
-	return strconv.Itoa(s/100) + "xx"
-}
-
 // loggedBody writes the summary line when the response body is done.
 type loggedBody struct {
 	io.ReadCloser
@@ -783,6 +873,10 @@ type loggedBody struct {
 	// known only then, and relayed after Close).
 	resp *http.Response
 	sc   *scrubber
+	// st lists the secrets at Close: a streamed request body may resolve
+	// more after the response headers came (issue 15: a body resolving 20
+	// secrets logged the 10 seen before streaming started).
+	st *reqState
 }
 
 func (b *loggedBody) Read(p []byte) (int, error) {
@@ -795,6 +889,9 @@ func (b *loggedBody) Close() error {
 	err := b.ReadCloser.Close()
 	b.once.Do(func() {
 		b.entry.bytesOut = b.n
+		if b.st != nil {
+			b.entry.secrets = b.st.secretNames()
+		}
 		if sr, ok := b.ReadCloser.(*scrubReader); ok {
 			b.entry.scrubbed += sr.replaced()
 		}

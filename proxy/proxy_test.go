@@ -699,6 +699,23 @@ func TestUpstreamConnectionReuse(t *testing.T) {
 	if n > 16 {
 		t.Fatalf("400 requests from 8 clients opened %d upstream connections", n)
 	}
+	// The metric, from a dial counter (issue 15: no per-request httptrace),
+	// agrees with what the upstream saw.
+	got := map[string]float64{}
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "rotor_proxy_upstream_connections_total" {
+			for _, m := range mf.GetMetric() {
+				got[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	if got["false"] != float64(n) || got["true"]+got["false"] != 400 {
+		t.Fatalf("upstream_connections_total %v; the upstream saw %d connections for 400 requests", got, n)
+	}
 }
 
 // mitmEnv is an env intercepting HTTPS with a fresh CA, and a client that
@@ -872,5 +889,74 @@ func TestInternalHeadersIgnoredForWorkers(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != 407 {
 		t.Fatalf("wrong internal token: %d", res.StatusCode)
+	}
+}
+
+// TestLogLineListsStreamedSecrets: a streamed body (over BufferLimit) that
+// resolves 10 secrets in its first MiB and 10 more after it logs all 20
+// (issue 15: the line listed only those seen before streaming started).
+// The padding is well past BufferLimit: the rewriter reads ahead of what
+// it has emitted.
+func TestLogLineListsStreamedSecrets(t *testing.T) {
+	e := newEnv(t)
+	up := newUpstream(t, false)
+	var body strings.Builder
+	var want []string
+	for i := range 20 {
+		name := fmt.Sprintf("S%02d", i)
+		e.secret(name, fmt.Sprintf("value-%02d-%s", i, tokenValue))
+		want = append(want, name)
+		if i == 10 {
+			for body.Len() <= proxy.BufferLimit+256<<10 {
+				body.WriteString(strings.Repeat("x", 1023) + "\n")
+			}
+		}
+		body.WriteString("${{ secrets." + name + " }}\n")
+	}
+	r := e.send(e.client(e.key, nil), "POST", up.URL+"/big", "text/plain", body.String())
+	if r.status != 200 {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	var line map[string]any
+	for _, l := range strings.Split(e.logs.String(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == proxy.LogMsgRequest {
+			line = m
+		}
+	}
+	if got := fmt.Sprint(line[proxy.LogFieldSecrets]); got != fmt.Sprint(want) {
+		t.Fatalf("log line lists %s, want %s", got, want)
+	}
+}
+
+// TestStreamedSecretScrubbed: a secret first resolved in the streamed part
+// of a large body (past BufferLimit, after the scrubber was built) and
+// echoed by the upstream reaches the client as the reference, with or
+// without a secret resolved before streaming began.
+func TestStreamedSecretScrubbed(t *testing.T) {
+	for _, early := range []bool{true, false} {
+		t.Run(fmt.Sprint("early=", early), func(t *testing.T) {
+			e := newEnv(t)
+			const late = "late-value-0123456789"
+			e.secret("EARLY", tokenValue)
+			e.secret("LATE", late)
+			echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				b, _ := io.ReadAll(r.Body)
+				_, _ = w.Write(b[max(0, len(b)-64):])
+			}))
+			defer echo.Close()
+			var body strings.Builder
+			if early {
+				body.WriteString("${{ secrets.EARLY }}\n")
+			}
+			for body.Len() <= proxy.BufferLimit+256<<10 {
+				body.WriteString(strings.Repeat("x", 1023) + "\n")
+			}
+			body.WriteString("${{ secrets.LATE }}\n")
+			r := e.send(e.client(e.key, nil), "POST", echo.URL+"/e", "text/plain", body.String())
+			if r.status != 200 || strings.Contains(r.body, late) || !strings.Contains(r.body, "${{ secrets.LATE }}") {
+				t.Fatalf("status %d, body %q: the late secret's echo was not scrubbed", r.status, r.body)
+			}
+		})
 	}
 }

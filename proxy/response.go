@@ -11,7 +11,6 @@ import (
 	"io"
 	"net/http"
 	"net/textproto"
-	"net/url"
 	"strconv"
 	"strings"
 
@@ -59,11 +58,16 @@ func removeHopByHop(h http.Header, keepTrailer bool) {
 // proxy's.
 func removeOwned(h http.Header) {
 	for k := range h {
-		lk := strings.ToLower(k)
-		if strings.HasPrefix(lk, "x-rotor-") || strings.HasPrefix(lk, "rotor-") {
+		if hasPrefixFold(k, "x-rotor-") || hasPrefixFold(k, "rotor-") {
 			delete(h, k)
 		}
 	}
+}
+
+// hasPrefixFold is strings.HasPrefix without regard to ASCII case, with no
+// lowered copy of s.
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
 // valueForms are the forms of a resolved value the scrubber looks for,
@@ -72,16 +76,30 @@ func removeOwned(h http.Header) {
 // produces (query and path percent-encoding, JSON string content), and
 // the JSON escapings servers commonly use when they reflect it (only '"'
 // and '\' escaped; '/' escaped too, as PHP does).
+//
+// Two allocations: every form and the reference share one buffer (sliced
+// once it is complete, so a growth cannot leave a form behind), and the
+// patterns. No plaintext copy is made outside that buffer.
 func valueForms(name string, v []byte) []scrubPattern {
-	ref := []byte(canonicalRef(name))
-	forms := [][]byte{
-		v,
-		[]byte(url.QueryEscape(string(v))),
-		[]byte(url.PathEscape(string(v))),
-		jsonx.AppendStringContent(nil, v),
-		jsonMinimal(v, false),
-		jsonMinimal(v, true),
-	}
+	buf := make([]byte, 0, 8*len(v)+len(name)+24)
+	buf = append(buf, "${{ secrets."...)
+	buf = append(buf, name...)
+	buf = append(buf, " }}"...)
+	var ends [6]int
+	ends[0] = len(buf)
+	buf = appendQueryEscape(buf, v)
+	ends[1] = len(buf)
+	buf = appendPathEscape(buf, v)
+	ends[2] = len(buf)
+	buf = jsonx.AppendStringContent(buf, v)
+	ends[3] = len(buf)
+	buf = appendJSONMinimal(buf, v, false)
+	ends[4] = len(buf)
+	buf = appendJSONMinimal(buf, v, true)
+	ends[5] = len(buf)
+	ref := buf[:ends[0]:ends[0]]
+	forms := [6][]byte{v, buf[ends[0]:ends[1]:ends[1]], buf[ends[1]:ends[2]:ends[2]], buf[ends[2]:ends[3]:ends[3]],
+		buf[ends[3]:ends[4]:ends[4]], buf[ends[4]:ends[5]:ends[5]]}
 	out := make([]scrubPattern, 0, len(forms))
 	for i, f := range forms {
 		dup := false
@@ -95,10 +113,10 @@ func valueForms(name string, v []byte) []scrubPattern {
 	return out
 }
 
-// jsonMinimal escapes v for a JSON string the way minimal encoders do:
-// '"', '\' and control characters only (and '/' if slash).
-func jsonMinimal(v []byte, slash bool) []byte {
-	out := make([]byte, 0, len(v)+8)
+// appendJSONMinimal appends v escaped for a JSON string the way minimal
+// encoders do: '"', '\' and control characters only (and '/' if slash).
+func appendJSONMinimal(out, v []byte, slash bool) []byte {
+	const hexDigits = "0123456789abcdef"
 	for _, c := range v {
 		switch {
 		case c == '"' || c == '\\' || slash && c == '/':
@@ -110,7 +128,7 @@ func jsonMinimal(v []byte, slash bool) []byte {
 		case c == '\t':
 			out = append(out, '\\', 't')
 		case c < 0x20:
-			out = append(out, fmt.Sprintf(`\u%04x`, c)...)
+			out = append(out, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
 		default:
 			out = append(out, c)
 		}
@@ -208,24 +226,32 @@ func (st *reqState) scrubResponse(resp *http.Response, sc *scrubber) int {
 	}
 	if resp.ContentLength >= 0 && resp.ContentLength <= BufferLimit {
 		// Small and of known length: scrubbed whole, so Content-Length
-		// stays exact.
-		data, err := io.ReadAll(io.LimitReader(resp.Body, resp.ContentLength+1))
-		if err == nil && int64(len(data)) == resp.ContentLength {
+		// stays exact. One allocation of exactly that length (the transport
+		// never returns more than Content-Length), relayed as it is when
+		// nothing matched.
+		data := make([]byte, resp.ContentLength)
+		got, err := io.ReadFull(resp.Body, data)
+		if err == nil {
 			resp.Body.Close()
 			if nd, changed := sc.replaceAll(data); changed {
 				data = nd
 				n++
+				resp.ContentLength = int64(len(data))
+				resp.Header.Set("Content-Length", strconv.Itoa(len(data)))
 			}
-			resp.Body = io.NopCloser(bytes.NewReader(data))
-			resp.ContentLength = int64(len(data))
-			resp.Header.Set("Content-Length", strconv.Itoa(len(data)))
+			body := &bytesBody{}
+			body.Reset(data)
+			resp.Body = body
 			return n
 		}
 		// A short or failed read: scrub what came, then relay the error.
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
 		resp.Body = newScrubReader(struct {
 			io.Reader
 			io.Closer
-		}{io.MultiReader(bytes.NewReader(data), errReader{err}), resp.Body}, sc, nil)
+		}{io.MultiReader(bytes.NewReader(data[:got]), errReader{err}), resp.Body}, sc, nil)
 		resp.ContentLength = -1
 		resp.Header.Del("Content-Length")
 		return n
@@ -236,10 +262,19 @@ func (st *reqState) scrubResponse(resp *http.Response, sc *scrubber) int {
 	return n
 }
 
+// bytesBody is a response body held in memory (one allocation, where
+// io.NopCloser(bytes.NewReader(b)) makes two).
+type bytesBody struct{ bytes.Reader }
+
+func (*bytesBody) Close() error { return nil }
+
 func scrubHeader(h http.Header, sc *scrubber) int {
 	n := 0
 	for k, vs := range h {
 		for i, v := range vs {
+			if !matchesIn(sc.m, v) {
+				continue // the common case, with no copy of v
+			}
 			if nv, changed := sc.replaceAll([]byte(v)); changed {
 				vs[i] = string(nv)
 				n++

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"slices"
 	"sync"
+	"unsafe"
 
 	"rotor.sh/rotor/internal/jsonx"
 )
@@ -75,11 +75,36 @@ func encodeValue(dst []byte, c Context, name string, v []byte) ([]byte, error) {
 	case ContextJSON:
 		return jsonx.AppendStringContent(dst, v), nil
 	case ContextForm, ContextQuery:
-		return append(dst, url.QueryEscape(string(v))...), nil
+		return appendQueryEscape(dst, v), nil
 	case ContextPath:
-		return append(dst, url.PathEscape(string(v))...), nil
+		return appendPathEscape(dst, v), nil
 	}
 	return append(dst, v...), nil
+}
+
+// appendQueryEscape appends what url.QueryEscape(string(v)) returns, and
+// appendPathEscape what url.PathEscape does (TestEscapeLikeNetURL), without
+// the string copies of the plaintext those make.
+func appendQueryEscape(dst, v []byte) []byte { return appendEscape(dst, v, true) }
+
+func appendPathEscape(dst, v []byte) []byte { return appendEscape(dst, v, false) }
+
+func appendEscape(dst, v []byte, query bool) []byte {
+	const upperHex = "0123456789ABCDEF"
+	for _, c := range v {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_', c == '.', c == '~':
+			dst = append(dst, c)
+		case query && c == ' ':
+			dst = append(dst, '+')
+		case !query && (c == '$' || c == '&' || c == '+' || c == ':' || c == '=' || c == '@'):
+			// Reserved characters a path segment keeps as they are.
+			dst = append(dst, c)
+		default:
+			dst = append(dst, '%', upperHex[c>>4], upperHex[c&0xf])
+		}
+	}
+	return dst
 }
 
 // ResolveFunc returns the plaintext of a secret for the request being
@@ -94,11 +119,14 @@ func RewriteString(s string, c Context, resolve ResolveFunc) (string, int, error
 		return s, 0, nil
 	}
 	rw := rewriter{ctx: c, resolve: resolve}
-	out, _, err := rw.step(make([]byte, 0, len(s)+64), []byte(s), true)
+	// One allocation and one copy: step only reads its input, so it scans
+	// s's bytes in place, and out is handed over as the result (nothing
+	// else holds it).
+	out, _, err := rw.step(make([]byte, 0, len(s)+64), unsafe.Slice(unsafe.StringData(s), len(s)), true)
 	if err != nil {
 		return "", rw.refs, err
 	}
-	return string(out), rw.refs, nil
+	return unsafe.String(unsafe.SliceData(out), len(out)), rw.refs, nil
 }
 
 func containsCandidate(s string, percent bool) bool {

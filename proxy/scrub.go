@@ -72,6 +72,9 @@ func newScrubber(p []scrubPattern) *scrubber {
 // replaceAll scrubs a complete byte slice, returning it unchanged (and
 // false) when nothing matched.
 func (s *scrubber) replaceAll(b []byte) ([]byte, bool) {
+	if !matchesIn(s.m, b) {
+		return b, false // no output buffer for the common case
+	}
 	sc := scrubScan{s: s}
 	out := sc.write(nil, b)
 	out = sc.close(out)
@@ -79,6 +82,19 @@ func (s *scrubber) replaceAll(b []byte) ([]byte, bool) {
 		return b, false
 	}
 	return out, true
+}
+
+// matchesIn reports whether any of m's patterns occurs in b: a scan with
+// no output, so text without a match costs no allocation.
+func matchesIn[T string | []byte](m *matcher, b T) bool {
+	st := int32(0)
+	for i := 0; i < len(b); i++ {
+		st = m.step(st, b[i])
+		if m.outLen[st] > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // scrubScan is one streaming pass of a scrubber: bytes go in through write,

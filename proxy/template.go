@@ -200,7 +200,8 @@ func matchRef(b []byte, start int, decode, plusSpace, atEOF bool) (kind matchKin
 		}
 		return needMore, 0, "", nil
 	}
-	nameBuf := make([]byte, 0, 32)
+	var nameArr [vault.MaxNameLen]byte
+	nameBuf := nameArr[:0]
 	for {
 		if c, ok = s.next(); !ok {
 			return unterminated()
@@ -219,25 +220,27 @@ func matchRef(b []byte, start int, decode, plusSpace, atEOF bool) (kind matchKin
 	spaces = 0
 	for isSpace(c) {
 		if spaces++; spaces > maxRefSpace {
-			return bad("too much space in reference to %s", nameBuf)
+			return bad("too much space in reference to %s", string(nameBuf))
 		}
 		if c, ok = s.next(); !ok {
 			return unterminated()
 		}
 	}
 	if c != closer {
-		return bad("unexpected %q in reference to %s (expected %c%c)", c, nameBuf, closer, closer)
+		return bad("unexpected %q in reference to %s (expected %c%c)", c, string(nameBuf), closer, closer)
 	}
 	if c, ok = s.next(); !ok {
 		return unterminated()
 	}
 	if c != closer {
-		return bad("unexpected %q in reference to %s (expected %c%c)", c, nameBuf, closer, closer)
+		return bad("unexpected %q in reference to %s (expected %c%c)", c, string(nameBuf), closer, closer)
 	}
-	if err := vault.ValidateName(string(nameBuf)); err != nil {
+	// The one allocation of a match: the name outlives the scan (audit).
+	name = string(nameBuf)
+	if err := vault.ValidateName(name); err != nil {
 		return bad("%v", err)
 	}
-	return matched, s.pos, string(nameBuf), nil
+	return matched, s.pos, name, nil
 }
 
 // canonicalRef is how a resolved reference is written back (response scrubbing).

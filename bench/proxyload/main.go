@@ -1,13 +1,20 @@
 // Command proxyload is Rotor's proxy load harness (make bench). It runs,
-// side by side in one run on this machine: plain goproxy passthrough with
-// Go's default connection pool, plain goproxy with a tuned pool, Rotor
-// passing requests without references (rotor-noref), and Rotor resolving
-// references in the URL, a header and the body; for GET, 1 KiB POST and
-// 64 KiB POST. Each proxy runs in its own child process so its CPU
-// time can be read from /proc. It prints requests/s, p99 latency and proxy
-// CPU µs per request, and ratios against the tuned passthrough. Then it
-// streams a 1 GiB body with references through Rotor and reports the
-// proxy's peak RSS.
+// side by side in one run on this machine: goproxy passthrough with a tuned
+// connection pool (the baseline), Rotor as `rotor serve` runs it (the built
+// binary with default settings: storage in the plugin subprocess, audit on,
+// one JSON log line per request written to a file) passing requests without
+// references (rotor-noref) and resolving references in the URL, a header and
+// the body (rotor); and, as extra rows, the same at log level warn (no
+// per-request line: rotor-warn) and Rotor's proxy in-process over bbolt
+// with its log discarded (rotor-inproc). Workloads: GET, 1 KiB POST and
+// 64 KiB POST in clear, and GET over HTTPS through CONNECT interception
+// against goproxy's own MITM with the same pool. Each proxy runs in its own
+// process so its CPU time (with the storage plugin's, for rotor serve) can
+// be read from /proc. It prints requests/s, p99 latency and proxy CPU µs per
+// request, and ratios against the tuned passthrough. Then it streams a 1 GiB
+// body with references through rotor serve and reports the proxy's peak RSS.
+// -rounds N interleaves N runs of everything and reports medians;
+// -compare-bin adds another binary's rotor and rotor-noref to the same run.
 //
 // Everything is on loopback and every loop is bounded by time and count.
 package main
@@ -16,6 +23,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -23,6 +34,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -33,6 +45,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/elazarl/goproxy"
@@ -49,12 +62,15 @@ const (
 )
 
 func main() {
-	child := flag.String("child", "", "internal: run one proxy variant (goproxy-default, goproxy-tuned, rotor)")
+	child := flag.String("child", "", "internal: run one proxy variant (goproxy-default, goproxy-tuned, goproxy-mitm, rotor-inproc)")
 	dur := flag.Duration("duration", 5*time.Second, "measured time per variant and workload")
 	warm := flag.Duration("warmup", time.Second, "warm-up per variant and workload")
 	conc := flag.Int("concurrency", 32, "concurrent clients")
 	streamGiB := flag.Int("stream-gib", 1, "size of the streamed body, GiB (0 to skip)")
-	only := flag.String("only", "", "run only workloads whose name contains this (GET, 1KiB, 64KiB)")
+	rounds := flag.Int("rounds", 1, "run every variant this many times, interleaved, and report medians")
+	only := flag.String("only", "", "run only workloads whose name contains this (GET, 1KiB, 64KiB, HTTPS)")
+	bin := flag.String("rotor-bin", "", "the rotor binary to measure (default: go build ./cmd/rotor into a temporary directory)")
+	old := flag.String("compare-bin", "", "another rotor binary (say, built from main) measured in the same run as rotor-old and rotor-noref-old")
 	flag.Parse()
 	if *child != "" {
 		if err := runChild(*child); err != nil {
@@ -63,13 +79,13 @@ func main() {
 		}
 		return
 	}
-	if err := runParent(*dur, *warm, *conc, *streamGiB, *only); err != nil {
+	if err := runParent(*dur, *warm, *conc, *streamGiB, max(1, *rounds), *only, *bin, *old); err != nil {
 		fmt.Fprintln(os.Stderr, "proxyload:", err)
 		os.Exit(1)
 	}
 }
 
-// ---- child: one proxy variant ----
+// ---- child: one in-process proxy variant ----
 
 func runChild(variant string) error {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -83,11 +99,22 @@ func runChild(variant string) error {
 		gp := goproxy.NewProxyHttpServer()
 		gp.Tr = &http.Transport{} // Go's defaults: 2 idle connections per host
 		h = gp
-	case "goproxy-tuned":
+	case "goproxy-tuned", "goproxy-mitm":
 		gp := goproxy.NewProxyHttpServer()
-		gp.Tr = &http.Transport{MaxIdleConns: 4096, MaxIdleConnsPerHost: 512, IdleConnTimeout: 90 * time.Second, ForceAttemptHTTP2: true}
+		gp.Tr = tunedTransport()
+		if variant == "goproxy-mitm" {
+			// goproxy's own interception with Rotor's CA and the same pool.
+			ca, err := proxy.LoadCA(os.Getenv("PROXYLOAD_CA_CERT"), os.Getenv("PROXYLOAD_CA_KEY"))
+			if err != nil {
+				return err
+			}
+			mitm := &goproxy.ConnectAction{Action: goproxy.ConnectMitm, TLSConfig: goproxy.TLSConfigFromCA(ca)}
+			gp.OnRequest().HandleConnect(goproxy.FuncHttpsHandler(func(host string, _ *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
+				return mitm, host
+			}))
+		}
 		h = gp
-	case "rotor", "rotor-noref":
+	case "rotor-inproc":
 		dir, err := os.MkdirTemp("", "proxyload-")
 		if err != nil {
 			return err
@@ -114,7 +141,11 @@ func runChild(variant string) error {
 				return err
 			}
 		}
-		p, err := proxy.New(proxy.Options{Vault: v, Logger: slog.New(slog.DiscardHandler)})
+		ca, err := proxy.LoadCA(os.Getenv("PROXYLOAD_CA_CERT"), os.Getenv("PROXYLOAD_CA_KEY"))
+		if err != nil {
+			return err
+		}
+		p, err := proxy.New(proxy.Options{Vault: v, Logger: slog.New(slog.DiscardHandler), CA: ca, UpstreamRoots: tunedTransport().TLSClientConfig.RootCAs})
 		if err != nil {
 			return err
 		}
@@ -122,12 +153,15 @@ func runChild(variant string) error {
 	default:
 		return fmt.Errorf("unknown variant %q", variant)
 	}
-	if path := os.Getenv("PROXYLOAD_CPUPROFILE"); path != "" && strings.HasPrefix(variant, "rotor") {
+	if path := os.Getenv("PROXYLOAD_CPUPROFILE"); path != "" && variant == "rotor-inproc" {
+		// The in-process variant's profile (rotor serve has no profiler).
 		f, err := os.Create(path)
 		if err != nil {
 			return err
 		}
-		pprof.StartCPUProfile(f)
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
 		defer pprof.StopCPUProfile()
 	}
 	fmt.Printf("%s %s\n", ln.Addr(), key)
@@ -142,19 +176,50 @@ func runChild(variant string) error {
 	return nil
 }
 
-type childProc struct {
+// tunedTransport is the baseline's pool: the same sizes as Rotor's.
+func tunedTransport() *http.Transport {
+	roots, _ := x509.SystemCertPool()
+	if roots == nil {
+		roots = x509.NewCertPool()
+	}
+	if pem, err := os.ReadFile(os.Getenv("PROXYLOAD_UPSTREAM_CA")); err == nil {
+		roots.AppendCertsFromPEM(pem)
+	}
+	return &http.Transport{MaxIdleConns: 4096, MaxIdleConnsPerHost: 512, IdleConnTimeout: 90 * time.Second, ForceAttemptHTTP2: true,
+		TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}
+}
+
+// proc is a proxy under load: a child of this harness, or rotor serve.
+type proc struct {
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
 	addr  string
 	key   string
+	dir   string // rotor serve's data directory, removed at stop
 }
 
-func startChild(variant string) (*childProc, error) {
+// env is what every variant of one run shares: the upstream's CA, Rotor's
+// CA (for interception) and the binary.
+type env struct {
+	bin, old                string
+	caCert, caKey, upstream string
+}
+
+func startChild(e env, variant string) (*proc, error) {
+	switch variant {
+	case "rotor", "rotor-noref":
+		return startServe(e, e.bin)
+	case "rotor-warn":
+		return startServe(e, e.bin, "ROTOR_LOG_LEVEL=warn")
+	case "rotor-old", "rotor-noref-old":
+		return startServe(e, e.old)
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(self, "-child", variant)
+	cmd.Env = append(os.Environ(), "PROXYLOAD_CA_CERT="+e.caCert, "PROXYLOAD_CA_KEY="+e.caKey, "PROXYLOAD_UPSTREAM_CA="+e.upstream)
 	cmd.Stderr = os.Stderr
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
@@ -167,37 +232,149 @@ func startChild(variant string) (*childProc, error) {
 		return nil, fmt.Errorf("%s did not start: %w", variant, err)
 	}
 	f := strings.Fields(line)
-	return &childProc{cmd: cmd, stdin: stdin, addr: f[0], key: f[1]}, nil
+	return &proc{cmd: cmd, stdin: stdin, addr: f[0], key: f[1]}, nil
 }
 
-func (c *childProc) stop() {
-	c.stdin.Close()
+const serveKey = "rtr_proxyload_bootstrap_key_0123456789abcdef"
+
+// startServe runs `rotor serve` as an operator would: default settings, the
+// storage plugin, the CA in the data directory, its JSON log in a file.
+// Only the addresses, the bootstrap key and the upstream's CA are set.
+func startServe(e env, bin string, extraEnv ...string) (*proc, error) {
+	dir, err := os.MkdirTemp("", "proxyload-serve-")
+	if err != nil {
+		return nil, err
+	}
+	data := filepath.Join(dir, "data")
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		return nil, err
+	}
+	for src, dst := range map[string]string{e.caCert: proxy.CACertFile, e.caKey: proxy.CAKeyFile} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(data, dst), b, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	logPath := filepath.Join(dir, "rotor.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	// Addresses picked here: at log level warn the server does not log
+	// them.
+	var addrs [3]string
+	for i := range addrs {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		addrs[i] = ln.Addr().String()
+		ln.Close()
+	}
+	api, ops := addrs[0], addrs[1]
+	cmd := exec.Command(bin, "serve")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "ROTOR_DATA_DIR="+data, "ROTOR_API_ADDR="+api, "ROTOR_OPS_ADDR="+ops,
+		"ROTOR_PROXY_ADDR="+addrs[2], "ROTOR_LOG_FORMAT=json", "ROTOR_BOOTSTRAP_API_KEY="+serveKey,
+		"ROTOR_PROXY_UPSTREAM_CA_FILE="+e.upstream)
+	cmd.Env = append(cmd.Env, extraEnv...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &proc{cmd: cmd, key: serveKey, dir: dir, addr: addrs[2]}
+	ready := false
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline) && !ready; time.Sleep(50 * time.Millisecond) {
+		if res, err := http.Get("http://" + ops + "/readyz"); err == nil {
+			res.Body.Close()
+			ready = res.StatusCode == http.StatusOK
+		}
+	}
+	if !ready {
+		p.stop()
+		b, _ := os.ReadFile(logPath)
+		return nil, fmt.Errorf("rotor serve did not start:\n%s", b)
+	}
+	for name, val := range map[string]string{"TOKEN": tokenValue, "USER": userValue} {
+		body, _ := json.Marshal(map[string]string{"name": name, "value": val})
+		req, _ := http.NewRequest(http.MethodPost, "http://"+api+"/v1/secrets", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+serveKey)
+		req.Header.Set("Content-Type", "application/json")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			p.stop()
+			return nil, err
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusCreated {
+			p.stop()
+			return nil, fmt.Errorf("create secret %s: status %d", name, res.StatusCode)
+		}
+	}
+	return p, nil
+}
+
+func (c *proc) stop() {
+	if c.stdin != nil {
+		c.stdin.Close()
+	} else {
+		c.cmd.Process.Signal(syscall.SIGTERM)
+	}
 	done := make(chan struct{})
 	go func() { c.cmd.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(10 * time.Second):
+	case <-time.After(30 * time.Second):
 		c.cmd.Process.Kill()
 		<-done
 	}
-}
-
-// cpuTime is the child's user+system CPU time, from /proc/<pid>/stat.
-func (c *childProc) cpuTime() (time.Duration, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
-	if err != nil {
-		return 0, err
+	if c.dir != "" {
+		os.RemoveAll(c.dir)
 	}
-	s := string(data)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	ut, _ := strconv.ParseInt(fields[11], 10, 64)
-	st, _ := strconv.ParseInt(fields[12], 10, 64)
-	const clkTck = 100 // USER_HZ on Linux
-	return time.Duration(ut+st) * time.Second / clkTck, nil
 }
 
-// peakRSS is the child's VmHWM, in bytes.
-func (c *childProc) peakRSS() (int64, error) {
+// pids are the proxy's process and its children (rotor serve's storage
+// plugin), whose CPU is the proxy's too.
+func (c *proc) pids() []int {
+	pid := c.cmd.Process.Pid
+	out := []int{pid}
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, t := range tasks {
+		b, _ := os.ReadFile(t)
+		for _, f := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(f); err == nil {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+// cpuTime is the user+system CPU time of the proxy and its children, from
+// /proc/<pid>/stat.
+func (c *proc) cpuTime() (time.Duration, error) {
+	var total time.Duration
+	for _, pid := range c.pids() {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return 0, err
+		}
+		s := string(data)
+		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+		ut, _ := strconv.ParseInt(fields[11], 10, 64)
+		st, _ := strconv.ParseInt(fields[12], 10, 64)
+		const clkTck = 100 // USER_HZ on Linux
+		total += time.Duration(ut+st) * time.Second / clkTck
+	}
+	return total, nil
+}
+
+// peakRSS is the proxy process's VmHWM, in bytes.
+func (c *proc) peakRSS() (int64, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
 	if err != nil {
 		return 0, err
@@ -214,8 +391,9 @@ func (c *childProc) peakRSS() (int64, error) {
 // ---- parent: upstream, load, report ----
 
 type workload struct {
-	name string
-	body int
+	name  string
+	body  int
+	https bool
 }
 
 type result struct {
@@ -226,65 +404,142 @@ type result struct {
 	cpuPerReq         time.Duration
 }
 
-func runParent(dur, warm time.Duration, conc, streamGiB int, only string) error {
+// baseline is the variant each workload's ratios are against.
+func (w workload) baseline() string {
+	if w.https {
+		return "goproxy-mitm"
+	}
+	return "goproxy-tuned"
+}
+
+func (w workload) variants() []string {
+	if w.https {
+		return []string{"goproxy-mitm", "rotor-noref", "rotor"}
+	}
+	return []string{"goproxy-tuned", "rotor-noref", "rotor", "rotor-warn", "rotor-inproc"}
+}
+
+func runParent(dur, warm time.Duration, conc, streamGiB, rounds int, only, bin, old string) error {
+	tmp, err := os.MkdirTemp("", "proxyload-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	if bin == "" {
+		bin = filepath.Join(tmp, "rotor")
+		fmt.Println("building ./cmd/rotor")
+		out, err := exec.Command("go", "build", "-o", bin, "./cmd/rotor").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("go build ./cmd/rotor (run from the repository root, or give -rotor-bin): %v\n%s", err, out)
+		}
+	}
+	e := env{bin: bin, old: old, upstream: filepath.Join(tmp, "upstream.pem")}
+	if e.caCert, e.caKey, err = proxy.InitCA(filepath.Join(tmp, "ca")); err != nil {
+		return err
+	}
 	var streamed atomic.Int64
-	up := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n, _ := io.Copy(io.Discard, r.Body)
 		if r.URL.Path == "/stream" {
 			streamed.Add(n)
 		}
 		io.WriteString(w, "ok")
-	})}
+	})
+	up := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: handler}
 	upLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
 	go up.Serve(upLn)
 	defer up.Close()
-	upURL := "http://" + upLn.Addr().String()
-
-	workloads := []workload{{"GET", 0}, {"POST 1KiB", 1 << 10}, {"POST 64KiB", 64 << 10}}
-	workloads = slices.DeleteFunc(workloads, func(w workload) bool { return !strings.Contains(w.name, only) })
-	variants := []string{"goproxy-default", "goproxy-tuned", "rotor-noref", "rotor"}
-	if v := os.Getenv("PROXYLOAD_VARIANTS"); v != "" {
-		variants = strings.Split(v, ",")
+	upTLS := httptest.NewUnstartedServer(handler)
+	upTLS.StartTLS()
+	defer upTLS.Close()
+	if err := os.WriteFile(e.upstream, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: upTLS.Certificate().Raw}), 0o644); err != nil {
+		return err
 	}
-	fmt.Printf("proxy load: %d clients, %s per run after %s warm-up, %d cores, upstream and clients in this process, each proxy in its own\n\n",
-		conc, dur, warm, numCPU())
-	var results []result
-	for _, wl := range workloads {
-		for _, v := range variants {
-			r, err := runLoad(v, wl, upURL, dur, warm, conc)
-			if err != nil {
-				return err
+	upURL := map[bool]string{false: "http://" + upLn.Addr().String(), true: upTLS.URL}
+
+	workloads := []workload{{"GET", 0, false}, {"POST 1KiB", 1 << 10, false}, {"POST 64KiB", 64 << 10, false}, {"HTTPS GET", 0, true}}
+	workloads = slices.DeleteFunc(workloads, func(w workload) bool { return !strings.Contains(w.name, only) })
+	fmt.Printf("proxy load: %d clients, %s per run after %s warm-up, %d round(s) (medians), %d cores, upstream and clients in this process, each proxy in its own\n\n",
+		conc, dur, warm, rounds, numCPU())
+	// Each round runs every variant of every workload once, so slow
+	// phases of a shared machine fall on all variants alike; each cell is
+	// the median over the rounds.
+	runs := map[string][]result{}
+	var order []string
+	for round := range rounds {
+		for _, wl := range workloads {
+			variants := wl.variants()
+			if old != "" {
+				variants = append(variants, "rotor-noref-old", "rotor-old")
 			}
-			results = append(results, r)
+			if v := os.Getenv("PROXYLOAD_VARIANTS"); v != "" {
+				variants = strings.Split(v, ",")
+			}
+			for _, v := range variants {
+				r, err := runLoad(e, v, wl, upURL[wl.https], dur, warm, conc)
+				if err != nil {
+					return err
+				}
+				k := v + "\x00" + wl.name
+				if round == 0 {
+					order = append(order, k)
+				}
+				runs[k] = append(runs[k], r)
+			}
 		}
+	}
+	var results []result
+	for _, k := range order {
+		results = append(results, median(runs[k]))
 	}
 	fmt.Printf("%-16s %-11s %10s %10s %10s %14s %8s\n", "variant", "workload", "req/s", "p50", "p99", "proxy CPU/req", "errors")
 	for _, r := range results {
 		fmt.Printf("%-16s %-11s %10.0f %10s %10s %12.1fµs %8d\n", r.variant, r.workload, r.rps, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), float64(r.cpuPerReq.Nanoseconds())/1000, r.errs)
 	}
-	fmt.Printf("\nratios against goproxy-tuned (req/s; CPU per request):\n")
+	fmt.Printf("\nratios against goproxy-tuned (HTTPS: goproxy-mitm) in this run (req/s; CPU per request):\n")
 	for _, wl := range workloads {
-		var tuned result
+		var base result
 		for _, r := range results {
-			if r.workload == wl.name && r.variant == "goproxy-tuned" {
-				tuned = r
+			if r.workload == wl.name && r.variant == wl.baseline() {
+				base = r
 			}
 		}
 		for _, r := range results {
-			if r.workload == wl.name && r.variant != "goproxy-tuned" {
-				fmt.Printf("  %-11s %-16s %5.2fx throughput  %5.2fx CPU/req\n", wl.name, r.variant, r.rps/tuned.rps, float64(r.cpuPerReq)/float64(tuned.cpuPerReq))
+			if r.workload == wl.name && r.variant != wl.baseline() && base.rps > 0 {
+				fmt.Printf("  %-11s %-16s %5.2fx throughput  %5.2fx CPU/req\n", wl.name, r.variant, r.rps/base.rps, float64(r.cpuPerReq)/float64(base.cpuPerReq))
 			}
 		}
 	}
 	if streamGiB > 0 {
-		if err := runStream(upURL, int64(streamGiB)<<30, &streamed); err != nil {
+		if err := runStream(e, upURL[false], int64(streamGiB)<<30, &streamed); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// median is the median of each figure over rounds (taken separately).
+func median(rs []result) result {
+	m := rs[0]
+	mid := func(f func(result) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	m.rps = mid(func(r result) float64 { return r.rps })
+	m.p50 = time.Duration(mid(func(r result) float64 { return float64(r.p50) }))
+	m.p99 = time.Duration(mid(func(r result) float64 { return float64(r.p99) }))
+	m.cpuPerReq = time.Duration(mid(func(r result) float64 { return float64(r.cpuPerReq) }))
+	for _, r := range rs[1:] {
+		m.errs += r.errs
+	}
+	return m
 }
 
 func numCPU() int {
@@ -296,7 +551,7 @@ func numCPU() int {
 // in place for passthrough, so the upstream sees equal work.
 func request(variant string, wl workload, upURL string) (*http.Request, error) {
 	tok, user := tokenValue, userValue
-	if variant == "rotor" {
+	if variant == "rotor" || variant == "rotor-inproc" || variant == "rotor-old" || variant == "rotor-warn" {
 		tok, user = "${{ secrets.TOKEN }}", "${{ secrets.USER }}"
 	}
 	method, ctype := http.MethodGet, ""
@@ -322,8 +577,8 @@ func request(variant string, wl workload, upURL string) (*http.Request, error) {
 	return req, nil
 }
 
-func runLoad(variant string, wl workload, upURL string, dur, warm time.Duration, conc int) (result, error) {
-	c, err := startChild(variant)
+func runLoad(e env, variant string, wl workload, upURL string, dur, warm time.Duration, conc int) (result, error) {
+	c, err := startChild(e, variant)
 	if err != nil {
 		return result{}, err
 	}
@@ -333,6 +588,20 @@ func runLoad(variant string, wl workload, upURL string, dur, warm time.Duration,
 		pu.User = url.UserPassword("bench", c.key)
 	}
 	tr := &http.Transport{Proxy: http.ProxyURL(pu), MaxIdleConns: 1024, MaxIdleConnsPerHost: conc * 2, DisableCompression: true}
+	if wl.https {
+		// The client trusts the intercepting CA (Rotor's, which goproxy-mitm
+		// uses too); each connection is one CONNECT tunnel, kept alive.
+		roots := x509.NewCertPool()
+		b, err := os.ReadFile(e.caCert)
+		if err != nil {
+			return result{}, err
+		}
+		roots.AppendCertsFromPEM(b)
+		tr.TLSClientConfig = &tls.Config{RootCAs: roots}
+		if c.key != "-" {
+			tr.ProxyConnectHeader = http.Header{"Proxy-Authorization": {"Bearer " + c.key}}
+		}
+	}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	tmpl, err := request(variant, wl, upURL)
@@ -435,8 +704,8 @@ func (r *refReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func runStream(upURL string, size int64, streamed *atomic.Int64) error {
-	c, err := startChild("rotor")
+func runStream(e env, upURL string, size int64, streamed *atomic.Int64) error {
+	c, err := startChild(e, "rotor")
 	if err != nil {
 		return err
 	}
