@@ -27,6 +27,9 @@ func TestMain(m *testing.M) {
 	case "nojobs":
 		serveDescribing(proto.Capability_WORKSPACES, proto.Capability_SECRETS, proto.Capability_AUDIT, proto.Capability_CHANGES)
 		os.Exit(0)
+	case "pipe":
+		servePipe()
+		os.Exit(0)
 	case "noretention":
 		serveDescribing(baseCaps...)
 		os.Exit(0)
