@@ -55,7 +55,28 @@ func PluginFactory(c PluginConfig) Factory {
 	}
 }
 
-// RunPlugin runs the whole suite against a plugin binary.
+// RunPlugin runs the whole suite against a plugin binary; on PostgreSQL
+// also RunChanges, with two plugin processes sharing one schema (two nodes).
 func RunPlugin(t *testing.T, c PluginConfig) {
+	if c.Backend == "" {
+		c.Backend = "bbolt"
+	}
 	Run(t, PluginFactory(c))
+	if !c.Postgres {
+		return
+	}
+	t.Run("Changes", func(t *testing.T) {
+		dsn, _ := pgtest.Schema(t)
+		var stores []storage.Store
+		for range 2 {
+			s, err := plugins.Launch(context.Background(), plugins.LaunchOptions{Path: c.Path, Args: c.Args, Env: append([]string{}, c.Env...),
+				Config: &pb.ConfigureRequest{Backend: c.Backend, Dsn: dsn, Settings: c.Settings}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			stores = append(stores, s)
+		}
+		RunChanges(t, stores[0], stores[1])
+	})
 }
