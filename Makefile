@@ -50,6 +50,8 @@ bench:
 	$(GO) run ./bench/proxyload
 	$(GO) run ./bench/dispatchload
 	$(GO) run ./bench/dispatchload -postgres-dsn "$${ROTOR_TEST_POSTGRES_DSN:-postgres://127.0.0.1:5432/test?sslmode=disable}"
+	$(GO) run ./bench/workflowload
+	$(GO) run ./bench/workflowload -postgres-dsn "$${ROTOR_TEST_POSTGRES_DSN:-postgres://127.0.0.1:5432/test?sslmode=disable}"
 
 # The integration suite against the built binary, with the CI-length soak
 # (60 s of proxied requests and dispatches at a fixed rate) and the
@@ -62,20 +64,28 @@ SOAK_PROXY_RPS ?= 1000
 # the soak fails below 80% of its target, so 500 would fail on load alone.
 # docs/reliability.md has the figures; the gap is an open item.
 SOAK_JOB_RPS ?= 400
-SOAK_ENV = ROTOR_SOAK_PROXY_RPS=$(SOAK_PROXY_RPS) ROTOR_SOAK_JOB_RPS=$(SOAK_JOB_RPS) ROTOR_SOAK_REPORT=$(CURDIR)/bin/soak-report.json
+# TestSoakPostgres (issue 11: row counts flat with retention) runs at its own
+# rates: on the shared 2-core machine the PostgreSQL node reached 134 jobs/s
+# beside 940 proxied/s (docs/reliability.md), so its floor is set below that.
+SOAK_PG_PROXY_RPS ?= 500
+SOAK_PG_JOB_RPS ?= 100
+SOAK_ENV = ROTOR_SOAK_PROXY_RPS=$(SOAK_PROXY_RPS) ROTOR_SOAK_JOB_RPS=$(SOAK_JOB_RPS) ROTOR_SOAK_REPORT=$(CURDIR)/bin/soak-report.json \
+	ROTOR_SOAK_PG_PROXY_RPS=$(SOAK_PG_PROXY_RPS) ROTOR_SOAK_PG_JOB_RPS=$(SOAK_PG_JOB_RPS)
 # make test already runs the whole integration suite (the soak for 3 s);
 # this runs only the tests that need the long settings.
-INTEGRATION_LONG ?= ^(TestSoak|TestPostgresRestartUnderLoad)$$
+INTEGRATION_LONG ?= ^(TestSoak|TestSoakPostgres|TestPostgresRestartUnderLoad)$$
 integration:
 	@mkdir -p bin
 	@$(SOAK_ENV) ROTOR_SOAK_DURATION=60s ROTOR_TEST_PG_RESTART=1 $(GO) test -race -count=1 -timeout 20m -v -run '$(INTEGRATION_LONG)' ./integration/... > bin/integration.log 2>&1; rc=$$?; \
-	grep -E '^(--- |ok|FAIL|panic)' bin/integration.log; cat bin/soak-report.json 2>/dev/null; echo; \
+	grep -E '^(--- |ok|FAIL|panic)' bin/integration.log; cat bin/soak-report.json bin/soak-report-postgres.json 2>/dev/null; echo; \
 	if [ $$rc -ne 0 ]; then tail -60 bin/integration.log; fi; exit $$rc
 
-# The long soak, run by hand: 10 minutes at the same rates.
+# The long soak, run by hand: 10 minutes at the same rates (bbolt;
+# SOAK_RUN='^TestSoakPostgres$$' for PostgreSQL).
+SOAK_RUN ?= ^TestSoak$$
 soak:
 	@mkdir -p bin
-	$(SOAK_ENV) ROTOR_SOAK_DURATION=10m $(GO) test -race -count=1 -timeout 30m -v -run '^TestSoak$$' ./integration/...
+	$(SOAK_ENV) ROTOR_SOAK_DURATION=10m $(GO) test -race -count=1 -timeout 30m -v -run '$(SOAK_RUN)' ./integration/...
 
 # Each fuzz target for FUZZTIME (go test -fuzz takes one target at a time).
 fuzz:

@@ -8,6 +8,7 @@ import (
 	"rotor.sh/rotor/dispatch"
 	"rotor.sh/rotor/storage"
 	"rotor.sh/rotor/vault"
+	"rotor.sh/rotor/workflow"
 )
 
 // Error codes of the API, the "code" of an error body.
@@ -39,6 +40,9 @@ const (
 	CodeJobState              = "job_state"
 	CodeSecretInUse           = "secret_in_use"
 	CodeConflict              = "conflict"
+	CodeInvalidWorkflow       = "invalid_workflow"
+	CodeInvalidRun            = "invalid_run"
+	CodeRunState              = "run_state"
 	CodeClientClosedRequest   = "client_closed_request"
 	statusClientClosedRequest = 499
 )
@@ -77,6 +81,12 @@ func classify(err error) (status int, code, message string) {
 		return http.StatusUnprocessableEntity, CodeInvalidJob, err.Error()
 	case errors.Is(err, dispatch.ErrJobState):
 		return http.StatusConflict, CodeJobState, err.Error()
+	case errors.Is(err, workflow.ErrInvalidWorkflow):
+		return http.StatusUnprocessableEntity, CodeInvalidWorkflow, err.Error()
+	case errors.Is(err, workflow.ErrInvalidRun):
+		return http.StatusUnprocessableEntity, CodeInvalidRun, err.Error()
+	case errors.Is(err, workflow.ErrRunState):
+		return http.StatusConflict, CodeRunState, err.Error()
 	case errors.Is(err, dispatch.ErrSecretInUse):
 		return http.StatusConflict, CodeSecretInUse, err.Error()
 	case errors.Is(err, vault.ErrInvalidName):

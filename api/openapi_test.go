@@ -11,6 +11,7 @@ import (
 	"rotor.sh/rotor/api"
 	"rotor.sh/rotor/dispatch"
 	"rotor.sh/rotor/vault/vaulttest"
+	"rotor.sh/rotor/workflow"
 )
 
 // TestOpenAPIMatchesRoutes: docs/openapi.yaml describes exactly the routes
@@ -36,7 +37,8 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		}
 	}
 	ve := vaulttest.New(t)
-	routes := api.New(api.Options{Vault: ve.Vault, Queues: dispatch.NewService(ve.Store, ve.Vault, nil, nil)}).Routes()
+	routes := api.New(api.Options{Vault: ve.Vault, Queues: dispatch.NewService(ve.Store, ve.Vault, nil, nil),
+		Workflows: workflow.NewService(ve.Store, ve.Vault, nil, nil, nil)}).Routes()
 	slices.Sort(documented)
 	slices.Sort(routes)
 	for _, r := range routes {

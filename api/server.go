@@ -18,6 +18,7 @@ import (
 
 	"rotor.sh/rotor/dispatch"
 	"rotor.sh/rotor/vault"
+	"rotor.sh/rotor/workflow"
 )
 
 // DashboardPath is where `rotor serve` mounts the dashboard next to the API;
@@ -36,6 +37,10 @@ type Options struct {
 	// payload size is checked.
 	Quotas Quotas
 	Usage  UsageSource
+
+	// Workflows serves /v1/workflows and /v1/workflow-runs (issue 14);
+	// nil leaves them out.
+	Workflows *workflow.Service
 }
 
 // Server is the /v1 control API.
@@ -50,6 +55,8 @@ type Server struct {
 	// OpenAPI description by a test).
 	endpoints []string
 	quota     *quotaGate
+
+	workflows *workflow.Service
 }
 
 // Routes returns "METHOD /path" for every endpoint the server handles.
@@ -80,6 +87,7 @@ func New(opts Options) *Server {
 		}, []string{"route"}),
 	}
 	s.quota = newQuotaGate(opts.Quotas, opts.Usage, opts.Registerer)
+	s.workflows = opts.Workflows
 	s.routes()
 	return s
 }
@@ -164,6 +172,9 @@ func (s *Server) routes() {
 		s.route("/v1/jobs/{id}/retry", map[string]http.HandlerFunc{
 			http.MethodPost: s.authed(vault.RoleMember, s.retryJob),
 		})
+	}
+	if s.workflows != nil {
+		s.workflowRoutes()
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {

@@ -49,6 +49,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			secretsCommand(),
 			queuesCommand(),
 			jobsCommand(),
+			workflowsCommand(),
+			runsCommand(),
 			auditCommand(),
 			keysCommand(),
 			workspacesCommand(),

@@ -35,6 +35,7 @@ import (
 	"rotor.sh/rotor/storage/postgres"
 	"rotor.sh/rotor/vault"
 	"rotor.sh/rotor/web"
+	"rotor.sh/rotor/workflow"
 )
 
 // File names inside the data dir.
@@ -230,6 +231,11 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 		internalToken = hex.EncodeToString(tok)
 	}
 	queues := dispatch.NewService(store, v, nil, func() { notify() })
+	// Workflows (issue 14): the engine runs beside the dispatcher, through
+	// the same proxy listener and token.
+	var engine *workflow.Engine
+	notifyRuns := func() {}
+	workflows := workflow.NewService(store, v, reg, nil, func() { notifyRuns() })
 	if cfg.API {
 		dash, err := web.New(web.Options{Vault: v, Queues: queues, Logger: log, Metrics: reg})
 		if err != nil {
@@ -238,7 +244,8 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 		mux := http.NewServeMux()
 		mux.Handle("/dashboard/", dash)
 		mux.Handle("GET /dashboard", http.RedirectHandler("/dashboard/", http.StatusSeeOther))
-		mux.Handle("/", api.New(api.Options{Vault: v, Queues: queues, Logger: log, Registerer: reg, Quotas: cfg.Quotas, Usage: store}))
+		mux.Handle("/", api.New(api.Options{Vault: v, Queues: queues, Logger: log, Registerer: reg, Quotas: cfg.Quotas, Usage: store,
+			Workflows: workflows}))
 		servers = append(servers, &namedServer{name: "api", addr: cfg.APIAddr, handler: mux})
 	}
 	if cfg.Proxy != nil {
@@ -273,6 +280,10 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 			if err != nil {
 				return err
 			}
+			if engine, err = workflow.NewEngine(workflow.Options{Store: store, ProxyURL: "http://" + ln.Addr().String(), InternalToken: internalToken,
+				Logger: log, Registerer: reg}); err != nil {
+				return err
+			}
 		}
 	}
 	if cfg.Dispatch && disp == nil {
@@ -280,6 +291,10 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 		disp, err = dispatch.New(dispatch.Options{Store: store, ProxyURL: cfg.DispatchProxyURL, InternalToken: internalToken,
 			Logger: log, Registerer: reg, DrainTimeout: cfg.ShutdownTimeout, Visibility: cfg.DispatchLease})
 		if err != nil {
+			return err
+		}
+		if engine, err = workflow.NewEngine(workflow.Options{Store: store, ProxyURL: cfg.DispatchProxyURL, InternalToken: internalToken,
+			Logger: log, Registerer: reg}); err != nil {
 			return err
 		}
 	}
@@ -294,9 +309,15 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 			})
 		})
 	}
+	if engine != nil {
+		notifyRuns = engine.Notify
+		tasks = append(tasks, workflowEngineTasks(engine, store)...)
+	}
 	if cfg.API || cfg.Dispatch {
 		// Issue 11: finished jobs are deleted after --jobs-retention.
 		tasks = append(tasks, jobsRetention(store, cfg.JobsRetention, log, reg))
+		// Issue 14: and so are finished workflow runs.
+		tasks = append(tasks, runsRetention(store, cfg.JobsRetention, log, reg))
 	}
 	// Issue 11: audit rows are pruned after --audit-retention.
 	tasks = append(tasks, auditRetention(v, cfg.AuditRetention, log))

@@ -427,6 +427,8 @@ func (d *Dispatcher) deliver(ctx context.Context, q storage.Queue, j storage.Job
 	h.Set("Proxy-Authorization", "Bearer "+d.o.InternalToken)
 	h.Set(proxy.HeaderInternalWorkspace, j.WorkspaceID)
 	h.Set(proxy.HeaderInternalJob, j.ID)
+	// The key that enqueued the job is the actor of its secret.accessed rows.
+	h.Set(proxy.HeaderInternalActor, j.EnqueuedBy)
 	h.Set(proxy.HeaderInternalAttempt, strconv.Itoa(n))
 	h.Set(proxy.HeaderInternalSign, "standard-webhooks")
 	if scheme != "" {

@@ -310,14 +310,17 @@ func (c *Client) ListSecretsByKEK(ctx context.Context, kekID string, limit int) 
 // AppendAudit sends events in one call: one transaction, so a batch above
 // MaxBatch rows is refused before it is sent (the vault's writer sends at
 // most 2,000).
-func (c *Client) AppendAudit(ctx context.Context, events []storage.AuditEvent) error {
+func (c *Client) AppendAudit(ctx context.Context, events []storage.AuditEvent) ([]storage.AuditAppended, error) {
 	if err := oneCall("AppendAudit", "audit events", len(events)); err != nil {
-		return err
+		return nil, err
 	}
-	_, err := call(ctx, c, "AppendAudit", func(ctx context.Context, cc *conn) (*pb.AppendAuditResponse, error) {
+	r, err := call(ctx, c, "AppendAudit", func(ctx context.Context, cc *conn) (*pb.AppendAuditResponse, error) {
 		return cc.audit.AppendAudit(ctx, &pb.AppendAuditRequest{Events: eventsToPB(events)})
 	})
-	return err
+	if err != nil {
+		return nil, err
+	}
+	return appendedFromPB(r.Appended), nil
 }
 
 // oneCall refuses a batch that must stay one transaction (all or nothing)
@@ -372,10 +375,10 @@ func (c *Client) GetAuditHead(ctx context.Context, workspaceID string) (storage.
 	r, err := call(ctx, c, "GetAuditHead", func(ctx context.Context, cc *conn) (*pb.GetAuditHeadResponse, error) {
 		return cc.audit.GetAuditHead(ctx, &pb.GetAuditHeadRequest{WorkspaceId: workspaceID})
 	})
-	if err != nil || r.Head == nil {
+	if err != nil {
 		return storage.AuditHead{}, err
 	}
-	return storage.AuditHead{LastID: r.Head.LastId, Chain: bs(r.Head.Chain)}, nil
+	return headFromPB(r.Head), nil
 }
 
 func (c *Client) PutAuditCheckpoint(ctx context.Context, cp storage.AuditCheckpoint) error {

@@ -145,6 +145,39 @@ func eventsFromPB(evs []*pb.AuditEvent) []storage.AuditEvent {
 	return out
 }
 
+func headToPB(ws string, h storage.AuditHead) *pb.AuditHead {
+	return &pb.AuditHead{WorkspaceId: ws, LastId: h.LastID, Chain: h.Chain}
+}
+
+func headFromPB(h *pb.AuditHead) storage.AuditHead {
+	if h == nil {
+		return storage.AuditHead{}
+	}
+	return storage.AuditHead{LastID: h.LastId, Chain: bs(h.Chain)}
+}
+
+func appendedToPB(a []storage.AuditAppended) []*pb.AuditAppended {
+	if len(a) == 0 {
+		return nil
+	}
+	out := make([]*pb.AuditAppended, len(a))
+	for i, x := range a {
+		out[i] = &pb.AuditAppended{WorkspaceId: x.WorkspaceID, Prev: headToPB(x.WorkspaceID, x.Prev), Head: headToPB(x.WorkspaceID, x.Head), Rows: int64(x.Rows)}
+	}
+	return out
+}
+
+func appendedFromPB(a []*pb.AuditAppended) []storage.AuditAppended {
+	if len(a) == 0 {
+		return nil
+	}
+	out := make([]storage.AuditAppended, len(a))
+	for i, x := range a {
+		out[i] = storage.AuditAppended{WorkspaceID: x.WorkspaceId, Prev: headFromPB(x.Prev), Head: headFromPB(x.Head), Rows: int(x.Rows)}
+	}
+	return out
+}
+
 func checkpointToPB(c storage.AuditCheckpoint) *pb.AuditCheckpoint {
 	return &pb.AuditCheckpoint{WorkspaceId: c.WorkspaceID, LastId: c.LastID, Chain: c.Chain, Mac: c.MAC, SealedAt: ts(c.SealedAt)}
 }

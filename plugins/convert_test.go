@@ -95,6 +95,9 @@ func TestConvertRoundTrip(t *testing.T) {
 		WakeAt:  at, WaitingFor: "go", LeaseOwner: "node", LeaseUntil: at2, LeaseToken: 3, Leases: 2, ErrorCode: "timeout", StartedBy: "key",
 		CreatedAt: at, UpdatedAt: at2, FinishedAt: at2},
 		func(v storage.WorkflowRun) storage.WorkflowRun { return runFromPB(runToPB(v)) })
+	roundTrip(t, "AuditAppended", []storage.AuditAppended{{WorkspaceID: "ws", Prev: storage.AuditHead{LastID: 4, Chain: []byte{1}},
+		Head: storage.AuditHead{LastID: 9, Chain: []byte{2}}, Rows: 5}},
+		func(v []storage.AuditAppended) []storage.AuditAppended { return appendedFromPB(appendedToPB(v)) })
 	// The zero time survives as the zero time (0 on the wire).
 	if got := workspaceFromPB(workspaceToPB(storage.Workspace{ID: "ws"})); !got.CreatedAt.IsZero() {
 		t.Errorf("zero time came back as %v", got.CreatedAt)

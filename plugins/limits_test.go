@@ -125,7 +125,7 @@ func TestHostBatchLimits(t *testing.T) {
 	for i := range evs {
 		evs[i] = storage.AuditEvent{OccurredAt: time.Now(), WorkspaceID: "ws", ActorID: "a", EventType: "e", ResourceType: "r", ResourceID: strconv.Itoa(i), Input: json.RawMessage(`{}`)}
 	}
-	if err := s.AppendAudit(ctx, evs); err == nil || !strings.Contains(err.Error(), "exceeds the protocol's limit") {
+	if _, err := s.AppendAudit(ctx, evs); err == nil || !strings.Contains(err.Error(), "exceeds the protocol's limit") {
 		t.Fatalf("an append of %d rows: got %v, want a refusal", n, err)
 	}
 	if _, err := s.EnqueueJobs(ctx, storage.EnqueueJobsArgs{Jobs: make([]storage.Job, n), Now: time.Now()}); err == nil || !strings.Contains(err.Error(), "exceeds the protocol's limit") {
@@ -134,11 +134,19 @@ func TestHostBatchLimits(t *testing.T) {
 	if h, err := s.GetAuditHead(ctx, "ws"); err != nil || h.LastID != 0 {
 		t.Fatalf("a refused append wrote rows: %+v, %v", h, err)
 	}
-	if err := s.AppendAudit(ctx, evs[:plugins.MaxBatch]); err != nil {
+	first, err := s.AppendAudit(ctx, evs[:plugins.MaxBatch])
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.AppendAudit(ctx, evs[plugins.MaxBatch:]); err != nil {
+	second, err := s.AppendAudit(ctx, evs[plugins.MaxBatch:])
+	if err != nil {
 		t.Fatal(err)
+	}
+	// What each append reports crosses the protocol: the second call's
+	// previous head is the first call's new head.
+	if len(first) != 1 || len(second) != 1 || first[0].Rows != plugins.MaxBatch || second[0].Rows != 7 ||
+		first[0].Prev.LastID != 0 || second[0].Prev.LastID != first[0].Head.LastID || !bytes.Equal(second[0].Prev.Chain, first[0].Head.Chain) {
+		t.Fatalf("appended: %+v then %+v", first, second)
 	}
 	got, err := s.ListAuditAsc(ctx, storage.AuditRange{WorkspaceID: "ws", Limit: n + 100})
 	if err != nil {
@@ -156,5 +164,8 @@ func TestHostBatchLimits(t *testing.T) {
 			t.Fatalf("row %d: chain broken", i)
 		}
 		prev = e.Chain
+	}
+	if last := got[len(got)-1]; second[0].Head.LastID != last.ID || !bytes.Equal(second[0].Head.Chain, last.Chain) {
+		t.Fatalf("reported head %+v, stored last row id %d", second[0].Head, last.ID)
 	}
 }

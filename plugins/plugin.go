@@ -43,7 +43,8 @@ func versionedPlugins(p *storagePlugin) map[int]plugin.PluginSet {
 }
 
 // requiredCapabilities must all be reported by a plugin's Describe.
-var requiredCapabilities = []pb.Capability{pb.Capability_WORKSPACES, pb.Capability_SECRETS, pb.Capability_AUDIT, pb.Capability_JOBS, pb.Capability_CHANGES}
+var requiredCapabilities = []pb.Capability{pb.Capability_WORKSPACES, pb.Capability_SECRETS, pb.Capability_AUDIT, pb.Capability_JOBS,
+	pb.Capability_CHANGES, pb.Capability_WORKFLOWS}
 
 type storagePlugin struct {
 	plugin.NetRPCUnsupportedPlugin

@@ -25,7 +25,7 @@ func TestMain(m *testing.M) {
 		serveOldProtocol()
 		os.Exit(0)
 	case "nojobs":
-		serveDescribing(proto.Capability_WORKSPACES, proto.Capability_SECRETS, proto.Capability_AUDIT, proto.Capability_CHANGES)
+		serveDescribing(proto.Capability_WORKSPACES, proto.Capability_SECRETS, proto.Capability_AUDIT, proto.Capability_CHANGES, proto.Capability_WORKFLOWS)
 		os.Exit(0)
 	case "pipe":
 		servePipe()

@@ -59,17 +59,14 @@ func (s *Server) Configure(ctx context.Context, req *pb.ConfigureRequest) (*pb.C
 }
 
 // Describe reports the protocol version and what the open backend
-// implements (RETENTION only when it is a storage.Retainer, WORKFLOWS
-// only when it is a storage.WorkflowStore).
+// implements (every required capability; RETENTION when it is a
+// storage.Retainer).
 func (s *Server) Describe(context.Context, *pb.DescribeRequest) (*pb.DescribeResponse, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	caps := []pb.Capability{pb.Capability_WORKSPACES, pb.Capability_SECRETS, pb.Capability_AUDIT, pb.Capability_JOBS, pb.Capability_CHANGES}
+	caps := append([]pb.Capability(nil), requiredCapabilities...)
 	if _, ok := s.store.(storage.Retainer); ok {
 		caps = append(caps, pb.Capability_RETENTION)
-	}
-	if _, ok := s.store.(storage.WorkflowStore); ok {
-		caps = append(caps, pb.Capability_WORKFLOWS)
 	}
 	return &pb.DescribeResponse{ProtocolVersion: ProtocolVersion, Capabilities: caps, Backend: s.name, MaxBatch: uint32(MaxBatch)}, nil
 }
@@ -265,9 +262,8 @@ func (s *Server) AppendAudit(ctx context.Context, r *pb.AppendAuditRequest) (*pb
 		if err := checkBatch("audit batch", int64(len(r.Events))); err != nil {
 			return nil, err
 		}
-		// The storage interface does not return the heads (yet): the
-		// response's heads stay empty, which the protocol allows.
-		return &pb.AppendAuditResponse{}, st.AppendAudit(ctx, eventsFromPB(r.Events))
+		a, err := st.AppendAudit(ctx, eventsFromPB(r.Events))
+		return &pb.AppendAuditResponse{Appended: appendedToPB(a)}, err
 	})
 }
 
@@ -295,7 +291,7 @@ func (s *Server) ListAuditAsc(ctx context.Context, r *pb.ListAuditAscRequest) (*
 func (s *Server) GetAuditHead(ctx context.Context, r *pb.GetAuditHeadRequest) (*pb.GetAuditHeadResponse, error) {
 	return serve(s, func(st storage.Store) (*pb.GetAuditHeadResponse, error) {
 		h, err := st.GetAuditHead(ctx, r.WorkspaceId)
-		return &pb.GetAuditHeadResponse{Head: &pb.AuditHead{WorkspaceId: r.WorkspaceId, LastId: h.LastID, Chain: h.Chain}}, err
+		return &pb.GetAuditHeadResponse{Head: headToPB(r.WorkspaceId, h)}, err
 	})
 }
 

@@ -104,12 +104,12 @@ func serveDescribing(caps ...proto.Capability) {
 	})
 }
 
-var baseCaps = []proto.Capability{proto.Capability_WORKSPACES, proto.Capability_SECRETS, proto.Capability_AUDIT, proto.Capability_JOBS, proto.Capability_CHANGES}
+var baseCaps = []proto.Capability{proto.Capability_WORKSPACES, proto.Capability_SECRETS, proto.Capability_AUDIT, proto.Capability_JOBS,
+	proto.Capability_CHANGES, proto.Capability_WORKFLOWS}
 
 // TestPluginMissingCapability: a plugin of the right version that lacks a
 // required service is refused at start; one that lacks the optional
-// RETENTION (or WORKFLOWS) starts, and pruning (a workflow call) through it
-// answers errors.ErrUnsupported
+// RETENTION starts, and pruning through it answers errors.ErrUnsupported
 // without a call (the host never calls an RPC the plugin did not report).
 func TestPluginMissingCapability(t *testing.T) {
 	cfg := &proto.ConfigureRequest{Backend: "bbolt", Path: filepath.Join(t.TempDir(), "rotor.db")}
@@ -127,9 +127,6 @@ func TestPluginMissingCapability(t *testing.T) {
 	}
 	if _, err := s.GetAuditRetention(context.Background(), "ws"); !errors.Is(err, errors.ErrUnsupported) {
 		t.Fatalf("GetAuditRetention without RETENTION: got %v, want errors.ErrUnsupported", err)
-	}
-	if _, err := s.GetRun(context.Background(), "ws", "run_1"); !errors.Is(err, errors.ErrUnsupported) {
-		t.Fatalf("GetRun without WORKFLOWS: got %v, want errors.ErrUnsupported", err)
 	}
 	// The rest works.
 	if _, err := s.GetWorkspace(context.Background(), "ws"); !errors.Is(err, storage.ErrNotFound) {

@@ -2,18 +2,15 @@ package plugins
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"time"
 
 	pb "rotor.sh/rotor/plugins/proto"
 	"rotor.sh/rotor/storage"
 )
 
-// The Workflows service (optional capability WORKFLOWS): the host side
-// makes Client a storage.WorkflowStore that answers errors.ErrUnsupported
-// when the plugin's backend does not implement it; the plugin side serves
-// a backend that is a storage.WorkflowStore (found by type assertion).
+// The Workflows service (capability WORKFLOWS, required since
+// storage.Store includes storage.WorkflowStore): Client's methods on the
+// host side, Server's on the plugin side.
 
 var _ storage.WorkflowStore = (*Client)(nil)
 
@@ -114,11 +111,8 @@ func runsToPB(rs []storage.WorkflowRun) []*pb.WorkflowRun {
 	return out
 }
 
-// wcall is call for a Workflows RPC: ErrUnsupported without the capability.
+// wcall is call for a Workflows RPC.
 func wcall[R any](ctx context.Context, c *Client, method string, f func(context.Context, pb.WorkflowsClient) (*R, error)) (*R, error) {
-	if err := c.need(pb.Capability_WORKFLOWS, method); err != nil {
-		return nil, err
-	}
 	return call(ctx, c, method, func(ctx context.Context, cc *conn) (*R, error) { return f(ctx, cc.workflows) })
 }
 
@@ -276,23 +270,9 @@ func (c *Client) PruneRuns(ctx context.Context, args storage.PruneRunsArgs) (int
 
 // --- plugin side
 
-func workflowStore(st storage.Store) (storage.WorkflowStore, error) {
-	w, ok := st.(storage.WorkflowStore)
-	if !ok {
-		return nil, fmt.Errorf("storage plugin: workflows: %w", errors.ErrUnsupported)
-	}
-	return w, nil
-}
-
 // wserve is serve for a Workflows RPC.
 func wserve[R any](s *Server, f func(w storage.WorkflowStore) (*R, error)) (*R, error) {
-	return serve(s, func(st storage.Store) (*R, error) {
-		w, err := workflowStore(st)
-		if err != nil {
-			return nil, err
-		}
-		return f(w)
-	})
+	return serve(s, func(st storage.Store) (*R, error) { return f(st) })
 }
 
 func (s *Server) PutWorkflow(ctx context.Context, r *pb.PutWorkflowRequest) (*pb.PutWorkflowResponse, error) {

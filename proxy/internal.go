@@ -23,6 +23,14 @@ const (
 	// HeaderInternalJob and HeaderInternalAttempt go into audit rows.
 	HeaderInternalJob     = "Rotor-Internal-Job"
 	HeaderInternalAttempt = "Rotor-Internal-Attempt"
+	// HeaderInternalRun and HeaderInternalStep name a workflow step's run
+	// and step in audit rows.
+	HeaderInternalRun  = "Rotor-Internal-Run"
+	HeaderInternalStep = "Rotor-Internal-Step"
+	// HeaderInternalActor is the API key on whose behalf the dispatcher
+	// sends (the key that enqueued the job or started the run): the actor
+	// of the audit rows. Honoured only with the internal token.
+	HeaderInternalActor = "Rotor-Internal-Actor"
 	// HeaderInternalScheme "https": the request came as http:// in clear on
 	// loopback and goes upstream over TLS (no interception needed).
 	HeaderInternalScheme = "Rotor-Internal-Scheme"
@@ -33,19 +41,52 @@ const (
 	// webhook-signature, over webhook-id.webhook-timestamp.body.
 	HeaderInternalSign = "Rotor-Internal-Sign"
 	internalPrefix     = "Rotor-Internal-"
-	// DispatcherActor is the audit actor_id of dispatch requests.
+	// DispatcherActor is the audit actor_id of dispatch requests that name
+	// no actor.
 	DispatcherActor = "dispatcher"
+	// maxInternalActor bounds the actor id taken from the header.
+	maxInternalActor = 128
 )
+
+// internalActor is the actor a dispatch request names, or DispatcherActor
+// when it names none or one that is not a plain id.
+func internalActor(h http.Header) string {
+	a := h.Get(HeaderInternalActor)
+	if a == "" || len(a) > maxInternalActor {
+		return DispatcherActor
+	}
+	for i := 0; i < len(a); i++ {
+		c := a[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return DispatcherActor
+		}
+	}
+	return a
+}
+
+// auditExtra is what a dispatch request adds to its audit rows.
+func (in internalReq) auditExtra() map[string]string {
+	m := map[string]string{"attempt": in.attempt}
+	if in.job != "" || in.run == "" {
+		m["job_id"] = in.job
+	}
+	if in.run != "" {
+		m["run_id"], m["step_id"] = in.run, in.step
+	}
+	return m
+}
 
 // internalReq is what a dispatch request asked for.
 type internalReq struct {
 	workspace, job, attempt, scheme, auth, sign string
+	run, step                                   string
 }
 
 func readInternal(h http.Header) internalReq {
 	return internalReq{
 		workspace: h.Get(HeaderInternalWorkspace), job: h.Get(HeaderInternalJob), attempt: h.Get(HeaderInternalAttempt),
 		scheme: h.Get(HeaderInternalScheme), auth: h.Get(HeaderInternalAuth), sign: h.Get(HeaderInternalSign),
+		run: h.Get(HeaderInternalRun), step: h.Get(HeaderInternalStep),
 	}
 }
 

@@ -298,7 +298,7 @@ func (p *Proxy) authenticate(r *http.Request) (session, error) {
 		if ws == "" {
 			return session{}, fmt.Errorf("%w: dispatch request without a workspace", ErrProxyAuth)
 		}
-		return session{actor: vault.Actor{KeyID: DispatcherActor, WorkspaceID: ws, Role: vault.RoleMember}, internal: true}, nil
+		return session{actor: vault.Actor{KeyID: internalActor(r.Header), WorkspaceID: ws, Role: vault.RoleMember}, internal: true}, nil
 	}
 	a, err := p.authKey(r.Context(), key)
 	return session{actor: a, key: key}, err
@@ -463,7 +463,7 @@ func (p *Proxy) handle(r *http.Request, s *session) (*http.Request, *http.Respon
 	var in internalReq
 	if internal {
 		in = readInternal(r.Header)
-		st.extra = map[string]string{"job_id": in.job, "attempt": in.attempt}
+		st.extra = in.auditExtra()
 		if in.scheme == "https" && r.URL.Scheme == "http" {
 			r.URL.Scheme = "https"
 		}

@@ -55,8 +55,10 @@ type Store interface {
 	// ListSecretsByKEK returns up to limit secrets (any workspace) sealed under kekID.
 	ListSecretsByKEK(ctx context.Context, kekID string, limit int) ([]SecretRecord, error)
 
-	// AppendAudit writes events in one transaction (group commit).
-	AppendAudit(ctx context.Context, events []AuditEvent) error
+	// AppendAudit writes events in one transaction (group commit) and
+	// returns, per workspace it touched, the chain head before and after
+	// (the vault seals from these without reading the rows back).
+	AppendAudit(ctx context.Context, events []AuditEvent) ([]AuditAppended, error)
 	// ListAudit returns a workspace's events newest first.
 	ListAudit(ctx context.Context, q AuditQuery) (AuditPage, error)
 	// ListAuditAsc returns up to limit events with ID > afterID, oldest first
@@ -71,6 +73,7 @@ type Store interface {
 	GetAuditCheckpoint(ctx context.Context, workspaceID string) (AuditCheckpoint, error)
 
 	JobStore
+	WorkflowStore
 
 	// Changes calls fn for every change to secrets and the keyring made
 	// through any node sharing this store, until ctx ends, so caches can
@@ -222,6 +225,17 @@ type AuditCheckpoint struct {
 	Chain       []byte    `json:"chain"`
 	MAC         []byte    `json:"mac"`
 	SealedAt    time.Time `json:"sealed_at"`
+}
+
+// AuditAppended is what one AppendAudit call added to one workspace's
+// chain: Rows rows, the first chained onto Prev (the head the backend read in
+// the same transaction), ending at Head. Prev and Head are what the backend
+// stored, so a caller that knows Prev is authentic knows Head is too.
+type AuditAppended struct {
+	WorkspaceID string    `json:"workspace_id"`
+	Prev        AuditHead `json:"prev"`
+	Head        AuditHead `json:"head"`
+	Rows        int       `json:"rows"`
 }
 
 // AuditRange selects up to Limit events with ID > AfterID, oldest first.

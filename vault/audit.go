@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"rotor.sh/rotor/internal/jsonx"
 	"rotor.sh/rotor/storage"
 )
 
@@ -83,22 +84,55 @@ func auditJSON(v map[string]any) json.RawMessage {
 	return b
 }
 
+// accessRecord is an access row as the request path queues it: fixed-size
+// fields, no encoding. The writer's goroutine turns it into the row
+// (event), so JSON encoding and sorting stay off the request goroutine.
+type accessRecord struct {
+	at                               time.Time
+	ws, actor, eventType, name, host string
+	requestID, reason                string
+	version                          int64
+	hasVersion                       bool
+	extra                            map[string]string // job id, attempt...: never values; not modified after queueing
+}
+
+// event encodes the row: input {"host", "request_id"?, extra keys sorted},
+// output {"reason"?, "version"?}.
+func (r *accessRecord) event() storage.AuditEvent {
+	in := accessInput(r.host, r.requestID, r.extra)
+	var out jsonx.Object
+	if r.reason != "" {
+		out.Str("reason", r.reason)
+	}
+	if r.hasVersion {
+		out.Int("version", r.version)
+	}
+	return storage.AuditEvent{
+		OccurredAt: r.at, WorkspaceID: r.ws, ActorID: r.actor,
+		EventType: r.eventType, ResourceType: ResourceSecret, ResourceID: r.name,
+		Input: in.Bytes(), Output: out.Bytes(),
+	}
+}
+
 // auditAppender is what the writer needs of the store.
 type auditAppender interface {
-	AppendAudit(ctx context.Context, events []storage.AuditEvent) error
+	AppendAudit(ctx context.Context, events []storage.AuditEvent) ([]storage.AuditAppended, error)
 }
 
 // auditWriter batches access events into few storage transactions. Its one
 // goroutine is owned by the Vault and stopped by Close.
 type auditWriter struct {
-	store   auditAppender
-	log     *slog.Logger
-	metrics *metrics
-	max     int64
+	store auditAppender
+	// appended is told what each successful write appended (the sealer
+	// seals from it; nil: nobody listens).
+	appended func([]storage.AuditAppended)
+	log      *slog.Logger
+	metrics  *metrics
+	max      int64
 	// backlog counts rows accepted by record and not yet written.
 	backlog atomic.Int64
 
-	ch      chan storage.AuditEvent
+	ch      chan accessRecord
 	flushCh chan chan error
 	stop    chan struct{}
 	// abort ends retries at shutdown (close's context ended).
@@ -108,20 +142,21 @@ type auditWriter struct {
 	abortOnce sync.Once
 }
 
-func newAuditWriter(store auditAppender, log *slog.Logger, m *metrics, max int) *auditWriter {
+func newAuditWriter(store auditAppender, log *slog.Logger, m *metrics, max int, appended func([]storage.AuditAppended)) *auditWriter {
 	if max <= 0 {
 		max = DefaultAuditBacklogMax
 	}
 	a := &auditWriter{
-		store:   store,
-		log:     log,
-		metrics: m,
-		max:     int64(max),
-		ch:      make(chan storage.AuditEvent, auditQueueSize),
-		flushCh: make(chan chan error),
-		stop:    make(chan struct{}),
-		abort:   make(chan struct{}),
-		done:    make(chan struct{}),
+		store:    store,
+		appended: appended,
+		log:      log,
+		metrics:  m,
+		max:      int64(max),
+		ch:       make(chan accessRecord, auditQueueSize),
+		flushCh:  make(chan chan error),
+		stop:     make(chan struct{}),
+		abort:    make(chan struct{}),
+		done:     make(chan struct{}),
 	}
 	go a.run()
 	return a
@@ -130,7 +165,7 @@ func newAuditWriter(store auditAppender, log *slog.Logger, m *metrics, max int) 
 // record queues an event, or refuses it (ErrAuditUnavailable) when the
 // backlog is at its bound or the queue stays full for auditEnqueueTimeout:
 // the caller then must not release what the row would have recorded.
-func (a *auditWriter) record(ctx context.Context, ev storage.AuditEvent) error {
+func (a *auditWriter) record(ctx context.Context, ev accessRecord) error {
 	select {
 	case <-a.stop:
 		return ErrClosed
@@ -240,7 +275,7 @@ func (a *auditWriter) run() {
 		for {
 			select {
 			case ev := <-a.ch:
-				pending = append(pending, ev)
+				pending = append(pending, ev.event())
 			default:
 				return
 			}
@@ -252,11 +287,14 @@ func (a *auditWriter) run() {
 		start := time.Now()
 		// Not the caller's context: a row accepted is written even while
 		// shutting down.
-		err := a.store.AppendAudit(ctx, pending[:n])
+		heads, err := a.store.AppendAudit(ctx, pending[:n])
 		cancel()
 		a.metrics.auditFlushSeconds.Observe(time.Since(start).Seconds())
 		if err != nil {
 			return err
+		}
+		if a.appended != nil {
+			a.appended(heads)
 		}
 		a.metrics.auditEventsWritten.Add(float64(n))
 		clear(pending[:n])
@@ -287,7 +325,7 @@ func (a *auditWriter) run() {
 	for {
 		select {
 		case ev := <-a.ch:
-			pending = append(pending, ev)
+			pending = append(pending, ev.event())
 			switch {
 			case retry > 0:
 				// Failing: the retry timer is armed; keep collecting.

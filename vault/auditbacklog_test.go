@@ -32,17 +32,17 @@ func (s *outageStore) unhang() {
 	close(s.release)
 }
 
-func (s *outageStore) AppendAudit(ctx context.Context, evs []storage.AuditEvent) error {
+func (s *outageStore) AppendAudit(ctx context.Context, evs []storage.AuditEvent) ([]storage.AuditAppended, error) {
 	s.appends.Add(1)
 	if s.hang.Load() {
 		select {
 		case <-ctx.Done():
 		case <-s.release:
 		}
-		return fmt.Errorf("hung: %w", storage.ErrUnavailable)
+		return nil, fmt.Errorf("hung: %w", storage.ErrUnavailable)
 	}
 	if s.down.Load() {
-		return fmt.Errorf("outage: %w", storage.ErrUnavailable)
+		return nil, fmt.Errorf("outage: %w", storage.ErrUnavailable)
 	}
 	return s.Store.AppendAudit(ctx, evs)
 }

@@ -81,6 +81,8 @@ func (v *Vault) checkpointMAC(c storage.AuditCheckpoint) []byte {
 // its last seal. The vault's sealer calls it every interval; it is exported
 // for tests and for `rotor` commands that write and exit.
 func (v *Vault) SealAudit(ctx context.Context) error {
+	v.sealRun.Lock()
+	defer v.sealRun.Unlock()
 	wss, err := v.store.ListWorkspaces(ctx)
 	if err != nil {
 		return err
@@ -95,14 +97,14 @@ func (v *Vault) SealAudit(ctx context.Context) error {
 }
 
 func (v *Vault) sealWorkspace(ctx context.Context, ws string) error {
+	// The state is read before the head: this node's appends reported in
+	// the state are then all at or below the head.
+	st, known := v.chainSnapshot(ws)
 	head, err := v.store.GetAuditHead(ctx, ws)
 	if err != nil || head.LastID == 0 {
 		return err
 	}
-	v.sealMu.Lock()
-	last, known := v.sealed[ws]
-	v.sealMu.Unlock()
-	if known && last == head.LastID {
+	if known && st.sealed.LastID == head.LastID {
 		return nil
 	}
 	// The anchor is read before the database's seal: sealing writes the
@@ -127,12 +129,22 @@ func (v *Vault) sealWorkspace(ctx context.Context, ws string) error {
 			return fmt.Errorf("%w: this node sealed row %d, but %s; not sealing over it (run rotor audit verify)", ErrAuditTampered, anchor.LastID, why)
 		}
 	}
+	prevHead := storage.AuditHead{LastID: prev.LastID, Chain: prev.Chain}
 	switch {
 	case found && prev.LastID >= head.LastID:
-		v.rememberSeal(ws, prev.LastID)
+		// Another node sealed further: trust its seal as a starting point
+		// only (its rows are walked before this node seals past them).
+		v.setSealed(ws, prevHead, false, nil)
 		return v.anchor.update(prev)
 	case found:
-		from = storage.AuditHead{LastID: prev.LastID, Chain: prev.Chain}
+		from = prevHead
+	}
+	// fast: the database's newest seal is this node's, so the rows up to
+	// tip are this node's own appends (auditseal.go) and only the rows after
+	// tip are walked: none when this node wrote everything since.
+	fast := known && found && sameHead(prevHead, st.sealed) && st.tip.LastID > st.sealed.LastID && st.tip.LastID <= head.LastID
+	if fast {
+		from = st.tip
 	}
 	// Seal only what is consistent with the last seal.
 	res, err := v.walkChain(ctx, ws, from, head.LastID, nil)
@@ -159,15 +171,15 @@ func (v *Vault) sealWorkspace(ctx context.Context, ws string) error {
 		// The seal is in the database; only the copy outside it failed.
 		v.log.Error("audit anchor not written", "err", err)
 	}
-	v.rememberSeal(ws, c.LastID)
+	// The tip stays trusted when the seal is the tip itself (nothing
+	// walked): appends reported since then extend it.
+	walked := &from
+	if fast {
+		walked = nil // rows up to tip were not read
+	}
+	v.setSealed(ws, storage.AuditHead{LastID: c.LastID, Chain: c.Chain}, fast && res.rows == 0, walked)
 	v.metrics.auditSeals.Inc()
 	return nil
-}
-
-func (v *Vault) rememberSeal(ws string, id int64) {
-	v.sealMu.Lock()
-	v.sealed[ws] = id
-	v.sealMu.Unlock()
 }
 
 type walkResult struct {
@@ -189,6 +201,9 @@ type walkResult struct {
 // there and carry seal.Chain.
 func (v *Vault) walkChain(ctx context.Context, ws string, from storage.AuditHead, upTo int64, seal *storage.AuditCheckpoint) (walkResult, error) {
 	r := walkResult{lastID: from.LastID, chain: from.Chain}
+	if upTo > 0 && from.LastID >= upTo && seal == nil {
+		return r, nil // nothing to read (the sealer's fast path)
+	}
 	if seal != nil && from.LastID > 0 && seal.LastID <= from.LastID {
 		// Retention pruned through the sealed row (never past it).
 		switch {
@@ -247,6 +262,15 @@ func (v *Vault) walkChain(ctx context.Context, ws string, from storage.AuditHead
 func (v *Vault) VerifyAudit(ctx context.Context, actor Actor) (AuditVerification, error) {
 	// Retention may prune rows while the walk reads them (another node, or
 	// this one's task): a failure with the marker moved on is walked again.
+	// The tamper counter counts the verification, not its attempts.
+	res, err := v.verifyAuditRetried(ctx, actor)
+	if err == nil && !res.OK {
+		v.metrics.auditTamper.Inc()
+	}
+	return res, err
+}
+
+func (v *Vault) verifyAuditRetried(ctx context.Context, actor Actor) (AuditVerification, error) {
 	for attempt := 0; ; attempt++ {
 		res, err := v.verifyAudit(ctx, actor)
 		if err != nil || res.OK || attempt == 2 {
@@ -276,7 +300,6 @@ func (v *Vault) verifyAudit(ctx context.Context, actor Actor) (AuditVerification
 	case err != nil:
 		return out, err
 	case !hmac.Equal(cp.MAC, v.checkpointMAC(cp)):
-		v.metrics.auditTamper.Inc()
 		return AuditVerification{Problem: "the chain's seal does not verify: it was forged, edited, or written under another master key"}, nil
 	default:
 		seal = &cp
@@ -345,9 +368,6 @@ func (v *Vault) verifyAudit(ctx context.Context, actor Actor) (AuditVerification
 		out.OK = false
 		out.Problem = strings.TrimSuffix(anchorProblem+"; "+out.Problem, "; ")
 	}
-	if !out.OK {
-		v.metrics.auditTamper.Inc()
-	}
 	return out, nil
 }
 
@@ -368,5 +388,11 @@ func (v *Vault) sealLoop(interval time.Duration) {
 			v.log.Error("audit seal failed", "err", err)
 		}
 		cancel()
+		if now := time.Now(); now.After(v.checkDue) {
+			v.checkDue = now.Add(auditCheckInterval)
+			ctx, cancel := context.WithTimeout(context.Background(), auditCheckInterval)
+			_ = v.CheckSealedAudit(ctx) // logged and counted inside
+			cancel()
+		}
 	}
 }

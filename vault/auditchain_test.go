@@ -262,7 +262,9 @@ func TestAuditChainPostgres(t *testing.T) {
 				if _, err := e.v.CreateSecret(context.Background(), e.actor, CreateSecretRequest{Name: "AFTER_TAMPER", Value: NewPlaintext([]byte("after-value"))}); err != nil {
 					t.Fatal(err)
 				}
-				e.v.sealed = map[string]int64{}
+				e.v.sealMu.Lock()
+				e.v.chains = map[string]*chainState{}
+				e.v.sealMu.Unlock()
 				if err := e.v.SealAudit(context.Background()); !errors.Is(err, ErrAuditTampered) {
 					t.Fatalf("sealed over a tampered chain")
 				}

@@ -92,7 +92,7 @@ func (v *Vault) auditMarker(ctx context.Context, r storage.Retainer, ws string) 
 	case err != nil:
 		return m, false, err
 	case !hmac.Equal(m.MAC, v.retentionMAC(m)):
-		v.metrics.auditTamper.Inc()
+		// Counted by the caller (a retried verify counts once).
 		return m, true, fmt.Errorf("%w: the retention marker (through row %d) does not verify: rows were deleted and disguised as retention, or it was written under another master key", ErrAuditTampered, m.ThroughID)
 	}
 	return m, true, nil
@@ -101,6 +101,9 @@ func (v *Vault) auditMarker(ctx context.Context, r storage.Retainer, ws string) 
 func (v *Vault) pruneBatch(ctx context.Context, r storage.Retainer, ws string, args PruneAuditArgs) (int, error) {
 	prev, _, err := v.auditMarker(ctx, r, ws)
 	if err != nil {
+		if errors.Is(err, ErrAuditTampered) {
+			v.metrics.auditTamper.Inc()
+		}
 		return 0, err
 	}
 	// Only what a seal (that agrees with this node's anchor) covers. The

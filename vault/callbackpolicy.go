@@ -111,9 +111,11 @@ func (v *Vault) RotateCallback(ctx context.Context, actor Actor, req RotateCallb
 		in["only"] = req.Only
 	}
 	ev := v.event(actor, EventCallbackRotated, ResourceWorkspace, ws, in, nil)
-	if err := v.store.AppendAudit(ctx, []storage.AuditEvent{ev}); err != nil {
+	heads, err := v.store.AppendAudit(ctx, []storage.AuditEvent{ev})
+	if err != nil {
 		return CallbackCredentials{}, err
 	}
+	v.noteAppended(heads)
 	return creds, nil
 }
 

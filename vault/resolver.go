@@ -34,7 +34,8 @@ type ResolveRequest struct {
 	RequireAllowedHosts bool
 	// RequestID ties the audit row to the request's log line.
 	RequestID string
-	// Extra audit input fields (job id, attempt, ...). Never values.
+	// Extra audit input fields (job id, attempt, ...). Never values. The
+	// audit writer reads it after Resolve returns: do not modify it then.
 	Extra map[string]string
 }
 
@@ -71,14 +72,15 @@ func (v *Vault) Resolve(ctx context.Context, req ResolveRequest) (Resolved, erro
 			return Resolved{}, err
 		}
 	}
-	in := accessInput(req.Host, req.RequestID, req.Extra)
-	actor := Actor{KeyID: req.ActorID, WorkspaceID: req.WorkspaceID}
+	// The row is queued as fields; the writer encodes it (accessRecord).
+	rec := accessRecord{
+		at: v.now().UTC(), ws: req.WorkspaceID, actor: req.ActorID, eventType: EventSecretAccessed,
+		name: req.Name, host: req.Host, requestID: req.RequestID, version: e.version, hasVersion: true, extra: req.Extra,
+	}
 	if denial := deny(e, req); denial != "" {
 		v.metrics.resolutions.WithLabelValues(resultDenied).Inc()
-		var out jsonx.Object
-		out.Str("reason", denial).Int("version", e.version)
-		ev := v.rawEvent(actor, EventSecretAccessDenied, ResourceSecret, req.Name, in.Bytes(), out.Bytes())
-		if err := v.audit.record(ctx, ev); err != nil {
+		rec.eventType, rec.reason = EventSecretAccessDenied, denial
+		if err := v.audit.record(ctx, rec); err != nil {
 			return Resolved{}, err
 		}
 		if denial == denyNoAllowedHosts {
@@ -86,10 +88,7 @@ func (v *Vault) Resolve(ctx context.Context, req ResolveRequest) (Resolved, erro
 		}
 		return Resolved{}, fmt.Errorf("%w: %s may not be sent to %q", ErrHostNotAllowed, req.Name, truncate(req.Host, 100))
 	}
-	var out jsonx.Object
-	out.Int("version", e.version)
-	ev := v.rawEvent(actor, EventSecretAccessed, ResourceSecret, req.Name, in.Bytes(), out.Bytes())
-	if err := v.audit.record(ctx, ev); err != nil {
+	if err := v.audit.record(ctx, rec); err != nil {
 		// No audit row, no plaintext.
 		return Resolved{}, err
 	}
@@ -139,12 +138,10 @@ type DeniedDelivery struct {
 // was resolved (its secret.accessed row stands) but the request carrying
 // it was refused before it left, for d.Reason.
 func (v *Vault) RecordDenied(ctx context.Context, d DeniedDelivery) error {
-	in := accessInput(d.Host, d.RequestID, d.Extra)
-	var out jsonx.Object
-	out.Str("reason", d.Reason)
-	actor := Actor{KeyID: d.ActorID, WorkspaceID: d.WorkspaceID}
+	at := v.now().UTC()
 	for _, name := range d.Names {
-		if err := v.audit.record(ctx, v.rawEvent(actor, EventSecretAccessDenied, ResourceSecret, name, in.Bytes(), out.Bytes())); err != nil {
+		rec := accessRecord{at: at, ws: d.WorkspaceID, actor: d.ActorID, eventType: EventSecretAccessDenied, name: name, host: d.Host, requestID: d.RequestID, reason: d.Reason, extra: d.Extra}
+		if err := v.audit.record(ctx, rec); err != nil {
 			return err
 		}
 	}

@@ -58,9 +58,11 @@ func (v *Vault) RotateKEK(ctx context.Context, actor Actor) (RotateKEKResult, er
 	}
 	ev := v.event(actor, EventKeyringRotated, ResourceKeyring, newID, nil,
 		map[string]any{"new_key_id": newID, "rewrapped": res.Rewrapped, "retired_key_ids": res.Retired})
-	if err := v.store.AppendAudit(ctx, []storage.AuditEvent{ev}); err != nil {
+	heads, err := v.store.AppendAudit(ctx, []storage.AuditEvent{ev})
+	if err != nil {
 		return res, err
 	}
+	v.noteAppended(heads)
 	v.log.Info("keyring rotated", "new_key_id", newID, "rewrapped", res.Rewrapped, "retired", res.Retired)
 	return res, nil
 }

@@ -61,7 +61,9 @@ type Vault struct {
 
 	auditKey []byte // HMAC key for chain seals, derived from the master key
 	sealMu   sync.Mutex
-	sealed   map[string]int64 // workspace -> last id this node knows is sealed
+	chains   map[string]*chainState // workspace -> what this node sealed and appended (auditseal.go)
+	sealRun  sync.Mutex             // one seal round (or background check) at a time
+	checkDue time.Time              // next background check of sealed rows (sealLoop)
 	sealStop chan struct{}
 	sealDone chan struct{}
 	sealOnce sync.Once
@@ -110,7 +112,7 @@ func Open(ctx context.Context, opts Options) (*Vault, error) {
 	v := &Vault{
 		sessions: sessions,
 		auditKey: auditKey,
-		sealed:   map[string]int64{},
+		chains:   map[string]*chainState{},
 		sealStop: make(chan struct{}),
 		sealDone: make(chan struct{}),
 		store:    opts.Store,
@@ -133,7 +135,7 @@ func Open(ctx context.Context, opts Options) (*Vault, error) {
 			return nil, err
 		}
 	}
-	v.audit = newAuditWriter(opts.Store, opts.Logger, m, opts.AuditBacklogMax)
+	v.audit = newAuditWriter(opts.Store, opts.Logger, m, opts.AuditBacklogMax, v.noteAppended)
 	switch {
 	case opts.AuditSealInterval == 0:
 		go v.sealLoop(DefaultAuditSealInterval)
@@ -220,14 +222,6 @@ func (v *Vault) event(actor Actor, typ, resType, resID string, in, out map[strin
 		ResourceID:   resID,
 		Input:        auditJSON(in),
 		Output:       auditJSON(out),
-	}
-}
-
-// rawEvent is event with input and output already encoded.
-func (v *Vault) rawEvent(actor Actor, typ, resType, resID string, in, out []byte) storage.AuditEvent {
-	return storage.AuditEvent{
-		OccurredAt: v.now().UTC(), WorkspaceID: actor.WorkspaceID, ActorID: actor.KeyID,
-		EventType: typ, ResourceType: resType, ResourceID: resID, Input: in, Output: out,
 	}
 }
 

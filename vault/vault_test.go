@@ -565,7 +565,7 @@ type appendCounter struct {
 	appends atomic.Int64
 }
 
-func (c *appendCounter) AppendAudit(ctx context.Context, evs []storage.AuditEvent) error {
+func (c *appendCounter) AppendAudit(ctx context.Context, evs []storage.AuditEvent) ([]storage.AuditAppended, error) {
 	c.appends.Add(1)
 	return c.Store.AppendAudit(ctx, evs)
 }

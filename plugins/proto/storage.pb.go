@@ -182,7 +182,7 @@ const (
 	Capability_JOBS                   Capability = 4 // required
 	Capability_CHANGES                Capability = 5 // required (a single-process backend may stream nothing)
 	Capability_RETENTION              Capability = 6 // optional: without it pruning answers UNSUPPORTED
-	Capability_WORKFLOWS              Capability = 7 // optional: without it workflow calls answer UNSUPPORTED
+	Capability_WORKFLOWS              Capability = 7 // required
 )
 
 // Enum value maps for Capability.
@@ -1137,13 +1137,10 @@ func (x *AuditCheckpoint) GetSealedAt() int64 {
 // AuditHead is a workspace's newest row: id and chain value (0 and empty
 // when it has none).
 type AuditHead struct {
-	state       protoimpl.MessageState `protogen:"open.v1"`
-	WorkspaceId string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
-	LastId      int64                  `protobuf:"varint,2,opt,name=last_id,json=lastId,proto3" json:"last_id,omitempty"`
-	Chain       []byte                 `protobuf:"bytes,3,opt,name=chain,proto3" json:"chain,omitempty"`
-	// first_id: in AppendAuditResponse, the first id appended to this
-	// workspace by that call (0 elsewhere).
-	FirstId       int64 `protobuf:"varint,4,opt,name=first_id,json=firstId,proto3" json:"first_id,omitempty"`
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	LastId        int64                  `protobuf:"varint,2,opt,name=last_id,json=lastId,proto3" json:"last_id,omitempty"`
+	Chain         []byte                 `protobuf:"bytes,3,opt,name=chain,proto3" json:"chain,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1199,9 +1196,74 @@ func (x *AuditHead) GetChain() []byte {
 	return nil
 }
 
-func (x *AuditHead) GetFirstId() int64 {
+// AuditAppended is what one AppendAudit call added to one workspace's
+// chain: rows rows, the first chained onto prev (the head the backend read
+// in the same transaction), ending at head. Both are what the backend
+// stored: the host seals from them without reading the rows back.
+type AuditAppended struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	Prev          *AuditHead             `protobuf:"bytes,2,opt,name=prev,proto3" json:"prev,omitempty"`
+	Head          *AuditHead             `protobuf:"bytes,3,opt,name=head,proto3" json:"head,omitempty"`
+	Rows          int64                  `protobuf:"varint,4,opt,name=rows,proto3" json:"rows,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditAppended) Reset() {
+	*x = AuditAppended{}
+	mi := &file_storage_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditAppended) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditAppended) ProtoMessage() {}
+
+func (x *AuditAppended) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[13]
 	if x != nil {
-		return x.FirstId
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditAppended.ProtoReflect.Descriptor instead.
+func (*AuditAppended) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *AuditAppended) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *AuditAppended) GetPrev() *AuditHead {
+	if x != nil {
+		return x.Prev
+	}
+	return nil
+}
+
+func (x *AuditAppended) GetHead() *AuditHead {
+	if x != nil {
+		return x.Head
+	}
+	return nil
+}
+
+func (x *AuditAppended) GetRows() int64 {
+	if x != nil {
+		return x.Rows
 	}
 	return 0
 }
@@ -1220,7 +1282,7 @@ type AuditRetention struct {
 
 func (x *AuditRetention) Reset() {
 	*x = AuditRetention{}
-	mi := &file_storage_proto_msgTypes[13]
+	mi := &file_storage_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1232,7 +1294,7 @@ func (x *AuditRetention) String() string {
 func (*AuditRetention) ProtoMessage() {}
 
 func (x *AuditRetention) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[13]
+	mi := &file_storage_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1245,7 +1307,7 @@ func (x *AuditRetention) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRetention.ProtoReflect.Descriptor instead.
 func (*AuditRetention) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{13}
+	return file_storage_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AuditRetention) GetWorkspaceId() string {
@@ -1313,7 +1375,7 @@ type Queue struct {
 
 func (x *Queue) Reset() {
 	*x = Queue{}
-	mi := &file_storage_proto_msgTypes[14]
+	mi := &file_storage_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1325,7 +1387,7 @@ func (x *Queue) String() string {
 func (*Queue) ProtoMessage() {}
 
 func (x *Queue) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[14]
+	mi := &file_storage_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1338,7 +1400,7 @@ func (x *Queue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Queue.ProtoReflect.Descriptor instead.
 func (*Queue) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{14}
+	return file_storage_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Queue) GetWorkspaceId() string {
@@ -1455,7 +1517,7 @@ type Attempt struct {
 
 func (x *Attempt) Reset() {
 	*x = Attempt{}
-	mi := &file_storage_proto_msgTypes[15]
+	mi := &file_storage_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1467,7 +1529,7 @@ func (x *Attempt) String() string {
 func (*Attempt) ProtoMessage() {}
 
 func (x *Attempt) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[15]
+	mi := &file_storage_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1480,7 +1542,7 @@ func (x *Attempt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attempt.ProtoReflect.Descriptor instead.
 func (*Attempt) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{15}
+	return file_storage_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Attempt) GetN() int64 {
@@ -1578,7 +1640,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_storage_proto_msgTypes[16]
+	mi := &file_storage_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1590,7 +1652,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[16]
+	mi := &file_storage_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1603,7 +1665,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{16}
+	return file_storage_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Job) GetId() string {
@@ -1731,7 +1793,7 @@ type QueueStat struct {
 
 func (x *QueueStat) Reset() {
 	*x = QueueStat{}
-	mi := &file_storage_proto_msgTypes[17]
+	mi := &file_storage_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1743,7 +1805,7 @@ func (x *QueueStat) String() string {
 func (*QueueStat) ProtoMessage() {}
 
 func (x *QueueStat) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[17]
+	mi := &file_storage_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1756,7 +1818,7 @@ func (x *QueueStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueStat.ProtoReflect.Descriptor instead.
 func (*QueueStat) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{17}
+	return file_storage_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *QueueStat) GetWorkspaceId() string {
@@ -1805,7 +1867,7 @@ type CreateWorkspaceRequest struct {
 
 func (x *CreateWorkspaceRequest) Reset() {
 	*x = CreateWorkspaceRequest{}
-	mi := &file_storage_proto_msgTypes[18]
+	mi := &file_storage_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1817,7 +1879,7 @@ func (x *CreateWorkspaceRequest) String() string {
 func (*CreateWorkspaceRequest) ProtoMessage() {}
 
 func (x *CreateWorkspaceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[18]
+	mi := &file_storage_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1830,7 +1892,7 @@ func (x *CreateWorkspaceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateWorkspaceRequest.ProtoReflect.Descriptor instead.
 func (*CreateWorkspaceRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{18}
+	return file_storage_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CreateWorkspaceRequest) GetWorkspace() *Workspace {
@@ -1862,7 +1924,7 @@ type CreateWorkspaceResponse struct {
 
 func (x *CreateWorkspaceResponse) Reset() {
 	*x = CreateWorkspaceResponse{}
-	mi := &file_storage_proto_msgTypes[19]
+	mi := &file_storage_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1874,7 +1936,7 @@ func (x *CreateWorkspaceResponse) String() string {
 func (*CreateWorkspaceResponse) ProtoMessage() {}
 
 func (x *CreateWorkspaceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[19]
+	mi := &file_storage_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1887,7 +1949,7 @@ func (x *CreateWorkspaceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateWorkspaceResponse.ProtoReflect.Descriptor instead.
 func (*CreateWorkspaceResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{19}
+	return file_storage_proto_rawDescGZIP(), []int{20}
 }
 
 type GetWorkspaceRequest struct {
@@ -1899,7 +1961,7 @@ type GetWorkspaceRequest struct {
 
 func (x *GetWorkspaceRequest) Reset() {
 	*x = GetWorkspaceRequest{}
-	mi := &file_storage_proto_msgTypes[20]
+	mi := &file_storage_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1911,7 +1973,7 @@ func (x *GetWorkspaceRequest) String() string {
 func (*GetWorkspaceRequest) ProtoMessage() {}
 
 func (x *GetWorkspaceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[20]
+	mi := &file_storage_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1924,7 +1986,7 @@ func (x *GetWorkspaceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkspaceRequest.ProtoReflect.Descriptor instead.
 func (*GetWorkspaceRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{20}
+	return file_storage_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetWorkspaceRequest) GetId() string {
@@ -1943,7 +2005,7 @@ type GetWorkspaceByNameRequest struct {
 
 func (x *GetWorkspaceByNameRequest) Reset() {
 	*x = GetWorkspaceByNameRequest{}
-	mi := &file_storage_proto_msgTypes[21]
+	mi := &file_storage_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1955,7 +2017,7 @@ func (x *GetWorkspaceByNameRequest) String() string {
 func (*GetWorkspaceByNameRequest) ProtoMessage() {}
 
 func (x *GetWorkspaceByNameRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[21]
+	mi := &file_storage_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1968,7 +2030,7 @@ func (x *GetWorkspaceByNameRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkspaceByNameRequest.ProtoReflect.Descriptor instead.
 func (*GetWorkspaceByNameRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{21}
+	return file_storage_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetWorkspaceByNameRequest) GetName() string {
@@ -1987,7 +2049,7 @@ type GetWorkspaceResponse struct {
 
 func (x *GetWorkspaceResponse) Reset() {
 	*x = GetWorkspaceResponse{}
-	mi := &file_storage_proto_msgTypes[22]
+	mi := &file_storage_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1999,7 +2061,7 @@ func (x *GetWorkspaceResponse) String() string {
 func (*GetWorkspaceResponse) ProtoMessage() {}
 
 func (x *GetWorkspaceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[22]
+	mi := &file_storage_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2012,7 +2074,7 @@ func (x *GetWorkspaceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkspaceResponse.ProtoReflect.Descriptor instead.
 func (*GetWorkspaceResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{22}
+	return file_storage_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetWorkspaceResponse) GetWorkspace() *Workspace {
@@ -2030,7 +2092,7 @@ type ListWorkspacesRequest struct {
 
 func (x *ListWorkspacesRequest) Reset() {
 	*x = ListWorkspacesRequest{}
-	mi := &file_storage_proto_msgTypes[23]
+	mi := &file_storage_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2042,7 +2104,7 @@ func (x *ListWorkspacesRequest) String() string {
 func (*ListWorkspacesRequest) ProtoMessage() {}
 
 func (x *ListWorkspacesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[23]
+	mi := &file_storage_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2055,7 +2117,7 @@ func (x *ListWorkspacesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkspacesRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkspacesRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{23}
+	return file_storage_proto_rawDescGZIP(), []int{24}
 }
 
 type ListWorkspacesResponse struct {
@@ -2067,7 +2129,7 @@ type ListWorkspacesResponse struct {
 
 func (x *ListWorkspacesResponse) Reset() {
 	*x = ListWorkspacesResponse{}
-	mi := &file_storage_proto_msgTypes[24]
+	mi := &file_storage_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2079,7 +2141,7 @@ func (x *ListWorkspacesResponse) String() string {
 func (*ListWorkspacesResponse) ProtoMessage() {}
 
 func (x *ListWorkspacesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[24]
+	mi := &file_storage_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2092,7 +2154,7 @@ func (x *ListWorkspacesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkspacesResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkspacesResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{24}
+	return file_storage_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListWorkspacesResponse) GetWorkspaces() []*Workspace {
@@ -2112,7 +2174,7 @@ type CreateAPIKeyRequest struct {
 
 func (x *CreateAPIKeyRequest) Reset() {
 	*x = CreateAPIKeyRequest{}
-	mi := &file_storage_proto_msgTypes[25]
+	mi := &file_storage_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2124,7 +2186,7 @@ func (x *CreateAPIKeyRequest) String() string {
 func (*CreateAPIKeyRequest) ProtoMessage() {}
 
 func (x *CreateAPIKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[25]
+	mi := &file_storage_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2137,7 +2199,7 @@ func (x *CreateAPIKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAPIKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateAPIKeyRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{25}
+	return file_storage_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CreateAPIKeyRequest) GetKey() *APIKey {
@@ -2162,7 +2224,7 @@ type CreateAPIKeyResponse struct {
 
 func (x *CreateAPIKeyResponse) Reset() {
 	*x = CreateAPIKeyResponse{}
-	mi := &file_storage_proto_msgTypes[26]
+	mi := &file_storage_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2174,7 +2236,7 @@ func (x *CreateAPIKeyResponse) String() string {
 func (*CreateAPIKeyResponse) ProtoMessage() {}
 
 func (x *CreateAPIKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[26]
+	mi := &file_storage_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2187,7 +2249,7 @@ func (x *CreateAPIKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAPIKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateAPIKeyResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{26}
+	return file_storage_proto_rawDescGZIP(), []int{27}
 }
 
 type GetAPIKeyRequest struct {
@@ -2199,7 +2261,7 @@ type GetAPIKeyRequest struct {
 
 func (x *GetAPIKeyRequest) Reset() {
 	*x = GetAPIKeyRequest{}
-	mi := &file_storage_proto_msgTypes[27]
+	mi := &file_storage_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2211,7 +2273,7 @@ func (x *GetAPIKeyRequest) String() string {
 func (*GetAPIKeyRequest) ProtoMessage() {}
 
 func (x *GetAPIKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[27]
+	mi := &file_storage_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2224,7 +2286,7 @@ func (x *GetAPIKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAPIKeyRequest.ProtoReflect.Descriptor instead.
 func (*GetAPIKeyRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{27}
+	return file_storage_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetAPIKeyRequest) GetId() string {
@@ -2243,7 +2305,7 @@ type GetAPIKeyResponse struct {
 
 func (x *GetAPIKeyResponse) Reset() {
 	*x = GetAPIKeyResponse{}
-	mi := &file_storage_proto_msgTypes[28]
+	mi := &file_storage_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2255,7 +2317,7 @@ func (x *GetAPIKeyResponse) String() string {
 func (*GetAPIKeyResponse) ProtoMessage() {}
 
 func (x *GetAPIKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[28]
+	mi := &file_storage_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2268,7 +2330,7 @@ func (x *GetAPIKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAPIKeyResponse.ProtoReflect.Descriptor instead.
 func (*GetAPIKeyResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{28}
+	return file_storage_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetAPIKeyResponse) GetKey() *APIKey {
@@ -2287,7 +2349,7 @@ type ListAPIKeysRequest struct {
 
 func (x *ListAPIKeysRequest) Reset() {
 	*x = ListAPIKeysRequest{}
-	mi := &file_storage_proto_msgTypes[29]
+	mi := &file_storage_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2299,7 +2361,7 @@ func (x *ListAPIKeysRequest) String() string {
 func (*ListAPIKeysRequest) ProtoMessage() {}
 
 func (x *ListAPIKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[29]
+	mi := &file_storage_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2312,7 +2374,7 @@ func (x *ListAPIKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAPIKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListAPIKeysRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{29}
+	return file_storage_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListAPIKeysRequest) GetWorkspaceId() string {
@@ -2331,7 +2393,7 @@ type ListAPIKeysResponse struct {
 
 func (x *ListAPIKeysResponse) Reset() {
 	*x = ListAPIKeysResponse{}
-	mi := &file_storage_proto_msgTypes[30]
+	mi := &file_storage_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2343,7 +2405,7 @@ func (x *ListAPIKeysResponse) String() string {
 func (*ListAPIKeysResponse) ProtoMessage() {}
 
 func (x *ListAPIKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[30]
+	mi := &file_storage_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2356,7 +2418,7 @@ func (x *ListAPIKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAPIKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListAPIKeysResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{30}
+	return file_storage_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListAPIKeysResponse) GetKeys() []*APIKey {
@@ -2378,7 +2440,7 @@ type RevokeAPIKeyRequest struct {
 
 func (x *RevokeAPIKeyRequest) Reset() {
 	*x = RevokeAPIKeyRequest{}
-	mi := &file_storage_proto_msgTypes[31]
+	mi := &file_storage_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2390,7 +2452,7 @@ func (x *RevokeAPIKeyRequest) String() string {
 func (*RevokeAPIKeyRequest) ProtoMessage() {}
 
 func (x *RevokeAPIKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[31]
+	mi := &file_storage_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2403,7 +2465,7 @@ func (x *RevokeAPIKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeAPIKeyRequest.ProtoReflect.Descriptor instead.
 func (*RevokeAPIKeyRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{31}
+	return file_storage_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RevokeAPIKeyRequest) GetWorkspaceId() string {
@@ -2442,7 +2504,7 @@ type RevokeAPIKeyResponse struct {
 
 func (x *RevokeAPIKeyResponse) Reset() {
 	*x = RevokeAPIKeyResponse{}
-	mi := &file_storage_proto_msgTypes[32]
+	mi := &file_storage_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2454,7 +2516,7 @@ func (x *RevokeAPIKeyResponse) String() string {
 func (*RevokeAPIKeyResponse) ProtoMessage() {}
 
 func (x *RevokeAPIKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[32]
+	mi := &file_storage_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2467,7 +2529,7 @@ func (x *RevokeAPIKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeAPIKeyResponse.ProtoReflect.Descriptor instead.
 func (*RevokeAPIKeyResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{32}
+	return file_storage_proto_rawDescGZIP(), []int{33}
 }
 
 type ListKEKsRequest struct {
@@ -2478,7 +2540,7 @@ type ListKEKsRequest struct {
 
 func (x *ListKEKsRequest) Reset() {
 	*x = ListKEKsRequest{}
-	mi := &file_storage_proto_msgTypes[33]
+	mi := &file_storage_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2490,7 +2552,7 @@ func (x *ListKEKsRequest) String() string {
 func (*ListKEKsRequest) ProtoMessage() {}
 
 func (x *ListKEKsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[33]
+	mi := &file_storage_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2503,7 +2565,7 @@ func (x *ListKEKsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKEKsRequest.ProtoReflect.Descriptor instead.
 func (*ListKEKsRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{33}
+	return file_storage_proto_rawDescGZIP(), []int{34}
 }
 
 type ListKEKsResponse struct {
@@ -2515,7 +2577,7 @@ type ListKEKsResponse struct {
 
 func (x *ListKEKsResponse) Reset() {
 	*x = ListKEKsResponse{}
-	mi := &file_storage_proto_msgTypes[34]
+	mi := &file_storage_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2527,7 +2589,7 @@ func (x *ListKEKsResponse) String() string {
 func (*ListKEKsResponse) ProtoMessage() {}
 
 func (x *ListKEKsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[34]
+	mi := &file_storage_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2540,7 +2602,7 @@ func (x *ListKEKsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKEKsResponse.ProtoReflect.Descriptor instead.
 func (*ListKEKsResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{34}
+	return file_storage_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListKEKsResponse) GetKeks() []*KEK {
@@ -2559,7 +2621,7 @@ type AddKEKRequest struct {
 
 func (x *AddKEKRequest) Reset() {
 	*x = AddKEKRequest{}
-	mi := &file_storage_proto_msgTypes[35]
+	mi := &file_storage_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2571,7 +2633,7 @@ func (x *AddKEKRequest) String() string {
 func (*AddKEKRequest) ProtoMessage() {}
 
 func (x *AddKEKRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[35]
+	mi := &file_storage_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2584,7 +2646,7 @@ func (x *AddKEKRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddKEKRequest.ProtoReflect.Descriptor instead.
 func (*AddKEKRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{35}
+	return file_storage_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *AddKEKRequest) GetKek() *KEK {
@@ -2602,7 +2664,7 @@ type AddKEKResponse struct {
 
 func (x *AddKEKResponse) Reset() {
 	*x = AddKEKResponse{}
-	mi := &file_storage_proto_msgTypes[36]
+	mi := &file_storage_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2614,7 +2676,7 @@ func (x *AddKEKResponse) String() string {
 func (*AddKEKResponse) ProtoMessage() {}
 
 func (x *AddKEKResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[36]
+	mi := &file_storage_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2627,7 +2689,7 @@ func (x *AddKEKResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddKEKResponse.ProtoReflect.Descriptor instead.
 func (*AddKEKResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{36}
+	return file_storage_proto_rawDescGZIP(), []int{37}
 }
 
 type DeleteKEKRequest struct {
@@ -2639,7 +2701,7 @@ type DeleteKEKRequest struct {
 
 func (x *DeleteKEKRequest) Reset() {
 	*x = DeleteKEKRequest{}
-	mi := &file_storage_proto_msgTypes[37]
+	mi := &file_storage_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2651,7 +2713,7 @@ func (x *DeleteKEKRequest) String() string {
 func (*DeleteKEKRequest) ProtoMessage() {}
 
 func (x *DeleteKEKRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[37]
+	mi := &file_storage_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2664,7 +2726,7 @@ func (x *DeleteKEKRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteKEKRequest.ProtoReflect.Descriptor instead.
 func (*DeleteKEKRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{37}
+	return file_storage_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *DeleteKEKRequest) GetId() string {
@@ -2682,7 +2744,7 @@ type DeleteKEKResponse struct {
 
 func (x *DeleteKEKResponse) Reset() {
 	*x = DeleteKEKResponse{}
-	mi := &file_storage_proto_msgTypes[38]
+	mi := &file_storage_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2694,7 +2756,7 @@ func (x *DeleteKEKResponse) String() string {
 func (*DeleteKEKResponse) ProtoMessage() {}
 
 func (x *DeleteKEKResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[38]
+	mi := &file_storage_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2707,7 +2769,7 @@ func (x *DeleteKEKResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteKEKResponse.ProtoReflect.Descriptor instead.
 func (*DeleteKEKResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{38}
+	return file_storage_proto_rawDescGZIP(), []int{39}
 }
 
 type CreateSecretRequest struct {
@@ -2720,7 +2782,7 @@ type CreateSecretRequest struct {
 
 func (x *CreateSecretRequest) Reset() {
 	*x = CreateSecretRequest{}
-	mi := &file_storage_proto_msgTypes[39]
+	mi := &file_storage_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2732,7 +2794,7 @@ func (x *CreateSecretRequest) String() string {
 func (*CreateSecretRequest) ProtoMessage() {}
 
 func (x *CreateSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[39]
+	mi := &file_storage_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2745,7 +2807,7 @@ func (x *CreateSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSecretRequest.ProtoReflect.Descriptor instead.
 func (*CreateSecretRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{39}
+	return file_storage_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CreateSecretRequest) GetSecret() *SecretRecord {
@@ -2770,7 +2832,7 @@ type CreateSecretResponse struct {
 
 func (x *CreateSecretResponse) Reset() {
 	*x = CreateSecretResponse{}
-	mi := &file_storage_proto_msgTypes[40]
+	mi := &file_storage_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2782,7 +2844,7 @@ func (x *CreateSecretResponse) String() string {
 func (*CreateSecretResponse) ProtoMessage() {}
 
 func (x *CreateSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[40]
+	mi := &file_storage_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2795,7 +2857,7 @@ func (x *CreateSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSecretResponse.ProtoReflect.Descriptor instead.
 func (*CreateSecretResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{40}
+	return file_storage_proto_rawDescGZIP(), []int{41}
 }
 
 type UpdateSecretRequest struct {
@@ -2809,7 +2871,7 @@ type UpdateSecretRequest struct {
 
 func (x *UpdateSecretRequest) Reset() {
 	*x = UpdateSecretRequest{}
-	mi := &file_storage_proto_msgTypes[41]
+	mi := &file_storage_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2821,7 +2883,7 @@ func (x *UpdateSecretRequest) String() string {
 func (*UpdateSecretRequest) ProtoMessage() {}
 
 func (x *UpdateSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[41]
+	mi := &file_storage_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2834,7 +2896,7 @@ func (x *UpdateSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSecretRequest.ProtoReflect.Descriptor instead.
 func (*UpdateSecretRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{41}
+	return file_storage_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *UpdateSecretRequest) GetSecret() *SecretRecord {
@@ -2866,7 +2928,7 @@ type UpdateSecretResponse struct {
 
 func (x *UpdateSecretResponse) Reset() {
 	*x = UpdateSecretResponse{}
-	mi := &file_storage_proto_msgTypes[42]
+	mi := &file_storage_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2878,7 +2940,7 @@ func (x *UpdateSecretResponse) String() string {
 func (*UpdateSecretResponse) ProtoMessage() {}
 
 func (x *UpdateSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[42]
+	mi := &file_storage_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2891,7 +2953,7 @@ func (x *UpdateSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSecretResponse.ProtoReflect.Descriptor instead.
 func (*UpdateSecretResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{42}
+	return file_storage_proto_rawDescGZIP(), []int{43}
 }
 
 type DeleteSecretRequest struct {
@@ -2905,7 +2967,7 @@ type DeleteSecretRequest struct {
 
 func (x *DeleteSecretRequest) Reset() {
 	*x = DeleteSecretRequest{}
-	mi := &file_storage_proto_msgTypes[43]
+	mi := &file_storage_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2917,7 +2979,7 @@ func (x *DeleteSecretRequest) String() string {
 func (*DeleteSecretRequest) ProtoMessage() {}
 
 func (x *DeleteSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[43]
+	mi := &file_storage_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2930,7 +2992,7 @@ func (x *DeleteSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSecretRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSecretRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{43}
+	return file_storage_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *DeleteSecretRequest) GetWorkspaceId() string {
@@ -2962,7 +3024,7 @@ type DeleteSecretResponse struct {
 
 func (x *DeleteSecretResponse) Reset() {
 	*x = DeleteSecretResponse{}
-	mi := &file_storage_proto_msgTypes[44]
+	mi := &file_storage_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2974,7 +3036,7 @@ func (x *DeleteSecretResponse) String() string {
 func (*DeleteSecretResponse) ProtoMessage() {}
 
 func (x *DeleteSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[44]
+	mi := &file_storage_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2987,7 +3049,7 @@ func (x *DeleteSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSecretResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSecretResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{44}
+	return file_storage_proto_rawDescGZIP(), []int{45}
 }
 
 type GetSecretRequest struct {
@@ -3000,7 +3062,7 @@ type GetSecretRequest struct {
 
 func (x *GetSecretRequest) Reset() {
 	*x = GetSecretRequest{}
-	mi := &file_storage_proto_msgTypes[45]
+	mi := &file_storage_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3012,7 +3074,7 @@ func (x *GetSecretRequest) String() string {
 func (*GetSecretRequest) ProtoMessage() {}
 
 func (x *GetSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[45]
+	mi := &file_storage_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3025,7 +3087,7 @@ func (x *GetSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSecretRequest.ProtoReflect.Descriptor instead.
 func (*GetSecretRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{45}
+	return file_storage_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GetSecretRequest) GetWorkspaceId() string {
@@ -3051,7 +3113,7 @@ type GetSecretResponse struct {
 
 func (x *GetSecretResponse) Reset() {
 	*x = GetSecretResponse{}
-	mi := &file_storage_proto_msgTypes[46]
+	mi := &file_storage_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3063,7 +3125,7 @@ func (x *GetSecretResponse) String() string {
 func (*GetSecretResponse) ProtoMessage() {}
 
 func (x *GetSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[46]
+	mi := &file_storage_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3076,7 +3138,7 @@ func (x *GetSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSecretResponse.ProtoReflect.Descriptor instead.
 func (*GetSecretResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{46}
+	return file_storage_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *GetSecretResponse) GetSecret() *SecretRecord {
@@ -3095,7 +3157,7 @@ type ListSecretsRequest struct {
 
 func (x *ListSecretsRequest) Reset() {
 	*x = ListSecretsRequest{}
-	mi := &file_storage_proto_msgTypes[47]
+	mi := &file_storage_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3107,7 +3169,7 @@ func (x *ListSecretsRequest) String() string {
 func (*ListSecretsRequest) ProtoMessage() {}
 
 func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[47]
+	mi := &file_storage_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3120,7 +3182,7 @@ func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecretsRequest.ProtoReflect.Descriptor instead.
 func (*ListSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{47}
+	return file_storage_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ListSecretsRequest) GetWorkspaceId() string {
@@ -3139,7 +3201,7 @@ type ListSecretsResponse struct {
 
 func (x *ListSecretsResponse) Reset() {
 	*x = ListSecretsResponse{}
-	mi := &file_storage_proto_msgTypes[48]
+	mi := &file_storage_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3151,7 +3213,7 @@ func (x *ListSecretsResponse) String() string {
 func (*ListSecretsResponse) ProtoMessage() {}
 
 func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[48]
+	mi := &file_storage_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3164,7 +3226,7 @@ func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecretsResponse.ProtoReflect.Descriptor instead.
 func (*ListSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{48}
+	return file_storage_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ListSecretsResponse) GetSecrets() []*SecretMeta {
@@ -3184,7 +3246,7 @@ type ListSecretsByKEKRequest struct {
 
 func (x *ListSecretsByKEKRequest) Reset() {
 	*x = ListSecretsByKEKRequest{}
-	mi := &file_storage_proto_msgTypes[49]
+	mi := &file_storage_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3196,7 +3258,7 @@ func (x *ListSecretsByKEKRequest) String() string {
 func (*ListSecretsByKEKRequest) ProtoMessage() {}
 
 func (x *ListSecretsByKEKRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[49]
+	mi := &file_storage_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3209,7 +3271,7 @@ func (x *ListSecretsByKEKRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecretsByKEKRequest.ProtoReflect.Descriptor instead.
 func (*ListSecretsByKEKRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{49}
+	return file_storage_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ListSecretsByKEKRequest) GetKekId() string {
@@ -3235,7 +3297,7 @@ type ListSecretsByKEKResponse struct {
 
 func (x *ListSecretsByKEKResponse) Reset() {
 	*x = ListSecretsByKEKResponse{}
-	mi := &file_storage_proto_msgTypes[50]
+	mi := &file_storage_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3247,7 +3309,7 @@ func (x *ListSecretsByKEKResponse) String() string {
 func (*ListSecretsByKEKResponse) ProtoMessage() {}
 
 func (x *ListSecretsByKEKResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[50]
+	mi := &file_storage_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3260,7 +3322,7 @@ func (x *ListSecretsByKEKResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecretsByKEKResponse.ProtoReflect.Descriptor instead.
 func (*ListSecretsByKEKResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{50}
+	return file_storage_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ListSecretsByKEKResponse) GetSecrets() []*SecretRecord {
@@ -3279,7 +3341,7 @@ type AppendAuditRequest struct {
 
 func (x *AppendAuditRequest) Reset() {
 	*x = AppendAuditRequest{}
-	mi := &file_storage_proto_msgTypes[51]
+	mi := &file_storage_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3291,7 +3353,7 @@ func (x *AppendAuditRequest) String() string {
 func (*AppendAuditRequest) ProtoMessage() {}
 
 func (x *AppendAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[51]
+	mi := &file_storage_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3304,7 +3366,7 @@ func (x *AppendAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendAuditRequest.ProtoReflect.Descriptor instead.
 func (*AppendAuditRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{51}
+	return file_storage_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *AppendAuditRequest) GetEvents() []*AuditEvent {
@@ -3315,16 +3377,15 @@ func (x *AppendAuditRequest) GetEvents() []*AuditEvent {
 }
 
 type AppendAuditResponse struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// heads: one per workspace touched (may be empty from older backends).
-	Heads         []*AuditHead `protobuf:"bytes,1,rep,name=heads,proto3" json:"heads,omitempty"`
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Appended      []*AuditAppended       `protobuf:"bytes,1,rep,name=appended,proto3" json:"appended,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AppendAuditResponse) Reset() {
 	*x = AppendAuditResponse{}
-	mi := &file_storage_proto_msgTypes[52]
+	mi := &file_storage_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3336,7 +3397,7 @@ func (x *AppendAuditResponse) String() string {
 func (*AppendAuditResponse) ProtoMessage() {}
 
 func (x *AppendAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[52]
+	mi := &file_storage_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3349,12 +3410,12 @@ func (x *AppendAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendAuditResponse.ProtoReflect.Descriptor instead.
 func (*AppendAuditResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{52}
+	return file_storage_proto_rawDescGZIP(), []int{53}
 }
 
-func (x *AppendAuditResponse) GetHeads() []*AuditHead {
+func (x *AppendAuditResponse) GetAppended() []*AuditAppended {
 	if x != nil {
-		return x.Heads
+		return x.Appended
 	}
 	return nil
 }
@@ -3374,7 +3435,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_storage_proto_msgTypes[53]
+	mi := &file_storage_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3386,7 +3447,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[53]
+	mi := &file_storage_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3399,7 +3460,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{53}
+	return file_storage_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ListAuditRequest) GetWorkspaceId() string {
@@ -3461,7 +3522,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_storage_proto_msgTypes[54]
+	mi := &file_storage_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3473,7 +3534,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[54]
+	mi := &file_storage_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3486,7 +3547,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{54}
+	return file_storage_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ListAuditResponse) GetEvents() []*AuditEvent {
@@ -3514,7 +3575,7 @@ type ListAuditAscRequest struct {
 
 func (x *ListAuditAscRequest) Reset() {
 	*x = ListAuditAscRequest{}
-	mi := &file_storage_proto_msgTypes[55]
+	mi := &file_storage_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3526,7 +3587,7 @@ func (x *ListAuditAscRequest) String() string {
 func (*ListAuditAscRequest) ProtoMessage() {}
 
 func (x *ListAuditAscRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[55]
+	mi := &file_storage_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3539,7 +3600,7 @@ func (x *ListAuditAscRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditAscRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditAscRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{55}
+	return file_storage_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ListAuditAscRequest) GetWorkspaceId() string {
@@ -3572,7 +3633,7 @@ type ListAuditAscResponse struct {
 
 func (x *ListAuditAscResponse) Reset() {
 	*x = ListAuditAscResponse{}
-	mi := &file_storage_proto_msgTypes[56]
+	mi := &file_storage_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3584,7 +3645,7 @@ func (x *ListAuditAscResponse) String() string {
 func (*ListAuditAscResponse) ProtoMessage() {}
 
 func (x *ListAuditAscResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[56]
+	mi := &file_storage_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3597,7 +3658,7 @@ func (x *ListAuditAscResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditAscResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditAscResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{56}
+	return file_storage_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ListAuditAscResponse) GetEvents() []*AuditEvent {
@@ -3616,7 +3677,7 @@ type GetAuditHeadRequest struct {
 
 func (x *GetAuditHeadRequest) Reset() {
 	*x = GetAuditHeadRequest{}
-	mi := &file_storage_proto_msgTypes[57]
+	mi := &file_storage_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3628,7 +3689,7 @@ func (x *GetAuditHeadRequest) String() string {
 func (*GetAuditHeadRequest) ProtoMessage() {}
 
 func (x *GetAuditHeadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[57]
+	mi := &file_storage_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3641,7 +3702,7 @@ func (x *GetAuditHeadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAuditHeadRequest.ProtoReflect.Descriptor instead.
 func (*GetAuditHeadRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{57}
+	return file_storage_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *GetAuditHeadRequest) GetWorkspaceId() string {
@@ -3660,7 +3721,7 @@ type GetAuditHeadResponse struct {
 
 func (x *GetAuditHeadResponse) Reset() {
 	*x = GetAuditHeadResponse{}
-	mi := &file_storage_proto_msgTypes[58]
+	mi := &file_storage_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3672,7 +3733,7 @@ func (x *GetAuditHeadResponse) String() string {
 func (*GetAuditHeadResponse) ProtoMessage() {}
 
 func (x *GetAuditHeadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[58]
+	mi := &file_storage_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3685,7 +3746,7 @@ func (x *GetAuditHeadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAuditHeadResponse.ProtoReflect.Descriptor instead.
 func (*GetAuditHeadResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{58}
+	return file_storage_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *GetAuditHeadResponse) GetHead() *AuditHead {
@@ -3704,7 +3765,7 @@ type PutAuditCheckpointRequest struct {
 
 func (x *PutAuditCheckpointRequest) Reset() {
 	*x = PutAuditCheckpointRequest{}
-	mi := &file_storage_proto_msgTypes[59]
+	mi := &file_storage_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3716,7 +3777,7 @@ func (x *PutAuditCheckpointRequest) String() string {
 func (*PutAuditCheckpointRequest) ProtoMessage() {}
 
 func (x *PutAuditCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[59]
+	mi := &file_storage_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3729,7 +3790,7 @@ func (x *PutAuditCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutAuditCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*PutAuditCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{59}
+	return file_storage_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *PutAuditCheckpointRequest) GetCheckpoint() *AuditCheckpoint {
@@ -3747,7 +3808,7 @@ type PutAuditCheckpointResponse struct {
 
 func (x *PutAuditCheckpointResponse) Reset() {
 	*x = PutAuditCheckpointResponse{}
-	mi := &file_storage_proto_msgTypes[60]
+	mi := &file_storage_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3759,7 +3820,7 @@ func (x *PutAuditCheckpointResponse) String() string {
 func (*PutAuditCheckpointResponse) ProtoMessage() {}
 
 func (x *PutAuditCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[60]
+	mi := &file_storage_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3772,7 +3833,7 @@ func (x *PutAuditCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutAuditCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*PutAuditCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{60}
+	return file_storage_proto_rawDescGZIP(), []int{61}
 }
 
 type GetAuditCheckpointRequest struct {
@@ -3784,7 +3845,7 @@ type GetAuditCheckpointRequest struct {
 
 func (x *GetAuditCheckpointRequest) Reset() {
 	*x = GetAuditCheckpointRequest{}
-	mi := &file_storage_proto_msgTypes[61]
+	mi := &file_storage_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3796,7 +3857,7 @@ func (x *GetAuditCheckpointRequest) String() string {
 func (*GetAuditCheckpointRequest) ProtoMessage() {}
 
 func (x *GetAuditCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[61]
+	mi := &file_storage_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3809,7 +3870,7 @@ func (x *GetAuditCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAuditCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*GetAuditCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{61}
+	return file_storage_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *GetAuditCheckpointRequest) GetWorkspaceId() string {
@@ -3828,7 +3889,7 @@ type GetAuditCheckpointResponse struct {
 
 func (x *GetAuditCheckpointResponse) Reset() {
 	*x = GetAuditCheckpointResponse{}
-	mi := &file_storage_proto_msgTypes[62]
+	mi := &file_storage_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3840,7 +3901,7 @@ func (x *GetAuditCheckpointResponse) String() string {
 func (*GetAuditCheckpointResponse) ProtoMessage() {}
 
 func (x *GetAuditCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[62]
+	mi := &file_storage_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3853,7 +3914,7 @@ func (x *GetAuditCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAuditCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*GetAuditCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{62}
+	return file_storage_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *GetAuditCheckpointResponse) GetCheckpoint() *AuditCheckpoint {
@@ -3873,7 +3934,7 @@ type CreateQueueRequest struct {
 
 func (x *CreateQueueRequest) Reset() {
 	*x = CreateQueueRequest{}
-	mi := &file_storage_proto_msgTypes[63]
+	mi := &file_storage_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3885,7 +3946,7 @@ func (x *CreateQueueRequest) String() string {
 func (*CreateQueueRequest) ProtoMessage() {}
 
 func (x *CreateQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[63]
+	mi := &file_storage_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3898,7 +3959,7 @@ func (x *CreateQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateQueueRequest.ProtoReflect.Descriptor instead.
 func (*CreateQueueRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{63}
+	return file_storage_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *CreateQueueRequest) GetQueue() *Queue {
@@ -3923,7 +3984,7 @@ type CreateQueueResponse struct {
 
 func (x *CreateQueueResponse) Reset() {
 	*x = CreateQueueResponse{}
-	mi := &file_storage_proto_msgTypes[64]
+	mi := &file_storage_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3935,7 +3996,7 @@ func (x *CreateQueueResponse) String() string {
 func (*CreateQueueResponse) ProtoMessage() {}
 
 func (x *CreateQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[64]
+	mi := &file_storage_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3948,7 +4009,7 @@ func (x *CreateQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateQueueResponse.ProtoReflect.Descriptor instead.
 func (*CreateQueueResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{64}
+	return file_storage_proto_rawDescGZIP(), []int{65}
 }
 
 type UpdateQueueRequest struct {
@@ -3962,7 +4023,7 @@ type UpdateQueueRequest struct {
 
 func (x *UpdateQueueRequest) Reset() {
 	*x = UpdateQueueRequest{}
-	mi := &file_storage_proto_msgTypes[65]
+	mi := &file_storage_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3974,7 +4035,7 @@ func (x *UpdateQueueRequest) String() string {
 func (*UpdateQueueRequest) ProtoMessage() {}
 
 func (x *UpdateQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[65]
+	mi := &file_storage_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3987,7 +4048,7 @@ func (x *UpdateQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateQueueRequest.ProtoReflect.Descriptor instead.
 func (*UpdateQueueRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{65}
+	return file_storage_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *UpdateQueueRequest) GetQueue() *Queue {
@@ -4019,7 +4080,7 @@ type UpdateQueueResponse struct {
 
 func (x *UpdateQueueResponse) Reset() {
 	*x = UpdateQueueResponse{}
-	mi := &file_storage_proto_msgTypes[66]
+	mi := &file_storage_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4031,7 +4092,7 @@ func (x *UpdateQueueResponse) String() string {
 func (*UpdateQueueResponse) ProtoMessage() {}
 
 func (x *UpdateQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[66]
+	mi := &file_storage_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4044,7 +4105,7 @@ func (x *UpdateQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateQueueResponse.ProtoReflect.Descriptor instead.
 func (*UpdateQueueResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{66}
+	return file_storage_proto_rawDescGZIP(), []int{67}
 }
 
 type GetQueueRequest struct {
@@ -4057,7 +4118,7 @@ type GetQueueRequest struct {
 
 func (x *GetQueueRequest) Reset() {
 	*x = GetQueueRequest{}
-	mi := &file_storage_proto_msgTypes[67]
+	mi := &file_storage_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4069,7 +4130,7 @@ func (x *GetQueueRequest) String() string {
 func (*GetQueueRequest) ProtoMessage() {}
 
 func (x *GetQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[67]
+	mi := &file_storage_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4082,7 +4143,7 @@ func (x *GetQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQueueRequest.ProtoReflect.Descriptor instead.
 func (*GetQueueRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{67}
+	return file_storage_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *GetQueueRequest) GetWorkspaceId() string {
@@ -4108,7 +4169,7 @@ type GetQueueResponse struct {
 
 func (x *GetQueueResponse) Reset() {
 	*x = GetQueueResponse{}
-	mi := &file_storage_proto_msgTypes[68]
+	mi := &file_storage_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4120,7 +4181,7 @@ func (x *GetQueueResponse) String() string {
 func (*GetQueueResponse) ProtoMessage() {}
 
 func (x *GetQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[68]
+	mi := &file_storage_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4133,7 +4194,7 @@ func (x *GetQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQueueResponse.ProtoReflect.Descriptor instead.
 func (*GetQueueResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{68}
+	return file_storage_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *GetQueueResponse) GetQueue() *Queue {
@@ -4152,7 +4213,7 @@ type ListQueuesRequest struct {
 
 func (x *ListQueuesRequest) Reset() {
 	*x = ListQueuesRequest{}
-	mi := &file_storage_proto_msgTypes[69]
+	mi := &file_storage_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4164,7 +4225,7 @@ func (x *ListQueuesRequest) String() string {
 func (*ListQueuesRequest) ProtoMessage() {}
 
 func (x *ListQueuesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[69]
+	mi := &file_storage_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4177,7 +4238,7 @@ func (x *ListQueuesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQueuesRequest.ProtoReflect.Descriptor instead.
 func (*ListQueuesRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{69}
+	return file_storage_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ListQueuesRequest) GetWorkspaceId() string {
@@ -4196,7 +4257,7 @@ type ListQueuesResponse struct {
 
 func (x *ListQueuesResponse) Reset() {
 	*x = ListQueuesResponse{}
-	mi := &file_storage_proto_msgTypes[70]
+	mi := &file_storage_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4208,7 +4269,7 @@ func (x *ListQueuesResponse) String() string {
 func (*ListQueuesResponse) ProtoMessage() {}
 
 func (x *ListQueuesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[70]
+	mi := &file_storage_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4221,7 +4282,7 @@ func (x *ListQueuesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQueuesResponse.ProtoReflect.Descriptor instead.
 func (*ListQueuesResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{70}
+	return file_storage_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ListQueuesResponse) GetQueues() []*Queue {
@@ -4243,7 +4304,7 @@ type DeleteQueueRequest struct {
 
 func (x *DeleteQueueRequest) Reset() {
 	*x = DeleteQueueRequest{}
-	mi := &file_storage_proto_msgTypes[71]
+	mi := &file_storage_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4255,7 +4316,7 @@ func (x *DeleteQueueRequest) String() string {
 func (*DeleteQueueRequest) ProtoMessage() {}
 
 func (x *DeleteQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[71]
+	mi := &file_storage_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4268,7 +4329,7 @@ func (x *DeleteQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteQueueRequest.ProtoReflect.Descriptor instead.
 func (*DeleteQueueRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{71}
+	return file_storage_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *DeleteQueueRequest) GetWorkspaceId() string {
@@ -4307,7 +4368,7 @@ type DeleteQueueResponse struct {
 
 func (x *DeleteQueueResponse) Reset() {
 	*x = DeleteQueueResponse{}
-	mi := &file_storage_proto_msgTypes[72]
+	mi := &file_storage_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4319,7 +4380,7 @@ func (x *DeleteQueueResponse) String() string {
 func (*DeleteQueueResponse) ProtoMessage() {}
 
 func (x *DeleteQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[72]
+	mi := &file_storage_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4332,7 +4393,7 @@ func (x *DeleteQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteQueueResponse.ProtoReflect.Descriptor instead.
 func (*DeleteQueueResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{72}
+	return file_storage_proto_rawDescGZIP(), []int{73}
 }
 
 type EnqueueJobsRequest struct {
@@ -4345,7 +4406,7 @@ type EnqueueJobsRequest struct {
 
 func (x *EnqueueJobsRequest) Reset() {
 	*x = EnqueueJobsRequest{}
-	mi := &file_storage_proto_msgTypes[73]
+	mi := &file_storage_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4357,7 +4418,7 @@ func (x *EnqueueJobsRequest) String() string {
 func (*EnqueueJobsRequest) ProtoMessage() {}
 
 func (x *EnqueueJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[73]
+	mi := &file_storage_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4370,7 +4431,7 @@ func (x *EnqueueJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnqueueJobsRequest.ProtoReflect.Descriptor instead.
 func (*EnqueueJobsRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{73}
+	return file_storage_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *EnqueueJobsRequest) GetJobs() []*Job {
@@ -4397,7 +4458,7 @@ type EnqueueResult struct {
 
 func (x *EnqueueResult) Reset() {
 	*x = EnqueueResult{}
-	mi := &file_storage_proto_msgTypes[74]
+	mi := &file_storage_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4409,7 +4470,7 @@ func (x *EnqueueResult) String() string {
 func (*EnqueueResult) ProtoMessage() {}
 
 func (x *EnqueueResult) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[74]
+	mi := &file_storage_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4422,7 +4483,7 @@ func (x *EnqueueResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnqueueResult.ProtoReflect.Descriptor instead.
 func (*EnqueueResult) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{74}
+	return file_storage_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *EnqueueResult) GetJob() *Job {
@@ -4448,7 +4509,7 @@ type EnqueueJobsResponse struct {
 
 func (x *EnqueueJobsResponse) Reset() {
 	*x = EnqueueJobsResponse{}
-	mi := &file_storage_proto_msgTypes[75]
+	mi := &file_storage_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4460,7 +4521,7 @@ func (x *EnqueueJobsResponse) String() string {
 func (*EnqueueJobsResponse) ProtoMessage() {}
 
 func (x *EnqueueJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[75]
+	mi := &file_storage_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4473,7 +4534,7 @@ func (x *EnqueueJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnqueueJobsResponse.ProtoReflect.Descriptor instead.
 func (*EnqueueJobsResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{75}
+	return file_storage_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *EnqueueJobsResponse) GetResults() []*EnqueueResult {
@@ -4493,7 +4554,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_storage_proto_msgTypes[76]
+	mi := &file_storage_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4505,7 +4566,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[76]
+	mi := &file_storage_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4518,7 +4579,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{76}
+	return file_storage_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *GetJobRequest) GetWorkspaceId() string {
@@ -4544,7 +4605,7 @@ type GetJobResponse struct {
 
 func (x *GetJobResponse) Reset() {
 	*x = GetJobResponse{}
-	mi := &file_storage_proto_msgTypes[77]
+	mi := &file_storage_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4556,7 +4617,7 @@ func (x *GetJobResponse) String() string {
 func (*GetJobResponse) ProtoMessage() {}
 
 func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[77]
+	mi := &file_storage_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4569,7 +4630,7 @@ func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobResponse.ProtoReflect.Descriptor instead.
 func (*GetJobResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{77}
+	return file_storage_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *GetJobResponse) GetJob() *Job {
@@ -4592,7 +4653,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_storage_proto_msgTypes[78]
+	mi := &file_storage_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4604,7 +4665,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[78]
+	mi := &file_storage_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4617,7 +4678,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{78}
+	return file_storage_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *ListJobsRequest) GetWorkspaceId() string {
@@ -4665,7 +4726,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_storage_proto_msgTypes[79]
+	mi := &file_storage_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4677,7 +4738,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[79]
+	mi := &file_storage_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4690,7 +4751,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{79}
+	return file_storage_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -4722,7 +4783,7 @@ type LeaseJobsRequest struct {
 
 func (x *LeaseJobsRequest) Reset() {
 	*x = LeaseJobsRequest{}
-	mi := &file_storage_proto_msgTypes[80]
+	mi := &file_storage_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4734,7 +4795,7 @@ func (x *LeaseJobsRequest) String() string {
 func (*LeaseJobsRequest) ProtoMessage() {}
 
 func (x *LeaseJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[80]
+	mi := &file_storage_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4747,7 +4808,7 @@ func (x *LeaseJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseJobsRequest.ProtoReflect.Descriptor instead.
 func (*LeaseJobsRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{80}
+	return file_storage_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *LeaseJobsRequest) GetNow() int64 {
@@ -4794,7 +4855,7 @@ type LeaseJobsResponse struct {
 
 func (x *LeaseJobsResponse) Reset() {
 	*x = LeaseJobsResponse{}
-	mi := &file_storage_proto_msgTypes[81]
+	mi := &file_storage_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4806,7 +4867,7 @@ func (x *LeaseJobsResponse) String() string {
 func (*LeaseJobsResponse) ProtoMessage() {}
 
 func (x *LeaseJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[81]
+	mi := &file_storage_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4819,7 +4880,7 @@ func (x *LeaseJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseJobsResponse.ProtoReflect.Descriptor instead.
 func (*LeaseJobsResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{81}
+	return file_storage_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *LeaseJobsResponse) GetJobs() []*Job {
@@ -4845,7 +4906,7 @@ type AttemptResult struct {
 
 func (x *AttemptResult) Reset() {
 	*x = AttemptResult{}
-	mi := &file_storage_proto_msgTypes[82]
+	mi := &file_storage_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4857,7 +4918,7 @@ func (x *AttemptResult) String() string {
 func (*AttemptResult) ProtoMessage() {}
 
 func (x *AttemptResult) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[82]
+	mi := &file_storage_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4870,7 +4931,7 @@ func (x *AttemptResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptResult.ProtoReflect.Descriptor instead.
 func (*AttemptResult) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{82}
+	return file_storage_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *AttemptResult) GetWorkspaceId() string {
@@ -4938,7 +4999,7 @@ type CompleteAttemptsRequest struct {
 
 func (x *CompleteAttemptsRequest) Reset() {
 	*x = CompleteAttemptsRequest{}
-	mi := &file_storage_proto_msgTypes[83]
+	mi := &file_storage_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4950,7 +5011,7 @@ func (x *CompleteAttemptsRequest) String() string {
 func (*CompleteAttemptsRequest) ProtoMessage() {}
 
 func (x *CompleteAttemptsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[83]
+	mi := &file_storage_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4963,7 +5024,7 @@ func (x *CompleteAttemptsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteAttemptsRequest.ProtoReflect.Descriptor instead.
 func (*CompleteAttemptsRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{83}
+	return file_storage_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *CompleteAttemptsRequest) GetResults() []*AttemptResult {
@@ -4981,7 +5042,7 @@ type CompleteAttemptsResponse struct {
 
 func (x *CompleteAttemptsResponse) Reset() {
 	*x = CompleteAttemptsResponse{}
-	mi := &file_storage_proto_msgTypes[84]
+	mi := &file_storage_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4993,7 +5054,7 @@ func (x *CompleteAttemptsResponse) String() string {
 func (*CompleteAttemptsResponse) ProtoMessage() {}
 
 func (x *CompleteAttemptsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[84]
+	mi := &file_storage_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5006,7 +5067,7 @@ func (x *CompleteAttemptsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteAttemptsResponse.ProtoReflect.Descriptor instead.
 func (*CompleteAttemptsResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{84}
+	return file_storage_proto_rawDescGZIP(), []int{85}
 }
 
 type CancelJobRequest struct {
@@ -5020,7 +5081,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_storage_proto_msgTypes[85]
+	mi := &file_storage_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5032,7 +5093,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[85]
+	mi := &file_storage_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5045,7 +5106,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{85}
+	return file_storage_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *CancelJobRequest) GetWorkspaceId() string {
@@ -5078,7 +5139,7 @@ type CancelJobResponse struct {
 
 func (x *CancelJobResponse) Reset() {
 	*x = CancelJobResponse{}
-	mi := &file_storage_proto_msgTypes[86]
+	mi := &file_storage_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5090,7 +5151,7 @@ func (x *CancelJobResponse) String() string {
 func (*CancelJobResponse) ProtoMessage() {}
 
 func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[86]
+	mi := &file_storage_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5103,7 +5164,7 @@ func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobResponse.ProtoReflect.Descriptor instead.
 func (*CancelJobResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{86}
+	return file_storage_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *CancelJobResponse) GetJob() *Job {
@@ -5125,7 +5186,7 @@ type RetryJobsRequest struct {
 
 func (x *RetryJobsRequest) Reset() {
 	*x = RetryJobsRequest{}
-	mi := &file_storage_proto_msgTypes[87]
+	mi := &file_storage_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5137,7 +5198,7 @@ func (x *RetryJobsRequest) String() string {
 func (*RetryJobsRequest) ProtoMessage() {}
 
 func (x *RetryJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[87]
+	mi := &file_storage_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5150,7 +5211,7 @@ func (x *RetryJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryJobsRequest.ProtoReflect.Descriptor instead.
 func (*RetryJobsRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{87}
+	return file_storage_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *RetryJobsRequest) GetWorkspaceId() string {
@@ -5190,7 +5251,7 @@ type RetryJobsResponse struct {
 
 func (x *RetryJobsResponse) Reset() {
 	*x = RetryJobsResponse{}
-	mi := &file_storage_proto_msgTypes[88]
+	mi := &file_storage_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5202,7 +5263,7 @@ func (x *RetryJobsResponse) String() string {
 func (*RetryJobsResponse) ProtoMessage() {}
 
 func (x *RetryJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[88]
+	mi := &file_storage_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5215,7 +5276,7 @@ func (x *RetryJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryJobsResponse.ProtoReflect.Descriptor instead.
 func (*RetryJobsResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{88}
+	return file_storage_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *RetryJobsResponse) GetCount() int64 {
@@ -5233,7 +5294,7 @@ type CountJobsRequest struct {
 
 func (x *CountJobsRequest) Reset() {
 	*x = CountJobsRequest{}
-	mi := &file_storage_proto_msgTypes[89]
+	mi := &file_storage_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5245,7 +5306,7 @@ func (x *CountJobsRequest) String() string {
 func (*CountJobsRequest) ProtoMessage() {}
 
 func (x *CountJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[89]
+	mi := &file_storage_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5258,7 +5319,7 @@ func (x *CountJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountJobsRequest.ProtoReflect.Descriptor instead.
 func (*CountJobsRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{89}
+	return file_storage_proto_rawDescGZIP(), []int{90}
 }
 
 type CountJobsResponse struct {
@@ -5270,7 +5331,7 @@ type CountJobsResponse struct {
 
 func (x *CountJobsResponse) Reset() {
 	*x = CountJobsResponse{}
-	mi := &file_storage_proto_msgTypes[90]
+	mi := &file_storage_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5282,7 +5343,7 @@ func (x *CountJobsResponse) String() string {
 func (*CountJobsResponse) ProtoMessage() {}
 
 func (x *CountJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[90]
+	mi := &file_storage_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5295,7 +5356,7 @@ func (x *CountJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountJobsResponse.ProtoReflect.Descriptor instead.
 func (*CountJobsResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{90}
+	return file_storage_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *CountJobsResponse) GetByStatus() map[string]int64 {
@@ -5314,7 +5375,7 @@ type JobUsageRequest struct {
 
 func (x *JobUsageRequest) Reset() {
 	*x = JobUsageRequest{}
-	mi := &file_storage_proto_msgTypes[91]
+	mi := &file_storage_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5326,7 +5387,7 @@ func (x *JobUsageRequest) String() string {
 func (*JobUsageRequest) ProtoMessage() {}
 
 func (x *JobUsageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[91]
+	mi := &file_storage_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5339,7 +5400,7 @@ func (x *JobUsageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobUsageRequest.ProtoReflect.Descriptor instead.
 func (*JobUsageRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{91}
+	return file_storage_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *JobUsageRequest) GetWorkspaceId() string {
@@ -5359,7 +5420,7 @@ type JobUsageResponse struct {
 
 func (x *JobUsageResponse) Reset() {
 	*x = JobUsageResponse{}
-	mi := &file_storage_proto_msgTypes[92]
+	mi := &file_storage_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5371,7 +5432,7 @@ func (x *JobUsageResponse) String() string {
 func (*JobUsageResponse) ProtoMessage() {}
 
 func (x *JobUsageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[92]
+	mi := &file_storage_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5384,7 +5445,7 @@ func (x *JobUsageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobUsageResponse.ProtoReflect.Descriptor instead.
 func (*JobUsageResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{92}
+	return file_storage_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *JobUsageResponse) GetOpenJobs() int64 {
@@ -5410,7 +5471,7 @@ type QueueStatsRequest struct {
 
 func (x *QueueStatsRequest) Reset() {
 	*x = QueueStatsRequest{}
-	mi := &file_storage_proto_msgTypes[93]
+	mi := &file_storage_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5422,7 +5483,7 @@ func (x *QueueStatsRequest) String() string {
 func (*QueueStatsRequest) ProtoMessage() {}
 
 func (x *QueueStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[93]
+	mi := &file_storage_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5435,7 +5496,7 @@ func (x *QueueStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueStatsRequest.ProtoReflect.Descriptor instead.
 func (*QueueStatsRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{93}
+	return file_storage_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *QueueStatsRequest) GetNow() int64 {
@@ -5454,7 +5515,7 @@ type QueueStatsResponse struct {
 
 func (x *QueueStatsResponse) Reset() {
 	*x = QueueStatsResponse{}
-	mi := &file_storage_proto_msgTypes[94]
+	mi := &file_storage_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5466,7 +5527,7 @@ func (x *QueueStatsResponse) String() string {
 func (*QueueStatsResponse) ProtoMessage() {}
 
 func (x *QueueStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[94]
+	mi := &file_storage_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5479,7 +5540,7 @@ func (x *QueueStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueStatsResponse.ProtoReflect.Descriptor instead.
 func (*QueueStatsResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{94}
+	return file_storage_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *QueueStatsResponse) GetStats() []*QueueStat {
@@ -5499,7 +5560,7 @@ type PruneJobsRequest struct {
 
 func (x *PruneJobsRequest) Reset() {
 	*x = PruneJobsRequest{}
-	mi := &file_storage_proto_msgTypes[95]
+	mi := &file_storage_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5511,7 +5572,7 @@ func (x *PruneJobsRequest) String() string {
 func (*PruneJobsRequest) ProtoMessage() {}
 
 func (x *PruneJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[95]
+	mi := &file_storage_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5524,7 +5585,7 @@ func (x *PruneJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PruneJobsRequest.ProtoReflect.Descriptor instead.
 func (*PruneJobsRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{95}
+	return file_storage_proto_rawDescGZIP(), []int{96}
 }
 
 func (x *PruneJobsRequest) GetBefore() int64 {
@@ -5550,7 +5611,7 @@ type PruneJobsResponse struct {
 
 func (x *PruneJobsResponse) Reset() {
 	*x = PruneJobsResponse{}
-	mi := &file_storage_proto_msgTypes[96]
+	mi := &file_storage_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5562,7 +5623,7 @@ func (x *PruneJobsResponse) String() string {
 func (*PruneJobsResponse) ProtoMessage() {}
 
 func (x *PruneJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[96]
+	mi := &file_storage_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5575,7 +5636,7 @@ func (x *PruneJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PruneJobsResponse.ProtoReflect.Descriptor instead.
 func (*PruneJobsResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{96}
+	return file_storage_proto_rawDescGZIP(), []int{97}
 }
 
 func (x *PruneJobsResponse) GetDeleted() int64 {
@@ -5594,7 +5655,7 @@ type PruneAuditRequest struct {
 
 func (x *PruneAuditRequest) Reset() {
 	*x = PruneAuditRequest{}
-	mi := &file_storage_proto_msgTypes[97]
+	mi := &file_storage_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5606,7 +5667,7 @@ func (x *PruneAuditRequest) String() string {
 func (*PruneAuditRequest) ProtoMessage() {}
 
 func (x *PruneAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[97]
+	mi := &file_storage_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5619,7 +5680,7 @@ func (x *PruneAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PruneAuditRequest.ProtoReflect.Descriptor instead.
 func (*PruneAuditRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{97}
+	return file_storage_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *PruneAuditRequest) GetMarker() *AuditRetention {
@@ -5638,7 +5699,7 @@ type PruneAuditResponse struct {
 
 func (x *PruneAuditResponse) Reset() {
 	*x = PruneAuditResponse{}
-	mi := &file_storage_proto_msgTypes[98]
+	mi := &file_storage_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5650,7 +5711,7 @@ func (x *PruneAuditResponse) String() string {
 func (*PruneAuditResponse) ProtoMessage() {}
 
 func (x *PruneAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[98]
+	mi := &file_storage_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5663,7 +5724,7 @@ func (x *PruneAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PruneAuditResponse.ProtoReflect.Descriptor instead.
 func (*PruneAuditResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{98}
+	return file_storage_proto_rawDescGZIP(), []int{99}
 }
 
 func (x *PruneAuditResponse) GetDeleted() int64 {
@@ -5682,7 +5743,7 @@ type GetAuditRetentionRequest struct {
 
 func (x *GetAuditRetentionRequest) Reset() {
 	*x = GetAuditRetentionRequest{}
-	mi := &file_storage_proto_msgTypes[99]
+	mi := &file_storage_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5694,7 +5755,7 @@ func (x *GetAuditRetentionRequest) String() string {
 func (*GetAuditRetentionRequest) ProtoMessage() {}
 
 func (x *GetAuditRetentionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[99]
+	mi := &file_storage_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5707,7 +5768,7 @@ func (x *GetAuditRetentionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAuditRetentionRequest.ProtoReflect.Descriptor instead.
 func (*GetAuditRetentionRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{99}
+	return file_storage_proto_rawDescGZIP(), []int{100}
 }
 
 func (x *GetAuditRetentionRequest) GetWorkspaceId() string {
@@ -5726,7 +5787,7 @@ type GetAuditRetentionResponse struct {
 
 func (x *GetAuditRetentionResponse) Reset() {
 	*x = GetAuditRetentionResponse{}
-	mi := &file_storage_proto_msgTypes[100]
+	mi := &file_storage_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5738,7 +5799,7 @@ func (x *GetAuditRetentionResponse) String() string {
 func (*GetAuditRetentionResponse) ProtoMessage() {}
 
 func (x *GetAuditRetentionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[100]
+	mi := &file_storage_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5751,7 +5812,7 @@ func (x *GetAuditRetentionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAuditRetentionResponse.ProtoReflect.Descriptor instead.
 func (*GetAuditRetentionResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{100}
+	return file_storage_proto_rawDescGZIP(), []int{101}
 }
 
 func (x *GetAuditRetentionResponse) GetMarker() *AuditRetention {
@@ -5775,7 +5836,7 @@ type Workflow struct {
 
 func (x *Workflow) Reset() {
 	*x = Workflow{}
-	mi := &file_storage_proto_msgTypes[101]
+	mi := &file_storage_proto_msgTypes[102]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5787,7 +5848,7 @@ func (x *Workflow) String() string {
 func (*Workflow) ProtoMessage() {}
 
 func (x *Workflow) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[101]
+	mi := &file_storage_proto_msgTypes[102]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5800,7 +5861,7 @@ func (x *Workflow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Workflow.ProtoReflect.Descriptor instead.
 func (*Workflow) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{101}
+	return file_storage_proto_rawDescGZIP(), []int{102}
 }
 
 func (x *Workflow) GetWorkspaceId() string {
@@ -5862,7 +5923,7 @@ type StepState struct {
 
 func (x *StepState) Reset() {
 	*x = StepState{}
-	mi := &file_storage_proto_msgTypes[102]
+	mi := &file_storage_proto_msgTypes[103]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5874,7 +5935,7 @@ func (x *StepState) String() string {
 func (*StepState) ProtoMessage() {}
 
 func (x *StepState) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[102]
+	mi := &file_storage_proto_msgTypes[103]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5887,7 +5948,7 @@ func (x *StepState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepState.ProtoReflect.Descriptor instead.
 func (*StepState) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{102}
+	return file_storage_proto_rawDescGZIP(), []int{103}
 }
 
 func (x *StepState) GetId() string {
@@ -5966,7 +6027,7 @@ type RunSignal struct {
 
 func (x *RunSignal) Reset() {
 	*x = RunSignal{}
-	mi := &file_storage_proto_msgTypes[103]
+	mi := &file_storage_proto_msgTypes[104]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5978,7 +6039,7 @@ func (x *RunSignal) String() string {
 func (*RunSignal) ProtoMessage() {}
 
 func (x *RunSignal) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[103]
+	mi := &file_storage_proto_msgTypes[104]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5991,7 +6052,7 @@ func (x *RunSignal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunSignal.ProtoReflect.Descriptor instead.
 func (*RunSignal) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{103}
+	return file_storage_proto_rawDescGZIP(), []int{104}
 }
 
 func (x *RunSignal) GetName() string {
@@ -6059,7 +6120,7 @@ type WorkflowRun struct {
 
 func (x *WorkflowRun) Reset() {
 	*x = WorkflowRun{}
-	mi := &file_storage_proto_msgTypes[104]
+	mi := &file_storage_proto_msgTypes[105]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6071,7 +6132,7 @@ func (x *WorkflowRun) String() string {
 func (*WorkflowRun) ProtoMessage() {}
 
 func (x *WorkflowRun) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[104]
+	mi := &file_storage_proto_msgTypes[105]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6084,7 +6145,7 @@ func (x *WorkflowRun) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkflowRun.ProtoReflect.Descriptor instead.
 func (*WorkflowRun) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{104}
+	return file_storage_proto_rawDescGZIP(), []int{105}
 }
 
 func (x *WorkflowRun) GetId() string {
@@ -6252,7 +6313,7 @@ type PutWorkflowRequest struct {
 
 func (x *PutWorkflowRequest) Reset() {
 	*x = PutWorkflowRequest{}
-	mi := &file_storage_proto_msgTypes[105]
+	mi := &file_storage_proto_msgTypes[106]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6264,7 +6325,7 @@ func (x *PutWorkflowRequest) String() string {
 func (*PutWorkflowRequest) ProtoMessage() {}
 
 func (x *PutWorkflowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[105]
+	mi := &file_storage_proto_msgTypes[106]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6277,7 +6338,7 @@ func (x *PutWorkflowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutWorkflowRequest.ProtoReflect.Descriptor instead.
 func (*PutWorkflowRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{105}
+	return file_storage_proto_rawDescGZIP(), []int{106}
 }
 
 func (x *PutWorkflowRequest) GetWorkflow() *Workflow {
@@ -6309,7 +6370,7 @@ type PutWorkflowResponse struct {
 
 func (x *PutWorkflowResponse) Reset() {
 	*x = PutWorkflowResponse{}
-	mi := &file_storage_proto_msgTypes[106]
+	mi := &file_storage_proto_msgTypes[107]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6321,7 +6382,7 @@ func (x *PutWorkflowResponse) String() string {
 func (*PutWorkflowResponse) ProtoMessage() {}
 
 func (x *PutWorkflowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[106]
+	mi := &file_storage_proto_msgTypes[107]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6334,7 +6395,7 @@ func (x *PutWorkflowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutWorkflowResponse.ProtoReflect.Descriptor instead.
 func (*PutWorkflowResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{106}
+	return file_storage_proto_rawDescGZIP(), []int{107}
 }
 
 type GetWorkflowRequest struct {
@@ -6347,7 +6408,7 @@ type GetWorkflowRequest struct {
 
 func (x *GetWorkflowRequest) Reset() {
 	*x = GetWorkflowRequest{}
-	mi := &file_storage_proto_msgTypes[107]
+	mi := &file_storage_proto_msgTypes[108]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6359,7 +6420,7 @@ func (x *GetWorkflowRequest) String() string {
 func (*GetWorkflowRequest) ProtoMessage() {}
 
 func (x *GetWorkflowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[107]
+	mi := &file_storage_proto_msgTypes[108]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6372,7 +6433,7 @@ func (x *GetWorkflowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkflowRequest.ProtoReflect.Descriptor instead.
 func (*GetWorkflowRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{107}
+	return file_storage_proto_rawDescGZIP(), []int{108}
 }
 
 func (x *GetWorkflowRequest) GetWorkspaceId() string {
@@ -6398,7 +6459,7 @@ type GetWorkflowResponse struct {
 
 func (x *GetWorkflowResponse) Reset() {
 	*x = GetWorkflowResponse{}
-	mi := &file_storage_proto_msgTypes[108]
+	mi := &file_storage_proto_msgTypes[109]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6410,7 +6471,7 @@ func (x *GetWorkflowResponse) String() string {
 func (*GetWorkflowResponse) ProtoMessage() {}
 
 func (x *GetWorkflowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[108]
+	mi := &file_storage_proto_msgTypes[109]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6423,7 +6484,7 @@ func (x *GetWorkflowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkflowResponse.ProtoReflect.Descriptor instead.
 func (*GetWorkflowResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{108}
+	return file_storage_proto_rawDescGZIP(), []int{109}
 }
 
 func (x *GetWorkflowResponse) GetWorkflow() *Workflow {
@@ -6442,7 +6503,7 @@ type ListWorkflowsRequest struct {
 
 func (x *ListWorkflowsRequest) Reset() {
 	*x = ListWorkflowsRequest{}
-	mi := &file_storage_proto_msgTypes[109]
+	mi := &file_storage_proto_msgTypes[110]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6454,7 +6515,7 @@ func (x *ListWorkflowsRequest) String() string {
 func (*ListWorkflowsRequest) ProtoMessage() {}
 
 func (x *ListWorkflowsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[109]
+	mi := &file_storage_proto_msgTypes[110]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6467,7 +6528,7 @@ func (x *ListWorkflowsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkflowsRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkflowsRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{109}
+	return file_storage_proto_rawDescGZIP(), []int{110}
 }
 
 func (x *ListWorkflowsRequest) GetWorkspaceId() string {
@@ -6486,7 +6547,7 @@ type ListWorkflowsResponse struct {
 
 func (x *ListWorkflowsResponse) Reset() {
 	*x = ListWorkflowsResponse{}
-	mi := &file_storage_proto_msgTypes[110]
+	mi := &file_storage_proto_msgTypes[111]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6498,7 +6559,7 @@ func (x *ListWorkflowsResponse) String() string {
 func (*ListWorkflowsResponse) ProtoMessage() {}
 
 func (x *ListWorkflowsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[110]
+	mi := &file_storage_proto_msgTypes[111]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6511,7 +6572,7 @@ func (x *ListWorkflowsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkflowsResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkflowsResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{110}
+	return file_storage_proto_rawDescGZIP(), []int{111}
 }
 
 func (x *ListWorkflowsResponse) GetWorkflows() []*Workflow {
@@ -6533,7 +6594,7 @@ type DeleteWorkflowRequest struct {
 
 func (x *DeleteWorkflowRequest) Reset() {
 	*x = DeleteWorkflowRequest{}
-	mi := &file_storage_proto_msgTypes[111]
+	mi := &file_storage_proto_msgTypes[112]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6545,7 +6606,7 @@ func (x *DeleteWorkflowRequest) String() string {
 func (*DeleteWorkflowRequest) ProtoMessage() {}
 
 func (x *DeleteWorkflowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[111]
+	mi := &file_storage_proto_msgTypes[112]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6558,7 +6619,7 @@ func (x *DeleteWorkflowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteWorkflowRequest.ProtoReflect.Descriptor instead.
 func (*DeleteWorkflowRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{111}
+	return file_storage_proto_rawDescGZIP(), []int{112}
 }
 
 func (x *DeleteWorkflowRequest) GetWorkspaceId() string {
@@ -6597,7 +6658,7 @@ type DeleteWorkflowResponse struct {
 
 func (x *DeleteWorkflowResponse) Reset() {
 	*x = DeleteWorkflowResponse{}
-	mi := &file_storage_proto_msgTypes[112]
+	mi := &file_storage_proto_msgTypes[113]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6609,7 +6670,7 @@ func (x *DeleteWorkflowResponse) String() string {
 func (*DeleteWorkflowResponse) ProtoMessage() {}
 
 func (x *DeleteWorkflowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[112]
+	mi := &file_storage_proto_msgTypes[113]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6622,7 +6683,7 @@ func (x *DeleteWorkflowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteWorkflowResponse.ProtoReflect.Descriptor instead.
 func (*DeleteWorkflowResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{112}
+	return file_storage_proto_rawDescGZIP(), []int{113}
 }
 
 type CreateRunRequest struct {
@@ -6636,7 +6697,7 @@ type CreateRunRequest struct {
 
 func (x *CreateRunRequest) Reset() {
 	*x = CreateRunRequest{}
-	mi := &file_storage_proto_msgTypes[113]
+	mi := &file_storage_proto_msgTypes[114]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6648,7 +6709,7 @@ func (x *CreateRunRequest) String() string {
 func (*CreateRunRequest) ProtoMessage() {}
 
 func (x *CreateRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[113]
+	mi := &file_storage_proto_msgTypes[114]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6661,7 +6722,7 @@ func (x *CreateRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRunRequest.ProtoReflect.Descriptor instead.
 func (*CreateRunRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{113}
+	return file_storage_proto_rawDescGZIP(), []int{114}
 }
 
 func (x *CreateRunRequest) GetRun() *WorkflowRun {
@@ -6695,7 +6756,7 @@ type CreateRunResponse struct {
 
 func (x *CreateRunResponse) Reset() {
 	*x = CreateRunResponse{}
-	mi := &file_storage_proto_msgTypes[114]
+	mi := &file_storage_proto_msgTypes[115]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6707,7 +6768,7 @@ func (x *CreateRunResponse) String() string {
 func (*CreateRunResponse) ProtoMessage() {}
 
 func (x *CreateRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[114]
+	mi := &file_storage_proto_msgTypes[115]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6720,7 +6781,7 @@ func (x *CreateRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRunResponse.ProtoReflect.Descriptor instead.
 func (*CreateRunResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{114}
+	return file_storage_proto_rawDescGZIP(), []int{115}
 }
 
 func (x *CreateRunResponse) GetRun() *WorkflowRun {
@@ -6747,7 +6808,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_storage_proto_msgTypes[115]
+	mi := &file_storage_proto_msgTypes[116]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6759,7 +6820,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[115]
+	mi := &file_storage_proto_msgTypes[116]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6772,7 +6833,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{115}
+	return file_storage_proto_rawDescGZIP(), []int{116}
 }
 
 func (x *GetRunRequest) GetWorkspaceId() string {
@@ -6798,7 +6859,7 @@ type GetRunResponse struct {
 
 func (x *GetRunResponse) Reset() {
 	*x = GetRunResponse{}
-	mi := &file_storage_proto_msgTypes[116]
+	mi := &file_storage_proto_msgTypes[117]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6810,7 +6871,7 @@ func (x *GetRunResponse) String() string {
 func (*GetRunResponse) ProtoMessage() {}
 
 func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[116]
+	mi := &file_storage_proto_msgTypes[117]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6823,7 +6884,7 @@ func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunResponse.ProtoReflect.Descriptor instead.
 func (*GetRunResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{116}
+	return file_storage_proto_rawDescGZIP(), []int{117}
 }
 
 func (x *GetRunResponse) GetRun() *WorkflowRun {
@@ -6846,7 +6907,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_storage_proto_msgTypes[117]
+	mi := &file_storage_proto_msgTypes[118]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6858,7 +6919,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[117]
+	mi := &file_storage_proto_msgTypes[118]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6871,7 +6932,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{117}
+	return file_storage_proto_rawDescGZIP(), []int{118}
 }
 
 func (x *ListRunsRequest) GetWorkspaceId() string {
@@ -6919,7 +6980,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_storage_proto_msgTypes[118]
+	mi := &file_storage_proto_msgTypes[119]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6931,7 +6992,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[118]
+	mi := &file_storage_proto_msgTypes[119]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6944,7 +7005,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{118}
+	return file_storage_proto_rawDescGZIP(), []int{119}
 }
 
 func (x *ListRunsResponse) GetRuns() []*WorkflowRun {
@@ -6974,7 +7035,7 @@ type LeaseRunsRequest struct {
 
 func (x *LeaseRunsRequest) Reset() {
 	*x = LeaseRunsRequest{}
-	mi := &file_storage_proto_msgTypes[119]
+	mi := &file_storage_proto_msgTypes[120]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6986,7 +7047,7 @@ func (x *LeaseRunsRequest) String() string {
 func (*LeaseRunsRequest) ProtoMessage() {}
 
 func (x *LeaseRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[119]
+	mi := &file_storage_proto_msgTypes[120]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6999,7 +7060,7 @@ func (x *LeaseRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRunsRequest.ProtoReflect.Descriptor instead.
 func (*LeaseRunsRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{119}
+	return file_storage_proto_rawDescGZIP(), []int{120}
 }
 
 func (x *LeaseRunsRequest) GetOwner() string {
@@ -7046,7 +7107,7 @@ type LeaseRunsResponse struct {
 
 func (x *LeaseRunsResponse) Reset() {
 	*x = LeaseRunsResponse{}
-	mi := &file_storage_proto_msgTypes[120]
+	mi := &file_storage_proto_msgTypes[121]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7058,7 +7119,7 @@ func (x *LeaseRunsResponse) String() string {
 func (*LeaseRunsResponse) ProtoMessage() {}
 
 func (x *LeaseRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[120]
+	mi := &file_storage_proto_msgTypes[121]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7071,7 +7132,7 @@ func (x *LeaseRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRunsResponse.ProtoReflect.Descriptor instead.
 func (*LeaseRunsResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{120}
+	return file_storage_proto_rawDescGZIP(), []int{121}
 }
 
 func (x *LeaseRunsResponse) GetRuns() []*WorkflowRun {
@@ -7094,7 +7155,7 @@ type CheckpointRunRequest struct {
 
 func (x *CheckpointRunRequest) Reset() {
 	*x = CheckpointRunRequest{}
-	mi := &file_storage_proto_msgTypes[121]
+	mi := &file_storage_proto_msgTypes[122]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7106,7 +7167,7 @@ func (x *CheckpointRunRequest) String() string {
 func (*CheckpointRunRequest) ProtoMessage() {}
 
 func (x *CheckpointRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[121]
+	mi := &file_storage_proto_msgTypes[122]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7119,7 +7180,7 @@ func (x *CheckpointRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointRunRequest.ProtoReflect.Descriptor instead.
 func (*CheckpointRunRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{121}
+	return file_storage_proto_rawDescGZIP(), []int{122}
 }
 
 func (x *CheckpointRunRequest) GetRun() *WorkflowRun {
@@ -7166,7 +7227,7 @@ type CheckpointRunResponse struct {
 
 func (x *CheckpointRunResponse) Reset() {
 	*x = CheckpointRunResponse{}
-	mi := &file_storage_proto_msgTypes[122]
+	mi := &file_storage_proto_msgTypes[123]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7178,7 +7239,7 @@ func (x *CheckpointRunResponse) String() string {
 func (*CheckpointRunResponse) ProtoMessage() {}
 
 func (x *CheckpointRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[122]
+	mi := &file_storage_proto_msgTypes[123]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7191,7 +7252,7 @@ func (x *CheckpointRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointRunResponse.ProtoReflect.Descriptor instead.
 func (*CheckpointRunResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{122}
+	return file_storage_proto_rawDescGZIP(), []int{123}
 }
 
 func (x *CheckpointRunResponse) GetRun() *WorkflowRun {
@@ -7214,7 +7275,7 @@ type SignalRunRequest struct {
 
 func (x *SignalRunRequest) Reset() {
 	*x = SignalRunRequest{}
-	mi := &file_storage_proto_msgTypes[123]
+	mi := &file_storage_proto_msgTypes[124]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7226,7 +7287,7 @@ func (x *SignalRunRequest) String() string {
 func (*SignalRunRequest) ProtoMessage() {}
 
 func (x *SignalRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[123]
+	mi := &file_storage_proto_msgTypes[124]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7239,7 +7300,7 @@ func (x *SignalRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalRunRequest.ProtoReflect.Descriptor instead.
 func (*SignalRunRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{123}
+	return file_storage_proto_rawDescGZIP(), []int{124}
 }
 
 func (x *SignalRunRequest) GetWorkspaceId() string {
@@ -7286,7 +7347,7 @@ type SignalRunResponse struct {
 
 func (x *SignalRunResponse) Reset() {
 	*x = SignalRunResponse{}
-	mi := &file_storage_proto_msgTypes[124]
+	mi := &file_storage_proto_msgTypes[125]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7298,7 +7359,7 @@ func (x *SignalRunResponse) String() string {
 func (*SignalRunResponse) ProtoMessage() {}
 
 func (x *SignalRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[124]
+	mi := &file_storage_proto_msgTypes[125]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7311,7 +7372,7 @@ func (x *SignalRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalRunResponse.ProtoReflect.Descriptor instead.
 func (*SignalRunResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{124}
+	return file_storage_proto_rawDescGZIP(), []int{125}
 }
 
 func (x *SignalRunResponse) GetRun() *WorkflowRun {
@@ -7333,7 +7394,7 @@ type CancelRunRequest struct {
 
 func (x *CancelRunRequest) Reset() {
 	*x = CancelRunRequest{}
-	mi := &file_storage_proto_msgTypes[125]
+	mi := &file_storage_proto_msgTypes[126]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7345,7 +7406,7 @@ func (x *CancelRunRequest) String() string {
 func (*CancelRunRequest) ProtoMessage() {}
 
 func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[125]
+	mi := &file_storage_proto_msgTypes[126]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7358,7 +7419,7 @@ func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunRequest.ProtoReflect.Descriptor instead.
 func (*CancelRunRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{125}
+	return file_storage_proto_rawDescGZIP(), []int{126}
 }
 
 func (x *CancelRunRequest) GetWorkspaceId() string {
@@ -7398,7 +7459,7 @@ type CancelRunResponse struct {
 
 func (x *CancelRunResponse) Reset() {
 	*x = CancelRunResponse{}
-	mi := &file_storage_proto_msgTypes[126]
+	mi := &file_storage_proto_msgTypes[127]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7410,7 +7471,7 @@ func (x *CancelRunResponse) String() string {
 func (*CancelRunResponse) ProtoMessage() {}
 
 func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[126]
+	mi := &file_storage_proto_msgTypes[127]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7423,7 +7484,7 @@ func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunResponse.ProtoReflect.Descriptor instead.
 func (*CancelRunResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{126}
+	return file_storage_proto_rawDescGZIP(), []int{127}
 }
 
 func (x *CancelRunResponse) GetRun() *WorkflowRun {
@@ -7445,7 +7506,7 @@ type RetryRunRequest struct {
 
 func (x *RetryRunRequest) Reset() {
 	*x = RetryRunRequest{}
-	mi := &file_storage_proto_msgTypes[127]
+	mi := &file_storage_proto_msgTypes[128]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7457,7 +7518,7 @@ func (x *RetryRunRequest) String() string {
 func (*RetryRunRequest) ProtoMessage() {}
 
 func (x *RetryRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[127]
+	mi := &file_storage_proto_msgTypes[128]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7470,7 +7531,7 @@ func (x *RetryRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryRunRequest.ProtoReflect.Descriptor instead.
 func (*RetryRunRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{127}
+	return file_storage_proto_rawDescGZIP(), []int{128}
 }
 
 func (x *RetryRunRequest) GetWorkspaceId() string {
@@ -7510,7 +7571,7 @@ type RetryRunResponse struct {
 
 func (x *RetryRunResponse) Reset() {
 	*x = RetryRunResponse{}
-	mi := &file_storage_proto_msgTypes[128]
+	mi := &file_storage_proto_msgTypes[129]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7522,7 +7583,7 @@ func (x *RetryRunResponse) String() string {
 func (*RetryRunResponse) ProtoMessage() {}
 
 func (x *RetryRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[128]
+	mi := &file_storage_proto_msgTypes[129]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7535,7 +7596,7 @@ func (x *RetryRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryRunResponse.ProtoReflect.Descriptor instead.
 func (*RetryRunResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{128}
+	return file_storage_proto_rawDescGZIP(), []int{129}
 }
 
 func (x *RetryRunResponse) GetRun() *WorkflowRun {
@@ -7553,7 +7614,7 @@ type CountRunsRequest struct {
 
 func (x *CountRunsRequest) Reset() {
 	*x = CountRunsRequest{}
-	mi := &file_storage_proto_msgTypes[129]
+	mi := &file_storage_proto_msgTypes[130]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7565,7 +7626,7 @@ func (x *CountRunsRequest) String() string {
 func (*CountRunsRequest) ProtoMessage() {}
 
 func (x *CountRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[129]
+	mi := &file_storage_proto_msgTypes[130]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7578,7 +7639,7 @@ func (x *CountRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountRunsRequest.ProtoReflect.Descriptor instead.
 func (*CountRunsRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{129}
+	return file_storage_proto_rawDescGZIP(), []int{130}
 }
 
 type CountRunsResponse struct {
@@ -7590,7 +7651,7 @@ type CountRunsResponse struct {
 
 func (x *CountRunsResponse) Reset() {
 	*x = CountRunsResponse{}
-	mi := &file_storage_proto_msgTypes[130]
+	mi := &file_storage_proto_msgTypes[131]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7602,7 +7663,7 @@ func (x *CountRunsResponse) String() string {
 func (*CountRunsResponse) ProtoMessage() {}
 
 func (x *CountRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[130]
+	mi := &file_storage_proto_msgTypes[131]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7615,7 +7676,7 @@ func (x *CountRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountRunsResponse.ProtoReflect.Descriptor instead.
 func (*CountRunsResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{130}
+	return file_storage_proto_rawDescGZIP(), []int{131}
 }
 
 func (x *CountRunsResponse) GetByStatus() map[string]int64 {
@@ -7635,7 +7696,7 @@ type PruneRunsRequest struct {
 
 func (x *PruneRunsRequest) Reset() {
 	*x = PruneRunsRequest{}
-	mi := &file_storage_proto_msgTypes[131]
+	mi := &file_storage_proto_msgTypes[132]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7647,7 +7708,7 @@ func (x *PruneRunsRequest) String() string {
 func (*PruneRunsRequest) ProtoMessage() {}
 
 func (x *PruneRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[131]
+	mi := &file_storage_proto_msgTypes[132]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7660,7 +7721,7 @@ func (x *PruneRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PruneRunsRequest.ProtoReflect.Descriptor instead.
 func (*PruneRunsRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{131}
+	return file_storage_proto_rawDescGZIP(), []int{132}
 }
 
 func (x *PruneRunsRequest) GetBefore() int64 {
@@ -7686,7 +7747,7 @@ type PruneRunsResponse struct {
 
 func (x *PruneRunsResponse) Reset() {
 	*x = PruneRunsResponse{}
-	mi := &file_storage_proto_msgTypes[132]
+	mi := &file_storage_proto_msgTypes[133]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7698,7 +7759,7 @@ func (x *PruneRunsResponse) String() string {
 func (*PruneRunsResponse) ProtoMessage() {}
 
 func (x *PruneRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[132]
+	mi := &file_storage_proto_msgTypes[133]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7711,7 +7772,7 @@ func (x *PruneRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PruneRunsResponse.ProtoReflect.Descriptor instead.
 func (*PruneRunsResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{132}
+	return file_storage_proto_rawDescGZIP(), []int{133}
 }
 
 func (x *PruneRunsResponse) GetDeleted() int64 {
@@ -7729,7 +7790,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_storage_proto_msgTypes[133]
+	mi := &file_storage_proto_msgTypes[134]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7741,7 +7802,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[133]
+	mi := &file_storage_proto_msgTypes[134]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7754,7 +7815,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{133}
+	return file_storage_proto_rawDescGZIP(), []int{134}
 }
 
 type Change struct {
@@ -7768,7 +7829,7 @@ type Change struct {
 
 func (x *Change) Reset() {
 	*x = Change{}
-	mi := &file_storage_proto_msgTypes[134]
+	mi := &file_storage_proto_msgTypes[135]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7780,7 +7841,7 @@ func (x *Change) String() string {
 func (*Change) ProtoMessage() {}
 
 func (x *Change) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[134]
+	mi := &file_storage_proto_msgTypes[135]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7793,7 +7854,7 @@ func (x *Change) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Change.ProtoReflect.Descriptor instead.
 func (*Change) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{134}
+	return file_storage_proto_rawDescGZIP(), []int{135}
 }
 
 func (x *Change) GetKind() string {
@@ -7908,12 +7969,16 @@ const file_storage_proto_rawDesc = "" +
 	"\alast_id\x18\x02 \x01(\x03R\x06lastId\x12\x14\n" +
 	"\x05chain\x18\x03 \x01(\fR\x05chain\x12\x10\n" +
 	"\x03mac\x18\x04 \x01(\fR\x03mac\x12\x1b\n" +
-	"\tsealed_at\x18\x05 \x01(\x03R\bsealedAt\"x\n" +
+	"\tsealed_at\x18\x05 \x01(\x03R\bsealedAt\"]\n" +
 	"\tAuditHead\x12!\n" +
 	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x17\n" +
 	"\alast_id\x18\x02 \x01(\x03R\x06lastId\x12\x14\n" +
-	"\x05chain\x18\x03 \x01(\fR\x05chain\x12\x19\n" +
-	"\bfirst_id\x18\x04 \x01(\x03R\afirstId\"\xab\x01\n" +
+	"\x05chain\x18\x03 \x01(\fR\x05chain\"\xa8\x01\n" +
+	"\rAuditAppended\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12/\n" +
+	"\x04prev\x18\x02 \x01(\v2\x1b.rotor.storage.v2.AuditHeadR\x04prev\x12/\n" +
+	"\x04head\x18\x03 \x01(\v2\x1b.rotor.storage.v2.AuditHeadR\x04head\x12\x12\n" +
+	"\x04rows\x18\x04 \x01(\x03R\x04rows\"\xab\x01\n" +
 	"\x0eAuditRetention\x12!\n" +
 	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x1d\n" +
 	"\n" +
@@ -8067,9 +8132,9 @@ const file_storage_proto_rawDesc = "" +
 	"\x18ListSecretsByKEKResponse\x128\n" +
 	"\asecrets\x18\x01 \x03(\v2\x1e.rotor.storage.v2.SecretRecordR\asecrets\"J\n" +
 	"\x12AppendAuditRequest\x124\n" +
-	"\x06events\x18\x01 \x03(\v2\x1c.rotor.storage.v2.AuditEventR\x06events\"H\n" +
-	"\x13AppendAuditResponse\x121\n" +
-	"\x05heads\x18\x01 \x03(\v2\x1b.rotor.storage.v2.AuditHeadR\x05heads\"\xde\x01\n" +
+	"\x06events\x18\x01 \x03(\v2\x1c.rotor.storage.v2.AuditEventR\x06events\"R\n" +
+	"\x13AppendAuditResponse\x12;\n" +
+	"\bappended\x18\x01 \x03(\v2\x1f.rotor.storage.v2.AuditAppendedR\bappended\"\xde\x01\n" +
 	"\x10ListAuditRequest\x12!\n" +
 	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12#\n" +
 	"\rresource_type\x18\x02 \x01(\tR\fresourceType\x12\x1d\n" +
@@ -8502,7 +8567,7 @@ func file_storage_proto_rawDescGZIP() []byte {
 }
 
 var file_storage_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 144)
+var file_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 145)
 var file_storage_proto_goTypes = []any{
 	(ErrorCode)(0),                     // 0: rotor.storage.v2.ErrorCode
 	(Limit)(0),                         // 1: rotor.storage.v2.Limit
@@ -8520,342 +8585,345 @@ var file_storage_proto_goTypes = []any{
 	(*AuditEvent)(nil),                 // 13: rotor.storage.v2.AuditEvent
 	(*AuditCheckpoint)(nil),            // 14: rotor.storage.v2.AuditCheckpoint
 	(*AuditHead)(nil),                  // 15: rotor.storage.v2.AuditHead
-	(*AuditRetention)(nil),             // 16: rotor.storage.v2.AuditRetention
-	(*Queue)(nil),                      // 17: rotor.storage.v2.Queue
-	(*Attempt)(nil),                    // 18: rotor.storage.v2.Attempt
-	(*Job)(nil),                        // 19: rotor.storage.v2.Job
-	(*QueueStat)(nil),                  // 20: rotor.storage.v2.QueueStat
-	(*CreateWorkspaceRequest)(nil),     // 21: rotor.storage.v2.CreateWorkspaceRequest
-	(*CreateWorkspaceResponse)(nil),    // 22: rotor.storage.v2.CreateWorkspaceResponse
-	(*GetWorkspaceRequest)(nil),        // 23: rotor.storage.v2.GetWorkspaceRequest
-	(*GetWorkspaceByNameRequest)(nil),  // 24: rotor.storage.v2.GetWorkspaceByNameRequest
-	(*GetWorkspaceResponse)(nil),       // 25: rotor.storage.v2.GetWorkspaceResponse
-	(*ListWorkspacesRequest)(nil),      // 26: rotor.storage.v2.ListWorkspacesRequest
-	(*ListWorkspacesResponse)(nil),     // 27: rotor.storage.v2.ListWorkspacesResponse
-	(*CreateAPIKeyRequest)(nil),        // 28: rotor.storage.v2.CreateAPIKeyRequest
-	(*CreateAPIKeyResponse)(nil),       // 29: rotor.storage.v2.CreateAPIKeyResponse
-	(*GetAPIKeyRequest)(nil),           // 30: rotor.storage.v2.GetAPIKeyRequest
-	(*GetAPIKeyResponse)(nil),          // 31: rotor.storage.v2.GetAPIKeyResponse
-	(*ListAPIKeysRequest)(nil),         // 32: rotor.storage.v2.ListAPIKeysRequest
-	(*ListAPIKeysResponse)(nil),        // 33: rotor.storage.v2.ListAPIKeysResponse
-	(*RevokeAPIKeyRequest)(nil),        // 34: rotor.storage.v2.RevokeAPIKeyRequest
-	(*RevokeAPIKeyResponse)(nil),       // 35: rotor.storage.v2.RevokeAPIKeyResponse
-	(*ListKEKsRequest)(nil),            // 36: rotor.storage.v2.ListKEKsRequest
-	(*ListKEKsResponse)(nil),           // 37: rotor.storage.v2.ListKEKsResponse
-	(*AddKEKRequest)(nil),              // 38: rotor.storage.v2.AddKEKRequest
-	(*AddKEKResponse)(nil),             // 39: rotor.storage.v2.AddKEKResponse
-	(*DeleteKEKRequest)(nil),           // 40: rotor.storage.v2.DeleteKEKRequest
-	(*DeleteKEKResponse)(nil),          // 41: rotor.storage.v2.DeleteKEKResponse
-	(*CreateSecretRequest)(nil),        // 42: rotor.storage.v2.CreateSecretRequest
-	(*CreateSecretResponse)(nil),       // 43: rotor.storage.v2.CreateSecretResponse
-	(*UpdateSecretRequest)(nil),        // 44: rotor.storage.v2.UpdateSecretRequest
-	(*UpdateSecretResponse)(nil),       // 45: rotor.storage.v2.UpdateSecretResponse
-	(*DeleteSecretRequest)(nil),        // 46: rotor.storage.v2.DeleteSecretRequest
-	(*DeleteSecretResponse)(nil),       // 47: rotor.storage.v2.DeleteSecretResponse
-	(*GetSecretRequest)(nil),           // 48: rotor.storage.v2.GetSecretRequest
-	(*GetSecretResponse)(nil),          // 49: rotor.storage.v2.GetSecretResponse
-	(*ListSecretsRequest)(nil),         // 50: rotor.storage.v2.ListSecretsRequest
-	(*ListSecretsResponse)(nil),        // 51: rotor.storage.v2.ListSecretsResponse
-	(*ListSecretsByKEKRequest)(nil),    // 52: rotor.storage.v2.ListSecretsByKEKRequest
-	(*ListSecretsByKEKResponse)(nil),   // 53: rotor.storage.v2.ListSecretsByKEKResponse
-	(*AppendAuditRequest)(nil),         // 54: rotor.storage.v2.AppendAuditRequest
-	(*AppendAuditResponse)(nil),        // 55: rotor.storage.v2.AppendAuditResponse
-	(*ListAuditRequest)(nil),           // 56: rotor.storage.v2.ListAuditRequest
-	(*ListAuditResponse)(nil),          // 57: rotor.storage.v2.ListAuditResponse
-	(*ListAuditAscRequest)(nil),        // 58: rotor.storage.v2.ListAuditAscRequest
-	(*ListAuditAscResponse)(nil),       // 59: rotor.storage.v2.ListAuditAscResponse
-	(*GetAuditHeadRequest)(nil),        // 60: rotor.storage.v2.GetAuditHeadRequest
-	(*GetAuditHeadResponse)(nil),       // 61: rotor.storage.v2.GetAuditHeadResponse
-	(*PutAuditCheckpointRequest)(nil),  // 62: rotor.storage.v2.PutAuditCheckpointRequest
-	(*PutAuditCheckpointResponse)(nil), // 63: rotor.storage.v2.PutAuditCheckpointResponse
-	(*GetAuditCheckpointRequest)(nil),  // 64: rotor.storage.v2.GetAuditCheckpointRequest
-	(*GetAuditCheckpointResponse)(nil), // 65: rotor.storage.v2.GetAuditCheckpointResponse
-	(*CreateQueueRequest)(nil),         // 66: rotor.storage.v2.CreateQueueRequest
-	(*CreateQueueResponse)(nil),        // 67: rotor.storage.v2.CreateQueueResponse
-	(*UpdateQueueRequest)(nil),         // 68: rotor.storage.v2.UpdateQueueRequest
-	(*UpdateQueueResponse)(nil),        // 69: rotor.storage.v2.UpdateQueueResponse
-	(*GetQueueRequest)(nil),            // 70: rotor.storage.v2.GetQueueRequest
-	(*GetQueueResponse)(nil),           // 71: rotor.storage.v2.GetQueueResponse
-	(*ListQueuesRequest)(nil),          // 72: rotor.storage.v2.ListQueuesRequest
-	(*ListQueuesResponse)(nil),         // 73: rotor.storage.v2.ListQueuesResponse
-	(*DeleteQueueRequest)(nil),         // 74: rotor.storage.v2.DeleteQueueRequest
-	(*DeleteQueueResponse)(nil),        // 75: rotor.storage.v2.DeleteQueueResponse
-	(*EnqueueJobsRequest)(nil),         // 76: rotor.storage.v2.EnqueueJobsRequest
-	(*EnqueueResult)(nil),              // 77: rotor.storage.v2.EnqueueResult
-	(*EnqueueJobsResponse)(nil),        // 78: rotor.storage.v2.EnqueueJobsResponse
-	(*GetJobRequest)(nil),              // 79: rotor.storage.v2.GetJobRequest
-	(*GetJobResponse)(nil),             // 80: rotor.storage.v2.GetJobResponse
-	(*ListJobsRequest)(nil),            // 81: rotor.storage.v2.ListJobsRequest
-	(*ListJobsResponse)(nil),           // 82: rotor.storage.v2.ListJobsResponse
-	(*LeaseJobsRequest)(nil),           // 83: rotor.storage.v2.LeaseJobsRequest
-	(*LeaseJobsResponse)(nil),          // 84: rotor.storage.v2.LeaseJobsResponse
-	(*AttemptResult)(nil),              // 85: rotor.storage.v2.AttemptResult
-	(*CompleteAttemptsRequest)(nil),    // 86: rotor.storage.v2.CompleteAttemptsRequest
-	(*CompleteAttemptsResponse)(nil),   // 87: rotor.storage.v2.CompleteAttemptsResponse
-	(*CancelJobRequest)(nil),           // 88: rotor.storage.v2.CancelJobRequest
-	(*CancelJobResponse)(nil),          // 89: rotor.storage.v2.CancelJobResponse
-	(*RetryJobsRequest)(nil),           // 90: rotor.storage.v2.RetryJobsRequest
-	(*RetryJobsResponse)(nil),          // 91: rotor.storage.v2.RetryJobsResponse
-	(*CountJobsRequest)(nil),           // 92: rotor.storage.v2.CountJobsRequest
-	(*CountJobsResponse)(nil),          // 93: rotor.storage.v2.CountJobsResponse
-	(*JobUsageRequest)(nil),            // 94: rotor.storage.v2.JobUsageRequest
-	(*JobUsageResponse)(nil),           // 95: rotor.storage.v2.JobUsageResponse
-	(*QueueStatsRequest)(nil),          // 96: rotor.storage.v2.QueueStatsRequest
-	(*QueueStatsResponse)(nil),         // 97: rotor.storage.v2.QueueStatsResponse
-	(*PruneJobsRequest)(nil),           // 98: rotor.storage.v2.PruneJobsRequest
-	(*PruneJobsResponse)(nil),          // 99: rotor.storage.v2.PruneJobsResponse
-	(*PruneAuditRequest)(nil),          // 100: rotor.storage.v2.PruneAuditRequest
-	(*PruneAuditResponse)(nil),         // 101: rotor.storage.v2.PruneAuditResponse
-	(*GetAuditRetentionRequest)(nil),   // 102: rotor.storage.v2.GetAuditRetentionRequest
-	(*GetAuditRetentionResponse)(nil),  // 103: rotor.storage.v2.GetAuditRetentionResponse
-	(*Workflow)(nil),                   // 104: rotor.storage.v2.Workflow
-	(*StepState)(nil),                  // 105: rotor.storage.v2.StepState
-	(*RunSignal)(nil),                  // 106: rotor.storage.v2.RunSignal
-	(*WorkflowRun)(nil),                // 107: rotor.storage.v2.WorkflowRun
-	(*PutWorkflowRequest)(nil),         // 108: rotor.storage.v2.PutWorkflowRequest
-	(*PutWorkflowResponse)(nil),        // 109: rotor.storage.v2.PutWorkflowResponse
-	(*GetWorkflowRequest)(nil),         // 110: rotor.storage.v2.GetWorkflowRequest
-	(*GetWorkflowResponse)(nil),        // 111: rotor.storage.v2.GetWorkflowResponse
-	(*ListWorkflowsRequest)(nil),       // 112: rotor.storage.v2.ListWorkflowsRequest
-	(*ListWorkflowsResponse)(nil),      // 113: rotor.storage.v2.ListWorkflowsResponse
-	(*DeleteWorkflowRequest)(nil),      // 114: rotor.storage.v2.DeleteWorkflowRequest
-	(*DeleteWorkflowResponse)(nil),     // 115: rotor.storage.v2.DeleteWorkflowResponse
-	(*CreateRunRequest)(nil),           // 116: rotor.storage.v2.CreateRunRequest
-	(*CreateRunResponse)(nil),          // 117: rotor.storage.v2.CreateRunResponse
-	(*GetRunRequest)(nil),              // 118: rotor.storage.v2.GetRunRequest
-	(*GetRunResponse)(nil),             // 119: rotor.storage.v2.GetRunResponse
-	(*ListRunsRequest)(nil),            // 120: rotor.storage.v2.ListRunsRequest
-	(*ListRunsResponse)(nil),           // 121: rotor.storage.v2.ListRunsResponse
-	(*LeaseRunsRequest)(nil),           // 122: rotor.storage.v2.LeaseRunsRequest
-	(*LeaseRunsResponse)(nil),          // 123: rotor.storage.v2.LeaseRunsResponse
-	(*CheckpointRunRequest)(nil),       // 124: rotor.storage.v2.CheckpointRunRequest
-	(*CheckpointRunResponse)(nil),      // 125: rotor.storage.v2.CheckpointRunResponse
-	(*SignalRunRequest)(nil),           // 126: rotor.storage.v2.SignalRunRequest
-	(*SignalRunResponse)(nil),          // 127: rotor.storage.v2.SignalRunResponse
-	(*CancelRunRequest)(nil),           // 128: rotor.storage.v2.CancelRunRequest
-	(*CancelRunResponse)(nil),          // 129: rotor.storage.v2.CancelRunResponse
-	(*RetryRunRequest)(nil),            // 130: rotor.storage.v2.RetryRunRequest
-	(*RetryRunResponse)(nil),           // 131: rotor.storage.v2.RetryRunResponse
-	(*CountRunsRequest)(nil),           // 132: rotor.storage.v2.CountRunsRequest
-	(*CountRunsResponse)(nil),          // 133: rotor.storage.v2.CountRunsResponse
-	(*PruneRunsRequest)(nil),           // 134: rotor.storage.v2.PruneRunsRequest
-	(*PruneRunsResponse)(nil),          // 135: rotor.storage.v2.PruneRunsResponse
-	(*WatchRequest)(nil),               // 136: rotor.storage.v2.WatchRequest
-	(*Change)(nil),                     // 137: rotor.storage.v2.Change
-	nil,                                // 138: rotor.storage.v2.ConfigureRequest.SettingsEntry
-	nil,                                // 139: rotor.storage.v2.Queue.CallbackHeadersEntry
-	nil,                                // 140: rotor.storage.v2.Attempt.RequestHeadersEntry
-	nil,                                // 141: rotor.storage.v2.Attempt.ResponseHeadersEntry
-	nil,                                // 142: rotor.storage.v2.LeaseJobsRequest.SlotsEntry
-	nil,                                // 143: rotor.storage.v2.LeaseJobsRequest.WorkspaceSlotsEntry
-	nil,                                // 144: rotor.storage.v2.CountJobsResponse.ByStatusEntry
-	nil,                                // 145: rotor.storage.v2.LeaseRunsRequest.WorkspaceSlotsEntry
-	nil,                                // 146: rotor.storage.v2.CountRunsResponse.ByStatusEntry
+	(*AuditAppended)(nil),              // 16: rotor.storage.v2.AuditAppended
+	(*AuditRetention)(nil),             // 17: rotor.storage.v2.AuditRetention
+	(*Queue)(nil),                      // 18: rotor.storage.v2.Queue
+	(*Attempt)(nil),                    // 19: rotor.storage.v2.Attempt
+	(*Job)(nil),                        // 20: rotor.storage.v2.Job
+	(*QueueStat)(nil),                  // 21: rotor.storage.v2.QueueStat
+	(*CreateWorkspaceRequest)(nil),     // 22: rotor.storage.v2.CreateWorkspaceRequest
+	(*CreateWorkspaceResponse)(nil),    // 23: rotor.storage.v2.CreateWorkspaceResponse
+	(*GetWorkspaceRequest)(nil),        // 24: rotor.storage.v2.GetWorkspaceRequest
+	(*GetWorkspaceByNameRequest)(nil),  // 25: rotor.storage.v2.GetWorkspaceByNameRequest
+	(*GetWorkspaceResponse)(nil),       // 26: rotor.storage.v2.GetWorkspaceResponse
+	(*ListWorkspacesRequest)(nil),      // 27: rotor.storage.v2.ListWorkspacesRequest
+	(*ListWorkspacesResponse)(nil),     // 28: rotor.storage.v2.ListWorkspacesResponse
+	(*CreateAPIKeyRequest)(nil),        // 29: rotor.storage.v2.CreateAPIKeyRequest
+	(*CreateAPIKeyResponse)(nil),       // 30: rotor.storage.v2.CreateAPIKeyResponse
+	(*GetAPIKeyRequest)(nil),           // 31: rotor.storage.v2.GetAPIKeyRequest
+	(*GetAPIKeyResponse)(nil),          // 32: rotor.storage.v2.GetAPIKeyResponse
+	(*ListAPIKeysRequest)(nil),         // 33: rotor.storage.v2.ListAPIKeysRequest
+	(*ListAPIKeysResponse)(nil),        // 34: rotor.storage.v2.ListAPIKeysResponse
+	(*RevokeAPIKeyRequest)(nil),        // 35: rotor.storage.v2.RevokeAPIKeyRequest
+	(*RevokeAPIKeyResponse)(nil),       // 36: rotor.storage.v2.RevokeAPIKeyResponse
+	(*ListKEKsRequest)(nil),            // 37: rotor.storage.v2.ListKEKsRequest
+	(*ListKEKsResponse)(nil),           // 38: rotor.storage.v2.ListKEKsResponse
+	(*AddKEKRequest)(nil),              // 39: rotor.storage.v2.AddKEKRequest
+	(*AddKEKResponse)(nil),             // 40: rotor.storage.v2.AddKEKResponse
+	(*DeleteKEKRequest)(nil),           // 41: rotor.storage.v2.DeleteKEKRequest
+	(*DeleteKEKResponse)(nil),          // 42: rotor.storage.v2.DeleteKEKResponse
+	(*CreateSecretRequest)(nil),        // 43: rotor.storage.v2.CreateSecretRequest
+	(*CreateSecretResponse)(nil),       // 44: rotor.storage.v2.CreateSecretResponse
+	(*UpdateSecretRequest)(nil),        // 45: rotor.storage.v2.UpdateSecretRequest
+	(*UpdateSecretResponse)(nil),       // 46: rotor.storage.v2.UpdateSecretResponse
+	(*DeleteSecretRequest)(nil),        // 47: rotor.storage.v2.DeleteSecretRequest
+	(*DeleteSecretResponse)(nil),       // 48: rotor.storage.v2.DeleteSecretResponse
+	(*GetSecretRequest)(nil),           // 49: rotor.storage.v2.GetSecretRequest
+	(*GetSecretResponse)(nil),          // 50: rotor.storage.v2.GetSecretResponse
+	(*ListSecretsRequest)(nil),         // 51: rotor.storage.v2.ListSecretsRequest
+	(*ListSecretsResponse)(nil),        // 52: rotor.storage.v2.ListSecretsResponse
+	(*ListSecretsByKEKRequest)(nil),    // 53: rotor.storage.v2.ListSecretsByKEKRequest
+	(*ListSecretsByKEKResponse)(nil),   // 54: rotor.storage.v2.ListSecretsByKEKResponse
+	(*AppendAuditRequest)(nil),         // 55: rotor.storage.v2.AppendAuditRequest
+	(*AppendAuditResponse)(nil),        // 56: rotor.storage.v2.AppendAuditResponse
+	(*ListAuditRequest)(nil),           // 57: rotor.storage.v2.ListAuditRequest
+	(*ListAuditResponse)(nil),          // 58: rotor.storage.v2.ListAuditResponse
+	(*ListAuditAscRequest)(nil),        // 59: rotor.storage.v2.ListAuditAscRequest
+	(*ListAuditAscResponse)(nil),       // 60: rotor.storage.v2.ListAuditAscResponse
+	(*GetAuditHeadRequest)(nil),        // 61: rotor.storage.v2.GetAuditHeadRequest
+	(*GetAuditHeadResponse)(nil),       // 62: rotor.storage.v2.GetAuditHeadResponse
+	(*PutAuditCheckpointRequest)(nil),  // 63: rotor.storage.v2.PutAuditCheckpointRequest
+	(*PutAuditCheckpointResponse)(nil), // 64: rotor.storage.v2.PutAuditCheckpointResponse
+	(*GetAuditCheckpointRequest)(nil),  // 65: rotor.storage.v2.GetAuditCheckpointRequest
+	(*GetAuditCheckpointResponse)(nil), // 66: rotor.storage.v2.GetAuditCheckpointResponse
+	(*CreateQueueRequest)(nil),         // 67: rotor.storage.v2.CreateQueueRequest
+	(*CreateQueueResponse)(nil),        // 68: rotor.storage.v2.CreateQueueResponse
+	(*UpdateQueueRequest)(nil),         // 69: rotor.storage.v2.UpdateQueueRequest
+	(*UpdateQueueResponse)(nil),        // 70: rotor.storage.v2.UpdateQueueResponse
+	(*GetQueueRequest)(nil),            // 71: rotor.storage.v2.GetQueueRequest
+	(*GetQueueResponse)(nil),           // 72: rotor.storage.v2.GetQueueResponse
+	(*ListQueuesRequest)(nil),          // 73: rotor.storage.v2.ListQueuesRequest
+	(*ListQueuesResponse)(nil),         // 74: rotor.storage.v2.ListQueuesResponse
+	(*DeleteQueueRequest)(nil),         // 75: rotor.storage.v2.DeleteQueueRequest
+	(*DeleteQueueResponse)(nil),        // 76: rotor.storage.v2.DeleteQueueResponse
+	(*EnqueueJobsRequest)(nil),         // 77: rotor.storage.v2.EnqueueJobsRequest
+	(*EnqueueResult)(nil),              // 78: rotor.storage.v2.EnqueueResult
+	(*EnqueueJobsResponse)(nil),        // 79: rotor.storage.v2.EnqueueJobsResponse
+	(*GetJobRequest)(nil),              // 80: rotor.storage.v2.GetJobRequest
+	(*GetJobResponse)(nil),             // 81: rotor.storage.v2.GetJobResponse
+	(*ListJobsRequest)(nil),            // 82: rotor.storage.v2.ListJobsRequest
+	(*ListJobsResponse)(nil),           // 83: rotor.storage.v2.ListJobsResponse
+	(*LeaseJobsRequest)(nil),           // 84: rotor.storage.v2.LeaseJobsRequest
+	(*LeaseJobsResponse)(nil),          // 85: rotor.storage.v2.LeaseJobsResponse
+	(*AttemptResult)(nil),              // 86: rotor.storage.v2.AttemptResult
+	(*CompleteAttemptsRequest)(nil),    // 87: rotor.storage.v2.CompleteAttemptsRequest
+	(*CompleteAttemptsResponse)(nil),   // 88: rotor.storage.v2.CompleteAttemptsResponse
+	(*CancelJobRequest)(nil),           // 89: rotor.storage.v2.CancelJobRequest
+	(*CancelJobResponse)(nil),          // 90: rotor.storage.v2.CancelJobResponse
+	(*RetryJobsRequest)(nil),           // 91: rotor.storage.v2.RetryJobsRequest
+	(*RetryJobsResponse)(nil),          // 92: rotor.storage.v2.RetryJobsResponse
+	(*CountJobsRequest)(nil),           // 93: rotor.storage.v2.CountJobsRequest
+	(*CountJobsResponse)(nil),          // 94: rotor.storage.v2.CountJobsResponse
+	(*JobUsageRequest)(nil),            // 95: rotor.storage.v2.JobUsageRequest
+	(*JobUsageResponse)(nil),           // 96: rotor.storage.v2.JobUsageResponse
+	(*QueueStatsRequest)(nil),          // 97: rotor.storage.v2.QueueStatsRequest
+	(*QueueStatsResponse)(nil),         // 98: rotor.storage.v2.QueueStatsResponse
+	(*PruneJobsRequest)(nil),           // 99: rotor.storage.v2.PruneJobsRequest
+	(*PruneJobsResponse)(nil),          // 100: rotor.storage.v2.PruneJobsResponse
+	(*PruneAuditRequest)(nil),          // 101: rotor.storage.v2.PruneAuditRequest
+	(*PruneAuditResponse)(nil),         // 102: rotor.storage.v2.PruneAuditResponse
+	(*GetAuditRetentionRequest)(nil),   // 103: rotor.storage.v2.GetAuditRetentionRequest
+	(*GetAuditRetentionResponse)(nil),  // 104: rotor.storage.v2.GetAuditRetentionResponse
+	(*Workflow)(nil),                   // 105: rotor.storage.v2.Workflow
+	(*StepState)(nil),                  // 106: rotor.storage.v2.StepState
+	(*RunSignal)(nil),                  // 107: rotor.storage.v2.RunSignal
+	(*WorkflowRun)(nil),                // 108: rotor.storage.v2.WorkflowRun
+	(*PutWorkflowRequest)(nil),         // 109: rotor.storage.v2.PutWorkflowRequest
+	(*PutWorkflowResponse)(nil),        // 110: rotor.storage.v2.PutWorkflowResponse
+	(*GetWorkflowRequest)(nil),         // 111: rotor.storage.v2.GetWorkflowRequest
+	(*GetWorkflowResponse)(nil),        // 112: rotor.storage.v2.GetWorkflowResponse
+	(*ListWorkflowsRequest)(nil),       // 113: rotor.storage.v2.ListWorkflowsRequest
+	(*ListWorkflowsResponse)(nil),      // 114: rotor.storage.v2.ListWorkflowsResponse
+	(*DeleteWorkflowRequest)(nil),      // 115: rotor.storage.v2.DeleteWorkflowRequest
+	(*DeleteWorkflowResponse)(nil),     // 116: rotor.storage.v2.DeleteWorkflowResponse
+	(*CreateRunRequest)(nil),           // 117: rotor.storage.v2.CreateRunRequest
+	(*CreateRunResponse)(nil),          // 118: rotor.storage.v2.CreateRunResponse
+	(*GetRunRequest)(nil),              // 119: rotor.storage.v2.GetRunRequest
+	(*GetRunResponse)(nil),             // 120: rotor.storage.v2.GetRunResponse
+	(*ListRunsRequest)(nil),            // 121: rotor.storage.v2.ListRunsRequest
+	(*ListRunsResponse)(nil),           // 122: rotor.storage.v2.ListRunsResponse
+	(*LeaseRunsRequest)(nil),           // 123: rotor.storage.v2.LeaseRunsRequest
+	(*LeaseRunsResponse)(nil),          // 124: rotor.storage.v2.LeaseRunsResponse
+	(*CheckpointRunRequest)(nil),       // 125: rotor.storage.v2.CheckpointRunRequest
+	(*CheckpointRunResponse)(nil),      // 126: rotor.storage.v2.CheckpointRunResponse
+	(*SignalRunRequest)(nil),           // 127: rotor.storage.v2.SignalRunRequest
+	(*SignalRunResponse)(nil),          // 128: rotor.storage.v2.SignalRunResponse
+	(*CancelRunRequest)(nil),           // 129: rotor.storage.v2.CancelRunRequest
+	(*CancelRunResponse)(nil),          // 130: rotor.storage.v2.CancelRunResponse
+	(*RetryRunRequest)(nil),            // 131: rotor.storage.v2.RetryRunRequest
+	(*RetryRunResponse)(nil),           // 132: rotor.storage.v2.RetryRunResponse
+	(*CountRunsRequest)(nil),           // 133: rotor.storage.v2.CountRunsRequest
+	(*CountRunsResponse)(nil),          // 134: rotor.storage.v2.CountRunsResponse
+	(*PruneRunsRequest)(nil),           // 135: rotor.storage.v2.PruneRunsRequest
+	(*PruneRunsResponse)(nil),          // 136: rotor.storage.v2.PruneRunsResponse
+	(*WatchRequest)(nil),               // 137: rotor.storage.v2.WatchRequest
+	(*Change)(nil),                     // 138: rotor.storage.v2.Change
+	nil,                                // 139: rotor.storage.v2.ConfigureRequest.SettingsEntry
+	nil,                                // 140: rotor.storage.v2.Queue.CallbackHeadersEntry
+	nil,                                // 141: rotor.storage.v2.Attempt.RequestHeadersEntry
+	nil,                                // 142: rotor.storage.v2.Attempt.ResponseHeadersEntry
+	nil,                                // 143: rotor.storage.v2.LeaseJobsRequest.SlotsEntry
+	nil,                                // 144: rotor.storage.v2.LeaseJobsRequest.WorkspaceSlotsEntry
+	nil,                                // 145: rotor.storage.v2.CountJobsResponse.ByStatusEntry
+	nil,                                // 146: rotor.storage.v2.LeaseRunsRequest.WorkspaceSlotsEntry
+	nil,                                // 147: rotor.storage.v2.CountRunsResponse.ByStatusEntry
 }
 var file_storage_proto_depIdxs = []int32{
 	0,   // 0: rotor.storage.v2.Error.code:type_name -> rotor.storage.v2.ErrorCode
 	2,   // 1: rotor.storage.v2.DescribeResponse.capabilities:type_name -> rotor.storage.v2.Capability
-	138, // 2: rotor.storage.v2.ConfigureRequest.settings:type_name -> rotor.storage.v2.ConfigureRequest.SettingsEntry
-	139, // 3: rotor.storage.v2.Queue.callback_headers:type_name -> rotor.storage.v2.Queue.CallbackHeadersEntry
-	140, // 4: rotor.storage.v2.Attempt.request_headers:type_name -> rotor.storage.v2.Attempt.RequestHeadersEntry
-	141, // 5: rotor.storage.v2.Attempt.response_headers:type_name -> rotor.storage.v2.Attempt.ResponseHeadersEntry
-	18,  // 6: rotor.storage.v2.Job.attempts:type_name -> rotor.storage.v2.Attempt
-	8,   // 7: rotor.storage.v2.CreateWorkspaceRequest.workspace:type_name -> rotor.storage.v2.Workspace
-	9,   // 8: rotor.storage.v2.CreateWorkspaceRequest.admin_key:type_name -> rotor.storage.v2.APIKey
-	13,  // 9: rotor.storage.v2.CreateWorkspaceRequest.audit:type_name -> rotor.storage.v2.AuditEvent
-	8,   // 10: rotor.storage.v2.GetWorkspaceResponse.workspace:type_name -> rotor.storage.v2.Workspace
-	8,   // 11: rotor.storage.v2.ListWorkspacesResponse.workspaces:type_name -> rotor.storage.v2.Workspace
-	9,   // 12: rotor.storage.v2.CreateAPIKeyRequest.key:type_name -> rotor.storage.v2.APIKey
-	13,  // 13: rotor.storage.v2.CreateAPIKeyRequest.audit:type_name -> rotor.storage.v2.AuditEvent
-	9,   // 14: rotor.storage.v2.GetAPIKeyResponse.key:type_name -> rotor.storage.v2.APIKey
-	9,   // 15: rotor.storage.v2.ListAPIKeysResponse.keys:type_name -> rotor.storage.v2.APIKey
-	13,  // 16: rotor.storage.v2.RevokeAPIKeyRequest.audit:type_name -> rotor.storage.v2.AuditEvent
-	10,  // 17: rotor.storage.v2.ListKEKsResponse.keks:type_name -> rotor.storage.v2.KEK
-	10,  // 18: rotor.storage.v2.AddKEKRequest.kek:type_name -> rotor.storage.v2.KEK
-	12,  // 19: rotor.storage.v2.CreateSecretRequest.secret:type_name -> rotor.storage.v2.SecretRecord
-	13,  // 20: rotor.storage.v2.CreateSecretRequest.audit:type_name -> rotor.storage.v2.AuditEvent
-	12,  // 21: rotor.storage.v2.UpdateSecretRequest.secret:type_name -> rotor.storage.v2.SecretRecord
-	13,  // 22: rotor.storage.v2.UpdateSecretRequest.audit:type_name -> rotor.storage.v2.AuditEvent
-	13,  // 23: rotor.storage.v2.DeleteSecretRequest.audit:type_name -> rotor.storage.v2.AuditEvent
-	12,  // 24: rotor.storage.v2.GetSecretResponse.secret:type_name -> rotor.storage.v2.SecretRecord
-	11,  // 25: rotor.storage.v2.ListSecretsResponse.secrets:type_name -> rotor.storage.v2.SecretMeta
-	12,  // 26: rotor.storage.v2.ListSecretsByKEKResponse.secrets:type_name -> rotor.storage.v2.SecretRecord
-	13,  // 27: rotor.storage.v2.AppendAuditRequest.events:type_name -> rotor.storage.v2.AuditEvent
-	15,  // 28: rotor.storage.v2.AppendAuditResponse.heads:type_name -> rotor.storage.v2.AuditHead
-	13,  // 29: rotor.storage.v2.ListAuditResponse.events:type_name -> rotor.storage.v2.AuditEvent
-	13,  // 30: rotor.storage.v2.ListAuditAscResponse.events:type_name -> rotor.storage.v2.AuditEvent
-	15,  // 31: rotor.storage.v2.GetAuditHeadResponse.head:type_name -> rotor.storage.v2.AuditHead
-	14,  // 32: rotor.storage.v2.PutAuditCheckpointRequest.checkpoint:type_name -> rotor.storage.v2.AuditCheckpoint
-	14,  // 33: rotor.storage.v2.GetAuditCheckpointResponse.checkpoint:type_name -> rotor.storage.v2.AuditCheckpoint
-	17,  // 34: rotor.storage.v2.CreateQueueRequest.queue:type_name -> rotor.storage.v2.Queue
-	13,  // 35: rotor.storage.v2.CreateQueueRequest.audit:type_name -> rotor.storage.v2.AuditEvent
-	17,  // 36: rotor.storage.v2.UpdateQueueRequest.queue:type_name -> rotor.storage.v2.Queue
-	13,  // 37: rotor.storage.v2.UpdateQueueRequest.audit:type_name -> rotor.storage.v2.AuditEvent
-	17,  // 38: rotor.storage.v2.GetQueueResponse.queue:type_name -> rotor.storage.v2.Queue
-	17,  // 39: rotor.storage.v2.ListQueuesResponse.queues:type_name -> rotor.storage.v2.Queue
-	13,  // 40: rotor.storage.v2.DeleteQueueRequest.audit:type_name -> rotor.storage.v2.AuditEvent
-	19,  // 41: rotor.storage.v2.EnqueueJobsRequest.jobs:type_name -> rotor.storage.v2.Job
-	19,  // 42: rotor.storage.v2.EnqueueResult.job:type_name -> rotor.storage.v2.Job
-	77,  // 43: rotor.storage.v2.EnqueueJobsResponse.results:type_name -> rotor.storage.v2.EnqueueResult
-	19,  // 44: rotor.storage.v2.GetJobResponse.job:type_name -> rotor.storage.v2.Job
-	19,  // 45: rotor.storage.v2.ListJobsResponse.jobs:type_name -> rotor.storage.v2.Job
-	142, // 46: rotor.storage.v2.LeaseJobsRequest.slots:type_name -> rotor.storage.v2.LeaseJobsRequest.SlotsEntry
-	143, // 47: rotor.storage.v2.LeaseJobsRequest.workspace_slots:type_name -> rotor.storage.v2.LeaseJobsRequest.WorkspaceSlotsEntry
-	19,  // 48: rotor.storage.v2.LeaseJobsResponse.jobs:type_name -> rotor.storage.v2.Job
-	18,  // 49: rotor.storage.v2.AttemptResult.attempt:type_name -> rotor.storage.v2.Attempt
-	85,  // 50: rotor.storage.v2.CompleteAttemptsRequest.results:type_name -> rotor.storage.v2.AttemptResult
-	19,  // 51: rotor.storage.v2.CancelJobResponse.job:type_name -> rotor.storage.v2.Job
-	144, // 52: rotor.storage.v2.CountJobsResponse.by_status:type_name -> rotor.storage.v2.CountJobsResponse.ByStatusEntry
-	20,  // 53: rotor.storage.v2.QueueStatsResponse.stats:type_name -> rotor.storage.v2.QueueStat
-	16,  // 54: rotor.storage.v2.PruneAuditRequest.marker:type_name -> rotor.storage.v2.AuditRetention
-	16,  // 55: rotor.storage.v2.GetAuditRetentionResponse.marker:type_name -> rotor.storage.v2.AuditRetention
-	18,  // 56: rotor.storage.v2.StepState.attempts:type_name -> rotor.storage.v2.Attempt
-	105, // 57: rotor.storage.v2.WorkflowRun.steps:type_name -> rotor.storage.v2.StepState
-	106, // 58: rotor.storage.v2.WorkflowRun.signals:type_name -> rotor.storage.v2.RunSignal
-	104, // 59: rotor.storage.v2.PutWorkflowRequest.workflow:type_name -> rotor.storage.v2.Workflow
-	13,  // 60: rotor.storage.v2.PutWorkflowRequest.audit:type_name -> rotor.storage.v2.AuditEvent
-	104, // 61: rotor.storage.v2.GetWorkflowResponse.workflow:type_name -> rotor.storage.v2.Workflow
-	104, // 62: rotor.storage.v2.ListWorkflowsResponse.workflows:type_name -> rotor.storage.v2.Workflow
-	13,  // 63: rotor.storage.v2.DeleteWorkflowRequest.audit:type_name -> rotor.storage.v2.AuditEvent
-	107, // 64: rotor.storage.v2.CreateRunRequest.run:type_name -> rotor.storage.v2.WorkflowRun
-	13,  // 65: rotor.storage.v2.CreateRunRequest.audit:type_name -> rotor.storage.v2.AuditEvent
-	107, // 66: rotor.storage.v2.CreateRunResponse.run:type_name -> rotor.storage.v2.WorkflowRun
-	107, // 67: rotor.storage.v2.GetRunResponse.run:type_name -> rotor.storage.v2.WorkflowRun
-	107, // 68: rotor.storage.v2.ListRunsResponse.runs:type_name -> rotor.storage.v2.WorkflowRun
-	145, // 69: rotor.storage.v2.LeaseRunsRequest.workspace_slots:type_name -> rotor.storage.v2.LeaseRunsRequest.WorkspaceSlotsEntry
-	107, // 70: rotor.storage.v2.LeaseRunsResponse.runs:type_name -> rotor.storage.v2.WorkflowRun
-	107, // 71: rotor.storage.v2.CheckpointRunRequest.run:type_name -> rotor.storage.v2.WorkflowRun
-	13,  // 72: rotor.storage.v2.CheckpointRunRequest.audit:type_name -> rotor.storage.v2.AuditEvent
-	107, // 73: rotor.storage.v2.CheckpointRunResponse.run:type_name -> rotor.storage.v2.WorkflowRun
-	106, // 74: rotor.storage.v2.SignalRunRequest.signal:type_name -> rotor.storage.v2.RunSignal
-	13,  // 75: rotor.storage.v2.SignalRunRequest.audit:type_name -> rotor.storage.v2.AuditEvent
-	107, // 76: rotor.storage.v2.SignalRunResponse.run:type_name -> rotor.storage.v2.WorkflowRun
-	13,  // 77: rotor.storage.v2.CancelRunRequest.audit:type_name -> rotor.storage.v2.AuditEvent
-	107, // 78: rotor.storage.v2.CancelRunResponse.run:type_name -> rotor.storage.v2.WorkflowRun
-	13,  // 79: rotor.storage.v2.RetryRunRequest.audit:type_name -> rotor.storage.v2.AuditEvent
-	107, // 80: rotor.storage.v2.RetryRunResponse.run:type_name -> rotor.storage.v2.WorkflowRun
-	146, // 81: rotor.storage.v2.CountRunsResponse.by_status:type_name -> rotor.storage.v2.CountRunsResponse.ByStatusEntry
-	4,   // 82: rotor.storage.v2.Plugin.Describe:input_type -> rotor.storage.v2.DescribeRequest
-	6,   // 83: rotor.storage.v2.Plugin.Configure:input_type -> rotor.storage.v2.ConfigureRequest
-	21,  // 84: rotor.storage.v2.Workspaces.CreateWorkspace:input_type -> rotor.storage.v2.CreateWorkspaceRequest
-	23,  // 85: rotor.storage.v2.Workspaces.GetWorkspace:input_type -> rotor.storage.v2.GetWorkspaceRequest
-	24,  // 86: rotor.storage.v2.Workspaces.GetWorkspaceByName:input_type -> rotor.storage.v2.GetWorkspaceByNameRequest
-	26,  // 87: rotor.storage.v2.Workspaces.ListWorkspaces:input_type -> rotor.storage.v2.ListWorkspacesRequest
-	28,  // 88: rotor.storage.v2.Workspaces.CreateAPIKey:input_type -> rotor.storage.v2.CreateAPIKeyRequest
-	30,  // 89: rotor.storage.v2.Workspaces.GetAPIKey:input_type -> rotor.storage.v2.GetAPIKeyRequest
-	32,  // 90: rotor.storage.v2.Workspaces.ListAPIKeys:input_type -> rotor.storage.v2.ListAPIKeysRequest
-	34,  // 91: rotor.storage.v2.Workspaces.RevokeAPIKey:input_type -> rotor.storage.v2.RevokeAPIKeyRequest
-	36,  // 92: rotor.storage.v2.Secrets.ListKEKs:input_type -> rotor.storage.v2.ListKEKsRequest
-	38,  // 93: rotor.storage.v2.Secrets.AddKEK:input_type -> rotor.storage.v2.AddKEKRequest
-	40,  // 94: rotor.storage.v2.Secrets.DeleteKEK:input_type -> rotor.storage.v2.DeleteKEKRequest
-	42,  // 95: rotor.storage.v2.Secrets.CreateSecret:input_type -> rotor.storage.v2.CreateSecretRequest
-	44,  // 96: rotor.storage.v2.Secrets.UpdateSecret:input_type -> rotor.storage.v2.UpdateSecretRequest
-	46,  // 97: rotor.storage.v2.Secrets.DeleteSecret:input_type -> rotor.storage.v2.DeleteSecretRequest
-	48,  // 98: rotor.storage.v2.Secrets.GetSecret:input_type -> rotor.storage.v2.GetSecretRequest
-	50,  // 99: rotor.storage.v2.Secrets.ListSecrets:input_type -> rotor.storage.v2.ListSecretsRequest
-	52,  // 100: rotor.storage.v2.Secrets.ListSecretsByKEK:input_type -> rotor.storage.v2.ListSecretsByKEKRequest
-	54,  // 101: rotor.storage.v2.Audit.AppendAudit:input_type -> rotor.storage.v2.AppendAuditRequest
-	56,  // 102: rotor.storage.v2.Audit.ListAudit:input_type -> rotor.storage.v2.ListAuditRequest
-	58,  // 103: rotor.storage.v2.Audit.ListAuditAsc:input_type -> rotor.storage.v2.ListAuditAscRequest
-	60,  // 104: rotor.storage.v2.Audit.GetAuditHead:input_type -> rotor.storage.v2.GetAuditHeadRequest
-	62,  // 105: rotor.storage.v2.Audit.PutAuditCheckpoint:input_type -> rotor.storage.v2.PutAuditCheckpointRequest
-	64,  // 106: rotor.storage.v2.Audit.GetAuditCheckpoint:input_type -> rotor.storage.v2.GetAuditCheckpointRequest
-	66,  // 107: rotor.storage.v2.Jobs.CreateQueue:input_type -> rotor.storage.v2.CreateQueueRequest
-	68,  // 108: rotor.storage.v2.Jobs.UpdateQueue:input_type -> rotor.storage.v2.UpdateQueueRequest
-	70,  // 109: rotor.storage.v2.Jobs.GetQueue:input_type -> rotor.storage.v2.GetQueueRequest
-	72,  // 110: rotor.storage.v2.Jobs.ListQueues:input_type -> rotor.storage.v2.ListQueuesRequest
-	74,  // 111: rotor.storage.v2.Jobs.DeleteQueue:input_type -> rotor.storage.v2.DeleteQueueRequest
-	76,  // 112: rotor.storage.v2.Jobs.EnqueueJobs:input_type -> rotor.storage.v2.EnqueueJobsRequest
-	79,  // 113: rotor.storage.v2.Jobs.GetJob:input_type -> rotor.storage.v2.GetJobRequest
-	81,  // 114: rotor.storage.v2.Jobs.ListJobs:input_type -> rotor.storage.v2.ListJobsRequest
-	83,  // 115: rotor.storage.v2.Jobs.LeaseJobs:input_type -> rotor.storage.v2.LeaseJobsRequest
-	86,  // 116: rotor.storage.v2.Jobs.CompleteAttempts:input_type -> rotor.storage.v2.CompleteAttemptsRequest
-	88,  // 117: rotor.storage.v2.Jobs.CancelJob:input_type -> rotor.storage.v2.CancelJobRequest
-	90,  // 118: rotor.storage.v2.Jobs.RetryJobs:input_type -> rotor.storage.v2.RetryJobsRequest
-	92,  // 119: rotor.storage.v2.Jobs.CountJobs:input_type -> rotor.storage.v2.CountJobsRequest
-	94,  // 120: rotor.storage.v2.Jobs.JobUsage:input_type -> rotor.storage.v2.JobUsageRequest
-	96,  // 121: rotor.storage.v2.Jobs.QueueStats:input_type -> rotor.storage.v2.QueueStatsRequest
-	98,  // 122: rotor.storage.v2.Retention.PruneJobs:input_type -> rotor.storage.v2.PruneJobsRequest
-	100, // 123: rotor.storage.v2.Retention.PruneAudit:input_type -> rotor.storage.v2.PruneAuditRequest
-	102, // 124: rotor.storage.v2.Retention.GetAuditRetention:input_type -> rotor.storage.v2.GetAuditRetentionRequest
-	108, // 125: rotor.storage.v2.Workflows.PutWorkflow:input_type -> rotor.storage.v2.PutWorkflowRequest
-	110, // 126: rotor.storage.v2.Workflows.GetWorkflow:input_type -> rotor.storage.v2.GetWorkflowRequest
-	112, // 127: rotor.storage.v2.Workflows.ListWorkflows:input_type -> rotor.storage.v2.ListWorkflowsRequest
-	114, // 128: rotor.storage.v2.Workflows.DeleteWorkflow:input_type -> rotor.storage.v2.DeleteWorkflowRequest
-	116, // 129: rotor.storage.v2.Workflows.CreateRun:input_type -> rotor.storage.v2.CreateRunRequest
-	118, // 130: rotor.storage.v2.Workflows.GetRun:input_type -> rotor.storage.v2.GetRunRequest
-	120, // 131: rotor.storage.v2.Workflows.ListRuns:input_type -> rotor.storage.v2.ListRunsRequest
-	122, // 132: rotor.storage.v2.Workflows.LeaseRuns:input_type -> rotor.storage.v2.LeaseRunsRequest
-	124, // 133: rotor.storage.v2.Workflows.CheckpointRun:input_type -> rotor.storage.v2.CheckpointRunRequest
-	126, // 134: rotor.storage.v2.Workflows.SignalRun:input_type -> rotor.storage.v2.SignalRunRequest
-	128, // 135: rotor.storage.v2.Workflows.CancelRun:input_type -> rotor.storage.v2.CancelRunRequest
-	130, // 136: rotor.storage.v2.Workflows.RetryRun:input_type -> rotor.storage.v2.RetryRunRequest
-	132, // 137: rotor.storage.v2.Workflows.CountRuns:input_type -> rotor.storage.v2.CountRunsRequest
-	134, // 138: rotor.storage.v2.Workflows.PruneRuns:input_type -> rotor.storage.v2.PruneRunsRequest
-	136, // 139: rotor.storage.v2.Changes.Watch:input_type -> rotor.storage.v2.WatchRequest
-	5,   // 140: rotor.storage.v2.Plugin.Describe:output_type -> rotor.storage.v2.DescribeResponse
-	7,   // 141: rotor.storage.v2.Plugin.Configure:output_type -> rotor.storage.v2.ConfigureResponse
-	22,  // 142: rotor.storage.v2.Workspaces.CreateWorkspace:output_type -> rotor.storage.v2.CreateWorkspaceResponse
-	25,  // 143: rotor.storage.v2.Workspaces.GetWorkspace:output_type -> rotor.storage.v2.GetWorkspaceResponse
-	25,  // 144: rotor.storage.v2.Workspaces.GetWorkspaceByName:output_type -> rotor.storage.v2.GetWorkspaceResponse
-	27,  // 145: rotor.storage.v2.Workspaces.ListWorkspaces:output_type -> rotor.storage.v2.ListWorkspacesResponse
-	29,  // 146: rotor.storage.v2.Workspaces.CreateAPIKey:output_type -> rotor.storage.v2.CreateAPIKeyResponse
-	31,  // 147: rotor.storage.v2.Workspaces.GetAPIKey:output_type -> rotor.storage.v2.GetAPIKeyResponse
-	33,  // 148: rotor.storage.v2.Workspaces.ListAPIKeys:output_type -> rotor.storage.v2.ListAPIKeysResponse
-	35,  // 149: rotor.storage.v2.Workspaces.RevokeAPIKey:output_type -> rotor.storage.v2.RevokeAPIKeyResponse
-	37,  // 150: rotor.storage.v2.Secrets.ListKEKs:output_type -> rotor.storage.v2.ListKEKsResponse
-	39,  // 151: rotor.storage.v2.Secrets.AddKEK:output_type -> rotor.storage.v2.AddKEKResponse
-	41,  // 152: rotor.storage.v2.Secrets.DeleteKEK:output_type -> rotor.storage.v2.DeleteKEKResponse
-	43,  // 153: rotor.storage.v2.Secrets.CreateSecret:output_type -> rotor.storage.v2.CreateSecretResponse
-	45,  // 154: rotor.storage.v2.Secrets.UpdateSecret:output_type -> rotor.storage.v2.UpdateSecretResponse
-	47,  // 155: rotor.storage.v2.Secrets.DeleteSecret:output_type -> rotor.storage.v2.DeleteSecretResponse
-	49,  // 156: rotor.storage.v2.Secrets.GetSecret:output_type -> rotor.storage.v2.GetSecretResponse
-	51,  // 157: rotor.storage.v2.Secrets.ListSecrets:output_type -> rotor.storage.v2.ListSecretsResponse
-	53,  // 158: rotor.storage.v2.Secrets.ListSecretsByKEK:output_type -> rotor.storage.v2.ListSecretsByKEKResponse
-	55,  // 159: rotor.storage.v2.Audit.AppendAudit:output_type -> rotor.storage.v2.AppendAuditResponse
-	57,  // 160: rotor.storage.v2.Audit.ListAudit:output_type -> rotor.storage.v2.ListAuditResponse
-	59,  // 161: rotor.storage.v2.Audit.ListAuditAsc:output_type -> rotor.storage.v2.ListAuditAscResponse
-	61,  // 162: rotor.storage.v2.Audit.GetAuditHead:output_type -> rotor.storage.v2.GetAuditHeadResponse
-	63,  // 163: rotor.storage.v2.Audit.PutAuditCheckpoint:output_type -> rotor.storage.v2.PutAuditCheckpointResponse
-	65,  // 164: rotor.storage.v2.Audit.GetAuditCheckpoint:output_type -> rotor.storage.v2.GetAuditCheckpointResponse
-	67,  // 165: rotor.storage.v2.Jobs.CreateQueue:output_type -> rotor.storage.v2.CreateQueueResponse
-	69,  // 166: rotor.storage.v2.Jobs.UpdateQueue:output_type -> rotor.storage.v2.UpdateQueueResponse
-	71,  // 167: rotor.storage.v2.Jobs.GetQueue:output_type -> rotor.storage.v2.GetQueueResponse
-	73,  // 168: rotor.storage.v2.Jobs.ListQueues:output_type -> rotor.storage.v2.ListQueuesResponse
-	75,  // 169: rotor.storage.v2.Jobs.DeleteQueue:output_type -> rotor.storage.v2.DeleteQueueResponse
-	78,  // 170: rotor.storage.v2.Jobs.EnqueueJobs:output_type -> rotor.storage.v2.EnqueueJobsResponse
-	80,  // 171: rotor.storage.v2.Jobs.GetJob:output_type -> rotor.storage.v2.GetJobResponse
-	82,  // 172: rotor.storage.v2.Jobs.ListJobs:output_type -> rotor.storage.v2.ListJobsResponse
-	84,  // 173: rotor.storage.v2.Jobs.LeaseJobs:output_type -> rotor.storage.v2.LeaseJobsResponse
-	87,  // 174: rotor.storage.v2.Jobs.CompleteAttempts:output_type -> rotor.storage.v2.CompleteAttemptsResponse
-	89,  // 175: rotor.storage.v2.Jobs.CancelJob:output_type -> rotor.storage.v2.CancelJobResponse
-	91,  // 176: rotor.storage.v2.Jobs.RetryJobs:output_type -> rotor.storage.v2.RetryJobsResponse
-	93,  // 177: rotor.storage.v2.Jobs.CountJobs:output_type -> rotor.storage.v2.CountJobsResponse
-	95,  // 178: rotor.storage.v2.Jobs.JobUsage:output_type -> rotor.storage.v2.JobUsageResponse
-	97,  // 179: rotor.storage.v2.Jobs.QueueStats:output_type -> rotor.storage.v2.QueueStatsResponse
-	99,  // 180: rotor.storage.v2.Retention.PruneJobs:output_type -> rotor.storage.v2.PruneJobsResponse
-	101, // 181: rotor.storage.v2.Retention.PruneAudit:output_type -> rotor.storage.v2.PruneAuditResponse
-	103, // 182: rotor.storage.v2.Retention.GetAuditRetention:output_type -> rotor.storage.v2.GetAuditRetentionResponse
-	109, // 183: rotor.storage.v2.Workflows.PutWorkflow:output_type -> rotor.storage.v2.PutWorkflowResponse
-	111, // 184: rotor.storage.v2.Workflows.GetWorkflow:output_type -> rotor.storage.v2.GetWorkflowResponse
-	113, // 185: rotor.storage.v2.Workflows.ListWorkflows:output_type -> rotor.storage.v2.ListWorkflowsResponse
-	115, // 186: rotor.storage.v2.Workflows.DeleteWorkflow:output_type -> rotor.storage.v2.DeleteWorkflowResponse
-	117, // 187: rotor.storage.v2.Workflows.CreateRun:output_type -> rotor.storage.v2.CreateRunResponse
-	119, // 188: rotor.storage.v2.Workflows.GetRun:output_type -> rotor.storage.v2.GetRunResponse
-	121, // 189: rotor.storage.v2.Workflows.ListRuns:output_type -> rotor.storage.v2.ListRunsResponse
-	123, // 190: rotor.storage.v2.Workflows.LeaseRuns:output_type -> rotor.storage.v2.LeaseRunsResponse
-	125, // 191: rotor.storage.v2.Workflows.CheckpointRun:output_type -> rotor.storage.v2.CheckpointRunResponse
-	127, // 192: rotor.storage.v2.Workflows.SignalRun:output_type -> rotor.storage.v2.SignalRunResponse
-	129, // 193: rotor.storage.v2.Workflows.CancelRun:output_type -> rotor.storage.v2.CancelRunResponse
-	131, // 194: rotor.storage.v2.Workflows.RetryRun:output_type -> rotor.storage.v2.RetryRunResponse
-	133, // 195: rotor.storage.v2.Workflows.CountRuns:output_type -> rotor.storage.v2.CountRunsResponse
-	135, // 196: rotor.storage.v2.Workflows.PruneRuns:output_type -> rotor.storage.v2.PruneRunsResponse
-	137, // 197: rotor.storage.v2.Changes.Watch:output_type -> rotor.storage.v2.Change
-	140, // [140:198] is the sub-list for method output_type
-	82,  // [82:140] is the sub-list for method input_type
-	82,  // [82:82] is the sub-list for extension type_name
-	82,  // [82:82] is the sub-list for extension extendee
-	0,   // [0:82] is the sub-list for field type_name
+	139, // 2: rotor.storage.v2.ConfigureRequest.settings:type_name -> rotor.storage.v2.ConfigureRequest.SettingsEntry
+	15,  // 3: rotor.storage.v2.AuditAppended.prev:type_name -> rotor.storage.v2.AuditHead
+	15,  // 4: rotor.storage.v2.AuditAppended.head:type_name -> rotor.storage.v2.AuditHead
+	140, // 5: rotor.storage.v2.Queue.callback_headers:type_name -> rotor.storage.v2.Queue.CallbackHeadersEntry
+	141, // 6: rotor.storage.v2.Attempt.request_headers:type_name -> rotor.storage.v2.Attempt.RequestHeadersEntry
+	142, // 7: rotor.storage.v2.Attempt.response_headers:type_name -> rotor.storage.v2.Attempt.ResponseHeadersEntry
+	19,  // 8: rotor.storage.v2.Job.attempts:type_name -> rotor.storage.v2.Attempt
+	8,   // 9: rotor.storage.v2.CreateWorkspaceRequest.workspace:type_name -> rotor.storage.v2.Workspace
+	9,   // 10: rotor.storage.v2.CreateWorkspaceRequest.admin_key:type_name -> rotor.storage.v2.APIKey
+	13,  // 11: rotor.storage.v2.CreateWorkspaceRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	8,   // 12: rotor.storage.v2.GetWorkspaceResponse.workspace:type_name -> rotor.storage.v2.Workspace
+	8,   // 13: rotor.storage.v2.ListWorkspacesResponse.workspaces:type_name -> rotor.storage.v2.Workspace
+	9,   // 14: rotor.storage.v2.CreateAPIKeyRequest.key:type_name -> rotor.storage.v2.APIKey
+	13,  // 15: rotor.storage.v2.CreateAPIKeyRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	9,   // 16: rotor.storage.v2.GetAPIKeyResponse.key:type_name -> rotor.storage.v2.APIKey
+	9,   // 17: rotor.storage.v2.ListAPIKeysResponse.keys:type_name -> rotor.storage.v2.APIKey
+	13,  // 18: rotor.storage.v2.RevokeAPIKeyRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	10,  // 19: rotor.storage.v2.ListKEKsResponse.keks:type_name -> rotor.storage.v2.KEK
+	10,  // 20: rotor.storage.v2.AddKEKRequest.kek:type_name -> rotor.storage.v2.KEK
+	12,  // 21: rotor.storage.v2.CreateSecretRequest.secret:type_name -> rotor.storage.v2.SecretRecord
+	13,  // 22: rotor.storage.v2.CreateSecretRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	12,  // 23: rotor.storage.v2.UpdateSecretRequest.secret:type_name -> rotor.storage.v2.SecretRecord
+	13,  // 24: rotor.storage.v2.UpdateSecretRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	13,  // 25: rotor.storage.v2.DeleteSecretRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	12,  // 26: rotor.storage.v2.GetSecretResponse.secret:type_name -> rotor.storage.v2.SecretRecord
+	11,  // 27: rotor.storage.v2.ListSecretsResponse.secrets:type_name -> rotor.storage.v2.SecretMeta
+	12,  // 28: rotor.storage.v2.ListSecretsByKEKResponse.secrets:type_name -> rotor.storage.v2.SecretRecord
+	13,  // 29: rotor.storage.v2.AppendAuditRequest.events:type_name -> rotor.storage.v2.AuditEvent
+	16,  // 30: rotor.storage.v2.AppendAuditResponse.appended:type_name -> rotor.storage.v2.AuditAppended
+	13,  // 31: rotor.storage.v2.ListAuditResponse.events:type_name -> rotor.storage.v2.AuditEvent
+	13,  // 32: rotor.storage.v2.ListAuditAscResponse.events:type_name -> rotor.storage.v2.AuditEvent
+	15,  // 33: rotor.storage.v2.GetAuditHeadResponse.head:type_name -> rotor.storage.v2.AuditHead
+	14,  // 34: rotor.storage.v2.PutAuditCheckpointRequest.checkpoint:type_name -> rotor.storage.v2.AuditCheckpoint
+	14,  // 35: rotor.storage.v2.GetAuditCheckpointResponse.checkpoint:type_name -> rotor.storage.v2.AuditCheckpoint
+	18,  // 36: rotor.storage.v2.CreateQueueRequest.queue:type_name -> rotor.storage.v2.Queue
+	13,  // 37: rotor.storage.v2.CreateQueueRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	18,  // 38: rotor.storage.v2.UpdateQueueRequest.queue:type_name -> rotor.storage.v2.Queue
+	13,  // 39: rotor.storage.v2.UpdateQueueRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	18,  // 40: rotor.storage.v2.GetQueueResponse.queue:type_name -> rotor.storage.v2.Queue
+	18,  // 41: rotor.storage.v2.ListQueuesResponse.queues:type_name -> rotor.storage.v2.Queue
+	13,  // 42: rotor.storage.v2.DeleteQueueRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	20,  // 43: rotor.storage.v2.EnqueueJobsRequest.jobs:type_name -> rotor.storage.v2.Job
+	20,  // 44: rotor.storage.v2.EnqueueResult.job:type_name -> rotor.storage.v2.Job
+	78,  // 45: rotor.storage.v2.EnqueueJobsResponse.results:type_name -> rotor.storage.v2.EnqueueResult
+	20,  // 46: rotor.storage.v2.GetJobResponse.job:type_name -> rotor.storage.v2.Job
+	20,  // 47: rotor.storage.v2.ListJobsResponse.jobs:type_name -> rotor.storage.v2.Job
+	143, // 48: rotor.storage.v2.LeaseJobsRequest.slots:type_name -> rotor.storage.v2.LeaseJobsRequest.SlotsEntry
+	144, // 49: rotor.storage.v2.LeaseJobsRequest.workspace_slots:type_name -> rotor.storage.v2.LeaseJobsRequest.WorkspaceSlotsEntry
+	20,  // 50: rotor.storage.v2.LeaseJobsResponse.jobs:type_name -> rotor.storage.v2.Job
+	19,  // 51: rotor.storage.v2.AttemptResult.attempt:type_name -> rotor.storage.v2.Attempt
+	86,  // 52: rotor.storage.v2.CompleteAttemptsRequest.results:type_name -> rotor.storage.v2.AttemptResult
+	20,  // 53: rotor.storage.v2.CancelJobResponse.job:type_name -> rotor.storage.v2.Job
+	145, // 54: rotor.storage.v2.CountJobsResponse.by_status:type_name -> rotor.storage.v2.CountJobsResponse.ByStatusEntry
+	21,  // 55: rotor.storage.v2.QueueStatsResponse.stats:type_name -> rotor.storage.v2.QueueStat
+	17,  // 56: rotor.storage.v2.PruneAuditRequest.marker:type_name -> rotor.storage.v2.AuditRetention
+	17,  // 57: rotor.storage.v2.GetAuditRetentionResponse.marker:type_name -> rotor.storage.v2.AuditRetention
+	19,  // 58: rotor.storage.v2.StepState.attempts:type_name -> rotor.storage.v2.Attempt
+	106, // 59: rotor.storage.v2.WorkflowRun.steps:type_name -> rotor.storage.v2.StepState
+	107, // 60: rotor.storage.v2.WorkflowRun.signals:type_name -> rotor.storage.v2.RunSignal
+	105, // 61: rotor.storage.v2.PutWorkflowRequest.workflow:type_name -> rotor.storage.v2.Workflow
+	13,  // 62: rotor.storage.v2.PutWorkflowRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	105, // 63: rotor.storage.v2.GetWorkflowResponse.workflow:type_name -> rotor.storage.v2.Workflow
+	105, // 64: rotor.storage.v2.ListWorkflowsResponse.workflows:type_name -> rotor.storage.v2.Workflow
+	13,  // 65: rotor.storage.v2.DeleteWorkflowRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	108, // 66: rotor.storage.v2.CreateRunRequest.run:type_name -> rotor.storage.v2.WorkflowRun
+	13,  // 67: rotor.storage.v2.CreateRunRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	108, // 68: rotor.storage.v2.CreateRunResponse.run:type_name -> rotor.storage.v2.WorkflowRun
+	108, // 69: rotor.storage.v2.GetRunResponse.run:type_name -> rotor.storage.v2.WorkflowRun
+	108, // 70: rotor.storage.v2.ListRunsResponse.runs:type_name -> rotor.storage.v2.WorkflowRun
+	146, // 71: rotor.storage.v2.LeaseRunsRequest.workspace_slots:type_name -> rotor.storage.v2.LeaseRunsRequest.WorkspaceSlotsEntry
+	108, // 72: rotor.storage.v2.LeaseRunsResponse.runs:type_name -> rotor.storage.v2.WorkflowRun
+	108, // 73: rotor.storage.v2.CheckpointRunRequest.run:type_name -> rotor.storage.v2.WorkflowRun
+	13,  // 74: rotor.storage.v2.CheckpointRunRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	108, // 75: rotor.storage.v2.CheckpointRunResponse.run:type_name -> rotor.storage.v2.WorkflowRun
+	107, // 76: rotor.storage.v2.SignalRunRequest.signal:type_name -> rotor.storage.v2.RunSignal
+	13,  // 77: rotor.storage.v2.SignalRunRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	108, // 78: rotor.storage.v2.SignalRunResponse.run:type_name -> rotor.storage.v2.WorkflowRun
+	13,  // 79: rotor.storage.v2.CancelRunRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	108, // 80: rotor.storage.v2.CancelRunResponse.run:type_name -> rotor.storage.v2.WorkflowRun
+	13,  // 81: rotor.storage.v2.RetryRunRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	108, // 82: rotor.storage.v2.RetryRunResponse.run:type_name -> rotor.storage.v2.WorkflowRun
+	147, // 83: rotor.storage.v2.CountRunsResponse.by_status:type_name -> rotor.storage.v2.CountRunsResponse.ByStatusEntry
+	4,   // 84: rotor.storage.v2.Plugin.Describe:input_type -> rotor.storage.v2.DescribeRequest
+	6,   // 85: rotor.storage.v2.Plugin.Configure:input_type -> rotor.storage.v2.ConfigureRequest
+	22,  // 86: rotor.storage.v2.Workspaces.CreateWorkspace:input_type -> rotor.storage.v2.CreateWorkspaceRequest
+	24,  // 87: rotor.storage.v2.Workspaces.GetWorkspace:input_type -> rotor.storage.v2.GetWorkspaceRequest
+	25,  // 88: rotor.storage.v2.Workspaces.GetWorkspaceByName:input_type -> rotor.storage.v2.GetWorkspaceByNameRequest
+	27,  // 89: rotor.storage.v2.Workspaces.ListWorkspaces:input_type -> rotor.storage.v2.ListWorkspacesRequest
+	29,  // 90: rotor.storage.v2.Workspaces.CreateAPIKey:input_type -> rotor.storage.v2.CreateAPIKeyRequest
+	31,  // 91: rotor.storage.v2.Workspaces.GetAPIKey:input_type -> rotor.storage.v2.GetAPIKeyRequest
+	33,  // 92: rotor.storage.v2.Workspaces.ListAPIKeys:input_type -> rotor.storage.v2.ListAPIKeysRequest
+	35,  // 93: rotor.storage.v2.Workspaces.RevokeAPIKey:input_type -> rotor.storage.v2.RevokeAPIKeyRequest
+	37,  // 94: rotor.storage.v2.Secrets.ListKEKs:input_type -> rotor.storage.v2.ListKEKsRequest
+	39,  // 95: rotor.storage.v2.Secrets.AddKEK:input_type -> rotor.storage.v2.AddKEKRequest
+	41,  // 96: rotor.storage.v2.Secrets.DeleteKEK:input_type -> rotor.storage.v2.DeleteKEKRequest
+	43,  // 97: rotor.storage.v2.Secrets.CreateSecret:input_type -> rotor.storage.v2.CreateSecretRequest
+	45,  // 98: rotor.storage.v2.Secrets.UpdateSecret:input_type -> rotor.storage.v2.UpdateSecretRequest
+	47,  // 99: rotor.storage.v2.Secrets.DeleteSecret:input_type -> rotor.storage.v2.DeleteSecretRequest
+	49,  // 100: rotor.storage.v2.Secrets.GetSecret:input_type -> rotor.storage.v2.GetSecretRequest
+	51,  // 101: rotor.storage.v2.Secrets.ListSecrets:input_type -> rotor.storage.v2.ListSecretsRequest
+	53,  // 102: rotor.storage.v2.Secrets.ListSecretsByKEK:input_type -> rotor.storage.v2.ListSecretsByKEKRequest
+	55,  // 103: rotor.storage.v2.Audit.AppendAudit:input_type -> rotor.storage.v2.AppendAuditRequest
+	57,  // 104: rotor.storage.v2.Audit.ListAudit:input_type -> rotor.storage.v2.ListAuditRequest
+	59,  // 105: rotor.storage.v2.Audit.ListAuditAsc:input_type -> rotor.storage.v2.ListAuditAscRequest
+	61,  // 106: rotor.storage.v2.Audit.GetAuditHead:input_type -> rotor.storage.v2.GetAuditHeadRequest
+	63,  // 107: rotor.storage.v2.Audit.PutAuditCheckpoint:input_type -> rotor.storage.v2.PutAuditCheckpointRequest
+	65,  // 108: rotor.storage.v2.Audit.GetAuditCheckpoint:input_type -> rotor.storage.v2.GetAuditCheckpointRequest
+	67,  // 109: rotor.storage.v2.Jobs.CreateQueue:input_type -> rotor.storage.v2.CreateQueueRequest
+	69,  // 110: rotor.storage.v2.Jobs.UpdateQueue:input_type -> rotor.storage.v2.UpdateQueueRequest
+	71,  // 111: rotor.storage.v2.Jobs.GetQueue:input_type -> rotor.storage.v2.GetQueueRequest
+	73,  // 112: rotor.storage.v2.Jobs.ListQueues:input_type -> rotor.storage.v2.ListQueuesRequest
+	75,  // 113: rotor.storage.v2.Jobs.DeleteQueue:input_type -> rotor.storage.v2.DeleteQueueRequest
+	77,  // 114: rotor.storage.v2.Jobs.EnqueueJobs:input_type -> rotor.storage.v2.EnqueueJobsRequest
+	80,  // 115: rotor.storage.v2.Jobs.GetJob:input_type -> rotor.storage.v2.GetJobRequest
+	82,  // 116: rotor.storage.v2.Jobs.ListJobs:input_type -> rotor.storage.v2.ListJobsRequest
+	84,  // 117: rotor.storage.v2.Jobs.LeaseJobs:input_type -> rotor.storage.v2.LeaseJobsRequest
+	87,  // 118: rotor.storage.v2.Jobs.CompleteAttempts:input_type -> rotor.storage.v2.CompleteAttemptsRequest
+	89,  // 119: rotor.storage.v2.Jobs.CancelJob:input_type -> rotor.storage.v2.CancelJobRequest
+	91,  // 120: rotor.storage.v2.Jobs.RetryJobs:input_type -> rotor.storage.v2.RetryJobsRequest
+	93,  // 121: rotor.storage.v2.Jobs.CountJobs:input_type -> rotor.storage.v2.CountJobsRequest
+	95,  // 122: rotor.storage.v2.Jobs.JobUsage:input_type -> rotor.storage.v2.JobUsageRequest
+	97,  // 123: rotor.storage.v2.Jobs.QueueStats:input_type -> rotor.storage.v2.QueueStatsRequest
+	99,  // 124: rotor.storage.v2.Retention.PruneJobs:input_type -> rotor.storage.v2.PruneJobsRequest
+	101, // 125: rotor.storage.v2.Retention.PruneAudit:input_type -> rotor.storage.v2.PruneAuditRequest
+	103, // 126: rotor.storage.v2.Retention.GetAuditRetention:input_type -> rotor.storage.v2.GetAuditRetentionRequest
+	109, // 127: rotor.storage.v2.Workflows.PutWorkflow:input_type -> rotor.storage.v2.PutWorkflowRequest
+	111, // 128: rotor.storage.v2.Workflows.GetWorkflow:input_type -> rotor.storage.v2.GetWorkflowRequest
+	113, // 129: rotor.storage.v2.Workflows.ListWorkflows:input_type -> rotor.storage.v2.ListWorkflowsRequest
+	115, // 130: rotor.storage.v2.Workflows.DeleteWorkflow:input_type -> rotor.storage.v2.DeleteWorkflowRequest
+	117, // 131: rotor.storage.v2.Workflows.CreateRun:input_type -> rotor.storage.v2.CreateRunRequest
+	119, // 132: rotor.storage.v2.Workflows.GetRun:input_type -> rotor.storage.v2.GetRunRequest
+	121, // 133: rotor.storage.v2.Workflows.ListRuns:input_type -> rotor.storage.v2.ListRunsRequest
+	123, // 134: rotor.storage.v2.Workflows.LeaseRuns:input_type -> rotor.storage.v2.LeaseRunsRequest
+	125, // 135: rotor.storage.v2.Workflows.CheckpointRun:input_type -> rotor.storage.v2.CheckpointRunRequest
+	127, // 136: rotor.storage.v2.Workflows.SignalRun:input_type -> rotor.storage.v2.SignalRunRequest
+	129, // 137: rotor.storage.v2.Workflows.CancelRun:input_type -> rotor.storage.v2.CancelRunRequest
+	131, // 138: rotor.storage.v2.Workflows.RetryRun:input_type -> rotor.storage.v2.RetryRunRequest
+	133, // 139: rotor.storage.v2.Workflows.CountRuns:input_type -> rotor.storage.v2.CountRunsRequest
+	135, // 140: rotor.storage.v2.Workflows.PruneRuns:input_type -> rotor.storage.v2.PruneRunsRequest
+	137, // 141: rotor.storage.v2.Changes.Watch:input_type -> rotor.storage.v2.WatchRequest
+	5,   // 142: rotor.storage.v2.Plugin.Describe:output_type -> rotor.storage.v2.DescribeResponse
+	7,   // 143: rotor.storage.v2.Plugin.Configure:output_type -> rotor.storage.v2.ConfigureResponse
+	23,  // 144: rotor.storage.v2.Workspaces.CreateWorkspace:output_type -> rotor.storage.v2.CreateWorkspaceResponse
+	26,  // 145: rotor.storage.v2.Workspaces.GetWorkspace:output_type -> rotor.storage.v2.GetWorkspaceResponse
+	26,  // 146: rotor.storage.v2.Workspaces.GetWorkspaceByName:output_type -> rotor.storage.v2.GetWorkspaceResponse
+	28,  // 147: rotor.storage.v2.Workspaces.ListWorkspaces:output_type -> rotor.storage.v2.ListWorkspacesResponse
+	30,  // 148: rotor.storage.v2.Workspaces.CreateAPIKey:output_type -> rotor.storage.v2.CreateAPIKeyResponse
+	32,  // 149: rotor.storage.v2.Workspaces.GetAPIKey:output_type -> rotor.storage.v2.GetAPIKeyResponse
+	34,  // 150: rotor.storage.v2.Workspaces.ListAPIKeys:output_type -> rotor.storage.v2.ListAPIKeysResponse
+	36,  // 151: rotor.storage.v2.Workspaces.RevokeAPIKey:output_type -> rotor.storage.v2.RevokeAPIKeyResponse
+	38,  // 152: rotor.storage.v2.Secrets.ListKEKs:output_type -> rotor.storage.v2.ListKEKsResponse
+	40,  // 153: rotor.storage.v2.Secrets.AddKEK:output_type -> rotor.storage.v2.AddKEKResponse
+	42,  // 154: rotor.storage.v2.Secrets.DeleteKEK:output_type -> rotor.storage.v2.DeleteKEKResponse
+	44,  // 155: rotor.storage.v2.Secrets.CreateSecret:output_type -> rotor.storage.v2.CreateSecretResponse
+	46,  // 156: rotor.storage.v2.Secrets.UpdateSecret:output_type -> rotor.storage.v2.UpdateSecretResponse
+	48,  // 157: rotor.storage.v2.Secrets.DeleteSecret:output_type -> rotor.storage.v2.DeleteSecretResponse
+	50,  // 158: rotor.storage.v2.Secrets.GetSecret:output_type -> rotor.storage.v2.GetSecretResponse
+	52,  // 159: rotor.storage.v2.Secrets.ListSecrets:output_type -> rotor.storage.v2.ListSecretsResponse
+	54,  // 160: rotor.storage.v2.Secrets.ListSecretsByKEK:output_type -> rotor.storage.v2.ListSecretsByKEKResponse
+	56,  // 161: rotor.storage.v2.Audit.AppendAudit:output_type -> rotor.storage.v2.AppendAuditResponse
+	58,  // 162: rotor.storage.v2.Audit.ListAudit:output_type -> rotor.storage.v2.ListAuditResponse
+	60,  // 163: rotor.storage.v2.Audit.ListAuditAsc:output_type -> rotor.storage.v2.ListAuditAscResponse
+	62,  // 164: rotor.storage.v2.Audit.GetAuditHead:output_type -> rotor.storage.v2.GetAuditHeadResponse
+	64,  // 165: rotor.storage.v2.Audit.PutAuditCheckpoint:output_type -> rotor.storage.v2.PutAuditCheckpointResponse
+	66,  // 166: rotor.storage.v2.Audit.GetAuditCheckpoint:output_type -> rotor.storage.v2.GetAuditCheckpointResponse
+	68,  // 167: rotor.storage.v2.Jobs.CreateQueue:output_type -> rotor.storage.v2.CreateQueueResponse
+	70,  // 168: rotor.storage.v2.Jobs.UpdateQueue:output_type -> rotor.storage.v2.UpdateQueueResponse
+	72,  // 169: rotor.storage.v2.Jobs.GetQueue:output_type -> rotor.storage.v2.GetQueueResponse
+	74,  // 170: rotor.storage.v2.Jobs.ListQueues:output_type -> rotor.storage.v2.ListQueuesResponse
+	76,  // 171: rotor.storage.v2.Jobs.DeleteQueue:output_type -> rotor.storage.v2.DeleteQueueResponse
+	79,  // 172: rotor.storage.v2.Jobs.EnqueueJobs:output_type -> rotor.storage.v2.EnqueueJobsResponse
+	81,  // 173: rotor.storage.v2.Jobs.GetJob:output_type -> rotor.storage.v2.GetJobResponse
+	83,  // 174: rotor.storage.v2.Jobs.ListJobs:output_type -> rotor.storage.v2.ListJobsResponse
+	85,  // 175: rotor.storage.v2.Jobs.LeaseJobs:output_type -> rotor.storage.v2.LeaseJobsResponse
+	88,  // 176: rotor.storage.v2.Jobs.CompleteAttempts:output_type -> rotor.storage.v2.CompleteAttemptsResponse
+	90,  // 177: rotor.storage.v2.Jobs.CancelJob:output_type -> rotor.storage.v2.CancelJobResponse
+	92,  // 178: rotor.storage.v2.Jobs.RetryJobs:output_type -> rotor.storage.v2.RetryJobsResponse
+	94,  // 179: rotor.storage.v2.Jobs.CountJobs:output_type -> rotor.storage.v2.CountJobsResponse
+	96,  // 180: rotor.storage.v2.Jobs.JobUsage:output_type -> rotor.storage.v2.JobUsageResponse
+	98,  // 181: rotor.storage.v2.Jobs.QueueStats:output_type -> rotor.storage.v2.QueueStatsResponse
+	100, // 182: rotor.storage.v2.Retention.PruneJobs:output_type -> rotor.storage.v2.PruneJobsResponse
+	102, // 183: rotor.storage.v2.Retention.PruneAudit:output_type -> rotor.storage.v2.PruneAuditResponse
+	104, // 184: rotor.storage.v2.Retention.GetAuditRetention:output_type -> rotor.storage.v2.GetAuditRetentionResponse
+	110, // 185: rotor.storage.v2.Workflows.PutWorkflow:output_type -> rotor.storage.v2.PutWorkflowResponse
+	112, // 186: rotor.storage.v2.Workflows.GetWorkflow:output_type -> rotor.storage.v2.GetWorkflowResponse
+	114, // 187: rotor.storage.v2.Workflows.ListWorkflows:output_type -> rotor.storage.v2.ListWorkflowsResponse
+	116, // 188: rotor.storage.v2.Workflows.DeleteWorkflow:output_type -> rotor.storage.v2.DeleteWorkflowResponse
+	118, // 189: rotor.storage.v2.Workflows.CreateRun:output_type -> rotor.storage.v2.CreateRunResponse
+	120, // 190: rotor.storage.v2.Workflows.GetRun:output_type -> rotor.storage.v2.GetRunResponse
+	122, // 191: rotor.storage.v2.Workflows.ListRuns:output_type -> rotor.storage.v2.ListRunsResponse
+	124, // 192: rotor.storage.v2.Workflows.LeaseRuns:output_type -> rotor.storage.v2.LeaseRunsResponse
+	126, // 193: rotor.storage.v2.Workflows.CheckpointRun:output_type -> rotor.storage.v2.CheckpointRunResponse
+	128, // 194: rotor.storage.v2.Workflows.SignalRun:output_type -> rotor.storage.v2.SignalRunResponse
+	130, // 195: rotor.storage.v2.Workflows.CancelRun:output_type -> rotor.storage.v2.CancelRunResponse
+	132, // 196: rotor.storage.v2.Workflows.RetryRun:output_type -> rotor.storage.v2.RetryRunResponse
+	134, // 197: rotor.storage.v2.Workflows.CountRuns:output_type -> rotor.storage.v2.CountRunsResponse
+	136, // 198: rotor.storage.v2.Workflows.PruneRuns:output_type -> rotor.storage.v2.PruneRunsResponse
+	138, // 199: rotor.storage.v2.Changes.Watch:output_type -> rotor.storage.v2.Change
+	142, // [142:200] is the sub-list for method output_type
+	84,  // [84:142] is the sub-list for method input_type
+	84,  // [84:84] is the sub-list for extension type_name
+	84,  // [84:84] is the sub-list for extension extendee
+	0,   // [0:84] is the sub-list for field type_name
 }
 
 func init() { file_storage_proto_init() }
@@ -8869,7 +8937,7 @@ func file_storage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_storage_proto_rawDesc), len(file_storage_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   144,
+			NumMessages:   145,
 			NumExtensions: 0,
 			NumServices:   8,
 		},

@@ -1057,10 +1057,9 @@ type AuditClient interface {
 	// none), assigning ids (increasing, in request order) and each row's
 	// chain value: SHA-256(previous chain of that workspace || canonical row),
 	// see storage.AuditCanonical. Appends are serialized per workspace across
-	// every node sharing the backend. The response may hold, per workspace
-	// touched, the new head and the first id appended (hosts may use it
-	// instead of re-reading the rows); empty means "not reported" (Rotor's
-	// own backends report nothing yet: storage.Store does not return it).
+	// every node sharing the backend. The response holds, for every
+	// workspace the call touched, the chain head before and after
+	// (AuditAppended), one entry per workspace, in no particular order.
 	AppendAudit(ctx context.Context, in *AppendAuditRequest, opts ...grpc.CallOption) (*AppendAuditResponse, error)
 	// ListAudit returns up to limit (<= MAX_BATCH) events of a workspace,
 	// newest first, filtered by the non-empty fields; next is the cursor
@@ -1155,10 +1154,9 @@ type AuditServer interface {
 	// none), assigning ids (increasing, in request order) and each row's
 	// chain value: SHA-256(previous chain of that workspace || canonical row),
 	// see storage.AuditCanonical. Appends are serialized per workspace across
-	// every node sharing the backend. The response may hold, per workspace
-	// touched, the new head and the first id appended (hosts may use it
-	// instead of re-reading the rows); empty means "not reported" (Rotor's
-	// own backends report nothing yet: storage.Store does not return it).
+	// every node sharing the backend. The response holds, for every
+	// workspace the call touched, the chain head before and after
+	// (AuditAppended), one entry per workspace, in no particular order.
 	AppendAudit(context.Context, *AppendAuditRequest) (*AppendAuditResponse, error)
 	// ListAudit returns up to limit (<= MAX_BATCH) events of a workspace,
 	// newest first, filtered by the non-empty fields; next is the cursor
@@ -2279,9 +2277,8 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// Workflows is optional (Capability WORKFLOWS): definitions and runs of
-// storage.WorkflowStore. Without it the host answers workflow calls with
-// errors.ErrUnsupported. Definitions, inputs, outputs and signal data are
+// Workflows (Capability WORKFLOWS, required): definitions and runs of
+// storage.WorkflowStore. Definitions, inputs, outputs and signal data are
 // JSON that holds templates and scrubbed data, never a resolved secret.
 type WorkflowsClient interface {
 	// PutWorkflow creates (expected_version 0: EXISTS if the name is taken)
@@ -2480,9 +2477,8 @@ func (c *workflowsClient) PruneRuns(ctx context.Context, in *PruneRunsRequest, o
 // All implementations must embed UnimplementedWorkflowsServer
 // for forward compatibility.
 //
-// Workflows is optional (Capability WORKFLOWS): definitions and runs of
-// storage.WorkflowStore. Without it the host answers workflow calls with
-// errors.ErrUnsupported. Definitions, inputs, outputs and signal data are
+// Workflows (Capability WORKFLOWS, required): definitions and runs of
+// storage.WorkflowStore. Definitions, inputs, outputs and signal data are
 // JSON that holds templates and scrubbed data, never a resolved secret.
 type WorkflowsServer interface {
 	// PutWorkflow creates (expected_version 0: EXISTS if the name is taken)

@@ -57,6 +57,8 @@ type Options struct {
 type Store struct {
 	db   *bbolt.DB
 	fair storage.Fair // turns among workspaces and queues when leasing
+	// wfFair: turns among workspaces and workflows when leasing runs.
+	wfFair storage.Fair
 }
 
 // Open opens (creating if needed) the bbolt file at path.
@@ -82,7 +84,7 @@ func Open(path string, opts Options) (*Store, error) {
 
 func (s *Store) init() error {
 	return s.db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range append([][]byte{bucketMeta, bucketWorkspaces, bucketWorkspaceNames, bucketAPIKeys, bucketKeyring, bucketSecrets, bucketAudit, bucketAuditHeads, bucketAuditChecks}, jobBuckets...) {
+		for _, b := range append([][]byte{bucketMeta, bucketWorkspaces, bucketWorkspaceNames, bucketAPIKeys, bucketKeyring, bucketSecrets, bucketAudit, bucketAuditHeads, bucketAuditChecks}, slices.Concat(jobBuckets, workflowBuckets)...) {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -173,8 +175,14 @@ func get(b *bbolt.Bucket, key []byte, v any) (bool, error) {
 // of hundreds of access rows thus costs one Put, not hundreds of B-tree
 // inserts.
 func appendAudit(tx *bbolt.Tx, events []storage.AuditEvent) error {
+	_, err := appendAuditHeads(tx, events)
+	return err
+}
+
+// appendAuditHeads is appendAudit reporting each workspace's heads.
+func appendAuditHeads(tx *bbolt.Tx, events []storage.AuditEvent) ([]storage.AuditAppended, error) {
 	if len(events) == 0 {
-		return nil
+		return nil, nil
 	}
 	root := tx.Bucket(bucketAudit)
 	// Group by workspace, keeping order within each.
@@ -183,25 +191,27 @@ func appendAudit(tx *bbolt.Tx, events []storage.AuditEvent) error {
 	for i := range events {
 		ev := &events[i]
 		if ev.WorkspaceID == "" {
-			return fmt.Errorf("bolt: audit event without workspace")
+			return nil, fmt.Errorf("bolt: audit event without workspace")
 		}
 		if _, ok := groups[ev.WorkspaceID]; !ok {
 			order = append(order, ev.WorkspaceID)
 		}
 		groups[ev.WorkspaceID] = append(groups[ev.WorkspaceID], ev)
 	}
+	out := make([]storage.AuditAppended, 0, len(order))
 	for _, ws := range order {
 		b, err := root.CreateBucketIfNotExists([]byte(ws))
 		if err != nil {
-			return err
+			return nil, err
 		}
 		// Keys only ever grow: fill pages fully instead of splitting them in half.
 		b.FillPercent = 1.0
 		var head storage.AuditHead
 		heads := tx.Bucket(bucketAuditHeads)
 		if _, err := get(heads, []byte(ws), &head); err != nil {
-			return err
+			return nil, err
 		}
+		prev := head
 		var scratch []byte
 		for evs := range slices.Chunk(groups[ws], auditSegmentEvents) {
 			seg := make([]byte, 0, 192*len(evs))
@@ -209,7 +219,7 @@ func appendAudit(tx *bbolt.Tx, events []storage.AuditEvent) error {
 			for i, ev := range evs {
 				seq, err := root.NextSequence()
 				if err != nil {
-					return err
+					return nil, err
 				}
 				if i == 0 {
 					first = seq
@@ -222,14 +232,15 @@ func appendAudit(tx *bbolt.Tx, events []storage.AuditEvent) error {
 				seg = append(seg, scratch...)
 			}
 			if err := b.Put(be64(first), seg); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		if err := put(heads, []byte(ws), head); err != nil {
-			return err
+			return nil, err
 		}
+		out = append(out, storage.AuditAppended{WorkspaceID: ws, Prev: prev, Head: head, Rows: len(groups[ws])})
 	}
-	return nil
+	return out, nil
 }
 
 // auditSegmentEvents caps a segment: values much larger than a page become
@@ -650,13 +661,20 @@ func (s *Store) ListSecretsByKEK(ctx context.Context, kekID string, limit int) (
 
 // --- audit ---
 
-func (s *Store) AppendAudit(ctx context.Context, events []storage.AuditEvent) error {
+func (s *Store) AppendAudit(ctx context.Context, events []storage.AuditEvent) ([]storage.AuditAppended, error) {
 	if len(events) == 0 {
-		return nil
+		return nil, nil
 	}
-	return s.update(ctx, func(tx *bbolt.Tx) error {
-		return appendAudit(tx, slices.Clone(events))
+	var out []storage.AuditAppended
+	err := s.update(ctx, func(tx *bbolt.Tx) error {
+		var err error
+		out, err = appendAuditHeads(tx, slices.Clone(events))
+		return err
 	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // sinceSlack: events are stored in commit order, and group-committed access

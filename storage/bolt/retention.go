@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -87,36 +88,11 @@ func (s *Store) PruneAudit(ctx context.Context, args storage.PruneAuditArgs) (in
 			return err
 		}
 		if rows := tx.Bucket(bucketAudit).Bucket([]byte(m.WorkspaceID)); rows != nil {
-			// Rows live in segments keyed by their first id (appendAudit):
-			// whole segments up to the marker go; the one holding it keeps
-			// its later rows, byte for byte, under its new first id.
-			c := rows.Cursor()
-			for k, v := c.First(); k != nil && int64(binary.BigEndian.Uint64(k)) <= m.ThroughID; k, v = c.First() {
-				evs, err := decodeSegment(v)
-				if err != nil {
-					return err
-				}
-				off, drop := 0, 0
-				for _, ev := range evs {
-					if ev.ID > m.ThroughID {
-						break
-					}
-					l, w := binary.Uvarint(v[off:])
-					off += w + int(l)
-					drop++
-				}
-				rest := append([]byte(nil), v[off:]...)
-				if err := c.Delete(); err != nil {
-					return err
-				}
-				n += drop
-				if drop < len(evs) {
-					if err := rows.Put(be64(uint64(evs[drop].ID)), rest); err != nil {
-						return err
-					}
-					break
-				}
+			d, err := pruneSegments(rows, m.ThroughID)
+			if err != nil {
+				return err
 			}
+			n = d
 		}
 		return put(mb, []byte(m.WorkspaceID), m)
 	})
@@ -137,4 +113,110 @@ func (s *Store) GetAuditRetention(ctx context.Context, workspaceID string) (stor
 		return err
 	})
 	return m, err
+}
+
+// pruneSegments deletes a workspace's rows up to through. Rows live in
+// segments keyed by their first id (appendAudit), ids ascending: every
+// segment followed by one keyed at most through+1 goes whole, counted
+// without decoding; only the last one is read, by record ids alone, and
+// keeps its later rows byte for byte under its new first id. This runs on
+// bbolt's single writer, so it decodes no JSON (issue 11's soak).
+func pruneSegments(rows *bbolt.Bucket, through int64) (int, error) {
+	var keys [][]byte
+	c := rows.Cursor()
+	for k, _ := c.First(); k != nil && int64(binary.BigEndian.Uint64(k)) <= through; k, _ = c.Next() {
+		keys = append(keys, append([]byte(nil), k...))
+	}
+	if len(keys) == 0 {
+		return 0, nil
+	}
+	// The segment after the last one listed starts past through.
+	nextKey, _ := c.Seek(keys[len(keys)-1])
+	if nextKey != nil {
+		nextKey, _ = c.Next()
+	}
+	wholeLast := nextKey != nil && int64(binary.BigEndian.Uint64(nextKey)) == through+1
+	n := 0
+	for i, k := range keys {
+		seg := rows.Get(k)
+		if i < len(keys)-1 || wholeLast {
+			cnt, err := segmentRecords(seg)
+			if err != nil {
+				return 0, err
+			}
+			if err := rows.Delete(k); err != nil {
+				return 0, err
+			}
+			n += cnt
+			continue
+		}
+		off, drop, total := 0, 0, 0
+		var restFirst int64
+		for rest := seg; len(rest) > 0; {
+			l, w := binary.Uvarint(rest)
+			if w <= 0 || uint64(len(rest)-w) < l {
+				return 0, fmt.Errorf("bolt: corrupt audit segment")
+			}
+			id, err := recordID(rest[w : w+int(l)])
+			if err != nil {
+				return 0, err
+			}
+			total++
+			if id <= through {
+				off += w + int(l)
+				drop++
+			} else if restFirst == 0 {
+				restFirst = id
+			}
+			rest = rest[w+int(l):]
+		}
+		tail := append([]byte(nil), seg[off:]...)
+		if err := rows.Delete(k); err != nil {
+			return 0, err
+		}
+		n += drop
+		if drop < total {
+			if err := rows.Put(be64(uint64(restFirst)), tail); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return n, nil
+}
+
+// segmentRecords counts a segment's records.
+func segmentRecords(seg []byte) (int, error) {
+	n := 0
+	for len(seg) > 0 {
+		l, w := binary.Uvarint(seg)
+		if w <= 0 || uint64(len(seg)-w) < l {
+			return 0, fmt.Errorf("bolt: corrupt audit segment")
+		}
+		seg = seg[w+int(l):]
+		n++
+	}
+	return n, nil
+}
+
+// recordID reads a record's id: encodeAudit writes it first, as
+// {"id":N,...}. Anything else is decoded in full.
+func recordID(rec []byte) (int64, error) {
+	const prefix = `{"id":`
+	if bytes.HasPrefix(rec, []byte(prefix)) {
+		var id int64
+		i := len(prefix)
+		for ; i < len(rec) && rec[i] >= '0' && rec[i] <= '9' && i < len(prefix)+18; i++ {
+			id = id*10 + int64(rec[i]-'0')
+		}
+		if i > len(prefix) && i < len(rec) && rec[i] == ',' {
+			return id, nil
+		}
+	}
+	var ev struct {
+		ID int64 `json:"id"`
+	}
+	if err := json.Unmarshal(rec, &ev); err != nil {
+		return 0, fmt.Errorf("bolt: corrupt audit record: %w", err)
+	}
+	return ev.ID, nil
 }

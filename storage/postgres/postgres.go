@@ -182,28 +182,41 @@ func (s *Store) tx(ctx context.Context, fn func(pgx.Tx) error) error {
 // PostgreSQL for the jsonb form of input and output, because the chain
 // covers the row exactly as it will be read back.
 func appendAudit(ctx context.Context, q querier, events []storage.AuditEvent) error {
+	_, err := appendAuditHeads(ctx, q, events)
+	return err
+}
+
+// appendAuditHeads is appendAudit reporting each workspace's heads.
+func appendAuditHeads(ctx context.Context, q querier, events []storage.AuditEvent) ([]storage.AuditAppended, error) {
 	if len(events) == 0 {
-		return nil
+		return nil, nil
 	}
 	groups := map[string][]storage.AuditEvent{}
 	for _, e := range events {
 		groups[e.WorkspaceID] = append(groups[e.WorkspaceID], e)
 	}
+	out := make([]storage.AuditAppended, 0, len(groups))
 	// A fixed lock order keeps two nodes' batches from deadlocking.
 	for _, ws := range slices.Sorted(maps.Keys(groups)) {
-		if err := appendAuditWorkspace(ctx, q, ws, groups[ws]); err != nil {
-			return err
+		a, err := appendAuditWorkspace(ctx, q, ws, groups[ws])
+		if err != nil {
+			return nil, err
 		}
+		out = append(out, a)
 	}
-	return nil
+	return out, nil
 }
 
-func appendAuditWorkspace(ctx context.Context, q querier, ws string, evs []storage.AuditEvent) error {
+func appendAuditWorkspace(ctx context.Context, q querier, ws string, evs []storage.AuditEvent) (storage.AuditAppended, error) {
 	var head storage.AuditHead
 	if err := q.QueryRow(ctx, `INSERT INTO audit_head (workspace_id, last_id, chain) VALUES ($1, 0, '')
 		ON CONFLICT (workspace_id) DO UPDATE SET workspace_id = EXCLUDED.workspace_id
 		RETURNING last_id, chain`, ws).Scan(&head.LastID, &head.Chain); err != nil {
-		return err
+		return storage.AuditAppended{}, err
+	}
+	res := storage.AuditAppended{WorkspaceID: ws, Prev: head, Rows: len(evs)}
+	if len(res.Prev.Chain) == 0 {
+		res.Prev.Chain = nil // the new head row's '' is "no chain yet"
 	}
 	ins := make([]*string, len(evs))
 	outs := make([]*string, len(evs))
@@ -213,7 +226,7 @@ func appendAuditWorkspace(ctx context.Context, q querier, ws string, evs []stora
 	rows, err := q.Query(ctx, `SELECT nextval('audit_event_id_seq'), i::jsonb::text, o::jsonb::text
 		FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS x(i, o, n) ORDER BY n`, ins, outs)
 	if err != nil {
-		return err
+		return storage.AuditAppended{}, err
 	}
 	i := 0
 	ids := make([]int64, 0, len(evs))
@@ -222,7 +235,7 @@ func appendAuditWorkspace(ctx context.Context, q querier, ws string, evs []stora
 		var id int64
 		if err := rows.Scan(&id, &in, &out); err != nil {
 			rows.Close()
-			return err
+			return storage.AuditAppended{}, err
 		}
 		if i < len(evs) {
 			evs[i].Input, evs[i].Output = rawOrEmpty(in), rawOrEmpty(out)
@@ -231,10 +244,10 @@ func appendAuditWorkspace(ctx context.Context, q querier, ws string, evs []stora
 		i++
 	}
 	if err := rows.Err(); err != nil {
-		return err
+		return storage.AuditAppended{}, err
 	}
 	if len(ids) != len(evs) {
-		return fmt.Errorf("postgres: audit: got %d ids for %d rows", len(ids), len(evs))
+		return storage.AuditAppended{}, fmt.Errorf("postgres: audit: got %d ids for %d rows", len(ids), len(evs))
 	}
 	// nextval within one statement increases, but sort to depend on nothing.
 	slices.Sort(ids)
@@ -256,10 +269,13 @@ func appendAuditWorkspace(ctx context.Context, q querier, ws string, evs []stora
 		args = append(args, e.ID, e.OccurredAt, e.WorkspaceID, e.ActorID, e.EventType, e.ResourceType, e.ResourceID, rawOrNil(e.Input), rawOrNil(e.Output), e.Chain)
 	}
 	if _, err := q.Exec(ctx, b.String(), args...); err != nil {
-		return err
+		return storage.AuditAppended{}, err
 	}
-	_, err = q.Exec(ctx, `UPDATE audit_head SET last_id=$2, chain=$3 WHERE workspace_id=$1`, ws, head.LastID, head.Chain)
-	return err
+	if _, err = q.Exec(ctx, `UPDATE audit_head SET last_id=$2, chain=$3 WHERE workspace_id=$1`, ws, head.LastID, head.Chain); err != nil {
+		return storage.AuditAppended{}, err
+	}
+	res.Head = head
+	return res, nil
 }
 
 func textOrNil(m json.RawMessage) *string {
@@ -634,11 +650,20 @@ func (s *Store) ListSecretsByKEK(ctx context.Context, kekID string, limit int) (
 
 // --- audit ---
 
-func (s *Store) AppendAudit(ctx context.Context, events []storage.AuditEvent) error {
+func (s *Store) AppendAudit(ctx context.Context, events []storage.AuditEvent) ([]storage.AuditAppended, error) {
 	if len(events) == 0 {
-		return nil
+		return nil, nil
 	}
-	return mapErr(s.tx(ctx, func(tx pgx.Tx) error { return appendAudit(ctx, tx, events) }), "audit")
+	var out []storage.AuditAppended
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		var err error
+		out, err = appendAuditHeads(ctx, tx, events)
+		return err
+	})
+	if err != nil {
+		return nil, mapErr(err, "audit")
+	}
+	return out, nil
 }
 
 func (s *Store) ListAudit(ctx context.Context, q storage.AuditQuery) (storage.AuditPage, error) {

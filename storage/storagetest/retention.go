@@ -117,9 +117,9 @@ func testPruneAudit(t *testing.T, s storage.Store) {
 	for i := range 6 {
 		batch = append(batch, ev("ws_a", "secret.accessed", fmt.Sprint("batch", i)))
 	}
-	must(t, s.AppendAudit(ctx(), batch))
+	appendAudit(t, s, batch)
 	for i := range 10 {
-		must(t, s.AppendAudit(ctx(), []storage.AuditEvent{ev("ws_a", "secret.accessed", fmt.Sprint("A", i)), ev("ws_b", "secret.accessed", fmt.Sprint("B", i))}))
+		appendAudit(t, s, []storage.AuditEvent{ev("ws_a", "secret.accessed", fmt.Sprint("A", i)), ev("ws_b", "secret.accessed", fmt.Sprint("B", i))})
 	}
 	all, err := s.ListAuditAsc(ctx(), storage.AuditRange{WorkspaceID: "ws_a", Limit: 100})
 	must(t, err)

@@ -41,6 +41,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"CanceledContext", testCanceled},
 	}
 	tests = append(tests, jobTests()...)
+	tests = append(tests, workflowTests()...)
 	tests = append(tests, struct { // issue 11: retention.go
 		name string
 		fn   func(t *testing.T, s storage.Store)
@@ -308,7 +309,7 @@ func testSecretsIsolation(t *testing.T, s storage.Store) {
 	if len(list) != 1 || list[0].WorkspaceID != "ws_b" {
 		t.Fatalf("ws_b list = %+v", list)
 	}
-	must(t, s.AppendAudit(ctx(), []storage.AuditEvent{ev("ws_a", "secret.accessed", "ONLY_A")}))
+	appendAudit(t, s, []storage.AuditEvent{ev("ws_a", "secret.accessed", "ONLY_A")})
 	page, err := s.ListAudit(ctx(), storage.AuditQuery{WorkspaceID: "ws_b"})
 	must(t, err)
 	if len(page.Events) != 0 {
@@ -379,8 +380,8 @@ func testAuditQuery(t *testing.T, s storage.Store) {
 		}
 		evs = append(evs, e)
 	}
-	must(t, s.AppendAudit(ctx(), evs[:10]))
-	must(t, s.AppendAudit(ctx(), evs[10:]))
+	appendAudit(t, s, evs[:10])
+	appendAudit(t, s, evs[10:])
 
 	// Pages of 7, newest first, no duplicates or gaps.
 	var seen []storage.AuditEvent
@@ -505,7 +506,7 @@ func testAuditLargeBatches(t *testing.T, s storage.Store) {
 			e := ev(ws, "secret.accessed", fmt.Sprintf("R%d_%d", round, i))
 			batch = append(batch, e)
 		}
-		must(t, s.AppendAudit(ctx(), batch))
+		appendAudit(t, s, batch)
 	}
 	for _, tc := range []struct {
 		ws    string
@@ -552,7 +553,7 @@ func testAuditChain(t *testing.T, s storage.Store) {
 	odd.OccurredAt = t0.Add(123456789 * time.Nanosecond)
 	sep := ev("ws_a", "secret.accessed", "SEP")
 	sep.Input = json.RawMessage("{\"only\":\"para\u2029graph\"}") // a raw U+2029 and nothing else to escape
-	must(t, s.AppendAudit(ctx(), []storage.AuditEvent{odd, sep, ev("ws_b", "secret.accessed", "B0")}))
+	appendAudit(t, s, []storage.AuditEvent{odd, sep, ev("ws_b", "secret.accessed", "B0")})
 	must(t, s.CreateSecret(ctx(), storage.CreateSecretArgs{Secret: secret("ws_a", "A", "kek_1", "x"), Audit: []storage.AuditEvent{ev("ws_a", "secret.created", "A")}}))
 	var wg sync.WaitGroup
 	for g := range 8 {
@@ -561,7 +562,7 @@ func testAuditChain(t *testing.T, s storage.Store) {
 			defer wg.Done()
 			for i := range 10 {
 				batch := []storage.AuditEvent{ev("ws_a", "secret.accessed", fmt.Sprintf("G%d_%d", g, i)), ev("ws_b", "secret.accessed", fmt.Sprintf("G%d_%d", g, i))}
-				if err := s.AppendAudit(ctx(), batch); err != nil {
+				if _, err := s.AppendAudit(ctx(), batch); err != nil {
 					t.Error(err)
 					return
 				}
@@ -656,4 +657,50 @@ func RunChanges(t *testing.T, a, b storage.Store) {
 			t.Fatalf("no change notification for %+v", w)
 		}
 	}
+}
+
+// appendAudit appends events and checks what AppendAudit reports: per
+// workspace, in the order of first appearance or any order, the head before
+// (Prev), the head after (Head, equal to GetAuditHead and to the newest
+// row's id and chain) and the row count. The vault seals from these, so a
+// wrong Prev or Head would seal rows it never checked.
+func appendAudit(t *testing.T, s storage.Store, evs []storage.AuditEvent) []storage.AuditAppended {
+	t.Helper()
+	rows := map[string]int{}
+	before := map[string]storage.AuditHead{}
+	for _, e := range evs {
+		if _, ok := before[e.WorkspaceID]; !ok {
+			h, err := s.GetAuditHead(ctx(), e.WorkspaceID)
+			must(t, err)
+			before[e.WorkspaceID] = h
+		}
+		rows[e.WorkspaceID]++
+	}
+	got, err := s.AppendAudit(ctx(), evs)
+	must(t, err)
+	if len(got) != len(rows) {
+		t.Fatalf("AppendAudit reported %d workspaces, want %d: %+v", len(got), len(rows), got)
+	}
+	for _, a := range got {
+		if a.Rows != rows[a.WorkspaceID] {
+			t.Fatalf("AppendAudit: workspace %q: %d rows reported, %d appended", a.WorkspaceID, a.Rows, rows[a.WorkspaceID])
+		}
+		if b := before[a.WorkspaceID]; a.Prev.LastID != b.LastID || !bytes.Equal(a.Prev.Chain, b.Chain) {
+			t.Fatalf("AppendAudit: workspace %q: prev %d/%x, head before was %d/%x", a.WorkspaceID, a.Prev.LastID, a.Prev.Chain, b.LastID, b.Chain)
+		}
+		h, err := s.GetAuditHead(ctx(), a.WorkspaceID)
+		must(t, err)
+		if a.Head.LastID != h.LastID || !bytes.Equal(a.Head.Chain, h.Chain) {
+			t.Fatalf("AppendAudit: workspace %q: head %d/%x, stored head %d/%x", a.WorkspaceID, a.Head.LastID, a.Head.Chain, h.LastID, h.Chain)
+		}
+		tail, err := s.ListAuditAsc(ctx(), storage.AuditRange{WorkspaceID: a.WorkspaceID, AfterID: a.Prev.LastID, Limit: a.Rows + 1})
+		must(t, err)
+		if len(tail) != a.Rows {
+			t.Fatalf("AppendAudit: workspace %q: %d rows after prev %d, %d reported", a.WorkspaceID, len(tail), a.Prev.LastID, a.Rows)
+		}
+		if last := tail[len(tail)-1]; last.ID != a.Head.LastID || !bytes.Equal(last.Chain, a.Head.Chain) || !bytes.Equal(storage.NextChain(a.Prev.Chain, tail[0]), tail[0].Chain) {
+			t.Fatalf("AppendAudit: workspace %q: reported heads do not match the rows", a.WorkspaceID)
+		}
+	}
+	return got
 }

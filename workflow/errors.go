@@ -1,0 +1,17 @@
+package workflow
+
+import "errors"
+
+// Sentinel errors, mapped to HTTP statuses by package api.
+var (
+	// ErrInvalidWorkflow: a definition is malformed (a step, a field, an
+	// expression, a duration, an unknown secret). The message names the
+	// step and field.
+	ErrInvalidWorkflow = errors.New("invalid workflow")
+	// ErrInvalidRun: a run request is malformed (input, idempotency key,
+	// signal).
+	ErrInvalidRun = errors.New("invalid run")
+	// ErrRunState: the run's status does not allow the operation (signal
+	// a finished run, retry one that has not failed).
+	ErrRunState = errors.New("run state does not allow this")
+)

@@ -1,0 +1,259 @@
+package workflow
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"rotor.sh/rotor/dispatch"
+	"rotor.sh/rotor/proxy"
+	"rotor.sh/rotor/storage"
+)
+
+// MaxOutputBytes caps a step's stored output: a larger response body is
+// cut there and the step's output_truncated is set.
+const MaxOutputBytes = 64 << 10
+
+// Error codes of step attempts beyond the dispatcher's (timeout,
+// connection_failed, http_status, secret_missing, and the proxy's own).
+const (
+	// ErrCodeExpression: an expression could not be evaluated (a missing
+	// field in an output), or substituted data held a secret reference.
+	ErrCodeExpression = "expression_failed"
+	// ErrCodeWaitTimeout: a wait_for_signal step's timeout passed.
+	ErrCodeWaitTimeout = "wait_timeout"
+)
+
+const userAgent = "Rotor-Workflow/1"
+
+// built is a step request ready to send: its templates' engine
+// expressions substituted, secret references left for the proxy.
+type built struct {
+	method, url string
+	header      http.Header
+	body        []byte
+}
+
+// build substitutes a request step's expressions.
+func build(ps planStep, run *storage.WorkflowRun) (built, error) {
+	v := env{run: run}
+	rq := ps.Request
+	u, err := v.renderURL(rq.URL)
+	if err != nil {
+		return built{}, err
+	}
+	if err := sameRefs(rq.URL, u, proxy.ContextQuery); err != nil {
+		return built{}, err
+	}
+	b := built{method: rq.Method, url: u, header: http.Header{}}
+	for k, tv := range rq.Headers {
+		hv, err := v.render(tv, modeHeader)
+		if err != nil {
+			return built{}, err
+		}
+		if err := sameRefs(tv, hv, proxy.ContextHeader); err != nil {
+			return built{}, err
+		}
+		b.header.Set(k, hv)
+	}
+	if len(rq.Body) > 0 {
+		if ps.bodyString {
+			var s string
+			_ = json.Unmarshal(rq.Body, &s)
+			out, err := v.render(s, modeRaw)
+			if err != nil {
+				return built{}, err
+			}
+			if err := sameRefs(s, out, proxy.ContextRaw); err != nil {
+				return built{}, err
+			}
+			b.body = []byte(out)
+		} else {
+			out, err := v.renderJSON(rq.Body)
+			if err != nil {
+				return built{}, err
+			}
+			if err := sameRefs(string(rq.Body), string(out), proxy.ContextJSON); err != nil {
+				return built{}, err
+			}
+			b.body = out
+			if b.header.Get("Content-Type") == "" {
+				b.header.Set("Content-Type", "application/json")
+			}
+		}
+	}
+	return b, nil
+}
+
+// attemptResult is what one attempt got.
+type attemptResult struct {
+	status    int
+	code      string
+	header    http.Header
+	output    json.RawMessage
+	truncated bool
+}
+
+// send sends a built step request through the resolving proxy, as the
+// dispatcher sends a delivery: the internal token, the workspace, the
+// actor (the key that started the run), Standard Webhooks signing, and the
+// callback secret when the step sets no Authorization.
+func (e *Engine) send(ctx context.Context, run *storage.WorkflowRun, ps planStep, b built, n int, now time.Time) attemptResult {
+	target, scheme := b.url, ""
+	if rest, ok := cutPrefixFold(target, "https://"); ok {
+		// In clear to the proxy on loopback; it speaks TLS upstream.
+		target, scheme = "http://"+rest, "https"
+	}
+	rctx, cancel := context.WithTimeout(ctx, ps.timeout)
+	defer cancel()
+	var body io.Reader
+	if b.body != nil {
+		body = bytes.NewReader(b.body)
+	}
+	req, err := http.NewRequestWithContext(rctx, b.method, escapeTarget(target), body)
+	if err != nil {
+		return attemptResult{code: dispatch.ErrCodeConnectionFailed}
+	}
+	h := req.Header
+	for k, v := range b.header {
+		h[k] = v
+	}
+	if h.Get("User-Agent") == "" {
+		h.Set("User-Agent", userAgent)
+	}
+	stepKey := run.ID + "/" + ps.ID
+	h.Set("Idempotency-Key", stepKey)
+	h.Set("webhook-id", stepKey)
+	h.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
+	h.Set("Rotor-Workflow-Run", run.ID)
+	h.Set("Rotor-Workflow-Step", ps.ID)
+	h.Set("Rotor-Attempt", strconv.Itoa(n))
+	h.Set("Proxy-Authorization", "Bearer "+e.o.InternalToken)
+	h.Set(proxy.HeaderInternalWorkspace, run.WorkspaceID)
+	h.Set(proxy.HeaderInternalActor, run.StartedBy)
+	h.Set(proxy.HeaderInternalRun, run.ID)
+	h.Set(proxy.HeaderInternalStep, ps.ID)
+	h.Set(proxy.HeaderInternalAttempt, strconv.Itoa(n))
+	h.Set(proxy.HeaderInternalSign, "standard-webhooks")
+	if scheme != "" {
+		h.Set(proxy.HeaderInternalScheme, scheme)
+	}
+	if h.Get("Authorization") == "" {
+		h.Set(proxy.HeaderInternalAuth, "callback")
+	}
+	resp, err := e.client.Do(req)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return attemptResult{code: dispatch.ErrCodeTimeout}
+		}
+		return attemptResult{code: dispatch.ErrCodeConnectionFailed}
+	}
+	defer resp.Body.Close()
+	if code := resp.Header.Get(proxy.HeaderError); code != "" {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		switch code {
+		case proxy.CodeSecretNotFound:
+			code = dispatch.ErrCodeSecretMissing
+		case proxy.CodeUpstreamUnreachable:
+			code = dispatch.ErrCodeConnectionFailed
+		case proxy.CodeUpstreamTimeout:
+			code = dispatch.ErrCodeTimeout
+		}
+		return attemptResult{code: code, header: resp.Header}
+	}
+	// The body as the proxy relays it: scrubbed of every secret this
+	// request resolved.
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, MaxOutputBytes+1))
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) || rctx.Err() != nil {
+			return attemptResult{code: dispatch.ErrCodeTimeout}
+		}
+		return attemptResult{code: dispatch.ErrCodeConnectionFailed}
+	}
+	res := attemptResult{status: resp.StatusCode, header: resp.Header}
+	res.output, res.truncated = outputOf(raw, resp.Header.Get("Content-Type"))
+	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
+		res.code = dispatch.ErrCodeHTTPStatus
+	}
+	return res
+}
+
+// outputOf is a response body as step output: the JSON value when the
+// body is JSON, else a JSON string of its text; cut at MaxOutputBytes.
+func outputOf(raw []byte, contentType string) (json.RawMessage, bool) {
+	truncated := len(raw) > MaxOutputBytes
+	if truncated {
+		raw = raw[:MaxOutputBytes]
+	}
+	if len(raw) == 0 {
+		return nil, false
+	}
+	mt, _, _ := mime.ParseMediaType(contentType)
+	if !truncated && (mt == "application/json" || strings.HasSuffix(mt, "+json") || mt == "") && json.Valid(raw) {
+		var c bytes.Buffer
+		if json.Compact(&c, raw) == nil {
+			return c.Bytes(), false
+		}
+	}
+	for len(raw) > 0 && !utf8.Valid(raw) && truncated {
+		raw = raw[:len(raw)-1] // a cut rune
+	}
+	s, _ := json.Marshal(strings.ToValidUTF8(string(raw), "\uFFFD"))
+	return s, truncated
+}
+
+// maxRetryAfter caps how far a Retry-After answer pushes a retry (the
+// dispatcher's bound).
+const maxRetryAfter = 24 * time.Hour
+
+// retryAfter parses a Retry-After header (seconds or an HTTP date), as the
+// dispatcher honours it for 429 and 503 answers.
+func retryAfter(h http.Header, now time.Time) (time.Duration, bool) {
+	v := h.Get("Retry-After")
+	if v == "" {
+		return 0, false
+	}
+	if secs, err := strconv.Atoi(v); err == nil && secs >= 0 {
+		return min(time.Duration(secs)*time.Second, maxRetryAfter), true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return min(max(t.Sub(now), 0), maxRetryAfter), true
+	}
+	return 0, false
+}
+
+// escapeTarget percent-encodes the characters a template URL may hold that
+// cannot appear in a request line; the proxy recognises references
+// percent-encoded as well as raw (as the dispatcher does).
+func escapeTarget(s string) string {
+	const bad = " \"<>\\^`{|}"
+	if !strings.ContainsAny(s, bad) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if strings.IndexByte(bad, c) >= 0 || c < 0x20 || c >= 0x7f {
+			fmt.Fprintf(&b, "%%%02X", c)
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+func cutPrefixFold(s, prefix string) (string, bool) {
+	if len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix) {
+		return s[len(prefix):], true
+	}
+	return s, false
+}
