@@ -137,9 +137,11 @@ func (c *Client) ListWorkflows(ctx context.Context, workspaceID string) ([]stora
 	r, err := wcall(ctx, c, "ListWorkflows", func(ctx context.Context, w pb.WorkflowsClient) (*pb.ListWorkflowsResponse, error) {
 		return w.ListWorkflows(ctx, &pb.ListWorkflowsRequest{WorkspaceId: workspaceID})
 	})
-	if err != nil || len(r.Workflows) == 0 {
+	if err != nil {
 		return nil, err
 	}
+	// Empty, not nil, as the backends answer (the protocol cannot tell
+	// the two apart; the API lists them as []).
 	out := make([]storage.Workflow, len(r.Workflows))
 	for i, w := range r.Workflows {
 		out[i] = workflowFromPB(w)
@@ -181,7 +183,11 @@ func (c *Client) ListRuns(ctx context.Context, q storage.RunQuery) (storage.RunP
 	if err != nil {
 		return storage.RunPage{}, err
 	}
-	return storage.RunPage{Runs: runsFromPB(r.Runs), Next: r.Next}, nil
+	runs := runsFromPB(r.Runs)
+	if runs == nil {
+		runs = []storage.WorkflowRun{} // empty, not nil, as the backends answer
+	}
+	return storage.RunPage{Runs: runs, Next: r.Next}, nil
 }
 
 func (c *Client) LeaseRuns(ctx context.Context, args storage.LeaseRunsArgs) ([]storage.WorkflowRun, error) {
