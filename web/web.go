@@ -213,7 +213,7 @@ func statusOf(err error) int {
 	switch {
 	case errors.Is(err, vault.ErrForbidden):
 		return http.StatusForbidden
-	case errors.Is(err, vault.ErrNotFound), errors.Is(err, storage.ErrNotFound):
+	case errors.Is(err, vault.ErrNotFound), errors.Is(err, storage.ErrNotFound), errors.Is(err, errNoWorkflows):
 		return http.StatusNotFound
 	case errors.Is(err, vault.ErrExists), errors.Is(err, dispatch.ErrSecretInUse), errors.Is(err, dispatch.ErrJobState), errors.Is(err, workflow.ErrRunState):
 		return http.StatusConflict

@@ -149,7 +149,7 @@ func stepViews(raw json.RawMessage) []stepView {
 				if json.Unmarshal(st.Request.Body, &s) == nil {
 					v.Body = markRefs(s)
 				} else {
-					v.Body = markRefs(prettyJSON(st.Request.Body))
+					v.Body = markRefs(unescapeHTMLJSON(prettyJSON(st.Request.Body)))
 				}
 			}
 			if st.Retry != nil {
@@ -288,7 +288,13 @@ func (d *Dashboard) showRun(q *req, signal, sigData string, err error) {
 			ts.Took = now.Sub(st.StartedAt)
 		}
 		if len(st.Output) > 0 {
-			ts.Output = prettyJSON(st.Output)
+			// A text body is stored as a JSON string: show its text.
+			var text string
+			if json.Unmarshal(st.Output, &text) == nil {
+				ts.Output = text
+			} else {
+				ts.Output = unescapeHTMLJSON(prettyJSON(st.Output))
+			}
 			if len(ts.Output) > outputExcerpt {
 				ts.Output, ts.Cut = clipUTF8(ts.Output, outputExcerpt), true
 			}
@@ -300,6 +306,41 @@ func (d *Dashboard) showRun(q *req, signal, sigData string, err error) {
 		return
 	}
 	d.render(q.w, q.r, "run", q, data, nil)
+}
+
+// unescapeHTMLJSON turns the \u003c, \u003e and \u0026 escapes Go's
+// encoder writes back into <, > and &, so a body shows as it was written
+// ($<< secrets.X >>); the page escapes it for HTML afterwards.
+func unescapeHTMLJSON(s string) string {
+	if !strings.Contains(s, `\u00`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' || i+1 >= len(s) {
+			b.WriteByte(s[i])
+			continue
+		}
+		if s[i+1] == 'u' && i+6 <= len(s) {
+			switch s[i+2 : i+6] {
+			case "003c":
+				b.WriteByte('<')
+				i += 5
+				continue
+			case "003e":
+				b.WriteByte('>')
+				i += 5
+				continue
+			case "0026":
+				b.WriteByte('&')
+				i += 5
+				continue
+			}
+		}
+		b.WriteString(s[i : i+2]) // any other escape, \\ included, stays whole
+		i++
+	}
+	return b.String()
 }
 
 // clipUTF8 cuts s to at most n bytes on a rune boundary.
