@@ -25,13 +25,13 @@ import (
 // stack is a dashboard in front of a real proxy and dispatcher delivering
 // to loopback handlers: the parts `rotor serve` wires together.
 type stack struct {
-	ve   *vaulttest.Env
-	svc  *dispatch.Service
+	ve  *vaulttest.Env
+	svc *dispatch.Service
 	// flows is the workflow service; an engine runs its steps through the
 	// same proxy.
 	flows *workflow.Service
-	dash http.Handler
-	echo *httptest.Server
+	dash  http.Handler
+	echo  *httptest.Server
 	// refused is a loopback URL nothing listens on.
 	refused string
 }
