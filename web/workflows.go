@@ -30,6 +30,8 @@ const (
 	runCountCap = 100
 	// outputExcerpt bounds the output shown per step; the API has the rest.
 	outputExcerpt = 2048
+	// outputOpen: outputs up to this size show unfolded.
+	outputOpen = 600
 )
 
 var runStatuses = []string{storage.RunRunning, storage.RunWaiting, storage.RunCompleted, storage.RunFailed, storage.RunCanceled}
@@ -230,12 +232,14 @@ type attemptRow struct {
 // timelineStep is one step of a run: its definition beside its state.
 type timelineStep struct {
 	storage.StepState
-	Def       stepView
-	Attempts  []attemptRow
-	Took      time.Duration
-	Words     string
-	Output    string
-	Cut       bool
+	Def      stepView
+	Attempts []attemptRow
+	Took     time.Duration
+	Words    string
+	Output   string
+	Cut      bool
+	// Open: the output is short enough to show unfolded.
+	Open      bool
 	Current   bool
 	Completed bool
 }
@@ -295,6 +299,7 @@ func (d *Dashboard) showRun(q *req, signal, sigData string, err error) {
 			} else {
 				ts.Output = unescapeHTMLJSON(prettyJSON(st.Output))
 			}
+			ts.Open = len(ts.Output) <= outputOpen || ts.Current
 			if len(ts.Output) > outputExcerpt {
 				ts.Output, ts.Cut = clipUTF8(ts.Output, outputExcerpt), true
 			}

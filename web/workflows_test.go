@@ -46,11 +46,11 @@ func (s *stack) waitRun(t *testing.T, id, want string) storage.WorkflowRun {
 // onboardDef: a request whose URL and header reference the secret, a wait
 // for a signal, and a request whose body uses the first output and the
 // signal's data.
-func onboardDef(echo string) string {
+func onboardDef(echo, secret string) string {
 	return `{"steps":[
-	{"id":"fetch","request":{"method":"GET","url":"` + echo + `/users/${{ input.user }}?token=${{ secrets.CRM_TOKEN }}","headers":{"X-Api-Key":"${{ secrets.CRM_TOKEN }}","Authorization":"Bearer $<< secrets.CRM_TOKEN >>"}}},
+	{"id":"fetch","request":{"method":"GET","url":"` + echo + `/users/${{ input.user }}?token=${{ secrets.` + secret + ` }}","headers":{"X-Api-Key":"${{ secrets.` + secret + ` }}","Authorization":"Bearer $<< secrets.` + secret + ` >>"}}},
 	{"id":"approve","wait_for_signal":"approved","timeout":"1h"},
-	{"id":"notify","request":{"method":"POST","url":"` + echo + `/notify","body":{"by":"${{ signals.approved.data.user }}","key":"${{ secrets.CRM_TOKEN }}"}},"retry":{"max_attempts":2}}]}`
+	{"id":"notify","request":{"method":"POST","url":"` + echo + `/notify","body":{"by":"${{ signals.approved.data.user }}","key":"${{ secrets.` + secret + ` }}"}},"retry":{"max_attempts":2}}]}`
 }
 
 func workflowStart() workflow.StartRunRequest {
@@ -72,7 +72,7 @@ func TestWorkflowPagesMember(t *testing.T) {
 	ctx := context.Background()
 	const value = "canary-workflow-step-value-0123456789"
 	s.ve.Secret(t, "CRM_TOKEN", value)
-	s.putWorkflow(t, "onboard", onboardDef(s.echo.URL))
+	s.putWorkflow(t, "onboard", onboardDef(s.echo.URL, "CRM_TOKEN"))
 	s.putWorkflow(t, "broken", `{"steps":[{"id":"call","request":{"method":"POST","url":"`+s.refused+`","headers":{"X-Key":"${{ secrets.CRM_TOKEN }}"}},"retry":{"max_attempts":1}}]}`)
 	_, member, err := s.ve.Vault.CreateAPIKey(ctx, s.ve.Operator, vault.CreateAPIKeyRequest{Name: "dev", Role: vault.RoleMember})
 	if err != nil {
