@@ -283,3 +283,40 @@ func TestWorkflowsNotServed(t *testing.T) {
 		}
 	}
 }
+
+// TestWorkflowPagesOtherWorkspace: a key of another workspace sees none of
+// this workspace's workflows or runs, and its signal, cancel, retry and
+// start posts answer 404 with nothing done.
+func TestWorkflowPagesOtherWorkspace(t *testing.T) {
+	s := newStack(t)
+	ctx := context.Background()
+	s.putWorkflow(t, "wait", `{"steps":[{"id":"w","wait_for_signal":"go"}]}`)
+	r, _, err := s.flows.StartRun(ctx, s.ve.Operator, "wait", workflowStart())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.waitRun(t, r.ID, storage.RunWaiting)
+	ws, err := s.ve.Vault.CreateWorkspace(ctx, s.ve.Operator, "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := signIn(t, s.dash, ws.Key)
+	if _, body := c.get("/dashboard/workflows"); strings.Contains(body, "/dashboard/workflows/wait") {
+		t.Fatal("another workspace lists the workflow")
+	}
+	for _, p := range []string{"/dashboard/workflows/wait", "/dashboard/workflow-runs/" + r.ID} {
+		if res, body := c.get(p); res.StatusCode != http.StatusNotFound || strings.Contains(body, `id="timeline"`) {
+			t.Errorf("GET %s from another workspace: %d", p, res.StatusCode)
+		}
+	}
+	for _, p := range []string{"/dashboard/workflows/wait/runs", "/dashboard/workflow-runs/" + r.ID + "/signal", "/dashboard/workflow-runs/" + r.ID + "/cancel",
+		"/dashboard/workflow-runs/" + r.ID + "/retry"} {
+		if res, _ := c.post(p, url.Values{"input": {"{}"}, "signal": {"go"}, "data": {"{}"}, "confirm": {"yes"}}); res.StatusCode != http.StatusNotFound {
+			t.Errorf("POST %s from another workspace: %d", p, res.StatusCode)
+		}
+	}
+	page, err := s.flows.ListRuns(ctx, s.ve.Operator, storage.RunQuery{Workflow: "wait", Limit: 10})
+	if err != nil || len(page.Runs) != 1 || page.Runs[0].Status != storage.RunWaiting || len(page.Runs[0].Signals) != 0 {
+		t.Fatalf("after the other workspace's posts: %d runs, %v", len(page.Runs), err)
+	}
+}
