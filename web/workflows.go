@@ -28,6 +28,9 @@ const (
 	// runCountCap bounds the runs counted per workflow and status on the
 	// workflows list ("100+").
 	runCountCap = 100
+	// countedWorkflows bounds the workflows whose runs the list counts (five
+	// bounded reads each); the rest link to their own page.
+	countedWorkflows = 50
 	// outputExcerpt bounds the output shown per step; the API has the rest.
 	outputExcerpt = 2048
 	// outputOpen: outputs up to this size show unfolded.
@@ -47,8 +50,9 @@ type statusCount struct {
 
 type workflowRow struct {
 	storage.Workflow
-	Steps  int
-	Counts []statusCount
+	Steps   int
+	Counts  []statusCount
+	Counted bool
 }
 
 func (d *Dashboard) workflowsPage(q *req) {
@@ -63,7 +67,11 @@ func (d *Dashboard) workflowsPage(q *req) {
 		if def, perr := workflow.ParseDefinition(w.Definition); perr == nil {
 			row.Steps = len(def.Steps)
 		}
+		row.Counted = len(rows) < countedWorkflows
 		for _, st := range runStatuses {
+			if !row.Counted {
+				break
+			}
 			page, lerr := d.flows.ListRuns(q.r.Context(), q.actor, storage.RunQuery{Workflow: w.Name, Status: st, Limit: runCountCap})
 			if lerr != nil {
 				err = errors.Join(err, lerr)

@@ -3,6 +3,7 @@ package web_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -318,5 +319,22 @@ func TestWorkflowPagesOtherWorkspace(t *testing.T) {
 	page, err := s.flows.ListRuns(ctx, s.ve.Operator, storage.RunQuery{Workflow: "wait", Limit: 10})
 	if err != nil || len(page.Runs) != 1 || page.Runs[0].Status != storage.RunWaiting || len(page.Runs[0].Signals) != 0 {
 		t.Fatalf("after the other workspace's posts: %d runs, %v", len(page.Runs), err)
+	}
+}
+
+// TestWorkflowsListBounded: the list counts runs for the first 50
+// workflows only (five bounded reads each); later ones say so.
+func TestWorkflowsListBounded(t *testing.T) {
+	s := newStack(t)
+	for i := range 51 {
+		s.putWorkflow(t, fmt.Sprintf("wf-%02d", i), `{"steps":[{"id":"w","wait_for_signal":"go"}]}`)
+	}
+	c := signIn(t, s.dash, s.ve.Key)
+	_, body := c.get("/dashboard/workflows")
+	if n := strings.Count(body, "no runs yet"); n != 50 {
+		t.Fatalf("%d counted rows, want 50", n)
+	}
+	if n := strings.Count(body, "not counted here"); n != 1 || !strings.Contains(body, "wf-50") {
+		t.Fatalf("%d uncounted rows, want 1 (wf-50)", n)
 	}
 }
