@@ -399,6 +399,19 @@ func (v env) renderJSON(body json.RawMessage) (json.RawMessage, error) {
 	return marshalNoEscape(out)
 }
 
+// plainJSON re-encodes a JSON document the way renderJSON writes its
+// output (numbers kept, no HTML escaping), so a template and its rendering
+// can be compared text for text.
+func plainJSON(body json.RawMessage) (json.RawMessage, error) {
+	var doc any
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&doc); err != nil {
+		return nil, err
+	}
+	return marshalNoEscape(doc)
+}
+
 // refCount counts the secret references in s (in context c); an error for
 // a malformed one.
 func refCount(s string, c proxy.Context) (int, error) {

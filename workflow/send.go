@@ -82,7 +82,14 @@ func build(ps planStep, run *storage.WorkflowRun) (built, error) {
 			if err != nil {
 				return built{}, err
 			}
-			if err := sameRefs(string(rq.Body), string(out), proxy.ContextJSON); err != nil {
+			// Compare with the template in the same encoding: a stored
+			// definition's body has < and > as \u003c and \u003e, which
+			// would hide its $<< >> references from the count.
+			tmpl, err := plainJSON(rq.Body)
+			if err != nil {
+				return built{}, err
+			}
+			if err := sameRefs(string(tmpl), string(out), proxy.ContextJSON); err != nil {
 				return built{}, err
 			}
 			b.body = out
