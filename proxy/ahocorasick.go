@@ -12,6 +12,12 @@ package proxy
 // state would cost far more memory than the scan saves. All per-state data
 // lives in flat slices sized once, so building costs no allocation per
 // state.
+//
+// Matching ignores ASCII case (patterns are folded when built, input bytes
+// as they are read): an upstream that upper-cases what it echoes, a
+// percent-encoding reflected with lower-case hex, and a header name that
+// Go or HTTP/2 re-cased all still match, at the cost of one table lookup
+// per byte.
 type matcher struct {
 	root [256]int32
 	// first is a state's first child (0: none; the root is nobody's
@@ -59,6 +65,7 @@ func newMatcher(patterns [][]byte) *matcher {
 		}
 		s := int32(0)
 		for _, c := range p {
+			c = foldASCII[c]
 			next := m.child(s, c)
 			if next < 0 {
 				next = int32(len(m.fail))
@@ -150,8 +157,21 @@ func (m *matcher) child(s int32, c byte) int32 {
 	return -1
 }
 
-// step is the automaton's transition on c.
+// foldASCII maps each byte to its ASCII lower case (other bytes to
+// themselves).
+var foldASCII = func() (t [256]byte) {
+	for i := range t {
+		t[i] = byte(i)
+		if 'A' <= i && i <= 'Z' {
+			t[i] += 'a' - 'A'
+		}
+	}
+	return t
+}()
+
+// step is the automaton's transition on c, without regard to ASCII case.
 func (m *matcher) step(s int32, c byte) int32 {
+	c = foldASCII[c]
 	for s != 0 {
 		if n := m.child(s, c); n >= 0 {
 			return n

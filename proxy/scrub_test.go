@@ -11,13 +11,14 @@ import (
 
 // naiveLongest is the reference for the matcher: for each end offset, the
 // longest pattern ending there (the first of equal ones), by comparing
-// every pattern at every offset.
+// every pattern at every offset, without regard to ASCII case.
 func naiveLongest(patterns [][]byte, text []byte) (lens, pats []int) {
+	text = bytes.ToLower(text)
 	lens, pats = make([]int, len(text)), make([]int, len(text))
 	for e := range text {
 		pats[e] = -1
 		for i, p := range patterns {
-			if len(p) > 0 && len(p) > lens[e] && bytes.HasSuffix(text[:e+1], p) {
+			if len(p) > 0 && len(p) > lens[e] && bytes.HasSuffix(text[:e+1], bytes.ToLower(p)) {
 				lens[e], pats[e] = len(p), i
 			}
 		}
@@ -28,8 +29,10 @@ func naiveLongest(patterns [][]byte, text []byte) (lens, pats []int) {
 // naiveScrub applies the scrubber's documented rule without streaming:
 // every match found by strings.Index at every offset marks its bytes; each
 // maximal run of marked bytes built from overlapping matches is replaced
-// once, by the match that starts first (the longest there).
+// once, by the match that starts first (the longest there). ASCII case is
+// ignored.
 func naiveScrub(patterns []scrubPattern, text []byte) []byte {
+	lower := bytes.ToLower(text)
 	type span struct{ s, e, p int }
 	var spans []span
 	for i, p := range patterns {
@@ -37,7 +40,7 @@ func naiveScrub(patterns []scrubPattern, text []byte) []byte {
 			continue
 		}
 		for from := 0; from <= len(text); {
-			j := strings.Index(string(text[from:]), string(p.find))
+			j := strings.Index(string(lower[from:]), string(bytes.ToLower(p.find)))
 			if j < 0 {
 				break
 			}
@@ -101,7 +104,7 @@ func checkScrub(t *testing.T, pats []scrubPattern, text []byte, seed uint64) {
 	st := int32(0)
 	for e, c := range text {
 		st = m.step(st, c)
-		if int(m.outLen[st]) != wantLen[e] || wantLen[e] > 0 && !bytes.Equal(finds[m.outPat[st]], finds[wantPat[e]]) {
+		if int(m.outLen[st]) != wantLen[e] || wantLen[e] > 0 && !bytes.EqualFold(finds[m.outPat[st]], finds[wantPat[e]]) {
 			t.Fatalf("offset %d: matcher says %d (pattern %d), reference %d (pattern %d)", e, m.outLen[st], m.outPat[st], wantLen[e], wantPat[e])
 		}
 	}
@@ -131,6 +134,9 @@ func TestScrubberMatchesReference(t *testing.T) {
 		{[]string{"abcabc", "bcabca"}, "abcabcabcabca"},
 		{[]string{"pppppppA1", "pppppppB2", "pppppppC3"}, strings.Repeat("pppppppA1 ppppppp", 5)},
 		{[]string{"aaaaaa", strings.Repeat("a", 40) + "b"}, strings.Repeat("a", 100)},
+		// Case is ignored: upper-cased echoes, lower-case hex escapes.
+		{[]string{"Secret"}, "a SECRET and secret and sEcReT"},
+		{[]string{"a%2Fb%2Fc", "a/b/c/d"}, "a%2fb%2fc and A/B/C/D"},
 	}
 	for i, c := range cases {
 		var pats []scrubPattern
@@ -148,7 +154,7 @@ func TestScrubberRandom(t *testing.T) {
 	word := func(n int) []byte {
 		b := make([]byte, n)
 		for i := range b {
-			b[i] = "abc"[r.IntN(3)]
+			b[i] = "abcAB"[r.IntN(5)]
 		}
 		return b
 	}
