@@ -43,11 +43,13 @@ type matcher struct {
 // (1 KiB each, so at most one per 64 pattern bytes).
 const denseFanout = 64
 
-func newMatcher(patterns [][]byte) *matcher {
+// newMatcher builds the automaton of the patterns' find strings (taken as
+// they are, so the scrubber's patterns need no second slice).
+func newMatcher(patterns []scrubPattern) *matcher {
 	// At most one state per pattern byte, plus the root: sized once.
 	n := 1
 	for _, p := range patterns {
-		n += len(p)
+		n += len(p.find)
 	}
 	// The per-state slices share one allocation, each with its own capacity
 	// n (three-index slices, so an append never runs into the next).
@@ -59,7 +61,8 @@ func newMatcher(patterns [][]byte) *matcher {
 	}
 	m.outPat[0] = -1
 	fanout := part(6, 1)
-	for i, p := range patterns {
+	for i, x := range patterns {
+		p := x.find
 		if len(p) == 0 {
 			continue
 		}

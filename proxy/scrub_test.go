@@ -99,7 +99,7 @@ func checkScrub(t *testing.T, pats []scrubPattern, text []byte, seed uint64) {
 	for _, p := range pats {
 		finds = append(finds, p.find)
 	}
-	m := newMatcher(finds)
+	m := newMatcher(pats)
 	wantLen, wantPat := naiveLongest(finds, text)
 	st := int32(0)
 	for e, c := range text {
