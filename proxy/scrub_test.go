@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -222,6 +223,36 @@ func BenchmarkScrub(b *testing.B) {
 					}
 					b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(size), "ns/byte")
 				})
+			}
+		}
+	}
+}
+
+// TestBase64Core: the core of v at an alignment is in the base64 of any
+// text holding v at that offset (mod 3), whatever surrounds it, and holds
+// every character that depends on v alone.
+func TestBase64Core(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 2000 {
+		v := make([]byte, 1+r.IntN(20))
+		pre := make([]byte, r.IntN(7))
+		suf := make([]byte, r.IntN(4))
+		for _, b := range [][]byte{v, pre, suf} {
+			for i := range b {
+				b[i] = byte(r.IntN(256))
+			}
+		}
+		text := append(append(append([]byte{}, pre...), v...), suf...)
+		for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.RawURLEncoding} {
+			core := appendBase64Core(nil, v, len(pre)%3, enc)
+			if !strings.Contains(enc.EncodeToString(text), string(core)) {
+				t.Fatalf("core %q of %x (align %d) not in %q", core, v, len(pre)%3, enc.EncodeToString(text))
+			}
+			// Only v's bytes fully determine len(v)*8 bits minus what the
+			// edge characters share: the core is at most one character
+			// short of that on each edge.
+			if want := len(v) * 8 / 6; len(core) < want-2 {
+				t.Fatalf("core %q of %d bytes is short", core, len(v))
 			}
 		}
 	}
