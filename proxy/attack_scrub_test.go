@@ -200,3 +200,36 @@ func TestAttackScrubPartialResponse(t *testing.T) {
 		t.Fatalf("the refusal holds a slice of the value: %s", r.body)
 	}
 }
+
+// TestAttackScrubReasonPhrase: inside an intercepted tunnel goproxy
+// writes the upstream's reason phrase; an upstream that reflects a value
+// there hands it to the worker unless it is scrubbed too.
+func TestAttackScrubReasonPhrase(t *testing.T) {
+	up := newUpstream(t, true)
+	e, roots := mitmEnv(t, up)
+	e.secret("TOKEN", tokenValue)
+	up.respond = func(w http.ResponseWriter, r *http.Request, _ []byte) {
+		conn, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close()
+		fmt.Fprintf(buf, "HTTP/1.1 400 bad key %s\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno", r.Header.Get("X-Key"))
+		buf.Flush()
+	}
+	req, _ := http.NewRequest("GET", up.URL+"/reason", nil)
+	req.Header.Set("X-Key", "${{ secrets.TOKEN }}")
+	res, err := e.client(e.key, roots).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	if up.count() != 1 || res.StatusCode != 400 {
+		t.Fatalf("%d calls, status %q", up.count(), res.Status)
+	}
+	if strings.Contains(strings.ToLower(res.Status), tokenValue) {
+		t.Fatalf("the worker reads the value in the reason phrase: %q", res.Status)
+	}
+}

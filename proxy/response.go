@@ -301,6 +301,12 @@ func decoder(coding string, r io.Reader) (io.Reader, error) {
 // (loggedBody.Close). The body is decoded first (decodeResponse).
 func (st *reqState) scrubResponse(resp *http.Response, sc *scrubber) int {
 	n := scrubHeader(resp.Header, sc)
+	if matchesIn(sc.m, resp.Status) {
+		// The reason phrase: goproxy writes the upstream's to a client
+		// inside an intercepted tunnel. The standard one replaces it.
+		resp.Status = strconv.Itoa(resp.StatusCode) + " " + http.StatusText(resp.StatusCode)
+		n++
+	}
 	// The trailers announced so far (names only, relayed before the body):
 	// their values are scrubbed when the body ends (cleanTrailer).
 	n += scrubHeader(resp.Trailer, sc)
