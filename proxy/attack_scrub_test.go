@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"rotor.sh/rotor/proxy"
 )
@@ -121,17 +123,27 @@ func TestAttackScrubHeaderNameForms(t *testing.T) {
 
 // TestAttackScrubTransformedEchoes: the forms an echo commonly takes
 // besides the ones the rewriter sends: upper-cased, percent-encoding with
-// lower-case hex, HTML-escaped (Go's and Python's entities), hex, and
-// base64 at each alignment inside a longer encoded text.
+// lower-case hex, HTML-escaped (Go's and Python's entities), JSON with
+// non-ASCII as \uXXXX (Python), hex, and base64 at each alignment inside
+// a longer encoded text.
 func TestAttackScrubTransformedEchoes(t *testing.T) {
 	e := newEnv(t)
 	up := newUpstream(t, false)
 	e.secret("TOKEN", tokenValue)
 	e.secret("HOSTILE", hostileValue)
+	const uni = "clé-secrète-✓-𝄞"
+	e.secret("UNI", uni)
 	forms := func(v string) []string {
 		py := strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;", "'", "&#x27;").Replace(v)
-		out := []string{strings.ToUpper(v), strings.ToLower(url.QueryEscape(v)), html.EscapeString(v), py,
-			hex.EncodeToString([]byte(v)), strings.ToUpper(hex.EncodeToString([]byte(v)))}
+		// ASCII case only: the matcher does not fold other letters.
+		upper := strings.Map(func(r rune) rune {
+			if 'a' <= r && r <= 'z' {
+				return r - 'a' + 'A'
+			}
+			return r
+		}, v)
+		out := []string{upper, strings.ToLower(url.QueryEscape(v)), html.EscapeString(v), py,
+			hex.EncodeToString([]byte(v)), strings.ToUpper(hex.EncodeToString([]byte(v))), pyJSON(v)}
 		for _, pre := range []string{"", "a", "ab", "abc"} {
 			out = append(out, base64.StdEncoding.EncodeToString([]byte(pre+v+"tail")),
 				base64.URLEncoding.EncodeToString([]byte(pre+v+"tail")),
@@ -140,18 +152,18 @@ func TestAttackScrubTransformedEchoes(t *testing.T) {
 		return out
 	}
 	up.respond = func(w http.ResponseWriter, r *http.Request, _ []byte) {
-		for _, h := range []string{"X-Token", "X-Hostile"} {
+		for _, h := range []string{"X-Token", "X-Hostile", "X-Uni"} {
 			for _, f := range forms(r.Header.Get(h)) {
 				io.WriteString(w, f+"\n")
 			}
 		}
 	}
 	r := e.send(e.client(e.key, nil), "GET", up.URL+"/t", "", "",
-		"X-Token", "${{ secrets.TOKEN }}", "X-Hostile", "${{ secrets.HOSTILE }}")
+		"X-Token", "${{ secrets.TOKEN }}", "X-Hostile", "${{ secrets.HOSTILE }}", "X-Uni", "${{ secrets.UNI }}")
 	if r.status != 200 {
 		t.Fatalf("status %d %s", r.status, r.body)
 	}
-	for _, v := range []string{tokenValue, hostileValue} {
+	for _, v := range []string{tokenValue, hostileValue, uni} {
 		for _, f := range forms(v) {
 			// Each form whole, and what of a base64 text depends on the
 			// value alone (its middle).
@@ -232,4 +244,24 @@ func TestAttackScrubReasonPhrase(t *testing.T) {
 	if strings.Contains(strings.ToLower(res.Status), tokenValue) {
 		t.Fatalf("the worker reads the value in the reason phrase: %q", res.Status)
 	}
+}
+
+// pyJSON is v as Python's json.dumps writes it inside a string.
+func pyJSON(v string) string {
+	var b strings.Builder
+	for _, r := range v {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteString("\\" + string(r))
+		case r < 0x80:
+			b.WriteRune(r)
+		default:
+			if r1, r2 := utf16.EncodeRune(r); r1 != utf8.RuneError {
+				fmt.Fprintf(&b, "\\u%04x\\u%04x", r1, r2)
+			} else {
+				fmt.Fprintf(&b, "\\u%04x", r)
+			}
+		}
+	}
+	return b.String()
 }

@@ -14,6 +14,8 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"rotor.sh/rotor/internal/jsonx"
 )
@@ -76,7 +78,8 @@ func hasPrefixFold(s, prefix string) bool {
 // reflects after decoding a query or path), each encoding the rewriter
 // produces (query and path percent-encoding, JSON string content), the
 // JSON escapings servers commonly use when they reflect it (only '"' and
-// '\' escaped; '/' escaped too, as PHP does), HTML escaping (Go's and
+// '\' escaped; '/' escaped too, as PHP does; non-ASCII as \uXXXX, as
+// Python does), HTML escaping (Go's and
 // Python's entities, as error pages reflect it), hex, and base64 (standard
 // and URL alphabets, at each of the three alignments the value can have
 // inside a longer encoded text: only the characters that depend on the
@@ -87,14 +90,20 @@ func hasPrefixFold(s, prefix string) bool {
 // once it is complete, so a growth cannot leave a form behind), and the
 // patterns. No plaintext copy is made outside that buffer.
 func valueForms(name string, v []byte) []scrubPattern {
-	const nForms = 15
+	const nForms = 16
 	html := 0
 	for _, c := range v {
 		if c == '&' || c == '<' || c == '>' || c == '"' || c == '\'' {
 			html++
 		}
 	}
-	buf := make([]byte, 0, 18*len(v)+2*(len(v)+5*html)+len(name)+48)
+	nonASCII := 0
+	for _, c := range v {
+		if c >= utf8.RuneSelf {
+			nonASCII++
+		}
+	}
+	buf := make([]byte, 0, 18*len(v)+2*(len(v)+5*html)+len(v)+6*nonASCII+len(name)+48)
 	buf = append(buf, "${{ secrets."...)
 	buf = append(buf, name...)
 	buf = append(buf, " }}"...)
@@ -113,6 +122,8 @@ func valueForms(name string, v []byte) []scrubPattern {
 	buf = appendJSONMinimal(buf, v, false)
 	mark()
 	buf = appendJSONMinimal(buf, v, true)
+	mark()
+	buf = appendJSONASCII(buf, v)
 	mark()
 	buf = appendHTMLEscape(buf, v, `&#34;`, `&#39;`) // Go's html.EscapeString
 	mark()
@@ -139,6 +150,32 @@ func valueForms(name string, v []byte) []scrubPattern {
 		}
 		if !dup {
 			out = append(out, scrubPattern{find: f, replace: ref})
+		}
+	}
+	return out
+}
+
+// appendJSONASCII appends v escaped for a JSON string by an encoder that
+// writes ASCII only (Python's json.dumps): minimal escapes, and each
+// non-ASCII character as \uXXXX (a surrogate pair beyond U+FFFF). Invalid
+// UTF-8 becomes \ufffd.
+func appendJSONASCII(out, v []byte) []byte {
+	const hexDigits = "0123456789abcdef"
+	u := func(out []byte, r rune) []byte {
+		return append(out, '\\', 'u', hexDigits[r>>12&0xf], hexDigits[r>>8&0xf], hexDigits[r>>4&0xf], hexDigits[r&0xf])
+	}
+	for i := 0; i < len(v); {
+		if v[i] < utf8.RuneSelf {
+			out = appendJSONMinimal(out, v[i:i+1], false)
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(v[i:])
+		i += size
+		if r1, r2 := utf16.EncodeRune(r); r1 != utf8.RuneError {
+			out = u(u(out, r1), r2)
+		} else {
+			out = u(out, r)
 		}
 	}
 	return out
