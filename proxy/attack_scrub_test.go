@@ -77,6 +77,11 @@ func TestAttackScrubRangeSlices(t *testing.T) {
 		b, _ := io.ReadAll(res.Body)
 		res.Body.Close()
 		if res.StatusCode != http.StatusPartialContent {
+			// The fix: the upstream got no Range and sent the whole echo,
+			// scrubbed.
+			if res.StatusCode != 200 || string(b) != "key=${{ secrets.TOKEN }}\n" || up.last(t).Header.Get("Range") != "" {
+				t.Fatalf("without Range: %d %q (upstream saw Range %q)", res.StatusCode, b, up.last(t).Header.Get("Range"))
+			}
 			break
 		}
 		got.Write(b)
