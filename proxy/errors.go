@@ -28,7 +28,8 @@ const (
 	CodeAuditUnavailable = "audit_unavailable"
 	CodeInternal         = "internal"
 	// CodeResponseUnscannable: the response to a request carrying resolved
-	// secrets has a Content-Encoding the scrubber cannot read.
+	// secrets has a Content-Encoding the scrubber cannot read, or is a
+	// partial (206) slice.
 	CodeResponseUnscannable = "response_unscannable"
 	// CodeScrubLimit: the request resolves more than MaxScrubBytes of
 	// values and encodings.
@@ -98,8 +99,9 @@ var errUpstream = errors.New("upstream request failed")
 
 var (
 	// ErrResponseUnscannable: secrets were resolved into the request, and
-	// the response has a Content-Encoding the scrubber cannot read; it is
-	// not relayed (fail closed).
+	// the response has a Content-Encoding the scrubber cannot read or is a
+	// 206 slice (a value cut at its edges matches no form); it is not
+	// relayed (fail closed).
 	ErrResponseUnscannable = errors.New("the response cannot be scanned for resolved secrets")
 	// ErrScrubLimit: the request resolves more secret material than one
 	// response scrubber may look for (MaxScrubBytes); nothing is sent.
