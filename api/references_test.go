@@ -3,6 +3,7 @@ package api_test
 import (
 	"encoding/json"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"rotor.sh/rotor/api"
@@ -120,4 +121,30 @@ func TestSecretReferencesWorkflows(t *testing.T) {
 		t.Fatalf("after the delete %s", r.body)
 	}
 	leakcheck.Scan(t, value, map[string][]byte{"references": r.body, "logs": []byte(e.logs.String())})
+}
+
+// TestDeleteSecretUsedByWorkflow: a secret a workflow's steps reference
+// cannot be deleted (409 secret_in_use naming the workflow), as with
+// queues, unless force=true; once the workflow is deleted it can be.
+// Without the check every run of the workflow would fail at that step.
+func TestDeleteSecretUsedByWorkflow(t *testing.T) {
+	e := newWorkflowEnv(t)
+	e.mustStatus(e.do("POST", "/v1/secrets", e.key, `{"name":"CRM_TOKEN","value":"value-of-crm-token-1"}`), 201)
+	e.mustStatus(e.do("POST", "/v1/secrets", e.key, `{"name":"SPARE","value":"value-of-spare-00001"}`), 201)
+	def := `{"steps":[{"id":"fetch","request":{"method":"GET","url":"https://api.example.com/u","headers":{"Authorization":"Bearer ${{ secrets.CRM_TOKEN }}"}}}]}`
+	e.mustStatus(e.do("PUT", "/v1/workflows/onboard", e.key, def), 201)
+	e.mustStatus(e.do("POST", "/v1/queues", e.key, `{"name":"hooks","callback_url":"https://api.example.com/h","callback_headers":{"X-Key":"${{ secrets.CRM_TOKEN }}"}}`), 201)
+	r := e.do("DELETE", "/v1/secrets/CRM_TOKEN", e.key, "")
+	if r.status != 409 || r.errCode(t) != "secret_in_use" || !strings.Contains(string(r.body), "workflows onboard") || !strings.Contains(string(r.body), "queues hooks") {
+		t.Fatalf("delete while used: %d %s", r.status, r.body)
+	}
+	e.mustStatus(e.do("DELETE", "/v1/queues/hooks", e.key, ""), 204)
+	r = e.do("DELETE", "/v1/secrets/CRM_TOKEN", e.key, "")
+	if r.status != 409 || !strings.Contains(string(r.body), "workflows onboard") || strings.Contains(string(r.body), "queues") {
+		t.Fatalf("delete while a workflow uses it: %d %s", r.status, r.body)
+	}
+	e.mustStatus(e.do("DELETE", "/v1/workflows/onboard", e.key, ""), 204)
+	e.mustStatus(e.do("DELETE", "/v1/secrets/CRM_TOKEN", e.key, ""), 204)
+	e.mustStatus(e.do("PUT", "/v1/workflows/spare", e.key, `{"steps":[{"id":"a","request":{"method":"GET","url":"https://api.example.com/?k=${{ secrets.SPARE }}"}}]}`), 201)
+	e.mustStatus(e.do("DELETE", "/v1/secrets/SPARE?force=true", e.key, ""), 204)
 }
