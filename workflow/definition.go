@@ -16,7 +16,7 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
-	"rotor.sh/rotor/proxy"
+	"rotor.sh/rotor/template"
 )
 
 // Definition bounds and defaults.
@@ -255,7 +255,7 @@ func checkRequest(p *plan, ps *planStep, where string) error {
 	if err := checkExprs(p, rq.URL, field); err != nil {
 		return err
 	}
-	if _, err := proxy.References(rq.URL, proxy.ContextQuery); err != nil {
+	if _, err := template.References(rq.URL, template.ContextQuery); err != nil {
 		return invalid("%s: %v", field, err)
 	}
 	shape := urlShape(rq.URL)
@@ -282,7 +282,7 @@ func checkRequest(p *plan, ps *planStep, where string) error {
 		if err := checkExprs(p, v, field); err != nil {
 			return err
 		}
-		if _, err := proxy.References(v, proxy.ContextHeader); err != nil {
+		if _, err := template.References(v, template.ContextHeader); err != nil {
 			return invalid("%s: %v", field, err)
 		}
 	}
@@ -299,14 +299,14 @@ func checkRequest(p *plan, ps *planStep, where string) error {
 			if err := checkExprs(p, s, field); err != nil {
 				return err
 			}
-			if _, err := proxy.References(s, proxy.ContextRaw); err != nil {
+			if _, err := template.References(s, template.ContextRaw); err != nil {
 				return invalid("%s: %v", field, err)
 			}
 		} else {
 			if err := walkStrings(v, func(s string) error { return checkExprs(p, s, field) }); err != nil {
 				return err
 			}
-			if _, err := proxy.References(string(rq.Body), proxy.ContextJSON); err != nil {
+			if _, err := template.References(string(rq.Body), template.ContextJSON); err != nil {
 				return invalid("%s: %v", field, err)
 			}
 		}
@@ -317,8 +317,8 @@ func checkRequest(p *plan, ps *planStep, where string) error {
 // secretRefs lists the secrets a plan's requests reference, by field.
 func (p *plan) secretRefs() []fieldRef {
 	var out []fieldRef
-	add := func(field, s string, c proxy.Context) {
-		names, _ := proxy.References(s, c)
+	add := func(field, s string, c template.Context) {
+		names, _ := template.References(s, c)
 		for _, n := range names {
 			out = append(out, fieldRef{field: field, name: n})
 		}
@@ -328,17 +328,17 @@ func (p *plan) secretRefs() []fieldRef {
 			continue
 		}
 		where := fmt.Sprintf("steps[%d] (%s).request", i, ps.ID)
-		add(where+".url", ps.Request.URL, proxy.ContextQuery)
+		add(where+".url", ps.Request.URL, template.ContextQuery)
 		for _, k := range slices.Sorted(mapsKeys(ps.Request.Headers)) {
-			add(where+".headers."+k, ps.Request.Headers[k], proxy.ContextHeader)
+			add(where+".headers."+k, ps.Request.Headers[k], template.ContextHeader)
 		}
 		if len(ps.Request.Body) > 0 {
 			if ps.bodyString {
 				var s string
 				_ = json.Unmarshal(ps.Request.Body, &s)
-				add(where+".body", s, proxy.ContextRaw)
+				add(where+".body", s, template.ContextRaw)
 			} else {
-				add(where+".body", string(ps.Request.Body), proxy.ContextJSON)
+				add(where+".body", string(ps.Request.Body), template.ContextJSON)
 			}
 		}
 	}
@@ -393,7 +393,7 @@ func (p *plan) requestDestinations() []*url.URL {
 // by "x", to check its shape.
 func urlShape(raw string) string {
 	s := replaceExprs(raw, "x")
-	shape, _, _ := proxy.RewriteString(s, proxy.ContextQuery, func(string) ([]byte, error) { return []byte("x"), nil })
+	shape, _, _ := template.RewriteString(s, template.ContextQuery, func(string) ([]byte, error) { return []byte("x"), nil })
 	return shape
 }
 

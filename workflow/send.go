@@ -17,6 +17,7 @@ import (
 	"rotor.sh/rotor/dispatch"
 	"rotor.sh/rotor/proxy"
 	"rotor.sh/rotor/storage"
+	"rotor.sh/rotor/template"
 )
 
 // MaxOutputBytes caps a step's stored output: a larger response body is
@@ -51,7 +52,7 @@ func build(ps planStep, run *storage.WorkflowRun) (built, error) {
 	if err != nil {
 		return built{}, err
 	}
-	if err := sameRefs(rq.URL, u, proxy.ContextQuery); err != nil {
+	if err := sameRefs(rq.URL, u, template.ContextQuery); err != nil {
 		return built{}, err
 	}
 	b := built{method: rq.Method, url: u, header: http.Header{}}
@@ -60,7 +61,7 @@ func build(ps planStep, run *storage.WorkflowRun) (built, error) {
 		if err != nil {
 			return built{}, err
 		}
-		if err := sameRefs(tv, hv, proxy.ContextHeader); err != nil {
+		if err := sameRefs(tv, hv, template.ContextHeader); err != nil {
 			return built{}, err
 		}
 		b.header.Set(k, hv)
@@ -73,7 +74,7 @@ func build(ps planStep, run *storage.WorkflowRun) (built, error) {
 			if err != nil {
 				return built{}, err
 			}
-			if err := sameRefs(s, out, proxy.ContextRaw); err != nil {
+			if err := sameRefs(s, out, template.ContextRaw); err != nil {
 				return built{}, err
 			}
 			b.body = []byte(out)
@@ -82,7 +83,7 @@ func build(ps planStep, run *storage.WorkflowRun) (built, error) {
 			if err != nil {
 				return built{}, err
 			}
-			if err := sameRefs(string(rq.Body), string(out), proxy.ContextJSON); err != nil {
+			if err := sameRefs(string(rq.Body), string(out), template.ContextJSON); err != nil {
 				return built{}, err
 			}
 			b.body = out
