@@ -133,15 +133,14 @@ func (s *Service) validate(ctx context.Context, q storage.Queue) error {
 		return invalid("callback_url: %v", err)
 	}
 	// Parse the URL with the references replaced, to check its shape.
-	shape, _, _ := template.RewriteString(q.CallbackURL, template.ContextQuery, func(string) ([]byte, error) { return []byte("x"), nil })
-	u, err := url.Parse(shape)
+	u, err := url.Parse(template.URLShape(q.CallbackURL))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return invalid("callback_url must be an absolute http:// or https:// URL")
 	}
 	if !validHostname(u.Hostname()) {
 		return invalid("callback_url: the host is not a valid host name (at most 253 characters, labels of at most 63)")
 	}
-	if hostRefs, _ := template.References(hostPart(q.CallbackURL), template.ContextQuery); len(hostRefs) > 0 {
+	if hostRefs, _ := template.References(template.HostPart(q.CallbackURL), template.ContextQuery); len(hostRefs) > 0 {
 		return invalid("callback_url: secret references are not allowed in the host")
 	}
 	if len(q.CallbackHeaders) > MaxHeaders {
@@ -193,21 +192,6 @@ func (s *Service) validate(ctx context.Context, q storage.Queue) error {
 		return &MissingSecretsError{Names: missing}
 	}
 	return nil
-}
-
-// hostPart is the authority of a raw URL string (between "//" and the path).
-func hostPart(raw string) string {
-	_, rest, ok := strings.Cut(raw, "//")
-	if !ok {
-		return ""
-	}
-	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
-		rest = rest[:i]
-	}
-	if _, h, ok := strings.Cut(rest, "@"); ok {
-		rest = h
-	}
-	return rest
 }
 
 func queueAudit(actor vault.Actor, typ string, q storage.Queue, now time.Time) storage.AuditEvent {

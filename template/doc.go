@@ -2,7 +2,8 @@
 // ${{ secrets.NAME }} and $<< secrets.NAME >>, their percent-encoded forms,
 // and the near-misses that fail closed (template.go); and the context-aware
 // rewriter that puts each resolved value in place, encoded for where it
-// lands, as a whole string or as a stream (rewrite.go).
+// lands, as a whole string or as a stream (rewrite.go); and the URL
+// checks every surface makes on a template URL (url.go).
 //
 // The proxy uses it to resolve references on the way out; dispatch and
 // workflow use the same scanner to validate queue and step templates

@@ -263,7 +263,7 @@ func checkRequest(p *plan, ps *planStep, where string) error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return invalid("%s: must be an absolute http:// or https:// URL", field)
 	}
-	if strings.Contains(hostPart(rq.URL), "$") || strings.Contains(hostPart(rq.URL), "%") {
+	if strings.Contains(template.HostPart(rq.URL), "$") || strings.Contains(template.HostPart(rq.URL), "%") {
 		return invalid("%s: expressions and secret references are not allowed in the host", field)
 	}
 	if len(rq.Headers) > MaxHeaders {
@@ -392,24 +392,7 @@ func (p *plan) requestDestinations() []*url.URL {
 // urlShape is a template URL with every expression and reference replaced
 // by "x", to check its shape.
 func urlShape(raw string) string {
-	s := replaceExprs(raw, "x")
-	shape, _, _ := template.RewriteString(s, template.ContextQuery, func(string) ([]byte, error) { return []byte("x"), nil })
-	return shape
-}
-
-// hostPart is the authority of a raw URL string.
-func hostPart(raw string) string {
-	_, rest, ok := strings.Cut(raw, "//")
-	if !ok {
-		return ""
-	}
-	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
-		rest = rest[:i]
-	}
-	if _, h, ok := strings.Cut(rest, "@"); ok {
-		rest = h
-	}
-	return rest
+	return template.URLShape(replaceExprs(raw, "x"))
 }
 
 func walkStrings(v any, fn func(string) error) error {
