@@ -2,8 +2,8 @@
 // point HTTP_PROXY/HTTPS_PROXY at it and send requests carrying secret
 // references (${{ secrets.NAME }}, $<< secrets.NAME >>); the proxy swaps
 // them for plaintext in the URL, the headers and the body on the way out,
-// encoding each value for the position it lands in (template.go,
-// rewrite.go), and scrubs echoed values from responses: every form of a
+// encoding each value for the position it lands in (the template
+// package), and scrubs echoed values from responses: every form of a
 // value a server commonly reflects, in header and trailer names and values
 // and the body, with a linear, ASCII-case-blind Aho–Corasick matcher
 // (scrub.go, ahocorasick.go, response.go). Responses it cannot scan (an

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"rotor.sh/rotor/storage"
+	"rotor.sh/rotor/template"
 	"rotor.sh/rotor/vault"
 )
 
@@ -67,9 +68,9 @@ func classify(err error) (int, string) {
 		return http.StatusBadGateway, CodeResponseUnscannable
 	case errors.Is(err, ErrReferenceInHost):
 		return http.StatusBadRequest, CodeReferenceInHost
-	case errors.Is(err, ErrReference), errors.Is(err, ErrOutsideString), errors.Is(err, vault.ErrInvalidName):
+	case errors.Is(err, template.ErrReference), errors.Is(err, template.ErrOutsideString), errors.Is(err, vault.ErrInvalidName):
 		return http.StatusBadRequest, CodeInvalidReference
-	case errors.Is(err, ErrValueRefused):
+	case errors.Is(err, template.ErrValueRefused):
 		return http.StatusBadRequest, CodeValueRefused
 	case errors.Is(err, vault.ErrNotFound):
 		return http.StatusUnprocessableEntity, CodeSecretNotFound

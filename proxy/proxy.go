@@ -28,6 +28,7 @@ import (
 	"github.com/elazarl/goproxy"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"rotor.sh/rotor/template"
 	"rotor.sh/rotor/vault"
 )
 
@@ -359,10 +360,10 @@ type reqState struct {
 	mu    sync.Mutex
 	names []string
 	// rf is resolveName as a ResolveFunc, made once per request.
-	rf    ResolveFunc
+	rf    template.ResolveFunc
 	forms []scrubPattern
 	mitm  bool
-	body  *Rewriter
+	body  *template.Rewriter
 	// bodyBuf is the whole rewritten body when it fit the buffer.
 	bodyBuf *bytes.Buffer
 	// extra goes into audit rows (dispatch: job id and attempt).
@@ -563,28 +564,28 @@ func (st *reqState) rewrite(r *http.Request) (*http.Request, error) {
 	out := r
 	u := out.URL
 	for _, h := range []string{u.Host, out.Host} {
-		if _, n, err := RewriteString(h, ContextRaw, func(string) ([]byte, error) { return nil, ErrReferenceInHost }); err != nil || n > 0 {
-			if errors.Is(err, ErrReference) {
+		if _, n, err := template.RewriteString(h, template.ContextRaw, func(string) ([]byte, error) { return nil, ErrReferenceInHost }); err != nil || n > 0 {
+			if errors.Is(err, template.ErrReference) {
 				return nil, err
 			}
 			return nil, ErrReferenceInHost
 		}
 	}
 	if esc := u.EscapedPath(); strings.ContainsAny(esc, "$%") {
-		np, n, err := RewriteString(esc, ContextPath, st.rf)
+		np, n, err := template.RewriteString(esc, template.ContextPath, st.rf)
 		if err != nil {
 			return nil, err
 		}
 		if n > 0 {
 			dec, err := url.PathUnescape(np)
 			if err != nil {
-				return nil, fmt.Errorf("%w: rewritten path is not valid", ErrReference)
+				return nil, fmt.Errorf("%w: rewritten path is not valid", template.ErrReference)
 			}
 			u.Path, u.RawPath = dec, np
 		}
 	}
 	if u.RawQuery != "" {
-		q, _, err := RewriteString(u.RawQuery, ContextQuery, st.rf)
+		q, _, err := template.RewriteString(u.RawQuery, template.ContextQuery, st.rf)
 		if err != nil {
 			return nil, err
 		}
@@ -593,14 +594,14 @@ func (st *reqState) rewrite(r *http.Request) (*http.Request, error) {
 	if u.User != nil {
 		name := u.User.Username()
 		pass, hasPass := u.User.Password()
-		nn, n1, err := RewriteString(name, ContextUserinfo, st.rf)
+		nn, n1, err := template.RewriteString(name, template.ContextUserinfo, st.rf)
 		if err != nil {
 			return nil, err
 		}
 		if n1 > 0 && strings.Contains(nn, ":") {
-			return nil, fmt.Errorf("%w: a user name from a secret cannot contain ':'", ErrValueRefused)
+			return nil, fmt.Errorf("%w: a user name from a secret cannot contain ':'", template.ErrValueRefused)
 		}
-		np, n2, err := RewriteString(pass, ContextUserinfo, st.rf)
+		np, n2, err := template.RewriteString(pass, template.ContextUserinfo, st.rf)
 		if err != nil {
 			return nil, err
 		}
@@ -629,7 +630,7 @@ func (st *reqState) rewrite(r *http.Request) (*http.Request, error) {
 			if strings.IndexByte(v, '$') < 0 {
 				continue
 			}
-			nv, _, err := RewriteString(v, ContextHeader, st.rf)
+			nv, _, err := template.RewriteString(v, template.ContextHeader, st.rf)
 			if err != nil {
 				return nil, err
 			}
@@ -660,14 +661,14 @@ func (st *reqState) rewriteBasic(v string) (string, error) {
 		return v, nil
 	}
 	user, pass, _ := strings.Cut(string(raw), ":")
-	nu, n, err := RewriteString(user, ContextUserinfo, st.rf)
+	nu, n, err := template.RewriteString(user, template.ContextUserinfo, st.rf)
 	if err != nil {
 		return "", err
 	}
 	if n > 0 && strings.Contains(nu, ":") {
-		return "", fmt.Errorf("%w: a user name from a secret cannot contain ':'", ErrValueRefused)
+		return "", fmt.Errorf("%w: a user name from a secret cannot contain ':'", template.ErrValueRefused)
 	}
-	np, n2, err := RewriteString(pass, ContextUserinfo, st.rf)
+	np, n2, err := template.RewriteString(pass, template.ContextUserinfo, st.rf)
 	if err != nil {
 		return "", err
 	}
@@ -678,18 +679,18 @@ func (st *reqState) rewriteBasic(v string) (string, error) {
 }
 
 // bodyContext picks the rewrite context from Content-Type.
-func bodyContext(ct string) Context {
+func bodyContext(ct string) template.Context {
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil {
-		return ContextRaw
+		return template.ContextRaw
 	}
 	switch {
 	case mt == "application/json" || strings.HasSuffix(mt, "+json"):
-		return ContextJSON
+		return template.ContextJSON
 	case mt == "application/x-www-form-urlencoded":
-		return ContextForm
+		return template.ContextForm
 	}
-	return ContextRaw
+	return template.ContextRaw
 }
 
 func (st *reqState) rewriteBody(out *http.Request) error {
@@ -700,7 +701,7 @@ func (st *reqState) rewriteBody(out *http.Request) error {
 		return nil // compressed bodies pass untouched (documented)
 	}
 	ctxt := bodyContext(out.Header.Get("Content-Type"))
-	rw := NewRewriter(clientBody{out.Body}, ctxt, st.rf)
+	rw := template.NewRewriter(clientBody{out.Body}, ctxt, st.rf)
 	st.body = rw
 	buf := st.p.getBuf()
 	_, err := io.CopyN(buf, rw, BufferLimit+1)

@@ -15,6 +15,7 @@ import (
 	"rotor.sh/rotor/dispatch"
 	"rotor.sh/rotor/proxy"
 	"rotor.sh/rotor/storage"
+	rtemplate "rotor.sh/rotor/template"
 	"rotor.sh/rotor/workflow"
 )
 
@@ -129,7 +130,7 @@ func markRefs(s string) template.HTML {
 		b.WriteString(template.HTMLEscapeString(s[last:m[0]]))
 		expr := s[m[0]:m[1]]
 		class := "expr"
-		if names, err := proxy.References(expr, proxy.ContextRaw); err == nil && len(names) > 0 {
+		if names, err := rtemplate.References(expr, rtemplate.ContextRaw); err == nil && len(names) > 0 {
 			class = "ref"
 		}
 		b.WriteString(`<span class="` + class + `">` + template.HTMLEscapeString(expr) + `</span>`)

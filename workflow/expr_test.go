@@ -3,10 +3,8 @@ package workflow
 import (
 	"encoding/json"
 	"errors"
-	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"rotor.sh/rotor/storage"
 )
@@ -169,20 +167,6 @@ func FuzzDefinition(f *testing.F) {
 			}
 		}
 	})
-}
-
-func TestRetryAfter(t *testing.T) {
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	for v, want := range map[string]time.Duration{"2": 2 * time.Second, "0": 0, "999999999": 24 * time.Hour,
-		now.Add(time.Minute).Format(http.TimeFormat): time.Minute, now.Add(-time.Minute).Format(http.TimeFormat): 0} {
-		got, ok := retryAfter(http.Header{"Retry-After": {v}}, now)
-		if !ok || got != want {
-			t.Errorf("Retry-After %q = %v %v, want %v", v, got, ok, want)
-		}
-	}
-	if _, ok := retryAfter(http.Header{"Retry-After": {"soon"}}, now); ok {
-		t.Error("a bad Retry-After was taken")
-	}
 }
 
 // TestBuildAngleReferenceInStoredBody: a body's `$<< secrets.X >>`
