@@ -90,9 +90,9 @@ soak:
 # Each fuzz target for FUZZTIME (go test -fuzz takes one target at a time).
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseSealed$$' -fuzztime $(FUZZTIME) ./vault
-	$(GO) test -run '^$$' -fuzz '^FuzzRewrite$$' -fuzztime $(FUZZTIME) ./proxy
-	$(GO) test -run '^$$' -fuzz '^FuzzJSONLex$$' -fuzztime $(FUZZTIME) ./proxy
-	$(GO) test -run '^$$' -fuzz '^FuzzRewriteJSONShape$$' -fuzztime $(FUZZTIME) ./proxy
+	$(GO) test -run '^$$' -fuzz '^FuzzRewrite$$' -fuzztime $(FUZZTIME) ./template
+	$(GO) test -run '^$$' -fuzz '^FuzzJSONLex$$' -fuzztime $(FUZZTIME) ./template
+	$(GO) test -run '^$$' -fuzz '^FuzzRewriteJSONShape$$' -fuzztime $(FUZZTIME) ./template
 	$(GO) test -run '^$$' -fuzz '^FuzzHostAllowed$$' -fuzztime $(FUZZTIME) ./vault
 	$(GO) test -run '^$$' -fuzz '^FuzzAppendString$$' -fuzztime $(FUZZTIME) ./internal/jsonx
 	$(GO) test -run '^$$' -fuzz '^FuzzRequestBodies$$' -fuzztime $(FUZZTIME) ./api
@@ -156,7 +156,8 @@ GREMLINS            := bin/gremlins
 MUTATION_WORKERS    ?= 2
 MUTATION_COEFF      ?= 10
 MUTATION_MINUTES    ?= 30
-MUTATION_SET        ?= proxy:dial.go,internal.go,rewrite.go,template.go \
+MUTATION_SET        ?= proxy:dial.go,internal.go \
+	template:rewrite.go,template.go \
 	vault:hosts.go,crypto.go,apikeys.go,auditchain.go \
 	dispatch:dispatcher.go \
 	storage/postgres:postgres.go \
