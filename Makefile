@@ -90,9 +90,9 @@ soak:
 # Each fuzz target for FUZZTIME (go test -fuzz takes one target at a time).
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseSealed$$' -fuzztime $(FUZZTIME) ./vault
-	$(GO) test -run '^$$' -fuzz '^FuzzRewrite$$' -fuzztime $(FUZZTIME) ./proxy
-	$(GO) test -run '^$$' -fuzz '^FuzzJSONLex$$' -fuzztime $(FUZZTIME) ./proxy
-	$(GO) test -run '^$$' -fuzz '^FuzzRewriteJSONShape$$' -fuzztime $(FUZZTIME) ./proxy
+	$(GO) test -run '^$$' -fuzz '^FuzzRewrite$$' -fuzztime $(FUZZTIME) ./template
+	$(GO) test -run '^$$' -fuzz '^FuzzJSONLex$$' -fuzztime $(FUZZTIME) ./template
+	$(GO) test -run '^$$' -fuzz '^FuzzRewriteJSONShape$$' -fuzztime $(FUZZTIME) ./template
 	$(GO) test -run '^$$' -fuzz '^FuzzHostAllowed$$' -fuzztime $(FUZZTIME) ./vault
 	$(GO) test -run '^$$' -fuzz '^FuzzAppendString$$' -fuzztime $(FUZZTIME) ./internal/jsonx
 	$(GO) test -run '^$$' -fuzz '^FuzzRequestBodies$$' -fuzztime $(FUZZTIME) ./api
@@ -100,14 +100,47 @@ fuzz:
 	# issue 10 (proxy): the scrubber's matcher and allowed_hosts parsing
 	$(GO) test -run '^$$' -fuzz '^FuzzScrubber$$' -fuzztime $(FUZZTIME) ./proxy
 	$(GO) test -run '^$$' -fuzz '^FuzzNormalizeAllowedHosts$$' -fuzztime $(FUZZTIME) ./vault
+	# issue 16: the host decoding a storage plugin's answers
+	$(GO) test -run '^$$' -fuzz '^FuzzHostDecode$$' -fuzztime $(FUZZTIME) ./plugins
 
-# Regenerate the storage plugin protocol's Go code (committed). Needs protoc
-# (Debian: apt-get install protobuf-compiler) and the Go generators:
-#   go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
-#   go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
+# Regenerate the storage plugin protocol's Go code (committed). Pinned:
+# protoc 3.21.12 (Debian 12 bookworm's protobuf-compiler; the generated
+# files record it), protoc-gen-go v1.36.12, protoc-gen-go-grpc v1.5.1, the
+# generators installed into bin/tools when missing or of another version.
+PROTOC_VERSION         := 3.21.12
+PROTOC_GEN_GO          := v1.36.12
+PROTOC_GEN_GO_GRPC     := v1.5.1
 proto:
-	cd plugins/proto && PATH="$$PATH:$$(go env GOPATH)/bin" protoc --go_out=. --go_opt=paths=source_relative \
+	@command -v protoc >/dev/null || { echo "protoc missing: apt-get install protobuf-compiler ($(PROTOC_VERSION))"; exit 1; }
+	@protoc --version | grep -q ' $(PROTOC_VERSION)$$' || { echo "protoc $(PROTOC_VERSION) required, found: $$(protoc --version)"; exit 1; }
+	@mkdir -p bin/tools
+	@bin/tools/protoc-gen-go --version 2>/dev/null | grep -q ' $(PROTOC_GEN_GO)$$' || GOBIN=$(CURDIR)/bin/tools $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO)
+	@bin/tools/protoc-gen-go-grpc --version 2>/dev/null | grep -q ' $(patsubst v%,%,$(PROTOC_GEN_GO_GRPC))$$' || GOBIN=$(CURDIR)/bin/tools $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC)
+	cd plugins/proto && protoc --plugin=protoc-gen-go=$(CURDIR)/bin/tools/protoc-gen-go \
+		--plugin=protoc-gen-go-grpc=$(CURDIR)/bin/tools/protoc-gen-go-grpc \
+		--go_out=. --go_opt=paths=source_relative \
 		--go-grpc_out=. --go-grpc_opt=paths=source_relative storage.proto
+
+# Certify a storage plugin: the whole storage conformance suite against the
+# binary, through the host client rotor uses. PLUGIN_BACKEND is sent as
+# ConfigureRequest.backend (each store gets a fresh file as .path);
+# PLUGIN_POSTGRES=1 gives each store a fresh PostgreSQL schema as .dsn;
+# PLUGIN_ARGS are its arguments. Examples:
+#   go build -o bin/storage-plugin ./examples/storage-plugin
+#   make conformance PLUGIN=bin/storage-plugin
+#   make build && make conformance PLUGIN=bin/rotor PLUGIN_ARGS="plugin storage" PLUGIN_BACKEND=postgres PLUGIN_POSTGRES=1
+PLUGIN_BACKEND  ?= bbolt
+PLUGIN_ARGS     ?=
+PLUGIN_POSTGRES ?=
+.PHONY: conformance
+conformance:
+	@test -n "$(PLUGIN)" || { echo "usage: make conformance PLUGIN=path/to/binary [PLUGIN_BACKEND=name] [PLUGIN_ARGS=...] [PLUGIN_POSTGRES=1]"; exit 2; }
+	@mkdir -p bin
+	@ROTOR_CONFORMANCE_PLUGIN=$(abspath $(PLUGIN)) ROTOR_CONFORMANCE_BACKEND=$(PLUGIN_BACKEND) \
+	ROTOR_CONFORMANCE_ARGS="$(PLUGIN_ARGS)" ROTOR_CONFORMANCE_POSTGRES=$(PLUGIN_POSTGRES) \
+		$(GO) test -count=1 -v -run '^TestConformancePlugin$$' ./storage/storagetest/ > bin/conformance.log 2>&1; rc=$$?; \
+	grep -E '^ *--- (PASS|FAIL|SKIP)|^(ok|FAIL)' bin/conformance.log; \
+	if [ $$rc -ne 0 ]; then tail -40 bin/conformance.log; fi; exit $$rc
 
 clean:
 	rm -rf bin
@@ -123,7 +156,8 @@ GREMLINS            := bin/gremlins
 MUTATION_WORKERS    ?= 2
 MUTATION_COEFF      ?= 10
 MUTATION_MINUTES    ?= 30
-MUTATION_SET        ?= proxy:dial.go,internal.go,rewrite.go,template.go \
+MUTATION_SET        ?= proxy:dial.go,internal.go \
+	template:rewrite.go,template.go \
 	vault:hosts.go,crypto.go,apikeys.go,auditchain.go \
 	dispatch:dispatcher.go \
 	storage/postgres:postgres.go \

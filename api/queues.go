@@ -254,32 +254,21 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request, actor vault.Ac
 			return badRequest(CodeInvalidQuery, "unknown query parameter "+strconv.Quote(truncate(k, 40))+" (allowed: status, cursor, limit)")
 		}
 	}
-	jq := storage.JobQuery{Queue: r.PathValue("name"), Status: q.Get("status"), Before: q.Get("cursor"), Limit: 100}
+	jq := storage.JobQuery{Queue: r.PathValue("name"), Status: q.Get("status"), Before: q.Get("cursor")}
 	switch jq.Status {
 	case "", storage.JobQueued, storage.JobLeased, storage.JobDelivered, storage.JobDead, storage.JobCanceled:
 	default:
 		return badRequest(CodeInvalidQuery, "status must be queued, leased, delivered, dead or canceled")
 	}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			return badRequest(CodeInvalidQuery, "limit must be a whole number from 1 to 1000")
-		}
-		jq.Limit = n
+	var err error
+	if jq.Limit, err = pageLimit(q); err != nil {
+		return err
 	}
 	page, err := s.queues.ListJobs(r.Context(), actor, jq)
 	if err != nil {
 		return err
 	}
-	out := make([]jobJSON, 0, len(page.Jobs))
-	for _, j := range page.Jobs {
-		out = append(out, toJobJSON(j))
-	}
-	var next *string
-	if page.Next != "" {
-		next = &page.Next
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"jobs": out, "next_cursor": next})
+	writePage(w, "jobs", page.Jobs, page.Next, toJobJSON)
 	return nil
 }
 

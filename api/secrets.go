@@ -124,13 +124,26 @@ func (s *Server) deleteSecret(w http.ResponseWriter, r *http.Request, actor vaul
 	if force != "" && force != "true" && force != "false" {
 		return badRequest(CodeInvalidQuery, "force must be true or false")
 	}
-	if s.queues != nil && force != "true" {
-		users, err := s.queues.QueuesReferencing(r.Context(), actor.WorkspaceID, name)
-		if err != nil {
-			return err
+	if force != "true" {
+		inUse := &dispatch.SecretInUseError{Secret: name}
+		if s.queues != nil {
+			users, err := s.queues.QueuesReferencing(r.Context(), actor.WorkspaceID, name)
+			if err != nil {
+				return err
+			}
+			inUse.Queues = users
 		}
-		if len(users) > 0 {
-			return &dispatch.SecretInUseError{Secret: name, Queues: users}
+		if s.workflows != nil {
+			refs, err := s.workflows.WorkflowsReferencing(r.Context(), actor.WorkspaceID, name)
+			if err != nil {
+				return err
+			}
+			for _, ref := range refs {
+				inUse.Workflows = append(inUse.Workflows, ref.Workflow)
+			}
+		}
+		if len(inUse.Queues)+len(inUse.Workflows) > 0 {
+			return inUse
 		}
 	}
 	if err := s.vault.DeleteSecret(r.Context(), actor, name); err != nil {

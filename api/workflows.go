@@ -177,19 +177,20 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request, actor vault.Ac
 	q := r.URL.Query()
 	for k := range q {
 		if !runListParams[k] || (k == "workflow" && r.PathValue("name") != "") {
-			return badRequest(CodeInvalidQuery, "unknown query parameter "+strconv.Quote(truncate(k, 40))+" (allowed: status, cursor, limit)")
+			allowed := "status, cursor, limit"
+			if r.PathValue("name") == "" {
+				allowed += ", workflow"
+			}
+			return badRequest(CodeInvalidQuery, "unknown query parameter "+strconv.Quote(truncate(k, 40))+" (allowed: "+allowed+")")
 		}
 	}
-	rq := storage.RunQuery{Workflow: r.PathValue("name"), Status: q.Get("status"), Before: q.Get("cursor"), Limit: 100}
+	rq := storage.RunQuery{Workflow: r.PathValue("name"), Status: q.Get("status"), Before: q.Get("cursor")}
 	if rq.Workflow == "" {
 		rq.Workflow = q.Get("workflow")
 	}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			return badRequest(CodeInvalidQuery, "limit must be a whole number from 1 to 1000")
-		}
-		rq.Limit = n
+	var err error
+	if rq.Limit, err = pageLimit(q); err != nil {
+		return err
 	}
 	switch rq.Status {
 	case "", storage.RunRunning, storage.RunWaiting, storage.RunCompleted, storage.RunFailed, storage.RunCanceled:
@@ -200,15 +201,7 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request, actor vault.Ac
 	if err != nil {
 		return err
 	}
-	out := make([]runJSON, 0, len(page.Runs))
-	for _, run := range page.Runs {
-		out = append(out, toRunJSON(run))
-	}
-	var next *string
-	if page.Next != "" {
-		next = &page.Next
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"runs": out, "next_cursor": next})
+	writePage(w, "runs", page.Runs, page.Next, toRunJSON)
 	return nil
 }
 

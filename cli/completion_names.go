@@ -39,10 +39,11 @@ var nameCompleters = map[string]string{
 	"secrets get": "secrets", "secrets rotate": "secrets", "secrets delete": "secrets",
 	"queues get": "queues", "queues update": "queues", "queues delete": "queues",
 	"jobs enqueue": "queues", "jobs list": "queues",
+	"workflows get": "workflows", "workflows delete": "workflows", "workflows run": "workflows", "workflows apply": "workflows",
 }
 
 // attachNameCompletion makes the commands in nameCompleters complete their
-// NAME argument with the workspace's secret or queue names.
+// NAME argument with the workspace's secret, queue or workflow names.
 func attachNameCompletion(app *cli.App) {
 	for _, group := range app.Commands {
 		for _, sub := range group.Subcommands {
@@ -62,7 +63,8 @@ func attachNameCompletion(app *cli.App) {
 	}
 }
 
-// listNames asks the API for the names of kind ("secrets" or "queues");
+// listNames asks the API for the names of kind ("secrets", "queues" or
+// "workflows");
 // any failure completes nothing.
 func listNames(c *cli.Context, kind string) []string {
 	key := c.String(flagAPIKey)

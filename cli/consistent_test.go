@@ -231,13 +231,16 @@ func TestCompletion(t *testing.T) {
 		t.Fatalf("bash script:\n%s", out.String())
 	}
 	f := newFakeAPI(t, map[string]string{
-		"GET /v1/secrets": `{"secrets":[{"name":"NOTIFY_TOKEN"},{"name":"SLACK_BOT_TOKEN"}]}`,
-		"GET /v1/queues":  `{"queues":[{"name":"notifications"},{"name":"bad name; rm -rf"}]}`,
+		"GET /v1/secrets":   `{"secrets":[{"name":"NOTIFY_TOKEN"},{"name":"SLACK_BOT_TOKEN"}]}`,
+		"GET /v1/queues":    `{"queues":[{"name":"notifications"},{"name":"bad name; rm -rf"}]}`,
+		"GET /v1/workflows": `{"workflows":[{"name":"onboard","version":2},{"name":"$(reboot)"}]}`,
 	})
 	for args, want := range map[string]string{
 		"secrets rotate": "NOTIFY_TOKEN\nSLACK_BOT_TOKEN\n",
 		"queues update":  "notifications\n",
 		"jobs enqueue":   "notifications\n",
+		"workflows run":  "onboard\n",
+		"workflows get":  "onboard\n",
 	} {
 		got, err := runCLI(t, f.URL, append(strings.Fields(args), "--generate-bash-completion")...)
 		if err != nil || got != want {

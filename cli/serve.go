@@ -237,7 +237,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 	notifyRuns := func() {}
 	workflows := workflow.NewService(store, v, reg, nil, func() { notifyRuns() })
 	if cfg.API {
-		dash, err := web.New(web.Options{Vault: v, Queues: queues, Logger: log, Metrics: reg})
+		dash, err := web.New(web.Options{Vault: v, Queues: queues, Logger: log, Metrics: reg, Workflows: workflows})
 		if err != nil {
 			return err
 		}

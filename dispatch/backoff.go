@@ -28,8 +28,10 @@ func Backoff(n int, base, cap time.Duration, rnd func() float64) time.Duration {
 
 func defaultRand() float64 { return rand.Float64() }
 
-// retryAfter parses a Retry-After header (seconds or an HTTP date).
-func retryAfter(h http.Header, now time.Time) (time.Duration, bool) {
+// RetryAfter parses a Retry-After header (seconds or an HTTP date), capped
+// at a day; ok is false when there is none or it cannot be read. The
+// dispatcher and the workflow engine honour it for 429 and 503 answers.
+func RetryAfter(h http.Header, now time.Time) (time.Duration, bool) {
 	v := h.Get("Retry-After")
 	if v == "" {
 		return 0, false

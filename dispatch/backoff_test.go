@@ -34,13 +34,13 @@ func TestRetryAfter(t *testing.T) {
 		now.Add(-time.Hour).Format(http.TimeFormat): 0,
 	} {
 		h.Set("Retry-After", v)
-		if got, ok := retryAfter(h, now); !ok || got != want {
+		if got, ok := RetryAfter(h, now); !ok || got != want {
 			t.Errorf("Retry-After %q = %v %v, want %v", v, got, ok, want)
 		}
 	}
 	for _, v := range []string{"", "soon", "-5"} {
 		h.Set("Retry-After", v)
-		if _, ok := retryAfter(h, now); ok {
+		if _, ok := RetryAfter(h, now); ok {
 			t.Errorf("Retry-After %q accepted", v)
 		}
 	}

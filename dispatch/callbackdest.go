@@ -6,8 +6,8 @@ import (
 	"net/url"
 	"strings"
 
-	"rotor.sh/rotor/proxy"
 	"rotor.sh/rotor/storage"
+	"rotor.sh/rotor/template"
 	"rotor.sh/rotor/vault"
 )
 
@@ -46,8 +46,7 @@ func (s *Service) checkCallbackDestination(ctx context.Context, actor vault.Acto
 // callbackDestination parses a callback URL with its references replaced
 // (they are never in the host; validate refuses that).
 func callbackDestination(raw string) (*url.URL, error) {
-	shape, _, _ := proxy.RewriteString(raw, proxy.ContextQuery, func(string) ([]byte, error) { return []byte("x"), nil })
-	u, err := url.Parse(shape)
+	u, err := url.Parse(template.URLShape(raw))
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("not an absolute URL")
 	}

@@ -9,8 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -121,9 +119,8 @@ func New(o Options) (*Dispatcher, error) {
 	if o.WorkspaceWorkers <= 0 {
 		o.WorkspaceWorkers = DefaultWorkspaceWorkers(o.Workers)
 	}
-	tr := &http.Transport{Proxy: http.ProxyURL(pu), MaxIdleConns: 1024, MaxIdleConnsPerHost: 1024, IdleConnTimeout: 90 * time.Second, DisableCompression: true}
 	d := &Dispatcher{
-		o: o, client: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		o: o, client: ProxyClient(pu, 1024),
 		log: o.Logger, wake: make(chan struct{}, 1), inflight: map[string]int{}, wsBusy: map[string]int{}, queues: map[string]cachedQueue{},
 		results: make(chan storage.AttemptResult, completeBatch*4),
 	}
@@ -376,7 +373,7 @@ func (d *Dispatcher) attempt(ctx context.Context, q storage.Queue, j storage.Job
 		res.Status = storage.JobQueued
 		delay := Backoff(used, q.BackoffBase, q.BackoffCap, d.o.Rand)
 		if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
-			if ra, ok := retryAfter(hdr, end); ok {
+			if ra, ok := RetryAfter(hdr, end); ok {
 				delay = ra
 			}
 		}
@@ -402,15 +399,10 @@ func (d *Dispatcher) attempt(ctx context.Context, q storage.Queue, j storage.Job
 // none), an error code, and the response headers; att gets the exchange's
 // detail for people (attemptdetail.go).
 func (d *Dispatcher) deliver(ctx context.Context, q storage.Queue, j storage.Job, n int, now time.Time, att *storage.Attempt) (int, string, http.Header) {
-	target := q.CallbackURL
-	scheme := ""
-	if rest, ok := cutPrefixFold(target, "https://"); ok {
-		// In clear to the proxy on loopback; it speaks TLS upstream.
-		target, scheme = "http://"+rest, "https"
-	}
+	target, scheme := ProxyTarget(q.CallbackURL)
 	rctx, cancel := context.WithTimeout(ctx, q.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodPost, escapeTarget(target), bytes.NewReader(j.Payload))
+	req, err := http.NewRequestWithContext(rctx, http.MethodPost, target, bytes.NewReader(j.Payload))
 	if err != nil {
 		return 0, ErrCodeConnectionFailed, nil
 	}
@@ -420,23 +412,9 @@ func (d *Dispatcher) deliver(ctx context.Context, q storage.Queue, j storage.Job
 	}
 	h.Set("Content-Type", "application/json")
 	h.Set("User-Agent", userAgent)
-	h.Set("webhook-id", j.ID)
-	h.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
 	h.Set("Rotor-Queue", q.Name)
-	h.Set("Rotor-Attempt", strconv.Itoa(n))
-	h.Set("Proxy-Authorization", "Bearer "+d.o.InternalToken)
-	h.Set(proxy.HeaderInternalWorkspace, j.WorkspaceID)
-	h.Set(proxy.HeaderInternalJob, j.ID)
-	// The key that enqueued the job is the actor of its secret.accessed rows.
-	h.Set(proxy.HeaderInternalActor, j.EnqueuedBy)
-	h.Set(proxy.HeaderInternalAttempt, strconv.Itoa(n))
-	h.Set(proxy.HeaderInternalSign, "standard-webhooks")
-	if scheme != "" {
-		h.Set(proxy.HeaderInternalScheme, scheme)
-	}
-	if h.Get("Authorization") == "" {
-		h.Set(proxy.HeaderInternalAuth, "callback")
-	}
+	ProxyHeaders{Token: d.o.InternalToken, Workspace: j.WorkspaceID, Actor: j.EnqueuedBy, Job: j.ID,
+		WebhookID: j.ID, Attempt: n, Scheme: scheme, Now: now}.Set(h)
 	att.RequestURL, att.RequestHeaders = clip(q.CallbackURL, 2048), requestTemplate(h)
 	resp, err := d.client.Do(req)
 	if err != nil {
@@ -453,15 +431,7 @@ func (d *Dispatcher) deliver(ctx context.Context, q storage.Queue, j storage.Job
 	if code := resp.Header.Get(proxy.HeaderError); code != "" {
 		att.Error = proxyErrorWords(code, head)
 		// The proxy refused or failed the request itself.
-		switch code {
-		case proxy.CodeSecretNotFound:
-			code = ErrCodeSecretMissing
-		case proxy.CodeUpstreamUnreachable:
-			code = ErrCodeConnectionFailed
-		case proxy.CodeUpstreamTimeout:
-			code = ErrCodeTimeout
-		}
-		return 0, code, resp.Header
+		return 0, ProxyErrorCode(code), resp.Header
 	}
 	att.ResponseHeaders, att.ResponseExcerpt = responseHeaders(resp.Header), excerpt(head, rest > 0)
 	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
@@ -469,33 +439,6 @@ func (d *Dispatcher) deliver(ctx context.Context, q storage.Queue, j storage.Job
 		return resp.StatusCode, ErrCodeHTTPStatus, resp.Header
 	}
 	return resp.StatusCode, "", resp.Header
-}
-
-// escapeTarget percent-encodes the characters a template URL may hold that
-// cannot appear in an HTTP request line (spaces, braces, angle brackets...);
-// the proxy recognises references percent-encoded as well as raw.
-func escapeTarget(s string) string {
-	const bad = " \"<>\\^`{|}"
-	if !strings.ContainsAny(s, bad) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if strings.IndexByte(bad, c) >= 0 || c < 0x20 || c >= 0x7f {
-			fmt.Fprintf(&b, "%%%02X", c)
-			continue
-		}
-		b.WriteByte(c)
-	}
-	return b.String()
-}
-
-func cutPrefixFold(s, prefix string) (string, bool) {
-	if len(s) >= len(prefix) && equalFold(s[:len(prefix)], prefix) {
-		return s[len(prefix):], true
-	}
-	return s, false
 }
 
 func equalFold(a, b string) bool {

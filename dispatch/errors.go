@@ -11,7 +11,7 @@ var (
 	ErrMissingSecrets = errors.New("queue references secrets that do not exist")
 	// ErrInvalidJob: a job field is malformed (payload, delay, key).
 	ErrInvalidJob = errors.New("invalid job")
-	// ErrSecretInUse: a secret that queues reference cannot be deleted
+	// ErrSecretInUse: a secret that queues or workflows reference cannot be deleted
 	// without force.
 	ErrSecretInUse = errors.New("secret is used by queues")
 	// ErrJobState: the job's status does not allow the operation (cancel a
@@ -28,14 +28,25 @@ func (e *MissingSecretsError) Error() string {
 
 func (e *MissingSecretsError) Unwrap() error { return ErrMissingSecrets }
 
-// SecretInUseError names the queues that reference a secret.
+// SecretInUseError names the queues and workflows that reference a secret.
 type SecretInUseError struct {
-	Secret string
-	Queues []string
+	Secret    string
+	Queues    []string
+	Workflows []string
 }
 
 func (e *SecretInUseError) Error() string {
-	return "secret " + e.Secret + " is used by queues " + joinNames(e.Queues) + "; delete with ?force=true to delete it anyway"
+	users := ""
+	if len(e.Queues) > 0 {
+		users = "queues " + joinNames(e.Queues)
+	}
+	if len(e.Workflows) > 0 {
+		if users != "" {
+			users += " and "
+		}
+		users += "workflows " + joinNames(e.Workflows)
+	}
+	return "secret " + e.Secret + " is used by " + users + "; delete with ?force=true to delete it anyway"
 }
 
 func (e *SecretInUseError) Unwrap() error { return ErrSecretInUse }

@@ -18,8 +18,8 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
-	"rotor.sh/rotor/proxy"
 	"rotor.sh/rotor/storage"
+	"rotor.sh/rotor/template"
 	"rotor.sh/rotor/vault"
 )
 
@@ -128,20 +128,19 @@ func (s *Service) validate(ctx context.Context, q storage.Queue) error {
 	if len(q.CallbackURL) > MaxURLLen {
 		return invalid("callback_url is longer than %d bytes", MaxURLLen)
 	}
-	refs, err := proxy.References(q.CallbackURL, proxy.ContextQuery)
+	refs, err := template.References(q.CallbackURL, template.ContextQuery)
 	if err != nil {
 		return invalid("callback_url: %v", err)
 	}
 	// Parse the URL with the references replaced, to check its shape.
-	shape, _, _ := proxy.RewriteString(q.CallbackURL, proxy.ContextQuery, func(string) ([]byte, error) { return []byte("x"), nil })
-	u, err := url.Parse(shape)
+	u, err := url.Parse(template.URLShape(q.CallbackURL))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return invalid("callback_url must be an absolute http:// or https:// URL")
 	}
 	if !validHostname(u.Hostname()) {
 		return invalid("callback_url: the host is not a valid host name (at most 253 characters, labels of at most 63)")
 	}
-	if hostRefs, _ := proxy.References(hostPart(q.CallbackURL), proxy.ContextQuery); len(hostRefs) > 0 {
+	if hostRefs, _ := template.References(template.HostPart(q.CallbackURL), template.ContextQuery); len(hostRefs) > 0 {
 		return invalid("callback_url: secret references are not allowed in the host")
 	}
 	if len(q.CallbackHeaders) > MaxHeaders {
@@ -157,7 +156,7 @@ func (s *Service) validate(ctx context.Context, q storage.Queue) error {
 		if !httpguts.ValidHeaderFieldValue(v) {
 			return invalid("callback_headers: the value of %s holds a control character", k)
 		}
-		r, err := proxy.References(v, proxy.ContextHeader)
+		r, err := template.References(v, template.ContextHeader)
 		if err != nil {
 			return invalid("callback_headers[%s]: %v", k, err)
 		}
@@ -193,21 +192,6 @@ func (s *Service) validate(ctx context.Context, q storage.Queue) error {
 		return &MissingSecretsError{Names: missing}
 	}
 	return nil
-}
-
-// hostPart is the authority of a raw URL string (between "//" and the path).
-func hostPart(raw string) string {
-	_, rest, ok := strings.Cut(raw, "//")
-	if !ok {
-		return ""
-	}
-	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
-		rest = rest[:i]
-	}
-	if _, h, ok := strings.Cut(rest, "@"); ok {
-		rest = h
-	}
-	return rest
 }
 
 func queueAudit(actor vault.Actor, typ string, q storage.Queue, now time.Time) storage.AuditEvent {
@@ -310,9 +294,9 @@ func (s *Service) QueuesReferencing(ctx context.Context, workspaceID, secret str
 	}
 	var out []string
 	for _, q := range qs {
-		refs, _ := proxy.References(q.CallbackURL, proxy.ContextQuery)
+		refs, _ := template.References(q.CallbackURL, template.ContextQuery)
 		for _, v := range q.CallbackHeaders {
-			r, _ := proxy.References(v, proxy.ContextHeader)
+			r, _ := template.References(v, template.ContextHeader)
 			refs = append(refs, r...)
 		}
 		if slices.Contains(refs, secret) {
@@ -353,7 +337,7 @@ func (s *Service) Enqueue(ctx context.Context, actor vault.Actor, queue string, 
 	if len(req.IdempotencyKey) > MaxIdempotencyKey {
 		return storage.Job{}, false, fmt.Errorf("%w: idempotency_key is longer than %d", ErrInvalidJob, MaxIdempotencyKey)
 	}
-	if _, err := proxy.References(string(req.Payload), proxy.ContextJSON); err != nil {
+	if _, err := template.References(string(req.Payload), template.ContextJSON); err != nil {
 		return storage.Job{}, false, fmt.Errorf("%w: payload: %v", ErrInvalidJob, err)
 	}
 	now := s.now().UTC()

@@ -146,6 +146,10 @@ func TestREADMERunsInOrder(t *testing.T) {
 		`"backoff_base_seconds"`,                                                // -o json queues list, whole
 		"[ok]   a reference to STRIPE_WEBHOOK_SECRET arrived resolved (7 bytes", // rotor doctor
 		"[ok]   HTTPS is intercepted",
+		"GET /users/u_42 HTTP/1.1",               // workflow step 1, input substituted
+		"Authorization: Bearer new-value",        // and its secret resolved by the proxy
+		"POST /welcome?token=new-value HTTP/1.1", // step 3, after the signal
+		`{"approved_by":"ann","user":"u_42"}`,    // signal data and input in the body
 	}
 	for _, c := range claims {
 		if !strings.Contains(got, c) {

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"rotor.sh/rotor/plugins/proto"
+	pb "rotor.sh/rotor/plugins/proto"
 	"rotor.sh/rotor/storage"
 	"rotor.sh/rotor/storage/bolt"
 	"rotor.sh/rotor/storage/postgres"
@@ -12,7 +12,7 @@ import (
 
 // OpenBackend opens the built-in backends; it is the Opener of `rotor
 // plugin storage`.
-func OpenBackend(ctx context.Context, cfg *proto.ConfigureRequest) (storage.Store, error) {
+func OpenBackend(ctx context.Context, cfg *pb.ConfigureRequest) (storage.Store, error) {
 	switch cfg.Backend {
 	case "bbolt":
 		if cfg.Path == "" {

@@ -9,9 +9,12 @@
 // plugin process (it starts with an empty environment; its connection
 // settings arrive over the Configure RPC, never in argv or env).
 //
-// The protocol (proto/storage.proto) carries each Store method as a Call
-// with JSON of the storage package's types, so one definition covers the
-// whole interface. The host side (Client) implements storage.Store; the
+// The protocol (proto/storage.proto, version ProtocolVersion) has one typed
+// RPC per Store method, grouped into services by concern, with typed error
+// codes and batch limits; docs/plugins.md is the guide for backend authors.
+// The go-plugin handshake carries the version, and the host refuses a
+// plugin of another version, or one whose Describe lacks a required
+// capability, at start. The host side (Client) implements storage.Store; the
 // plugin side (Server) serves any storage.Store. Supervised restarts a
 // plugin that dies, with backoff; while it is down every call fails with
 // storage.ErrUnavailable (the API answers 503) and nothing acknowledged is

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"regexp"
 	"sync"
 	"time"
 
@@ -17,18 +18,33 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"google.golang.org/grpc"
 
-	"rotor.sh/rotor/plugins/proto"
+	pb "rotor.sh/rotor/plugins/proto"
 )
 
 // Handshake is checked by host and plugin before anything else: a binary
-// that is not a Rotor storage plugin refuses to start as one.
+// that is not a Rotor storage plugin refuses to start as one. The cookie
+// stays the same across protocol versions, so that a plugin of another
+// version gets as far as the version check and is refused with a clear
+// error; the version itself is negotiated through versionedPlugins.
 var Handshake = plugin.HandshakeConfig{
-	ProtocolVersion:  1,
+	ProtocolVersion:  ProtocolVersion,
 	MagicCookieKey:   "ROTOR_STORAGE_PLUGIN",
 	MagicCookieValue: "rotor-storage-v1-6d1f0a8e",
 }
 
 const pluginName = "storage"
+
+// incompatibleRE matches go-plugin's version-mismatch error.
+var incompatibleRE = regexp.MustCompile(`incompatible API version with plugin\. Plugin version: (\d+)`)
+
+// versionedPlugins is the one protocol version this build speaks.
+func versionedPlugins(p *storagePlugin) map[int]plugin.PluginSet {
+	return map[int]plugin.PluginSet{ProtocolVersion: {pluginName: p}}
+}
+
+// requiredCapabilities must all be reported by a plugin's Describe.
+var requiredCapabilities = []pb.Capability{pb.Capability_WORKSPACES, pb.Capability_SECRETS, pb.Capability_AUDIT, pb.Capability_JOBS,
+	pb.Capability_CHANGES, pb.Capability_WORKFLOWS}
 
 type storagePlugin struct {
 	plugin.NetRPCUnsupportedPlugin
@@ -36,12 +52,19 @@ type storagePlugin struct {
 }
 
 func (p *storagePlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	proto.RegisterStorageServer(s, p.srv)
+	pb.RegisterPluginServer(s, p.srv)
+	pb.RegisterWorkspacesServer(s, p.srv)
+	pb.RegisterSecretsServer(s, p.srv)
+	pb.RegisterAuditServer(s, p.srv)
+	pb.RegisterJobsServer(s, p.srv)
+	pb.RegisterRetentionServer(s, p.srv)
+	pb.RegisterChangesServer(s, p.srv)
+	pb.RegisterWorkflowsServer(s, p.srv)
 	return nil
 }
 
 func (p *storagePlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, cc *grpc.ClientConn) (any, error) {
-	return proto.NewStorageClient(cc), nil
+	return newConn(cc), nil
 }
 
 // Serve runs this process as a storage plugin until the host goes away.
@@ -51,10 +74,10 @@ func Serve(open Opener) {
 	defer srv.Close()
 	go watchParent(os.Getppid())
 	plugin.Serve(&plugin.ServeConfig{
-		HandshakeConfig: Handshake,
-		Plugins:         plugin.PluginSet{pluginName: &storagePlugin{srv: srv}},
-		GRPCServer:      grpcServer,
-		Logger:          hclog.New(&hclog.LoggerOptions{Output: os.Stderr, Level: hclog.Warn}),
+		HandshakeConfig:  Handshake,
+		VersionedPlugins: versionedPlugins(&storagePlugin{srv: srv}),
+		GRPCServer:       grpcServer,
+		Logger:           hclog.New(&hclog.LoggerOptions{Output: os.Stderr, Level: hclog.Warn}),
 	})
 }
 
@@ -79,7 +102,7 @@ type LaunchOptions struct {
 	// host's, least of all the master key, reaches it).
 	Env []string
 	// Config is sent over the Configure RPC once the plugin is up.
-	Config *proto.ConfigureRequest
+	Config *pb.ConfigureRequest
 	// CallTimeout bounds each storage call (DefaultCallTimeout when 0).
 	CallTimeout time.Duration
 	Logger      *slog.Logger
@@ -136,7 +159,7 @@ func (s *Supervised) start(ctx context.Context) error {
 	setPdeathsig(cmd)
 	cfg := &plugin.ClientConfig{
 		HandshakeConfig:  Handshake,
-		Plugins:          plugin.PluginSet{pluginName: &storagePlugin{}},
+		VersionedPlugins: versionedPlugins(&storagePlugin{}),
 		Cmd:              cmd,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
@@ -153,6 +176,11 @@ func (s *Supervised) start(ctx context.Context) error {
 	rpcClient, err := pc.Client()
 	if err != nil {
 		pc.Kill()
+		if m := incompatibleRE.FindStringSubmatch(err.Error()); m != nil {
+			// go-plugin's own words list the versions in Go syntax; say it
+			// in one line an operator can act on.
+			return fmt.Errorf("storage plugin %s speaks protocol version %s, this rotor speaks version %d: rebuild the plugin against this rotor's plugins/proto", s.o.Path, m[1], ProtocolVersion)
+		}
 		return fmt.Errorf("start storage plugin %s: %w", s.o.Path, err)
 	}
 	raw, err := rpcClient.Dispense(pluginName)
@@ -160,18 +188,30 @@ func (s *Supervised) start(ctx context.Context) error {
 		pc.Kill()
 		return fmt.Errorf("storage plugin: %w", err)
 	}
-	rpc := raw.(proto.StorageClient)
+	cc := raw.(*conn)
 	cctx, cancel := withCallTimeout(ctx, s.o.CallTimeout)
-	_, err = rpc.Configure(cctx, s.o.Config)
-	cancel()
+	defer cancel()
+	if _, err = cc.plugin.Configure(cctx, s.o.Config); err != nil {
+		pc.Kill()
+		return fmt.Errorf("configure storage plugin: %w", fromStatus("Configure", err))
+	}
+	d, err := cc.plugin.Describe(cctx, &pb.DescribeRequest{})
 	if err != nil {
 		pc.Kill()
-		return fmt.Errorf("configure storage plugin: %w", err)
+		return fmt.Errorf("storage plugin %s: describe: %w", s.o.Path, fromStatus("Describe", err))
+	}
+	if err := checkDescribe(d); err != nil {
+		pc.Kill()
+		return fmt.Errorf("storage plugin %s: %w", s.o.Path, err)
+	}
+	cc.caps = make(map[pb.Capability]bool, len(d.Capabilities))
+	for _, c := range d.Capabilities {
+		cc.caps[c] = true
 	}
 	s.mu.Lock()
 	s.pc = pc
 	s.mu.Unlock()
-	s.Client.setConn(rpc)
+	s.Client.setConn(cc)
 	s.up.Set(1)
 	return nil
 }
@@ -252,4 +292,25 @@ func (s *Supervised) close() {
 		s.pc.Kill()
 	}
 	s.mu.Unlock()
+}
+
+// checkDescribe refuses a plugin whose Describe reports another protocol
+// version or lacks a required capability.
+func checkDescribe(d *pb.DescribeResponse) error {
+	if d.ProtocolVersion != ProtocolVersion {
+		return fmt.Errorf("reports protocol version %d, this rotor speaks %d", d.ProtocolVersion, ProtocolVersion)
+	}
+	have := map[pb.Capability]bool{}
+	for _, c := range d.Capabilities {
+		have[c] = true
+	}
+	for _, c := range requiredCapabilities {
+		if !have[c] {
+			return fmt.Errorf("lacks the required capability %s", c)
+		}
+	}
+	if d.MaxBatch != 0 && d.MaxBatch < uint32(MaxBatch) {
+		return fmt.Errorf("accepts batches of %d, fewer than the protocol's %d", d.MaxBatch, MaxBatch)
+	}
+	return nil
 }

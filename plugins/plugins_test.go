@@ -20,6 +20,20 @@ import (
 // The test binary doubles as the plugin: run with ROTOR_TEST_AS_PLUGIN=1 it
 // serves, like `rotor plugin storage` does.
 func TestMain(m *testing.M) {
+	switch os.Getenv("ROTOR_TEST_AS_PLUGIN") {
+	case "v1":
+		serveOldProtocol()
+		os.Exit(0)
+	case "nojobs":
+		serveDescribing(proto.Capability_WORKSPACES, proto.Capability_SECRETS, proto.Capability_AUDIT, proto.Capability_CHANGES, proto.Capability_WORKFLOWS)
+		os.Exit(0)
+	case "pipe":
+		servePipe()
+		os.Exit(0)
+	case "noretention":
+		serveDescribing(baseCaps...)
+		os.Exit(0)
+	}
 	if os.Getenv("ROTOR_TEST_AS_PLUGIN") == "1" {
 		plugins.Serve(plugins.OpenBackend)
 		os.Exit(0)

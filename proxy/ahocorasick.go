@@ -12,6 +12,12 @@ package proxy
 // state would cost far more memory than the scan saves. All per-state data
 // lives in flat slices sized once, so building costs no allocation per
 // state.
+//
+// Matching ignores ASCII case (patterns are folded when built, input bytes
+// as they are read): an upstream that upper-cases what it echoes, a
+// percent-encoding reflected with lower-case hex, and a header name that
+// Go or HTTP/2 re-cased all still match, at the cost of one table lookup
+// per byte.
 type matcher struct {
 	root [256]int32
 	// first is a state's first child (0: none; the root is nobody's
@@ -37,11 +43,13 @@ type matcher struct {
 // (1 KiB each, so at most one per 64 pattern bytes).
 const denseFanout = 64
 
-func newMatcher(patterns [][]byte) *matcher {
+// newMatcher builds the automaton of the patterns' find strings (taken as
+// they are, so the scrubber's patterns need no second slice).
+func newMatcher(patterns []scrubPattern) *matcher {
 	// At most one state per pattern byte, plus the root: sized once.
 	n := 1
 	for _, p := range patterns {
-		n += len(p)
+		n += len(p.find)
 	}
 	// The per-state slices share one allocation, each with its own capacity
 	// n (three-index slices, so an append never runs into the next).
@@ -53,12 +61,14 @@ func newMatcher(patterns [][]byte) *matcher {
 	}
 	m.outPat[0] = -1
 	fanout := part(6, 1)
-	for i, p := range patterns {
+	for i, x := range patterns {
+		p := x.find
 		if len(p) == 0 {
 			continue
 		}
 		s := int32(0)
 		for _, c := range p {
+			c = foldASCII[c]
 			next := m.child(s, c)
 			if next < 0 {
 				next = int32(len(m.fail))
@@ -150,8 +160,21 @@ func (m *matcher) child(s int32, c byte) int32 {
 	return -1
 }
 
-// step is the automaton's transition on c.
+// foldASCII maps each byte to its ASCII lower case (other bytes to
+// themselves).
+var foldASCII = func() (t [256]byte) {
+	for i := range t {
+		t[i] = byte(i)
+		if 'A' <= i && i <= 'Z' {
+			t[i] += 'a' - 'A'
+		}
+	}
+	return t
+}()
+
+// step is the automaton's transition on c, without regard to ASCII case.
 func (m *matcher) step(s int32, c byte) int32 {
+	c = foldASCII[c]
 	for s != 0 {
 		if n := m.child(s, c); n >= 0 {
 			return n

@@ -344,7 +344,7 @@ func TestLibraryLogBounded(t *testing.T) {
 func TestAttackScrubLimit(t *testing.T) {
 	e := newEnv(t)
 	up := newUpstream(t, false)
-	big := strings.Repeat(`"/`, 30000) // 60 KB, 450 KB of distinct forms
+	big := strings.Repeat(`"/`, 20000) // 40 KB, 800 KB of distinct forms
 	three := "${{ secrets.BIG1 }} ${{ secrets.BIG2 }} ${{ secrets.BIG3 }}"
 	for _, x := range []*env{e} {
 		x.secret("BIG1", big)

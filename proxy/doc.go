@@ -2,11 +2,12 @@
 // point HTTP_PROXY/HTTPS_PROXY at it and send requests carrying secret
 // references (${{ secrets.NAME }}, $<< secrets.NAME >>); the proxy swaps
 // them for plaintext in the URL, the headers and the body on the way out,
-// encoding each value for the position it lands in (template.go,
-// rewrite.go), and scrubs echoed values from responses: every form of a
-// value a server commonly reflects, in headers, body and trailers, with a
-// linear Aho–Corasick matcher (scrub.go, ahocorasick.go, response.go).
-// Responses it cannot scan are refused; the proxy's own X-Rotor-* and
+// encoding each value for the position it lands in (the template
+// package), and scrubs echoed values from responses: every form of a
+// value a server commonly reflects, in header and trailer names and values
+// and the body, with a linear, ASCII-case-blind Aho–Corasick matcher
+// (scrub.go, ahocorasick.go, response.go). Responses it cannot scan (an
+// unknown encoding, a 206 slice) are refused; the proxy's own X-Rotor-* and
 // Rotor-* namespace and hop-by-hop headers never cross it (response.go).
 //
 // It fails closed: a request whose references cannot all be resolved and

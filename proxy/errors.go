@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"rotor.sh/rotor/storage"
+	"rotor.sh/rotor/template"
 	"rotor.sh/rotor/vault"
 )
 
@@ -28,7 +29,8 @@ const (
 	CodeAuditUnavailable = "audit_unavailable"
 	CodeInternal         = "internal"
 	// CodeResponseUnscannable: the response to a request carrying resolved
-	// secrets has a Content-Encoding the scrubber cannot read.
+	// secrets has a Content-Encoding the scrubber cannot read, or is a
+	// partial (206) slice.
 	CodeResponseUnscannable = "response_unscannable"
 	// CodeScrubLimit: the request resolves more than MaxScrubBytes of
 	// values and encodings.
@@ -66,9 +68,9 @@ func classify(err error) (int, string) {
 		return http.StatusBadGateway, CodeResponseUnscannable
 	case errors.Is(err, ErrReferenceInHost):
 		return http.StatusBadRequest, CodeReferenceInHost
-	case errors.Is(err, ErrReference), errors.Is(err, ErrOutsideString), errors.Is(err, vault.ErrInvalidName):
+	case errors.Is(err, template.ErrReference), errors.Is(err, template.ErrOutsideString), errors.Is(err, vault.ErrInvalidName):
 		return http.StatusBadRequest, CodeInvalidReference
-	case errors.Is(err, ErrValueRefused):
+	case errors.Is(err, template.ErrValueRefused):
 		return http.StatusBadRequest, CodeValueRefused
 	case errors.Is(err, vault.ErrNotFound):
 		return http.StatusUnprocessableEntity, CodeSecretNotFound
@@ -98,8 +100,9 @@ var errUpstream = errors.New("upstream request failed")
 
 var (
 	// ErrResponseUnscannable: secrets were resolved into the request, and
-	// the response has a Content-Encoding the scrubber cannot read; it is
-	// not relayed (fail closed).
+	// the response has a Content-Encoding the scrubber cannot read or is a
+	// 206 slice (a value cut at its edges matches no form); it is not
+	// relayed (fail closed).
 	ErrResponseUnscannable = errors.New("the response cannot be scanned for resolved secrets")
 	// ErrScrubLimit: the request resolves more secret material than one
 	// response scrubber may look for (MaxScrubBytes); nothing is sent.

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 
+	"rotor.sh/rotor/template"
 	"rotor.sh/rotor/vault"
 )
 
@@ -121,7 +122,7 @@ func (st *reqState) applyInternal(out *http.Request, in internalReq) error {
 	}
 	if in.sign == "standard-webhooks" {
 		if out.ContentLength < 0 {
-			return fmt.Errorf("%w: %v", ErrValueRefused, errSignTooLarge)
+			return fmt.Errorf("%w: %v", template.ErrValueRefused, errSignTooLarge)
 		}
 		keys, err := st.p.vault.SigningSecrets(ctx, creq)
 		if err != nil {

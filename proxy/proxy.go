@@ -28,6 +28,7 @@ import (
 	"github.com/elazarl/goproxy"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"rotor.sh/rotor/template"
 	"rotor.sh/rotor/vault"
 )
 
@@ -359,10 +360,10 @@ type reqState struct {
 	mu    sync.Mutex
 	names []string
 	// rf is resolveName as a ResolveFunc, made once per request.
-	rf    ResolveFunc
+	rf    template.ResolveFunc
 	forms []scrubPattern
 	mitm  bool
-	body  *Rewriter
+	body  *template.Rewriter
 	// bodyBuf is the whole rewritten body when it fit the buffer.
 	bodyBuf *bytes.Buffer
 	// extra goes into audit rows (dispatch: job id and attempt).
@@ -535,7 +536,15 @@ func (p *Proxy) handle(r *http.Request, s *session) (*http.Request, *http.Respon
 				return r, p.refuse(r, entry, err)
 			}
 		}
-		if err := decodeResponse(resp); err != nil {
+		if resp.StatusCode == http.StatusPartialContent {
+			// Range was not sent (rewrite), or went out before a streamed
+			// body resolved a secret: a slice of the representation
+			// cannot be scanned for a value cut at its edges.
+			err = fmt.Errorf("%w: a partial (206) response", ErrResponseUnscannable)
+		} else {
+			err = decodeResponse(resp)
+		}
+		if err != nil {
 			resp.Body.Close()
 			entry.outcome = OutcomeFailed
 			return r, p.refuse(r, entry, err)
@@ -555,28 +564,28 @@ func (st *reqState) rewrite(r *http.Request) (*http.Request, error) {
 	out := r
 	u := out.URL
 	for _, h := range []string{u.Host, out.Host} {
-		if _, n, err := RewriteString(h, ContextRaw, func(string) ([]byte, error) { return nil, ErrReferenceInHost }); err != nil || n > 0 {
-			if errors.Is(err, ErrReference) {
+		if _, n, err := template.RewriteString(h, template.ContextRaw, func(string) ([]byte, error) { return nil, ErrReferenceInHost }); err != nil || n > 0 {
+			if errors.Is(err, template.ErrReference) {
 				return nil, err
 			}
 			return nil, ErrReferenceInHost
 		}
 	}
 	if esc := u.EscapedPath(); strings.ContainsAny(esc, "$%") {
-		np, n, err := RewriteString(esc, ContextPath, st.rf)
+		np, n, err := template.RewriteString(esc, template.ContextPath, st.rf)
 		if err != nil {
 			return nil, err
 		}
 		if n > 0 {
 			dec, err := url.PathUnescape(np)
 			if err != nil {
-				return nil, fmt.Errorf("%w: rewritten path is not valid", ErrReference)
+				return nil, fmt.Errorf("%w: rewritten path is not valid", template.ErrReference)
 			}
 			u.Path, u.RawPath = dec, np
 		}
 	}
 	if u.RawQuery != "" {
-		q, _, err := RewriteString(u.RawQuery, ContextQuery, st.rf)
+		q, _, err := template.RewriteString(u.RawQuery, template.ContextQuery, st.rf)
 		if err != nil {
 			return nil, err
 		}
@@ -585,14 +594,14 @@ func (st *reqState) rewrite(r *http.Request) (*http.Request, error) {
 	if u.User != nil {
 		name := u.User.Username()
 		pass, hasPass := u.User.Password()
-		nn, n1, err := RewriteString(name, ContextUserinfo, st.rf)
+		nn, n1, err := template.RewriteString(name, template.ContextUserinfo, st.rf)
 		if err != nil {
 			return nil, err
 		}
 		if n1 > 0 && strings.Contains(nn, ":") {
-			return nil, fmt.Errorf("%w: a user name from a secret cannot contain ':'", ErrValueRefused)
+			return nil, fmt.Errorf("%w: a user name from a secret cannot contain ':'", template.ErrValueRefused)
 		}
-		np, n2, err := RewriteString(pass, ContextUserinfo, st.rf)
+		np, n2, err := template.RewriteString(pass, template.ContextUserinfo, st.rf)
 		if err != nil {
 			return nil, err
 		}
@@ -621,7 +630,7 @@ func (st *reqState) rewrite(r *http.Request) (*http.Request, error) {
 			if strings.IndexByte(v, '$') < 0 {
 				continue
 			}
-			nv, _, err := RewriteString(v, ContextHeader, st.rf)
+			nv, _, err := template.RewriteString(v, template.ContextHeader, st.rf)
 			if err != nil {
 				return nil, err
 			}
@@ -636,6 +645,11 @@ func (st *reqState) rewrite(r *http.Request) (*http.Request, error) {
 		// Let the transport negotiate (and undo) compression, so the
 		// response can be scrubbed.
 		out.Header.Del("Accept-Encoding")
+		// A server that honours Range returns an echo a few bytes at a
+		// time, no slice holding a whole value for the scrubber to find,
+		// and the client joins them: the whole response is asked for.
+		out.Header.Del("Range")
+		out.Header.Del("If-Range")
 	}
 	return out, nil
 }
@@ -647,14 +661,14 @@ func (st *reqState) rewriteBasic(v string) (string, error) {
 		return v, nil
 	}
 	user, pass, _ := strings.Cut(string(raw), ":")
-	nu, n, err := RewriteString(user, ContextUserinfo, st.rf)
+	nu, n, err := template.RewriteString(user, template.ContextUserinfo, st.rf)
 	if err != nil {
 		return "", err
 	}
 	if n > 0 && strings.Contains(nu, ":") {
-		return "", fmt.Errorf("%w: a user name from a secret cannot contain ':'", ErrValueRefused)
+		return "", fmt.Errorf("%w: a user name from a secret cannot contain ':'", template.ErrValueRefused)
 	}
-	np, n2, err := RewriteString(pass, ContextUserinfo, st.rf)
+	np, n2, err := template.RewriteString(pass, template.ContextUserinfo, st.rf)
 	if err != nil {
 		return "", err
 	}
@@ -665,18 +679,18 @@ func (st *reqState) rewriteBasic(v string) (string, error) {
 }
 
 // bodyContext picks the rewrite context from Content-Type.
-func bodyContext(ct string) Context {
+func bodyContext(ct string) template.Context {
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil {
-		return ContextRaw
+		return template.ContextRaw
 	}
 	switch {
 	case mt == "application/json" || strings.HasSuffix(mt, "+json"):
-		return ContextJSON
+		return template.ContextJSON
 	case mt == "application/x-www-form-urlencoded":
-		return ContextForm
+		return template.ContextForm
 	}
-	return ContextRaw
+	return template.ContextRaw
 }
 
 func (st *reqState) rewriteBody(out *http.Request) error {
@@ -687,7 +701,7 @@ func (st *reqState) rewriteBody(out *http.Request) error {
 		return nil // compressed bodies pass untouched (documented)
 	}
 	ctxt := bodyContext(out.Header.Get("Content-Type"))
-	rw := NewRewriter(clientBody{out.Body}, ctxt, st.rf)
+	rw := template.NewRewriter(clientBody{out.Body}, ctxt, st.rf)
 	st.body = rw
 	buf := st.p.getBuf()
 	_, err := io.CopyN(buf, rw, BufferLimit+1)

@@ -7,12 +7,15 @@ import (
 	"compress/gzip"
 	"compress/zlib"
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
 	"net/textproto"
 	"strconv"
 	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"rotor.sh/rotor/internal/jsonx"
 )
@@ -73,42 +76,156 @@ func hasPrefixFold(s, prefix string) bool {
 // valueForms are the forms of a resolved value the scrubber looks for,
 // each replaced with the reference: the raw bytes (also what a server
 // reflects after decoding a query or path), each encoding the rewriter
-// produces (query and path percent-encoding, JSON string content), and
-// the JSON escapings servers commonly use when they reflect it (only '"'
-// and '\' escaped; '/' escaped too, as PHP does).
+// produces (query and path percent-encoding, JSON string content), the
+// JSON escapings servers commonly use when they reflect it (only '"' and
+// '\' escaped; '/' escaped too, as PHP does; non-ASCII as \uXXXX, as
+// Python does), HTML escaping (Go's and
+// Python's entities, as error pages reflect it), hex, and base64 (standard
+// and URL alphabets, at each of the three alignments the value can have
+// inside a longer encoded text: only the characters that depend on the
+// value alone). The matcher ignores ASCII case, which covers upper-cased
+// echoes and either case of hex and percent-escapes.
 //
 // Two allocations: every form and the reference share one buffer (sliced
 // once it is complete, so a growth cannot leave a form behind), and the
 // patterns. No plaintext copy is made outside that buffer.
 func valueForms(name string, v []byte) []scrubPattern {
-	buf := make([]byte, 0, 8*len(v)+len(name)+24)
+	const nForms = 16
+	html := 0
+	for _, c := range v {
+		if c == '&' || c == '<' || c == '>' || c == '"' || c == '\'' {
+			html++
+		}
+	}
+	nonASCII := 0
+	for _, c := range v {
+		if c >= utf8.RuneSelf {
+			nonASCII++
+		}
+	}
+	buf := make([]byte, 0, 18*len(v)+2*(len(v)+5*html)+len(v)+6*nonASCII+len(name)+48)
 	buf = append(buf, "${{ secrets."...)
 	buf = append(buf, name...)
 	buf = append(buf, " }}"...)
-	var ends [6]int
+	var ends [nForms + 1]int
 	ends[0] = len(buf)
+	k := 1
+	mark := func() { ends[k] = len(buf); k++ }
+	buf = append(buf, v...)
+	mark()
 	buf = appendQueryEscape(buf, v)
-	ends[1] = len(buf)
+	mark()
 	buf = appendPathEscape(buf, v)
-	ends[2] = len(buf)
+	mark()
 	buf = jsonx.AppendStringContent(buf, v)
-	ends[3] = len(buf)
+	mark()
 	buf = appendJSONMinimal(buf, v, false)
-	ends[4] = len(buf)
+	mark()
 	buf = appendJSONMinimal(buf, v, true)
-	ends[5] = len(buf)
+	mark()
+	buf = appendJSONASCII(buf, v)
+	mark()
+	buf = appendHTMLEscape(buf, v, `&#34;`, `&#39;`) // Go's html.EscapeString
+	mark()
+	buf = appendHTMLEscape(buf, v, `&quot;`, `&#x27;`) // Python's html.escape
+	mark()
+	buf = hex.AppendEncode(buf, v)
+	mark()
+	for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.RawURLEncoding} {
+		for align := range 3 {
+			buf = appendBase64Core(buf, v, align, enc)
+			mark()
+		}
+	}
 	ref := buf[:ends[0]:ends[0]]
-	forms := [6][]byte{v, buf[ends[0]:ends[1]:ends[1]], buf[ends[1]:ends[2]:ends[2]], buf[ends[2]:ends[3]:ends[3]],
-		buf[ends[3]:ends[4]:ends[4]], buf[ends[4]:ends[5]:ends[5]]}
+	var forms [nForms][]byte
+	for i := range forms {
+		forms[i] = buf[ends[i]:ends[i+1]:ends[i+1]]
+	}
 	out := make([]scrubPattern, 0, len(forms))
 	for i, f := range forms {
-		dup := false
+		dup := len(f) < minScrubLen
 		for _, g := range forms[:i] {
-			dup = dup || bytes.Equal(f, g)
+			dup = dup || bytes.EqualFold(f, g)
 		}
 		if !dup {
 			out = append(out, scrubPattern{find: f, replace: ref})
 		}
+	}
+	return out
+}
+
+// appendJSONASCII appends v escaped for a JSON string by an encoder that
+// writes ASCII only (Python's json.dumps): minimal escapes, and each
+// non-ASCII character as \uXXXX (a surrogate pair beyond U+FFFF). Invalid
+// UTF-8 becomes \ufffd.
+func appendJSONASCII(out, v []byte) []byte {
+	const hexDigits = "0123456789abcdef"
+	u := func(out []byte, r rune) []byte {
+		return append(out, '\\', 'u', hexDigits[r>>12&0xf], hexDigits[r>>8&0xf], hexDigits[r>>4&0xf], hexDigits[r&0xf])
+	}
+	for i := 0; i < len(v); {
+		if v[i] < utf8.RuneSelf {
+			out = appendJSONMinimal(out, v[i:i+1], false)
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(v[i:])
+		i += size
+		if r1, r2 := utf16.EncodeRune(r); r1 != utf8.RuneError {
+			out = u(u(out, r1), r2)
+		} else {
+			out = u(out, r)
+		}
+	}
+	return out
+}
+
+// appendHTMLEscape appends v with &, <, > and the two quotes as HTML
+// entities (quot and apos name the spellings of the quotes).
+func appendHTMLEscape(out, v []byte, quot, apos string) []byte {
+	for _, c := range v {
+		switch c {
+		case '&':
+			out = append(out, "&amp;"...)
+		case '<':
+			out = append(out, "&lt;"...)
+		case '>':
+			out = append(out, "&gt;"...)
+		case '"':
+			out = append(out, quot...)
+		case '\'':
+			out = append(out, apos...)
+		default:
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// appendBase64Core appends the characters of the base64 of v that depend
+// on v alone when v starts at byte offset align (mod 3) of the encoded
+// text: what any base64 text containing v contains, whatever surrounds
+// it. enc is a raw (unpadded) encoding.
+func appendBase64Core(out, v []byte, align int, enc *base64.Encoding) []byte {
+	if align > 0 {
+		// The group v starts in: its first align bytes are unknown (zero
+		// here), and its first align+1 characters carry bits of them.
+		if len(v) < 3-align {
+			return out
+		}
+		var head [3]byte
+		copy(head[align:], v[:3-align])
+		var h [4]byte
+		enc.Encode(h[:], head[:])
+		out = append(out, h[align+1:]...)
+		v = v[3-align:]
+	}
+	out = enc.AppendEncode(out, v)
+	if len(v)%3 != 0 {
+		// The last character of a partial group shares bits with the
+		// byte after v.
+		out = out[:len(out)-1]
 	}
 	return out
 }
@@ -221,6 +338,15 @@ func decoder(coding string, r io.Reader) (io.Reader, error) {
 // (loggedBody.Close). The body is decoded first (decodeResponse).
 func (st *reqState) scrubResponse(resp *http.Response, sc *scrubber) int {
 	n := scrubHeader(resp.Header, sc)
+	if matchesIn(sc.m, resp.Status) {
+		// The reason phrase: goproxy writes the upstream's to a client
+		// inside an intercepted tunnel. The standard one replaces it.
+		resp.Status = strconv.Itoa(resp.StatusCode) + " " + http.StatusText(resp.StatusCode)
+		n++
+	}
+	// The trailers announced so far (names only, relayed before the body):
+	// their values are scrubbed when the body ends (cleanTrailer).
+	n += scrubHeader(resp.Trailer, sc)
 	if resp.Body == nil || resp.Body == http.NoBody {
 		return n
 	}
@@ -268,9 +394,21 @@ type bytesBody struct{ bytes.Reader }
 
 func (*bytesBody) Close() error { return nil }
 
+// scrubHeader replaces resolved values in the values of h, and deletes
+// each field whose name holds one (an upstream that turns query keys into
+// response headers): the reference cannot stand in a field name (spaces
+// and braces are not token characters), and any rename would be a field
+// the upstream never sent. Names are matched without regard to case,
+// since the client's HTTP stack re-cases them (Go canonicalizes, HTTP/2
+// lower-cases).
 func scrubHeader(h http.Header, sc *scrubber) int {
 	n := 0
 	for k, vs := range h {
+		if matchesIn(sc.m, k) {
+			delete(h, k)
+			n++
+			continue
+		}
 		for i, v := range vs {
 			if !matchesIn(sc.m, v) {
 				continue // the common case, with no copy of v

@@ -53,19 +53,24 @@ func newScrubberBounded(p []scrubPattern) (*scrubber, error) {
 }
 
 func newScrubber(p []scrubPattern) *scrubber {
-	s := &scrubber{}
-	var finds [][]byte
+	k := 0
+	for _, x := range p {
+		if len(x.find) >= minScrubLen {
+			k++
+		}
+	}
+	// Sized once: a request resolving one secret has several forms.
+	s := &scrubber{patterns: make([]scrubPattern, 0, k)}
 	for _, x := range p {
 		if len(x.find) < minScrubLen {
 			continue
 		}
 		s.patterns = append(s.patterns, x)
-		finds = append(finds, x.find)
 	}
 	if len(s.patterns) == 0 {
 		return nil
 	}
-	s.m = newMatcher(finds)
+	s.m = newMatcher(s.patterns)
 	return s
 }
 

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -11,13 +12,14 @@ import (
 
 // naiveLongest is the reference for the matcher: for each end offset, the
 // longest pattern ending there (the first of equal ones), by comparing
-// every pattern at every offset.
+// every pattern at every offset, without regard to ASCII case.
 func naiveLongest(patterns [][]byte, text []byte) (lens, pats []int) {
+	text = bytes.ToLower(text)
 	lens, pats = make([]int, len(text)), make([]int, len(text))
 	for e := range text {
 		pats[e] = -1
 		for i, p := range patterns {
-			if len(p) > 0 && len(p) > lens[e] && bytes.HasSuffix(text[:e+1], p) {
+			if len(p) > 0 && len(p) > lens[e] && bytes.HasSuffix(text[:e+1], bytes.ToLower(p)) {
 				lens[e], pats[e] = len(p), i
 			}
 		}
@@ -28,8 +30,10 @@ func naiveLongest(patterns [][]byte, text []byte) (lens, pats []int) {
 // naiveScrub applies the scrubber's documented rule without streaming:
 // every match found by strings.Index at every offset marks its bytes; each
 // maximal run of marked bytes built from overlapping matches is replaced
-// once, by the match that starts first (the longest there).
+// once, by the match that starts first (the longest there). ASCII case is
+// ignored.
 func naiveScrub(patterns []scrubPattern, text []byte) []byte {
+	lower := bytes.ToLower(text)
 	type span struct{ s, e, p int }
 	var spans []span
 	for i, p := range patterns {
@@ -37,7 +41,7 @@ func naiveScrub(patterns []scrubPattern, text []byte) []byte {
 			continue
 		}
 		for from := 0; from <= len(text); {
-			j := strings.Index(string(text[from:]), string(p.find))
+			j := strings.Index(string(lower[from:]), string(bytes.ToLower(p.find)))
 			if j < 0 {
 				break
 			}
@@ -96,12 +100,12 @@ func checkScrub(t *testing.T, pats []scrubPattern, text []byte, seed uint64) {
 	for _, p := range pats {
 		finds = append(finds, p.find)
 	}
-	m := newMatcher(finds)
+	m := newMatcher(pats)
 	wantLen, wantPat := naiveLongest(finds, text)
 	st := int32(0)
 	for e, c := range text {
 		st = m.step(st, c)
-		if int(m.outLen[st]) != wantLen[e] || wantLen[e] > 0 && !bytes.Equal(finds[m.outPat[st]], finds[wantPat[e]]) {
+		if int(m.outLen[st]) != wantLen[e] || wantLen[e] > 0 && !bytes.EqualFold(finds[m.outPat[st]], finds[wantPat[e]]) {
 			t.Fatalf("offset %d: matcher says %d (pattern %d), reference %d (pattern %d)", e, m.outLen[st], m.outPat[st], wantLen[e], wantPat[e])
 		}
 	}
@@ -131,6 +135,9 @@ func TestScrubberMatchesReference(t *testing.T) {
 		{[]string{"abcabc", "bcabca"}, "abcabcabcabca"},
 		{[]string{"pppppppA1", "pppppppB2", "pppppppC3"}, strings.Repeat("pppppppA1 ppppppp", 5)},
 		{[]string{"aaaaaa", strings.Repeat("a", 40) + "b"}, strings.Repeat("a", 100)},
+		// Case is ignored: upper-cased echoes, lower-case hex escapes.
+		{[]string{"Secret"}, "a SECRET and secret and sEcReT"},
+		{[]string{"a%2Fb%2Fc", "a/b/c/d"}, "a%2fb%2fc and A/B/C/D"},
 	}
 	for i, c := range cases {
 		var pats []scrubPattern
@@ -148,7 +155,7 @@ func TestScrubberRandom(t *testing.T) {
 	word := func(n int) []byte {
 		b := make([]byte, n)
 		for i := range b {
-			b[i] = "abc"[r.IntN(3)]
+			b[i] = "abcAB"[r.IntN(5)]
 		}
 		return b
 	}
@@ -216,6 +223,36 @@ func BenchmarkScrub(b *testing.B) {
 					}
 					b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(size), "ns/byte")
 				})
+			}
+		}
+	}
+}
+
+// TestBase64Core: the core of v at an alignment is in the base64 of any
+// text holding v at that offset (mod 3), whatever surrounds it, and holds
+// every character that depends on v alone.
+func TestBase64Core(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 2000 {
+		v := make([]byte, 1+r.IntN(20))
+		pre := make([]byte, r.IntN(7))
+		suf := make([]byte, r.IntN(4))
+		for _, b := range [][]byte{v, pre, suf} {
+			for i := range b {
+				b[i] = byte(r.IntN(256))
+			}
+		}
+		text := append(append(append([]byte{}, pre...), v...), suf...)
+		for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.RawURLEncoding} {
+			core := appendBase64Core(nil, v, len(pre)%3, enc)
+			if !strings.Contains(enc.EncodeToString(text), string(core)) {
+				t.Fatalf("core %q of %x (align %d) not in %q", core, v, len(pre)%3, enc.EncodeToString(text))
+			}
+			// Only v's bytes fully determine len(v)*8 bits minus what the
+			// edge characters share: the core is at most one character
+			// short of that on each edge.
+			if want := len(v) * 8 / 6; len(core) < want-2 {
+				t.Fatalf("core %q of %d bytes is short", core, len(v))
 			}
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"rotor.sh/rotor/internal/leakcheck"
+	"rotor.sh/rotor/storage"
 )
 
 // flashSays waits for the page that follows a form post: the one whose
@@ -75,7 +76,9 @@ func browser(t *testing.T) (context.Context, context.CancelFunc) {
 // secret, bind its hosts, rotate it; create queues; send test events (one
 // delivered through the proxy, one refused by a closed port); open a job
 // and replay it; create an API key; rotate the callback secrets; filter
-// the audit log; an unknown path. Then every page at 1280 and at 390 px
+// the audit log; define workflows, start runs from the dashboard, signal
+// one to completion, retry a failed one, cancel one; an unknown path. Then
+// every page at 1280 and at 390 px
 // wide: screenshots (ROTOR_TEST_SCREENSHOTS keeps them), and no page
 // wider than the window. No page ever shows a secret value.
 func TestDashboardInBrowser(t *testing.T) {
@@ -215,8 +218,63 @@ func TestDashboardInBrowser(t *testing.T) {
 	if !strings.Contains(refs, "notifications") || !strings.Contains(versions, "2") {
 		t.Fatalf("references %q versions %q", refs, versions)
 	}
+	// Workflows: one defined with the secret in a step, a run started from
+	// the dashboard (JSON input), signaled from its page to completion;
+	// another run fails against the closed port.
+	s.putWorkflow(t, "onboard", onboardDef(s.echo.URL, "BROWSER_TOKEN"))
+	s.putWorkflow(t, "broken", `{"steps":[{"id":"call","request":{"method":"POST","url":"`+s.refused+`","headers":{"X-Trace":"dashboard"}},"retry":{"max_attempts":1}}]}`)
+	startRun := func(wf, input string) string {
+		t.Helper()
+		run("start "+wf, chromedp.Navigate(srv.URL+"/dashboard/workflows/"+wf),
+			chromedp.WaitVisible("#start-form", chromedp.ByID),
+			chromedp.SetValue("#run-input", input, chromedp.ByID),
+			chromedp.Click("#start-run", chromedp.ByID),
+			flashHas("Started run_"), location, grab)
+		m := runIDRE.FindStringSubmatch(strings.TrimPrefix(loc, srv.URL))
+		if m == nil {
+			t.Fatalf("start %s: at %s", wf, loc)
+		}
+		return m[1]
+	}
+	runs := map[string]string{}
+	runs["waiting"] = startRun("onboard", `{"user":"ada"}`)
+	s.waitRun(t, runs["waiting"], storage.RunWaiting)
+	run("waiting run", chromedp.Navigate(srv.URL+"/dashboard/workflow-runs/"+runs["waiting"]), chromedp.WaitVisible("#timeline", chromedp.ByID), grab)
+	runs["completed"] = startRun("onboard", `{"user":"grace"}`)
+	s.waitRun(t, runs["completed"], storage.RunWaiting)
+	run("signal", chromedp.Navigate(srv.URL+"/dashboard/workflow-runs/"+runs["completed"]),
+		chromedp.WaitVisible("#signal-form", chromedp.ByID),
+		chromedp.SetValue("#signal-data", `{"user":"grace"}`, chromedp.ByID),
+		chromedp.Click("#send-signal", chromedp.ByID),
+		flashSays("Sent the signal approved"), grab)
+	s.waitRun(t, runs["completed"], storage.RunCompleted)
+	runs["failed"] = startRun("broken", `{}`)
+	s.waitRun(t, runs["failed"], storage.RunFailed)
+	var timeline string
+	run("completed run", chromedp.Navigate(srv.URL+"/dashboard/workflow-runs/"+runs["completed"]), chromedp.Text("#timeline", &timeline, chromedp.ByID), grab)
+	if !strings.Contains(timeline, "notify") || !strings.Contains(timeline, "200") || !strings.Contains(timeline, `"by":"grace"`) {
+		t.Fatalf("completed timeline:\n%s", timeline)
+	}
+	run("failed run", chromedp.Navigate(srv.URL+"/dashboard/workflow-runs/"+runs["failed"]), chromedp.Text("#timeline", &timeline, chromedp.ByID), grab)
+	if !strings.Contains(timeline, "could not connect") {
+		t.Fatalf("failed timeline:\n%s", timeline)
+	}
+	run("retry", chromedp.Click("#retry-run", chromedp.ByID), flashHas("Retried "+runs["failed"]), grab)
+	s.waitRun(t, runs["failed"], storage.RunFailed)
+	runs["canceled"] = startRun("onboard", `{"user":"bob"}`)
+	s.waitRun(t, runs["canceled"], storage.RunWaiting)
+	run("cancel", chromedp.Navigate(srv.URL+"/dashboard/workflow-runs/"+runs["canceled"]),
+		chromedp.Click(`#cancel-form input[name="confirm"]`, chromedp.ByQuery),
+		chromedp.Click("#cancel-run", chromedp.ByID), flashHas("Canceled "+runs["canceled"]), grab)
+	run("secret refs", chromedp.Navigate(srv.URL+"/dashboard/settings/secrets/BROWSER_TOKEN"), chromedp.Text("#references", &refs, chromedp.ByID))
+	if !strings.Contains(refs, "onboard") || strings.Contains(refs, "broken") {
+		t.Fatalf("references: want onboard, not broken: %q", refs)
+	}
 	// Every page at both widths.
 	pages := []struct{ name, path string }{
+		{"workflow", "/dashboard/workflows/onboard"}, {"run-waiting", "/dashboard/workflow-runs/" + runs["waiting"]},
+		{"run-completed", "/dashboard/workflow-runs/" + runs["completed"]}, {"run-failed", "/dashboard/workflow-runs/" + runs["failed"]},
+		{"run-canceled", "/dashboard/workflow-runs/" + runs["canceled"]},
 		{"overview", "/dashboard/"}, {"queues", "/dashboard/queues"}, {"jobs", "/dashboard/queues/notifications/jobs"},
 		{"job-delivered", jobs["notifications"]}, {"job-refused", jobs["broken"]}, {"secrets", "/dashboard/settings/secrets"},
 		{"secret", "/dashboard/settings/secrets/BROWSER_TOKEN"}, {"keys", "/dashboard/settings/keys"}, {"callback", "/dashboard/settings/callback"},

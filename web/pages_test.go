@@ -19,15 +19,19 @@ import (
 	"rotor.sh/rotor/vault"
 	"rotor.sh/rotor/vault/vaulttest"
 	"rotor.sh/rotor/web"
+	"rotor.sh/rotor/workflow"
 )
 
 // stack is a dashboard in front of a real proxy and dispatcher delivering
 // to loopback handlers: the parts `rotor serve` wires together.
 type stack struct {
-	ve   *vaulttest.Env
-	svc  *dispatch.Service
-	dash http.Handler
-	echo *httptest.Server
+	ve  *vaulttest.Env
+	svc *dispatch.Service
+	// flows is the workflow service; an engine runs its steps through the
+	// same proxy.
+	flows *workflow.Service
+	dash  http.Handler
+	echo  *httptest.Server
 	// refused is a loopback URL nothing listens on.
 	refused string
 }
@@ -62,8 +66,17 @@ func newStack(t *testing.T) *stack {
 	if _, err := s.ve.Vault.RotateCallbackCredentials(context.Background(), s.ve.Operator); err != nil {
 		t.Fatal(err)
 	}
+	eng, err := workflow.NewEngine(workflow.Options{Store: s.ve.Store, ProxyURL: psrv.URL, InternalToken: "web-test-internal", Logger: s.ve.Logger,
+		Registerer: s.ve.Registry, PollInterval: 5 * time.Millisecond, Visibility: time.Minute, Workers: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	engDone := make(chan struct{})
+	go func() { defer close(engDone); _ = eng.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-engDone })
 	s.svc = dispatch.NewService(s.ve.Store, s.ve.Vault, nil, disp.Notify)
-	if s.dash, err = web.New(web.Options{Vault: s.ve.Vault, Queues: s.svc, Logger: s.ve.Logger, Metrics: s.ve.Registry}); err != nil {
+	s.flows = workflow.NewService(s.ve.Store, s.ve.Vault, nil, nil, eng.Notify)
+	if s.dash, err = web.New(web.Options{Vault: s.ve.Vault, Queues: s.svc, Logger: s.ve.Logger, Metrics: s.ve.Registry, Workflows: s.flows}); err != nil {
 		t.Fatal(err)
 	}
 	s.refused = "http://" + closedAddr(t) + "/hook"

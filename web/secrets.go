@@ -187,11 +187,30 @@ func (d *Dashboard) deleteSecret(q *req) {
 		d.showSecret(q, errors.New("tick the box to confirm the deletion"))
 		return
 	}
+	// A failed lookup refuses the deletion: a secret still in use would
+	// make every delivery that needs it fail.
+	inUse := &dispatch.SecretInUseError{Secret: name}
 	if d.queues != nil {
-		if users, _ := d.queues.QueuesReferencing(q.r.Context(), q.actor.WorkspaceID, name); len(users) > 0 {
-			d.showSecret(q, &dispatch.SecretInUseError{Secret: name, Queues: users})
+		users, err := d.queues.QueuesReferencing(q.r.Context(), q.actor.WorkspaceID, name)
+		if err != nil {
+			d.showSecret(q, err)
 			return
 		}
+		inUse.Queues = users
+	}
+	if d.flows != nil {
+		refs, err := d.flows.WorkflowsReferencing(q.r.Context(), q.actor.WorkspaceID, name)
+		if err != nil {
+			d.showSecret(q, err)
+			return
+		}
+		for _, ref := range refs {
+			inUse.Workflows = append(inUse.Workflows, ref.Workflow)
+		}
+	}
+	if len(inUse.Queues)+len(inUse.Workflows) > 0 {
+		d.showSecret(q, inUse)
+		return
 	}
 	if err := d.vault.DeleteSecret(q.r.Context(), q.actor, name); err != nil {
 		d.showSecret(q, err)

@@ -17,6 +17,7 @@ import (
 	"rotor.sh/rotor/dispatch"
 	"rotor.sh/rotor/storage"
 	"rotor.sh/rotor/vault"
+	"rotor.sh/rotor/workflow"
 )
 
 //go:embed templates/*.html
@@ -28,6 +29,8 @@ type Reference struct {
 	Name string
 	// Link is a dashboard path to it ("" for none).
 	Link string
+	// Where says which parts use it (a workflow's steps and fields).
+	Where string
 }
 
 // ReferenceFinder lists what in a workspace references a secret. Queues
@@ -43,12 +46,12 @@ type Options struct {
 	// Metrics is read for the overview's proxy requests by outcome (this
 	// node's counters since it started); nil leaves the panel out.
 	Metrics prometheus.Gatherer
-	// References adds finders of secret references beside queues (the
-	// hook for workflows).
+	// References adds finders of secret references beside queues and
+	// workflows.
 	References []ReferenceFinder
-	// Workflows, when set, serves /dashboard/workflows/ (under the session
-	// check); without it the nav's Workflows slot shows a placeholder.
-	Workflows func(w http.ResponseWriter, r *http.Request, actor vault.Actor)
+	// Workflows serves the workflow pages and adds workflows to a secret's
+	// references; nil shows "not served by this node" there.
+	Workflows *workflow.Service
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 	// SessionIdle and SessionMax bound a session (DefaultSessionIdle,
@@ -59,14 +62,14 @@ type Options struct {
 
 // Dashboard serves /dashboard.
 type Dashboard struct {
-	vault     *vault.Vault
-	queues    *dispatch.Service
-	log       *slog.Logger
-	metrics   prometheus.Gatherer
-	refs      []ReferenceFinder
-	workflows func(w http.ResponseWriter, r *http.Request, actor vault.Actor)
-	pages     map[string]*template.Template
-	mux       *http.ServeMux
+	vault   *vault.Vault
+	queues  *dispatch.Service
+	log     *slog.Logger
+	metrics prometheus.Gatherer
+	refs    []ReferenceFinder
+	flows   *workflow.Service
+	pages   map[string]*template.Template
+	mux     *http.ServeMux
 	// cop refuses cross-origin POSTs, /dashboard/login included (login CSRF).
 	cop *http.CrossOriginProtection
 
@@ -75,7 +78,7 @@ type Dashboard struct {
 	loggedOut revocations
 }
 
-var pageNames = []string{"login", "overview", "secrets", "secret", "queues", "jobs", "job", "keys", "settings", "audit", "workflows", "notfound"}
+var pageNames = []string{"login", "overview", "secrets", "secret", "queues", "jobs", "job", "keys", "settings", "audit", "workflows", "workflow", "run", "notfound"}
 
 // New builds the dashboard handler (mount it at /dashboard/).
 func New(o Options) (*Dashboard, error) {
@@ -91,9 +94,12 @@ func New(o Options) (*Dashboard, error) {
 	if o.SessionMax <= 0 {
 		o.SessionMax = DefaultSessionMax
 	}
-	d := &Dashboard{vault: o.Vault, queues: o.Queues, log: o.Logger, metrics: o.Metrics, refs: o.References, workflows: o.Workflows,
+	d := &Dashboard{vault: o.Vault, queues: o.Queues, log: o.Logger, metrics: o.Metrics, refs: o.References, flows: o.Workflows,
 		pages: map[string]*template.Template{}, mux: http.NewServeMux(),
 		cop: http.NewCrossOriginProtection(), now: o.Now, idle: o.SessionIdle, max: o.SessionMax}
+	if d.flows != nil {
+		d.refs = append([]ReferenceFinder{d.workflowReferences}, d.refs...)
+	}
 	funcs := template.FuncMap{"dur": roundDuration, "when": d.when, "ago": d.ago, "pretty": prettyJSON, "lastAttempt": lastAttempt}
 	for _, p := range pageNames {
 		t, err := template.New(p).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+p+".html")
@@ -128,8 +134,13 @@ func New(o Options) (*Dashboard, error) {
 	m.HandleFunc("POST /dashboard/jobs/{id}/retry", d.authed(d.retryJob))
 	m.HandleFunc("POST /dashboard/jobs/{id}/replay", d.authed(d.replayJob))
 	m.HandleFunc("GET /dashboard/audit", d.authed(d.auditPage))
-	m.HandleFunc("/dashboard/workflows/", d.authed(d.workflowsPage))
 	m.HandleFunc("GET /dashboard/workflows", d.authed(d.workflowsPage))
+	m.HandleFunc("GET /dashboard/workflows/{name}", d.authed(d.workflowPage))
+	m.HandleFunc("POST /dashboard/workflows/{name}/runs", d.authed(d.startRun))
+	m.HandleFunc("GET /dashboard/workflow-runs/{id}", d.authed(d.runPage))
+	m.HandleFunc("POST /dashboard/workflow-runs/{id}/signal", d.authed(d.signalRun))
+	m.HandleFunc("POST /dashboard/workflow-runs/{id}/cancel", d.authed(d.cancelRun))
+	m.HandleFunc("POST /dashboard/workflow-runs/{id}/retry", d.authed(d.retryRun))
 	m.HandleFunc("/dashboard/", d.notFound)
 	return d, nil
 }
@@ -159,7 +170,7 @@ type page struct {
 	Data  any
 }
 
-var titles = map[string]string{"keys": "API keys", "settings": "Callback credentials", "audit": "Audit log", "notfound": "Not found", "job": "Job", "secret": "Secret"}
+var titles = map[string]string{"keys": "API keys", "settings": "Callback credentials", "audit": "Audit log", "notfound": "Not found", "job": "Job", "secret": "Secret", "workflow": "Workflow", "run": "Workflow run"}
 
 // render writes a page; q is nil when signed out.
 func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, name string, q *req, data any, err error) {
@@ -173,6 +184,8 @@ func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, name string, 
 		nav = "secrets"
 	case "jobs", "job":
 		nav = "queues"
+	case "workflow", "run":
+		nav = "workflows"
 	}
 	p := page{Title: title, Nav: nav, Data: data}
 	if q != nil {
@@ -200,9 +213,9 @@ func statusOf(err error) int {
 	switch {
 	case errors.Is(err, vault.ErrForbidden):
 		return http.StatusForbidden
-	case errors.Is(err, vault.ErrNotFound), errors.Is(err, storage.ErrNotFound):
+	case errors.Is(err, vault.ErrNotFound), errors.Is(err, storage.ErrNotFound), errors.Is(err, errNoWorkflows):
 		return http.StatusNotFound
-	case errors.Is(err, vault.ErrExists), errors.Is(err, dispatch.ErrSecretInUse), errors.Is(err, dispatch.ErrJobState):
+	case errors.Is(err, vault.ErrExists), errors.Is(err, dispatch.ErrSecretInUse), errors.Is(err, dispatch.ErrJobState), errors.Is(err, workflow.ErrRunState):
 		return http.StatusConflict
 	case errors.Is(err, storage.ErrUnavailable), errors.Is(err, vault.ErrAuditUnavailable), errors.Is(err, vault.ErrClosed):
 		return http.StatusServiceUnavailable
@@ -264,14 +277,6 @@ func (d *Dashboard) notFound(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(http.StatusNotFound)
 	d.render(w, r, "notfound", q, map[string]any{"Path": r.URL.Path}, nil)
-}
-
-func (d *Dashboard) workflowsPage(q *req) {
-	if d.workflows != nil {
-		d.workflows(q.w, q.r, q.actor)
-		return
-	}
-	d.render(q.w, q.r, "workflows", q, nil, nil)
 }
 
 // lastAttempt is a job's newest attempt (nil before the first).

@@ -16,7 +16,7 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
-	"rotor.sh/rotor/proxy"
+	"rotor.sh/rotor/template"
 )
 
 // Definition bounds and defaults.
@@ -255,7 +255,7 @@ func checkRequest(p *plan, ps *planStep, where string) error {
 	if err := checkExprs(p, rq.URL, field); err != nil {
 		return err
 	}
-	if _, err := proxy.References(rq.URL, proxy.ContextQuery); err != nil {
+	if _, err := template.References(rq.URL, template.ContextQuery); err != nil {
 		return invalid("%s: %v", field, err)
 	}
 	shape := urlShape(rq.URL)
@@ -263,7 +263,7 @@ func checkRequest(p *plan, ps *planStep, where string) error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return invalid("%s: must be an absolute http:// or https:// URL", field)
 	}
-	if strings.Contains(hostPart(rq.URL), "$") || strings.Contains(hostPart(rq.URL), "%") {
+	if strings.Contains(template.HostPart(rq.URL), "$") || strings.Contains(template.HostPart(rq.URL), "%") {
 		return invalid("%s: expressions and secret references are not allowed in the host", field)
 	}
 	if len(rq.Headers) > MaxHeaders {
@@ -282,7 +282,7 @@ func checkRequest(p *plan, ps *planStep, where string) error {
 		if err := checkExprs(p, v, field); err != nil {
 			return err
 		}
-		if _, err := proxy.References(v, proxy.ContextHeader); err != nil {
+		if _, err := template.References(v, template.ContextHeader); err != nil {
 			return invalid("%s: %v", field, err)
 		}
 	}
@@ -299,14 +299,14 @@ func checkRequest(p *plan, ps *planStep, where string) error {
 			if err := checkExprs(p, s, field); err != nil {
 				return err
 			}
-			if _, err := proxy.References(s, proxy.ContextRaw); err != nil {
+			if _, err := template.References(s, template.ContextRaw); err != nil {
 				return invalid("%s: %v", field, err)
 			}
 		} else {
 			if err := walkStrings(v, func(s string) error { return checkExprs(p, s, field) }); err != nil {
 				return err
 			}
-			if _, err := proxy.References(string(rq.Body), proxy.ContextJSON); err != nil {
+			if _, err := template.References(string(rq.Body), template.ContextJSON); err != nil {
 				return invalid("%s: %v", field, err)
 			}
 		}
@@ -317,8 +317,8 @@ func checkRequest(p *plan, ps *planStep, where string) error {
 // secretRefs lists the secrets a plan's requests reference, by field.
 func (p *plan) secretRefs() []fieldRef {
 	var out []fieldRef
-	add := func(field, s string, c proxy.Context) {
-		names, _ := proxy.References(s, c)
+	add := func(field, s string, c template.Context) {
+		names, _ := template.References(s, c)
 		for _, n := range names {
 			out = append(out, fieldRef{field: field, name: n})
 		}
@@ -328,17 +328,17 @@ func (p *plan) secretRefs() []fieldRef {
 			continue
 		}
 		where := fmt.Sprintf("steps[%d] (%s).request", i, ps.ID)
-		add(where+".url", ps.Request.URL, proxy.ContextQuery)
+		add(where+".url", ps.Request.URL, template.ContextQuery)
 		for _, k := range slices.Sorted(mapsKeys(ps.Request.Headers)) {
-			add(where+".headers."+k, ps.Request.Headers[k], proxy.ContextHeader)
+			add(where+".headers."+k, ps.Request.Headers[k], template.ContextHeader)
 		}
 		if len(ps.Request.Body) > 0 {
 			if ps.bodyString {
 				var s string
 				_ = json.Unmarshal(ps.Request.Body, &s)
-				add(where+".body", s, proxy.ContextRaw)
+				add(where+".body", s, template.ContextRaw)
 			} else {
-				add(where+".body", string(ps.Request.Body), proxy.ContextJSON)
+				add(where+".body", string(ps.Request.Body), template.ContextJSON)
 			}
 		}
 	}
@@ -392,24 +392,7 @@ func (p *plan) requestDestinations() []*url.URL {
 // urlShape is a template URL with every expression and reference replaced
 // by "x", to check its shape.
 func urlShape(raw string) string {
-	s := replaceExprs(raw, "x")
-	shape, _, _ := proxy.RewriteString(s, proxy.ContextQuery, func(string) ([]byte, error) { return []byte("x"), nil })
-	return shape
-}
-
-// hostPart is the authority of a raw URL string.
-func hostPart(raw string) string {
-	_, rest, ok := strings.Cut(raw, "//")
-	if !ok {
-		return ""
-	}
-	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
-		rest = rest[:i]
-	}
-	if _, h, ok := strings.Cut(rest, "@"); ok {
-		rest = h
-	}
-	return rest
+	return template.URLShape(replaceExprs(raw, "x"))
 }
 
 func walkStrings(v any, fn func(string) error) error {

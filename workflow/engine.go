@@ -95,9 +95,8 @@ func NewEngine(o Options) (*Engine, error) {
 		_, _ = cryptoRead(b)
 		o.Owner = "node_" + hex.EncodeToString(b)
 	}
-	tr := &http.Transport{Proxy: http.ProxyURL(pu), MaxIdleConns: 256, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, DisableCompression: true}
 	e := &Engine{
-		o: o, client: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		o: o, client: dispatch.ProxyClient(pu, 256),
 		log: o.Logger, wake: make(chan struct{}, 1), busyWS: map[string]int{},
 	}
 	e.m = newMetrics(o.Registerer, o.Store)
@@ -347,7 +346,7 @@ func (e *Engine) requestStep(ctx context.Context, r *storage.WorkflowRun, ps pla
 	// A retry later: the run holds no lease and no worker meanwhile.
 	delay := dispatch.Backoff(used, ps.backoffBase, ps.backoffCap, e.o.Rand)
 	if res.status == http.StatusTooManyRequests || res.status == http.StatusServiceUnavailable {
-		if ra, ok := retryAfter(res.header, end); ok {
+		if ra, ok := dispatch.RetryAfter(res.header, end); ok {
 			delay = ra
 		}
 	}

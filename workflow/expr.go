@@ -10,8 +10,8 @@ import (
 	"strconv"
 	"strings"
 
-	"rotor.sh/rotor/proxy"
 	"rotor.sh/rotor/storage"
+	"rotor.sh/rotor/template"
 )
 
 // Expressions are ${{ EXPR }} with EXPR one of
@@ -399,10 +399,23 @@ func (v env) renderJSON(body json.RawMessage) (json.RawMessage, error) {
 	return marshalNoEscape(out)
 }
 
+// plainJSON re-encodes a JSON document the way renderJSON writes its
+// output (numbers kept, no HTML escaping), so a template and its rendering
+// can be compared text for text.
+func plainJSON(body json.RawMessage) (json.RawMessage, error) {
+	var doc any
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&doc); err != nil {
+		return nil, err
+	}
+	return marshalNoEscape(doc)
+}
+
 // refCount counts the secret references in s (in context c); an error for
 // a malformed one.
-func refCount(s string, c proxy.Context) (int, error) {
-	_, n, err := proxy.RewriteString(s, c, func(string) ([]byte, error) { return nil, nil })
+func refCount(s string, c template.Context) (int, error) {
+	_, n, err := template.RewriteString(s, c, func(string) ([]byte, error) { return nil, nil })
 	return n, err
 }
 
@@ -412,8 +425,8 @@ var errInjected = errors.New("substituted data holds a secret reference")
 // sameRefs checks that rendering added no secret reference: data from an
 // input, an output or a signal must never make the proxy resolve a secret
 // (nor, for the URL, decode into one).
-func sameRefs(template, rendered string, c proxy.Context) error {
-	want, err := refCount(template, c)
+func sameRefs(tmpl, rendered string, c template.Context) error {
+	want, err := refCount(tmpl, c)
 	if err != nil {
 		return err
 	}

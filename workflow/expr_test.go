@@ -3,10 +3,8 @@ package workflow
 import (
 	"encoding/json"
 	"errors"
-	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"rotor.sh/rotor/storage"
 )
@@ -171,16 +169,44 @@ func FuzzDefinition(f *testing.F) {
 	})
 }
 
-func TestRetryAfter(t *testing.T) {
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	for v, want := range map[string]time.Duration{"2": 2 * time.Second, "0": 0, "999999999": 24 * time.Hour,
-		now.Add(time.Minute).Format(http.TimeFormat): time.Minute, now.Add(-time.Minute).Format(http.TimeFormat): 0} {
-		got, ok := retryAfter(http.Header{"Retry-After": {v}}, now)
-		if !ok || got != want {
-			t.Errorf("Retry-After %q = %v %v, want %v", v, got, ok, want)
-		}
+// TestBuildAngleReferenceInStoredBody: a body's `$<< secrets.X >>`
+// survives the definition's trip through storage, where encoding/json
+// writes `<` as \u003c, and still reaches the proxy as one reference (it
+// used to fail every run with expression_failed, the escaped template
+// counting no reference where the rendered body had one).
+func TestBuildAngleReferenceInStoredBody(t *testing.T) {
+	d, err := ParseDefinition([]byte(`{"steps":[{"id":"send","request":{"method":"POST","url":"https://api.example.com/p",
+		"body":{"k":"$<< secrets.T >>","text":"a <b> & $<< secrets.T >> for ${{ input.id }}"}}}]}`))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, ok := retryAfter(http.Header{"Retry-After": {"soon"}}, now); ok {
-		t.Error("a bad Retry-After was taken")
+	stored, err := json.Marshal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(stored), `\u003c`) {
+		t.Fatalf("the round trip no longer escapes <; this test needs another way to store it: %s", stored)
+	}
+	var back Definition
+	if err := json.Unmarshal(stored, &back); err != nil {
+		t.Fatal(err)
+	}
+	p, err := compile(back)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := build(p.steps[0], &storage.WorkflowRun{ID: "run_1", Input: json.RawMessage(`{"id":"x"}`)})
+	if err != nil {
+		t.Fatalf("build: %v", err)
+	}
+	var body map[string]string
+	if err := json.Unmarshal(b.body, &body); err != nil {
+		t.Fatal(err)
+	}
+	if body["k"] != "$<< secrets.T >>" || body["text"] != "a <b> & $<< secrets.T >> for x" {
+		t.Fatalf("body = %s", b.body)
+	}
+	if !strings.Contains(string(b.body), "$<< secrets.T >>") {
+		t.Fatalf("the proxy would not see the reference: %s", b.body)
 	}
 }

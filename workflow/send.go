@@ -5,11 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"mime"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -17,6 +15,7 @@ import (
 	"rotor.sh/rotor/dispatch"
 	"rotor.sh/rotor/proxy"
 	"rotor.sh/rotor/storage"
+	"rotor.sh/rotor/template"
 )
 
 // MaxOutputBytes caps a step's stored output: a larger response body is
@@ -51,7 +50,7 @@ func build(ps planStep, run *storage.WorkflowRun) (built, error) {
 	if err != nil {
 		return built{}, err
 	}
-	if err := sameRefs(rq.URL, u, proxy.ContextQuery); err != nil {
+	if err := sameRefs(rq.URL, u, template.ContextQuery); err != nil {
 		return built{}, err
 	}
 	b := built{method: rq.Method, url: u, header: http.Header{}}
@@ -60,7 +59,7 @@ func build(ps planStep, run *storage.WorkflowRun) (built, error) {
 		if err != nil {
 			return built{}, err
 		}
-		if err := sameRefs(tv, hv, proxy.ContextHeader); err != nil {
+		if err := sameRefs(tv, hv, template.ContextHeader); err != nil {
 			return built{}, err
 		}
 		b.header.Set(k, hv)
@@ -73,7 +72,7 @@ func build(ps planStep, run *storage.WorkflowRun) (built, error) {
 			if err != nil {
 				return built{}, err
 			}
-			if err := sameRefs(s, out, proxy.ContextRaw); err != nil {
+			if err := sameRefs(s, out, template.ContextRaw); err != nil {
 				return built{}, err
 			}
 			b.body = []byte(out)
@@ -82,7 +81,14 @@ func build(ps planStep, run *storage.WorkflowRun) (built, error) {
 			if err != nil {
 				return built{}, err
 			}
-			if err := sameRefs(string(rq.Body), string(out), proxy.ContextJSON); err != nil {
+			// Compare with the template in the same encoding: a stored
+			// definition's body has < and > as \u003c and \u003e, which
+			// would hide its $<< >> references from the count.
+			tmpl, err := plainJSON(rq.Body)
+			if err != nil {
+				return built{}, err
+			}
+			if err := sameRefs(string(tmpl), string(out), template.ContextJSON); err != nil {
 				return built{}, err
 			}
 			b.body = out
@@ -108,18 +114,14 @@ type attemptResult struct {
 // actor (the key that started the run), Standard Webhooks signing, and the
 // callback secret when the step sets no Authorization.
 func (e *Engine) send(ctx context.Context, run *storage.WorkflowRun, ps planStep, b built, n int, now time.Time) attemptResult {
-	target, scheme := b.url, ""
-	if rest, ok := cutPrefixFold(target, "https://"); ok {
-		// In clear to the proxy on loopback; it speaks TLS upstream.
-		target, scheme = "http://"+rest, "https"
-	}
+	target, scheme := dispatch.ProxyTarget(b.url)
 	rctx, cancel := context.WithTimeout(ctx, ps.timeout)
 	defer cancel()
 	var body io.Reader
 	if b.body != nil {
 		body = bytes.NewReader(b.body)
 	}
-	req, err := http.NewRequestWithContext(rctx, b.method, escapeTarget(target), body)
+	req, err := http.NewRequestWithContext(rctx, b.method, target, body)
 	if err != nil {
 		return attemptResult{code: dispatch.ErrCodeConnectionFailed}
 	}
@@ -132,24 +134,10 @@ func (e *Engine) send(ctx context.Context, run *storage.WorkflowRun, ps planStep
 	}
 	stepKey := run.ID + "/" + ps.ID
 	h.Set("Idempotency-Key", stepKey)
-	h.Set("webhook-id", stepKey)
-	h.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
 	h.Set("Rotor-Workflow-Run", run.ID)
 	h.Set("Rotor-Workflow-Step", ps.ID)
-	h.Set("Rotor-Attempt", strconv.Itoa(n))
-	h.Set("Proxy-Authorization", "Bearer "+e.o.InternalToken)
-	h.Set(proxy.HeaderInternalWorkspace, run.WorkspaceID)
-	h.Set(proxy.HeaderInternalActor, run.StartedBy)
-	h.Set(proxy.HeaderInternalRun, run.ID)
-	h.Set(proxy.HeaderInternalStep, ps.ID)
-	h.Set(proxy.HeaderInternalAttempt, strconv.Itoa(n))
-	h.Set(proxy.HeaderInternalSign, "standard-webhooks")
-	if scheme != "" {
-		h.Set(proxy.HeaderInternalScheme, scheme)
-	}
-	if h.Get("Authorization") == "" {
-		h.Set(proxy.HeaderInternalAuth, "callback")
-	}
+	dispatch.ProxyHeaders{Token: e.o.InternalToken, Workspace: run.WorkspaceID, Actor: run.StartedBy, Run: run.ID, Step: ps.ID,
+		WebhookID: stepKey, Attempt: n, Scheme: scheme, Now: now}.Set(h)
 	resp, err := e.client.Do(req)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
@@ -160,15 +148,7 @@ func (e *Engine) send(ctx context.Context, run *storage.WorkflowRun, ps planStep
 	defer resp.Body.Close()
 	if code := resp.Header.Get(proxy.HeaderError); code != "" {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-		switch code {
-		case proxy.CodeSecretNotFound:
-			code = dispatch.ErrCodeSecretMissing
-		case proxy.CodeUpstreamUnreachable:
-			code = dispatch.ErrCodeConnectionFailed
-		case proxy.CodeUpstreamTimeout:
-			code = dispatch.ErrCodeTimeout
-		}
-		return attemptResult{code: code, header: resp.Header}
+		return attemptResult{code: dispatch.ProxyErrorCode(code), header: resp.Header}
 	}
 	// The body as the proxy relays it: scrubbed of every secret this
 	// request resolved.
@@ -209,51 +189,4 @@ func outputOf(raw []byte, contentType string) (json.RawMessage, bool) {
 	}
 	s, _ := json.Marshal(strings.ToValidUTF8(string(raw), "\uFFFD"))
 	return s, truncated
-}
-
-// maxRetryAfter caps how far a Retry-After answer pushes a retry (the
-// dispatcher's bound).
-const maxRetryAfter = 24 * time.Hour
-
-// retryAfter parses a Retry-After header (seconds or an HTTP date), as the
-// dispatcher honours it for 429 and 503 answers.
-func retryAfter(h http.Header, now time.Time) (time.Duration, bool) {
-	v := h.Get("Retry-After")
-	if v == "" {
-		return 0, false
-	}
-	if secs, err := strconv.Atoi(v); err == nil && secs >= 0 {
-		return min(time.Duration(secs)*time.Second, maxRetryAfter), true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return min(max(t.Sub(now), 0), maxRetryAfter), true
-	}
-	return 0, false
-}
-
-// escapeTarget percent-encodes the characters a template URL may hold that
-// cannot appear in a request line; the proxy recognises references
-// percent-encoded as well as raw (as the dispatcher does).
-func escapeTarget(s string) string {
-	const bad = " \"<>\\^`{|}"
-	if !strings.ContainsAny(s, bad) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if strings.IndexByte(bad, c) >= 0 || c < 0x20 || c >= 0x7f {
-			fmt.Fprintf(&b, "%%%02X", c)
-			continue
-		}
-		b.WriteByte(c)
-	}
-	return b.String()
-}
-
-func cutPrefixFold(s, prefix string) (string, bool) {
-	if len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix) {
-		return s[len(prefix):], true
-	}
-	return s, false
 }

@@ -4,12 +4,33 @@
 // 	protoc        v3.21.12
 // source: storage.proto
 
-// The storage plugin protocol. Rotor's host process holds every key and does
-// all encryption; a storage plugin only ever receives ciphertext, wrapped
-// keys and metadata. Store methods travel as Call: the method name and its
-// arguments and results as JSON of the storage package's types, so the
-// protocol covers the whole storage.Store interface with one definition and
-// a backend in any language can implement it.
+// The Rotor storage plugin protocol, version 2.
+//
+// Rotor's host process holds every key and does all encryption; a storage
+// plugin only ever receives ciphertext (sealed envelopes), wrapped keys,
+// hashes and metadata. It never sees a plaintext secret value nor the master
+// key.
+//
+// Conventions (every service):
+//   - Times are int64 nanoseconds since the Unix epoch, UTC; 0 means "unset"
+//     (a zero time). Durations are int64 nanoseconds.
+//   - A backend error is a gRPC status whose details hold one Error message
+//     (below); its code is what the host maps back to a storage sentinel. The
+//     status message is free text for logs only and must never carry a
+//     secret value (there is none to carry: see above). A status without an
+//     Error detail is a transport failure: the host treats it as UNAVAILABLE.
+//   - Writes that carry audit events commit them in the same transaction as
+//     the change: both or neither.
+//   - Limits: a message is at most MAX_MESSAGE_BYTES (64 MiB) in both
+//     directions; batches and page sizes are at most MAX_BATCH (10,000)
+//     items. A backend refuses a request above a limit with INVALID_ARGUMENT;
+//     the host never sends one: it splits what may be split (attempt
+//     results, prunes), pages or clamps listings, and refuses before sending
+//     a batch that must stay one transaction (audit append, enqueue).
+//   - Evolution: fields are only ever added (never renumbered or reused); a
+//     new RPC or service is announced by a Capability in DescribeResponse,
+//     and the host calls it only when the plugin reports it. An incompatible
+//     change bumps the go-plugin handshake's protocol version.
 
 package proto
 
@@ -28,18 +49,356 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-type ConfigureRequest struct {
+// ErrorCode is the kind of a backend error. The host maps each to a sentinel
+// of the storage package (errors.Is works across the process boundary).
+type ErrorCode int32
+
+const (
+	ErrorCode_ERROR_CODE_UNSPECIFIED ErrorCode = 0 // any other failure (storage error, bug)
+	ErrorCode_NOT_FOUND              ErrorCode = 1 // storage.ErrNotFound: no such record (or in another workspace)
+	ErrorCode_EXISTS                 ErrorCode = 2 // storage.ErrExists: a create hit an existing identity
+	ErrorCode_CONFLICT               ErrorCode = 3 // storage.ErrConflict: a compare-and-swap saw a newer revision
+	ErrorCode_IN_USE                 ErrorCode = 4 // storage.ErrInUse: still referenced, cannot be removed
+	ErrorCode_UNAVAILABLE            ErrorCode = 5 // storage.ErrUnavailable: not configured, closed, database down
+	ErrorCode_CANCELED               ErrorCode = 6 // context.Canceled: the caller gave up
+	ErrorCode_DEADLINE_EXCEEDED      ErrorCode = 7 // context.DeadlineExceeded
+	ErrorCode_INVALID_ARGUMENT       ErrorCode = 8 // a request breaks a limit or is malformed
+	ErrorCode_UNSUPPORTED            ErrorCode = 9 // errors.ErrUnsupported: the backend lacks an optional capability
+)
+
+// Enum value maps for ErrorCode.
+var (
+	ErrorCode_name = map[int32]string{
+		0: "ERROR_CODE_UNSPECIFIED",
+		1: "NOT_FOUND",
+		2: "EXISTS",
+		3: "CONFLICT",
+		4: "IN_USE",
+		5: "UNAVAILABLE",
+		6: "CANCELED",
+		7: "DEADLINE_EXCEEDED",
+		8: "INVALID_ARGUMENT",
+		9: "UNSUPPORTED",
+	}
+	ErrorCode_value = map[string]int32{
+		"ERROR_CODE_UNSPECIFIED": 0,
+		"NOT_FOUND":              1,
+		"EXISTS":                 2,
+		"CONFLICT":               3,
+		"IN_USE":                 4,
+		"UNAVAILABLE":            5,
+		"CANCELED":               6,
+		"DEADLINE_EXCEEDED":      7,
+		"INVALID_ARGUMENT":       8,
+		"UNSUPPORTED":            9,
+	}
+)
+
+func (x ErrorCode) Enum() *ErrorCode {
+	p := new(ErrorCode)
+	*p = x
+	return p
+}
+
+func (x ErrorCode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ErrorCode) Descriptor() protoreflect.EnumDescriptor {
+	return file_storage_proto_enumTypes[0].Descriptor()
+}
+
+func (ErrorCode) Type() protoreflect.EnumType {
+	return &file_storage_proto_enumTypes[0]
+}
+
+func (x ErrorCode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ErrorCode.Descriptor instead.
+func (ErrorCode) EnumDescriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{0}
+}
+
+// Limits of the protocol (see the conventions above).
+type Limit int32
+
+const (
+	Limit_LIMIT_UNSPECIFIED Limit = 0
+	Limit_MAX_BATCH         Limit = 10000
+	Limit_MAX_MESSAGE_BYTES Limit = 67108864
+)
+
+// Enum value maps for Limit.
+var (
+	Limit_name = map[int32]string{
+		0:        "LIMIT_UNSPECIFIED",
+		10000:    "MAX_BATCH",
+		67108864: "MAX_MESSAGE_BYTES",
+	}
+	Limit_value = map[string]int32{
+		"LIMIT_UNSPECIFIED": 0,
+		"MAX_BATCH":         10000,
+		"MAX_MESSAGE_BYTES": 67108864,
+	}
+)
+
+func (x Limit) Enum() *Limit {
+	p := new(Limit)
+	*p = x
+	return p
+}
+
+func (x Limit) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Limit) Descriptor() protoreflect.EnumDescriptor {
+	return file_storage_proto_enumTypes[1].Descriptor()
+}
+
+func (Limit) Type() protoreflect.EnumType {
+	return &file_storage_proto_enumTypes[1]
+}
+
+func (x Limit) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Limit.Descriptor instead.
+func (Limit) EnumDescriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{1}
+}
+
+// Capability names a service (or a later optional RPC) a plugin implements.
+type Capability int32
+
+const (
+	Capability_CAPABILITY_UNSPECIFIED Capability = 0
+	Capability_WORKSPACES             Capability = 1 // required
+	Capability_SECRETS                Capability = 2 // required
+	Capability_AUDIT                  Capability = 3 // required
+	Capability_JOBS                   Capability = 4 // required
+	Capability_CHANGES                Capability = 5 // required (a single-process backend may stream nothing)
+	Capability_RETENTION              Capability = 6 // optional: without it pruning answers UNSUPPORTED
+	Capability_WORKFLOWS              Capability = 7 // required
+)
+
+// Enum value maps for Capability.
+var (
+	Capability_name = map[int32]string{
+		0: "CAPABILITY_UNSPECIFIED",
+		1: "WORKSPACES",
+		2: "SECRETS",
+		3: "AUDIT",
+		4: "JOBS",
+		5: "CHANGES",
+		6: "RETENTION",
+		7: "WORKFLOWS",
+	}
+	Capability_value = map[string]int32{
+		"CAPABILITY_UNSPECIFIED": 0,
+		"WORKSPACES":             1,
+		"SECRETS":                2,
+		"AUDIT":                  3,
+		"JOBS":                   4,
+		"CHANGES":                5,
+		"RETENTION":              6,
+		"WORKFLOWS":              7,
+	}
+)
+
+func (x Capability) Enum() *Capability {
+	p := new(Capability)
+	*p = x
+	return p
+}
+
+func (x Capability) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Capability) Descriptor() protoreflect.EnumDescriptor {
+	return file_storage_proto_enumTypes[2].Descriptor()
+}
+
+func (Capability) Type() protoreflect.EnumType {
+	return &file_storage_proto_enumTypes[2]
+}
+
+func (x Capability) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Capability.Descriptor instead.
+func (Capability) EnumDescriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{2}
+}
+
+// Error is the detail attached to every backend error status.
+type Error struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Backend       string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"` // "bbolt" or "postgres"
-	Path          string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`       // bbolt: the file
-	Dsn           string                 `protobuf:"bytes,3,opt,name=dsn,proto3" json:"dsn,omitempty"`         // postgres: the connection string
+	Code          ErrorCode              `protobuf:"varint,1,opt,name=code,proto3,enum=rotor.storage.v2.ErrorCode" json:"code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Error) Reset() {
+	*x = Error{}
+	mi := &file_storage_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Error) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Error) ProtoMessage() {}
+
+func (x *Error) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Error.ProtoReflect.Descriptor instead.
+func (*Error) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *Error) GetCode() ErrorCode {
+	if x != nil {
+		return x.Code
+	}
+	return ErrorCode_ERROR_CODE_UNSPECIFIED
+}
+
+type DescribeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DescribeRequest) Reset() {
+	*x = DescribeRequest{}
+	mi := &file_storage_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DescribeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DescribeRequest) ProtoMessage() {}
+
+func (x *DescribeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DescribeRequest.ProtoReflect.Descriptor instead.
+func (*DescribeRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{1}
+}
+
+type DescribeResponse struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	ProtocolVersion uint32                 `protobuf:"varint,1,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"` // 2 for this file
+	Capabilities    []Capability           `protobuf:"varint,2,rep,packed,name=capabilities,proto3,enum=rotor.storage.v2.Capability" json:"capabilities,omitempty"`
+	Backend         string                 `protobuf:"bytes,3,opt,name=backend,proto3" json:"backend,omitempty"`                    // free text for logs, e.g. "bbolt"
+	MaxBatch        uint32                 `protobuf:"varint,4,opt,name=max_batch,json=maxBatch,proto3" json:"max_batch,omitempty"` // what the plugin accepts; 0 means MAX_BATCH
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *DescribeResponse) Reset() {
+	*x = DescribeResponse{}
+	mi := &file_storage_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DescribeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DescribeResponse) ProtoMessage() {}
+
+func (x *DescribeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DescribeResponse.ProtoReflect.Descriptor instead.
+func (*DescribeResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *DescribeResponse) GetProtocolVersion() uint32 {
+	if x != nil {
+		return x.ProtocolVersion
+	}
+	return 0
+}
+
+func (x *DescribeResponse) GetCapabilities() []Capability {
+	if x != nil {
+		return x.Capabilities
+	}
+	return nil
+}
+
+func (x *DescribeResponse) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *DescribeResponse) GetMaxBatch() uint32 {
+	if x != nil {
+		return x.MaxBatch
+	}
+	return 0
+}
+
+type ConfigureRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Backend string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"` // "bbolt" or "postgres" for Rotor's own; free for others
+	Path    string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`       // file-backed backends: the file
+	Dsn     string                 `protobuf:"bytes,3,opt,name=dsn,proto3" json:"dsn,omitempty"`         // database backends: the connection string
+	// settings holds any further backend-specific settings.
+	Settings      map[string]string `protobuf:"bytes,4,rep,name=settings,proto3" json:"settings,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConfigureRequest) Reset() {
 	*x = ConfigureRequest{}
-	mi := &file_storage_proto_msgTypes[0]
+	mi := &file_storage_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -51,7 +410,7 @@ func (x *ConfigureRequest) String() string {
 func (*ConfigureRequest) ProtoMessage() {}
 
 func (x *ConfigureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[0]
+	mi := &file_storage_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -64,7 +423,7 @@ func (x *ConfigureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureRequest.ProtoReflect.Descriptor instead.
 func (*ConfigureRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{0}
+	return file_storage_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ConfigureRequest) GetBackend() string {
@@ -88,6 +447,13 @@ func (x *ConfigureRequest) GetDsn() string {
 	return ""
 }
 
+func (x *ConfigureRequest) GetSettings() map[string]string {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
 type ConfigureResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -96,7 +462,7 @@ type ConfigureResponse struct {
 
 func (x *ConfigureResponse) Reset() {
 	*x = ConfigureResponse{}
-	mi := &file_storage_proto_msgTypes[1]
+	mi := &file_storage_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -108,7 +474,7 @@ func (x *ConfigureResponse) String() string {
 func (*ConfigureResponse) ProtoMessage() {}
 
 func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[1]
+	mi := &file_storage_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -121,162 +487,7340 @@ func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureResponse.ProtoReflect.Descriptor instead.
 func (*ConfigureResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{1}
-}
-
-type CallRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Method        string                 `protobuf:"bytes,1,opt,name=method,proto3" json:"method,omitempty"`
-	Args          []byte                 `protobuf:"bytes,2,opt,name=args,proto3" json:"args,omitempty"` // JSON
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *CallRequest) Reset() {
-	*x = CallRequest{}
-	mi := &file_storage_proto_msgTypes[2]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *CallRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*CallRequest) ProtoMessage() {}
-
-func (x *CallRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[2]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use CallRequest.ProtoReflect.Descriptor instead.
-func (*CallRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{2}
-}
-
-func (x *CallRequest) GetMethod() string {
-	if x != nil {
-		return x.Method
-	}
-	return ""
-}
-
-func (x *CallRequest) GetArgs() []byte {
-	if x != nil {
-		return x.Args
-	}
-	return nil
-}
-
-type CallResponse struct {
-	state  protoimpl.MessageState `protogen:"open.v1"`
-	Result []byte                 `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"` // JSON
-	// error_kind names the storage sentinel (not_found, exists, conflict,
-	// in_use, unavailable, canceled) or "error"; empty on success.
-	ErrorKind     string `protobuf:"bytes,2,opt,name=error_kind,json=errorKind,proto3" json:"error_kind,omitempty"`
-	ErrorMessage  string `protobuf:"bytes,3,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *CallResponse) Reset() {
-	*x = CallResponse{}
-	mi := &file_storage_proto_msgTypes[3]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *CallResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*CallResponse) ProtoMessage() {}
-
-func (x *CallResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[3]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use CallResponse.ProtoReflect.Descriptor instead.
-func (*CallResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{3}
-}
-
-func (x *CallResponse) GetResult() []byte {
-	if x != nil {
-		return x.Result
-	}
-	return nil
-}
-
-func (x *CallResponse) GetErrorKind() string {
-	if x != nil {
-		return x.ErrorKind
-	}
-	return ""
-}
-
-func (x *CallResponse) GetErrorMessage() string {
-	if x != nil {
-		return x.ErrorMessage
-	}
-	return ""
-}
-
-type ChangesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *ChangesRequest) Reset() {
-	*x = ChangesRequest{}
-	mi := &file_storage_proto_msgTypes[4]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ChangesRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ChangesRequest) ProtoMessage() {}
-
-func (x *ChangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[4]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ChangesRequest.ProtoReflect.Descriptor instead.
-func (*ChangesRequest) Descriptor() ([]byte, []int) {
 	return file_storage_proto_rawDescGZIP(), []int{4}
+}
+
+type Workspace struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	CreatedAt     int64                  `protobuf:"varint,3,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Workspace) Reset() {
+	*x = Workspace{}
+	mi := &file_storage_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Workspace) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Workspace) ProtoMessage() {}
+
+func (x *Workspace) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Workspace.ProtoReflect.Descriptor instead.
+func (*Workspace) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Workspace) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Workspace) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Workspace) GetCreatedAt() int64 {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return 0
+}
+
+// APIKey holds only the SHA-256 of the key, never the key.
+type APIKey struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	WorkspaceId   string                 `protobuf:"bytes,2,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Role          string                 `protobuf:"bytes,4,opt,name=role,proto3" json:"role,omitempty"`
+	Hash          []byte                 `protobuf:"bytes,5,opt,name=hash,proto3" json:"hash,omitempty"`
+	CreatedAt     int64                  `protobuf:"varint,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	RevokedAt     int64                  `protobuf:"varint,7,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"` // 0: not revoked
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *APIKey) Reset() {
+	*x = APIKey{}
+	mi := &file_storage_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *APIKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*APIKey) ProtoMessage() {}
+
+func (x *APIKey) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use APIKey.ProtoReflect.Descriptor instead.
+func (*APIKey) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *APIKey) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *APIKey) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *APIKey) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *APIKey) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *APIKey) GetHash() []byte {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
+}
+
+func (x *APIKey) GetCreatedAt() int64 {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return 0
+}
+
+func (x *APIKey) GetRevokedAt() int64 {
+	if x != nil {
+		return x.RevokedAt
+	}
+	return 0
+}
+
+// KEK is a key-encryption key wrapped under the master key (which the
+// plugin never has).
+type KEK struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Wrapped       []byte                 `protobuf:"bytes,2,opt,name=wrapped,proto3" json:"wrapped,omitempty"`
+	Active        bool                   `protobuf:"varint,3,opt,name=active,proto3" json:"active,omitempty"`
+	CreatedAt     int64                  `protobuf:"varint,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KEK) Reset() {
+	*x = KEK{}
+	mi := &file_storage_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KEK) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KEK) ProtoMessage() {}
+
+func (x *KEK) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KEK.ProtoReflect.Descriptor instead.
+func (*KEK) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *KEK) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *KEK) GetWrapped() []byte {
+	if x != nil {
+		return x.Wrapped
+	}
+	return nil
+}
+
+func (x *KEK) GetActive() bool {
+	if x != nil {
+		return x.Active
+	}
+	return false
+}
+
+func (x *KEK) GetCreatedAt() int64 {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return 0
+}
+
+// SecretMeta is what may be shown about a secret: never its value.
+type SecretMeta struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Version       int64                  `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	Revision      int64                  `protobuf:"varint,4,opt,name=revision,proto3" json:"revision,omitempty"`
+	Hint          string                 `protobuf:"bytes,5,opt,name=hint,proto3" json:"hint,omitempty"`
+	AllowedHosts  []string               `protobuf:"bytes,6,rep,name=allowed_hosts,json=allowedHosts,proto3" json:"allowed_hosts,omitempty"`
+	KekId         string                 `protobuf:"bytes,7,opt,name=kek_id,json=kekId,proto3" json:"kek_id,omitempty"`
+	CreatedAt     int64                  `protobuf:"varint,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt     int64                  `protobuf:"varint,9,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecretMeta) Reset() {
+	*x = SecretMeta{}
+	mi := &file_storage_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecretMeta) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecretMeta) ProtoMessage() {}
+
+func (x *SecretMeta) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecretMeta.ProtoReflect.Descriptor instead.
+func (*SecretMeta) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SecretMeta) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *SecretMeta) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SecretMeta) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *SecretMeta) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *SecretMeta) GetHint() string {
+	if x != nil {
+		return x.Hint
+	}
+	return ""
+}
+
+func (x *SecretMeta) GetAllowedHosts() []string {
+	if x != nil {
+		return x.AllowedHosts
+	}
+	return nil
+}
+
+func (x *SecretMeta) GetKekId() string {
+	if x != nil {
+		return x.KekId
+	}
+	return ""
+}
+
+func (x *SecretMeta) GetCreatedAt() int64 {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return 0
+}
+
+func (x *SecretMeta) GetUpdatedAt() int64 {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return 0
+}
+
+// SecretRecord is SecretMeta's fields plus the sealed envelope (the wrapped
+// data key and the ciphertext, opaque to the plugin).
+type SecretRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Version       int64                  `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	Revision      int64                  `protobuf:"varint,4,opt,name=revision,proto3" json:"revision,omitempty"`
+	Hint          string                 `protobuf:"bytes,5,opt,name=hint,proto3" json:"hint,omitempty"`
+	AllowedHosts  []string               `protobuf:"bytes,6,rep,name=allowed_hosts,json=allowedHosts,proto3" json:"allowed_hosts,omitempty"`
+	KekId         string                 `protobuf:"bytes,7,opt,name=kek_id,json=kekId,proto3" json:"kek_id,omitempty"`
+	CreatedAt     int64                  `protobuf:"varint,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt     int64                  `protobuf:"varint,9,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	Sealed        []byte                 `protobuf:"bytes,10,opt,name=sealed,proto3" json:"sealed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecretRecord) Reset() {
+	*x = SecretRecord{}
+	mi := &file_storage_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecretRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecretRecord) ProtoMessage() {}
+
+func (x *SecretRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecretRecord.ProtoReflect.Descriptor instead.
+func (*SecretRecord) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SecretRecord) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *SecretRecord) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SecretRecord) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *SecretRecord) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *SecretRecord) GetHint() string {
+	if x != nil {
+		return x.Hint
+	}
+	return ""
+}
+
+func (x *SecretRecord) GetAllowedHosts() []string {
+	if x != nil {
+		return x.AllowedHosts
+	}
+	return nil
+}
+
+func (x *SecretRecord) GetKekId() string {
+	if x != nil {
+		return x.KekId
+	}
+	return ""
+}
+
+func (x *SecretRecord) GetCreatedAt() int64 {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return 0
+}
+
+func (x *SecretRecord) GetUpdatedAt() int64 {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return 0
+}
+
+func (x *SecretRecord) GetSealed() []byte {
+	if x != nil {
+		return x.Sealed
+	}
+	return nil
+}
+
+// AuditEvent is one audit row. input and output are JSON objects (never a
+// secret value); chain is set by the backend on append (see AppendAudit).
+type AuditEvent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	OccurredAt    int64                  `protobuf:"varint,2,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	WorkspaceId   string                 `protobuf:"bytes,3,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	ActorId       string                 `protobuf:"bytes,4,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	EventType     string                 `protobuf:"bytes,5,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
+	ResourceType  string                 `protobuf:"bytes,6,opt,name=resource_type,json=resourceType,proto3" json:"resource_type,omitempty"`
+	ResourceId    string                 `protobuf:"bytes,7,opt,name=resource_id,json=resourceId,proto3" json:"resource_id,omitempty"`
+	Input         []byte                 `protobuf:"bytes,8,opt,name=input,proto3" json:"input,omitempty"`
+	Output        []byte                 `protobuf:"bytes,9,opt,name=output,proto3" json:"output,omitempty"`
+	Chain         []byte                 `protobuf:"bytes,10,opt,name=chain,proto3" json:"chain,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditEvent) Reset() {
+	*x = AuditEvent{}
+	mi := &file_storage_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditEvent) ProtoMessage() {}
+
+func (x *AuditEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
+func (*AuditEvent) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *AuditEvent) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *AuditEvent) GetOccurredAt() int64 {
+	if x != nil {
+		return x.OccurredAt
+	}
+	return 0
+}
+
+func (x *AuditEvent) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetEventType() string {
+	if x != nil {
+		return x.EventType
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetResourceType() string {
+	if x != nil {
+		return x.ResourceType
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetResourceId() string {
+	if x != nil {
+		return x.ResourceId
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetInput() []byte {
+	if x != nil {
+		return x.Input
+	}
+	return nil
+}
+
+func (x *AuditEvent) GetOutput() []byte {
+	if x != nil {
+		return x.Output
+	}
+	return nil
+}
+
+func (x *AuditEvent) GetChain() []byte {
+	if x != nil {
+		return x.Chain
+	}
+	return nil
+}
+
+type AuditCheckpoint struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	LastId        int64                  `protobuf:"varint,2,opt,name=last_id,json=lastId,proto3" json:"last_id,omitempty"`
+	Chain         []byte                 `protobuf:"bytes,3,opt,name=chain,proto3" json:"chain,omitempty"`
+	Mac           []byte                 `protobuf:"bytes,4,opt,name=mac,proto3" json:"mac,omitempty"`
+	SealedAt      int64                  `protobuf:"varint,5,opt,name=sealed_at,json=sealedAt,proto3" json:"sealed_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditCheckpoint) Reset() {
+	*x = AuditCheckpoint{}
+	mi := &file_storage_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditCheckpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditCheckpoint) ProtoMessage() {}
+
+func (x *AuditCheckpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditCheckpoint.ProtoReflect.Descriptor instead.
+func (*AuditCheckpoint) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *AuditCheckpoint) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *AuditCheckpoint) GetLastId() int64 {
+	if x != nil {
+		return x.LastId
+	}
+	return 0
+}
+
+func (x *AuditCheckpoint) GetChain() []byte {
+	if x != nil {
+		return x.Chain
+	}
+	return nil
+}
+
+func (x *AuditCheckpoint) GetMac() []byte {
+	if x != nil {
+		return x.Mac
+	}
+	return nil
+}
+
+func (x *AuditCheckpoint) GetSealedAt() int64 {
+	if x != nil {
+		return x.SealedAt
+	}
+	return 0
+}
+
+// AuditHead is a workspace's newest row: id and chain value (0 and empty
+// when it has none).
+type AuditHead struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	LastId        int64                  `protobuf:"varint,2,opt,name=last_id,json=lastId,proto3" json:"last_id,omitempty"`
+	Chain         []byte                 `protobuf:"bytes,3,opt,name=chain,proto3" json:"chain,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditHead) Reset() {
+	*x = AuditHead{}
+	mi := &file_storage_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditHead) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditHead) ProtoMessage() {}
+
+func (x *AuditHead) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditHead.ProtoReflect.Descriptor instead.
+func (*AuditHead) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *AuditHead) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *AuditHead) GetLastId() int64 {
+	if x != nil {
+		return x.LastId
+	}
+	return 0
+}
+
+func (x *AuditHead) GetChain() []byte {
+	if x != nil {
+		return x.Chain
+	}
+	return nil
+}
+
+// AuditAppended is what one AppendAudit call added to one workspace's
+// chain: rows rows, the first chained onto prev (the head the backend read
+// in the same transaction), ending at head. Both are what the backend
+// stored: the host seals from them without reading the rows back.
+type AuditAppended struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	Prev          *AuditHead             `protobuf:"bytes,2,opt,name=prev,proto3" json:"prev,omitempty"`
+	Head          *AuditHead             `protobuf:"bytes,3,opt,name=head,proto3" json:"head,omitempty"`
+	Rows          int64                  `protobuf:"varint,4,opt,name=rows,proto3" json:"rows,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditAppended) Reset() {
+	*x = AuditAppended{}
+	mi := &file_storage_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditAppended) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditAppended) ProtoMessage() {}
+
+func (x *AuditAppended) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditAppended.ProtoReflect.Descriptor instead.
+func (*AuditAppended) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *AuditAppended) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *AuditAppended) GetPrev() *AuditHead {
+	if x != nil {
+		return x.Prev
+	}
+	return nil
+}
+
+func (x *AuditAppended) GetHead() *AuditHead {
+	if x != nil {
+		return x.Head
+	}
+	return nil
+}
+
+func (x *AuditAppended) GetRows() int64 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+type AuditRetention struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	ThroughId     int64                  `protobuf:"varint,2,opt,name=through_id,json=throughId,proto3" json:"through_id,omitempty"`
+	Chain         []byte                 `protobuf:"bytes,3,opt,name=chain,proto3" json:"chain,omitempty"`
+	Rows          int64                  `protobuf:"varint,4,opt,name=rows,proto3" json:"rows,omitempty"`
+	PrunedAt      int64                  `protobuf:"varint,5,opt,name=pruned_at,json=prunedAt,proto3" json:"pruned_at,omitempty"`
+	Mac           []byte                 `protobuf:"bytes,6,opt,name=mac,proto3" json:"mac,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditRetention) Reset() {
+	*x = AuditRetention{}
+	mi := &file_storage_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditRetention) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditRetention) ProtoMessage() {}
+
+func (x *AuditRetention) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditRetention.ProtoReflect.Descriptor instead.
+func (*AuditRetention) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *AuditRetention) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *AuditRetention) GetThroughId() int64 {
+	if x != nil {
+		return x.ThroughId
+	}
+	return 0
+}
+
+func (x *AuditRetention) GetChain() []byte {
+	if x != nil {
+		return x.Chain
+	}
+	return nil
+}
+
+func (x *AuditRetention) GetRows() int64 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *AuditRetention) GetPrunedAt() int64 {
+	if x != nil {
+		return x.PrunedAt
+	}
+	return 0
+}
+
+func (x *AuditRetention) GetMac() []byte {
+	if x != nil {
+		return x.Mac
+	}
+	return nil
+}
+
+// Queue: callback_url and callback_headers hold templates (secret
+// references), never resolved values.
+type Queue struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId     string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	Name            string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	CallbackUrl     string                 `protobuf:"bytes,3,opt,name=callback_url,json=callbackUrl,proto3" json:"callback_url,omitempty"`
+	CallbackHeaders map[string]string      `protobuf:"bytes,4,rep,name=callback_headers,json=callbackHeaders,proto3" json:"callback_headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	MaxAttempts     int64                  `protobuf:"varint,5,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
+	BackoffBase     int64                  `protobuf:"varint,6,opt,name=backoff_base,json=backoffBase,proto3" json:"backoff_base,omitempty"` // ns
+	BackoffCap      int64                  `protobuf:"varint,7,opt,name=backoff_cap,json=backoffCap,proto3" json:"backoff_cap,omitempty"`    // ns
+	Timeout         int64                  `protobuf:"varint,8,opt,name=timeout,proto3" json:"timeout,omitempty"`                            // ns
+	Concurrency     int64                  `protobuf:"varint,9,opt,name=concurrency,proto3" json:"concurrency,omitempty"`
+	RatePerSecond   float64                `protobuf:"fixed64,10,opt,name=rate_per_second,json=ratePerSecond,proto3" json:"rate_per_second,omitempty"` // 0: no limit
+	Revision        int64                  `protobuf:"varint,11,opt,name=revision,proto3" json:"revision,omitempty"`
+	CreatedAt       int64                  `protobuf:"varint,12,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt       int64                  `protobuf:"varint,13,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Queue) Reset() {
+	*x = Queue{}
+	mi := &file_storage_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Queue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Queue) ProtoMessage() {}
+
+func (x *Queue) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Queue.ProtoReflect.Descriptor instead.
+func (*Queue) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *Queue) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *Queue) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Queue) GetCallbackUrl() string {
+	if x != nil {
+		return x.CallbackUrl
+	}
+	return ""
+}
+
+func (x *Queue) GetCallbackHeaders() map[string]string {
+	if x != nil {
+		return x.CallbackHeaders
+	}
+	return nil
+}
+
+func (x *Queue) GetMaxAttempts() int64 {
+	if x != nil {
+		return x.MaxAttempts
+	}
+	return 0
+}
+
+func (x *Queue) GetBackoffBase() int64 {
+	if x != nil {
+		return x.BackoffBase
+	}
+	return 0
+}
+
+func (x *Queue) GetBackoffCap() int64 {
+	if x != nil {
+		return x.BackoffCap
+	}
+	return 0
+}
+
+func (x *Queue) GetTimeout() int64 {
+	if x != nil {
+		return x.Timeout
+	}
+	return 0
+}
+
+func (x *Queue) GetConcurrency() int64 {
+	if x != nil {
+		return x.Concurrency
+	}
+	return 0
+}
+
+func (x *Queue) GetRatePerSecond() float64 {
+	if x != nil {
+		return x.RatePerSecond
+	}
+	return 0
+}
+
+func (x *Queue) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *Queue) GetCreatedAt() int64 {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return 0
+}
+
+func (x *Queue) GetUpdatedAt() int64 {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return 0
+}
+
+// Attempt is one delivery attempt. Fields 6 to 10 are for people reading
+// it (dashboard, API), bounded in size by the dispatcher: the request URL
+// and headers as templates (references, never values), the failure in
+// words, and the callback's answer scrubbed of resolved values and
+// credentials.
+type Attempt struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	N               int64                  `protobuf:"varint,1,opt,name=n,proto3" json:"n,omitempty"`
+	StartedAt       int64                  `protobuf:"varint,2,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	Duration        int64                  `protobuf:"varint,3,opt,name=duration,proto3" json:"duration,omitempty"` // ns
+	StatusCode      int64                  `protobuf:"varint,4,opt,name=status_code,json=statusCode,proto3" json:"status_code,omitempty"`
+	ErrorCode       string                 `protobuf:"bytes,5,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	RequestUrl      string                 `protobuf:"bytes,6,opt,name=request_url,json=requestUrl,proto3" json:"request_url,omitempty"`
+	RequestHeaders  map[string]string      `protobuf:"bytes,7,rep,name=request_headers,json=requestHeaders,proto3" json:"request_headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Error           string                 `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"`
+	ResponseHeaders map[string]string      `protobuf:"bytes,9,rep,name=response_headers,json=responseHeaders,proto3" json:"response_headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	ResponseExcerpt string                 `protobuf:"bytes,10,opt,name=response_excerpt,json=responseExcerpt,proto3" json:"response_excerpt,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Attempt) Reset() {
+	*x = Attempt{}
+	mi := &file_storage_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Attempt) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Attempt) ProtoMessage() {}
+
+func (x *Attempt) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Attempt.ProtoReflect.Descriptor instead.
+func (*Attempt) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *Attempt) GetN() int64 {
+	if x != nil {
+		return x.N
+	}
+	return 0
+}
+
+func (x *Attempt) GetStartedAt() int64 {
+	if x != nil {
+		return x.StartedAt
+	}
+	return 0
+}
+
+func (x *Attempt) GetDuration() int64 {
+	if x != nil {
+		return x.Duration
+	}
+	return 0
+}
+
+func (x *Attempt) GetStatusCode() int64 {
+	if x != nil {
+		return x.StatusCode
+	}
+	return 0
+}
+
+func (x *Attempt) GetErrorCode() string {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return ""
+}
+
+func (x *Attempt) GetRequestUrl() string {
+	if x != nil {
+		return x.RequestUrl
+	}
+	return ""
+}
+
+func (x *Attempt) GetRequestHeaders() map[string]string {
+	if x != nil {
+		return x.RequestHeaders
+	}
+	return nil
+}
+
+func (x *Attempt) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *Attempt) GetResponseHeaders() map[string]string {
+	if x != nil {
+		return x.ResponseHeaders
+	}
+	return nil
+}
+
+func (x *Attempt) GetResponseExcerpt() string {
+	if x != nil {
+		return x.ResponseExcerpt
+	}
+	return ""
+}
+
+// Job: payload is the template JSON as enqueued, never resolved values.
+type Job struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Id             string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	WorkspaceId    string                 `protobuf:"bytes,2,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	Queue          string                 `protobuf:"bytes,3,opt,name=queue,proto3" json:"queue,omitempty"`
+	Payload        []byte                 `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`
+	IdempotencyKey string                 `protobuf:"bytes,5,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	Status         string                 `protobuf:"bytes,6,opt,name=status,proto3" json:"status,omitempty"` // queued, leased, delivered, dead, canceled
+	RunAt          int64                  `protobuf:"varint,7,opt,name=run_at,json=runAt,proto3" json:"run_at,omitempty"`
+	LeaseUntil     int64                  `protobuf:"varint,8,opt,name=lease_until,json=leaseUntil,proto3" json:"lease_until,omitempty"`
+	LeaseToken     uint64                 `protobuf:"varint,9,opt,name=lease_token,json=leaseToken,proto3" json:"lease_token,omitempty"`
+	Leases         int64                  `protobuf:"varint,10,opt,name=leases,proto3" json:"leases,omitempty"`
+	Attempts       []*Attempt             `protobuf:"bytes,11,rep,name=attempts,proto3" json:"attempts,omitempty"`
+	RetryFrom      int64                  `protobuf:"varint,12,opt,name=retry_from,json=retryFrom,proto3" json:"retry_from,omitempty"`
+	EnqueuedBy     string                 `protobuf:"bytes,13,opt,name=enqueued_by,json=enqueuedBy,proto3" json:"enqueued_by,omitempty"`
+	CreatedAt      int64                  `protobuf:"varint,14,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt      int64                  `protobuf:"varint,15,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	DeliveredAt    int64                  `protobuf:"varint,16,opt,name=delivered_at,json=deliveredAt,proto3" json:"delivered_at,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Job) Reset() {
+	*x = Job{}
+	mi := &file_storage_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Job) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Job) ProtoMessage() {}
+
+func (x *Job) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Job.ProtoReflect.Descriptor instead.
+func (*Job) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *Job) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Job) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *Job) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *Job) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *Job) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
+func (x *Job) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *Job) GetRunAt() int64 {
+	if x != nil {
+		return x.RunAt
+	}
+	return 0
+}
+
+func (x *Job) GetLeaseUntil() int64 {
+	if x != nil {
+		return x.LeaseUntil
+	}
+	return 0
+}
+
+func (x *Job) GetLeaseToken() uint64 {
+	if x != nil {
+		return x.LeaseToken
+	}
+	return 0
+}
+
+func (x *Job) GetLeases() int64 {
+	if x != nil {
+		return x.Leases
+	}
+	return 0
+}
+
+func (x *Job) GetAttempts() []*Attempt {
+	if x != nil {
+		return x.Attempts
+	}
+	return nil
+}
+
+func (x *Job) GetRetryFrom() int64 {
+	if x != nil {
+		return x.RetryFrom
+	}
+	return 0
+}
+
+func (x *Job) GetEnqueuedBy() string {
+	if x != nil {
+		return x.EnqueuedBy
+	}
+	return ""
+}
+
+func (x *Job) GetCreatedAt() int64 {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return 0
+}
+
+func (x *Job) GetUpdatedAt() int64 {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return 0
+}
+
+func (x *Job) GetDeliveredAt() int64 {
+	if x != nil {
+		return x.DeliveredAt
+	}
+	return 0
+}
+
+type QueueStat struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	Queue         string                 `protobuf:"bytes,2,opt,name=queue,proto3" json:"queue,omitempty"`
+	Ready         int64                  `protobuf:"varint,3,opt,name=ready,proto3" json:"ready,omitempty"`
+	OldestReady   int64                  `protobuf:"varint,4,opt,name=oldest_ready,json=oldestReady,proto3" json:"oldest_ready,omitempty"`
+	Running       int64                  `protobuf:"varint,5,opt,name=running,proto3" json:"running,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueueStat) Reset() {
+	*x = QueueStat{}
+	mi := &file_storage_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueueStat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueueStat) ProtoMessage() {}
+
+func (x *QueueStat) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueueStat.ProtoReflect.Descriptor instead.
+func (*QueueStat) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *QueueStat) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *QueueStat) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *QueueStat) GetReady() int64 {
+	if x != nil {
+		return x.Ready
+	}
+	return 0
+}
+
+func (x *QueueStat) GetOldestReady() int64 {
+	if x != nil {
+		return x.OldestReady
+	}
+	return 0
+}
+
+func (x *QueueStat) GetRunning() int64 {
+	if x != nil {
+		return x.Running
+	}
+	return 0
+}
+
+type CreateWorkspaceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Workspace     *Workspace             `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
+	AdminKey      *APIKey                `protobuf:"bytes,2,opt,name=admin_key,json=adminKey,proto3" json:"admin_key,omitempty"` // optional
+	Audit         []*AuditEvent          `protobuf:"bytes,3,rep,name=audit,proto3" json:"audit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateWorkspaceRequest) Reset() {
+	*x = CreateWorkspaceRequest{}
+	mi := &file_storage_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateWorkspaceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateWorkspaceRequest) ProtoMessage() {}
+
+func (x *CreateWorkspaceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateWorkspaceRequest.ProtoReflect.Descriptor instead.
+func (*CreateWorkspaceRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *CreateWorkspaceRequest) GetWorkspace() *Workspace {
+	if x != nil {
+		return x.Workspace
+	}
+	return nil
+}
+
+func (x *CreateWorkspaceRequest) GetAdminKey() *APIKey {
+	if x != nil {
+		return x.AdminKey
+	}
+	return nil
+}
+
+func (x *CreateWorkspaceRequest) GetAudit() []*AuditEvent {
+	if x != nil {
+		return x.Audit
+	}
+	return nil
+}
+
+type CreateWorkspaceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateWorkspaceResponse) Reset() {
+	*x = CreateWorkspaceResponse{}
+	mi := &file_storage_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateWorkspaceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateWorkspaceResponse) ProtoMessage() {}
+
+func (x *CreateWorkspaceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateWorkspaceResponse.ProtoReflect.Descriptor instead.
+func (*CreateWorkspaceResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{20}
+}
+
+type GetWorkspaceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetWorkspaceRequest) Reset() {
+	*x = GetWorkspaceRequest{}
+	mi := &file_storage_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetWorkspaceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetWorkspaceRequest) ProtoMessage() {}
+
+func (x *GetWorkspaceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetWorkspaceRequest.ProtoReflect.Descriptor instead.
+func (*GetWorkspaceRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *GetWorkspaceRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type GetWorkspaceByNameRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetWorkspaceByNameRequest) Reset() {
+	*x = GetWorkspaceByNameRequest{}
+	mi := &file_storage_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetWorkspaceByNameRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetWorkspaceByNameRequest) ProtoMessage() {}
+
+func (x *GetWorkspaceByNameRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetWorkspaceByNameRequest.ProtoReflect.Descriptor instead.
+func (*GetWorkspaceByNameRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *GetWorkspaceByNameRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type GetWorkspaceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Workspace     *Workspace             `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetWorkspaceResponse) Reset() {
+	*x = GetWorkspaceResponse{}
+	mi := &file_storage_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetWorkspaceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetWorkspaceResponse) ProtoMessage() {}
+
+func (x *GetWorkspaceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetWorkspaceResponse.ProtoReflect.Descriptor instead.
+func (*GetWorkspaceResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *GetWorkspaceResponse) GetWorkspace() *Workspace {
+	if x != nil {
+		return x.Workspace
+	}
+	return nil
+}
+
+type ListWorkspacesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWorkspacesRequest) Reset() {
+	*x = ListWorkspacesRequest{}
+	mi := &file_storage_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWorkspacesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWorkspacesRequest) ProtoMessage() {}
+
+func (x *ListWorkspacesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWorkspacesRequest.ProtoReflect.Descriptor instead.
+func (*ListWorkspacesRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{24}
+}
+
+type ListWorkspacesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Workspaces    []*Workspace           `protobuf:"bytes,1,rep,name=workspaces,proto3" json:"workspaces,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWorkspacesResponse) Reset() {
+	*x = ListWorkspacesResponse{}
+	mi := &file_storage_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWorkspacesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWorkspacesResponse) ProtoMessage() {}
+
+func (x *ListWorkspacesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWorkspacesResponse.ProtoReflect.Descriptor instead.
+func (*ListWorkspacesResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ListWorkspacesResponse) GetWorkspaces() []*Workspace {
+	if x != nil {
+		return x.Workspaces
+	}
+	return nil
+}
+
+type CreateAPIKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           *APIKey                `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Audit         []*AuditEvent          `protobuf:"bytes,2,rep,name=audit,proto3" json:"audit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateAPIKeyRequest) Reset() {
+	*x = CreateAPIKeyRequest{}
+	mi := &file_storage_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateAPIKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateAPIKeyRequest) ProtoMessage() {}
+
+func (x *CreateAPIKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateAPIKeyRequest.ProtoReflect.Descriptor instead.
+func (*CreateAPIKeyRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *CreateAPIKeyRequest) GetKey() *APIKey {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *CreateAPIKeyRequest) GetAudit() []*AuditEvent {
+	if x != nil {
+		return x.Audit
+	}
+	return nil
+}
+
+type CreateAPIKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateAPIKeyResponse) Reset() {
+	*x = CreateAPIKeyResponse{}
+	mi := &file_storage_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateAPIKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateAPIKeyResponse) ProtoMessage() {}
+
+func (x *CreateAPIKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateAPIKeyResponse.ProtoReflect.Descriptor instead.
+func (*CreateAPIKeyResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{27}
+}
+
+type GetAPIKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAPIKeyRequest) Reset() {
+	*x = GetAPIKeyRequest{}
+	mi := &file_storage_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAPIKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAPIKeyRequest) ProtoMessage() {}
+
+func (x *GetAPIKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAPIKeyRequest.ProtoReflect.Descriptor instead.
+func (*GetAPIKeyRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *GetAPIKeyRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type GetAPIKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           *APIKey                `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAPIKeyResponse) Reset() {
+	*x = GetAPIKeyResponse{}
+	mi := &file_storage_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAPIKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAPIKeyResponse) ProtoMessage() {}
+
+func (x *GetAPIKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAPIKeyResponse.ProtoReflect.Descriptor instead.
+func (*GetAPIKeyResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *GetAPIKeyResponse) GetKey() *APIKey {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+type ListAPIKeysRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAPIKeysRequest) Reset() {
+	*x = ListAPIKeysRequest{}
+	mi := &file_storage_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAPIKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAPIKeysRequest) ProtoMessage() {}
+
+func (x *ListAPIKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAPIKeysRequest.ProtoReflect.Descriptor instead.
+func (*ListAPIKeysRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ListAPIKeysRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+type ListAPIKeysResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keys          []*APIKey              `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAPIKeysResponse) Reset() {
+	*x = ListAPIKeysResponse{}
+	mi := &file_storage_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAPIKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAPIKeysResponse) ProtoMessage() {}
+
+func (x *ListAPIKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAPIKeysResponse.ProtoReflect.Descriptor instead.
+func (*ListAPIKeysResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ListAPIKeysResponse) GetKeys() []*APIKey {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+type RevokeAPIKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	Id            string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	At            int64                  `protobuf:"varint,3,opt,name=at,proto3" json:"at,omitempty"`
+	Audit         []*AuditEvent          `protobuf:"bytes,4,rep,name=audit,proto3" json:"audit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeAPIKeyRequest) Reset() {
+	*x = RevokeAPIKeyRequest{}
+	mi := &file_storage_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeAPIKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeAPIKeyRequest) ProtoMessage() {}
+
+func (x *RevokeAPIKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeAPIKeyRequest.ProtoReflect.Descriptor instead.
+func (*RevokeAPIKeyRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *RevokeAPIKeyRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *RevokeAPIKeyRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RevokeAPIKeyRequest) GetAt() int64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
+func (x *RevokeAPIKeyRequest) GetAudit() []*AuditEvent {
+	if x != nil {
+		return x.Audit
+	}
+	return nil
+}
+
+type RevokeAPIKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeAPIKeyResponse) Reset() {
+	*x = RevokeAPIKeyResponse{}
+	mi := &file_storage_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeAPIKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeAPIKeyResponse) ProtoMessage() {}
+
+func (x *RevokeAPIKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeAPIKeyResponse.ProtoReflect.Descriptor instead.
+func (*RevokeAPIKeyResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{33}
+}
+
+type ListKEKsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListKEKsRequest) Reset() {
+	*x = ListKEKsRequest{}
+	mi := &file_storage_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListKEKsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListKEKsRequest) ProtoMessage() {}
+
+func (x *ListKEKsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListKEKsRequest.ProtoReflect.Descriptor instead.
+func (*ListKEKsRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{34}
+}
+
+type ListKEKsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keks          []*KEK                 `protobuf:"bytes,1,rep,name=keks,proto3" json:"keks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListKEKsResponse) Reset() {
+	*x = ListKEKsResponse{}
+	mi := &file_storage_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListKEKsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListKEKsResponse) ProtoMessage() {}
+
+func (x *ListKEKsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListKEKsResponse.ProtoReflect.Descriptor instead.
+func (*ListKEKsResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ListKEKsResponse) GetKeks() []*KEK {
+	if x != nil {
+		return x.Keks
+	}
+	return nil
+}
+
+type AddKEKRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kek           *KEK                   `protobuf:"bytes,1,opt,name=kek,proto3" json:"kek,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddKEKRequest) Reset() {
+	*x = AddKEKRequest{}
+	mi := &file_storage_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddKEKRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddKEKRequest) ProtoMessage() {}
+
+func (x *AddKEKRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddKEKRequest.ProtoReflect.Descriptor instead.
+func (*AddKEKRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *AddKEKRequest) GetKek() *KEK {
+	if x != nil {
+		return x.Kek
+	}
+	return nil
+}
+
+type AddKEKResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddKEKResponse) Reset() {
+	*x = AddKEKResponse{}
+	mi := &file_storage_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddKEKResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddKEKResponse) ProtoMessage() {}
+
+func (x *AddKEKResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddKEKResponse.ProtoReflect.Descriptor instead.
+func (*AddKEKResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{37}
+}
+
+type DeleteKEKRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteKEKRequest) Reset() {
+	*x = DeleteKEKRequest{}
+	mi := &file_storage_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteKEKRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteKEKRequest) ProtoMessage() {}
+
+func (x *DeleteKEKRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteKEKRequest.ProtoReflect.Descriptor instead.
+func (*DeleteKEKRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *DeleteKEKRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type DeleteKEKResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteKEKResponse) Reset() {
+	*x = DeleteKEKResponse{}
+	mi := &file_storage_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteKEKResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteKEKResponse) ProtoMessage() {}
+
+func (x *DeleteKEKResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteKEKResponse.ProtoReflect.Descriptor instead.
+func (*DeleteKEKResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{39}
+}
+
+type CreateSecretRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Secret        *SecretRecord          `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	Audit         []*AuditEvent          `protobuf:"bytes,2,rep,name=audit,proto3" json:"audit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateSecretRequest) Reset() {
+	*x = CreateSecretRequest{}
+	mi := &file_storage_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateSecretRequest) ProtoMessage() {}
+
+func (x *CreateSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateSecretRequest.ProtoReflect.Descriptor instead.
+func (*CreateSecretRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *CreateSecretRequest) GetSecret() *SecretRecord {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+func (x *CreateSecretRequest) GetAudit() []*AuditEvent {
+	if x != nil {
+		return x.Audit
+	}
+	return nil
+}
+
+type CreateSecretResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateSecretResponse) Reset() {
+	*x = CreateSecretResponse{}
+	mi := &file_storage_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateSecretResponse) ProtoMessage() {}
+
+func (x *CreateSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateSecretResponse.ProtoReflect.Descriptor instead.
+func (*CreateSecretResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{41}
+}
+
+type UpdateSecretRequest struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Secret           *SecretRecord          `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	ExpectedRevision int64                  `protobuf:"varint,2,opt,name=expected_revision,json=expectedRevision,proto3" json:"expected_revision,omitempty"`
+	Audit            []*AuditEvent          `protobuf:"bytes,3,rep,name=audit,proto3" json:"audit,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *UpdateSecretRequest) Reset() {
+	*x = UpdateSecretRequest{}
+	mi := &file_storage_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateSecretRequest) ProtoMessage() {}
+
+func (x *UpdateSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateSecretRequest.ProtoReflect.Descriptor instead.
+func (*UpdateSecretRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *UpdateSecretRequest) GetSecret() *SecretRecord {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+func (x *UpdateSecretRequest) GetExpectedRevision() int64 {
+	if x != nil {
+		return x.ExpectedRevision
+	}
+	return 0
+}
+
+func (x *UpdateSecretRequest) GetAudit() []*AuditEvent {
+	if x != nil {
+		return x.Audit
+	}
+	return nil
+}
+
+type UpdateSecretResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateSecretResponse) Reset() {
+	*x = UpdateSecretResponse{}
+	mi := &file_storage_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateSecretResponse) ProtoMessage() {}
+
+func (x *UpdateSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateSecretResponse.ProtoReflect.Descriptor instead.
+func (*UpdateSecretResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{43}
+}
+
+type DeleteSecretRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Audit         []*AuditEvent          `protobuf:"bytes,3,rep,name=audit,proto3" json:"audit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSecretRequest) Reset() {
+	*x = DeleteSecretRequest{}
+	mi := &file_storage_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSecretRequest) ProtoMessage() {}
+
+func (x *DeleteSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSecretRequest.ProtoReflect.Descriptor instead.
+func (*DeleteSecretRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *DeleteSecretRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *DeleteSecretRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DeleteSecretRequest) GetAudit() []*AuditEvent {
+	if x != nil {
+		return x.Audit
+	}
+	return nil
+}
+
+type DeleteSecretResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSecretResponse) Reset() {
+	*x = DeleteSecretResponse{}
+	mi := &file_storage_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSecretResponse) ProtoMessage() {}
+
+func (x *DeleteSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSecretResponse.ProtoReflect.Descriptor instead.
+func (*DeleteSecretResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{45}
+}
+
+type GetSecretRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSecretRequest) Reset() {
+	*x = GetSecretRequest{}
+	mi := &file_storage_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSecretRequest) ProtoMessage() {}
+
+func (x *GetSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSecretRequest.ProtoReflect.Descriptor instead.
+func (*GetSecretRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *GetSecretRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *GetSecretRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type GetSecretResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Secret        *SecretRecord          `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSecretResponse) Reset() {
+	*x = GetSecretResponse{}
+	mi := &file_storage_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSecretResponse) ProtoMessage() {}
+
+func (x *GetSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSecretResponse.ProtoReflect.Descriptor instead.
+func (*GetSecretResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *GetSecretResponse) GetSecret() *SecretRecord {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+type ListSecretsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSecretsRequest) Reset() {
+	*x = ListSecretsRequest{}
+	mi := &file_storage_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSecretsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSecretsRequest) ProtoMessage() {}
+
+func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSecretsRequest.ProtoReflect.Descriptor instead.
+func (*ListSecretsRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *ListSecretsRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+type ListSecretsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Secrets       []*SecretMeta          `protobuf:"bytes,1,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSecretsResponse) Reset() {
+	*x = ListSecretsResponse{}
+	mi := &file_storage_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSecretsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSecretsResponse) ProtoMessage() {}
+
+func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSecretsResponse.ProtoReflect.Descriptor instead.
+func (*ListSecretsResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *ListSecretsResponse) GetSecrets() []*SecretMeta {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+type ListSecretsByKEKRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	KekId         string                 `protobuf:"bytes,1,opt,name=kek_id,json=kekId,proto3" json:"kek_id,omitempty"`
+	Limit         int64                  `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSecretsByKEKRequest) Reset() {
+	*x = ListSecretsByKEKRequest{}
+	mi := &file_storage_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSecretsByKEKRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSecretsByKEKRequest) ProtoMessage() {}
+
+func (x *ListSecretsByKEKRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSecretsByKEKRequest.ProtoReflect.Descriptor instead.
+func (*ListSecretsByKEKRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *ListSecretsByKEKRequest) GetKekId() string {
+	if x != nil {
+		return x.KekId
+	}
+	return ""
+}
+
+func (x *ListSecretsByKEKRequest) GetLimit() int64 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ListSecretsByKEKResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Secrets       []*SecretRecord        `protobuf:"bytes,1,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSecretsByKEKResponse) Reset() {
+	*x = ListSecretsByKEKResponse{}
+	mi := &file_storage_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSecretsByKEKResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSecretsByKEKResponse) ProtoMessage() {}
+
+func (x *ListSecretsByKEKResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSecretsByKEKResponse.ProtoReflect.Descriptor instead.
+func (*ListSecretsByKEKResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *ListSecretsByKEKResponse) GetSecrets() []*SecretRecord {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+type AppendAuditRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*AuditEvent          `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppendAuditRequest) Reset() {
+	*x = AppendAuditRequest{}
+	mi := &file_storage_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppendAuditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppendAuditRequest) ProtoMessage() {}
+
+func (x *AppendAuditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppendAuditRequest.ProtoReflect.Descriptor instead.
+func (*AppendAuditRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *AppendAuditRequest) GetEvents() []*AuditEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+type AppendAuditResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Appended      []*AuditAppended       `protobuf:"bytes,1,rep,name=appended,proto3" json:"appended,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppendAuditResponse) Reset() {
+	*x = AppendAuditResponse{}
+	mi := &file_storage_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppendAuditResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppendAuditResponse) ProtoMessage() {}
+
+func (x *AppendAuditResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppendAuditResponse.ProtoReflect.Descriptor instead.
+func (*AppendAuditResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *AppendAuditResponse) GetAppended() []*AuditAppended {
+	if x != nil {
+		return x.Appended
+	}
+	return nil
+}
+
+type ListAuditRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	ResourceType  string                 `protobuf:"bytes,2,opt,name=resource_type,json=resourceType,proto3" json:"resource_type,omitempty"`
+	EventType     string                 `protobuf:"bytes,3,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
+	ResourceId    string                 `protobuf:"bytes,4,opt,name=resource_id,json=resourceId,proto3" json:"resource_id,omitempty"`
+	Since         int64                  `protobuf:"varint,5,opt,name=since,proto3" json:"since,omitempty"`   // 0: no lower bound
+	Before        int64                  `protobuf:"varint,6,opt,name=before,proto3" json:"before,omitempty"` // cursor: ids < before (0: from the newest)
+	Limit         int64                  `protobuf:"varint,7,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditRequest) Reset() {
+	*x = ListAuditRequest{}
+	mi := &file_storage_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditRequest) ProtoMessage() {}
+
+func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
+func (*ListAuditRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *ListAuditRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *ListAuditRequest) GetResourceType() string {
+	if x != nil {
+		return x.ResourceType
+	}
+	return ""
+}
+
+func (x *ListAuditRequest) GetEventType() string {
+	if x != nil {
+		return x.EventType
+	}
+	return ""
+}
+
+func (x *ListAuditRequest) GetResourceId() string {
+	if x != nil {
+		return x.ResourceId
+	}
+	return ""
+}
+
+func (x *ListAuditRequest) GetSince() int64 {
+	if x != nil {
+		return x.Since
+	}
+	return 0
+}
+
+func (x *ListAuditRequest) GetBefore() int64 {
+	if x != nil {
+		return x.Before
+	}
+	return 0
+}
+
+func (x *ListAuditRequest) GetLimit() int64 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ListAuditResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*AuditEvent          `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	Next          int64                  `protobuf:"varint,2,opt,name=next,proto3" json:"next,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditResponse) Reset() {
+	*x = ListAuditResponse{}
+	mi := &file_storage_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditResponse) ProtoMessage() {}
+
+func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
+func (*ListAuditResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *ListAuditResponse) GetEvents() []*AuditEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *ListAuditResponse) GetNext() int64 {
+	if x != nil {
+		return x.Next
+	}
+	return 0
+}
+
+type ListAuditAscRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	AfterId       int64                  `protobuf:"varint,2,opt,name=after_id,json=afterId,proto3" json:"after_id,omitempty"`
+	Limit         int64                  `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditAscRequest) Reset() {
+	*x = ListAuditAscRequest{}
+	mi := &file_storage_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditAscRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditAscRequest) ProtoMessage() {}
+
+func (x *ListAuditAscRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditAscRequest.ProtoReflect.Descriptor instead.
+func (*ListAuditAscRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *ListAuditAscRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *ListAuditAscRequest) GetAfterId() int64 {
+	if x != nil {
+		return x.AfterId
+	}
+	return 0
+}
+
+func (x *ListAuditAscRequest) GetLimit() int64 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ListAuditAscResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*AuditEvent          `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditAscResponse) Reset() {
+	*x = ListAuditAscResponse{}
+	mi := &file_storage_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditAscResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditAscResponse) ProtoMessage() {}
+
+func (x *ListAuditAscResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditAscResponse.ProtoReflect.Descriptor instead.
+func (*ListAuditAscResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *ListAuditAscResponse) GetEvents() []*AuditEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+type GetAuditHeadRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAuditHeadRequest) Reset() {
+	*x = GetAuditHeadRequest{}
+	mi := &file_storage_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAuditHeadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAuditHeadRequest) ProtoMessage() {}
+
+func (x *GetAuditHeadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAuditHeadRequest.ProtoReflect.Descriptor instead.
+func (*GetAuditHeadRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *GetAuditHeadRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+type GetAuditHeadResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Head          *AuditHead             `protobuf:"bytes,1,opt,name=head,proto3" json:"head,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAuditHeadResponse) Reset() {
+	*x = GetAuditHeadResponse{}
+	mi := &file_storage_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAuditHeadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAuditHeadResponse) ProtoMessage() {}
+
+func (x *GetAuditHeadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAuditHeadResponse.ProtoReflect.Descriptor instead.
+func (*GetAuditHeadResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *GetAuditHeadResponse) GetHead() *AuditHead {
+	if x != nil {
+		return x.Head
+	}
+	return nil
+}
+
+type PutAuditCheckpointRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Checkpoint    *AuditCheckpoint       `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutAuditCheckpointRequest) Reset() {
+	*x = PutAuditCheckpointRequest{}
+	mi := &file_storage_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutAuditCheckpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutAuditCheckpointRequest) ProtoMessage() {}
+
+func (x *PutAuditCheckpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutAuditCheckpointRequest.ProtoReflect.Descriptor instead.
+func (*PutAuditCheckpointRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *PutAuditCheckpointRequest) GetCheckpoint() *AuditCheckpoint {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
+type PutAuditCheckpointResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutAuditCheckpointResponse) Reset() {
+	*x = PutAuditCheckpointResponse{}
+	mi := &file_storage_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutAuditCheckpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutAuditCheckpointResponse) ProtoMessage() {}
+
+func (x *PutAuditCheckpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutAuditCheckpointResponse.ProtoReflect.Descriptor instead.
+func (*PutAuditCheckpointResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{61}
+}
+
+type GetAuditCheckpointRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAuditCheckpointRequest) Reset() {
+	*x = GetAuditCheckpointRequest{}
+	mi := &file_storage_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAuditCheckpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAuditCheckpointRequest) ProtoMessage() {}
+
+func (x *GetAuditCheckpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAuditCheckpointRequest.ProtoReflect.Descriptor instead.
+func (*GetAuditCheckpointRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *GetAuditCheckpointRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+type GetAuditCheckpointResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Checkpoint    *AuditCheckpoint       `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAuditCheckpointResponse) Reset() {
+	*x = GetAuditCheckpointResponse{}
+	mi := &file_storage_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAuditCheckpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAuditCheckpointResponse) ProtoMessage() {}
+
+func (x *GetAuditCheckpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAuditCheckpointResponse.ProtoReflect.Descriptor instead.
+func (*GetAuditCheckpointResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *GetAuditCheckpointResponse) GetCheckpoint() *AuditCheckpoint {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
+type CreateQueueRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Queue         *Queue                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	Audit         []*AuditEvent          `protobuf:"bytes,2,rep,name=audit,proto3" json:"audit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateQueueRequest) Reset() {
+	*x = CreateQueueRequest{}
+	mi := &file_storage_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateQueueRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateQueueRequest) ProtoMessage() {}
+
+func (x *CreateQueueRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateQueueRequest.ProtoReflect.Descriptor instead.
+func (*CreateQueueRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *CreateQueueRequest) GetQueue() *Queue {
+	if x != nil {
+		return x.Queue
+	}
+	return nil
+}
+
+func (x *CreateQueueRequest) GetAudit() []*AuditEvent {
+	if x != nil {
+		return x.Audit
+	}
+	return nil
+}
+
+type CreateQueueResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateQueueResponse) Reset() {
+	*x = CreateQueueResponse{}
+	mi := &file_storage_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateQueueResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateQueueResponse) ProtoMessage() {}
+
+func (x *CreateQueueResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateQueueResponse.ProtoReflect.Descriptor instead.
+func (*CreateQueueResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{65}
+}
+
+type UpdateQueueRequest struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Queue            *Queue                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	ExpectedRevision int64                  `protobuf:"varint,2,opt,name=expected_revision,json=expectedRevision,proto3" json:"expected_revision,omitempty"`
+	Audit            []*AuditEvent          `protobuf:"bytes,3,rep,name=audit,proto3" json:"audit,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *UpdateQueueRequest) Reset() {
+	*x = UpdateQueueRequest{}
+	mi := &file_storage_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateQueueRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateQueueRequest) ProtoMessage() {}
+
+func (x *UpdateQueueRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateQueueRequest.ProtoReflect.Descriptor instead.
+func (*UpdateQueueRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *UpdateQueueRequest) GetQueue() *Queue {
+	if x != nil {
+		return x.Queue
+	}
+	return nil
+}
+
+func (x *UpdateQueueRequest) GetExpectedRevision() int64 {
+	if x != nil {
+		return x.ExpectedRevision
+	}
+	return 0
+}
+
+func (x *UpdateQueueRequest) GetAudit() []*AuditEvent {
+	if x != nil {
+		return x.Audit
+	}
+	return nil
+}
+
+type UpdateQueueResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateQueueResponse) Reset() {
+	*x = UpdateQueueResponse{}
+	mi := &file_storage_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateQueueResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateQueueResponse) ProtoMessage() {}
+
+func (x *UpdateQueueResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateQueueResponse.ProtoReflect.Descriptor instead.
+func (*UpdateQueueResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{67}
+}
+
+type GetQueueRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetQueueRequest) Reset() {
+	*x = GetQueueRequest{}
+	mi := &file_storage_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetQueueRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetQueueRequest) ProtoMessage() {}
+
+func (x *GetQueueRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetQueueRequest.ProtoReflect.Descriptor instead.
+func (*GetQueueRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *GetQueueRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *GetQueueRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type GetQueueResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Queue         *Queue                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetQueueResponse) Reset() {
+	*x = GetQueueResponse{}
+	mi := &file_storage_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetQueueResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetQueueResponse) ProtoMessage() {}
+
+func (x *GetQueueResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetQueueResponse.ProtoReflect.Descriptor instead.
+func (*GetQueueResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *GetQueueResponse) GetQueue() *Queue {
+	if x != nil {
+		return x.Queue
+	}
+	return nil
+}
+
+type ListQueuesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListQueuesRequest) Reset() {
+	*x = ListQueuesRequest{}
+	mi := &file_storage_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListQueuesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListQueuesRequest) ProtoMessage() {}
+
+func (x *ListQueuesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListQueuesRequest.ProtoReflect.Descriptor instead.
+func (*ListQueuesRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *ListQueuesRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+type ListQueuesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Queues        []*Queue               `protobuf:"bytes,1,rep,name=queues,proto3" json:"queues,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListQueuesResponse) Reset() {
+	*x = ListQueuesResponse{}
+	mi := &file_storage_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListQueuesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListQueuesResponse) ProtoMessage() {}
+
+func (x *ListQueuesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListQueuesResponse.ProtoReflect.Descriptor instead.
+func (*ListQueuesResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *ListQueuesResponse) GetQueues() []*Queue {
+	if x != nil {
+		return x.Queues
+	}
+	return nil
+}
+
+type DeleteQueueRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	At            int64                  `protobuf:"varint,3,opt,name=at,proto3" json:"at,omitempty"`
+	Audit         []*AuditEvent          `protobuf:"bytes,4,rep,name=audit,proto3" json:"audit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteQueueRequest) Reset() {
+	*x = DeleteQueueRequest{}
+	mi := &file_storage_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteQueueRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteQueueRequest) ProtoMessage() {}
+
+func (x *DeleteQueueRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteQueueRequest.ProtoReflect.Descriptor instead.
+func (*DeleteQueueRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{72}
+}
+
+func (x *DeleteQueueRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *DeleteQueueRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DeleteQueueRequest) GetAt() int64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
+func (x *DeleteQueueRequest) GetAudit() []*AuditEvent {
+	if x != nil {
+		return x.Audit
+	}
+	return nil
+}
+
+type DeleteQueueResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteQueueResponse) Reset() {
+	*x = DeleteQueueResponse{}
+	mi := &file_storage_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteQueueResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteQueueResponse) ProtoMessage() {}
+
+func (x *DeleteQueueResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteQueueResponse.ProtoReflect.Descriptor instead.
+func (*DeleteQueueResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{73}
+}
+
+type EnqueueJobsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Jobs          []*Job                 `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	Now           int64                  `protobuf:"varint,2,opt,name=now,proto3" json:"now,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnqueueJobsRequest) Reset() {
+	*x = EnqueueJobsRequest{}
+	mi := &file_storage_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnqueueJobsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnqueueJobsRequest) ProtoMessage() {}
+
+func (x *EnqueueJobsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnqueueJobsRequest.ProtoReflect.Descriptor instead.
+func (*EnqueueJobsRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{74}
+}
+
+func (x *EnqueueJobsRequest) GetJobs() []*Job {
+	if x != nil {
+		return x.Jobs
+	}
+	return nil
+}
+
+func (x *EnqueueJobsRequest) GetNow() int64 {
+	if x != nil {
+		return x.Now
+	}
+	return 0
+}
+
+type EnqueueResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Job           *Job                   `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	Existing      bool                   `protobuf:"varint,2,opt,name=existing,proto3" json:"existing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnqueueResult) Reset() {
+	*x = EnqueueResult{}
+	mi := &file_storage_proto_msgTypes[75]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnqueueResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnqueueResult) ProtoMessage() {}
+
+func (x *EnqueueResult) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[75]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnqueueResult.ProtoReflect.Descriptor instead.
+func (*EnqueueResult) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{75}
+}
+
+func (x *EnqueueResult) GetJob() *Job {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
+func (x *EnqueueResult) GetExisting() bool {
+	if x != nil {
+		return x.Existing
+	}
+	return false
+}
+
+type EnqueueJobsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*EnqueueResult       `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnqueueJobsResponse) Reset() {
+	*x = EnqueueJobsResponse{}
+	mi := &file_storage_proto_msgTypes[76]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnqueueJobsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnqueueJobsResponse) ProtoMessage() {}
+
+func (x *EnqueueJobsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[76]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnqueueJobsResponse.ProtoReflect.Descriptor instead.
+func (*EnqueueJobsResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{76}
+}
+
+func (x *EnqueueJobsResponse) GetResults() []*EnqueueResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+type GetJobRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	Id            string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetJobRequest) Reset() {
+	*x = GetJobRequest{}
+	mi := &file_storage_proto_msgTypes[77]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetJobRequest) ProtoMessage() {}
+
+func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[77]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
+func (*GetJobRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{77}
+}
+
+func (x *GetJobRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *GetJobRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type GetJobResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Job           *Job                   `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetJobResponse) Reset() {
+	*x = GetJobResponse{}
+	mi := &file_storage_proto_msgTypes[78]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetJobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetJobResponse) ProtoMessage() {}
+
+func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[78]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetJobResponse.ProtoReflect.Descriptor instead.
+func (*GetJobResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{78}
+}
+
+func (x *GetJobResponse) GetJob() *Job {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
+type ListJobsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	Queue         string                 `protobuf:"bytes,2,opt,name=queue,proto3" json:"queue,omitempty"`
+	Status        string                 `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
+	Before        string                 `protobuf:"bytes,4,opt,name=before,proto3" json:"before,omitempty"`
+	Limit         int64                  `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJobsRequest) Reset() {
+	*x = ListJobsRequest{}
+	mi := &file_storage_proto_msgTypes[79]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJobsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJobsRequest) ProtoMessage() {}
+
+func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[79]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
+func (*ListJobsRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{79}
+}
+
+func (x *ListJobsRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *ListJobsRequest) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *ListJobsRequest) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *ListJobsRequest) GetBefore() string {
+	if x != nil {
+		return x.Before
+	}
+	return ""
+}
+
+func (x *ListJobsRequest) GetLimit() int64 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ListJobsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Jobs          []*Job                 `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	Next          string                 `protobuf:"bytes,2,opt,name=next,proto3" json:"next,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJobsResponse) Reset() {
+	*x = ListJobsResponse{}
+	mi := &file_storage_proto_msgTypes[80]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJobsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJobsResponse) ProtoMessage() {}
+
+func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[80]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
+func (*ListJobsResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{80}
+}
+
+func (x *ListJobsResponse) GetJobs() []*Job {
+	if x != nil {
+		return x.Jobs
+	}
+	return nil
+}
+
+func (x *ListJobsResponse) GetNext() string {
+	if x != nil {
+		return x.Next
+	}
+	return ""
+}
+
+type LeaseJobsRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Now        int64                  `protobuf:"varint,1,opt,name=now,proto3" json:"now,omitempty"`
+	Limit      int64                  `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	Visibility int64                  `protobuf:"varint,3,opt,name=visibility,proto3" json:"visibility,omitempty"` // ns
+	// slots bounds leases per queue (key "workspace_id/name").
+	Slots map[string]int64 `protobuf:"bytes,4,rep,name=slots,proto3" json:"slots,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// workspace_slots bounds leases per listed workspace.
+	WorkspaceSlots map[string]int64 `protobuf:"bytes,5,rep,name=workspace_slots,json=workspaceSlots,proto3" json:"workspace_slots,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *LeaseJobsRequest) Reset() {
+	*x = LeaseJobsRequest{}
+	mi := &file_storage_proto_msgTypes[81]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseJobsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseJobsRequest) ProtoMessage() {}
+
+func (x *LeaseJobsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[81]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseJobsRequest.ProtoReflect.Descriptor instead.
+func (*LeaseJobsRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{81}
+}
+
+func (x *LeaseJobsRequest) GetNow() int64 {
+	if x != nil {
+		return x.Now
+	}
+	return 0
+}
+
+func (x *LeaseJobsRequest) GetLimit() int64 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *LeaseJobsRequest) GetVisibility() int64 {
+	if x != nil {
+		return x.Visibility
+	}
+	return 0
+}
+
+func (x *LeaseJobsRequest) GetSlots() map[string]int64 {
+	if x != nil {
+		return x.Slots
+	}
+	return nil
+}
+
+func (x *LeaseJobsRequest) GetWorkspaceSlots() map[string]int64 {
+	if x != nil {
+		return x.WorkspaceSlots
+	}
+	return nil
+}
+
+type LeaseJobsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Jobs          []*Job                 `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseJobsResponse) Reset() {
+	*x = LeaseJobsResponse{}
+	mi := &file_storage_proto_msgTypes[82]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseJobsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseJobsResponse) ProtoMessage() {}
+
+func (x *LeaseJobsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[82]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseJobsResponse.ProtoReflect.Descriptor instead.
+func (*LeaseJobsResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{82}
+}
+
+func (x *LeaseJobsResponse) GetJobs() []*Job {
+	if x != nil {
+		return x.Jobs
+	}
+	return nil
+}
+
+type AttemptResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	JobId         string                 `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	LeaseToken    uint64                 `protobuf:"varint,3,opt,name=lease_token,json=leaseToken,proto3" json:"lease_token,omitempty"`
+	Attempt       *Attempt               `protobuf:"bytes,4,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Status        string                 `protobuf:"bytes,5,opt,name=status,proto3" json:"status,omitempty"` // delivered, dead or queued (a retry at run_at)
+	RunAt         int64                  `protobuf:"varint,6,opt,name=run_at,json=runAt,proto3" json:"run_at,omitempty"`
+	At            int64                  `protobuf:"varint,7,opt,name=at,proto3" json:"at,omitempty"`
+	Release       bool                   `protobuf:"varint,8,opt,name=release,proto3" json:"release,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttemptResult) Reset() {
+	*x = AttemptResult{}
+	mi := &file_storage_proto_msgTypes[83]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttemptResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttemptResult) ProtoMessage() {}
+
+func (x *AttemptResult) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[83]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttemptResult.ProtoReflect.Descriptor instead.
+func (*AttemptResult) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{83}
+}
+
+func (x *AttemptResult) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *AttemptResult) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *AttemptResult) GetLeaseToken() uint64 {
+	if x != nil {
+		return x.LeaseToken
+	}
+	return 0
+}
+
+func (x *AttemptResult) GetAttempt() *Attempt {
+	if x != nil {
+		return x.Attempt
+	}
+	return nil
+}
+
+func (x *AttemptResult) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *AttemptResult) GetRunAt() int64 {
+	if x != nil {
+		return x.RunAt
+	}
+	return 0
+}
+
+func (x *AttemptResult) GetAt() int64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
+func (x *AttemptResult) GetRelease() bool {
+	if x != nil {
+		return x.Release
+	}
+	return false
+}
+
+type CompleteAttemptsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*AttemptResult       `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompleteAttemptsRequest) Reset() {
+	*x = CompleteAttemptsRequest{}
+	mi := &file_storage_proto_msgTypes[84]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteAttemptsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteAttemptsRequest) ProtoMessage() {}
+
+func (x *CompleteAttemptsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[84]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteAttemptsRequest.ProtoReflect.Descriptor instead.
+func (*CompleteAttemptsRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{84}
+}
+
+func (x *CompleteAttemptsRequest) GetResults() []*AttemptResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+type CompleteAttemptsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompleteAttemptsResponse) Reset() {
+	*x = CompleteAttemptsResponse{}
+	mi := &file_storage_proto_msgTypes[85]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteAttemptsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteAttemptsResponse) ProtoMessage() {}
+
+func (x *CompleteAttemptsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[85]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteAttemptsResponse.ProtoReflect.Descriptor instead.
+func (*CompleteAttemptsResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{85}
+}
+
+type CancelJobRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	Id            string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	At            int64                  `protobuf:"varint,3,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelJobRequest) Reset() {
+	*x = CancelJobRequest{}
+	mi := &file_storage_proto_msgTypes[86]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelJobRequest) ProtoMessage() {}
+
+func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[86]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
+func (*CancelJobRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{86}
+}
+
+func (x *CancelJobRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *CancelJobRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *CancelJobRequest) GetAt() int64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
+type CancelJobResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Job           *Job                   `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelJobResponse) Reset() {
+	*x = CancelJobResponse{}
+	mi := &file_storage_proto_msgTypes[87]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelJobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelJobResponse) ProtoMessage() {}
+
+func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[87]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelJobResponse.ProtoReflect.Descriptor instead.
+func (*CancelJobResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{87}
+}
+
+func (x *CancelJobResponse) GetJob() *Job {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
+type RetryJobsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	Queue         string                 `protobuf:"bytes,2,opt,name=queue,proto3" json:"queue,omitempty"`
+	Id            string                 `protobuf:"bytes,3,opt,name=id,proto3" json:"id,omitempty"`
+	At            int64                  `protobuf:"varint,4,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetryJobsRequest) Reset() {
+	*x = RetryJobsRequest{}
+	mi := &file_storage_proto_msgTypes[88]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryJobsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryJobsRequest) ProtoMessage() {}
+
+func (x *RetryJobsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[88]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryJobsRequest.ProtoReflect.Descriptor instead.
+func (*RetryJobsRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{88}
+}
+
+func (x *RetryJobsRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *RetryJobsRequest) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *RetryJobsRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RetryJobsRequest) GetAt() int64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
+type RetryJobsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Count         int64                  `protobuf:"varint,1,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetryJobsResponse) Reset() {
+	*x = RetryJobsResponse{}
+	mi := &file_storage_proto_msgTypes[89]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryJobsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryJobsResponse) ProtoMessage() {}
+
+func (x *RetryJobsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[89]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryJobsResponse.ProtoReflect.Descriptor instead.
+func (*RetryJobsResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{89}
+}
+
+func (x *RetryJobsResponse) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+type CountJobsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CountJobsRequest) Reset() {
+	*x = CountJobsRequest{}
+	mi := &file_storage_proto_msgTypes[90]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CountJobsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CountJobsRequest) ProtoMessage() {}
+
+func (x *CountJobsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[90]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CountJobsRequest.ProtoReflect.Descriptor instead.
+func (*CountJobsRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{90}
+}
+
+type CountJobsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ByStatus      map[string]int64       `protobuf:"bytes,1,rep,name=by_status,json=byStatus,proto3" json:"by_status,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CountJobsResponse) Reset() {
+	*x = CountJobsResponse{}
+	mi := &file_storage_proto_msgTypes[91]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CountJobsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CountJobsResponse) ProtoMessage() {}
+
+func (x *CountJobsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[91]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CountJobsResponse.ProtoReflect.Descriptor instead.
+func (*CountJobsResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{91}
+}
+
+func (x *CountJobsResponse) GetByStatus() map[string]int64 {
+	if x != nil {
+		return x.ByStatus
+	}
+	return nil
+}
+
+type JobUsageRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobUsageRequest) Reset() {
+	*x = JobUsageRequest{}
+	mi := &file_storage_proto_msgTypes[92]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobUsageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobUsageRequest) ProtoMessage() {}
+
+func (x *JobUsageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[92]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobUsageRequest.ProtoReflect.Descriptor instead.
+func (*JobUsageRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{92}
+}
+
+func (x *JobUsageRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+type JobUsageResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OpenJobs      int64                  `protobuf:"varint,1,opt,name=open_jobs,json=openJobs,proto3" json:"open_jobs,omitempty"`
+	PayloadBytes  int64                  `protobuf:"varint,2,opt,name=payload_bytes,json=payloadBytes,proto3" json:"payload_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobUsageResponse) Reset() {
+	*x = JobUsageResponse{}
+	mi := &file_storage_proto_msgTypes[93]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobUsageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobUsageResponse) ProtoMessage() {}
+
+func (x *JobUsageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[93]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobUsageResponse.ProtoReflect.Descriptor instead.
+func (*JobUsageResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{93}
+}
+
+func (x *JobUsageResponse) GetOpenJobs() int64 {
+	if x != nil {
+		return x.OpenJobs
+	}
+	return 0
+}
+
+func (x *JobUsageResponse) GetPayloadBytes() int64 {
+	if x != nil {
+		return x.PayloadBytes
+	}
+	return 0
+}
+
+type QueueStatsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Now           int64                  `protobuf:"varint,1,opt,name=now,proto3" json:"now,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueueStatsRequest) Reset() {
+	*x = QueueStatsRequest{}
+	mi := &file_storage_proto_msgTypes[94]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueueStatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueueStatsRequest) ProtoMessage() {}
+
+func (x *QueueStatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[94]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueueStatsRequest.ProtoReflect.Descriptor instead.
+func (*QueueStatsRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{94}
+}
+
+func (x *QueueStatsRequest) GetNow() int64 {
+	if x != nil {
+		return x.Now
+	}
+	return 0
+}
+
+type QueueStatsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Stats         []*QueueStat           `protobuf:"bytes,1,rep,name=stats,proto3" json:"stats,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueueStatsResponse) Reset() {
+	*x = QueueStatsResponse{}
+	mi := &file_storage_proto_msgTypes[95]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueueStatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueueStatsResponse) ProtoMessage() {}
+
+func (x *QueueStatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[95]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueueStatsResponse.ProtoReflect.Descriptor instead.
+func (*QueueStatsResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{95}
+}
+
+func (x *QueueStatsResponse) GetStats() []*QueueStat {
+	if x != nil {
+		return x.Stats
+	}
+	return nil
+}
+
+type PruneJobsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Before        int64                  `protobuf:"varint,1,opt,name=before,proto3" json:"before,omitempty"`
+	Limit         int64                  `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PruneJobsRequest) Reset() {
+	*x = PruneJobsRequest{}
+	mi := &file_storage_proto_msgTypes[96]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PruneJobsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PruneJobsRequest) ProtoMessage() {}
+
+func (x *PruneJobsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[96]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PruneJobsRequest.ProtoReflect.Descriptor instead.
+func (*PruneJobsRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{96}
+}
+
+func (x *PruneJobsRequest) GetBefore() int64 {
+	if x != nil {
+		return x.Before
+	}
+	return 0
+}
+
+func (x *PruneJobsRequest) GetLimit() int64 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type PruneJobsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Deleted       int64                  `protobuf:"varint,1,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PruneJobsResponse) Reset() {
+	*x = PruneJobsResponse{}
+	mi := &file_storage_proto_msgTypes[97]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PruneJobsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PruneJobsResponse) ProtoMessage() {}
+
+func (x *PruneJobsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[97]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PruneJobsResponse.ProtoReflect.Descriptor instead.
+func (*PruneJobsResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{97}
+}
+
+func (x *PruneJobsResponse) GetDeleted() int64 {
+	if x != nil {
+		return x.Deleted
+	}
+	return 0
+}
+
+type PruneAuditRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Marker        *AuditRetention        `protobuf:"bytes,1,opt,name=marker,proto3" json:"marker,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PruneAuditRequest) Reset() {
+	*x = PruneAuditRequest{}
+	mi := &file_storage_proto_msgTypes[98]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PruneAuditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PruneAuditRequest) ProtoMessage() {}
+
+func (x *PruneAuditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[98]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PruneAuditRequest.ProtoReflect.Descriptor instead.
+func (*PruneAuditRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{98}
+}
+
+func (x *PruneAuditRequest) GetMarker() *AuditRetention {
+	if x != nil {
+		return x.Marker
+	}
+	return nil
+}
+
+type PruneAuditResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Deleted       int64                  `protobuf:"varint,1,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PruneAuditResponse) Reset() {
+	*x = PruneAuditResponse{}
+	mi := &file_storage_proto_msgTypes[99]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PruneAuditResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PruneAuditResponse) ProtoMessage() {}
+
+func (x *PruneAuditResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[99]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PruneAuditResponse.ProtoReflect.Descriptor instead.
+func (*PruneAuditResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{99}
+}
+
+func (x *PruneAuditResponse) GetDeleted() int64 {
+	if x != nil {
+		return x.Deleted
+	}
+	return 0
+}
+
+type GetAuditRetentionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAuditRetentionRequest) Reset() {
+	*x = GetAuditRetentionRequest{}
+	mi := &file_storage_proto_msgTypes[100]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAuditRetentionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAuditRetentionRequest) ProtoMessage() {}
+
+func (x *GetAuditRetentionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[100]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAuditRetentionRequest.ProtoReflect.Descriptor instead.
+func (*GetAuditRetentionRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{100}
+}
+
+func (x *GetAuditRetentionRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+type GetAuditRetentionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Marker        *AuditRetention        `protobuf:"bytes,1,opt,name=marker,proto3" json:"marker,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAuditRetentionResponse) Reset() {
+	*x = GetAuditRetentionResponse{}
+	mi := &file_storage_proto_msgTypes[101]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAuditRetentionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAuditRetentionResponse) ProtoMessage() {}
+
+func (x *GetAuditRetentionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[101]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAuditRetentionResponse.ProtoReflect.Descriptor instead.
+func (*GetAuditRetentionResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{101}
+}
+
+func (x *GetAuditRetentionResponse) GetMarker() *AuditRetention {
+	if x != nil {
+		return x.Marker
+	}
+	return nil
+}
+
+type Workflow struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Version       int64                  `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	Definition    []byte                 `protobuf:"bytes,4,opt,name=definition,proto3" json:"definition,omitempty"` // JSON
+	CreatedAt     int64                  `protobuf:"varint,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt     int64                  `protobuf:"varint,6,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Workflow) Reset() {
+	*x = Workflow{}
+	mi := &file_storage_proto_msgTypes[102]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Workflow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Workflow) ProtoMessage() {}
+
+func (x *Workflow) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[102]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Workflow.ProtoReflect.Descriptor instead.
+func (*Workflow) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{102}
+}
+
+func (x *Workflow) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *Workflow) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Workflow) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *Workflow) GetDefinition() []byte {
+	if x != nil {
+		return x.Definition
+	}
+	return nil
+}
+
+func (x *Workflow) GetCreatedAt() int64 {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return 0
+}
+
+func (x *Workflow) GetUpdatedAt() int64 {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return 0
+}
+
+type StepState struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Id              string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Status          string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	Attempts        []*Attempt             `protobuf:"bytes,3,rep,name=attempts,proto3" json:"attempts,omitempty"`
+	RetryFrom       int64                  `protobuf:"varint,4,opt,name=retry_from,json=retryFrom,proto3" json:"retry_from,omitempty"`
+	Output          []byte                 `protobuf:"bytes,5,opt,name=output,proto3" json:"output,omitempty"` // JSON
+	OutputTruncated bool                   `protobuf:"varint,6,opt,name=output_truncated,json=outputTruncated,proto3" json:"output_truncated,omitempty"`
+	ErrorCode       string                 `protobuf:"bytes,7,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	StartedAt       int64                  `protobuf:"varint,8,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	FinishedAt      int64                  `protobuf:"varint,9,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *StepState) Reset() {
+	*x = StepState{}
+	mi := &file_storage_proto_msgTypes[103]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StepState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StepState) ProtoMessage() {}
+
+func (x *StepState) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[103]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StepState.ProtoReflect.Descriptor instead.
+func (*StepState) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{103}
+}
+
+func (x *StepState) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *StepState) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *StepState) GetAttempts() []*Attempt {
+	if x != nil {
+		return x.Attempts
+	}
+	return nil
+}
+
+func (x *StepState) GetRetryFrom() int64 {
+	if x != nil {
+		return x.RetryFrom
+	}
+	return 0
+}
+
+func (x *StepState) GetOutput() []byte {
+	if x != nil {
+		return x.Output
+	}
+	return nil
+}
+
+func (x *StepState) GetOutputTruncated() bool {
+	if x != nil {
+		return x.OutputTruncated
+	}
+	return false
+}
+
+func (x *StepState) GetErrorCode() string {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return ""
+}
+
+func (x *StepState) GetStartedAt() int64 {
+	if x != nil {
+		return x.StartedAt
+	}
+	return 0
+}
+
+func (x *StepState) GetFinishedAt() int64 {
+	if x != nil {
+		return x.FinishedAt
+	}
+	return 0
+}
+
+type RunSignal struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"` // JSON
+	SentBy        string                 `protobuf:"bytes,3,opt,name=sent_by,json=sentBy,proto3" json:"sent_by,omitempty"`
+	ReceivedAt    int64                  `protobuf:"varint,4,opt,name=received_at,json=receivedAt,proto3" json:"received_at,omitempty"`
+	UsedBy        string                 `protobuf:"bytes,5,opt,name=used_by,json=usedBy,proto3" json:"used_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunSignal) Reset() {
+	*x = RunSignal{}
+	mi := &file_storage_proto_msgTypes[104]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunSignal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunSignal) ProtoMessage() {}
+
+func (x *RunSignal) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[104]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunSignal.ProtoReflect.Descriptor instead.
+func (*RunSignal) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{104}
+}
+
+func (x *RunSignal) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RunSignal) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *RunSignal) GetSentBy() string {
+	if x != nil {
+		return x.SentBy
+	}
+	return ""
+}
+
+func (x *RunSignal) GetReceivedAt() int64 {
+	if x != nil {
+		return x.ReceivedAt
+	}
+	return 0
+}
+
+func (x *RunSignal) GetUsedBy() string {
+	if x != nil {
+		return x.UsedBy
+	}
+	return ""
+}
+
+type WorkflowRun struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Id             string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	WorkspaceId    string                 `protobuf:"bytes,2,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	Workflow       string                 `protobuf:"bytes,3,opt,name=workflow,proto3" json:"workflow,omitempty"`
+	Version        int64                  `protobuf:"varint,4,opt,name=version,proto3" json:"version,omitempty"`
+	Definition     []byte                 `protobuf:"bytes,5,opt,name=definition,proto3" json:"definition,omitempty"` // JSON
+	Input          []byte                 `protobuf:"bytes,6,opt,name=input,proto3" json:"input,omitempty"`           // JSON
+	IdempotencyKey string                 `protobuf:"bytes,7,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	Status         string                 `protobuf:"bytes,8,opt,name=status,proto3" json:"status,omitempty"` // running, waiting, completed, failed, canceled
+	Step           int64                  `protobuf:"varint,9,opt,name=step,proto3" json:"step,omitempty"`
+	Steps          []*StepState           `protobuf:"bytes,10,rep,name=steps,proto3" json:"steps,omitempty"`
+	Signals        []*RunSignal           `protobuf:"bytes,11,rep,name=signals,proto3" json:"signals,omitempty"`
+	WakeAt         int64                  `protobuf:"varint,12,opt,name=wake_at,json=wakeAt,proto3" json:"wake_at,omitempty"`
+	WaitingFor     string                 `protobuf:"bytes,13,opt,name=waiting_for,json=waitingFor,proto3" json:"waiting_for,omitempty"`
+	LeaseOwner     string                 `protobuf:"bytes,14,opt,name=lease_owner,json=leaseOwner,proto3" json:"lease_owner,omitempty"`
+	LeaseUntil     int64                  `protobuf:"varint,15,opt,name=lease_until,json=leaseUntil,proto3" json:"lease_until,omitempty"`
+	LeaseToken     uint64                 `protobuf:"varint,16,opt,name=lease_token,json=leaseToken,proto3" json:"lease_token,omitempty"`
+	Leases         int64                  `protobuf:"varint,17,opt,name=leases,proto3" json:"leases,omitempty"`
+	ErrorCode      string                 `protobuf:"bytes,18,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	StartedBy      string                 `protobuf:"bytes,19,opt,name=started_by,json=startedBy,proto3" json:"started_by,omitempty"`
+	CreatedAt      int64                  `protobuf:"varint,20,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt      int64                  `protobuf:"varint,21,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	FinishedAt     int64                  `protobuf:"varint,22,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *WorkflowRun) Reset() {
+	*x = WorkflowRun{}
+	mi := &file_storage_proto_msgTypes[105]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkflowRun) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkflowRun) ProtoMessage() {}
+
+func (x *WorkflowRun) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[105]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkflowRun.ProtoReflect.Descriptor instead.
+func (*WorkflowRun) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{105}
+}
+
+func (x *WorkflowRun) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *WorkflowRun) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *WorkflowRun) GetWorkflow() string {
+	if x != nil {
+		return x.Workflow
+	}
+	return ""
+}
+
+func (x *WorkflowRun) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *WorkflowRun) GetDefinition() []byte {
+	if x != nil {
+		return x.Definition
+	}
+	return nil
+}
+
+func (x *WorkflowRun) GetInput() []byte {
+	if x != nil {
+		return x.Input
+	}
+	return nil
+}
+
+func (x *WorkflowRun) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
+func (x *WorkflowRun) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *WorkflowRun) GetStep() int64 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *WorkflowRun) GetSteps() []*StepState {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+func (x *WorkflowRun) GetSignals() []*RunSignal {
+	if x != nil {
+		return x.Signals
+	}
+	return nil
+}
+
+func (x *WorkflowRun) GetWakeAt() int64 {
+	if x != nil {
+		return x.WakeAt
+	}
+	return 0
+}
+
+func (x *WorkflowRun) GetWaitingFor() string {
+	if x != nil {
+		return x.WaitingFor
+	}
+	return ""
+}
+
+func (x *WorkflowRun) GetLeaseOwner() string {
+	if x != nil {
+		return x.LeaseOwner
+	}
+	return ""
+}
+
+func (x *WorkflowRun) GetLeaseUntil() int64 {
+	if x != nil {
+		return x.LeaseUntil
+	}
+	return 0
+}
+
+func (x *WorkflowRun) GetLeaseToken() uint64 {
+	if x != nil {
+		return x.LeaseToken
+	}
+	return 0
+}
+
+func (x *WorkflowRun) GetLeases() int64 {
+	if x != nil {
+		return x.Leases
+	}
+	return 0
+}
+
+func (x *WorkflowRun) GetErrorCode() string {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return ""
+}
+
+func (x *WorkflowRun) GetStartedBy() string {
+	if x != nil {
+		return x.StartedBy
+	}
+	return ""
+}
+
+func (x *WorkflowRun) GetCreatedAt() int64 {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return 0
+}
+
+func (x *WorkflowRun) GetUpdatedAt() int64 {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return 0
+}
+
+func (x *WorkflowRun) GetFinishedAt() int64 {
+	if x != nil {
+		return x.FinishedAt
+	}
+	return 0
+}
+
+type PutWorkflowRequest struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Workflow        *Workflow              `protobuf:"bytes,1,opt,name=workflow,proto3" json:"workflow,omitempty"`
+	ExpectedVersion int64                  `protobuf:"varint,2,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
+	Audit           []*AuditEvent          `protobuf:"bytes,3,rep,name=audit,proto3" json:"audit,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *PutWorkflowRequest) Reset() {
+	*x = PutWorkflowRequest{}
+	mi := &file_storage_proto_msgTypes[106]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutWorkflowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutWorkflowRequest) ProtoMessage() {}
+
+func (x *PutWorkflowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[106]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutWorkflowRequest.ProtoReflect.Descriptor instead.
+func (*PutWorkflowRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{106}
+}
+
+func (x *PutWorkflowRequest) GetWorkflow() *Workflow {
+	if x != nil {
+		return x.Workflow
+	}
+	return nil
+}
+
+func (x *PutWorkflowRequest) GetExpectedVersion() int64 {
+	if x != nil {
+		return x.ExpectedVersion
+	}
+	return 0
+}
+
+func (x *PutWorkflowRequest) GetAudit() []*AuditEvent {
+	if x != nil {
+		return x.Audit
+	}
+	return nil
+}
+
+type PutWorkflowResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutWorkflowResponse) Reset() {
+	*x = PutWorkflowResponse{}
+	mi := &file_storage_proto_msgTypes[107]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutWorkflowResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutWorkflowResponse) ProtoMessage() {}
+
+func (x *PutWorkflowResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[107]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutWorkflowResponse.ProtoReflect.Descriptor instead.
+func (*PutWorkflowResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{107}
+}
+
+type GetWorkflowRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetWorkflowRequest) Reset() {
+	*x = GetWorkflowRequest{}
+	mi := &file_storage_proto_msgTypes[108]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetWorkflowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetWorkflowRequest) ProtoMessage() {}
+
+func (x *GetWorkflowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[108]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetWorkflowRequest.ProtoReflect.Descriptor instead.
+func (*GetWorkflowRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{108}
+}
+
+func (x *GetWorkflowRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *GetWorkflowRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type GetWorkflowResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Workflow      *Workflow              `protobuf:"bytes,1,opt,name=workflow,proto3" json:"workflow,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetWorkflowResponse) Reset() {
+	*x = GetWorkflowResponse{}
+	mi := &file_storage_proto_msgTypes[109]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetWorkflowResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetWorkflowResponse) ProtoMessage() {}
+
+func (x *GetWorkflowResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[109]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetWorkflowResponse.ProtoReflect.Descriptor instead.
+func (*GetWorkflowResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{109}
+}
+
+func (x *GetWorkflowResponse) GetWorkflow() *Workflow {
+	if x != nil {
+		return x.Workflow
+	}
+	return nil
+}
+
+type ListWorkflowsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWorkflowsRequest) Reset() {
+	*x = ListWorkflowsRequest{}
+	mi := &file_storage_proto_msgTypes[110]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWorkflowsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWorkflowsRequest) ProtoMessage() {}
+
+func (x *ListWorkflowsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[110]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWorkflowsRequest.ProtoReflect.Descriptor instead.
+func (*ListWorkflowsRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{110}
+}
+
+func (x *ListWorkflowsRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+type ListWorkflowsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Workflows     []*Workflow            `protobuf:"bytes,1,rep,name=workflows,proto3" json:"workflows,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWorkflowsResponse) Reset() {
+	*x = ListWorkflowsResponse{}
+	mi := &file_storage_proto_msgTypes[111]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWorkflowsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWorkflowsResponse) ProtoMessage() {}
+
+func (x *ListWorkflowsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[111]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWorkflowsResponse.ProtoReflect.Descriptor instead.
+func (*ListWorkflowsResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{111}
+}
+
+func (x *ListWorkflowsResponse) GetWorkflows() []*Workflow {
+	if x != nil {
+		return x.Workflows
+	}
+	return nil
+}
+
+type DeleteWorkflowRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	At            int64                  `protobuf:"varint,3,opt,name=at,proto3" json:"at,omitempty"`
+	Audit         []*AuditEvent          `protobuf:"bytes,4,rep,name=audit,proto3" json:"audit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteWorkflowRequest) Reset() {
+	*x = DeleteWorkflowRequest{}
+	mi := &file_storage_proto_msgTypes[112]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteWorkflowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteWorkflowRequest) ProtoMessage() {}
+
+func (x *DeleteWorkflowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[112]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteWorkflowRequest.ProtoReflect.Descriptor instead.
+func (*DeleteWorkflowRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{112}
+}
+
+func (x *DeleteWorkflowRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *DeleteWorkflowRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DeleteWorkflowRequest) GetAt() int64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
+func (x *DeleteWorkflowRequest) GetAudit() []*AuditEvent {
+	if x != nil {
+		return x.Audit
+	}
+	return nil
+}
+
+type DeleteWorkflowResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteWorkflowResponse) Reset() {
+	*x = DeleteWorkflowResponse{}
+	mi := &file_storage_proto_msgTypes[113]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteWorkflowResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteWorkflowResponse) ProtoMessage() {}
+
+func (x *DeleteWorkflowResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[113]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteWorkflowResponse.ProtoReflect.Descriptor instead.
+func (*DeleteWorkflowResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{113}
+}
+
+type CreateRunRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Run           *WorkflowRun           `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	Now           int64                  `protobuf:"varint,2,opt,name=now,proto3" json:"now,omitempty"`
+	Audit         []*AuditEvent          `protobuf:"bytes,3,rep,name=audit,proto3" json:"audit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateRunRequest) Reset() {
+	*x = CreateRunRequest{}
+	mi := &file_storage_proto_msgTypes[114]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateRunRequest) ProtoMessage() {}
+
+func (x *CreateRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[114]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateRunRequest.ProtoReflect.Descriptor instead.
+func (*CreateRunRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{114}
+}
+
+func (x *CreateRunRequest) GetRun() *WorkflowRun {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+func (x *CreateRunRequest) GetNow() int64 {
+	if x != nil {
+		return x.Now
+	}
+	return 0
+}
+
+func (x *CreateRunRequest) GetAudit() []*AuditEvent {
+	if x != nil {
+		return x.Audit
+	}
+	return nil
+}
+
+type CreateRunResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Run           *WorkflowRun           `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	Existing      bool                   `protobuf:"varint,2,opt,name=existing,proto3" json:"existing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateRunResponse) Reset() {
+	*x = CreateRunResponse{}
+	mi := &file_storage_proto_msgTypes[115]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateRunResponse) ProtoMessage() {}
+
+func (x *CreateRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[115]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateRunResponse.ProtoReflect.Descriptor instead.
+func (*CreateRunResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{115}
+}
+
+func (x *CreateRunResponse) GetRun() *WorkflowRun {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+func (x *CreateRunResponse) GetExisting() bool {
+	if x != nil {
+		return x.Existing
+	}
+	return false
+}
+
+type GetRunRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	Id            string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRunRequest) Reset() {
+	*x = GetRunRequest{}
+	mi := &file_storage_proto_msgTypes[116]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRunRequest) ProtoMessage() {}
+
+func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[116]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
+func (*GetRunRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{116}
+}
+
+func (x *GetRunRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *GetRunRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type GetRunResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Run           *WorkflowRun           `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRunResponse) Reset() {
+	*x = GetRunResponse{}
+	mi := &file_storage_proto_msgTypes[117]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRunResponse) ProtoMessage() {}
+
+func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[117]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRunResponse.ProtoReflect.Descriptor instead.
+func (*GetRunResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{117}
+}
+
+func (x *GetRunResponse) GetRun() *WorkflowRun {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+type ListRunsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	Workflow      string                 `protobuf:"bytes,2,opt,name=workflow,proto3" json:"workflow,omitempty"`
+	Status        string                 `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
+	Before        string                 `protobuf:"bytes,4,opt,name=before,proto3" json:"before,omitempty"`
+	Limit         int64                  `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRunsRequest) Reset() {
+	*x = ListRunsRequest{}
+	mi := &file_storage_proto_msgTypes[118]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRunsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRunsRequest) ProtoMessage() {}
+
+func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[118]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
+func (*ListRunsRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{118}
+}
+
+func (x *ListRunsRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *ListRunsRequest) GetWorkflow() string {
+	if x != nil {
+		return x.Workflow
+	}
+	return ""
+}
+
+func (x *ListRunsRequest) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *ListRunsRequest) GetBefore() string {
+	if x != nil {
+		return x.Before
+	}
+	return ""
+}
+
+func (x *ListRunsRequest) GetLimit() int64 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ListRunsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Runs          []*WorkflowRun         `protobuf:"bytes,1,rep,name=runs,proto3" json:"runs,omitempty"`
+	Next          string                 `protobuf:"bytes,2,opt,name=next,proto3" json:"next,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRunsResponse) Reset() {
+	*x = ListRunsResponse{}
+	mi := &file_storage_proto_msgTypes[119]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRunsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRunsResponse) ProtoMessage() {}
+
+func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[119]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
+func (*ListRunsResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{119}
+}
+
+func (x *ListRunsResponse) GetRuns() []*WorkflowRun {
+	if x != nil {
+		return x.Runs
+	}
+	return nil
+}
+
+func (x *ListRunsResponse) GetNext() string {
+	if x != nil {
+		return x.Next
+	}
+	return ""
+}
+
+type LeaseRunsRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Owner          string                 `protobuf:"bytes,1,opt,name=owner,proto3" json:"owner,omitempty"`
+	Now            int64                  `protobuf:"varint,2,opt,name=now,proto3" json:"now,omitempty"`
+	Limit          int64                  `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	Visibility     int64                  `protobuf:"varint,4,opt,name=visibility,proto3" json:"visibility,omitempty"` // ns
+	WorkspaceSlots map[string]int64       `protobuf:"bytes,5,rep,name=workspace_slots,json=workspaceSlots,proto3" json:"workspace_slots,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *LeaseRunsRequest) Reset() {
+	*x = LeaseRunsRequest{}
+	mi := &file_storage_proto_msgTypes[120]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseRunsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseRunsRequest) ProtoMessage() {}
+
+func (x *LeaseRunsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[120]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseRunsRequest.ProtoReflect.Descriptor instead.
+func (*LeaseRunsRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{120}
+}
+
+func (x *LeaseRunsRequest) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *LeaseRunsRequest) GetNow() int64 {
+	if x != nil {
+		return x.Now
+	}
+	return 0
+}
+
+func (x *LeaseRunsRequest) GetLimit() int64 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *LeaseRunsRequest) GetVisibility() int64 {
+	if x != nil {
+		return x.Visibility
+	}
+	return 0
+}
+
+func (x *LeaseRunsRequest) GetWorkspaceSlots() map[string]int64 {
+	if x != nil {
+		return x.WorkspaceSlots
+	}
+	return nil
+}
+
+type LeaseRunsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Runs          []*WorkflowRun         `protobuf:"bytes,1,rep,name=runs,proto3" json:"runs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseRunsResponse) Reset() {
+	*x = LeaseRunsResponse{}
+	mi := &file_storage_proto_msgTypes[121]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseRunsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseRunsResponse) ProtoMessage() {}
+
+func (x *LeaseRunsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[121]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseRunsResponse.ProtoReflect.Descriptor instead.
+func (*LeaseRunsResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{121}
+}
+
+func (x *LeaseRunsResponse) GetRuns() []*WorkflowRun {
+	if x != nil {
+		return x.Runs
+	}
+	return nil
+}
+
+type CheckpointRunRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Run           *WorkflowRun           `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	LeaseUntil    int64                  `protobuf:"varint,2,opt,name=lease_until,json=leaseUntil,proto3" json:"lease_until,omitempty"`
+	Release       bool                   `protobuf:"varint,3,opt,name=release,proto3" json:"release,omitempty"`
+	At            int64                  `protobuf:"varint,4,opt,name=at,proto3" json:"at,omitempty"`
+	Audit         []*AuditEvent          `protobuf:"bytes,5,rep,name=audit,proto3" json:"audit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckpointRunRequest) Reset() {
+	*x = CheckpointRunRequest{}
+	mi := &file_storage_proto_msgTypes[122]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointRunRequest) ProtoMessage() {}
+
+func (x *CheckpointRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[122]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointRunRequest.ProtoReflect.Descriptor instead.
+func (*CheckpointRunRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{122}
+}
+
+func (x *CheckpointRunRequest) GetRun() *WorkflowRun {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+func (x *CheckpointRunRequest) GetLeaseUntil() int64 {
+	if x != nil {
+		return x.LeaseUntil
+	}
+	return 0
+}
+
+func (x *CheckpointRunRequest) GetRelease() bool {
+	if x != nil {
+		return x.Release
+	}
+	return false
+}
+
+func (x *CheckpointRunRequest) GetAt() int64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
+func (x *CheckpointRunRequest) GetAudit() []*AuditEvent {
+	if x != nil {
+		return x.Audit
+	}
+	return nil
+}
+
+type CheckpointRunResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Run           *WorkflowRun           `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckpointRunResponse) Reset() {
+	*x = CheckpointRunResponse{}
+	mi := &file_storage_proto_msgTypes[123]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointRunResponse) ProtoMessage() {}
+
+func (x *CheckpointRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[123]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointRunResponse.ProtoReflect.Descriptor instead.
+func (*CheckpointRunResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{123}
+}
+
+func (x *CheckpointRunResponse) GetRun() *WorkflowRun {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+type SignalRunRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	RunId         string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Signal        *RunSignal             `protobuf:"bytes,3,opt,name=signal,proto3" json:"signal,omitempty"`
+	Now           int64                  `protobuf:"varint,4,opt,name=now,proto3" json:"now,omitempty"`
+	Audit         []*AuditEvent          `protobuf:"bytes,5,rep,name=audit,proto3" json:"audit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignalRunRequest) Reset() {
+	*x = SignalRunRequest{}
+	mi := &file_storage_proto_msgTypes[124]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignalRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignalRunRequest) ProtoMessage() {}
+
+func (x *SignalRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[124]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignalRunRequest.ProtoReflect.Descriptor instead.
+func (*SignalRunRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{124}
+}
+
+func (x *SignalRunRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *SignalRunRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *SignalRunRequest) GetSignal() *RunSignal {
+	if x != nil {
+		return x.Signal
+	}
+	return nil
+}
+
+func (x *SignalRunRequest) GetNow() int64 {
+	if x != nil {
+		return x.Now
+	}
+	return 0
+}
+
+func (x *SignalRunRequest) GetAudit() []*AuditEvent {
+	if x != nil {
+		return x.Audit
+	}
+	return nil
+}
+
+type SignalRunResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Run           *WorkflowRun           `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignalRunResponse) Reset() {
+	*x = SignalRunResponse{}
+	mi := &file_storage_proto_msgTypes[125]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignalRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignalRunResponse) ProtoMessage() {}
+
+func (x *SignalRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[125]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignalRunResponse.ProtoReflect.Descriptor instead.
+func (*SignalRunResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{125}
+}
+
+func (x *SignalRunResponse) GetRun() *WorkflowRun {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+type CancelRunRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	RunId         string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	At            int64                  `protobuf:"varint,3,opt,name=at,proto3" json:"at,omitempty"`
+	Audit         []*AuditEvent          `protobuf:"bytes,4,rep,name=audit,proto3" json:"audit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelRunRequest) Reset() {
+	*x = CancelRunRequest{}
+	mi := &file_storage_proto_msgTypes[126]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelRunRequest) ProtoMessage() {}
+
+func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[126]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelRunRequest.ProtoReflect.Descriptor instead.
+func (*CancelRunRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{126}
+}
+
+func (x *CancelRunRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *CancelRunRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *CancelRunRequest) GetAt() int64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
+func (x *CancelRunRequest) GetAudit() []*AuditEvent {
+	if x != nil {
+		return x.Audit
+	}
+	return nil
+}
+
+type CancelRunResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Run           *WorkflowRun           `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelRunResponse) Reset() {
+	*x = CancelRunResponse{}
+	mi := &file_storage_proto_msgTypes[127]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelRunResponse) ProtoMessage() {}
+
+func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[127]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelRunResponse.ProtoReflect.Descriptor instead.
+func (*CancelRunResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{127}
+}
+
+func (x *CancelRunResponse) GetRun() *WorkflowRun {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+type RetryRunRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	RunId         string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	At            int64                  `protobuf:"varint,3,opt,name=at,proto3" json:"at,omitempty"`
+	Audit         []*AuditEvent          `protobuf:"bytes,4,rep,name=audit,proto3" json:"audit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetryRunRequest) Reset() {
+	*x = RetryRunRequest{}
+	mi := &file_storage_proto_msgTypes[128]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryRunRequest) ProtoMessage() {}
+
+func (x *RetryRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[128]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryRunRequest.ProtoReflect.Descriptor instead.
+func (*RetryRunRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{128}
+}
+
+func (x *RetryRunRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *RetryRunRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *RetryRunRequest) GetAt() int64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
+func (x *RetryRunRequest) GetAudit() []*AuditEvent {
+	if x != nil {
+		return x.Audit
+	}
+	return nil
+}
+
+type RetryRunResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Run           *WorkflowRun           `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetryRunResponse) Reset() {
+	*x = RetryRunResponse{}
+	mi := &file_storage_proto_msgTypes[129]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryRunResponse) ProtoMessage() {}
+
+func (x *RetryRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[129]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryRunResponse.ProtoReflect.Descriptor instead.
+func (*RetryRunResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{129}
+}
+
+func (x *RetryRunResponse) GetRun() *WorkflowRun {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+type CountRunsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CountRunsRequest) Reset() {
+	*x = CountRunsRequest{}
+	mi := &file_storage_proto_msgTypes[130]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CountRunsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CountRunsRequest) ProtoMessage() {}
+
+func (x *CountRunsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[130]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CountRunsRequest.ProtoReflect.Descriptor instead.
+func (*CountRunsRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{130}
+}
+
+type CountRunsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ByStatus      map[string]int64       `protobuf:"bytes,1,rep,name=by_status,json=byStatus,proto3" json:"by_status,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CountRunsResponse) Reset() {
+	*x = CountRunsResponse{}
+	mi := &file_storage_proto_msgTypes[131]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CountRunsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CountRunsResponse) ProtoMessage() {}
+
+func (x *CountRunsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[131]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CountRunsResponse.ProtoReflect.Descriptor instead.
+func (*CountRunsResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{131}
+}
+
+func (x *CountRunsResponse) GetByStatus() map[string]int64 {
+	if x != nil {
+		return x.ByStatus
+	}
+	return nil
+}
+
+type PruneRunsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Before        int64                  `protobuf:"varint,1,opt,name=before,proto3" json:"before,omitempty"`
+	Limit         int64                  `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PruneRunsRequest) Reset() {
+	*x = PruneRunsRequest{}
+	mi := &file_storage_proto_msgTypes[132]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PruneRunsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PruneRunsRequest) ProtoMessage() {}
+
+func (x *PruneRunsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[132]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PruneRunsRequest.ProtoReflect.Descriptor instead.
+func (*PruneRunsRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{132}
+}
+
+func (x *PruneRunsRequest) GetBefore() int64 {
+	if x != nil {
+		return x.Before
+	}
+	return 0
+}
+
+func (x *PruneRunsRequest) GetLimit() int64 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type PruneRunsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Deleted       int64                  `protobuf:"varint,1,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PruneRunsResponse) Reset() {
+	*x = PruneRunsResponse{}
+	mi := &file_storage_proto_msgTypes[133]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PruneRunsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PruneRunsResponse) ProtoMessage() {}
+
+func (x *PruneRunsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[133]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PruneRunsResponse.ProtoReflect.Descriptor instead.
+func (*PruneRunsResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{133}
+}
+
+func (x *PruneRunsResponse) GetDeleted() int64 {
+	if x != nil {
+		return x.Deleted
+	}
+	return 0
+}
+
+type WatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchRequest) Reset() {
+	*x = WatchRequest{}
+	mi := &file_storage_proto_msgTypes[134]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchRequest) ProtoMessage() {}
+
+func (x *WatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[134]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
+func (*WatchRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{134}
 }
 
 type Change struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Kind          string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Kind          string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"` // "secret", "keyring", "jobs" or "workflow_runs"
 	WorkspaceId   string                 `protobuf:"bytes,2,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
 	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -285,7 +7829,7 @@ type Change struct {
 
 func (x *Change) Reset() {
 	*x = Change{}
-	mi := &file_storage_proto_msgTypes[5]
+	mi := &file_storage_proto_msgTypes[135]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -297,7 +7841,7 @@ func (x *Change) String() string {
 func (*Change) ProtoMessage() {}
 
 func (x *Change) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[5]
+	mi := &file_storage_proto_msgTypes[135]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -310,7 +7854,7 @@ func (x *Change) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Change.ProtoReflect.Descriptor instead.
 func (*Change) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{5}
+	return file_storage_proto_rawDescGZIP(), []int{135}
 }
 
 func (x *Change) GetKind() string {
@@ -338,29 +7882,677 @@ var File_storage_proto protoreflect.FileDescriptor
 
 const file_storage_proto_rawDesc = "" +
 	"\n" +
-	"\rstorage.proto\x12\x10rotor.storage.v1\"R\n" +
+	"\rstorage.proto\x12\x10rotor.storage.v2\"8\n" +
+	"\x05Error\x12/\n" +
+	"\x04code\x18\x01 \x01(\x0e2\x1b.rotor.storage.v2.ErrorCodeR\x04code\"\x11\n" +
+	"\x0fDescribeRequest\"\xb6\x01\n" +
+	"\x10DescribeResponse\x12)\n" +
+	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12@\n" +
+	"\fcapabilities\x18\x02 \x03(\x0e2\x1c.rotor.storage.v2.CapabilityR\fcapabilities\x12\x18\n" +
+	"\abackend\x18\x03 \x01(\tR\abackend\x12\x1b\n" +
+	"\tmax_batch\x18\x04 \x01(\rR\bmaxBatch\"\xdd\x01\n" +
 	"\x10ConfigureRequest\x12\x18\n" +
 	"\abackend\x18\x01 \x01(\tR\abackend\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x10\n" +
-	"\x03dsn\x18\x03 \x01(\tR\x03dsn\"\x13\n" +
-	"\x11ConfigureResponse\"9\n" +
-	"\vCallRequest\x12\x16\n" +
-	"\x06method\x18\x01 \x01(\tR\x06method\x12\x12\n" +
-	"\x04args\x18\x02 \x01(\fR\x04args\"j\n" +
-	"\fCallResponse\x12\x16\n" +
-	"\x06result\x18\x01 \x01(\fR\x06result\x12\x1d\n" +
+	"\x03dsn\x18\x03 \x01(\tR\x03dsn\x12L\n" +
+	"\bsettings\x18\x04 \x03(\v20.rotor.storage.v2.ConfigureRequest.SettingsEntryR\bsettings\x1a;\n" +
+	"\rSettingsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x13\n" +
+	"\x11ConfigureResponse\"N\n" +
+	"\tWorkspace\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
-	"error_kind\x18\x02 \x01(\tR\terrorKind\x12#\n" +
-	"\rerror_message\x18\x03 \x01(\tR\ferrorMessage\"\x10\n" +
-	"\x0eChangesRequest\"S\n" +
+	"created_at\x18\x03 \x01(\x03R\tcreatedAt\"\xb5\x01\n" +
+	"\x06APIKey\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
+	"\fworkspace_id\x18\x02 \x01(\tR\vworkspaceId\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x12\n" +
+	"\x04role\x18\x04 \x01(\tR\x04role\x12\x12\n" +
+	"\x04hash\x18\x05 \x01(\fR\x04hash\x12\x1d\n" +
+	"\n" +
+	"created_at\x18\x06 \x01(\x03R\tcreatedAt\x12\x1d\n" +
+	"\n" +
+	"revoked_at\x18\a \x01(\x03R\trevokedAt\"f\n" +
+	"\x03KEK\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\awrapped\x18\x02 \x01(\fR\awrapped\x12\x16\n" +
+	"\x06active\x18\x03 \x01(\bR\x06active\x12\x1d\n" +
+	"\n" +
+	"created_at\x18\x04 \x01(\x03R\tcreatedAt\"\x87\x02\n" +
+	"\n" +
+	"SecretMeta\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x03R\aversion\x12\x1a\n" +
+	"\brevision\x18\x04 \x01(\x03R\brevision\x12\x12\n" +
+	"\x04hint\x18\x05 \x01(\tR\x04hint\x12#\n" +
+	"\rallowed_hosts\x18\x06 \x03(\tR\fallowedHosts\x12\x15\n" +
+	"\x06kek_id\x18\a \x01(\tR\x05kekId\x12\x1d\n" +
+	"\n" +
+	"created_at\x18\b \x01(\x03R\tcreatedAt\x12\x1d\n" +
+	"\n" +
+	"updated_at\x18\t \x01(\x03R\tupdatedAt\"\xa1\x02\n" +
+	"\fSecretRecord\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x03R\aversion\x12\x1a\n" +
+	"\brevision\x18\x04 \x01(\x03R\brevision\x12\x12\n" +
+	"\x04hint\x18\x05 \x01(\tR\x04hint\x12#\n" +
+	"\rallowed_hosts\x18\x06 \x03(\tR\fallowedHosts\x12\x15\n" +
+	"\x06kek_id\x18\a \x01(\tR\x05kekId\x12\x1d\n" +
+	"\n" +
+	"created_at\x18\b \x01(\x03R\tcreatedAt\x12\x1d\n" +
+	"\n" +
+	"updated_at\x18\t \x01(\x03R\tupdatedAt\x12\x16\n" +
+	"\x06sealed\x18\n" +
+	" \x01(\fR\x06sealed\"\xa4\x02\n" +
+	"\n" +
+	"AuditEvent\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1f\n" +
+	"\voccurred_at\x18\x02 \x01(\x03R\n" +
+	"occurredAt\x12!\n" +
+	"\fworkspace_id\x18\x03 \x01(\tR\vworkspaceId\x12\x19\n" +
+	"\bactor_id\x18\x04 \x01(\tR\aactorId\x12\x1d\n" +
+	"\n" +
+	"event_type\x18\x05 \x01(\tR\teventType\x12#\n" +
+	"\rresource_type\x18\x06 \x01(\tR\fresourceType\x12\x1f\n" +
+	"\vresource_id\x18\a \x01(\tR\n" +
+	"resourceId\x12\x14\n" +
+	"\x05input\x18\b \x01(\fR\x05input\x12\x16\n" +
+	"\x06output\x18\t \x01(\fR\x06output\x12\x14\n" +
+	"\x05chain\x18\n" +
+	" \x01(\fR\x05chain\"\x92\x01\n" +
+	"\x0fAuditCheckpoint\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x17\n" +
+	"\alast_id\x18\x02 \x01(\x03R\x06lastId\x12\x14\n" +
+	"\x05chain\x18\x03 \x01(\fR\x05chain\x12\x10\n" +
+	"\x03mac\x18\x04 \x01(\fR\x03mac\x12\x1b\n" +
+	"\tsealed_at\x18\x05 \x01(\x03R\bsealedAt\"]\n" +
+	"\tAuditHead\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x17\n" +
+	"\alast_id\x18\x02 \x01(\x03R\x06lastId\x12\x14\n" +
+	"\x05chain\x18\x03 \x01(\fR\x05chain\"\xa8\x01\n" +
+	"\rAuditAppended\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12/\n" +
+	"\x04prev\x18\x02 \x01(\v2\x1b.rotor.storage.v2.AuditHeadR\x04prev\x12/\n" +
+	"\x04head\x18\x03 \x01(\v2\x1b.rotor.storage.v2.AuditHeadR\x04head\x12\x12\n" +
+	"\x04rows\x18\x04 \x01(\x03R\x04rows\"\xab\x01\n" +
+	"\x0eAuditRetention\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x1d\n" +
+	"\n" +
+	"through_id\x18\x02 \x01(\x03R\tthroughId\x12\x14\n" +
+	"\x05chain\x18\x03 \x01(\fR\x05chain\x12\x12\n" +
+	"\x04rows\x18\x04 \x01(\x03R\x04rows\x12\x1b\n" +
+	"\tpruned_at\x18\x05 \x01(\x03R\bprunedAt\x12\x10\n" +
+	"\x03mac\x18\x06 \x01(\fR\x03mac\"\xa3\x04\n" +
+	"\x05Queue\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12!\n" +
+	"\fcallback_url\x18\x03 \x01(\tR\vcallbackUrl\x12W\n" +
+	"\x10callback_headers\x18\x04 \x03(\v2,.rotor.storage.v2.Queue.CallbackHeadersEntryR\x0fcallbackHeaders\x12!\n" +
+	"\fmax_attempts\x18\x05 \x01(\x03R\vmaxAttempts\x12!\n" +
+	"\fbackoff_base\x18\x06 \x01(\x03R\vbackoffBase\x12\x1f\n" +
+	"\vbackoff_cap\x18\a \x01(\x03R\n" +
+	"backoffCap\x12\x18\n" +
+	"\atimeout\x18\b \x01(\x03R\atimeout\x12 \n" +
+	"\vconcurrency\x18\t \x01(\x03R\vconcurrency\x12&\n" +
+	"\x0frate_per_second\x18\n" +
+	" \x01(\x01R\rratePerSecond\x12\x1a\n" +
+	"\brevision\x18\v \x01(\x03R\brevision\x12\x1d\n" +
+	"\n" +
+	"created_at\x18\f \x01(\x03R\tcreatedAt\x12\x1d\n" +
+	"\n" +
+	"updated_at\x18\r \x01(\x03R\tupdatedAt\x1aB\n" +
+	"\x14CallbackHeadersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xae\x04\n" +
+	"\aAttempt\x12\f\n" +
+	"\x01n\x18\x01 \x01(\x03R\x01n\x12\x1d\n" +
+	"\n" +
+	"started_at\x18\x02 \x01(\x03R\tstartedAt\x12\x1a\n" +
+	"\bduration\x18\x03 \x01(\x03R\bduration\x12\x1f\n" +
+	"\vstatus_code\x18\x04 \x01(\x03R\n" +
+	"statusCode\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\x05 \x01(\tR\terrorCode\x12\x1f\n" +
+	"\vrequest_url\x18\x06 \x01(\tR\n" +
+	"requestUrl\x12V\n" +
+	"\x0frequest_headers\x18\a \x03(\v2-.rotor.storage.v2.Attempt.RequestHeadersEntryR\x0erequestHeaders\x12\x14\n" +
+	"\x05error\x18\b \x01(\tR\x05error\x12Y\n" +
+	"\x10response_headers\x18\t \x03(\v2..rotor.storage.v2.Attempt.ResponseHeadersEntryR\x0fresponseHeaders\x12)\n" +
+	"\x10response_excerpt\x18\n" +
+	" \x01(\tR\x0fresponseExcerpt\x1aA\n" +
+	"\x13RequestHeadersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1aB\n" +
+	"\x14ResponseHeadersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf2\x03\n" +
+	"\x03Job\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
+	"\fworkspace_id\x18\x02 \x01(\tR\vworkspaceId\x12\x14\n" +
+	"\x05queue\x18\x03 \x01(\tR\x05queue\x12\x18\n" +
+	"\apayload\x18\x04 \x01(\fR\apayload\x12'\n" +
+	"\x0fidempotency_key\x18\x05 \x01(\tR\x0eidempotencyKey\x12\x16\n" +
+	"\x06status\x18\x06 \x01(\tR\x06status\x12\x15\n" +
+	"\x06run_at\x18\a \x01(\x03R\x05runAt\x12\x1f\n" +
+	"\vlease_until\x18\b \x01(\x03R\n" +
+	"leaseUntil\x12\x1f\n" +
+	"\vlease_token\x18\t \x01(\x04R\n" +
+	"leaseToken\x12\x16\n" +
+	"\x06leases\x18\n" +
+	" \x01(\x03R\x06leases\x125\n" +
+	"\battempts\x18\v \x03(\v2\x19.rotor.storage.v2.AttemptR\battempts\x12\x1d\n" +
+	"\n" +
+	"retry_from\x18\f \x01(\x03R\tretryFrom\x12\x1f\n" +
+	"\venqueued_by\x18\r \x01(\tR\n" +
+	"enqueuedBy\x12\x1d\n" +
+	"\n" +
+	"created_at\x18\x0e \x01(\x03R\tcreatedAt\x12\x1d\n" +
+	"\n" +
+	"updated_at\x18\x0f \x01(\x03R\tupdatedAt\x12!\n" +
+	"\fdelivered_at\x18\x10 \x01(\x03R\vdeliveredAt\"\x97\x01\n" +
+	"\tQueueStat\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x14\n" +
+	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x14\n" +
+	"\x05ready\x18\x03 \x01(\x03R\x05ready\x12!\n" +
+	"\foldest_ready\x18\x04 \x01(\x03R\voldestReady\x12\x18\n" +
+	"\arunning\x18\x05 \x01(\x03R\arunning\"\xbe\x01\n" +
+	"\x16CreateWorkspaceRequest\x129\n" +
+	"\tworkspace\x18\x01 \x01(\v2\x1b.rotor.storage.v2.WorkspaceR\tworkspace\x125\n" +
+	"\tadmin_key\x18\x02 \x01(\v2\x18.rotor.storage.v2.APIKeyR\badminKey\x122\n" +
+	"\x05audit\x18\x03 \x03(\v2\x1c.rotor.storage.v2.AuditEventR\x05audit\"\x19\n" +
+	"\x17CreateWorkspaceResponse\"%\n" +
+	"\x13GetWorkspaceRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"/\n" +
+	"\x19GetWorkspaceByNameRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"Q\n" +
+	"\x14GetWorkspaceResponse\x129\n" +
+	"\tworkspace\x18\x01 \x01(\v2\x1b.rotor.storage.v2.WorkspaceR\tworkspace\"\x17\n" +
+	"\x15ListWorkspacesRequest\"U\n" +
+	"\x16ListWorkspacesResponse\x12;\n" +
+	"\n" +
+	"workspaces\x18\x01 \x03(\v2\x1b.rotor.storage.v2.WorkspaceR\n" +
+	"workspaces\"u\n" +
+	"\x13CreateAPIKeyRequest\x12*\n" +
+	"\x03key\x18\x01 \x01(\v2\x18.rotor.storage.v2.APIKeyR\x03key\x122\n" +
+	"\x05audit\x18\x02 \x03(\v2\x1c.rotor.storage.v2.AuditEventR\x05audit\"\x16\n" +
+	"\x14CreateAPIKeyResponse\"\"\n" +
+	"\x10GetAPIKeyRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"?\n" +
+	"\x11GetAPIKeyResponse\x12*\n" +
+	"\x03key\x18\x01 \x01(\v2\x18.rotor.storage.v2.APIKeyR\x03key\"7\n" +
+	"\x12ListAPIKeysRequest\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\"C\n" +
+	"\x13ListAPIKeysResponse\x12,\n" +
+	"\x04keys\x18\x01 \x03(\v2\x18.rotor.storage.v2.APIKeyR\x04keys\"\x8c\x01\n" +
+	"\x13RevokeAPIKeyRequest\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x0e\n" +
+	"\x02at\x18\x03 \x01(\x03R\x02at\x122\n" +
+	"\x05audit\x18\x04 \x03(\v2\x1c.rotor.storage.v2.AuditEventR\x05audit\"\x16\n" +
+	"\x14RevokeAPIKeyResponse\"\x11\n" +
+	"\x0fListKEKsRequest\"=\n" +
+	"\x10ListKEKsResponse\x12)\n" +
+	"\x04keks\x18\x01 \x03(\v2\x15.rotor.storage.v2.KEKR\x04keks\"8\n" +
+	"\rAddKEKRequest\x12'\n" +
+	"\x03kek\x18\x01 \x01(\v2\x15.rotor.storage.v2.KEKR\x03kek\"\x10\n" +
+	"\x0eAddKEKResponse\"\"\n" +
+	"\x10DeleteKEKRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x13\n" +
+	"\x11DeleteKEKResponse\"\x81\x01\n" +
+	"\x13CreateSecretRequest\x126\n" +
+	"\x06secret\x18\x01 \x01(\v2\x1e.rotor.storage.v2.SecretRecordR\x06secret\x122\n" +
+	"\x05audit\x18\x02 \x03(\v2\x1c.rotor.storage.v2.AuditEventR\x05audit\"\x16\n" +
+	"\x14CreateSecretResponse\"\xae\x01\n" +
+	"\x13UpdateSecretRequest\x126\n" +
+	"\x06secret\x18\x01 \x01(\v2\x1e.rotor.storage.v2.SecretRecordR\x06secret\x12+\n" +
+	"\x11expected_revision\x18\x02 \x01(\x03R\x10expectedRevision\x122\n" +
+	"\x05audit\x18\x03 \x03(\v2\x1c.rotor.storage.v2.AuditEventR\x05audit\"\x16\n" +
+	"\x14UpdateSecretResponse\"\x80\x01\n" +
+	"\x13DeleteSecretRequest\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x122\n" +
+	"\x05audit\x18\x03 \x03(\v2\x1c.rotor.storage.v2.AuditEventR\x05audit\"\x16\n" +
+	"\x14DeleteSecretResponse\"I\n" +
+	"\x10GetSecretRequest\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"K\n" +
+	"\x11GetSecretResponse\x126\n" +
+	"\x06secret\x18\x01 \x01(\v2\x1e.rotor.storage.v2.SecretRecordR\x06secret\"7\n" +
+	"\x12ListSecretsRequest\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\"M\n" +
+	"\x13ListSecretsResponse\x126\n" +
+	"\asecrets\x18\x01 \x03(\v2\x1c.rotor.storage.v2.SecretMetaR\asecrets\"F\n" +
+	"\x17ListSecretsByKEKRequest\x12\x15\n" +
+	"\x06kek_id\x18\x01 \x01(\tR\x05kekId\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x03R\x05limit\"T\n" +
+	"\x18ListSecretsByKEKResponse\x128\n" +
+	"\asecrets\x18\x01 \x03(\v2\x1e.rotor.storage.v2.SecretRecordR\asecrets\"J\n" +
+	"\x12AppendAuditRequest\x124\n" +
+	"\x06events\x18\x01 \x03(\v2\x1c.rotor.storage.v2.AuditEventR\x06events\"R\n" +
+	"\x13AppendAuditResponse\x12;\n" +
+	"\bappended\x18\x01 \x03(\v2\x1f.rotor.storage.v2.AuditAppendedR\bappended\"\xde\x01\n" +
+	"\x10ListAuditRequest\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12#\n" +
+	"\rresource_type\x18\x02 \x01(\tR\fresourceType\x12\x1d\n" +
+	"\n" +
+	"event_type\x18\x03 \x01(\tR\teventType\x12\x1f\n" +
+	"\vresource_id\x18\x04 \x01(\tR\n" +
+	"resourceId\x12\x14\n" +
+	"\x05since\x18\x05 \x01(\x03R\x05since\x12\x16\n" +
+	"\x06before\x18\x06 \x01(\x03R\x06before\x12\x14\n" +
+	"\x05limit\x18\a \x01(\x03R\x05limit\"]\n" +
+	"\x11ListAuditResponse\x124\n" +
+	"\x06events\x18\x01 \x03(\v2\x1c.rotor.storage.v2.AuditEventR\x06events\x12\x12\n" +
+	"\x04next\x18\x02 \x01(\x03R\x04next\"i\n" +
+	"\x13ListAuditAscRequest\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x19\n" +
+	"\bafter_id\x18\x02 \x01(\x03R\aafterId\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\x03R\x05limit\"L\n" +
+	"\x14ListAuditAscResponse\x124\n" +
+	"\x06events\x18\x01 \x03(\v2\x1c.rotor.storage.v2.AuditEventR\x06events\"8\n" +
+	"\x13GetAuditHeadRequest\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\"G\n" +
+	"\x14GetAuditHeadResponse\x12/\n" +
+	"\x04head\x18\x01 \x01(\v2\x1b.rotor.storage.v2.AuditHeadR\x04head\"^\n" +
+	"\x19PutAuditCheckpointRequest\x12A\n" +
+	"\n" +
+	"checkpoint\x18\x01 \x01(\v2!.rotor.storage.v2.AuditCheckpointR\n" +
+	"checkpoint\"\x1c\n" +
+	"\x1aPutAuditCheckpointResponse\">\n" +
+	"\x19GetAuditCheckpointRequest\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\"_\n" +
+	"\x1aGetAuditCheckpointResponse\x12A\n" +
+	"\n" +
+	"checkpoint\x18\x01 \x01(\v2!.rotor.storage.v2.AuditCheckpointR\n" +
+	"checkpoint\"w\n" +
+	"\x12CreateQueueRequest\x12-\n" +
+	"\x05queue\x18\x01 \x01(\v2\x17.rotor.storage.v2.QueueR\x05queue\x122\n" +
+	"\x05audit\x18\x02 \x03(\v2\x1c.rotor.storage.v2.AuditEventR\x05audit\"\x15\n" +
+	"\x13CreateQueueResponse\"\xa4\x01\n" +
+	"\x12UpdateQueueRequest\x12-\n" +
+	"\x05queue\x18\x01 \x01(\v2\x17.rotor.storage.v2.QueueR\x05queue\x12+\n" +
+	"\x11expected_revision\x18\x02 \x01(\x03R\x10expectedRevision\x122\n" +
+	"\x05audit\x18\x03 \x03(\v2\x1c.rotor.storage.v2.AuditEventR\x05audit\"\x15\n" +
+	"\x13UpdateQueueResponse\"H\n" +
+	"\x0fGetQueueRequest\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"A\n" +
+	"\x10GetQueueResponse\x12-\n" +
+	"\x05queue\x18\x01 \x01(\v2\x17.rotor.storage.v2.QueueR\x05queue\"6\n" +
+	"\x11ListQueuesRequest\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\"E\n" +
+	"\x12ListQueuesResponse\x12/\n" +
+	"\x06queues\x18\x01 \x03(\v2\x17.rotor.storage.v2.QueueR\x06queues\"\x8f\x01\n" +
+	"\x12DeleteQueueRequest\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x0e\n" +
+	"\x02at\x18\x03 \x01(\x03R\x02at\x122\n" +
+	"\x05audit\x18\x04 \x03(\v2\x1c.rotor.storage.v2.AuditEventR\x05audit\"\x15\n" +
+	"\x13DeleteQueueResponse\"Q\n" +
+	"\x12EnqueueJobsRequest\x12)\n" +
+	"\x04jobs\x18\x01 \x03(\v2\x15.rotor.storage.v2.JobR\x04jobs\x12\x10\n" +
+	"\x03now\x18\x02 \x01(\x03R\x03now\"T\n" +
+	"\rEnqueueResult\x12'\n" +
+	"\x03job\x18\x01 \x01(\v2\x15.rotor.storage.v2.JobR\x03job\x12\x1a\n" +
+	"\bexisting\x18\x02 \x01(\bR\bexisting\"P\n" +
+	"\x13EnqueueJobsResponse\x129\n" +
+	"\aresults\x18\x01 \x03(\v2\x1f.rotor.storage.v2.EnqueueResultR\aresults\"B\n" +
+	"\rGetJobRequest\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\"9\n" +
+	"\x0eGetJobResponse\x12'\n" +
+	"\x03job\x18\x01 \x01(\v2\x15.rotor.storage.v2.JobR\x03job\"\x90\x01\n" +
+	"\x0fListJobsRequest\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x14\n" +
+	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x16\n" +
+	"\x06status\x18\x03 \x01(\tR\x06status\x12\x16\n" +
+	"\x06before\x18\x04 \x01(\tR\x06before\x12\x14\n" +
+	"\x05limit\x18\x05 \x01(\x03R\x05limit\"Q\n" +
+	"\x10ListJobsResponse\x12)\n" +
+	"\x04jobs\x18\x01 \x03(\v2\x15.rotor.storage.v2.JobR\x04jobs\x12\x12\n" +
+	"\x04next\x18\x02 \x01(\tR\x04next\"\xfd\x02\n" +
+	"\x10LeaseJobsRequest\x12\x10\n" +
+	"\x03now\x18\x01 \x01(\x03R\x03now\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x03R\x05limit\x12\x1e\n" +
+	"\n" +
+	"visibility\x18\x03 \x01(\x03R\n" +
+	"visibility\x12C\n" +
+	"\x05slots\x18\x04 \x03(\v2-.rotor.storage.v2.LeaseJobsRequest.SlotsEntryR\x05slots\x12_\n" +
+	"\x0fworkspace_slots\x18\x05 \x03(\v26.rotor.storage.v2.LeaseJobsRequest.WorkspaceSlotsEntryR\x0eworkspaceSlots\x1a8\n" +
+	"\n" +
+	"SlotsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\x1aA\n" +
+	"\x13WorkspaceSlotsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\">\n" +
+	"\x11LeaseJobsResponse\x12)\n" +
+	"\x04jobs\x18\x01 \x03(\v2\x15.rotor.storage.v2.JobR\x04jobs\"\xf8\x01\n" +
+	"\rAttemptResult\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x15\n" +
+	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x1f\n" +
+	"\vlease_token\x18\x03 \x01(\x04R\n" +
+	"leaseToken\x123\n" +
+	"\aattempt\x18\x04 \x01(\v2\x19.rotor.storage.v2.AttemptR\aattempt\x12\x16\n" +
+	"\x06status\x18\x05 \x01(\tR\x06status\x12\x15\n" +
+	"\x06run_at\x18\x06 \x01(\x03R\x05runAt\x12\x0e\n" +
+	"\x02at\x18\a \x01(\x03R\x02at\x12\x18\n" +
+	"\arelease\x18\b \x01(\bR\arelease\"T\n" +
+	"\x17CompleteAttemptsRequest\x129\n" +
+	"\aresults\x18\x01 \x03(\v2\x1f.rotor.storage.v2.AttemptResultR\aresults\"\x1a\n" +
+	"\x18CompleteAttemptsResponse\"U\n" +
+	"\x10CancelJobRequest\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x0e\n" +
+	"\x02at\x18\x03 \x01(\x03R\x02at\"<\n" +
+	"\x11CancelJobResponse\x12'\n" +
+	"\x03job\x18\x01 \x01(\v2\x15.rotor.storage.v2.JobR\x03job\"k\n" +
+	"\x10RetryJobsRequest\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x14\n" +
+	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x0e\n" +
+	"\x02id\x18\x03 \x01(\tR\x02id\x12\x0e\n" +
+	"\x02at\x18\x04 \x01(\x03R\x02at\")\n" +
+	"\x11RetryJobsResponse\x12\x14\n" +
+	"\x05count\x18\x01 \x01(\x03R\x05count\"\x12\n" +
+	"\x10CountJobsRequest\"\xa0\x01\n" +
+	"\x11CountJobsResponse\x12N\n" +
+	"\tby_status\x18\x01 \x03(\v21.rotor.storage.v2.CountJobsResponse.ByStatusEntryR\bbyStatus\x1a;\n" +
+	"\rByStatusEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"4\n" +
+	"\x0fJobUsageRequest\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\"T\n" +
+	"\x10JobUsageResponse\x12\x1b\n" +
+	"\topen_jobs\x18\x01 \x01(\x03R\bopenJobs\x12#\n" +
+	"\rpayload_bytes\x18\x02 \x01(\x03R\fpayloadBytes\"%\n" +
+	"\x11QueueStatsRequest\x12\x10\n" +
+	"\x03now\x18\x01 \x01(\x03R\x03now\"G\n" +
+	"\x12QueueStatsResponse\x121\n" +
+	"\x05stats\x18\x01 \x03(\v2\x1b.rotor.storage.v2.QueueStatR\x05stats\"@\n" +
+	"\x10PruneJobsRequest\x12\x16\n" +
+	"\x06before\x18\x01 \x01(\x03R\x06before\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x03R\x05limit\"-\n" +
+	"\x11PruneJobsResponse\x12\x18\n" +
+	"\adeleted\x18\x01 \x01(\x03R\adeleted\"M\n" +
+	"\x11PruneAuditRequest\x128\n" +
+	"\x06marker\x18\x01 \x01(\v2 .rotor.storage.v2.AuditRetentionR\x06marker\".\n" +
+	"\x12PruneAuditResponse\x12\x18\n" +
+	"\adeleted\x18\x01 \x01(\x03R\adeleted\"=\n" +
+	"\x18GetAuditRetentionRequest\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\"U\n" +
+	"\x19GetAuditRetentionResponse\x128\n" +
+	"\x06marker\x18\x01 \x01(\v2 .rotor.storage.v2.AuditRetentionR\x06marker\"\xb9\x01\n" +
+	"\bWorkflow\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x03R\aversion\x12\x1e\n" +
+	"\n" +
+	"definition\x18\x04 \x01(\fR\n" +
+	"definition\x12\x1d\n" +
+	"\n" +
+	"created_at\x18\x05 \x01(\x03R\tcreatedAt\x12\x1d\n" +
+	"\n" +
+	"updated_at\x18\x06 \x01(\x03R\tupdatedAt\"\xab\x02\n" +
+	"\tStepState\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\x125\n" +
+	"\battempts\x18\x03 \x03(\v2\x19.rotor.storage.v2.AttemptR\battempts\x12\x1d\n" +
+	"\n" +
+	"retry_from\x18\x04 \x01(\x03R\tretryFrom\x12\x16\n" +
+	"\x06output\x18\x05 \x01(\fR\x06output\x12)\n" +
+	"\x10output_truncated\x18\x06 \x01(\bR\x0foutputTruncated\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\a \x01(\tR\terrorCode\x12\x1d\n" +
+	"\n" +
+	"started_at\x18\b \x01(\x03R\tstartedAt\x12\x1f\n" +
+	"\vfinished_at\x18\t \x01(\x03R\n" +
+	"finishedAt\"\x86\x01\n" +
+	"\tRunSignal\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12\x17\n" +
+	"\asent_by\x18\x03 \x01(\tR\x06sentBy\x12\x1f\n" +
+	"\vreceived_at\x18\x04 \x01(\x03R\n" +
+	"receivedAt\x12\x17\n" +
+	"\aused_by\x18\x05 \x01(\tR\x06usedBy\"\xbd\x05\n" +
+	"\vWorkflowRun\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
+	"\fworkspace_id\x18\x02 \x01(\tR\vworkspaceId\x12\x1a\n" +
+	"\bworkflow\x18\x03 \x01(\tR\bworkflow\x12\x18\n" +
+	"\aversion\x18\x04 \x01(\x03R\aversion\x12\x1e\n" +
+	"\n" +
+	"definition\x18\x05 \x01(\fR\n" +
+	"definition\x12\x14\n" +
+	"\x05input\x18\x06 \x01(\fR\x05input\x12'\n" +
+	"\x0fidempotency_key\x18\a \x01(\tR\x0eidempotencyKey\x12\x16\n" +
+	"\x06status\x18\b \x01(\tR\x06status\x12\x12\n" +
+	"\x04step\x18\t \x01(\x03R\x04step\x121\n" +
+	"\x05steps\x18\n" +
+	" \x03(\v2\x1b.rotor.storage.v2.StepStateR\x05steps\x125\n" +
+	"\asignals\x18\v \x03(\v2\x1b.rotor.storage.v2.RunSignalR\asignals\x12\x17\n" +
+	"\awake_at\x18\f \x01(\x03R\x06wakeAt\x12\x1f\n" +
+	"\vwaiting_for\x18\r \x01(\tR\n" +
+	"waitingFor\x12\x1f\n" +
+	"\vlease_owner\x18\x0e \x01(\tR\n" +
+	"leaseOwner\x12\x1f\n" +
+	"\vlease_until\x18\x0f \x01(\x03R\n" +
+	"leaseUntil\x12\x1f\n" +
+	"\vlease_token\x18\x10 \x01(\x04R\n" +
+	"leaseToken\x12\x16\n" +
+	"\x06leases\x18\x11 \x01(\x03R\x06leases\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\x12 \x01(\tR\terrorCode\x12\x1d\n" +
+	"\n" +
+	"started_by\x18\x13 \x01(\tR\tstartedBy\x12\x1d\n" +
+	"\n" +
+	"created_at\x18\x14 \x01(\x03R\tcreatedAt\x12\x1d\n" +
+	"\n" +
+	"updated_at\x18\x15 \x01(\x03R\tupdatedAt\x12\x1f\n" +
+	"\vfinished_at\x18\x16 \x01(\x03R\n" +
+	"finishedAt\"\xab\x01\n" +
+	"\x12PutWorkflowRequest\x126\n" +
+	"\bworkflow\x18\x01 \x01(\v2\x1a.rotor.storage.v2.WorkflowR\bworkflow\x12)\n" +
+	"\x10expected_version\x18\x02 \x01(\x03R\x0fexpectedVersion\x122\n" +
+	"\x05audit\x18\x03 \x03(\v2\x1c.rotor.storage.v2.AuditEventR\x05audit\"\x15\n" +
+	"\x13PutWorkflowResponse\"K\n" +
+	"\x12GetWorkflowRequest\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"M\n" +
+	"\x13GetWorkflowResponse\x126\n" +
+	"\bworkflow\x18\x01 \x01(\v2\x1a.rotor.storage.v2.WorkflowR\bworkflow\"9\n" +
+	"\x14ListWorkflowsRequest\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\"Q\n" +
+	"\x15ListWorkflowsResponse\x128\n" +
+	"\tworkflows\x18\x01 \x03(\v2\x1a.rotor.storage.v2.WorkflowR\tworkflows\"\x92\x01\n" +
+	"\x15DeleteWorkflowRequest\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x0e\n" +
+	"\x02at\x18\x03 \x01(\x03R\x02at\x122\n" +
+	"\x05audit\x18\x04 \x03(\v2\x1c.rotor.storage.v2.AuditEventR\x05audit\"\x18\n" +
+	"\x16DeleteWorkflowResponse\"\x89\x01\n" +
+	"\x10CreateRunRequest\x12/\n" +
+	"\x03run\x18\x01 \x01(\v2\x1d.rotor.storage.v2.WorkflowRunR\x03run\x12\x10\n" +
+	"\x03now\x18\x02 \x01(\x03R\x03now\x122\n" +
+	"\x05audit\x18\x03 \x03(\v2\x1c.rotor.storage.v2.AuditEventR\x05audit\"`\n" +
+	"\x11CreateRunResponse\x12/\n" +
+	"\x03run\x18\x01 \x01(\v2\x1d.rotor.storage.v2.WorkflowRunR\x03run\x12\x1a\n" +
+	"\bexisting\x18\x02 \x01(\bR\bexisting\"B\n" +
+	"\rGetRunRequest\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\"A\n" +
+	"\x0eGetRunResponse\x12/\n" +
+	"\x03run\x18\x01 \x01(\v2\x1d.rotor.storage.v2.WorkflowRunR\x03run\"\x96\x01\n" +
+	"\x0fListRunsRequest\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x1a\n" +
+	"\bworkflow\x18\x02 \x01(\tR\bworkflow\x12\x16\n" +
+	"\x06status\x18\x03 \x01(\tR\x06status\x12\x16\n" +
+	"\x06before\x18\x04 \x01(\tR\x06before\x12\x14\n" +
+	"\x05limit\x18\x05 \x01(\x03R\x05limit\"Y\n" +
+	"\x10ListRunsResponse\x121\n" +
+	"\x04runs\x18\x01 \x03(\v2\x1d.rotor.storage.v2.WorkflowRunR\x04runs\x12\x12\n" +
+	"\x04next\x18\x02 \x01(\tR\x04next\"\x94\x02\n" +
+	"\x10LeaseRunsRequest\x12\x14\n" +
+	"\x05owner\x18\x01 \x01(\tR\x05owner\x12\x10\n" +
+	"\x03now\x18\x02 \x01(\x03R\x03now\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\x03R\x05limit\x12\x1e\n" +
+	"\n" +
+	"visibility\x18\x04 \x01(\x03R\n" +
+	"visibility\x12_\n" +
+	"\x0fworkspace_slots\x18\x05 \x03(\v26.rotor.storage.v2.LeaseRunsRequest.WorkspaceSlotsEntryR\x0eworkspaceSlots\x1aA\n" +
+	"\x13WorkspaceSlotsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"F\n" +
+	"\x11LeaseRunsResponse\x121\n" +
+	"\x04runs\x18\x01 \x03(\v2\x1d.rotor.storage.v2.WorkflowRunR\x04runs\"\xc6\x01\n" +
+	"\x14CheckpointRunRequest\x12/\n" +
+	"\x03run\x18\x01 \x01(\v2\x1d.rotor.storage.v2.WorkflowRunR\x03run\x12\x1f\n" +
+	"\vlease_until\x18\x02 \x01(\x03R\n" +
+	"leaseUntil\x12\x18\n" +
+	"\arelease\x18\x03 \x01(\bR\arelease\x12\x0e\n" +
+	"\x02at\x18\x04 \x01(\x03R\x02at\x122\n" +
+	"\x05audit\x18\x05 \x03(\v2\x1c.rotor.storage.v2.AuditEventR\x05audit\"H\n" +
+	"\x15CheckpointRunResponse\x12/\n" +
+	"\x03run\x18\x01 \x01(\v2\x1d.rotor.storage.v2.WorkflowRunR\x03run\"\xc7\x01\n" +
+	"\x10SignalRunRequest\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x123\n" +
+	"\x06signal\x18\x03 \x01(\v2\x1b.rotor.storage.v2.RunSignalR\x06signal\x12\x10\n" +
+	"\x03now\x18\x04 \x01(\x03R\x03now\x122\n" +
+	"\x05audit\x18\x05 \x03(\v2\x1c.rotor.storage.v2.AuditEventR\x05audit\"D\n" +
+	"\x11SignalRunResponse\x12/\n" +
+	"\x03run\x18\x01 \x01(\v2\x1d.rotor.storage.v2.WorkflowRunR\x03run\"\x90\x01\n" +
+	"\x10CancelRunRequest\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x0e\n" +
+	"\x02at\x18\x03 \x01(\x03R\x02at\x122\n" +
+	"\x05audit\x18\x04 \x03(\v2\x1c.rotor.storage.v2.AuditEventR\x05audit\"D\n" +
+	"\x11CancelRunResponse\x12/\n" +
+	"\x03run\x18\x01 \x01(\v2\x1d.rotor.storage.v2.WorkflowRunR\x03run\"\x8f\x01\n" +
+	"\x0fRetryRunRequest\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x0e\n" +
+	"\x02at\x18\x03 \x01(\x03R\x02at\x122\n" +
+	"\x05audit\x18\x04 \x03(\v2\x1c.rotor.storage.v2.AuditEventR\x05audit\"C\n" +
+	"\x10RetryRunResponse\x12/\n" +
+	"\x03run\x18\x01 \x01(\v2\x1d.rotor.storage.v2.WorkflowRunR\x03run\"\x12\n" +
+	"\x10CountRunsRequest\"\xa0\x01\n" +
+	"\x11CountRunsResponse\x12N\n" +
+	"\tby_status\x18\x01 \x03(\v21.rotor.storage.v2.CountRunsResponse.ByStatusEntryR\bbyStatus\x1a;\n" +
+	"\rByStatusEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"@\n" +
+	"\x10PruneRunsRequest\x12\x16\n" +
+	"\x06before\x18\x01 \x01(\x03R\x06before\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x03R\x05limit\"-\n" +
+	"\x11PruneRunsResponse\x12\x18\n" +
+	"\adeleted\x18\x01 \x01(\x03R\adeleted\"\x0e\n" +
+	"\fWatchRequest\"S\n" +
 	"\x06Change\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12!\n" +
 	"\fworkspace_id\x18\x02 \x01(\tR\vworkspaceId\x12\x12\n" +
-	"\x04name\x18\x03 \x01(\tR\x04name2\xef\x01\n" +
-	"\aStorage\x12T\n" +
-	"\tConfigure\x12\".rotor.storage.v1.ConfigureRequest\x1a#.rotor.storage.v1.ConfigureResponse\x12E\n" +
-	"\x04Call\x12\x1d.rotor.storage.v1.CallRequest\x1a\x1e.rotor.storage.v1.CallResponse\x12G\n" +
-	"\aChanges\x12 .rotor.storage.v1.ChangesRequest\x1a\x18.rotor.storage.v1.Change0\x01B$Z\"rotor.sh/rotor/plugins/proto;protob\x06proto3"
+	"\x04name\x18\x03 \x01(\tR\x04name*\xb9\x01\n" +
+	"\tErrorCode\x12\x1a\n" +
+	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\r\n" +
+	"\tNOT_FOUND\x10\x01\x12\n" +
+	"\n" +
+	"\x06EXISTS\x10\x02\x12\f\n" +
+	"\bCONFLICT\x10\x03\x12\n" +
+	"\n" +
+	"\x06IN_USE\x10\x04\x12\x0f\n" +
+	"\vUNAVAILABLE\x10\x05\x12\f\n" +
+	"\bCANCELED\x10\x06\x12\x15\n" +
+	"\x11DEADLINE_EXCEEDED\x10\a\x12\x14\n" +
+	"\x10INVALID_ARGUMENT\x10\b\x12\x0f\n" +
+	"\vUNSUPPORTED\x10\t*H\n" +
+	"\x05Limit\x12\x15\n" +
+	"\x11LIMIT_UNSPECIFIED\x10\x00\x12\x0e\n" +
+	"\tMAX_BATCH\x10\x90N\x12\x18\n" +
+	"\x11MAX_MESSAGE_BYTES\x10\x80\x80\x80 *\x85\x01\n" +
+	"\n" +
+	"Capability\x12\x1a\n" +
+	"\x16CAPABILITY_UNSPECIFIED\x10\x00\x12\x0e\n" +
+	"\n" +
+	"WORKSPACES\x10\x01\x12\v\n" +
+	"\aSECRETS\x10\x02\x12\t\n" +
+	"\x05AUDIT\x10\x03\x12\b\n" +
+	"\x04JOBS\x10\x04\x12\v\n" +
+	"\aCHANGES\x10\x05\x12\r\n" +
+	"\tRETENTION\x10\x06\x12\r\n" +
+	"\tWORKFLOWS\x10\a2\xb1\x01\n" +
+	"\x06Plugin\x12Q\n" +
+	"\bDescribe\x12!.rotor.storage.v2.DescribeRequest\x1a\".rotor.storage.v2.DescribeResponse\x12T\n" +
+	"\tConfigure\x12\".rotor.storage.v2.ConfigureRequest\x1a#.rotor.storage.v2.ConfigureResponse2\x93\x06\n" +
+	"\n" +
+	"Workspaces\x12f\n" +
+	"\x0fCreateWorkspace\x12(.rotor.storage.v2.CreateWorkspaceRequest\x1a).rotor.storage.v2.CreateWorkspaceResponse\x12]\n" +
+	"\fGetWorkspace\x12%.rotor.storage.v2.GetWorkspaceRequest\x1a&.rotor.storage.v2.GetWorkspaceResponse\x12i\n" +
+	"\x12GetWorkspaceByName\x12+.rotor.storage.v2.GetWorkspaceByNameRequest\x1a&.rotor.storage.v2.GetWorkspaceResponse\x12c\n" +
+	"\x0eListWorkspaces\x12'.rotor.storage.v2.ListWorkspacesRequest\x1a(.rotor.storage.v2.ListWorkspacesResponse\x12]\n" +
+	"\fCreateAPIKey\x12%.rotor.storage.v2.CreateAPIKeyRequest\x1a&.rotor.storage.v2.CreateAPIKeyResponse\x12T\n" +
+	"\tGetAPIKey\x12\".rotor.storage.v2.GetAPIKeyRequest\x1a#.rotor.storage.v2.GetAPIKeyResponse\x12Z\n" +
+	"\vListAPIKeys\x12$.rotor.storage.v2.ListAPIKeysRequest\x1a%.rotor.storage.v2.ListAPIKeysResponse\x12]\n" +
+	"\fRevokeAPIKey\x12%.rotor.storage.v2.RevokeAPIKeyRequest\x1a&.rotor.storage.v2.RevokeAPIKeyResponse2\xb9\x06\n" +
+	"\aSecrets\x12Q\n" +
+	"\bListKEKs\x12!.rotor.storage.v2.ListKEKsRequest\x1a\".rotor.storage.v2.ListKEKsResponse\x12K\n" +
+	"\x06AddKEK\x12\x1f.rotor.storage.v2.AddKEKRequest\x1a .rotor.storage.v2.AddKEKResponse\x12T\n" +
+	"\tDeleteKEK\x12\".rotor.storage.v2.DeleteKEKRequest\x1a#.rotor.storage.v2.DeleteKEKResponse\x12]\n" +
+	"\fCreateSecret\x12%.rotor.storage.v2.CreateSecretRequest\x1a&.rotor.storage.v2.CreateSecretResponse\x12]\n" +
+	"\fUpdateSecret\x12%.rotor.storage.v2.UpdateSecretRequest\x1a&.rotor.storage.v2.UpdateSecretResponse\x12]\n" +
+	"\fDeleteSecret\x12%.rotor.storage.v2.DeleteSecretRequest\x1a&.rotor.storage.v2.DeleteSecretResponse\x12T\n" +
+	"\tGetSecret\x12\".rotor.storage.v2.GetSecretRequest\x1a#.rotor.storage.v2.GetSecretResponse\x12Z\n" +
+	"\vListSecrets\x12$.rotor.storage.v2.ListSecretsRequest\x1a%.rotor.storage.v2.ListSecretsResponse\x12i\n" +
+	"\x10ListSecretsByKEK\x12).rotor.storage.v2.ListSecretsByKEKRequest\x1a*.rotor.storage.v2.ListSecretsByKEKResponse2\xd9\x04\n" +
+	"\x05Audit\x12Z\n" +
+	"\vAppendAudit\x12$.rotor.storage.v2.AppendAuditRequest\x1a%.rotor.storage.v2.AppendAuditResponse\x12T\n" +
+	"\tListAudit\x12\".rotor.storage.v2.ListAuditRequest\x1a#.rotor.storage.v2.ListAuditResponse\x12]\n" +
+	"\fListAuditAsc\x12%.rotor.storage.v2.ListAuditAscRequest\x1a&.rotor.storage.v2.ListAuditAscResponse\x12]\n" +
+	"\fGetAuditHead\x12%.rotor.storage.v2.GetAuditHeadRequest\x1a&.rotor.storage.v2.GetAuditHeadResponse\x12o\n" +
+	"\x12PutAuditCheckpoint\x12+.rotor.storage.v2.PutAuditCheckpointRequest\x1a,.rotor.storage.v2.PutAuditCheckpointResponse\x12o\n" +
+	"\x12GetAuditCheckpoint\x12+.rotor.storage.v2.GetAuditCheckpointRequest\x1a,.rotor.storage.v2.GetAuditCheckpointResponse2\xb1\n" +
+	"\n" +
+	"\x04Jobs\x12Z\n" +
+	"\vCreateQueue\x12$.rotor.storage.v2.CreateQueueRequest\x1a%.rotor.storage.v2.CreateQueueResponse\x12Z\n" +
+	"\vUpdateQueue\x12$.rotor.storage.v2.UpdateQueueRequest\x1a%.rotor.storage.v2.UpdateQueueResponse\x12Q\n" +
+	"\bGetQueue\x12!.rotor.storage.v2.GetQueueRequest\x1a\".rotor.storage.v2.GetQueueResponse\x12W\n" +
+	"\n" +
+	"ListQueues\x12#.rotor.storage.v2.ListQueuesRequest\x1a$.rotor.storage.v2.ListQueuesResponse\x12Z\n" +
+	"\vDeleteQueue\x12$.rotor.storage.v2.DeleteQueueRequest\x1a%.rotor.storage.v2.DeleteQueueResponse\x12Z\n" +
+	"\vEnqueueJobs\x12$.rotor.storage.v2.EnqueueJobsRequest\x1a%.rotor.storage.v2.EnqueueJobsResponse\x12K\n" +
+	"\x06GetJob\x12\x1f.rotor.storage.v2.GetJobRequest\x1a .rotor.storage.v2.GetJobResponse\x12Q\n" +
+	"\bListJobs\x12!.rotor.storage.v2.ListJobsRequest\x1a\".rotor.storage.v2.ListJobsResponse\x12T\n" +
+	"\tLeaseJobs\x12\".rotor.storage.v2.LeaseJobsRequest\x1a#.rotor.storage.v2.LeaseJobsResponse\x12i\n" +
+	"\x10CompleteAttempts\x12).rotor.storage.v2.CompleteAttemptsRequest\x1a*.rotor.storage.v2.CompleteAttemptsResponse\x12T\n" +
+	"\tCancelJob\x12\".rotor.storage.v2.CancelJobRequest\x1a#.rotor.storage.v2.CancelJobResponse\x12T\n" +
+	"\tRetryJobs\x12\".rotor.storage.v2.RetryJobsRequest\x1a#.rotor.storage.v2.RetryJobsResponse\x12T\n" +
+	"\tCountJobs\x12\".rotor.storage.v2.CountJobsRequest\x1a#.rotor.storage.v2.CountJobsResponse\x12Q\n" +
+	"\bJobUsage\x12!.rotor.storage.v2.JobUsageRequest\x1a\".rotor.storage.v2.JobUsageResponse\x12W\n" +
+	"\n" +
+	"QueueStats\x12#.rotor.storage.v2.QueueStatsRequest\x1a$.rotor.storage.v2.QueueStatsResponse2\xa8\x02\n" +
+	"\tRetention\x12T\n" +
+	"\tPruneJobs\x12\".rotor.storage.v2.PruneJobsRequest\x1a#.rotor.storage.v2.PruneJobsResponse\x12W\n" +
+	"\n" +
+	"PruneAudit\x12#.rotor.storage.v2.PruneAuditRequest\x1a$.rotor.storage.v2.PruneAuditResponse\x12l\n" +
+	"\x11GetAuditRetention\x12*.rotor.storage.v2.GetAuditRetentionRequest\x1a+.rotor.storage.v2.GetAuditRetentionResponse2\xe3\t\n" +
+	"\tWorkflows\x12Z\n" +
+	"\vPutWorkflow\x12$.rotor.storage.v2.PutWorkflowRequest\x1a%.rotor.storage.v2.PutWorkflowResponse\x12Z\n" +
+	"\vGetWorkflow\x12$.rotor.storage.v2.GetWorkflowRequest\x1a%.rotor.storage.v2.GetWorkflowResponse\x12`\n" +
+	"\rListWorkflows\x12&.rotor.storage.v2.ListWorkflowsRequest\x1a'.rotor.storage.v2.ListWorkflowsResponse\x12c\n" +
+	"\x0eDeleteWorkflow\x12'.rotor.storage.v2.DeleteWorkflowRequest\x1a(.rotor.storage.v2.DeleteWorkflowResponse\x12T\n" +
+	"\tCreateRun\x12\".rotor.storage.v2.CreateRunRequest\x1a#.rotor.storage.v2.CreateRunResponse\x12K\n" +
+	"\x06GetRun\x12\x1f.rotor.storage.v2.GetRunRequest\x1a .rotor.storage.v2.GetRunResponse\x12Q\n" +
+	"\bListRuns\x12!.rotor.storage.v2.ListRunsRequest\x1a\".rotor.storage.v2.ListRunsResponse\x12T\n" +
+	"\tLeaseRuns\x12\".rotor.storage.v2.LeaseRunsRequest\x1a#.rotor.storage.v2.LeaseRunsResponse\x12`\n" +
+	"\rCheckpointRun\x12&.rotor.storage.v2.CheckpointRunRequest\x1a'.rotor.storage.v2.CheckpointRunResponse\x12T\n" +
+	"\tSignalRun\x12\".rotor.storage.v2.SignalRunRequest\x1a#.rotor.storage.v2.SignalRunResponse\x12T\n" +
+	"\tCancelRun\x12\".rotor.storage.v2.CancelRunRequest\x1a#.rotor.storage.v2.CancelRunResponse\x12Q\n" +
+	"\bRetryRun\x12!.rotor.storage.v2.RetryRunRequest\x1a\".rotor.storage.v2.RetryRunResponse\x12T\n" +
+	"\tCountRuns\x12\".rotor.storage.v2.CountRunsRequest\x1a#.rotor.storage.v2.CountRunsResponse\x12T\n" +
+	"\tPruneRuns\x12\".rotor.storage.v2.PruneRunsRequest\x1a#.rotor.storage.v2.PruneRunsResponse2N\n" +
+	"\aChanges\x12C\n" +
+	"\x05Watch\x12\x1e.rotor.storage.v2.WatchRequest\x1a\x18.rotor.storage.v2.Change0\x01B$Z\"rotor.sh/rotor/plugins/proto;protob\x06proto3"
 
 var (
 	file_storage_proto_rawDescOnce sync.Once
@@ -374,27 +8566,364 @@ func file_storage_proto_rawDescGZIP() []byte {
 	return file_storage_proto_rawDescData
 }
 
-var file_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_storage_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 145)
 var file_storage_proto_goTypes = []any{
-	(*ConfigureRequest)(nil),  // 0: rotor.storage.v1.ConfigureRequest
-	(*ConfigureResponse)(nil), // 1: rotor.storage.v1.ConfigureResponse
-	(*CallRequest)(nil),       // 2: rotor.storage.v1.CallRequest
-	(*CallResponse)(nil),      // 3: rotor.storage.v1.CallResponse
-	(*ChangesRequest)(nil),    // 4: rotor.storage.v1.ChangesRequest
-	(*Change)(nil),            // 5: rotor.storage.v1.Change
+	(ErrorCode)(0),                     // 0: rotor.storage.v2.ErrorCode
+	(Limit)(0),                         // 1: rotor.storage.v2.Limit
+	(Capability)(0),                    // 2: rotor.storage.v2.Capability
+	(*Error)(nil),                      // 3: rotor.storage.v2.Error
+	(*DescribeRequest)(nil),            // 4: rotor.storage.v2.DescribeRequest
+	(*DescribeResponse)(nil),           // 5: rotor.storage.v2.DescribeResponse
+	(*ConfigureRequest)(nil),           // 6: rotor.storage.v2.ConfigureRequest
+	(*ConfigureResponse)(nil),          // 7: rotor.storage.v2.ConfigureResponse
+	(*Workspace)(nil),                  // 8: rotor.storage.v2.Workspace
+	(*APIKey)(nil),                     // 9: rotor.storage.v2.APIKey
+	(*KEK)(nil),                        // 10: rotor.storage.v2.KEK
+	(*SecretMeta)(nil),                 // 11: rotor.storage.v2.SecretMeta
+	(*SecretRecord)(nil),               // 12: rotor.storage.v2.SecretRecord
+	(*AuditEvent)(nil),                 // 13: rotor.storage.v2.AuditEvent
+	(*AuditCheckpoint)(nil),            // 14: rotor.storage.v2.AuditCheckpoint
+	(*AuditHead)(nil),                  // 15: rotor.storage.v2.AuditHead
+	(*AuditAppended)(nil),              // 16: rotor.storage.v2.AuditAppended
+	(*AuditRetention)(nil),             // 17: rotor.storage.v2.AuditRetention
+	(*Queue)(nil),                      // 18: rotor.storage.v2.Queue
+	(*Attempt)(nil),                    // 19: rotor.storage.v2.Attempt
+	(*Job)(nil),                        // 20: rotor.storage.v2.Job
+	(*QueueStat)(nil),                  // 21: rotor.storage.v2.QueueStat
+	(*CreateWorkspaceRequest)(nil),     // 22: rotor.storage.v2.CreateWorkspaceRequest
+	(*CreateWorkspaceResponse)(nil),    // 23: rotor.storage.v2.CreateWorkspaceResponse
+	(*GetWorkspaceRequest)(nil),        // 24: rotor.storage.v2.GetWorkspaceRequest
+	(*GetWorkspaceByNameRequest)(nil),  // 25: rotor.storage.v2.GetWorkspaceByNameRequest
+	(*GetWorkspaceResponse)(nil),       // 26: rotor.storage.v2.GetWorkspaceResponse
+	(*ListWorkspacesRequest)(nil),      // 27: rotor.storage.v2.ListWorkspacesRequest
+	(*ListWorkspacesResponse)(nil),     // 28: rotor.storage.v2.ListWorkspacesResponse
+	(*CreateAPIKeyRequest)(nil),        // 29: rotor.storage.v2.CreateAPIKeyRequest
+	(*CreateAPIKeyResponse)(nil),       // 30: rotor.storage.v2.CreateAPIKeyResponse
+	(*GetAPIKeyRequest)(nil),           // 31: rotor.storage.v2.GetAPIKeyRequest
+	(*GetAPIKeyResponse)(nil),          // 32: rotor.storage.v2.GetAPIKeyResponse
+	(*ListAPIKeysRequest)(nil),         // 33: rotor.storage.v2.ListAPIKeysRequest
+	(*ListAPIKeysResponse)(nil),        // 34: rotor.storage.v2.ListAPIKeysResponse
+	(*RevokeAPIKeyRequest)(nil),        // 35: rotor.storage.v2.RevokeAPIKeyRequest
+	(*RevokeAPIKeyResponse)(nil),       // 36: rotor.storage.v2.RevokeAPIKeyResponse
+	(*ListKEKsRequest)(nil),            // 37: rotor.storage.v2.ListKEKsRequest
+	(*ListKEKsResponse)(nil),           // 38: rotor.storage.v2.ListKEKsResponse
+	(*AddKEKRequest)(nil),              // 39: rotor.storage.v2.AddKEKRequest
+	(*AddKEKResponse)(nil),             // 40: rotor.storage.v2.AddKEKResponse
+	(*DeleteKEKRequest)(nil),           // 41: rotor.storage.v2.DeleteKEKRequest
+	(*DeleteKEKResponse)(nil),          // 42: rotor.storage.v2.DeleteKEKResponse
+	(*CreateSecretRequest)(nil),        // 43: rotor.storage.v2.CreateSecretRequest
+	(*CreateSecretResponse)(nil),       // 44: rotor.storage.v2.CreateSecretResponse
+	(*UpdateSecretRequest)(nil),        // 45: rotor.storage.v2.UpdateSecretRequest
+	(*UpdateSecretResponse)(nil),       // 46: rotor.storage.v2.UpdateSecretResponse
+	(*DeleteSecretRequest)(nil),        // 47: rotor.storage.v2.DeleteSecretRequest
+	(*DeleteSecretResponse)(nil),       // 48: rotor.storage.v2.DeleteSecretResponse
+	(*GetSecretRequest)(nil),           // 49: rotor.storage.v2.GetSecretRequest
+	(*GetSecretResponse)(nil),          // 50: rotor.storage.v2.GetSecretResponse
+	(*ListSecretsRequest)(nil),         // 51: rotor.storage.v2.ListSecretsRequest
+	(*ListSecretsResponse)(nil),        // 52: rotor.storage.v2.ListSecretsResponse
+	(*ListSecretsByKEKRequest)(nil),    // 53: rotor.storage.v2.ListSecretsByKEKRequest
+	(*ListSecretsByKEKResponse)(nil),   // 54: rotor.storage.v2.ListSecretsByKEKResponse
+	(*AppendAuditRequest)(nil),         // 55: rotor.storage.v2.AppendAuditRequest
+	(*AppendAuditResponse)(nil),        // 56: rotor.storage.v2.AppendAuditResponse
+	(*ListAuditRequest)(nil),           // 57: rotor.storage.v2.ListAuditRequest
+	(*ListAuditResponse)(nil),          // 58: rotor.storage.v2.ListAuditResponse
+	(*ListAuditAscRequest)(nil),        // 59: rotor.storage.v2.ListAuditAscRequest
+	(*ListAuditAscResponse)(nil),       // 60: rotor.storage.v2.ListAuditAscResponse
+	(*GetAuditHeadRequest)(nil),        // 61: rotor.storage.v2.GetAuditHeadRequest
+	(*GetAuditHeadResponse)(nil),       // 62: rotor.storage.v2.GetAuditHeadResponse
+	(*PutAuditCheckpointRequest)(nil),  // 63: rotor.storage.v2.PutAuditCheckpointRequest
+	(*PutAuditCheckpointResponse)(nil), // 64: rotor.storage.v2.PutAuditCheckpointResponse
+	(*GetAuditCheckpointRequest)(nil),  // 65: rotor.storage.v2.GetAuditCheckpointRequest
+	(*GetAuditCheckpointResponse)(nil), // 66: rotor.storage.v2.GetAuditCheckpointResponse
+	(*CreateQueueRequest)(nil),         // 67: rotor.storage.v2.CreateQueueRequest
+	(*CreateQueueResponse)(nil),        // 68: rotor.storage.v2.CreateQueueResponse
+	(*UpdateQueueRequest)(nil),         // 69: rotor.storage.v2.UpdateQueueRequest
+	(*UpdateQueueResponse)(nil),        // 70: rotor.storage.v2.UpdateQueueResponse
+	(*GetQueueRequest)(nil),            // 71: rotor.storage.v2.GetQueueRequest
+	(*GetQueueResponse)(nil),           // 72: rotor.storage.v2.GetQueueResponse
+	(*ListQueuesRequest)(nil),          // 73: rotor.storage.v2.ListQueuesRequest
+	(*ListQueuesResponse)(nil),         // 74: rotor.storage.v2.ListQueuesResponse
+	(*DeleteQueueRequest)(nil),         // 75: rotor.storage.v2.DeleteQueueRequest
+	(*DeleteQueueResponse)(nil),        // 76: rotor.storage.v2.DeleteQueueResponse
+	(*EnqueueJobsRequest)(nil),         // 77: rotor.storage.v2.EnqueueJobsRequest
+	(*EnqueueResult)(nil),              // 78: rotor.storage.v2.EnqueueResult
+	(*EnqueueJobsResponse)(nil),        // 79: rotor.storage.v2.EnqueueJobsResponse
+	(*GetJobRequest)(nil),              // 80: rotor.storage.v2.GetJobRequest
+	(*GetJobResponse)(nil),             // 81: rotor.storage.v2.GetJobResponse
+	(*ListJobsRequest)(nil),            // 82: rotor.storage.v2.ListJobsRequest
+	(*ListJobsResponse)(nil),           // 83: rotor.storage.v2.ListJobsResponse
+	(*LeaseJobsRequest)(nil),           // 84: rotor.storage.v2.LeaseJobsRequest
+	(*LeaseJobsResponse)(nil),          // 85: rotor.storage.v2.LeaseJobsResponse
+	(*AttemptResult)(nil),              // 86: rotor.storage.v2.AttemptResult
+	(*CompleteAttemptsRequest)(nil),    // 87: rotor.storage.v2.CompleteAttemptsRequest
+	(*CompleteAttemptsResponse)(nil),   // 88: rotor.storage.v2.CompleteAttemptsResponse
+	(*CancelJobRequest)(nil),           // 89: rotor.storage.v2.CancelJobRequest
+	(*CancelJobResponse)(nil),          // 90: rotor.storage.v2.CancelJobResponse
+	(*RetryJobsRequest)(nil),           // 91: rotor.storage.v2.RetryJobsRequest
+	(*RetryJobsResponse)(nil),          // 92: rotor.storage.v2.RetryJobsResponse
+	(*CountJobsRequest)(nil),           // 93: rotor.storage.v2.CountJobsRequest
+	(*CountJobsResponse)(nil),          // 94: rotor.storage.v2.CountJobsResponse
+	(*JobUsageRequest)(nil),            // 95: rotor.storage.v2.JobUsageRequest
+	(*JobUsageResponse)(nil),           // 96: rotor.storage.v2.JobUsageResponse
+	(*QueueStatsRequest)(nil),          // 97: rotor.storage.v2.QueueStatsRequest
+	(*QueueStatsResponse)(nil),         // 98: rotor.storage.v2.QueueStatsResponse
+	(*PruneJobsRequest)(nil),           // 99: rotor.storage.v2.PruneJobsRequest
+	(*PruneJobsResponse)(nil),          // 100: rotor.storage.v2.PruneJobsResponse
+	(*PruneAuditRequest)(nil),          // 101: rotor.storage.v2.PruneAuditRequest
+	(*PruneAuditResponse)(nil),         // 102: rotor.storage.v2.PruneAuditResponse
+	(*GetAuditRetentionRequest)(nil),   // 103: rotor.storage.v2.GetAuditRetentionRequest
+	(*GetAuditRetentionResponse)(nil),  // 104: rotor.storage.v2.GetAuditRetentionResponse
+	(*Workflow)(nil),                   // 105: rotor.storage.v2.Workflow
+	(*StepState)(nil),                  // 106: rotor.storage.v2.StepState
+	(*RunSignal)(nil),                  // 107: rotor.storage.v2.RunSignal
+	(*WorkflowRun)(nil),                // 108: rotor.storage.v2.WorkflowRun
+	(*PutWorkflowRequest)(nil),         // 109: rotor.storage.v2.PutWorkflowRequest
+	(*PutWorkflowResponse)(nil),        // 110: rotor.storage.v2.PutWorkflowResponse
+	(*GetWorkflowRequest)(nil),         // 111: rotor.storage.v2.GetWorkflowRequest
+	(*GetWorkflowResponse)(nil),        // 112: rotor.storage.v2.GetWorkflowResponse
+	(*ListWorkflowsRequest)(nil),       // 113: rotor.storage.v2.ListWorkflowsRequest
+	(*ListWorkflowsResponse)(nil),      // 114: rotor.storage.v2.ListWorkflowsResponse
+	(*DeleteWorkflowRequest)(nil),      // 115: rotor.storage.v2.DeleteWorkflowRequest
+	(*DeleteWorkflowResponse)(nil),     // 116: rotor.storage.v2.DeleteWorkflowResponse
+	(*CreateRunRequest)(nil),           // 117: rotor.storage.v2.CreateRunRequest
+	(*CreateRunResponse)(nil),          // 118: rotor.storage.v2.CreateRunResponse
+	(*GetRunRequest)(nil),              // 119: rotor.storage.v2.GetRunRequest
+	(*GetRunResponse)(nil),             // 120: rotor.storage.v2.GetRunResponse
+	(*ListRunsRequest)(nil),            // 121: rotor.storage.v2.ListRunsRequest
+	(*ListRunsResponse)(nil),           // 122: rotor.storage.v2.ListRunsResponse
+	(*LeaseRunsRequest)(nil),           // 123: rotor.storage.v2.LeaseRunsRequest
+	(*LeaseRunsResponse)(nil),          // 124: rotor.storage.v2.LeaseRunsResponse
+	(*CheckpointRunRequest)(nil),       // 125: rotor.storage.v2.CheckpointRunRequest
+	(*CheckpointRunResponse)(nil),      // 126: rotor.storage.v2.CheckpointRunResponse
+	(*SignalRunRequest)(nil),           // 127: rotor.storage.v2.SignalRunRequest
+	(*SignalRunResponse)(nil),          // 128: rotor.storage.v2.SignalRunResponse
+	(*CancelRunRequest)(nil),           // 129: rotor.storage.v2.CancelRunRequest
+	(*CancelRunResponse)(nil),          // 130: rotor.storage.v2.CancelRunResponse
+	(*RetryRunRequest)(nil),            // 131: rotor.storage.v2.RetryRunRequest
+	(*RetryRunResponse)(nil),           // 132: rotor.storage.v2.RetryRunResponse
+	(*CountRunsRequest)(nil),           // 133: rotor.storage.v2.CountRunsRequest
+	(*CountRunsResponse)(nil),          // 134: rotor.storage.v2.CountRunsResponse
+	(*PruneRunsRequest)(nil),           // 135: rotor.storage.v2.PruneRunsRequest
+	(*PruneRunsResponse)(nil),          // 136: rotor.storage.v2.PruneRunsResponse
+	(*WatchRequest)(nil),               // 137: rotor.storage.v2.WatchRequest
+	(*Change)(nil),                     // 138: rotor.storage.v2.Change
+	nil,                                // 139: rotor.storage.v2.ConfigureRequest.SettingsEntry
+	nil,                                // 140: rotor.storage.v2.Queue.CallbackHeadersEntry
+	nil,                                // 141: rotor.storage.v2.Attempt.RequestHeadersEntry
+	nil,                                // 142: rotor.storage.v2.Attempt.ResponseHeadersEntry
+	nil,                                // 143: rotor.storage.v2.LeaseJobsRequest.SlotsEntry
+	nil,                                // 144: rotor.storage.v2.LeaseJobsRequest.WorkspaceSlotsEntry
+	nil,                                // 145: rotor.storage.v2.CountJobsResponse.ByStatusEntry
+	nil,                                // 146: rotor.storage.v2.LeaseRunsRequest.WorkspaceSlotsEntry
+	nil,                                // 147: rotor.storage.v2.CountRunsResponse.ByStatusEntry
 }
 var file_storage_proto_depIdxs = []int32{
-	0, // 0: rotor.storage.v1.Storage.Configure:input_type -> rotor.storage.v1.ConfigureRequest
-	2, // 1: rotor.storage.v1.Storage.Call:input_type -> rotor.storage.v1.CallRequest
-	4, // 2: rotor.storage.v1.Storage.Changes:input_type -> rotor.storage.v1.ChangesRequest
-	1, // 3: rotor.storage.v1.Storage.Configure:output_type -> rotor.storage.v1.ConfigureResponse
-	3, // 4: rotor.storage.v1.Storage.Call:output_type -> rotor.storage.v1.CallResponse
-	5, // 5: rotor.storage.v1.Storage.Changes:output_type -> rotor.storage.v1.Change
-	3, // [3:6] is the sub-list for method output_type
-	0, // [0:3] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	0,   // 0: rotor.storage.v2.Error.code:type_name -> rotor.storage.v2.ErrorCode
+	2,   // 1: rotor.storage.v2.DescribeResponse.capabilities:type_name -> rotor.storage.v2.Capability
+	139, // 2: rotor.storage.v2.ConfigureRequest.settings:type_name -> rotor.storage.v2.ConfigureRequest.SettingsEntry
+	15,  // 3: rotor.storage.v2.AuditAppended.prev:type_name -> rotor.storage.v2.AuditHead
+	15,  // 4: rotor.storage.v2.AuditAppended.head:type_name -> rotor.storage.v2.AuditHead
+	140, // 5: rotor.storage.v2.Queue.callback_headers:type_name -> rotor.storage.v2.Queue.CallbackHeadersEntry
+	141, // 6: rotor.storage.v2.Attempt.request_headers:type_name -> rotor.storage.v2.Attempt.RequestHeadersEntry
+	142, // 7: rotor.storage.v2.Attempt.response_headers:type_name -> rotor.storage.v2.Attempt.ResponseHeadersEntry
+	19,  // 8: rotor.storage.v2.Job.attempts:type_name -> rotor.storage.v2.Attempt
+	8,   // 9: rotor.storage.v2.CreateWorkspaceRequest.workspace:type_name -> rotor.storage.v2.Workspace
+	9,   // 10: rotor.storage.v2.CreateWorkspaceRequest.admin_key:type_name -> rotor.storage.v2.APIKey
+	13,  // 11: rotor.storage.v2.CreateWorkspaceRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	8,   // 12: rotor.storage.v2.GetWorkspaceResponse.workspace:type_name -> rotor.storage.v2.Workspace
+	8,   // 13: rotor.storage.v2.ListWorkspacesResponse.workspaces:type_name -> rotor.storage.v2.Workspace
+	9,   // 14: rotor.storage.v2.CreateAPIKeyRequest.key:type_name -> rotor.storage.v2.APIKey
+	13,  // 15: rotor.storage.v2.CreateAPIKeyRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	9,   // 16: rotor.storage.v2.GetAPIKeyResponse.key:type_name -> rotor.storage.v2.APIKey
+	9,   // 17: rotor.storage.v2.ListAPIKeysResponse.keys:type_name -> rotor.storage.v2.APIKey
+	13,  // 18: rotor.storage.v2.RevokeAPIKeyRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	10,  // 19: rotor.storage.v2.ListKEKsResponse.keks:type_name -> rotor.storage.v2.KEK
+	10,  // 20: rotor.storage.v2.AddKEKRequest.kek:type_name -> rotor.storage.v2.KEK
+	12,  // 21: rotor.storage.v2.CreateSecretRequest.secret:type_name -> rotor.storage.v2.SecretRecord
+	13,  // 22: rotor.storage.v2.CreateSecretRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	12,  // 23: rotor.storage.v2.UpdateSecretRequest.secret:type_name -> rotor.storage.v2.SecretRecord
+	13,  // 24: rotor.storage.v2.UpdateSecretRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	13,  // 25: rotor.storage.v2.DeleteSecretRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	12,  // 26: rotor.storage.v2.GetSecretResponse.secret:type_name -> rotor.storage.v2.SecretRecord
+	11,  // 27: rotor.storage.v2.ListSecretsResponse.secrets:type_name -> rotor.storage.v2.SecretMeta
+	12,  // 28: rotor.storage.v2.ListSecretsByKEKResponse.secrets:type_name -> rotor.storage.v2.SecretRecord
+	13,  // 29: rotor.storage.v2.AppendAuditRequest.events:type_name -> rotor.storage.v2.AuditEvent
+	16,  // 30: rotor.storage.v2.AppendAuditResponse.appended:type_name -> rotor.storage.v2.AuditAppended
+	13,  // 31: rotor.storage.v2.ListAuditResponse.events:type_name -> rotor.storage.v2.AuditEvent
+	13,  // 32: rotor.storage.v2.ListAuditAscResponse.events:type_name -> rotor.storage.v2.AuditEvent
+	15,  // 33: rotor.storage.v2.GetAuditHeadResponse.head:type_name -> rotor.storage.v2.AuditHead
+	14,  // 34: rotor.storage.v2.PutAuditCheckpointRequest.checkpoint:type_name -> rotor.storage.v2.AuditCheckpoint
+	14,  // 35: rotor.storage.v2.GetAuditCheckpointResponse.checkpoint:type_name -> rotor.storage.v2.AuditCheckpoint
+	18,  // 36: rotor.storage.v2.CreateQueueRequest.queue:type_name -> rotor.storage.v2.Queue
+	13,  // 37: rotor.storage.v2.CreateQueueRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	18,  // 38: rotor.storage.v2.UpdateQueueRequest.queue:type_name -> rotor.storage.v2.Queue
+	13,  // 39: rotor.storage.v2.UpdateQueueRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	18,  // 40: rotor.storage.v2.GetQueueResponse.queue:type_name -> rotor.storage.v2.Queue
+	18,  // 41: rotor.storage.v2.ListQueuesResponse.queues:type_name -> rotor.storage.v2.Queue
+	13,  // 42: rotor.storage.v2.DeleteQueueRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	20,  // 43: rotor.storage.v2.EnqueueJobsRequest.jobs:type_name -> rotor.storage.v2.Job
+	20,  // 44: rotor.storage.v2.EnqueueResult.job:type_name -> rotor.storage.v2.Job
+	78,  // 45: rotor.storage.v2.EnqueueJobsResponse.results:type_name -> rotor.storage.v2.EnqueueResult
+	20,  // 46: rotor.storage.v2.GetJobResponse.job:type_name -> rotor.storage.v2.Job
+	20,  // 47: rotor.storage.v2.ListJobsResponse.jobs:type_name -> rotor.storage.v2.Job
+	143, // 48: rotor.storage.v2.LeaseJobsRequest.slots:type_name -> rotor.storage.v2.LeaseJobsRequest.SlotsEntry
+	144, // 49: rotor.storage.v2.LeaseJobsRequest.workspace_slots:type_name -> rotor.storage.v2.LeaseJobsRequest.WorkspaceSlotsEntry
+	20,  // 50: rotor.storage.v2.LeaseJobsResponse.jobs:type_name -> rotor.storage.v2.Job
+	19,  // 51: rotor.storage.v2.AttemptResult.attempt:type_name -> rotor.storage.v2.Attempt
+	86,  // 52: rotor.storage.v2.CompleteAttemptsRequest.results:type_name -> rotor.storage.v2.AttemptResult
+	20,  // 53: rotor.storage.v2.CancelJobResponse.job:type_name -> rotor.storage.v2.Job
+	145, // 54: rotor.storage.v2.CountJobsResponse.by_status:type_name -> rotor.storage.v2.CountJobsResponse.ByStatusEntry
+	21,  // 55: rotor.storage.v2.QueueStatsResponse.stats:type_name -> rotor.storage.v2.QueueStat
+	17,  // 56: rotor.storage.v2.PruneAuditRequest.marker:type_name -> rotor.storage.v2.AuditRetention
+	17,  // 57: rotor.storage.v2.GetAuditRetentionResponse.marker:type_name -> rotor.storage.v2.AuditRetention
+	19,  // 58: rotor.storage.v2.StepState.attempts:type_name -> rotor.storage.v2.Attempt
+	106, // 59: rotor.storage.v2.WorkflowRun.steps:type_name -> rotor.storage.v2.StepState
+	107, // 60: rotor.storage.v2.WorkflowRun.signals:type_name -> rotor.storage.v2.RunSignal
+	105, // 61: rotor.storage.v2.PutWorkflowRequest.workflow:type_name -> rotor.storage.v2.Workflow
+	13,  // 62: rotor.storage.v2.PutWorkflowRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	105, // 63: rotor.storage.v2.GetWorkflowResponse.workflow:type_name -> rotor.storage.v2.Workflow
+	105, // 64: rotor.storage.v2.ListWorkflowsResponse.workflows:type_name -> rotor.storage.v2.Workflow
+	13,  // 65: rotor.storage.v2.DeleteWorkflowRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	108, // 66: rotor.storage.v2.CreateRunRequest.run:type_name -> rotor.storage.v2.WorkflowRun
+	13,  // 67: rotor.storage.v2.CreateRunRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	108, // 68: rotor.storage.v2.CreateRunResponse.run:type_name -> rotor.storage.v2.WorkflowRun
+	108, // 69: rotor.storage.v2.GetRunResponse.run:type_name -> rotor.storage.v2.WorkflowRun
+	108, // 70: rotor.storage.v2.ListRunsResponse.runs:type_name -> rotor.storage.v2.WorkflowRun
+	146, // 71: rotor.storage.v2.LeaseRunsRequest.workspace_slots:type_name -> rotor.storage.v2.LeaseRunsRequest.WorkspaceSlotsEntry
+	108, // 72: rotor.storage.v2.LeaseRunsResponse.runs:type_name -> rotor.storage.v2.WorkflowRun
+	108, // 73: rotor.storage.v2.CheckpointRunRequest.run:type_name -> rotor.storage.v2.WorkflowRun
+	13,  // 74: rotor.storage.v2.CheckpointRunRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	108, // 75: rotor.storage.v2.CheckpointRunResponse.run:type_name -> rotor.storage.v2.WorkflowRun
+	107, // 76: rotor.storage.v2.SignalRunRequest.signal:type_name -> rotor.storage.v2.RunSignal
+	13,  // 77: rotor.storage.v2.SignalRunRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	108, // 78: rotor.storage.v2.SignalRunResponse.run:type_name -> rotor.storage.v2.WorkflowRun
+	13,  // 79: rotor.storage.v2.CancelRunRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	108, // 80: rotor.storage.v2.CancelRunResponse.run:type_name -> rotor.storage.v2.WorkflowRun
+	13,  // 81: rotor.storage.v2.RetryRunRequest.audit:type_name -> rotor.storage.v2.AuditEvent
+	108, // 82: rotor.storage.v2.RetryRunResponse.run:type_name -> rotor.storage.v2.WorkflowRun
+	147, // 83: rotor.storage.v2.CountRunsResponse.by_status:type_name -> rotor.storage.v2.CountRunsResponse.ByStatusEntry
+	4,   // 84: rotor.storage.v2.Plugin.Describe:input_type -> rotor.storage.v2.DescribeRequest
+	6,   // 85: rotor.storage.v2.Plugin.Configure:input_type -> rotor.storage.v2.ConfigureRequest
+	22,  // 86: rotor.storage.v2.Workspaces.CreateWorkspace:input_type -> rotor.storage.v2.CreateWorkspaceRequest
+	24,  // 87: rotor.storage.v2.Workspaces.GetWorkspace:input_type -> rotor.storage.v2.GetWorkspaceRequest
+	25,  // 88: rotor.storage.v2.Workspaces.GetWorkspaceByName:input_type -> rotor.storage.v2.GetWorkspaceByNameRequest
+	27,  // 89: rotor.storage.v2.Workspaces.ListWorkspaces:input_type -> rotor.storage.v2.ListWorkspacesRequest
+	29,  // 90: rotor.storage.v2.Workspaces.CreateAPIKey:input_type -> rotor.storage.v2.CreateAPIKeyRequest
+	31,  // 91: rotor.storage.v2.Workspaces.GetAPIKey:input_type -> rotor.storage.v2.GetAPIKeyRequest
+	33,  // 92: rotor.storage.v2.Workspaces.ListAPIKeys:input_type -> rotor.storage.v2.ListAPIKeysRequest
+	35,  // 93: rotor.storage.v2.Workspaces.RevokeAPIKey:input_type -> rotor.storage.v2.RevokeAPIKeyRequest
+	37,  // 94: rotor.storage.v2.Secrets.ListKEKs:input_type -> rotor.storage.v2.ListKEKsRequest
+	39,  // 95: rotor.storage.v2.Secrets.AddKEK:input_type -> rotor.storage.v2.AddKEKRequest
+	41,  // 96: rotor.storage.v2.Secrets.DeleteKEK:input_type -> rotor.storage.v2.DeleteKEKRequest
+	43,  // 97: rotor.storage.v2.Secrets.CreateSecret:input_type -> rotor.storage.v2.CreateSecretRequest
+	45,  // 98: rotor.storage.v2.Secrets.UpdateSecret:input_type -> rotor.storage.v2.UpdateSecretRequest
+	47,  // 99: rotor.storage.v2.Secrets.DeleteSecret:input_type -> rotor.storage.v2.DeleteSecretRequest
+	49,  // 100: rotor.storage.v2.Secrets.GetSecret:input_type -> rotor.storage.v2.GetSecretRequest
+	51,  // 101: rotor.storage.v2.Secrets.ListSecrets:input_type -> rotor.storage.v2.ListSecretsRequest
+	53,  // 102: rotor.storage.v2.Secrets.ListSecretsByKEK:input_type -> rotor.storage.v2.ListSecretsByKEKRequest
+	55,  // 103: rotor.storage.v2.Audit.AppendAudit:input_type -> rotor.storage.v2.AppendAuditRequest
+	57,  // 104: rotor.storage.v2.Audit.ListAudit:input_type -> rotor.storage.v2.ListAuditRequest
+	59,  // 105: rotor.storage.v2.Audit.ListAuditAsc:input_type -> rotor.storage.v2.ListAuditAscRequest
+	61,  // 106: rotor.storage.v2.Audit.GetAuditHead:input_type -> rotor.storage.v2.GetAuditHeadRequest
+	63,  // 107: rotor.storage.v2.Audit.PutAuditCheckpoint:input_type -> rotor.storage.v2.PutAuditCheckpointRequest
+	65,  // 108: rotor.storage.v2.Audit.GetAuditCheckpoint:input_type -> rotor.storage.v2.GetAuditCheckpointRequest
+	67,  // 109: rotor.storage.v2.Jobs.CreateQueue:input_type -> rotor.storage.v2.CreateQueueRequest
+	69,  // 110: rotor.storage.v2.Jobs.UpdateQueue:input_type -> rotor.storage.v2.UpdateQueueRequest
+	71,  // 111: rotor.storage.v2.Jobs.GetQueue:input_type -> rotor.storage.v2.GetQueueRequest
+	73,  // 112: rotor.storage.v2.Jobs.ListQueues:input_type -> rotor.storage.v2.ListQueuesRequest
+	75,  // 113: rotor.storage.v2.Jobs.DeleteQueue:input_type -> rotor.storage.v2.DeleteQueueRequest
+	77,  // 114: rotor.storage.v2.Jobs.EnqueueJobs:input_type -> rotor.storage.v2.EnqueueJobsRequest
+	80,  // 115: rotor.storage.v2.Jobs.GetJob:input_type -> rotor.storage.v2.GetJobRequest
+	82,  // 116: rotor.storage.v2.Jobs.ListJobs:input_type -> rotor.storage.v2.ListJobsRequest
+	84,  // 117: rotor.storage.v2.Jobs.LeaseJobs:input_type -> rotor.storage.v2.LeaseJobsRequest
+	87,  // 118: rotor.storage.v2.Jobs.CompleteAttempts:input_type -> rotor.storage.v2.CompleteAttemptsRequest
+	89,  // 119: rotor.storage.v2.Jobs.CancelJob:input_type -> rotor.storage.v2.CancelJobRequest
+	91,  // 120: rotor.storage.v2.Jobs.RetryJobs:input_type -> rotor.storage.v2.RetryJobsRequest
+	93,  // 121: rotor.storage.v2.Jobs.CountJobs:input_type -> rotor.storage.v2.CountJobsRequest
+	95,  // 122: rotor.storage.v2.Jobs.JobUsage:input_type -> rotor.storage.v2.JobUsageRequest
+	97,  // 123: rotor.storage.v2.Jobs.QueueStats:input_type -> rotor.storage.v2.QueueStatsRequest
+	99,  // 124: rotor.storage.v2.Retention.PruneJobs:input_type -> rotor.storage.v2.PruneJobsRequest
+	101, // 125: rotor.storage.v2.Retention.PruneAudit:input_type -> rotor.storage.v2.PruneAuditRequest
+	103, // 126: rotor.storage.v2.Retention.GetAuditRetention:input_type -> rotor.storage.v2.GetAuditRetentionRequest
+	109, // 127: rotor.storage.v2.Workflows.PutWorkflow:input_type -> rotor.storage.v2.PutWorkflowRequest
+	111, // 128: rotor.storage.v2.Workflows.GetWorkflow:input_type -> rotor.storage.v2.GetWorkflowRequest
+	113, // 129: rotor.storage.v2.Workflows.ListWorkflows:input_type -> rotor.storage.v2.ListWorkflowsRequest
+	115, // 130: rotor.storage.v2.Workflows.DeleteWorkflow:input_type -> rotor.storage.v2.DeleteWorkflowRequest
+	117, // 131: rotor.storage.v2.Workflows.CreateRun:input_type -> rotor.storage.v2.CreateRunRequest
+	119, // 132: rotor.storage.v2.Workflows.GetRun:input_type -> rotor.storage.v2.GetRunRequest
+	121, // 133: rotor.storage.v2.Workflows.ListRuns:input_type -> rotor.storage.v2.ListRunsRequest
+	123, // 134: rotor.storage.v2.Workflows.LeaseRuns:input_type -> rotor.storage.v2.LeaseRunsRequest
+	125, // 135: rotor.storage.v2.Workflows.CheckpointRun:input_type -> rotor.storage.v2.CheckpointRunRequest
+	127, // 136: rotor.storage.v2.Workflows.SignalRun:input_type -> rotor.storage.v2.SignalRunRequest
+	129, // 137: rotor.storage.v2.Workflows.CancelRun:input_type -> rotor.storage.v2.CancelRunRequest
+	131, // 138: rotor.storage.v2.Workflows.RetryRun:input_type -> rotor.storage.v2.RetryRunRequest
+	133, // 139: rotor.storage.v2.Workflows.CountRuns:input_type -> rotor.storage.v2.CountRunsRequest
+	135, // 140: rotor.storage.v2.Workflows.PruneRuns:input_type -> rotor.storage.v2.PruneRunsRequest
+	137, // 141: rotor.storage.v2.Changes.Watch:input_type -> rotor.storage.v2.WatchRequest
+	5,   // 142: rotor.storage.v2.Plugin.Describe:output_type -> rotor.storage.v2.DescribeResponse
+	7,   // 143: rotor.storage.v2.Plugin.Configure:output_type -> rotor.storage.v2.ConfigureResponse
+	23,  // 144: rotor.storage.v2.Workspaces.CreateWorkspace:output_type -> rotor.storage.v2.CreateWorkspaceResponse
+	26,  // 145: rotor.storage.v2.Workspaces.GetWorkspace:output_type -> rotor.storage.v2.GetWorkspaceResponse
+	26,  // 146: rotor.storage.v2.Workspaces.GetWorkspaceByName:output_type -> rotor.storage.v2.GetWorkspaceResponse
+	28,  // 147: rotor.storage.v2.Workspaces.ListWorkspaces:output_type -> rotor.storage.v2.ListWorkspacesResponse
+	30,  // 148: rotor.storage.v2.Workspaces.CreateAPIKey:output_type -> rotor.storage.v2.CreateAPIKeyResponse
+	32,  // 149: rotor.storage.v2.Workspaces.GetAPIKey:output_type -> rotor.storage.v2.GetAPIKeyResponse
+	34,  // 150: rotor.storage.v2.Workspaces.ListAPIKeys:output_type -> rotor.storage.v2.ListAPIKeysResponse
+	36,  // 151: rotor.storage.v2.Workspaces.RevokeAPIKey:output_type -> rotor.storage.v2.RevokeAPIKeyResponse
+	38,  // 152: rotor.storage.v2.Secrets.ListKEKs:output_type -> rotor.storage.v2.ListKEKsResponse
+	40,  // 153: rotor.storage.v2.Secrets.AddKEK:output_type -> rotor.storage.v2.AddKEKResponse
+	42,  // 154: rotor.storage.v2.Secrets.DeleteKEK:output_type -> rotor.storage.v2.DeleteKEKResponse
+	44,  // 155: rotor.storage.v2.Secrets.CreateSecret:output_type -> rotor.storage.v2.CreateSecretResponse
+	46,  // 156: rotor.storage.v2.Secrets.UpdateSecret:output_type -> rotor.storage.v2.UpdateSecretResponse
+	48,  // 157: rotor.storage.v2.Secrets.DeleteSecret:output_type -> rotor.storage.v2.DeleteSecretResponse
+	50,  // 158: rotor.storage.v2.Secrets.GetSecret:output_type -> rotor.storage.v2.GetSecretResponse
+	52,  // 159: rotor.storage.v2.Secrets.ListSecrets:output_type -> rotor.storage.v2.ListSecretsResponse
+	54,  // 160: rotor.storage.v2.Secrets.ListSecretsByKEK:output_type -> rotor.storage.v2.ListSecretsByKEKResponse
+	56,  // 161: rotor.storage.v2.Audit.AppendAudit:output_type -> rotor.storage.v2.AppendAuditResponse
+	58,  // 162: rotor.storage.v2.Audit.ListAudit:output_type -> rotor.storage.v2.ListAuditResponse
+	60,  // 163: rotor.storage.v2.Audit.ListAuditAsc:output_type -> rotor.storage.v2.ListAuditAscResponse
+	62,  // 164: rotor.storage.v2.Audit.GetAuditHead:output_type -> rotor.storage.v2.GetAuditHeadResponse
+	64,  // 165: rotor.storage.v2.Audit.PutAuditCheckpoint:output_type -> rotor.storage.v2.PutAuditCheckpointResponse
+	66,  // 166: rotor.storage.v2.Audit.GetAuditCheckpoint:output_type -> rotor.storage.v2.GetAuditCheckpointResponse
+	68,  // 167: rotor.storage.v2.Jobs.CreateQueue:output_type -> rotor.storage.v2.CreateQueueResponse
+	70,  // 168: rotor.storage.v2.Jobs.UpdateQueue:output_type -> rotor.storage.v2.UpdateQueueResponse
+	72,  // 169: rotor.storage.v2.Jobs.GetQueue:output_type -> rotor.storage.v2.GetQueueResponse
+	74,  // 170: rotor.storage.v2.Jobs.ListQueues:output_type -> rotor.storage.v2.ListQueuesResponse
+	76,  // 171: rotor.storage.v2.Jobs.DeleteQueue:output_type -> rotor.storage.v2.DeleteQueueResponse
+	79,  // 172: rotor.storage.v2.Jobs.EnqueueJobs:output_type -> rotor.storage.v2.EnqueueJobsResponse
+	81,  // 173: rotor.storage.v2.Jobs.GetJob:output_type -> rotor.storage.v2.GetJobResponse
+	83,  // 174: rotor.storage.v2.Jobs.ListJobs:output_type -> rotor.storage.v2.ListJobsResponse
+	85,  // 175: rotor.storage.v2.Jobs.LeaseJobs:output_type -> rotor.storage.v2.LeaseJobsResponse
+	88,  // 176: rotor.storage.v2.Jobs.CompleteAttempts:output_type -> rotor.storage.v2.CompleteAttemptsResponse
+	90,  // 177: rotor.storage.v2.Jobs.CancelJob:output_type -> rotor.storage.v2.CancelJobResponse
+	92,  // 178: rotor.storage.v2.Jobs.RetryJobs:output_type -> rotor.storage.v2.RetryJobsResponse
+	94,  // 179: rotor.storage.v2.Jobs.CountJobs:output_type -> rotor.storage.v2.CountJobsResponse
+	96,  // 180: rotor.storage.v2.Jobs.JobUsage:output_type -> rotor.storage.v2.JobUsageResponse
+	98,  // 181: rotor.storage.v2.Jobs.QueueStats:output_type -> rotor.storage.v2.QueueStatsResponse
+	100, // 182: rotor.storage.v2.Retention.PruneJobs:output_type -> rotor.storage.v2.PruneJobsResponse
+	102, // 183: rotor.storage.v2.Retention.PruneAudit:output_type -> rotor.storage.v2.PruneAuditResponse
+	104, // 184: rotor.storage.v2.Retention.GetAuditRetention:output_type -> rotor.storage.v2.GetAuditRetentionResponse
+	110, // 185: rotor.storage.v2.Workflows.PutWorkflow:output_type -> rotor.storage.v2.PutWorkflowResponse
+	112, // 186: rotor.storage.v2.Workflows.GetWorkflow:output_type -> rotor.storage.v2.GetWorkflowResponse
+	114, // 187: rotor.storage.v2.Workflows.ListWorkflows:output_type -> rotor.storage.v2.ListWorkflowsResponse
+	116, // 188: rotor.storage.v2.Workflows.DeleteWorkflow:output_type -> rotor.storage.v2.DeleteWorkflowResponse
+	118, // 189: rotor.storage.v2.Workflows.CreateRun:output_type -> rotor.storage.v2.CreateRunResponse
+	120, // 190: rotor.storage.v2.Workflows.GetRun:output_type -> rotor.storage.v2.GetRunResponse
+	122, // 191: rotor.storage.v2.Workflows.ListRuns:output_type -> rotor.storage.v2.ListRunsResponse
+	124, // 192: rotor.storage.v2.Workflows.LeaseRuns:output_type -> rotor.storage.v2.LeaseRunsResponse
+	126, // 193: rotor.storage.v2.Workflows.CheckpointRun:output_type -> rotor.storage.v2.CheckpointRunResponse
+	128, // 194: rotor.storage.v2.Workflows.SignalRun:output_type -> rotor.storage.v2.SignalRunResponse
+	130, // 195: rotor.storage.v2.Workflows.CancelRun:output_type -> rotor.storage.v2.CancelRunResponse
+	132, // 196: rotor.storage.v2.Workflows.RetryRun:output_type -> rotor.storage.v2.RetryRunResponse
+	134, // 197: rotor.storage.v2.Workflows.CountRuns:output_type -> rotor.storage.v2.CountRunsResponse
+	136, // 198: rotor.storage.v2.Workflows.PruneRuns:output_type -> rotor.storage.v2.PruneRunsResponse
+	138, // 199: rotor.storage.v2.Changes.Watch:output_type -> rotor.storage.v2.Change
+	142, // [142:200] is the sub-list for method output_type
+	84,  // [84:142] is the sub-list for method input_type
+	84,  // [84:84] is the sub-list for extension type_name
+	84,  // [84:84] is the sub-list for extension extendee
+	0,   // [0:84] is the sub-list for field type_name
 }
 
 func init() { file_storage_proto_init() }
@@ -407,13 +8936,14 @@ func file_storage_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_storage_proto_rawDesc), len(file_storage_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   6,
+			NumEnums:      3,
+			NumMessages:   145,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   8,
 		},
 		GoTypes:           file_storage_proto_goTypes,
 		DependencyIndexes: file_storage_proto_depIdxs,
+		EnumInfos:         file_storage_proto_enumTypes,
 		MessageInfos:      file_storage_proto_msgTypes,
 	}.Build()
 	File_storage_proto = out.File

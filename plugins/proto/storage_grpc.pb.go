@@ -4,12 +4,33 @@
 // - protoc             v3.21.12
 // source: storage.proto
 
-// The storage plugin protocol. Rotor's host process holds every key and does
-// all encryption; a storage plugin only ever receives ciphertext, wrapped
-// keys and metadata. Store methods travel as Call: the method name and its
-// arguments and results as JSON of the storage package's types, so the
-// protocol covers the whole storage.Store interface with one definition and
-// a backend in any language can implement it.
+// The Rotor storage plugin protocol, version 2.
+//
+// Rotor's host process holds every key and does all encryption; a storage
+// plugin only ever receives ciphertext (sealed envelopes), wrapped keys,
+// hashes and metadata. It never sees a plaintext secret value nor the master
+// key.
+//
+// Conventions (every service):
+//   - Times are int64 nanoseconds since the Unix epoch, UTC; 0 means "unset"
+//     (a zero time). Durations are int64 nanoseconds.
+//   - A backend error is a gRPC status whose details hold one Error message
+//     (below); its code is what the host maps back to a storage sentinel. The
+//     status message is free text for logs only and must never carry a
+//     secret value (there is none to carry: see above). A status without an
+//     Error detail is a transport failure: the host treats it as UNAVAILABLE.
+//   - Writes that carry audit events commit them in the same transaction as
+//     the change: both or neither.
+//   - Limits: a message is at most MAX_MESSAGE_BYTES (64 MiB) in both
+//     directions; batches and page sizes are at most MAX_BATCH (10,000)
+//     items. A backend refuses a request above a limit with INVALID_ARGUMENT;
+//     the host never sends one: it splits what may be split (attempt
+//     results, prunes), pages or clamps listings, and refuses before sending
+//     a batch that must stay one transaction (audit append, enqueue).
+//   - Evolution: fields are only ever added (never renumbered or reused); a
+//     new RPC or service is announced by a Capability in DescribeResponse,
+//     and the host calls it only when the plugin reports it. An incompatible
+//     change bumps the go-plugin handshake's protocol version.
 
 package proto
 
@@ -26,59 +47,2906 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Storage_Configure_FullMethodName = "/rotor.storage.v1.Storage/Configure"
-	Storage_Call_FullMethodName      = "/rotor.storage.v1.Storage/Call"
-	Storage_Changes_FullMethodName   = "/rotor.storage.v1.Storage/Changes"
+	Plugin_Describe_FullMethodName  = "/rotor.storage.v2.Plugin/Describe"
+	Plugin_Configure_FullMethodName = "/rotor.storage.v2.Plugin/Configure"
 )
 
-// StorageClient is the client API for Storage service.
+// PluginClient is the client API for Plugin service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
-type StorageClient interface {
+//
+// Plugin configures the backend and describes what it implements. The host
+// calls Configure, then Describe, before any other RPC.
+type PluginClient interface {
+	// Describe reports the protocol version and the capabilities of the
+	// configured backend (optional ones may depend on it). The host refuses a
+	// plugin whose protocol_version differs from its own, that lacks a
+	// required capability, or whose max_batch is below MAX_BATCH.
+	Describe(ctx context.Context, in *DescribeRequest, opts ...grpc.CallOption) (*DescribeResponse, error)
 	// Configure opens the backend. Connection settings travel here, never in
-	// the plugin's argv or environment.
+	// the plugin's argv or environment (it starts with an empty environment).
+	// Called once; a second call fails with ERROR_CODE_UNSPECIFIED.
 	Configure(ctx context.Context, in *ConfigureRequest, opts ...grpc.CallOption) (*ConfigureResponse, error)
-	// Call invokes one storage.Store method.
-	Call(ctx context.Context, in *CallRequest, opts ...grpc.CallOption) (*CallResponse, error)
-	// Changes streams storage.Change notifications until the call ends.
-	Changes(ctx context.Context, in *ChangesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Change], error)
 }
 
-type storageClient struct {
+type pluginClient struct {
 	cc grpc.ClientConnInterface
 }
 
-func NewStorageClient(cc grpc.ClientConnInterface) StorageClient {
-	return &storageClient{cc}
+func NewPluginClient(cc grpc.ClientConnInterface) PluginClient {
+	return &pluginClient{cc}
 }
 
-func (c *storageClient) Configure(ctx context.Context, in *ConfigureRequest, opts ...grpc.CallOption) (*ConfigureResponse, error) {
+func (c *pluginClient) Describe(ctx context.Context, in *DescribeRequest, opts ...grpc.CallOption) (*DescribeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DescribeResponse)
+	err := c.cc.Invoke(ctx, Plugin_Describe_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *pluginClient) Configure(ctx context.Context, in *ConfigureRequest, opts ...grpc.CallOption) (*ConfigureResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ConfigureResponse)
-	err := c.cc.Invoke(ctx, Storage_Configure_FullMethodName, in, out, cOpts...)
+	err := c.cc.Invoke(ctx, Plugin_Configure_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-func (c *storageClient) Call(ctx context.Context, in *CallRequest, opts ...grpc.CallOption) (*CallResponse, error) {
+// PluginServer is the server API for Plugin service.
+// All implementations must embed UnimplementedPluginServer
+// for forward compatibility.
+//
+// Plugin configures the backend and describes what it implements. The host
+// calls Configure, then Describe, before any other RPC.
+type PluginServer interface {
+	// Describe reports the protocol version and the capabilities of the
+	// configured backend (optional ones may depend on it). The host refuses a
+	// plugin whose protocol_version differs from its own, that lacks a
+	// required capability, or whose max_batch is below MAX_BATCH.
+	Describe(context.Context, *DescribeRequest) (*DescribeResponse, error)
+	// Configure opens the backend. Connection settings travel here, never in
+	// the plugin's argv or environment (it starts with an empty environment).
+	// Called once; a second call fails with ERROR_CODE_UNSPECIFIED.
+	Configure(context.Context, *ConfigureRequest) (*ConfigureResponse, error)
+	mustEmbedUnimplementedPluginServer()
+}
+
+// UnimplementedPluginServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedPluginServer struct{}
+
+func (UnimplementedPluginServer) Describe(context.Context, *DescribeRequest) (*DescribeResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Describe not implemented")
+}
+func (UnimplementedPluginServer) Configure(context.Context, *ConfigureRequest) (*ConfigureResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Configure not implemented")
+}
+func (UnimplementedPluginServer) mustEmbedUnimplementedPluginServer() {}
+func (UnimplementedPluginServer) testEmbeddedByValue()                {}
+
+// UnsafePluginServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to PluginServer will
+// result in compilation errors.
+type UnsafePluginServer interface {
+	mustEmbedUnimplementedPluginServer()
+}
+
+func RegisterPluginServer(s grpc.ServiceRegistrar, srv PluginServer) {
+	// If the following call pancis, it indicates UnimplementedPluginServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Plugin_ServiceDesc, srv)
+}
+
+func _Plugin_Describe_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DescribeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PluginServer).Describe(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Plugin_Describe_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PluginServer).Describe(ctx, req.(*DescribeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Plugin_Configure_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConfigureRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PluginServer).Configure(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Plugin_Configure_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PluginServer).Configure(ctx, req.(*ConfigureRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Plugin_ServiceDesc is the grpc.ServiceDesc for Plugin service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Plugin_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "rotor.storage.v2.Plugin",
+	HandlerType: (*PluginServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Describe",
+			Handler:    _Plugin_Describe_Handler,
+		},
+		{
+			MethodName: "Configure",
+			Handler:    _Plugin_Configure_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "storage.proto",
+}
+
+const (
+	Workspaces_CreateWorkspace_FullMethodName    = "/rotor.storage.v2.Workspaces/CreateWorkspace"
+	Workspaces_GetWorkspace_FullMethodName       = "/rotor.storage.v2.Workspaces/GetWorkspace"
+	Workspaces_GetWorkspaceByName_FullMethodName = "/rotor.storage.v2.Workspaces/GetWorkspaceByName"
+	Workspaces_ListWorkspaces_FullMethodName     = "/rotor.storage.v2.Workspaces/ListWorkspaces"
+	Workspaces_CreateAPIKey_FullMethodName       = "/rotor.storage.v2.Workspaces/CreateAPIKey"
+	Workspaces_GetAPIKey_FullMethodName          = "/rotor.storage.v2.Workspaces/GetAPIKey"
+	Workspaces_ListAPIKeys_FullMethodName        = "/rotor.storage.v2.Workspaces/ListAPIKeys"
+	Workspaces_RevokeAPIKey_FullMethodName       = "/rotor.storage.v2.Workspaces/RevokeAPIKey"
+)
+
+// WorkspacesClient is the client API for Workspaces service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+type WorkspacesClient interface {
+	// CreateWorkspace creates a workspace and, if admin_key is set, that key,
+	// with the audit events, in one transaction. EXISTS if the name (or id) is
+	// taken.
+	CreateWorkspace(ctx context.Context, in *CreateWorkspaceRequest, opts ...grpc.CallOption) (*CreateWorkspaceResponse, error)
+	// GetWorkspace: NOT_FOUND if absent.
+	GetWorkspace(ctx context.Context, in *GetWorkspaceRequest, opts ...grpc.CallOption) (*GetWorkspaceResponse, error)
+	// GetWorkspaceByName: NOT_FOUND if absent.
+	GetWorkspaceByName(ctx context.Context, in *GetWorkspaceByNameRequest, opts ...grpc.CallOption) (*GetWorkspaceResponse, error)
+	// ListWorkspaces returns every workspace.
+	ListWorkspaces(ctx context.Context, in *ListWorkspacesRequest, opts ...grpc.CallOption) (*ListWorkspacesResponse, error)
+	// CreateAPIKey stores a key record (its hash only) with the audit events,
+	// in one transaction. EXISTS if the id is taken.
+	CreateAPIKey(ctx context.Context, in *CreateAPIKeyRequest, opts ...grpc.CallOption) (*CreateAPIKeyResponse, error)
+	// GetAPIKey returns the key, revoked or not. NOT_FOUND if absent.
+	GetAPIKey(ctx context.Context, in *GetAPIKeyRequest, opts ...grpc.CallOption) (*GetAPIKeyResponse, error)
+	// ListAPIKeys returns a workspace's keys.
+	ListAPIKeys(ctx context.Context, in *ListAPIKeysRequest, opts ...grpc.CallOption) (*ListAPIKeysResponse, error)
+	// RevokeAPIKey marks a key of the workspace revoked at `at`, with the
+	// audit events, in one transaction. NOT_FOUND if the key does not exist
+	// in that workspace or is already revoked.
+	RevokeAPIKey(ctx context.Context, in *RevokeAPIKeyRequest, opts ...grpc.CallOption) (*RevokeAPIKeyResponse, error)
+}
+
+type workspacesClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewWorkspacesClient(cc grpc.ClientConnInterface) WorkspacesClient {
+	return &workspacesClient{cc}
+}
+
+func (c *workspacesClient) CreateWorkspace(ctx context.Context, in *CreateWorkspaceRequest, opts ...grpc.CallOption) (*CreateWorkspaceResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(CallResponse)
-	err := c.cc.Invoke(ctx, Storage_Call_FullMethodName, in, out, cOpts...)
+	out := new(CreateWorkspaceResponse)
+	err := c.cc.Invoke(ctx, Workspaces_CreateWorkspace_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-func (c *storageClient) Changes(ctx context.Context, in *ChangesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Change], error) {
+func (c *workspacesClient) GetWorkspace(ctx context.Context, in *GetWorkspaceRequest, opts ...grpc.CallOption) (*GetWorkspaceResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Storage_ServiceDesc.Streams[0], Storage_Changes_FullMethodName, cOpts...)
+	out := new(GetWorkspaceResponse)
+	err := c.cc.Invoke(ctx, Workspaces_GetWorkspace_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
-	x := &grpc.GenericClientStream[ChangesRequest, Change]{ClientStream: stream}
+	return out, nil
+}
+
+func (c *workspacesClient) GetWorkspaceByName(ctx context.Context, in *GetWorkspaceByNameRequest, opts ...grpc.CallOption) (*GetWorkspaceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetWorkspaceResponse)
+	err := c.cc.Invoke(ctx, Workspaces_GetWorkspaceByName_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workspacesClient) ListWorkspaces(ctx context.Context, in *ListWorkspacesRequest, opts ...grpc.CallOption) (*ListWorkspacesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListWorkspacesResponse)
+	err := c.cc.Invoke(ctx, Workspaces_ListWorkspaces_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workspacesClient) CreateAPIKey(ctx context.Context, in *CreateAPIKeyRequest, opts ...grpc.CallOption) (*CreateAPIKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateAPIKeyResponse)
+	err := c.cc.Invoke(ctx, Workspaces_CreateAPIKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workspacesClient) GetAPIKey(ctx context.Context, in *GetAPIKeyRequest, opts ...grpc.CallOption) (*GetAPIKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetAPIKeyResponse)
+	err := c.cc.Invoke(ctx, Workspaces_GetAPIKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workspacesClient) ListAPIKeys(ctx context.Context, in *ListAPIKeysRequest, opts ...grpc.CallOption) (*ListAPIKeysResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAPIKeysResponse)
+	err := c.cc.Invoke(ctx, Workspaces_ListAPIKeys_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workspacesClient) RevokeAPIKey(ctx context.Context, in *RevokeAPIKeyRequest, opts ...grpc.CallOption) (*RevokeAPIKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeAPIKeyResponse)
+	err := c.cc.Invoke(ctx, Workspaces_RevokeAPIKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// WorkspacesServer is the server API for Workspaces service.
+// All implementations must embed UnimplementedWorkspacesServer
+// for forward compatibility.
+type WorkspacesServer interface {
+	// CreateWorkspace creates a workspace and, if admin_key is set, that key,
+	// with the audit events, in one transaction. EXISTS if the name (or id) is
+	// taken.
+	CreateWorkspace(context.Context, *CreateWorkspaceRequest) (*CreateWorkspaceResponse, error)
+	// GetWorkspace: NOT_FOUND if absent.
+	GetWorkspace(context.Context, *GetWorkspaceRequest) (*GetWorkspaceResponse, error)
+	// GetWorkspaceByName: NOT_FOUND if absent.
+	GetWorkspaceByName(context.Context, *GetWorkspaceByNameRequest) (*GetWorkspaceResponse, error)
+	// ListWorkspaces returns every workspace.
+	ListWorkspaces(context.Context, *ListWorkspacesRequest) (*ListWorkspacesResponse, error)
+	// CreateAPIKey stores a key record (its hash only) with the audit events,
+	// in one transaction. EXISTS if the id is taken.
+	CreateAPIKey(context.Context, *CreateAPIKeyRequest) (*CreateAPIKeyResponse, error)
+	// GetAPIKey returns the key, revoked or not. NOT_FOUND if absent.
+	GetAPIKey(context.Context, *GetAPIKeyRequest) (*GetAPIKeyResponse, error)
+	// ListAPIKeys returns a workspace's keys.
+	ListAPIKeys(context.Context, *ListAPIKeysRequest) (*ListAPIKeysResponse, error)
+	// RevokeAPIKey marks a key of the workspace revoked at `at`, with the
+	// audit events, in one transaction. NOT_FOUND if the key does not exist
+	// in that workspace or is already revoked.
+	RevokeAPIKey(context.Context, *RevokeAPIKeyRequest) (*RevokeAPIKeyResponse, error)
+	mustEmbedUnimplementedWorkspacesServer()
+}
+
+// UnimplementedWorkspacesServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedWorkspacesServer struct{}
+
+func (UnimplementedWorkspacesServer) CreateWorkspace(context.Context, *CreateWorkspaceRequest) (*CreateWorkspaceResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CreateWorkspace not implemented")
+}
+func (UnimplementedWorkspacesServer) GetWorkspace(context.Context, *GetWorkspaceRequest) (*GetWorkspaceResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetWorkspace not implemented")
+}
+func (UnimplementedWorkspacesServer) GetWorkspaceByName(context.Context, *GetWorkspaceByNameRequest) (*GetWorkspaceResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetWorkspaceByName not implemented")
+}
+func (UnimplementedWorkspacesServer) ListWorkspaces(context.Context, *ListWorkspacesRequest) (*ListWorkspacesResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListWorkspaces not implemented")
+}
+func (UnimplementedWorkspacesServer) CreateAPIKey(context.Context, *CreateAPIKeyRequest) (*CreateAPIKeyResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CreateAPIKey not implemented")
+}
+func (UnimplementedWorkspacesServer) GetAPIKey(context.Context, *GetAPIKeyRequest) (*GetAPIKeyResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetAPIKey not implemented")
+}
+func (UnimplementedWorkspacesServer) ListAPIKeys(context.Context, *ListAPIKeysRequest) (*ListAPIKeysResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListAPIKeys not implemented")
+}
+func (UnimplementedWorkspacesServer) RevokeAPIKey(context.Context, *RevokeAPIKeyRequest) (*RevokeAPIKeyResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RevokeAPIKey not implemented")
+}
+func (UnimplementedWorkspacesServer) mustEmbedUnimplementedWorkspacesServer() {}
+func (UnimplementedWorkspacesServer) testEmbeddedByValue()                    {}
+
+// UnsafeWorkspacesServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to WorkspacesServer will
+// result in compilation errors.
+type UnsafeWorkspacesServer interface {
+	mustEmbedUnimplementedWorkspacesServer()
+}
+
+func RegisterWorkspacesServer(s grpc.ServiceRegistrar, srv WorkspacesServer) {
+	// If the following call pancis, it indicates UnimplementedWorkspacesServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Workspaces_ServiceDesc, srv)
+}
+
+func _Workspaces_CreateWorkspace_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateWorkspaceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkspacesServer).CreateWorkspace(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Workspaces_CreateWorkspace_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkspacesServer).CreateWorkspace(ctx, req.(*CreateWorkspaceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Workspaces_GetWorkspace_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetWorkspaceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkspacesServer).GetWorkspace(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Workspaces_GetWorkspace_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkspacesServer).GetWorkspace(ctx, req.(*GetWorkspaceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Workspaces_GetWorkspaceByName_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetWorkspaceByNameRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkspacesServer).GetWorkspaceByName(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Workspaces_GetWorkspaceByName_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkspacesServer).GetWorkspaceByName(ctx, req.(*GetWorkspaceByNameRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Workspaces_ListWorkspaces_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListWorkspacesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkspacesServer).ListWorkspaces(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Workspaces_ListWorkspaces_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkspacesServer).ListWorkspaces(ctx, req.(*ListWorkspacesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Workspaces_CreateAPIKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateAPIKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkspacesServer).CreateAPIKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Workspaces_CreateAPIKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkspacesServer).CreateAPIKey(ctx, req.(*CreateAPIKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Workspaces_GetAPIKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetAPIKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkspacesServer).GetAPIKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Workspaces_GetAPIKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkspacesServer).GetAPIKey(ctx, req.(*GetAPIKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Workspaces_ListAPIKeys_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAPIKeysRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkspacesServer).ListAPIKeys(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Workspaces_ListAPIKeys_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkspacesServer).ListAPIKeys(ctx, req.(*ListAPIKeysRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Workspaces_RevokeAPIKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeAPIKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkspacesServer).RevokeAPIKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Workspaces_RevokeAPIKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkspacesServer).RevokeAPIKey(ctx, req.(*RevokeAPIKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Workspaces_ServiceDesc is the grpc.ServiceDesc for Workspaces service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Workspaces_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "rotor.storage.v2.Workspaces",
+	HandlerType: (*WorkspacesServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "CreateWorkspace",
+			Handler:    _Workspaces_CreateWorkspace_Handler,
+		},
+		{
+			MethodName: "GetWorkspace",
+			Handler:    _Workspaces_GetWorkspace_Handler,
+		},
+		{
+			MethodName: "GetWorkspaceByName",
+			Handler:    _Workspaces_GetWorkspaceByName_Handler,
+		},
+		{
+			MethodName: "ListWorkspaces",
+			Handler:    _Workspaces_ListWorkspaces_Handler,
+		},
+		{
+			MethodName: "CreateAPIKey",
+			Handler:    _Workspaces_CreateAPIKey_Handler,
+		},
+		{
+			MethodName: "GetAPIKey",
+			Handler:    _Workspaces_GetAPIKey_Handler,
+		},
+		{
+			MethodName: "ListAPIKeys",
+			Handler:    _Workspaces_ListAPIKeys_Handler,
+		},
+		{
+			MethodName: "RevokeAPIKey",
+			Handler:    _Workspaces_RevokeAPIKey_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "storage.proto",
+}
+
+const (
+	Secrets_ListKEKs_FullMethodName         = "/rotor.storage.v2.Secrets/ListKEKs"
+	Secrets_AddKEK_FullMethodName           = "/rotor.storage.v2.Secrets/AddKEK"
+	Secrets_DeleteKEK_FullMethodName        = "/rotor.storage.v2.Secrets/DeleteKEK"
+	Secrets_CreateSecret_FullMethodName     = "/rotor.storage.v2.Secrets/CreateSecret"
+	Secrets_UpdateSecret_FullMethodName     = "/rotor.storage.v2.Secrets/UpdateSecret"
+	Secrets_DeleteSecret_FullMethodName     = "/rotor.storage.v2.Secrets/DeleteSecret"
+	Secrets_GetSecret_FullMethodName        = "/rotor.storage.v2.Secrets/GetSecret"
+	Secrets_ListSecrets_FullMethodName      = "/rotor.storage.v2.Secrets/ListSecrets"
+	Secrets_ListSecretsByKEK_FullMethodName = "/rotor.storage.v2.Secrets/ListSecretsByKEK"
+)
+
+// SecretsClient is the client API for Secrets service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+type SecretsClient interface {
+	// ListKEKs returns the keyring, oldest first.
+	ListKEKs(ctx context.Context, in *ListKEKsRequest, opts ...grpc.CallOption) (*ListKEKsResponse, error)
+	// AddKEK adds a key and makes it the only active one (atomically: at
+	// every moment exactly one KEK is active once any exists).
+	AddKEK(ctx context.Context, in *AddKEKRequest, opts ...grpc.CallOption) (*AddKEKResponse, error)
+	// DeleteKEK: IN_USE while a secret is sealed under it or it is active;
+	// NOT_FOUND if absent.
+	DeleteKEK(ctx context.Context, in *DeleteKEKRequest, opts ...grpc.CallOption) (*DeleteKEKResponse, error)
+	// CreateSecret stores version 1 of a secret, with the audit events, in
+	// one transaction. EXISTS if the name is taken in the workspace;
+	// NOT_FOUND if its kek_id is not in the keyring.
+	CreateSecret(ctx context.Context, in *CreateSecretRequest, opts ...grpc.CallOption) (*CreateSecretResponse, error)
+	// UpdateSecret replaces a secret if its revision still equals
+	// expected_revision (CONFLICT otherwise; NOT_FOUND if it is gone); the
+	// backend stores revision = expected_revision + 1.
+	UpdateSecret(ctx context.Context, in *UpdateSecretRequest, opts ...grpc.CallOption) (*UpdateSecretResponse, error)
+	// DeleteSecret removes a secret and its sealed value. NOT_FOUND if absent.
+	DeleteSecret(ctx context.Context, in *DeleteSecretRequest, opts ...grpc.CallOption) (*DeleteSecretResponse, error)
+	// GetSecret: NOT_FOUND if absent (or in another workspace).
+	GetSecret(ctx context.Context, in *GetSecretRequest, opts ...grpc.CallOption) (*GetSecretResponse, error)
+	// ListSecrets returns a workspace's secrets' metadata, by name.
+	ListSecrets(ctx context.Context, in *ListSecretsRequest, opts ...grpc.CallOption) (*ListSecretsResponse, error)
+	// ListSecretsByKEK returns up to limit (1 to MAX_BATCH; the host never
+	// sends 0) secrets of any workspace sealed under kek_id (key rotation
+	// re-seals them and asks again until none are left).
+	ListSecretsByKEK(ctx context.Context, in *ListSecretsByKEKRequest, opts ...grpc.CallOption) (*ListSecretsByKEKResponse, error)
+}
+
+type secretsClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewSecretsClient(cc grpc.ClientConnInterface) SecretsClient {
+	return &secretsClient{cc}
+}
+
+func (c *secretsClient) ListKEKs(ctx context.Context, in *ListKEKsRequest, opts ...grpc.CallOption) (*ListKEKsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListKEKsResponse)
+	err := c.cc.Invoke(ctx, Secrets_ListKEKs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *secretsClient) AddKEK(ctx context.Context, in *AddKEKRequest, opts ...grpc.CallOption) (*AddKEKResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AddKEKResponse)
+	err := c.cc.Invoke(ctx, Secrets_AddKEK_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *secretsClient) DeleteKEK(ctx context.Context, in *DeleteKEKRequest, opts ...grpc.CallOption) (*DeleteKEKResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteKEKResponse)
+	err := c.cc.Invoke(ctx, Secrets_DeleteKEK_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *secretsClient) CreateSecret(ctx context.Context, in *CreateSecretRequest, opts ...grpc.CallOption) (*CreateSecretResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateSecretResponse)
+	err := c.cc.Invoke(ctx, Secrets_CreateSecret_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *secretsClient) UpdateSecret(ctx context.Context, in *UpdateSecretRequest, opts ...grpc.CallOption) (*UpdateSecretResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateSecretResponse)
+	err := c.cc.Invoke(ctx, Secrets_UpdateSecret_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *secretsClient) DeleteSecret(ctx context.Context, in *DeleteSecretRequest, opts ...grpc.CallOption) (*DeleteSecretResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteSecretResponse)
+	err := c.cc.Invoke(ctx, Secrets_DeleteSecret_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *secretsClient) GetSecret(ctx context.Context, in *GetSecretRequest, opts ...grpc.CallOption) (*GetSecretResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetSecretResponse)
+	err := c.cc.Invoke(ctx, Secrets_GetSecret_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *secretsClient) ListSecrets(ctx context.Context, in *ListSecretsRequest, opts ...grpc.CallOption) (*ListSecretsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSecretsResponse)
+	err := c.cc.Invoke(ctx, Secrets_ListSecrets_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *secretsClient) ListSecretsByKEK(ctx context.Context, in *ListSecretsByKEKRequest, opts ...grpc.CallOption) (*ListSecretsByKEKResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSecretsByKEKResponse)
+	err := c.cc.Invoke(ctx, Secrets_ListSecretsByKEK_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// SecretsServer is the server API for Secrets service.
+// All implementations must embed UnimplementedSecretsServer
+// for forward compatibility.
+type SecretsServer interface {
+	// ListKEKs returns the keyring, oldest first.
+	ListKEKs(context.Context, *ListKEKsRequest) (*ListKEKsResponse, error)
+	// AddKEK adds a key and makes it the only active one (atomically: at
+	// every moment exactly one KEK is active once any exists).
+	AddKEK(context.Context, *AddKEKRequest) (*AddKEKResponse, error)
+	// DeleteKEK: IN_USE while a secret is sealed under it or it is active;
+	// NOT_FOUND if absent.
+	DeleteKEK(context.Context, *DeleteKEKRequest) (*DeleteKEKResponse, error)
+	// CreateSecret stores version 1 of a secret, with the audit events, in
+	// one transaction. EXISTS if the name is taken in the workspace;
+	// NOT_FOUND if its kek_id is not in the keyring.
+	CreateSecret(context.Context, *CreateSecretRequest) (*CreateSecretResponse, error)
+	// UpdateSecret replaces a secret if its revision still equals
+	// expected_revision (CONFLICT otherwise; NOT_FOUND if it is gone); the
+	// backend stores revision = expected_revision + 1.
+	UpdateSecret(context.Context, *UpdateSecretRequest) (*UpdateSecretResponse, error)
+	// DeleteSecret removes a secret and its sealed value. NOT_FOUND if absent.
+	DeleteSecret(context.Context, *DeleteSecretRequest) (*DeleteSecretResponse, error)
+	// GetSecret: NOT_FOUND if absent (or in another workspace).
+	GetSecret(context.Context, *GetSecretRequest) (*GetSecretResponse, error)
+	// ListSecrets returns a workspace's secrets' metadata, by name.
+	ListSecrets(context.Context, *ListSecretsRequest) (*ListSecretsResponse, error)
+	// ListSecretsByKEK returns up to limit (1 to MAX_BATCH; the host never
+	// sends 0) secrets of any workspace sealed under kek_id (key rotation
+	// re-seals them and asks again until none are left).
+	ListSecretsByKEK(context.Context, *ListSecretsByKEKRequest) (*ListSecretsByKEKResponse, error)
+	mustEmbedUnimplementedSecretsServer()
+}
+
+// UnimplementedSecretsServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedSecretsServer struct{}
+
+func (UnimplementedSecretsServer) ListKEKs(context.Context, *ListKEKsRequest) (*ListKEKsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListKEKs not implemented")
+}
+func (UnimplementedSecretsServer) AddKEK(context.Context, *AddKEKRequest) (*AddKEKResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method AddKEK not implemented")
+}
+func (UnimplementedSecretsServer) DeleteKEK(context.Context, *DeleteKEKRequest) (*DeleteKEKResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DeleteKEK not implemented")
+}
+func (UnimplementedSecretsServer) CreateSecret(context.Context, *CreateSecretRequest) (*CreateSecretResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CreateSecret not implemented")
+}
+func (UnimplementedSecretsServer) UpdateSecret(context.Context, *UpdateSecretRequest) (*UpdateSecretResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method UpdateSecret not implemented")
+}
+func (UnimplementedSecretsServer) DeleteSecret(context.Context, *DeleteSecretRequest) (*DeleteSecretResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DeleteSecret not implemented")
+}
+func (UnimplementedSecretsServer) GetSecret(context.Context, *GetSecretRequest) (*GetSecretResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetSecret not implemented")
+}
+func (UnimplementedSecretsServer) ListSecrets(context.Context, *ListSecretsRequest) (*ListSecretsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListSecrets not implemented")
+}
+func (UnimplementedSecretsServer) ListSecretsByKEK(context.Context, *ListSecretsByKEKRequest) (*ListSecretsByKEKResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListSecretsByKEK not implemented")
+}
+func (UnimplementedSecretsServer) mustEmbedUnimplementedSecretsServer() {}
+func (UnimplementedSecretsServer) testEmbeddedByValue()                 {}
+
+// UnsafeSecretsServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to SecretsServer will
+// result in compilation errors.
+type UnsafeSecretsServer interface {
+	mustEmbedUnimplementedSecretsServer()
+}
+
+func RegisterSecretsServer(s grpc.ServiceRegistrar, srv SecretsServer) {
+	// If the following call pancis, it indicates UnimplementedSecretsServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Secrets_ServiceDesc, srv)
+}
+
+func _Secrets_ListKEKs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListKEKsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SecretsServer).ListKEKs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Secrets_ListKEKs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SecretsServer).ListKEKs(ctx, req.(*ListKEKsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Secrets_AddKEK_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AddKEKRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SecretsServer).AddKEK(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Secrets_AddKEK_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SecretsServer).AddKEK(ctx, req.(*AddKEKRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Secrets_DeleteKEK_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteKEKRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SecretsServer).DeleteKEK(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Secrets_DeleteKEK_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SecretsServer).DeleteKEK(ctx, req.(*DeleteKEKRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Secrets_CreateSecret_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateSecretRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SecretsServer).CreateSecret(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Secrets_CreateSecret_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SecretsServer).CreateSecret(ctx, req.(*CreateSecretRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Secrets_UpdateSecret_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateSecretRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SecretsServer).UpdateSecret(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Secrets_UpdateSecret_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SecretsServer).UpdateSecret(ctx, req.(*UpdateSecretRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Secrets_DeleteSecret_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteSecretRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SecretsServer).DeleteSecret(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Secrets_DeleteSecret_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SecretsServer).DeleteSecret(ctx, req.(*DeleteSecretRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Secrets_GetSecret_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetSecretRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SecretsServer).GetSecret(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Secrets_GetSecret_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SecretsServer).GetSecret(ctx, req.(*GetSecretRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Secrets_ListSecrets_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSecretsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SecretsServer).ListSecrets(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Secrets_ListSecrets_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SecretsServer).ListSecrets(ctx, req.(*ListSecretsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Secrets_ListSecretsByKEK_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSecretsByKEKRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SecretsServer).ListSecretsByKEK(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Secrets_ListSecretsByKEK_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SecretsServer).ListSecretsByKEK(ctx, req.(*ListSecretsByKEKRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Secrets_ServiceDesc is the grpc.ServiceDesc for Secrets service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Secrets_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "rotor.storage.v2.Secrets",
+	HandlerType: (*SecretsServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "ListKEKs",
+			Handler:    _Secrets_ListKEKs_Handler,
+		},
+		{
+			MethodName: "AddKEK",
+			Handler:    _Secrets_AddKEK_Handler,
+		},
+		{
+			MethodName: "DeleteKEK",
+			Handler:    _Secrets_DeleteKEK_Handler,
+		},
+		{
+			MethodName: "CreateSecret",
+			Handler:    _Secrets_CreateSecret_Handler,
+		},
+		{
+			MethodName: "UpdateSecret",
+			Handler:    _Secrets_UpdateSecret_Handler,
+		},
+		{
+			MethodName: "DeleteSecret",
+			Handler:    _Secrets_DeleteSecret_Handler,
+		},
+		{
+			MethodName: "GetSecret",
+			Handler:    _Secrets_GetSecret_Handler,
+		},
+		{
+			MethodName: "ListSecrets",
+			Handler:    _Secrets_ListSecrets_Handler,
+		},
+		{
+			MethodName: "ListSecretsByKEK",
+			Handler:    _Secrets_ListSecretsByKEK_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "storage.proto",
+}
+
+const (
+	Audit_AppendAudit_FullMethodName        = "/rotor.storage.v2.Audit/AppendAudit"
+	Audit_ListAudit_FullMethodName          = "/rotor.storage.v2.Audit/ListAudit"
+	Audit_ListAuditAsc_FullMethodName       = "/rotor.storage.v2.Audit/ListAuditAsc"
+	Audit_GetAuditHead_FullMethodName       = "/rotor.storage.v2.Audit/GetAuditHead"
+	Audit_PutAuditCheckpoint_FullMethodName = "/rotor.storage.v2.Audit/PutAuditCheckpoint"
+	Audit_GetAuditCheckpoint_FullMethodName = "/rotor.storage.v2.Audit/GetAuditCheckpoint"
+)
+
+// AuditClient is the client API for Audit service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+type AuditClient interface {
+	// AppendAudit appends at most MAX_BATCH events in one transaction (all or
+	// none), assigning ids (increasing, in request order) and each row's
+	// chain value: SHA-256(previous chain of that workspace || canonical row),
+	// see storage.AuditCanonical. Appends are serialized per workspace across
+	// every node sharing the backend. The response holds, for every
+	// workspace the call touched, the chain head before and after
+	// (AuditAppended), one entry per workspace, in no particular order.
+	AppendAudit(ctx context.Context, in *AppendAuditRequest, opts ...grpc.CallOption) (*AppendAuditResponse, error)
+	// ListAudit returns up to limit (<= MAX_BATCH) events of a workspace,
+	// newest first, filtered by the non-empty fields; next is the cursor
+	// (before) of the following page, 0 when there is none.
+	ListAudit(ctx context.Context, in *ListAuditRequest, opts ...grpc.CallOption) (*ListAuditResponse, error)
+	// ListAuditAsc returns up to limit (<= MAX_BATCH) events with id >
+	// after_id, oldest first (chain verification, export, retention). Hosts
+	// page through long trails with several calls.
+	ListAuditAsc(ctx context.Context, in *ListAuditAscRequest, opts ...grpc.CallOption) (*ListAuditAscResponse, error)
+	// GetAuditHead returns the workspace's newest id and chain value.
+	GetAuditHead(ctx context.Context, in *GetAuditHeadRequest, opts ...grpc.CallOption) (*GetAuditHeadResponse, error)
+	// PutAuditCheckpoint stores a checkpoint unless one with a larger last_id
+	// is stored (nodes seal concurrently; the larger one wins, no error).
+	PutAuditCheckpoint(ctx context.Context, in *PutAuditCheckpointRequest, opts ...grpc.CallOption) (*PutAuditCheckpointResponse, error)
+	// GetAuditCheckpoint returns the newest checkpoint (NOT_FOUND: none).
+	GetAuditCheckpoint(ctx context.Context, in *GetAuditCheckpointRequest, opts ...grpc.CallOption) (*GetAuditCheckpointResponse, error)
+}
+
+type auditClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewAuditClient(cc grpc.ClientConnInterface) AuditClient {
+	return &auditClient{cc}
+}
+
+func (c *auditClient) AppendAudit(ctx context.Context, in *AppendAuditRequest, opts ...grpc.CallOption) (*AppendAuditResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AppendAuditResponse)
+	err := c.cc.Invoke(ctx, Audit_AppendAudit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *auditClient) ListAudit(ctx context.Context, in *ListAuditRequest, opts ...grpc.CallOption) (*ListAuditResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAuditResponse)
+	err := c.cc.Invoke(ctx, Audit_ListAudit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *auditClient) ListAuditAsc(ctx context.Context, in *ListAuditAscRequest, opts ...grpc.CallOption) (*ListAuditAscResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAuditAscResponse)
+	err := c.cc.Invoke(ctx, Audit_ListAuditAsc_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *auditClient) GetAuditHead(ctx context.Context, in *GetAuditHeadRequest, opts ...grpc.CallOption) (*GetAuditHeadResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetAuditHeadResponse)
+	err := c.cc.Invoke(ctx, Audit_GetAuditHead_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *auditClient) PutAuditCheckpoint(ctx context.Context, in *PutAuditCheckpointRequest, opts ...grpc.CallOption) (*PutAuditCheckpointResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PutAuditCheckpointResponse)
+	err := c.cc.Invoke(ctx, Audit_PutAuditCheckpoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *auditClient) GetAuditCheckpoint(ctx context.Context, in *GetAuditCheckpointRequest, opts ...grpc.CallOption) (*GetAuditCheckpointResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetAuditCheckpointResponse)
+	err := c.cc.Invoke(ctx, Audit_GetAuditCheckpoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// AuditServer is the server API for Audit service.
+// All implementations must embed UnimplementedAuditServer
+// for forward compatibility.
+type AuditServer interface {
+	// AppendAudit appends at most MAX_BATCH events in one transaction (all or
+	// none), assigning ids (increasing, in request order) and each row's
+	// chain value: SHA-256(previous chain of that workspace || canonical row),
+	// see storage.AuditCanonical. Appends are serialized per workspace across
+	// every node sharing the backend. The response holds, for every
+	// workspace the call touched, the chain head before and after
+	// (AuditAppended), one entry per workspace, in no particular order.
+	AppendAudit(context.Context, *AppendAuditRequest) (*AppendAuditResponse, error)
+	// ListAudit returns up to limit (<= MAX_BATCH) events of a workspace,
+	// newest first, filtered by the non-empty fields; next is the cursor
+	// (before) of the following page, 0 when there is none.
+	ListAudit(context.Context, *ListAuditRequest) (*ListAuditResponse, error)
+	// ListAuditAsc returns up to limit (<= MAX_BATCH) events with id >
+	// after_id, oldest first (chain verification, export, retention). Hosts
+	// page through long trails with several calls.
+	ListAuditAsc(context.Context, *ListAuditAscRequest) (*ListAuditAscResponse, error)
+	// GetAuditHead returns the workspace's newest id and chain value.
+	GetAuditHead(context.Context, *GetAuditHeadRequest) (*GetAuditHeadResponse, error)
+	// PutAuditCheckpoint stores a checkpoint unless one with a larger last_id
+	// is stored (nodes seal concurrently; the larger one wins, no error).
+	PutAuditCheckpoint(context.Context, *PutAuditCheckpointRequest) (*PutAuditCheckpointResponse, error)
+	// GetAuditCheckpoint returns the newest checkpoint (NOT_FOUND: none).
+	GetAuditCheckpoint(context.Context, *GetAuditCheckpointRequest) (*GetAuditCheckpointResponse, error)
+	mustEmbedUnimplementedAuditServer()
+}
+
+// UnimplementedAuditServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedAuditServer struct{}
+
+func (UnimplementedAuditServer) AppendAudit(context.Context, *AppendAuditRequest) (*AppendAuditResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method AppendAudit not implemented")
+}
+func (UnimplementedAuditServer) ListAudit(context.Context, *ListAuditRequest) (*ListAuditResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListAudit not implemented")
+}
+func (UnimplementedAuditServer) ListAuditAsc(context.Context, *ListAuditAscRequest) (*ListAuditAscResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListAuditAsc not implemented")
+}
+func (UnimplementedAuditServer) GetAuditHead(context.Context, *GetAuditHeadRequest) (*GetAuditHeadResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetAuditHead not implemented")
+}
+func (UnimplementedAuditServer) PutAuditCheckpoint(context.Context, *PutAuditCheckpointRequest) (*PutAuditCheckpointResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method PutAuditCheckpoint not implemented")
+}
+func (UnimplementedAuditServer) GetAuditCheckpoint(context.Context, *GetAuditCheckpointRequest) (*GetAuditCheckpointResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetAuditCheckpoint not implemented")
+}
+func (UnimplementedAuditServer) mustEmbedUnimplementedAuditServer() {}
+func (UnimplementedAuditServer) testEmbeddedByValue()               {}
+
+// UnsafeAuditServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to AuditServer will
+// result in compilation errors.
+type UnsafeAuditServer interface {
+	mustEmbedUnimplementedAuditServer()
+}
+
+func RegisterAuditServer(s grpc.ServiceRegistrar, srv AuditServer) {
+	// If the following call pancis, it indicates UnimplementedAuditServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Audit_ServiceDesc, srv)
+}
+
+func _Audit_AppendAudit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AppendAuditRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditServer).AppendAudit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Audit_AppendAudit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditServer).AppendAudit(ctx, req.(*AppendAuditRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Audit_ListAudit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAuditRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditServer).ListAudit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Audit_ListAudit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditServer).ListAudit(ctx, req.(*ListAuditRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Audit_ListAuditAsc_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAuditAscRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditServer).ListAuditAsc(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Audit_ListAuditAsc_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditServer).ListAuditAsc(ctx, req.(*ListAuditAscRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Audit_GetAuditHead_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetAuditHeadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditServer).GetAuditHead(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Audit_GetAuditHead_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditServer).GetAuditHead(ctx, req.(*GetAuditHeadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Audit_PutAuditCheckpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PutAuditCheckpointRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditServer).PutAuditCheckpoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Audit_PutAuditCheckpoint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditServer).PutAuditCheckpoint(ctx, req.(*PutAuditCheckpointRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Audit_GetAuditCheckpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetAuditCheckpointRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditServer).GetAuditCheckpoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Audit_GetAuditCheckpoint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditServer).GetAuditCheckpoint(ctx, req.(*GetAuditCheckpointRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Audit_ServiceDesc is the grpc.ServiceDesc for Audit service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Audit_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "rotor.storage.v2.Audit",
+	HandlerType: (*AuditServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "AppendAudit",
+			Handler:    _Audit_AppendAudit_Handler,
+		},
+		{
+			MethodName: "ListAudit",
+			Handler:    _Audit_ListAudit_Handler,
+		},
+		{
+			MethodName: "ListAuditAsc",
+			Handler:    _Audit_ListAuditAsc_Handler,
+		},
+		{
+			MethodName: "GetAuditHead",
+			Handler:    _Audit_GetAuditHead_Handler,
+		},
+		{
+			MethodName: "PutAuditCheckpoint",
+			Handler:    _Audit_PutAuditCheckpoint_Handler,
+		},
+		{
+			MethodName: "GetAuditCheckpoint",
+			Handler:    _Audit_GetAuditCheckpoint_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "storage.proto",
+}
+
+const (
+	Jobs_CreateQueue_FullMethodName      = "/rotor.storage.v2.Jobs/CreateQueue"
+	Jobs_UpdateQueue_FullMethodName      = "/rotor.storage.v2.Jobs/UpdateQueue"
+	Jobs_GetQueue_FullMethodName         = "/rotor.storage.v2.Jobs/GetQueue"
+	Jobs_ListQueues_FullMethodName       = "/rotor.storage.v2.Jobs/ListQueues"
+	Jobs_DeleteQueue_FullMethodName      = "/rotor.storage.v2.Jobs/DeleteQueue"
+	Jobs_EnqueueJobs_FullMethodName      = "/rotor.storage.v2.Jobs/EnqueueJobs"
+	Jobs_GetJob_FullMethodName           = "/rotor.storage.v2.Jobs/GetJob"
+	Jobs_ListJobs_FullMethodName         = "/rotor.storage.v2.Jobs/ListJobs"
+	Jobs_LeaseJobs_FullMethodName        = "/rotor.storage.v2.Jobs/LeaseJobs"
+	Jobs_CompleteAttempts_FullMethodName = "/rotor.storage.v2.Jobs/CompleteAttempts"
+	Jobs_CancelJob_FullMethodName        = "/rotor.storage.v2.Jobs/CancelJob"
+	Jobs_RetryJobs_FullMethodName        = "/rotor.storage.v2.Jobs/RetryJobs"
+	Jobs_CountJobs_FullMethodName        = "/rotor.storage.v2.Jobs/CountJobs"
+	Jobs_JobUsage_FullMethodName         = "/rotor.storage.v2.Jobs/JobUsage"
+	Jobs_QueueStats_FullMethodName       = "/rotor.storage.v2.Jobs/QueueStats"
+)
+
+// JobsClient is the client API for Jobs service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+type JobsClient interface {
+	// CreateQueue stores a queue with the audit events, in one transaction.
+	// EXISTS if the name is taken in the workspace.
+	CreateQueue(ctx context.Context, in *CreateQueueRequest, opts ...grpc.CallOption) (*CreateQueueResponse, error)
+	// UpdateQueue replaces a queue if its revision equals expected_revision
+	// (CONFLICT otherwise, NOT_FOUND if absent).
+	UpdateQueue(ctx context.Context, in *UpdateQueueRequest, opts ...grpc.CallOption) (*UpdateQueueResponse, error)
+	// GetQueue: NOT_FOUND if absent.
+	GetQueue(ctx context.Context, in *GetQueueRequest, opts ...grpc.CallOption) (*GetQueueResponse, error)
+	// ListQueues returns a workspace's queues.
+	ListQueues(ctx context.Context, in *ListQueuesRequest, opts ...grpc.CallOption) (*ListQueuesResponse, error)
+	// DeleteQueue removes a queue; its undelivered jobs become canceled (one
+	// transaction, with the audit events). NOT_FOUND if absent.
+	DeleteQueue(ctx context.Context, in *DeleteQueueRequest, opts ...grpc.CallOption) (*DeleteQueueResponse, error)
+	// EnqueueJobs stores at most MAX_BATCH jobs. A job whose idempotency key
+	// was used in its queue within 24 h is not stored again: its result holds
+	// the existing job with existing = true. Results are in request order.
+	EnqueueJobs(ctx context.Context, in *EnqueueJobsRequest, opts ...grpc.CallOption) (*EnqueueJobsResponse, error)
+	// GetJob: NOT_FOUND if absent.
+	GetJob(ctx context.Context, in *GetJobRequest, opts ...grpc.CallOption) (*GetJobResponse, error)
+	// ListJobs returns up to limit (<= MAX_BATCH) jobs of a queue, newest
+	// first; next is the cursor (before) of the following page, "" at the end.
+	ListJobs(ctx context.Context, in *ListJobsRequest, opts ...grpc.CallOption) (*ListJobsResponse, error)
+	// LeaseJobs leases up to limit (<= MAX_BATCH) due jobs, fairly (see
+	// storage.JobStore.LeaseJobs: per-queue slots, workspaces then queues take
+	// turns, oldest due first within a queue), each with a fresh lease_token
+	// and lease_until = now + visibility, in one transaction.
+	LeaseJobs(ctx context.Context, in *LeaseJobsRequest, opts ...grpc.CallOption) (*LeaseJobsResponse, error)
+	// CompleteAttempts records at most MAX_BATCH attempt results in one
+	// transaction. A result whose lease_token no longer matches is dropped
+	// silently (fencing). A release result gives the lease back.
+	CompleteAttempts(ctx context.Context, in *CompleteAttemptsRequest, opts ...grpc.CallOption) (*CompleteAttemptsResponse, error)
+	// CancelJob cancels an open job and returns it (CONFLICT if it is
+	// delivered, dead or canceled already; NOT_FOUND if absent).
+	CancelJob(ctx context.Context, in *CancelJobRequest, opts ...grpc.CallOption) (*CancelJobResponse, error)
+	// RetryJobs queues dead (or canceled) jobs again, due at `at`: the job
+	// `id`, or every dead job of the queue when id is empty.
+	RetryJobs(ctx context.Context, in *RetryJobsRequest, opts ...grpc.CallOption) (*RetryJobsResponse, error)
+	// CountJobs counts jobs by status (metrics).
+	CountJobs(ctx context.Context, in *CountJobsRequest, opts ...grpc.CallOption) (*CountJobsResponse, error)
+	// JobUsage: a workspace's open jobs and their payload bytes (quotas).
+	JobUsage(ctx context.Context, in *JobUsageRequest, opts ...grpc.CallOption) (*JobUsageResponse, error)
+	// QueueStats describes every queue with open jobs at `now` (metrics; a
+	// scrape, not a hot path).
+	QueueStats(ctx context.Context, in *QueueStatsRequest, opts ...grpc.CallOption) (*QueueStatsResponse, error)
+}
+
+type jobsClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewJobsClient(cc grpc.ClientConnInterface) JobsClient {
+	return &jobsClient{cc}
+}
+
+func (c *jobsClient) CreateQueue(ctx context.Context, in *CreateQueueRequest, opts ...grpc.CallOption) (*CreateQueueResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateQueueResponse)
+	err := c.cc.Invoke(ctx, Jobs_CreateQueue_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobsClient) UpdateQueue(ctx context.Context, in *UpdateQueueRequest, opts ...grpc.CallOption) (*UpdateQueueResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateQueueResponse)
+	err := c.cc.Invoke(ctx, Jobs_UpdateQueue_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobsClient) GetQueue(ctx context.Context, in *GetQueueRequest, opts ...grpc.CallOption) (*GetQueueResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetQueueResponse)
+	err := c.cc.Invoke(ctx, Jobs_GetQueue_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobsClient) ListQueues(ctx context.Context, in *ListQueuesRequest, opts ...grpc.CallOption) (*ListQueuesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListQueuesResponse)
+	err := c.cc.Invoke(ctx, Jobs_ListQueues_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobsClient) DeleteQueue(ctx context.Context, in *DeleteQueueRequest, opts ...grpc.CallOption) (*DeleteQueueResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteQueueResponse)
+	err := c.cc.Invoke(ctx, Jobs_DeleteQueue_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobsClient) EnqueueJobs(ctx context.Context, in *EnqueueJobsRequest, opts ...grpc.CallOption) (*EnqueueJobsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EnqueueJobsResponse)
+	err := c.cc.Invoke(ctx, Jobs_EnqueueJobs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobsClient) GetJob(ctx context.Context, in *GetJobRequest, opts ...grpc.CallOption) (*GetJobResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetJobResponse)
+	err := c.cc.Invoke(ctx, Jobs_GetJob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobsClient) ListJobs(ctx context.Context, in *ListJobsRequest, opts ...grpc.CallOption) (*ListJobsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListJobsResponse)
+	err := c.cc.Invoke(ctx, Jobs_ListJobs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobsClient) LeaseJobs(ctx context.Context, in *LeaseJobsRequest, opts ...grpc.CallOption) (*LeaseJobsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LeaseJobsResponse)
+	err := c.cc.Invoke(ctx, Jobs_LeaseJobs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobsClient) CompleteAttempts(ctx context.Context, in *CompleteAttemptsRequest, opts ...grpc.CallOption) (*CompleteAttemptsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CompleteAttemptsResponse)
+	err := c.cc.Invoke(ctx, Jobs_CompleteAttempts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobsClient) CancelJob(ctx context.Context, in *CancelJobRequest, opts ...grpc.CallOption) (*CancelJobResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelJobResponse)
+	err := c.cc.Invoke(ctx, Jobs_CancelJob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobsClient) RetryJobs(ctx context.Context, in *RetryJobsRequest, opts ...grpc.CallOption) (*RetryJobsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RetryJobsResponse)
+	err := c.cc.Invoke(ctx, Jobs_RetryJobs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobsClient) CountJobs(ctx context.Context, in *CountJobsRequest, opts ...grpc.CallOption) (*CountJobsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CountJobsResponse)
+	err := c.cc.Invoke(ctx, Jobs_CountJobs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobsClient) JobUsage(ctx context.Context, in *JobUsageRequest, opts ...grpc.CallOption) (*JobUsageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(JobUsageResponse)
+	err := c.cc.Invoke(ctx, Jobs_JobUsage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobsClient) QueueStats(ctx context.Context, in *QueueStatsRequest, opts ...grpc.CallOption) (*QueueStatsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(QueueStatsResponse)
+	err := c.cc.Invoke(ctx, Jobs_QueueStats_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// JobsServer is the server API for Jobs service.
+// All implementations must embed UnimplementedJobsServer
+// for forward compatibility.
+type JobsServer interface {
+	// CreateQueue stores a queue with the audit events, in one transaction.
+	// EXISTS if the name is taken in the workspace.
+	CreateQueue(context.Context, *CreateQueueRequest) (*CreateQueueResponse, error)
+	// UpdateQueue replaces a queue if its revision equals expected_revision
+	// (CONFLICT otherwise, NOT_FOUND if absent).
+	UpdateQueue(context.Context, *UpdateQueueRequest) (*UpdateQueueResponse, error)
+	// GetQueue: NOT_FOUND if absent.
+	GetQueue(context.Context, *GetQueueRequest) (*GetQueueResponse, error)
+	// ListQueues returns a workspace's queues.
+	ListQueues(context.Context, *ListQueuesRequest) (*ListQueuesResponse, error)
+	// DeleteQueue removes a queue; its undelivered jobs become canceled (one
+	// transaction, with the audit events). NOT_FOUND if absent.
+	DeleteQueue(context.Context, *DeleteQueueRequest) (*DeleteQueueResponse, error)
+	// EnqueueJobs stores at most MAX_BATCH jobs. A job whose idempotency key
+	// was used in its queue within 24 h is not stored again: its result holds
+	// the existing job with existing = true. Results are in request order.
+	EnqueueJobs(context.Context, *EnqueueJobsRequest) (*EnqueueJobsResponse, error)
+	// GetJob: NOT_FOUND if absent.
+	GetJob(context.Context, *GetJobRequest) (*GetJobResponse, error)
+	// ListJobs returns up to limit (<= MAX_BATCH) jobs of a queue, newest
+	// first; next is the cursor (before) of the following page, "" at the end.
+	ListJobs(context.Context, *ListJobsRequest) (*ListJobsResponse, error)
+	// LeaseJobs leases up to limit (<= MAX_BATCH) due jobs, fairly (see
+	// storage.JobStore.LeaseJobs: per-queue slots, workspaces then queues take
+	// turns, oldest due first within a queue), each with a fresh lease_token
+	// and lease_until = now + visibility, in one transaction.
+	LeaseJobs(context.Context, *LeaseJobsRequest) (*LeaseJobsResponse, error)
+	// CompleteAttempts records at most MAX_BATCH attempt results in one
+	// transaction. A result whose lease_token no longer matches is dropped
+	// silently (fencing). A release result gives the lease back.
+	CompleteAttempts(context.Context, *CompleteAttemptsRequest) (*CompleteAttemptsResponse, error)
+	// CancelJob cancels an open job and returns it (CONFLICT if it is
+	// delivered, dead or canceled already; NOT_FOUND if absent).
+	CancelJob(context.Context, *CancelJobRequest) (*CancelJobResponse, error)
+	// RetryJobs queues dead (or canceled) jobs again, due at `at`: the job
+	// `id`, or every dead job of the queue when id is empty.
+	RetryJobs(context.Context, *RetryJobsRequest) (*RetryJobsResponse, error)
+	// CountJobs counts jobs by status (metrics).
+	CountJobs(context.Context, *CountJobsRequest) (*CountJobsResponse, error)
+	// JobUsage: a workspace's open jobs and their payload bytes (quotas).
+	JobUsage(context.Context, *JobUsageRequest) (*JobUsageResponse, error)
+	// QueueStats describes every queue with open jobs at `now` (metrics; a
+	// scrape, not a hot path).
+	QueueStats(context.Context, *QueueStatsRequest) (*QueueStatsResponse, error)
+	mustEmbedUnimplementedJobsServer()
+}
+
+// UnimplementedJobsServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedJobsServer struct{}
+
+func (UnimplementedJobsServer) CreateQueue(context.Context, *CreateQueueRequest) (*CreateQueueResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CreateQueue not implemented")
+}
+func (UnimplementedJobsServer) UpdateQueue(context.Context, *UpdateQueueRequest) (*UpdateQueueResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method UpdateQueue not implemented")
+}
+func (UnimplementedJobsServer) GetQueue(context.Context, *GetQueueRequest) (*GetQueueResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetQueue not implemented")
+}
+func (UnimplementedJobsServer) ListQueues(context.Context, *ListQueuesRequest) (*ListQueuesResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListQueues not implemented")
+}
+func (UnimplementedJobsServer) DeleteQueue(context.Context, *DeleteQueueRequest) (*DeleteQueueResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DeleteQueue not implemented")
+}
+func (UnimplementedJobsServer) EnqueueJobs(context.Context, *EnqueueJobsRequest) (*EnqueueJobsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method EnqueueJobs not implemented")
+}
+func (UnimplementedJobsServer) GetJob(context.Context, *GetJobRequest) (*GetJobResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetJob not implemented")
+}
+func (UnimplementedJobsServer) ListJobs(context.Context, *ListJobsRequest) (*ListJobsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListJobs not implemented")
+}
+func (UnimplementedJobsServer) LeaseJobs(context.Context, *LeaseJobsRequest) (*LeaseJobsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method LeaseJobs not implemented")
+}
+func (UnimplementedJobsServer) CompleteAttempts(context.Context, *CompleteAttemptsRequest) (*CompleteAttemptsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CompleteAttempts not implemented")
+}
+func (UnimplementedJobsServer) CancelJob(context.Context, *CancelJobRequest) (*CancelJobResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CancelJob not implemented")
+}
+func (UnimplementedJobsServer) RetryJobs(context.Context, *RetryJobsRequest) (*RetryJobsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RetryJobs not implemented")
+}
+func (UnimplementedJobsServer) CountJobs(context.Context, *CountJobsRequest) (*CountJobsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CountJobs not implemented")
+}
+func (UnimplementedJobsServer) JobUsage(context.Context, *JobUsageRequest) (*JobUsageResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method JobUsage not implemented")
+}
+func (UnimplementedJobsServer) QueueStats(context.Context, *QueueStatsRequest) (*QueueStatsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method QueueStats not implemented")
+}
+func (UnimplementedJobsServer) mustEmbedUnimplementedJobsServer() {}
+func (UnimplementedJobsServer) testEmbeddedByValue()              {}
+
+// UnsafeJobsServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to JobsServer will
+// result in compilation errors.
+type UnsafeJobsServer interface {
+	mustEmbedUnimplementedJobsServer()
+}
+
+func RegisterJobsServer(s grpc.ServiceRegistrar, srv JobsServer) {
+	// If the following call pancis, it indicates UnimplementedJobsServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Jobs_ServiceDesc, srv)
+}
+
+func _Jobs_CreateQueue_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateQueueRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobsServer).CreateQueue(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Jobs_CreateQueue_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobsServer).CreateQueue(ctx, req.(*CreateQueueRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Jobs_UpdateQueue_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateQueueRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobsServer).UpdateQueue(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Jobs_UpdateQueue_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobsServer).UpdateQueue(ctx, req.(*UpdateQueueRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Jobs_GetQueue_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetQueueRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobsServer).GetQueue(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Jobs_GetQueue_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobsServer).GetQueue(ctx, req.(*GetQueueRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Jobs_ListQueues_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListQueuesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobsServer).ListQueues(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Jobs_ListQueues_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobsServer).ListQueues(ctx, req.(*ListQueuesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Jobs_DeleteQueue_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteQueueRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobsServer).DeleteQueue(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Jobs_DeleteQueue_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobsServer).DeleteQueue(ctx, req.(*DeleteQueueRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Jobs_EnqueueJobs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EnqueueJobsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobsServer).EnqueueJobs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Jobs_EnqueueJobs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobsServer).EnqueueJobs(ctx, req.(*EnqueueJobsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Jobs_GetJob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetJobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobsServer).GetJob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Jobs_GetJob_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobsServer).GetJob(ctx, req.(*GetJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Jobs_ListJobs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListJobsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobsServer).ListJobs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Jobs_ListJobs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobsServer).ListJobs(ctx, req.(*ListJobsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Jobs_LeaseJobs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LeaseJobsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobsServer).LeaseJobs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Jobs_LeaseJobs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobsServer).LeaseJobs(ctx, req.(*LeaseJobsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Jobs_CompleteAttempts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CompleteAttemptsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobsServer).CompleteAttempts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Jobs_CompleteAttempts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobsServer).CompleteAttempts(ctx, req.(*CompleteAttemptsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Jobs_CancelJob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelJobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobsServer).CancelJob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Jobs_CancelJob_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobsServer).CancelJob(ctx, req.(*CancelJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Jobs_RetryJobs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RetryJobsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobsServer).RetryJobs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Jobs_RetryJobs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobsServer).RetryJobs(ctx, req.(*RetryJobsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Jobs_CountJobs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CountJobsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobsServer).CountJobs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Jobs_CountJobs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobsServer).CountJobs(ctx, req.(*CountJobsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Jobs_JobUsage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(JobUsageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobsServer).JobUsage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Jobs_JobUsage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobsServer).JobUsage(ctx, req.(*JobUsageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Jobs_QueueStats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(QueueStatsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobsServer).QueueStats(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Jobs_QueueStats_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobsServer).QueueStats(ctx, req.(*QueueStatsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Jobs_ServiceDesc is the grpc.ServiceDesc for Jobs service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Jobs_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "rotor.storage.v2.Jobs",
+	HandlerType: (*JobsServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "CreateQueue",
+			Handler:    _Jobs_CreateQueue_Handler,
+		},
+		{
+			MethodName: "UpdateQueue",
+			Handler:    _Jobs_UpdateQueue_Handler,
+		},
+		{
+			MethodName: "GetQueue",
+			Handler:    _Jobs_GetQueue_Handler,
+		},
+		{
+			MethodName: "ListQueues",
+			Handler:    _Jobs_ListQueues_Handler,
+		},
+		{
+			MethodName: "DeleteQueue",
+			Handler:    _Jobs_DeleteQueue_Handler,
+		},
+		{
+			MethodName: "EnqueueJobs",
+			Handler:    _Jobs_EnqueueJobs_Handler,
+		},
+		{
+			MethodName: "GetJob",
+			Handler:    _Jobs_GetJob_Handler,
+		},
+		{
+			MethodName: "ListJobs",
+			Handler:    _Jobs_ListJobs_Handler,
+		},
+		{
+			MethodName: "LeaseJobs",
+			Handler:    _Jobs_LeaseJobs_Handler,
+		},
+		{
+			MethodName: "CompleteAttempts",
+			Handler:    _Jobs_CompleteAttempts_Handler,
+		},
+		{
+			MethodName: "CancelJob",
+			Handler:    _Jobs_CancelJob_Handler,
+		},
+		{
+			MethodName: "RetryJobs",
+			Handler:    _Jobs_RetryJobs_Handler,
+		},
+		{
+			MethodName: "CountJobs",
+			Handler:    _Jobs_CountJobs_Handler,
+		},
+		{
+			MethodName: "JobUsage",
+			Handler:    _Jobs_JobUsage_Handler,
+		},
+		{
+			MethodName: "QueueStats",
+			Handler:    _Jobs_QueueStats_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "storage.proto",
+}
+
+const (
+	Retention_PruneJobs_FullMethodName         = "/rotor.storage.v2.Retention/PruneJobs"
+	Retention_PruneAudit_FullMethodName        = "/rotor.storage.v2.Retention/PruneAudit"
+	Retention_GetAuditRetention_FullMethodName = "/rotor.storage.v2.Retention/GetAuditRetention"
+)
+
+// RetentionClient is the client API for Retention service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Retention is optional (Capability RETENTION). Without it the host answers
+// pruning calls with errors.ErrUnsupported.
+type RetentionClient interface {
+	// PruneJobs deletes up to limit (<= MAX_BATCH) finished jobs (delivered,
+	// dead, canceled) last updated before `before`, with their attempts and
+	// idempotency records, in one transaction; fewer than limit: none left.
+	PruneJobs(ctx context.Context, in *PruneJobsRequest, opts ...grpc.CallOption) (*PruneJobsResponse, error)
+	// PruneAudit deletes a workspace's rows with id <= marker.through_id and
+	// stores the marker, in one transaction. A marker older than the stored
+	// one changes nothing (deleted = 0).
+	PruneAudit(ctx context.Context, in *PruneAuditRequest, opts ...grpc.CallOption) (*PruneAuditResponse, error)
+	// GetAuditRetention returns the workspace's marker (NOT_FOUND: none).
+	GetAuditRetention(ctx context.Context, in *GetAuditRetentionRequest, opts ...grpc.CallOption) (*GetAuditRetentionResponse, error)
+}
+
+type retentionClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewRetentionClient(cc grpc.ClientConnInterface) RetentionClient {
+	return &retentionClient{cc}
+}
+
+func (c *retentionClient) PruneJobs(ctx context.Context, in *PruneJobsRequest, opts ...grpc.CallOption) (*PruneJobsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PruneJobsResponse)
+	err := c.cc.Invoke(ctx, Retention_PruneJobs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *retentionClient) PruneAudit(ctx context.Context, in *PruneAuditRequest, opts ...grpc.CallOption) (*PruneAuditResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PruneAuditResponse)
+	err := c.cc.Invoke(ctx, Retention_PruneAudit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *retentionClient) GetAuditRetention(ctx context.Context, in *GetAuditRetentionRequest, opts ...grpc.CallOption) (*GetAuditRetentionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetAuditRetentionResponse)
+	err := c.cc.Invoke(ctx, Retention_GetAuditRetention_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// RetentionServer is the server API for Retention service.
+// All implementations must embed UnimplementedRetentionServer
+// for forward compatibility.
+//
+// Retention is optional (Capability RETENTION). Without it the host answers
+// pruning calls with errors.ErrUnsupported.
+type RetentionServer interface {
+	// PruneJobs deletes up to limit (<= MAX_BATCH) finished jobs (delivered,
+	// dead, canceled) last updated before `before`, with their attempts and
+	// idempotency records, in one transaction; fewer than limit: none left.
+	PruneJobs(context.Context, *PruneJobsRequest) (*PruneJobsResponse, error)
+	// PruneAudit deletes a workspace's rows with id <= marker.through_id and
+	// stores the marker, in one transaction. A marker older than the stored
+	// one changes nothing (deleted = 0).
+	PruneAudit(context.Context, *PruneAuditRequest) (*PruneAuditResponse, error)
+	// GetAuditRetention returns the workspace's marker (NOT_FOUND: none).
+	GetAuditRetention(context.Context, *GetAuditRetentionRequest) (*GetAuditRetentionResponse, error)
+	mustEmbedUnimplementedRetentionServer()
+}
+
+// UnimplementedRetentionServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedRetentionServer struct{}
+
+func (UnimplementedRetentionServer) PruneJobs(context.Context, *PruneJobsRequest) (*PruneJobsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method PruneJobs not implemented")
+}
+func (UnimplementedRetentionServer) PruneAudit(context.Context, *PruneAuditRequest) (*PruneAuditResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method PruneAudit not implemented")
+}
+func (UnimplementedRetentionServer) GetAuditRetention(context.Context, *GetAuditRetentionRequest) (*GetAuditRetentionResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetAuditRetention not implemented")
+}
+func (UnimplementedRetentionServer) mustEmbedUnimplementedRetentionServer() {}
+func (UnimplementedRetentionServer) testEmbeddedByValue()                   {}
+
+// UnsafeRetentionServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to RetentionServer will
+// result in compilation errors.
+type UnsafeRetentionServer interface {
+	mustEmbedUnimplementedRetentionServer()
+}
+
+func RegisterRetentionServer(s grpc.ServiceRegistrar, srv RetentionServer) {
+	// If the following call pancis, it indicates UnimplementedRetentionServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Retention_ServiceDesc, srv)
+}
+
+func _Retention_PruneJobs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PruneJobsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RetentionServer).PruneJobs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Retention_PruneJobs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RetentionServer).PruneJobs(ctx, req.(*PruneJobsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Retention_PruneAudit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PruneAuditRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RetentionServer).PruneAudit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Retention_PruneAudit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RetentionServer).PruneAudit(ctx, req.(*PruneAuditRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Retention_GetAuditRetention_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetAuditRetentionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RetentionServer).GetAuditRetention(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Retention_GetAuditRetention_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RetentionServer).GetAuditRetention(ctx, req.(*GetAuditRetentionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Retention_ServiceDesc is the grpc.ServiceDesc for Retention service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Retention_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "rotor.storage.v2.Retention",
+	HandlerType: (*RetentionServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "PruneJobs",
+			Handler:    _Retention_PruneJobs_Handler,
+		},
+		{
+			MethodName: "PruneAudit",
+			Handler:    _Retention_PruneAudit_Handler,
+		},
+		{
+			MethodName: "GetAuditRetention",
+			Handler:    _Retention_GetAuditRetention_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "storage.proto",
+}
+
+const (
+	Workflows_PutWorkflow_FullMethodName    = "/rotor.storage.v2.Workflows/PutWorkflow"
+	Workflows_GetWorkflow_FullMethodName    = "/rotor.storage.v2.Workflows/GetWorkflow"
+	Workflows_ListWorkflows_FullMethodName  = "/rotor.storage.v2.Workflows/ListWorkflows"
+	Workflows_DeleteWorkflow_FullMethodName = "/rotor.storage.v2.Workflows/DeleteWorkflow"
+	Workflows_CreateRun_FullMethodName      = "/rotor.storage.v2.Workflows/CreateRun"
+	Workflows_GetRun_FullMethodName         = "/rotor.storage.v2.Workflows/GetRun"
+	Workflows_ListRuns_FullMethodName       = "/rotor.storage.v2.Workflows/ListRuns"
+	Workflows_LeaseRuns_FullMethodName      = "/rotor.storage.v2.Workflows/LeaseRuns"
+	Workflows_CheckpointRun_FullMethodName  = "/rotor.storage.v2.Workflows/CheckpointRun"
+	Workflows_SignalRun_FullMethodName      = "/rotor.storage.v2.Workflows/SignalRun"
+	Workflows_CancelRun_FullMethodName      = "/rotor.storage.v2.Workflows/CancelRun"
+	Workflows_RetryRun_FullMethodName       = "/rotor.storage.v2.Workflows/RetryRun"
+	Workflows_CountRuns_FullMethodName      = "/rotor.storage.v2.Workflows/CountRuns"
+	Workflows_PruneRuns_FullMethodName      = "/rotor.storage.v2.Workflows/PruneRuns"
+)
+
+// WorkflowsClient is the client API for Workflows service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Workflows (Capability WORKFLOWS, required): definitions and runs of
+// storage.WorkflowStore. Definitions, inputs, outputs and signal data are
+// JSON that holds templates and scrubbed data, never a resolved secret.
+type WorkflowsClient interface {
+	// PutWorkflow creates (expected_version 0: EXISTS if the name is taken)
+	// or replaces (CONFLICT unless the stored version equals
+	// expected_version; NOT_FOUND if gone) a definition, stored with version
+	// = expected_version + 1, with the audit events, in one transaction.
+	PutWorkflow(ctx context.Context, in *PutWorkflowRequest, opts ...grpc.CallOption) (*PutWorkflowResponse, error)
+	// GetWorkflow: NOT_FOUND if absent.
+	GetWorkflow(ctx context.Context, in *GetWorkflowRequest, opts ...grpc.CallOption) (*GetWorkflowResponse, error)
+	// ListWorkflows returns a workspace's definitions by name.
+	ListWorkflows(ctx context.Context, in *ListWorkflowsRequest, opts ...grpc.CallOption) (*ListWorkflowsResponse, error)
+	// DeleteWorkflow removes a definition; its open runs become canceled (one
+	// transaction, with the audit events). NOT_FOUND if absent.
+	DeleteWorkflow(ctx context.Context, in *DeleteWorkflowRequest, opts ...grpc.CallOption) (*DeleteWorkflowResponse, error)
+	// CreateRun stores a new run. A run whose idempotency key was used for
+	// the same workflow within 24 h is not stored again: the existing run is
+	// returned with existing = true and the audit events are not written.
+	// NOT_FOUND if the workflow does not exist.
+	CreateRun(ctx context.Context, in *CreateRunRequest, opts ...grpc.CallOption) (*CreateRunResponse, error)
+	// GetRun: NOT_FOUND if absent.
+	GetRun(ctx context.Context, in *GetRunRequest, opts ...grpc.CallOption) (*GetRunResponse, error)
+	// ListRuns returns up to limit (<= MAX_BATCH) runs newest first; next is
+	// the cursor (before) of the following page, "" at the end.
+	ListRuns(ctx context.Context, in *ListRunsRequest, opts ...grpc.CallOption) (*ListRunsResponse, error)
+	// LeaseRuns leases up to limit (<= MAX_BATCH) due runs to owner (open,
+	// wake_at set and <= now, lease absent or expired), workspaces then
+	// workflows taking turns, earliest wake_at first, in one transaction.
+	LeaseRuns(ctx context.Context, in *LeaseRunsRequest, opts ...grpc.CallOption) (*LeaseRunsResponse, error)
+	// CheckpointRun stores the state a lease holder computed, atomically with
+	// the lease check: CONFLICT (nothing written) when the stored lease_token
+	// differs from run.lease_token. Returns the run as stored.
+	CheckpointRun(ctx context.Context, in *CheckpointRunRequest, opts ...grpc.CallOption) (*CheckpointRunResponse, error)
+	// SignalRun appends a signal to an open run (CONFLICT if finished or full,
+	// 64 signals) and makes it due when it waits for that name.
+	SignalRun(ctx context.Context, in *SignalRunRequest, opts ...grpc.CallOption) (*SignalRunResponse, error)
+	// CancelRun cancels an open run (CONFLICT otherwise), fencing its holder.
+	CancelRun(ctx context.Context, in *CancelRunRequest, opts ...grpc.CallOption) (*CancelRunResponse, error)
+	// RetryRun resumes a failed run at its failed step (CONFLICT if not failed).
+	RetryRun(ctx context.Context, in *RetryRunRequest, opts ...grpc.CallOption) (*RetryRunResponse, error)
+	// CountRuns counts runs by status (metrics).
+	CountRuns(ctx context.Context, in *CountRunsRequest, opts ...grpc.CallOption) (*CountRunsResponse, error)
+	// PruneRuns deletes up to limit (<= MAX_BATCH) finished runs last updated
+	// before `before`, in one transaction; fewer than limit: none left.
+	PruneRuns(ctx context.Context, in *PruneRunsRequest, opts ...grpc.CallOption) (*PruneRunsResponse, error)
+}
+
+type workflowsClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewWorkflowsClient(cc grpc.ClientConnInterface) WorkflowsClient {
+	return &workflowsClient{cc}
+}
+
+func (c *workflowsClient) PutWorkflow(ctx context.Context, in *PutWorkflowRequest, opts ...grpc.CallOption) (*PutWorkflowResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PutWorkflowResponse)
+	err := c.cc.Invoke(ctx, Workflows_PutWorkflow_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workflowsClient) GetWorkflow(ctx context.Context, in *GetWorkflowRequest, opts ...grpc.CallOption) (*GetWorkflowResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetWorkflowResponse)
+	err := c.cc.Invoke(ctx, Workflows_GetWorkflow_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workflowsClient) ListWorkflows(ctx context.Context, in *ListWorkflowsRequest, opts ...grpc.CallOption) (*ListWorkflowsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListWorkflowsResponse)
+	err := c.cc.Invoke(ctx, Workflows_ListWorkflows_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workflowsClient) DeleteWorkflow(ctx context.Context, in *DeleteWorkflowRequest, opts ...grpc.CallOption) (*DeleteWorkflowResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteWorkflowResponse)
+	err := c.cc.Invoke(ctx, Workflows_DeleteWorkflow_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workflowsClient) CreateRun(ctx context.Context, in *CreateRunRequest, opts ...grpc.CallOption) (*CreateRunResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateRunResponse)
+	err := c.cc.Invoke(ctx, Workflows_CreateRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workflowsClient) GetRun(ctx context.Context, in *GetRunRequest, opts ...grpc.CallOption) (*GetRunResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetRunResponse)
+	err := c.cc.Invoke(ctx, Workflows_GetRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workflowsClient) ListRuns(ctx context.Context, in *ListRunsRequest, opts ...grpc.CallOption) (*ListRunsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListRunsResponse)
+	err := c.cc.Invoke(ctx, Workflows_ListRuns_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workflowsClient) LeaseRuns(ctx context.Context, in *LeaseRunsRequest, opts ...grpc.CallOption) (*LeaseRunsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LeaseRunsResponse)
+	err := c.cc.Invoke(ctx, Workflows_LeaseRuns_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workflowsClient) CheckpointRun(ctx context.Context, in *CheckpointRunRequest, opts ...grpc.CallOption) (*CheckpointRunResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckpointRunResponse)
+	err := c.cc.Invoke(ctx, Workflows_CheckpointRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workflowsClient) SignalRun(ctx context.Context, in *SignalRunRequest, opts ...grpc.CallOption) (*SignalRunResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SignalRunResponse)
+	err := c.cc.Invoke(ctx, Workflows_SignalRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workflowsClient) CancelRun(ctx context.Context, in *CancelRunRequest, opts ...grpc.CallOption) (*CancelRunResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelRunResponse)
+	err := c.cc.Invoke(ctx, Workflows_CancelRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workflowsClient) RetryRun(ctx context.Context, in *RetryRunRequest, opts ...grpc.CallOption) (*RetryRunResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RetryRunResponse)
+	err := c.cc.Invoke(ctx, Workflows_RetryRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workflowsClient) CountRuns(ctx context.Context, in *CountRunsRequest, opts ...grpc.CallOption) (*CountRunsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CountRunsResponse)
+	err := c.cc.Invoke(ctx, Workflows_CountRuns_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workflowsClient) PruneRuns(ctx context.Context, in *PruneRunsRequest, opts ...grpc.CallOption) (*PruneRunsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PruneRunsResponse)
+	err := c.cc.Invoke(ctx, Workflows_PruneRuns_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// WorkflowsServer is the server API for Workflows service.
+// All implementations must embed UnimplementedWorkflowsServer
+// for forward compatibility.
+//
+// Workflows (Capability WORKFLOWS, required): definitions and runs of
+// storage.WorkflowStore. Definitions, inputs, outputs and signal data are
+// JSON that holds templates and scrubbed data, never a resolved secret.
+type WorkflowsServer interface {
+	// PutWorkflow creates (expected_version 0: EXISTS if the name is taken)
+	// or replaces (CONFLICT unless the stored version equals
+	// expected_version; NOT_FOUND if gone) a definition, stored with version
+	// = expected_version + 1, with the audit events, in one transaction.
+	PutWorkflow(context.Context, *PutWorkflowRequest) (*PutWorkflowResponse, error)
+	// GetWorkflow: NOT_FOUND if absent.
+	GetWorkflow(context.Context, *GetWorkflowRequest) (*GetWorkflowResponse, error)
+	// ListWorkflows returns a workspace's definitions by name.
+	ListWorkflows(context.Context, *ListWorkflowsRequest) (*ListWorkflowsResponse, error)
+	// DeleteWorkflow removes a definition; its open runs become canceled (one
+	// transaction, with the audit events). NOT_FOUND if absent.
+	DeleteWorkflow(context.Context, *DeleteWorkflowRequest) (*DeleteWorkflowResponse, error)
+	// CreateRun stores a new run. A run whose idempotency key was used for
+	// the same workflow within 24 h is not stored again: the existing run is
+	// returned with existing = true and the audit events are not written.
+	// NOT_FOUND if the workflow does not exist.
+	CreateRun(context.Context, *CreateRunRequest) (*CreateRunResponse, error)
+	// GetRun: NOT_FOUND if absent.
+	GetRun(context.Context, *GetRunRequest) (*GetRunResponse, error)
+	// ListRuns returns up to limit (<= MAX_BATCH) runs newest first; next is
+	// the cursor (before) of the following page, "" at the end.
+	ListRuns(context.Context, *ListRunsRequest) (*ListRunsResponse, error)
+	// LeaseRuns leases up to limit (<= MAX_BATCH) due runs to owner (open,
+	// wake_at set and <= now, lease absent or expired), workspaces then
+	// workflows taking turns, earliest wake_at first, in one transaction.
+	LeaseRuns(context.Context, *LeaseRunsRequest) (*LeaseRunsResponse, error)
+	// CheckpointRun stores the state a lease holder computed, atomically with
+	// the lease check: CONFLICT (nothing written) when the stored lease_token
+	// differs from run.lease_token. Returns the run as stored.
+	CheckpointRun(context.Context, *CheckpointRunRequest) (*CheckpointRunResponse, error)
+	// SignalRun appends a signal to an open run (CONFLICT if finished or full,
+	// 64 signals) and makes it due when it waits for that name.
+	SignalRun(context.Context, *SignalRunRequest) (*SignalRunResponse, error)
+	// CancelRun cancels an open run (CONFLICT otherwise), fencing its holder.
+	CancelRun(context.Context, *CancelRunRequest) (*CancelRunResponse, error)
+	// RetryRun resumes a failed run at its failed step (CONFLICT if not failed).
+	RetryRun(context.Context, *RetryRunRequest) (*RetryRunResponse, error)
+	// CountRuns counts runs by status (metrics).
+	CountRuns(context.Context, *CountRunsRequest) (*CountRunsResponse, error)
+	// PruneRuns deletes up to limit (<= MAX_BATCH) finished runs last updated
+	// before `before`, in one transaction; fewer than limit: none left.
+	PruneRuns(context.Context, *PruneRunsRequest) (*PruneRunsResponse, error)
+	mustEmbedUnimplementedWorkflowsServer()
+}
+
+// UnimplementedWorkflowsServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedWorkflowsServer struct{}
+
+func (UnimplementedWorkflowsServer) PutWorkflow(context.Context, *PutWorkflowRequest) (*PutWorkflowResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method PutWorkflow not implemented")
+}
+func (UnimplementedWorkflowsServer) GetWorkflow(context.Context, *GetWorkflowRequest) (*GetWorkflowResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetWorkflow not implemented")
+}
+func (UnimplementedWorkflowsServer) ListWorkflows(context.Context, *ListWorkflowsRequest) (*ListWorkflowsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListWorkflows not implemented")
+}
+func (UnimplementedWorkflowsServer) DeleteWorkflow(context.Context, *DeleteWorkflowRequest) (*DeleteWorkflowResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DeleteWorkflow not implemented")
+}
+func (UnimplementedWorkflowsServer) CreateRun(context.Context, *CreateRunRequest) (*CreateRunResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CreateRun not implemented")
+}
+func (UnimplementedWorkflowsServer) GetRun(context.Context, *GetRunRequest) (*GetRunResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetRun not implemented")
+}
+func (UnimplementedWorkflowsServer) ListRuns(context.Context, *ListRunsRequest) (*ListRunsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListRuns not implemented")
+}
+func (UnimplementedWorkflowsServer) LeaseRuns(context.Context, *LeaseRunsRequest) (*LeaseRunsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method LeaseRuns not implemented")
+}
+func (UnimplementedWorkflowsServer) CheckpointRun(context.Context, *CheckpointRunRequest) (*CheckpointRunResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CheckpointRun not implemented")
+}
+func (UnimplementedWorkflowsServer) SignalRun(context.Context, *SignalRunRequest) (*SignalRunResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SignalRun not implemented")
+}
+func (UnimplementedWorkflowsServer) CancelRun(context.Context, *CancelRunRequest) (*CancelRunResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CancelRun not implemented")
+}
+func (UnimplementedWorkflowsServer) RetryRun(context.Context, *RetryRunRequest) (*RetryRunResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RetryRun not implemented")
+}
+func (UnimplementedWorkflowsServer) CountRuns(context.Context, *CountRunsRequest) (*CountRunsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CountRuns not implemented")
+}
+func (UnimplementedWorkflowsServer) PruneRuns(context.Context, *PruneRunsRequest) (*PruneRunsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method PruneRuns not implemented")
+}
+func (UnimplementedWorkflowsServer) mustEmbedUnimplementedWorkflowsServer() {}
+func (UnimplementedWorkflowsServer) testEmbeddedByValue()                   {}
+
+// UnsafeWorkflowsServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to WorkflowsServer will
+// result in compilation errors.
+type UnsafeWorkflowsServer interface {
+	mustEmbedUnimplementedWorkflowsServer()
+}
+
+func RegisterWorkflowsServer(s grpc.ServiceRegistrar, srv WorkflowsServer) {
+	// If the following call pancis, it indicates UnimplementedWorkflowsServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Workflows_ServiceDesc, srv)
+}
+
+func _Workflows_PutWorkflow_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PutWorkflowRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkflowsServer).PutWorkflow(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Workflows_PutWorkflow_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkflowsServer).PutWorkflow(ctx, req.(*PutWorkflowRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Workflows_GetWorkflow_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetWorkflowRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkflowsServer).GetWorkflow(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Workflows_GetWorkflow_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkflowsServer).GetWorkflow(ctx, req.(*GetWorkflowRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Workflows_ListWorkflows_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListWorkflowsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkflowsServer).ListWorkflows(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Workflows_ListWorkflows_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkflowsServer).ListWorkflows(ctx, req.(*ListWorkflowsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Workflows_DeleteWorkflow_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteWorkflowRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkflowsServer).DeleteWorkflow(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Workflows_DeleteWorkflow_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkflowsServer).DeleteWorkflow(ctx, req.(*DeleteWorkflowRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Workflows_CreateRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkflowsServer).CreateRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Workflows_CreateRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkflowsServer).CreateRun(ctx, req.(*CreateRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Workflows_GetRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkflowsServer).GetRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Workflows_GetRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkflowsServer).GetRun(ctx, req.(*GetRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Workflows_ListRuns_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRunsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkflowsServer).ListRuns(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Workflows_ListRuns_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkflowsServer).ListRuns(ctx, req.(*ListRunsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Workflows_LeaseRuns_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LeaseRunsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkflowsServer).LeaseRuns(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Workflows_LeaseRuns_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkflowsServer).LeaseRuns(ctx, req.(*LeaseRunsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Workflows_CheckpointRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckpointRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkflowsServer).CheckpointRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Workflows_CheckpointRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkflowsServer).CheckpointRun(ctx, req.(*CheckpointRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Workflows_SignalRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SignalRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkflowsServer).SignalRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Workflows_SignalRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkflowsServer).SignalRun(ctx, req.(*SignalRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Workflows_CancelRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkflowsServer).CancelRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Workflows_CancelRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkflowsServer).CancelRun(ctx, req.(*CancelRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Workflows_RetryRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RetryRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkflowsServer).RetryRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Workflows_RetryRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkflowsServer).RetryRun(ctx, req.(*RetryRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Workflows_CountRuns_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CountRunsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkflowsServer).CountRuns(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Workflows_CountRuns_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkflowsServer).CountRuns(ctx, req.(*CountRunsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Workflows_PruneRuns_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PruneRunsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkflowsServer).PruneRuns(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Workflows_PruneRuns_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkflowsServer).PruneRuns(ctx, req.(*PruneRunsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Workflows_ServiceDesc is the grpc.ServiceDesc for Workflows service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Workflows_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "rotor.storage.v2.Workflows",
+	HandlerType: (*WorkflowsServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "PutWorkflow",
+			Handler:    _Workflows_PutWorkflow_Handler,
+		},
+		{
+			MethodName: "GetWorkflow",
+			Handler:    _Workflows_GetWorkflow_Handler,
+		},
+		{
+			MethodName: "ListWorkflows",
+			Handler:    _Workflows_ListWorkflows_Handler,
+		},
+		{
+			MethodName: "DeleteWorkflow",
+			Handler:    _Workflows_DeleteWorkflow_Handler,
+		},
+		{
+			MethodName: "CreateRun",
+			Handler:    _Workflows_CreateRun_Handler,
+		},
+		{
+			MethodName: "GetRun",
+			Handler:    _Workflows_GetRun_Handler,
+		},
+		{
+			MethodName: "ListRuns",
+			Handler:    _Workflows_ListRuns_Handler,
+		},
+		{
+			MethodName: "LeaseRuns",
+			Handler:    _Workflows_LeaseRuns_Handler,
+		},
+		{
+			MethodName: "CheckpointRun",
+			Handler:    _Workflows_CheckpointRun_Handler,
+		},
+		{
+			MethodName: "SignalRun",
+			Handler:    _Workflows_SignalRun_Handler,
+		},
+		{
+			MethodName: "CancelRun",
+			Handler:    _Workflows_CancelRun_Handler,
+		},
+		{
+			MethodName: "RetryRun",
+			Handler:    _Workflows_RetryRun_Handler,
+		},
+		{
+			MethodName: "CountRuns",
+			Handler:    _Workflows_CountRuns_Handler,
+		},
+		{
+			MethodName: "PruneRuns",
+			Handler:    _Workflows_PruneRuns_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "storage.proto",
+}
+
+const (
+	Changes_Watch_FullMethodName = "/rotor.storage.v2.Changes/Watch"
+)
+
+// ChangesClient is the client API for Changes service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+type ChangesClient interface {
+	// Watch streams a Change for every change to secrets, the keyring and
+	// due jobs made through any node sharing the backend, until the call
+	// ends. In order of commit per backend connection; a broken stream may
+	// have lost changes, so the host then drops all its caches. A
+	// single-process backend may stream only its own changes, or none.
+	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Change], error)
+}
+
+type changesClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewChangesClient(cc grpc.ClientConnInterface) ChangesClient {
+	return &changesClient{cc}
+}
+
+func (c *changesClient) Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Change], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Changes_ServiceDesc.Streams[0], Changes_Watch_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchRequest, Change]{ClientStream: stream}
 	if err := x.ClientStream.SendMsg(in); err != nil {
 		return nil, err
 	}
@@ -89,126 +2957,74 @@ func (c *storageClient) Changes(ctx context.Context, in *ChangesRequest, opts ..
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Storage_ChangesClient = grpc.ServerStreamingClient[Change]
+type Changes_WatchClient = grpc.ServerStreamingClient[Change]
 
-// StorageServer is the server API for Storage service.
-// All implementations must embed UnimplementedStorageServer
+// ChangesServer is the server API for Changes service.
+// All implementations must embed UnimplementedChangesServer
 // for forward compatibility.
-type StorageServer interface {
-	// Configure opens the backend. Connection settings travel here, never in
-	// the plugin's argv or environment.
-	Configure(context.Context, *ConfigureRequest) (*ConfigureResponse, error)
-	// Call invokes one storage.Store method.
-	Call(context.Context, *CallRequest) (*CallResponse, error)
-	// Changes streams storage.Change notifications until the call ends.
-	Changes(*ChangesRequest, grpc.ServerStreamingServer[Change]) error
-	mustEmbedUnimplementedStorageServer()
+type ChangesServer interface {
+	// Watch streams a Change for every change to secrets, the keyring and
+	// due jobs made through any node sharing the backend, until the call
+	// ends. In order of commit per backend connection; a broken stream may
+	// have lost changes, so the host then drops all its caches. A
+	// single-process backend may stream only its own changes, or none.
+	Watch(*WatchRequest, grpc.ServerStreamingServer[Change]) error
+	mustEmbedUnimplementedChangesServer()
 }
 
-// UnimplementedStorageServer must be embedded to have
+// UnimplementedChangesServer must be embedded to have
 // forward compatible implementations.
 //
 // NOTE: this should be embedded by value instead of pointer to avoid a nil
 // pointer dereference when methods are called.
-type UnimplementedStorageServer struct{}
+type UnimplementedChangesServer struct{}
 
-func (UnimplementedStorageServer) Configure(context.Context, *ConfigureRequest) (*ConfigureResponse, error) {
-	return nil, status.Errorf(codes.Unimplemented, "method Configure not implemented")
+func (UnimplementedChangesServer) Watch(*WatchRequest, grpc.ServerStreamingServer[Change]) error {
+	return status.Errorf(codes.Unimplemented, "method Watch not implemented")
 }
-func (UnimplementedStorageServer) Call(context.Context, *CallRequest) (*CallResponse, error) {
-	return nil, status.Errorf(codes.Unimplemented, "method Call not implemented")
-}
-func (UnimplementedStorageServer) Changes(*ChangesRequest, grpc.ServerStreamingServer[Change]) error {
-	return status.Errorf(codes.Unimplemented, "method Changes not implemented")
-}
-func (UnimplementedStorageServer) mustEmbedUnimplementedStorageServer() {}
-func (UnimplementedStorageServer) testEmbeddedByValue()                 {}
+func (UnimplementedChangesServer) mustEmbedUnimplementedChangesServer() {}
+func (UnimplementedChangesServer) testEmbeddedByValue()                 {}
 
-// UnsafeStorageServer may be embedded to opt out of forward compatibility for this service.
-// Use of this interface is not recommended, as added methods to StorageServer will
+// UnsafeChangesServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to ChangesServer will
 // result in compilation errors.
-type UnsafeStorageServer interface {
-	mustEmbedUnimplementedStorageServer()
+type UnsafeChangesServer interface {
+	mustEmbedUnimplementedChangesServer()
 }
 
-func RegisterStorageServer(s grpc.ServiceRegistrar, srv StorageServer) {
-	// If the following call pancis, it indicates UnimplementedStorageServer was
+func RegisterChangesServer(s grpc.ServiceRegistrar, srv ChangesServer) {
+	// If the following call pancis, it indicates UnimplementedChangesServer was
 	// embedded by pointer and is nil.  This will cause panics if an
 	// unimplemented method is ever invoked, so we test this at initialization
 	// time to prevent it from happening at runtime later due to I/O.
 	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
 		t.testEmbeddedByValue()
 	}
-	s.RegisterService(&Storage_ServiceDesc, srv)
+	s.RegisterService(&Changes_ServiceDesc, srv)
 }
 
-func _Storage_Configure_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(ConfigureRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(StorageServer).Configure(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: Storage_Configure_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(StorageServer).Configure(ctx, req.(*ConfigureRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
-func _Storage_Call_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(CallRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(StorageServer).Call(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: Storage_Call_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(StorageServer).Call(ctx, req.(*CallRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
-func _Storage_Changes_Handler(srv interface{}, stream grpc.ServerStream) error {
-	m := new(ChangesRequest)
+func _Changes_Watch_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchRequest)
 	if err := stream.RecvMsg(m); err != nil {
 		return err
 	}
-	return srv.(StorageServer).Changes(m, &grpc.GenericServerStream[ChangesRequest, Change]{ServerStream: stream})
+	return srv.(ChangesServer).Watch(m, &grpc.GenericServerStream[WatchRequest, Change]{ServerStream: stream})
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Storage_ChangesServer = grpc.ServerStreamingServer[Change]
+type Changes_WatchServer = grpc.ServerStreamingServer[Change]
 
-// Storage_ServiceDesc is the grpc.ServiceDesc for Storage service.
+// Changes_ServiceDesc is the grpc.ServiceDesc for Changes service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
-var Storage_ServiceDesc = grpc.ServiceDesc{
-	ServiceName: "rotor.storage.v1.Storage",
-	HandlerType: (*StorageServer)(nil),
-	Methods: []grpc.MethodDesc{
-		{
-			MethodName: "Configure",
-			Handler:    _Storage_Configure_Handler,
-		},
-		{
-			MethodName: "Call",
-			Handler:    _Storage_Call_Handler,
-		},
-	},
+var Changes_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "rotor.storage.v2.Changes",
+	HandlerType: (*ChangesServer)(nil),
+	Methods:     []grpc.MethodDesc{},
 	Streams: []grpc.StreamDesc{
 		{
-			StreamName:    "Changes",
-			Handler:       _Storage_Changes_Handler,
+			StreamName:    "Watch",
+			Handler:       _Changes_Watch_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -237,9 +237,11 @@ func (s *Store) LeaseRuns(ctx context.Context, args storage.LeaseRunsArgs) ([]st
 	var leased []storage.WorkflowRun
 	err := s.tx(ctx, func(tx pgx.Tx) error {
 		leased = leased[:0]
-		// Read a few more than Limit so workspaces at their slot bound do
-		// not leave the call short.
-		rows, err := tx.Query(ctx, leaseRuns, args.Now, args.Limit, args.Limit*2)
+		// Read more than Limit, from deeper than Limit turns per
+		// workspace, so workspaces at their slot bound and rows other
+		// nodes hold (SKIP LOCKED) do not leave the call short or empty.
+		depth := args.Limit * 4
+		rows, err := tx.Query(ctx, leaseRuns, args.Now, depth, depth)
 		if err != nil {
 			return err
 		}

@@ -1,4 +1,4 @@
-package proxy_test
+package template_test
 
 import (
 	"bytes"
@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"rotor.sh/rotor/proxy"
+	"rotor.sh/rotor/template"
 )
 
 // jsonShape is a JSON document's structure as a byte-at-a-time lexer sees
@@ -47,10 +47,10 @@ func jsonShape(b []byte) string {
 // substituted is the decoded document with every reference in every string
 // (keys too) replaced by its raw value: what the rewritten body must decode
 // to. ok is false when the document cannot be compared that way.
-func substituted(v any, resolve proxy.ResolveFunc) (out any, refs int, ok bool) {
+func substituted(v any, resolve template.ResolveFunc) (out any, refs int, ok bool) {
 	switch x := v.(type) {
 	case string:
-		s, n, err := proxy.RewriteString(x, proxy.ContextRaw, resolve)
+		s, n, err := template.RewriteString(x, template.ContextRaw, resolve)
 		return s, n, err == nil
 	case []any:
 		res := make([]any, len(x))
@@ -110,7 +110,7 @@ func normalize(t *testing.T, v any) any {
 func checkJSONRewrite(t *testing.T, in []byte, value string) {
 	t.Helper()
 	resolve := func(string) ([]byte, error) { return []byte(value), nil }
-	out, refs, err := proxy.RewriteString(string(in), proxy.ContextJSON, resolve)
+	out, refs, err := template.RewriteString(string(in), template.ContextJSON, resolve)
 	if err != nil {
 		return // refusing is always safe
 	}
@@ -146,14 +146,14 @@ func TestRewriteJSONAfterBackslash(t *testing.T) {
 		for _, v := range []string{`"`, `"}`, `", "admin": true, "x": "`, `\`, "x"} {
 			checkJSONRewrite(t, []byte(in), v)
 		}
-		if _, _, err := proxy.RewriteString(in, proxy.ContextJSON, func(string) ([]byte, error) { return []byte("v"), nil }); !errors.Is(err, proxy.ErrOutsideString) {
+		if _, _, err := template.RewriteString(in, template.ContextJSON, func(string) ([]byte, error) { return []byte("v"), nil }); !errors.Is(err, template.ErrOutsideString) {
 			t.Errorf("%s: err %v, want ErrOutsideString (a reference right after a backslash is not a string's content)", in, err)
 		}
 	}
 	// An escaped backslash before the reference is fine: the value is
 	// inside the string.
 	checkJSONRewrite(t, []byte(`{"a":"\\${{ secrets.A }}"}`), `"}`)
-	out, _, err := proxy.RewriteString(`{"a":"\\${{ secrets.A }}"}`, proxy.ContextJSON, func(string) ([]byte, error) { return []byte(`"}`), nil })
+	out, _, err := template.RewriteString(`{"a":"\\${{ secrets.A }}"}`, template.ContextJSON, func(string) ([]byte, error) { return []byte(`"}`), nil })
 	if err != nil || out != `{"a":"\\\"}"}` {
 		t.Fatalf("after an escaped backslash: %q %v", out, err)
 	}

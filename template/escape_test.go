@@ -1,4 +1,4 @@
-package proxy
+package template
 
 import (
 	"math/rand/v2"
@@ -12,10 +12,10 @@ import (
 func TestEscapeLikeNetURL(t *testing.T) {
 	check := func(v []byte) {
 		t.Helper()
-		if got, want := string(appendQueryEscape(nil, v)), url.QueryEscape(string(v)); got != want {
+		if got, want := string(AppendQueryEscape(nil, v)), url.QueryEscape(string(v)); got != want {
 			t.Fatalf("query %q: %q, want %q", v, got, want)
 		}
-		if got, want := string(appendPathEscape(nil, v)), url.PathEscape(string(v)); got != want {
+		if got, want := string(AppendPathEscape(nil, v)), url.PathEscape(string(v)); got != want {
 			t.Fatalf("path %q: %q, want %q", v, got, want)
 		}
 	}
@@ -35,10 +35,10 @@ func TestEscapeLikeNetURL(t *testing.T) {
 func FuzzEscapeLikeNetURL(f *testing.F) {
 	f.Add([]byte("a b/c?d;e,f$g&h+i:j=k@l~m"))
 	f.Fuzz(func(t *testing.T, v []byte) {
-		if got, want := string(appendQueryEscape(nil, v)), url.QueryEscape(string(v)); got != want {
+		if got, want := string(AppendQueryEscape(nil, v)), url.QueryEscape(string(v)); got != want {
 			t.Fatalf("query %q: %q, want %q", v, got, want)
 		}
-		if got, want := string(appendPathEscape(nil, v)), url.PathEscape(string(v)); got != want {
+		if got, want := string(AppendPathEscape(nil, v)), url.PathEscape(string(v)); got != want {
 			t.Fatalf("path %q: %q, want %q", v, got, want)
 		}
 	})

@@ -1,4 +1,4 @@
-package proxy
+package template
 
 import (
 	"bytes"
@@ -75,19 +75,20 @@ func encodeValue(dst []byte, c Context, name string, v []byte) ([]byte, error) {
 	case ContextJSON:
 		return jsonx.AppendStringContent(dst, v), nil
 	case ContextForm, ContextQuery:
-		return appendQueryEscape(dst, v), nil
+		return AppendQueryEscape(dst, v), nil
 	case ContextPath:
-		return appendPathEscape(dst, v), nil
+		return AppendPathEscape(dst, v), nil
 	}
 	return append(dst, v...), nil
 }
 
-// appendQueryEscape appends what url.QueryEscape(string(v)) returns, and
-// appendPathEscape what url.PathEscape does (TestEscapeLikeNetURL), without
+// AppendQueryEscape appends what url.QueryEscape(string(v)) returns, and
+// AppendPathEscape what url.PathEscape does (TestEscapeLikeNetURL), without
 // the string copies of the plaintext those make.
-func appendQueryEscape(dst, v []byte) []byte { return appendEscape(dst, v, true) }
+func AppendQueryEscape(dst, v []byte) []byte { return appendEscape(dst, v, true) }
 
-func appendPathEscape(dst, v []byte) []byte { return appendEscape(dst, v, false) }
+// AppendPathEscape is AppendQueryEscape's path-segment twin.
+func AppendPathEscape(dst, v []byte) []byte { return appendEscape(dst, v, false) }
 
 func appendEscape(dst, v []byte, query bool) []byte {
 	const upperHex = "0123456789ABCDEF"

@@ -1,25 +1,25 @@
-package proxy_test
+package template_test
 
 import (
 	"fmt"
 
-	"rotor.sh/rotor/proxy"
+	"rotor.sh/rotor/template"
 )
 
 // The same value lands differently depending on where the reference is.
 func ExampleRewriteString() {
 	resolve := func(name string) ([]byte, error) { return []byte(`p&ss "w/rd"`), nil }
 	for _, c := range []struct {
-		ctx proxy.Context
+		ctx template.Context
 		in  string
 	}{
-		{proxy.ContextQuery, "token=%24%7B%7B+secrets.API_KEY+%7D%7D&x=1"},
-		{proxy.ContextPath, "/v1/${{%20secrets.API_KEY%20}}/notify"},
-		{proxy.ContextJSON, `{"key":"${{ secrets.API_KEY }}"}`},
-		{proxy.ContextHeader, "Bearer $<< secrets.API_KEY >>"},
-		{proxy.ContextRaw, "${{ env.HOME }} stays as it is"},
+		{template.ContextQuery, "token=%24%7B%7B+secrets.API_KEY+%7D%7D&x=1"},
+		{template.ContextPath, "/v1/${{%20secrets.API_KEY%20}}/notify"},
+		{template.ContextJSON, `{"key":"${{ secrets.API_KEY }}"}`},
+		{template.ContextHeader, "Bearer $<< secrets.API_KEY >>"},
+		{template.ContextRaw, "${{ env.HOME }} stays as it is"},
 	} {
-		out, _, err := proxy.RewriteString(c.in, c.ctx, resolve)
+		out, _, err := template.RewriteString(c.in, c.ctx, resolve)
 		fmt.Println(out, err)
 	}
 	// Output:

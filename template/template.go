@@ -1,4 +1,4 @@
-package proxy
+package template
 
 import (
 	"errors"
@@ -242,9 +242,6 @@ func matchRef(b []byte, start int, decode, plusSpace, atEOF bool) (kind matchKin
 	}
 	return matched, s.pos, name, nil
 }
-
-// canonicalRef is how a resolved reference is written back (response scrubbing).
-func canonicalRef(name string) string { return "${{ secrets." + name + " }}" }
 
 // prefixLike reports whether w is "secret." or "secrets." in any case.
 func prefixLike(w []byte) bool {
