@@ -112,7 +112,8 @@ func secretFromPB(r *pb.SecretRecord) storage.SecretRecord {
 
 func eventToPB(e storage.AuditEvent) *pb.AuditEvent {
 	return &pb.AuditEvent{Id: e.ID, OccurredAt: ts(e.OccurredAt), WorkspaceId: e.WorkspaceID, ActorId: e.ActorID, EventType: e.EventType,
-		ResourceType: e.ResourceType, ResourceId: e.ResourceID, Input: e.Input, Output: e.Output, Chain: e.Chain}
+		ResourceType: e.ResourceType, ResourceId: e.ResourceID, Input: e.Input, Output: e.Output, Chain: e.Chain,
+		Nonce: e.Nonce, Mac: e.MAC}
 }
 
 func eventFromPB(e *pb.AuditEvent) storage.AuditEvent {
@@ -120,7 +121,8 @@ func eventFromPB(e *pb.AuditEvent) storage.AuditEvent {
 		return storage.AuditEvent{}
 	}
 	return storage.AuditEvent{ID: e.Id, OccurredAt: tm(e.OccurredAt), WorkspaceID: e.WorkspaceId, ActorID: e.ActorId, EventType: e.EventType,
-		ResourceType: e.ResourceType, ResourceID: e.ResourceId, Input: raw(e.Input), Output: raw(e.Output), Chain: bs(e.Chain)}
+		ResourceType: e.ResourceType, ResourceID: e.ResourceId, Input: raw(e.Input), Output: raw(e.Output), Chain: bs(e.Chain),
+		Nonce: bs(e.Nonce), MAC: bs(e.Mac)}
 }
 
 func eventsToPB(evs []storage.AuditEvent) []*pb.AuditEvent {
@@ -179,14 +181,14 @@ func appendedFromPB(a []*pb.AuditAppended) []storage.AuditAppended {
 }
 
 func checkpointToPB(c storage.AuditCheckpoint) *pb.AuditCheckpoint {
-	return &pb.AuditCheckpoint{WorkspaceId: c.WorkspaceID, LastId: c.LastID, Chain: c.Chain, Mac: c.MAC, SealedAt: ts(c.SealedAt)}
+	return &pb.AuditCheckpoint{WorkspaceId: c.WorkspaceID, LastId: c.LastID, Chain: c.Chain, Mac: c.MAC, SealedAt: ts(c.SealedAt), RowMacFrom: c.RowMACFrom}
 }
 
 func checkpointFromPB(c *pb.AuditCheckpoint) storage.AuditCheckpoint {
 	if c == nil {
 		return storage.AuditCheckpoint{}
 	}
-	return storage.AuditCheckpoint{WorkspaceID: c.WorkspaceId, LastID: c.LastId, Chain: bs(c.Chain), MAC: bs(c.Mac), SealedAt: tm(c.SealedAt)}
+	return storage.AuditCheckpoint{WorkspaceID: c.WorkspaceId, LastID: c.LastId, Chain: bs(c.Chain), MAC: bs(c.Mac), SealedAt: tm(c.SealedAt), RowMACFrom: c.RowMacFrom}
 }
 
 func retentionToPB(r storage.AuditRetention) *pb.AuditRetention {

@@ -61,7 +61,8 @@ func TestConvertRoundTrip(t *testing.T) {
 	at2 := at.Add(time.Hour)
 	js := json.RawMessage(`{"a":1}`)
 	ev := storage.AuditEvent{ID: 7, OccurredAt: at, WorkspaceID: "ws", ActorID: "key", EventType: "secret.created", ResourceType: "secret",
-		ResourceID: "T", Input: js, Output: json.RawMessage(`{"b":2}`), Chain: []byte{1, 2}}
+		ResourceID: "T", Input: js, Output: json.RawMessage(`{"b":2}`), Chain: []byte{1, 2},
+		Nonce: []byte{3, 4}, MAC: []byte{5, 6}}
 	att := storage.Attempt{N: 2, StartedAt: at, Duration: time.Second, StatusCode: 503, ErrorCode: "http_status",
 		RequestURL: "https://cb.example/{{ secret \"T\" }}", RequestHeaders: map[string]string{"A": "b"}, Error: "refused",
 		ResponseHeaders: map[string]string{"C": "d"}, ResponseExcerpt: "busy"}
@@ -73,7 +74,7 @@ func TestConvertRoundTrip(t *testing.T) {
 	roundTrip(t, "SecretMeta", meta, func(v storage.SecretMeta) storage.SecretMeta { return metaFromPB(metaToPB(v)) })
 	roundTrip(t, "SecretRecord", storage.SecretRecord{SecretMeta: meta, Sealed: []byte{4}}, func(v storage.SecretRecord) storage.SecretRecord { return secretFromPB(secretToPB(v)) })
 	roundTrip(t, "AuditEvent", ev, func(v storage.AuditEvent) storage.AuditEvent { return eventFromPB(eventToPB(v)) })
-	roundTrip(t, "AuditCheckpoint", storage.AuditCheckpoint{WorkspaceID: "ws", LastID: 5, Chain: []byte{1}, MAC: []byte{2}, SealedAt: at},
+	roundTrip(t, "AuditCheckpoint", storage.AuditCheckpoint{WorkspaceID: "ws", LastID: 5, Chain: []byte{1}, MAC: []byte{2}, SealedAt: at, RowMACFrom: 3},
 		func(v storage.AuditCheckpoint) storage.AuditCheckpoint { return checkpointFromPB(checkpointToPB(v)) })
 	roundTrip(t, "AuditRetention", storage.AuditRetention{WorkspaceID: "ws", ThroughID: 5, Chain: []byte{1}, Rows: 9, PrunedAt: at, MAC: []byte{2}},
 		func(v storage.AuditRetention) storage.AuditRetention { return retentionFromPB(retentionToPB(v)) })

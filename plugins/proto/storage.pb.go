@@ -943,17 +943,20 @@ func (x *SecretRecord) GetSealed() []byte {
 // AuditEvent is one audit row. input and output are JSON objects (never a
 // secret value); chain is set by the backend on append (see AppendAudit).
 type AuditEvent struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	OccurredAt    int64                  `protobuf:"varint,2,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
-	WorkspaceId   string                 `protobuf:"bytes,3,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
-	ActorId       string                 `protobuf:"bytes,4,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
-	EventType     string                 `protobuf:"bytes,5,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
-	ResourceType  string                 `protobuf:"bytes,6,opt,name=resource_type,json=resourceType,proto3" json:"resource_type,omitempty"`
-	ResourceId    string                 `protobuf:"bytes,7,opt,name=resource_id,json=resourceId,proto3" json:"resource_id,omitempty"`
-	Input         []byte                 `protobuf:"bytes,8,opt,name=input,proto3" json:"input,omitempty"`
-	Output        []byte                 `protobuf:"bytes,9,opt,name=output,proto3" json:"output,omitempty"`
-	Chain         []byte                 `protobuf:"bytes,10,opt,name=chain,proto3" json:"chain,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Id           int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	OccurredAt   int64                  `protobuf:"varint,2,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	WorkspaceId  string                 `protobuf:"bytes,3,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	ActorId      string                 `protobuf:"bytes,4,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	EventType    string                 `protobuf:"bytes,5,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
+	ResourceType string                 `protobuf:"bytes,6,opt,name=resource_type,json=resourceType,proto3" json:"resource_type,omitempty"`
+	ResourceId   string                 `protobuf:"bytes,7,opt,name=resource_id,json=resourceId,proto3" json:"resource_id,omitempty"`
+	Input        []byte                 `protobuf:"bytes,8,opt,name=input,proto3" json:"input,omitempty"`
+	Output       []byte                 `protobuf:"bytes,9,opt,name=output,proto3" json:"output,omitempty"`
+	Chain        []byte                 `protobuf:"bytes,10,opt,name=chain,proto3" json:"chain,omitempty"`
+	// The row MAC the vault made (docs/security.md); empty on older rows.
+	Nonce         []byte `protobuf:"bytes,11,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	Mac           []byte `protobuf:"bytes,12,opt,name=mac,proto3" json:"mac,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1058,13 +1061,29 @@ func (x *AuditEvent) GetChain() []byte {
 	return nil
 }
 
+func (x *AuditEvent) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+func (x *AuditEvent) GetMac() []byte {
+	if x != nil {
+		return x.Mac
+	}
+	return nil
+}
+
 type AuditCheckpoint struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
-	LastId        int64                  `protobuf:"varint,2,opt,name=last_id,json=lastId,proto3" json:"last_id,omitempty"`
-	Chain         []byte                 `protobuf:"bytes,3,opt,name=chain,proto3" json:"chain,omitempty"`
-	Mac           []byte                 `protobuf:"bytes,4,opt,name=mac,proto3" json:"mac,omitempty"`
-	SealedAt      int64                  `protobuf:"varint,5,opt,name=sealed_at,json=sealedAt,proto3" json:"sealed_at,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	LastId      int64                  `protobuf:"varint,2,opt,name=last_id,json=lastId,proto3" json:"last_id,omitempty"`
+	Chain       []byte                 `protobuf:"bytes,3,opt,name=chain,proto3" json:"chain,omitempty"`
+	Mac         []byte                 `protobuf:"bytes,4,opt,name=mac,proto3" json:"mac,omitempty"`
+	SealedAt    int64                  `protobuf:"varint,5,opt,name=sealed_at,json=sealedAt,proto3" json:"sealed_at,omitempty"`
+	// Rows from this id on carry a row MAC (0: a seal from before row MACs).
+	RowMacFrom    int64 `protobuf:"varint,6,opt,name=row_mac_from,json=rowMacFrom,proto3" json:"row_mac_from,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1130,6 +1149,13 @@ func (x *AuditCheckpoint) GetMac() []byte {
 func (x *AuditCheckpoint) GetSealedAt() int64 {
 	if x != nil {
 		return x.SealedAt
+	}
+	return 0
+}
+
+func (x *AuditCheckpoint) GetRowMacFrom() int64 {
+	if x != nil {
+		return x.RowMacFrom
 	}
 	return 0
 }
@@ -7947,7 +7973,7 @@ const file_storage_proto_rawDesc = "" +
 	"\n" +
 	"updated_at\x18\t \x01(\x03R\tupdatedAt\x12\x16\n" +
 	"\x06sealed\x18\n" +
-	" \x01(\fR\x06sealed\"\xa4\x02\n" +
+	" \x01(\fR\x06sealed\"\xcc\x02\n" +
 	"\n" +
 	"AuditEvent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1f\n" +
@@ -7963,13 +7989,17 @@ const file_storage_proto_rawDesc = "" +
 	"\x05input\x18\b \x01(\fR\x05input\x12\x16\n" +
 	"\x06output\x18\t \x01(\fR\x06output\x12\x14\n" +
 	"\x05chain\x18\n" +
-	" \x01(\fR\x05chain\"\x92\x01\n" +
+	" \x01(\fR\x05chain\x12\x14\n" +
+	"\x05nonce\x18\v \x01(\fR\x05nonce\x12\x10\n" +
+	"\x03mac\x18\f \x01(\fR\x03mac\"\xb4\x01\n" +
 	"\x0fAuditCheckpoint\x12!\n" +
 	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x17\n" +
 	"\alast_id\x18\x02 \x01(\x03R\x06lastId\x12\x14\n" +
 	"\x05chain\x18\x03 \x01(\fR\x05chain\x12\x10\n" +
 	"\x03mac\x18\x04 \x01(\fR\x03mac\x12\x1b\n" +
-	"\tsealed_at\x18\x05 \x01(\x03R\bsealedAt\"]\n" +
+	"\tsealed_at\x18\x05 \x01(\x03R\bsealedAt\x12 \n" +
+	"\frow_mac_from\x18\x06 \x01(\x03R\n" +
+	"rowMacFrom\"]\n" +
 	"\tAuditHead\x12!\n" +
 	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x17\n" +
 	"\alast_id\x18\x02 \x01(\x03R\x06lastId\x12\x14\n" +
