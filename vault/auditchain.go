@@ -351,7 +351,7 @@ func (v *Vault) verifyAudit(ctx context.Context, actor Actor) (AuditVerification
 	if seal != nil {
 		macFrom = rowMACFrom(*seal, true)
 	}
-	r, err := v.walkChain(ctx, ws, from, 0, seal, newRowCheck(v.rows.key, macFrom))
+	r, err := v.walkChain(ctx, ws, from, 0, seal, newVerifyRowCheck(v.rows.key, macFrom))
 	if err != nil {
 		return out, err
 	}

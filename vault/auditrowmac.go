@@ -293,13 +293,23 @@ type rowCheck struct {
 	key []byte
 	// from: rows with a smaller id may lack a MAC (written before row MACs).
 	from int64
-	// last access counter seen per instance; tx nonces seen.
+	// order: check the nonce rules too (last access counter seen per
+	// instance; tx nonces seen). Only verify does: a write the store
+	// committed but reported failed is retried, and its rows are then
+	// copies too; the sealer, the background check and retention must not
+	// stop on that forever, and a copy's content is genuine (its MAC).
+	order  bool
 	access map[[7]byte]uint64
 	tx     map[[rowNonceLen]byte]struct{}
 }
 
 func newRowCheck(key []byte, from int64) *rowCheck {
-	return &rowCheck{key: key, from: from, access: map[[7]byte]uint64{}, tx: map[[rowNonceLen]byte]struct{}{}}
+	return &rowCheck{key: key, from: from}
+}
+
+// newVerifyRowCheck also checks that nonces do not repeat or go back.
+func newVerifyRowCheck(key []byte, from int64) *rowCheck {
+	return &rowCheck{key: key, from: from, order: true, access: map[[7]byte]uint64{}, tx: map[[rowNonceLen]byte]struct{}{}}
 }
 
 // check returns "" when e passes, else what is wrong with it.
@@ -310,8 +320,11 @@ func (c *rowCheck) check(e storage.AuditEvent) string {
 		}
 		return fmt.Sprintf("the row has no MAC, but every row from row %d on must have one: it was added by someone without the master key", c.from)
 	}
-	if len(e.Nonce) != rowNonceLen || !hmac.Equal(e.MAC, rowMAC(c.key, e)) {
+	if len(e.Nonce) != rowNonceLen || e.Nonce[0] != nonceAccess && e.Nonce[0] != nonceTx || !hmac.Equal(e.MAC, rowMAC(c.key, e)) {
 		return "the row's MAC does not verify: it was added or edited by someone without the master key"
+	}
+	if !c.order {
+		return ""
 	}
 	var inst [7]byte
 	copy(inst[:], e.Nonce[1:8])
@@ -319,17 +332,15 @@ func (c *rowCheck) check(e storage.AuditEvent) string {
 	switch e.Nonce[0] {
 	case nonceAccess:
 		if last, ok := c.access[inst]; ok && ctr <= last {
-			return "the row is a copy of an earlier row, or rows were moved: its writer's numbering goes back"
+			return "the row is a copy of an earlier row, or rows were moved: its writer's numbering goes back (a replay by a database writer, or a write the store committed but reported failed, retried)"
 		}
 		c.access[inst] = ctr
 	case nonceTx:
 		k := [rowNonceLen]byte(e.Nonce)
 		if _, ok := c.tx[k]; ok {
-			return "the row is a copy of an earlier row (its nonce repeats)"
+			return "the row is a copy of an earlier row: its nonce repeats (a replay by a database writer, or a write the store committed but reported failed, retried)"
 		}
 		c.tx[k] = struct{}{}
-	default:
-		return "the row's nonce is malformed"
 	}
 	return ""
 }
