@@ -281,7 +281,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 				return err
 			}
 			if engine, err = workflow.NewEngine(workflow.Options{Store: store, ProxyURL: "http://" + ln.Addr().String(), InternalToken: internalToken,
-				Logger: log, Registerer: reg}); err != nil {
+				Logger: log, Registerer: reg, SignAudit: v.SignAudit}); err != nil {
 				return err
 			}
 		}
@@ -294,7 +294,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 			return err
 		}
 		if engine, err = workflow.NewEngine(workflow.Options{Store: store, ProxyURL: cfg.DispatchProxyURL, InternalToken: internalToken,
-			Logger: log, Registerer: reg}); err != nil {
+			Logger: log, Registerer: reg, SignAudit: v.SignAudit}); err != nil {
 			return err
 		}
 	}

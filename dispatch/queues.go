@@ -194,6 +194,15 @@ func (s *Service) validate(ctx context.Context, q storage.Queue) error {
 	return nil
 }
 
+// signed is e as a batch, with the vault's row nonce and MAC.
+func (s *Service) signed(e storage.AuditEvent) []storage.AuditEvent {
+	evs := []storage.AuditEvent{e}
+	if s.vault != nil {
+		s.vault.SignAudit(evs)
+	}
+	return evs
+}
+
 func queueAudit(actor vault.Actor, typ string, q storage.Queue, now time.Time) storage.AuditEvent {
 	in, _ := json.Marshal(map[string]any{"name": q.Name, "callback_url": q.CallbackURL, "callback_headers": q.CallbackHeaders})
 	return storage.AuditEvent{OccurredAt: now.UTC(), WorkspaceID: actor.WorkspaceID, ActorID: actor.KeyID, EventType: typ,
@@ -212,7 +221,7 @@ func (s *Service) CreateQueue(ctx context.Context, actor vault.Actor, name strin
 	if err := s.checkCallbackDestination(ctx, actor, nil, q); err != nil {
 		return storage.Queue{}, err
 	}
-	err := s.store.CreateQueue(ctx, storage.CreateQueueArgs{Queue: q, Audit: []storage.AuditEvent{queueAudit(actor, EventQueueCreated, q, now)}})
+	err := s.store.CreateQueue(ctx, storage.CreateQueueArgs{Queue: q, Audit: s.signed(queueAudit(actor, EventQueueCreated, q, now))})
 	if errors.Is(err, storage.ErrExists) {
 		return storage.Queue{}, fmt.Errorf("%w: queue %q already exists", vault.ErrExists, name)
 	}
@@ -249,7 +258,7 @@ func (s *Service) UpdateQueue(ctx context.Context, actor vault.Actor, name strin
 			return storage.Queue{}, false, err
 		}
 		err = s.store.UpdateQueue(ctx, storage.UpdateQueueArgs{Queue: next, ExpectedRevision: cur.Revision,
-			Audit: []storage.AuditEvent{queueAudit(actor, EventQueueUpdated, next, next.UpdatedAt)}})
+			Audit: s.signed(queueAudit(actor, EventQueueUpdated, next, next.UpdatedAt))})
 		if errors.Is(err, storage.ErrConflict) {
 			continue
 		}
@@ -281,7 +290,7 @@ func (s *Service) ListQueues(ctx context.Context, actor vault.Actor) ([]storage.
 func (s *Service) DeleteQueue(ctx context.Context, actor vault.Actor, name string) error {
 	now := s.now().UTC()
 	err := s.store.DeleteQueue(ctx, storage.DeleteQueueArgs{WorkspaceID: actor.WorkspaceID, Name: name, At: now,
-		Audit: []storage.AuditEvent{queueAudit(actor, EventQueueDeleted, storage.Queue{Name: name}, now)}})
+		Audit: s.signed(queueAudit(actor, EventQueueDeleted, storage.Queue{Name: name}, now))})
 	return notFoundQueue(err, name)
 }
 

@@ -67,7 +67,7 @@ func newStack(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	eng, err := workflow.NewEngine(workflow.Options{Store: s.ve.Store, ProxyURL: psrv.URL, InternalToken: "web-test-internal", Logger: s.ve.Logger,
-		Registerer: s.ve.Registry, PollInterval: 5 * time.Millisecond, Visibility: time.Minute, Workers: 4})
+		Registerer: s.ve.Registry, PollInterval: 5 * time.Millisecond, Visibility: time.Minute, Workers: 4, SignAudit: s.ve.Vault.SignAudit})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,6 +46,10 @@ type Options struct {
 	PollInterval time.Duration
 	// Owner names this node in leases (a random id when empty).
 	Owner string
+	// SignAudit gives the engine's audit rows (run completed, failed) the
+	// vault's row nonce and MAC (vault.Vault.SignAudit); rotor serve always
+	// sets it, so verify can tell them from forged rows.
+	SignAudit func([]storage.AuditEvent)
 }
 
 // Engine leases due runs and executes their steps.
@@ -417,7 +421,11 @@ func (e *Engine) finishAudit(r storage.WorkflowRun, now time.Time) []storage.Aud
 			out["step_id"] = r.Steps[r.Step].ID
 		}
 	}
-	return []storage.AuditEvent{runAudit(r.StartedBy, typ, r, now, nil, out)}
+	evs := []storage.AuditEvent{runAudit(r.StartedBy, typ, r, now, nil, out)}
+	if e.o.SignAudit != nil {
+		e.o.SignAudit(evs)
+	}
+	return evs
 }
 
 func runAudit(actor, typ string, r storage.WorkflowRun, now time.Time, in, out map[string]any) storage.AuditEvent {

@@ -68,6 +68,15 @@ func notFound(err error, what string) error {
 	return err
 }
 
+// signed is e as a batch, with the vault's row nonce and MAC.
+func (s *Service) signed(e storage.AuditEvent) []storage.AuditEvent {
+	evs := []storage.AuditEvent{e}
+	if s.vault != nil {
+		s.vault.SignAudit(evs)
+	}
+	return evs
+}
+
 func workflowAudit(actor vault.Actor, typ string, w storage.Workflow, now time.Time) storage.AuditEvent {
 	in, _ := json.Marshal(map[string]any{"name": w.Name, "version": w.Version})
 	return storage.AuditEvent{OccurredAt: now.UTC(), WorkspaceID: actor.WorkspaceID, ActorID: actor.KeyID, EventType: typ,
@@ -119,7 +128,7 @@ func (s *Service) PutWorkflow(ctx context.Context, actor vault.Actor, name strin
 		}
 		w.Version = cur.Version + 1
 		err = s.store.PutWorkflow(ctx, storage.PutWorkflowArgs{Workflow: w, ExpectedVersion: cur.Version,
-			Audit: []storage.AuditEvent{workflowAudit(actor, typ, w, now)}})
+			Audit: s.signed(workflowAudit(actor, typ, w, now))})
 		if errors.Is(err, storage.ErrConflict) || errors.Is(err, storage.ErrExists) || errors.Is(err, storage.ErrNotFound) {
 			continue
 		}
@@ -191,7 +200,7 @@ func (s *Service) ListWorkflows(ctx context.Context, actor vault.Actor) ([]stora
 func (s *Service) DeleteWorkflow(ctx context.Context, actor vault.Actor, name string) error {
 	now := s.now().UTC()
 	err := s.store.DeleteWorkflow(ctx, storage.DeleteWorkflowArgs{WorkspaceID: actor.WorkspaceID, Name: name, At: now,
-		Audit: []storage.AuditEvent{workflowAudit(actor, EventWorkflowDeleted, storage.Workflow{Name: name}, now)}})
+		Audit: s.signed(workflowAudit(actor, EventWorkflowDeleted, storage.Workflow{Name: name}, now))})
 	return notFound(err, fmt.Sprintf("workflow %q", name))
 }
 
@@ -241,7 +250,7 @@ func (s *Service) StartRun(ctx context.Context, actor vault.Actor, name string, 
 		r.Steps = append(r.Steps, ss)
 	}
 	got, existing, err := s.store.CreateRun(ctx, storage.CreateRunArgs{Run: r, Now: now,
-		Audit: []storage.AuditEvent{runAudit(actor.KeyID, EventRunStarted, r, now, map[string]any{"idempotency_key": req.IdempotencyKey}, nil)}})
+		Audit: s.signed(runAudit(actor.KeyID, EventRunStarted, r, now, map[string]any{"idempotency_key": req.IdempotencyKey}, nil))})
 	if err != nil {
 		return storage.WorkflowRun{}, false, notFound(err, fmt.Sprintf("workflow %q", name))
 	}
@@ -307,7 +316,7 @@ func (s *Service) Signal(ctx context.Context, actor vault.Actor, id, name string
 	}
 	r, err := s.store.SignalRun(ctx, storage.SignalRunArgs{WorkspaceID: actor.WorkspaceID, RunID: id, Now: now,
 		Signal: storage.RunSignal{Name: name, Data: data, SentBy: actor.KeyID},
-		Audit:  []storage.AuditEvent{runAudit(actor.KeyID, EventRunSignaled, cur, now, map[string]any{"signal": name}, nil)}})
+		Audit:  s.signed(runAudit(actor.KeyID, EventRunSignaled, cur, now, map[string]any{"signal": name}, nil))})
 	if err != nil {
 		return storage.WorkflowRun{}, stateErr(err, id)
 	}
@@ -322,7 +331,7 @@ func (s *Service) Cancel(ctx context.Context, actor vault.Actor, id string) (sto
 		return storage.WorkflowRun{}, stateErr(err, id)
 	}
 	r, err := s.store.CancelRun(ctx, storage.CancelRunArgs{WorkspaceID: actor.WorkspaceID, RunID: id, At: now,
-		Audit: []storage.AuditEvent{runAudit(actor.KeyID, EventRunCanceled, cur, now, nil, nil)}})
+		Audit: s.signed(runAudit(actor.KeyID, EventRunCanceled, cur, now, nil, nil))})
 	return r, stateErr(err, id)
 }
 
@@ -334,7 +343,7 @@ func (s *Service) Retry(ctx context.Context, actor vault.Actor, id string) (stor
 		return storage.WorkflowRun{}, stateErr(err, id)
 	}
 	r, err := s.store.RetryRun(ctx, storage.RetryRunArgs{WorkspaceID: actor.WorkspaceID, RunID: id, At: now,
-		Audit: []storage.AuditEvent{runAudit(actor.KeyID, EventRunRetried, cur, now, nil, nil)}})
+		Audit: s.signed(runAudit(actor.KeyID, EventRunRetried, cur, now, nil, nil))})
 	if err != nil {
 		return storage.WorkflowRun{}, stateErr(err, id)
 	}

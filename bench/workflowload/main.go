@@ -154,7 +154,7 @@ func startNode(ctx context.Context, pgDSN string, viaPlugin bool, conc int) (*no
 		stop()
 		return nil, err
 	}
-	eng, err := workflow.NewEngine(workflow.Options{Store: store, ProxyURL: proxyURL, InternalToken: internal, Logger: log, Workers: 256})
+	eng, err := workflow.NewEngine(workflow.Options{Store: store, ProxyURL: proxyURL, InternalToken: internal, Logger: log, Workers: 256, SignAudit: v.SignAudit})
 	if err != nil {
 		stop()
 		return nil, err
