@@ -369,8 +369,8 @@ type reqState struct {
 	// joined from a user name and a password), each after the first
 	// `after` resolved values' forms.
 	extras []extraForms
-	mitm  bool
-	body  *template.Rewriter
+	mitm   bool
+	body   *template.Rewriter
 	// bodyBuf is the whole rewritten body when it fit the buffer.
 	bodyBuf *bytes.Buffer
 	// extra goes into audit rows (dispatch: job id and attempt).
