@@ -375,6 +375,10 @@ type reqState struct {
 	bodyBuf *bytes.Buffer
 	// extra goes into audit rows (dispatch: job id and attempt).
 	extra map[string]string
+	// The first few resolved values and names live in the request's state
+	// itself: no growth of the lists for the usual one to four secrets.
+	resolvedBuf [scrubKeyLen]resolvedSecret
+	namesBuf    [scrubKeyLen]string
 }
 
 type resolvedSecret struct {
@@ -485,6 +489,9 @@ func (st *reqState) scrubberNow() (*scrubber, int, error) {
 func (st *reqState) secretNames() []string {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	if len(st.names) == 0 {
+		return nil // as before names had a buffer: the log line says null
+	}
 	return st.names[:len(st.names):len(st.names)]
 }
 
@@ -501,6 +508,7 @@ func (p *Proxy) handle(r *http.Request, s *session) (*http.Request, *http.Respon
 	start := time.Now()
 	p.inflight.Add(1)
 	st := &reqState{p: p, ctx: r.Context(), id: newRequestID(), host: r.URL.Hostname()}
+	st.resolved, st.names = st.resolvedBuf[:0], st.namesBuf[:0]
 	st.rf = st.resolveName
 	entry := logEntry{start: start, id: st.id, method: r.Method, host: r.URL.Host, counted: true}
 	if err := checkHost(st.host); err != nil {
