@@ -925,6 +925,9 @@ func (p *Proxy) finish(e logEntry) {
 	if e.scrubbed > 0 {
 		p.m.scrubbed.Add(float64(e.scrubbed))
 	}
+	if !p.log.Enabled(context.Background(), slog.LevelInfo) {
+		return // at log level warn, build no line
+	}
 	attrs := []slog.Attr{
 		slog.String(LogFieldRequestID, e.id),
 		slog.String(LogFieldMethod, boundField(e.method, maxLogMethod)),
