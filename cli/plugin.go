@@ -17,6 +17,7 @@ func pluginCommand() *cli.Command {
 			ArgsUsage: "bbolt|postgres",
 			Action: func(c *cli.Context) error {
 				// The backend and its settings arrive over the Configure RPC.
+				servePluginPprof()
 				plugins.Serve(plugins.OpenBackend)
 				return nil
 			},

@@ -321,7 +321,11 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 	}
 	// Issue 11: audit rows are pruned after --audit-retention.
 	tasks = append(tasks, auditRetention(v, cfg.AuditRetention, log))
-	servers = append(servers, &namedServer{name: "ops", addr: cfg.OpsAddr, handler: api.Ops(reg, ready)})
+	ops, err := withPprof(log, cfg.OpsAddr, api.Ops(reg, ready))
+	if err != nil {
+		return err
+	}
+	servers = append(servers, &namedServer{name: "ops", addr: cfg.OpsAddr, handler: ops})
 	return runServers(ctx, log, cfg.ShutdownTimeout, servers, tasks...)
 }
 
@@ -359,7 +363,11 @@ func openStore(ctx context.Context, cfg serveConfig, log *slog.Logger, reg prome
 		}
 		args = []string{"plugin", "storage", cfg.Storage}
 	}
-	sup, err := plugins.Launch(ctx, plugins.LaunchOptions{Path: path, Args: args, SHA256: cfg.PluginSHA256, Logger: log, Registerer: reg,
+	env, err := pluginPprofEnv()
+	if err != nil {
+		return nil, nil, err
+	}
+	sup, err := plugins.Launch(ctx, plugins.LaunchOptions{Path: path, Args: args, Env: env, SHA256: cfg.PluginSHA256, Logger: log, Registerer: reg,
 		CallTimeout: cfg.StorageCallTimeout,
 		Config:      &pluginproto.ConfigureRequest{Backend: cfg.Storage, Path: dbPath, Dsn: cfg.PostgresDSN}})
 	if err != nil {

@@ -105,6 +105,8 @@ type Proxy struct {
 	bufPool   sync.Pool
 	ca        *caReloader
 	neg       negCache
+	// scache keeps scrubbers per set of resolved values (scrubcache.go).
+	scache *scrubCache
 
 	internalToken string
 	// inflight counts requests between onRequest and their summary line,
@@ -155,8 +157,9 @@ func New(opts Options) (*Proxy, error) {
 	p := &Proxy{
 		vault: opts.Vault, log: opts.Logger, m: newMetrics(opts.Registerer), mode: opts.Mode,
 		defaultWS: opts.DefaultWorkspaceID, requireAH: opts.RequireAllowedHosts, scrub: !opts.NoScrub,
-		internalToken: opts.InternalToken,
+		internalToken: opts.InternalToken, scache: newScrubCache(),
 	}
+	opts.Vault.OnCacheDrop(p.scache.drop)
 	d := newDialer(guard{enabled: opts.SSRFGuard, allow: opts.AllowCIDRs})
 	// Tuned for proxy load: Go's default of 2 idle connections per host
 	// makes most requests open a new upstream connection under concurrency.
@@ -353,26 +356,41 @@ type reqState struct {
 	scheme string
 	port   int
 	// resolved holds each secret resolved for this request (a handful at
-	// most, so a slice beats a map).
+	// most, so a slice beats a map); appended under mu, only by
+	// resolveName.
 	resolved []resolvedSecret
-	// mu guards names and forms: a streamed body resolves on the
-	// transport's goroutine (see secretNames, scrubForms).
+	// mu guards resolved, names and extras: a streamed body resolves on
+	// the transport's goroutine (see secretNames, scrubberNow).
 	mu    sync.Mutex
 	names []string
 	// rf is resolveName as a ResolveFunc, made once per request.
-	rf    template.ResolveFunc
-	forms []scrubPattern
-	mitm  bool
-	body  *template.Rewriter
+	rf template.ResolveFunc
+	// extras are scrub forms beyond each value's own (Basic credentials
+	// joined from a user name and a password), each after the first
+	// `after` resolved values' forms.
+	extras []extraForms
+	mitm   bool
+	body   *template.Rewriter
 	// bodyBuf is the whole rewritten body when it fit the buffer.
 	bodyBuf *bytes.Buffer
 	// extra goes into audit rows (dispatch: job id and attempt).
 	extra map[string]string
+	// The first few resolved values and names live in the request's state
+	// itself: no growth of the lists for the usual one to four secrets.
+	resolvedBuf [scrubKeyLen]resolvedSecret
+	namesBuf    [scrubKeyLen]string
 }
 
 type resolvedSecret struct {
 	name  string
 	value vault.Plaintext
+	// cacheID is the vault's cached copy (vault.Resolved.CacheID).
+	cacheID uint64
+}
+
+type extraForms struct {
+	after int
+	forms []scrubPattern
 }
 
 // resolveName is the rewriter's ResolveFunc for every position (st.rf, one
@@ -394,24 +412,75 @@ func (st *reqState) resolveName(name string) ([]byte, error) {
 		return nil, err
 	}
 	v := r.Value
-	st.resolved = append(st.resolved, resolvedSecret{name, v})
 	st.mu.Lock()
+	st.resolved = append(st.resolved, resolvedSecret{name, v, r.CacheID})
 	st.names = append(st.names, name)
-	if st.p.scrub {
-		// Every form of the value, once per secret, whatever position it
-		// went to: an upstream may reflect a value it got in the query
-		// inside a JSON body.
-		st.forms = append(st.forms, valueForms(name, v.Bytes())...)
-	}
 	st.mu.Unlock()
 	return v.Bytes(), nil
 }
 
-// scrubForms is the scrub patterns so far (see secretNames).
-func (st *reqState) scrubForms() []scrubPattern {
+// addExtraForms adds forms to scrub beyond the values' own.
+func (st *reqState) addExtraForms(f []scrubPattern) {
 	st.mu.Lock()
-	defer st.mu.Unlock()
-	return st.forms[:len(st.forms):len(st.forms)]
+	st.extras = append(st.extras, extraForms{len(st.resolved), f})
+	st.mu.Unlock()
+}
+
+// scrubberNow is the scrubber of every value resolved so far (nil when no
+// form is long enough to scrub), and how many values it covers. Every form
+// of each value, whatever position it went to: an upstream may reflect a
+// value it got in the query inside a JSON body. Built once per set of
+// values and kept in the proxy's scrubCache while the vault keeps those
+// values cached.
+func (st *reqState) scrubberNow() (*scrubber, int, error) {
+	st.mu.Lock()
+	rs := st.resolved[:len(st.resolved):len(st.resolved)]
+	extras := st.extras[:len(st.extras):len(st.extras)]
+	st.mu.Unlock()
+	var k scrubKey
+	cacheable := len(extras) == 0 && len(rs) <= scrubKeyLen
+	for i, r := range rs {
+		if !cacheable || r.cacheID == 0 {
+			cacheable = false
+			break
+		}
+		k[i] = r.cacheID
+	}
+	if cacheable {
+		if sc := st.p.scache.get(k); sc != nil {
+			return sc, len(rs), nil
+		}
+	}
+	var forms []scrubPattern
+	for i, r := range rs {
+		for _, x := range extras {
+			if x.after == i {
+				forms = append(forms, x.forms...)
+			}
+		}
+		forms = append(forms, valueForms(r.name, r.value.Bytes())...)
+	}
+	for _, x := range extras {
+		if x.after >= len(rs) {
+			forms = append(forms, x.forms...)
+		}
+	}
+	sc, err := newScrubberBounded(forms)
+	if err != nil {
+		return nil, 0, err
+	}
+	if cacheable && sc != nil {
+		ws := st.actor.WorkspaceID
+		st.p.scache.put(k, sc, func() bool {
+			for _, r := range rs {
+				if !st.p.vault.CacheLive(ws, r.name, r.cacheID) {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	return sc, len(rs), nil
 }
 
 // secretNames is the names resolved so far. A streamed body resolves on the
@@ -420,6 +489,9 @@ func (st *reqState) scrubForms() []scrubPattern {
 func (st *reqState) secretNames() []string {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	if len(st.names) == 0 {
+		return nil // as before names had a buffer: the log line says null
+	}
 	return st.names[:len(st.names):len(st.names)]
 }
 
@@ -436,6 +508,7 @@ func (p *Proxy) handle(r *http.Request, s *session) (*http.Request, *http.Respon
 	start := time.Now()
 	p.inflight.Add(1)
 	st := &reqState{p: p, ctx: r.Context(), id: newRequestID(), host: r.URL.Hostname()}
+	st.resolved, st.names = st.resolvedBuf[:0], st.namesBuf[:0]
 	st.rf = st.resolveName
 	entry := logEntry{start: start, id: st.id, method: r.Method, host: r.URL.Host, counted: true}
 	if err := checkHost(st.host); err != nil {
@@ -481,12 +554,11 @@ func (p *Proxy) handle(r *http.Request, s *session) (*http.Request, *http.Respon
 	}
 	entry.secrets = st.secretNames()
 	var sc *scrubber
-	scForms := 0
+	scValues := 0
 	if err == nil && len(st.names) > 0 && p.scrub {
 		// Built before anything is sent: a request whose response could
 		// not be scrubbed in bounded memory is refused.
-		scForms = len(st.forms)
-		sc, err = newScrubberBounded(st.forms)
+		sc, scValues, err = st.scrubberNow()
 	}
 	if err != nil {
 		return r, p.refuse(r, entry, err)
@@ -525,12 +597,12 @@ func (p *Proxy) handle(r *http.Request, s *session) (*http.Request, *http.Respon
 	if len(names) > 0 && p.scrub {
 		// Secrets went into this request: the response is read before the
 		// worker sees it, or not relayed at all.
-		if forms := st.scrubForms(); len(forms) > scForms {
+		if len(names) > scValues {
 			// A streamed body resolved more secrets after the scrubber was
 			// built: their echoes are scrubbed too. Past the bound, the
 			// response is not relayed (the request has gone: fail closed).
 			var err error
-			if sc, err = newScrubberBounded(forms); err != nil {
+			if sc, _, err = st.scrubberNow(); err != nil {
 				resp.Body.Close()
 				entry.outcome = OutcomeFailed
 				return r, p.refuse(r, entry, err)
@@ -607,7 +679,7 @@ func (st *reqState) rewrite(r *http.Request) (*http.Request, error) {
 		}
 		if n1+n2 > 0 && st.p.scrub {
 			// The transport sends userinfo as Basic credentials.
-			st.forms = append(st.forms, basicForms(nn+":"+np, name+":"+pass)...)
+			st.addExtraForms(basicForms(nn+":"+np, name+":"+pass))
 		}
 		if hasPass {
 			u.User = url.UserPassword(nn, np)
@@ -673,7 +745,7 @@ func (st *reqState) rewriteBasic(v string) (string, error) {
 		return "", err
 	}
 	if n+n2 > 0 && st.p.scrub {
-		st.forms = append(st.forms, basicForms(nu+":"+np, string(raw))...)
+		st.addExtraForms(basicForms(nu+":"+np, string(raw)))
 	}
 	return "Basic " + base64.StdEncoding.EncodeToString([]byte(nu+":"+np)), nil
 }
@@ -852,6 +924,9 @@ func (p *Proxy) finish(e logEntry) {
 	p.m.observe(e.outcome, e.status, d.Seconds())
 	if e.scrubbed > 0 {
 		p.m.scrubbed.Add(float64(e.scrubbed))
+	}
+	if !p.log.Enabled(context.Background(), slog.LevelInfo) {
+		return // at log level warn, build no line
 	}
 	attrs := []slog.Attr{
 		slog.String(LogFieldRequestID, e.id),

@@ -44,6 +44,12 @@ type Resolved struct {
 	Name    string
 	Version int64
 	Value   Plaintext
+	// CacheID names the vault's cached copy of Value (0: the value was not
+	// cached). IDs are never reused; OnCacheDrop reports when the copy
+	// leaves the cache (expiry, rotation, deletion, a keyring change), so
+	// a caller may keep values derived from the plaintext exactly as long
+	// as the vault keeps the plaintext itself.
+	CacheID uint64
 }
 
 // Resolve returns a secret's current plaintext. Opened values are cached in
@@ -97,7 +103,7 @@ func (v *Vault) Resolve(ctx context.Context, req ResolveRequest) (Resolved, erro
 	} else {
 		v.metrics.resolvedMiss.Inc()
 	}
-	return Resolved{Name: req.Name, Version: e.version, Value: e.value}, nil
+	return Resolved{Name: req.Name, Version: e.version, Value: e.value, CacheID: e.id}, nil
 }
 
 // accessInput is the input of an access row, built without reflection:
@@ -172,16 +178,37 @@ func (v *Vault) load(ctx context.Context, ws, name string) (cacheEntry, error) {
 		return cacheEntry{}, fmt.Errorf("secret %s: %w", name, err)
 	}
 	e := cacheEntry{version: rec.Version, value: pt, allowedHosts: rec.AllowedHosts}
-	v.cache.putIfCurrent(ws, name, e, gen)
+	e.id = v.cache.putIfCurrent(ws, name, e, gen)
 	return e, nil
 }
 
 // Invalidate drops a cached secret, for changes made elsewhere (another node).
 func (v *Vault) Invalidate(workspaceID, name string) { v.cache.invalidate(workspaceID, name) }
 
+// OnCacheDrop registers fn, called with the CacheID of every value that
+// leaves the cache, after it has left (so CacheLive already reports it
+// gone). fn runs on the goroutine that dropped it, with no vault lock
+// held; it must not block.
+func (v *Vault) OnCacheDrop(fn func(id uint64)) {
+	v.cache.mu.Lock()
+	v.cache.onDrop = append(v.cache.onDrop, fn)
+	v.cache.mu.Unlock()
+}
+
+// CacheLive reports whether the value with this CacheID is still cached
+// for ws and name (and not expired). A caller that stores something
+// derived from the value checks it while holding the lock its OnCacheDrop
+// function takes, so a drop is never missed.
+func (v *Vault) CacheLive(ws, name string, id uint64) bool {
+	e, ok := v.cache.get(ws, name)
+	return ok && id != 0 && e.id == id
+}
+
 type cacheKey struct{ ws, name string }
 
 type cacheEntry struct {
+	// id is the entry's CacheID (never reused).
+	id           uint64
 	version      int64
 	value        Plaintext
 	allowedHosts []string
@@ -205,6 +232,9 @@ type cache struct {
 	entries map[cacheKey]cacheEntry
 	ttl     time.Duration
 	now     func() time.Time
+	lastID  uint64
+	// onDrop are told the id of every entry removed (OnCacheDrop).
+	onDrop []func(uint64)
 }
 
 func newCache(ttl time.Duration, now func() time.Time) *cache {
@@ -233,39 +263,69 @@ func (c *cache) generation() uint64 {
 	return c.gen
 }
 
-func (c *cache) putIfCurrent(ws, name string, e cacheEntry, gen uint64) {
+// putIfCurrent caches e unless the cache was invalidated since gen, and
+// returns the entry's id (0: not cached).
+func (c *cache) putIfCurrent(ws, name string, e cacheEntry, gen uint64) uint64 {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.gen != gen {
-		return
+		c.mu.Unlock()
+		return 0
 	}
 	k := cacheKey{ws, name}
+	var dropped uint64
 	if old, ok := c.entries[k]; ok {
 		old.drop.Stop()
+		dropped = old.id
 	}
+	c.lastID++
+	e.id = c.lastID
 	e.expires = c.now().Add(c.ttl)
 	e.drop = time.AfterFunc(c.ttl, func() { c.expire(k, e.expires) })
 	c.entries[k] = e
+	fns := c.onDrop
+	c.mu.Unlock()
+	notifyDrop(fns, dropped)
+	return e.id
+}
+
+// notifyDrop tells the OnCacheDrop functions, outside the cache's lock.
+func notifyDrop(fns []func(uint64), ids ...uint64) {
+	for _, id := range ids {
+		if id == 0 {
+			continue
+		}
+		for _, fn := range fns {
+			fn(id)
+		}
+	}
 }
 
 // expire removes k if it is still the entry that expires at exp.
 func (c *cache) expire(k cacheKey, exp time.Time) {
 	c.mu.Lock()
+	var dropped uint64
 	if e, ok := c.entries[k]; ok && e.expires.Equal(exp) {
 		delete(c.entries, k)
+		dropped = e.id
 	}
+	fns := c.onDrop
 	c.mu.Unlock()
+	notifyDrop(fns, dropped)
 }
 
 func (c *cache) invalidate(ws, name string) {
 	c.mu.Lock()
 	c.gen++
 	k := cacheKey{ws, name}
+	var dropped uint64
 	if e, ok := c.entries[k]; ok {
 		e.drop.Stop()
 		delete(c.entries, k)
+		dropped = e.id
 	}
+	fns := c.onDrop
 	c.mu.Unlock()
+	notifyDrop(fns, dropped)
 }
 
 // WatchChanges keeps the cache and keyring current with changes made
@@ -289,9 +349,13 @@ func (v *Vault) WatchChanges(ctx context.Context) error {
 func (c *cache) clear() {
 	c.mu.Lock()
 	c.gen++
+	dropped := make([]uint64, 0, len(c.entries))
 	for _, e := range c.entries {
 		e.drop.Stop()
+		dropped = append(dropped, e.id)
 	}
 	clear(c.entries)
+	fns := c.onDrop
 	c.mu.Unlock()
+	notifyDrop(fns, dropped...)
 }

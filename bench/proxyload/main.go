@@ -70,6 +70,7 @@ func main() {
 	rounds := flag.Int("rounds", 1, "run every variant this many times, interleaved, and report medians")
 	only := flag.String("only", "", "run only workloads whose name contains this (GET, 1KiB, 64KiB, HTTPS)")
 	bin := flag.String("rotor-bin", "", "the rotor binary to measure (default: go build ./cmd/rotor into a temporary directory)")
+	flag.StringVar(&profileDir, "profile", "", "write CPU profiles of rotor serve and its storage plugin (ROTOR_PPROF) for each rotor variant's measured phase to this directory")
 	old := flag.String("compare-bin", "", "another rotor binary (say, built from main) measured in the same run as rotor-old and rotor-noref-old")
 	flag.Parse()
 	if *child != "" {
@@ -189,6 +190,10 @@ func tunedTransport() *http.Transport {
 		TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}
 }
 
+// profileDir, when set, collects CPU profiles of rotor serve (its ops
+// listener's /debug/pprof) and of its plugin during each measured phase.
+var profileDir string
+
 // proc is a proxy under load: a child of this harness, or rotor serve.
 type proc struct {
 	cmd   *exec.Cmd
@@ -196,6 +201,9 @@ type proc struct {
 	addr  string
 	key   string
 	dir   string // rotor serve's data directory, removed at stop
+	// pprof addresses (rotor serve with -profile): its ops listener and
+	// its storage plugin's.
+	ops, pluginPprof string
 }
 
 // env is what every variant of one run shares: the upstream's CA, Rotor's
@@ -266,7 +274,7 @@ func startServe(e env, bin string, extraEnv ...string) (*proc, error) {
 	defer logf.Close()
 	// Addresses picked here: at log level warn the server does not log
 	// them.
-	var addrs [3]string
+	var addrs [4]string
 	for i := range addrs {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -282,11 +290,17 @@ func startServe(e env, bin string, extraEnv ...string) (*proc, error) {
 		"ROTOR_PROXY_ADDR="+addrs[2], "ROTOR_LOG_FORMAT=json", "ROTOR_BOOTSTRAP_API_KEY="+serveKey,
 		"ROTOR_PROXY_UPSTREAM_CA_FILE="+e.upstream)
 	cmd.Env = append(cmd.Env, extraEnv...)
+	if profileDir != "" {
+		cmd.Env = append(cmd.Env, "ROTOR_PPROF=1", "ROTOR_PPROF_PLUGIN_ADDR="+addrs[3])
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
 	p := &proc{cmd: cmd, key: serveKey, dir: dir, addr: addrs[2]}
+	if profileDir != "" {
+		p.ops, p.pluginPprof = ops, addrs[3]
+	}
 	ready := false
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline) && !ready; time.Sleep(50 * time.Millisecond) {
 		if res, err := http.Get("http://" + ops + "/readyz"); err == nil {
@@ -666,8 +680,12 @@ func runLoad(e env, variant string, wl workload, upURL string, dur, warm time.Du
 		return result{}, err
 	}
 	t0 := time.Now()
+	prof := c.profile(variant, wl.name, dur)
 	n, errs, lat := phase(dur, true)
 	elapsed := time.Since(t0)
+	if err := prof(); err != nil {
+		return result{}, err
+	}
 	cpu1, _ := c.cpuTime()
 	slices.Sort(lat)
 	pct := func(p float64) time.Duration {
@@ -681,6 +699,39 @@ func runLoad(e env, variant string, wl workload, upURL string, dur, warm time.Du
 		r.cpuPerReq = (cpu1 - cpu0) / time.Duration(n)
 	}
 	return r, nil
+}
+
+// profile starts CPU profiles of rotor serve and its plugin lasting d;
+// the function it returns waits for them and writes them to profileDir.
+func (c *proc) profile(variant, workload string, d time.Duration) func() error {
+	if c.ops == "" {
+		return func() error { return nil }
+	}
+	secs := max(1, int(d.Round(time.Second)/time.Second))
+	name := strings.ReplaceAll(variant+"-"+workload, " ", "")
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, t := range []struct{ addr, file string }{{c.ops, name + ".rotor.pprof"}, {c.pluginPprof, name + ".plugin.pprof"}} {
+		wg.Go(func() {
+			res, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", t.addr, secs))
+			if err != nil {
+				errs[i] = fmt.Errorf("profile %s: %w", t.file, err)
+				return
+			}
+			defer res.Body.Close()
+			b, err := io.ReadAll(res.Body)
+			if err == nil && res.StatusCode != http.StatusOK {
+				err = fmt.Errorf("status %d", res.StatusCode)
+			}
+			if err == nil {
+				err = os.WriteFile(filepath.Join(profileDir, t.file), b, 0o644)
+			}
+			if err != nil {
+				errs[i] = fmt.Errorf("profile %s: %w", t.file, err)
+			}
+		})
+	}
+	return func() error { wg.Wait(); return errors.Join(errs...) }
 }
 
 // refReader yields size bytes of text with a reference every ~1 KiB.
