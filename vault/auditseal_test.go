@@ -18,11 +18,13 @@ import (
 type readCounter struct {
 	storage.Store
 	reads atomic.Int64
+	calls atomic.Int64
 }
 
 func (c *readCounter) ListAuditAsc(ctx context.Context, r storage.AuditRange) ([]storage.AuditEvent, error) {
 	evs, err := c.Store.ListAuditAsc(ctx, r)
 	c.reads.Add(int64(len(evs)))
+	c.calls.Add(1)
 	return evs, err
 }
 
@@ -226,5 +228,59 @@ func TestVerifyRetryCountsTamperOnce(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(v.metrics.auditTamper) - before; got != 1 {
 		t.Fatalf("one verification counted %v detections", got)
+	}
+}
+
+// TestSealFastPathDoesNotReadPastTip: under load the head is nearly always
+// past the tip (appends in flight, or another node's rows): the fast path
+// seals through its tip without a storage read, and the rows after it are
+// walked by a later round once the tip has not moved past them. (It used to
+// list the rows after the tip on every round: a plugin call that decodes a
+// whole bbolt audit segment, 36-41% of the plugin's CPU under proxy load.)
+func TestSealFastPathDoesNotReadPastTip(t *testing.T) {
+	ctx := context.Background()
+	store := &readCounter{Store: testStore(t)}
+	v, err := Open(ctx, Options{Store: store, MasterKey: GenerateMasterKey(), AuditSealInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Close(context.Background()) })
+	a := bootstrap(t, v)
+	if _, err := v.CreateSecret(ctx, a, CreateSecretRequest{Name: "TOKEN", Value: PlaintextString("value-0123456789")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.SealAudit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	resolveN(t, v, a, "TOKEN", 50)
+	// Another writer's row lands after this node's appends (signed, as a
+	// second node's would be); the sealer has not been told of it.
+	other := []storage.AuditEvent{{OccurredAt: time.Now().UTC(), WorkspaceID: a.WorkspaceID, ActorID: a.KeyID,
+		EventType: "queue.created", ResourceType: "queue", ResourceID: "q", Input: []byte(`{"name":"q"}`)}}
+	v.SignAudit(other)
+	if _, err := store.Store.AppendAudit(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	store.reads.Store(0)
+	store.calls.Store(0)
+	if err := v.SealAudit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cp, h := sealedThrough(t, store, a.WorkspaceID)
+	if n := store.calls.Load(); n != 0 {
+		t.Fatalf("the fast path listed rows %d time(s) (%d rows)", n, store.reads.Load())
+	}
+	if cp.LastID != h.LastID-1 {
+		t.Fatalf("sealed through %d, want the tip %d (head %d)", cp.LastID, h.LastID-1, h.LastID)
+	}
+	// The next round walks the row after the tip and seals it.
+	if err := v.SealAudit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if cp, h := sealedThrough(t, store, a.WorkspaceID); cp.LastID != h.LastID || store.reads.Load() != 1 {
+		t.Fatalf("second round: sealed through %d of %d, read %d rows (want the 1 after the tip)", cp.LastID, h.LastID, store.reads.Load())
+	}
+	if res, err := v.VerifyAudit(ctx, a); err != nil || !res.OK {
+		t.Fatalf("verify: %+v %v", res, err)
 	}
 }
