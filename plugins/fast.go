@@ -184,7 +184,11 @@ func (f *fastConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method 
 func (f *fastConn) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
 	f.mu.Lock()
 	if f.err != nil {
+		err := f.err
 		f.mu.Unlock()
+		if f.fallback == nil {
+			return status.Errorf(codes.Unavailable, "fast call %s: connection lost: %v", method, err)
+		}
 		return f.fallback.Invoke(ctx, method, args, reply, opts...)
 	}
 	f.nextID++
