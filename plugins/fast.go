@@ -92,20 +92,30 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b 
 
 // fastConn is the host's end: a grpc.ClientConnInterface whose unary calls
 // go over the socket (streams, and every call once the socket has failed,
-// go over the gRPC connection).
+// go over the gRPC connection). There is no reader goroutine: a waiting
+// caller takes the reading (rtok) and reads until its own reply has come,
+// handing the others' replies to their callers on the way. A lone caller
+// is thus woken by the socket itself, not by a reader that then wakes it:
+// one scheduler hand-off less per call on a path that is mostly hand-offs.
 type fastConn struct {
 	c        net.Conn
 	fallback grpc.ClientConnInterface
-	// wmu serialises writes; a channel so that waiting honours the call's
-	// context.
-	wmu chan struct{}
+	// wmu serialises writes, rtok reading; channels so that waiting
+	// honours the call's context.
+	wmu  chan struct{}
+	rtok chan struct{}
+	// The frame being read, owned by the holder of rtok: a read cut by a
+	// deadline resumes where it stopped, in the next holder's hands.
+	r    *bufio.Reader
+	hdr  [frameHeader]byte
+	hn   int
+	body []byte
+	bn   int
 
 	mu      sync.Mutex
 	nextID  uint64
 	pending map[uint64]chan fastResult
 	err     error // set once the connection has failed
-
-	done chan struct{} // closed when the reader has exited
 }
 
 type fastResult struct {
@@ -128,30 +138,82 @@ func dialFast(ctx context.Context, path string, token []byte, fallback grpc.Clie
 		c.Close()
 		return nil, err
 	}
-	f := &fastConn{c: c, fallback: fallback, wmu: make(chan struct{}, 1), pending: map[uint64]chan fastResult{}, done: make(chan struct{})}
-	go f.read()
-	return f, nil
+	return &fastConn{c: c, fallback: fallback, wmu: make(chan struct{}, 1), rtok: make(chan struct{}, 1),
+		r: bufio.NewReaderSize(c, 64<<10), pending: map[uint64]chan fastResult{}}, nil
 }
 
-// read is the one reader: it hands each reply to its waiting call.
-func (f *fastConn) read() {
-	defer close(f.done)
-	r := bufio.NewReaderSize(f.c, 64<<10)
-	for {
-		kind, id, body, err := readFrame(r)
-		if err == nil && kind != frameReply && kind != frameError {
-			err = fmt.Errorf("%w: kind %d from the plugin", errFrame, kind)
-		}
+// errCut is a read stopped by the reader's own deadline or cancellation.
+var errCut = errors.New("read cut")
+
+// readFrame reads one frame, resumably (with rtok held): a deadline keeps
+// what was read so far for the next reader.
+func (f *fastConn) readFrame() (kind byte, id uint64, body []byte, err error) {
+	for f.hn < frameHeader {
+		n, err := f.r.Read(f.hdr[f.hn:])
+		f.hn += n
 		if err != nil {
+			return 0, 0, nil, err
+		}
+	}
+	if f.body == nil {
+		n := binary.LittleEndian.Uint32(f.hdr[:4])
+		if n < frameHeader-4 || n > maxFrame {
+			return 0, 0, nil, fmt.Errorf("%w: length %d", errFrame, n)
+		}
+		f.body, f.bn = make([]byte, int(n)-(frameHeader-4)), 0
+	}
+	for f.bn < len(f.body) {
+		n, err := f.r.Read(f.body[f.bn:])
+		f.bn += n
+		if err != nil {
+			return 0, 0, nil, err
+		}
+	}
+	kind, id, body = f.hdr[4], binary.LittleEndian.Uint64(f.hdr[5:]), f.body
+	f.hn, f.body, f.bn = 0, nil, 0
+	return kind, id, body, nil
+}
+
+// readUntil reads, holding rtok, until call id's reply has come (or ctx
+// ends: errCut), delivering other calls' replies.
+func (f *fastConn) readUntil(ctx context.Context, id uint64, ch chan fastResult) (fastResult, error) {
+	dl, _ := ctx.Deadline()
+	f.c.SetReadDeadline(dl)
+	stop := context.AfterFunc(ctx, func() { f.c.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	for {
+		select {
+		case res := <-ch: // delivered before we took the reading
+			return res, nil
+		default:
+		}
+		kind, rid, body, err := f.readFrame()
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				if ctx.Err() != nil {
+					return fastResult{}, errCut
+				}
+				// Another caller's cancellation, fired late: not ours.
+				f.c.SetReadDeadline(dl)
+				continue
+			}
 			f.fail(err)
-			return
+			return fastResult{}, nil
+		}
+		if kind != frameReply && kind != frameError {
+			f.fail(fmt.Errorf("%w: kind %d from the plugin", errFrame, kind))
+			return fastResult{}, nil
+		}
+		if rid == id {
+			f.forget(id)
+			return fastResult{kind, body}, nil
 		}
 		f.mu.Lock()
-		ch := f.pending[id]
-		delete(f.pending, id)
+		c := f.pending[rid]
+		delete(f.pending, rid)
 		f.mu.Unlock()
-		if ch != nil { // nil: the call gave up
-			ch <- fastResult{kind, body}
+		if c != nil { // nil: the call gave up
+			c <- fastResult{kind, body}
 		}
 	}
 }
@@ -170,10 +232,7 @@ func (f *fastConn) fail(err error) {
 	}
 }
 
-func (f *fastConn) close() {
-	f.fail(net.ErrClosed)
-	<-f.done
-}
+func (f *fastConn) close() { f.fail(net.ErrClosed) }
 
 func (f *fastConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 	return f.fallback.NewStream(ctx, desc, method, opts...)
@@ -201,22 +260,18 @@ func (f *fastConn) Invoke(ctx context.Context, method string, args, reply any, o
 		f.forget(id)
 		return err
 	}
+	var res fastResult
 	select {
-	case res := <-ch:
-		switch res.kind {
-		case frameReply:
-			if err := proto.Unmarshal(res.body, reply.(proto.Message)); err != nil {
-				return status.Errorf(codes.Internal, "fast call %s: decode reply: %v", method, err)
+	case res = <-ch:
+	case f.rtok <- struct{}{}:
+		var err error
+		res, err = f.readUntil(ctx, id, ch)
+		<-f.rtok
+		if err != nil {
+			if f.forget(id) {
+				f.cancel(id)
 			}
-			return nil
-		case frameError:
-			sp := new(spb.Status)
-			if err := proto.Unmarshal(res.body, sp); err != nil {
-				return status.Errorf(codes.Internal, "fast call %s: decode error: %v", method, err)
-			}
-			return status.ErrorProto(sp)
-		default:
-			return status.Errorf(codes.Unavailable, "fast call %s: connection lost: %v", method, f.failure())
+			return status.FromContextError(ctx.Err()).Err()
 		}
 	case <-ctx.Done():
 		if f.forget(id) {
@@ -224,6 +279,20 @@ func (f *fastConn) Invoke(ctx context.Context, method string, args, reply any, o
 		}
 		return status.FromContextError(ctx.Err()).Err()
 	}
+	switch res.kind {
+	case frameReply:
+		if err := proto.Unmarshal(res.body, reply.(proto.Message)); err != nil {
+			return status.Errorf(codes.Internal, "fast call %s: decode reply: %v", method, err)
+		}
+		return nil
+	case frameError:
+		sp := new(spb.Status)
+		if err := proto.Unmarshal(res.body, sp); err != nil {
+			return status.Errorf(codes.Internal, "fast call %s: decode error: %v", method, err)
+		}
+		return status.ErrorProto(sp)
+	}
+	return status.Errorf(codes.Unavailable, "fast call %s: connection lost: %v", method, f.failure())
 }
 
 func (f *fastConn) failure() error {
