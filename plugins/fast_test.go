@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -222,5 +224,46 @@ func TestLaunchUsesFastCalls(t *testing.T) {
 			t.Errorf("NoFastCalls %v: %v, want ErrNotFound", noFast, err)
 		}
 		s.Close()
+	}
+}
+
+// TestFastCallsConcurrent: calls from many goroutines at once each get
+// their own reply (replies are matched by call id, whoever reads them).
+func TestFastCallsConcurrent(t *testing.T) {
+	_, c := fastPair(t, 30*time.Second, nil)
+	ctx := context.Background()
+	const n = 8
+	for i := range n {
+		id := "ws" + strconv.Itoa(i)
+		if err := c.CreateWorkspace(ctx, storage.CreateWorkspaceArgs{Workspace: storage.Workspace{ID: id, Name: id, CreatedAt: time.Now()}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			for j := range 100 {
+				id := "ws" + strconv.Itoa((i+j)%n)
+				w, err := c.GetWorkspace(ctx, id)
+				if err == nil && w.Name != id {
+					err = fmt.Errorf("asked for %s, got %s", id, w.Name)
+				}
+				if err == nil && j%10 == 0 {
+					if _, err = c.GetWorkspace(ctx, "missing"); errors.Is(err, storage.ErrNotFound) {
+						err = nil
+					}
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
