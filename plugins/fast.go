@@ -85,6 +85,8 @@ func readFrame(r *bufio.Reader) (kind byte, id uint64, body []byte, err error) {
 	return h[4], binary.LittleEndian.Uint64(h[5:]), body, nil
 }
 
+func newReader(c io.Reader) *bufio.Reader { return bufio.NewReaderSize(c, 64<<10) }
+
 // bufPool holds frame buffers for writing.
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
@@ -139,7 +141,7 @@ func dialFast(ctx context.Context, path string, token []byte, fallback grpc.Clie
 		return nil, err
 	}
 	return &fastConn{c: c, fallback: fallback, wmu: make(chan struct{}, 1), rtok: make(chan struct{}, 1),
-		r: bufio.NewReaderSize(c, 64<<10), pending: map[uint64]chan fastResult{}}, nil
+		r: newReader(c), pending: map[uint64]chan fastResult{}}, nil
 }
 
 // errCut is a read stopped by the reader's own deadline or cancellation.
@@ -501,7 +503,7 @@ func (f *fastServer) serve(c net.Conn) {
 			}
 		}()
 	}
-	r := bufio.NewReaderSize(c, 64<<10)
+	r := newReader(c)
 	for {
 		kind, id, body, err := readFrame(r)
 		if err != nil {
