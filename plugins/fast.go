@@ -320,7 +320,11 @@ func (f *fastConn) send(ctx context.Context, id uint64, method string, m proto.M
 		return status.Errorf(codes.Internal, "fast call: method name too long")
 	}
 	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
+	defer func() {
+		if cap(*bp) <= 64<<10 { // a big request's buffer is not kept
+			bufPool.Put(bp)
+		}
+	}()
 	var dl int64
 	deadline, hasDL := ctx.Deadline()
 	if hasDL {
