@@ -102,6 +102,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzNormalizeAllowedHosts$$' -fuzztime $(FUZZTIME) ./vault
 	# issue 16: the host decoding a storage plugin's answers
 	$(GO) test -run '^$$' -fuzz '^FuzzHostDecode$$' -fuzztime $(FUZZTIME) ./plugins
+	$(GO) test -run '^$$' -fuzz '^FuzzFastPluginFrames$$' -fuzztime $(FUZZTIME) ./plugins
+	$(GO) test -run '^$$' -fuzz '^FuzzFastHostFrames$$' -fuzztime $(FUZZTIME) ./plugins
 
 # Regenerate the storage plugin protocol's Go code (committed). Pinned:
 # protoc 3.21.12 (Debian 12 bookworm's protobuf-compiler; the generated

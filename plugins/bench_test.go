@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"rotor.sh/rotor/plugins"
 	"rotor.sh/rotor/plugins/proto"
 	"rotor.sh/rotor/storage"
 	"rotor.sh/rotor/storage/bolt"
@@ -48,14 +49,24 @@ func BenchmarkStoreCall(b *testing.B) {
 		defer s.Close()
 		run(b, s, 0)
 	})
-	b.Run("plugin", func(b *testing.B) {
-		s, err := launchB(b, &proto.ConfigureRequest{Backend: "bbolt", Path: filepath.Join(b.TempDir(), "rotor.db")})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer s.Close()
-		run(b, s, s.Pid())
-	})
+	// plugin: fast calls (the default); plugin-grpc: the same plugin with
+	// every call on gRPC, the baseline of the fast path in the same run.
+	for _, bc := range []struct {
+		name   string
+		noFast bool
+	}{{"plugin", false}, {"plugin-grpc", true}} {
+		b.Run(bc.name, func(b *testing.B) {
+			s, err := plugins.Launch(context.Background(), plugins.LaunchOptions{
+				Path: os.Args[0], Env: []string{"ROTOR_TEST_AS_PLUGIN=1"}, NoFastCalls: bc.noFast,
+				Config: &proto.ConfigureRequest{Backend: "bbolt", Path: filepath.Join(b.TempDir(), "rotor.db")},
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			run(b, s, s.Pid())
+		})
+	}
 }
 
 // cpuTime is this process's CPU time plus, when pid is not 0, that

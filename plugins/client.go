@@ -43,10 +43,13 @@ type conn struct {
 	changes    pb.ChangesClient
 	workflows  pb.WorkflowsClient
 	caps       map[pb.Capability]bool
+	// grpc is the connection the clients use: the gRPC connection itself,
+	// or a fastConn (unary calls over the fast-call socket).
+	grpc grpc.ClientConnInterface
 }
 
 func newConn(cc grpc.ClientConnInterface) *conn {
-	return &conn{
+	return &conn{grpc: cc,
 		plugin: pb.NewPluginClient(cc), workspaces: pb.NewWorkspacesClient(cc), secrets: pb.NewSecretsClient(cc),
 		audit: pb.NewAuditClient(cc), jobs: pb.NewJobsClient(cc), retention: pb.NewRetentionClient(cc), changes: pb.NewChangesClient(cc),
 		workflows: pb.NewWorkflowsClient(cc),
@@ -59,11 +62,14 @@ func newClient(timeout time.Duration) *Client {
 
 // setConn installs (or, with nil, removes) the plugin connection.
 func (c *Client) setConn(cc *conn) {
+	if old := c.conn.Swap(cc); old != nil && old != cc {
+		if f, ok := old.grpc.(*fastConn); ok {
+			f.close()
+		}
+	}
 	if cc == nil {
-		c.conn.Store(nil)
 		return
 	}
-	c.conn.Store(cc)
 	c.upMu.Lock()
 	close(c.upCh)
 	c.upCh = make(chan struct{})

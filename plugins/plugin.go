@@ -72,6 +72,10 @@ func (p *storagePlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, cc *
 func Serve(open Opener) {
 	srv := NewServer(open)
 	defer srv.Close()
+	if err := srv.listenFast(); err != nil {
+		// The host falls back to gRPC for every call.
+		fmt.Fprintf(os.Stderr, "storage plugin: no fast-call socket: %v\n", err)
+	}
 	go watchParent(os.Getppid())
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  Handshake,
@@ -105,6 +109,9 @@ type LaunchOptions struct {
 	Config *pb.ConfigureRequest
 	// CallTimeout bounds each storage call (DefaultCallTimeout when 0).
 	CallTimeout time.Duration
+	// NoFastCalls keeps every call on gRPC even when the plugin offers
+	// FAST_CALLS (benchmarks and tests of the gRPC path).
+	NoFastCalls bool
 	Logger      *slog.Logger
 	Registerer  prometheus.Registerer
 }
@@ -204,10 +211,19 @@ func (s *Supervised) start(ctx context.Context) error {
 		pc.Kill()
 		return fmt.Errorf("storage plugin %s: %w", s.o.Path, err)
 	}
-	cc.caps = make(map[pb.Capability]bool, len(d.Capabilities))
+	caps := make(map[pb.Capability]bool, len(d.Capabilities))
 	for _, c := range d.Capabilities {
-		cc.caps[c] = true
+		caps[c] = true
 	}
+	if caps[pb.Capability_FAST_CALLS] && !s.o.NoFastCalls {
+		f, err := dialFast(cctx, d.FastSocket, d.FastToken, cc.grpc)
+		if err != nil {
+			s.log.Warn("storage plugin: fast calls unavailable, using gRPC", "err", err)
+		} else {
+			cc = newConn(f)
+		}
+	}
+	cc.caps = caps
 	s.mu.Lock()
 	s.pc = pc
 	s.mu.Unlock()

@@ -62,6 +62,21 @@ func TestConformanceBoltPlugin(t *testing.T) {
 	})
 }
 
+// TestConformanceBoltPluginGRPC: the same suite with every call on gRPC,
+// the path a plugin without FAST_CALLS gets.
+func TestConformanceBoltPluginGRPC(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) storage.Store {
+		s, err := plugins.Launch(context.Background(), plugins.LaunchOptions{
+			Path: os.Args[0], Env: []string{"ROTOR_TEST_AS_PLUGIN=1"}, NoFastCalls: true,
+			Config: &proto.ConfigureRequest{Backend: "bbolt", Path: filepath.Join(t.TempDir(), "rotor.db")},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
 func pgDSN(t *testing.T) string {
 	dsn, _ := pgtest.Schema(t)
 	return dsn

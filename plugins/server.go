@@ -39,6 +39,8 @@ type Server struct {
 	mu    sync.RWMutex
 	store storage.Store
 	name  string
+	// fast is the fast-call socket (nil: FAST_CALLS not offered).
+	fast *fastServer
 }
 
 // NewServer returns a Server that opens its backend with open on Configure.
@@ -68,7 +70,12 @@ func (s *Server) Describe(context.Context, *pb.DescribeRequest) (*pb.DescribeRes
 	if _, ok := s.store.(storage.Retainer); ok {
 		caps = append(caps, pb.Capability_RETENTION)
 	}
-	return &pb.DescribeResponse{ProtocolVersion: ProtocolVersion, Capabilities: caps, Backend: s.name, MaxBatch: uint32(MaxBatch)}, nil
+	d := &pb.DescribeResponse{ProtocolVersion: ProtocolVersion, Capabilities: caps, Backend: s.name, MaxBatch: uint32(MaxBatch)}
+	if s.fast != nil {
+		d.Capabilities = append(d.Capabilities, pb.Capability_FAST_CALLS)
+		d.FastSocket, d.FastToken = s.fast.path, s.fast.token
+	}
+	return d, nil
 }
 
 func (s *Server) backend() (storage.Store, error) {
@@ -82,6 +89,14 @@ func (s *Server) backend() (storage.Store, error) {
 
 // Close closes the backend (when the plugin exits).
 func (s *Server) Close() {
+	s.mu.Lock()
+	f := s.fast
+	s.fast = nil
+	s.mu.Unlock()
+	if f != nil {
+		// Outside the lock: running calls hold it for reading.
+		f.close()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.store != nil {

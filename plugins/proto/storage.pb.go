@@ -183,6 +183,23 @@ const (
 	Capability_CHANGES                Capability = 5 // required (a single-process backend may stream nothing)
 	Capability_RETENTION              Capability = 6 // optional: without it pruning answers UNSUPPORTED
 	Capability_WORKFLOWS              Capability = 7 // required
+	// optional: the plugin also serves every unary RPC of this file over the
+	// fast-call socket named in DescribeResponse (fast_socket, fast_token).
+	// The messages are the same; only their carriage differs. Frames, each
+	// little-endian: u32 length of the rest | u8 kind | u64 call id | body.
+	//
+	//	kind 1 call:   u64 deadline (Unix ns, 0 none) | u16 method length |
+	//	               method ("/rotor.storage.v2.Secrets/GetSecret") | request
+	//	kind 2 reply:  the response message
+	//	kind 3 error:  a google.rpc.Status (the same status, with its Error
+	//	               detail, the gRPC path would carry)
+	//	kind 4 cancel: empty (the host gave up on the call)
+	//	kind 5 hello:  fast_token (the host's first frame, call id 0)
+	//
+	// A frame above MAX_MESSAGE_BYTES (+ header) ends the connection. The
+	// plugin accepts one connection, after a correct hello, then removes the
+	// socket; streams (Watch) stay on gRPC.
+	Capability_FAST_CALLS Capability = 8
 )
 
 // Enum value maps for Capability.
@@ -196,6 +213,7 @@ var (
 		5: "CHANGES",
 		6: "RETENTION",
 		7: "WORKFLOWS",
+		8: "FAST_CALLS",
 	}
 	Capability_value = map[string]int32{
 		"CAPABILITY_UNSPECIFIED": 0,
@@ -206,6 +224,7 @@ var (
 		"CHANGES":                5,
 		"RETENTION":              6,
 		"WORKFLOWS":              7,
+		"FAST_CALLS":             8,
 	}
 )
 
@@ -323,8 +342,14 @@ type DescribeResponse struct {
 	Capabilities    []Capability           `protobuf:"varint,2,rep,packed,name=capabilities,proto3,enum=rotor.storage.v2.Capability" json:"capabilities,omitempty"`
 	Backend         string                 `protobuf:"bytes,3,opt,name=backend,proto3" json:"backend,omitempty"`                    // free text for logs, e.g. "bbolt"
 	MaxBatch        uint32                 `protobuf:"varint,4,opt,name=max_batch,json=maxBatch,proto3" json:"max_batch,omitempty"` // what the plugin accepts; 0 means MAX_BATCH
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// With FAST_CALLS: the Unix socket (in a directory only the plugin's user
+	// can enter) and the random token the host must present in its hello.
+	// Describe travels over the AutoMTLS gRPC connection, so only the host
+	// learns the token.
+	FastSocket    string `protobuf:"bytes,5,opt,name=fast_socket,json=fastSocket,proto3" json:"fast_socket,omitempty"`
+	FastToken     []byte `protobuf:"bytes,6,opt,name=fast_token,json=fastToken,proto3" json:"fast_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DescribeResponse) Reset() {
@@ -383,6 +408,20 @@ func (x *DescribeResponse) GetMaxBatch() uint32 {
 		return x.MaxBatch
 	}
 	return 0
+}
+
+func (x *DescribeResponse) GetFastSocket() string {
+	if x != nil {
+		return x.FastSocket
+	}
+	return ""
+}
+
+func (x *DescribeResponse) GetFastToken() []byte {
+	if x != nil {
+		return x.FastToken
+	}
+	return nil
 }
 
 type ConfigureRequest struct {
@@ -7911,12 +7950,16 @@ const file_storage_proto_rawDesc = "" +
 	"\rstorage.proto\x12\x10rotor.storage.v2\"8\n" +
 	"\x05Error\x12/\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1b.rotor.storage.v2.ErrorCodeR\x04code\"\x11\n" +
-	"\x0fDescribeRequest\"\xb6\x01\n" +
+	"\x0fDescribeRequest\"\xf6\x01\n" +
 	"\x10DescribeResponse\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12@\n" +
 	"\fcapabilities\x18\x02 \x03(\x0e2\x1c.rotor.storage.v2.CapabilityR\fcapabilities\x12\x18\n" +
 	"\abackend\x18\x03 \x01(\tR\abackend\x12\x1b\n" +
-	"\tmax_batch\x18\x04 \x01(\rR\bmaxBatch\"\xdd\x01\n" +
+	"\tmax_batch\x18\x04 \x01(\rR\bmaxBatch\x12\x1f\n" +
+	"\vfast_socket\x18\x05 \x01(\tR\n" +
+	"fastSocket\x12\x1d\n" +
+	"\n" +
+	"fast_token\x18\x06 \x01(\fR\tfastToken\"\xdd\x01\n" +
 	"\x10ConfigureRequest\x12\x18\n" +
 	"\abackend\x18\x01 \x01(\tR\abackend\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x10\n" +
@@ -8500,7 +8543,7 @@ const file_storage_proto_rawDesc = "" +
 	"\x05Limit\x12\x15\n" +
 	"\x11LIMIT_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\tMAX_BATCH\x10\x90N\x12\x18\n" +
-	"\x11MAX_MESSAGE_BYTES\x10\x80\x80\x80 *\x85\x01\n" +
+	"\x11MAX_MESSAGE_BYTES\x10\x80\x80\x80 *\x95\x01\n" +
 	"\n" +
 	"Capability\x12\x1a\n" +
 	"\x16CAPABILITY_UNSPECIFIED\x10\x00\x12\x0e\n" +
@@ -8511,7 +8554,9 @@ const file_storage_proto_rawDesc = "" +
 	"\x04JOBS\x10\x04\x12\v\n" +
 	"\aCHANGES\x10\x05\x12\r\n" +
 	"\tRETENTION\x10\x06\x12\r\n" +
-	"\tWORKFLOWS\x10\a2\xb1\x01\n" +
+	"\tWORKFLOWS\x10\a\x12\x0e\n" +
+	"\n" +
+	"FAST_CALLS\x10\b2\xb1\x01\n" +
 	"\x06Plugin\x12Q\n" +
 	"\bDescribe\x12!.rotor.storage.v2.DescribeRequest\x1a\".rotor.storage.v2.DescribeResponse\x12T\n" +
 	"\tConfigure\x12\".rotor.storage.v2.ConfigureRequest\x1a#.rotor.storage.v2.ConfigureResponse2\x93\x06\n" +

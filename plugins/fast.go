@@ -1,0 +1,616 @@
+package plugins
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	pb "rotor.sh/rotor/plugins/proto"
+)
+
+// Fast calls (Capability FAST_CALLS): every unary RPC of the protocol, the
+// same request and response messages, carried as length-prefixed frames
+// with a call id over one Unix socket instead of one HTTP/2 stream each.
+// A gRPC unary call wakes several goroutines per side (the caller, the
+// transport's reader and writer, a stream worker); here one reader per
+// side hands a frame to the waiting caller (host) or to the handler
+// (plugin). storage.proto documents the frame layout.
+
+// Frame kinds.
+const (
+	frameCall   = 1
+	frameReply  = 2
+	frameError  = 3
+	frameCancel = 4
+	frameHello  = 5
+)
+
+// frameHeader is u32 length (of kind, id and body) | u8 kind | u64 id.
+const frameHeader = 4 + 1 + 8
+
+// maxFrame bounds a frame's length field: a message at the protocol's
+// limit plus the call frame's own fields (deadline, method).
+const maxFrame = MaxMessageSize + 1 + 8 + 8 + 2 + 1<<16
+
+// fastTokenLen is the hello token's length in bytes.
+const fastTokenLen = 32
+
+// helloTimeout bounds how long the plugin waits for a connection's hello.
+const helloTimeout = 10 * time.Second
+
+var errFrame = errors.New("fast-call frame malformed")
+
+// appendHeader starts a frame in b; finish sets its length.
+func appendHeader(b []byte, kind byte, id uint64) []byte {
+	b = append(b, 0, 0, 0, 0, kind)
+	return binary.LittleEndian.AppendUint64(b, id)
+}
+
+func finish(b []byte) []byte {
+	binary.LittleEndian.PutUint32(b, uint32(len(b)-4))
+	return b
+}
+
+// readFrame reads one frame; body is freshly allocated (it outlives the
+// next read).
+func readFrame(r *bufio.Reader) (kind byte, id uint64, body []byte, err error) {
+	var h [frameHeader]byte
+	if _, err = io.ReadFull(r, h[:]); err != nil {
+		return 0, 0, nil, err
+	}
+	n := binary.LittleEndian.Uint32(h[:4])
+	if n < frameHeader-4 || n > maxFrame {
+		return 0, 0, nil, fmt.Errorf("%w: length %d", errFrame, n)
+	}
+	body = make([]byte, int(n)-(frameHeader-4))
+	if _, err = io.ReadFull(r, body); err != nil {
+		return 0, 0, nil, err
+	}
+	return h[4], binary.LittleEndian.Uint64(h[5:]), body, nil
+}
+
+func newReader(c io.Reader) *bufio.Reader { return bufio.NewReaderSize(c, 64<<10) }
+
+// bufPool holds frame buffers for writing.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// --- host side
+
+// fastConn is the host's end: a grpc.ClientConnInterface whose unary calls
+// go over the socket (streams, and every call once the socket has failed,
+// go over the gRPC connection). There is no reader goroutine: a waiting
+// caller takes the reading (rtok) and reads until its own reply has come,
+// handing the others' replies to their callers on the way. A lone caller
+// is thus woken by the socket itself, not by a reader that then wakes it:
+// one scheduler hand-off less per call on a path that is mostly hand-offs.
+type fastConn struct {
+	c        net.Conn
+	fallback grpc.ClientConnInterface
+	// wmu serialises writes, rtok reading; channels so that waiting
+	// honours the call's context.
+	wmu  chan struct{}
+	rtok chan struct{}
+	// The frame being read, owned by the holder of rtok: a read cut by a
+	// deadline resumes where it stopped, in the next holder's hands.
+	r    *bufio.Reader
+	hdr  [frameHeader]byte
+	hn   int
+	body []byte
+	bn   int
+
+	mu      sync.Mutex
+	nextID  uint64
+	pending map[uint64]chan fastResult
+	err     error // set once the connection has failed
+}
+
+type fastResult struct {
+	kind byte
+	body []byte
+}
+
+// dialFast connects to the plugin's fast-call socket and presents token.
+func dialFast(ctx context.Context, path string, token []byte, fallback grpc.ClientConnInterface) (*fastConn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return nil, err
+	}
+	hello := finish(append(appendHeader(nil, frameHello, 0), token...))
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetWriteDeadline(dl)
+	}
+	if _, err := c.Write(hello); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return &fastConn{c: c, fallback: fallback, wmu: make(chan struct{}, 1), rtok: make(chan struct{}, 1),
+		r: newReader(c), pending: map[uint64]chan fastResult{}}, nil
+}
+
+// errCut is a read stopped by the reader's own deadline or cancellation.
+var errCut = errors.New("read cut")
+
+// readFrame reads one frame, resumably (with rtok held): a deadline keeps
+// what was read so far for the next reader.
+func (f *fastConn) readFrame() (kind byte, id uint64, body []byte, err error) {
+	for f.hn < frameHeader {
+		n, err := f.r.Read(f.hdr[f.hn:])
+		f.hn += n
+		if err != nil {
+			return 0, 0, nil, err
+		}
+	}
+	if f.body == nil {
+		n := binary.LittleEndian.Uint32(f.hdr[:4])
+		if n < frameHeader-4 || n > maxFrame {
+			return 0, 0, nil, fmt.Errorf("%w: length %d", errFrame, n)
+		}
+		f.body, f.bn = make([]byte, int(n)-(frameHeader-4)), 0
+	}
+	for f.bn < len(f.body) {
+		n, err := f.r.Read(f.body[f.bn:])
+		f.bn += n
+		if err != nil {
+			return 0, 0, nil, err
+		}
+	}
+	kind, id, body = f.hdr[4], binary.LittleEndian.Uint64(f.hdr[5:]), f.body
+	f.hn, f.body, f.bn = 0, nil, 0
+	return kind, id, body, nil
+}
+
+// readUntil reads, holding rtok, until call id's reply has come (or ctx
+// ends: errCut), delivering other calls' replies.
+func (f *fastConn) readUntil(ctx context.Context, id uint64, ch chan fastResult) (fastResult, error) {
+	dl, _ := ctx.Deadline()
+	f.c.SetReadDeadline(dl)
+	stop := context.AfterFunc(ctx, func() { f.c.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	for {
+		select {
+		case res := <-ch: // delivered before we took the reading
+			return res, nil
+		default:
+		}
+		kind, rid, body, err := f.readFrame()
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				if ctx.Err() != nil {
+					return fastResult{}, errCut
+				}
+				// Another caller's cancellation, fired late: not ours.
+				f.c.SetReadDeadline(dl)
+				continue
+			}
+			f.fail(err)
+			return fastResult{}, nil
+		}
+		if kind != frameReply && kind != frameError {
+			f.fail(fmt.Errorf("%w: kind %d from the plugin", errFrame, kind))
+			return fastResult{}, nil
+		}
+		if rid == id {
+			f.forget(id)
+			return fastResult{kind, body}, nil
+		}
+		f.mu.Lock()
+		c := f.pending[rid]
+		delete(f.pending, rid)
+		f.mu.Unlock()
+		if c != nil { // nil: the call gave up
+			c <- fastResult{kind, body}
+		}
+	}
+}
+
+// fail marks the connection failed and fails every waiting call.
+func (f *fastConn) fail(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err == nil {
+		f.err = err
+	}
+	f.c.Close()
+	for id, ch := range f.pending {
+		delete(f.pending, id)
+		ch <- fastResult{}
+	}
+}
+
+func (f *fastConn) close() { f.fail(net.ErrClosed) }
+
+func (f *fastConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	return f.fallback.NewStream(ctx, desc, method, opts...)
+}
+
+// Invoke runs one unary call over the socket. Errors are gRPC statuses, as
+// on the gRPC path, so the Client maps them the same way.
+func (f *fastConn) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
+	f.mu.Lock()
+	if f.err != nil {
+		err := f.err
+		f.mu.Unlock()
+		if f.fallback == nil {
+			return status.Errorf(codes.Unavailable, "fast call %s: connection lost: %v", method, err)
+		}
+		return f.fallback.Invoke(ctx, method, args, reply, opts...)
+	}
+	f.nextID++
+	id := f.nextID
+	ch := make(chan fastResult, 1)
+	f.pending[id] = ch
+	f.mu.Unlock()
+
+	if err := f.send(ctx, id, method, args.(proto.Message)); err != nil {
+		f.forget(id)
+		return err
+	}
+	var res fastResult
+	select {
+	case res = <-ch:
+	case f.rtok <- struct{}{}:
+		var err error
+		res, err = f.readUntil(ctx, id, ch)
+		<-f.rtok
+		if err != nil {
+			if f.forget(id) {
+				f.cancel(id)
+			}
+			return status.FromContextError(ctx.Err()).Err()
+		}
+	case <-ctx.Done():
+		if f.forget(id) {
+			f.cancel(id)
+		}
+		return status.FromContextError(ctx.Err()).Err()
+	}
+	switch res.kind {
+	case frameReply:
+		if err := proto.Unmarshal(res.body, reply.(proto.Message)); err != nil {
+			return status.Errorf(codes.Internal, "fast call %s: decode reply: %v", method, err)
+		}
+		return nil
+	case frameError:
+		sp := new(spb.Status)
+		if err := proto.Unmarshal(res.body, sp); err != nil {
+			return status.Errorf(codes.Internal, "fast call %s: decode error: %v", method, err)
+		}
+		return status.ErrorProto(sp)
+	}
+	return status.Errorf(codes.Unavailable, "fast call %s: connection lost: %v", method, f.failure())
+}
+
+func (f *fastConn) failure() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}
+
+// forget drops a call's waiter; false when the reply came first.
+func (f *fastConn) forget(id uint64) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.pending[id]
+	delete(f.pending, id)
+	return ok
+}
+
+// send writes a call frame, bounded by the call's deadline: a plugin that
+// stops reading fails the call (and the connection, whose stream a cut
+// write has broken) instead of blocking the caller.
+func (f *fastConn) send(ctx context.Context, id uint64, method string, m proto.Message) error {
+	if len(method) > 1<<16-1 {
+		return status.Errorf(codes.Internal, "fast call: method name too long")
+	}
+	bp := bufPool.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= 64<<10 { // a big request's buffer is not kept
+			bufPool.Put(bp)
+		}
+	}()
+	var dl int64
+	deadline, hasDL := ctx.Deadline()
+	if hasDL {
+		dl = deadline.UnixNano()
+	}
+	b := appendHeader((*bp)[:0], frameCall, id)
+	b = binary.LittleEndian.AppendUint64(b, uint64(dl))
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(method)))
+	b = append(b, method...)
+	n := len(b)
+	b, err := proto.MarshalOptions{}.MarshalAppend(b, m)
+	if err != nil {
+		return status.Errorf(codes.Internal, "fast call %s: encode: %v", method, err)
+	}
+	if len(b)-n > MaxMessageSize {
+		return status.Errorf(codes.ResourceExhausted, "fast call %s: request of %d bytes exceeds the limit of %d", method, len(b)-n, MaxMessageSize)
+	}
+	*bp = b
+	finish(b)
+	select {
+	case f.wmu <- struct{}{}:
+	case <-ctx.Done():
+		return status.FromContextError(ctx.Err()).Err()
+	}
+	defer func() { <-f.wmu }()
+	if hasDL {
+		f.c.SetWriteDeadline(deadline)
+	} else {
+		f.c.SetWriteDeadline(time.Time{})
+	}
+	if _, err := f.c.Write(b); err != nil {
+		f.fail(err)
+		if ctx.Err() != nil {
+			return status.FromContextError(ctx.Err()).Err()
+		}
+		return status.Errorf(codes.Unavailable, "fast call %s: %v", method, err)
+	}
+	return nil
+}
+
+// cancel tells the plugin the host gave up on a call (best effort: a
+// plugin that is not reading is not waited for).
+func (f *fastConn) cancel(id uint64) {
+	select {
+	case f.wmu <- struct{}{}:
+	default:
+		return
+	}
+	defer func() { <-f.wmu }()
+	f.c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	if _, err := f.c.Write(finish(appendHeader(make([]byte, 0, frameHeader), frameCancel, id))); err != nil {
+		f.fail(err)
+	}
+}
+
+// --- plugin side
+
+// fastHandler is one unary method of the protocol as generated for gRPC.
+type fastHandler struct {
+	srv any
+	h   grpc.MethodHandler
+}
+
+// fastMethods maps full method names to handlers: every unary method of
+// every service the plugin registers on gRPC.
+func fastMethods(s *Server) map[string]fastHandler {
+	m := map[string]fastHandler{}
+	for _, d := range []*grpc.ServiceDesc{&pb.Plugin_ServiceDesc, &pb.Workspaces_ServiceDesc, &pb.Secrets_ServiceDesc, &pb.Audit_ServiceDesc,
+		&pb.Jobs_ServiceDesc, &pb.Retention_ServiceDesc, &pb.Changes_ServiceDesc, &pb.Workflows_ServiceDesc} {
+		for _, md := range d.Methods {
+			m["/"+d.ServiceName+"/"+md.MethodName] = fastHandler{s, md.Handler}
+		}
+	}
+	return m
+}
+
+// fastServer is the plugin's end: a socket in a fresh 0700 directory that
+// accepts one connection, from whoever presents the token first (the host,
+// which alone learnt it, over the AutoMTLS gRPC connection).
+type fastServer struct {
+	dir, path string
+	token     []byte
+	l         net.Listener
+	methods   map[string]fastHandler
+
+	ctx    context.Context
+	stop   context.CancelFunc
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	conn   net.Conn
+	closed bool
+}
+
+// listenFast opens the fast-call socket; Describe reports it.
+func (s *Server) listenFast() error {
+	dir, err := os.MkdirTemp("", "rotor-plugin-") // 0700
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(dir, "fast.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		os.RemoveAll(dir)
+		return err
+	}
+	token := make([]byte, fastTokenLen)
+	rand.Read(token)
+	ctx, stop := context.WithCancel(context.Background())
+	f := &fastServer{dir: dir, path: path, token: token, l: l, methods: fastMethods(s), ctx: ctx, stop: stop}
+	f.wg.Add(1)
+	go f.accept()
+	s.mu.Lock()
+	s.fast = f
+	s.mu.Unlock()
+	return nil
+}
+
+// accept waits for the host's connection; once one has said hello the
+// socket is removed and no other can connect.
+func (f *fastServer) accept() {
+	defer f.wg.Done()
+	defer os.RemoveAll(f.dir)
+	for {
+		c, err := f.l.Accept()
+		if err != nil {
+			return
+		}
+		if !f.hello(c) {
+			c.Close()
+			continue
+		}
+		f.l.Close()
+		os.RemoveAll(f.dir)
+		f.mu.Lock()
+		if f.closed {
+			f.mu.Unlock()
+			c.Close()
+			return
+		}
+		f.conn = c
+		f.mu.Unlock()
+		f.serve(c)
+		return
+	}
+}
+
+func (f *fastServer) hello(c net.Conn) bool {
+	c.SetReadDeadline(time.Now().Add(helloTimeout))
+	defer c.SetReadDeadline(time.Time{})
+	var h [frameHeader + fastTokenLen]byte
+	if _, err := io.ReadFull(c, h[:]); err != nil {
+		return false
+	}
+	return binary.LittleEndian.Uint32(h[:4]) == uint32(len(h)-4) && h[4] == frameHello &&
+		subtle.ConstantTimeCompare(h[frameHeader:], f.token) == 1
+}
+
+// serve is the connection's one reader; each call runs in its own
+// goroutine (a slow call must not hold up the others), which the reader
+// waits for before it returns.
+func (f *fastServer) serve(c net.Conn) {
+	ctx, cancel := context.WithCancel(f.ctx)
+	defer cancel()
+	var (
+		calls sync.WaitGroup
+		wmu   sync.Mutex
+		cmu   sync.Mutex
+	)
+	cancels := map[uint64]context.CancelFunc{}
+	work := make(chan func())
+	defer calls.Wait()
+	defer close(work)
+	defer c.Close()
+	for range fastWorkers {
+		calls.Add(1)
+		go func() {
+			defer calls.Done()
+			for job := range work {
+				job()
+			}
+		}()
+	}
+	r := newReader(c)
+	for {
+		kind, id, body, err := readFrame(r)
+		if err != nil {
+			return
+		}
+		switch kind {
+		case frameCancel:
+			cmu.Lock()
+			if cf := cancels[id]; cf != nil {
+				cf()
+			}
+			cmu.Unlock()
+			continue
+		case frameCall:
+		default:
+			return
+		}
+		if len(body) < 10 {
+			return
+		}
+		dl := int64(binary.LittleEndian.Uint64(body))
+		ml := int(binary.LittleEndian.Uint16(body[8:]))
+		if len(body) < 10+ml {
+			return
+		}
+		method, msg := string(body[10:10+ml]), body[10+ml:]
+		var cctx context.Context
+		var ccancel context.CancelFunc
+		if dl != 0 {
+			cctx, ccancel = context.WithDeadline(ctx, time.Unix(0, dl))
+		} else {
+			cctx, ccancel = context.WithCancel(ctx)
+		}
+		cmu.Lock()
+		cancels[id] = ccancel
+		cmu.Unlock()
+		job := func() {
+			out := f.call(cctx, id, method, msg)
+			cmu.Lock()
+			delete(cancels, id)
+			cmu.Unlock()
+			ccancel()
+			wmu.Lock()
+			defer wmu.Unlock()
+			c.SetWriteDeadline(time.Now().Add(DefaultCallTimeout))
+			if _, err := c.Write(out); err != nil {
+				c.Close() // the reader then ends
+			}
+		}
+		select {
+		case work <- job:
+		default:
+			calls.Add(1)
+			go func() {
+				defer calls.Done()
+				job()
+			}()
+		}
+	}
+}
+
+// fastWorkers is how many goroutines of the plugin wait for calls: they
+// keep the stacks that calls have grown (a fresh goroutine per call spent
+// a fifth of the plugin's CPU copying its stack as it grew), and more calls
+// at once run in goroutines of their own.
+const fastWorkers = 4
+
+// call runs one method and returns its reply or error frame.
+func (f *fastServer) call(ctx context.Context, id uint64, method string, msg []byte) []byte {
+	var resp any
+	var err error
+	if h, ok := f.methods[method]; ok {
+		resp, err = h.h(h.srv, ctx, func(v any) error { return proto.Unmarshal(msg, v.(proto.Message)) }, nil)
+	} else {
+		err = status.Errorf(codes.Unimplemented, "unknown method %s", method)
+	}
+	if err == nil {
+		b := appendHeader(make([]byte, 0, 256), frameReply, id)
+		n := len(b)
+		b, err = proto.MarshalOptions{}.MarshalAppend(b, resp.(proto.Message))
+		if err == nil && len(b)-n > MaxMessageSize {
+			err = status.Errorf(codes.ResourceExhausted, "reply of %d bytes exceeds the limit of %d", len(b)-n, MaxMessageSize)
+		}
+		if err == nil {
+			return finish(b)
+		}
+	}
+	sb, merr := proto.Marshal(status.Convert(err).Proto())
+	if merr != nil {
+		sb, _ = proto.Marshal(status.New(codes.Internal, "encode error").Proto())
+	}
+	return finish(append(appendHeader(make([]byte, 0, frameHeader+len(sb)), frameError, id), sb...))
+}
+
+// close stops accepting, ends the connection and waits for running calls.
+func (f *fastServer) close() {
+	f.mu.Lock()
+	f.closed = true
+	if f.conn != nil {
+		f.conn.Close()
+	}
+	f.mu.Unlock()
+	f.l.Close()
+	f.stop()
+	f.wg.Wait()
+}
