@@ -64,7 +64,7 @@ func readAllSized(r io.Reader, rnd *rand.Rand) ([]byte, error) {
 
 func TestStreamingFastPathsMatchWhole(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(13, 2026))
-	for iter := range 400 {
+	for iter := range 150 {
 		body := randomBody(rnd)
 		c := Context(rnd.IntN(len(contextNames)))
 		want, wantRefs, wantErr := RewriteString(string(body), c, resolveTest)
