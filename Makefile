@@ -129,13 +129,18 @@ GREMLINS            := bin/gremlins
 MUTATION_WORKERS    ?= 2
 MUTATION_COEFF      ?= 10
 MUTATION_MINUTES    ?= 30
-MUTATION_SET        ?= proxy:dial.go,internal.go \
-	template:rewrite.go,template.go \
-	vault:hosts.go,crypto.go,apikeys.go,auditchain.go \
+# The default set is what fits MUTATION_MINUTES on this 2-core machine
+# (issue 13's target packages); the rest runs as a second, separate
+# invocation: make mutation MUTATION_SET='$(MUTATION_REST)'
+MUTATION_CORE       ?= template:rewrite.go,template.go \
+	proxy:dial.go,internal.go \
+	vault:hosts.go,crypto.go,apikeys.go
+MUTATION_REST       ?= vault:auditchain.go \
 	dispatch:dispatcher.go \
 	storage/postgres:postgres.go \
 	storage/bolt:bolt.go \
 	plugins:wire.go
+MUTATION_SET        ?= $(MUTATION_CORE)
 .PHONY: mutation
 mutation:
 	@mkdir -p bin/mutation
