@@ -165,3 +165,22 @@ func TestListAPIKeysNeedsAdmin(t *testing.T) {
 		t.Fatalf("operator listing keys: %d keys, %v", len(keys), err)
 	}
 }
+
+// TestLastOperatorKeyKept: the workspace's only active operator key cannot
+// be revoked, even by another operator-role actor; once a second operator
+// key exists, it can.
+func TestLastOperatorKeyKept(t *testing.T) {
+	ctx := context.Background()
+	v, _ := testVault(t)
+	op := bootstrap(t, v)
+	other := Actor{KeyID: "key_another_node", WorkspaceID: op.WorkspaceID, Role: RoleOperator}
+	if err := v.RevokeAPIKey(ctx, other, op.KeyID); !errors.Is(err, ErrConflict) {
+		t.Fatalf("revoking the last operator key: %v, want ErrConflict", err)
+	}
+	if _, _, err := v.CreateAPIKey(ctx, op, CreateAPIKeyRequest{Name: "op2", Role: RoleOperator}); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.RevokeAPIKey(ctx, other, op.KeyID); err != nil {
+		t.Fatalf("revoking one of two operator keys: %v", err)
+	}
+}
