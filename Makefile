@@ -154,17 +154,29 @@ clean:
 # report per package in bin/mutation/ (<pkg>.json, and <pkg>.log with every
 # mutant's status as it finishes). The whole run is bounded by
 # MUTATION_MINUTES. Scores and the survivors' notes: docs/reliability.md.
+# gremlins runs the package's whole test binary per mutant, so in vault the
+# PostgreSQL, audit-outage and plugin-subprocess tests (most of its run time)
+# are skipped through GOFLAGS=-skip: they cover no block of the mutated files
+# that the kept tests do not cover (checked with -coverprofile), and a skip
+# can only let a mutant live, never kill one, so the score is a lower bound.
+# Not for vault's audit files, which those tests exercise. MUTATION_FULL=1
+# runs every test. CI never runs this target.
 GREMLINS            := bin/gremlins
 MUTATION_WORKERS    ?= 2
 MUTATION_COEFF      ?= 10
 MUTATION_MINUTES    ?= 30
-MUTATION_SET        ?= proxy:dial.go,internal.go \
-	template:rewrite.go,template.go \
-	vault:hosts.go,crypto.go,apikeys.go,auditchain.go \
+# The default set is what fits MUTATION_MINUTES on this 2-core machine
+# (issue 13's target packages); the rest runs as a second, separate
+# invocation: make mutation MUTATION_SET='$(MUTATION_REST)'
+MUTATION_CORE       ?= template:rewrite.go,template.go \
+	proxy:dial.go,internal.go \
+	vault:hosts.go,crypto.go,apikeys.go
+MUTATION_REST       ?= vault:auditchain.go \
 	dispatch:dispatcher.go \
 	storage/postgres:postgres.go \
 	storage/bolt:bolt.go \
 	plugins:wire.go
+MUTATION_SET        ?= $(MUTATION_CORE)
 .PHONY: mutation
 mutation:
 	@mkdir -p bin/mutation
@@ -177,8 +189,9 @@ mutation:
 		done; \
 		left=$$(( end - $$(date +%s) )); \
 		if [ $$left -le 0 ]; then echo "mutation: budget spent before $$pkg"; exit 1; fi; \
-		echo "== $$pkg ($${entry#*:}), $${left}s left"; \
-		timeout $$left ./$(GREMLINS) unleash --workers $(MUTATION_WORKERS) --timeout-coefficient $(MUTATION_COEFF) \
+		skip=""; [ -n "$(MUTATION_FULL)" ] || case $$entry in vault:*audit*) ;; vault:*) skip="-skip=Postgres|Outage|Plugin";; esac; \
+		echo "== $$pkg ($${entry#*:}), $${left}s left $${skip:+(tests $$skip)}"; \
+		GOFLAGS="$$GOFLAGS $$skip" timeout $$left ./$(GREMLINS) unleash --workers $(MUTATION_WORKERS) --timeout-coefficient $(MUTATION_COEFF) \
 			$$excl -o bin/mutation/$$(echo $$pkg | tr / _).json ./$$pkg | tee bin/mutation/$$(echo $$pkg | tr / _).log | \
 			grep --line-buffered -E 'LIVED|TIMED OUT|Killed:|Mutator coverage|Test efficacy|Mutation testing completed'; \
 	done
