@@ -202,18 +202,11 @@ func (rw *rewriter) step(out, b []byte, atEOF bool) ([]byte, int, error) {
 			c = bytes.IndexByte(b[i:], '$')
 		}
 		if c < 0 {
-			end := len(b)
-			if percent && !atEOF {
-				// Keep a trailing "%" or "%2" that could start an encoded '$'.
-				for k := max(i, len(b)-2); k < len(b); k++ {
-					if b[k] == '%' {
-						end = k
-						break
-					}
-				}
-			}
-			out = rw.emit(out, b[i:end])
-			return out, end, nil
+			// No '$' (nor, when decoding, '%') is left, so nothing here can
+			// start a reference: a trailing "%" or "%2" is found above and
+			// held back by matchRef.
+			out = rw.emit(out, b[i:])
+			return out, len(b), nil
 		}
 		c += i
 		out = rw.emit(out, b[i:c])
