@@ -689,7 +689,7 @@ func (st *reqState) rewrite(r *http.Request) (*http.Request, error) {
 	}
 	for k, vs := range out.Header {
 		for i, v := range vs {
-			if k == "Authorization" && len(v) > 6 && strings.EqualFold(v[:6], "Basic ") {
+			if k == "Authorization" && isBasic(v) {
 				// Clients send URL userinfo as Basic credentials: resolve
 				// references inside them.
 				nv, err := st.rewriteBasic(v)
@@ -728,11 +728,10 @@ func (st *reqState) rewrite(r *http.Request) (*http.Request, error) {
 
 // rewriteBasic resolves references in Basic credentials (user:password).
 func (st *reqState) rewriteBasic(v string) (string, error) {
-	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(v[6:]))
-	if err != nil || !bytes.ContainsRune(raw, '$') {
+	raw, user, pass, ok := basicCredentials(v)
+	if !ok {
 		return v, nil
 	}
-	user, pass, _ := strings.Cut(string(raw), ":")
 	nu, n, err := template.RewriteString(user, template.ContextUserinfo, st.rf)
 	if err != nil {
 		return "", err
@@ -745,7 +744,7 @@ func (st *reqState) rewriteBasic(v string) (string, error) {
 		return "", err
 	}
 	if n+n2 > 0 && st.p.scrub {
-		st.addExtraForms(basicForms(nu+":"+np, string(raw)))
+		st.addExtraForms(basicForms(nu+":"+np, raw))
 	}
 	return "Basic " + base64.StdEncoding.EncodeToString([]byte(nu+":"+np)), nil
 }

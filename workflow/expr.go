@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -412,11 +413,15 @@ func plainJSON(body json.RawMessage) (json.RawMessage, error) {
 	return marshalNoEscape(doc)
 }
 
-// refCount counts the secret references in s (in context c); an error for
-// a malformed one.
-func refCount(s string, c template.Context) (int, error) {
-	_, n, err := template.RewriteString(s, c, func(string) ([]byte, error) { return nil, nil })
-	return n, err
+// refNames lists the secret references in s (in context c), in order; an
+// error for a malformed one.
+func refNames(s string, c template.Context) ([]string, error) {
+	var names []string
+	_, _, err := template.RewriteString(s, c, func(n string) ([]byte, error) {
+		names = append(names, n)
+		return nil, nil
+	})
+	return names, err
 }
 
 // errInjected: substituted data would add a secret reference.
@@ -424,14 +429,21 @@ var errInjected = errors.New("substituted data holds a secret reference")
 
 // sameRefs checks that rendering added no secret reference: data from an
 // input, an output or a signal must never make the proxy resolve a secret
-// (nor, for the URL, decode into one).
+// (nor, for the URL, decode into one). The references are compared name
+// for name, not merely counted, so data that broke one of the template's
+// references and added another would not pass either.
 func sameRefs(tmpl, rendered string, c template.Context) error {
-	want, err := refCount(tmpl, c)
+	return sameNames(func(s string) ([]string, error) { return refNames(s, c) }, tmpl, rendered)
+}
+
+// sameNames is sameRefs with the proxy's own reading of a field (names).
+func sameNames(names func(string) ([]string, error), tmpl, rendered string) error {
+	want, err := names(tmpl)
 	if err != nil {
 		return err
 	}
-	got, err := refCount(rendered, c)
-	if err != nil || got != want {
+	got, err := names(rendered)
+	if err != nil || !slices.Equal(got, want) {
 		return fmt.Errorf("%w: %w", errExpr, errInjected)
 	}
 	return nil

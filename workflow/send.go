@@ -59,7 +59,10 @@ func build(ps planStep, run *storage.WorkflowRun) (built, error) {
 		if err != nil {
 			return built{}, err
 		}
-		if err := sameRefs(tv, hv, template.ContextHeader); err != nil {
+		// As the proxy reads the field: inside Basic credentials of an
+		// Authorization header, it decodes base64 before it looks.
+		ck := http.CanonicalHeaderKey(k)
+		if err := sameNames(func(s string) ([]string, error) { return proxy.HeaderReferences(ck, s) }, tv, hv); err != nil {
 			return built{}, err
 		}
 		b.header.Set(k, hv)
@@ -72,7 +75,10 @@ func build(ps planStep, run *storage.WorkflowRun) (built, error) {
 			if err != nil {
 				return built{}, err
 			}
-			if err := sameRefs(s, out, template.ContextRaw); err != nil {
+			// In the context the proxy will read the body in (a form body
+			// is percent-decoded before it looks), from the rendered
+			// Content-Type, which data may have chosen.
+			if err := sameRefs(s, out, proxy.BodyContext(b.header.Get("Content-Type"))); err != nil {
 				return built{}, err
 			}
 			b.body = []byte(out)
@@ -88,13 +94,13 @@ func build(ps planStep, run *storage.WorkflowRun) (built, error) {
 			if err != nil {
 				return built{}, err
 			}
-			if err := sameRefs(string(tmpl), string(out), template.ContextJSON); err != nil {
-				return built{}, err
-			}
-			b.body = out
 			if b.header.Get("Content-Type") == "" {
 				b.header.Set("Content-Type", "application/json")
 			}
+			if err := sameRefs(string(tmpl), string(out), proxy.BodyContext(b.header.Get("Content-Type"))); err != nil {
+				return built{}, err
+			}
+			b.body = out
 		}
 	}
 	return b, nil
