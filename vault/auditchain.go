@@ -177,6 +177,17 @@ func (v *Vault) sealWorkspace(ctx context.Context, ws string) error {
 		v.metrics.auditTamper.Inc()
 		return fmt.Errorf("%w: row %d is older than %s and no seal covers it (the seal was deleted); not sealing over it (run rotor audit verify)", ErrAuditTampered, res.firstUnsealed, v.staleAfter)
 	}
+	if found && !haveAnchor && res.rows > 0 {
+		// No seal of its own to compare with the database's (sealreplay.go).
+		why, err := v.replayedSeal(ctx, ws, prev, res.lastID)
+		if err != nil {
+			return err
+		}
+		if why != "" {
+			v.metrics.auditTamper.Inc()
+			return fmt.Errorf("%w: %s; not sealing over it (run rotor audit verify)", ErrAuditTampered, why)
+		}
+	}
 	c := storage.AuditCheckpoint{WorkspaceID: ws, LastID: res.lastID, Chain: res.chain, SealedAt: v.now().UTC().Truncate(time.Microsecond), RowMACFrom: macFrom}
 	c.MAC = v.checkpointMAC(c)
 	if err := v.store.PutAuditCheckpoint(ctx, c); err != nil {
