@@ -443,32 +443,71 @@ func (s *Server) listenFast() error {
 }
 
 // accept waits for the host's connection; once one has said hello the
-// socket is removed and no other can connect.
+// socket is removed and no other can connect. Each connection's hello is
+// read on a goroutine of its own: a stranger that connected first and says
+// nothing must not keep the host waiting for the hello deadline. The
+// winner closes the listener and the other connections, so those
+// goroutines end at once.
 func (f *fastServer) accept() {
 	defer f.wg.Done()
 	defer os.RemoveAll(f.dir)
+	var (
+		hellos  sync.WaitGroup
+		mu      sync.Mutex
+		pending = map[net.Conn]struct{}{}
+		won     net.Conn
+	)
 	for {
 		c, err := f.l.Accept()
 		if err != nil {
-			return
+			break
 		}
-		if !f.hello(c) {
+		mu.Lock()
+		if won != nil {
+			mu.Unlock()
 			c.Close()
 			continue
 		}
-		f.l.Close()
-		os.RemoveAll(f.dir)
-		f.mu.Lock()
-		if f.closed {
-			f.mu.Unlock()
-			c.Close()
-			return
-		}
-		f.conn = c
-		f.mu.Unlock()
-		f.serve(c)
+		pending[c] = struct{}{}
+		mu.Unlock()
+		hellos.Add(1)
+		go func() {
+			defer hellos.Done()
+			ok := f.hello(c)
+			mu.Lock()
+			defer mu.Unlock()
+			delete(pending, c)
+			if !ok || won != nil {
+				c.Close()
+				return
+			}
+			won = c
+			f.l.Close()
+			for o := range pending {
+				o.Close()
+			}
+		}()
+	}
+	mu.Lock()
+	for o := range pending {
+		o.Close()
+	}
+	mu.Unlock()
+	hellos.Wait()
+	c := won
+	if c == nil {
 		return
 	}
+	os.RemoveAll(f.dir)
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		c.Close()
+		return
+	}
+	f.conn = c
+	f.mu.Unlock()
+	f.serve(c)
 }
 
 func (f *fastServer) hello(c net.Conn) bool {
