@@ -85,7 +85,7 @@ func loadNodeConfig(c *cli.Context, mode string) (serveConfig, error) {
 		if cfg.DispatchToken == "" {
 			return cfg, settingErr(flagDispatchToken, "rotor dispatch needs the dispatch token its proxies were started with")
 		}
-		return cfg, nil
+		return cfg, checkDispatchProxyURL(cfg.DispatchProxyURL)
 	}
 	if mode == modeServe {
 		// rotor serve: --components decides.
@@ -108,6 +108,11 @@ func loadNodeConfig(c *cli.Context, mode string) (serveConfig, error) {
 		}
 		if !cfg.API && !withProxy && !cfg.Dispatch {
 			return cfg, settingErr(flagComponents, "nothing to run")
+		}
+		if cfg.Dispatch && !withProxy {
+			if err := checkDispatchProxyURL(cfg.DispatchProxyURL); err != nil {
+				return cfg, err
+			}
 		}
 	}
 	if withProxy {
