@@ -2,8 +2,10 @@ package workflow
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"net/url"
+	"strings"
 	"testing"
 )
 
@@ -37,5 +39,17 @@ func TestAttackInjectedEncodedReference(t *testing.T) {
 		if _, err := build(p.steps[0], testRun(c.good)); err != nil {
 			t.Errorf("%s: harmless data refused: %v", c.name, err)
 		}
+	}
+}
+
+// TestRedactCredentialsInOutput: Rotor's own credentials echoed in a
+// response body are redacted before the body becomes a step's output, and
+// a JSON body stays JSON.
+func TestRedactCredentialsInOutput(t *testing.T) {
+	body := []byte(`{"headers":{"Authorization":["Bearer rcs_J052-orOM1HRecZKiOTKl_x"]},"k":"RTR_0123abcd_ffee","n":1}`)
+	out, tr := outputOf(redactCredentials(body), "application/json")
+	s := string(out)
+	if tr || strings.Contains(s, "J052") || strings.Contains(s, "0123abcd") || !strings.Contains(s, `rcs_[redacted]`) || !json.Valid(out) {
+		t.Fatalf("output %s", s)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -166,11 +167,28 @@ func (e *Engine) send(ctx context.Context, run *storage.WorkflowRun, ps planStep
 		return attemptResult{code: dispatch.ErrCodeConnectionFailed}
 	}
 	res := attemptResult{status: resp.StatusCode, header: resp.Header}
-	res.output, res.truncated = outputOf(raw, resp.Header.Get("Content-Type"))
+	res.output, res.truncated = outputOf(redactCredentials(raw), resp.Header.Get("Content-Type"))
 	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
 		res.code = dispatch.ErrCodeHTTPStatus
 	}
 	return res
+}
+
+// credentialRE finds Rotor's own credentials in a response body: the
+// callback secret the proxy adds to a step that sets no Authorization
+// ("rcs_..."), signing secrets ("whsec_...") and API keys ("rtr_..."). The
+// proxy scrubs the secrets a request resolved; these it adds after its
+// rewrite, so an upstream that echoes its request (an echo handler,
+// httpbin) would hand them back, and a step's output is stored and shown
+// to every member. Job attempts redact them the same way (dispatch).
+var credentialRE = regexp.MustCompile(`(?i)(rcs_|whsec_|rtr_)[A-Za-z0-9+/=_.-]+`)
+
+// redactCredentials replaces each credential's text after its prefix.
+func redactCredentials(b []byte) []byte {
+	return credentialRE.ReplaceAllFunc(b, func(m []byte) []byte {
+		i := bytes.IndexByte(m, '_') + 1
+		return append(m[:i:i], "[redacted]"...)
+	})
 }
 
 // outputOf is a response body as step output: the JSON value when the
