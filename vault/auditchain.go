@@ -361,6 +361,16 @@ func (v *Vault) verifyAudit(ctx context.Context, actor Actor) (AuditVerification
 		case found:
 			from = storage.AuditHead{LastID: m.ThroughID, Chain: m.Chain}
 			out.PrunedThrough, out.PrunedRows, out.PrunedAt = m.ThroughID, m.Rows, m.PrunedAt
+			// The walk starts after the marker: a row put below it is
+			// looked for on its own (belowmarker.go).
+			bad, why, err := v.rowBelowMarker(ctx, ws, m)
+			if err != nil {
+				return out, err
+			}
+			if bad != 0 {
+				out.OK, out.FirstBadID, out.Problem = false, bad, why
+				return out, nil
+			}
 		}
 	}
 	macFrom := int64(1)
