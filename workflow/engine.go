@@ -295,6 +295,23 @@ func (e *Engine) complete(st *storage.StepState, r *storage.WorkflowRun, output 
 	}
 }
 
+// starterCheckRetry is how long a step waits when the key that started
+// its run could not be looked up.
+const starterCheckRetry = 5 * time.Second
+
+// starterRevoked reports whether the key that started r is revoked, or
+// gone, or of another workspace (the run must not act for it).
+func (e *Engine) starterRevoked(ctx context.Context, r *storage.WorkflowRun) (bool, error) {
+	k, err := e.o.Store.GetAPIKey(ctx, r.StartedBy)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return true, nil
+	case err != nil:
+		return false, err
+	}
+	return k.RevokedAt != nil || k.WorkspaceID != r.WorkspaceID, nil
+}
+
 // fail marks the current step and the run failed.
 func (e *Engine) fail(ctx context.Context, r *storage.WorkflowRun, st *storage.StepState, code string, now time.Time) {
 	st.Status, st.ErrorCode, st.FinishedAt = storage.StepFailed, code, now
@@ -309,6 +326,22 @@ func (e *Engine) requestStep(ctx context.Context, r *storage.WorkflowRun, ps pla
 	}
 	st.Status = storage.StepRunning
 	n := len(st.Attempts) + 1
+	// A run acts for the key that started it (the proxy records that key
+	// as the actor): once the key is revoked, its runs send nothing more.
+	switch revoked, err := e.starterRevoked(ctx, r); {
+	case err != nil:
+		// Storage failing: try again shortly rather than send unchecked.
+		e.log.Warn("workflow step postponed: the starting key could not be checked", "run_id", r.ID, "step_id", ps.ID, "err", err)
+		r.Status, r.WakeAt, r.WaitingFor = storage.RunRunning, start.Add(starterCheckRetry), ""
+		e.checkpoint(ctx, r, true, nil)
+		return false
+	case revoked:
+		st.Attempts = append(st.Attempts, storage.Attempt{N: n, StartedAt: start, ErrorCode: ErrCodeActorRevoked})
+		e.m.attempts.WithLabelValues(OutcomeFailed).Inc()
+		e.log.Info("workflow step failed", "run_id", r.ID, "step_id", ps.ID, "workspace_id", r.WorkspaceID, "error_code", ErrCodeActorRevoked)
+		e.fail(ctx, r, st, ErrCodeActorRevoked, start)
+		return false
+	}
 	b, err := build(ps, r)
 	if err != nil {
 		// Data, not the network: retrying cannot help.

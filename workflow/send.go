@@ -31,6 +31,9 @@ const (
 	ErrCodeExpression = "expression_failed"
 	// ErrCodeWaitTimeout: a wait_for_signal step's timeout passed.
 	ErrCodeWaitTimeout = "wait_timeout"
+	// ErrCodeActorRevoked: the API key that started the run was revoked
+	// (or no longer exists); its runs stop as its requests do.
+	ErrCodeActorRevoked = "actor_revoked"
 )
 
 const userAgent = "Rotor-Workflow/1"
