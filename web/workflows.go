@@ -428,6 +428,8 @@ func errorWords(code string) string {
 		return "an expression could not be evaluated (a missing field in an earlier output or the input)"
 	case workflow.ErrCodeWaitTimeout:
 		return "no signal arrived before the wait's timeout"
+	case workflow.ErrCodeActorRevoked:
+		return "the API key that started the run was revoked"
 	case proxy.CodeHostNotAllowed:
 		return "a secret's allowed hosts do not include this destination"
 	case proxy.CodeDestinationBlocked:
