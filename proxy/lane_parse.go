@@ -393,7 +393,8 @@ func (b *laneBody) finish() bool {
 	return b.done
 }
 
-// attachBody gives the request its body reader over br.
+// attachBody gives the request its body reader over br: lb, which may be
+// nil for a request with no body.
 func (hd *laneHead) attachBody(br *bufio.Reader, lb *laneBody) {
 	r := hd.req
 	switch {
@@ -404,7 +405,6 @@ func (hd *laneHead) attachBody(br *bufio.Reader, lb *laneBody) {
 		*lb = laneBody{br: br, remain: r.ContentLength}
 		r.Body = lb
 	default:
-		*lb = laneBody{br: br, done: true}
 		r.Body = http.NoBody
 	}
 }
