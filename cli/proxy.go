@@ -148,7 +148,7 @@ func fileExists(p string) bool {
 
 // buildProxyOptions loads the files the proxy config names.
 func buildProxyOptions(ctx context.Context, pc proxyConfig, store storage.Store) (proxy.Options, *tls.Config, error) {
-	o := proxy.Options{Mode: pc.Mode, RequireAllowedHosts: pc.RequireHosts, SSRFGuard: pc.SSRFGuard, AllowCIDRs: pc.AllowCIDRs, NoScrub: pc.NoScrub}
+	o := proxy.Options{Mode: pc.Mode, RequireAllowedHosts: pc.RequireHosts, SSRFGuard: pc.SSRFGuard, AllowCIDRs: pc.AllowCIDRs, NoScrub: pc.NoScrub, Engine: pc.Engine}
 	if pc.DefaultWorkspace != "" {
 		ws, err := store.GetWorkspaceByName(ctx, pc.DefaultWorkspace)
 		if err != nil {

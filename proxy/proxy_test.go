@@ -110,7 +110,7 @@ type envOpt func(*proxy.Options)
 func newEnv(t *testing.T, opts ...envOpt) *env {
 	t.Helper()
 	ve := vaulttest.New(t)
-	o := proxy.Options{Vault: ve.Vault, Logger: ve.Logger, Registerer: ve.Registry}
+	o := proxy.Options{Vault: ve.Vault, Logger: ve.Logger, Registerer: ve.Registry, Engine: testEngine()}
 	for _, f := range opts {
 		f(&o)
 	}
