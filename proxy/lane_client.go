@@ -25,7 +25,7 @@ import (
 // It keeps the transport's rules that matter here: the guarded dialer
 // (dial.go), the configured upstream roots for TLS, the response header
 // timeout, reuse of a connection only after its body was read to the
-// end, a liveness check of idle connections before reuse and one retry
+// end, a liveness check of idle connections before reuse (MSG_PEEK) and one retry
 // of a bodiless idempotent request whose reused connection the peer had
 // closed. What it does not take (Expect, trailers in the request,
 // non-ASCII hosts, protocol upgrades) goes to the http.Transport.
@@ -50,9 +50,6 @@ const (
 	laneUpReadBuf      = 4 << 10
 	laneUpWriteBuf     = 4 << 10
 )
-
-// aLongTimeAgo is a read deadline that has passed: a read returns at once.
-var aLongTimeAgo = time.Unix(1, 0)
 
 // upConn is one upstream connection.
 type upConn struct {
@@ -352,13 +349,9 @@ func (lc *laneClient) get(ctx context.Context, key, addr string, useTLS bool, se
 		if uc == nil {
 			break
 		}
-		// The peer may have closed it while it idled: a read that returns
-		// at once tells (a timeout means open and quiet).
-		_ = uc.c.SetReadDeadline(aLongTimeAgo)
-		_, err := uc.br.Peek(1)
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			_ = uc.c.SetReadDeadline(time.Time{})
+		// The peer may have closed it while it idled (an idle timeout):
+		// such a connection is never written to, whatever the method.
+		if !peerClosed(uc.c) && uc.br.Buffered() == 0 {
 			uc.reused = true
 			return uc, nil
 		}

@@ -273,8 +273,11 @@ func (lc *laneConn) serve() {
 		}
 		hd.attachBody(lc.br, body)
 		lc.lastPOST = r.Method == http.MethodPost
-		keep := !r.Close && !lc.s.closing.Load()
+		closeReq := r.Close
 		_, resp := lc.s.p.handle(r, nil)
+		// After handle: a shutdown that began meanwhile says Connection:
+		// close on this response.
+		keep := !closeReq && !lc.s.closing.Load()
 		keep = lc.writeResponse(r, resp, keep) && keep
 		if body != nil && !body.finish() {
 			keep = false // the rest of an unread body is not the next request
