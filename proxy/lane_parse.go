@@ -11,6 +11,7 @@ import (
 	"net/textproto"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 
 	"golang.org/x/net/http/httpguts"
@@ -110,10 +111,26 @@ func canonicalKey(name []byte) string {
 	return textproto.CanonicalMIMEHeaderKey(string(name))
 }
 
+// What a request head may be, by where it arrives.
+type laneMode int
+
+const (
+	// modeProxy: on the proxy listener, absolute-form http:// requests.
+	modeProxy laneMode = iota
+	// modeConnect: on the proxy listener, a CONNECT to intercept.
+	modeConnect
+	// modeTunnel: inside an intercepted tunnel, origin-form requests; the
+	// URL is https:// plus the Host field plus the target, as goproxy
+	// builds it.
+	modeTunnel
+)
+
 // parseLaneHead parses a complete request head (request line, fields,
 // and the empty line, each ending in CRLF). It returns errLaneHandoff for
 // anything outside the lane's subset; it never answers a request itself.
-func parseLaneHead(raw []byte) (laneHead, error) {
+func parseLaneHead(raw []byte) (laneHead, error) { return parseLaneHeadMode(raw, modeProxy) }
+
+func parseLaneHeadMode(raw []byte, mode laneMode) (laneHead, error) {
 	// One string for the whole head: every value is a slice of it.
 	s := string(raw)
 	eol := bytes.IndexByte(raw, '\n')
@@ -132,7 +149,7 @@ func parseLaneHead(raw []byte) (laneHead, error) {
 		return laneHead{}, errLaneHandoff
 	}
 	target, proto := rest[:sp2], rest[sp2+1:]
-	if proto != "HTTP/1.1" || method == http.MethodConnect {
+	if proto != "HTTP/1.1" || (method == http.MethodConnect) != (mode == modeConnect) {
 		return laneHead{}, errLaneHandoff
 	}
 	for i := 0; i < len(method); i++ {
@@ -140,17 +157,37 @@ func parseLaneHead(raw []byte) (laneHead, error) {
 			return laneHead{}, errLaneHandoff
 		}
 	}
-	if len(target) < len("http://x") || target[:7] != "http://" {
-		return laneHead{}, errLaneHandoff
-	}
 	for i := 0; i < len(target); i++ {
 		if c := target[i]; c <= ' ' || c >= 0x7f {
 			return laneHead{}, errLaneHandoff
 		}
 	}
-	u, err := url.ParseRequestURI(target)
-	if err != nil || u.Scheme != "http" || u.Host == "" || u.Opaque != "" {
-		return laneHead{}, errLaneHandoff
+	var u *url.URL
+	switch mode {
+	case modeProxy:
+		if len(target) < len("http://x") || target[:7] != "http://" {
+			return laneHead{}, errLaneHandoff
+		}
+		var err error
+		u, err = url.ParseRequestURI(target)
+		if err != nil || u.Scheme != "http" || u.Host == "" || u.Opaque != "" {
+			return laneHead{}, errLaneHandoff
+		}
+	case modeConnect:
+		// net/http: the authority alone, as URL.Host.
+		if !laneHostOK(target) || strings.IndexByte(target, ':') < 0 {
+			return laneHead{}, errLaneHandoff
+		}
+		u = &url.URL{Host: target}
+	case modeTunnel:
+		if target[0] != '/' {
+			return laneHead{}, errLaneHandoff
+		}
+		var err error
+		u, err = url.ParseRequestURI(target)
+		if err != nil || u.Host != "" || u.Opaque != "" {
+			return laneHead{}, errLaneHandoff
+		}
 	}
 
 	// Count the field lines first: one map and one backing array of
@@ -243,6 +280,15 @@ func parseLaneHead(raw []byte) (laneHead, error) {
 	if hosts != 1 || !laneHostOK(host) || cls > 1 || tes > 1 || cls+tes > 1 {
 		return laneHead{}, errLaneHandoff
 	}
+	reqHost := u.Host
+	if mode == modeTunnel {
+		// goproxy: https:// + the request's Host + the target.
+		tu, err := url.Parse("https://" + host + u.String())
+		if err != nil || tu.Host != host {
+			return laneHead{}, errLaneHandoff
+		}
+		u, reqHost = tu, host
+	}
 	delete(h, "Host")
 	if p := h["Pragma"]; len(p) > 0 && p[0] == "no-cache" {
 		if _, ok := h["Cache-Control"]; !ok {
@@ -251,7 +297,7 @@ func parseLaneHead(raw []byte) (laneHead, error) {
 	}
 	req := &http.Request{
 		Method: method, URL: u, Proto: proto, ProtoMajor: 1, ProtoMinor: 1,
-		Header: h, Host: u.Host, RequestURI: target, Close: closeConn, Body: http.NoBody,
+		Header: h, Host: reqHost, RequestURI: target, Close: closeConn, Body: http.NoBody,
 	}
 	head := laneHead{req: req}
 	switch {

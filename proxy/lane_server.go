@@ -42,6 +42,11 @@ type LaneServer struct {
 	p   *Proxy
 	std *http.Server
 	fb  *handoffListener
+	// tun serves requests inside intercepted tunnels that the lane does
+	// not read itself (lane_mitm.go), fed by tunFB.
+	tun     *http.Server
+	tunFB   *handoffListener
+	tunOnce sync.Once
 
 	mu      sync.Mutex
 	lns     map[net.Listener]struct{}
@@ -59,10 +64,15 @@ func (p *Proxy) NewLaneServer(std *http.Server) *LaneServer {
 	if std.Handler == nil {
 		std.Handler = p
 	}
-	return &LaneServer{
-		p: p, std: std, fb: newHandoffListener(),
+	s := &LaneServer{
+		p: p, std: std, fb: newHandoffListener(), tunFB: newHandoffListener(),
 		lns: map[net.Listener]struct{}{}, conns: map[*laneConn]bool{}, stdErr: make(chan error, 1),
 	}
+	s.tun = &http.Server{
+		Handler: http.HandlerFunc(s.serveTunnelFallback), ReadHeaderTimeout: std.ReadHeaderTimeout,
+		IdleTimeout: std.IdleTimeout, ErrorLog: std.ErrorLog, ConnContext: tunnelConnContext,
+	}
+	return s
 }
 
 // Serve accepts connections on ln until Shutdown or Close, like
@@ -115,8 +125,9 @@ var errTemporaryAccept = errors.New("proxy: temporary accept error")
 
 // Shutdown stops accepting, closes idle connections, waits for active
 // ones to finish their request (they close after it), then shuts std
-// down. Like http.Server.Shutdown, it does not wait for intercepted
-// CONNECT tunnels: Proxy.Drain does.
+// down. Tunnels the lane intercepted are its connections like any other
+// (idle ones close, active ones finish their request); those goproxy or
+// the fallback hold are for Proxy.Drain.
 func (s *LaneServer) Shutdown(ctx context.Context) error {
 	s.closeListeners()
 	t := time.NewTicker(10 * time.Millisecond)
@@ -140,6 +151,9 @@ func (s *LaneServer) Shutdown(ctx context.Context) error {
 		}
 	}
 	err := s.std.Shutdown(ctx)
+	if terr := s.tun.Shutdown(ctx); err == nil {
+		err = terr
+	}
 	s.wg.Wait()
 	return err
 }
@@ -153,6 +167,7 @@ func (s *LaneServer) Close() error {
 	}
 	s.mu.Unlock()
 	err := s.std.Close()
+	_ = s.tun.Close()
 	s.wg.Wait()
 	return err
 }
@@ -161,6 +176,7 @@ func (s *LaneServer) closeListeners() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closing.Store(true)
+	s.tunFB.Close()
 	for ln := range s.lns {
 		ln.Close()
 	}
@@ -185,12 +201,22 @@ func (s *LaneServer) forget(lc *laneConn) {
 
 // laneConn is one client connection served by the lane.
 type laneConn struct {
+	// c is the client's connection; rw what requests are read from and
+	// answered on: c, or the TLS server on it inside a tunnel.
 	c      net.Conn
+	rw     net.Conn
 	s      *LaneServer
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	head   []byte
 	remote string
+	// mode is modeProxy, or modeTunnel once a CONNECT was intercepted;
+	// sess is then the tunnel's session, host its CONNECT authority.
+	mode laneMode
+	sess *session
+	host string
+	// handedOver: another server owns the connection now.
+	handedOver bool
 	// lastPOST: net/http skips a CRLF some old clients send after a POST
 	// body; the lane does too, so the next request parses the same.
 	lastPOST bool
@@ -203,14 +229,14 @@ var (
 )
 
 func (lc *laneConn) serve() {
-	handedOver := false
 	defer func() {
-		if !handedOver {
+		if !lc.handedOver {
 			lc.c.Close()
 		}
 		lc.release()
 		lc.s.forget(lc)
 	}()
+	lc.rw = lc.c
 	lc.br = laneReaders.Get().(*bufio.Reader)
 	lc.br.Reset(lc.c)
 	lc.bw = laneWriters.Get().(*bufio.Writer)
@@ -250,13 +276,22 @@ func (lc *laneConn) serve() {
 		lc.head = raw[:0]
 		var hd laneHead
 		if err == nil {
-			hd, err = parseLaneHead(raw)
+			hd, err = parseLaneHeadMode(raw, lc.mode)
+			if err != nil && lc.mode == modeProxy && isConnectHead(raw) && lc.s.p.ca.current() != nil {
+				if hd, err = parseLaneHeadMode(raw, modeConnect); err == nil && !hd.chunked && hd.req.ContentLength == 0 {
+					if !lc.intercept(hd.req) {
+						return
+					}
+					continue
+				}
+				err = errLaneHandoff
+			}
 		}
 		if err != nil {
 			if len(raw) == 0 {
 				return // closed or timed out between requests
 			}
-			handedOver = lc.handoff(raw)
+			lc.handedOver = lc.handoff(raw)
 			return
 		}
 		_ = lc.c.SetReadDeadline(time.Time{})
@@ -274,7 +309,7 @@ func (lc *laneConn) serve() {
 		hd.attachBody(lc.br, body)
 		lc.lastPOST = r.Method == http.MethodPost
 		closeReq := r.Close
-		_, resp := lc.s.p.handle(r, nil)
+		_, resp := lc.s.p.handle(r, lc.sess)
 		// After handle: a shutdown that began meanwhile says Connection:
 		// close on this response.
 		keep := !closeReq && !lc.s.closing.Load()
@@ -324,6 +359,9 @@ func (lc *laneConn) handoff(raw []byte) bool {
 		pending = append(pending, b...)
 	}
 	_ = lc.c.SetReadDeadline(time.Time{})
+	if lc.mode == modeTunnel {
+		return lc.s.handoffTunnel(&tunnelConn{replayConn: replayConn{Conn: lc.rw, pending: pending}, sess: lc.sess, scheme: "https", host: lc.host})
+	}
 	return lc.s.fb.push(&replayConn{Conn: lc.c, pending: pending})
 }
 
