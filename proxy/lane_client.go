@@ -67,6 +67,13 @@ func (lc *laneClient) takes(r *http.Request) bool {
 	if r.URL.Scheme != "http" && r.URL.Scheme != "https" || len(r.Trailer) > 0 {
 		return false
 	}
+	if r.Body != nil && r.Body != http.NoBody && (r.ContentLength <= 0 || r.ContentLength > BufferLimit) {
+		// A streamed body (rewritten past BufferLimit, or passed through
+		// compressed): the transport sends it on its own goroutine while
+		// the response is read, so an upstream that answers as it reads
+		// never deadlocks against a client that writes first.
+		return false
+	}
 	if _, ok := r.Header["Expect"]; ok {
 		return false
 	}
@@ -215,7 +222,9 @@ func isPeerClosed(err error) bool {
 // name or value that could split the request (CR, LF, NUL and other
 // controls) is refused before a byte is written. The body is always
 // closed; a body that fails mid-way leaves the upstream request
-// unterminated (the connection is then closed, never reused).
+// unterminated (the connection is then closed, never reused). Bodies here
+// are buffered (takes): writing all of one before reading the response
+// cannot block on an upstream that answers while it reads.
 func writeLaneRequest(bw *bufio.Writer, r *http.Request) (err error) {
 	defer closeReqBody(r)
 	host := r.Host

@@ -431,9 +431,13 @@ func (b *laneBody) Close() error {
 }
 
 // finish closes the body and reports whether it was read to its clean end,
-// so the connection's next bytes are the next request.
+// so the connection's next bytes are the next request. It does not wait
+// for a read in progress (a transport still sending a streamed body): that
+// body is not done, and closing the connection ends the read.
 func (b *laneBody) finish() bool {
-	b.mu.Lock()
+	if !b.mu.TryLock() {
+		return false
+	}
 	defer b.mu.Unlock()
 	b.closed = true
 	return b.done
@@ -460,22 +464,26 @@ func (hd *laneHead) attachBody(br *bufio.Reader, lb *laneBody) {
 // errLaneHandoff; raw then holds every byte consumed, for the hand-over.
 func readLaneHead(br *bufio.Reader, buf []byte, max int) ([]byte, error) {
 	raw := buf[:0]
+	lineStart, first := 0, true
 	for {
-		line, err := br.ReadSlice('\n')
-		raw = append(raw, line...)
+		chunk, err := br.ReadSlice('\n')
+		raw = append(raw, chunk...)
 		if len(raw) > max {
 			return raw, errLaneHandoff
 		}
 		switch {
 		case err == bufio.ErrBufferFull:
-			continue
+			continue // the same line goes on
 		case err != nil:
 			return raw, err
 		}
-		if len(line) == len(raw) {
-			continue // the request line
+		line := raw[lineStart:]
+		lineStart = len(raw)
+		if first {
+			first = false // the request line
+			continue
 		}
-		if (len(line) == 2 && line[0] == '\r') || len(line) == 1 {
+		if len(line) == 1 || len(line) == 2 && line[0] == '\r' {
 			return raw, nil
 		}
 	}

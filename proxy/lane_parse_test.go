@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/textproto"
+	"net/url"
 	"reflect"
 	"strings"
 	"testing"
@@ -17,12 +18,16 @@ import (
 // laneReadAll runs the lane's parser over data as the server does: the head
 // up to the first empty line, then the body, then what follows.
 func laneReadAll(data []byte) (*http.Request, []byte, []byte, error) {
+	return laneReadAllMode(data, modeProxy)
+}
+
+func laneReadAllMode(data []byte, mode laneMode) (*http.Request, []byte, []byte, error) {
 	br := bufio.NewReader(bytes.NewReader(data))
 	raw, err := readLaneHead(br, nil, laneMaxHead)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	hd, err := parseLaneHead(raw)
+	hd, err := parseLaneHeadMode(raw, mode)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -39,6 +44,12 @@ func laneReadAll(data []byte) (*http.Request, []byte, []byte, error) {
 // stdReadAll is what net/http's server makes of data: http.ReadRequest
 // plus the checks its conn.readRequest adds.
 func stdReadAll(data []byte) (*http.Request, []byte, []byte, error) {
+	return stdReadAllMode(data, modeProxy)
+}
+
+// stdReadAllMode, in tunnel mode, builds the URL as goproxy's MITM loop
+// does: https:// + the request's Host + the target.
+func stdReadAllMode(data []byte, mode laneMode) (*http.Request, []byte, []byte, error) {
 	br := bufio.NewReader(bytes.NewReader(data))
 	r, err := http.ReadRequest(br)
 	if err != nil {
@@ -64,6 +75,13 @@ func stdReadAll(data []byte) (*http.Request, []byte, []byte, error) {
 		}
 	}
 	delete(r.Header, "Host")
+	if mode == modeTunnel && !r.URL.IsAbs() {
+		u, err := url.Parse("https://" + r.Host + r.URL.String())
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		r.URL = u
+	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		return nil, nil, nil, err
@@ -76,12 +94,16 @@ func stdReadAll(data []byte) (*http.Request, []byte, []byte, error) {
 // reads it differently: method, target, headers, framing, body, and where
 // the next request starts.
 func checkLaneAgainstStd(t *testing.T, data []byte) bool {
+	return checkLaneAgainstStdMode(t, data, modeProxy)
+}
+
+func checkLaneAgainstStdMode(t *testing.T, data []byte, mode laneMode) bool {
 	t.Helper()
-	lr, lbody, lrest, lerr := laneReadAll(data)
+	lr, lbody, lrest, lerr := laneReadAllMode(data, mode)
 	if lerr != nil {
 		return false
 	}
-	sr, sbody, srest, serr := stdReadAll(data)
+	sr, sbody, srest, serr := stdReadAllMode(data, mode)
 	if serr != nil {
 		t.Fatalf("lane accepts what net/http refuses (%v): %q", serr, data)
 	}
@@ -149,8 +171,11 @@ func FuzzLaneParse(f *testing.F) {
 	for _, s := range laneSeeds {
 		f.Add([]byte(s))
 	}
+	f.Add([]byte("GET /a%2Fb?x=${{%20secrets.T%20}} HTTP/1.1\r\nHost: api.example.com:443\r\n\r\n"))
+	f.Add([]byte("POST /a HTTP/1.1\r\nHost: e\r\nContent-Length: 2\r\n\r\nhi"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		checkLaneAgainstStd(t, data)
+		checkLaneAgainstStdMode(t, data, modeProxy)
+		checkLaneAgainstStdMode(t, data, modeTunnel)
 	})
 }
 

@@ -264,7 +264,7 @@ func (lc *laneConn) serve() {
 			_ = lc.c.SetReadDeadline(time.Now().Add(d))
 		}
 		if lc.lastPOST {
-			if peek, _ := lc.br.Peek(2); len(peek) > 0 {
+			if peek, _ := lc.br.Peek(4); len(peek) > 0 {
 				n := 0
 				for n < len(peek) && (peek[n] == '\r' || peek[n] == '\n') {
 					n++
