@@ -10,7 +10,7 @@ import (
 )
 
 // testEngine is the engine the proxy suites run on: the lane unless
-// ROTOR_TEST_PROXY_ENGINE=std (both run in CI: see Makefile's test-proxy).
+// ROTOR_TEST_PROXY_ENGINE=std (make test runs both).
 func testEngine() string {
 	if e := os.Getenv("ROTOR_TEST_PROXY_ENGINE"); e != "" {
 		return e
