@@ -304,9 +304,11 @@ func writeLaneRequest(bw *bufio.Writer, r *http.Request) (err error) {
 		return err
 	}
 	if hasBody {
+		bp := laneCopyBufs.Get().(*[]byte)
+		defer laneCopyBufs.Put(bp)
 		if chunked {
 			cw := httputil.NewChunkedWriter(bw)
-			if _, err := io.Copy(cw, r.Body); err != nil {
+			if _, err := io.CopyBuffer(writerOnly{cw}, r.Body, *bp); err != nil {
 				return fmt.Errorf("%w: %v", errLaneBody, err)
 			}
 			if err := cw.Close(); err != nil {
@@ -314,7 +316,7 @@ func writeLaneRequest(bw *bufio.Writer, r *http.Request) (err error) {
 			}
 			bw.WriteString("\r\n")
 		} else {
-			n, err := io.Copy(bw, io.LimitReader(r.Body, cl))
+			n, err := io.CopyBuffer(writerOnly{bw}, io.LimitReader(r.Body, cl), *bp)
 			if err != nil {
 				return fmt.Errorf("%w: %v", errLaneBody, err)
 			}

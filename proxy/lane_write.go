@@ -13,8 +13,16 @@ import (
 	"golang.org/x/net/http/httpguts"
 )
 
-// laneCopyBufs are the body copy buffers of the lane's response writer.
+// laneCopyBufs are the body copy buffers of the lane (32 KiB, pooled):
+// io.Copy into a bufio.Writer would otherwise reach net.TCPConn.ReadFrom,
+// which allocates 32 KiB per call for a reader it cannot splice.
 var laneCopyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// writerOnly hides a writer's ReadFrom, so io.CopyBuffer uses the pooled
+// buffer it is given.
+type writerOnly struct{ w io.Writer }
+
+func (w writerOnly) Write(p []byte) (int, error) { return w.w.Write(p) }
 
 // laneDate caches the Date field's value, which changes once a second.
 var laneDate atomic.Pointer[laneDateVal]
@@ -135,7 +143,9 @@ func (lc *laneConn) writeResponse(r *http.Request, resp *http.Response, keep boo
 		// Exactly Content-Length bytes, or the connection closes: the
 		// client must never take the rest of a short body for the next
 		// response.
-		n, err := io.CopyN(bw, resp.Body, resp.ContentLength)
+		bp := laneCopyBufs.Get().(*[]byte)
+		n, err := io.CopyBuffer(writerOnly{bw}, io.LimitReader(resp.Body, resp.ContentLength), *bp)
+		laneCopyBufs.Put(bp)
 		return err == nil && n == resp.ContentLength
 	}
 	return lc.writeChunked(resp)
