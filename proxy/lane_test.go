@@ -360,3 +360,92 @@ func TestLaneFullDuplexEcho(t *testing.T) {
 		t.Fatal("deadlocked on a full-duplex upstream")
 	}
 }
+
+// TestLaneTunnelFallback: a request inside an intercepted tunnel that the
+// lane does not read itself (Expect: 100-continue) is served by the
+// fallback with the tunnel's session: resolved, sent, and echoed back
+// scrubbed, like every other request in the tunnel.
+func TestLaneTunnelFallback(t *testing.T) {
+	up := newUpstream(t, true)
+	e, roots := mitmEnv(t, up)
+	e.secret("TOKEN", tokenValue)
+	c := e.client(e.key, roots)
+	c.Transport.(*http.Transport).ExpectContinueTimeout = 5 * time.Second
+	for _, expect := range []string{"", "100-continue"} {
+		hdr := []string{"X-Key", "${{ secrets.TOKEN }}"}
+		if expect != "" {
+			hdr = append(hdr, "Expect", expect)
+		}
+		r := e.send(c, "POST", up.URL+"/fb", "text/plain", "body ${{ secrets.TOKEN }}", hdr...)
+		if r.status != 200 {
+			t.Fatalf("expect %q: %d %s", expect, r.status, r.body)
+		}
+		got := up.last(t)
+		if got.Header.Get("X-Key") != tokenValue || string(got.Body) != "body "+tokenValue {
+			t.Fatalf("expect %q: upstream got %q %q", expect, got.Header.Get("X-Key"), got.Body)
+		}
+	}
+}
+
+// TestLaneRetriesIdempotentOnly: an upstream that serves one request per
+// connection and closes the next one unanswered (it closed the idle
+// connection as the request went out). A GET is sent again on a new
+// connection; a POST is not (the upstream may have acted on it): 502.
+func TestLaneRetriesIdempotentOnly(t *testing.T) {
+	if testEngine() != proxy.EngineLane {
+		t.Skip("the lane client's retry")
+	}
+	e := newEnv(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer ln.Close()
+	var mu sync.Mutex
+	var seen []string
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+				br := bufio.NewReader(c)
+				for i := 0; ; i++ {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					_, _ = io.Copy(io.Discard, req.Body)
+					mu.Lock()
+					seen = append(seen, fmt.Sprint(req.Method, " ", i))
+					mu.Unlock()
+					if i > 0 {
+						return // closed unanswered
+					}
+					_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				}
+			})
+		}
+	})
+	c := e.client(e.key, nil)
+	base := "http://" + ln.Addr().String()
+	if r := e.send(c, "GET", base+"/1", "", ""); r.status != 200 {
+		t.Fatalf("first GET: %d", r.status)
+	}
+	if r := e.send(c, "GET", base+"/2", "", ""); r.status != 200 || r.body != "ok" {
+		t.Fatalf("GET on a connection closed unanswered: %d %s", r.status, r.body)
+	}
+	if r := e.send(c, "POST", base+"/3", "text/plain", "x"); r.status != http.StatusBadGateway {
+		t.Fatalf("POST on a connection closed unanswered: %d %s (sent %q)", r.status, r.body, seen)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(seen, ",") != "GET 0,GET 1,GET 0,POST 1" {
+		t.Fatalf("upstream saw %q", seen)
+	}
+}
