@@ -349,11 +349,17 @@ func TestLaneFullDuplexEcho(t *testing.T) {
 	go func() { done <- e.send(c, "POST", up.URL+"/echo", "text/plain", body) }()
 	select {
 	case r := <-done:
-		// Only the deadlock is checked here: whether the echo is scrubbed
-		// depends on whether the reference was resolved before the
-		// response head arrived (a known gap of streamed bodies on both
-		// engines, see the fastlane report).
-		if r.status != 200 || len(r.body) < 3<<20 {
+		// The echo comes back while the body streams, often before the
+		// reference in its tail is resolved: it is scrubbed all the same
+		// (lateScrubReader; before it, the value came back in clear).
+		assertNoValue(t, "echo", r.body, tokenValue)
+		full := 3<<20 + len("${{ secrets.TOKEN }}")
+		if testEngine() == proxy.EngineStd {
+			// net/http's HTTP/1 server ends the request body once the
+			// response starts: the echo is cut short (not full duplex).
+			full = len(r.body)
+		}
+		if r.status != 200 || len(r.body) != full {
 			t.Fatalf("%d, %d bytes", r.status, len(r.body))
 		}
 	case <-time.After(20 * time.Second):

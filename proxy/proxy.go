@@ -656,6 +656,18 @@ func (p *Proxy) handle(r *http.Request, s *session) (*http.Request, *http.Respon
 			entry.scrubbed = st.scrubResponse(resp, sc)
 		}
 	}
+	if p.scrub && st.body != nil && st.bodyBuf == nil && resp.Body != nil && resp.Body != http.NoBody {
+		// The request body still streams: a value it resolves from now on
+		// may come back in this body, which is scrubbed for it too
+		// (scrublate.go). Its length can change: no Content-Length.
+		covered := 0
+		if len(names) > 0 {
+			covered = len(names)
+		}
+		resp.Body = newLateScrubReader(resp, st, sc, covered)
+		resp.ContentLength = -1
+		resp.Header.Del("Content-Length")
+	}
 	resp.Body = &loggedBody{ReadCloser: resp.Body, p: p, entry: entry, resp: resp, sc: sc, st: st}
 	return out, resp
 }
@@ -1014,6 +1026,15 @@ func (b *loggedBody) Close() error {
 		}
 		if sr, ok := b.ReadCloser.(*scrubReader); ok {
 			b.entry.scrubbed += sr.replaced()
+		}
+		if lr, ok := b.ReadCloser.(*lateScrubReader); ok {
+			b.entry.scrubbed += lr.replacedCount()
+			if sr, ok := lr.src.(*scrubReader); ok {
+				b.entry.scrubbed += sr.replaced()
+			}
+			if lr.sc != nil {
+				b.sc = lr.sc // trailers: every value, late ones too
+			}
 		}
 		b.entry.scrubbed += cleanTrailer(b.resp, b.sc)
 		b.p.finish(b.entry)
