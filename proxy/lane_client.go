@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"strconv"
 	"sync"
 	"time"
@@ -91,10 +90,6 @@ func (lc *laneClient) takes(r *http.Request) bool {
 	}
 	return true
 }
-
-// errLaneRetry marks a failure on a reused connection before any response
-// byte came: the peer had closed it.
-var errLaneRetry = errors.New("proxy: reused upstream connection closed by the peer")
 
 // RoundTrip sends r and returns the response head; the body streams from
 // the connection, which returns to the pool when the body was read to
@@ -218,7 +213,7 @@ func isPeerClosed(err error) bool {
 // writeLaneRequest writes r's head and body, as http.Transport writes
 // it: the request target in origin form, Host, User-Agent (Go's default
 // unless the request sets one), userinfo as Basic credentials, the
-// header fields, and the body with Content-Length or chunked. A field
+// header fields, and the body with its Content-Length. A field
 // name or value that could split the request (CR, LF, NUL and other
 // controls) is refused before a byte is written. The body is always
 // closed; a body that fails mid-way leaves the upstream request
@@ -256,9 +251,11 @@ func writeLaneRequest(bw *bufio.Writer, r *http.Request) (err error) {
 	}
 	hasBody := r.Body != nil && r.Body != http.NoBody
 	cl := r.ContentLength
-	chunked := hasBody && cl <= 0
 	if !hasBody {
 		cl = 0
+	} else if cl <= 0 {
+		// takes sends bodies of unknown length through the transport.
+		return fmt.Errorf("%w: no length", errLaneBody)
 	}
 	bw.WriteString(r.Method)
 	bw.WriteByte(' ')
@@ -289,10 +286,7 @@ func writeLaneRequest(bw *bufio.Writer, r *http.Request) (err error) {
 		}
 	}
 	var num [20]byte
-	switch {
-	case chunked:
-		bw.WriteString("Transfer-Encoding: chunked\r\n")
-	case cl > 0 || r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch:
+	if cl > 0 || r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
 		bw.WriteString("Content-Length: ")
 		bw.Write(strconv.AppendInt(num[:0], cl, 10))
 		bw.WriteString("\r\n")
@@ -305,31 +299,17 @@ func writeLaneRequest(bw *bufio.Writer, r *http.Request) (err error) {
 	}
 	if hasBody {
 		bp := laneCopyBufs.Get().(*[]byte)
-		defer laneCopyBufs.Put(bp)
-		if chunked {
-			cw := httputil.NewChunkedWriter(bw)
-			if _, err := io.CopyBuffer(writerOnly{cw}, r.Body, *bp); err != nil {
-				return fmt.Errorf("%w: %v", errLaneBody, err)
-			}
-			if err := cw.Close(); err != nil {
-				return err
-			}
-			bw.WriteString("\r\n")
-		} else {
-			n, err := io.CopyBuffer(writerOnly{bw}, io.LimitReader(r.Body, cl), *bp)
-			if err != nil {
-				return fmt.Errorf("%w: %v", errLaneBody, err)
-			}
-			if n != cl {
-				return fmt.Errorf("%w: body is %d bytes, Content-Length %d", errLaneBody, n, cl)
-			}
+		n, err := io.CopyBuffer(writerOnly{bw}, io.LimitReader(r.Body, cl), *bp)
+		laneCopyBufs.Put(bp)
+		if err != nil {
+			return fmt.Errorf("%w: %v", errLaneBody, err)
+		}
+		if n != cl {
+			return fmt.Errorf("%w: body is %d bytes, Content-Length %d", errLaneBody, n, cl)
 		}
 	}
 	return bw.Flush()
 }
-
-// errLaneBody: the request body failed while being sent.
-var errLaneBody = errors.New("request body failed")
 
 // removeZone drops an IPv6 zone from a Host value (it names an interface
 // of this machine, nothing the upstream knows), as net/http does.

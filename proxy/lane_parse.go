@@ -3,7 +3,6 @@ package proxy
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -35,14 +34,6 @@ const laneMaxHead = 32 << 10
 
 // laneMaxHeaders bounds the header lines of a head the lane reads itself.
 const laneMaxHeaders = 128
-
-// errLaneHandoff: the head is outside the lane's subset; net/http serves
-// the connection from this request on.
-var errLaneHandoff = errors.New("proxy: request outside the lane's subset")
-
-// errLaneTrailer: a chunked request body carries trailer fields, which the
-// lane does not take (net/http would merge them into Request.Trailer).
-var errLaneTrailer = errors.New("proxy: trailer fields in a chunked request body")
 
 // tokenTable marks RFC 9110 token characters.
 var tokenTable = func() (t [256]bool) {

@@ -54,7 +54,6 @@ type LaneServer struct {
 	closing atomic.Bool
 	wg      sync.WaitGroup
 	stdOnce sync.Once
-	stdErr  chan error
 }
 
 // NewLaneServer builds the lane for p. std is the net/http server for
@@ -66,7 +65,7 @@ func (p *Proxy) NewLaneServer(std *http.Server) *LaneServer {
 	}
 	s := &LaneServer{
 		p: p, std: std, fb: newHandoffListener(), tunFB: newHandoffListener(),
-		lns: map[net.Listener]struct{}{}, conns: map[*laneConn]bool{}, stdErr: make(chan error, 1),
+		lns: map[net.Listener]struct{}{}, conns: map[*laneConn]bool{},
 	}
 	s.tun = &http.Server{
 		Handler: http.HandlerFunc(s.serveTunnelFallback), ReadHeaderTimeout: std.ReadHeaderTimeout,
@@ -87,7 +86,7 @@ func (s *LaneServer) Serve(ln net.Listener) error {
 	s.mu.Unlock()
 	s.stdOnce.Do(func() {
 		s.fb.addr = ln.Addr()
-		s.wg.Go(func() { s.stdErr <- s.std.Serve(s.fb) })
+		s.wg.Go(func() { _ = s.std.Serve(s.fb) })
 	})
 	var backoff time.Duration
 	for {
@@ -96,8 +95,10 @@ func (s *LaneServer) Serve(ln net.Listener) error {
 			if s.closing.Load() {
 				return http.ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTemporaryAccept) {
+			// As net/http: back off on temporary errors (EMFILE), so
+			// running out of descriptors does not stop the proxy.
+			var te interface{ Temporary() bool }
+			if errors.As(err, &te) && te.Temporary() {
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 				time.Sleep(backoff)
 				continue
@@ -118,10 +119,6 @@ func (s *LaneServer) Serve(ln net.Listener) error {
 		go lc.serve()
 	}
 }
-
-// errTemporaryAccept is never returned by a real listener; it keeps the
-// retry branch honest for listeners whose errors are not net.Errors.
-var errTemporaryAccept = errors.New("proxy: temporary accept error")
 
 // Shutdown stops accepting, closes idle connections, waits for active
 // ones to finish their request (they close after it), then shuts std
