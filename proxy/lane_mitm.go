@@ -81,8 +81,7 @@ func (lc *laneConn) intercept(r *http.Request) bool {
 	if pending[0] != tlsRecordHandshake {
 		// Plain HTTP inside the tunnel (goproxy serves it as http://):
 		// rare, left to the fallback.
-		lc.s.handoffTunnel(&tunnelConn{replayConn: *raw, sess: sess, scheme: "http", host: host})
-		lc.handedOver = true
+		lc.handedOver = lc.s.handoffTunnel(&tunnelConn{replayConn: *raw, sess: sess, scheme: "http", host: host})
 		return false
 	}
 	cfg, err := action.TLSConfig(host, gctx)
