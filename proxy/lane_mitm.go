@@ -81,6 +81,7 @@ func (lc *laneConn) intercept(r *http.Request) bool {
 	if pending[0] != tlsRecordHandshake {
 		// Plain HTTP inside the tunnel (goproxy serves it as http://):
 		// rare, left to the fallback.
+		_ = lc.c.SetReadDeadline(time.Time{})
 		lc.handedOver = lc.s.handoffTunnel(&tunnelConn{replayConn: *raw, sess: sess, scheme: "http", host: host})
 		return false
 	}

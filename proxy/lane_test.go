@@ -455,3 +455,35 @@ func TestLaneRetriesIdempotentOnly(t *testing.T) {
 		t.Fatalf("upstream saw %q", seen)
 	}
 }
+
+// TestLanePlainHTTPInTunnel: clear-text HTTP inside an intercepted CONNECT
+// (goproxy serves it as http://) goes to the tunnel fallback with the
+// tunnel's session: resolved and sent, with no second authentication.
+func TestLanePlainHTTPInTunnel(t *testing.T) {
+	tlsUp := newUpstream(t, true)
+	e, _ := mitmEnv(t, tlsUp)
+	up := newUpstream(t, false)
+	e.secret("TOKEN", tokenValue)
+	host := up.Listener.Addr().String()
+	conn, err := net.DialTimeout("tcp", e.proxy.Listener.Addr().String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(conn)
+	_, _ = io.WriteString(conn, "CONNECT "+host+" HTTP/1.1\r\nHost: "+host+"\r\nProxy-Authorization: Bearer "+e.key+"\r\n\r\n")
+	res, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("CONNECT: %v %v", res, err)
+	}
+	_, _ = io.WriteString(conn, "GET /in?t=${{%20secrets.TOKEN%20}} HTTP/1.1\r\nHost: "+host+"\r\n\r\n")
+	res, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 || up.last(t).RawQuery != "t="+tokenValue {
+		t.Fatalf("%d; upstream query %q", res.StatusCode, up.last(t).RawQuery)
+	}
+}
