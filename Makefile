@@ -18,6 +18,8 @@ run: build
 
 test: lint test-deps check-configs
 	$(GO) test -race -count=1 -timeout 25m ./...
+	# The proxy suites run on the lane above; once more on net/http alone.
+	ROTOR_TEST_PROXY_ENGINE=std $(GO) test -race -count=1 -timeout 10m ./proxy/...
 
 # Debian packages the tests need, installed when missing (as root):
 # promtool (package prometheus) for the alert rules, chromium for the
@@ -100,6 +102,8 @@ fuzz:
 	# issue 10 (proxy): the scrubber's matcher and allowed_hosts parsing
 	$(GO) test -run '^$$' -fuzz '^FuzzScrubber$$' -fuzztime $(FUZZTIME) ./proxy
 	$(GO) test -run '^$$' -fuzz '^FuzzNormalizeAllowedHosts$$' -fuzztime $(FUZZTIME) ./vault
+	# issue 15: the lane's request parser against net/http's
+	$(GO) test -run '^$$' -fuzz '^FuzzLaneParse$$' -fuzztime $(FUZZTIME) ./proxy
 	# issue 16: the host decoding a storage plugin's answers
 	$(GO) test -run '^$$' -fuzz '^FuzzHostDecode$$' -fuzztime $(FUZZTIME) ./plugins
 	$(GO) test -run '^$$' -fuzz '^FuzzFastPluginFrames$$' -fuzztime $(FUZZTIME) ./plugins

@@ -38,6 +38,7 @@ const (
 	flagProxyTLSCert          = "proxy-tls-cert"
 	flagProxyTLSKey           = "proxy-tls-key"
 	flagProxyNoScrub          = "proxy-no-scrub"
+	flagProxyEngine           = "proxy-engine"
 )
 
 func proxyFlags() []cli.Flag {
@@ -60,6 +61,7 @@ func proxyFlags() []cli.Flag {
 		s(flagProxyTLSCert, "", "serve the proxy itself over TLS (an HTTPS proxy) with this certificate"),
 		s(flagProxyTLSKey, "", "key for --proxy-tls-cert"),
 		b(flagProxyNoScrub, "do not replace echoed secret values in responses"),
+		s(flagProxyEngine, proxy.DefaultEngine, "HTTP engine of the proxy listener: lane (lean HTTP/1.1 fast path, net/http and goproxy for the rest) or std (net/http and goproxy only)"),
 	}
 }
 
@@ -75,6 +77,8 @@ type proxyConfig struct {
 	UpstreamCA       string
 	TLSCert, TLSKey  string
 	NoScrub          bool
+	// Engine is proxy.EngineLane or proxy.EngineStd.
+	Engine string
 
 	// CAWatchCert and CAWatchKey are the CA files the running proxy
 	// watches: the flags' files, or the data directory's even before
@@ -87,7 +91,10 @@ func loadProxyConfig(c *cli.Context, dataDir string) (proxyConfig, error) {
 		Addr: c.String(flagProxyAddr), Mode: c.String(flagProxyMode), DefaultWorkspace: c.String(flagProxyDefaultWorkspace),
 		RequireHosts: c.Bool(flagProxyRequireHosts), CACert: c.String(flagProxyCACert), CAKey: c.String(flagProxyCAKey),
 		UpstreamCA: c.String(flagProxyUpstreamCA), TLSCert: c.String(flagProxyTLSCert), TLSKey: c.String(flagProxyTLSKey),
-		NoScrub: c.Bool(flagProxyNoScrub),
+		NoScrub: c.Bool(flagProxyNoScrub), Engine: c.String(flagProxyEngine),
+	}
+	if pc.Engine != proxy.EngineLane && pc.Engine != proxy.EngineStd {
+		return pc, settingErr(flagProxyEngine, fmt.Sprintf("%q is not %s or %s", pc.Engine, proxy.EngineLane, proxy.EngineStd))
 	}
 	if _, _, err := net.SplitHostPort(pc.Addr); err != nil {
 		return pc, settingErr(flagProxyAddr, fmt.Sprintf("%q is not host:port", pc.Addr))
@@ -141,7 +148,7 @@ func fileExists(p string) bool {
 
 // buildProxyOptions loads the files the proxy config names.
 func buildProxyOptions(ctx context.Context, pc proxyConfig, store storage.Store) (proxy.Options, *tls.Config, error) {
-	o := proxy.Options{Mode: pc.Mode, RequireAllowedHosts: pc.RequireHosts, SSRFGuard: pc.SSRFGuard, AllowCIDRs: pc.AllowCIDRs, NoScrub: pc.NoScrub}
+	o := proxy.Options{Mode: pc.Mode, RequireAllowedHosts: pc.RequireHosts, SSRFGuard: pc.SSRFGuard, AllowCIDRs: pc.AllowCIDRs, NoScrub: pc.NoScrub, Engine: pc.Engine}
 	if pc.DefaultWorkspace != "" {
 		ws, err := store.GetWorkspaceByName(ctx, pc.DefaultWorkspace)
 		if err != nil {

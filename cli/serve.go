@@ -271,7 +271,12 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 		if opts.Mode == proxy.ModeGateway && listenTLS == nil && !isLoopbackAddr(cfg.Proxy.Addr) {
 			log.Warn("gateway proxy listens in clear on a non-loopback address: API keys and secret values would cross the network unencrypted; set --proxy-tls-cert", "addr", cfg.Proxy.Addr)
 		}
-		servers = append(servers, &namedServer{name: "proxy", addr: cfg.Proxy.Addr, handler: p, tls: listenTLS, drain: p.Drain})
+		var lane func(*http.Server) httpServer
+		if cfg.Proxy.Engine == proxy.EngineLane {
+			lane = func(s *http.Server) httpServer { return p.NewLaneServer(s) }
+		}
+		log.Info("proxy engine", "engine", cfg.Proxy.Engine, "lane", lane != nil && listenTLS == nil)
+		servers = append(servers, &namedServer{name: "proxy", addr: cfg.Proxy.Addr, handler: p, tls: listenTLS, drain: p.Drain, lane: lane})
 		if cfg.Dispatch {
 			// The dispatcher reaches the proxy on a loopback listener of its
 			// own, in clear, whatever the public proxy listener is.
@@ -279,7 +284,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 			if err != nil {
 				return fmt.Errorf("dispatch proxy listener: %w", err)
 			}
-			servers = append(servers, &namedServer{name: "dispatch-proxy", ln: ln, handler: p})
+			servers = append(servers, &namedServer{name: "dispatch-proxy", ln: ln, handler: p, lane: lane})
 			disp, err = dispatch.New(dispatch.Options{Store: store, ProxyURL: "http://" + ln.Addr().String(), InternalToken: internalToken,
 				Logger: log, Registerer: reg, DrainTimeout: cfg.ShutdownTimeout, Visibility: cfg.DispatchLease})
 			if err != nil {
@@ -392,7 +397,19 @@ type namedServer struct {
 	// drain, if set, waits for work Shutdown does not see (hijacked
 	// connections) after Shutdown returns.
 	drain func(context.Context) error
-	srv   *http.Server
+	// lane, if set, serves a listener in clear with the proxy's lane
+	// (proxy.LaneServer) around the net/http server, which then serves
+	// only the connections the lane hands over.
+	lane func(*http.Server) httpServer
+	srv  httpServer
+}
+
+// httpServer is what runServers runs: an *http.Server or a
+// *proxy.LaneServer.
+type httpServer interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+	Close() error
 }
 
 func isLoopbackAddr(addr string) bool {
@@ -432,12 +449,18 @@ func runServers(ctx context.Context, log *slog.Logger, drain time.Duration, serv
 			ln = tls.NewListener(ln, s.tls)
 		}
 		lns = append(lns, ln)
-		s.srv = &http.Server{
+		hs := &http.Server{
 			Handler:           s.handler,
 			ReadHeaderTimeout: readHeaderTimeout,
 			IdleTimeout:       idleTimeout,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 			BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		}
+		s.srv = hs
+		if s.lane != nil && s.tls == nil {
+			// The lane reads clear text only; a proxy served over TLS
+			// stays on net/http (ALPN, Request.TLS).
+			s.srv = s.lane(hs)
 		}
 	}
 	errc := make(chan error, len(servers))

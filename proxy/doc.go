@@ -16,4 +16,17 @@
 // threshold, which stream in constant memory, a failure found after the
 // first bytes went out aborts the upstream request mid-body, so the upstream
 // never sees a complete request with a reference left in it.
+//
+// Engines. goproxy is the framework: CONNECT tunnels, non-proxy requests,
+// and everything out of the ordinary. The lane (lane_*.go, the default
+// engine of `rotor serve`) is a lean HTTP/1.1 fast path in front of it: its
+// own accept loop and strict request parser for absolute-form http://
+// requests and for requests inside intercepted CONNECT tunnels (TLS with the
+// CA's leaf, one session per tunnel), the same request path (handle), a
+// same-goroutine upstream client with a keep-alive pool, and its own
+// response framing. A connection whose request falls outside the lane's
+// subset is handed, with the bytes already read, to net/http's server and
+// goproxy for the rest of that connection (lane_server.go), so the lane
+// frames a request exactly as net/http would or not at all. EngineStd turns
+// the lane off.
 package proxy

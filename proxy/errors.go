@@ -53,6 +53,18 @@ var (
 	ErrDestinationBlocked = errors.New("destination address is not allowed")
 	// errBody: reading the client's request body failed.
 	errBody = errors.New("reading the request body failed")
+	// errLaneHandoff: a request head outside the lane's subset; net/http
+	// serves the connection from that request on (lane_server.go).
+	errLaneHandoff = errors.New("request outside the lane's subset")
+	// errLaneTrailer: a chunked request body carries trailer fields, which
+	// the lane does not take (net/http would merge them into
+	// Request.Trailer); the request fails as a body error.
+	errLaneTrailer = errors.New("trailer fields in a chunked request body")
+	// errLaneRetry: a reused upstream connection failed before any byte of
+	// the response came (the peer had closed it); see laneClient.RoundTrip.
+	errLaneRetry = errors.New("reused upstream connection closed by the peer")
+	// errLaneBody: the request body failed while the lane client sent it.
+	errLaneBody = errors.New("request body failed")
 )
 
 // classify maps an error to status and code: the one place this happens.

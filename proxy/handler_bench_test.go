@@ -1,8 +1,10 @@
 package proxy_test
 
 import (
+	"bufio"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -77,7 +79,24 @@ func BenchmarkPlainGET(b *testing.B) {
 	benchGET(b, "/hooks?token=tok_live_5f3a9c2e7d1b4a60", "Bearer tok_live_5f3a9c2e7d1b4a60", http.StatusOK)
 }
 
-func benchGET(b *testing.B, path, auth string, want int) {
+// BenchmarkResolvedGETStd is BenchmarkResolvedGET with http.Transport
+// upstream (--proxy-engine=std); the default is the lane's client.
+func BenchmarkResolvedGETStd(b *testing.B) {
+	benchGETEngine(b, proxy.EngineStd, "/hooks?token=${{ secrets.TOKEN }}", "Bearer ${{ secrets.TOKEN }}", http.StatusOK)
+}
+
+// BenchmarkResolvedGETListener is the resolved GET through a real
+// loopback listener, served by each engine, from a raw keep-alive client
+// connection: the server side (request parsing, response framing) counts
+// too. The client's own allocations (http.ReadResponse) are the same for
+// both.
+func BenchmarkResolvedGETListener(b *testing.B) {
+	for _, engine := range []string{proxy.EngineStd, proxy.EngineLane} {
+		b.Run(engine, func(b *testing.B) { benchListener(b, engine) })
+	}
+}
+
+func benchListener(b *testing.B, engine string) {
 	ve := vaulttest.New(b)
 	ve.Secret(b, "TOKEN", "tok_live_5f3a9c2e7d1b4a60")
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -87,7 +106,72 @@ func benchGET(b *testing.B, path, auth string, want int) {
 		io.WriteString(w, "ok")
 	}))
 	defer up.Close()
-	p, err := proxy.New(proxy.Options{Vault: ve.Vault, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), Registerer: ve.Registry})
+	p, err := proxy.New(proxy.Options{Vault: ve.Vault, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), Registerer: ve.Registry, Engine: engine})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.CloseIdleConnections()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var srv interface {
+		Serve(net.Listener) error
+		Close() error
+	}
+	if engine == proxy.EngineLane {
+		srv = p.NewLaneServer(&http.Server{})
+	} else {
+		srv = &http.Server{Handler: p}
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(ln) }()
+	defer func() { srv.Close(); <-done }()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	host := strings.TrimPrefix(up.URL, "http://")
+	raw := []byte("GET " + up.URL + "/hooks?token=${{%20secrets.TOKEN%20}} HTTP/1.1\r\nHost: " + host +
+		"\r\nAuthorization: Bearer ${{ secrets.TOKEN }}\r\nProxy-Authorization: Bearer " + ve.Key + "\r\n\r\n")
+	br := bufio.NewReader(c)
+	one := func() {
+		if _, err := c.Write(raw); err != nil {
+			b.Fatal(err)
+		}
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			b.Fatalf("status %d", res.StatusCode)
+		}
+	}
+	one()
+	b.ReportAllocs()
+	for b.Loop() {
+		one()
+	}
+}
+
+func benchGET(b *testing.B, path, auth string, want int) {
+	benchGETEngine(b, proxy.DefaultEngine, path, auth, want)
+}
+
+func benchGETEngine(b *testing.B, engine, path, auth string, want int) {
+	ve := vaulttest.New(b)
+	ve.Secret(b, "TOKEN", "tok_live_5f3a9c2e7d1b4a60")
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer tok_live_5f3a9c2e7d1b4a60" {
+			w.WriteHeader(http.StatusTeapot)
+		}
+		io.WriteString(w, "ok")
+	}))
+	defer up.Close()
+	p, err := proxy.New(proxy.Options{Vault: ve.Vault, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), Registerer: ve.Registry, Engine: engine})
 	if err != nil {
 		b.Fatal(err)
 	}

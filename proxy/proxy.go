@@ -89,15 +89,22 @@ type Options struct {
 	// InternalToken, if set, is the per-process credential of Rotor's own
 	// dispatcher (see internal.go).
 	InternalToken string
+	// Engine is EngineLane (the default) or EngineStd. With the lane,
+	// upstream requests go through the lane's client (lane_client.go)
+	// and NewLaneServer serves listeners; with std, http.Transport sends
+	// every request.
+	Engine string
 }
 
 // Proxy is the resolving proxy. It is an http.Handler.
 type Proxy struct {
-	gp        *goproxy.ProxyHttpServer
-	vault     *vault.Vault
-	log       *slog.Logger
-	m         *metrics
-	tr        *http.Transport
+	gp    *goproxy.ProxyHttpServer
+	vault *vault.Vault
+	log   *slog.Logger
+	m     *metrics
+	tr    *http.Transport
+	// lc, with the lane engine, sends what it takes instead of tr.
+	lc        *laneClient
 	mode      string
 	defaultWS string
 	requireAH bool
@@ -154,6 +161,13 @@ func New(opts Options) (*Proxy, error) {
 	if opts.ResponseHeaderTimeout <= 0 {
 		opts.ResponseHeaderTimeout = DefaultResponseHeaderTimeout
 	}
+	switch opts.Engine {
+	case "":
+		opts.Engine = DefaultEngine
+	case EngineLane, EngineStd:
+	default:
+		return nil, fmt.Errorf("proxy: engine must be %s or %s", EngineLane, EngineStd)
+	}
 	p := &Proxy{
 		vault: opts.Vault, log: opts.Logger, m: newMetrics(opts.Registerer), mode: opts.Mode,
 		defaultWS: opts.DefaultWorkspaceID, requireAH: opts.RequireAllowedHosts, scrub: !opts.NoScrub,
@@ -180,6 +194,9 @@ func New(opts Options) (*Proxy, error) {
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
 		ResponseHeaderTimeout: opts.ResponseHeaderTimeout,
+	}
+	if opts.Engine == EngineLane {
+		p.lc = &laneClient{dial: p.tr.DialContext, tlsConf: p.tr.TLSClientConfig, headerWait: opts.ResponseHeaderTimeout}
 	}
 	gp := goproxy.NewProxyHttpServer()
 	gp.Logger = goproxyLogger{opts.Logger.Handler()}
@@ -230,7 +247,21 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (p *Proxy) ReloadCA() { p.ca.reload() }
 
 // CloseIdleConnections closes pooled upstream connections (at shutdown).
-func (p *Proxy) CloseIdleConnections() { p.tr.CloseIdleConnections() }
+func (p *Proxy) CloseIdleConnections() {
+	p.tr.CloseIdleConnections()
+	if p.lc != nil {
+		p.lc.closeIdle()
+	}
+}
+
+// roundTrip sends a rewritten request upstream: through the lane's client
+// when it takes the request, otherwise through the transport.
+func (p *Proxy) roundTrip(r *http.Request) (*http.Response, error) {
+	if p.lc != nil && p.lc.takes(r) {
+		return p.lc.RoundTrip(r)
+	}
+	return p.tr.RoundTrip(r)
+}
 
 // session is who is using the proxy, set at CONNECT for intercepted requests.
 type session struct {
@@ -563,7 +594,7 @@ func (p *Proxy) handle(r *http.Request, s *session) (*http.Request, *http.Respon
 	if err != nil {
 		return r, p.refuse(r, entry, err)
 	}
-	resp, err := p.tr.RoundTrip(out)
+	resp, err := p.roundTrip(out)
 	if err != nil {
 		entry.secrets = st.secretNames()
 		if st.body != nil && st.body.Err() != nil {
@@ -624,6 +655,18 @@ func (p *Proxy) handle(r *http.Request, s *session) (*http.Request, *http.Respon
 		if sc != nil {
 			entry.scrubbed = st.scrubResponse(resp, sc)
 		}
+	}
+	if p.scrub && st.body != nil && st.bodyBuf == nil && resp.Body != nil && resp.Body != http.NoBody {
+		// The request body still streams: a value it resolves from now on
+		// may come back in this body, which is scrubbed for it too
+		// (scrublate.go). Its length can change: no Content-Length.
+		covered := 0
+		if len(names) > 0 {
+			covered = len(names)
+		}
+		resp.Body = newLateScrubReader(resp, st, sc, covered)
+		resp.ContentLength = -1
+		resp.Header.Del("Content-Length")
 	}
 	resp.Body = &loggedBody{ReadCloser: resp.Body, p: p, entry: entry, resp: resp, sc: sc, st: st}
 	return out, resp
@@ -982,6 +1025,15 @@ func (b *loggedBody) Close() error {
 		}
 		if sr, ok := b.ReadCloser.(*scrubReader); ok {
 			b.entry.scrubbed += sr.replaced()
+		}
+		if lr, ok := b.ReadCloser.(*lateScrubReader); ok {
+			b.entry.scrubbed += lr.replacedCount()
+			if sr, ok := lr.src.(*scrubReader); ok {
+				b.entry.scrubbed += sr.replaced()
+			}
+			if lr.sc != nil {
+				b.sc = lr.sc // trailers: every value, late ones too
+			}
 		}
 		b.entry.scrubbed += cleanTrailer(b.resp, b.sc)
 		b.p.finish(b.entry)

@@ -110,7 +110,7 @@ type envOpt func(*proxy.Options)
 func newEnv(t *testing.T, opts ...envOpt) *env {
 	t.Helper()
 	ve := vaulttest.New(t)
-	o := proxy.Options{Vault: ve.Vault, Logger: ve.Logger, Registerer: ve.Registry}
+	o := proxy.Options{Vault: ve.Vault, Logger: ve.Logger, Registerer: ve.Registry, Engine: testEngine()}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -118,7 +118,7 @@ func newEnv(t *testing.T, opts ...envOpt) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(p)
+	srv := serveProxy(t, p)
 	t.Cleanup(func() {
 		srv.Close()
 		p.CloseIdleConnections()
@@ -393,7 +393,7 @@ func TestSidecarDefaultWorkspace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(p)
+	srv := serveProxy(t, p)
 	defer srv.Close()
 	up := newUpstream(t, false)
 	e.secret("TOKEN", tokenValue)

@@ -26,7 +26,7 @@ func TestScrubCacheFollowsVault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(p)
+	srv := serveProxy(t, p)
 	t.Cleanup(func() { srv.Close(); p.CloseIdleConnections() })
 	var sent []string
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -68,7 +68,7 @@ func main() {
 	conc := flag.Int("concurrency", 32, "concurrent clients")
 	streamGiB := flag.Int("stream-gib", 1, "size of the streamed body, GiB (0 to skip)")
 	rounds := flag.Int("rounds", 1, "run every variant this many times, interleaved, and report medians")
-	only := flag.String("only", "", "run only workloads whose name contains this (GET, 1KiB, 64KiB, HTTPS)")
+	only := flag.String("only", "", "run only these workloads: exact names, comma-separated (GET, POST 1KiB, POST 64KiB, HTTPS GET)")
 	bin := flag.String("rotor-bin", "", "the rotor binary to measure (default: go build ./cmd/rotor into a temporary directory)")
 	flag.StringVar(&profileDir, "profile", "", "write CPU profiles of rotor serve and its storage plugin (ROTOR_PPROF) for each rotor variant's measured phase to this directory")
 	old := flag.String("compare-bin", "", "another rotor binary (say, built from main) measured in the same run as rotor-old and rotor-noref-old")
@@ -219,6 +219,9 @@ func startChild(e env, variant string) (*proc, error) {
 		return startServe(e, e.bin)
 	case "rotor-warn":
 		return startServe(e, e.bin, "ROTOR_LOG_LEVEL=warn")
+	case "rotor-std":
+		// The same binary with the lane off (net/http and goproxy only).
+		return startServe(e, e.bin, "ROTOR_PROXY_ENGINE=std")
 	case "rotor-old", "rotor-noref-old":
 		return startServe(e, e.old)
 	}
@@ -475,7 +478,10 @@ func runParent(dur, warm time.Duration, conc, streamGiB, rounds int, only, bin, 
 	upURL := map[bool]string{false: "http://" + upLn.Addr().String(), true: upTLS.URL}
 
 	workloads := []workload{{"GET", 0, false}, {"POST 1KiB", 1 << 10, false}, {"POST 64KiB", 64 << 10, false}, {"HTTPS GET", 0, true}}
-	workloads = slices.DeleteFunc(workloads, func(w workload) bool { return !strings.Contains(w.name, only) })
+	workloads = slices.DeleteFunc(workloads, func(w workload) bool { return !selected(only, w.name) })
+	if len(workloads) == 0 {
+		return fmt.Errorf("-only %q names no workload (GET, POST 1KiB, POST 64KiB, HTTPS GET)", only)
+	}
 	fmt.Printf("proxy load: %d clients, %s per run after %s warm-up, %d round(s) (medians), %d cores, upstream and clients in this process, each proxy in its own\n\n",
 		conc, dur, warm, rounds, numCPU())
 	// Each round runs every variant of every workload once, so slow
@@ -565,7 +571,7 @@ func numCPU() int {
 // in place for passthrough, so the upstream sees equal work.
 func request(variant string, wl workload, upURL string) (*http.Request, error) {
 	tok, user := tokenValue, userValue
-	if variant == "rotor" || variant == "rotor-inproc" || variant == "rotor-old" || variant == "rotor-warn" {
+	if variant == "rotor" || variant == "rotor-inproc" || variant == "rotor-old" || variant == "rotor-warn" || variant == "rotor-std" {
 		tok, user = "${{ secrets.TOKEN }}", "${{ secrets.USER }}"
 	}
 	method, ctype := http.MethodGet, ""
@@ -791,4 +797,19 @@ func runStream(e env, upURL string, size int64, streamed *atomic.Int64) error {
 		return fmt.Errorf("stream: status %d", res.StatusCode)
 	}
 	return nil
+}
+
+// selected reports whether -only picks the workload: every workload when
+// only is empty, otherwise exact names from a comma list ("GET" is the
+// plain GET, not also "HTTPS GET").
+func selected(only, name string) bool {
+	if only == "" {
+		return true
+	}
+	for n := range strings.SplitSeq(only, ",") {
+		if strings.TrimSpace(n) == name {
+			return true
+		}
+	}
+	return false
 }
