@@ -63,6 +63,7 @@ func main() {
 	mixed := flag.Bool("mixed", false, "the fairness run: one hostile workspace (a stuck concurrency-1 queue with -hostile-jobs jobs, and a rate-limited queue) beside ten normal workspaces sharing -jobs; reports each normal workspace's enqueue-to-delivery p99")
 	hostile := flag.Int("hostile-jobs", 100000, "jobs in the hostile workspace's stuck queue (-mixed)")
 	cpuProfile := flag.String("cpuprofile", "", "write this process's CPU profile (API, proxy, dispatcher) to this file, and the storage plugin's to this file + \".plugin\" (its last run)")
+	flag.BoolVar(&loopbackDelivery, "loopback-delivery", false, "deliver through the proxy's HTTP listener on loopback (before issue 16's session 4) instead of in-process, as rotor serve now does")
 	logPath := flag.String("log", "", "write the server's JSON log lines here (default: a temporary file, removed at the end)")
 	flag.Parse()
 	if err := openLog(*logPath); err != nil {
@@ -116,6 +117,20 @@ func cpuTime() cpuTimes {
 
 func (t cpuTimes) sub(u cpuTimes) (time.Duration, time.Duration) {
 	return t.self - u.self, t.children - u.children
+}
+
+// loopbackDelivery sends deliveries to the proxy over a loopback socket
+// instead of its InternalTransport.
+var loopbackDelivery bool
+
+// deliveryOptions points o at the proxy as -loopback-delivery says.
+func deliveryOptions(o dispatch.Options, p *proxy.Proxy, proxyURL string) dispatch.Options {
+	if loopbackDelivery {
+		o.ProxyURL = proxyURL
+	} else {
+		o.Transport = p.InternalTransport()
+	}
+	return o
 }
 
 // pluginProfile, when set, is where the storage plugin writes its CPU
@@ -293,7 +308,7 @@ func run(n, conc int, refs bool, pgDSN string, viaPlugin bool) error {
 		return err
 	}
 	defer stopProxy()
-	disp, err := dispatch.New(dispatch.Options{Store: store, ProxyURL: proxyURL, InternalToken: internal, Logger: log, Registerer: reg})
+	disp, err := dispatch.New(deliveryOptions(dispatch.Options{Store: store, InternalToken: internal, Logger: log, Registerer: reg}, p, proxyURL))
 	if err != nil {
 		return err
 	}
