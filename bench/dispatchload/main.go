@@ -27,6 +27,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -64,6 +65,7 @@ func main() {
 	hostile := flag.Int("hostile-jobs", 100000, "jobs in the hostile workspace's stuck queue (-mixed)")
 	cpuProfile := flag.String("cpuprofile", "", "write this process's CPU profile (API, proxy, dispatcher) to this file, and the storage plugin's to this file + \".plugin\" (its last run)")
 	flag.BoolVar(&loopbackDelivery, "loopback-delivery", false, "deliver through the proxy's HTTP listener on loopback (before issue 16's session 4) instead of in-process, as rotor serve now does")
+	flag.StringVar(&pluginGOGC, "plugin-gogc", "", "the storage plugin's GOGC (default: the plugin's own, 400 since issue 16; rotor serve gives it none)")
 	logPath := flag.String("log", "", "write the server's JSON log lines here (default: a temporary file, removed at the end)")
 	flag.Parse()
 	if err := openLog(*logPath); err != nil {
@@ -118,6 +120,9 @@ func cpuTime() cpuTimes {
 func (t cpuTimes) sub(u cpuTimes) (time.Duration, time.Duration) {
 	return t.self - u.self, t.children - u.children
 }
+
+// pluginGOGC, when set, is the plugin's GOGC.
+var pluginGOGC string
 
 // loopbackDelivery sends deliveries to the proxy over a loopback socket
 // instead of its InternalTransport.
@@ -206,6 +211,9 @@ func openStore(ctx context.Context, pgDSN string, viaPlugin bool) (storage.Store
 			return nil, nil, err
 		}
 		env := []string{"ROTOR_BENCH_AS_PLUGIN=1"}
+		if pluginGOGC != "" {
+			env = append(env, "GOGC="+pluginGOGC)
+		}
 		if pluginProfile != "" {
 			env = append(env, "ROTOR_BENCH_PLUGIN_CPUPROFILE="+pluginProfile)
 		}
@@ -331,7 +339,9 @@ func run(n, conc int, refs bool, pgDSN string, viaPlugin bool) error {
 		payload = `{"payload":{"event":"signup","token":"${{ secrets.NOTIFY_TOKEN }}"}}`
 	}
 	qspec, _ := json.Marshal(map[string]any{"name": "bench", "callback_url": cb, "callback_headers": hdrs, "concurrency": 256})
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc * 2}, Timeout: time.Minute}
+	// Keep-alive connections, one per client; a header timeout rather than
+	// a per-request timer (the run's own bound is below).
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc * 2, ResponseHeaderTimeout: time.Minute}}
 	do := func(path, body string) (string, error) {
 		req, _ := http.NewRequest("POST", apiURL+path, bytes.NewReader([]byte(body)))
 		req.Header.Set("Authorization", "Bearer "+bootKey)
@@ -366,10 +376,13 @@ func run(n, conc int, refs bool, pgDSN string, viaPlugin bool) error {
 					errs <- err
 					return
 				}
-				var j struct{ ID string }
-				json.Unmarshal([]byte(body), &j)
+				id := jobID(body)
+				if id == "" {
+					errs <- fmt.Errorf("enqueue answered without an id: %.200s", body)
+					return
+				}
 				emu.Lock()
-				enqueued[j.ID] = t0
+				enqueued[id] = t0
 				emu.Unlock()
 			}
 		})
@@ -414,6 +427,22 @@ func run(n, conc int, refs bool, pgDSN string, viaPlugin bool) error {
 	fmt.Printf("%-40s %d jobs, %d enqueuers: enqueued in %.2fs (%.0f/s), all delivered in %.2fs: %.0f jobs/s; enqueue-to-delivery p50 %v p99 %v\n",
 		label, n, conc, enqDone.Seconds(), float64(n)/enqDone.Seconds(), total.Seconds(), float64(n)/total.Seconds(), pct(0.5), pct(0.99))
 	return nil
+}
+
+// jobID is the "id" of an enqueue's answer, the one field the clients
+// need: found directly rather than by decoding the whole job. The API
+// writes it first.
+func jobID(body string) string {
+	const key = `"id":"`
+	i := strings.Index(body, key)
+	if i < 0 {
+		return ""
+	}
+	rest := body[i+len(key):]
+	if j := strings.IndexByte(rest, '"'); j >= 0 {
+		return rest[:j]
+	}
+	return ""
 }
 
 // openVault opens a vault on store under a fresh master key and returns it
