@@ -8,7 +8,11 @@
 // As rotor serve runs it: storage through the plugin subprocess (unless
 // -in-process), audit on (every resolved reference is a secret.accessed
 // row), quotas checked, and every log line, the one per attempt included,
-// written as JSON to a file (-log, a temporary file by default).
+// written as JSON to a file (-log, a temporary file by default). The
+// dispatcher hands deliveries to the proxy in-process, as rotor serve does
+// (-loopback-delivery: over a loopback socket, as before issue 16's
+// session 4). The harness's own clients and upstream speak lean HTTP/1.1
+// over keep-alive loopback connections (wire.go).
 package main
 
 import (
@@ -285,19 +289,17 @@ func run(n, conc int, refs bool, pgDSN string, viaPlugin bool) error {
 	arrived := make(map[string]time.Time, n)
 	var got atomic.Int64
 	all := make(chan struct{})
-	upURL, stopUp, err := serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
+	upURL, stopUp, err := serveUpstream(func(id string) {
 		now := time.Now()
 		mu.Lock()
-		if _, dup := arrived[r.Header.Get("webhook-id")]; !dup {
-			arrived[r.Header.Get("webhook-id")] = now
+		if _, dup := arrived[id]; !dup {
+			arrived[id] = now
 			if got.Add(1) == int64(n) {
 				close(all)
 			}
 		}
 		mu.Unlock()
-		io.WriteString(w, "ok")
-	}))
+	})
 	if err != nil {
 		return err
 	}
@@ -369,13 +371,19 @@ func run(n, conc int, refs bool, pgDSN string, viaPlugin bool) error {
 	start := time.Now()
 	for range conc {
 		wg.Go(func() {
+			wc := &wireClient{addr: strings.TrimPrefix(apiURL, "http://")}
+			defer wc.close()
 			for next.Add(1) <= int64(n) {
 				t0 := time.Now()
-				body, err := do("/v1/queues/bench/jobs", payload)
+				status, resp, err := wc.post("/v1/queues/bench/jobs", bootKey, payload)
+				if err == nil && status != 201 {
+					err = fmt.Errorf("enqueue: %d %.200s", status, resp)
+				}
 				if err != nil {
 					errs <- err
 					return
 				}
+				body := string(resp)
 				id := jobID(body)
 				if id == "" {
 					errs <- fmt.Errorf("enqueue answered without an id: %.200s", body)
