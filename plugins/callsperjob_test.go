@@ -38,7 +38,7 @@ var callsPerJobBudget = map[string]struct{ perJob, fixed, perSecond float64 }{
 	"LeaseJobs":        {0.2, 0, 0},  // up to 128 jobs a call; idle polls included (0.06)
 	"CompleteAttempts": {0.15, 0, 0}, // up to 256 results a call (0.03)
 	"AppendAudit":      {0.1, 0, 0},  // secret.accessed rows, group-committed (0.01)
-	"GetQueue":         {0, 4, 0},    // cached a second by the dispatcher
+	"GetQueue":         {0, 4, 2},    // cached a second by the dispatcher (a slow run refreshes it)
 	// Cold caches: the first resolves of a batch of leased jobs all read
 	// the secrets (no single flight), the first enqueues of every client
 	// the workspace's usage; then only the usage, once a second.
