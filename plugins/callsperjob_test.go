@@ -40,10 +40,9 @@ var callsPerJobBudget = map[string]struct{ perJob, fixed, perSecond float64 }{
 	"AppendAudit":      {0.1, 0, 0},  // secret.accessed rows, group-committed (0.01)
 	"GetQueue":         {0, 4, 2},    // cached a second by the dispatcher (a slow run refreshes it)
 	// Cold caches: the first resolves of a batch of leased jobs all read
-	// the secrets (no single flight), the first enqueues of every client
-	// the workspace's usage; then only the usage, once a second.
+	// the secret (the vault has no single flight yet); then nothing.
 	"GetSecret": {0.01, 160, 0},
-	"JobUsage":  {0.01, 40, 40}, // re-read each second (api usageTTL) by every waiting client
+	"JobUsage":  {0, 2, 2}, // one read per workspace at a time, each second (api usageTTL)
 	// The audit sealer's checkpoint, on a clock (vault/auditseal.go).
 	"ListWorkspaces":     {0, 0, 4},
 	"GetAuditHead":       {0, 0, 4},
