@@ -69,6 +69,7 @@ func main() {
 	hostile := flag.Int("hostile-jobs", 100000, "jobs in the hostile workspace's stuck queue (-mixed)")
 	cpuProfile := flag.String("cpuprofile", "", "write this process's CPU profile (API, proxy, dispatcher) to this file, and the storage plugin's to this file + \".plugin\" (its last run)")
 	flag.BoolVar(&loopbackDelivery, "loopback-delivery", false, "deliver through the proxy's HTTP listener on loopback (before issue 16's session 4) instead of in-process, as rotor serve now does")
+	flag.BoolVar(&netHTTPHarness, "nethttp-harness", false, "the bench's clients and upstream on net/http (as before issue 16's session 4) instead of its lean HTTP/1.1 ends (wire.go)")
 	flag.StringVar(&pluginGOGC, "plugin-gogc", "", "the storage plugin's GOGC (default: the plugin's own, 400 since issue 16; rotor serve gives it none)")
 	logPath := flag.String("log", "", "write the server's JSON log lines here (default: a temporary file, removed at the end)")
 	flag.Parse()
@@ -124,6 +125,9 @@ func cpuTime() cpuTimes {
 func (t cpuTimes) sub(u cpuTimes) (time.Duration, time.Duration) {
 	return t.self - u.self, t.children - u.children
 }
+
+// netHTTPHarness runs the bench's own clients and upstream on net/http.
+var netHTTPHarness bool
 
 // pluginGOGC, when set, is the plugin's GOGC.
 var pluginGOGC string
@@ -289,7 +293,7 @@ func run(n, conc int, refs bool, pgDSN string, viaPlugin bool) error {
 	arrived := make(map[string]time.Time, n)
 	var got atomic.Int64
 	all := make(chan struct{})
-	upURL, stopUp, err := serveUpstream(func(id string) {
+	arrive := func(id string) {
 		now := time.Now()
 		mu.Lock()
 		if _, dup := arrived[id]; !dup {
@@ -299,7 +303,17 @@ func run(n, conc int, refs bool, pgDSN string, viaPlugin bool) error {
 			}
 		}
 		mu.Unlock()
-	})
+	}
+	upURL, stopUp, err := "", func() {}, error(nil)
+	if netHTTPHarness {
+		upURL, stopUp, err = serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body)
+			arrive(r.Header.Get("webhook-id"))
+			io.WriteString(w, "ok")
+		}))
+	} else {
+		upURL, stopUp, err = serveUpstream(arrive)
+	}
 	if err != nil {
 		return err
 	}
@@ -375,15 +389,23 @@ func run(n, conc int, refs bool, pgDSN string, viaPlugin bool) error {
 			defer wc.close()
 			for next.Add(1) <= int64(n) {
 				t0 := time.Now()
-				status, resp, err := wc.post("/v1/queues/bench/jobs", bootKey, payload)
-				if err == nil && status != 201 {
-					err = fmt.Errorf("enqueue: %d %.200s", status, resp)
+				var body string
+				var err error
+				if netHTTPHarness {
+					body, err = do("/v1/queues/bench/jobs", payload)
+				} else {
+					var status int
+					var resp []byte
+					status, resp, err = wc.post("/v1/queues/bench/jobs", bootKey, payload)
+					if err == nil && status != 201 {
+						err = fmt.Errorf("enqueue: %d %.200s", status, resp)
+					}
+					body = string(resp)
 				}
 				if err != nil {
 					errs <- err
 					return
 				}
-				body := string(resp)
 				id := jobID(body)
 				if id == "" {
 					errs <- fmt.Errorf("enqueue answered without an id: %.200s", body)
