@@ -39,9 +39,9 @@ var callsPerJobBudget = map[string]struct{ perJob, fixed, perSecond float64 }{
 	"CompleteAttempts": {0.15, 0, 0}, // up to 256 results a call (0.03)
 	"AppendAudit":      {0.1, 0, 0},  // secret.accessed rows, group-committed (0.01)
 	"GetQueue":         {0, 4, 2},    // cached a second by the dispatcher (a slow run refreshes it)
-	// Cold caches: the first resolves of a batch of leased jobs all read
-	// the secret (the vault has no single flight yet); then nothing.
-	"GetSecret": {0.01, 160, 0},
+	// Cold caches: the first resolves of a batch of leased jobs share one
+	// read of the secret (the vault's single flight); then nothing.
+	"GetSecret": {0, 6, 0},
 	"JobUsage":  {0, 2, 2}, // one read per workspace at a time, each second (api usageTTL)
 	// The audit sealer's checkpoint, on a clock (vault/auditseal.go).
 	"ListWorkspaces":     {0, 0, 4},
