@@ -57,6 +57,10 @@ func (t internalTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	_, resp := t.p.handle(&in, nil)
 	if resp.Header.Get(HeaderError) != "" {
+		// The proxy answered itself: nothing will read the request body
+		// any more, and a RoundTripper closes it (the upstream transport
+		// closes it when the request went out).
+		closeBody(&in)
 		if err := r.Context().Err(); err != nil {
 			// The caller's deadline passed or it gave up: report that, as an
 			// HTTP client does, rather than the proxy's reading of the

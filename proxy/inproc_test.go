@@ -280,3 +280,32 @@ func mustURL(t *testing.T, s string) *url.URL {
 	}
 	return u
 }
+
+type closeRecorder struct {
+	io.Reader
+	closed bool
+}
+
+func (c *closeRecorder) Close() error { c.closed = true; return nil }
+
+// TestInProcessClosesRefusedBody: a refused request's body is closed, as
+// a RoundTripper must.
+func TestInProcessClosesRefusedBody(t *testing.T) {
+	e := newInprocEnv(t)
+	up := newUpstream(t, false)
+	body := &closeRecorder{Reader: strings.NewReader(`{"t":"${{ secrets.MISSING }}"}`)}
+	req, _ := http.NewRequest("POST", up.URL+"/cb", body)
+	req.Header.Set("Content-Type", "application/json")
+	hdr := e.dispatchHeaders()
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	res, err := e.inproc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 422 || !body.closed {
+		t.Fatalf("status %d, body closed %v", res.StatusCode, body.closed)
+	}
+}
