@@ -21,7 +21,9 @@ import (
 //
 // v1, after the version byte, in this order: strings and byte strings as
 // a uvarint length and the bytes, integers as (u)varints, times as a
-// varint of Unix seconds and a uvarint of nanoseconds (read back in UTC),
+// varint of Unix seconds, a uvarint of nanoseconds and a varint of the
+// zone offset in minutes (read back as JSON's RFC 3339 reads them: UTC for
+// offset 0, the local zone when its offset matches, else a fixed zone),
 // maps as a uvarint count of key and value strings:
 //
 //	ID WorkspaceID Queue Payload IdempotencyKey Status RunAt LeaseUntil
@@ -44,6 +46,18 @@ func encodeJob(j storage.Job) ([]byte, error) {
 	payload, err := json.Marshal(json.RawMessage(j.Payload))
 	if err != nil {
 		return nil, err
+	}
+	// Zone offsets of a day or more have no RFC 3339 form: JSON refused
+	// them, and so does this encoding (its decoder would not read them).
+	for _, t := range []time.Time{j.RunAt, j.LeaseUntil, j.CreatedAt, j.UpdatedAt, j.DeliveredAt} {
+		if err := checkZone(t); err != nil {
+			return nil, err
+		}
+	}
+	for _, a := range j.Attempts {
+		if err := checkZone(a.StartedAt); err != nil {
+			return nil, err
+		}
 	}
 	n := 64 + len(j.ID) + len(j.WorkspaceID) + len(j.Queue) + len(payload) + len(j.IdempotencyKey) + len(j.EnqueuedBy)
 	for _, a := range j.Attempts {
@@ -157,9 +171,18 @@ func appendStr(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
+func checkZone(t time.Time) error {
+	if _, off := t.Zone(); off <= -24*3600 || off >= 24*3600 {
+		return fmt.Errorf("%w: zone offset %ds out of range", errJobCodec, off)
+	}
+	return nil
+}
+
 func appendTime(b []byte, t time.Time) []byte {
 	b = binary.AppendVarint(b, t.Unix())
-	return binary.AppendUvarint(b, uint64(t.Nanosecond()))
+	b = binary.AppendUvarint(b, uint64(t.Nanosecond()))
+	_, off := t.Zone()
+	return binary.AppendVarint(b, int64(off/60)) // RFC 3339 keeps minutes
 }
 
 func appendMap(b []byte, m map[string]string) []byte {
@@ -244,16 +267,24 @@ func (d *jobDecoder) bytes() []byte {
 func (d *jobDecoder) str() string { return string(d.bytes()) }
 
 func (d *jobDecoder) time() time.Time {
-	sec, nsec := d.varint(), d.uvarint()
+	sec, nsec, offMin := d.varint(), d.uvarint(), d.varint()
 	if d.err != nil {
 		return time.Time{}
 	}
-	if nsec >= 1e9 {
-		d.err = fmt.Errorf("%w: nanoseconds out of range", errJobCodec)
+	if nsec >= 1e9 || offMin <= -24*60 || offMin >= 24*60 {
+		d.err = fmt.Errorf("%w: time out of range", errJobCodec)
 		d.b = nil
 		return time.Time{}
 	}
-	return time.Unix(sec, int64(nsec)).UTC()
+	t := time.Unix(sec, int64(nsec))
+	if offMin == 0 {
+		return t.UTC()
+	}
+	off := int(offMin) * 60
+	if _, local := t.Zone(); local == off {
+		return t // time.Unix is in the local zone
+	}
+	return t.In(time.FixedZone("", off))
 }
 
 func (d *jobDecoder) strMap() map[string]string {
