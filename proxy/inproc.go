@@ -4,11 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime/debug"
 )
 
 // ErrInternalRequest: a request handed to InternalTransport that no proxy
 // listener would take either (not absolute-form http://, or CONNECT).
 var ErrInternalRequest = errors.New("proxy: in-process request must be an absolute http:// URL")
+
+// errInternalPanic: handling an in-process request panicked (logged).
+var errInternalPanic = errors.New("proxy: the in-process request failed (see the proxy log)")
 
 // InternalTransport returns an http.RoundTripper that hands each request to
 // this proxy in the same process: the dispatcher and the workflow engine of
@@ -33,7 +37,7 @@ func (p *Proxy) InternalTransport() http.RoundTripper { return internalTransport
 
 type internalTransport struct{ p *Proxy }
 
-func (t internalTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+func (t internalTransport) RoundTrip(r *http.Request) (resp *http.Response, err error) {
 	if r.URL == nil || r.URL.Scheme != "http" || r.URL.Host == "" || r.Method == http.MethodConnect {
 		closeBody(r)
 		return nil, ErrInternalRequest
@@ -55,7 +59,17 @@ func (t internalTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if in.Body == nil {
 		in.Body = http.NoBody
 	}
-	_, resp := t.p.handle(&in, nil)
+	defer func() {
+		// The proxy's listener survives a panic in handle (net/http
+		// recovers it and drops the connection); so does this path: the
+		// caller gets an error, as a dropped connection gives it.
+		if v := recover(); v != nil {
+			// The panic value is not logged: it could hold request data.
+			t.p.log.Error("proxy: panic in an in-process request", "stack", string(debug.Stack()))
+			resp, err = nil, errInternalPanic
+		}
+	}()
+	_, resp = t.p.handle(&in, nil)
 	if resp.Header.Get(HeaderError) != "" {
 		// The proxy answered itself: nothing will read the request body
 		// any more, and a RoundTripper closes it (the upstream transport

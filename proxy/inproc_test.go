@@ -309,3 +309,31 @@ func TestInProcessClosesRefusedBody(t *testing.T) {
 		t.Fatalf("status %d, body closed %v", res.StatusCode, body.closed)
 	}
 }
+
+type panicBody struct{}
+
+func (panicBody) Read([]byte) (int, error) { panic("a body reader failed") }
+func (panicBody) Close() error             { return nil }
+
+// TestInProcessSurvivesPanic: a panic while handling an in-process request
+// is an error for the caller (as a dropped connection is over the
+// listener), not the end of the process.
+func TestInProcessSurvivesPanic(t *testing.T) {
+	e := newInprocEnv(t)
+	up := newUpstream(t, false)
+	req, _ := http.NewRequest("POST", up.URL+"/cb", panicBody{})
+	req.Header.Set("Content-Type", "application/json")
+	hdr := e.dispatchHeaders()
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	if _, err := e.inproc.Do(req); err == nil {
+		t.Fatal("a panicking request succeeded")
+	}
+	if !strings.Contains(e.ve.Logs.String(), "panic in an in-process request") || strings.Contains(e.ve.Logs.String(), "a body reader failed") {
+		t.Fatalf("log: %s", e.ve.Logs.String())
+	}
+	if up.count() != 0 {
+		t.Fatal("the upstream was called")
+	}
+}
