@@ -70,6 +70,10 @@ type quotaGate struct {
 	use   *prometheus.GaugeVec
 	mu    sync.Mutex
 	cache map[string]cachedUsage
+	// loading holds a channel per workspace whose usage is being read,
+	// closed when the read ends: one read per workspace at a time, not one
+	// per waiting request (issue 16: every client re-read it each second).
+	loading map[string]chan struct{}
 }
 
 type cachedUsage struct {
@@ -78,7 +82,7 @@ type cachedUsage struct {
 }
 
 func newQuotaGate(q Quotas, src UsageSource, reg prometheus.Registerer) *quotaGate {
-	g := &quotaGate{q: q.withDefaults(), src: src, cache: map[string]cachedUsage{},
+	g := &quotaGate{q: q.withDefaults(), src: src, cache: map[string]cachedUsage{}, loading: map[string]chan struct{}{},
 		// Workspace IDs are server-made, one per workspace an operator
 		// created: bounded, unlike queue names.
 		use: prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -105,17 +109,17 @@ func (g *quotaGate) admit(ctx context.Context, w http.ResponseWriter, ws string,
 	if g.src == nil || (g.q.MaxOpenJobs < 0 && g.q.MaxOpenBytes < 0) {
 		return nil
 	}
+	read, err := g.usage(ctx, ws)
+	if err != nil {
+		return err
+	}
+	// Checked and counted under the lock, on the newest figures (they may
+	// hold enqueues admitted since read): concurrent admits each count.
 	g.mu.Lock()
 	c, ok := g.cache[ws]
-	g.mu.Unlock()
-	if !ok || time.Since(c.at) > usageTTL {
-		u, err := g.src.JobUsage(ctx, ws)
-		if err != nil {
-			return err
-		}
-		c = cachedUsage{u: u, at: time.Now()}
+	if !ok || c.at.Before(read.at) {
+		c = read
 	}
-	var err error
 	switch {
 	case g.q.MaxOpenJobs > 0 && c.u.OpenJobs+1 > g.q.MaxOpenJobs:
 		err = &requestError{status: http.StatusTooManyRequests, code: CodeQuotaExceeded,
@@ -127,7 +131,6 @@ func (g *quotaGate) admit(ctx context.Context, w http.ResponseWriter, ws string,
 		c.u.OpenJobs++
 		c.u.PayloadBytes += int64(n)
 	}
-	g.mu.Lock()
 	if len(g.cache) > 10_000 {
 		clear(g.cache) // bounded; entries are re-read within usageTTL anyway
 	}
@@ -143,6 +146,44 @@ func (g *quotaGate) admit(ctx context.Context, w http.ResponseWriter, ws string,
 		w.Header().Set("Retry-After", strconv.Itoa(int(QuotaRetryAfter/time.Second)))
 	}
 	return err
+}
+
+// usage is the workspace's cached usage, read from storage when older
+// than usageTTL. While one request reads it, the others use the figures
+// they have (or, having none, wait for that read).
+func (g *quotaGate) usage(ctx context.Context, ws string) (cachedUsage, error) {
+	for {
+		g.mu.Lock()
+		c, ok := g.cache[ws]
+		if ok && time.Since(c.at) <= usageTTL {
+			g.mu.Unlock()
+			return c, nil
+		}
+		if wait, busy := g.loading[ws]; busy {
+			g.mu.Unlock()
+			if ok {
+				return c, nil // a read is under way; these figures are a second old at most
+			}
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return cachedUsage{}, ctx.Err()
+			}
+		}
+		done := make(chan struct{})
+		g.loading[ws] = done
+		g.mu.Unlock()
+		u, err := g.src.JobUsage(ctx, ws)
+		g.mu.Lock()
+		delete(g.loading, ws)
+		close(done)
+		g.mu.Unlock()
+		if err != nil {
+			return cachedUsage{}, err
+		}
+		return cachedUsage{u: u, at: time.Now()}, nil // admit stores it
+	}
 }
 
 // checkQuota is the enqueue handler's quota check: payload size, then the

@@ -278,19 +278,17 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 		log.Info("proxy engine", "engine", cfg.Proxy.Engine, "lane", lane != nil && listenTLS == nil)
 		servers = append(servers, &namedServer{name: "proxy", addr: cfg.Proxy.Addr, handler: p, tls: listenTLS, drain: p.Drain, lane: lane})
 		if cfg.Dispatch {
-			// The dispatcher reaches the proxy on a loopback listener of its
-			// own, in clear, whatever the public proxy listener is.
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				return fmt.Errorf("dispatch proxy listener: %w", err)
-			}
-			servers = append(servers, &namedServer{name: "dispatch-proxy", ln: ln, handler: p, lane: lane})
-			disp, err = dispatch.New(dispatch.Options{Store: store, ProxyURL: "http://" + ln.Addr().String(), InternalToken: internalToken,
+			// The dispatcher and the workflow engine hand their requests to
+			// the proxy in this process (issue 16): the proxy's own request
+			// handling, internal token included, without a loopback socket,
+			// whatever the public proxy listener is.
+			tr := p.InternalTransport()
+			disp, err = dispatch.New(dispatch.Options{Store: store, Transport: tr, InternalToken: internalToken,
 				Logger: log, Registerer: reg, DrainTimeout: cfg.ShutdownTimeout, Visibility: cfg.DispatchLease})
 			if err != nil {
 				return err
 			}
-			if engine, err = workflow.NewEngine(workflow.Options{Store: store, ProxyURL: "http://" + ln.Addr().String(), InternalToken: internalToken,
+			if engine, err = workflow.NewEngine(workflow.Options{Store: store, Transport: tr, InternalToken: internalToken,
 				Logger: log, Registerer: reg, SignAudit: v.SignAudit}); err != nil {
 				return err
 			}

@@ -31,16 +31,64 @@ const (
 var credentialRE = regexp.MustCompile(`(?i)(rcs_|whsec_|rtr_)[A-Za-z0-9+/=_.-]+|(bearer|basic)(\s+)[^\s"',;]+`)
 
 func redactCredentials(s string) string {
-	return credentialRE.ReplaceAllStringFunc(s, func(m string) string {
-		low := strings.ToLower(m)
-		for _, p := range []string{"rcs_", "whsec_", "rtr_"} {
-			if strings.HasPrefix(low, p) {
-				return m[:len(p)] + "[redacted]"
+	if !mayHoldCredentialHook(s) {
+		return s // the usual header value or body: no regexp run (issue 16)
+	}
+	return credentialRE.ReplaceAllStringFunc(s, redactMatch)
+}
+
+// redactMatch keeps a match's prefix: "rcs_" (or whsec_, rtr_) before the
+// token, or the scheme before a bearer or basic credential. The prefix is
+// found by the match's shape, not by comparing it with the ASCII words:
+// (?i) also matches "rcſ_x" (U+017F), and \s includes \f, which a lookup
+// of " \t\r\n" in a lower-cased match missed, slicing at -1: a callback
+// answering "Bearer\fx" made the dispatcher panic.
+func redactMatch(m string) string {
+	if i := strings.IndexAny(m, " \t\n\f\r"); i > 0 {
+		// (bearer|basic)\s+credential: the token forms hold no whitespace.
+		return m[:i] + " [redacted]"
+	}
+	if i := strings.IndexByte(m, '_'); i >= 0 {
+		// The prefixes end at their one '_'.
+		return m[:i+1] + "[redacted]"
+	}
+	return "[redacted]"
+}
+
+// mayHoldCredentialHook is mayHoldCredential; a test turns it off to
+// compare with the regexp alone.
+var mayHoldCredentialHook = mayHoldCredential
+
+// mayHoldCredential is false when credentialRE cannot match s: every match
+// starts with one of its literal prefixes, compared here in ASCII case
+// folding. Non-ASCII text goes to the regexp, whose (?i) also folds
+// characters such as U+017F (a long s) onto ASCII letters.
+func mayHoldCredential(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x80 {
+			return true
+		}
+		switch c | 0x20 {
+		case 'r':
+			if hasPrefixFold(s[i:], "rcs_") || hasPrefixFold(s[i:], "rtr_") {
+				return true
+			}
+		case 'w':
+			if hasPrefixFold(s[i:], "whsec_") {
+				return true
+			}
+		case 'b':
+			if hasPrefixFold(s[i:], "bearer") || hasPrefixFold(s[i:], "basic") {
+				return true
 			}
 		}
-		i := strings.IndexAny(m, " \t\r\n")
-		return m[:i] + " [redacted]"
-	})
+	}
+	return false
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && equalFold(s[:len(prefix)], prefix)
 }
 
 // requestTemplate is the request as the dispatcher sent it to the proxy:
@@ -48,12 +96,15 @@ func redactCredentials(s string) string {
 // credential and internal headers. Values are references, never plaintext.
 func requestTemplate(h http.Header) map[string]string {
 	out := make(map[string]string, len(h))
-	for k := range h {
-		lk := strings.ToLower(k)
-		if lk == "proxy-authorization" || strings.HasPrefix(lk, "rotor-internal") || strings.HasPrefix(lk, "x-rotor-internal") {
+	for k, vs := range h {
+		if equalFold(k, "proxy-authorization") || hasPrefixFold(k, "rotor-internal") || hasPrefixFold(k, "x-rotor-internal") {
 			continue
 		}
-		out[http.CanonicalHeaderKey(k)] = clip(h.Get(k), maxHeaderValue)
+		v := ""
+		if len(vs) > 0 {
+			v = vs[0]
+		}
+		out[http.CanonicalHeaderKey(k)] = clip(v, maxHeaderValue)
 	}
 	if h.Get(proxy.HeaderInternalAuth) == "callback" {
 		out["Authorization"] = "Bearer (the workspace's callback secret, added by the proxy)"

@@ -70,3 +70,33 @@ func FuzzExcerpt(f *testing.F) {
 func isTokenByte(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("+/=_.-", c) >= 0
 }
+
+// redactSlow is redactCredentials without its prefilter: the regexp alone.
+func redactSlow(s string) string {
+	saved := mayHoldCredentialHook
+	mayHoldCredentialHook = func(string) bool { return true }
+	defer func() { mayHoldCredentialHook = saved }()
+	return redactCredentials(s)
+}
+
+// TestRedactPrefilter: the prefilter never lets a credential through that
+// the regexp alone would redact, in any case and with Unicode folding.
+func TestRedactPrefilter(t *testing.T) {
+	for _, s := range []string{"", "ok", "application/json", "Bearer abc", "BEARER abc", "basic Zm9v", "x rcs_abc y", "WHSEC_abc", "Rtr_x", "bearer", "baſic Zm9v",
+		"rcſ_abc", "text bearerabc", "a,basic  xyz;", "\"Bearer tok\"", "nginx/1.25"} {
+		if got, want := redactCredentials(s), redactSlow(s); got != want {
+			t.Errorf("%q: %q, the regexp alone gives %q", s, got, want)
+		}
+	}
+}
+
+func FuzzRedactPrefilter(f *testing.F) {
+	for _, s := range []string{"Bearer abc", "rcs_x", "whsec_y", "rtr_z", "basic q", "plain text", "baſic x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := redactCredentials(s), redactSlow(s); got != want {
+			t.Fatalf("%q: %q, the regexp alone gives %q", s, got, want)
+		}
+	})
+}

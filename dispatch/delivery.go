@@ -21,7 +21,28 @@ import (
 // proxy's answers are read as they are.
 func ProxyClient(pu *url.URL, maxIdle int) *http.Client {
 	tr := &http.Transport{Proxy: http.ProxyURL(pu), MaxIdleConns: maxIdle, MaxIdleConnsPerHost: maxIdle, IdleConnTimeout: 90 * time.Second, DisableCompression: true}
-	return &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return InProcessClient(tr)
+}
+
+// InProcessClient is the delivery client over rt, normally the co-located
+// proxy's InternalTransport: the same redirect policy as ProxyClient (a
+// 3xx is the callback's answer).
+func InProcessClient(rt http.RoundTripper) *http.Client {
+	return &http.Client{Transport: rt, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+// DeliveryClient is InProcessClient(rt) when rt is set, else ProxyClient to
+// proxyURL, which must then name a host (ErrProxyURL otherwise). The
+// dispatcher and the workflow engine build their clients with it.
+func DeliveryClient(rt http.RoundTripper, proxyURL string, maxIdle int) (*http.Client, error) {
+	if rt != nil {
+		return InProcessClient(rt), nil
+	}
+	pu, err := url.Parse(proxyURL)
+	if err != nil || pu.Host == "" {
+		return nil, fmt.Errorf("%w: %q", ErrProxyURL, proxyURL)
+	}
+	return ProxyClient(pu, maxIdle), nil
 }
 
 // ProxyTarget is the request URL for sending callbackURL through the proxy,

@@ -70,7 +70,15 @@ const token = "tok_live_9f8e7d6c5b4a"
 func newHarness(t *testing.T) *harness { t.Helper(); return newHarnessWith(t, nil) }
 
 // newHarnessWith lets a test change the proxy's options (opt may be nil).
+// Deliveries go to the proxy in-process, as rotor serve sends them.
 func newHarnessWith(t *testing.T, opt func(*proxy.Options)) *harness {
+	t.Helper()
+	return newHarnessVia(t, false, opt)
+}
+
+// newHarnessVia delivers through the proxy's loopback listener when
+// loopback is set (a dispatcher with a remote proxy), else in-process.
+func newHarnessVia(t *testing.T, loopback bool, opt func(*proxy.Options)) *harness {
 	t.Helper()
 	h := &harness{t: t, ve: vaulttest.New(t), clock: &fakeClock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}}
 	h.up = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -94,11 +102,18 @@ func newHarnessWith(t *testing.T, opt func(*proxy.Options)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	psrv := httptest.NewServer(p)
-	t.Cleanup(psrv.Close)
-	h.disp, err = dispatch.New(dispatch.Options{Store: h.ve.Store, ProxyURL: psrv.URL, InternalToken: "internal-test-token",
+	t.Cleanup(p.CloseIdleConnections)
+	do := dispatch.Options{Store: h.ve.Store, InternalToken: "internal-test-token",
 		Logger: h.ve.Logger, Registerer: h.ve.Registry, Now: h.clock.Now, Rand: func() float64 { return 0.5 },
-		PollInterval: 2 * time.Millisecond, Visibility: time.Minute, Workers: 16})
+		PollInterval: 2 * time.Millisecond, Visibility: time.Minute, Workers: 16}
+	if loopback {
+		psrv := httptest.NewServer(p)
+		t.Cleanup(psrv.Close)
+		do.ProxyURL = psrv.URL
+	} else {
+		do.Transport = p.InternalTransport()
+	}
+	h.disp, err = dispatch.New(do)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"sync"
 	"time"
 
@@ -41,14 +40,19 @@ type Options struct {
 	// dispatcher credential.
 	ProxyURL      string
 	InternalToken string
-	Logger        *slog.Logger
-	Registerer    prometheus.Registerer
-	Now           func() time.Time
-	Rand          func() float64
-	Workers       int
-	LeaseBatch    int
-	Visibility    time.Duration
-	PollInterval  time.Duration
+	// Transport, when set, carries deliveries instead of HTTP to ProxyURL
+	// (which may then be empty): the co-located proxy's
+	// (*proxy.Proxy).InternalTransport, which runs the proxy's request
+	// handling in this process without a loopback socket.
+	Transport    http.RoundTripper
+	Logger       *slog.Logger
+	Registerer   prometheus.Registerer
+	Now          func() time.Time
+	Rand         func() float64
+	Workers      int
+	LeaseBatch   int
+	Visibility   time.Duration
+	PollInterval time.Duration
 	// DrainTimeout bounds how long Run waits for running attempts after
 	// its context ends; then they are aborted (and retried later).
 	DrainTimeout time.Duration
@@ -85,9 +89,9 @@ type cachedQueue struct {
 
 // New returns a Dispatcher; Run starts it.
 func New(o Options) (*Dispatcher, error) {
-	pu, err := url.Parse(o.ProxyURL)
-	if err != nil || pu.Host == "" {
-		return nil, fmt.Errorf("dispatch: proxy URL %q: %v", o.ProxyURL, err)
+	client, err := DeliveryClient(o.Transport, o.ProxyURL, 1024)
+	if err != nil {
+		return nil, fmt.Errorf("dispatch: %w", err)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -120,7 +124,7 @@ func New(o Options) (*Dispatcher, error) {
 		o.WorkspaceWorkers = DefaultWorkspaceWorkers(o.Workers)
 	}
 	d := &Dispatcher{
-		o: o, client: ProxyClient(pu, 1024),
+		o: o, client: client,
 		log: o.Logger, wake: make(chan struct{}, 1), inflight: map[string]int{}, wsBusy: map[string]int{}, queues: map[string]cachedQueue{},
 		results: make(chan storage.AttemptResult, completeBatch*4),
 	}

@@ -17,6 +17,9 @@ var (
 	// ErrJobState: the job's status does not allow the operation (cancel a
 	// delivered job, retry a queued one).
 	ErrJobState = errors.New("job state does not allow this")
+	// ErrProxyURL: no in-process transport and no usable proxy URL to
+	// deliver through.
+	ErrProxyURL = errors.New("proxy URL must name a host")
 )
 
 // MissingSecretsError names the secrets a queue references that do not exist.

@@ -29,6 +29,28 @@ type Client struct {
 	// up is signalled when a new connection is installed.
 	upMu sync.Mutex
 	upCh chan struct{}
+	// calls counts round trips per method (CallCounts): what one job or
+	// request costs in plugin calls is tested, so it cannot grow unseen.
+	calls sync.Map // method -> *atomic.Uint64
+}
+
+// CallCounts is how many calls of each method this client has made to the
+// plugin (each a round trip; a split batch counts each part).
+func (c *Client) CallCounts() map[string]uint64 {
+	out := map[string]uint64{}
+	c.calls.Range(func(k, v any) bool {
+		out[k.(string)] = v.(*atomic.Uint64).Load()
+		return true
+	})
+	return out
+}
+
+func (c *Client) count(method string) {
+	v, ok := c.calls.Load(method)
+	if !ok {
+		v, _ = c.calls.LoadOrStore(method, new(atomic.Uint64))
+	}
+	v.(*atomic.Uint64).Add(1)
 }
 
 // conn is one plugin process's connection: a client per service over the
@@ -109,6 +131,7 @@ func call[R any](ctx context.Context, c *Client, method string, f func(context.C
 	}
 	cctx, cancel := withCallTimeout(ctx, c.timeout)
 	defer cancel()
+	c.count(method)
 	r, err := f(cctx, cc)
 	switch {
 	case err == nil:

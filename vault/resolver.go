@@ -166,8 +166,58 @@ func deny(e cacheEntry, req ResolveRequest) string {
 
 // load reads and opens a secret, caching it unless it was invalidated while
 // the read was in flight.
+//
+// Concurrent loads of one secret share a read (single flight): a batch of
+// leased jobs meeting a cold or expired cache made one storage read and one
+// decryption per job (issue 16). A load joins one in flight only if no
+// invalidation came between their starts (same generation), so what it
+// returns is what a read of its own would have; a joiner whose leader was
+// canceled reads again under its own context.
 func (v *Vault) load(ctx context.Context, ws, name string) (cacheEntry, error) {
-	gen := v.cache.generation()
+	k := cacheKey{ws, name}
+	for {
+		gen := v.cache.generation()
+		c := &v.cache.loads
+		c.mu.Lock()
+		if l, ok := c.m[k]; ok && l.gen == gen {
+			c.mu.Unlock()
+			select {
+			case <-l.done:
+			case <-ctx.Done():
+				return cacheEntry{}, ctx.Err()
+			}
+			if l.err != nil && (errors.Is(l.err, context.Canceled) || errors.Is(l.err, context.DeadlineExceeded)) && ctx.Err() == nil {
+				continue // the leader's context ended, not ours
+			}
+			return l.e, l.err
+		}
+		l := &loadCall{gen: gen, done: make(chan struct{})}
+		if c.m == nil {
+			c.m = map[cacheKey]*loadCall{}
+		}
+		c.m[k] = l
+		c.mu.Unlock()
+		l.e, l.err = v.loadOnce(ctx, ws, name, gen)
+		c.mu.Lock()
+		if c.m[k] == l {
+			delete(c.m, k)
+		}
+		c.mu.Unlock()
+		close(l.done)
+		return l.e, l.err
+	}
+}
+
+// loadCall is one load in flight (load).
+type loadCall struct {
+	gen  uint64
+	done chan struct{}
+	e    cacheEntry
+	err  error
+}
+
+// loadOnce reads and opens a secret as of generation gen.
+func (v *Vault) loadOnce(ctx context.Context, ws, name string, gen uint64) (cacheEntry, error) {
 	rec, err := v.store.GetSecret(ctx, ws, name)
 	if err != nil {
 		return cacheEntry{}, mapStoreErr(err, secretRef(name))
@@ -235,6 +285,11 @@ type cache struct {
 	lastID  uint64
 	// onDrop are told the id of every entry removed (OnCacheDrop).
 	onDrop []func(uint64)
+	// loads are the loads in flight (Vault.load).
+	loads struct {
+		mu sync.Mutex
+		m  map[cacheKey]*loadCall
+	}
 }
 
 func newCache(ttl time.Duration, now func() time.Time) *cache {

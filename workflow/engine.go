@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"net/url"
 	"sync"
 	"time"
 
@@ -35,10 +34,14 @@ type Options struct {
 	// dispatcher credential, shared with the job dispatcher.
 	ProxyURL      string
 	InternalToken string
-	Logger        *slog.Logger
-	Registerer    prometheus.Registerer
-	Now           func() time.Time
-	Rand          func() float64
+	// Transport, when set, carries step requests instead of HTTP to
+	// ProxyURL: the co-located proxy's InternalTransport (see
+	// dispatch.Options.Transport).
+	Transport  http.RoundTripper
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	Now        func() time.Time
+	Rand       func() float64
 	// Workers bounds the runs executing at once (sleeping and waiting runs
 	// take none).
 	Workers      int
@@ -67,9 +70,9 @@ type Engine struct {
 
 // NewEngine returns an Engine; Run starts it.
 func NewEngine(o Options) (*Engine, error) {
-	pu, err := url.Parse(o.ProxyURL)
-	if err != nil || pu.Host == "" {
-		return nil, fmt.Errorf("workflow: proxy URL %q: %v", o.ProxyURL, err)
+	client, err := dispatch.DeliveryClient(o.Transport, o.ProxyURL, 256)
+	if err != nil {
+		return nil, fmt.Errorf("workflow: %w", err)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -100,7 +103,7 @@ func NewEngine(o Options) (*Engine, error) {
 		o.Owner = "node_" + hex.EncodeToString(b)
 	}
 	e := &Engine{
-		o: o, client: dispatch.ProxyClient(pu, 256),
+		o: o, client: client,
 		log: o.Logger, wake: make(chan struct{}, 1), busyWS: map[string]int{},
 	}
 	e.m = newMetrics(o.Registerer, o.Store)

@@ -8,7 +8,11 @@
 // As rotor serve runs it: storage through the plugin subprocess (unless
 // -in-process), audit on (every resolved reference is a secret.accessed
 // row), quotas checked, and every log line, the one per attempt included,
-// written as JSON to a file (-log, a temporary file by default).
+// written as JSON to a file (-log, a temporary file by default). The
+// dispatcher hands deliveries to the proxy in-process, as rotor serve does
+// (-loopback-delivery: over a loopback socket, as before issue 16's
+// session 4). The harness's own clients and upstream speak lean HTTP/1.1
+// over keep-alive loopback connections (wire.go).
 package main
 
 import (
@@ -27,6 +31,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -63,6 +68,9 @@ func main() {
 	mixed := flag.Bool("mixed", false, "the fairness run: one hostile workspace (a stuck concurrency-1 queue with -hostile-jobs jobs, and a rate-limited queue) beside ten normal workspaces sharing -jobs; reports each normal workspace's enqueue-to-delivery p99")
 	hostile := flag.Int("hostile-jobs", 100000, "jobs in the hostile workspace's stuck queue (-mixed)")
 	cpuProfile := flag.String("cpuprofile", "", "write this process's CPU profile (API, proxy, dispatcher) to this file, and the storage plugin's to this file + \".plugin\" (its last run)")
+	flag.BoolVar(&loopbackDelivery, "loopback-delivery", false, "deliver through the proxy's HTTP listener on loopback (before issue 16's session 4) instead of in-process, as rotor serve now does")
+	flag.BoolVar(&netHTTPHarness, "nethttp-harness", false, "the bench's clients and upstream on net/http (as before issue 16's session 4) instead of its lean HTTP/1.1 ends (wire.go)")
+	flag.StringVar(&pluginGOGC, "plugin-gogc", "", "the storage plugin's GOGC (default: the plugin's own, 400 since issue 16; rotor serve gives it none)")
 	logPath := flag.String("log", "", "write the server's JSON log lines here (default: a temporary file, removed at the end)")
 	flag.Parse()
 	if err := openLog(*logPath); err != nil {
@@ -116,6 +124,26 @@ func cpuTime() cpuTimes {
 
 func (t cpuTimes) sub(u cpuTimes) (time.Duration, time.Duration) {
 	return t.self - u.self, t.children - u.children
+}
+
+// netHTTPHarness runs the bench's own clients and upstream on net/http.
+var netHTTPHarness bool
+
+// pluginGOGC, when set, is the plugin's GOGC.
+var pluginGOGC string
+
+// loopbackDelivery sends deliveries to the proxy over a loopback socket
+// instead of its InternalTransport.
+var loopbackDelivery bool
+
+// deliveryOptions points o at the proxy as -loopback-delivery says.
+func deliveryOptions(o dispatch.Options, p *proxy.Proxy, proxyURL string) dispatch.Options {
+	if loopbackDelivery {
+		o.ProxyURL = proxyURL
+	} else {
+		o.Transport = p.InternalTransport()
+	}
+	return o
 }
 
 // pluginProfile, when set, is where the storage plugin writes its CPU
@@ -191,6 +219,9 @@ func openStore(ctx context.Context, pgDSN string, viaPlugin bool) (storage.Store
 			return nil, nil, err
 		}
 		env := []string{"ROTOR_BENCH_AS_PLUGIN=1"}
+		if pluginGOGC != "" {
+			env = append(env, "GOGC="+pluginGOGC)
+		}
 		if pluginProfile != "" {
 			env = append(env, "ROTOR_BENCH_PLUGIN_CPUPROFILE="+pluginProfile)
 		}
@@ -262,19 +293,27 @@ func run(n, conc int, refs bool, pgDSN string, viaPlugin bool) error {
 	arrived := make(map[string]time.Time, n)
 	var got atomic.Int64
 	all := make(chan struct{})
-	upURL, stopUp, err := serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
+	arrive := func(id string) {
 		now := time.Now()
 		mu.Lock()
-		if _, dup := arrived[r.Header.Get("webhook-id")]; !dup {
-			arrived[r.Header.Get("webhook-id")] = now
+		if _, dup := arrived[id]; !dup {
+			arrived[id] = now
 			if got.Add(1) == int64(n) {
 				close(all)
 			}
 		}
 		mu.Unlock()
-		io.WriteString(w, "ok")
-	}))
+	}
+	upURL, stopUp, err := "", func() {}, error(nil)
+	if netHTTPHarness {
+		upURL, stopUp, err = serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body)
+			arrive(r.Header.Get("webhook-id"))
+			io.WriteString(w, "ok")
+		}))
+	} else {
+		upURL, stopUp, err = serveUpstream(arrive)
+	}
 	if err != nil {
 		return err
 	}
@@ -293,7 +332,7 @@ func run(n, conc int, refs bool, pgDSN string, viaPlugin bool) error {
 		return err
 	}
 	defer stopProxy()
-	disp, err := dispatch.New(dispatch.Options{Store: store, ProxyURL: proxyURL, InternalToken: internal, Logger: log, Registerer: reg})
+	disp, err := dispatch.New(deliveryOptions(dispatch.Options{Store: store, InternalToken: internal, Logger: log, Registerer: reg}, p, proxyURL))
 	if err != nil {
 		return err
 	}
@@ -316,7 +355,9 @@ func run(n, conc int, refs bool, pgDSN string, viaPlugin bool) error {
 		payload = `{"payload":{"event":"signup","token":"${{ secrets.NOTIFY_TOKEN }}"}}`
 	}
 	qspec, _ := json.Marshal(map[string]any{"name": "bench", "callback_url": cb, "callback_headers": hdrs, "concurrency": 256})
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc * 2}, Timeout: time.Minute}
+	// Keep-alive connections, one per client; a header timeout rather than
+	// a per-request timer (the run's own bound is below).
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc * 2, ResponseHeaderTimeout: time.Minute}}
 	do := func(path, body string) (string, error) {
 		req, _ := http.NewRequest("POST", apiURL+path, bytes.NewReader([]byte(body)))
 		req.Header.Set("Authorization", "Bearer "+bootKey)
@@ -344,17 +385,34 @@ func run(n, conc int, refs bool, pgDSN string, viaPlugin bool) error {
 	start := time.Now()
 	for range conc {
 		wg.Go(func() {
+			wc := &wireClient{addr: strings.TrimPrefix(apiURL, "http://")}
+			defer wc.close()
 			for next.Add(1) <= int64(n) {
 				t0 := time.Now()
-				body, err := do("/v1/queues/bench/jobs", payload)
+				var body string
+				var err error
+				if netHTTPHarness {
+					body, err = do("/v1/queues/bench/jobs", payload)
+				} else {
+					var status int
+					var resp []byte
+					status, resp, err = wc.post("/v1/queues/bench/jobs", bootKey, payload)
+					if err == nil && status != 201 {
+						err = fmt.Errorf("enqueue: %d %.200s", status, resp)
+					}
+					body = string(resp)
+				}
 				if err != nil {
 					errs <- err
 					return
 				}
-				var j struct{ ID string }
-				json.Unmarshal([]byte(body), &j)
+				id := jobID(body)
+				if id == "" {
+					errs <- fmt.Errorf("enqueue answered without an id: %.200s", body)
+					return
+				}
 				emu.Lock()
-				enqueued[j.ID] = t0
+				enqueued[id] = t0
 				emu.Unlock()
 			}
 		})
@@ -399,6 +457,22 @@ func run(n, conc int, refs bool, pgDSN string, viaPlugin bool) error {
 	fmt.Printf("%-40s %d jobs, %d enqueuers: enqueued in %.2fs (%.0f/s), all delivered in %.2fs: %.0f jobs/s; enqueue-to-delivery p50 %v p99 %v\n",
 		label, n, conc, enqDone.Seconds(), float64(n)/enqDone.Seconds(), total.Seconds(), float64(n)/total.Seconds(), pct(0.5), pct(0.99))
 	return nil
+}
+
+// jobID is the "id" of an enqueue's answer, the one field the clients
+// need: found directly rather than by decoding the whole job. The API
+// writes it first.
+func jobID(body string) string {
+	const key = `"id":"`
+	i := strings.Index(body, key)
+	if i < 0 {
+		return ""
+	}
+	rest := body[i+len(key):]
+	if j := strings.IndexByte(rest, '"'); j >= 0 {
+		return rest[:j]
+	}
+	return ""
 }
 
 // openVault opens a vault on store under a fresh master key and returns it

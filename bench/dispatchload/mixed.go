@@ -88,7 +88,7 @@ func runMixed(n, conc, hostileJobs int, pgDSN string, viaPlugin bool) error {
 	}
 	defer stopProxy()
 	reg := prometheus.NewRegistry()
-	disp, err := dispatch.New(dispatch.Options{Store: store, ProxyURL: proxyURL, InternalToken: internal, Logger: log, Registerer: reg})
+	disp, err := dispatch.New(deliveryOptions(dispatch.Options{Store: store, InternalToken: internal, Logger: log, Registerer: reg}, p, proxyURL))
 	if err != nil {
 		return err
 	}

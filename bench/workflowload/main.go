@@ -143,18 +143,14 @@ func startNode(ctx context.Context, pgDSN string, viaPlugin bool, conc int) (*no
 		stop()
 		return nil, err
 	}
-	proxyURL, stopProxy, err := serve(p)
+	stops = append(stops, p.CloseIdleConnections)
+	// In-process delivery, as rotor serve does (issue 16).
+	disp, err := dispatch.New(dispatch.Options{Store: store, Transport: p.InternalTransport(), InternalToken: internal, Logger: log})
 	if err != nil {
 		stop()
 		return nil, err
 	}
-	stops = append(stops, stopProxy)
-	disp, err := dispatch.New(dispatch.Options{Store: store, ProxyURL: proxyURL, InternalToken: internal, Logger: log})
-	if err != nil {
-		stop()
-		return nil, err
-	}
-	eng, err := workflow.NewEngine(workflow.Options{Store: store, ProxyURL: proxyURL, InternalToken: internal, Logger: log, Workers: 256, SignAudit: v.SignAudit})
+	eng, err := workflow.NewEngine(workflow.Options{Store: store, Transport: p.InternalTransport(), InternalToken: internal, Logger: log, Workers: 256, SignAudit: v.SignAudit})
 	if err != nil {
 		stop()
 		return nil, err

@@ -205,7 +205,11 @@ func countJob(tx *bbolt.Tx, from, to string) error {
 // putJob stores a job and keeps the index and counters in step with a
 // status change from prev ("" for a new job).
 func putJob(tx *bbolt.Tx, j storage.Job, prev string) error {
-	if err := put(tx.Bucket(bucketJobs), []byte(j.ID), j); err != nil {
+	data, err := encodeJob(j)
+	if err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketJobs).Put([]byte(j.ID), data); err != nil {
 		return err
 	}
 	idx, err := nested(tx, bucketJobIndex, j.WorkspaceID, j.Queue)
@@ -233,9 +237,15 @@ func putJob(tx *bbolt.Tx, j storage.Job, prev string) error {
 }
 
 func getJob(tx *bbolt.Tx, id string) (storage.Job, bool, error) {
-	var j storage.Job
-	ok, err := get(tx.Bucket(bucketJobs), []byte(id), &j)
-	return j, ok, err
+	data := tx.Bucket(bucketJobs).Get([]byte(id))
+	if data == nil {
+		return storage.Job{}, false, nil
+	}
+	j, err := decodeJob(data)
+	if err != nil {
+		return j, true, fmt.Errorf("bolt: decode job %s: %w", id, err)
+	}
+	return j, true, nil
 }
 
 // --- queues ---

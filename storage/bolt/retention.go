@@ -32,8 +32,8 @@ func (s *Store) PruneJobs(ctx context.Context, args storage.PruneJobsArgs) (int,
 		scanned := 0
 		for k, v := c.First(); k != nil && len(victims) < args.Limit && scanned < args.Limit*pruneScanFactor; k, v = c.Next() {
 			scanned++
-			var j storage.Job
-			if err := json.Unmarshal(v, &j); err != nil {
+			j, err := decodeJob(v)
+			if err != nil {
 				return fmt.Errorf("bolt: decode job %s: %w", k, err)
 			}
 			if j.CreatedAt.After(args.Before) {

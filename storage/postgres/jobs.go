@@ -125,7 +125,7 @@ func dueAt(j storage.Job) any {
 }
 
 func saveJob(ctx context.Context, q querier, j storage.Job) error {
-	body, err := json.Marshal(j)
+	body, err := marshalJob(j)
 	if err != nil {
 		return err
 	}
@@ -165,7 +165,7 @@ func (s *Store) enqueueBatch(ctx context.Context, args storage.EnqueueJobsArgs) 
 	results := make([]storage.EnqueueResult, n)
 	for i, j := range args.Jobs {
 		j.Status = storage.JobQueued
-		body, err := json.Marshal(j)
+		body, err := marshalJob(j)
 		if err != nil {
 			return nil, err
 		}
@@ -202,7 +202,7 @@ func (s *Store) EnqueueJobs(ctx context.Context, args storage.EnqueueJobsArgs) (
 	if len(args.Jobs) == 1 && args.Jobs[0].IdempotencyKey == "" {
 		j := args.Jobs[0]
 		j.Status = storage.JobQueued
-		body, err := json.Marshal(j)
+		body, err := marshalJob(j)
 		if err != nil {
 			return nil, err
 		}
@@ -249,7 +249,7 @@ func (s *Store) EnqueueJobs(ctx context.Context, args storage.EnqueueJobsArgs) (
 				}
 			}
 			j.Status = storage.JobQueued
-			body, err := json.Marshal(j)
+			body, err := marshalJob(j)
 			if err != nil {
 				return err
 			}
@@ -439,7 +439,7 @@ func (s *Store) LeaseJobs(ctx context.Context, args storage.LeaseJobsArgs) ([]st
 		for i, j := range jobs {
 			j.Status, j.LeaseToken, j.LeaseUntil, j.UpdatedAt = storage.JobLeased, uint64(toks[i]), until, args.Now
 			j.Leases++
-			body, err := json.Marshal(j)
+			body, err := marshalJob(j)
 			if err != nil {
 				return err
 			}
@@ -518,7 +518,7 @@ func (s *Store) CompleteAttempts(ctx context.Context, results []storage.AttemptR
 					j.DeliveredAt = r.At
 				}
 			}
-			body, err := json.Marshal(j)
+			body, err := marshalJob(j)
 			if err != nil {
 				return err
 			}
