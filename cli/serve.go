@@ -388,8 +388,6 @@ func openStore(ctx context.Context, cfg serveConfig, log *slog.Logger, reg prome
 type namedServer struct {
 	name string
 	addr string
-	// ln, if set, is an already open listener (addr is then unused).
-	ln      net.Listener
 	handler http.Handler
 	tls     *tls.Config
 	// drain, if set, waits for work Shutdown does not see (hijacked
@@ -436,12 +434,9 @@ func runServers(ctx context.Context, log *slog.Logger, drain time.Duration, serv
 		}
 	}()
 	for _, s := range servers {
-		ln := s.ln
-		if ln == nil {
-			var err error
-			if ln, err = net.Listen("tcp", s.addr); err != nil {
-				return fmt.Errorf("%s listener: %w", s.name, err)
-			}
+		ln, err := net.Listen("tcp", s.addr)
+		if err != nil {
+			return fmt.Errorf("%s listener: %w", s.name, err)
 		}
 		if s.tls != nil {
 			ln = tls.NewListener(ln, s.tls)
