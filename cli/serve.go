@@ -386,8 +386,8 @@ func openStore(ctx context.Context, cfg serveConfig, log *slog.Logger, reg prome
 }
 
 type namedServer struct {
-	name string
-	addr string
+	name    string
+	addr    string
 	handler http.Handler
 	tls     *tls.Config
 	// drain, if set, waits for work Shutdown does not see (hijacked
