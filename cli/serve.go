@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"rotor.sh/rotor/internal/logx"
 	"strings"
 	"sync"
 	"syscall"
@@ -121,6 +122,12 @@ func loadNodeConfig(c *cli.Context, mode string) (serveConfig, error) {
 }
 
 func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
+	// One write per flush instead of one per line (a line per proxied
+	// request); everything held is written when serve returns, which a
+	// SIGTERM reaches after the graceful shutdown.
+	bw := logx.NewBufferedWriter(stderr, 0, 0)
+	defer bw.Close()
+	stderr = bw
 	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
 	hardenProcess(log)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
