@@ -257,7 +257,7 @@ func (s *Store) CreateQueue(ctx context.Context, args storage.CreateQueueArgs) e
 		if err := put(b, []byte(q.Name), q); err != nil {
 			return err
 		}
-		return appendAudit(tx, slices.Clone(args.Audit))
+		return s.appendAudit(tx, slices.Clone(args.Audit))
 	})
 }
 
@@ -283,7 +283,7 @@ func (s *Store) UpdateQueue(ctx context.Context, args storage.UpdateQueueArgs) e
 		if err := put(b, []byte(q.Name), q); err != nil {
 			return err
 		}
-		return appendAudit(tx, slices.Clone(args.Audit))
+		return s.appendAudit(tx, slices.Clone(args.Audit))
 	})
 }
 
@@ -349,7 +349,7 @@ func (s *Store) DeleteQueue(ctx context.Context, args storage.DeleteQueueArgs) e
 				}
 			}
 		}
-		return appendAudit(tx, slices.Clone(args.Audit))
+		return s.appendAudit(tx, slices.Clone(args.Audit))
 	})
 }
 
