@@ -7,6 +7,7 @@ import (
 	"errors"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -221,5 +222,44 @@ func TestChainHeadAfterRollback(t *testing.T) {
 	rows, _ := s.ListAuditAsc(ctx, storage.AuditRange{WorkspaceID: "ws_1", Limit: 10})
 	if len(rows) != 3 || !bytes.Equal(rows[2].Chain, storage.NextChain(rows[1].Chain, rows[2])) {
 		t.Fatalf("%d rows, the last does not chain", len(rows))
+	}
+}
+
+// TestSchemaVersionRaised: opening a file of schema 1 (JSON segments only)
+// raises it to 2, so a Rotor that cannot read v1 segments refuses the file
+// instead of failing on its first audit read; a newer file is refused.
+func TestSchemaVersionRaised(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rotor.db")
+	setSchema := func(v uint64) {
+		t.Helper()
+		db, err := bbolt.Open(path, 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if err := db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySchema, be64(v)) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	schema := func(s *Store) (v uint64) {
+		s.db.View(func(tx *bbolt.Tx) error { v = binary.BigEndian.Uint64(tx.Bucket(bucketMeta).Get(keySchema)); return nil })
+		return v
+	}
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	setSchema(1)
+	if s, err = Open(path, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if v := schema(s); v != 2 {
+		t.Fatalf("schema %d after opening a version 1 file", v)
+	}
+	s.Close()
+	setSchema(3)
+	if _, err := Open(path, Options{}); err == nil || !strings.Contains(err.Error(), "schema version 3") {
+		t.Fatalf("a version 3 file opened: %v", err)
 	}
 }

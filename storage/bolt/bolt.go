@@ -33,8 +33,10 @@ const DefaultOpenTimeout = 2 * time.Second
 const batchDelay = 2 * time.Millisecond
 
 // schemaVersion is written to the meta bucket; a file written by a newer
-// Rotor is refused rather than misread.
-const schemaVersion = 1 // audit rows in segments (see appendAudit)
+// Rotor is refused rather than misread. 1: audit rows in segments (see
+// appendAudit); 2: segments may be v1 binary (auditseg.go), which a Rotor
+// understanding only 1 could not read, so opening a file raises its version.
+const schemaVersion = 2
 
 var (
 	bucketMeta           = []byte("meta")
@@ -155,10 +157,12 @@ func (s *Store) init() error {
 			if len(v) != 8 {
 				return fmt.Errorf("bolt: corrupt schema version")
 			}
-			if got := binary.BigEndian.Uint64(v); got > schemaVersion {
+			switch got := binary.BigEndian.Uint64(v); {
+			case got > schemaVersion:
 				return fmt.Errorf("bolt: file has schema version %d, this rotor understands up to %d", got, schemaVersion)
+			case got == schemaVersion:
+				return nil
 			}
-			return nil
 		}
 		return meta.Put(keySchema, be64(schemaVersion))
 	})
