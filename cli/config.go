@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"rotor.sh/rotor/internal/logx"
 	"slices"
 	"strings"
 	"time"
@@ -18,6 +17,7 @@ import (
 
 	"rotor.sh/rotor/api"
 	"rotor.sh/rotor/dispatch"
+	"rotor.sh/rotor/internal/logx"
 	"rotor.sh/rotor/plugins"
 	"rotor.sh/rotor/vault"
 )

@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"rotor.sh/rotor/internal/logx"
 	"strings"
 	"sync"
 	"syscall"
@@ -28,6 +27,7 @@ import (
 
 	"rotor.sh/rotor/api"
 	"rotor.sh/rotor/dispatch"
+	"rotor.sh/rotor/internal/logx"
 	"rotor.sh/rotor/plugins"
 	pluginproto "rotor.sh/rotor/plugins/proto"
 	"rotor.sh/rotor/proxy"
