@@ -233,7 +233,7 @@ func get(b *bbolt.Bucket, key []byte, v any) (bool, error) {
 
 // Audit rows are stored in segments: one bbolt value per workspace per
 // write, keyed by its first event id, holding that write's events (which get
-// consecutive ids) as length-prefixed JSON records. A group-committed batch
+// consecutive ids) as length-prefixed records (formats: auditseg.go). A group-committed batch
 // of hundreds of access rows thus costs one Put, not hundreds of B-tree
 // inserts.
 func (s *Store) appendAudit(tx *bbolt.Tx, events []storage.AuditEvent) error {
