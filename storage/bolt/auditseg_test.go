@@ -242,7 +242,10 @@ func TestSchemaVersionRaised(t *testing.T) {
 		}
 	}
 	schema := func(s *Store) (v uint64) {
-		s.db.View(func(tx *bbolt.Tx) error { v = binary.BigEndian.Uint64(tx.Bucket(bucketMeta).Get(keySchema)); return nil })
+		s.db.View(func(tx *bbolt.Tx) error {
+			v = binary.BigEndian.Uint64(tx.Bucket(bucketMeta).Get(keySchema))
+			return nil
+		})
 		return v
 	}
 	s, err := Open(path, Options{})
