@@ -108,6 +108,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzHostDecode$$' -fuzztime $(FUZZTIME) ./plugins
 	$(GO) test -run '^$$' -fuzz '^FuzzFastPluginFrames$$' -fuzztime $(FUZZTIME) ./plugins
 	$(GO) test -run '^$$' -fuzz '^FuzzFastHostFrames$$' -fuzztime $(FUZZTIME) ./plugins
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeSegment$$' -fuzztime $(FUZZTIME) ./storage/bolt
+	$(GO) test -run '^$$' -fuzz '^FuzzNextChainMatchesDefinition$$' -fuzztime $(FUZZTIME) ./storage
+	$(GO) test -run '^$$' -fuzz '^FuzzHandlerMatchesJSONHandler$$' -fuzztime $(FUZZTIME) ./internal/logx
 
 # Regenerate the storage plugin protocol's Go code (committed). Pinned:
 # protoc 3.21.12 (Debian 12 bookworm's protobuf-compiler; the generated

@@ -17,6 +17,7 @@ import (
 
 	"rotor.sh/rotor/api"
 	"rotor.sh/rotor/dispatch"
+	"rotor.sh/rotor/internal/logx"
 	"rotor.sh/rotor/plugins"
 	"rotor.sh/rotor/vault"
 )
@@ -266,5 +267,6 @@ func newLogger(w io.Writer, level slog.Level, format string) *slog.Logger {
 	if format == "text" {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	// Same lines as slog.JSONHandler, cheaper: the proxy logs every request.
+	return slog.New(logx.NewHandler(w, level))
 }

@@ -27,6 +27,7 @@ import (
 
 	"rotor.sh/rotor/api"
 	"rotor.sh/rotor/dispatch"
+	"rotor.sh/rotor/internal/logx"
 	"rotor.sh/rotor/plugins"
 	pluginproto "rotor.sh/rotor/plugins/proto"
 	"rotor.sh/rotor/proxy"
@@ -126,6 +127,12 @@ func loadNodeConfig(c *cli.Context, mode string) (serveConfig, error) {
 }
 
 func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
+	// One write per flush instead of one per line (a line per proxied
+	// request); everything held is written when serve returns, which a
+	// SIGTERM reaches after the graceful shutdown.
+	bw := logx.NewBufferedWriter(stderr, 0, 0)
+	defer bw.Close()
+	stderr = bw
 	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
 	hardenProcess(log)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {

@@ -1,9 +1,12 @@
 package integration
 
 import (
+	"bufio"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"rotor.sh/rotor/proxy"
 )
 
 // TestProxyThroughBinary: `rotor serve` resolves references for a worker
@@ -125,5 +130,43 @@ func TestSIGTERMDrainsProxiedRequest(t *testing.T) {
 	r := <-done
 	if r.err != nil || r.status != 200 || r.body != "finished" {
 		t.Fatalf("in-flight request after SIGTERM: %+v", r)
+	}
+}
+
+// TestSIGTERMKeepsEveryLogLine: the log is buffered (a write per 100 ms or
+// 64 KiB, not per line); every request's summary line still reaches the
+// output when rotor serve stops on SIGTERM right after the requests.
+func TestSIGTERMKeepsEveryLogLine(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer up.Close()
+	s := startServer(t, t.TempDir())
+	pu, _ := url.Parse(s.proxyURL)
+	pu.User = url.UserPassword("worker", s.adminKey())
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(pu)}}
+	const n = 40
+	for i := range n {
+		r, err := client.Get(fmt.Sprintf("%s/line/%d", up.URL, i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, r.Body)
+		r.Body.Close()
+	}
+	client.CloseIdleConnections()
+	s.stop()
+	lines := 0
+	sc := bufio.NewScanner(strings.NewReader(s.out.String()))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			continue // the bootstrap banner is not JSON
+		}
+		if m["msg"] == proxy.LogMsgRequest && m[proxy.LogFieldStatus] == float64(200) {
+			lines++
+		}
+	}
+	if lines != n {
+		t.Fatalf("%d summary lines after SIGTERM, want %d:\n%s", lines, n, s.out.String())
 	}
 }

@@ -179,24 +179,52 @@ type AuditEvent struct {
 // read them back (a jsonb column normalizes JSON; PostgreSQL keeps
 // microseconds).
 func AuditCanonical(e AuditEvent) []byte {
-	b := make([]byte, 0, 256)
-	put := func(s []byte) {
+	return appendCanonical(make([]byte, 0, 256), e)
+}
+
+func appendCanonical(b []byte, e AuditEvent) []byte {
+	b = binary.BigEndian.AppendUint64(b, uint64(e.ID))
+	b = binary.BigEndian.AppendUint64(b, uint64(e.OccurredAt.UnixNano()))
+	for _, s := range [...]string{e.WorkspaceID, e.ActorID, e.EventType, e.ResourceType, e.ResourceID} {
 		b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
 		b = append(b, s...)
 	}
-	b = binary.BigEndian.AppendUint64(b, uint64(e.ID))
-	b = binary.BigEndian.AppendUint64(b, uint64(e.OccurredAt.UnixNano()))
-	for _, s := range []string{e.WorkspaceID, e.ActorID, e.EventType, e.ResourceType, e.ResourceID} {
-		put([]byte(s))
-	}
-	put(canonicalJSON(e.Input))
-	put(canonicalJSON(e.Output))
+	b = appendCanonicalJSON(b, e.Input)
+	b = appendCanonicalJSON(b, e.Output)
 	if len(e.Nonce) > 0 || len(e.MAC) > 0 {
 		// Only when present: rows from before row MACs chain as they did.
-		put(e.Nonce)
-		put(e.MAC)
+		b = binary.BigEndian.AppendUint32(b, uint32(len(e.Nonce)))
+		b = append(b, e.Nonce...)
+		b = binary.BigEndian.AppendUint32(b, uint32(len(e.MAC)))
+		b = append(b, e.MAC...)
 	}
 	return b
+}
+
+// appendCanonicalJSON appends canonicalJSON(m), length-prefixed. JSON with
+// no byte that compacting or HTML escaping could change is its own
+// canonical form (every access row): no copy, no validation pass.
+func appendCanonicalJSON(b []byte, m json.RawMessage) []byte {
+	c := []byte(m)
+	if len(m) > 0 && !canonicalAsIs(m) {
+		c = canonicalJSON(m)
+	}
+	b = binary.BigEndian.AppendUint32(b, uint32(len(c)))
+	return append(b, c...)
+}
+
+// mayChange marks the bytes json.Compact or json.HTMLEscape may remove or
+// rewrite: whitespace, <, >, & and 0xE2 (the first byte of U+2028 and
+// U+2029).
+var mayChange = [256]bool{' ': true, '\t': true, '\n': true, '\r': true, '<': true, '>': true, '&': true, 0xE2: true}
+
+func canonicalAsIs(m []byte) bool {
+	for _, c := range m {
+		if mayChange[c] {
+			return false
+		}
+	}
+	return true
 }
 
 // canonicalJSON compacts and HTML-escapes JSON, as encoding/json does when
@@ -223,10 +251,11 @@ func canonicalJSON(m json.RawMessage) []byte {
 
 // NextChain is the chain value of a row after prev.
 func NextChain(prev []byte, e AuditEvent) []byte {
-	h := sha256.New()
-	h.Write(prev)
-	h.Write(AuditCanonical(e))
-	return h.Sum(nil)
+	// One buffer on the stack for the common row; one hash call.
+	var arr [512]byte
+	b := appendCanonical(append(arr[:0], prev...), e)
+	sum := sha256.Sum256(b)
+	return sum[:]
 }
 
 // AuditCheckpoint seals a workspace's chain head: MAC is a keyed hash (the

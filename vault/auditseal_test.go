@@ -284,3 +284,62 @@ func TestSealFastPathDoesNotReadPastTip(t *testing.T) {
 		t.Fatalf("verify: %+v %v", res, err)
 	}
 }
+
+// headHook runs hook once, right after the next GetAuditHead.
+type headHook struct {
+	*readCounter
+	hook atomic.Pointer[func()]
+}
+
+func (h *headHook) GetAuditHead(ctx context.Context, ws string) (storage.AuditHead, error) {
+	head, err := h.readCounter.GetAuditHead(ctx, ws)
+	if f := h.hook.Swap(nil); f != nil {
+		(*f)()
+	}
+	return head, err
+}
+
+// TestSealFastPathAfterAppendDuringSeal (issue 15): under a steady access
+// rate the writer appends while a seal round walks (the first round after
+// start always does), so the append starting at the head the round seals is
+// reported before the round moves the tip there. The sealer dropped that
+// append and every later one, since none started at its tip, and walked
+// every new row every round from then on.
+func TestSealFastPathAfterAppendDuringSeal(t *testing.T) {
+	ctx := context.Background()
+	store := &headHook{readCounter: &readCounter{Store: testStore(t)}}
+	v, err := Open(ctx, Options{Store: store, MasterKey: GenerateMasterKey(), AuditSealInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Close(context.Background()) })
+	a := bootstrap(t, v)
+	if _, err := v.CreateSecret(ctx, a, CreateSecretRequest{Name: "TOKEN", Value: PlaintextString("value-0123456789")}); err != nil {
+		t.Fatal(err)
+	}
+	// Round 0 is the node's first seal (a full walk), as when `rotor
+	// serve` starts under load.
+	for round := range 4 {
+		resolveN(t, v, a, "TOKEN", 50)
+		// Rows appended between the round's head read and its seal.
+		during := func() { resolveN(t, v, a, "TOKEN", 20) }
+		store.hook.Store(&during)
+		store.reads.Store(0)
+		if err := v.SealAudit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n := store.reads.Load(); round > 0 && n != 0 {
+			t.Fatalf("round %d: the sealer read %d rows back", round, n)
+		}
+	}
+	resolveN(t, v, a, "TOKEN", 5)
+	if err := v.SealAudit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if cp, h := sealedThrough(t, store, a.WorkspaceID); cp.LastID != h.LastID || store.reads.Load() != 0 {
+		t.Fatalf("sealed through %d of %d, %d rows read", cp.LastID, h.LastID, store.reads.Load())
+	}
+	if res, err := v.VerifyAudit(ctx, a); err != nil || !res.OK {
+		t.Fatalf("verify = %+v, %v", res, err)
+	}
+}

@@ -62,9 +62,10 @@ type Vault struct {
 	auditKey []byte     // HMAC key for chain seals, derived from the master key
 	rows     *rowSigner // row nonces and MACs (auditrowmac.go)
 	sealMu   sync.Mutex
-	chains   map[string]*chainState // workspace -> what this node sealed and appended (auditseal.go)
-	sealRun  sync.Mutex             // one seal round (or background check) at a time
-	checkDue time.Time              // next background check of sealed rows (sealLoop)
+	chains   map[string]*chainState             // workspace -> what this node sealed and appended (auditseal.go)
+	appends  map[string][]storage.AuditAppended // workspace -> appends not yet joined to its tip (noteAppended)
+	sealRun  sync.Mutex                         // one seal round (or background check) at a time
+	checkDue time.Time                          // next background check of sealed rows (sealLoop)
 	sealStop chan struct{}
 	sealDone chan struct{}
 	sealOnce sync.Once
@@ -120,6 +121,7 @@ func Open(ctx context.Context, opts Options) (*Vault, error) {
 		auditKey: auditKey,
 		rows:     newRowSigner(rowKey),
 		chains:   map[string]*chainState{},
+		appends:  map[string][]storage.AuditAppended{},
 		sealStop: make(chan struct{}),
 		sealDone: make(chan struct{}),
 		store:    opts.Store,

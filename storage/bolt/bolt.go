@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/binary"
@@ -8,13 +9,14 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
 	bberrors "go.etcd.io/bbolt/errors"
 
-	"rotor.sh/rotor/internal/jsonx"
 	"rotor.sh/rotor/storage"
 )
 
@@ -31,8 +33,10 @@ const DefaultOpenTimeout = 2 * time.Second
 const batchDelay = 2 * time.Millisecond
 
 // schemaVersion is written to the meta bucket; a file written by a newer
-// Rotor is refused rather than misread.
-const schemaVersion = 1 // audit rows in segments (see appendAudit)
+// Rotor is refused rather than misread. 1: audit rows in segments (see
+// appendAudit); 2: segments may be v1 binary (auditseg.go), which a Rotor
+// understanding only 1 could not read, so opening a file raises its version.
+const schemaVersion = 2
 
 var (
 	bucketMeta           = []byte("meta")
@@ -59,6 +63,62 @@ type Store struct {
 	fair storage.Fair // turns among workspaces and queues when leasing
 	// wfFair: turns among workspaces and workflows when leasing runs.
 	wfFair storage.Fair
+	// tails: each workspace's chain head as last written (see tailHead).
+	tailsMu sync.Mutex
+	tails   map[string]tailHead
+}
+
+// tailHead is a workspace's chain head as this process last stored it: raw
+// is the stored value. An append uses head when the stored value still
+// equals raw (a lookup, no decoding), so a rolled-back transaction or any
+// other writer only costs one decode.
+type tailHead struct {
+	raw  []byte
+	head storage.AuditHead
+}
+
+// chainHead returns the workspace's stored chain head.
+func (s *Store) chainHead(heads *bbolt.Bucket, ws string) (storage.AuditHead, error) {
+	raw := heads.Get([]byte(ws))
+	if raw == nil {
+		return storage.AuditHead{}, nil
+	}
+	s.tailsMu.Lock()
+	t, ok := s.tails[ws]
+	s.tailsMu.Unlock()
+	if ok && bytes.Equal(t.raw, raw) {
+		return t.head, nil
+	}
+	var h storage.AuditHead
+	if err := json.Unmarshal(raw, &h); err != nil {
+		return h, fmt.Errorf("bolt: decode audit head %s: %w", ws, err)
+	}
+	return h, nil
+}
+
+// putChainHead stores the workspace's chain head (the JSON json.Marshal
+// gives, without reflection) and remembers it.
+func (s *Store) putChainHead(heads *bbolt.Bucket, ws string, h storage.AuditHead) error {
+	raw := make([]byte, 0, 32+base64.StdEncoding.EncodedLen(len(h.Chain)))
+	raw = append(raw, `{"last_id":`...)
+	raw = strconv.AppendInt(raw, h.LastID, 10)
+	if h.Chain == nil {
+		raw = append(raw, `,"chain":null}`...)
+	} else {
+		raw = append(raw, `,"chain":"`...)
+		raw = base64.StdEncoding.AppendEncode(raw, h.Chain)
+		raw = append(raw, `"}`...)
+	}
+	if err := heads.Put([]byte(ws), raw); err != nil {
+		return err
+	}
+	s.tailsMu.Lock()
+	defer s.tailsMu.Unlock()
+	if s.tails == nil {
+		s.tails = map[string]tailHead{}
+	}
+	s.tails[ws] = tailHead{raw: raw, head: storage.AuditHead{LastID: h.LastID, Chain: bytes.Clone(h.Chain)}}
+	return nil
 }
 
 // Open opens (creating if needed) the bbolt file at path.
@@ -97,10 +157,12 @@ func (s *Store) init() error {
 			if len(v) != 8 {
 				return fmt.Errorf("bolt: corrupt schema version")
 			}
-			if got := binary.BigEndian.Uint64(v); got > schemaVersion {
+			switch got := binary.BigEndian.Uint64(v); {
+			case got > schemaVersion:
 				return fmt.Errorf("bolt: file has schema version %d, this rotor understands up to %d", got, schemaVersion)
+			case got == schemaVersion:
+				return nil
 			}
-			return nil
 		}
 		return meta.Put(keySchema, be64(schemaVersion))
 	})
@@ -171,16 +233,18 @@ func get(b *bbolt.Bucket, key []byte, v any) (bool, error) {
 
 // Audit rows are stored in segments: one bbolt value per workspace per
 // write, keyed by its first event id, holding that write's events (which get
-// consecutive ids) as length-prefixed JSON records. A group-committed batch
+// consecutive ids) as length-prefixed records (formats: auditseg.go). A group-committed batch
 // of hundreds of access rows thus costs one Put, not hundreds of B-tree
 // inserts.
-func appendAudit(tx *bbolt.Tx, events []storage.AuditEvent) error {
-	_, err := appendAuditHeads(tx, events)
+func (s *Store) appendAudit(tx *bbolt.Tx, events []storage.AuditEvent) error {
+	_, err := s.appendAuditHeads(tx, events)
 	return err
 }
 
-// appendAuditHeads is appendAudit reporting each workspace's heads.
-func appendAuditHeads(tx *bbolt.Tx, events []storage.AuditEvent) ([]storage.AuditAppended, error) {
+// appendAuditHeads is appendAudit reporting each workspace's heads. Rows
+// are written in the v1 binary format (auditseg.go); nothing written before
+// is decoded (the head comes from chainHead).
+func (s *Store) appendAuditHeads(tx *bbolt.Tx, events []storage.AuditEvent) ([]storage.AuditAppended, error) {
 	if len(events) == 0 {
 		return nil, nil
 	}
@@ -206,15 +270,16 @@ func appendAuditHeads(tx *bbolt.Tx, events []storage.AuditEvent) ([]storage.Audi
 		}
 		// Keys only ever grow: fill pages fully instead of splitting them in half.
 		b.FillPercent = 1.0
-		var head storage.AuditHead
 		heads := tx.Bucket(bucketAuditHeads)
-		if _, err := get(heads, []byte(ws), &head); err != nil {
+		head, err := s.chainHead(heads, ws)
+		if err != nil {
 			return nil, err
 		}
 		prev := head
 		var scratch []byte
 		for evs := range slices.Chunk(groups[ws], auditSegmentEvents) {
-			seg := make([]byte, 0, 192*len(evs))
+			seg := make([]byte, 0, 2+256*len(evs))
+			seg = append(seg, segMarker, segV1)
 			var first uint64
 			for i, ev := range evs {
 				seq, err := root.NextSequence()
@@ -227,7 +292,7 @@ func appendAuditHeads(tx *bbolt.Tx, events []storage.AuditEvent) ([]storage.Audi
 				ev.ID = int64(seq)
 				ev.Chain = storage.NextChain(head.Chain, *ev)
 				head = storage.AuditHead{LastID: ev.ID, Chain: ev.Chain}
-				scratch = encodeAudit(scratch, ev)
+				scratch = appendRecordV1(scratch[:0], ev)
 				seg = binary.AppendUvarint(seg, uint64(len(scratch)))
 				seg = append(seg, scratch...)
 			}
@@ -235,7 +300,7 @@ func appendAuditHeads(tx *bbolt.Tx, events []storage.AuditEvent) ([]storage.Audi
 				return nil, err
 			}
 		}
-		if err := put(heads, []byte(ws), head); err != nil {
+		if err := s.putChainHead(heads, ws, head); err != nil {
 			return nil, err
 		}
 		out = append(out, storage.AuditAppended{WorkspaceID: ws, Prev: prev, Head: head, Rows: len(groups[ws])})
@@ -246,39 +311,6 @@ func appendAuditHeads(tx *bbolt.Tx, events []storage.AuditEvent) ([]storage.Audi
 // auditSegmentEvents caps a segment: values much larger than a page become
 // long runs of overflow pages, which bbolt allocates and writes badly.
 const auditSegmentEvents = 64
-
-// decodeSegment decodes a segment's events, oldest first. The JSON decoder
-// copies, so nothing refers to bbolt's memory afterwards.
-func decodeSegment(seg []byte) ([]storage.AuditEvent, error) {
-	var out []storage.AuditEvent
-	for len(seg) > 0 {
-		n, k := binary.Uvarint(seg)
-		if k <= 0 || uint64(len(seg)-k) < n {
-			return nil, fmt.Errorf("bolt: corrupt audit segment")
-		}
-		var ev storage.AuditEvent
-		if err := json.Unmarshal(seg[k:k+int(n)], &ev); err != nil {
-			return nil, fmt.Errorf("bolt: corrupt audit record: %w", err)
-		}
-		out = append(out, ev)
-		seg = seg[k+int(n):]
-	}
-	return out, nil
-}
-
-// encodeAudit writes an audit row as JSON without reflection (the same
-// shape json.Marshal gives), since access rows are written on every
-// resolution. Input and Output must be valid JSON, as the Store contract says.
-func encodeAudit(buf []byte, ev *storage.AuditEvent) []byte {
-	o := jsonx.Reuse(buf)
-	o.Int("id", ev.ID).Time("occurred_at", ev.OccurredAt).Str("workspace_id", ev.WorkspaceID).Str("actor_id", ev.ActorID).
-		Str("event_type", ev.EventType).Str("resource_type", ev.ResourceType).Str("resource_id", ev.ResourceID).
-		Raw("input", ev.Input).Raw("output", ev.Output).Str("chain", base64.StdEncoding.EncodeToString(ev.Chain))
-	if len(ev.Nonce) > 0 || len(ev.MAC) > 0 {
-		o.Str("nonce", base64.StdEncoding.EncodeToString(ev.Nonce)).Str("mac", base64.StdEncoding.EncodeToString(ev.MAC))
-	}
-	return o.Bytes()
-}
 
 // --- workspaces ---
 
@@ -304,7 +336,7 @@ func (s *Store) CreateWorkspace(ctx context.Context, args storage.CreateWorkspac
 				return err
 			}
 		}
-		return appendAudit(tx, slices.Clone(args.Audit))
+		return s.appendAudit(tx, slices.Clone(args.Audit))
 	})
 }
 
@@ -370,7 +402,7 @@ func (s *Store) CreateAPIKey(ctx context.Context, args storage.CreateAPIKeyArgs)
 		if err := createKey(tx, args.Key); err != nil {
 			return err
 		}
-		return appendAudit(tx, slices.Clone(args.Audit))
+		return s.appendAudit(tx, slices.Clone(args.Audit))
 	})
 }
 
@@ -425,7 +457,7 @@ func (s *Store) RevokeAPIKey(ctx context.Context, args storage.RevokeAPIKeyArgs)
 		if err := put(keys, []byte(k.ID), k); err != nil {
 			return err
 		}
-		return appendAudit(tx, slices.Clone(args.Audit))
+		return s.appendAudit(tx, slices.Clone(args.Audit))
 	})
 }
 
@@ -566,7 +598,7 @@ func (s *Store) CreateSecret(ctx context.Context, args storage.CreateSecretArgs)
 		if err := put(b, []byte(r.Name), r); err != nil {
 			return err
 		}
-		return appendAudit(tx, slices.Clone(args.Audit))
+		return s.appendAudit(tx, slices.Clone(args.Audit))
 	})
 }
 
@@ -595,7 +627,7 @@ func (s *Store) UpdateSecret(ctx context.Context, args storage.UpdateSecretArgs)
 		if err := put(b, []byte(r.Name), r); err != nil {
 			return err
 		}
-		return appendAudit(tx, slices.Clone(args.Audit))
+		return s.appendAudit(tx, slices.Clone(args.Audit))
 	})
 }
 
@@ -608,7 +640,7 @@ func (s *Store) DeleteSecret(ctx context.Context, args storage.DeleteSecretArgs)
 		if err := b.Delete([]byte(args.Name)); err != nil {
 			return err
 		}
-		return appendAudit(tx, slices.Clone(args.Audit))
+		return s.appendAudit(tx, slices.Clone(args.Audit))
 	})
 }
 
@@ -671,7 +703,7 @@ func (s *Store) AppendAudit(ctx context.Context, events []storage.AuditEvent) ([
 	var out []storage.AuditAppended
 	err := s.update(ctx, func(tx *bbolt.Tx) error {
 		var err error
-		out, err = appendAuditHeads(tx, slices.Clone(events))
+		out, err = s.appendAuditHeads(tx, slices.Clone(events))
 		return err
 	})
 	if err != nil {
@@ -713,7 +745,7 @@ func (s *Store) ListAudit(ctx context.Context, q storage.AuditQuery) (storage.Au
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			evs, err := decodeSegment(v)
+			evs, err := decodeSegment(v, 0)
 			if err != nil {
 				return err
 			}
@@ -766,7 +798,7 @@ func (s *Store) ListAuditAsc(ctx context.Context, r storage.AuditRange) ([]stora
 			}
 		}
 		for k, v := c.Seek(k); k != nil && len(out) < limit; k, v = c.Next() {
-			evs, err := decodeSegment(v)
+			evs, err := decodeSegment(v, afterID)
 			if err != nil {
 				return err
 			}

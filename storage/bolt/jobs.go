@@ -267,7 +267,7 @@ func (s *Store) CreateQueue(ctx context.Context, args storage.CreateQueueArgs) e
 		if err := put(b, []byte(q.Name), q); err != nil {
 			return err
 		}
-		return appendAudit(tx, slices.Clone(args.Audit))
+		return s.appendAudit(tx, slices.Clone(args.Audit))
 	})
 }
 
@@ -293,7 +293,7 @@ func (s *Store) UpdateQueue(ctx context.Context, args storage.UpdateQueueArgs) e
 		if err := put(b, []byte(q.Name), q); err != nil {
 			return err
 		}
-		return appendAudit(tx, slices.Clone(args.Audit))
+		return s.appendAudit(tx, slices.Clone(args.Audit))
 	})
 }
 
@@ -359,7 +359,7 @@ func (s *Store) DeleteQueue(ctx context.Context, args storage.DeleteQueueArgs) e
 				}
 			}
 		}
-		return appendAudit(tx, slices.Clone(args.Audit))
+		return s.appendAudit(tx, slices.Clone(args.Audit))
 	})
 }
 

@@ -150,27 +150,35 @@ func pruneSegments(rows *bbolt.Bucket, through int64) (int, error) {
 			n += cnt
 			continue
 		}
+		body, format, err := segmentBody(seg)
+		if err != nil {
+			return 0, err
+		}
 		off, drop, total := 0, 0, 0
 		var restFirst int64
-		for rest := seg; len(rest) > 0; {
-			l, w := binary.Uvarint(rest)
-			if w <= 0 || uint64(len(rest)-w) < l {
-				return 0, fmt.Errorf("bolt: corrupt audit segment")
+		for rest := body; len(rest) > 0; {
+			rec, next, err := nextFrame(rest)
+			if err != nil {
+				return 0, err
 			}
-			id, err := recordID(rest[w : w+int(l)])
+			id, err := recordIDOf(rec, format)
 			if err != nil {
 				return 0, err
 			}
 			total++
 			if id <= through {
-				off += w + int(l)
+				off += len(rest) - len(next)
 				drop++
 			} else if restFirst == 0 {
 				restFirst = id
 			}
-			rest = rest[w+int(l):]
+			rest = next
 		}
-		tail := append([]byte(nil), seg[off:]...)
+		// The kept rows stay byte for byte, under the segment's header
+		// (copied: seg is bbolt's memory).
+		hdr := len(seg) - len(body)
+		tail := make([]byte, 0, hdr+len(body)-off)
+		tail = append(append(tail, seg[:hdr]...), body[off:]...)
 		if err := rows.Delete(k); err != nil {
 			return 0, err
 		}
@@ -186,19 +194,21 @@ func pruneSegments(rows *bbolt.Bucket, through int64) (int, error) {
 
 // segmentRecords counts a segment's records.
 func segmentRecords(seg []byte) (int, error) {
+	body, _, err := segmentBody(seg)
+	if err != nil {
+		return 0, err
+	}
 	n := 0
-	for len(seg) > 0 {
-		l, w := binary.Uvarint(seg)
-		if w <= 0 || uint64(len(seg)-w) < l {
-			return 0, fmt.Errorf("bolt: corrupt audit segment")
+	for len(body) > 0 {
+		if _, body, err = nextFrame(body); err != nil {
+			return 0, err
 		}
-		seg = seg[w+int(l):]
 		n++
 	}
 	return n, nil
 }
 
-// recordID reads a record's id: encodeAudit writes it first, as
+// recordID reads a JSON record's id: the JSON format wrote it first, as
 // {"id":N,...}. Anything else is decoded in full.
 func recordID(rec []byte) (int64, error) {
 	const prefix = `{"id":`

@@ -156,7 +156,7 @@ func (s *Store) PutWorkflow(ctx context.Context, args storage.PutWorkflowArgs) e
 		if err := put(b, []byte(w.Name), w); err != nil {
 			return err
 		}
-		return appendAudit(tx, args.Audit)
+		return s.appendAudit(tx, args.Audit)
 	})
 }
 
@@ -229,7 +229,7 @@ func (s *Store) DeleteWorkflow(ctx context.Context, args storage.DeleteWorkflowA
 				return err
 			}
 		}
-		return appendAudit(tx, args.Audit)
+		return s.appendAudit(tx, args.Audit)
 	})
 }
 
@@ -274,7 +274,7 @@ func (s *Store) CreateRun(ctx context.Context, args storage.CreateRunArgs) (stor
 				return err
 			}
 		}
-		return appendAudit(tx, args.Audit)
+		return s.appendAudit(tx, args.Audit)
 	})
 	return r, existing, err
 }
@@ -437,7 +437,7 @@ func (s *Store) CheckpointRun(ctx context.Context, args storage.CheckpointRunArg
 			return err
 		}
 		out = r
-		return appendAudit(tx, args.Audit)
+		return s.appendAudit(tx, args.Audit)
 	})
 	return out, err
 }
@@ -464,7 +464,7 @@ func (s *Store) modifyRun(ctx context.Context, ws, id string, audit []storage.Au
 			return err
 		}
 		out = r
-		return appendAudit(tx, audit)
+		return s.appendAudit(tx, audit)
 	})
 	return out, err
 }

@@ -251,9 +251,16 @@ func appendAuditWorkspace(ctx context.Context, q querier, ws string, evs []stora
 	}
 	// nextval within one statement increases, but sort to depend on nothing.
 	slices.Sort(ids)
-	var b strings.Builder
-	b.WriteString(`INSERT INTO audit_event (id, occurred_at, workspace_id, actor_id, event_type, resource_type, resource_id, input, output, chain, row_nonce, row_mac) VALUES `)
-	args := make([]any, 0, len(evs)*12)
+	// One statement of one text whatever the batch size (arrays, not a
+	// VALUES list of 12 parameters a row: one prepared statement, no
+	// per-row formatting or boxing), moving the head in the same round trip.
+	n := len(evs)
+	at := make([]time.Time, n)
+	strs := make([][]string, 5)
+	for k := range strs {
+		strs[k] = make([]string, n)
+	}
+	chains, nonces, macs := make([][]byte, n), make([][]byte, n), make([][]byte, n)
 	for i := range evs {
 		e := &evs[i]
 		e.ID = ids[i]
@@ -261,17 +268,18 @@ func appendAuditWorkspace(ctx context.Context, q querier, ws string, evs []stora
 		e.OccurredAt = e.OccurredAt.UTC().Truncate(time.Microsecond)
 		e.Chain = storage.NextChain(head.Chain, *e)
 		head = storage.AuditHead{LastID: e.ID, Chain: e.Chain}
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		n := i * 12
-		fmt.Fprintf(&b, "($%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d)", n+1, n+2, n+3, n+4, n+5, n+6, n+7, n+8, n+9, n+10, n+11, n+12)
-		args = append(args, e.ID, e.OccurredAt, e.WorkspaceID, e.ActorID, e.EventType, e.ResourceType, e.ResourceID, rawOrNil(e.Input), rawOrNil(e.Output), e.Chain, e.Nonce, e.MAC)
+		at[i] = e.OccurredAt
+		strs[0][i], strs[1][i], strs[2][i], strs[3][i], strs[4][i] = e.WorkspaceID, e.ActorID, e.EventType, e.ResourceType, e.ResourceID
+		ins[i], outs[i] = textOrNil(e.Input), textOrNil(e.Output)
+		chains[i], nonces[i], macs[i] = e.Chain, e.Nonce, e.MAC
 	}
-	if _, err := q.Exec(ctx, b.String(), args...); err != nil {
-		return storage.AuditAppended{}, err
-	}
-	if _, err = q.Exec(ctx, `UPDATE audit_head SET last_id=$2, chain=$3 WHERE workspace_id=$1`, ws, head.LastID, head.Chain); err != nil {
+	if _, err := q.Exec(ctx, `WITH ins AS (
+		INSERT INTO audit_event (id, occurred_at, workspace_id, actor_id, event_type, resource_type, resource_id, input, output, chain, row_nonce, row_mac)
+		SELECT id, at, ws, actor, et, rt, rid, i::jsonb, o::jsonb, chain, nonce, mac
+		FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bytea[], $11::bytea[], $12::bytea[])
+			AS x(id, at, ws, actor, et, rt, rid, i, o, chain, nonce, mac))
+		UPDATE audit_head SET last_id=$14, chain=$15 WHERE workspace_id=$13`,
+		ids, at, strs[0], strs[1], strs[2], strs[3], strs[4], ins, outs, chains, nonces, macs, ws, head.LastID, head.Chain); err != nil {
 		return storage.AuditAppended{}, err
 	}
 	res.Head = head

@@ -1,0 +1,205 @@
+package logx
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+var at = time.Date(2026, 11, 29, 22, 34, 1, 123456789, time.UTC)
+
+// both logs r through Handler and slog.JSONHandler and returns the lines.
+func both(t testing.TB, msg string, attrs ...slog.Attr) (got, want string) {
+	t.Helper()
+	var g, w bytes.Buffer
+	r := slog.NewRecord(at, slog.LevelInfo, msg, 0)
+	r.AddAttrs(attrs...)
+	if err := NewHandler(&g, slog.LevelInfo).Handle(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	if err := slog.NewJSONHandler(&w, nil).Handle(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	return g.String(), w.String()
+}
+
+type marshaler struct{}
+
+func (marshaler) MarshalJSON() ([]byte, error) { return []byte(`{"m":1}`), nil }
+
+type valuer struct{}
+
+func (valuer) LogValue() slog.Value { return slog.StringValue("v") }
+
+func TestHandlerMatchesJSONHandler(t *testing.T) {
+	cases := [][]slog.Attr{
+		// The proxy's summary line.
+		{slog.String("request_id", "req_0001"), slog.String("method", "GET"), slog.String("host", "api.example.com:443"),
+			slog.Int("status", 200), slog.Float64("duration_ms", 1.234), slog.String("outcome", "resolved"),
+			slog.Any("secrets", []string{"TOKEN", "OTHER"}), slog.Int64("bytes_out", 5120), slog.Bool("mitm", true),
+			slog.String("actor_id", "key_1"), slog.String("workspace_id", "ws_1"), slog.String("error_code", ""), slog.Int("scrubbed", 2)},
+		{slog.Any("secrets", []string(nil)), slog.Any("empty", []string{}), slog.Any("esc", []string{"\b\f\x01<\xff\u2028\"\\"})},
+		{slog.String("s", "quote\" back\\ nl\n cr\r tab\t ctl\x01\x1f\b\f del\x7f <&> \u2028\u2029 bad\xff\xfe ünï 日本")},
+		{slog.Float64("f", 0), slog.Float64("f", 1e21), slog.Float64("f", 1e-7), slog.Float64("f", -3.5e-10), slog.Float64("f", 123456.789), slog.Float64("f", math.MaxFloat64), slog.Float64("f", 5e-324)},
+		{slog.Uint64("u", math.MaxUint64), slog.Int64("i", math.MinInt64), slog.Duration("d", 1500*time.Millisecond), slog.Time("t", at.Add(time.Hour))},
+		{slog.Any("err", errors.New("boom \"x\"")), slog.Any("m", marshaler{}), slog.Any("v", valuer{})},
+		{slog.Group("g", slog.String("a", "b")), slog.Any("map", map[string]int{"a": 1})},
+		{slog.Float64("nan", math.NaN()), slog.Float64("inf", math.Inf(1))},
+		{slog.String("", "empty key")},
+		{},
+	}
+	for i, attrs := range cases {
+		if got, want := both(t, fmt.Sprintf("msg %d \"x\"", i), attrs...); got != want {
+			t.Errorf("case %d:\n got %s\nwant %s", i, got, want)
+		}
+	}
+}
+
+func FuzzHandlerMatchesJSONHandler(f *testing.F) {
+	f.Add("proxy request", "api.example.com", "TOKEN", int64(200), 1.25, true)
+	f.Add("\xff\u2028", "<&>\"\\", "\x00", int64(-1), 1e-9, false)
+	f.Fuzz(func(t *testing.T, msg, host, secret string, n int64, d float64, flag bool) {
+		if got, want := both(t, msg, slog.String("host", host), slog.Any("secrets", []string{secret, host}),
+			slog.Int64("n", n), slog.Float64("d", d), slog.Bool("b", flag)); got != want {
+			t.Fatalf("\n got %s\nwant %s", got, want)
+		}
+	})
+}
+
+func TestHandlerLevelAndDerived(t *testing.T) {
+	var buf bytes.Buffer
+	h := NewHandler(&buf, slog.LevelWarn)
+	if h.Enabled(context.Background(), slog.LevelInfo) || !h.Enabled(context.Background(), slog.LevelError) {
+		t.Fatal("level not honoured")
+	}
+	l := slog.New(h).With("component", "x").WithGroup("g")
+	l.Error("e", "k", 1)
+	if want := `"level":"ERROR","msg":"e","component":"x","g":{"k":1}}`; !strings.HasSuffix(strings.TrimSpace(buf.String()), want) {
+		t.Fatalf("derived handler wrote %q", buf.String())
+	}
+}
+
+// countWriter records each Write it gets.
+type countWriter struct {
+	mu     sync.Mutex
+	writes [][]byte
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.writes = append(c.writes, bytes.Clone(p))
+	return len(p), nil
+}
+
+func (c *countWriter) snapshot() (n int, all []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.writes), bytes.Join(c.writes, nil)
+}
+
+func TestBufferedWriterFlushesOnSizeIntervalAndClose(t *testing.T) {
+	cw := &countWriter{}
+	bw := NewBufferedWriter(cw, 100, time.Hour)
+	line := []byte(strings.Repeat("x", 39) + "\n") // 40 bytes
+	bw.Write(line)
+	bw.Write(line)
+	if n, _ := cw.snapshot(); n != 0 {
+		t.Fatalf("%d writes before the buffer filled", n)
+	}
+	bw.Write(line) // 120 > 100: the two held lines go first
+	if n, all := cw.snapshot(); n != 1 || len(all) != 80 {
+		t.Fatalf("after overflow: %d writes, %d bytes", n, len(all))
+	}
+	big := bytes.Repeat([]byte("y"), 150)
+	bw.Write(big) // flushes the held line, then is written through
+	if n, all := cw.snapshot(); n != 3 || !bytes.HasSuffix(all, big) {
+		t.Fatalf("after a large line: %d writes", n)
+	}
+	bw.Write(line)
+	if err := bw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n, all := cw.snapshot(); n != 4 || len(all) != 3*40+150+40 {
+		t.Fatalf("after close: %d writes, %d bytes", n, len(all))
+	}
+	bw.Write(line) // after close: straight through
+	if n, _ := cw.snapshot(); n != 5 {
+		t.Fatalf("a write after close was held (%d writes)", n)
+	}
+
+	cw = &countWriter{}
+	bw = NewBufferedWriter(cw, 0, 10*time.Millisecond)
+	defer bw.Close()
+	bw.Write(line)
+	deadline := time.Now().Add(5 * time.Second)
+	for n, _ := cw.snapshot(); n == 0; n, _ = cw.snapshot() {
+		if time.Now().After(deadline) {
+			t.Fatal("a held line was not written by the interval")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestBufferedWriterConcurrentLinesStayWhole: lines from many goroutines
+// through the handler arrive whole, none lost, each valid JSON.
+func TestBufferedWriterConcurrentLinesStayWhole(t *testing.T) {
+	cw := &countWriter{}
+	bw := NewBufferedWriter(cw, 4096, time.Millisecond)
+	log := slog.New(NewHandler(bw, slog.LevelInfo))
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 500 {
+				log.Info("proxy request", "g", g, "i", i, "host", strings.Repeat("h", i%300))
+			}
+		})
+	}
+	wg.Wait()
+	if err := bw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, all := cw.snapshot()
+	lines := strings.Split(strings.TrimSuffix(string(all), "\n"), "\n")
+	if len(lines) != 8*500 {
+		t.Fatalf("%d lines, want %d", len(lines), 8*500)
+	}
+	for _, l := range lines {
+		if !strings.HasPrefix(l, `{"time":`) || !strings.HasSuffix(l, `}`) {
+			t.Fatalf("torn line %q", l)
+		}
+	}
+}
+
+func BenchmarkHandler(b *testing.B) {
+	attrs := []slog.Attr{slog.String("request_id", "req_0001"), slog.String("method", "GET"), slog.String("host", "api.example.com:443"),
+		slog.Int("status", 200), slog.Float64("duration_ms", 1.234), slog.String("outcome", "resolved"),
+		slog.Any("secrets", []string{"TOKEN", "OTHER"}), slog.Int64("bytes_out", 5120), slog.Bool("mitm", false),
+		slog.String("actor_id", "key_1"), slog.String("workspace_id", "ws_1")}
+	for _, bc := range []struct {
+		name string
+		h    func() slog.Handler
+	}{
+		{"slog", func() slog.Handler { return slog.NewJSONHandler(discard{}, nil) }},
+		{"logx", func() slog.Handler { return NewHandler(discard{}, nil) }},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			l := slog.New(bc.h())
+			b.ReportAllocs()
+			for b.Loop() {
+				l.LogAttrs(context.Background(), slog.LevelInfo, "proxy request", attrs...)
+			}
+		})
+	}
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }

@@ -1,0 +1,268 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"rotor.sh/rotor/storage"
+)
+
+func sampleEvent(id int64) storage.AuditEvent {
+	return storage.AuditEvent{ID: id, OccurredAt: time.Date(2026, 11, 29, 23, 1, 2, 345678901, time.UTC), WorkspaceID: "ws_1", ActorID: "key_1",
+		EventType: "secret.accessed", ResourceType: "secret", ResourceID: "TOKEN",
+		Input: []byte(`{"host":"api.example.com","request_id":"prx_1"}`), Output: []byte(`{"version":3}`),
+		Chain: bytes.Repeat([]byte{7}, 32), Nonce: []byte{1, 2, 3}, MAC: bytes.Repeat([]byte{9}, 32)}
+}
+
+// v1Segment and jsonSegment build one segment of evs in each format.
+func v1Segment(evs []storage.AuditEvent) []byte {
+	seg := []byte{segMarker, segV1}
+	for i := range evs {
+		rec := appendRecordV1(nil, &evs[i])
+		seg = append(binary.AppendUvarint(seg, uint64(len(rec))), rec...)
+	}
+	return seg
+}
+
+func jsonSegment(evs []storage.AuditEvent) []byte {
+	var seg []byte
+	for i := range evs {
+		rec := encodeAudit(nil, &evs[i])
+		seg = append(binary.AppendUvarint(seg, uint64(len(rec))), rec...)
+	}
+	return seg
+}
+
+// TestSegmentFormatsDecodeAlike: a row reads back the same from a v1 and a
+// JSON segment, with the same chain value, and the id filter skips rows.
+func TestSegmentFormatsDecodeAlike(t *testing.T) {
+	evs := []storage.AuditEvent{sampleEvent(5), sampleEvent(6), sampleEvent(7)}
+	evs[1].Nonce, evs[1].MAC, evs[1].Output = nil, nil, nil // a row from before row MACs
+	evs[2].ResourceID, evs[2].OccurredAt = "OTHER", time.Unix(-5, 1).UTC()
+	for name, seg := range map[string][]byte{"v1": v1Segment(evs), "json": jsonSegment(evs)} {
+		got, err := decodeSegment(seg, 0)
+		if err != nil || len(got) != len(evs) {
+			t.Fatalf("%s: %d rows, %v", name, len(got), err)
+		}
+		for i := range evs {
+			if !got[i].OccurredAt.Equal(evs[i].OccurredAt) || got[i].ID != evs[i].ID || got[i].ResourceID != evs[i].ResourceID ||
+				!bytes.Equal(got[i].Input, evs[i].Input) || !bytes.Equal(got[i].MAC, evs[i].MAC) ||
+				!bytes.Equal(storage.NextChain(nil, got[i]), storage.NextChain(nil, evs[i])) {
+				t.Fatalf("%s: row %d = %+v, want %+v", name, i, got[i], evs[i])
+			}
+		}
+		if got, err := decodeSegment(seg, 6); err != nil || len(got) != 1 || got[0].ID != 7 {
+			t.Fatalf("%s: after 6: %+v, %v", name, got, err)
+		}
+		if n, err := segmentRecords(seg); n != 3 || err != nil {
+			t.Fatalf("%s: %d records, %v", name, n, err)
+		}
+	}
+	// Decoded byte fields are copies, capped: appending to one does not
+	// touch the next.
+	got, _ := decodeSegment(v1Segment(evs[:1]), 0)
+	in := got[0].Input
+	_ = append(in, 'x')
+	if !bytes.Equal(got[0].Output, evs[0].Output) {
+		t.Fatal("appending to Input changed Output")
+	}
+	if _, err := decodeSegment([]byte{segMarker, 9, 1, 1}, 0); !errors.Is(err, errCorruptSegment) {
+		t.Fatalf("unknown format: %v", err)
+	}
+}
+
+// FuzzDecodeSegment: any bytes decode to rows or an error, never a panic;
+// a v1 segment of fuzzed rows decodes to those rows.
+func FuzzDecodeSegment(f *testing.F) {
+	f.Add(v1Segment([]storage.AuditEvent{sampleEvent(1)}), int64(1), "ws", "in", int64(0))
+	f.Add(jsonSegment([]storage.AuditEvent{sampleEvent(1), sampleEvent(2)}), int64(1<<40), "", "", int64(-1))
+	f.Add([]byte{0, 1, 5, 1, 2, 3}, int64(0), "\xff", `{"a":"<"}`, int64(1<<40))
+	f.Fuzz(func(t *testing.T, raw []byte, id int64, ws, in string, sec int64) {
+		evs, err := decodeSegment(raw, 0)
+		if n, cerr := segmentRecords(raw); err == nil && (cerr != nil || n != len(evs)) {
+			t.Fatalf("decoded %d rows, counted %d (%v)", len(evs), n, cerr)
+		}
+		if id < 0 {
+			return
+		}
+		ev := sampleEvent(id)
+		ev.WorkspaceID, ev.Input, ev.OccurredAt = ws, []byte(in), time.Unix(sec%(1<<40), id%1e9).UTC()
+		got, err := decodeSegment(v1Segment([]storage.AuditEvent{ev, ev}), 0)
+		if err != nil || len(got) != 2 {
+			t.Fatalf("round trip: %d rows, %v", len(got), err)
+		}
+		if !got[1].OccurredAt.Equal(ev.OccurredAt) {
+			t.Fatalf("time %v, want %v", got[1].OccurredAt, ev.OccurredAt)
+		}
+		got[1].OccurredAt = ev.OccurredAt
+		if len(ev.Input) == 0 {
+			ev.Input = nil
+		}
+		if !reflect.DeepEqual(got[1], ev) {
+			t.Fatalf("round trip:\n got %+v\nwant %+v", got[1], ev)
+		}
+	})
+}
+
+// TestOldSegmentsStayReadable: a database whose rows are JSON segments (as
+// an older Rotor wrote them) gets v1 segments appended after them; both
+// list, chain and prune alike.
+func TestOldSegmentsStayReadable(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "rotor.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := func(n int) []storage.AuditEvent {
+		evs := make([]storage.AuditEvent, n)
+		for i := range evs {
+			evs[i] = sampleEvent(0)
+			evs[i].Chain = nil
+		}
+		return evs
+	}
+	if _, err := s.AppendAudit(ctx, batch(10)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if err := RewriteAudit(path, "ws_1", true, func(evs []storage.AuditEvent) ([]storage.AuditEvent, *storage.AuditHead) { return evs, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = Open(path, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.AppendAudit(ctx, batch(10)); err != nil {
+		t.Fatal(err)
+	}
+	var formats []byte
+	if err := s.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketAudit).Bucket([]byte("ws_1")).ForEach(func(_, v []byte) error {
+			_, f, err := segmentBody(v)
+			formats = append(formats, f)
+			return err
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(formats) != 11 || formats[0] != 0 || formats[10] != segV1 {
+		t.Fatalf("segment formats %v, want 10 JSON and one v1", formats)
+	}
+	checkChain := func(after int64, want int) {
+		t.Helper()
+		rows, err := s.ListAuditAsc(ctx, storage.AuditRange{WorkspaceID: "ws_1", AfterID: after, Limit: 100})
+		if err != nil || len(rows) != want {
+			t.Fatalf("%d rows after %d, %v; want %d", len(rows), after, err, want)
+		}
+		for i := 1; i < len(rows); i++ {
+			if !bytes.Equal(rows[i].Chain, storage.NextChain(rows[i-1].Chain, rows[i])) {
+				t.Fatalf("row %d does not chain", rows[i].ID)
+			}
+		}
+		h, _ := s.GetAuditHead(ctx, "ws_1")
+		if last := rows[len(rows)-1]; h.LastID != last.ID || !bytes.Equal(h.Chain, last.Chain) {
+			t.Fatalf("head %d, last row %d", h.LastID, last.ID)
+		}
+	}
+	checkChain(0, 20)
+	page, err := s.ListAudit(ctx, storage.AuditQuery{WorkspaceID: "ws_1", Limit: 15})
+	if err != nil || len(page.Events) != 15 || page.Events[0].ID != 20 || page.Events[14].ID != 6 {
+		t.Fatalf("ListAudit: %d rows, %v", len(page.Events), err)
+	}
+	// Prune through the middle of the v1 segment: its later rows keep
+	// their format.
+	if n, err := s.PruneAudit(ctx, storage.PruneAuditArgs{Marker: storage.AuditRetention{WorkspaceID: "ws_1", ThroughID: 14}}); err != nil || n != 14 {
+		t.Fatalf("pruned %d, %v", n, err)
+	}
+	checkChain(14, 6)
+}
+
+// TestChainHeadAfterRollback: the head kept in memory is only trusted while
+// it is what the database holds; an append rolled back leaves it stale and
+// the next append chains onto the stored head.
+func TestChainHeadAfterRollback(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(filepath.Join(t.TempDir(), "rotor.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ev := sampleEvent(0)
+	ev.Chain = nil
+	if _, err := s.AppendAudit(ctx, []storage.AuditEvent{ev, ev}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := s.GetAuditHead(ctx, "ws_1")
+	boom := errors.New("boom")
+	if err := s.update(ctx, func(tx *bbolt.Tx) error {
+		if _, err := s.appendAuditHeads(tx, []storage.AuditEvent{ev}); err != nil {
+			return err
+		}
+		return boom
+	}); !errors.Is(err, boom) {
+		t.Fatal(err)
+	}
+	got, err := s.AppendAudit(ctx, []storage.AuditEvent{ev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0].Prev.LastID != before.LastID || !bytes.Equal(got[0].Prev.Chain, before.Chain) {
+		t.Fatalf("appended after %d/%x, the stored head is %d/%x", got[0].Prev.LastID, got[0].Prev.Chain, before.LastID, before.Chain)
+	}
+	rows, _ := s.ListAuditAsc(ctx, storage.AuditRange{WorkspaceID: "ws_1", Limit: 10})
+	if len(rows) != 3 || !bytes.Equal(rows[2].Chain, storage.NextChain(rows[1].Chain, rows[2])) {
+		t.Fatalf("%d rows, the last does not chain", len(rows))
+	}
+}
+
+// TestSchemaVersionRaised: opening a file of schema 1 (JSON segments only)
+// raises it to 2, so a Rotor that cannot read v1 segments refuses the file
+// instead of failing on its first audit read; a newer file is refused.
+func TestSchemaVersionRaised(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rotor.db")
+	setSchema := func(v uint64) {
+		t.Helper()
+		db, err := bbolt.Open(path, 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if err := db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySchema, be64(v)) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	schema := func(s *Store) (v uint64) {
+		s.db.View(func(tx *bbolt.Tx) error {
+			v = binary.BigEndian.Uint64(tx.Bucket(bucketMeta).Get(keySchema))
+			return nil
+		})
+		return v
+	}
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	setSchema(1)
+	if s, err = Open(path, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if v := schema(s); v != 2 {
+		t.Fatalf("schema %d after opening a version 1 file", v)
+	}
+	s.Close()
+	setSchema(3)
+	if _, err := Open(path, Options{}); err == nil || !strings.Contains(err.Error(), "schema version 3") {
+		t.Fatalf("a version 3 file opened: %v", err)
+	}
+}
