@@ -41,7 +41,7 @@ func FuzzFastPluginFrames(f *testing.F) {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			fs.serve(p)
+			fs.serve(&netSock{c: p})
 		}()
 		go io.Copy(io.Discard, a)
 		a.SetWriteDeadline(time.Now().Add(2 * time.Second))
@@ -63,11 +63,14 @@ func FuzzFastHostFrames(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		a, p := net.Pipe()
 		defer a.Close()
-		fc := &fastConn{c: a, wmu: make(chan struct{}, 1), rtok: make(chan struct{}, 1), r: newReader(a), pending: map[uint64]chan fastResult{}}
+		fc, err := newFastConn(a, nil, spinWindow)
+		if err != nil {
+			t.Fatal(err)
+		}
 		go func() {
 			defer p.Close()
 			// The host's call frame first, then the answer.
-			if _, _, _, err := readFrame(newReader(p)); err != nil {
+			if _, _, _, err := readOneFrame(p); err != nil {
 				return
 			}
 			p.SetWriteDeadline(time.Now().Add(2 * time.Second))
@@ -81,4 +84,19 @@ func FuzzFastHostFrames(f *testing.F) {
 			t.Fatalf("a call took %s", d)
 		}
 	})
+}
+
+// readOneFrame reads one whole frame from c.
+func readOneFrame(c net.Conn) (kind byte, id uint64, body []byte, err error) {
+	fr := newFrameReader(&netSock{c: c})
+	for range 1 << 20 {
+		kind, id, body, ok, err := fr.next()
+		if err != nil || ok {
+			return kind, id, body, err
+		}
+		if err := fr.fill(); err != nil {
+			return 0, 0, nil, err
+		}
+	}
+	return 0, 0, nil, io.ErrNoProgress
 }

@@ -34,6 +34,10 @@ var Handshake = plugin.HandshakeConfig{
 
 const pluginName = "storage"
 
+// envFastSpin set to "off" in a plugin's environment keeps its fast-call
+// reader from polling (LaunchOptions.NoFastSpin sets it).
+const envFastSpin = "ROTOR_FAST_SPIN"
+
 // incompatibleRE matches go-plugin's version-mismatch error.
 var incompatibleRE = regexp.MustCompile(`incompatible API version with plugin\. Plugin version: (\d+)`)
 
@@ -72,7 +76,11 @@ func (p *storagePlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, cc *
 func Serve(open Opener) {
 	srv := NewServer(open)
 	defer srv.Close()
-	if err := srv.listenFast(); err != nil {
+	spin := spinWindow
+	if os.Getenv(envFastSpin) == "off" {
+		spin = 0
+	}
+	if err := srv.listenFast(spin); err != nil {
 		// The host falls back to gRPC for every call.
 		fmt.Fprintf(os.Stderr, "storage plugin: no fast-call socket: %v\n", err)
 	}
@@ -112,8 +120,13 @@ type LaunchOptions struct {
 	// NoFastCalls keeps every call on gRPC even when the plugin offers
 	// FAST_CALLS (benchmarks and tests of the gRPC path).
 	NoFastCalls bool
-	Logger      *slog.Logger
-	Registerer  prometheus.Registerer
+	// NoFastSpin keeps both sides of the fast-call socket from polling
+	// before they park (spin.go): every wait parks at once, as before
+	// polling existed (benchmarks, and tests of that path). It adds
+	// ROTOR_FAST_SPIN=off to the plugin's environment.
+	NoFastSpin bool
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
 }
 
 // Supervised is a storage.Store served by a plugin process that is
@@ -125,11 +138,16 @@ type Supervised struct {
 	restarts prometheus.Counter
 	up       prometheus.Gauge
 
-	mu     sync.Mutex
-	pc     *plugin.Client
-	stop   chan struct{}
-	done   chan struct{}
-	closed bool
+	mu sync.Mutex
+	pc *plugin.Client
+	// fastSocket is the running plugin's fast-call socket (as Describe
+	// reported it), removed once the plugin has exited: a plugin killed
+	// before the host connected (or whose socket the host never used)
+	// cannot remove it itself.
+	fastSocket string
+	stop       chan struct{}
+	done       chan struct{}
+	closed     bool
 }
 
 // Launch starts the plugin and its supervisor. The first start must
@@ -159,9 +177,9 @@ func Launch(ctx context.Context, o LaunchOptions) (*Supervised, error) {
 
 func (s *Supervised) start(ctx context.Context) error {
 	cmd := exec.Command(s.o.Path, s.o.Args...)
-	cmd.Env = s.o.Env
-	if cmd.Env == nil {
-		cmd.Env = []string{}
+	cmd.Env = append([]string{}, s.o.Env...)
+	if s.o.NoFastSpin {
+		cmd.Env = append(cmd.Env, envFastSpin+"=off")
 	}
 	setPdeathsig(cmd)
 	cfg := &plugin.ClientConfig{
@@ -216,7 +234,11 @@ func (s *Supervised) start(ctx context.Context) error {
 		caps[c] = true
 	}
 	if caps[pb.Capability_FAST_CALLS] && !s.o.NoFastCalls {
-		f, err := dialFast(cctx, d.FastSocket, d.FastToken, cc.grpc)
+		spin := spinWindow
+		if s.o.NoFastSpin {
+			spin = 0
+		}
+		f, err := dialFast(cctx, d.FastSocket, d.FastToken, cc.grpc, spin)
 		if err != nil {
 			s.log.Warn("storage plugin: fast calls unavailable, using gRPC", "err", err)
 		} else {
@@ -225,7 +247,7 @@ func (s *Supervised) start(ctx context.Context) error {
 	}
 	cc.caps = caps
 	s.mu.Lock()
-	s.pc = pc
+	s.pc, s.fastSocket = pc, d.FastSocket
 	s.mu.Unlock()
 	s.Client.setConn(cc)
 	s.up.Set(1)
@@ -245,11 +267,13 @@ func (s *Supervised) supervise() {
 		}
 		s.mu.Lock()
 		exited := s.pc != nil && s.pc.Exited()
+		sock := s.fastSocket
 		s.mu.Unlock()
 		if !exited {
 			continue
 		}
 		s.Client.setConn(nil)
+		removeFastSocket(sock)
 		s.up.Set(0)
 		s.log.Error("storage plugin exited; restarting (storage calls answer unavailable meanwhile)")
 		backoff := 100 * time.Millisecond
@@ -306,6 +330,7 @@ func (s *Supervised) close() {
 	s.mu.Lock()
 	if s.pc != nil {
 		s.pc.Kill()
+		removeFastSocket(s.fastSocket)
 	}
 	s.mu.Unlock()
 }
