@@ -59,7 +59,7 @@ func BenchmarkStoreCall(b *testing.B) {
 	}{{"plugin", false, false}, {"plugin-nospin", false, true}, {"plugin-grpc", true, false}} {
 		b.Run(bc.name, func(b *testing.B) {
 			s, err := plugins.Launch(context.Background(), plugins.LaunchOptions{
-				Path: os.Args[0], Env: append([]string{"ROTOR_TEST_AS_PLUGIN=1"}, benchPluginEnv...), NoFastCalls: bc.noFast, NoFastSpin: bc.noSpin,
+				Path: os.Args[0], Env: append([]string{"ROTOR_TEST_AS_PLUGIN=1"}, benchPluginEnv...), NoFastCalls: bc.noFast, FastSpin: benchSpin(bc.noSpin),
 				Config: &proto.ConfigureRequest{Backend: "bbolt", Path: filepath.Join(b.TempDir(), "rotor.db")},
 			})
 			if err != nil {
@@ -75,6 +75,16 @@ func BenchmarkStoreCall(b *testing.B) {
 // (ROTOR_BENCH_PLUGIN_ENV, space-separated, e.g. GOMAXPROCS=1): to
 // measure the plugin's own runtime settings.
 var benchPluginEnv = strings.Fields(os.Getenv("ROTOR_BENCH_PLUGIN_ENV"))
+
+// benchSpin: polling off for plugin-nospin, else ROTOR_BENCH_FAST_SPIN (a
+// Go duration: to compare windows) or the default.
+func benchSpin(off bool) time.Duration {
+	if off {
+		return -1
+	}
+	d, _ := time.ParseDuration(os.Getenv("ROTOR_BENCH_FAST_SPIN"))
+	return d
+}
 
 // cpuTime is this process's CPU time plus, when pid is not 0, that
 // process's (from /proc, in clock ticks of 10 ms: benchmarks of a second

@@ -34,9 +34,22 @@ var Handshake = plugin.HandshakeConfig{
 
 const pluginName = "storage"
 
-// envFastSpin set to "off" in a plugin's environment keeps its fast-call
-// reader from polling (LaunchOptions.NoFastSpin sets it).
+// envFastSpin in a plugin's environment sets how long its fast-call reader
+// polls before parking: a Go duration, or "off" (LaunchOptions.FastSpin
+// sets it).
 const envFastSpin = "ROTOR_FAST_SPIN"
+
+// parseFastSpin reads envFastSpin's value: the default when empty or
+// malformed (a plugin does not fail to start over a tuning knob).
+func parseFastSpin(v string) time.Duration {
+	if v == "off" {
+		return 0
+	}
+	if d, err := time.ParseDuration(v); err == nil && d >= 0 && d <= time.Second {
+		return d
+	}
+	return spinWindow
+}
 
 // incompatibleRE matches go-plugin's version-mismatch error.
 var incompatibleRE = regexp.MustCompile(`incompatible API version with plugin\. Plugin version: (\d+)`)
@@ -76,11 +89,7 @@ func (p *storagePlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, cc *
 func Serve(open Opener) {
 	srv := NewServer(open)
 	defer srv.Close()
-	spin := spinWindow
-	if os.Getenv(envFastSpin) == "off" {
-		spin = 0
-	}
-	if err := srv.listenFast(spin); err != nil {
+	if err := srv.listenFast(parseFastSpin(os.Getenv(envFastSpin))); err != nil {
 		// The host falls back to gRPC for every call.
 		fmt.Fprintf(os.Stderr, "storage plugin: no fast-call socket: %v\n", err)
 	}
@@ -120,11 +129,11 @@ type LaunchOptions struct {
 	// NoFastCalls keeps every call on gRPC even when the plugin offers
 	// FAST_CALLS (benchmarks and tests of the gRPC path).
 	NoFastCalls bool
-	// NoFastSpin keeps both sides of the fast-call socket from polling
-	// before they park (spin.go): every wait parks at once, as before
-	// polling existed (benchmarks, and tests of that path). It adds
-	// ROTOR_FAST_SPIN=off to the plugin's environment.
-	NoFastSpin bool
+	// FastSpin is how long each side of the fast-call socket polls for
+	// a frame before it parks (spin.go): 0 for the default, negative for
+	// never (every wait parks at once). Set, it adds ROTOR_FAST_SPIN to the
+	// plugin's environment.
+	FastSpin   time.Duration
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
@@ -178,8 +187,11 @@ func Launch(ctx context.Context, o LaunchOptions) (*Supervised, error) {
 func (s *Supervised) start(ctx context.Context) error {
 	cmd := exec.Command(s.o.Path, s.o.Args...)
 	cmd.Env = append([]string{}, s.o.Env...)
-	if s.o.NoFastSpin {
+	switch {
+	case s.o.FastSpin < 0:
 		cmd.Env = append(cmd.Env, envFastSpin+"=off")
+	case s.o.FastSpin > 0:
+		cmd.Env = append(cmd.Env, envFastSpin+"="+s.o.FastSpin.String())
 	}
 	setPdeathsig(cmd)
 	cfg := &plugin.ClientConfig{
@@ -235,8 +247,11 @@ func (s *Supervised) start(ctx context.Context) error {
 	}
 	if caps[pb.Capability_FAST_CALLS] && !s.o.NoFastCalls {
 		spin := spinWindow
-		if s.o.NoFastSpin {
+		switch {
+		case s.o.FastSpin < 0:
 			spin = 0
+		case s.o.FastSpin > 0:
+			spin = min(s.o.FastSpin, time.Second)
 		}
 		f, err := dialFast(cctx, d.FastSocket, d.FastToken, cc.grpc, spin)
 		if err != nil {

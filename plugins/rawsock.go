@@ -52,6 +52,13 @@ type fastSock interface {
 type rawSock struct {
 	f  *os.File
 	rc syscall.RawConn
+	// recvFn is one non-blocking read into rbuf, made once: a closure
+	// made per poll would be an allocation per poll. Only the reader
+	// (one at a time) uses them.
+	recvFn func(fd uintptr) bool
+	rbuf   []byte
+	rn     int
+	rerr   syscall.Errno
 }
 
 // ioSlice bounds one blocking read or write: how late a cancelled or
@@ -103,7 +110,14 @@ func toRawSock(c net.Conn, readSlice bool) (*rawSock, error) {
 		f.Close()
 		return nil, err
 	}
-	return &rawSock{f: f, rc: frc}, nil
+	s := &rawSock{f: f, rc: frc}
+	s.recvFn = func(fd uintptr) bool {
+		// Non-blocking by flag: a raw syscall, which never blocks.
+		r, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(unsafe.SliceData(s.rbuf))), uintptr(len(s.rbuf)), syscall.MSG_DONTWAIT, 0, 0)
+		s.rn, s.rerr = int(r), e
+		return true
+	}
+	return s, nil
 }
 
 func rawSetup(fd int, readSlice bool) error {
@@ -129,15 +143,13 @@ func (s *rawSock) read(p []byte) (int, error) {
 }
 
 func (s *rawSock) tryRead(p []byte) (n int, err error) {
-	var serr syscall.Errno
-	if err := s.rc.Read(func(fd uintptr) bool {
-		// Non-blocking by flag: a raw syscall, which never blocks.
-		r, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)), syscall.MSG_DONTWAIT, 0, 0)
-		n, serr = int(r), e
-		return true
-	}); err != nil {
+	s.rbuf = p
+	err = s.rc.Read(s.recvFn)
+	s.rbuf = nil
+	if err != nil {
 		return 0, err
 	}
+	n, serr := s.rn, s.rerr
 	switch serr {
 	case 0:
 		if n == 0 && len(p) > 0 {

@@ -313,9 +313,9 @@ func TestFastPluginKilledWhilePolling(t *testing.T) {
 	}
 }
 
-// TestFastNoSpin: with NoFastSpin calls work and the host never polls.
+// TestFastNoSpin: with polling off calls work and the host never polls.
 func TestFastNoSpin(t *testing.T) {
-	s, err := Launch(context.Background(), LaunchOptions{Path: os.Args[0], Env: []string{"ROTOR_TEST_AS_PLUGIN=1"}, NoFastSpin: true,
+	s, err := Launch(context.Background(), LaunchOptions{Path: os.Args[0], Env: []string{"ROTOR_TEST_AS_PLUGIN=1"}, FastSpin: -1,
 		Config: &pb.ConfigureRequest{Backend: "bbolt", Path: filepath.Join(t.TempDir(), "rotor.db")}})
 	if err != nil {
 		t.Fatal(err)
@@ -330,7 +330,7 @@ func TestFastNoSpin(t *testing.T) {
 	f.rtok <- struct{}{}
 	defer func() { <-f.rtok }()
 	if !f.spin.off() || f.spin.hits+f.spin.misses != 0 {
-		t.Fatalf("NoFastSpin: the host polled: %+v", *f.spin)
+		t.Fatalf("FastSpin -1: the host polled: %+v", *f.spin)
 	}
 }
 
@@ -434,5 +434,14 @@ func TestRemoveFastSocketOnlyRemovesItsOwn(t *testing.T) {
 	removeFastSocket(ok)
 	if _, err := os.Stat(filepath.Dir(ok)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the plugin's own socket directory: %v", err)
+	}
+}
+
+func TestParseFastSpin(t *testing.T) {
+	for v, want := range map[string]time.Duration{"": spinWindow, "off": 0, "0s": 0, "20us": 20 * time.Microsecond,
+		"-1s": spinWindow, "1h": spinWindow, "junk": spinWindow} {
+		if got := parseFastSpin(v); got != want {
+			t.Errorf("parseFastSpin(%q) = %v, want %v", v, got, want)
+		}
 	}
 }
