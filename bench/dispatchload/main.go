@@ -63,6 +63,7 @@ func main() {
 	mixed := flag.Bool("mixed", false, "the fairness run: one hostile workspace (a stuck concurrency-1 queue with -hostile-jobs jobs, and a rate-limited queue) beside ten normal workspaces sharing -jobs; reports each normal workspace's enqueue-to-delivery p99")
 	hostile := flag.Int("hostile-jobs", 100000, "jobs in the hostile workspace's stuck queue (-mixed)")
 	cpuProfile := flag.String("cpuprofile", "", "write this process's CPU profile (API, proxy, dispatcher) to this file, and the storage plugin's to this file + \".plugin\" (its last run)")
+	flag.DurationVar(&fastSpin, "fast-spin", 0, "how long each side of the plugin's fast-call socket polls before parking (0: the default; negative: never)")
 	logPath := flag.String("log", "", "write the server's JSON log lines here (default: a temporary file, removed at the end)")
 	flag.Parse()
 	if err := openLog(*logPath); err != nil {
@@ -168,6 +169,9 @@ func serve(h http.Handler) (string, func(), error) {
 	return "http://" + ln.Addr().String(), func() { srv.Close() }, nil
 }
 
+// fastSpin is LaunchOptions.FastSpin (-fast-spin).
+var fastSpin time.Duration
+
 func openStore(ctx context.Context, pgDSN string, viaPlugin bool) (storage.Store, func(), error) {
 	if viaPlugin {
 		cfg := &pluginproto.ConfigureRequest{Backend: "bbolt"}
@@ -194,7 +198,7 @@ func openStore(ctx context.Context, pgDSN string, viaPlugin bool) (storage.Store
 		if pluginProfile != "" {
 			env = append(env, "ROTOR_BENCH_PLUGIN_CPUPROFILE="+pluginProfile)
 		}
-		s, err := plugins.Launch(ctx, plugins.LaunchOptions{Path: self, Env: env, Config: cfg})
+		s, err := plugins.Launch(ctx, plugins.LaunchOptions{Path: self, Env: env, Config: cfg, FastSpin: fastSpin})
 		if err != nil {
 			return nil, nil, err
 		}
