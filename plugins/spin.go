@@ -1,8 +1,11 @@
 package plugins
 
 import (
+	"bytes"
 	"os"
 	"runtime"
+	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -24,7 +27,10 @@ import (
 // polling anyway, and never polls with a single P (a polling goroutine
 // holds its P, and the runtime would then look at the netpoller for the
 // process's other goroutines only from sysmon, every 10 ms) or on a
-// single CPU (the other side needs the CPU we would spin on).
+// single CPU (the other side needs the CPU we would spin on), nor while
+// the machine is busy: a 1-minute load average of half the CPUs or more
+// (on a busy two-core machine polling measured slower and costlier than
+// parking at once: the poller holds a core the other side needs).
 
 const (
 	// spinWindow bounds one poll: about what a parked wait costs in
@@ -49,10 +55,12 @@ const (
 // reading (not safe for concurrent use; on the host it passes on with the
 // read token).
 type spinner struct {
-	window  time.Duration // 0: never poll
-	stall   time.Duration // a gap between polls this long ends polling
-	skip    uint32        // waits left that park at once
-	backoff uint32        // skip after the next timeout
+	window time.Duration // 0: never poll
+	stall  time.Duration // a gap between polls this long ends polling
+	// loadGate: poll only while the machine is quiet (machineQuiet).
+	loadGate bool
+	skip     uint32 // waits left that park at once
+	backoff  uint32 // skip after the next timeout
 	// Counters for tests and benchmarks: waits that ended while polling,
 	// polls that timed out or stalled, waits parked at once.
 	hits, misses, parked, stalls uint64
@@ -68,10 +76,10 @@ const (
 // newSpinner returns a spinner polling up to window, or never (window 0,
 // GOMAXPROCS 1, one CPU).
 func newSpinner(window time.Duration) *spinner {
-	if os.Getenv("XXSPIN1") == "" && (runtime.GOMAXPROCS(0) < 2 || runtime.NumCPU() < 2) {
+	if runtime.GOMAXPROCS(0) < 2 || runtime.NumCPU() < 2 {
 		window = 0
 	}
-	return &spinner{window: window, stall: spinStall, backoff: 1}
+	return &spinner{window: window, stall: spinStall, backoff: 1, loadGate: true}
 }
 
 // off reports whether this spinner never polls.
@@ -86,7 +94,37 @@ func (s *spinner) budget() time.Duration {
 		s.skip--
 		return 0
 	}
+	if s.loadGate && !machineQuiet() {
+		return 0
+	}
 	return s.window
+}
+
+// quiet caches machineQuiet's answer for a second.
+var quiet struct {
+	at atomic.Int64 // Unix ns of the last look
+	ok atomic.Bool
+}
+
+// machineQuiet reports whether the machine's 1-minute load average is
+// under half its CPUs (looked at no more than once a second; false where
+// /proc/loadavg cannot be read).
+func machineQuiet() bool {
+	now := time.Now().UnixNano()
+	if at := quiet.at.Load(); now-at < int64(time.Second) && at != 0 {
+		return quiet.ok.Load()
+	}
+	quiet.at.Store(now)
+	ok := false
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f, _, _ := bytes.Cut(b, []byte(" ")); len(f) > 0 {
+			if l, err := strconv.ParseFloat(string(f), 64); err == nil {
+				ok = l < float64(runtime.NumCPU())/2
+			}
+		}
+	}
+	quiet.ok.Store(ok)
+	return ok
 }
 
 // learn records how one wait ended.

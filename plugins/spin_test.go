@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -30,6 +31,7 @@ func TestSpinnerBacksOff(t *testing.T) {
 		t.Skip("polling is off with one P or one CPU")
 	}
 	s := newSpinner(spinWindow)
+	s.loadGate = false // whatever the machine's load
 	if s.budget() != spinWindow {
 		t.Fatal("a new spinner does not poll")
 	}
@@ -169,7 +171,7 @@ func testOutOfOrder(t *testing.T, window time.Duration) {
 	defer f.close()
 	polling := window > time.Second && !f.spin.off()
 	if polling {
-		f.spin.stall = time.Hour // the reading caller always polls, however loaded the machine
+		f.spin.stall, f.spin.loadGate = time.Hour, false // the reading caller always polls, however loaded the machine
 	}
 	if runtime.GOOS == "linux" && !f.c.canPoll() {
 		t.Fatalf("the host's socket is %T, want it out of the netpoller (polled)", f.c)
@@ -237,7 +239,7 @@ func TestFastCancelWhilePolling(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.close()
-	f.spin.stall = time.Hour
+	f.spin.stall, f.spin.loadGate = time.Hour, false
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(50*time.Millisecond, cancel)
 	start := time.Now()
@@ -270,7 +272,6 @@ func TestFastPluginKilledWhilePolling(t *testing.T) {
 	if runtime.GOMAXPROCS(0) < 2 || runtime.NumCPU() < 2 {
 		t.Skip("polling is off with one P or one CPU")
 	}
-	before := runtime.NumGoroutine()
 	s, err := Launch(context.Background(), LaunchOptions{Path: os.Args[0], Env: []string{"ROTOR_TEST_AS_PLUGIN=hang"},
 		CallTimeout: time.Minute, Config: &pb.ConfigureRequest{Backend: "bbolt", Path: filepath.Join(t.TempDir(), "rotor.db")}})
 	if err != nil {
@@ -278,7 +279,7 @@ func TestFastPluginKilledWhilePolling(t *testing.T) {
 	}
 	f := s.Client.conn.Load().grpc.(*fastConn)
 	f.spin = newSpinner(time.Hour) // no call has read yet: always polling
-	f.spin.stall = time.Hour
+	f.spin.stall, f.spin.loadGate = time.Hour, false
 	done := make(chan error, 1)
 	go func() {
 		_, err := s.GetWorkspace(context.Background(), "ws")
@@ -304,10 +305,17 @@ func TestFastPluginKilledWhilePolling(t *testing.T) {
 		t.Fatalf("the wait did not end while polling: %+v", *f.spin)
 	}
 	s.Close()
-	for i := 0; runtime.NumGoroutine() > before; i++ {
+	// No goroutine is left in the fast path (others of the package's
+	// earlier tests, gRPC's, may still be winding down).
+	for i := 0; ; i++ {
+		buf := make([]byte, 1<<20)
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		if !strings.Contains(stacks, "plugins.(*fastConn)") && !strings.Contains(stacks, "plugins.(*rawSock)") &&
+			!strings.Contains(stacks, "plugins.(*frameReader)") {
+			break
+		}
 		if i == 100 {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("%d goroutines left (%d before):\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+			t.Fatalf("goroutines left in the fast path:\n%s", stacks)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -444,4 +452,30 @@ func TestParseFastSpin(t *testing.T) {
 			t.Errorf("parseFastSpin(%q) = %v, want %v", v, got, want)
 		}
 	}
+}
+
+// TestMachineQuiet: the answer follows /proc/loadavg and is cached.
+func TestMachineQuiet(t *testing.T) {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		if machineQuiet() {
+			t.Fatal("quiet without /proc/loadavg")
+		}
+		t.Skip("no /proc/loadavg")
+	}
+	quiet.at.Store(0)
+	got := machineQuiet()
+	l, err := strconv.ParseFloat(strings.Fields(string(b))[0], 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Allow for the load moving between the two reads.
+	if half := float64(runtime.NumCPU()) / 2; (l < half*0.8 && !got) || (l > half*1.2 && got) {
+		t.Fatalf("load %.2f on %d CPUs: quiet %v", l, runtime.NumCPU(), got)
+	}
+	quiet.ok.Store(!got) // cached: not read again within the second
+	if machineQuiet() == got {
+		t.Fatal("machineQuiet read /proc/loadavg again within a second")
+	}
+	quiet.at.Store(0)
 }
