@@ -1,10 +1,10 @@
 package plugins
 
 import (
-	"bytes"
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -28,9 +28,10 @@ import (
 // holds its P, and the runtime would then look at the netpoller for the
 // process's other goroutines only from sysmon, every 10 ms) or on a
 // single CPU (the other side needs the CPU we would spin on), nor while
-// the machine is busy: a 1-minute load average of half the CPUs or more
-// (on a busy two-core machine polling measured slower and costlier than
-// parking at once: the poller holds a core the other side needs).
+// the machine is busy: more threads runnable than CPUs, or a 1-minute load
+// average of as many as the CPUs (on a busy two-core machine polling
+// measured slower and costlier than parking at once: the poller holds a
+// core the other side needs).
 
 const (
 	// spinWindow bounds one poll: about what a parked wait costs in
@@ -106,9 +107,10 @@ var quiet struct {
 	ok atomic.Bool
 }
 
-// machineQuiet reports whether the machine's 1-minute load average is
-// under half its CPUs (looked at no more than once a second; false where
-// /proc/loadavg cannot be read).
+// machineQuiet reports whether the machine has idle cores: no more threads
+// runnable than CPUs and a 1-minute load average under the CPU count (the
+// two pollers of a call count as two). It looks at /proc/loadavg no more
+// than once a second; false where that cannot be read.
 func machineQuiet() bool {
 	now := time.Now().UnixNano()
 	if at := quiet.at.Load(); now-at < int64(time.Second) && at != 0 {
@@ -117,11 +119,7 @@ func machineQuiet() bool {
 	quiet.at.Store(now)
 	ok := false
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		if f, _, _ := bytes.Cut(b, []byte(" ")); len(f) > 0 {
-			if l, err := strconv.ParseFloat(string(f), 64); err == nil {
-				ok = l < float64(runtime.NumCPU())/2
-			}
-		}
+		ok = quietLoad(string(b), runtime.NumCPU())
 	}
 	quiet.ok.Store(ok)
 	return ok
@@ -143,4 +141,17 @@ func (s *spinner) learn(how int) {
 	case spinParked:
 		s.parked++
 	}
+}
+
+// quietLoad reads a /proc/loadavg line ("0.52 0.58 0.59 2/345 12345"):
+// the 1-minute average under cpus and at most cpus threads runnable.
+func quietLoad(line string, cpus int) bool {
+	f := strings.Fields(line)
+	if len(f) < 4 {
+		return false
+	}
+	l, err := strconv.ParseFloat(f[0], 64)
+	run, _, ok := strings.Cut(f[3], "/")
+	n, err2 := strconv.Atoi(run)
+	return err == nil && ok && err2 == nil && l < float64(cpus) && n <= cpus
 }
