@@ -32,7 +32,9 @@ import (
 // A gRPC unary call wakes several goroutines per side (the caller, the
 // transport's reader and writer, a stream worker); here one reader per
 // side hands a frame to the waiting caller (host) or to the handler
-// (plugin). storage.proto documents the frame layout.
+// (plugin). storage.proto documents the frame layout. How each side waits
+// for frames (a socket outside the netpoller, polling before parking) is
+// in fastsock.go, rawsock_linux.go and spin.go.
 
 // Frame kinds.
 const (
@@ -79,8 +81,9 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b 
 // go over the gRPC connection). There is no reader goroutine: a waiting
 // caller takes the reading (rtok) and reads until its own reply has come,
 // handing the others' replies to their callers on the way. A lone caller
-// is thus woken by the socket itself, not by a reader that then wakes it:
-// one scheduler hand-off less per call on a path that is mostly hand-offs.
+// is thus woken by the socket itself (on Linux, by the kernel ending its
+// blocking read), not by a reader that then wakes it: one scheduler
+// hand-off less per call on a path that is mostly hand-offs.
 type fastConn struct {
 	c        fastSock
 	fallback grpc.ClientConnInterface
@@ -88,9 +91,9 @@ type fastConn struct {
 	// honours the call's context.
 	wmu  chan struct{}
 	rtok chan struct{}
-	// The reading, owned by the holder of rtok: a read cut by a deadline
-	// resumes where it stopped, in the next holder's hands; so does the
-	// spinner's learning.
+	// The reading, owned by the holder of rtok: a read cut short (the
+	// holder's call was cancelled or expired) resumes where it stopped, in
+	// the next holder's hands; so does the spinner's learning.
 	fr   *frameReader
 	spin *spinner
 
@@ -135,7 +138,8 @@ func newFastConn(c net.Conn, fallback grpc.ClientConnInterface, spin time.Durati
 		fr: newFrameReader(s), spin: newSpinner(spin), pending: map[uint64]chan fastResult{}}, nil
 }
 
-// errCut is a read stopped by the reader's own deadline or cancellation.
+// errCut is a wait given up because the reader's own call was cancelled
+// or expired.
 var errCut = errors.New("read cut")
 
 // readUntil reads, holding rtok, until call id's reply has come (or ctx
