@@ -20,7 +20,7 @@ func fastSocket(t *testing.T) (*Server, *pb.DescribeResponse) {
 	if _, err := srv.Configure(context.Background(), &pb.ConfigureRequest{Backend: "bbolt", Path: filepath.Join(t.TempDir(), "rotor.db")}); err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.listenFast(); err != nil {
+	if err := srv.listenFast(0); err != nil {
 		t.Fatal(err)
 	}
 	d, err := srv.Describe(context.Background(), &pb.DescribeRequest{})
@@ -63,7 +63,7 @@ func TestAttackFastHostilePreHello(t *testing.T) {
 		}
 		c.Close()
 	}
-	host, err := dialFast(context.Background(), d.FastSocket, d.FastToken, nil)
+	host, err := dialFast(context.Background(), d.FastSocket, d.FastToken, nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func TestAttackFastSilentStrangerFirst(t *testing.T) {
 	}
 	defer stranger.Close()
 	time.Sleep(50 * time.Millisecond) // the plugin is reading its hello
-	host, err := dialFast(context.Background(), d.FastSocket, d.FastToken, nil)
+	host, err := dialFast(context.Background(), d.FastSocket, d.FastToken, nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

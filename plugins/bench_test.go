@@ -49,15 +49,17 @@ func BenchmarkStoreCall(b *testing.B) {
 		defer s.Close()
 		run(b, s, 0)
 	})
-	// plugin: fast calls (the default); plugin-grpc: the same plugin with
-	// every call on gRPC, the baseline of the fast path in the same run.
+	// plugin: fast calls (the default, polling before parking);
+	// plugin-nospin: fast calls that park at once; plugin-grpc: every call
+	// on gRPC. The last two are the baselines of the fast path in the same
+	// run.
 	for _, bc := range []struct {
-		name   string
-		noFast bool
-	}{{"plugin", false}, {"plugin-grpc", true}} {
+		name           string
+		noFast, noSpin bool
+	}{{"plugin", false, false}, {"plugin-nospin", false, true}, {"plugin-grpc", true, false}} {
 		b.Run(bc.name, func(b *testing.B) {
 			s, err := plugins.Launch(context.Background(), plugins.LaunchOptions{
-				Path: os.Args[0], Env: []string{"ROTOR_TEST_AS_PLUGIN=1"}, NoFastCalls: bc.noFast,
+				Path: os.Args[0], Env: append([]string{"ROTOR_TEST_AS_PLUGIN=1"}, benchPluginEnv...), NoFastCalls: bc.noFast, FastSpin: benchSpin(bc.noSpin),
 				Config: &proto.ConfigureRequest{Backend: "bbolt", Path: filepath.Join(b.TempDir(), "rotor.db")},
 			})
 			if err != nil {
@@ -67,6 +69,21 @@ func BenchmarkStoreCall(b *testing.B) {
 			run(b, s, s.Pid())
 		})
 	}
+}
+
+// benchPluginEnv is added to the benchmark plugin's environment
+// (ROTOR_BENCH_PLUGIN_ENV, space-separated, e.g. GOMAXPROCS=1): to
+// measure the plugin's own runtime settings.
+var benchPluginEnv = strings.Fields(os.Getenv("ROTOR_BENCH_PLUGIN_ENV"))
+
+// benchSpin: polling off for plugin-nospin, else ROTOR_BENCH_FAST_SPIN (a
+// Go duration: to compare windows) or the default.
+func benchSpin(off bool) time.Duration {
+	if off {
+		return -1
+	}
+	d, _ := time.ParseDuration(os.Getenv("ROTOR_BENCH_FAST_SPIN"))
+	return d
 }
 
 // cpuTime is this process's CPU time plus, when pid is not 0, that

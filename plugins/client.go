@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	pb "rotor.sh/rotor/plugins/proto"
 	"rotor.sh/rotor/storage"
@@ -138,12 +140,20 @@ func call[R any](ctx context.Context, c *Client, method string, f func(context.C
 		return r, nil
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
-	case cctx.Err() != nil:
+	case cctx.Err() != nil || ourDeadline(cctx, err):
 		// Our own deadline, not the caller's: the plugin or its backend is
 		// hung. Unavailable (fail closed, retry), not a client timeout.
 		return nil, fmt.Errorf("storage plugin: %s did not answer within %s: %w", method, c.timeout, storage.ErrUnavailable)
 	}
 	return nil, fromStatus(method, err)
+}
+
+// ourDeadline: the plugin answered DeadlineExceeded at the deadline we
+// sent it (its timer for it can fire and its answer arrive before ours
+// has marked cctx done).
+func ourDeadline(cctx context.Context, err error) bool {
+	dl, ok := cctx.Deadline()
+	return ok && status.Code(err) == codes.DeadlineExceeded && time.Until(dl) < time.Millisecond
 }
 
 // chunks calls f on consecutive pieces of n items of at most MaxBatch each

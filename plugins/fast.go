@@ -1,7 +1,7 @@
 package plugins
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -12,7 +12,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	spb "google.golang.org/genproto/googleapis/rpc/status"
@@ -30,7 +32,9 @@ import (
 // A gRPC unary call wakes several goroutines per side (the caller, the
 // transport's reader and writer, a stream worker); here one reader per
 // side hands a frame to the waiting caller (host) or to the handler
-// (plugin). storage.proto documents the frame layout.
+// (plugin). storage.proto documents the frame layout. How each side waits
+// for frames (a socket outside the netpoller, polling before parking) is
+// in fastsock.go, rawsock_linux.go and spin.go.
 
 // Frame kinds.
 const (
@@ -67,26 +71,6 @@ func finish(b []byte) []byte {
 	return b
 }
 
-// readFrame reads one frame; body is freshly allocated (it outlives the
-// next read).
-func readFrame(r *bufio.Reader) (kind byte, id uint64, body []byte, err error) {
-	var h [frameHeader]byte
-	if _, err = io.ReadFull(r, h[:]); err != nil {
-		return 0, 0, nil, err
-	}
-	n := binary.LittleEndian.Uint32(h[:4])
-	if n < frameHeader-4 || n > maxFrame {
-		return 0, 0, nil, fmt.Errorf("%w: length %d", errFrame, n)
-	}
-	body = make([]byte, int(n)-(frameHeader-4))
-	if _, err = io.ReadFull(r, body); err != nil {
-		return 0, 0, nil, err
-	}
-	return h[4], binary.LittleEndian.Uint64(h[5:]), body, nil
-}
-
-func newReader(c io.Reader) *bufio.Reader { return bufio.NewReaderSize(c, 64<<10) }
-
 // bufPool holds frame buffers for writing.
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
@@ -97,22 +81,21 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b 
 // go over the gRPC connection). There is no reader goroutine: a waiting
 // caller takes the reading (rtok) and reads until its own reply has come,
 // handing the others' replies to their callers on the way. A lone caller
-// is thus woken by the socket itself, not by a reader that then wakes it:
-// one scheduler hand-off less per call on a path that is mostly hand-offs.
+// is thus woken by the socket itself (on Linux, by the kernel ending its
+// blocking read), not by a reader that then wakes it: one scheduler
+// hand-off less per call on a path that is mostly hand-offs.
 type fastConn struct {
-	c        net.Conn
+	c        fastSock
 	fallback grpc.ClientConnInterface
 	// wmu serialises writes, rtok reading; channels so that waiting
 	// honours the call's context.
 	wmu  chan struct{}
 	rtok chan struct{}
-	// The frame being read, owned by the holder of rtok: a read cut by a
-	// deadline resumes where it stopped, in the next holder's hands.
-	r    *bufio.Reader
-	hdr  [frameHeader]byte
-	hn   int
-	body []byte
-	bn   int
+	// The reading, owned by the holder of rtok: a read cut short (the
+	// holder's call was cancelled or expired) resumes where it stopped, in
+	// the next holder's hands; so does the spinner's learning.
+	fr   *frameReader
+	spin *spinner
 
 	mu      sync.Mutex
 	nextID  uint64
@@ -126,7 +109,7 @@ type fastResult struct {
 }
 
 // dialFast connects to the plugin's fast-call socket and presents token.
-func dialFast(ctx context.Context, path string, token []byte, fallback grpc.ClientConnInterface) (*fastConn, error) {
+func dialFast(ctx context.Context, path string, token []byte, fallback grpc.ClientConnInterface, spin time.Duration) (*fastConn, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
@@ -140,65 +123,58 @@ func dialFast(ctx context.Context, path string, token []byte, fallback grpc.Clie
 		c.Close()
 		return nil, err
 	}
-	return &fastConn{c: c, fallback: fallback, wmu: make(chan struct{}, 1), rtok: make(chan struct{}, 1),
-		r: newReader(c), pending: map[uint64]chan fastResult{}}, nil
+	return newFastConn(c, fallback, spin)
 }
 
-// errCut is a read stopped by the reader's own deadline or cancellation.
+// newFastConn takes over a connection that has said hello; spin bounds
+// how long a waiting caller polls for its reply before parking (0: never).
+func newFastConn(c net.Conn, fallback grpc.ClientConnInterface, spin time.Duration) (*fastConn, error) {
+	s, err := newFastSock(c, true)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return &fastConn{c: s, fallback: fallback, wmu: make(chan struct{}, 1), rtok: make(chan struct{}, 1),
+		fr: newFrameReader(s), spin: newSpinner(spin), pending: map[uint64]chan fastResult{}}, nil
+}
+
+// errCut is a wait given up because the reader's own call was cancelled
+// or expired.
 var errCut = errors.New("read cut")
-
-// readFrame reads one frame, resumably (with rtok held): a deadline keeps
-// what was read so far for the next reader.
-func (f *fastConn) readFrame() (kind byte, id uint64, body []byte, err error) {
-	for f.hn < frameHeader {
-		n, err := f.r.Read(f.hdr[f.hn:])
-		f.hn += n
-		if err != nil {
-			return 0, 0, nil, err
-		}
-	}
-	if f.body == nil {
-		n := binary.LittleEndian.Uint32(f.hdr[:4])
-		if n < frameHeader-4 || n > maxFrame {
-			return 0, 0, nil, fmt.Errorf("%w: length %d", errFrame, n)
-		}
-		f.body, f.bn = make([]byte, int(n)-(frameHeader-4)), 0
-	}
-	for f.bn < len(f.body) {
-		n, err := f.r.Read(f.body[f.bn:])
-		f.bn += n
-		if err != nil {
-			return 0, 0, nil, err
-		}
-	}
-	kind, id, body = f.hdr[4], binary.LittleEndian.Uint64(f.hdr[5:]), f.body
-	f.hn, f.body, f.bn = 0, nil, 0
-	return kind, id, body, nil
-}
 
 // readUntil reads, holding rtok, until call id's reply has come (or ctx
 // ends: errCut), delivering other calls' replies.
 func (f *fastConn) readUntil(ctx context.Context, id uint64, ch chan fastResult) (fastResult, error) {
-	dl, _ := ctx.Deadline()
-	f.c.SetReadDeadline(dl)
-	stop := context.AfterFunc(ctx, func() { f.c.SetReadDeadline(time.Unix(1, 0)) })
-	defer stop()
+	parked := false // a slice elapsed: park again, without polling
 	for {
 		select {
 		case res := <-ch: // delivered before we took the reading
 			return res, nil
 		default:
 		}
-		kind, rid, body, err := f.readFrame()
-		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
+		kind, rid, frame, ok, err := f.fr.next()
+		if err == nil && !ok {
+			if parked {
+				err = f.fr.fill()
+			} else {
+				err = f.fr.wait(f.spin, ctx.Done())
+			}
+			switch err {
+			case nil:
+				parked = false
+				continue
+			case errSlice:
+				// The caller's cancellation or deadline (which
+				// withCallTimeout always sets) is noticed here, within
+				// a slice.
 				if ctx.Err() != nil {
 					return fastResult{}, errCut
 				}
-				// Another caller's cancellation, fired late: not ours.
-				f.c.SetReadDeadline(dl)
+				parked = true
 				continue
 			}
+		}
+		if err != nil {
 			f.fail(err)
 			return fastResult{}, nil
 		}
@@ -206,6 +182,9 @@ func (f *fastConn) readUntil(ctx context.Context, id uint64, ch chan fastResult)
 			f.fail(fmt.Errorf("%w: kind %d from the plugin", errFrame, kind))
 			return fastResult{}, nil
 		}
+		// The frame lives in the read buffer until the next read; its
+		// caller decodes it after passing the reading on.
+		body := append([]byte(nil), frame...)
 		if rid == id {
 			f.forget(id)
 			return fastResult{kind, body}, nil
@@ -227,7 +206,7 @@ func (f *fastConn) fail(err error) {
 	if f.err == nil {
 		f.err = err
 	}
-	f.c.Close()
+	f.c.Close() // a blocked read or write ends at once
 	for id, ch := range f.pending {
 		delete(f.pending, id)
 		ch <- fastResult{}
@@ -350,12 +329,7 @@ func (f *fastConn) send(ctx context.Context, id uint64, method string, m proto.M
 		return status.FromContextError(ctx.Err()).Err()
 	}
 	defer func() { <-f.wmu }()
-	if hasDL {
-		f.c.SetWriteDeadline(deadline)
-	} else {
-		f.c.SetWriteDeadline(time.Time{})
-	}
-	if _, err := f.c.Write(b); err != nil {
+	if err := f.c.write(b, deadline, ctx.Done()); err != nil {
 		f.fail(err)
 		if ctx.Err() != nil {
 			return status.FromContextError(ctx.Err()).Err()
@@ -374,18 +348,57 @@ func (f *fastConn) cancel(id uint64) {
 		return
 	}
 	defer func() { <-f.wmu }()
-	f.c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-	if _, err := f.c.Write(finish(appendHeader(make([]byte, 0, frameHeader), frameCancel, id))); err != nil {
+	if err := f.c.write(finish(appendHeader(make([]byte, 0, frameHeader), frameCancel, id)), time.Now().Add(100*time.Millisecond), nil); err != nil {
 		f.fail(err)
 	}
 }
 
 // --- plugin side
 
-// fastHandler is one unary method of the protocol as generated for gRPC.
+// fastHandler is one unary method of the protocol as generated for gRPC,
+// with what its calls have cost lately.
 type fastHandler struct {
-	srv any
-	h   grpc.MethodHandler
+	srv  any
+	h    grpc.MethodHandler
+	cost *callCost
+}
+
+// callCost tracks how long a method's calls take, so that the plugin's
+// reader runs the cheap ones itself (inline) instead of handing them to a
+// worker: a hand-off is a goroutine wake-up, as much as a cheap call
+// costs. It rises fast (half-way to a slower call at once) and falls
+// slowly (an eighth of the way), so one slow call is enough to move a
+// method back to the workers. Written by whoever ran the call (reader or
+// worker), read by the reader.
+type callCost struct {
+	ns    atomic.Int64 // smoothed duration; 0: never measured
+	calls atomic.Int64
+}
+
+// inlineMax: a method whose calls have taken at most this long (smoothed,
+// after inlineAfter calls on workers) runs on the reader. It also bounds
+// how long a cheap call holds up the calls behind it.
+const (
+	inlineMax   = 20 * time.Microsecond
+	inlineAfter = 8
+)
+
+func (c *callCost) cheap() bool {
+	return c.calls.Load() >= inlineAfter && c.ns.Load() <= int64(inlineMax)
+}
+
+func (c *callCost) record(d time.Duration) {
+	old := c.ns.Load()
+	n := int64(d)
+	switch {
+	case c.calls.Add(1) == 1 || n > old:
+		if old != 0 {
+			n = (old + n) / 2
+		}
+	default:
+		n = old - (old-n)/8
+	}
+	c.ns.Store(max(n, 1))
 }
 
 // fastMethods maps full method names to handlers: every unary method of
@@ -395,7 +408,7 @@ func fastMethods(s *Server) map[string]fastHandler {
 	for _, d := range []*grpc.ServiceDesc{&pb.Plugin_ServiceDesc, &pb.Workspaces_ServiceDesc, &pb.Secrets_ServiceDesc, &pb.Audit_ServiceDesc,
 		&pb.Jobs_ServiceDesc, &pb.Retention_ServiceDesc, &pb.Changes_ServiceDesc, &pb.Workflows_ServiceDesc} {
 		for _, md := range d.Methods {
-			m["/"+d.ServiceName+"/"+md.MethodName] = fastHandler{s, md.Handler}
+			m["/"+d.ServiceName+"/"+md.MethodName] = fastHandler{s, md.Handler, new(callCost)}
 		}
 	}
 	return m
@@ -409,18 +422,21 @@ type fastServer struct {
 	token     []byte
 	l         net.Listener
 	methods   map[string]fastHandler
+	// spin bounds how long the reader polls for the next frame before
+	// parking (0: never).
+	spin time.Duration
 
 	ctx    context.Context
 	stop   context.CancelFunc
 	wg     sync.WaitGroup
 	mu     sync.Mutex
-	conn   net.Conn
+	conn   fastSock
 	closed bool
 }
 
 // listenFast opens the fast-call socket; Describe reports it.
-func (s *Server) listenFast() error {
-	dir, err := os.MkdirTemp("", "rotor-plugin-") // 0700
+func (s *Server) listenFast(spin time.Duration) error {
+	dir, err := os.MkdirTemp("", fastDirPrefix) // 0700
 	if err != nil {
 		return err
 	}
@@ -433,13 +449,32 @@ func (s *Server) listenFast() error {
 	token := make([]byte, fastTokenLen)
 	rand.Read(token)
 	ctx, stop := context.WithCancel(context.Background())
-	f := &fastServer{dir: dir, path: path, token: token, l: l, methods: fastMethods(s), ctx: ctx, stop: stop}
+	f := &fastServer{dir: dir, path: path, token: token, l: l, methods: fastMethods(s), spin: spin, ctx: ctx, stop: stop}
 	f.wg.Add(1)
 	go f.accept()
 	s.mu.Lock()
 	s.fast = f
 	s.mu.Unlock()
 	return nil
+}
+
+// fastDirPrefix starts the name of a fast-call socket's directory.
+const fastDirPrefix = "rotor-plugin-"
+
+// removeFastSocket removes a plugin's fast-call socket and its directory
+// once the plugin has exited, if they are still there. The path comes from
+// the plugin, so only what the plugin itself would have made is removed: a
+// socket named fast.sock in a directory named rotor-plugin-*, and the
+// directory only if that leaves it empty.
+func removeFastSocket(path string) {
+	dir := filepath.Dir(path)
+	if path == "" || filepath.Base(path) != "fast.sock" || !strings.HasPrefix(filepath.Base(dir), fastDirPrefix) {
+		return
+	}
+	if fi, err := os.Lstat(path); err == nil && fi.Mode().Type() == os.ModeSocket {
+		os.Remove(path)
+	}
+	os.Remove(dir) // fails, harmlessly, unless empty
 }
 
 // accept waits for the host's connection; once one has said hello the
@@ -499,15 +534,20 @@ func (f *fastServer) accept() {
 		return
 	}
 	os.RemoveAll(f.dir)
-	f.mu.Lock()
-	if f.closed {
-		f.mu.Unlock()
+	s, err := newFastSock(c, false)
+	if err != nil {
 		c.Close()
 		return
 	}
-	f.conn = c
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		s.Close()
+		return
+	}
+	f.conn = s
 	f.mu.Unlock()
-	f.serve(c)
+	f.serve(s)
 }
 
 func (f *fastServer) hello(c net.Conn) bool {
@@ -521,10 +561,13 @@ func (f *fastServer) hello(c net.Conn) bool {
 		subtle.ConstantTimeCompare(h[frameHeader:], f.token) == 1
 }
 
-// serve is the connection's one reader; each call runs in its own
-// goroutine (a slow call must not hold up the others), which the reader
-// waits for before it returns.
-func (f *fastServer) serve(c net.Conn) {
+// serve is the connection's one reader. A call to a method known to be
+// cheap runs on the reader itself (no hand-off); any other goes to a
+// worker goroutine (a slow call must not hold up the others), which the
+// reader waits for before it returns. Between frames the reader polls
+// before it parks (spin.go), since the host's next call usually follows
+// its last reply closely.
+func (f *fastServer) serve(c fastSock) {
 	ctx, cancel := context.WithCancel(f.ctx)
 	defer cancel()
 	var (
@@ -546,11 +589,25 @@ func (f *fastServer) serve(c net.Conn) {
 			}
 		}()
 	}
-	r := newReader(c)
+	reply := func(out []byte) {
+		wmu.Lock()
+		defer wmu.Unlock()
+		if err := c.write(out, time.Now().Add(DefaultCallTimeout), ctx.Done()); err != nil {
+			c.shutdown() // the reader then ends
+		}
+	}
+	fr := newFrameReader(c)
+	spin := newSpinner(f.spin)
 	for {
-		kind, id, body, err := readFrame(r)
+		kind, id, body, ok, err := fr.next()
 		if err != nil {
 			return
+		}
+		if !ok {
+			if fr.wait(spin, ctx.Done()) != nil {
+				return
+			}
+			continue
 		}
 		switch kind {
 		case frameCancel:
@@ -572,7 +629,7 @@ func (f *fastServer) serve(c net.Conn) {
 		if len(body) < 10+ml {
 			return
 		}
-		method, msg := string(body[10:10+ml]), body[10+ml:]
+		h, known := f.methods[string(body[10:10+ml])]
 		var cctx context.Context
 		var ccancel context.CancelFunc
 		if dl != 0 {
@@ -580,21 +637,26 @@ func (f *fastServer) serve(c net.Conn) {
 		} else {
 			cctx, ccancel = context.WithCancel(ctx)
 		}
+		if known && h.cost.cheap() {
+			// Inline: the message is decoded before the next read reuses
+			// the buffer; no cancel frame can arrive for it meanwhile
+			// (nothing is read), so it is not registered.
+			out := f.call(cctx, id, h, known, "", body[10+ml:])
+			ccancel()
+			reply(out)
+			continue
+		}
+		method, msg := string(body[10:10+ml]), bytes.Clone(body[10+ml:])
 		cmu.Lock()
 		cancels[id] = ccancel
 		cmu.Unlock()
 		job := func() {
-			out := f.call(cctx, id, method, msg)
+			out := f.call(cctx, id, h, known, method, msg)
 			cmu.Lock()
 			delete(cancels, id)
 			cmu.Unlock()
 			ccancel()
-			wmu.Lock()
-			defer wmu.Unlock()
-			c.SetWriteDeadline(time.Now().Add(DefaultCallTimeout))
-			if _, err := c.Write(out); err != nil {
-				c.Close() // the reader then ends
-			}
+			reply(out)
 		}
 		select {
 		case work <- job:
@@ -614,12 +676,15 @@ func (f *fastServer) serve(c net.Conn) {
 // at once run in goroutines of their own.
 const fastWorkers = 4
 
-// call runs one method and returns its reply or error frame.
-func (f *fastServer) call(ctx context.Context, id uint64, method string, msg []byte) []byte {
+// call runs one method (h, when known) and returns its reply or error
+// frame.
+func (f *fastServer) call(ctx context.Context, id uint64, h fastHandler, known bool, method string, msg []byte) []byte {
 	var resp any
 	var err error
-	if h, ok := f.methods[method]; ok {
+	if known {
+		start := time.Now()
 		resp, err = h.h(h.srv, ctx, func(v any) error { return proto.Unmarshal(msg, v.(proto.Message)) }, nil)
+		h.cost.record(time.Since(start))
 	} else {
 		err = status.Errorf(codes.Unimplemented, "unknown method %s", method)
 	}

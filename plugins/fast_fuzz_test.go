@@ -41,7 +41,7 @@ func FuzzFastPluginFrames(f *testing.F) {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			fs.serve(p)
+			fs.serve(&netSock{c: p})
 		}()
 		go io.Copy(io.Discard, a)
 		a.SetWriteDeadline(time.Now().Add(2 * time.Second))
@@ -63,11 +63,14 @@ func FuzzFastHostFrames(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		a, p := net.Pipe()
 		defer a.Close()
-		fc := &fastConn{c: a, wmu: make(chan struct{}, 1), rtok: make(chan struct{}, 1), r: newReader(a), pending: map[uint64]chan fastResult{}}
+		fc, err := newFastConn(a, nil, spinWindow)
+		if err != nil {
+			t.Fatal(err)
+		}
 		go func() {
 			defer p.Close()
 			// The host's call frame first, then the answer.
-			if _, _, _, err := readFrame(newReader(p)); err != nil {
+			if _, _, _, err := readOneFrame(p); err != nil {
 				return
 			}
 			p.SetWriteDeadline(time.Now().Add(2 * time.Second))
@@ -81,4 +84,142 @@ func FuzzFastHostFrames(f *testing.F) {
 			t.Fatalf("a call took %s", d)
 		}
 	})
+}
+
+// readOneFrame reads one whole frame from c.
+func readOneFrame(c net.Conn) (kind byte, id uint64, body []byte, err error) {
+	fr := newFrameReader(&netSock{c: c})
+	for range 1 << 20 {
+		kind, id, body, ok, err := fr.next()
+		if err != nil || ok {
+			return kind, id, body, err
+		}
+		if err := fr.fill(); err != nil {
+			return 0, 0, nil, err
+		}
+	}
+	return 0, 0, nil, io.ErrNoProgress
+}
+
+// chunkSock hands out a byte stream in the chunk sizes given, as reads
+// that each return at most one chunk.
+type chunkSock struct {
+	data   []byte
+	chunks []byte
+}
+
+func (s *chunkSock) read(p []byte) (int, error) {
+	if len(s.data) == 0 {
+		return 0, io.EOF
+	}
+	n := len(s.data)
+	if len(s.chunks) > 0 {
+		n = min(n, int(s.chunks[0])+1)
+		s.chunks = s.chunks[1:]
+	}
+	n = copy(p, s.data[:n])
+	s.data = s.data[n:]
+	return n, nil
+}
+func (s *chunkSock) tryRead(p []byte) (int, error) { return s.read(p) }
+func (s *chunkSock) canPoll() bool                 { return false }
+func (s *chunkSock) write([]byte, time.Time, <-chan struct{}) error {
+	return nil
+}
+func (s *chunkSock) shutdown()    {}
+func (s *chunkSock) Close() error { return nil }
+
+// FuzzFrameReader: however a stream is cut into reads, the frame reader
+// yields the same frames as reading it whole, in order, and fails on a
+// malformed length the same way; it never panics.
+func FuzzFrameReader(f *testing.F) {
+	fuzzFrames(f)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		type frame struct {
+			kind byte
+			id   uint64
+			body string
+		}
+		collect := func(s fastSock) (out []frame, err error) {
+			fr := newFrameReader(s)
+			for range 1 << 16 {
+				kind, id, body, ok, err := fr.next()
+				if err != nil {
+					return out, err
+				}
+				if ok {
+					out = append(out, frame{kind, id, string(body)})
+					continue
+				}
+				if err := fr.fill(); err != nil {
+					return out, nil // end of the stream
+				}
+			}
+			t.Fatal("frame reader made no progress")
+			return nil, nil
+		}
+		whole, werr := collect(&chunkSock{data: b})
+		// Cut the stream by its own bytes: deterministic per input.
+		cut, cerr := collect(&chunkSock{data: b, chunks: b})
+		if (werr == nil) != (cerr == nil) || len(whole) != len(cut) {
+			t.Fatalf("whole: %d frames, %v; cut: %d frames, %v", len(whole), werr, len(cut), cerr)
+		}
+		for i := range whole {
+			if whole[i] != cut[i] {
+				t.Fatalf("frame %d differs: %+v, %+v", i, whole[i], cut[i])
+			}
+		}
+	})
+}
+
+// TestFrameReaderLargeFrame: a frame larger than the read buffer grows it
+// for that frame only; the frames around it come through intact.
+func TestFrameReaderLargeFrame(t *testing.T) {
+	big := make([]byte, 3*readBufSize+17)
+	for i := range big {
+		big[i] = byte(i)
+	}
+	var stream []byte
+	stream = finish(append(appendHeader(stream, frameReply, 1), "a"...))
+	stream = append(stream, finish(append(appendHeader(nil, frameReply, 2), big...))...)
+	stream = append(stream, finish(append(appendHeader(nil, frameError, 3), "c"...))...)
+	chunks := make([]byte, 1000)
+	for i := range chunks {
+		chunks[i] = byte(i * 37)
+	}
+	fr := newFrameReader(&chunkSock{data: stream, chunks: chunks})
+	var got []uint64
+	for len(got) < 3 {
+		kind, id, body, ok, err := fr.next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			if err := fr.fill(); err != nil {
+				t.Fatalf("after %d frames: %v", len(got), err)
+			}
+			continue
+		}
+		switch id {
+		case 1:
+			if kind != frameReply || string(body) != "a" {
+				t.Fatalf("frame 1: %d %q", kind, body)
+			}
+		case 2:
+			if kind != frameReply || string(body) != string(big) {
+				t.Fatalf("frame 2: kind %d, %d bytes", kind, len(body))
+			}
+		case 3:
+			if kind != frameError || string(body) != "c" {
+				t.Fatalf("frame 3: %d %q", kind, body)
+			}
+		}
+		got = append(got, id)
+	}
+	if fr.fill() == nil {
+		t.Fatal("bytes after the last frame")
+	}
+	if len(fr.buf) != readBufSize {
+		t.Fatalf("the buffer kept %d bytes after the large frame", len(fr.buf))
+	}
 }

@@ -51,14 +51,14 @@ func fastPair(t *testing.T, timeout time.Duration, wrap func(storage.Store) stor
 	if _, err := srv.Configure(context.Background(), &pb.ConfigureRequest{Backend: "bbolt", Path: filepath.Join(t.TempDir(), "rotor.db")}); err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.listenFast(); err != nil {
+	if err := srv.listenFast(spinWindow); err != nil {
 		t.Fatal(err)
 	}
 	d, err := srv.Describe(context.Background(), &pb.DescribeRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := dialFast(context.Background(), d.FastSocket, d.FastToken, nil)
+	f, err := dialFast(context.Background(), d.FastSocket, d.FastToken, nil, spinWindow)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestFastSocketAdmitsOnlyTheHost(t *testing.T) {
 	if _, err := srv.Configure(context.Background(), &pb.ConfigureRequest{Backend: "bbolt", Path: filepath.Join(t.TempDir(), "rotor.db")}); err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.listenFast(); err != nil {
+	if err := srv.listenFast(spinWindow); err != nil {
 		t.Fatal(err)
 	}
 	d, err := srv.Describe(context.Background(), &pb.DescribeRequest{})
@@ -98,7 +98,7 @@ func TestFastSocketAdmitsOnlyTheHost(t *testing.T) {
 	// A stranger with a wrong token: dropped without an answer.
 	wrong := append([]byte(nil), d.FastToken...)
 	wrong[0] ^= 1
-	stranger, err := dialFast(context.Background(), d.FastSocket, wrong, nil)
+	stranger, err := dialFast(context.Background(), d.FastSocket, wrong, nil, spinWindow)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestFastSocketAdmitsOnlyTheHost(t *testing.T) {
 		t.Fatalf("a call with a wrong token: %v, want the connection dropped (unavailable)", err)
 	}
 	// The host, with the token.
-	host, err := dialFast(context.Background(), d.FastSocket, d.FastToken, nil)
+	host, err := dialFast(context.Background(), d.FastSocket, d.FastToken, nil, spinWindow)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func TestFastOversizedFrameEndsConnection(t *testing.T) {
 	f := c.conn.Load().grpc.(*fastConn)
 	b := appendHeader(nil, frameCall, 1)
 	binary.LittleEndian.PutUint32(b, maxFrame+1)
-	if _, err := f.c.Write(b); err != nil {
+	if err := f.c.write(b, time.Time{}, nil); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -35,6 +35,23 @@ var Handshake = plugin.HandshakeConfig{
 
 const pluginName = "storage"
 
+// envFastSpin in a plugin's environment sets how long its fast-call reader
+// polls before parking: a Go duration, or "off" (LaunchOptions.FastSpin
+// sets it).
+const envFastSpin = "ROTOR_FAST_SPIN"
+
+// parseFastSpin reads envFastSpin's value: the default when empty or
+// malformed (a plugin does not fail to start over a tuning knob).
+func parseFastSpin(v string) time.Duration {
+	if v == "off" {
+		return 0
+	}
+	if d, err := time.ParseDuration(v); err == nil && d >= 0 && d <= time.Second {
+		return d
+	}
+	return spinWindow
+}
+
 // incompatibleRE matches go-plugin's version-mismatch error.
 var incompatibleRE = regexp.MustCompile(`incompatible API version with plugin\. Plugin version: (\d+)`)
 
@@ -82,7 +99,7 @@ func Serve(open Opener) {
 	}
 	srv := NewServer(open)
 	defer srv.Close()
-	if err := srv.listenFast(); err != nil {
+	if err := srv.listenFast(parseFastSpin(os.Getenv(envFastSpin))); err != nil {
 		// The host falls back to gRPC for every call.
 		fmt.Fprintf(os.Stderr, "storage plugin: no fast-call socket: %v\n", err)
 	}
@@ -125,8 +142,13 @@ type LaunchOptions struct {
 	// NoFastCalls keeps every call on gRPC even when the plugin offers
 	// FAST_CALLS (benchmarks and tests of the gRPC path).
 	NoFastCalls bool
-	Logger      *slog.Logger
-	Registerer  prometheus.Registerer
+	// FastSpin is how long each side of the fast-call socket polls for
+	// a frame before it parks (spin.go): 0 for the default, negative for
+	// never (every wait parks at once). Set, it adds ROTOR_FAST_SPIN to the
+	// plugin's environment.
+	FastSpin   time.Duration
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
 }
 
 // Supervised is a storage.Store served by a plugin process that is
@@ -138,11 +160,16 @@ type Supervised struct {
 	restarts prometheus.Counter
 	up       prometheus.Gauge
 
-	mu     sync.Mutex
-	pc     *plugin.Client
-	stop   chan struct{}
-	done   chan struct{}
-	closed bool
+	mu sync.Mutex
+	pc *plugin.Client
+	// fastSocket is the running plugin's fast-call socket (as Describe
+	// reported it), removed once the plugin has exited: a plugin killed
+	// before the host connected (or whose socket the host never used)
+	// cannot remove it itself.
+	fastSocket string
+	stop       chan struct{}
+	done       chan struct{}
+	closed     bool
 }
 
 // Launch starts the plugin and its supervisor. The first start must
@@ -172,9 +199,12 @@ func Launch(ctx context.Context, o LaunchOptions) (*Supervised, error) {
 
 func (s *Supervised) start(ctx context.Context) error {
 	cmd := exec.Command(s.o.Path, s.o.Args...)
-	cmd.Env = s.o.Env
-	if cmd.Env == nil {
-		cmd.Env = []string{}
+	cmd.Env = append([]string{}, s.o.Env...)
+	switch {
+	case s.o.FastSpin < 0:
+		cmd.Env = append(cmd.Env, envFastSpin+"=off")
+	case s.o.FastSpin > 0:
+		cmd.Env = append(cmd.Env, envFastSpin+"="+s.o.FastSpin.String())
 	}
 	setPdeathsig(cmd)
 	cfg := &plugin.ClientConfig{
@@ -229,7 +259,14 @@ func (s *Supervised) start(ctx context.Context) error {
 		caps[c] = true
 	}
 	if caps[pb.Capability_FAST_CALLS] && !s.o.NoFastCalls {
-		f, err := dialFast(cctx, d.FastSocket, d.FastToken, cc.grpc)
+		spin := spinWindow
+		switch {
+		case s.o.FastSpin < 0:
+			spin = 0
+		case s.o.FastSpin > 0:
+			spin = min(s.o.FastSpin, time.Second)
+		}
+		f, err := dialFast(cctx, d.FastSocket, d.FastToken, cc.grpc, spin)
 		if err != nil {
 			s.log.Warn("storage plugin: fast calls unavailable, using gRPC", "err", err)
 		} else {
@@ -238,7 +275,7 @@ func (s *Supervised) start(ctx context.Context) error {
 	}
 	cc.caps = caps
 	s.mu.Lock()
-	s.pc = pc
+	s.pc, s.fastSocket = pc, d.FastSocket
 	s.mu.Unlock()
 	s.Client.setConn(cc)
 	s.up.Set(1)
@@ -258,11 +295,13 @@ func (s *Supervised) supervise() {
 		}
 		s.mu.Lock()
 		exited := s.pc != nil && s.pc.Exited()
+		sock := s.fastSocket
 		s.mu.Unlock()
 		if !exited {
 			continue
 		}
 		s.Client.setConn(nil)
+		removeFastSocket(sock)
 		s.up.Set(0)
 		s.log.Error("storage plugin exited; restarting (storage calls answer unavailable meanwhile)")
 		backoff := 100 * time.Millisecond
@@ -319,6 +358,7 @@ func (s *Supervised) close() {
 	s.mu.Lock()
 	if s.pc != nil {
 		s.pc.Kill()
+		removeFastSocket(s.fastSocket)
 	}
 	s.mu.Unlock()
 }

@@ -34,6 +34,18 @@ func TestMain(m *testing.M) {
 		serveDescribing(baseCaps...)
 		os.Exit(0)
 	}
+	if os.Getenv("ROTOR_TEST_AS_PLUGIN") == "hang" {
+		// GetWorkspace never answers (until its deadline): a plugin to
+		// kill while the host waits on it.
+		plugins.Serve(func(ctx context.Context, cfg *proto.ConfigureRequest) (storage.Store, error) {
+			st, err := plugins.OpenBackend(ctx, cfg)
+			if err != nil {
+				return nil, err
+			}
+			return hangStore{st}, nil
+		})
+		os.Exit(0)
+	}
 	if os.Getenv("ROTOR_TEST_AS_PLUGIN") == "1" {
 		plugins.Serve(plugins.OpenBackend)
 		os.Exit(0)
@@ -174,4 +186,12 @@ func TestPluginChecksumPin(t *testing.T) {
 	if _, err := plugins.Launch(context.Background(), plugins.LaunchOptions{Path: os.Args[0], Env: []string{"ROTOR_TEST_AS_PLUGIN=1"}, Config: cfg, SHA256: wrong[:]}); err == nil {
 		t.Fatal("a plugin with the wrong checksum started")
 	}
+}
+
+// hangStore's GetWorkspace waits for its context to end.
+type hangStore struct{ storage.Store }
+
+func (h hangStore) GetWorkspace(ctx context.Context, _ string) (storage.Workspace, error) {
+	<-ctx.Done()
+	return storage.Workspace{}, ctx.Err()
 }

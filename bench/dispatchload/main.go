@@ -71,6 +71,7 @@ func main() {
 	flag.BoolVar(&loopbackDelivery, "loopback-delivery", false, "deliver through the proxy's HTTP listener on loopback (before issue 16's session 4) instead of in-process, as rotor serve now does")
 	flag.BoolVar(&netHTTPHarness, "nethttp-harness", false, "the bench's clients and upstream on net/http (as before issue 16's session 4) instead of its lean HTTP/1.1 ends (wire.go)")
 	flag.StringVar(&pluginGOGC, "plugin-gogc", "", "the storage plugin's GOGC (default: the plugin's own, 400 since issue 16; rotor serve gives it none)")
+	flag.DurationVar(&fastSpin, "fast-spin", 0, "how long each side of the plugin's fast-call socket polls before parking (0: the default; negative: never)")
 	logPath := flag.String("log", "", "write the server's JSON log lines here (default: a temporary file, removed at the end)")
 	flag.Parse()
 	if err := openLog(*logPath); err != nil {
@@ -196,6 +197,9 @@ func serve(h http.Handler) (string, func(), error) {
 	return "http://" + ln.Addr().String(), func() { srv.Close() }, nil
 }
 
+// fastSpin is LaunchOptions.FastSpin (-fast-spin).
+var fastSpin time.Duration
+
 func openStore(ctx context.Context, pgDSN string, viaPlugin bool) (storage.Store, func(), error) {
 	if viaPlugin {
 		cfg := &pluginproto.ConfigureRequest{Backend: "bbolt"}
@@ -225,7 +229,7 @@ func openStore(ctx context.Context, pgDSN string, viaPlugin bool) (storage.Store
 		if pluginProfile != "" {
 			env = append(env, "ROTOR_BENCH_PLUGIN_CPUPROFILE="+pluginProfile)
 		}
-		s, err := plugins.Launch(ctx, plugins.LaunchOptions{Path: self, Env: env, Config: cfg})
+		s, err := plugins.Launch(ctx, plugins.LaunchOptions{Path: self, Env: env, Config: cfg, FastSpin: fastSpin})
 		if err != nil {
 			return nil, nil, err
 		}

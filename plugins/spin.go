@@ -1,0 +1,157 @@
+package plugins
+
+import (
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Waiting on the fast-call socket: poll briefly before parking.
+//
+// A store call through the plugin is two hand-offs between processes (the
+// request, the reply). When the reading goroutine parks on the netpoller,
+// each hand-off costs a wake-up: the kernel wakes a sleeping thread of the
+// other process (a futex, an IPI on a VM) and its Go scheduler goes
+// looking for work; on an idle machine that is tens of microseconds per
+// hand-off, most of a call. A reader that expects its frame soon therefore
+// first polls the socket with non-blocking reads for a short, bounded
+// window, and parks only if nothing came.
+//
+// Polling burns the CPU it waits on, so it is adaptive: a spinner polls
+// only while recent waits ended within the window (an idle host, a slow
+// backend or a loaded machine, where the other side does not get a core,
+// make waits long and switch polling off), re-checks now and then by
+// polling anyway, and never polls with a single P (a polling goroutine
+// holds its P, and the runtime would then look at the netpoller for the
+// process's other goroutines only from sysmon, every 10 ms) or on a
+// single CPU (the other side needs the CPU we would spin on), nor while
+// the machine is busy: more threads runnable than CPUs, or a 1-minute load
+// average of as many as the CPUs (on a busy two-core machine polling
+// measured slower and costlier than parking at once: the poller holds a
+// core the other side needs).
+
+const (
+	// spinWindow bounds one poll: about what a parked wait costs in
+	// wake-ups on an idle VM, so a poll that times out costs no more than
+	// the wake-up it tried to avoid.
+	spinWindow = 50 * time.Microsecond
+	// spinMaxBackoff caps how many waits park at once after polls that
+	// timed out (the count doubles with each one in a row): on an idle
+	// or overloaded machine one wait in this many polls, to notice when
+	// polling pays again.
+	spinMaxBackoff = 256
+	// spinStall: a gap this long between two polls means the poller lost
+	// its core (the machine is overloaded): stop polling this wait.
+	spinStall = 20 * time.Microsecond
+)
+
+// spinner decides, for one reading side of a fast-call connection, how
+// long to poll before parking, and learns from how waits end: a frame
+// that came while polling keeps it polling; a poll that timed out makes
+// the next waits park at once, 1, 2, 4, ... up to spinMaxBackoff of them
+// as timeouts repeat. It is used only by the goroutine that holds the
+// reading (not safe for concurrent use; on the host it passes on with the
+// read token).
+type spinner struct {
+	window time.Duration // 0: never poll
+	stall  time.Duration // a gap between polls this long ends polling
+	// loadGate: poll only while the machine is quiet (machineQuiet).
+	loadGate bool
+	skip     uint32 // waits left that park at once
+	backoff  uint32 // skip after the next timeout
+	// Counters for tests and benchmarks: waits that ended while polling,
+	// polls that timed out or stalled, waits parked at once.
+	hits, misses, parked, stalls uint64
+}
+
+// How a wait ended, for learn.
+const (
+	spinHit     = iota // the frame came while polling
+	spinTimeout        // polled for the whole window (or lost the core), then parked
+	spinParked         // parked without polling
+)
+
+// newSpinner returns a spinner polling up to window, or never (window 0,
+// GOMAXPROCS 1, one CPU).
+func newSpinner(window time.Duration) *spinner {
+	if runtime.GOMAXPROCS(0) < 2 || runtime.NumCPU() < 2 {
+		window = 0
+	}
+	return &spinner{window: window, stall: spinStall, backoff: 1, loadGate: true}
+}
+
+// off reports whether this spinner never polls.
+func (s *spinner) off() bool { return s == nil || s.window == 0 }
+
+// budget is how long the coming wait may poll (0: park at once).
+func (s *spinner) budget() time.Duration {
+	if s.off() {
+		return 0
+	}
+	if s.skip > 0 {
+		s.skip--
+		return 0
+	}
+	if s.loadGate && !machineQuiet() {
+		return 0
+	}
+	return s.window
+}
+
+// quiet caches machineQuiet's answer for a second.
+var quiet struct {
+	at atomic.Int64 // Unix ns of the last look
+	ok atomic.Bool
+}
+
+// machineQuiet reports whether the machine has idle cores: no more threads
+// runnable than CPUs and a 1-minute load average under the CPU count (the
+// two pollers of a call count as two). It looks at /proc/loadavg no more
+// than once a second; false where that cannot be read.
+func machineQuiet() bool {
+	now := time.Now().UnixNano()
+	if at := quiet.at.Load(); now-at < int64(time.Second) && at != 0 {
+		return quiet.ok.Load()
+	}
+	quiet.at.Store(now)
+	ok := false
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		ok = quietLoad(string(b), runtime.NumCPU())
+	}
+	quiet.ok.Store(ok)
+	return ok
+}
+
+// learn records how one wait ended.
+func (s *spinner) learn(how int) {
+	if s.off() {
+		return
+	}
+	switch how {
+	case spinHit:
+		s.hits++
+		s.backoff = 1
+	case spinTimeout:
+		s.misses++
+		s.skip = s.backoff
+		s.backoff = min(s.backoff*2, spinMaxBackoff)
+	case spinParked:
+		s.parked++
+	}
+}
+
+// quietLoad reads a /proc/loadavg line ("0.52 0.58 0.59 2/345 12345"):
+// the 1-minute average under cpus and at most cpus threads runnable.
+func quietLoad(line string, cpus int) bool {
+	f := strings.Fields(line)
+	if len(f) < 4 {
+		return false
+	}
+	l, err := strconv.ParseFloat(f[0], 64)
+	run, _, ok := strings.Cut(f[3], "/")
+	n, err2 := strconv.Atoi(run)
+	return err == nil && ok && err2 == nil && l < float64(cpus) && n <= cpus
+}
