@@ -143,7 +143,28 @@ func laneConnKey(r *http.Request) (string, string, error) {
 	return r.URL.Scheme + "://" + addr, addr, nil
 }
 
-func (lc *laneClient) roundTrip(uc *upConn, r *http.Request) (*http.Response, error) {
+func (lc *laneClient) roundTrip(uc *upConn, r *http.Request) (resp *http.Response, err error) {
+	// The request's context bounds the whole exchange, body included (the
+	// dispatcher's per-queue timeout arrives this way when it delivers
+	// in-process): when it ends, the connection's deadline is moved to
+	// the past, which ends any write or read in progress. A connection
+	// whose deadline may have been moved is never pooled again.
+	ctx := r.Context()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var stop func() bool
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, func() { _ = uc.c.SetDeadline(time.Unix(1, 0)) })
+		defer func() {
+			if err != nil {
+				stop()
+				if cerr := ctx.Err(); cerr != nil {
+					err = cerr
+				}
+			}
+		}()
+	}
 	if err := writeLaneRequest(uc.bw, r); err != nil {
 		if uc.reused && isPeerClosed(err) {
 			return nil, fmt.Errorf("%w: %v", errLaneRetry, err)
@@ -152,9 +173,10 @@ func (lc *laneClient) roundTrip(uc *upConn, r *http.Request) (*http.Response, er
 	}
 	if lc.headerWait > 0 {
 		_ = uc.c.SetReadDeadline(time.Now().Add(lc.headerWait))
+		if err := ctx.Err(); err != nil {
+			return nil, err // ended before the deadline above replaced its own
+		}
 	}
-	var resp *http.Response
-	var err error
 	for range laneMax1xx + 1 {
 		resp, err = http.ReadResponse(uc.br, r)
 		if err != nil {
@@ -181,10 +203,16 @@ func (lc *laneClient) roundTrip(uc *upConn, r *http.Request) (*http.Response, er
 		return nil, errors.New("unexpected 101 Switching Protocols")
 	}
 	_ = uc.c.SetReadDeadline(time.Time{})
+	if err := ctx.Err(); err != nil {
+		return nil, err // ended before the line above cleared its deadline
+	}
 	keep := !resp.Close && !r.Close
 	if resp.Body == http.NoBody {
 		// HEAD, 204, 304: nothing to read, the connection is free now
 		// (and NoBody tells decodeResponse there is nothing to decode).
+		if stop != nil && !stop() {
+			keep = false
+		}
 		if keep && uc.br.Buffered() == 0 {
 			lc.put(uc)
 		} else {
@@ -192,7 +220,7 @@ func (lc *laneClient) roundTrip(uc *upConn, r *http.Request) (*http.Response, er
 		}
 		return resp, nil
 	}
-	resp.Body = &upBody{rc: resp.Body, uc: uc, lc: lc, keep: keep, left: resp.ContentLength}
+	resp.Body = &upBody{rc: resp.Body, uc: uc, lc: lc, keep: keep, left: resp.ContentLength, stop: stop}
 	return resp, nil
 }
 
@@ -469,6 +497,9 @@ type upBody struct {
 	// reader that takes exactly that many bytes (io.CopyN, io.ReadFull)
 	// never sees the EOF, yet the connection is free.
 	left int64
+	// stop, if set, detaches the request context's cancellation from the
+	// connection; false means it already fired (the deadline moved).
+	stop func() bool
 }
 
 func (b *upBody) Read(p []byte) (int, error) {
@@ -495,6 +526,9 @@ func (b *upBody) Close() error {
 		return nil
 	}
 	b.closed = true
+	if b.stop != nil && !b.stop() {
+		b.keep = false
+	}
 	if !b.eof {
 		b.uc.c.Close()
 		_ = b.rc.Close()
