@@ -63,6 +63,9 @@ var (
 	// errLaneRetry: a reused upstream connection failed before any byte of
 	// the response came (the peer had closed it); see laneClient.RoundTrip.
 	errLaneRetry = errors.New("reused upstream connection closed by the peer")
+	// errLaneHeadTooLarge: an upstream response head passed
+	// laneMaxResponseHead; the connection is closed, the request fails.
+	errLaneHeadTooLarge = errors.New("upstream response head too large")
 	// errLaneBody: the request body failed while the lane client sent it.
 	errLaneBody = errors.New("request body failed")
 )

@@ -1,0 +1,278 @@
+package proxy_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"rotor.sh/rotor/proxy"
+)
+
+// Attack review of the lane (docs/security.md, "Attack review: the lane"):
+// each test goes through a real listener with raw bytes, against a raw
+// hostile upstream where the upstream is the attacker.
+
+// hostileUpstream is a raw TCP upstream: serve runs once per connection
+// (numbered from 0) and owns it until it returns. Every goroutine ends at
+// the test's cleanup (the listener and connections close).
+func hostileUpstream(t *testing.T, serve func(n int, c net.Conn, br *bufio.Reader)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for n := 0; ; n++ {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Go(func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+				serve(n, c, bufio.NewReader(c))
+			})
+		}
+	})
+	return ln.Addr().String()
+}
+
+// proxyGet sends one GET through the proxy at addr on a new raw connection
+// and returns the status line and the body (read by Content-Length or to
+// EOF), without the client-side limits of net/http.
+func proxyGet(t *testing.T, addr, key, target, method string) (string, string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(15 * time.Second))
+	host := strings.TrimPrefix(target, "http://")
+	host = host[:strings.IndexByte(host, '/')]
+	fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: %s\r\nProxy-Authorization: Bearer %s\r\nConnection: close\r\n\r\n", method, target, host, key)
+	br := bufio.NewReaderSize(c, 64<<10)
+	line, err := br.ReadString('\n')
+	if err != nil {
+		return "", ""
+	}
+	res, err := http.ReadResponse(bufio.NewReader(io.MultiReader(strings.NewReader(line), br)), &http.Request{Method: method})
+	if err != nil {
+		return strings.TrimSpace(line), ""
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	return strings.TrimSpace(line), string(b)
+}
+
+// TestAttackLaneUpstreamHeaderFlood: an upstream that sends response
+// headers without end must not make the proxy buffer them all (one
+// hostile host would exhaust the proxy's memory for every tenant).
+// http.Transport stops at MaxResponseHeaderBytes (10 MiB by default) and
+// the std engine answers 502; the lane's client read the whole head with
+// http.ReadResponse, which has no bound, and relayed a 200.
+func TestAttackLaneUpstreamHeaderFlood(t *testing.T) {
+	e := newEnv(t)
+	addrs := engineProxies(t, e)
+	line := "X-Pad: " + strings.Repeat("a", 1000) + "\r\n"
+	for _, shape := range []string{"many lines", "one line"} {
+		up := hostileUpstream(t, func(_ int, c net.Conn, br *bufio.Reader) {
+			if _, err := http.ReadRequest(br); err != nil {
+				return
+			}
+			bw := bufio.NewWriterSize(c, 64<<10)
+			bw.WriteString("HTTP/1.1 200 OK\r\n")
+			if shape == "one line" {
+				bw.WriteString("X-Pad: ")
+			}
+			// 12 MiB of head, past the transport's 10 MiB.
+			for i := 0; i < 12<<10; i++ {
+				var err error
+				if shape == "one line" {
+					_, err = bw.WriteString(line[7 : len(line)-2])
+				} else {
+					_, err = bw.WriteString(line)
+				}
+				if err != nil {
+					return // the proxy stopped reading: the point
+				}
+			}
+			if shape == "one line" {
+				bw.WriteString("\r\n")
+			}
+			bw.WriteString("Content-Length: 2\r\n\r\nok")
+			_ = bw.Flush()
+		})
+		for _, engine := range []string{proxy.EngineStd, proxy.EngineLane} {
+			status, _ := proxyGet(t, addrs[engine], e.key, "http://"+up+"/flood", "GET")
+			if !strings.HasPrefix(status, "HTTP/1.1 502 ") {
+				t.Fatalf("%s, %s: an unbounded upstream head gave %q, want 502 as std", shape, engine, status)
+			}
+		}
+	}
+}
+
+// TestAttackLaneReadHeaderTimeoutNotRenewed: a client that sends part of a
+// head and stalls is cut at ReadHeaderTimeout, as net/http cuts it. The
+// lane handed the bytes of a timed-out head to net/http, whose own
+// ReadHeaderTimeout then started over: a slowloris got twice the time
+// (and a later byte still got the request served).
+func TestAttackLaneReadHeaderTimeoutNotRenewed(t *testing.T) {
+	e := newEnv(t)
+	up := newUpstream(t, false)
+	host := up.Listener.Addr().String()
+	const wait = time.Second
+	addrs := map[string]string{}
+	for _, engine := range []string{proxy.EngineStd, proxy.EngineLane} {
+		p, err := proxy.New(proxy.Options{Vault: e.vault, Logger: e.ve.Logger, Engine: engine})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		std := &http.Server{Handler: p, ReadHeaderTimeout: wait}
+		done := make(chan struct{})
+		if engine == proxy.EngineStd {
+			go func() { defer close(done); _ = std.Serve(ln) }()
+			t.Cleanup(func() { std.Close(); <-done })
+		} else {
+			ls := p.NewLaneServer(std)
+			go func() { defer close(done); _ = ls.Serve(ln) }()
+			t.Cleanup(func() { ls.Close(); <-done })
+		}
+		t.Cleanup(p.CloseIdleConnections)
+		addrs[engine] = ln.Addr().String()
+	}
+	for engine, addr := range addrs {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(c, "GET http://%s/slow HTTP/1.1\r\nHost: %s\r\n", host, host)
+		// Past the timeout, well inside a second one.
+		time.Sleep(wait + wait/2)
+		_, _ = fmt.Fprintf(c, "Proxy-Authorization: Bearer %s\r\nConnection: close\r\n\r\n", e.key)
+		b, _ := io.ReadAll(c)
+		if len(b) > 0 {
+			t.Fatalf("%s: a head that outlived ReadHeaderTimeout was served: %q", engine, firstLine(b))
+		}
+	}
+}
+
+func firstLine(b []byte) string {
+	s := string(b)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return strings.TrimSpace(s)
+}
+
+// TestAttackLaneStreamedBodyReaderReuse: an upstream answers a streamed
+// request (a body past BufferLimit, sent by the transport's own
+// goroutine) before reading it all, while the client is still sending.
+// The lane answers and closes the connection; the transport's goroutine
+// may still be inside a read of the connection's buffered reader. The
+// lane put that reader back in its pool at once, for the next client's
+// connection to use while the old read was still writing into it (a data
+// race on a reader another client's bytes go through; -race sees it).
+func TestAttackLaneStreamedBodyReaderReuse(t *testing.T) {
+	e := newEnv(t)
+	up := hostileUpstream(t, func(_ int, c net.Conn, br *bufio.Reader) {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		_, _ = io.Copy(io.Discard, req.Body)
+	})
+	addr := strings.TrimPrefix(e.proxy.URL, "http://")
+	for i := range 4 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(15 * time.Second))
+		fmt.Fprintf(c, "POST http://%s/early HTTP/1.1\r\nHost: %s\r\nProxy-Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n", up, up, e.key, 4<<20)
+		// More than BufferLimit, less than the whole body: the transport
+		// waits on the client for the rest.
+		chunk := strings.Repeat("x", 64<<10)
+		for sent := 0; sent < proxy.BufferLimit+(256<<10); sent += len(chunk) {
+			if _, err := io.WriteString(c, chunk); err != nil {
+				t.Fatal(err)
+			}
+		}
+		res, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		c.Close()
+		if res.StatusCode != 200 || string(b) != "ok" {
+			t.Fatalf("round %d: %d %q", i, res.StatusCode, b)
+		}
+		// Another client right away: it may get the pooled reader.
+		if status, body := proxyGet(t, addr, e.key, "http://"+up+"/next", "GET"); !strings.HasPrefix(status, "HTTP/1.1 200 ") || body != "ok" {
+			t.Fatalf("round %d: next client got %q %q", i, status, body)
+		}
+	}
+}
+
+// TestAttackLaneSilentConnection: a connection that never sends a byte is
+// closed at ReadHeaderTimeout, as net/http closes it. The lane waited the
+// idle timeout (120 s in rotor serve, against 10 s) before the first
+// request too, so silent connections held descriptors twelve times as
+// long (and forever with no IdleTimeout).
+func TestAttackLaneSilentConnection(t *testing.T) {
+	e := newEnv(t)
+	for _, idle := range []time.Duration{30 * time.Second, 0} {
+		p, err := proxy.New(proxy.Options{Vault: e.vault, Logger: e.ve.Logger, Engine: proxy.EngineLane})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls := p.NewLaneServer(&http.Server{ReadHeaderTimeout: 300 * time.Millisecond, IdleTimeout: idle})
+		done := make(chan struct{})
+		go func() { defer close(done); _ = ls.Serve(ln) }()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = c.Read(make([]byte, 1))
+		c.Close()
+		ls.Close()
+		<-done
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatalf("idle %v: a silent connection outlived ReadHeaderTimeout many times over", idle)
+		}
+	}
+}
