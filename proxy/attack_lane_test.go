@@ -276,3 +276,57 @@ func TestAttackLaneSilentConnection(t *testing.T) {
 		}
 	}
 }
+
+// TestAttackLaneDripAfterClientLeft: an upstream that drips a response a
+// byte at a time, to a client that has gone, must not hold the proxy's
+// connection to it (and a goroutine, and buffers) for as long as it
+// drips. On std the request's context ends when the client hangs up; the
+// lane has no such watch and noticed only when a write to the client
+// failed, which its 4 KiB write buffer put off for 4096 drips.
+func TestAttackLaneDripAfterClientLeft(t *testing.T) {
+	e := newEnv(t)
+	addrs := engineProxies(t, e)
+	for _, engine := range []string{proxy.EngineStd, proxy.EngineLane} {
+		for _, framing := range []string{"chunked", "length"} {
+			gone := make(chan time.Duration, 1)
+			up := hostileUpstream(t, func(_ int, c net.Conn, br *bufio.Reader) {
+				if _, err := http.ReadRequest(br); err != nil {
+					return
+				}
+				head := "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+				if framing == "length" {
+					head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1000000\r\n\r\n"
+				}
+				if _, err := io.WriteString(c, head); err != nil {
+					return
+				}
+				start := time.Now()
+				for range 400 { // 20 s at most
+					b := "x"
+					if framing == "chunked" {
+						b = "1\r\nx\r\n"
+					}
+					if _, err := io.WriteString(c, b); err != nil {
+						gone <- time.Since(start)
+						return
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+				close(gone)
+			})
+			c, err := net.Dial("tcp", addrs[engine])
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			fmt.Fprintf(c, "GET http://%s/drip HTTP/1.1\r\nHost: %s\r\nProxy-Authorization: Bearer %s\r\n\r\n", up, up, e.key)
+			// Both engines hold the head until 4 KiB of body (or the end)
+			// are there to write: the client leaves without it.
+			time.Sleep(300 * time.Millisecond)
+			c.Close()
+			if d, ok := <-gone; !ok || d > 8*time.Second {
+				t.Fatalf("%s %s: the upstream dripped to a client that had left for 20 s", engine, framing)
+			}
+		}
+	}
+}
