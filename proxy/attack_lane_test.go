@@ -59,8 +59,9 @@ func hostileUpstream(t *testing.T, serve func(n int, c net.Conn, br *bufio.Reade
 }
 
 // proxyGet sends one GET through the proxy at addr on a new raw connection
-// and returns the status line and the body (read by Content-Length or to
-// EOF), without the client-side limits of net/http.
+// and returns the status line and the body, without the client-side
+// limits of net/http. The request has no Connection: close, which the
+// proxy would pass on: the upstream connection stays open for reuse.
 func proxyGet(t *testing.T, addr, key, target, method string) (string, string) {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
@@ -71,7 +72,7 @@ func proxyGet(t *testing.T, addr, key, target, method string) (string, string) {
 	_ = c.SetDeadline(time.Now().Add(15 * time.Second))
 	host := strings.TrimPrefix(target, "http://")
 	host = host[:strings.IndexByte(host, '/')]
-	fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: %s\r\nProxy-Authorization: Bearer %s\r\nConnection: close\r\n\r\n", method, target, host, key)
+	fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: %s\r\nProxy-Authorization: Bearer %s\r\n\r\n", method, target, host, key)
 	br := bufio.NewReaderSize(c, 64<<10)
 	line, err := br.ReadString('\n')
 	if err != nil {
@@ -327,6 +328,115 @@ func TestAttackLaneDripAfterClientLeft(t *testing.T) {
 			if d, ok := <-gone; !ok || d > 8*time.Second {
 				t.Fatalf("%s %s: the upstream dripped to a client that had left for 20 s", engine, framing)
 			}
+		}
+	}
+}
+
+// TestAttackLaneUpstreamStraysNotReused: an upstream that sends more than
+// the response it was asked for (bytes past Content-Length, a body after a
+// HEAD, 204 or 304 answer, a second response, now or a moment later) must
+// not get them read as the response to the next request on its pooled
+// connection, which may be another client's: the connection is dropped.
+// Guards: upBody.Close and roundTrip pool a connection only with nothing
+// buffered, and get checks an idle one with MSG_PEEK before reuse
+// (removing either makes a case here fail).
+func TestAttackLaneUpstreamStraysNotReused(t *testing.T) {
+	e := newEnv(t)
+	addr := strings.TrimPrefix(e.proxy.URL, "http://")
+	fake := "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nstolen"
+	cases := []struct {
+		name, method, first string
+		late                string // sent 100 ms after first
+	}{
+		{"past Content-Length", "GET", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" + fake, ""},
+		{"past Content-Length, late", "GET", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", fake},
+		{"chunked, then more", "GET", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n" + fake, ""},
+		{"HEAD with a body", "HEAD", fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", len(fake)) + fake, ""},
+		{"HEAD with a body, late", "HEAD", fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", len(fake)), fake},
+		{"204 with a body", "GET", "HTTP/1.1 204 No Content\r\n\r\n" + fake, ""},
+		{"304 with a body", "GET", "HTTP/1.1 304 Not Modified\r\nContent-Length: 6\r\n\r\n" + fake, ""},
+		{"1xx then two finals", "GET", "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" + fake, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			up := hostileUpstream(t, func(_ int, c net.Conn, br *bufio.Reader) {
+				for range 10 {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					if req.URL.Path == "/first" {
+						if _, err := io.WriteString(c, tc.first); err != nil {
+							return
+						}
+						if tc.late != "" {
+							time.Sleep(100 * time.Millisecond)
+							if _, err := io.WriteString(c, tc.late); err != nil {
+								return
+							}
+						}
+						continue
+					}
+					if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfresh"); err != nil {
+						return
+					}
+				}
+			})
+			status, _ := proxyGet(t, addr, e.key, "http://"+up+"/first", tc.method)
+			if status == "" {
+				t.Fatal("no answer to the first request")
+			}
+			time.Sleep(300 * time.Millisecond)
+			// Another client, to the same upstream.
+			status, body := proxyGet(t, addr, e.key, "http://"+up+"/second", "GET")
+			if body != "fresh" {
+				t.Fatalf("the next request got %q %q, not its own response", status, body)
+			}
+		})
+	}
+}
+
+// TestAttackLaneUpstreamErrorMidBody: an upstream that dies mid-body
+// leaves the client a response it can tell is cut (never a complete
+// one), and the next client a fresh connection.
+func TestAttackLaneUpstreamErrorMidBody(t *testing.T) {
+	e := newEnv(t)
+	addr := strings.TrimPrefix(e.proxy.URL, "http://")
+	for _, head := range []string{
+		"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4000\r\n",
+	} {
+		up := hostileUpstream(t, func(_ int, c net.Conn, br *bufio.Reader) {
+			for range 10 {
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					return
+				}
+				if req.URL.Path == "/cut" {
+					_, _ = io.WriteString(c, head+strings.Repeat("x", 5000))
+					return
+				}
+				if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfresh"); err != nil {
+					return
+				}
+			}
+		})
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(c, "GET http://%s/cut HTTP/1.1\r\nHost: %s\r\nProxy-Authorization: Bearer %s\r\n\r\n", up, up, e.key)
+		res, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err == nil {
+			_, err = io.ReadAll(res.Body)
+		}
+		c.Close()
+		if err == nil {
+			t.Fatalf("%q: a cut body reached the client as a complete response", head)
+		}
+		if status, body := proxyGet(t, addr, e.key, "http://"+up+"/next", "GET"); body != "fresh" {
+			t.Fatalf("%q: the next request got %q %q", head, status, body)
 		}
 	}
 }
