@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"rotor.sh/rotor/internal/leakcheck"
 	"rotor.sh/rotor/proxy"
 )
 
@@ -439,4 +441,59 @@ func TestAttackLaneUpstreamErrorMidBody(t *testing.T) {
 			t.Fatalf("%q: the next request got %q %q", head, status, body)
 		}
 	}
+}
+
+// TestAttackLaneMalformedEchoNotInError: an upstream that puts what it
+// received (a resolved value) into a malformed response head must not
+// get the value shown to the client in the proxy's error, whose message
+// quotes the bad line (Go's parser does: malformed HTTP status code "…").
+// The worker would read the plaintext the scrubber keeps from it.
+func TestAttackLaneMalformedEchoNotInError(t *testing.T) {
+	e := newEnv(t)
+	e.secret("TOKEN", tokenValue)
+	e.secret("HOSTILE", hostileValue)
+	addrs := engineProxies(t, e)
+	shapes := map[string]func(v string) string{
+		"status code": func(v string) string { return "HTTP/1.1 " + v + "\r\n\r\n" },
+		"status line": func(v string) string { return v + " 200 OK\r\n\r\n" },
+		"header line": func(v string) string { return "HTTP/1.1 200 OK\r\n" + v + "\r\n\r\n" },
+		"content-length": func(v string) string {
+			return "HTTP/1.1 200 OK\r\nContent-Length: " + v + "\r\n\r\n"
+		},
+		"content coding": func(v string) string {
+			return "HTTP/1.1 200 OK\r\nContent-Encoding: " + v + "\r\nContent-Length: 2\r\n\r\nxx"
+		},
+		"chunk size": func(v string) string {
+			return "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + v + "\r\nxx\r\n0\r\n\r\n"
+		},
+	}
+	for name, shape := range shapes {
+		up := hostileUpstream(t, func(_ int, c net.Conn, br *bufio.Reader) {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			_, _ = io.WriteString(c, shape(req.Header.Get("X-Key")))
+		})
+		for _, engine := range []string{proxy.EngineStd, proxy.EngineLane} {
+			for _, ref := range []string{"TOKEN", "HOSTILE"} {
+				c, err := net.Dial("tcp", addrs[engine])
+				if err != nil {
+					t.Fatal(err)
+				}
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				fmt.Fprintf(c, "GET http://%s/echo HTTP/1.1\r\nHost: %s\r\nProxy-Authorization: Bearer %s\r\nX-Key: ${{ secrets.%s }}\r\nConnection: close\r\n\r\n", up, up, e.key, ref)
+				b, _ := io.ReadAll(c)
+				c.Close()
+				where := name + ", " + engine + ", " + ref
+				leakcheck.Scan(t, tokenValue, map[string][]byte{where: b})
+				leakcheck.Scan(t, hostileValue, map[string][]byte{where: b})
+				if !bytes.Contains(b, []byte(" 502 ")) && !bytes.HasPrefix(b, []byte("HTTP/1.1 200 ")) {
+					t.Errorf("%s: %q", where, b)
+				}
+			}
+		}
+	}
+	leakcheck.Scan(t, tokenValue, map[string][]byte{"logs": []byte(e.logs.String())})
+	leakcheck.Scan(t, hostileValue, map[string][]byte{"logs": []byte(e.logs.String())})
 }
