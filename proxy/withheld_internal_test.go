@@ -9,10 +9,10 @@ import (
 func TestRedactQuoted(t *testing.T) {
 	for in, want := range map[string]string{
 		`malformed HTTP status code "tok_live_5f3a9c2e"`: `malformed HTTP status code "…"`,
-		`a "x\"y" b "z" c`:                                `a "…" b "…" c`,
-		`no quotes`:                                       `no quotes`,
-		`cut "abc`:                                        `cut "…"`,
-		``:                                                ``,
+		`a "x\"y" b "z" c`: `a "…" b "…" c`,
+		`no quotes`:        `no quotes`,
+		`cut "abc`:         `cut "…"`,
+		``:                 ``,
 	} {
 		if got := redactQuoted(in); got != want {
 			t.Errorf("redactQuoted(%q) = %q, want %q", in, got, want)
