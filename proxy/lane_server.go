@@ -220,7 +220,7 @@ type laneConn struct {
 	// busy is a request body another goroutine may still be reading from
 	// br (a streamed body the transport sends): the connection's last
 	// request, which did not finish. br is not reset and pooled before
-	// that read ends (stopBody).
+	// that read ends (laneBody.stop).
 	busy *laneBody
 }
 
