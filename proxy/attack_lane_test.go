@@ -204,6 +204,11 @@ func firstLine(b []byte) string {
 // connection to use while the old read was still writing into it (a data
 // race on a reader another client's bytes go through; -race sees it).
 func TestAttackLaneStreamedBodyReaderReuse(t *testing.T) {
+	if testEngine() != proxy.EngineLane {
+		// net/http's server relays nothing until the client sent the
+		// whole body (it is not full duplex): the lane's pool alone.
+		t.Skip("the lane's reader pool")
+	}
 	e := newEnv(t)
 	up := hostileUpstream(t, func(_ int, c net.Conn, br *bufio.Reader) {
 		req, err := http.ReadRequest(br)
@@ -400,7 +405,9 @@ func TestAttackLaneUpstreamStraysNotReused(t *testing.T) {
 
 // TestAttackLaneUpstreamErrorMidBody: an upstream that dies mid-body
 // leaves the client a response it can tell is cut (never a complete
-// one), and the next client a fresh connection.
+// one), and the next client a fresh connection. On std (make test runs
+// the suite on both) relay ended a chunked response cleanly after the
+// upstream failed: the client took a cut body for the whole one.
 func TestAttackLaneUpstreamErrorMidBody(t *testing.T) {
 	e := newEnv(t)
 	addr := strings.TrimPrefix(e.proxy.URL, "http://")
@@ -488,7 +495,9 @@ func TestAttackLaneMalformedEchoNotInError(t *testing.T) {
 				where := name + ", " + engine + ", " + ref
 				leakcheck.Scan(t, tokenValue, map[string][]byte{where: b})
 				leakcheck.Scan(t, hostileValue, map[string][]byte{where: b})
-				if !bytes.Contains(b, []byte(" 502 ")) && !bytes.HasPrefix(b, []byte("HTTP/1.1 200 ")) {
+				// 502, or a 200 cut mid-body (a bad chunk size), or on std
+				// nothing at all (aborted before the head was written).
+				if len(b) > 0 && !bytes.Contains(b, []byte(" 502 ")) && !bytes.HasPrefix(b, []byte("HTTP/1.1 200 ")) {
 					t.Errorf("%s: %q", where, b)
 				}
 			}
