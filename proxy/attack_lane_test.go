@@ -506,3 +506,30 @@ func TestAttackLaneMalformedEchoNotInError(t *testing.T) {
 	leakcheck.Scan(t, tokenValue, map[string][]byte{"logs": []byte(e.logs.String())})
 	leakcheck.Scan(t, hostileValue, map[string][]byte{"logs": []byte(e.logs.String())})
 }
+
+// TestAttackLaneUnreadBodyNotARequest: a request refused before its body
+// is read (no proxy key) whose body is itself a valid, authenticated
+// request: the body must never be taken for the next request on the
+// connection. Guard: serve closes a connection whose last body was not
+// read to its end (the test fails when it does not).
+func TestAttackLaneUnreadBodyNotARequest(t *testing.T) {
+	e := newEnv(t)
+	up := newUpstream(t, false)
+	host := up.Listener.Addr().String()
+	addrs := engineProxies(t, e)
+	inner := "GET http://" + host + "/smuggled HTTP/1.1\r\nHost: " + host + "\r\nProxy-Authorization: Bearer " + e.key + "\r\n\r\n"
+	raw := "POST http://" + host + "/outer HTTP/1.1\r\nHost: " + host + "\r\nContent-Length: " + fmt.Sprint(len(inner)) + "\r\n\r\n" + inner
+	for _, engine := range []string{proxy.EngineStd, proxy.EngineLane} {
+		got := rawExchange(t, addrs[engine], raw)
+		if len(got) == 0 || !strings.HasPrefix(got[0], "407 ") {
+			t.Fatalf("%s: %q", engine, got)
+		}
+		up.mu.Lock()
+		for _, s := range up.reqs {
+			if s.Path == "/smuggled" {
+				t.Errorf("%s: a request body reached the upstream as a request", engine)
+			}
+		}
+		up.mu.Unlock()
+	}
+}
