@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
+	"strings"
 
 	"rotor.sh/rotor/storage"
 	"rotor.sh/rotor/template"
@@ -63,6 +65,9 @@ var (
 	// errLaneRetry: a reused upstream connection failed before any byte of
 	// the response came (the peer had closed it); see laneClient.RoundTrip.
 	errLaneRetry = errors.New("reused upstream connection closed by the peer")
+	// errLaneHeadTooLarge: an upstream response head passed
+	// laneMaxResponseHead; the connection is closed, the request fails.
+	errLaneHeadTooLarge = errors.New("upstream response head too large")
 	// errLaneBody: the request body failed while the lane client sent it.
 	errLaneBody = errors.New("request body failed")
 )
@@ -123,3 +128,57 @@ var (
 	// longest name DNS allows.
 	ErrHostTooLong = errors.New("destination host longer than 253 characters")
 )
+
+// withheldError is an error whose message had the upstream's bytes taken
+// out (reqState.withheld); errors.Is and classify see the original.
+type withheldError struct {
+	msg string
+	err error
+}
+
+func (e *withheldError) Error() string { return e.msg }
+func (e *withheldError) Unwrap() error { return e.err }
+
+// withheld is err as the client's answer and the log line may show it once
+// the request carried resolved values. Go's parsers quote what they could
+// not read (a malformed status line or header, a bad Content-Length, an
+// unknown content coding), and those bytes are the upstream's: one that
+// puts a value it received there would otherwise have the proxy show it
+// to the worker the scrubber keeps it from. Quoted strings become "…",
+// and any value left in clear becomes [redacted].
+func (st *reqState) withheld(err error) error {
+	st.mu.Lock()
+	rs := st.resolved[:len(st.resolved):len(st.resolved)]
+	st.mu.Unlock()
+	if len(rs) == 0 || err == nil {
+		return err
+	}
+	msg := redactQuoted(err.Error())
+	for _, r := range rs {
+		if v := r.value.Bytes(); len(v) > 0 {
+			msg = strings.ReplaceAll(msg, string(v), "[redacted]")
+		}
+	}
+	return &withheldError{msg: msg, err: err}
+}
+
+// redactQuoted replaces each Go-quoted string in msg (as %q writes one)
+// with "…"; an unterminated one ends the message.
+func redactQuoted(msg string) string {
+	var b strings.Builder
+	for i := 0; i < len(msg); {
+		j := strings.IndexByte(msg[i:], '"')
+		if j < 0 {
+			b.WriteString(msg[i:])
+			break
+		}
+		b.WriteString(msg[i : i+j])
+		b.WriteString(`"…"`)
+		q, err := strconv.QuotedPrefix(msg[i+j:])
+		if err != nil {
+			break
+		}
+		i += j + len(q)
+	}
+	return b.String()
+}

@@ -48,11 +48,19 @@ const (
 	laneMax1xx         = 5
 	laneUpReadBuf      = 4 << 10
 	laneUpWriteBuf     = 4 << 10
+	// laneMaxResponseHead bounds an upstream response head (each 1xx
+	// and the final one), as http.Transport's MaxResponseHeaderBytes
+	// default does: http.ReadResponse alone reads a head of any size, so
+	// one hostile upstream could fill the proxy's memory.
+	laneMaxResponseHead = 10 << 20
 )
 
 // upConn is one upstream connection.
 type upConn struct {
-	c      net.Conn
+	c net.Conn
+	// lim is what br reads c through: bounded while a response head is
+	// read (laneMaxResponseHead), unbounded for bodies.
+	lim    limitedConn
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	key    string
@@ -177,8 +185,17 @@ func (lc *laneClient) roundTrip(uc *upConn, r *http.Request) (resp *http.Respons
 			return nil, err // ended before the deadline above replaced its own
 		}
 	}
+	defer uc.lim.unbound()
 	for range laneMax1xx + 1 {
+		uc.lim.bound(laneMaxResponseHead)
 		resp, err = http.ReadResponse(uc.br, r)
+		if uc.lim.exhausted() {
+			// Whatever ReadResponse made of a cut head, it is refused.
+			if resp != nil {
+				_ = resp.Body.Close()
+			}
+			return nil, fmt.Errorf("%w: more than %d bytes", errLaneHeadTooLarge, laneMaxResponseHead)
+		}
 		if err != nil {
 			if uc.reused && isPeerClosed(err) {
 				return nil, fmt.Errorf("%w: %v", errLaneRetry, err)
@@ -394,11 +411,40 @@ func (lc *laneClient) get(ctx context.Context, key, addr string, useTLS bool, se
 		}
 		c = tc
 	}
-	return &upConn{
-		c: c, key: key,
-		br: bufio.NewReaderSize(c, laneUpReadBuf),
-		bw: bufio.NewWriterSize(c, laneUpWriteBuf),
-	}, nil
+	uc := &upConn{c: c, key: key, bw: bufio.NewWriterSize(c, laneUpWriteBuf)}
+	uc.lim = limitedConn{c: c, n: -1}
+	uc.br = bufio.NewReaderSize(&uc.lim, laneUpReadBuf)
+	return uc, nil
+}
+
+// limitedConn reads c, at most n bytes while n >= 0 (then it fails with
+// errLaneHeadTooLarge).
+type limitedConn struct {
+	c   net.Conn
+	n   int64
+	hit bool
+}
+
+func (l *limitedConn) bound(n int64) { l.n, l.hit = n, false }
+func (l *limitedConn) unbound()      { l.n = -1 }
+func (l *limitedConn) exhausted() bool {
+	return l.hit
+}
+
+func (l *limitedConn) Read(p []byte) (int, error) {
+	if l.n < 0 {
+		return l.c.Read(p)
+	}
+	if l.n == 0 {
+		l.hit = true
+		return 0, errLaneHeadTooLarge
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.c.Read(p)
+	l.n -= int64(n)
+	return n, err
 }
 
 func (lc *laneClient) popIdle(key string) *upConn {

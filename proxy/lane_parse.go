@@ -434,6 +434,16 @@ func (b *laneBody) finish() bool {
 	return b.done
 }
 
+// stop closes the body for good once a read in progress has ended (the
+// connection under it is closed first, so that read returns): after it,
+// nothing reads the connection's reader, which may then go back to the
+// pool for another connection.
+func (b *laneBody) stop() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+}
+
 // attachBody gives the request its body reader over br: lb, which may be
 // nil for a request with no body.
 func (hd *laneHead) attachBody(br *bufio.Reader, lb *laneBody) {

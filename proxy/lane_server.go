@@ -217,6 +217,11 @@ type laneConn struct {
 	// lastPOST: net/http skips a CRLF some old clients send after a POST
 	// body; the lane does too, so the next request parses the same.
 	lastPOST bool
+	// busy is a request body another goroutine may still be reading from
+	// br (a streamed body the transport sends): the connection's last
+	// request, which did not finish. br is not reset and pooled before
+	// that read ends (laneBody.stop).
+	busy *laneBody
 }
 
 var (
@@ -230,6 +235,10 @@ func (lc *laneConn) serve() {
 		if !lc.handedOver {
 			lc.c.Close()
 		}
+		if lc.busy != nil {
+			// The connection is closed: a read in progress ends now.
+			lc.busy.stop()
+		}
 		lc.release()
 		lc.s.forget(lc)
 	}()
@@ -242,12 +251,21 @@ func (lc *laneConn) serve() {
 	lc.head = (*hp)[:0]
 	lc.remote = lc.c.RemoteAddr().String()
 	std := lc.s.std
+	// As net/http: the first request's head is due within the read-header
+	// timeout from the accept (a silent connection is not held for the
+	// idle timeout); the idle timeout is the wait between requests, and
+	// the read-header timeout runs again from a later request's first byte.
+	first := true
 	for {
 		if lc.br.Buffered() == 0 {
 			if !lc.s.setIdle(lc, true) {
 				return
 			}
-			if d := idleTimeout(std); d > 0 {
+			d := idleTimeout(std)
+			if first {
+				d = headerTimeout(std)
+			}
+			if d > 0 {
 				_ = lc.c.SetReadDeadline(time.Now().Add(d))
 			}
 			if _, err := lc.br.Peek(1); err != nil {
@@ -257,9 +275,10 @@ func (lc *laneConn) serve() {
 		if !lc.s.setIdle(lc, false) {
 			return
 		}
-		if d := std.ReadHeaderTimeout; d > 0 {
+		if d := headerTimeout(std); d > 0 && !first {
 			_ = lc.c.SetReadDeadline(time.Now().Add(d))
 		}
+		first = false
 		if lc.lastPOST {
 			if peek, _ := lc.br.Peek(4); len(peek) > 0 {
 				n := 0
@@ -288,6 +307,13 @@ func (lc *laneConn) serve() {
 			if len(raw) == 0 {
 				return // closed or timed out between requests
 			}
+			if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+				// The head outlived the read-header timeout: net/http
+				// closes without an answer, and so does the lane. Handed
+				// over, the bytes would start net/http's own timeout
+				// again (a slowloris twice as long, then served).
+				return
+			}
 			lc.handedOver = lc.handoff(raw)
 			return
 		}
@@ -313,11 +339,21 @@ func (lc *laneConn) serve() {
 		keep = lc.writeResponse(r, resp, keep) && keep
 		if body != nil && !body.finish() {
 			keep = false // the rest of an unread body is not the next request
+			lc.busy = body
 		}
 		if err := lc.bw.Flush(); err != nil || !keep {
 			return
 		}
 	}
+}
+
+// headerTimeout is how long a request head may take, as net/http has it:
+// ReadHeaderTimeout, else ReadTimeout.
+func headerTimeout(s *http.Server) time.Duration {
+	if s.ReadHeaderTimeout > 0 {
+		return s.ReadHeaderTimeout
+	}
+	return s.ReadTimeout
 }
 
 func idleTimeout(s *http.Server) time.Duration {

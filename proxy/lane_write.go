@@ -144,11 +144,54 @@ func (lc *laneConn) writeResponse(r *http.Request, resp *http.Response, keep boo
 		// client must never take the rest of a short body for the next
 		// response.
 		bp := laneCopyBufs.Get().(*[]byte)
-		n, err := io.CopyBuffer(writerOnly{bw}, io.LimitReader(resp.Body, resp.ContentLength), *bp)
-		laneCopyBufs.Put(bp)
-		return err == nil && n == resp.ContentLength
+		defer laneCopyBufs.Put(bp)
+		buf := *bp
+		src := io.LimitedReader{R: resp.Body, N: resp.ContentLength}
+		var drip dripFlush
+		for {
+			n, err := src.Read(buf)
+			if n > 0 {
+				if _, werr := bw.Write(buf[:n]); werr != nil {
+					return false
+				}
+			}
+			if err == io.EOF {
+				return src.N == 0
+			}
+			if err != nil || !drip.tick(bw) {
+				return false
+			}
+		}
 	}
 	return lc.writeChunked(resp)
+}
+
+// laneDripFlush: a response body that keeps coming slowly is flushed to
+// the client at least this often. The lane does not read the client's
+// connection while it relays (net/http's server does, and ends the
+// request when the client hangs up); a write is how it learns that the
+// client left, and its write buffer would otherwise put that write off
+// for 4 KiB of body, which an upstream dripping a byte at a time spreads
+// over as long as it likes (holding the connection to it, a goroutine and
+// buffers for a client that is gone).
+const laneDripFlush = time.Second
+
+// dripFlush flushes a relay's writer when laneDripFlush passed since it
+// started or last flushed, and reports whether the client still takes
+// bytes.
+type dripFlush struct{ last time.Time }
+
+func (d *dripFlush) tick(bw *bufio.Writer) bool {
+	now := time.Now()
+	if d.last.IsZero() {
+		d.last = now
+		return true
+	}
+	if now.Sub(d.last) < laneDripFlush {
+		return true
+	}
+	d.last = now
+	return bw.Flush() == nil
 }
 
 // writeChunked relays the body chunked, then the trailers (after Close,
@@ -160,6 +203,7 @@ func (lc *laneConn) writeChunked(resp *http.Response) bool {
 	defer laneCopyBufs.Put(bp)
 	buf := *bp
 	var num [16]byte
+	var drip dripFlush
 	for {
 		n, err := resp.Body.Read(buf)
 		if n > 0 {
@@ -181,6 +225,9 @@ func (lc *laneConn) writeChunked(resp *http.Response) bool {
 		if err != nil {
 			// The upstream body failed: no last chunk, so the client sees
 			// a truncated response, never a complete one.
+			return false
+		}
+		if !flush && !drip.tick(bw) {
 			return false
 		}
 	}

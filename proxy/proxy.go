@@ -613,7 +613,7 @@ func (p *Proxy) handle(r *http.Request, s *session) (*http.Request, *http.Respon
 			}
 		}
 		entry.outcome = OutcomeFailed
-		return r, p.refuse(r, entry, err)
+		return r, p.refuse(r, entry, st.withheld(err))
 	}
 	p.m.conns.trips.Add(1)
 	names := st.secretNames()
@@ -650,7 +650,7 @@ func (p *Proxy) handle(r *http.Request, s *session) (*http.Request, *http.Respon
 		if err != nil {
 			resp.Body.Close()
 			entry.outcome = OutcomeFailed
-			return r, p.refuse(r, entry, err)
+			return r, p.refuse(r, entry, st.withheld(err))
 		}
 		if sc != nil {
 			entry.scrubbed = st.scrubResponse(resp, sc)

@@ -32,7 +32,16 @@ func relay(w http.ResponseWriter, resp *http.Response) {
 	if strings.HasPrefix(h.Get("Content-Type"), "text/event-stream") || strings.Contains(h.Get("Transfer-Encoding"), "chunked") {
 		dst = flushWriter{w}
 	}
-	_, _ = io.Copy(dst, resp.Body)
+	if _, err := io.Copy(dst, resp.Body); err != nil {
+		// The upstream body failed mid-way (or a late value could not be
+		// scrubbed, or the client left): abort, so the client sees the
+		// response cut (no last chunk, or a short body and a close),
+		// never complete, as the lane does. Returning would have net/http
+		// end a chunked response cleanly. ErrAbortHandler is net/http's
+		// way to do that, without a stack in the log.
+		_ = resp.Body.Close()
+		panic(http.ErrAbortHandler)
+	}
 	// Closing ends the body's summary line and cleans the trailers
 	// (loggedBody.Close), before they are relayed.
 	_ = resp.Body.Close()
