@@ -344,7 +344,10 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 		return err
 	}
 	servers = append(servers, &namedServer{name: "ops", addr: cfg.OpsAddr, handler: ops})
-	return runServers(ctx, log, cfg.ShutdownTimeout, servers, tasks...)
+	// Start-up lines are out before the first request can be answered (the
+	// log's buffer would hold them for up to its interval).
+	started := func() { _ = bw.Flush() }
+	return runServers(ctx, log, cfg.ShutdownTimeout, servers, started, tasks...)
 }
 
 // auditAnchorFile, in the data dir, keeps the newest audit seal outside
@@ -434,9 +437,10 @@ func isLoopbackAddr(addr string) bool {
 // before anything serves), serves until ctx ends or one server fails, then
 // shuts all down gracefully, draining in-flight requests.
 //
+// started, if set, runs once every listener is open, before any serves.
 // tasks run beside the servers until ctx ends (the dispatcher); shutdown
 // waits for them too.
-func runServers(ctx context.Context, log *slog.Logger, drain time.Duration, servers []*namedServer, tasks ...func(context.Context) error) error {
+func runServers(ctx context.Context, log *slog.Logger, drain time.Duration, servers []*namedServer, started func(), tasks ...func(context.Context) error) error {
 	var lns []net.Listener
 	defer func() {
 		for _, ln := range lns {
@@ -466,9 +470,14 @@ func runServers(ctx context.Context, log *slog.Logger, drain time.Duration, serv
 			s.srv = s.lane(hs)
 		}
 	}
-	errc := make(chan error, len(servers))
 	for i, s := range servers {
 		log.Info(s.name+" listening", "addr", lns[i].Addr().String())
+	}
+	if started != nil {
+		started()
+	}
+	errc := make(chan error, len(servers))
+	for i, s := range servers {
 		go func() {
 			if err := s.srv.Serve(lns[i]); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("%s server: %w", s.name, err)
