@@ -1,0 +1,109 @@
+package storagetest
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"testing"
+
+	"rotor.sh/rotor/storage"
+)
+
+// testAuditRetry: RetryAppendAudit of a batch whose AppendAudit committed
+// (its reply lost) writes each row once: the rows already stored are
+// skipped even with rows of another writer after them, a retry that
+// carries new rows after the stored ones appends only those, and rows
+// never stored (or without a nonce) are appended as AppendAudit would.
+func testAuditRetry(t *testing.T, s storage.Store) {
+	for _, ws := range []string{"ws_a", "ws_b", "ws_c"} {
+		mkWorkspace(t, s, ws)
+	}
+	nonce := byte(0)
+	signed := func(ws, res string) storage.AuditEvent {
+		nonce++
+		e := ev(ws, "secret.accessed", res)
+		e.Nonce = bytes.Repeat([]byte{nonce}, 16)
+		e.MAC = bytes.Repeat([]byte{^nonce}, 32)
+		return e
+	}
+	names := func(ws string) []string {
+		t.Helper()
+		evs, err := s.ListAuditAsc(ctx(), storage.AuditRange{WorkspaceID: ws, Limit: 100})
+		must(t, err)
+		var out []string
+		for i, e := range evs {
+			// The chain runs through every row: nothing skipped broke it.
+			if i > 0 && !bytes.Equal(storage.NextChain(evs[i-1].Chain, e), e.Chain) {
+				t.Fatalf("%s: row %d does not chain onto row %d", ws, e.ID, evs[i-1].ID)
+			}
+			out = append(out, e.ResourceID)
+		}
+		return out
+	}
+	wantRows := func(ws string, want ...string) {
+		t.Helper()
+		if got := names(ws); !slices.Equal(got, want) {
+			t.Fatalf("%s rows %v, want %v", ws, got, want)
+		}
+	}
+	batch := []storage.AuditEvent{signed("ws_a", "a1"), signed("ws_b", "b1"), signed("ws_a", "a2"), signed("ws_a", "a3"), signed("ws_b", "b2")}
+	appendAudit(t, s, slices.Clone(batch))
+	// Another node appends to ws_a before the retry lands.
+	appendAudit(t, s, []storage.AuditEvent{signed("ws_a", "other")})
+	heads := map[string]storage.AuditHead{}
+	for _, ws := range []string{"ws_a", "ws_b"} {
+		h, err := s.GetAuditHead(ctx(), ws)
+		must(t, err)
+		heads[ws] = h
+	}
+
+	// The retry of the committed batch writes nothing and reports nothing.
+	got, err := s.RetryAppendAudit(ctx(), slices.Clone(batch))
+	must(t, err)
+	if len(got) != 0 {
+		t.Fatalf("retry of a stored batch reported %+v", got)
+	}
+	wantRows("ws_a", "a1", "a2", "a3", "other")
+	wantRows("ws_b", "b1", "b2")
+	for ws, h := range heads {
+		now, err := s.GetAuditHead(ctx(), ws)
+		must(t, err)
+		if now.LastID != h.LastID || !bytes.Equal(now.Chain, h.Chain) {
+			t.Fatalf("%s: head moved from %d to %d on a retry that wrote nothing", ws, h.LastID, now.LastID)
+		}
+	}
+
+	// A retry carrying rows queued since: only those are appended, and
+	// reported from the head they were chained onto.
+	more := append(slices.Clone(batch), signed("ws_a", "a4"), signed("ws_c", "c1"))
+	got, err = s.RetryAppendAudit(ctx(), more)
+	must(t, err)
+	if len(got) != 2 {
+		t.Fatalf("retry with new rows reported %+v, want ws_a and ws_c", got)
+	}
+	for _, a := range got {
+		now, err := s.GetAuditHead(ctx(), a.WorkspaceID)
+		must(t, err)
+		want := storage.AuditAppended{WorkspaceID: a.WorkspaceID, Prev: heads[a.WorkspaceID], Head: now, Rows: 1}
+		if fmt.Sprint(a) != fmt.Sprint(want) {
+			t.Fatalf("retry reported %+v, want %+v", a, want)
+		}
+	}
+	wantRows("ws_a", "a1", "a2", "a3", "other", "a4")
+	wantRows("ws_b", "b1", "b2")
+	wantRows("ws_c", "c1")
+
+	// Rows never stored are appended in full; so are rows without a nonce
+	// (nothing identifies them as stored).
+	got, err = s.RetryAppendAudit(ctx(), []storage.AuditEvent{signed("ws_b", "b3"), ev("ws_b", "secret.accessed", "plain")})
+	must(t, err)
+	if len(got) != 1 || got[0].Rows != 2 {
+		t.Fatalf("retry of unstored rows reported %+v", got)
+	}
+	got, err = s.RetryAppendAudit(ctx(), []storage.AuditEvent{ev("ws_b", "secret.accessed", "plain")})
+	must(t, err)
+	if len(got) != 1 || got[0].Rows != 1 {
+		t.Fatalf("retry of a row without a nonce reported %+v", got)
+	}
+	wantRows("ws_b", "b1", "b2", "b3", "plain", "plain")
+}
