@@ -14,15 +14,21 @@ import "bytes"
 // from scanning the whole trail.
 const AuditRetryWindow = 100_000
 
+// StoredRow is what RetriedRows compares of a stored row.
+type StoredRow struct{ Nonce, MAC []byte }
+
 // RetriedRows is how many of evs' leading rows are already stored, given
-// stored: the nonces of the workspace's stored rows from the one whose
-// nonce equals evs[0]'s on, in id order (empty when none has it). Rows are
-// matched by their host-chosen 16-byte random nonces, one by one, so a
-// stored prefix of evs is recognised whatever was appended after it. A row
-// without a nonce (written without row MACs) is never taken as stored.
-func RetriedRows(stored [][]byte, evs []AuditEvent) int {
+// stored: the workspace's stored rows from the one whose nonce equals
+// evs[0]'s on, in id order (empty when none has it). Rows match by nonce
+// and MAC, one by one, so a stored prefix of evs is recognised whatever
+// was appended after it, and a row planted with a predicted nonce (the
+// nonce is an instance's random prefix and a counter) does not match: its
+// MAC needs the host's key. A row without a nonce (written without row
+// MACs) is never taken as stored.
+func RetriedRows(stored []StoredRow, evs []AuditEvent) int {
 	n := 0
-	for n < len(evs) && n < len(stored) && len(evs[n].Nonce) > 0 && bytes.Equal(stored[n], evs[n].Nonce) {
+	for n < len(evs) && n < len(stored) && len(evs[n].Nonce) > 0 &&
+		bytes.Equal(stored[n].Nonce, evs[n].Nonce) && bytes.Equal(stored[n].MAC, evs[n].MAC) {
 		n++
 	}
 	return n

@@ -3405,7 +3405,8 @@ type AppendAuditRequest struct {
 	// transaction, a workspace's leading events already stored are not
 	// appended again: they are found by their nonces among the workspace's
 	// newest 100,000 rows (storage.AuditRetryWindow), the first event's nonce
-	// locating them and each following event's nonce matching the next row.
+	// locating them, and each event matching the next stored row by nonce and
+	// MAC (storage.RetriedRows).
 	// A workspace left with nothing to append gets no AuditAppended entry.
 	// False (older hosts): append everything.
 	Retry         bool `protobuf:"varint,2,opt,name=retry,proto3" json:"retry,omitempty"`

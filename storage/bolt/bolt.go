@@ -322,7 +322,7 @@ func (s *Store) appendAuditHeads(tx *bbolt.Tx, events []storage.AuditEvent, retr
 // retriedRows is how many of evs' leading rows the workspace bucket b
 // already holds: it walks back over at most storage.AuditRetryWindow of
 // the newest rows for evs[0]'s nonce, then matches the rows from there on
-// (storage.RetriedRows).
+// by nonce and MAC (storage.RetriedRows).
 func retriedRows(b *bbolt.Bucket, evs []*storage.AuditEvent) (int, error) {
 	if len(evs[0].Nonce) == 0 {
 		return 0, nil
@@ -331,7 +331,7 @@ func retriedRows(b *bbolt.Bucket, evs []*storage.AuditEvent) (int, error) {
 	for i, ev := range evs {
 		want[i] = *ev
 	}
-	var newest [][]byte // nonces, newest first
+	var newest []storage.StoredRow // newest first
 	c := b.Cursor()
 	for k, v := c.Last(); k != nil && len(newest) < storage.AuditRetryWindow; k, v = c.Prev() {
 		seg, err := decodeSegment(v, 0)
@@ -339,7 +339,7 @@ func retriedRows(b *bbolt.Bucket, evs []*storage.AuditEvent) (int, error) {
 			return 0, err
 		}
 		for i := len(seg) - 1; i >= 0; i-- {
-			newest = append(newest, seg[i].Nonce)
+			newest = append(newest, storage.StoredRow{Nonce: seg[i].Nonce, MAC: seg[i].MAC})
 			if bytes.Equal(seg[i].Nonce, evs[0].Nonce) {
 				stored := slices.Clone(newest)
 				slices.Reverse(stored)

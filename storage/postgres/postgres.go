@@ -304,27 +304,27 @@ func appendAuditWorkspace(ctx context.Context, q querier, ws string, evs []stora
 // holds: evs[0]'s nonce is looked for among its newest
 // storage.AuditRetryWindow rows (the (workspace_id, id) index, no nonce
 // index to keep every append's cost), and the rows from there on are
-// matched (storage.RetriedRows).
+// matched by nonce and MAC (storage.RetriedRows).
 func retriedRows(ctx context.Context, q querier, ws string, evs []storage.AuditEvent) (int, error) {
 	if len(evs[0].Nonce) == 0 {
 		return 0, nil
 	}
 	rows, err := q.Query(ctx, `WITH w AS (
-		SELECT id, row_nonce FROM audit_event WHERE workspace_id=$1 ORDER BY id DESC LIMIT $2),
+		SELECT id, row_nonce, row_mac FROM audit_event WHERE workspace_id=$1 ORDER BY id DESC LIMIT $2),
 	f AS (SELECT min(id) AS id FROM w WHERE row_nonce=$3)
-	SELECT w.row_nonce FROM w, f WHERE w.id >= f.id ORDER BY w.id LIMIT $4`,
+	SELECT w.row_nonce, w.row_mac FROM w, f WHERE w.id >= f.id ORDER BY w.id LIMIT $4`,
 		ws, storage.AuditRetryWindow, evs[0].Nonce, len(evs))
 	if err != nil {
 		return 0, err
 	}
-	var stored [][]byte
+	var stored []storage.StoredRow
 	for rows.Next() {
-		var nonce []byte
-		if err := rows.Scan(&nonce); err != nil {
+		var r storage.StoredRow
+		if err := rows.Scan(&r.Nonce, &r.MAC); err != nil {
 			rows.Close()
 			return 0, err
 		}
-		stored = append(stored, nonce)
+		stored = append(stored, r)
 	}
 	if err := rows.Err(); err != nil {
 		return 0, err

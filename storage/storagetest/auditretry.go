@@ -13,7 +13,8 @@ import (
 // (its reply lost) writes each row once: the rows already stored are
 // skipped even with rows of another writer after them, a retry that
 // carries new rows after the stored ones appends only those, and rows
-// never stored (or without a nonce) are appended as AppendAudit would.
+// never stored (or without a nonce, or whose nonce is stored with another
+// MAC) are appended as AppendAudit would.
 func testAuditRetry(t *testing.T, s storage.Store) {
 	for _, ws := range []string{"ws_a", "ws_b", "ws_c"} {
 		mkWorkspace(t, s, ws)
@@ -106,4 +107,17 @@ func testAuditRetry(t *testing.T, s storage.Store) {
 		t.Fatalf("retry of a row without a nonce reported %+v", got)
 	}
 	wantRows("ws_b", "b1", "b2", "b3", "plain", "plain")
+
+	// A stored row with the first row's nonce but another MAC (planted
+	// with a predicted nonce) is not the row: it is appended.
+	planted := signed("ws_c", "planted")
+	appendAudit(t, s, []storage.AuditEvent{planted})
+	genuine := planted
+	genuine.ResourceID, genuine.MAC = "genuine", bytes.Repeat([]byte{0xaa}, 32)
+	got, err = s.RetryAppendAudit(ctx(), []storage.AuditEvent{genuine})
+	must(t, err)
+	if len(got) != 1 || got[0].Rows != 1 {
+		t.Fatalf("retry over a planted nonce reported %+v", got)
+	}
+	wantRows("ws_c", "c1", "planted", "genuine")
 }
