@@ -2,9 +2,12 @@ package storagetest
 
 import (
 	"bytes"
+	"context"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"rotor.sh/rotor/storage"
 )
@@ -120,4 +123,56 @@ func testAuditRetry(t *testing.T, s storage.Store) {
 		t.Fatalf("retry over a planted nonce reported %+v", got)
 	}
 	wantRows("ws_c", "c1", "planted", "genuine")
+}
+
+// BenchRetryAppendAudit measures what a retry costs over a workspace of
+// storage.AuditRetryWindow rows, per batch of 512 signed access rows:
+// "append" is AppendAudit (the healthy path, unchanged), "retry-miss" a
+// retry whose rows were never stored (the whole window is scanned, then
+// the rows appended: a retry after a plain failure), "retry-hit" a retry
+// of a batch that was stored (its rows found near the head and skipped).
+func BenchRetryAppendAudit(b *testing.B, s storage.Store) {
+	const ws, n = "ws_0123456789abcdef", 512
+	var seq uint64
+	batch := func() []storage.AuditEvent {
+		evs := make([]storage.AuditEvent, n)
+		for i := range evs {
+			seq++
+			nonce := binary.BigEndian.AppendUint64(bytes.Repeat([]byte{7}, 8), seq)
+			evs[i] = storage.AuditEvent{OccurredAt: time.Now(), WorkspaceID: ws, ActorID: "key_0123456789abcdef",
+				EventType: "secret.accessed", ResourceType: "secret", ResourceID: "NOTIFY_TOKEN",
+				Input: []byte(`{"host":"api.example.com","request_id":"prx_0123456789abcdef"}`), Output: []byte(`{"version":3}`),
+				Nonce: nonce, MAC: bytes.Repeat(nonce[8:], 4)}
+		}
+		return evs
+	}
+	c := context.Background()
+	for range storage.AuditRetryWindow / n {
+		if _, err := s.AppendAudit(c, batch()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	run := func(name string, fn func(evs []storage.AuditEvent) ([]storage.AuditAppended, error), stored bool) {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				b.StopTimer()
+				evs := batch()
+				if stored {
+					if _, err := s.AppendAudit(c, evs); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StartTimer()
+				if _, err := fn(evs); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	app := func(evs []storage.AuditEvent) ([]storage.AuditAppended, error) { return s.AppendAudit(c, evs) }
+	retry := func(evs []storage.AuditEvent) ([]storage.AuditAppended, error) { return s.RetryAppendAudit(c, evs) }
+	run("append", app, false)
+	run("retry-miss", retry, false)
+	run("retry-hit", retry, true)
 }
