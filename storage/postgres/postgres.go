@@ -309,10 +309,14 @@ func retriedRows(ctx context.Context, q querier, ws string, evs []storage.AuditE
 	if len(evs[0].Nonce) == 0 {
 		return 0, nil
 	}
-	rows, err := q.Query(ctx, `WITH w AS (
-		SELECT id, row_nonce, row_mac FROM audit_event WHERE workspace_id=$1 ORDER BY id DESC LIMIT $2),
-	f AS (SELECT min(id) AS id FROM w WHERE row_nonce=$3)
-	SELECT w.row_nonce, w.row_mac FROM w, f WHERE w.id >= f.id ORDER BY w.id LIMIT $4`,
+	// The search walks back from the head (pipelined: the LIMIT 1 stops it
+	// at the first match), so a retry whose rows are near the head reads
+	// few rows; a miss reads the window. The found id is a scalar, so the
+	// rows from it on are an index range, not a join over the workspace.
+	rows, err := q.Query(ctx, `SELECT row_nonce, row_mac FROM audit_event WHERE workspace_id=$1 AND id >= (
+		SELECT id FROM (SELECT id, row_nonce FROM audit_event WHERE workspace_id=$1 ORDER BY id DESC LIMIT $2) w
+		WHERE row_nonce=$3 LIMIT 1)
+	ORDER BY id LIMIT $4`,
 		ws, storage.AuditRetryWindow, evs[0].Nonce, len(evs))
 	if err != nil {
 		return 0, err
