@@ -350,11 +350,21 @@ func (c *Client) ListSecretsByKEK(ctx context.Context, kekID string, limit int) 
 // MaxBatch rows is refused before it is sent (the vault's writer sends at
 // most 2,000).
 func (c *Client) AppendAudit(ctx context.Context, events []storage.AuditEvent) ([]storage.AuditAppended, error) {
+	return c.appendAudit(ctx, events, false)
+}
+
+// RetryAppendAudit is AppendAudit with the request's retry flag set: the
+// plugin skips the rows its earlier attempt already stored.
+func (c *Client) RetryAppendAudit(ctx context.Context, events []storage.AuditEvent) ([]storage.AuditAppended, error) {
+	return c.appendAudit(ctx, events, true)
+}
+
+func (c *Client) appendAudit(ctx context.Context, events []storage.AuditEvent, retry bool) ([]storage.AuditAppended, error) {
 	if err := oneCall("AppendAudit", "audit events", len(events)); err != nil {
 		return nil, err
 	}
 	r, err := call(ctx, c, "AppendAudit", func(ctx context.Context, cc *conn) (*pb.AppendAuditResponse, error) {
-		return cc.audit.AppendAudit(ctx, &pb.AppendAuditRequest{Events: eventsToPB(events)})
+		return cc.audit.AppendAudit(ctx, &pb.AppendAuditRequest{Events: eventsToPB(events), Retry: retry})
 	})
 	if err != nil {
 		return nil, err

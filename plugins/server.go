@@ -277,7 +277,11 @@ func (s *Server) AppendAudit(ctx context.Context, r *pb.AppendAuditRequest) (*pb
 		if err := checkBatch("audit batch", int64(len(r.Events))); err != nil {
 			return nil, err
 		}
-		a, err := st.AppendAudit(ctx, eventsFromPB(r.Events))
+		appendFn := st.AppendAudit
+		if r.Retry {
+			appendFn = st.RetryAppendAudit
+		}
+		a, err := appendFn(ctx, eventsFromPB(r.Events))
 		return &pb.AppendAuditResponse{Appended: appendedToPB(a)}, err
 	})
 }

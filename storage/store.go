@@ -59,6 +59,17 @@ type Store interface {
 	// returns, per workspace it touched, the chain head before and after
 	// (the vault seals from these without reading the rows back).
 	AppendAudit(ctx context.Context, events []AuditEvent) ([]AuditAppended, error)
+	// RetryAppendAudit is AppendAudit for a batch whose earlier AppendAudit
+	// failed ambiguously: that call may have committed and lost its reply
+	// (connection dropped after COMMIT, deadline fired after the backend
+	// wrote). In the same transaction, each workspace's leading rows that are
+	// already stored (see RetriedRows) are not appended again, so the retry
+	// never writes a row twice; the rest are appended as AppendAudit would.
+	// A workspace whose rows were all there already gets no AuditAppended
+	// entry (its earlier heads were lost with the reply; the vault's sealer
+	// then walks those rows), one whose rows were partly there gets an entry
+	// for the rows appended now.
+	RetryAppendAudit(ctx context.Context, events []AuditEvent) ([]AuditAppended, error)
 	// ListAudit returns a workspace's events newest first.
 	ListAudit(ctx context.Context, q AuditQuery) (AuditPage, error)
 	// ListAuditAsc returns up to limit events with ID > afterID, oldest first

@@ -117,6 +117,7 @@ func (r *accessRecord) event() storage.AuditEvent {
 // auditAppender is what the writer needs of the store.
 type auditAppender interface {
 	AppendAudit(ctx context.Context, events []storage.AuditEvent) ([]storage.AuditAppended, error)
+	RetryAppendAudit(ctx context.Context, events []storage.AuditEvent) ([]storage.AuditAppended, error)
 }
 
 // auditWriter batches access events into few storage transactions. Its one
@@ -302,7 +303,16 @@ func (a *auditWriter) run() {
 		start := time.Now()
 		// Not the caller's context: a row accepted is written even while
 		// shutting down.
-		heads, err := a.store.AppendAudit(ctx, pending[:n])
+		appendFn := a.store.AppendAudit
+		if retry > 0 {
+			// The last write failed, and pending still starts with its
+			// rows: it may have committed and lost its reply (connection
+			// dropped after COMMIT, our deadline fired after the backend
+			// wrote), so the store skips the rows already there instead
+			// of writing them twice.
+			appendFn = a.store.RetryAppendAudit
+		}
+		heads, err := appendFn(ctx, pending[:n])
 		cancel()
 		a.metrics.auditFlushSeconds.Observe(time.Since(start).Seconds())
 		if err != nil {

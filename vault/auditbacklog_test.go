@@ -23,6 +23,11 @@ type outageStore struct {
 	down    atomic.Bool
 	hang    atomic.Bool
 	appends atomic.Int64
+	// lostReplies: that many of the next appends commit and then fail
+	// (the reply lost after COMMIT: an ambiguous failure).
+	lostReplies atomic.Int64
+	// retries counts RetryAppendAudit calls.
+	retries atomic.Int64
 	// release ends hung calls (closed by unhang).
 	release chan struct{}
 }
@@ -33,6 +38,15 @@ func (s *outageStore) unhang() {
 }
 
 func (s *outageStore) AppendAudit(ctx context.Context, evs []storage.AuditEvent) ([]storage.AuditAppended, error) {
+	return s.append(ctx, evs, s.Store.AppendAudit)
+}
+
+func (s *outageStore) RetryAppendAudit(ctx context.Context, evs []storage.AuditEvent) ([]storage.AuditAppended, error) {
+	s.retries.Add(1)
+	return s.append(ctx, evs, s.Store.RetryAppendAudit)
+}
+
+func (s *outageStore) append(ctx context.Context, evs []storage.AuditEvent, appendFn func(context.Context, []storage.AuditEvent) ([]storage.AuditAppended, error)) ([]storage.AuditAppended, error) {
 	s.appends.Add(1)
 	if s.hang.Load() {
 		select {
@@ -44,7 +58,13 @@ func (s *outageStore) AppendAudit(ctx context.Context, evs []storage.AuditEvent)
 	if s.down.Load() {
 		return nil, fmt.Errorf("outage: %w", storage.ErrUnavailable)
 	}
-	return s.Store.AppendAudit(ctx, evs)
+	heads, err := appendFn(ctx, evs)
+	for n := s.lostReplies.Load(); err == nil && n > 0; n = s.lostReplies.Load() {
+		if s.lostReplies.CompareAndSwap(n, n-1) {
+			return nil, fmt.Errorf("reply lost after commit: %w", storage.ErrUnavailable)
+		}
+	}
+	return heads, err
 }
 
 // countAccessRows counts the workspace's secret.accessed rows.

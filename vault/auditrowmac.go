@@ -281,9 +281,11 @@ type rowCheck struct {
 	from int64
 	// order: check the nonce rules too (last access counter seen per
 	// instance; tx nonces seen). Only verify does: a write the store
-	// committed but reported failed is retried, and its rows are then
-	// copies too; the sealer, the background check and retention must not
-	// stop on that forever, and a copy's content is genuine (its MAC).
+	// committed but reported failed is retried, and its rows are skipped
+	// (RetryAppendAudit) unless past storage.AuditRetryWindow or written by
+	// an older build: then copies; the sealer, the background check and
+	// retention must not stop on that forever, and a copy's content is
+	// genuine (its MAC).
 	order  bool
 	access map[[7]byte]uint64
 	tx     map[[rowNonceLen]byte]struct{}

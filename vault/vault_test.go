@@ -569,3 +569,8 @@ func (c *appendCounter) AppendAudit(ctx context.Context, evs []storage.AuditEven
 	c.appends.Add(1)
 	return c.Store.AppendAudit(ctx, evs)
 }
+
+func (c *appendCounter) RetryAppendAudit(ctx context.Context, evs []storage.AuditEvent) ([]storage.AuditAppended, error) {
+	c.appends.Add(1)
+	return c.Store.RetryAppendAudit(ctx, evs)
+}

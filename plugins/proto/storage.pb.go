@@ -3398,8 +3398,18 @@ func (x *ListSecretsByKEKResponse) GetSecrets() []*SecretRecord {
 }
 
 type AppendAuditRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Events        []*AuditEvent          `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Events []*AuditEvent          `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// retry: the host sent these events before and that call failed
+	// ambiguously (it may have committed, its reply lost). In the same
+	// transaction, a workspace's leading events already stored are not
+	// appended again: they are found by their nonces among the workspace's
+	// newest 100,000 rows (storage.AuditRetryWindow), the first event's nonce
+	// locating them, and each event matching the next stored row by nonce and
+	// MAC (storage.RetriedRows).
+	// A workspace left with nothing to append gets no AuditAppended entry.
+	// False (older hosts): append everything.
+	Retry         bool `protobuf:"varint,2,opt,name=retry,proto3" json:"retry,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3439,6 +3449,13 @@ func (x *AppendAuditRequest) GetEvents() []*AuditEvent {
 		return x.Events
 	}
 	return nil
+}
+
+func (x *AppendAuditRequest) GetRetry() bool {
+	if x != nil {
+		return x.Retry
+	}
+	return false
 }
 
 type AppendAuditResponse struct {
@@ -8203,9 +8220,10 @@ const file_storage_proto_rawDesc = "" +
 	"\x06kek_id\x18\x01 \x01(\tR\x05kekId\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\x03R\x05limit\"T\n" +
 	"\x18ListSecretsByKEKResponse\x128\n" +
-	"\asecrets\x18\x01 \x03(\v2\x1e.rotor.storage.v2.SecretRecordR\asecrets\"J\n" +
+	"\asecrets\x18\x01 \x03(\v2\x1e.rotor.storage.v2.SecretRecordR\asecrets\"`\n" +
 	"\x12AppendAuditRequest\x124\n" +
-	"\x06events\x18\x01 \x03(\v2\x1c.rotor.storage.v2.AuditEventR\x06events\"R\n" +
+	"\x06events\x18\x01 \x03(\v2\x1c.rotor.storage.v2.AuditEventR\x06events\x12\x14\n" +
+	"\x05retry\x18\x02 \x01(\bR\x05retry\"R\n" +
 	"\x13AppendAuditResponse\x12;\n" +
 	"\bappended\x18\x01 \x03(\v2\x1f.rotor.storage.v2.AuditAppendedR\bappended\"\xde\x01\n" +
 	"\x10ListAuditRequest\x12!\n" +

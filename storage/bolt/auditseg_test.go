@@ -205,7 +205,7 @@ func TestChainHeadAfterRollback(t *testing.T) {
 	before, _ := s.GetAuditHead(ctx, "ws_1")
 	boom := errors.New("boom")
 	if err := s.update(ctx, func(tx *bbolt.Tx) error {
-		if _, err := s.appendAuditHeads(tx, []storage.AuditEvent{ev}); err != nil {
+		if _, err := s.appendAuditHeads(tx, []storage.AuditEvent{ev}, false); err != nil {
 			return err
 		}
 		return boom

@@ -8,6 +8,7 @@ import (
 
 	"rotor.sh/rotor/storage"
 	"rotor.sh/rotor/storage/bolt"
+	"rotor.sh/rotor/storage/storagetest"
 )
 
 // BenchmarkAppendAudit: the group committer's write, per event, in batches
@@ -111,4 +112,14 @@ func BenchmarkListAuditAsc(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(rows), "ns/row")
+}
+
+// BenchmarkRetryAppendAudit: storagetest.BenchRetryAppendAudit on bbolt.
+func BenchmarkRetryAppendAudit(b *testing.B) {
+	s, err := bolt.Open(filepath.Join(b.TempDir(), "rotor.db"), bolt.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	storagetest.BenchRetryAppendAudit(b, s)
 }

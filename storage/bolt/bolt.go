@@ -237,14 +237,15 @@ func get(b *bbolt.Bucket, key []byte, v any) (bool, error) {
 // of hundreds of access rows thus costs one Put, not hundreds of B-tree
 // inserts.
 func (s *Store) appendAudit(tx *bbolt.Tx, events []storage.AuditEvent) error {
-	_, err := s.appendAuditHeads(tx, events)
+	_, err := s.appendAuditHeads(tx, events, false)
 	return err
 }
 
 // appendAuditHeads is appendAudit reporting each workspace's heads. Rows
 // are written in the v1 binary format (auditseg.go); nothing written before
-// is decoded (the head comes from chainHead).
-func (s *Store) appendAuditHeads(tx *bbolt.Tx, events []storage.AuditEvent) ([]storage.AuditAppended, error) {
+// is decoded (the head comes from chainHead) unless retry is set: then each
+// workspace's rows already stored are skipped (RetryAppendAudit).
+func (s *Store) appendAuditHeads(tx *bbolt.Tx, events []storage.AuditEvent, retry bool) ([]storage.AuditAppended, error) {
 	if len(events) == 0 {
 		return nil, nil
 	}
@@ -270,6 +271,16 @@ func (s *Store) appendAuditHeads(tx *bbolt.Tx, events []storage.AuditEvent) ([]s
 		}
 		// Keys only ever grow: fill pages fully instead of splitting them in half.
 		b.FillPercent = 1.0
+		group := groups[ws]
+		if retry {
+			n, err := retriedRows(b, group)
+			if err != nil {
+				return nil, err
+			}
+			if group = group[n:]; len(group) == 0 {
+				continue
+			}
+		}
 		heads := tx.Bucket(bucketAuditHeads)
 		head, err := s.chainHead(heads, ws)
 		if err != nil {
@@ -277,7 +288,7 @@ func (s *Store) appendAuditHeads(tx *bbolt.Tx, events []storage.AuditEvent) ([]s
 		}
 		prev := head
 		var scratch []byte
-		for evs := range slices.Chunk(groups[ws], auditSegmentEvents) {
+		for evs := range slices.Chunk(group, auditSegmentEvents) {
 			seg := make([]byte, 0, 2+256*len(evs))
 			seg = append(seg, segMarker, segV1)
 			var first uint64
@@ -303,9 +314,85 @@ func (s *Store) appendAuditHeads(tx *bbolt.Tx, events []storage.AuditEvent) ([]s
 		if err := s.putChainHead(heads, ws, head); err != nil {
 			return nil, err
 		}
-		out = append(out, storage.AuditAppended{WorkspaceID: ws, Prev: prev, Head: head, Rows: len(groups[ws])})
+		out = append(out, storage.AuditAppended{WorkspaceID: ws, Prev: prev, Head: head, Rows: len(group)})
 	}
 	return out, nil
+}
+
+// retriedRows is how many of evs' leading rows the workspace bucket b
+// already holds: it walks back over at most storage.AuditRetryWindow of
+// the newest rows for evs[0]'s nonce, then matches the rows from there on
+// by nonce and MAC (storage.RetriedRows). A v1 segment keeps nonces as raw
+// bytes, so one that does not contain the nonce's bytes is only counted,
+// not decoded (a miss over the whole window decoded 100,000 rows).
+func retriedRows(b *bbolt.Bucket, evs []*storage.AuditEvent) (int, error) {
+	nonce := evs[0].Nonce
+	if len(nonce) == 0 {
+		return 0, nil
+	}
+	c := b.Cursor()
+	seen := 0
+	for k, v := c.Last(); k != nil && seen < storage.AuditRetryWindow; k, v = c.Prev() {
+		if len(v) > 0 && v[0] == segMarker && !bytes.Contains(v, nonce) {
+			n, err := segmentRows(v)
+			if err != nil {
+				return 0, err
+			}
+			seen += n
+			continue
+		}
+		seg, err := decodeSegment(v, 0)
+		if err != nil {
+			return 0, err
+		}
+		i := slices.IndexFunc(seg, func(e storage.AuditEvent) bool { return bytes.Equal(e.Nonce, nonce) })
+		if i < 0 {
+			seen += len(seg)
+			continue
+		}
+		// Found: the stored rows from it on, forward through the
+		// following segments, as many as evs has.
+		stored := make([]storage.StoredRow, 0, len(evs))
+		for {
+			for _, e := range seg[i:] {
+				if len(stored) < len(evs) {
+					stored = append(stored, storage.StoredRow{Nonce: e.Nonce, MAC: e.MAC})
+				}
+			}
+			if len(stored) == len(evs) {
+				break
+			}
+			if k, v = c.Next(); k == nil {
+				break
+			}
+			if seg, err = decodeSegment(v, 0); err != nil {
+				return 0, err
+			}
+			i = 0
+		}
+		want := make([]storage.AuditEvent, len(evs))
+		for j, ev := range evs {
+			want[j] = *ev
+		}
+		return storage.RetriedRows(stored, want), nil
+	}
+	return 0, nil
+}
+
+// segmentRows counts a segment's rows without decoding them.
+func segmentRows(seg []byte) (int, error) {
+	body, _, err := segmentBody(seg)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for len(body) > 0 {
+		if _, body, err = nextFrame(body); err != nil {
+			return 0, err
+		}
+		n++
+	}
+	return n, nil
 }
 
 // auditSegmentEvents caps a segment: values much larger than a page become
@@ -703,7 +790,23 @@ func (s *Store) AppendAudit(ctx context.Context, events []storage.AuditEvent) ([
 	var out []storage.AuditAppended
 	err := s.update(ctx, func(tx *bbolt.Tx) error {
 		var err error
-		out, err = s.appendAuditHeads(tx, slices.Clone(events))
+		out, err = s.appendAuditHeads(tx, slices.Clone(events), false)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (s *Store) RetryAppendAudit(ctx context.Context, events []storage.AuditEvent) ([]storage.AuditAppended, error) {
+	if len(events) == 0 {
+		return nil, nil
+	}
+	var out []storage.AuditAppended
+	err := s.update(ctx, func(tx *bbolt.Tx) error {
+		var err error
+		out, err = s.appendAuditHeads(tx, slices.Clone(events), true)
 		return err
 	})
 	if err != nil {

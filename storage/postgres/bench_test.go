@@ -9,6 +9,7 @@ import (
 	"rotor.sh/rotor/storage"
 	"rotor.sh/rotor/storage/postgres"
 	"rotor.sh/rotor/storage/postgres/pgtest"
+	"rotor.sh/rotor/storage/storagetest"
 )
 
 // BenchmarkAppendAudit: the group committer's write on PostgreSQL, per
@@ -41,4 +42,15 @@ func BenchmarkAppendAudit(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(events), "ns/event")
 		})
 	}
+}
+
+// BenchmarkRetryAppendAudit: storagetest.BenchRetryAppendAudit on PostgreSQL.
+func BenchmarkRetryAppendAudit(b *testing.B) {
+	dsn, _ := pgtest.Schema(b)
+	s, err := postgres.Open(context.Background(), dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	storagetest.BenchRetryAppendAudit(b, s)
 }

@@ -182,12 +182,13 @@ func (s *Store) tx(ctx context.Context, fn func(pgx.Tx) error) error {
 // PostgreSQL for the jsonb form of input and output, because the chain
 // covers the row exactly as it will be read back.
 func appendAudit(ctx context.Context, q querier, events []storage.AuditEvent) error {
-	_, err := appendAuditHeads(ctx, q, events)
+	_, err := appendAuditHeads(ctx, q, events, false)
 	return err
 }
 
-// appendAuditHeads is appendAudit reporting each workspace's heads.
-func appendAuditHeads(ctx context.Context, q querier, events []storage.AuditEvent) ([]storage.AuditAppended, error) {
+// appendAuditHeads is appendAudit reporting each workspace's heads. retry:
+// each workspace's rows already stored are skipped (RetryAppendAudit).
+func appendAuditHeads(ctx context.Context, q querier, events []storage.AuditEvent, retry bool) ([]storage.AuditAppended, error) {
 	if len(events) == 0 {
 		return nil, nil
 	}
@@ -198,21 +199,34 @@ func appendAuditHeads(ctx context.Context, q querier, events []storage.AuditEven
 	out := make([]storage.AuditAppended, 0, len(groups))
 	// A fixed lock order keeps two nodes' batches from deadlocking.
 	for _, ws := range slices.Sorted(maps.Keys(groups)) {
-		a, err := appendAuditWorkspace(ctx, q, ws, groups[ws])
+		a, err := appendAuditWorkspace(ctx, q, ws, groups[ws], retry)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, a)
+		if a.Rows > 0 {
+			out = append(out, a)
+		}
 	}
 	return out, nil
 }
 
-func appendAuditWorkspace(ctx context.Context, q querier, ws string, evs []storage.AuditEvent) (storage.AuditAppended, error) {
+func appendAuditWorkspace(ctx context.Context, q querier, ws string, evs []storage.AuditEvent, retry bool) (storage.AuditAppended, error) {
 	var head storage.AuditHead
 	if err := q.QueryRow(ctx, `INSERT INTO audit_head (workspace_id, last_id, chain) VALUES ($1, 0, '')
 		ON CONFLICT (workspace_id) DO UPDATE SET workspace_id = EXCLUDED.workspace_id
 		RETURNING last_id, chain`, ws).Scan(&head.LastID, &head.Chain); err != nil {
 		return storage.AuditAppended{}, err
+	}
+	if retry {
+		// Under the head's lock: no other node can append (or commit
+		// this batch's earlier attempt) between the check and the insert.
+		n, err := retriedRows(ctx, q, ws, evs)
+		if err != nil {
+			return storage.AuditAppended{}, err
+		}
+		if evs = evs[n:]; len(evs) == 0 {
+			return storage.AuditAppended{WorkspaceID: ws}, nil
+		}
 	}
 	res := storage.AuditAppended{WorkspaceID: ws, Prev: head, Rows: len(evs)}
 	if len(res.Prev.Chain) == 0 {
@@ -284,6 +298,42 @@ func appendAuditWorkspace(ctx context.Context, q querier, ws string, evs []stora
 	}
 	res.Head = head
 	return res, nil
+}
+
+// retriedRows is how many of evs' leading rows the workspace already
+// holds: evs[0]'s nonce is looked for among its newest
+// storage.AuditRetryWindow rows (the (workspace_id, id) index, no nonce
+// index to keep every append's cost), and the rows from there on are
+// matched by nonce and MAC (storage.RetriedRows).
+func retriedRows(ctx context.Context, q querier, ws string, evs []storage.AuditEvent) (int, error) {
+	if len(evs[0].Nonce) == 0 {
+		return 0, nil
+	}
+	// The search walks back from the head (pipelined: the LIMIT 1 stops it
+	// at the first match), so a retry whose rows are near the head reads
+	// few rows; a miss reads the window. The found id is a scalar, so the
+	// rows from it on are an index range, not a join over the workspace.
+	rows, err := q.Query(ctx, `SELECT row_nonce, row_mac FROM audit_event WHERE workspace_id=$1 AND id >= (
+		SELECT id FROM (SELECT id, row_nonce FROM audit_event WHERE workspace_id=$1 ORDER BY id DESC LIMIT $2) w
+		WHERE row_nonce=$3 LIMIT 1)
+	ORDER BY id LIMIT $4`,
+		ws, storage.AuditRetryWindow, evs[0].Nonce, len(evs))
+	if err != nil {
+		return 0, err
+	}
+	var stored []storage.StoredRow
+	for rows.Next() {
+		var r storage.StoredRow
+		if err := rows.Scan(&r.Nonce, &r.MAC); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		stored = append(stored, r)
+	}
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	return storage.RetriedRows(stored, evs), nil
 }
 
 func textOrNil(m json.RawMessage) *string {
@@ -665,7 +715,23 @@ func (s *Store) AppendAudit(ctx context.Context, events []storage.AuditEvent) ([
 	var out []storage.AuditAppended
 	err := s.tx(ctx, func(tx pgx.Tx) error {
 		var err error
-		out, err = appendAuditHeads(ctx, tx, events)
+		out, err = appendAuditHeads(ctx, tx, events, false)
+		return err
+	})
+	if err != nil {
+		return nil, mapErr(err, "audit")
+	}
+	return out, nil
+}
+
+func (s *Store) RetryAppendAudit(ctx context.Context, events []storage.AuditEvent) ([]storage.AuditAppended, error) {
+	if len(events) == 0 {
+		return nil, nil
+	}
+	var out []storage.AuditAppended
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		var err error
+		out, err = appendAuditHeads(ctx, tx, events, true)
 		return err
 	})
 	if err != nil {

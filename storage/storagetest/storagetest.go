@@ -40,6 +40,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"ConcurrentUpdates", testConcurrentUpdates},
 		{"CanceledContext", testCanceled},
 		{"AuditRowMAC", testAuditRowMAC},
+		{"AuditRetry", testAuditRetry},
 	}
 	tests = append(tests, jobTests()...)
 	tests = append(tests, workflowTests()...)
