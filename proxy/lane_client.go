@@ -185,7 +185,10 @@ func (lc *laneClient) roundTrip(uc *upConn, r *http.Request) (resp *http.Respons
 			return nil, err // ended before the deadline above replaced its own
 		}
 	}
-	defer uc.lim.unbound()
+	// The bound covers response heads only. It is lifted below, before the
+	// connection can go back to the pool (a deferred lift would race with
+	// the next request that takes it); a connection that fails here is
+	// closed, never pooled, so it keeps its bound.
 	for range laneMax1xx + 1 {
 		uc.lim.bound(laneMaxResponseHead)
 		resp, err = http.ReadResponse(uc.br, r)
@@ -213,6 +216,7 @@ func (lc *laneClient) roundTrip(uc *upConn, r *http.Request) (resp *http.Respons
 		// final one follows.
 		resp = nil
 	}
+	uc.lim.unbound()
 	if resp == nil {
 		return nil, errors.New("too many 1xx informational responses")
 	}

@@ -487,3 +487,40 @@ func TestLanePlainHTTPInTunnel(t *testing.T) {
 		t.Fatalf("%d; upstream query %q", res.StatusCode, up.last(t).RawQuery)
 	}
 }
+
+// TestLaneNoBodyReuseRace: a response without a body (204, HEAD) returns
+// its upstream connection to the pool inside the round trip; the head
+// bound must be lifted before that, not after (a deferred lift wrote to a
+// connection another request had already taken: the race detector caught
+// it in dispatch and workflow runs whose callbacks answer 204).
+func TestLaneNoBodyReuseRace(t *testing.T) {
+	e := newEnv(t)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(up.Close)
+	c := e.client(e.key, nil)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Go(func() {
+			for range 40 {
+				resp, err := c.Get(up.URL + "/x")
+				if err != nil {
+					errs <- err
+					return
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusNoContent {
+					errs <- fmt.Errorf("status %d", resp.StatusCode)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
