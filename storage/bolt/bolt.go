@@ -334,7 +334,7 @@ func retriedRows(b *bbolt.Bucket, evs []*storage.AuditEvent) (int, error) {
 	seen := 0
 	for k, v := c.Last(); k != nil && seen < storage.AuditRetryWindow; k, v = c.Prev() {
 		if len(v) > 0 && v[0] == segMarker && !bytes.Contains(v, nonce) {
-			n, err := segmentRows(v)
+			n, err := segmentRecords(v)
 			if err != nil {
 				return 0, err
 			}
@@ -377,22 +377,6 @@ func retriedRows(b *bbolt.Bucket, evs []*storage.AuditEvent) (int, error) {
 		return storage.RetriedRows(stored, want), nil
 	}
 	return 0, nil
-}
-
-// segmentRows counts a segment's rows without decoding them.
-func segmentRows(seg []byte) (int, error) {
-	body, _, err := segmentBody(seg)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for len(body) > 0 {
-		if _, body, err = nextFrame(body); err != nil {
-			return 0, err
-		}
-		n++
-	}
-	return n, nil
 }
 
 // auditSegmentEvents caps a segment: values much larger than a page become
