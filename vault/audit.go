@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -93,24 +94,88 @@ type accessRecord struct {
 	version                          int64
 	hasVersion                       bool
 	extra                            map[string]string // job id, attempt...: never values; not modified after queueing
+	// in and out are the encoded input and output, set only on the
+	// writer's copy of the last row (eventIn's last).
+	in, out []byte
 }
 
 // event encodes the row: input {"host", "request_id"?, extra keys sorted},
 // output {"reason"?, "version"?}.
-func (r *accessRecord) event() storage.AuditEvent {
-	in := accessInput(r.host, r.requestID, r.extra)
-	var out jsonx.Object
-	if r.reason != "" {
-		out.Str("reason", r.reason)
-	}
-	if r.hasVersion {
-		out.Int("version", r.version)
-	}
-	return storage.AuditEvent{
+func (r *accessRecord) event() storage.AuditEvent { return r.eventIn(nil, nil) }
+
+// eventIn is event with the JSON carved from ar (nil: allocated), and the
+// input and output shared with the previous row when they are the same
+// (last; nil: never): a request that resolves several secrets queues rows
+// that differ only in the name. The slices are never written again, so
+// sharing them is safe.
+func (r *accessRecord) eventIn(ar *rowArena, last *accessRecord) storage.AuditEvent {
+	e := storage.AuditEvent{
 		OccurredAt: r.at, WorkspaceID: r.ws, ActorID: r.actor,
 		EventType: r.eventType, ResourceType: ResourceSecret, ResourceID: r.name,
-		Input: in.Bytes(), Output: out.Bytes(),
 	}
+	if last != nil && last.in != nil && last.host == r.host && last.requestID == r.requestID && maps.Equal(last.extra, r.extra) {
+		e.Input = last.in
+	} else {
+		n := 16 + 6*(len("request_id")+len(r.host)+len(r.requestID))
+		for k, v := range r.extra {
+			n += 8 + 6*(len(k)+len(v))
+		}
+		in := accessInputIn(ar.room(n), r.host, r.requestID, r.extra)
+		e.Input = ar.keep(in.Bytes())
+	}
+	if last != nil && last.out != nil && last.reason == r.reason && last.hasVersion == r.hasVersion && last.version == r.version {
+		e.Output = last.out
+	} else {
+		out := jsonx.Reuse(ar.room(48 + 6*len(r.reason)))
+		if r.reason != "" {
+			out.Str("reason", r.reason)
+		}
+		if r.hasVersion {
+			out.Int("version", r.version)
+		}
+		e.Output = ar.keep(out.Bytes())
+	}
+	if last != nil {
+		*last = *r
+		last.in, last.out = e.Input, e.Output
+	}
+	return e
+}
+
+// rowArena carves the writer's per-row byte slices (input, output, nonce,
+// MAC) out of shared chunks: four small allocations per access row became
+// one per few hundred rows. A chunk is never reused, so a row's slices stay
+// valid for as long as anything (a store, a test) holds them. A nil
+// *rowArena allocates each slice on its own.
+type rowArena struct{ b []byte }
+
+const rowArenaChunk = 64 << 10
+
+// room returns an empty slice with capacity for n bytes at the arena's end:
+// build at most n bytes on it, then pass the result to keep.
+func (r *rowArena) room(n int) []byte {
+	if r == nil {
+		return make([]byte, 0, n)
+	}
+	if cap(r.b)-len(r.b) < n {
+		r.b = make([]byte, 0, max(n, rowArenaChunk))
+	}
+	return r.b[len(r.b):len(r.b)]
+}
+
+// keep claims p, built on room's slice, and caps its capacity so no later
+// append writes into the next row's bytes. A p that outgrew its room (an
+// underestimate) is its own allocation and claims nothing.
+func (r *rowArena) keep(p []byte) []byte {
+	p = p[:len(p):len(p)]
+	if r == nil || len(p) == 0 {
+		return p
+	}
+	tail := r.b[len(r.b):cap(r.b)]
+	if len(p) <= len(tail) && &tail[0] == &p[0] {
+		r.b = r.b[:len(r.b)+len(p)]
+	}
+	return p
 }
 
 // auditAppender is what the writer needs of the store.
@@ -154,10 +219,10 @@ type auditWriter struct {
 	abortOnce sync.Once
 }
 
-// signed sets e's row nonce and MAC.
-func (a *auditWriter) signed(e storage.AuditEvent) storage.AuditEvent {
+// signed sets e's row nonce and MAC, carved from ar.
+func (a *auditWriter) signed(e storage.AuditEvent, ar *rowArena) storage.AuditEvent {
 	if a.signer != nil {
-		a.signer.sign(&e, nonceAccess)
+		a.signer.signIn(&e, nonceAccess, ar)
 	}
 	return e
 }
@@ -314,6 +379,10 @@ func (a *auditWriter) run() {
 	// that outgrows it gets its own, and base comes back once it is written.
 	base := make([]storage.AuditEvent, 0, auditMaxBatch)
 	pending := base
+	// arena and prev are drain's: where rows' bytes come from, and the
+	// previous row, whose input and output the next may share.
+	var arena rowArena
+	var prev accessRecord
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	armed := false
@@ -333,7 +402,7 @@ func (a *auditWriter) run() {
 			return
 		}
 		for i := range recs {
-			pending = append(pending, a.signed(recs[i].event()))
+			pending = append(pending, a.signed(recs[i].eventIn(&arena, &prev), &arena))
 		}
 		a.give(recs)
 	}

@@ -109,7 +109,12 @@ func (v *Vault) Resolve(ctx context.Context, req ResolveRequest) (Resolved, erro
 // accessInput is the input of an access row, built without reflection:
 // this runs on every proxied secret.
 func accessInput(host, requestID string, extra map[string]string) jsonx.Object {
-	var in jsonx.Object
+	return accessInputIn(nil, host, requestID, extra)
+}
+
+// accessInputIn is accessInput built on buf.
+func accessInputIn(buf []byte, host, requestID string, extra map[string]string) jsonx.Object {
+	in := jsonx.Reuse(buf)
 	in.Str("host", host)
 	if requestID != "" {
 		in.Str("request_id", requestID)
