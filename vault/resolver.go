@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -119,7 +118,16 @@ func accessInputIn(buf []byte, host, requestID string, extra map[string]string) 
 	if requestID != "" {
 		in.Str("request_id", requestID)
 	}
-	for _, k := range slices.Sorted(maps.Keys(extra)) {
+	if len(extra) == 0 {
+		return in // the proxy's rows: slices.Sorted(maps.Keys) allocated even for none
+	}
+	var kbuf [8]string // dispatch's rows have two keys
+	keys := kbuf[:0]
+	for k := range extra {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		in.Str(k, extra[k])
 	}
 	return in
