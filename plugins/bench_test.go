@@ -2,6 +2,7 @@ package plugins_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -114,7 +115,13 @@ func cpuTime(b *testing.B, pid int) time.Duration {
 // maximum batch), on bbolt in-process and through the plugin, per event;
 // cpu-ns/event counts this process and the plugin.
 func BenchmarkAppendAudit(b *testing.B) {
-	batch := make([]storage.AuditEvent, 512)
+	for _, rows := range []int{512, 2000} { // the audit writer's batch before and after resolve2
+		b.Run(fmt.Sprintf("rows=%d", rows), func(b *testing.B) { benchAppendAudit(b, rows) })
+	}
+}
+
+func benchAppendAudit(b *testing.B, rows int) {
+	batch := make([]storage.AuditEvent, rows)
 	for i := range batch {
 		batch[i] = storage.AuditEvent{OccurredAt: time.Now(), WorkspaceID: "ws_0123456789abcdef", ActorID: "key_0123456789abcdef",
 			EventType: "secret.accessed", ResourceType: "secret", ResourceID: "NOTIFY_TOKEN",

@@ -111,9 +111,17 @@ func secretFromPB(r *pb.SecretRecord) storage.SecretRecord {
 }
 
 func eventToPB(e storage.AuditEvent) *pb.AuditEvent {
-	return &pb.AuditEvent{Id: e.ID, OccurredAt: ts(e.OccurredAt), WorkspaceId: e.WorkspaceID, ActorId: e.ActorID, EventType: e.EventType,
-		ResourceType: e.ResourceType, ResourceId: e.ResourceID, Input: e.Input, Output: e.Output, Chain: e.Chain,
-		Nonce: e.Nonce, Mac: e.MAC}
+	out := new(pb.AuditEvent)
+	fillEventPB(out, e)
+	return out
+}
+
+// fillEventPB sets the fields of a zero message (not a copy: messages hold
+// a lock-like state and must not be copied).
+func fillEventPB(out *pb.AuditEvent, e storage.AuditEvent) {
+	out.Id, out.OccurredAt, out.WorkspaceId, out.ActorId, out.EventType = e.ID, ts(e.OccurredAt), e.WorkspaceID, e.ActorID, e.EventType
+	out.ResourceType, out.ResourceId, out.Input, out.Output, out.Chain = e.ResourceType, e.ResourceID, e.Input, e.Output, e.Chain
+	out.Nonce, out.Mac = e.Nonce, e.MAC
 }
 
 func eventFromPB(e *pb.AuditEvent) storage.AuditEvent {
@@ -130,8 +138,12 @@ func eventsToPB(evs []storage.AuditEvent) []*pb.AuditEvent {
 		return nil
 	}
 	out := make([]*pb.AuditEvent, len(evs))
-	for i, e := range evs {
-		out[i] = eventToPB(e)
+	// One array for the batch's messages: the audit writer sends up to
+	// 2000 access rows a call, one allocation each showed in its profile.
+	msgs := make([]pb.AuditEvent, len(evs))
+	for i := range evs {
+		fillEventPB(&msgs[i], evs[i])
+		out[i] = &msgs[i]
 	}
 	return out
 }

@@ -18,7 +18,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -967,7 +966,8 @@ func (p *Proxy) finish(e logEntry) {
 	if e.scrubbed > 0 {
 		p.m.scrubbed.Add(float64(e.scrubbed))
 	}
-	if !p.log.Enabled(context.Background(), slog.LevelInfo) {
+	h := p.log.Handler()
+	if !h.Enabled(context.Background(), slog.LevelInfo) {
 		return // at log level warn, build no line
 	}
 	attrs := []slog.Attr{
@@ -977,7 +977,10 @@ func (p *Proxy) finish(e logEntry) {
 		slog.Int(LogFieldStatus, e.status),
 		slog.Float64(LogFieldDurationMS, float64(d.Microseconds())/1000),
 		slog.String(LogFieldOutcome, e.outcome),
-		slog.Any(LogFieldSecrets, slices.Clone(e.secrets)),
+		// Not cloned: secretNames hands out a capped slice of names that
+		// are only ever appended past it, and the request state is not
+		// reused, so no later write can reach what a handler holds.
+		slog.Any(LogFieldSecrets, e.secrets),
 		slog.Int64(LogFieldBytesOut, e.bytesOut),
 		slog.Bool(LogFieldTLS, e.mitm),
 	}
@@ -990,7 +993,13 @@ func (p *Proxy) finish(e logEntry) {
 	if e.scrubbed > 0 {
 		attrs = append(attrs, slog.Int(LogFieldScrubbed, e.scrubbed))
 	}
-	p.log.LogAttrs(context.Background(), slog.LevelInfo, LogMsgRequest, attrs...)
+	// The record goes to the handler as slog.Logger.LogAttrs would send it,
+	// without the caller's program counter: LogAttrs calls runtime.Callers
+	// on every line (pcvalue lookups in the profile), for a source
+	// location no Rotor handler writes (none sets AddSource).
+	r := slog.NewRecord(time.Now(), slog.LevelInfo, LogMsgRequest, 0)
+	r.AddAttrs(attrs...)
+	_ = h.Handle(context.Background(), r)
 }
 
 // loggedBody writes the summary line when the response body is done.

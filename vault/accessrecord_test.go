@@ -1,8 +1,10 @@
 package vault
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"rotor.sh/rotor/storage"
@@ -47,6 +49,53 @@ func TestAccessRowContent(t *testing.T) {
 		e := page.Events[i]
 		if e.EventType != w.typ || string(e.Input) != w.in || string(e.Output) != w.out || e.ActorID != a.KeyID || e.ResourceType != ResourceSecret || e.OccurredAt.IsZero() || e.OccurredAt.Location().String() != "UTC" {
 			t.Errorf("row %d = %s %s %s (actor %s, %s at %v), want %s %s %s", i, e.EventType, e.Input, e.Output, e.ActorID, e.ResourceType, e.OccurredAt, w.typ, w.in, w.out)
+		}
+	}
+}
+
+// TestEventInSameRows: the writer's eventIn (rows carved from an arena,
+// input and output shared with the previous row when equal) gives every
+// row exactly the bytes event gives it alone, whatever the sequence, and
+// no row's slices can be appended into the next row's bytes.
+func TestEventInSameRows(t *testing.T) {
+	long := strings.Repeat("h<&>\u2028é\xff", 3000) // past a chunk's room estimate per byte
+	recs := []accessRecord{
+		{ws: "w", actor: "a", eventType: EventSecretAccessed, name: "A", host: "api.example.com", requestID: "req_1", version: 1, hasVersion: true},
+		{ws: "w", actor: "a", eventType: EventSecretAccessed, name: "B", host: "api.example.com", requestID: "req_1", version: 1, hasVersion: true},
+		{ws: "w", actor: "a", eventType: EventSecretAccessed, name: "B", host: "api.example.com", requestID: "req_2", version: 2, hasVersion: true},
+		{ws: "w", actor: "a", eventType: EventSecretAccessDenied, name: "B", host: "api.example.com", requestID: "req_2", reason: denyHost},
+		{ws: "w", actor: "a", eventType: EventSecretAccessed, name: "C", host: "api.example.com", requestID: "req_2", extra: map[string]string{"job_id": "j1"}, version: 2, hasVersion: true},
+		{ws: "w", actor: "a", eventType: EventSecretAccessed, name: "D", host: "api.example.com", requestID: "req_2", extra: map[string]string{"job_id": "j2"}, version: 2, hasVersion: true},
+		{ws: "w", actor: "a", eventType: EventSecretAccessed, name: "E", host: long, requestID: long, extra: map[string]string{long: long}, version: 2, hasVersion: true},
+		{ws: "w", actor: "a", eventType: EventSecretAccessed, name: "F", host: "", version: 3, hasVersion: true},
+	}
+	var ar rowArena
+	var prev accessRecord
+	s := newRowSigner([]byte("0123456789abcdef0123456789abcdef"))
+	var got []storage.AuditEvent
+	for round := range 200 { // several chunks
+		for i := range recs {
+			e := recs[i].eventIn(&ar, &prev)
+			s.signIn(&e, nonceAccess, &ar)
+			if round == 0 || i == len(recs)-1 {
+				got = append(got, e)
+			}
+		}
+	}
+	for _, e := range got {
+		for _, b := range [][]byte{e.Input, e.Output, e.Nonce, e.MAC} {
+			if len(b) != cap(b) {
+				t.Fatalf("row %s: a slice of len %d has cap %d", e.ResourceID, len(b), cap(b))
+			}
+		}
+	}
+	for i, e := range got[:len(recs)] {
+		want := recs[i].event()
+		if string(e.Input) != string(want.Input) || string(e.Output) != string(want.Output) || e.ResourceID != want.ResourceID || e.EventType != want.EventType {
+			t.Fatalf("row %d: %.80s %s, want %.80s %s", i, e.Input, e.Output, want.Input, want.Output)
+		}
+		if !bytes.Equal(e.MAC, rowMAC(s.key, e)) {
+			t.Fatalf("row %d: MAC does not verify", i)
 		}
 	}
 }

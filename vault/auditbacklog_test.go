@@ -217,7 +217,7 @@ func TestAuditBacklogFailsClosed(t *testing.T) {
 
 // TestAuditHungStoreFailsClosed: a store that never answers AppendAudit
 // (a hung plugin or database) makes requests fail closed once the backlog
-// is full, each within auditEnqueueTimeout, instead of hanging.
+// is full, each at once, instead of hanging.
 func TestAuditHungStoreFailsClosed(t *testing.T) {
 	v, st, actor := outageVault(t, testStore(t), 1000)
 	st.hang.Store(true)
@@ -280,4 +280,48 @@ func TestAuditOutageUnderLoadPostgres(t *testing.T) {
 	}
 	t.Cleanup(func() { store.Close() })
 	runOutageUnderLoad(t, store)
+}
+
+// TestAuditCloseRaceNoRowLost: resolutions racing Close either get their
+// row written or are refused; none is served with a row that the stopped
+// writer never takes. The channel queue this replaced could accept a row
+// after the writer's last drain.
+func TestAuditCloseRaceNoRowLost(t *testing.T) {
+	for round := range 5 {
+		v, st, actor := outageVault(t, testStore(t), 5000)
+		var served atomic.Int64
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				for range 1_000_000 { // until Close refuses them
+					_, err := v.Resolve(context.Background(), ResolveRequest{WorkspaceID: actor.WorkspaceID, Name: "TOKEN", ActorID: actor.KeyID, Host: "example.com"})
+					switch {
+					case err == nil:
+						served.Add(1)
+					case errors.Is(err, ErrAuditUnavailable):
+						// Backlog full: refused, no row owed.
+					case errors.Is(err, ErrClosed):
+						return
+					default:
+						t.Errorf("resolve: %v", err)
+						return
+					}
+				}
+			}()
+		}
+		close(start)
+		time.Sleep(time.Duration(20+round*20) * time.Millisecond)
+		if err := v.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		if rows := countAccessRows(t, st, actor.WorkspaceID); int64(rows) != served.Load() {
+			t.Fatalf("round %d: %d values served but %d access rows written", round, served.Load(), rows)
+		}
+		t.Logf("round %d: %d served before Close", round, served.Load())
+	}
 }

@@ -56,19 +56,25 @@ func newRowSigner(key []byte) *rowSigner {
 }
 
 // sign sets e's nonce and MAC.
-func (s *rowSigner) sign(e *storage.AuditEvent, kind byte) {
-	n := make([]byte, rowNonceLen)
-	n[0] = kind
-	copy(n[1:8], s.instance[:])
-	binary.BigEndian.PutUint64(n[8:], s.counter.Add(1))
-	e.Nonce = n
-	e.MAC = rowMAC(s.key, *e)
+func (s *rowSigner) sign(e *storage.AuditEvent, kind byte) { s.signIn(e, kind, nil) }
+
+// signIn is sign with the nonce and MAC carved from ar (nil: allocated).
+func (s *rowSigner) signIn(e *storage.AuditEvent, kind byte, ar *rowArena) {
+	n := ar.room(rowNonceLen)
+	n = append(n, kind)
+	n = append(n, s.instance[:]...)
+	n = binary.BigEndian.AppendUint64(n, s.counter.Add(1))
+	e.Nonce = ar.keep(n)
+	e.MAC = ar.keep(appendRowMAC(ar.room(sha256.Size), s.key, *e))
 }
 
 // rowMAC covers the nonce and what a store keeps of the row's content: the
 // time in microseconds (PostgreSQL's precision), the strings, and Input and
 // Output with sorted keys (a jsonb column reorders them).
-func rowMAC(key []byte, e storage.AuditEvent) []byte {
+func rowMAC(key []byte, e storage.AuditEvent) []byte { return appendRowMAC(nil, key, e) }
+
+// appendRowMAC appends e's row MAC to dst.
+func appendRowMAC(dst, key []byte, e storage.AuditEvent) []byte {
 	sc := macScratch.Get().(*macState)
 	defer macScratch.Put(sc)
 	if sc.h == nil || !bytes.Equal(sc.key, key) {
@@ -96,7 +102,7 @@ func rowMAC(key []byte, e storage.AuditEvent) []byte {
 	}
 	h.Write(b)
 	sc.buf = b
-	return h.Sum(nil)
+	return h.Sum(dst)
 }
 
 // macState is a reusable HMAC and buffer: the writer MACs every access

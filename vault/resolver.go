@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -109,12 +108,26 @@ func (v *Vault) Resolve(ctx context.Context, req ResolveRequest) (Resolved, erro
 // accessInput is the input of an access row, built without reflection:
 // this runs on every proxied secret.
 func accessInput(host, requestID string, extra map[string]string) jsonx.Object {
-	var in jsonx.Object
+	return accessInputIn(nil, host, requestID, extra)
+}
+
+// accessInputIn is accessInput built on buf.
+func accessInputIn(buf []byte, host, requestID string, extra map[string]string) jsonx.Object {
+	in := jsonx.Reuse(buf)
 	in.Str("host", host)
 	if requestID != "" {
 		in.Str("request_id", requestID)
 	}
-	for _, k := range slices.Sorted(maps.Keys(extra)) {
+	if len(extra) == 0 {
+		return in // the proxy's rows: slices.Sorted(maps.Keys) allocated even for none
+	}
+	var kbuf [8]string // dispatch's rows have two keys
+	keys := kbuf[:0]
+	for k := range extra {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		in.Str(k, extra[k])
 	}
 	return in

@@ -14,10 +14,37 @@ const hexDigits = "0123456789abcdef"
 // AppendStringContent appends s escaped for the inside of a JSON string
 // literal (no quotes). <, > and & are escaped as encoding/json does, and
 // invalid UTF-8 becomes U+FFFD, so the result is always valid JSON.
-func AppendStringContent(dst []byte, s []byte) []byte {
+func AppendStringContent(dst []byte, s []byte) []byte { return appendContent(dst, s) }
+
+// AppendString appends s as a quoted JSON string.
+func AppendString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	// Not through []byte(s): the callee keeps no reference, but a string
+	// over 32 bytes would still be copied to the heap for the conversion.
+	dst = appendContent(dst, s)
+	return append(dst, '"')
+}
+
+// plain marks the ASCII bytes copied as they are.
+var plain = func() (t [utf8.RuneSelf]bool) {
+	for b := 0x20; b < utf8.RuneSelf; b++ {
+		t[b] = b != '"' && b != '\\' && b != 0x7f && b != '<' && b != '>' && b != '&'
+	}
+	return t
+}()
+
+// appendContent copies runs of plain ASCII in one append each (hosts,
+// request ids and names are all plain) and escapes the rest byte by byte.
+func appendContent[S ~string | ~[]byte](dst []byte, s S) []byte {
+	start := 0
 	for i := 0; i < len(s); {
 		b := s[i]
 		if b < utf8.RuneSelf {
+			if plain[b] {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
 			switch {
 			case b == '"' || b == '\\':
 				dst = append(dst, '\\', b)
@@ -27,33 +54,36 @@ func AppendStringContent(dst []byte, s []byte) []byte {
 				dst = append(dst, '\\', 'r')
 			case b == '\t':
 				dst = append(dst, '\\', 't')
-			case b < 0x20 || b == 0x7f || b == '<' || b == '>' || b == '&':
+			default: // < 0x20, 0x7f, <, >, &
 				dst = append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xf])
-			default:
-				dst = append(dst, b)
 			}
 			i++
+			start = i
 			continue
 		}
-		r, size := utf8.DecodeRune(s[i:])
+		var r rune
+		var size int
+		switch v := any(s).(type) {
+		case string:
+			r, size = utf8.DecodeRuneInString(v[i:])
+		case []byte:
+			r, size = utf8.DecodeRune(v[i:])
+		default:
+			r, size = utf8.DecodeRune([]byte(s[i:]))
+		}
 		switch {
 		case r == utf8.RuneError && size == 1:
+			dst = append(dst, s[start:i]...)
 			dst = append(dst, `\ufffd`...)
+			start = i + 1
 		case r == '\u2028' || r == '\u2029':
+			dst = append(dst, s[start:i]...)
 			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-		default:
-			dst = append(dst, s[i:i+size]...)
+			start = i + size
 		}
 		i += size
 	}
-	return dst
-}
-
-// AppendString appends s as a quoted JSON string.
-func AppendString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	dst = AppendStringContent(dst, []byte(s))
-	return append(dst, '"')
+	return append(dst, s[start:]...)
 }
 
 // Object builds a flat JSON object.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func FuzzAppendString(f *testing.F) {
@@ -39,4 +40,59 @@ func TestObject(t *testing.T) {
 	if string(empty.Bytes()) != "{}" {
 		t.Fatal("empty object")
 	}
+}
+
+// FuzzAppendContentSame: the run-copying encoder writes exactly the bytes
+// of the byte-at-a-time one it replaced (refAppendStringContent), from a
+// string and from a byte slice.
+func FuzzAppendContentSame(f *testing.F) {
+	for _, s := range []string{"", "plain.example.com", "a\"b\\c", "\x00\x1f\x7f", "<>&", "x\u2028y\u2029", "\xff\xfe", "ключ🔑", "ab\xe2\x80"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want := refAppendStringContent([]byte("pre"), []byte(s))
+		if got := AppendStringContent([]byte("pre"), []byte(s)); string(got) != string(want) {
+			t.Fatalf("bytes %q: got %q, want %q", s, got, want)
+		}
+		if got := AppendString([]byte("pre"), s); string(got) != "pre\""+string(want[3:])+"\"" {
+			t.Fatalf("string %q: got %q, want %q", s, got, want)
+		}
+	})
+}
+
+// refAppendStringContent is the encoder before run copying, for
+// FuzzAppendContentSame.
+func refAppendStringContent(dst []byte, s []byte) []byte {
+	for i := 0; i < len(s); {
+		b := s[i]
+		if b < utf8.RuneSelf {
+			switch {
+			case b == '"' || b == '\\':
+				dst = append(dst, '\\', b)
+			case b == '\n':
+				dst = append(dst, '\\', 'n')
+			case b == '\r':
+				dst = append(dst, '\\', 'r')
+			case b == '\t':
+				dst = append(dst, '\\', 't')
+			case b < 0x20 || b == 0x7f || b == '<' || b == '>' || b == '&':
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xf])
+			default:
+				dst = append(dst, b)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			dst = append(dst, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+		default:
+			dst = append(dst, s[i:i+size]...)
+		}
+		i += size
+	}
+	return dst
 }
