@@ -182,3 +182,13 @@ func redactQuoted(msg string) string {
 	}
 	return b.String()
 }
+
+// In-process delivery (InternalTransport).
+var (
+	// ErrInternalRequest: a request handed to InternalTransport that no
+	// proxy listener would take either (not absolute-form http://, or
+	// CONNECT).
+	ErrInternalRequest = errors.New("proxy: in-process request must be an absolute http:// URL")
+	// errInternalPanic: handling an in-process request panicked (logged).
+	errInternalPanic = errors.New("proxy: the in-process request failed (see the proxy log)")
+)

@@ -1,18 +1,10 @@
 package proxy
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"runtime/debug"
 )
-
-// ErrInternalRequest: a request handed to InternalTransport that no proxy
-// listener would take either (not absolute-form http://, or CONNECT).
-var ErrInternalRequest = errors.New("proxy: in-process request must be an absolute http:// URL")
-
-// errInternalPanic: handling an in-process request panicked (logged).
-var errInternalPanic = errors.New("proxy: the in-process request failed (see the proxy log)")
 
 // InternalTransport returns an http.RoundTripper that hands each request to
 // this proxy in the same process: the dispatcher and the workflow engine of
@@ -39,7 +31,7 @@ type internalTransport struct{ p *Proxy }
 
 func (t internalTransport) RoundTrip(r *http.Request) (resp *http.Response, err error) {
 	if r.URL == nil || r.URL.Scheme != "http" || r.URL.Host == "" || r.Method == http.MethodConnect {
-		closeBody(r)
+		closeReqBody(r)
 		return nil, ErrInternalRequest
 	}
 	// handle rewrites the request in place; a RoundTripper must leave the
@@ -74,7 +66,7 @@ func (t internalTransport) RoundTrip(r *http.Request) (resp *http.Response, err 
 		// The proxy answered itself: nothing will read the request body
 		// any more, and a RoundTripper closes it (the upstream transport
 		// closes it when the request went out).
-		closeBody(&in)
+		closeReqBody(&in)
 		if err := r.Context().Err(); err != nil {
 			// The caller's deadline passed or it gave up: report that, as an
 			// HTTP client does, rather than the proxy's reading of the
@@ -85,10 +77,4 @@ func (t internalTransport) RoundTrip(r *http.Request) (resp *http.Response, err 
 	}
 	resp.Request = r
 	return resp, nil
-}
-
-func closeBody(r *http.Request) {
-	if r.Body != nil {
-		_ = r.Body.Close()
-	}
 }

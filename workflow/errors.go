@@ -15,3 +15,11 @@ var (
 	// a finished run, retry one that has not failed).
 	ErrRunState = errors.New("run state does not allow this")
 )
+
+// Errors of the engine's own, reported as step error codes, not statuses.
+var (
+	// errExpr marks a failure to evaluate an expression at run time.
+	errExpr = errors.New("expression failed")
+	// errInjected: substituted data would add a secret reference.
+	errInjected = errors.New("substituted data holds a secret reference")
+)

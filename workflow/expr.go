@@ -3,7 +3,6 @@ package workflow
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/url"
 	"regexp"
@@ -35,9 +34,6 @@ type expr struct {
 	field string // output, status, data, id
 	path  []string
 }
-
-// errExpr marks a failure to evaluate an expression at run time.
-var errExpr = errors.New("expression failed")
 
 // piece is a literal or an expression of a template string.
 type piece struct {
@@ -423,9 +419,6 @@ func refNames(s string, c template.Context) ([]string, error) {
 	})
 	return names, err
 }
-
-// errInjected: substituted data would add a secret reference.
-var errInjected = errors.New("substituted data holds a secret reference")
 
 // sameRefs checks that rendering added no secret reference: data from an
 // input, an output or a signal must never make the proxy resolve a secret
