@@ -35,3 +35,27 @@ func peerClosed(c net.Conn) bool {
 	})
 	return closed || err != nil
 }
+
+// clientGone reports whether the client hung up c (EOF, or a reset): one
+// non-blocking MSG_PEEK read, which consumes nothing. Unlike peerClosed,
+// unread bytes are no sign of leaving (a pipelined request, the rest of a
+// body, TLS records), so a client that sent more is taken as present.
+// Control, not Read: Read would wait for a read in progress on c (a slow
+// request body, a head) to end.
+func clientGone(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	gone := false
+	var b [1]byte
+	err = rc.Control(func(fd uintptr) {
+		n, _, rerr := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		gone = n == 0 && rerr == nil || rerr != nil && rerr != syscall.EAGAIN && rerr != syscall.EWOULDBLOCK && rerr != syscall.EINTR
+	})
+	return gone || err != nil
+}

@@ -54,6 +54,9 @@ type LaneServer struct {
 	closing atomic.Bool
 	wg      sync.WaitGroup
 	stdOnce sync.Once
+	// The watch (watchClients) runs from the first Serve until stopWatch.
+	watchOnce, watchStopOnce sync.Once
+	watchStop                chan struct{}
 }
 
 // NewLaneServer builds the lane for p. std is the net/http server for
@@ -65,7 +68,7 @@ func (p *Proxy) NewLaneServer(std *http.Server) *LaneServer {
 	}
 	s := &LaneServer{
 		p: p, std: std, fb: newHandoffListener(), tunFB: newHandoffListener(),
-		lns: map[net.Listener]struct{}{}, conns: map[*laneConn]bool{},
+		lns: map[net.Listener]struct{}{}, conns: map[*laneConn]bool{}, watchStop: make(chan struct{}),
 	}
 	s.tun = &http.Server{
 		Handler: http.HandlerFunc(s.serveTunnelFallback), ReadHeaderTimeout: std.ReadHeaderTimeout,
@@ -88,6 +91,7 @@ func (s *LaneServer) Serve(ln net.Listener) error {
 		s.fb.addr = ln.Addr()
 		s.wg.Go(func() { _ = s.std.Serve(s.fb) })
 	})
+	s.watchOnce.Do(func() { s.wg.Go(s.watchClients) })
 	var backoff time.Duration
 	for {
 		c, err := ln.Accept()
@@ -107,6 +111,7 @@ func (s *LaneServer) Serve(ln net.Listener) error {
 		}
 		backoff = 0
 		lc := &laneConn{c: c, s: s}
+		lc.ctx, lc.cancel = context.WithCancel(context.Background())
 		s.mu.Lock()
 		if s.closing.Load() {
 			s.mu.Unlock()
@@ -139,6 +144,7 @@ func (s *LaneServer) Shutdown(ctx context.Context) error {
 		n := len(s.conns)
 		s.mu.Unlock()
 		if n == 0 {
+			s.stopWatch()
 			break
 		}
 		select {
@@ -163,10 +169,67 @@ func (s *LaneServer) Close() error {
 		lc.c.Close()
 	}
 	s.mu.Unlock()
+	s.stopWatch()
 	err := s.std.Close()
 	_ = s.tun.Close()
 	s.wg.Wait()
 	return err
+}
+
+// laneWatchInterval is how often watchClients looks at the clients of
+// requests in progress.
+const laneWatchInterval = time.Second
+
+// watchClients ends the request of a client that hung up: net/http reads
+// each connection in the background while its handler runs and cancels
+// the request's context on EOF; the lane reads a client's connection only
+// for the next request, so a request waiting on an upstream that stalls
+// (before its head, or mid-body, where no write to the client comes to
+// fail) held the upstream connection, a goroutine and buffers for a client
+// long gone, until the upstream chose to close. Once a second it peeks
+// (MSG_PEEK, nothing consumed) at the connections whose request has been
+// in progress since the previous look, and cancels the context of those
+// whose client has left; the lane's client and the transport end the
+// exchange on it. A request shorter than a second costs nothing here.
+func (s *LaneServer) watchClients() {
+	t := time.NewTicker(laneWatchInterval)
+	defer t.Stop()
+	var look []*laneConn
+	for {
+		select {
+		case <-s.watchStop:
+			return
+		case <-t.C:
+		}
+		look = look[:0]
+		s.mu.Lock()
+		if s.closing.Load() && len(s.conns) == 0 {
+			s.mu.Unlock()
+			return
+		}
+		for lc, idle := range s.conns {
+			if idle {
+				continue
+			}
+			if lc.ticks++; lc.ticks >= 2 {
+				look = append(look, lc)
+			}
+		}
+		s.mu.Unlock()
+		// Outside the lock: a peek is a system call per connection. A
+		// connection closed meanwhile reports gone; its context is done
+		// with it anyway.
+		for _, lc := range look {
+			if clientGone(lc.c) {
+				lc.cancel()
+			}
+		}
+		clear(look)
+	}
+}
+
+func (s *LaneServer) stopWatch() {
+	s.watchStopOnce.Do(func() { close(s.watchStop) })
 }
 
 func (s *LaneServer) closeListeners() {
@@ -186,6 +249,7 @@ func (s *LaneServer) setIdle(lc *laneConn, idle bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.conns[lc] = idle
+	lc.ticks = 0
 	return !(idle && s.closing.Load())
 }
 
@@ -222,6 +286,13 @@ type laneConn struct {
 	// request, which did not finish. br is not reset and pooled before
 	// that read ends (laneBody.stop).
 	busy *laneBody
+	// ctx is every request's context on this connection, cancelled when
+	// watchClients finds the client gone, and when the connection ends.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// ticks counts watchClients' looks since the connection last went
+	// idle or active (under s.mu).
+	ticks int
 }
 
 var (
@@ -232,6 +303,7 @@ var (
 
 func (lc *laneConn) serve() {
 	defer func() {
+		lc.cancel()
 		if !lc.handedOver {
 			lc.c.Close()
 		}
@@ -318,12 +390,11 @@ func (lc *laneConn) serve() {
 			return
 		}
 		_ = lc.c.SetReadDeadline(time.Time{})
+		// The connection's context: watchClients cancels it when the
+		// client hangs up while the request waits (net/http's
+		// backgroundRead does that for std).
+		hd.req = hd.req.WithContext(lc.ctx)
 		r := hd.req
-		// The request's context is Background: the lane does not read
-		// the connection in the background to notice a client leaving
-		// (net/http's backgroundRead); a write to a gone client fails and
-		// closes the upstream body instead, and upstream timeouts bound
-		// the wait.
 		r.RemoteAddr = lc.remote
 		var body *laneBody
 		if hd.chunked || r.ContentLength > 0 {
