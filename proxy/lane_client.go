@@ -34,7 +34,7 @@ type laneClient struct {
 	headerWait time.Duration
 
 	mu    sync.Mutex
-	idle  map[string][]*upConn
+	idle  map[laneKey][]*upConn
 	nIdle int
 	sweep *time.Timer
 }
@@ -63,7 +63,7 @@ type upConn struct {
 	lim    limitedConn
 	br     *bufio.Reader
 	bw     *bufio.Writer
-	key    string
+	key    laneKey
 	idleAt time.Time
 	reused bool
 }
@@ -99,11 +99,11 @@ func (lc *laneClient) takes(r *http.Request) bool {
 	return true
 }
 
-// RoundTrip sends r and returns the response head; the body streams from
-// the connection, which returns to the pool when the body was read to
-// its end and closed. r.Body is always closed.
-func (lc *laneClient) RoundTrip(r *http.Request) (*http.Response, error) {
-	key, addr, err := laneConnKey(r)
+// RoundTrip sends r, on a connection of pool's, and returns the response
+// head; the body streams from the connection, which returns to the pool
+// when the body was read to its end and closed. r.Body is always closed.
+func (lc *laneClient) RoundTrip(r *http.Request, pool upstreamPool) (*http.Response, error) {
+	key, addr, err := laneConnKey(r, pool)
 	if err != nil {
 		closeReqBody(r)
 		return nil, err
@@ -135,11 +135,18 @@ func closeReqBody(r *http.Request) {
 	}
 }
 
-// laneConnKey is the pool key (scheme://host:port) and the dial address.
-func laneConnKey(r *http.Request) (string, string, error) {
+// laneKey is what a pooled connection may be reused for: one pool's
+// requests to one destination.
+type laneKey struct {
+	pool upstreamPool
+	dest string // scheme://host:port
+}
+
+// laneConnKey is the pool key and the dial address.
+func laneConnKey(r *http.Request, pool upstreamPool) (laneKey, string, error) {
 	host, port := r.URL.Hostname(), r.URL.Port()
 	if host == "" {
-		return "", "", errors.New("proxy: no host in the request URL")
+		return laneKey{}, "", errors.New("proxy: no host in the request URL")
 	}
 	if port == "" {
 		port = "80"
@@ -148,7 +155,7 @@ func laneConnKey(r *http.Request) (string, string, error) {
 		}
 	}
 	addr := net.JoinHostPort(host, port)
-	return r.URL.Scheme + "://" + addr, addr, nil
+	return laneKey{pool, r.URL.Scheme + "://" + addr}, addr, nil
 }
 
 func (lc *laneClient) roundTrip(uc *upConn, r *http.Request) (resp *http.Response, err error) {
@@ -383,7 +390,7 @@ func removeZone(host string) string {
 }
 
 // get returns a live idle connection for key, or dials one.
-func (lc *laneClient) get(ctx context.Context, key, addr string, useTLS bool, serverName string) (*upConn, error) {
+func (lc *laneClient) get(ctx context.Context, key laneKey, addr string, useTLS bool, serverName string) (*upConn, error) {
 	for {
 		uc := lc.popIdle(key)
 		if uc == nil {
@@ -451,7 +458,7 @@ func (l *limitedConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (lc *laneClient) popIdle(key string) *upConn {
+func (lc *laneClient) popIdle(key laneKey) *upConn {
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
 	list := lc.idle[key]
@@ -480,7 +487,7 @@ func (lc *laneClient) put(uc *upConn) {
 		return
 	}
 	if lc.idle == nil {
-		lc.idle = map[string][]*upConn{}
+		lc.idle = map[laneKey][]*upConn{}
 	}
 	lc.idle[uc.key] = append(lc.idle[uc.key], uc)
 	lc.nIdle++

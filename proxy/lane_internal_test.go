@@ -10,14 +10,15 @@ import (
 // pool's one timer, fresh ones kept.
 func TestLaneSweepIdle(t *testing.T) {
 	lc := &laneClient{}
+	k := laneKey{dest: "http://h:80"}
 	oldA, oldB := net.Pipe()
 	newA, newB := net.Pipe()
 	defer oldB.Close()
 	defer newB.Close()
-	lc.put(&upConn{c: oldA, key: "http://h:80"})
-	lc.put(&upConn{c: newA, key: "http://h:80"})
+	lc.put(&upConn{c: oldA, key: k})
+	lc.put(&upConn{c: newA, key: k})
 	lc.mu.Lock()
-	lc.idle["http://h:80"][0].idleAt = time.Now().Add(-2 * laneIdleTimeout)
+	lc.idle[k][0].idleAt = time.Now().Add(-2 * laneIdleTimeout)
 	lc.mu.Unlock()
 	lc.sweepIdle()
 	if _, err := oldA.Write([]byte("x")); err == nil {
@@ -26,7 +27,7 @@ func TestLaneSweepIdle(t *testing.T) {
 	lc.mu.Lock()
 	n := lc.nIdle
 	lc.mu.Unlock()
-	if n != 1 || lc.popIdle("http://h:80") == nil {
+	if n != 1 || lc.popIdle(k) == nil {
 		t.Fatalf("%d idle after the sweep", n)
 	}
 	lc.closeIdle()

@@ -102,6 +102,8 @@ type Proxy struct {
 	log   *slog.Logger
 	m     *metrics
 	tr    *http.Transport
+	// trs are tr's clones, one per upstream pool (trFor).
+	trs sync.Map
 	// lc, with the lane engine, sends what it takes instead of tr.
 	lc        *laneClient
 	mode      string
@@ -248,18 +250,48 @@ func (p *Proxy) ReloadCA() { p.ca.reload() }
 // CloseIdleConnections closes pooled upstream connections (at shutdown).
 func (p *Proxy) CloseIdleConnections() {
 	p.tr.CloseIdleConnections()
+	p.trs.Range(func(_, tr any) bool {
+		tr.(*http.Transport).CloseIdleConnections()
+		return true
+	})
 	if p.lc != nil {
 		p.lc.closeIdle()
 	}
 }
 
-// roundTrip sends a rewritten request upstream: through the lane's client
-// when it takes the request, otherwise through the transport.
-func (p *Proxy) roundTrip(r *http.Request) (*http.Response, error) {
-	if p.lc != nil && p.lc.takes(r) {
-		return p.lc.RoundTrip(r)
+// upstreamPool names whose requests may share a pooled upstream
+// connection: one workspace's, and Rotor's own dispatch requests (which
+// carry the workspace's callback credentials, beyond a member key's
+// reach) apart from its workers'. A request's bytes go out right after
+// the previous request's on a pooled connection; an upstream that did not
+// read a body (a "CL.0" desync) takes that body as the start of the next
+// request, so a shared pool let one tenant prefix another's request, with
+// its resolved secrets, by a request head of its choosing (stored at the
+// upstream where the first tenant reads it back).
+type upstreamPool struct {
+	workspace string
+	dispatch  bool
+}
+
+// trFor is the transport of pool: a clone of tr (same dialer, TLS and
+// limits) with its own idle connections. Workspaces are made by operators
+// only, so the map stays as small as their number.
+func (p *Proxy) trFor(pool upstreamPool) *http.Transport {
+	if tr, ok := p.trs.Load(pool); ok {
+		return tr.(*http.Transport)
 	}
-	return p.tr.RoundTrip(r)
+	tr, _ := p.trs.LoadOrStore(pool, p.tr.Clone())
+	return tr.(*http.Transport)
+}
+
+// roundTrip sends a rewritten request upstream, on pool's connections:
+// through the lane's client when it takes the request, otherwise through
+// the transport.
+func (p *Proxy) roundTrip(r *http.Request, pool upstreamPool) (*http.Response, error) {
+	if p.lc != nil && p.lc.takes(r) {
+		return p.lc.RoundTrip(r, pool)
+	}
+	return p.trFor(pool).RoundTrip(r)
 }
 
 // session is who is using the proxy, set at CONNECT for intercepted requests.
@@ -593,7 +625,7 @@ func (p *Proxy) handle(r *http.Request, s *session) (*http.Request, *http.Respon
 	if err != nil {
 		return r, p.refuse(r, entry, err)
 	}
-	resp, err := p.roundTrip(out)
+	resp, err := p.roundTrip(out, upstreamPool{st.actor.WorkspaceID, internal})
 	if err != nil {
 		entry.secrets = st.secretNames()
 		if st.body != nil && st.body.Err() != nil {
