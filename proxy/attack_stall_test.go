@@ -2,10 +2,15 @@ package proxy_test
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,5 +71,77 @@ func TestAttackLaneStallAfterClientLeft(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestAttackLaneStallInTunnelAfterClientLeft: the same inside an
+// intercepted CONNECT tunnel, where the client's TLS stack says goodbye
+// with a close_notify alert before its FIN: bytes the lane has not read
+// (encrypted, under TLS 1.3, like any record), so a peek for EOF saw a
+// client still there.
+func TestAttackLaneStallInTunnelAfterClientLeft(t *testing.T) {
+	gone := make(chan time.Duration, 1)
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100000")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(make([]byte, 8192))
+		http.NewResponseController(w).Flush()
+		start := time.Now()
+		select {
+		case <-r.Context().Done():
+			gone <- time.Since(start)
+		case <-time.After(20 * time.Second):
+			gone <- 20 * time.Second
+		}
+	}))
+	up.StartTLS()
+	t.Cleanup(up.Close)
+	certPath, keyPath, err := proxy.InitCA(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := proxy.LoadCA(certPath, keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	upRoots := x509.NewCertPool()
+	upRoots.AddCert(up.Certificate())
+	e := newEnv(t, func(o *proxy.Options) { o.CA = ca; o.UpstreamRoots = upRoots })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := proxy.New(proxy.Options{Vault: e.vault, Logger: e.ve.Logger, CA: ca, UpstreamRoots: upRoots, Engine: proxy.EngineLane})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls := p.NewLaneServer(&http.Server{ReadHeaderTimeout: 5 * time.Second})
+	done := make(chan struct{})
+	go func() { defer close(done); _ = ls.Serve(ln) }()
+	t.Cleanup(func() { ls.Close(); <-done; p.CloseIdleConnections() })
+	clientRoots := x509.NewCertPool()
+	pemData, _ := os.ReadFile(certPath)
+	clientRoots.AppendCertsFromPEM(pemData)
+
+	host := strings.TrimPrefix(up.URL, "https://")
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\nProxy-Authorization: Bearer %s\r\n\r\n", host, host, e.key)
+	br := bufio.NewReader(c)
+	if res, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect}); err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("CONNECT: %v %v", res, err)
+	}
+	tc := tls.Client(c, &tls.Config{RootCAs: clientRoots, ServerName: strings.Split(host, ":")[0]})
+	fmt.Fprintf(tc, "GET /stall HTTP/1.1\r\nHost: %s\r\n\r\n", host)
+	if _, err := http.ReadResponse(bufio.NewReader(tc), nil); err != nil {
+		t.Fatalf("no response head: %v", err)
+	}
+	tc.Close() // close_notify, then FIN
+	if d := <-gone; d > 8*time.Second {
+		t.Fatalf("the proxy held its connection to a stalled upstream for %v after the client left", d.Round(time.Second))
 	}
 }

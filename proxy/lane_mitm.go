@@ -101,6 +101,7 @@ func (lc *laneConn) intercept(r *http.Request) bool {
 		return false
 	}
 	lc.rw, lc.mode, lc.sess, lc.host, lc.lastPOST = tc, modeTunnel, sess, host, false
+	lc.tunnel.Store(true)
 	lc.br.Reset(tc)
 	lc.bw.Reset(tc)
 	return true

@@ -11,4 +11,4 @@ func peerClosed(net.Conn) bool { return false }
 
 // clientGone cannot look without reading on this platform: the client is
 // taken as present (an exchange it left ends with the upstream's timeouts).
-func clientGone(net.Conn) bool { return false }
+func clientGone(net.Conn, bool) bool { return false }

@@ -39,10 +39,12 @@ func peerClosed(c net.Conn) bool {
 // clientGone reports whether the client hung up c (EOF, or a reset): one
 // non-blocking MSG_PEEK read, which consumes nothing. Unlike peerClosed,
 // unread bytes are no sign of leaving (a pipelined request, the rest of a
-// body, TLS records), so a client that sent more is taken as present.
+// body), so a client that sent more is taken as present, as net/http's
+// background read takes it. Inside a TLS tunnel, where a client's goodbye
+// is a record before its FIN, tunnelClientGone looks for the FIN itself.
 // Control, not Read: Read would wait for a read in progress on c (a slow
 // request body, a head) to end.
-func clientGone(c net.Conn) bool {
+func clientGone(c net.Conn, tunnel bool) bool {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return false
@@ -52,8 +54,12 @@ func clientGone(c net.Conn) bool {
 		return true
 	}
 	gone := false
-	var b [1]byte
 	err = rc.Control(func(fd uintptr) {
+		if tunnel {
+			gone = tunnelClientGone(fd)
+			return
+		}
+		var b [1]byte
 		n, _, rerr := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		gone = n == 0 && rerr == nil || rerr != nil && rerr != syscall.EAGAIN && rerr != syscall.EWOULDBLOCK && rerr != syscall.EINTR
 	})

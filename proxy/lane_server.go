@@ -220,7 +220,7 @@ func (s *LaneServer) watchClients() {
 		// connection closed meanwhile reports gone; its context is done
 		// with it anyway.
 		for _, lc := range look {
-			if clientGone(lc.c) {
+			if clientGone(lc.c, lc.tunnel.Load()) {
 				lc.cancel()
 			}
 		}
@@ -293,6 +293,9 @@ type laneConn struct {
 	// ticks counts watchClients' looks since the connection last went
 	// idle or active (under s.mu).
 	ticks int
+	// tunnel: the connection carries an intercepted TLS tunnel (for
+	// watchClients, which does not own mode).
+	tunnel atomic.Bool
 }
 
 var (
