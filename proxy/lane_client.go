@@ -65,6 +65,8 @@ type upConn struct {
 	bw     *bufio.Writer
 	key    laneKey
 	idleAt time.Time
+	// expire moves c's deadline to the past (a request's context ended).
+	expire func()
 	reused bool
 }
 
@@ -170,7 +172,10 @@ func (lc *laneClient) roundTrip(uc *upConn, r *http.Request) (resp *http.Respons
 	}
 	var stop func() bool
 	if ctx.Done() != nil {
-		stop = context.AfterFunc(ctx, func() { _ = uc.c.SetDeadline(time.Unix(1, 0)) })
+		if uc.expire == nil {
+			uc.expire = func() { _ = uc.c.SetDeadline(time.Unix(1, 0)) } // once per connection
+		}
+		stop = context.AfterFunc(ctx, uc.expire)
 		defer func() {
 			if err != nil {
 				stop()

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -122,6 +123,11 @@ const (
 func parseLaneHead(raw []byte) (laneHead, error) { return parseLaneHeadMode(raw, modeProxy) }
 
 func parseLaneHeadMode(raw []byte, mode laneMode) (laneHead, error) {
+	return parseLaneHeadCtx(context.Background(), raw, mode)
+}
+
+// parseLaneHeadCtx is parseLaneHeadMode for a request with context ctx.
+func parseLaneHeadCtx(ctx context.Context, raw []byte, mode laneMode) (laneHead, error) {
 	// One string for the whole head: every value is a slice of it.
 	s := string(raw)
 	eol := bytes.IndexByte(raw, '\n')
@@ -286,10 +292,11 @@ func parseLaneHeadMode(raw []byte, mode laneMode) (laneHead, error) {
 			h["Cache-Control"] = []string{"no-cache"}
 		}
 	}
-	req := &http.Request{
-		Method: method, URL: u, Proto: proto, ProtoMajor: 1, ProtoMinor: 1,
-		Header: h, Host: reqHost, RequestURI: target, Close: closeConn, Body: http.NoBody,
-	}
+	// WithContext of an empty request (it stays on the stack) is the one
+	// allocation: a request with its context from the start, not a copy.
+	req := (&http.Request{}).WithContext(ctx)
+	req.Method, req.URL, req.Proto, req.ProtoMajor, req.ProtoMinor = method, u, proto, 1, 1
+	req.Header, req.Host, req.RequestURI, req.Close, req.Body = h, reqHost, target, closeConn, http.NoBody
 	head := laneHead{req: req}
 	switch {
 	case tes == 1:

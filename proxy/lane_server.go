@@ -367,7 +367,7 @@ func (lc *laneConn) serve() {
 		lc.head = raw[:0]
 		var hd laneHead
 		if err == nil {
-			hd, err = parseLaneHeadMode(raw, lc.mode)
+			hd, err = parseLaneHeadCtx(lc.ctx, raw, lc.mode)
 			if err != nil && lc.mode == modeProxy && isConnectHead(raw) && lc.s.p.ca.current() != nil {
 				if hd, err = parseLaneHeadMode(raw, modeConnect); err == nil && !hd.chunked && hd.req.ContentLength == 0 {
 					if !lc.intercept(hd.req) {
@@ -393,10 +393,9 @@ func (lc *laneConn) serve() {
 			return
 		}
 		_ = lc.c.SetReadDeadline(time.Time{})
-		// The connection's context: watchClients cancels it when the
-		// client hangs up while the request waits (net/http's
-		// backgroundRead does that for std).
-		hd.req = hd.req.WithContext(lc.ctx)
+		// The request's context is the connection's (parseLaneHeadCtx):
+		// watchClients cancels it when the client hangs up while the
+		// request waits (net/http's backgroundRead does that for std).
 		r := hd.req
 		r.RemoteAddr = lc.remote
 		var body *laneBody
