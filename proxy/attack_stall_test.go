@@ -145,3 +145,50 @@ func TestAttackLaneStallInTunnelAfterClientLeft(t *testing.T) {
 		t.Fatalf("the proxy held its connection to a stalled upstream for %v after the client left", d.Round(time.Second))
 	}
 }
+
+// TestLaneWatchKeepsPresentClients: the guard on the watch above. A client
+// that waits (its request running for several of the watch's looks), or
+// that pipelines its next request meanwhile (unread bytes: present, not
+// gone), gets its answers; a watch that took either for a client that
+// left fails here.
+func TestLaneWatchKeepsPresentClients(t *testing.T) {
+	e := newEnv(t)
+	addrs := engineProxies(t, e)
+	up := hostileUpstream(t, func(_ int, c net.Conn, br *bufio.Reader) {
+		for range 2 {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			if req.URL.Path == "/slow" {
+				time.Sleep(2500 * time.Millisecond) // two looks and more
+			}
+			if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone"); err != nil {
+				return
+			}
+		}
+	})
+	c, err := net.Dial("tcp", addrs[proxy.EngineLane])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(15 * time.Second))
+	auth := "Proxy-Authorization: Bearer " + e.key + "\r\n"
+	fmt.Fprintf(c, "GET http://%s/slow HTTP/1.1\r\nHost: %s\r\n%s\r\n", up, up, auth)
+	time.Sleep(1500 * time.Millisecond)
+	// The next request, pipelined while the first waits.
+	fmt.Fprintf(c, "GET http://%s/next HTTP/1.1\r\nHost: %s\r\n%s\r\n", up, up, auth)
+	br := bufio.NewReader(c)
+	for _, path := range []string{"/slow", "/next"} {
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK || string(b) != "done" {
+			t.Fatalf("%s: %d %q %s", path, res.StatusCode, b, res.Header.Get(proxy.HeaderError))
+		}
+	}
+}
