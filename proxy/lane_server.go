@@ -115,6 +115,7 @@ func (s *LaneServer) Serve(ln net.Listener) error {
 		s.mu.Lock()
 		if s.closing.Load() {
 			s.mu.Unlock()
+			lc.cancel()
 			c.Close()
 			return http.ErrServerClosed
 		}
