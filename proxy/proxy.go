@@ -406,6 +406,7 @@ type reqState struct {
 	// goes upstream (valid until the request's body is closed).
 	buffered  bool
 	bodyBytes []byte
+	mem       memBody
 	// extra goes into audit rows (dispatch: job id and attempt).
 	extra map[string]string
 	// The first few resolved values and names live in the request's state
@@ -837,7 +838,7 @@ func (st *reqState) rewriteBody(out *http.Request) error {
 	ctxt := bodyContext(out.Header.Get("Content-Type"))
 	src := out.Body
 	rawp := getBodyBuf(out.ContentLength)
-	raw, whole, err := readWhole((*rawp)[:0], clientBody{src}, BufferLimit)
+	raw, whole, err := readWhole((*rawp)[:0], src, BufferLimit)
 	*rawp = raw
 	if err != nil {
 		putBodyBuf(rawp)
@@ -869,7 +870,12 @@ func (st *reqState) rewriteBody(out *http.Request) error {
 			st.buffered, st.bodyBytes = true, body
 			if out.ContentLength != int64(len(body)) {
 				out.ContentLength = int64(len(body))
-				out.Header.Set("Content-Length", strconv.Itoa(len(body)))
+				cl := strconv.Itoa(len(body))
+				if vs := out.Header["Content-Length"]; len(vs) == 1 {
+					vs[0] = cl // the request's own slice (no new one)
+				} else {
+					out.Header.Set("Content-Length", cl)
+				}
 			}
 			out.TransferEncoding = nil
 			if len(body) == 0 {
@@ -880,7 +886,9 @@ func (st *reqState) rewriteBody(out *http.Request) error {
 				out.Body = http.NoBody
 				return nil
 			}
-			out.Body = &memBody{b: body, bufs: bufs, src: src}
+			// In the request's state: one allocation fewer per body.
+			st.mem = memBody{b: body, bufs: bufs, src: src}
+			out.Body = &st.mem
 			return nil
 		}
 	}
@@ -897,6 +905,7 @@ func (st *reqState) rewriteBody(out *http.Request) error {
 // readWhole appends what src holds to buf, up to limit bytes: whole is
 // true when src ended within them (buf is then all of it), false when it
 // holds more (buf has limit+1 bytes of it; the rest is still in src).
+// Read errors are errBody's, as clientBody tags them.
 func readWhole(buf []byte, src io.Reader, limit int) (_ []byte, whole bool, err error) {
 	empty := 0
 	for {
@@ -911,7 +920,7 @@ func readWhole(buf []byte, src io.Reader, limit int) (_ []byte, whole bool, err 
 		case err == io.EOF:
 			return buf, true, nil
 		case err != nil:
-			return buf, false, err
+			return buf, false, fmt.Errorf("%w: %v", errBody, err)
 		case n == 0:
 			// A reader that never ends nor errs; as io.ReadAtLeast would
 			// spin, this gives up.
