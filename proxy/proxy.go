@@ -826,8 +826,7 @@ func bodyContext(ct string) template.Context {
 // it resolved, and it leaves with an exact Content-Length. A body with
 // nothing that could start a reference (no '$', nor '%' in a form) leaves
 // as the client sent it, without a copy. A larger body, or one whose
-// values would make it grow far past BufferLimit, streams through the
-// Rewriter instead, chunked, in constant memory.
+// values make it grow past BufferLimit, streams (streamBody).
 func (st *reqState) rewriteBody(out *http.Request) error {
 	if out.Body == nil || out.Body == http.NoBody {
 		return nil
@@ -836,67 +835,102 @@ func (st *reqState) rewriteBody(out *http.Request) error {
 		return nil // compressed bodies pass untouched (documented)
 	}
 	ctxt := bodyContext(out.Header.Get("Content-Type"))
-	src := out.Body
+	if out.ContentLength > BufferLimit {
+		return st.streamBody(out, ctxt, nil)
+	}
 	rawp := getBodyBuf(out.ContentLength)
-	raw, whole, err := readWhole((*rawp)[:0], src, BufferLimit)
+	raw, whole, err := readWhole((*rawp)[:0], out.Body, BufferLimit)
 	*rawp = raw
 	if err != nil {
+		putBodyBuf(rawp)
+		if !errors.Is(err, errBody) {
+			err = fmt.Errorf("%w: %v", errBody, err) // the client's body failed
+		}
+		return err
+	}
+	if !whole {
+		return st.streamBody(out, ctxt, rawp)
+	}
+	outp := getBodyBuf(int64(len(raw)) + 256)
+	rewritten, n, err := template.AppendRewrite((*outp)[:0], raw, ctxt, st.rf, BufferLimit)
+	*outp = rewritten
+	switch {
+	case err == nil && n.Refs == 0 && len(rewritten) == 0:
+		putBodyBuf(outp) // nothing to rewrite: the client's bytes go
+		st.setBody(out, raw, rawp)
+	case err == nil:
+		// The rewritten copy goes; the client's bytes are done with.
+		putBodyBuf(rawp)
+		st.p.m.rewritten.Add(float64(n.Bytes))
+		st.setBody(out, rewritten, outp)
+	case errors.Is(err, template.ErrOutputLimit):
+		// Values far longer than their references: rewrite it again as
+		// a stream (the names resolved so far are not resolved twice).
+		putBodyBuf(outp)
+		return st.streamBody(out, ctxt, rawp)
+	default:
+		putBodyBuf(outp)
+		putBodyBuf(rawp)
+		return err
+	}
+	return nil
+}
+
+// setBody makes body (held in the pooled *bp) out's whole body, with its
+// exact length.
+func (st *reqState) setBody(out *http.Request, body []byte, bp *[]byte) {
+	st.buffered, st.bodyBytes = true, body
+	if out.ContentLength != int64(len(body)) {
+		out.ContentLength = int64(len(body))
+		cl := strconv.Itoa(len(body))
+		if vs := out.Header["Content-Length"]; len(vs) == 1 {
+			vs[0] = cl // the request's own slice (no new one)
+		} else {
+			out.Header.Set("Content-Length", cl)
+		}
+	}
+	out.TransferEncoding = nil
+	src := out.Body
+	if len(body) == 0 {
+		putBodyBuf(bp)
+		_ = src.Close()
+		out.Body = http.NoBody
+		return
+	}
+	// In the request's state: one allocation fewer per body.
+	st.mem = memBody{b: body, bp: bp, src: src}
+	out.Body = &st.mem
+}
+
+// streamBody rewrites out's body through the streaming Rewriter: the first
+// BufferLimit bytes of its output before anything is sent (a reference
+// there that fails is refused, and a body that turns out no longer than
+// that goes whole after all), the rest as the transport sends it, chunked,
+// in constant memory. rawp, if set, holds the bytes of the body already
+// read; they come first.
+func (st *reqState) streamBody(out *http.Request, ctxt template.Context, rawp *[]byte) error {
+	src := out.Body
+	var in io.Reader = src
+	if rawp != nil {
+		in = io.MultiReader(bytes.NewReader(*rawp), src)
+	}
+	rw := template.NewRewriter(clientBody{in}, ctxt, st.rf)
+	prep := getBodyBuf(BufferLimit)
+	pre, whole, err := readWhole((*prep)[:0], rw, BufferLimit)
+	*prep = pre
+	if err != nil {
+		putBodyBuf(prep)
 		putBodyBuf(rawp)
 		return err
 	}
 	if whole {
-		body, bufs := raw, [2]*[]byte{rawp}
-		outp := getBodyBuf(int64(len(raw)) + 256)
-		rewritten, n, err := template.AppendRewrite((*outp)[:0], raw, ctxt, st.rf, BufferLimit)
-		*outp = rewritten
-		switch {
-		case err == nil && n.Refs == 0 && len(rewritten) == 0:
-			putBodyBuf(outp) // nothing to rewrite: the client's bytes go
-		case err == nil:
-			// The rewritten copy goes; the client's bytes are done with.
-			putBodyBuf(rawp)
-			body, bufs = rewritten, [2]*[]byte{outp}
-			st.p.m.rewritten.Add(float64(n.Bytes))
-		case errors.Is(err, template.ErrOutputLimit):
-			// Values far longer than their references: stream it.
-			putBodyBuf(outp)
-			whole = false
-		default:
-			putBodyBuf(outp)
-			putBodyBuf(rawp)
-			return err
-		}
-		if whole {
-			st.buffered, st.bodyBytes = true, body
-			if out.ContentLength != int64(len(body)) {
-				out.ContentLength = int64(len(body))
-				cl := strconv.Itoa(len(body))
-				if vs := out.Header["Content-Length"]; len(vs) == 1 {
-					vs[0] = cl // the request's own slice (no new one)
-				} else {
-					out.Header.Set("Content-Length", cl)
-				}
-			}
-			out.TransferEncoding = nil
-			if len(body) == 0 {
-				for _, b := range bufs {
-					putBodyBuf(b)
-				}
-				_ = src.Close()
-				out.Body = http.NoBody
-				return nil
-			}
-			// In the request's state: one allocation fewer per body.
-			st.mem = memBody{b: body, bufs: bufs, src: src}
-			out.Body = &st.mem
-			return nil
-		}
+		putBodyBuf(rawp)
+		st.p.m.rewritten.Add(float64(rw.ReplacedBytes()))
+		st.setBody(out, pre, prep)
+		return nil
 	}
-	// Streamed: the bytes read so far, then the rest of the client's body,
-	// through the Rewriter as the transport sends it.
-	rw := template.NewRewriter(clientBody{io.MultiReader(bytes.NewReader(raw), src)}, ctxt, st.rf)
 	st.body = rw
-	out.Body = &pooledBody{Reader: rw, rw: rw, buf: rawp, p: st.p, src: src}
+	out.Body = &pooledBody{Reader: io.MultiReader(bytes.NewReader(pre), rw), rw: rw, bufs: [2]*[]byte{prep, rawp}, p: st.p, src: src}
 	out.ContentLength = -1
 	out.Header.Del("Content-Length")
 	return nil
@@ -905,7 +939,6 @@ func (st *reqState) rewriteBody(out *http.Request) error {
 // readWhole appends what src holds to buf, up to limit bytes: whole is
 // true when src ended within them (buf is then all of it), false when it
 // holds more (buf has limit+1 bytes of it; the rest is still in src).
-// Read errors are errBody's, as clientBody tags them.
 func readWhole(buf []byte, src io.Reader, limit int) (_ []byte, whole bool, err error) {
 	empty := 0
 	for {
@@ -920,7 +953,7 @@ func readWhole(buf []byte, src io.Reader, limit int) (_ []byte, whole bool, err 
 		case err == io.EOF:
 			return buf, true, nil
 		case err != nil:
-			return buf, false, fmt.Errorf("%w: %v", errBody, err)
+			return buf, false, err
 		case n == 0:
 			// A reader that never ends nor errs; as io.ReadAtLeast would
 			// spin, this gives up.
@@ -975,15 +1008,15 @@ func (c clientBody) Read(p []byte) (int, error) {
 }
 
 // memBody is a request body held whole in memory, rewritten or as the
-// client sent it. The lane client writes its bytes at once (bytes); its
-// buffers go back to the pool at Close, after which nothing reads them:
+// client sent it. The lane client writes its bytes at once (writeTo); its
+// buffer goes back to the pool at Close, after which nothing reads it:
 // Read and Close are serialised, so a transport that still reads after
 // closing gets an error, never bytes of the buffer's next request.
 type memBody struct {
 	mu   sync.Mutex
 	b    []byte
 	off  int
-	bufs [2]*[]byte
+	bp   *[]byte
 	src  io.Closer
 	done bool
 }
@@ -1018,21 +1051,19 @@ func (b *memBody) Close() error {
 	b.mu.Lock()
 	if !b.done {
 		b.done = true
-		for _, bp := range b.bufs {
-			putBodyBuf(bp)
-		}
-		b.b, b.bufs = nil, [2]*[]byte{}
+		putBodyBuf(b.bp)
+		b.b, b.bp = nil, nil
 	}
 	b.mu.Unlock()
 	return b.src.Close()
 }
 
-// pooledBody is a streamed body: it returns its buffer to the pool and
+// pooledBody is a streamed body: it returns its buffers to the pool and
 // counts the rewritten bytes once the transport is done.
 type pooledBody struct {
 	io.Reader
 	rw   *template.Rewriter
-	buf  *[]byte
+	bufs [2]*[]byte
 	p    *Proxy
 	src  io.Closer
 	once sync.Once
@@ -1041,7 +1072,9 @@ type pooledBody struct {
 func (b *pooledBody) Close() error {
 	b.once.Do(func() {
 		b.p.m.rewritten.Add(float64(b.rw.ReplacedBytes()))
-		putBodyBuf(b.buf)
+		for _, bp := range b.bufs {
+			putBodyBuf(bp)
+		}
 	})
 	return b.src.Close()
 }
