@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"rotor.sh/rotor/proxy"
+	"rotor.sh/rotor/template"
 )
 
 // TestBodyFraming: how a request body leaves the proxy, by its size and
@@ -85,4 +86,21 @@ func TestBodyReferenceFailsBeforeSending(t *testing.T) {
 		t.Fatalf("status %d, upstream saw %d requests", r.status, up.count())
 	}
 	assertNoValue(t, "refusal", r.body, tokenValue)
+}
+
+// TestBodyContextSpellings: the usual Content-Type values (matched as
+// sent, without parsing) pick the context their parsed media type does.
+func TestBodyContextSpellings(t *testing.T) {
+	for ct, want := range map[string]template.Context{
+		"application/json": template.ContextJSON, "application/json; charset=utf-8": template.ContextJSON,
+		"application/json;charset=utf-8": template.ContextJSON, "application/json; charset=UTF-8": template.ContextJSON,
+		"Application/JSON": template.ContextJSON, "application/vnd.api+json": template.ContextJSON,
+		"application/x-www-form-urlencoded": template.ContextForm, "application/x-www-form-urlencoded; charset=utf-8": template.ContextForm,
+		"": template.ContextRaw, "text/plain": template.ContextRaw, "text/plain; charset=utf-8": template.ContextRaw,
+		"application/octet-stream": template.ContextRaw, "application/json; =bad": template.ContextRaw,
+	} {
+		if got := proxy.BodyContext(ct); got != want {
+			t.Errorf("%q: %s, want %s", ct, got, want)
+		}
+	}
 }
