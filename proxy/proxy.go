@@ -407,6 +407,10 @@ type reqState struct {
 	buffered  bool
 	bodyBytes []byte
 	mem       memBody
+	// With a streamed body, the summary line waits for both ends (under
+	// mu): the response body's (with its entry) and the request body's.
+	respDone, bodyDone bool
+	lineEntry          logEntry
 	// extra goes into audit rows (dispatch: job id and attempt).
 	extra map[string]string
 	// The first few resolved values and names live in the request's state
@@ -930,7 +934,7 @@ func (st *reqState) streamBody(out *http.Request, ctxt template.Context, rawp *[
 		return nil
 	}
 	st.body = rw
-	out.Body = &pooledBody{Reader: io.MultiReader(bytes.NewReader(pre), rw), rw: rw, bufs: [2]*[]byte{prep, rawp}, p: st.p, src: src}
+	out.Body = &pooledBody{Reader: io.MultiReader(bytes.NewReader(pre), rw), rw: rw, bufs: [2]*[]byte{prep, rawp}, st: st, src: src}
 	out.ContentLength = -1
 	out.Header.Del("Content-Length")
 	return nil
@@ -1058,25 +1062,48 @@ func (b *memBody) Close() error {
 	return b.src.Close()
 }
 
-// pooledBody is a streamed body: it returns its buffers to the pool and
-// counts the rewritten bytes once the transport is done.
+// pooledBody is a streamed body: once the transport is done with it, it
+// returns its buffers to the pool, counts the rewritten bytes, and writes
+// the summary line if the response ended first (lineDue).
 type pooledBody struct {
 	io.Reader
 	rw   *template.Rewriter
 	bufs [2]*[]byte
-	p    *Proxy
+	st   *reqState
 	src  io.Closer
 	once sync.Once
 }
 
 func (b *pooledBody) Close() error {
+	err := b.src.Close()
 	b.once.Do(func() {
-		b.p.m.rewritten.Add(float64(b.rw.ReplacedBytes()))
+		b.st.p.m.rewritten.Add(float64(b.rw.ReplacedBytes()))
 		for _, bp := range b.bufs {
 			putBodyBuf(bp)
 		}
+		if e, due := b.st.lineDue(nil); due {
+			e.secrets = b.st.secretNames()
+			b.st.p.finish(e)
+		}
 	})
-	return b.src.Close()
+	return err
+}
+
+// lineDue, for a request whose body streams, records that one end is done
+// (the response body, with its summary entry e, or the request body when e
+// is nil) and reports whether the summary line is due: when both are. An
+// upstream may answer before it read the whole body, and the body then
+// resolves secrets after the response ended; the line waits for them, so
+// it lists every secret the request resolved (issue 15).
+func (st *reqState) lineDue(e *logEntry) (logEntry, bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if e != nil {
+		st.lineEntry, st.respDone = *e, true
+	} else {
+		st.bodyDone = true
+	}
+	return st.lineEntry, st.respDone && st.bodyDone
 }
 
 // refuse answers the client itself and logs the request.
@@ -1241,6 +1268,15 @@ func (b *loggedBody) Close() error {
 			}
 		}
 		b.entry.scrubbed += cleanTrailer(b.resp, b.sc)
+		if b.st != nil && b.st.body != nil {
+			// A streamed request body: the line waits for its end too.
+			e, due := b.st.lineDue(&b.entry)
+			if !due {
+				return
+			}
+			e.secrets = b.st.secretNames()
+			b.entry = e
+		}
 		b.p.finish(b.entry)
 	})
 	return err
