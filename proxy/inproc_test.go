@@ -2,7 +2,9 @@ package proxy_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -335,5 +337,85 @@ func TestInProcessSurvivesPanic(t *testing.T) {
 	}
 	if up.count() != 0 {
 		t.Fatal("the upstream was called")
+	}
+}
+
+// gatedBody yields head, then waits for open to be closed, then yields
+// tail: a client still sending its body after the response ended.
+type gatedBody struct {
+	head, tail *strings.Reader
+	open       chan struct{}
+}
+
+func (g *gatedBody) Read(p []byte) (int, error) {
+	if g.head.Len() > 0 {
+		return g.head.Read(p)
+	}
+	<-g.open
+	return g.tail.Read(p)
+}
+
+// TestLogLineWaitsForStreamedBody: a streamed body (past BufferLimit)
+// whose upstream answered, and whose response was read to its end and
+// closed, before the body was all sent: a secret the body resolves after
+// that is in the request's log line too, which is written when both the
+// response and the request body are done (issue 15: the line listed only
+// the secrets resolved before the response ended).
+func TestLogLineWaitsForStreamedBody(t *testing.T) {
+	e := newInprocEnv(t)
+	e.ve.Secret(t, "EARLY", "early-value-0123456789")
+	e.ve.Secret(t, "LATE", "late-value-0123456789")
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Answers after the first bytes, then reads the rest as it comes.
+		_ = http.NewResponseController(w).EnableFullDuplex()
+		var b [64]byte
+		_, _ = io.ReadFull(r.Body, b[:])
+		w.Header().Set("Content-Length", "2")
+		_, _ = io.WriteString(w, "ok")
+		_ = http.NewResponseController(w).Flush()
+		_, _ = io.Copy(io.Discard, r.Body)
+	}))
+	defer up.Close()
+	body := &gatedBody{
+		head: strings.NewReader("${{ secrets.EARLY }}" + strings.Repeat("x", proxy.BufferLimit+64<<10)),
+		tail: strings.NewReader("${{ secrets.LATE }}"),
+		open: make(chan struct{}),
+	}
+	req, err := http.NewRequest("POST", up.URL+"/late", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "text/plain")
+	req.Header.Set("Proxy-Authorization", "Bearer "+e.ve.Key)
+	// The transport itself: a client with a timeout cancels the request's
+	// context when the response is closed, and the late secret would then
+	// not resolve at all (what the lane's requests, whose context never
+	// ends, do not do).
+	res, err := e.p.InternalTransport().RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := io.ReadAll(res.Body); res.StatusCode != 200 || string(b) != "ok" {
+		t.Fatalf("%d %q", res.StatusCode, b)
+	}
+	res.Body.Close()
+	close(body.open) // the rest of the body, after the response ended
+	var line map[string]any
+	for i := 0; i < 500 && line == nil; i++ {
+		for _, l := range strings.Split(e.ve.Logs.String(), "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == proxy.LogMsgRequest {
+				line = m
+			}
+		}
+		if line == nil {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if line == nil {
+		t.Fatal("no request line")
+	}
+	if got := fmt.Sprint(line[proxy.LogFieldSecrets]); got != "[EARLY LATE]" {
+		t.Fatalf("log line lists %s, want [EARLY LATE]", got)
 	}
 }

@@ -149,8 +149,8 @@ func (st *reqState) sign(out *http.Request, key vault.Plaintext) (string, error)
 	}
 	mac := hmac.New(sha256.New, raw)
 	mac.Write([]byte(out.Header.Get("webhook-id") + "." + out.Header.Get("webhook-timestamp") + "."))
-	if st.bodyBuf != nil {
-		mac.Write(st.bodyBuf.Bytes())
+	if st.buffered {
+		mac.Write(st.bodyBytes)
 	}
 	return "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil)), nil
 }

@@ -358,7 +358,17 @@ func writeLaneRequest(bw *bufio.Writer, r *http.Request) (err error) {
 	if _, err := bw.WriteString("\r\n"); err != nil {
 		return err
 	}
-	if hasBody {
+	if mb, ok := r.Body.(*memBody); ok {
+		// Held in memory: one copy into the writer, which for a small
+		// body leaves with the head in one write.
+		n, err := mb.writeTo(bw)
+		if err != nil {
+			return fmt.Errorf("%w: %v", errLaneBody, err)
+		}
+		if n != cl {
+			return fmt.Errorf("%w: body is %d bytes, Content-Length %d", errLaneBody, n, cl)
+		}
+	} else if hasBody {
 		bp := laneCopyBufs.Get().(*[]byte)
 		n, err := io.CopyBuffer(writerOnly{bw}, io.LimitReader(r.Body, cl), *bp)
 		laneCopyBufs.Put(bp)

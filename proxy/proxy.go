@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -110,7 +111,6 @@ type Proxy struct {
 	defaultWS string
 	requireAH bool
 	scrub     bool
-	bufPool   sync.Pool
 	ca        *caReloader
 	neg       negCache
 	// scache keeps scrubbers per set of resolved values (scrubcache.go).
@@ -432,9 +432,17 @@ type reqState struct {
 	// `after` resolved values' forms.
 	extras []extraForms
 	mitm   bool
-	body   *template.Rewriter
-	// bodyBuf is the whole rewritten body when it fit the buffer.
-	bodyBuf *bytes.Buffer
+	// body is the streaming Rewriter of a body past BufferLimit.
+	body *template.Rewriter
+	// buffered: the body was read and rewritten whole; bodyBytes is what
+	// goes upstream (valid until the request's body is closed).
+	buffered  bool
+	bodyBytes []byte
+	mem       memBody
+	// With a streamed body, the summary line waits for both ends (under
+	// mu): the response body's (with its entry) and the request body's.
+	respDone, bodyDone bool
+	lineEntry          logEntry
 	// extra goes into audit rows (dispatch: job id and attempt).
 	extra map[string]string
 	// The first few resolved values and names live in the request's state
@@ -687,7 +695,7 @@ func (p *Proxy) handle(r *http.Request, s *session) (*http.Request, *http.Respon
 			entry.scrubbed = st.scrubResponse(resp, sc)
 		}
 	}
-	if p.scrub && st.body != nil && st.bodyBuf == nil && resp.Body != nil && resp.Body != http.NoBody {
+	if p.scrub && st.body != nil && resp.Body != nil && resp.Body != http.NoBody {
 		// The request body still streams: a value it resolves from now on
 		// may come back in this body, which is scrubbed for it too
 		// (scrublate.go). Its length can change: no Content-Length.
@@ -825,6 +833,16 @@ func (st *reqState) rewriteBasic(v string) (string, error) {
 
 // bodyContext picks the rewrite context from Content-Type.
 func bodyContext(ct string) template.Context {
+	// The usual values, exactly as clients send them, without
+	// mime.ParseMediaType's lower-casing and parameter map.
+	switch ct {
+	case "application/json", "application/json; charset=utf-8", "application/json;charset=utf-8", "application/json; charset=UTF-8":
+		return template.ContextJSON
+	case "application/x-www-form-urlencoded":
+		return template.ContextForm
+	case "", "text/plain", "text/plain; charset=utf-8", "application/octet-stream":
+		return template.ContextRaw
+	}
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil {
 		return template.ContextRaw
@@ -838,6 +856,13 @@ func bodyContext(ct string) template.Context {
 	return template.ContextRaw
 }
 
+// rewriteBody resolves the references in out's body. A body of up to
+// BufferLimit bytes is read whole first and rewritten in one pass
+// (template.AppendRewrite): nothing goes upstream until every reference in
+// it resolved, and it leaves with an exact Content-Length. A body with
+// nothing that could start a reference (no '$', nor '%' in a form) leaves
+// as the client sent it, without a copy. A larger body, or one whose
+// values make it grow past BufferLimit, streams (streamBody).
 func (st *reqState) rewriteBody(out *http.Request) error {
 	if out.Body == nil || out.Body == http.NoBody {
 		return nil
@@ -846,32 +871,164 @@ func (st *reqState) rewriteBody(out *http.Request) error {
 		return nil // compressed bodies pass untouched (documented)
 	}
 	ctxt := bodyContext(out.Header.Get("Content-Type"))
-	rw := template.NewRewriter(clientBody{out.Body}, ctxt, st.rf)
-	st.body = rw
-	buf := st.p.getBuf()
-	_, err := io.CopyN(buf, rw, BufferLimit+1)
-	switch {
-	case errors.Is(err, io.EOF):
-		// The whole body is rewritten: exact length, nothing sent yet.
-		out.Body = &pooledBody{Reader: bytes.NewReader(buf.Bytes()), buf: buf, p: st.p, src: out.Body}
-		st.bodyBuf = buf
-		out.ContentLength = int64(buf.Len())
-		out.Header.Set("Content-Length", strconv.Itoa(buf.Len()))
-		out.TransferEncoding = nil
-		if buf.Len() == 0 {
-			out.Body = http.NoBody
+	if out.ContentLength > BufferLimit {
+		return st.streamBody(out, ctxt, nil)
+	}
+	rawp := getBodyBuf(out.ContentLength)
+	raw, whole, err := readWhole((*rawp)[:0], out.Body, BufferLimit)
+	*rawp = raw
+	if err != nil {
+		putBodyBuf(rawp)
+		if !errors.Is(err, errBody) {
+			err = fmt.Errorf("%w: %v", errBody, err) // the client's body failed
 		}
-	case err == nil:
-		// Larger than the buffer: stream the rest, chunked.
-		out.Body = &pooledBody{Reader: io.MultiReader(bytes.NewReader(buf.Bytes()), rw), buf: buf, p: st.p, src: out.Body}
-		out.ContentLength = -1
-		out.Header.Del("Content-Length")
-	default:
-		st.p.putBuf(buf)
 		return err
 	}
-	st.p.m.rewritten.Add(float64(rw.ReplacedBytes()))
+	if !whole {
+		return st.streamBody(out, ctxt, rawp)
+	}
+	outp := getBodyBuf(int64(len(raw)) + 256)
+	rewritten, n, err := template.AppendRewrite((*outp)[:0], raw, ctxt, st.rf, BufferLimit)
+	*outp = rewritten
+	switch {
+	case err == nil && n.Refs == 0 && len(rewritten) == 0:
+		putBodyBuf(outp) // nothing to rewrite: the client's bytes go
+		st.setBody(out, raw, rawp)
+	case err == nil:
+		// The rewritten copy goes; the client's bytes are done with.
+		putBodyBuf(rawp)
+		st.p.m.rewritten.Add(float64(n.Bytes))
+		st.setBody(out, rewritten, outp)
+	case errors.Is(err, template.ErrOutputLimit):
+		// Values far longer than their references: rewrite it again as
+		// a stream (the names resolved so far are not resolved twice).
+		putBodyBuf(outp)
+		return st.streamBody(out, ctxt, rawp)
+	default:
+		putBodyBuf(outp)
+		putBodyBuf(rawp)
+		return err
+	}
 	return nil
+}
+
+// setBody makes body (held in the pooled *bp) out's whole body, with its
+// exact length.
+func (st *reqState) setBody(out *http.Request, body []byte, bp *[]byte) {
+	st.buffered, st.bodyBytes = true, body
+	if out.ContentLength != int64(len(body)) {
+		out.ContentLength = int64(len(body))
+		cl := strconv.Itoa(len(body))
+		if vs := out.Header["Content-Length"]; len(vs) == 1 {
+			vs[0] = cl // the request's own slice (no new one)
+		} else {
+			out.Header.Set("Content-Length", cl)
+		}
+	}
+	out.TransferEncoding = nil
+	src := out.Body
+	if len(body) == 0 {
+		putBodyBuf(bp)
+		_ = src.Close()
+		out.Body = http.NoBody
+		return
+	}
+	// In the request's state: one allocation fewer per body.
+	st.mem = memBody{b: body, bp: bp, src: src}
+	out.Body = &st.mem
+}
+
+// streamBody rewrites out's body through the streaming Rewriter: the first
+// BufferLimit bytes of its output before anything is sent (a reference
+// there that fails is refused, and a body that turns out no longer than
+// that goes whole after all), the rest as the transport sends it, chunked,
+// in constant memory. rawp, if set, holds the bytes of the body already
+// read; they come first.
+func (st *reqState) streamBody(out *http.Request, ctxt template.Context, rawp *[]byte) error {
+	src := out.Body
+	var in io.Reader = src
+	if rawp != nil {
+		in = io.MultiReader(bytes.NewReader(*rawp), src)
+	}
+	rw := template.NewRewriter(clientBody{in}, ctxt, st.rf)
+	prep := getBodyBuf(BufferLimit)
+	pre, whole, err := readWhole((*prep)[:0], rw, BufferLimit)
+	*prep = pre
+	if err != nil {
+		putBodyBuf(prep)
+		putBodyBuf(rawp)
+		return err
+	}
+	if whole {
+		putBodyBuf(rawp)
+		st.p.m.rewritten.Add(float64(rw.ReplacedBytes()))
+		st.setBody(out, pre, prep)
+		return nil
+	}
+	st.body = rw
+	out.Body = &pooledBody{Reader: io.MultiReader(bytes.NewReader(pre), rw), rw: rw, bufs: [2]*[]byte{prep, rawp}, st: st, src: src}
+	out.ContentLength = -1
+	out.Header.Del("Content-Length")
+	return nil
+}
+
+// readWhole appends what src holds to buf, up to limit bytes: whole is
+// true when src ended within them (buf is then all of it), false when it
+// holds more (buf has limit+1 bytes of it; the rest is still in src).
+func readWhole(buf []byte, src io.Reader, limit int) (_ []byte, whole bool, err error) {
+	empty := 0
+	for {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, min(max(cap(buf), 512), limit+1-len(buf)))
+		}
+		n, err := src.Read(buf[len(buf):min(cap(buf), limit+1)])
+		buf = buf[:len(buf)+n]
+		switch {
+		case len(buf) > limit:
+			return buf, false, nil
+		case err == io.EOF:
+			return buf, true, nil
+		case err != nil:
+			return buf, false, err
+		case n == 0:
+			// A reader that never ends nor errs; as io.ReadAtLeast would
+			// spin, this gives up.
+			if empty++; empty > 100 {
+				return buf, false, io.ErrNoProgress
+			}
+		default:
+			empty = 0
+		}
+	}
+}
+
+// bodyBufs recycles request body buffers (*[]byte).
+var bodyBufs sync.Pool
+
+// getBodyBuf returns a pooled buffer, with room for n bytes and one more
+// when n is a length that fits the buffer (the read that finds the end).
+func getBodyBuf(n int64) *[]byte {
+	want := 4 << 10
+	if n > 0 && n <= BufferLimit {
+		want = int(n) + 1
+	}
+	if bp, ok := bodyBufs.Get().(*[]byte); ok {
+		if cap(*bp) >= want {
+			*bp = (*bp)[:0]
+			return bp
+		}
+		bodyBufs.Put(bp)
+	}
+	b := make([]byte, 0, want)
+	return &b
+}
+
+func putBodyBuf(bp *[]byte) {
+	if bp == nil || cap(*bp) > 2*BufferLimit+64<<10 {
+		return
+	}
+	*bp = (*bp)[:0]
+	bodyBufs.Put(bp)
 }
 
 // clientBody tags read errors of the client's body, so they are told apart
@@ -886,33 +1043,99 @@ func (c clientBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// pooledBody returns its buffer to the pool once the transport is done.
+// memBody is a request body held whole in memory, rewritten or as the
+// client sent it. The lane client writes its bytes at once (writeTo); its
+// buffer goes back to the pool at Close, after which nothing reads it:
+// Read and Close are serialised, so a transport that still reads after
+// closing gets an error, never bytes of the buffer's next request.
+type memBody struct {
+	mu   sync.Mutex
+	b    []byte
+	off  int
+	bp   *[]byte
+	src  io.Closer
+	done bool
+}
+
+func (b *memBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.done {
+		return 0, http.ErrBodyReadAfterClose
+	}
+	if b.off == len(b.b) {
+		return 0, io.EOF
+	}
+	n := copy(p, b.b[b.off:])
+	b.off += n
+	return n, nil
+}
+
+// writeTo writes what is left of the body to w, as one write.
+func (b *memBody) writeTo(w io.Writer) (int64, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.done {
+		return 0, http.ErrBodyReadAfterClose
+	}
+	n, err := w.Write(b.b[b.off:])
+	b.off += n
+	return int64(n), err
+}
+
+func (b *memBody) Close() error {
+	b.mu.Lock()
+	if !b.done {
+		b.done = true
+		putBodyBuf(b.bp)
+		b.b, b.bp = nil, nil
+	}
+	b.mu.Unlock()
+	return b.src.Close()
+}
+
+// pooledBody is a streamed body: once the transport is done with it, it
+// returns its buffers to the pool, counts the rewritten bytes, and writes
+// the summary line if the response ended first (lineDue).
 type pooledBody struct {
 	io.Reader
-	buf  *bytes.Buffer
-	p    *Proxy
+	rw   *template.Rewriter
+	bufs [2]*[]byte
+	st   *reqState
 	src  io.Closer
 	once sync.Once
 }
 
 func (b *pooledBody) Close() error {
-	b.once.Do(func() { b.p.putBuf(b.buf) })
-	return b.src.Close()
+	err := b.src.Close()
+	b.once.Do(func() {
+		b.st.p.m.rewritten.Add(float64(b.rw.ReplacedBytes()))
+		for _, bp := range b.bufs {
+			putBodyBuf(bp)
+		}
+		if e, due := b.st.lineDue(nil); due {
+			e.secrets = b.st.secretNames()
+			b.st.p.finish(e)
+		}
+	})
+	return err
 }
 
-func (p *Proxy) getBuf() *bytes.Buffer {
-	if b, ok := p.bufPool.Get().(*bytes.Buffer); ok {
-		return b
+// lineDue, for a request whose body streams, records that one end is done
+// (the response body, with its summary entry e, or the request body when e
+// is nil) and reports whether the summary line is due: when both are. An
+// upstream may answer before it read the whole body, and the body then
+// resolves secrets after the response ended; the line waits for them, so
+// it lists every secret the request resolved (issue 15).
+func (st *reqState) lineDue(e *logEntry) (logEntry, bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if e != nil {
+		st.lineEntry, st.respDone = *e, true
+	} else {
+		st.bodyDone = true
 	}
-	return new(bytes.Buffer)
-}
-
-func (p *Proxy) putBuf(b *bytes.Buffer) {
-	if b.Cap() > 2*BufferLimit {
-		return
-	}
-	b.Reset()
-	p.bufPool.Put(b)
+	return st.lineEntry, st.respDone && st.bodyDone
 }
 
 // refuse answers the client itself and logs the request.
@@ -1077,6 +1300,15 @@ func (b *loggedBody) Close() error {
 			}
 		}
 		b.entry.scrubbed += cleanTrailer(b.resp, b.sc)
+		if b.st != nil && b.st.body != nil {
+			// A streamed request body: the line waits for its end too.
+			e, due := b.st.lineDue(&b.entry)
+			if !due {
+				return
+			}
+			e.secrets = b.st.secretNames()
+			b.entry = e
+		}
 		b.p.finish(b.entry)
 	})
 	return err

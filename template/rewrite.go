@@ -130,6 +130,51 @@ func RewriteString(s string, c Context, resolve ResolveFunc) (string, int, error
 	return unsafe.String(unsafe.SliceData(out), len(out)), rw.refs, nil
 }
 
+// ErrOutputLimit: AppendRewrite's output passed the bound it was given
+// (values much longer than their references); nothing of it may be used.
+var ErrOutputLimit = errors.New("rewritten output past its bound")
+
+// Rewritten is what AppendRewrite replaced.
+type Rewritten struct {
+	// Refs is how many references were replaced; Bytes how many bytes of
+	// reference text.
+	Refs  int
+	Bytes int64
+}
+
+// AppendRewrite appends src, the whole of a body, to dst with every
+// reference rewritten for c: what a Rewriter reading src would return, in
+// one pass and without its buffers. When src holds nothing that could start
+// a reference, it returns dst unchanged, Refs 0 and a nil error, so the
+// caller can send src as it is. Past max bytes appended (max > 0) it stops
+// with ErrOutputLimit, before resolving further references; the bound
+// keeps a body whose values are far longer than their references from
+// growing without limit.
+func AppendRewrite(dst, src []byte, c Context, resolve ResolveFunc, max int) ([]byte, Rewritten, error) {
+	percent, _ := c.decodes()
+	var i int
+	if percent {
+		i = indexDollarOrPercent(src)
+	} else {
+		i = bytes.IndexByte(src, '$')
+	}
+	if i < 0 {
+		return dst, Rewritten{}, nil
+	}
+	rw := rewriter{ctx: c, resolve: resolve, limit: max, base: len(dst)}
+	out, used, err := rw.step(dst, src, true)
+	n := Rewritten{Refs: rw.refs, Bytes: rw.replaced}
+	if err != nil {
+		return dst, n, err
+	}
+	if used != len(src) {
+		// step decides everything at EOF; as the Rewriter, never emit a
+		// body with undecided input.
+		return dst, n, fmt.Errorf("%w: internal: undecided input at EOF", ErrReference)
+	}
+	return out, n, nil
+}
+
 func containsCandidate(s string, percent bool) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] == '$' || percent && s[i] == '%' {
@@ -188,6 +233,8 @@ type rewriter struct {
 	refs    int
 	// replaced counts the bytes of references replaced (for metrics).
 	replaced int64
+	// limit, if > 0, bounds the output appended past base (AppendRewrite).
+	limit, base int
 }
 
 // step rewrites as much of b as can be decided, returning bytes consumed.
@@ -220,6 +267,9 @@ func (rw *rewriter) step(out, b []byte, atEOF bool) ([]byte, int, error) {
 		case malformed:
 			return out, c, fmt.Errorf("in the %s: %w", rw.ctx, err)
 		case matched:
+			if rw.limit > 0 && len(out)-rw.base > rw.limit {
+				return out, c, ErrOutputLimit
+			}
 			if rw.ctx == ContextJSON && (!rw.json.inString || rw.json.escaped) {
 				return out, c, fmt.Errorf("%w: reference to %s", ErrOutsideString, name)
 			}

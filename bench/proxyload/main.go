@@ -503,6 +503,9 @@ func runParent(dur, warm time.Duration, conc, streamGiB, rounds int, only, bin, 
 				if err != nil {
 					return err
 				}
+				// Every round's figures as it ends: medians hide spread,
+				// and a shared machine's reports want all rounds.
+				fmt.Printf("round %d: %-16s %-11s %8.0f req/s %10s p99 %8.1fµs CPU/req\n", round+1, v, wl.name, r.rps, r.p99.Round(time.Microsecond), float64(r.cpuPerReq.Nanoseconds())/1000)
 				k := v + "\x00" + wl.name
 				if round == 0 {
 					order = append(order, k)
