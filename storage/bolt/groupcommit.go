@@ -1,0 +1,138 @@
+package bolt
+
+import (
+	"fmt"
+	"sync"
+
+	"go.etcd.io/bbolt"
+)
+
+// maxGroupOps bounds the writes one group commit carries, so one
+// transaction's dirty pages, and the wait of the first writer in it, stay
+// bounded however many callers pile up.
+const maxGroupOps = 256
+
+// groupCommit runs concurrent writes in shared bbolt transactions: one
+// commit, one pair of fdatasyncs, for every write that arrived while the
+// previous commit was being written. It replaces bbolt's Batch, whose
+// timer (MaxBatchDelay) made every write wait out the delay before its
+// transaction even started, and capped commits at one per delay whatever
+// the disk could do. Here there is no timer: a write that finds no commit
+// in progress commits at once, alone; under load, the group grows with the
+// time a commit takes (the disk's fdatasync), which is what clocks it.
+//
+// Each write keeps Update's promises: it returns once the transaction
+// holding it is committed and synced, and a write that fails commits
+// nothing of its own. A failing write rolls back the shared transaction;
+// it is taken out, the rest are committed without it, and it runs again
+// alone in its caller (as Batch does), so its error is the one it gets on
+// its own and never another writer's. A commit error (the disk) goes to
+// every write of that group: none of them was committed.
+type groupCommit struct {
+	db *bbolt.DB
+
+	mu      sync.Mutex
+	pending []*groupOp
+	leading bool // a caller is running a group (under mu)
+}
+
+// groupOp is one caller's write. wake receives once: nil when the op is
+// done (err set), or the op is handed the lead.
+type groupOp struct {
+	fn   func(*bbolt.Tx) error
+	err  error
+	wake chan bool // true: lead the next group; false: done
+}
+
+// update runs fn in a shared transaction and returns once that is durable.
+// fn may run more than once (when another write of its group fails, or
+// when it fails itself), so it must start afresh each time.
+func (g *groupCommit) update(fn func(*bbolt.Tx) error) error {
+	op := &groupOp{fn: fn, wake: make(chan bool, 1)}
+	g.mu.Lock()
+	g.pending = append(g.pending, op)
+	lead := !g.leading
+	g.leading = true
+	g.mu.Unlock()
+	if !lead {
+		lead = <-op.wake
+	}
+	if lead {
+		g.lead()
+	}
+	if op.err == errTrySolo {
+		return g.db.Update(func(tx *bbolt.Tx) error { return safeCall(fn, tx) })
+	}
+	return op.err
+}
+
+// lead commits one group, the oldest pending writes (the leader's own among
+// them: it was pending when it was handed the lead, or the queue was
+// empty), then hands the lead to the next waiting write, whose goroutine
+// runs the next group: there is no long-lived writer goroutine to own.
+func (g *groupCommit) lead() {
+	g.mu.Lock()
+	n := min(len(g.pending), maxGroupOps)
+	group := g.pending[:n:n]
+	g.pending = g.pending[n:]
+	g.mu.Unlock()
+
+	g.commit(group)
+
+	g.mu.Lock()
+	var next *groupOp
+	if len(g.pending) > 0 {
+		next = g.pending[0]
+	} else {
+		g.leading = false
+		g.pending = nil // drop the drained backing array
+	}
+	g.mu.Unlock()
+	if next != nil {
+		next.wake <- true
+	}
+}
+
+// commit runs the group in one transaction and tells each op its outcome.
+// An op whose fn fails is told to run alone (errTrySolo) and the rest are
+// run again without it; each round drops one op, so it ends.
+func (g *groupCommit) commit(group []*groupOp) {
+	for len(group) > 0 {
+		failed := -1
+		err := g.db.Update(func(tx *bbolt.Tx) error {
+			for i, op := range group {
+				if err := safeCall(op.fn, tx); err != nil {
+					failed = i
+					return err
+				}
+			}
+			return nil
+		})
+		if failed >= 0 && len(group) > 1 {
+			op := group[failed]
+			group = append(group[:failed:failed], group[failed+1:]...)
+			op.err = errTrySolo
+			op.wake <- false
+			continue
+		}
+		// Committed, a commit error for all, or a lone op's own error: the
+		// transaction was this group's alone, so its outcome is each op's.
+		for _, op := range group {
+			op.err = err
+			op.wake <- false
+		}
+		return
+	}
+}
+
+// safeCall runs fn, turning a panic into an error for fn's caller (as
+// bbolt's Batch does) so that it does not end the leader's goroutine, which
+// is serving other callers' writes too.
+func safeCall(fn func(*bbolt.Tx) error, tx *bbolt.Tx) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: %v", errWritePanicked, p)
+		}
+	}()
+	return fn(tx)
+}

@@ -1,0 +1,239 @@
+package bolt
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
+)
+
+var bucketTest = []byte("t")
+
+func openGroupDB(t *testing.T) (*bbolt.DB, *groupCommit) {
+	db, _ := openGroupDBFile(t)
+	return db, &groupCommit{db: db}
+}
+
+// openGroupDBFile also returns bbolt's file, for a test to break.
+func openGroupDBFile(t *testing.T) (*bbolt.DB, *os.File) {
+	t.Helper()
+	var f *os.File
+	db, err := bbolt.Open(filepath.Join(t.TempDir(), "g.db"), 0o600, &bbolt.Options{
+		OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
+			var err error
+			f, err = os.OpenFile(name, flag, perm)
+			return f, err
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if err := db.Update(func(tx *bbolt.Tx) error { _, err := tx.CreateBucket(bucketTest); return err }); err != nil {
+		t.Fatal(err)
+	}
+	return db, f
+}
+
+// holdWriter takes bbolt's writer lock until the returned func is called, so
+// that writes pile up behind the group in flight, as they do behind a
+// commit's fdatasync under load.
+func holdWriter(t *testing.T, db *bbolt.DB) func() {
+	t.Helper()
+	tx, err := db.Begin(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func() { _ = tx.Rollback() }
+}
+
+// waitPending waits (bounded) until n writes are queued behind the leader.
+func waitPending(t *testing.T, g *groupCommit, n int) {
+	t.Helper()
+	for i := 0; ; i++ {
+		g.mu.Lock()
+		got := len(g.pending)
+		g.mu.Unlock()
+		if got >= n {
+			return
+		}
+		if i == 100000 {
+			t.Fatalf("%d writes pending, want %d", got, n)
+		}
+		runtime.Gosched()
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+func getKey(db *bbolt.DB, key string) []byte {
+	var v []byte
+	_ = db.View(func(tx *bbolt.Tx) error {
+		if b := tx.Bucket(bucketTest).Get([]byte(key)); b != nil {
+			v = append([]byte{}, b...)
+		}
+		return nil
+	})
+	return v
+}
+
+// TestGroupCommitErrorsToTheirCaller: in one group, a write that fails
+// (after writing) and one that panics get their own errors and leave
+// nothing behind; every other write of the group is committed, and the
+// writes were in fact grouped (fewer transactions than writes).
+func TestGroupCommitErrorsToTheirCaller(t *testing.T) {
+	db, g := openGroupDB(t)
+	errMine := errors.New("write 7 refuses")
+	const n = 40
+	var txMu sync.Mutex
+	txs := map[int]int{} // transaction id -> writes committed in it (last run)
+	release := holdWriter(t, db)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			errs[i] = g.update(func(tx *bbolt.Tx) error {
+				if err := tx.Bucket(bucketTest).Put(fmt.Appendf(nil, "k%02d", i), []byte("v")); err != nil {
+					return err
+				}
+				switch i {
+				case 7:
+					return errMine
+				case 23:
+					panic("write 23 breaks")
+				}
+				txMu.Lock()
+				txs[tx.ID()]++
+				txMu.Unlock()
+				return nil
+			})
+		})
+		if i == 0 {
+			// The first write leads, and waits for the writer lock.
+			waitLeading(t, g)
+		}
+	}
+	waitPending(t, g, n-1)
+	release()
+	wg.Wait()
+	for i, err := range errs {
+		switch i {
+		case 7:
+			if !errors.Is(err, errMine) {
+				t.Errorf("write 7: %v, want its own error", err)
+			}
+		case 23:
+			if !errors.Is(err, errWritePanicked) {
+				t.Errorf("write 23: %v, want errWritePanicked", err)
+			}
+		default:
+			if err != nil {
+				t.Errorf("write %d: %v", i, err)
+			}
+		}
+		v := getKey(db, fmt.Sprintf("k%02d", i))
+		if failed := i == 7 || i == 23; failed != (v == nil) {
+			t.Errorf("write %d: stored %q (failed: %v)", i, v, failed)
+		}
+	}
+	if len(txs) >= n-2 {
+		t.Errorf("%d writes in %d transactions: not grouped", n-2, len(txs))
+	}
+}
+
+// waitLeading waits (bounded) until a write leads a group.
+func waitLeading(t *testing.T, g *groupCommit) {
+	t.Helper()
+	for i := 0; ; i++ {
+		g.mu.Lock()
+		l := g.leading && len(g.pending) == 0
+		g.mu.Unlock()
+		if l {
+			return
+		}
+		if i == 100000 {
+			t.Fatal("no write took the lead")
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+// TestGroupCommitBounded: a pile of writes behind a slow commit is
+// committed in groups of at most maxGroupOps, all of them.
+func TestGroupCommitBounded(t *testing.T) {
+	db, g := openGroupDB(t)
+	const n = 2*maxGroupOps + 50
+	var txMu sync.Mutex
+	txs := map[int]int{}
+	release := holdWriter(t, db)
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			errs[i] = g.update(func(tx *bbolt.Tx) error {
+				txMu.Lock()
+				txs[tx.ID()]++
+				txMu.Unlock()
+				return tx.Bucket(bucketTest).Put(fmt.Appendf(nil, "k%04d", i), []byte("v"))
+			})
+		})
+		if i == 0 {
+			waitLeading(t, g)
+		}
+	}
+	waitPending(t, g, n-1)
+	release()
+	wg.Wait()
+	most, total := 0, 0
+	for _, c := range txs {
+		most = max(most, c)
+		total += c
+	}
+	if most != maxGroupOps || total != n {
+		t.Errorf("largest group %d (want %d), %d writes in %d transactions (want %d writes)", most, maxGroupOps, total, len(txs), n)
+	}
+	for i, err := range errs {
+		if err != nil || getKey(db, fmt.Sprintf("k%04d", i)) == nil {
+			t.Fatalf("write %d: %v, stored %q", i, err, getKey(db, fmt.Sprintf("k%04d", i)))
+		}
+	}
+}
+
+// TestGroupCommitFailedCommit: when the shared transaction cannot commit,
+// every write of the group gets the error and none is stored: no write is
+// acknowledged without its commit.
+func TestGroupCommitFailedCommit(t *testing.T) {
+	db, file := openGroupDBFile(t)
+	g := &groupCommit{db: db}
+	release := holdWriter(t, db)
+	const n = 10
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			errs[i] = g.update(func(tx *bbolt.Tx) error {
+				return tx.Bucket(bucketTest).Put(fmt.Appendf(nil, "k%02d", i), []byte("v"))
+			})
+		})
+		if i == 0 {
+			waitLeading(t, g)
+		}
+	}
+	waitPending(t, g, n-1)
+	// Break the commits to come: writing the file's pages fails once its
+	// descriptor is closed underneath bbolt.
+	if err := file.Close(); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	wg.Wait()
+	for i, err := range errs {
+		if err == nil {
+			t.Errorf("write %d acknowledged without a commit", i)
+		}
+	}
+}
