@@ -767,7 +767,10 @@ func (s *Store) AppendAudit(ctx context.Context, events []storage.AuditEvent) ([
 		return nil, nil
 	}
 	var out []storage.AuditAppended
-	err := s.update(ctx, func(tx *bbolt.Tx) error {
+	// Shared with concurrent job writes (one commit): fn clones the events
+	// each time, since it may run again; a rolled-back chain head only
+	// costs the tails cache a decode (tailHead).
+	err := s.batch(ctx, func(tx *bbolt.Tx) error {
 		var err error
 		out, err = s.appendAuditHeads(tx, slices.Clone(events), false)
 		return err
@@ -783,7 +786,7 @@ func (s *Store) RetryAppendAudit(ctx context.Context, events []storage.AuditEven
 		return nil, nil
 	}
 	var out []storage.AuditAppended
-	err := s.update(ctx, func(tx *bbolt.Tx) error {
+	err := s.batch(ctx, func(tx *bbolt.Tx) error {
 		var err error
 		out, err = s.appendAuditHeads(tx, slices.Clone(events), true)
 		return err
