@@ -183,14 +183,15 @@ func (s *Store) update(ctx context.Context, fn func(*bbolt.Tx) error) error {
 	return s.db.Update(fn)
 }
 
-// batch is update through the group commit (groupcommit.go): concurrent
-// callers share one transaction and one fsync, and each returns once it is
-// durable. fn may run more than once, so it must start afresh.
-func (s *Store) batch(ctx context.Context, fn func(*bbolt.Tx) error) error {
+// batch is update through the group commit (groupcommit.go) for a write
+// of n items (jobs, results, rows): concurrent callers share one
+// transaction and one fsync, and each returns once it is durable. fn may
+// run more than once, so it must start afresh.
+func (s *Store) batch(ctx context.Context, n int, fn func(*bbolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.group.update(fn)
+	return s.group.update(n, fn)
 }
 
 func (s *Store) view(ctx context.Context, fn func(*bbolt.Tx) error) error {
@@ -770,7 +771,7 @@ func (s *Store) AppendAudit(ctx context.Context, events []storage.AuditEvent) ([
 	// Shared with concurrent job writes (one commit): fn clones the events
 	// each time, since it may run again; a rolled-back chain head only
 	// costs the tails cache a decode (tailHead).
-	err := s.batch(ctx, func(tx *bbolt.Tx) error {
+	err := s.batch(ctx, len(events), func(tx *bbolt.Tx) error {
 		var err error
 		out, err = s.appendAuditHeads(tx, slices.Clone(events), false)
 		return err
@@ -786,7 +787,7 @@ func (s *Store) RetryAppendAudit(ctx context.Context, events []storage.AuditEven
 		return nil, nil
 	}
 	var out []storage.AuditAppended
-	err := s.batch(ctx, func(tx *bbolt.Tx) error {
+	err := s.batch(ctx, len(events), func(tx *bbolt.Tx) error {
 		var err error
 		out, err = s.appendAuditHeads(tx, slices.Clone(events), true)
 		return err

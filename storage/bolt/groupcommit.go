@@ -7,10 +7,16 @@ import (
 	"go.etcd.io/bbolt"
 )
 
-// maxGroupOps bounds the writes one group commit carries, so one
+// maxGroupOps and maxGroupItems bound what one group commit carries, so one
 // transaction's dirty pages, and the wait of the first writer in it, stay
-// bounded however many callers pile up.
-const maxGroupOps = 256
+// bounded however many callers pile up: at most maxGroupOps writes, and
+// further writes join only while the items they write (jobs, results, audit
+// rows) add up to at most maxGroupItems, the protocol's largest call. A
+// write larger than that commits alone.
+const (
+	maxGroupOps   = 256
+	maxGroupItems = 10_000
+)
 
 // groupCommit runs concurrent writes in shared bbolt transactions: one
 // commit, one pair of fdatasyncs, for every write that arrived while the
@@ -40,15 +46,17 @@ type groupCommit struct {
 // done (err set), or the op is handed the lead.
 type groupOp struct {
 	fn   func(*bbolt.Tx) error
+	n    int // items written, for maxGroupItems
 	err  error
 	wake chan bool // true: lead the next group; false: done
 }
 
-// update runs fn in a shared transaction and returns once that is durable.
-// fn may run more than once (when another write of its group fails, or
-// when it fails itself), so it must start afresh each time.
-func (g *groupCommit) update(fn func(*bbolt.Tx) error) error {
-	op := &groupOp{fn: fn, wake: make(chan bool, 1)}
+// update runs fn, which writes n items, in a shared transaction and
+// returns once that is durable. fn may run more than once (when another
+// write of its group fails, or when it fails itself), so it must start
+// afresh each time.
+func (g *groupCommit) update(n int, fn func(*bbolt.Tx) error) error {
+	op := &groupOp{fn: fn, n: max(n, 1), wake: make(chan bool, 1)}
 	g.mu.Lock()
 	g.pending = append(g.pending, op)
 	lead := !g.leading
@@ -72,7 +80,11 @@ func (g *groupCommit) update(fn func(*bbolt.Tx) error) error {
 // runs the next group: there is no long-lived writer goroutine to own.
 func (g *groupCommit) lead() {
 	g.mu.Lock()
-	n := min(len(g.pending), maxGroupOps)
+	n, items := 1, g.pending[0].n
+	for n < min(len(g.pending), maxGroupOps) && items+g.pending[n].n <= maxGroupItems {
+		items += g.pending[n].n
+		n++
+	}
 	group := g.pending[:n:n]
 	g.pending = g.pending[n:]
 	g.mu.Unlock()

@@ -3,9 +3,11 @@ package bolt
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -96,7 +98,7 @@ func TestGroupCommitErrorsToTheirCaller(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			errs[i] = g.update(func(tx *bbolt.Tx) error {
+			errs[i] = g.update(1, func(tx *bbolt.Tx) error {
 				if err := tx.Bucket(bucketTest).Put(fmt.Appendf(nil, "k%02d", i), []byte("v")); err != nil {
 					return err
 				}
@@ -174,7 +176,7 @@ func TestGroupCommitBounded(t *testing.T) {
 	errs := make([]error, n)
 	for i := range n {
 		wg.Go(func() {
-			errs[i] = g.update(func(tx *bbolt.Tx) error {
+			errs[i] = g.update(1, func(tx *bbolt.Tx) error {
 				txMu.Lock()
 				txs[tx.ID()]++
 				txMu.Unlock()
@@ -215,7 +217,7 @@ func TestGroupCommitFailedCommit(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			errs[i] = g.update(func(tx *bbolt.Tx) error {
+			errs[i] = g.update(1, func(tx *bbolt.Tx) error {
 				return tx.Bucket(bucketTest).Put(fmt.Appendf(nil, "k%02d", i), []byte("v"))
 			})
 		})
@@ -235,5 +237,51 @@ func TestGroupCommitFailedCommit(t *testing.T) {
 		if err == nil {
 			t.Errorf("write %d acknowledged without a commit", i)
 		}
+	}
+}
+
+// TestGroupCommitBoundedItems: writes join a group only while their items
+// add up to maxGroupItems; a write larger than that commits alone.
+func TestGroupCommitBoundedItems(t *testing.T) {
+	db, g := openGroupDB(t)
+	sizes := []int{1, maxGroupItems / 2, maxGroupItems / 2, 1, 2 * maxGroupItems, 3, 4}
+	var txMu sync.Mutex
+	items := map[int]int{} // transaction id -> items in it
+	release := holdWriter(t, db)
+	var wg sync.WaitGroup
+	errs := make([]error, len(sizes))
+	for i, n := range sizes {
+		wg.Go(func() {
+			errs[i] = g.update(n, func(tx *bbolt.Tx) error {
+				txMu.Lock()
+				items[tx.ID()] += n
+				txMu.Unlock()
+				return tx.Bucket(bucketTest).Put(fmt.Appendf(nil, "k%d", i), []byte("v"))
+			})
+		})
+		// One at a time, so the queue's order is the slice's.
+		if i == 0 {
+			waitLeading(t, g)
+		} else {
+			waitPending(t, g, i)
+		}
+	}
+	release()
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	// The leader's 1 alone (it took the lead before the others queued),
+	// then 5,000+5,000 (a third write would pass the bound), then 1 (the
+	// next, 20,000, would pass it), then 20,000 alone, then 3+4.
+	var got []int
+	for _, id := range slices.Sorted(maps.Keys(items)) {
+		got = append(got, items[id])
+	}
+	want := []int{1, maxGroupItems, 1, 2 * maxGroupItems, 7}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("items per transaction %v, want %v", got, want)
 	}
 }
