@@ -15,6 +15,7 @@
 // write still returns only once its transaction is synced, a write that
 // fails commits nothing (the group is rolled back and committed again
 // without it, and it runs again alone), and a group holds at most
-// maxGroupOps writes and, beyond its first, maxGroupItems items. The rare writes (secrets, keys, workspaces, queues,
-// retention) keep a transaction of their own.
+// maxGroupOps writes and, beyond its first, maxGroupItems items. The rare
+// writes (secrets, keys, workspaces, queues, retention) keep a transaction
+// of their own.
 package bolt
