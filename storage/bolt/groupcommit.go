@@ -80,16 +80,10 @@ func (g *groupCommit) update(n int, fn func(*bbolt.Tx) error) error {
 // runs the next group: there is no long-lived writer goroutine to own.
 func (g *groupCommit) lead() {
 	g.mu.Lock()
-	n, items := 1, g.pending[0].n
-	for n < min(len(g.pending), maxGroupOps) && items+g.pending[n].n <= maxGroupItems {
-		items += g.pending[n].n
-		n++
-	}
-	group := g.pending[:n:n]
-	g.pending = g.pending[n:]
+	group, items := g.take(nil, 0)
 	g.mu.Unlock()
 
-	g.commit(group)
+	g.commit(group, items)
 
 	g.mu.Lock()
 	var next *groupOp
@@ -105,24 +99,45 @@ func (g *groupCommit) lead() {
 	}
 }
 
+// take moves the oldest pending writes into group while the bounds allow
+// (always at least one into an empty group). g.mu is held.
+func (g *groupCommit) take(group []*groupOp, items int) ([]*groupOp, int) {
+	for len(g.pending) > 0 && len(group) < maxGroupOps && (len(group) == 0 || items+g.pending[0].n <= maxGroupItems) {
+		items += g.pending[0].n
+		group = append(group, g.pending[0])
+		g.pending = g.pending[1:]
+	}
+	return group, items
+}
+
 // commit runs the group in one transaction and tells each op its outcome.
-// An op whose fn fails is told to run alone (errTrySolo) and the rest are
-// run again without it; each round drops one op, so it ends.
-func (g *groupCommit) commit(group []*groupOp) {
+// Writes that arrive while the transaction runs join it before it commits:
+// that adds nothing to their wait and their fsync is shared. An op whose fn
+// fails is told to run alone (errTrySolo) and the rest are run again
+// without it; each round drops one op, so it ends.
+func (g *groupCommit) commit(group []*groupOp, items int) {
 	for len(group) > 0 {
 		failed := -1
 		err := g.db.Update(func(tx *bbolt.Tx) error {
-			for i, op := range group {
-				if err := safeCall(op.fn, tx); err != nil {
+			for i := 0; ; i++ {
+				if i == len(group) {
+					g.mu.Lock()
+					group, items = g.take(group, items)
+					g.mu.Unlock()
+					if i == len(group) {
+						return nil
+					}
+				}
+				if err := safeCall(group[i].fn, tx); err != nil {
 					failed = i
 					return err
 				}
 			}
-			return nil
 		})
 		if failed >= 0 && len(group) > 1 {
 			op := group[failed]
 			group = append(group[:failed:failed], group[failed+1:]...)
+			items -= op.n
 			op.err = errTrySolo
 			op.wake <- false
 			continue
