@@ -24,8 +24,9 @@ const (
 // timer (MaxBatchDelay) made every write wait out the delay before its
 // transaction even started, and capped commits at one per delay whatever
 // the disk could do. Here there is no timer: a write that finds no commit
-// in progress commits at once, alone; under load, the group grows with the
-// time a commit takes (the disk's fdatasync), which is what clocks it.
+// in progress commits at once; under load, the group grows with the time a
+// commit takes (the disk's fdatasync), which is what clocks it, and writes
+// that arrive while the group's functions run join it before it commits.
 //
 // Each write keeps Update's promises: it returns once the transaction
 // holding it is committed and synced, and a write that fails commits
@@ -42,8 +43,9 @@ type groupCommit struct {
 	leading bool // a caller is running a group (under mu)
 }
 
-// groupOp is one caller's write. wake receives once: nil when the op is
-// done (err set), or the op is handed the lead.
+// groupOp is one caller's write. wake (buffered) carries true when the op
+// is handed the lead, and false once it is done (err set); the leader of a
+// group does not read its own op's false.
 type groupOp struct {
 	fn   func(*bbolt.Tx) error
 	n    int // items written, for maxGroupItems
