@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"maps"
@@ -284,5 +285,64 @@ func TestGroupCommitBoundedItems(t *testing.T) {
 	want := []int{1 + maxGroupItems/2, maxGroupItems/2 + 1, 2 * maxGroupItems, 7}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("items per transaction %v, want %v", got, want)
+	}
+}
+
+// TestGroupCommitConcurrentCount: 16 goroutines make 200 writes each to a
+// shared counter; every seventh write fails after incrementing it. The
+// counter ends equal to the writes acknowledged, and each write's own key
+// is stored exactly when it was acknowledged: no failed write's increment
+// survives, and no acknowledged one is lost, however the writes grouped.
+func TestGroupCommitConcurrentCount(t *testing.T) {
+	db, g := openGroupDB(t)
+	errOdd := errors.New("refused")
+	const workers, each = 16, 200
+	var acked [workers][each]bool
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				fail := (w*each+i)%7 == 3
+				err := g.update(1, func(tx *bbolt.Tx) error {
+					b := tx.Bucket(bucketTest)
+					var n uint64
+					if v := b.Get([]byte("count")); v != nil {
+						n = binary.BigEndian.Uint64(v)
+					}
+					if err := b.Put([]byte("count"), binary.BigEndian.AppendUint64(nil, n+1)); err != nil {
+						return err
+					}
+					if err := b.Put(fmt.Appendf(nil, "w%02d-%03d", w, i), []byte("v")); err != nil {
+						return err
+					}
+					if fail {
+						return errOdd
+					}
+					return nil
+				})
+				switch {
+				case fail && !errors.Is(err, errOdd):
+					t.Errorf("write %d/%d: %v, want its own error", w, i, err)
+				case !fail && err != nil:
+					t.Errorf("write %d/%d: %v", w, i, err)
+				}
+				acked[w][i] = err == nil
+			}
+		})
+	}
+	wg.Wait()
+	want := uint64(0)
+	for w := range workers {
+		for i := range each {
+			if acked[w][i] {
+				want++
+			}
+			if stored := getKey(db, fmt.Sprintf("w%02d-%03d", w, i)) != nil; stored != acked[w][i] {
+				t.Errorf("write %d/%d: stored %v, acknowledged %v", w, i, stored, acked[w][i])
+			}
+		}
+	}
+	if got := getKey(db, "count"); got == nil || binary.BigEndian.Uint64(got) != want {
+		t.Errorf("counter %x, want %d", got, want)
 	}
 }
