@@ -26,12 +26,6 @@ var _ storage.Store = (*Store)(nil)
 // process on the same data dir fails with a clear error instead of hanging.
 const DefaultOpenTimeout = 2 * time.Second
 
-// batchDelay is how long concurrent job writes (enqueues, leases, attempt
-// results) wait to share one transaction (one fsync). bbolt's default of
-// 10 ms caps 32 concurrent API clients at about 2,600 jobs/s; 2 ms more
-// than doubles that (docs/benchmarks.md).
-const batchDelay = 2 * time.Millisecond
-
 // schemaVersion is written to the meta bucket; a file written by a newer
 // Rotor is refused rather than misread. 1: audit rows in segments (see
 // appendAudit); 2: segments may be v1 binary (auditseg.go), which a Rotor
@@ -59,8 +53,10 @@ type Options struct {
 
 // Store is a storage.Store on one bbolt file.
 type Store struct {
-	db   *bbolt.DB
-	fair storage.Fair // turns among workspaces and queues when leasing
+	db *bbolt.DB
+	// group: concurrent job and audit writes share transactions (batch).
+	group groupCommit
+	fair  storage.Fair // turns among workspaces and queues when leasing
 	// wfFair: turns among workspaces and workflows when leasing runs.
 	wfFair storage.Fair
 	// tails: each workspace's chain head as last written (see tailHead).
@@ -133,8 +129,7 @@ func Open(path string, opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	db.MaxBatchDelay = batchDelay
-	s := &Store{db: db}
+	s := &Store{db: db, group: groupCommit{db: db}}
 	if err := s.init(); err != nil {
 		db.Close()
 		return nil, err
@@ -188,14 +183,15 @@ func (s *Store) update(ctx context.Context, fn func(*bbolt.Tx) error) error {
 	return s.db.Update(fn)
 }
 
-// batch is update through bbolt's Batch: concurrent callers share one
+// batch is update through the group commit (groupcommit.go) for a write
+// of n items (jobs, results, rows): concurrent callers share one
 // transaction and one fsync, and each returns once it is durable. fn may
 // run more than once, so it must start afresh.
-func (s *Store) batch(ctx context.Context, fn func(*bbolt.Tx) error) error {
+func (s *Store) batch(ctx context.Context, n int, fn func(*bbolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.db.Batch(fn)
+	return s.group.update(n, fn)
 }
 
 func (s *Store) view(ctx context.Context, fn func(*bbolt.Tx) error) error {
@@ -772,7 +768,10 @@ func (s *Store) AppendAudit(ctx context.Context, events []storage.AuditEvent) ([
 		return nil, nil
 	}
 	var out []storage.AuditAppended
-	err := s.update(ctx, func(tx *bbolt.Tx) error {
+	// Shared with concurrent job writes (one commit): fn clones the events
+	// each time, since it may run again; a rolled-back chain head only
+	// costs the tails cache a decode (tailHead).
+	err := s.batch(ctx, len(events), func(tx *bbolt.Tx) error {
 		var err error
 		out, err = s.appendAuditHeads(tx, slices.Clone(events), false)
 		return err
@@ -788,7 +787,7 @@ func (s *Store) RetryAppendAudit(ctx context.Context, events []storage.AuditEven
 		return nil, nil
 	}
 	var out []storage.AuditAppended
-	err := s.update(ctx, func(tx *bbolt.Tx) error {
+	err := s.batch(ctx, len(events), func(tx *bbolt.Tx) error {
 		var err error
 		out, err = s.appendAuditHeads(tx, slices.Clone(events), true)
 		return err

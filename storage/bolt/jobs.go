@@ -373,7 +373,7 @@ func (s *Store) EnqueueJobs(ctx context.Context, args storage.EnqueueJobsArgs) (
 	// Batch coalesces concurrent enqueues, leases and results into one
 	// transaction (one fsync). It may run fn again alone after a failure,
 	// so fn starts afresh.
-	err := s.batch(ctx, func(tx *bbolt.Tx) error {
+	err := s.batch(ctx, len(args.Jobs), func(tx *bbolt.Tx) error {
 		results = results[:0]
 		for _, j := range args.Jobs {
 			qb := nestedRO(tx, bucketQueues, j.WorkspaceID)
@@ -486,7 +486,7 @@ func (s *Store) LeaseJobs(ctx context.Context, args storage.LeaseJobsArgs) ([]st
 	var leased []storage.Job
 	// Shared with concurrent enqueues and results (one fsync); fn may run
 	// again after a failure, so it starts afresh.
-	err := s.batch(ctx, func(tx *bbolt.Tx) error {
+	err := s.batch(ctx, args.Limit, func(tx *bbolt.Tx) error {
 		leased = leased[:0]
 		now := uint64(args.Now.UnixNano())
 		var ready []storage.ReadyQueue
@@ -591,7 +591,7 @@ func (s *Store) CompleteAttempts(ctx context.Context, results []storage.AttemptR
 		return nil
 	}
 	// Shared with concurrent enqueues and leases (one fsync).
-	return s.batch(ctx, func(tx *bbolt.Tx) error {
+	return s.batch(ctx, len(results), func(tx *bbolt.Tx) error {
 		for _, r := range results {
 			j, ok, err := getJob(tx, r.JobID)
 			if err != nil {

@@ -238,7 +238,7 @@ func (s *Store) DeleteWorkflow(ctx context.Context, args storage.DeleteWorkflowA
 func (s *Store) CreateRun(ctx context.Context, args storage.CreateRunArgs) (storage.WorkflowRun, bool, error) {
 	r := args.Run
 	existing := false
-	err := s.batch(ctx, func(tx *bbolt.Tx) error {
+	err := s.batch(ctx, 1+len(args.Audit), func(tx *bbolt.Tx) error {
 		existing = false
 		r = args.Run
 		if b := nestedRO(tx, bucketWfDefs, r.WorkspaceID); b == nil || b.Get([]byte(r.Workflow)) == nil {
@@ -421,7 +421,7 @@ func (s *Store) LeaseRuns(ctx context.Context, args storage.LeaseRunsArgs) ([]st
 
 func (s *Store) CheckpointRun(ctx context.Context, args storage.CheckpointRunArgs) (storage.WorkflowRun, error) {
 	var out storage.WorkflowRun
-	err := s.batch(ctx, func(tx *bbolt.Tx) error {
+	err := s.batch(ctx, 1+len(args.Audit), func(tx *bbolt.Tx) error {
 		cur, ok, err := getRun(tx, args.Run.ID)
 		if err != nil {
 			return err
@@ -446,7 +446,7 @@ func (s *Store) CheckpointRun(ctx context.Context, args storage.CheckpointRunArg
 // audit, in one transaction.
 func (s *Store) modifyRun(ctx context.Context, ws, id string, audit []storage.AuditEvent, fn func(r *storage.WorkflowRun) error) (storage.WorkflowRun, error) {
 	var out storage.WorkflowRun
-	err := s.batch(ctx, func(tx *bbolt.Tx) error {
+	err := s.batch(ctx, 1+len(audit), func(tx *bbolt.Tx) error {
 		cur, ok, err := getRun(tx, id)
 		if err != nil {
 			return err
