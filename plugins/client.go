@@ -364,7 +364,14 @@ func (c *Client) appendAudit(ctx context.Context, events []storage.AuditEvent, r
 		return nil, err
 	}
 	r, err := call(ctx, c, "AppendAudit", func(ctx context.Context, cc *conn) (*pb.AppendAuditResponse, error) {
-		return cc.audit.AppendAudit(ctx, &pb.AppendAuditRequest{Events: eventsToPB(events), Retry: retry})
+		req := &pb.AppendAuditRequest{Retry: retry}
+		if cc.caps[pb.Capability_AUDIT_ROWS] && len(events) > 0 {
+			// One bytes field instead of a message per row (auditrows.go).
+			req.Rows = appendAuditRows(make([]byte, 0, auditRowsSize(events)), events)
+		} else {
+			req.Events = eventsToPB(events)
+		}
+		return cc.audit.AppendAudit(ctx, req)
 	})
 	if err != nil {
 		return nil, err

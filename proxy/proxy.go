@@ -271,6 +271,9 @@ type session struct {
 	key      string
 	mitm     bool
 	internal bool
+	// auth is the tunnel's standing check of key (set at CONNECT when key
+	// is not empty).
+	auth *tunnelAuth
 }
 
 // Request ids are prx_ plus 16 hex digits: a random per-process prefix
@@ -306,12 +309,38 @@ func newRequestID() string {
 // authenticate reads Proxy-Authorization: Bearer <key>, or Basic with the
 // key as the password (what HTTP_PROXY=http://x:KEY@host gives).
 func (p *Proxy) authenticate(r *http.Request) (session, error) {
+	sess, _, err := p.authenticateStamped(r)
+	return sess, err
+}
+
+// authenticateMemo is authenticate through the connection's memo (nil:
+// none).
+func (p *Proxy) authenticateMemo(r *http.Request, m *connAuth, now time.Time) (session, error) {
+	if m == nil {
+		return p.authenticate(r)
+	}
+	h := r.Header.Get("Proxy-Authorization")
+	if h != "" && h == m.header && p.vault.StampValid(m.stamp, now) {
+		return m.sess, nil
+	}
+	sess, stamp, err := p.authenticateStamped(r)
+	if err != nil || sess.internal || sess.key == "" || !p.vault.StampValid(stamp, now) {
+		*m = connAuth{}
+	} else {
+		*m = connAuth{header: h, sess: sess, stamp: stamp}
+	}
+	return sess, err
+}
+
+// authenticateStamped is authenticate with the vault's stamp when the
+// session is a key's (the zero stamp otherwise).
+func (p *Proxy) authenticateStamped(r *http.Request) (session, vault.AuthStamp, error) {
 	h := r.Header.Get("Proxy-Authorization")
 	if h == "" {
 		if p.defaultWS != "" && isLoopback(r.RemoteAddr) {
-			return session{actor: vault.Actor{KeyID: anonymousActor, WorkspaceID: p.defaultWS, Role: vault.RoleMember}}, nil
+			return session{actor: vault.Actor{KeyID: anonymousActor, WorkspaceID: p.defaultWS, Role: vault.RoleMember}}, vault.AuthStamp{}, nil
 		}
-		return session{}, fmt.Errorf("%w: send Proxy-Authorization: Bearer <Rotor API key>", ErrProxyAuth)
+		return session{}, vault.AuthStamp{}, fmt.Errorf("%w: send Proxy-Authorization: Bearer <Rotor API key>", ErrProxyAuth)
 	}
 	scheme, cred, _ := strings.Cut(h, " ")
 	var key string
@@ -321,21 +350,21 @@ func (p *Proxy) authenticate(r *http.Request) (session, error) {
 	case "basic":
 		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
 		if err != nil {
-			return session{}, fmt.Errorf("%w: malformed Basic credentials", ErrProxyAuth)
+			return session{}, vault.AuthStamp{}, fmt.Errorf("%w: malformed Basic credentials", ErrProxyAuth)
 		}
 		_, key, _ = strings.Cut(string(raw), ":")
 	default:
-		return session{}, fmt.Errorf("%w: use Bearer, or Basic with the API key as password", ErrProxyAuth)
+		return session{}, vault.AuthStamp{}, fmt.Errorf("%w: use Bearer, or Basic with the API key as password", ErrProxyAuth)
 	}
 	if p.isInternalToken(key) {
 		ws := r.Header.Get(HeaderInternalWorkspace)
 		if ws == "" {
-			return session{}, fmt.Errorf("%w: dispatch request without a workspace", ErrProxyAuth)
+			return session{}, vault.AuthStamp{}, fmt.Errorf("%w: dispatch request without a workspace", ErrProxyAuth)
 		}
-		return session{actor: vault.Actor{KeyID: internalActor(r.Header), WorkspaceID: ws, Role: vault.RoleMember}, internal: true}, nil
+		return session{actor: vault.Actor{KeyID: internalActor(r.Header), WorkspaceID: ws, Role: vault.RoleMember}, internal: true}, vault.AuthStamp{}, nil
 	}
-	a, err := p.authKey(r.Context(), key)
-	return session{actor: a, key: key}, err
+	a, stamp, err := p.authKeyStamped(r.Context(), key)
+	return session{actor: a, key: key}, stamp, err
 }
 
 func isLoopback(remote string) bool {
@@ -366,6 +395,9 @@ func (p *Proxy) onConnect(host string, ctx *goproxy.ProxyCtx, mitm *goproxy.Conn
 		return goproxy.RejectConnect, host
 	}
 	sess.mitm = mitm != nil
+	if sess.key != "" {
+		sess.auth = new(tunnelAuth)
+	}
 	ctx.UserData = &sess
 	if mitm != nil {
 		return mitm, host
@@ -535,6 +567,12 @@ func (p *Proxy) onRequest(r *http.Request, gctx *goproxy.ProxyCtx) (*http.Reques
 // handle answers one proxied request; s is the tunnel's session, or nil.
 // The response is never nil: refusals are answered by the proxy itself.
 func (p *Proxy) handle(r *http.Request, s *session) (*http.Request, *http.Response) {
+	return p.handleConn(r, s, nil)
+}
+
+// handleConn is handle with the connection's authentication memo (nil:
+// none; used only when s is nil).
+func (p *Proxy) handleConn(r *http.Request, s *session, memo *connAuth) (*http.Request, *http.Response) {
 	start := time.Now()
 	p.inflight.Add(1)
 	st := &reqState{p: p, ctx: r.Context(), id: newRequestID(), host: r.URL.Hostname()}
@@ -551,12 +589,18 @@ func (p *Proxy) handle(r *http.Request, s *session) (*http.Request, *http.Respon
 	if s != nil {
 		st.actor, st.mitm = s.actor, s.mitm
 		if s.key != "" {
-			if _, err := p.authKey(r.Context(), s.key); err != nil {
+			var err error
+			if s.auth != nil {
+				err = p.recheck(r.Context(), s, start)
+			} else {
+				_, err = p.authKey(r.Context(), s.key)
+			}
+			if err != nil {
 				return r, p.refuse(r, entry, err)
 			}
 		}
 	} else {
-		sess, err := p.authenticate(r)
+		sess, err := p.authenticateMemo(r, memo, start)
 		if err != nil {
 			stripInternal(r.Header)
 			return r, p.refuse(r, entry, err)
