@@ -27,6 +27,7 @@ import (
 	"github.com/elazarl/goproxy"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"rotor.sh/rotor/internal/logx"
 	"rotor.sh/rotor/template"
 	"rotor.sh/rotor/vault"
 )
@@ -1014,6 +1015,38 @@ func (p *Proxy) finish(e logEntry) {
 	if !h.Enabled(context.Background(), slog.LevelInfo) {
 		return // at log level warn, build no line
 	}
+	writeSummary(h, e, time.Now(), d)
+}
+
+// writeSummary writes e's summary line at now to h. With logx's handler
+// (rotor serve's) the line is written straight into its buffer
+// (logx.Line: the same bytes, without a slog.Record per request).
+func writeSummary(h slog.Handler, e logEntry, now time.Time, d time.Duration) {
+	if lh, ok := h.(*logx.Handler); ok {
+		if l, ok := lh.Line(now, slog.LevelInfo, LogMsgRequest); ok {
+			l.Str(LogFieldRequestID, e.id)
+			l.Str(LogFieldMethod, boundField(e.method, maxLogMethod))
+			l.Str(LogFieldHost, boundField(e.host, maxLogHost))
+			l.Int(LogFieldStatus, int64(e.status))
+			l.Float(LogFieldDurationMS, float64(d.Microseconds())/1000)
+			l.Str(LogFieldOutcome, e.outcome)
+			l.Strs(LogFieldSecrets, e.secrets)
+			l.Int(LogFieldBytesOut, e.bytesOut)
+			l.Bool(LogFieldTLS, e.mitm)
+			if e.actor.KeyID != "" {
+				l.Str(LogFieldActorID, e.actor.KeyID)
+				l.Str(LogFieldWorkspace, e.actor.WorkspaceID)
+			}
+			if e.code != "" {
+				l.Str(LogFieldErrorCode, e.code)
+			}
+			if e.scrubbed > 0 {
+				l.Int(LogFieldScrubbed, int64(e.scrubbed))
+			}
+			_ = l.End()
+			return
+		}
+	}
 	attrs := []slog.Attr{
 		slog.String(LogFieldRequestID, e.id),
 		slog.String(LogFieldMethod, boundField(e.method, maxLogMethod)),
@@ -1041,7 +1074,7 @@ func (p *Proxy) finish(e logEntry) {
 	// without the caller's program counter: LogAttrs calls runtime.Callers
 	// on every line (pcvalue lookups in the profile), for a source
 	// location no Rotor handler writes (none sets AddSource).
-	r := slog.NewRecord(time.Now(), slog.LevelInfo, LogMsgRequest, 0)
+	r := slog.NewRecord(now, slog.LevelInfo, LogMsgRequest, 0)
 	r.AddAttrs(attrs...)
 	_ = h.Handle(context.Background(), r)
 }
