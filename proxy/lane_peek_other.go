@@ -4,7 +4,11 @@ package proxy
 
 import "net"
 
-// peerClosed cannot look without reading on this platform: a connection is
+// peeker cannot look without reading on this platform: a connection is
 // taken as open, and a bodiless idempotent request is retried once if it
 // was not (laneClient.RoundTrip).
-func peerClosed(net.Conn) bool { return false }
+type peeker struct{}
+
+func newPeeker(net.Conn) *peeker { return nil }
+
+func (*peeker) peerClosed() bool { return false }
