@@ -442,6 +442,9 @@ type reqState struct {
 	// itself: no growth of the lists for the usual one to four secrets.
 	resolvedBuf [scrubKeyLen]resolvedSecret
 	namesBuf    [scrubKeyLen]string
+	// lb is the response body wrapper (handle's last step), allocated with
+	// the state.
+	lb loggedBody
 }
 
 type resolvedSecret struct {
@@ -712,7 +715,8 @@ func (p *Proxy) handleConn(r *http.Request, s *session, memo *connAuth) (*http.R
 		resp.ContentLength = -1
 		resp.Header.Del("Content-Length")
 	}
-	resp.Body = &loggedBody{ReadCloser: resp.Body, p: p, entry: entry, resp: resp, sc: sc, st: st}
+	st.lb = loggedBody{ReadCloser: resp.Body, p: p, entry: entry, resp: resp, sc: sc, st: st}
+	resp.Body = &st.lb
 	return out, resp
 }
 
