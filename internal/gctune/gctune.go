@@ -9,7 +9,7 @@
 // GOGC=100 (a large live heap, such as an audit backlog during a storage
 // outage, is collected as before) and GOGC=400 (the storage plugin's own
 // setting): at most Headroom more heap than Go's default, never less
-// often than it. An operator's GOGC in the environment wins.
+// often than it. An operator's GOGC or GOMEMLIMIT in the environment wins.
 package gctune
 
 import (
@@ -42,10 +42,10 @@ func Percent(live uint64) int {
 const liveMetric = "/gc/heap/live:bytes"
 
 // Run keeps GOGC at Percent of the live heap, read every Interval, until
-// ctx ends; then it restores the GOGC it found. With GOGC set in the
-// environment it only waits for ctx.
+// ctx ends; then it restores the GOGC it found. With GOGC or GOMEMLIMIT set
+// in the environment it only waits for ctx.
 func Run(ctx context.Context) error {
-	if os.Getenv("GOGC") != "" {
+	if os.Getenv("GOGC") != "" || os.Getenv("GOMEMLIMIT") != "" {
 		<-ctx.Done()
 		return nil
 	}

@@ -30,6 +30,7 @@ func TestPercent(t *testing.T) {
 // and restores what it found when its context ends.
 func TestRunSetsAndRestores(t *testing.T) {
 	t.Setenv("GOGC", "")
+	t.Setenv("GOMEMLIMIT", "")
 	before := debug.SetGCPercent(150)
 	defer debug.SetGCPercent(before)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -56,18 +57,21 @@ func TestRunSetsAndRestores(t *testing.T) {
 	}
 }
 
-// TestRunLeavesOperatorGOGC: with GOGC in the environment Run changes
-// nothing.
+// TestRunLeavesOperatorGOGC: with GOGC or GOMEMLIMIT in the environment
+// Run changes nothing.
 func TestRunLeavesOperatorGOGC(t *testing.T) {
-	t.Setenv("GOGC", "100")
-	before := debug.SetGCPercent(170)
-	defer debug.SetGCPercent(before)
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	if err := Run(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if p := debug.SetGCPercent(170); p != 170 {
-		t.Errorf("GOGC changed to %d with GOGC in the environment", p)
+	for _, env := range []string{"GOGC", "GOMEMLIMIT"} {
+		t.Setenv("GOGC", "")
+		t.Setenv("GOMEMLIMIT", "")
+		t.Setenv(env, "100")
+		before := debug.SetGCPercent(170)
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		if err := Run(ctx); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		if p := debug.SetGCPercent(before); p != 170 {
+			t.Errorf("GOGC changed to %d with %s in the environment", p, env)
+		}
 	}
 }
