@@ -217,8 +217,8 @@ type auditWriter struct {
 	n       int
 	spare   [][]accessRecord // the writer's block list; swapped with q by take
 	free    [][]accessRecord
-	closed  bool // the writer took its last rows: record refuses
-	wake    chan struct{}  // capacity 1
+	closed  bool          // the writer took its last rows: record refuses
+	wake    chan struct{} // capacity 1
 	flushCh chan chan error
 	stop    chan struct{}
 	// abort ends retries at shutdown (close's context ended).
