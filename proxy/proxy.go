@@ -797,9 +797,8 @@ func (st *reqState) rewrite(r *http.Request) (*http.Request, error) {
 			if err != nil {
 				return nil, err
 			}
-			vs[i] = nv
+			vs[i] = nv // in place: vs is the map's slice
 		}
-		out.Header[k] = vs
 	}
 	if err := st.rewriteBody(out); err != nil {
 		return nil, err
