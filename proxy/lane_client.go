@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -67,8 +66,6 @@ type upConn struct {
 	key    string
 	idleAt time.Time
 	reused bool
-	// peek checks, before reuse, that the peer did not close c.
-	peek *peeker
 }
 
 // takes reports whether the lane client can send r; otherwise the
@@ -106,8 +103,7 @@ func (lc *laneClient) takes(r *http.Request) bool {
 // the connection, which returns to the pool when the body was read to
 // its end and closed. r.Body is always closed.
 func (lc *laneClient) RoundTrip(r *http.Request) (*http.Response, error) {
-	var kb [128]byte
-	key, err := laneConnKey(kb[:0], r)
+	key, addr, err := laneConnKey(r)
 	if err != nil {
 		closeReqBody(r)
 		return nil, err
@@ -115,7 +111,7 @@ func (lc *laneClient) RoundTrip(r *http.Request) (*http.Response, error) {
 	retryable := (r.Body == nil || r.Body == http.NoBody) &&
 		(r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions || r.Method == http.MethodTrace)
 	for attempt := 0; ; attempt++ {
-		uc, err := lc.get(r.Context(), key, len(r.URL.Scheme)+len("://"), r.URL.Scheme == "https", r.URL.Hostname())
+		uc, err := lc.get(r.Context(), key, addr, r.URL.Scheme == "https", r.URL.Hostname())
 		if err != nil {
 			closeReqBody(r)
 			return nil, err
@@ -139,14 +135,11 @@ func closeReqBody(r *http.Request) {
 	}
 }
 
-// laneConnKey appends the pool key, scheme://host:port (the dial address
-// after the scheme's "://", as net.JoinHostPort writes it), to b: built
-// in the caller's buffer and looked up without a string (two allocations
-// per request); a string is made only when a connection is dialed.
-func laneConnKey(b []byte, r *http.Request) ([]byte, error) {
+// laneConnKey is the pool key (scheme://host:port) and the dial address.
+func laneConnKey(r *http.Request) (string, string, error) {
 	host, port := r.URL.Hostname(), r.URL.Port()
 	if host == "" {
-		return nil, errors.New("proxy: no host in the request URL")
+		return "", "", errors.New("proxy: no host in the request URL")
 	}
 	if port == "" {
 		port = "80"
@@ -154,13 +147,8 @@ func laneConnKey(b []byte, r *http.Request) ([]byte, error) {
 			port = "443"
 		}
 	}
-	b = append(append(b, r.URL.Scheme...), "://"...)
-	if strings.IndexByte(host, ':') >= 0 {
-		b = append(append(append(b, '['), host...), ']')
-	} else {
-		b = append(b, host...)
-	}
-	return append(append(b, ':'), port...), nil
+	addr := net.JoinHostPort(host, port)
+	return r.URL.Scheme + "://" + addr, addr, nil
 }
 
 func (lc *laneClient) roundTrip(uc *upConn, r *http.Request) (resp *http.Response, err error) {
@@ -393,9 +381,8 @@ func removeZone(host string) string {
 	return host
 }
 
-// get returns a live idle connection for key, or dials one (the address
-// is key[addrAt:]).
-func (lc *laneClient) get(ctx context.Context, key []byte, addrAt int, useTLS bool, serverName string) (*upConn, error) {
+// get returns a live idle connection for key, or dials one.
+func (lc *laneClient) get(ctx context.Context, key, addr string, useTLS bool, serverName string) (*upConn, error) {
 	for {
 		uc := lc.popIdle(key)
 		if uc == nil {
@@ -403,13 +390,13 @@ func (lc *laneClient) get(ctx context.Context, key []byte, addrAt int, useTLS bo
 		}
 		// The peer may have closed it while it idled (an idle timeout):
 		// such a connection is never written to, whatever the method.
-		if !uc.peek.peerClosed() && uc.br.Buffered() == 0 {
+		if !peerClosed(uc.c) && uc.br.Buffered() == 0 {
 			uc.reused = true
 			return uc, nil
 		}
 		uc.c.Close() // closed, or sent bytes nobody asked for
 	}
-	c, err := lc.dial(ctx, "tcp", string(key[addrAt:]))
+	c, err := lc.dial(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
@@ -427,7 +414,7 @@ func (lc *laneClient) get(ctx context.Context, key []byte, addrAt int, useTLS bo
 		}
 		c = tc
 	}
-	uc := &upConn{c: c, key: string(key), bw: bufio.NewWriterSize(c, laneUpWriteBuf), peek: newPeeker(c)}
+	uc := &upConn{c: c, key: key, bw: bufio.NewWriterSize(c, laneUpWriteBuf)}
 	uc.lim = limitedConn{c: c, n: -1}
 	uc.br = bufio.NewReaderSize(&uc.lim, laneUpReadBuf)
 	return uc, nil
@@ -463,27 +450,22 @@ func (l *limitedConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (lc *laneClient) popIdle(key []byte) *upConn {
+func (lc *laneClient) popIdle(key string) *upConn {
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
-	list := lc.idle[string(key)] // no allocation for a lookup
-	if len(list) == 0 {
-		return nil
-	}
-	// Writes to the map use a pooled connection's key: the same string.
-	k := list[0].key
+	list := lc.idle[key]
 	for len(list) > 0 {
 		uc := list[len(list)-1]
 		list[len(list)-1] = nil
 		list = list[:len(list)-1]
 		lc.nIdle--
 		if time.Since(uc.idleAt) < laneIdleTimeout {
-			lc.idle[k] = list
+			lc.idle[key] = list
 			return uc
 		}
 		go uc.c.Close()
 	}
-	delete(lc.idle, k)
+	delete(lc.idle, key)
 	return nil
 }
 
