@@ -27,6 +27,7 @@ import (
 
 	"rotor.sh/rotor/api"
 	"rotor.sh/rotor/dispatch"
+	"rotor.sh/rotor/internal/gctune"
 	"rotor.sh/rotor/internal/logx"
 	"rotor.sh/rotor/plugins"
 	pluginproto "rotor.sh/rotor/plugins/proto"
@@ -339,6 +340,8 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 	}
 	// Issue 11: audit rows are pruned after --audit-retention.
 	tasks = append(tasks, auditRetention(v, cfg.AuditRetention, log))
+	// Issue 15: the GC target follows the live heap (internal/gctune).
+	tasks = append(tasks, gctune.Run)
 	ops, err := withPprof(log, cfg.OpsAddr, api.Ops(reg, ready))
 	if err != nil {
 		return err

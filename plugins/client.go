@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -364,13 +365,35 @@ func (c *Client) appendAudit(ctx context.Context, events []storage.AuditEvent, r
 		return nil, err
 	}
 	r, err := call(ctx, c, "AppendAudit", func(ctx context.Context, cc *conn) (*pb.AppendAuditResponse, error) {
-		return cc.audit.AppendAudit(ctx, &pb.AppendAuditRequest{Events: eventsToPB(events), Retry: retry})
+		req := &pb.AppendAuditRequest{Retry: retry}
+		if cc.caps[pb.Capability_AUDIT_ROWS] && len(events) > 0 {
+			// One bytes field instead of a message per row (auditrows.go),
+			// in a pooled buffer: the request is marshaled by the time the
+			// call returns.
+			bp := rowsBufs.Get().(*[]byte)
+			req.Rows = appendAuditRows(slices.Grow((*bp)[:0], auditRowsSize(events)), events)
+			defer func() {
+				if cap(req.Rows) <= maxPooledRows {
+					*bp = req.Rows[:0]
+					rowsBufs.Put(bp)
+				}
+			}()
+		} else {
+			req.Events = eventsToPB(events)
+		}
+		return cc.audit.AppendAudit(ctx, req)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return appendedFromPB(r.Appended), nil
 }
+
+// rowsBufs holds AppendAudit's rows buffers (a batch of 2,000 access rows
+// is about 500 KB); larger ones are not kept.
+var rowsBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+const maxPooledRows = 2 << 20
 
 // oneCall refuses a batch that must stay one transaction (all or nothing)
 // but is above the protocol's limit.

@@ -142,6 +142,9 @@ type LaunchOptions struct {
 	// NoFastCalls keeps every call on gRPC even when the plugin offers
 	// FAST_CALLS (benchmarks and tests of the gRPC path).
 	NoFastCalls bool
+	// NoAuditRows sends audit rows as AuditEvent messages even when the
+	// plugin offers AUDIT_ROWS (tests of the path an older plugin gets).
+	NoAuditRows bool
 	// FastSpin is how long each side of the fast-call socket polls for
 	// a frame before it parks (spin.go): 0 for the default, negative for
 	// never (every wait parks at once). Set, it adds ROTOR_FAST_SPIN to the
@@ -272,6 +275,9 @@ func (s *Supervised) start(ctx context.Context) error {
 		} else {
 			cc = newConn(f)
 		}
+	}
+	if s.o.NoAuditRows {
+		delete(caps, pb.Capability_AUDIT_ROWS)
 	}
 	cc.caps = caps
 	s.mu.Lock()

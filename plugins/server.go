@@ -62,11 +62,12 @@ func (s *Server) Configure(ctx context.Context, req *pb.ConfigureRequest) (*pb.C
 
 // Describe reports the protocol version and what the open backend
 // implements (every required capability; RETENTION when it is a
-// storage.Retainer).
+// storage.Retainer; AUDIT_ROWS and, with its socket, FAST_CALLS).
 func (s *Server) Describe(context.Context, *pb.DescribeRequest) (*pb.DescribeResponse, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	caps := append([]pb.Capability(nil), requiredCapabilities...)
+	caps = append(caps, pb.Capability_AUDIT_ROWS) // for every backend: it is this server's decoding
 	if _, ok := s.store.(storage.Retainer); ok {
 		caps = append(caps, pb.Capability_RETENTION)
 	}
@@ -277,11 +278,21 @@ func (s *Server) AppendAudit(ctx context.Context, r *pb.AppendAuditRequest) (*pb
 		if err := checkBatch("audit batch", int64(len(r.Events))); err != nil {
 			return nil, err
 		}
+		evs := eventsFromPB(r.Events)
+		if len(r.Rows) > 0 {
+			if len(r.Events) > 0 {
+				return nil, fmt.Errorf("storage plugin: AppendAudit with both events and rows: %w", errInvalid)
+			}
+			var err error
+			if evs, err = decodeAuditRows(r.Rows); err != nil {
+				return nil, err
+			}
+		}
 		appendFn := st.AppendAudit
 		if r.Retry {
 			appendFn = st.RetryAppendAudit
 		}
-		a, err := appendFn(ctx, eventsFromPB(r.Events))
+		a, err := appendFn(ctx, evs)
 		return &pb.AppendAuditResponse{Appended: appendedToPB(a)}, err
 	})
 }

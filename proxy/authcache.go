@@ -2,9 +2,9 @@ package proxy
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"rotor.sh/rotor/vault"
@@ -70,14 +70,61 @@ func (c *negCache) put(sum [32]byte, err error, now time.Time) {
 
 // authKey is vault.Authenticate behind the negative cache.
 func (p *Proxy) authKey(ctx context.Context, key string) (vault.Actor, error) {
-	sum := sha256.Sum256([]byte(key))
+	a, _, err := p.authKeyStamped(ctx, key)
+	return a, err
+}
+
+// authKeyStamped is authKey with the vault's stamp of a success.
+func (p *Proxy) authKeyStamped(ctx context.Context, key string) (vault.Actor, vault.AuthStamp, error) {
+	sum := vault.KeySum(key)
 	now := time.Now()
 	if err := p.neg.get(sum, now); err != nil {
-		return vault.Actor{}, err
+		return vault.Actor{}, vault.AuthStamp{}, err
 	}
-	a, err := p.vault.Authenticate(ctx, key)
+	a, stamp, err := p.vault.AuthenticateStamped(ctx, key)
 	if err != nil && errors.Is(err, vault.ErrUnauthenticated) {
 		p.neg.put(sum, err, now)
 	}
-	return a, err
+	return a, stamp, err
+}
+
+// tunnelAuth is an intercepted tunnel's standing authentication: the
+// vault's stamp of the key's last successful check. Every request inside
+// the tunnel is still checked (a revoked key closes open tunnels), but
+// while the stamp holds the check is a clock and a counter read, not two
+// SHA-256s of the key, a lock and two map lookups (issue 15); the stamp
+// ends when the vault's cached answer would and at once on a revocation
+// through this vault (vault.AuthStamp).
+type tunnelAuth struct {
+	stamp atomic.Pointer[vault.AuthStamp]
+}
+
+// recheck authenticates a tunnel's key for one of its requests.
+func (p *Proxy) recheck(ctx context.Context, s *session, now time.Time) error {
+	if st := s.auth.stamp.Load(); st != nil && p.vault.StampValid(*st, now) {
+		return nil
+	}
+	_, stamp, err := p.authKeyStamped(ctx, s.key)
+	if err != nil {
+		s.auth.stamp.Store(nil)
+		return err
+	}
+	s.auth.stamp.Store(&stamp)
+	return nil
+}
+
+// connAuth remembers, per lane connection, the last Proxy-Authorization
+// that authenticated and the session it gave: a client sends the same
+// header on every request of a keep-alive connection, and while the
+// vault's stamp of that answer holds (vault.AuthStamp: until the cached
+// answer would expire, and not past a revocation through this vault),
+// the same header gives the same session without decoding it and hashing
+// the key twice (issue 15). Only a key's own answer is kept: the sidecar's
+// default workspace and the dispatcher's internal token (whose session
+// depends on other headers) are never remembered. Owned by the
+// connection's goroutine.
+type connAuth struct {
+	header string
+	sess   session
+	stamp  vault.AuthStamp
 }

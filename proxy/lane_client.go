@@ -346,10 +346,9 @@ func writeLaneRequest(bw *bufio.Writer, r *http.Request) (err error) {
 			writeLaneField(bw, k, v)
 		}
 	}
-	var num [20]byte
 	if cl > 0 || r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
 		bw.WriteString("Content-Length: ")
-		bw.Write(strconv.AppendInt(num[:0], cl, 10))
+		bw.Write(strconv.AppendInt(bw.AvailableBuffer(), cl, 10))
 		bw.WriteString("\r\n")
 	}
 	if r.Close {

@@ -17,8 +17,9 @@ import (
 // once per tunnel; the lane then answers 200, runs the TLS server with
 // the CA's leaf for the host (careload.go's cache), and reads the
 // tunnel's requests with its own parser and request loop, each handled
-// with the tunnel's session (the key is checked again per request, a
-// cached check, so revocation closes open tunnels too). The URL of a
+// with the tunnel's session (the key is checked again per request against
+// the vault's stamp of its last check, authcache.go, so revocation closes
+// open tunnels too). The URL of a
 // request inside is built as goproxy builds it: https://, the request's
 // Host, the target. A request in the tunnel outside the lane's subset is
 // handed, with the rest of the tunnel, to a net/http server that does the

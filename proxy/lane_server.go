@@ -282,6 +282,8 @@ type laneConn struct {
 	// lastPOST: net/http skips a CRLF some old clients send after a POST
 	// body; the lane does too, so the next request parses the same.
 	lastPOST bool
+	// auth is the connection's last authentication (authcache.go).
+	auth connAuth
 	// busy is a request body another goroutine may still be reading from
 	// br (a streamed body the transport sends): the connection's last
 	// request, which did not finish. br is not reset and pooled before
@@ -406,7 +408,7 @@ func (lc *laneConn) serve() {
 		hd.attachBody(lc.br, body)
 		lc.lastPOST = r.Method == http.MethodPost
 		closeReq := r.Close
-		_, resp := lc.s.p.handle(r, lc.sess)
+		_, resp := lc.s.p.handleConn(r, lc.sess, &lc.auth)
 		// After handle: a shutdown that began meanwhile says Connection:
 		// close on this response.
 		keep := !closeReq && !lc.s.closing.Load()

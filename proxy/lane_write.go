@@ -73,15 +73,16 @@ func (lc *laneConn) writeResponse(r *http.Request, resp *http.Response, keep boo
 	case resp.ContentLength >= 0 && len(resp.Trailer) == 0:
 		framing = frameLength
 	}
-	var num [20]byte
 	bw.WriteString("HTTP/1.1 ")
-	bw.Write(strconv.AppendInt(num[:0], int64(code), 10))
+	// Numbers go into the writer's free space (AvailableBuffer): a local
+	// array escaped through Write, an allocation per response.
+	bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(code), 10))
 	if text := http.StatusText(code); text != "" {
 		bw.WriteByte(' ')
 		bw.WriteString(text)
 	} else {
 		bw.WriteString(" status code ")
-		bw.Write(strconv.AppendInt(num[:0], int64(code), 10))
+		bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(code), 10))
 	}
 	bw.WriteString("\r\n")
 	hasDate := false
@@ -109,7 +110,7 @@ func (lc *laneConn) writeResponse(r *http.Request, resp *http.Response, keep boo
 	switch framing {
 	case frameLength:
 		bw.WriteString("Content-Length: ")
-		bw.Write(strconv.AppendInt(num[:0], resp.ContentLength, 10))
+		bw.Write(strconv.AppendInt(bw.AvailableBuffer(), resp.ContentLength, 10))
 		bw.WriteString("\r\n")
 	case frameChunked:
 		bw.WriteString("Transfer-Encoding: chunked\r\n")
@@ -202,12 +203,11 @@ func (lc *laneConn) writeChunked(resp *http.Response) bool {
 	bp := laneCopyBufs.Get().(*[]byte)
 	defer laneCopyBufs.Put(bp)
 	buf := *bp
-	var num [16]byte
 	var drip dripFlush
 	for {
 		n, err := resp.Body.Read(buf)
 		if n > 0 {
-			bw.Write(strconv.AppendInt(num[:0], int64(n), 16))
+			bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(n), 16))
 			bw.WriteString("\r\n")
 			bw.Write(buf[:n])
 			if _, werr := bw.WriteString("\r\n"); werr != nil {

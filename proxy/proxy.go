@@ -28,6 +28,7 @@ import (
 	"github.com/elazarl/goproxy"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"rotor.sh/rotor/internal/logx"
 	"rotor.sh/rotor/template"
 	"rotor.sh/rotor/vault"
 )
@@ -303,6 +304,9 @@ type session struct {
 	key      string
 	mitm     bool
 	internal bool
+	// auth is the tunnel's standing check of key (set at CONNECT when key
+	// is not empty).
+	auth *tunnelAuth
 }
 
 // Request ids are prx_ plus 16 hex digits: a random per-process prefix
@@ -338,12 +342,38 @@ func newRequestID() string {
 // authenticate reads Proxy-Authorization: Bearer <key>, or Basic with the
 // key as the password (what HTTP_PROXY=http://x:KEY@host gives).
 func (p *Proxy) authenticate(r *http.Request) (session, error) {
+	sess, _, err := p.authenticateStamped(r)
+	return sess, err
+}
+
+// authenticateMemo is authenticate through the connection's memo (nil:
+// none).
+func (p *Proxy) authenticateMemo(r *http.Request, m *connAuth, now time.Time) (session, error) {
+	if m == nil {
+		return p.authenticate(r)
+	}
+	h := r.Header.Get("Proxy-Authorization")
+	if h != "" && h == m.header && p.vault.StampValid(m.stamp, now) {
+		return m.sess, nil
+	}
+	sess, stamp, err := p.authenticateStamped(r)
+	if err != nil || sess.internal || sess.key == "" || !p.vault.StampValid(stamp, now) {
+		*m = connAuth{}
+	} else {
+		*m = connAuth{header: h, sess: sess, stamp: stamp}
+	}
+	return sess, err
+}
+
+// authenticateStamped is authenticate with the vault's stamp when the
+// session is a key's (the zero stamp otherwise).
+func (p *Proxy) authenticateStamped(r *http.Request) (session, vault.AuthStamp, error) {
 	h := r.Header.Get("Proxy-Authorization")
 	if h == "" {
 		if p.defaultWS != "" && isLoopback(r.RemoteAddr) {
-			return session{actor: vault.Actor{KeyID: anonymousActor, WorkspaceID: p.defaultWS, Role: vault.RoleMember}}, nil
+			return session{actor: vault.Actor{KeyID: anonymousActor, WorkspaceID: p.defaultWS, Role: vault.RoleMember}}, vault.AuthStamp{}, nil
 		}
-		return session{}, fmt.Errorf("%w: send Proxy-Authorization: Bearer <Rotor API key>", ErrProxyAuth)
+		return session{}, vault.AuthStamp{}, fmt.Errorf("%w: send Proxy-Authorization: Bearer <Rotor API key>", ErrProxyAuth)
 	}
 	scheme, cred, _ := strings.Cut(h, " ")
 	var key string
@@ -353,21 +383,21 @@ func (p *Proxy) authenticate(r *http.Request) (session, error) {
 	case "basic":
 		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
 		if err != nil {
-			return session{}, fmt.Errorf("%w: malformed Basic credentials", ErrProxyAuth)
+			return session{}, vault.AuthStamp{}, fmt.Errorf("%w: malformed Basic credentials", ErrProxyAuth)
 		}
 		_, key, _ = strings.Cut(string(raw), ":")
 	default:
-		return session{}, fmt.Errorf("%w: use Bearer, or Basic with the API key as password", ErrProxyAuth)
+		return session{}, vault.AuthStamp{}, fmt.Errorf("%w: use Bearer, or Basic with the API key as password", ErrProxyAuth)
 	}
 	if p.isInternalToken(key) {
 		ws := r.Header.Get(HeaderInternalWorkspace)
 		if ws == "" {
-			return session{}, fmt.Errorf("%w: dispatch request without a workspace", ErrProxyAuth)
+			return session{}, vault.AuthStamp{}, fmt.Errorf("%w: dispatch request without a workspace", ErrProxyAuth)
 		}
-		return session{actor: vault.Actor{KeyID: internalActor(r.Header), WorkspaceID: ws, Role: vault.RoleMember}, internal: true}, nil
+		return session{actor: vault.Actor{KeyID: internalActor(r.Header), WorkspaceID: ws, Role: vault.RoleMember}, internal: true}, vault.AuthStamp{}, nil
 	}
-	a, err := p.authKey(r.Context(), key)
-	return session{actor: a, key: key}, err
+	a, stamp, err := p.authKeyStamped(r.Context(), key)
+	return session{actor: a, key: key}, stamp, err
 }
 
 func isLoopback(remote string) bool {
@@ -398,6 +428,9 @@ func (p *Proxy) onConnect(host string, ctx *goproxy.ProxyCtx, mitm *goproxy.Conn
 		return goproxy.RejectConnect, host
 	}
 	sess.mitm = mitm != nil
+	if sess.key != "" {
+		sess.auth = new(tunnelAuth)
+	}
 	ctx.UserData = &sess
 	if mitm != nil {
 		return mitm, host
@@ -449,6 +482,9 @@ type reqState struct {
 	// itself: no growth of the lists for the usual one to four secrets.
 	resolvedBuf [scrubKeyLen]resolvedSecret
 	namesBuf    [scrubKeyLen]string
+	// lb is the response body wrapper (handle's last step), allocated with
+	// the state.
+	lb loggedBody
 }
 
 type resolvedSecret struct {
@@ -575,6 +611,12 @@ func (p *Proxy) onRequest(r *http.Request, gctx *goproxy.ProxyCtx) (*http.Reques
 // handle answers one proxied request; s is the tunnel's session, or nil.
 // The response is never nil: refusals are answered by the proxy itself.
 func (p *Proxy) handle(r *http.Request, s *session) (*http.Request, *http.Response) {
+	return p.handleConn(r, s, nil)
+}
+
+// handleConn is handle with the connection's authentication memo (nil:
+// none; used only when s is nil).
+func (p *Proxy) handleConn(r *http.Request, s *session, memo *connAuth) (*http.Request, *http.Response) {
 	start := time.Now()
 	p.inflight.Add(1)
 	st := &reqState{p: p, ctx: r.Context(), id: newRequestID(), host: r.URL.Hostname()}
@@ -591,12 +633,18 @@ func (p *Proxy) handle(r *http.Request, s *session) (*http.Request, *http.Respon
 	if s != nil {
 		st.actor, st.mitm = s.actor, s.mitm
 		if s.key != "" {
-			if _, err := p.authKey(r.Context(), s.key); err != nil {
+			var err error
+			if s.auth != nil {
+				err = p.recheck(r.Context(), s, start)
+			} else {
+				_, err = p.authKey(r.Context(), s.key)
+			}
+			if err != nil {
 				return r, p.refuse(r, entry, err)
 			}
 		}
 	} else {
-		sess, err := p.authenticate(r)
+		sess, err := p.authenticateMemo(r, memo, start)
 		if err != nil {
 			stripInternal(r.Header)
 			return r, p.refuse(r, entry, err)
@@ -707,7 +755,8 @@ func (p *Proxy) handle(r *http.Request, s *session) (*http.Request, *http.Respon
 		resp.ContentLength = -1
 		resp.Header.Del("Content-Length")
 	}
-	resp.Body = &loggedBody{ReadCloser: resp.Body, p: p, entry: entry, resp: resp, sc: sc, st: st}
+	st.lb = loggedBody{ReadCloser: resp.Body, p: p, entry: entry, resp: resp, sc: sc, st: st}
+	resp.Body = &st.lb
 	return out, resp
 }
 
@@ -788,9 +837,8 @@ func (st *reqState) rewrite(r *http.Request) (*http.Request, error) {
 			if err != nil {
 				return nil, err
 			}
-			vs[i] = nv
+			vs[i] = nv // in place: vs is the map's slice
 		}
-		out.Header[k] = vs
 	}
 	if err := st.rewriteBody(out); err != nil {
 		return nil, err
@@ -1225,6 +1273,38 @@ func (p *Proxy) finish(e logEntry) {
 	if !h.Enabled(context.Background(), slog.LevelInfo) {
 		return // at log level warn, build no line
 	}
+	writeSummary(h, e, time.Now(), d)
+}
+
+// writeSummary writes e's summary line at now to h. With logx's handler
+// (rotor serve's) the line is written straight into its buffer
+// (logx.Line: the same bytes, without a slog.Record per request).
+func writeSummary(h slog.Handler, e logEntry, now time.Time, d time.Duration) {
+	if lh, ok := h.(*logx.Handler); ok {
+		if l, ok := lh.Line(now, slog.LevelInfo, LogMsgRequest); ok {
+			l.Str(LogFieldRequestID, e.id)
+			l.Str(LogFieldMethod, boundField(e.method, maxLogMethod))
+			l.Str(LogFieldHost, boundField(e.host, maxLogHost))
+			l.Int(LogFieldStatus, int64(e.status))
+			l.Float(LogFieldDurationMS, float64(d.Microseconds())/1000)
+			l.Str(LogFieldOutcome, e.outcome)
+			l.Strs(LogFieldSecrets, e.secrets)
+			l.Int(LogFieldBytesOut, e.bytesOut)
+			l.Bool(LogFieldTLS, e.mitm)
+			if e.actor.KeyID != "" {
+				l.Str(LogFieldActorID, e.actor.KeyID)
+				l.Str(LogFieldWorkspace, e.actor.WorkspaceID)
+			}
+			if e.code != "" {
+				l.Str(LogFieldErrorCode, e.code)
+			}
+			if e.scrubbed > 0 {
+				l.Int(LogFieldScrubbed, int64(e.scrubbed))
+			}
+			_ = l.End()
+			return
+		}
+	}
 	attrs := []slog.Attr{
 		slog.String(LogFieldRequestID, e.id),
 		slog.String(LogFieldMethod, boundField(e.method, maxLogMethod)),
@@ -1252,7 +1332,7 @@ func (p *Proxy) finish(e logEntry) {
 	// without the caller's program counter: LogAttrs calls runtime.Callers
 	// on every line (pcvalue lookups in the profile), for a source
 	// location no Rotor handler writes (none sets AddSource).
-	r := slog.NewRecord(time.Now(), slog.LevelInfo, LogMsgRequest, 0)
+	r := slog.NewRecord(now, slog.LevelInfo, LogMsgRequest, 0)
 	r.AddAttrs(attrs...)
 	_ = h.Handle(context.Background(), r)
 }

@@ -960,3 +960,76 @@ func TestStreamedSecretScrubbed(t *testing.T) {
 		})
 	}
 }
+
+// TestRevokedKeyStopsKeepAliveConnection: a keep-alive connection that
+// authenticated once is still refused the request after its key is
+// revoked, and a request on it with another key is that key's (the lane
+// remembers the last Proxy-Authorization per connection: authcache.go).
+func TestRevokedKeyStopsKeepAliveConnection(t *testing.T) {
+	up := newUpstream(t, false)
+	e := newEnv(t)
+	e.secret("TOKEN", tokenValue)
+	ctx := context.Background()
+	rec, key, err := e.vault.CreateAPIKey(ctx, e.op, vault.CreateAPIKeyRequest{Name: "worker"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, bad, err := e.vault.CreateAPIKey(ctx, e.op, vault.CreateAPIKeyRequest{Name: "other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", strings.TrimPrefix(e.proxy.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	send := func(key string) (int, string) {
+		t.Helper()
+		req := "GET " + up.URL + "/a?t=${{%20secrets.TOKEN%20}} HTTP/1.1\r\nHost: " + strings.TrimPrefix(up.URL, "http://") +
+			"\r\nProxy-Authorization: Bearer " + key + "\r\n\r\n"
+		if _, err := io.WriteString(c, req); err != nil {
+			t.Fatal(err)
+		}
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		return res.StatusCode, res.Header.Get(proxy.HeaderError) + string(b)
+	}
+	for range 2 {
+		if st, body := send(key); st != 200 {
+			t.Fatalf("before the revocation: %d %s", st, body)
+		}
+	}
+	if err := e.vault.RevokeAPIKey(ctx, e.op, rec.ID); err != nil {
+		t.Fatal(err)
+	}
+	if st, body := send(key); st != http.StatusProxyAuthRequired {
+		t.Fatalf("revoked key on a connection that authenticated it: %d %s", st, body)
+	}
+	// The same connection, a valid key, then a revoked one again.
+	if st, body := send(bad); st != 200 {
+		t.Fatalf("another key on the same connection: %d %s", st, body)
+	}
+	if st, _ := send(key); st != http.StatusProxyAuthRequired {
+		t.Fatalf("revoked key after another key: %d", st)
+	}
+	// Every resolution names the key that sent it.
+	if err := e.vault.FlushAudit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := e.store.ListAudit(ctx, storage.AuditQuery{WorkspaceID: e.op.WorkspaceID, EventType: vault.EventSecretAccessed, Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byActor := map[string]int{}
+	for _, r := range rows.Events {
+		byActor[r.ActorID]++
+	}
+	if len(rows.Events) != 3 || byActor[rec.ID] != 2 || byActor[other.ID] != 1 {
+		t.Fatalf("access rows by actor: %v (%d rows), want 2 for %s and 1 for %s", byActor, len(rows.Events), rec.ID, other.ID)
+	}
+}

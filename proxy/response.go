@@ -414,11 +414,10 @@ func scrubHeader(h http.Header, sc *scrubber) int {
 				continue // the common case, with no copy of v
 			}
 			if nv, changed := sc.replaceAll([]byte(v)); changed {
-				vs[i] = string(nv)
+				vs[i] = string(nv) // in place: vs is the map's slice
 				n++
 			}
 		}
-		h[k] = vs
 	}
 	return n
 }

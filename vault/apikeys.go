@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -100,8 +101,9 @@ const (
 // move while it read the store: a check that read the key just before a
 // revocation must not cache the key as valid after it.
 type authCache struct {
-	mu  sync.RWMutex
-	gen uint64
+	mu sync.RWMutex
+	// gen is written under mu and read without it by StampValid.
+	gen atomic.Uint64
 	m   map[[sha256.Size]byte]authEntry
 }
 
@@ -110,25 +112,28 @@ type authEntry struct {
 	exp   time.Time
 }
 
-func (c *authCache) get(h [sha256.Size]byte, now time.Time) (Actor, bool) {
+// get returns the cached entry for h and the generation it belongs to
+// (every entry in m is of the current one: clear empties m).
+func (c *authCache) get(h [sha256.Size]byte, now time.Time) (authEntry, uint64, bool) {
 	c.mu.RLock()
 	e, ok := c.m[h]
+	gen := c.gen.Load()
 	c.mu.RUnlock()
 	if !ok || now.After(e.exp) {
-		return Actor{}, false
+		return authEntry{}, 0, false
 	}
-	return e.actor, true
+	return e, gen, true
 }
 
 func (c *authCache) generation() uint64 {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return c.gen
+	return c.gen.Load()
 }
 
 func (c *authCache) putIfCurrent(h [sha256.Size]byte, a Actor, now time.Time, gen uint64) {
 	c.mu.Lock()
-	if c.gen != gen {
+	if c.gen.Load() != gen {
 		c.mu.Unlock()
 		return
 	}
@@ -141,30 +146,68 @@ func (c *authCache) putIfCurrent(h [sha256.Size]byte, a Actor, now time.Time, ge
 
 func (c *authCache) clear() {
 	c.mu.Lock()
-	c.gen++
+	c.gen.Add(1)
 	c.m = nil
 	c.mu.Unlock()
 }
 
 // Authenticate checks a presented API key and returns its actor.
 func (v *Vault) Authenticate(ctx context.Context, key string) (Actor, error) {
+	a, _, err := v.AuthenticateStamped(ctx, key)
+	return a, err
+}
+
+// AuthStamp vouches for a successful authentication for a while: as long as
+// StampValid holds, the same key would authenticate to the same actor from
+// the cache. A caller that sees one key again and again (the proxy, for
+// the requests inside an intercepted tunnel) keeps the stamp instead of
+// hashing and looking the key up per request. It ends when the cached
+// answer would (at most authCacheTTL after the key was read from storage)
+// and at once when a key is revoked through this vault, as the cache does.
+type AuthStamp struct {
+	gen   uint64
+	until time.Time
+}
+
+// AuthenticateStamped is Authenticate with the stamp of its answer (the
+// zero stamp, never valid, on failure).
+func (v *Vault) AuthenticateStamped(ctx context.Context, key string) (Actor, AuthStamp, error) {
 	if key == "" {
-		return Actor{}, fmt.Errorf("%w: missing API key", ErrUnauthenticated)
+		return Actor{}, AuthStamp{}, fmt.Errorf("%w: missing API key", ErrUnauthenticated)
 	}
 	if len(key) > maxAPIKeyLen {
-		return Actor{}, fmt.Errorf("%w: invalid API key", ErrUnauthenticated)
+		return Actor{}, AuthStamp{}, fmt.Errorf("%w: invalid API key", ErrUnauthenticated)
 	}
-	sum := sha256.Sum256([]byte(key))
+	sum := KeySum(key)
 	now := time.Now()
-	if a, ok := v.auth.get(sum, now); ok {
-		return a, nil
+	if e, gen, ok := v.auth.get(sum, now); ok {
+		return e.actor, AuthStamp{gen: gen, until: e.exp}, nil
 	}
 	gen := v.auth.generation()
 	a, err := v.authenticate(ctx, key)
-	if err == nil {
-		v.auth.putIfCurrent(sum, a, now, gen)
+	if err != nil {
+		return a, AuthStamp{}, err
 	}
-	return a, err
+	v.auth.putIfCurrent(sum, a, now, gen)
+	// Read before a revocation that raced the read: gen moved, and the
+	// stamp is void at once (as putIfCurrent did not cache it).
+	return a, AuthStamp{gen: gen, until: now.Add(authCacheTTL)}, nil
+}
+
+// KeySum is the SHA-256 of key, hashed from a stack copy: converting a key
+// longer than 32 bytes to []byte allocated on every request the proxy
+// authenticates.
+func KeySum(key string) [sha256.Size]byte {
+	if len(key) > maxAPIKeyLen {
+		return sha256.Sum256([]byte(key))
+	}
+	var buf [maxAPIKeyLen]byte
+	return sha256.Sum256(buf[:copy(buf[:], key)])
+}
+
+// StampValid reports whether s still vouches for its key at now.
+func (v *Vault) StampValid(s AuthStamp, now time.Time) bool {
+	return !s.until.IsZero() && now.Before(s.until) && s.gen == v.auth.gen.Load()
 }
 
 func (v *Vault) authenticate(ctx context.Context, key string) (Actor, error) {

@@ -91,17 +91,17 @@ func TestAuthCacheBound(t *testing.T) {
 	if len(c.m) != authCacheMax {
 		t.Fatalf("cache holds %d entries, want %d", len(c.m), authCacheMax)
 	}
-	if _, ok := c.get(k(0), now); !ok {
+	if _, _, ok := c.get(k(0), now); !ok {
 		t.Fatal("first entry gone before the bound")
 	}
 	c.putIfCurrent(k(authCacheMax), Actor{KeyID: "b"}, now, 0)
 	if len(c.m) != 1 {
 		t.Fatalf("past the bound the cache holds %d entries, want 1 (started over)", len(c.m))
 	}
-	if a, ok := c.get(k(authCacheMax), now); !ok || a.KeyID != "b" {
+	if e, _, ok := c.get(k(authCacheMax), now); !ok || e.actor.KeyID != "b" {
 		t.Fatal("newest entry missing")
 	}
-	if _, ok := c.get(k(authCacheMax), now.Add(authCacheTTL+time.Second)); ok {
+	if _, _, ok := c.get(k(authCacheMax), now.Add(authCacheTTL+time.Second)); ok {
 		t.Fatal("entry outlived its TTL")
 	}
 }

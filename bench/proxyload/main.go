@@ -15,6 +15,9 @@
 // body with references through rotor serve and reports the proxy's peak RSS.
 // -rounds N interleaves N runs of everything and reports medians;
 // -compare-bin adds another binary's rotor and rotor-noref to the same run.
+// PROXYLOAD_VARIANTS=baseline,rotor,rotor-old (comma-separated) runs only
+// those variants; "baseline" is each workload's goproxy. Every round's
+// figures go to stderr.
 //
 // Everything is on loopback and every loop is bounded by time and count.
 package main
@@ -496,7 +499,9 @@ func runParent(dur, warm time.Duration, conc, streamGiB, rounds int, only, bin, 
 				variants = append(variants, "rotor-noref-old", "rotor-old")
 			}
 			if v := os.Getenv("PROXYLOAD_VARIANTS"); v != "" {
-				variants = strings.Split(v, ",")
+				// "baseline" is the workload's own (goproxy-tuned, or
+				// goproxy-mitm for HTTPS).
+				variants = strings.Split(strings.ReplaceAll(v, "baseline", wl.baseline()), ",")
 			}
 			for _, v := range variants {
 				r, err := runLoad(e, v, wl, upURL[wl.https], dur, warm, conc)
@@ -511,6 +516,8 @@ func runParent(dur, warm time.Duration, conc, streamGiB, rounds int, only, bin, 
 					order = append(order, k)
 				}
 				runs[k] = append(runs[k], r)
+				// Every round's figures, for the record (medians below).
+				fmt.Fprintf(os.Stderr, "round %d: %-16s %-11s %8.0f req/s %8.1fµs CPU/req\n", round+1, v, wl.name, r.rps, float64(r.cpuPerReq.Nanoseconds())/1000)
 			}
 		}
 	}

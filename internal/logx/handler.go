@@ -84,21 +84,10 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 // would write it, newline included; ok is false when an attribute needs the
 // fallback.
 func appendRecord(b []byte, r slog.Record) ([]byte, bool) {
-	b = append(b, '{')
-	if !r.Time.IsZero() {
-		t := r.Time.Round(0)
-		if y := t.Year(); y < 0 || y >= 10000 {
-			return b, false
-		}
-		b = append(b, `"time":"`...)
-		b = t.AppendFormat(b, time.RFC3339Nano)
-		b = append(b, `",`...)
+	b, ok := appendHead(b, r.Time, r.Level, r.Message)
+	if !ok {
+		return b, false
 	}
-	b = append(b, `"level":`...)
-	b = appendString(b, r.Level.String())
-	b = append(b, `,"msg":`...)
-	b = appendString(b, r.Message)
-	ok := true
 	r.Attrs(func(a slog.Attr) bool {
 		b, ok = appendAttr(b, a)
 		return ok

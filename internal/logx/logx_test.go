@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"strings"
@@ -203,3 +204,56 @@ func BenchmarkHandler(b *testing.B) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// TestLineSameAsHandle: a Line writes the bytes Handle (and so
+// slog.JSONHandler) writes for the same record.
+func TestLineSameAsHandle(t *testing.T) {
+	at := time.Date(2026, 11, 30, 2, 3, 4, 567890123, time.FixedZone("x", 3600)) // not UTC: written as given
+	for _, tc := range []struct {
+		name string
+		s    string
+		ss   []string
+		f    float64
+	}{
+		{"plain", "prx_0123456789abcdef", []string{"TOKEN", "USER"}, 1.234},
+		{"escapes", "a\"b\\c\n\t\x01\u2028\xff<>&é", []string{"\b\f", ""}, 0},
+		{"nil list", "", nil, 1e-7},
+		{"empty list", "x", []string{}, 3e21},
+	} {
+		var viaLine, viaHandle, viaSlog bytes.Buffer
+		h := NewHandler(&viaLine, slog.LevelInfo)
+		l, ok := h.Line(at, slog.LevelInfo, "proxy request")
+		if !ok {
+			t.Fatal("no line")
+		}
+		l.Str("request_id", tc.s)
+		l.Int("status", -200)
+		l.Float("duration_ms", tc.f)
+		l.Strs("secrets", tc.ss)
+		l.Bool("mitm", true)
+		l.Str(tc.s, "key too")
+		if err := l.End(); err != nil {
+			t.Fatal(err)
+		}
+		r := slog.NewRecord(at, slog.LevelInfo, "proxy request", 0)
+		r.AddAttrs(slog.String("request_id", tc.s), slog.Int("status", -200), slog.Float64("duration_ms", tc.f),
+			slog.Any("secrets", tc.ss), slog.Bool("mitm", true), slog.String(tc.s, "key too"))
+		if tc.s == "" {
+			// slog drops an attribute with an empty key; a Line writes
+			// what it is given (the proxy's keys are constants).
+			continue
+		}
+		for _, hh := range []slog.Handler{NewHandler(&viaHandle, slog.LevelInfo), slog.NewJSONHandler(&viaSlog, nil)} {
+			if err := hh.Handle(context.Background(), r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if viaLine.String() != viaHandle.String() || viaLine.String() != viaSlog.String() {
+			t.Errorf("%s:\nline   %s\nhandle %s\nslog   %s", tc.name, viaLine.String(), viaHandle.String(), viaSlog.String())
+		}
+	}
+	// Below the handler's level, no line.
+	if _, ok := NewHandler(io.Discard, slog.LevelWarn).Line(at, slog.LevelInfo, "x"); ok {
+		t.Error("a line below the handler's level")
+	}
+}

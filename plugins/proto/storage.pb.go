@@ -200,6 +200,11 @@ const (
 	// plugin accepts one connection, after a correct hello, then removes the
 	// socket; streams (Watch) stay on gRPC.
 	Capability_FAST_CALLS Capability = 8
+	// optional: AppendAuditRequest.rows (one bytes field holding every row in
+	// a compact binary layout, documented there) is accepted in place of
+	// events. The host sends rows only to a plugin that reports this; a
+	// plugin without it gets events, as before.
+	Capability_AUDIT_ROWS Capability = 9
 )
 
 // Enum value maps for Capability.
@@ -214,6 +219,7 @@ var (
 		6: "RETENTION",
 		7: "WORKFLOWS",
 		8: "FAST_CALLS",
+		9: "AUDIT_ROWS",
 	}
 	Capability_value = map[string]int32{
 		"CAPABILITY_UNSPECIFIED": 0,
@@ -225,6 +231,7 @@ var (
 		"RETENTION":              6,
 		"WORKFLOWS":              7,
 		"FAST_CALLS":             8,
+		"AUDIT_ROWS":             9,
 	}
 )
 
@@ -3409,7 +3416,22 @@ type AppendAuditRequest struct {
 	// MAC (storage.RetriedRows).
 	// A workspace left with nothing to append gets no AuditAppended entry.
 	// False (older hosts): append everything.
-	Retry         bool `protobuf:"varint,2,opt,name=retry,proto3" json:"retry,omitempty"`
+	Retry bool `protobuf:"varint,2,opt,name=retry,proto3" json:"retry,omitempty"`
+	// rows (Capability AUDIT_ROWS) carries the events instead of `events`
+	// (a request sets one or the other, never both): per row, 12 protobuf
+	// fields with UTF-8 checks and a message each cost more to build and read
+	// than the row itself (issue 15). Layout, varints as in protobuf:
+	//
+	//	u8 version (1) | uvarint count (<= MAX_BATCH) | count rows, each:
+	//	varint occurred_at (zigzag, Unix ns; 0 unset) |
+	//	workspace_id | actor_id | event_type | resource_type | resource_id |
+	//	input | output | nonce | mac
+	//
+	// where each of the last nine is uvarint length | bytes (the five
+	// strings UTF-8). id and chain are not carried: the backend assigns
+	// them. Nothing may follow the last row. A malformed value is refused
+	// with INVALID_ARGUMENT and nothing is appended.
+	Rows          []byte `protobuf:"bytes,3,opt,name=rows,proto3" json:"rows,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3456,6 +3478,13 @@ func (x *AppendAuditRequest) GetRetry() bool {
 		return x.Retry
 	}
 	return false
+}
+
+func (x *AppendAuditRequest) GetRows() []byte {
+	if x != nil {
+		return x.Rows
+	}
+	return nil
 }
 
 type AppendAuditResponse struct {
@@ -8220,10 +8249,11 @@ const file_storage_proto_rawDesc = "" +
 	"\x06kek_id\x18\x01 \x01(\tR\x05kekId\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\x03R\x05limit\"T\n" +
 	"\x18ListSecretsByKEKResponse\x128\n" +
-	"\asecrets\x18\x01 \x03(\v2\x1e.rotor.storage.v2.SecretRecordR\asecrets\"`\n" +
+	"\asecrets\x18\x01 \x03(\v2\x1e.rotor.storage.v2.SecretRecordR\asecrets\"t\n" +
 	"\x12AppendAuditRequest\x124\n" +
 	"\x06events\x18\x01 \x03(\v2\x1c.rotor.storage.v2.AuditEventR\x06events\x12\x14\n" +
-	"\x05retry\x18\x02 \x01(\bR\x05retry\"R\n" +
+	"\x05retry\x18\x02 \x01(\bR\x05retry\x12\x12\n" +
+	"\x04rows\x18\x03 \x01(\fR\x04rows\"R\n" +
 	"\x13AppendAuditResponse\x12;\n" +
 	"\bappended\x18\x01 \x03(\v2\x1f.rotor.storage.v2.AuditAppendedR\bappended\"\xde\x01\n" +
 	"\x10ListAuditRequest\x12!\n" +
@@ -8561,7 +8591,7 @@ const file_storage_proto_rawDesc = "" +
 	"\x05Limit\x12\x15\n" +
 	"\x11LIMIT_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\tMAX_BATCH\x10\x90N\x12\x18\n" +
-	"\x11MAX_MESSAGE_BYTES\x10\x80\x80\x80 *\x95\x01\n" +
+	"\x11MAX_MESSAGE_BYTES\x10\x80\x80\x80 *\xa5\x01\n" +
 	"\n" +
 	"Capability\x12\x1a\n" +
 	"\x16CAPABILITY_UNSPECIFIED\x10\x00\x12\x0e\n" +
@@ -8574,7 +8604,9 @@ const file_storage_proto_rawDesc = "" +
 	"\tRETENTION\x10\x06\x12\r\n" +
 	"\tWORKFLOWS\x10\a\x12\x0e\n" +
 	"\n" +
-	"FAST_CALLS\x10\b2\xb1\x01\n" +
+	"FAST_CALLS\x10\b\x12\x0e\n" +
+	"\n" +
+	"AUDIT_ROWS\x10\t2\xb1\x01\n" +
 	"\x06Plugin\x12Q\n" +
 	"\bDescribe\x12!.rotor.storage.v2.DescribeRequest\x1a\".rotor.storage.v2.DescribeResponse\x12T\n" +
 	"\tConfigure\x12\".rotor.storage.v2.ConfigureRequest\x1a#.rotor.storage.v2.ConfigureResponse2\x93\x06\n" +
