@@ -86,7 +86,7 @@ func TestPluginCallsPerJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(p.CloseIdleConnections)
-	disp, err := dispatch.New(dispatch.Options{Store: store, Transport: p.InternalTransport(), InternalToken: "calls-per-job-token", Logger: log, Registerer: reg})
+	disp, err := dispatch.New(dispatch.Options{Store: store, Actors: v, Transport: p.InternalTransport(), InternalToken: "calls-per-job-token", Logger: log, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
