@@ -39,7 +39,7 @@ type actorLookup struct {
 // answer only if gen did not move meanwhile, so a read that saw the key
 // just before a revocation cannot cache it as active after it.
 type actorCache struct {
-	mu       sync.Mutex
+	mu       sync.RWMutex
 	gen      uint64
 	m        map[string]actorStatus
 	inflight map[string]*actorLookup
@@ -65,6 +65,12 @@ func (s actorStatus) verdict(workspaceID, keyID string) error {
 func (v *Vault) ActorActive(ctx context.Context, workspaceID, keyID string) error {
 	c := &v.actors
 	now := time.Now()
+	c.mu.RLock()
+	s, ok := c.m[keyID]
+	c.mu.RUnlock()
+	if ok && now.Before(s.exp) {
+		return s.verdict(workspaceID, keyID)
+	}
 	c.mu.Lock()
 	if s, ok := c.m[keyID]; ok && now.Before(s.exp) {
 		c.mu.Unlock()

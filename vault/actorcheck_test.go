@@ -101,3 +101,24 @@ func TestAttackRevokeDuringActorCheck(t *testing.T) {
 		t.Fatalf("revoked key still active on the node that revoked it: %v", err)
 	}
 }
+
+// BenchmarkActorActiveCached is the dispatcher's per-attempt cost of the
+// enqueuer check once the key is cached (every attempt but one per key
+// each actorCacheTTL).
+func BenchmarkActorActiveCached(b *testing.B) {
+	ctx := context.Background()
+	v := openVault(b, testStore(b))
+	op := bootstrap(b, v)
+	if err := v.ActorActive(ctx, op.WorkspaceID, op.KeyID); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := v.ActorActive(ctx, op.WorkspaceID, op.KeyID); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
