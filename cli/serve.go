@@ -294,7 +294,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 			// handling, internal token included, without a loopback socket,
 			// whatever the public proxy listener is.
 			tr := p.InternalTransport()
-			disp, err = dispatch.New(dispatch.Options{Store: store, Transport: tr, InternalToken: internalToken,
+			disp, err = dispatch.New(dispatch.Options{Store: store, Actors: v, Transport: tr, InternalToken: internalToken,
 				Logger: log, Registerer: reg, DrainTimeout: cfg.ShutdownTimeout, Visibility: cfg.DispatchLease})
 			if err != nil {
 				return err
@@ -307,7 +307,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 	}
 	if cfg.Dispatch && disp == nil {
 		// Dispatch workers alone, delivering through a remote proxy.
-		disp, err = dispatch.New(dispatch.Options{Store: store, ProxyURL: cfg.DispatchProxyURL, InternalToken: internalToken,
+		disp, err = dispatch.New(dispatch.Options{Store: store, Actors: v, ProxyURL: cfg.DispatchProxyURL, InternalToken: internalToken,
 			Logger: log, Registerer: reg, DrainTimeout: cfg.ShutdownTimeout, Visibility: cfg.DispatchLease})
 		if err != nil {
 			return err

@@ -80,6 +80,13 @@ func newHarnessWith(t *testing.T, opt func(*proxy.Options)) *harness {
 // loopback is set (a dispatcher with a remote proxy), else in-process.
 func newHarnessVia(t *testing.T, loopback bool, opt func(*proxy.Options)) *harness {
 	t.Helper()
+	return newHarnessActors(t, loopback, opt, nil)
+}
+
+// newHarnessActors also lets a test wrap the dispatcher's enqueuer check
+// (actors may be nil).
+func newHarnessActors(t *testing.T, loopback bool, opt func(*proxy.Options), actors func(dispatch.Actors) dispatch.Actors) *harness {
+	t.Helper()
 	h := &harness{t: t, ve: vaulttest.New(t), clock: &fakeClock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}}
 	h.up = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
@@ -103,9 +110,12 @@ func newHarnessVia(t *testing.T, loopback bool, opt func(*proxy.Options)) *harne
 		t.Fatal(err)
 	}
 	t.Cleanup(p.CloseIdleConnections)
-	do := dispatch.Options{Store: h.ve.Store, InternalToken: "internal-test-token",
+	do := dispatch.Options{Store: h.ve.Store, Actors: h.ve.Vault, InternalToken: "internal-test-token",
 		Logger: h.ve.Logger, Registerer: h.ve.Registry, Now: h.clock.Now, Rand: func() float64 { return 0.5 },
 		PollInterval: 2 * time.Millisecond, Visibility: time.Minute, Workers: 16}
+	if actors != nil {
+		do.Actors = actors(do.Actors)
+	}
 	if loopback {
 		psrv := httptest.NewServer(p)
 		t.Cleanup(psrv.Close)

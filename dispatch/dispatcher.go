@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"strconv"
 	"sync"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 
 	"rotor.sh/rotor/proxy"
 	"rotor.sh/rotor/storage"
+	"rotor.sh/rotor/vault"
 )
 
 // Dispatcher defaults.
@@ -30,12 +33,19 @@ const (
 	completeRetryMin = 50 * time.Millisecond
 	completeRetryMax = 2 * time.Second
 	queueCacheTTL    = time.Second
-	userAgent        = "Rotor-Dispatch/1"
+	// actorCheckRetry: how long a job waits when its enqueuing key could
+	// not be checked (storage failing), or its refusal could not be audited.
+	actorCheckRetry = 5 * time.Second
+	userAgent       = "Rotor-Dispatch/1"
 )
 
 // Options configure a Dispatcher.
 type Options struct {
 	Store storage.Store
+	// Actors checks, before each attempt, that the key that enqueued the
+	// job may still act for its workspace, and audits a refusal: the
+	// vault (*vault.Vault). Required.
+	Actors Actors
 	// ProxyURL is the resolving proxy (loopback), and InternalToken its
 	// dispatcher credential.
 	ProxyURL      string
@@ -59,6 +69,18 @@ type Options struct {
 	// WorkspaceWorkers is the most workers one workspace may hold, so the
 	// others always find some free (DefaultWorkspaceWorkers when 0).
 	WorkspaceWorkers int
+}
+
+// Actors is what the dispatcher asks about the key that enqueued a job.
+// *vault.Vault implements it: ActorActive answers from a short per-key
+// cache (no storage read per job), cleared by a revocation on this node.
+type Actors interface {
+	// ActorActive: nil when keyID may act for workspaceID; an error
+	// wrapping vault.ErrActorRevoked when it may not; any other error when
+	// that could not be told.
+	ActorActive(ctx context.Context, workspaceID, keyID string) error
+	// RecordRefusal queues the audit row of a job not sent.
+	RecordRefusal(ctx context.Context, r vault.Refusal) error
 }
 
 // DefaultWorkspaceWorkers leaves an eighth of the workers (at least one)
@@ -89,6 +111,9 @@ type cachedQueue struct {
 
 // New returns a Dispatcher; Run starts it.
 func New(o Options) (*Dispatcher, error) {
+	if o.Actors == nil {
+		return nil, fmt.Errorf("dispatch: %w", ErrNoActors)
+	}
 	client, err := DeliveryClient(o.Transport, o.ProxyURL, 1024)
 	if err != nil {
 		return nil, fmt.Errorf("dispatch: %w", err)
@@ -358,13 +383,29 @@ func (d *Dispatcher) attempt(ctx context.Context, q storage.Queue, j storage.Job
 	n := len(j.Attempts) + 1
 	start := d.o.Now()
 	att := storage.Attempt{N: n, StartedAt: start}
-	status, code, hdr := d.deliver(ctx, q, j, n, start, &att)
+	var status int
+	var code string
+	var hdr http.Header
+	// A job acts for the key that enqueued it (the proxy resolves and signs
+	// on its behalf): once that key is revoked, its jobs send nothing more,
+	// retries included. Jobs with no enqueuer are the system's own.
+	if err := d.enqueuerActive(ctx, j); err == nil {
+		status, code, hdr = d.deliver(ctx, q, j, n, start, &att)
+	} else if !errors.Is(err, vault.ErrActorRevoked) {
+		return d.postpone(j, start, "dispatch attempt postponed: the enqueuing key could not be checked", err)
+	} else if err := d.refused(ctx, q, j, n); err != nil {
+		return d.postpone(j, start, "dispatch attempt postponed: its refusal could not be audited", err)
+	} else {
+		code, att.Error = ErrCodeActorRevoked, "not sent: the API key that enqueued the job was revoked"
+	}
 	end := d.o.Now()
 	att.Duration, att.StatusCode, att.ErrorCode = end.Sub(start), status, code
 	res := storage.AttemptResult{WorkspaceID: j.WorkspaceID, JobID: j.ID, LeaseToken: j.LeaseToken, At: end, Attempt: att}
 	used := n - j.RetryFrom
 	outcome := OutcomeRetry
 	switch {
+	case code == ErrCodeActorRevoked:
+		res.Status, outcome = storage.JobDead, OutcomeDead
 	case code == "" && status >= 200 && status < 300:
 		res.Status, outcome = storage.JobDelivered, OutcomeDelivered
 		d.m.latency.Observe(end.Sub(j.CreatedAt).Seconds())
@@ -397,6 +438,33 @@ func (d *Dispatcher) attempt(ctx context.Context, q storage.Queue, j storage.Job
 	}
 	d.log.LogAttrs(context.Background(), slog.LevelInfo, LogMsgAttempt, attrs...)
 	return res
+}
+
+func (d *Dispatcher) enqueuerActive(ctx context.Context, j storage.Job) error {
+	if j.EnqueuedBy == "" {
+		return nil
+	}
+	return d.o.Actors.ActorActive(ctx, j.WorkspaceID, j.EnqueuedBy)
+}
+
+// refused audits a job not sent because its enqueuing key was revoked.
+func (d *Dispatcher) refused(ctx context.Context, q storage.Queue, j storage.Job, n int) error {
+	host := ""
+	if u, err := url.Parse(q.CallbackURL); err == nil {
+		host = u.Host
+	}
+	return d.o.Actors.RecordRefusal(ctx, vault.Refusal{WorkspaceID: j.WorkspaceID, ActorID: j.EnqueuedBy,
+		EventType: EventJobRefused, ResourceType: ResourceJob, ResourceID: j.ID, Host: host, Reason: ErrCodeActorRevoked,
+		Extra: map[string]string{"queue": j.Queue, "attempt": strconv.Itoa(n)}})
+}
+
+// postpone gives the lease back, the job due again after actorCheckRetry,
+// with no attempt counted: nothing was sent, and the job is not sent
+// unchecked.
+func (d *Dispatcher) postpone(j storage.Job, now time.Time, msg string, err error) storage.AttemptResult {
+	d.log.Warn(msg, LogFieldJobID, j.ID, LogFieldWorkspace, j.WorkspaceID, "err", err)
+	d.m.released.Inc()
+	return storage.AttemptResult{WorkspaceID: j.WorkspaceID, JobID: j.ID, LeaseToken: j.LeaseToken, Release: true, RunAt: now.Add(actorCheckRetry), At: now}
 }
 
 // deliver sends the request through the proxy and returns the status (0 if

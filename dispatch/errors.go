@@ -20,6 +20,9 @@ var (
 	// ErrProxyURL: no in-process transport and no usable proxy URL to
 	// deliver through.
 	ErrProxyURL = errors.New("proxy URL must name a host")
+	// ErrNoActors: a Dispatcher needs Options.Actors to check each job's
+	// enqueuing key before sending it.
+	ErrNoActors = errors.New("dispatcher needs an enqueuer check (Options.Actors)")
 )
 
 // MissingSecretsError names the secrets a queue references that do not exist.

@@ -3,6 +3,7 @@ package dispatch_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 	"rotor.sh/rotor/storage/bolt"
 	"rotor.sh/rotor/storage/postgres"
 	"rotor.sh/rotor/storage/postgres/pgtest"
+	"rotor.sh/rotor/vault"
 )
 
 // The test binary doubles as the storage plugin (like `rotor plugin
@@ -125,7 +127,7 @@ func newFairEnv(t *testing.T, s storage.Store) *fairEnv {
 		w.WriteHeader(resp.StatusCode)
 		_, _ = io.Copy(w, resp.Body)
 	}))
-	d, err := dispatch.New(dispatch.Options{Store: s, ProxyURL: px.URL, InternalToken: "internal-test-token",
+	d, err := dispatch.New(dispatch.Options{Store: s, Actors: systemJobs{}, ProxyURL: px.URL, InternalToken: "internal-test-token",
 		PollInterval: 5 * time.Millisecond, Visibility: time.Minute, Workers: fairWorkers})
 	if err != nil {
 		t.Fatal(err)
@@ -159,6 +161,15 @@ func (e *fairEnv) queue(ws, name, path string, concurrency int, rate float64) {
 		e.t.Fatal(err)
 	}
 }
+
+// systemJobs is the enqueuer check of a store with no keys: these tests'
+// jobs name no enqueuer (system jobs), so it is never asked.
+type systemJobs struct{}
+
+func (systemJobs) ActorActive(context.Context, string, string) error {
+	return errors.New("fair tests enqueue system jobs only")
+}
+func (systemJobs) RecordRefusal(context.Context, vault.Refusal) error { return nil }
 
 func (e *fairEnv) enqueue(ws, queue string, n int, runAt time.Time) []string {
 	e.t.Helper()

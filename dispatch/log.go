@@ -29,4 +29,16 @@ const (
 	ErrCodeConnectionFailed = "connection_failed"
 	ErrCodeHTTPStatus       = "http_status"
 	ErrCodeGone             = "gone"
+	// ErrCodeActorRevoked: the API key that enqueued the job was revoked
+	// (or is gone, or of another workspace): nothing was sent and the job
+	// is dead. The workflow engine's code for the same refusal.
+	ErrCodeActorRevoked = "actor_revoked"
+)
+
+// The audit row of a job refused before sending (ErrCodeActorRevoked): its
+// actor is the revoked key, its output {"reason": "actor_revoked"}, its
+// input the callback's host, the queue and the attempt.
+const (
+	EventJobRefused = "job.refused"
+	ResourceJob     = "job"
 )

@@ -43,6 +43,9 @@ var callsPerJobBudget = map[string]struct{ perJob, fixed, perSecond float64 }{
 	// read of the secret (the vault's single flight); then nothing.
 	"GetSecret": {0, 6, 0},
 	"JobUsage":  {0, 2, 2}, // one read per workspace at a time, each second (api usageTTL)
+	// The enqueuing key's check before each attempt: one read per key at a
+	// time, each 10 s (vault actorCacheTTL).
+	"GetAPIKey": {0, 1, 0.2},
 	// The audit sealer's checkpoint, on a clock (vault/auditseal.go).
 	"ListWorkspaces":     {0, 0, 4},
 	"GetAuditHead":       {0, 0, 4},
@@ -86,7 +89,7 @@ func TestPluginCallsPerJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(p.CloseIdleConnections)
-	disp, err := dispatch.New(dispatch.Options{Store: store, Transport: p.InternalTransport(), InternalToken: "calls-per-job-token", Logger: log, Registerer: reg})
+	disp, err := dispatch.New(dispatch.Options{Store: store, Actors: v, Transport: p.InternalTransport(), InternalToken: "calls-per-job-token", Logger: log, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

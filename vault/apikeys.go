@@ -319,6 +319,7 @@ func (v *Vault) RevokeAPIKey(ctx context.Context, actor Actor, id string) error 
 	ev := v.event(actor, EventAPIKeyRevoked, ResourceAPIKey, id, nil, nil)
 	err = v.store.RevokeAPIKey(ctx, storage.RevokeAPIKeyArgs{WorkspaceID: actor.WorkspaceID, ID: id, At: v.now(), Audit: []storage.AuditEvent{ev}})
 	v.auth.clear()
+	v.actors.clear()
 	return mapStoreErr(err, fmt.Sprintf("active API key %q", id))
 }
 

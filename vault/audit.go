@@ -90,6 +90,7 @@ func auditJSON(v map[string]any) json.RawMessage {
 type accessRecord struct {
 	at                               time.Time
 	ws, actor, eventType, name, host string
+	resType                          string // "" for ResourceSecret
 	requestID, reason                string
 	version                          int64
 	hasVersion                       bool
@@ -112,6 +113,9 @@ func (r *accessRecord) eventIn(ar *rowArena, last *accessRecord) storage.AuditEv
 	e := storage.AuditEvent{
 		OccurredAt: r.at, WorkspaceID: r.ws, ActorID: r.actor,
 		EventType: r.eventType, ResourceType: ResourceSecret, ResourceID: r.name,
+	}
+	if r.resType != "" {
+		e.ResourceType = r.resType
 	}
 	if last != nil && last.in != nil && last.host == r.host && last.requestID == r.requestID && maps.Equal(last.extra, r.extra) {
 		e.Input = last.in

@@ -40,6 +40,9 @@ var (
 	// (the audit backlog is at its bound while storage is failing or slow),
 	// so the request is refused rather than served without a row. Retry.
 	ErrAuditUnavailable = errors.New("audit trail unavailable")
+	// ErrActorRevoked: the API key work acts for (the key that enqueued a
+	// job) is revoked, gone, or not of the work's workspace.
+	ErrActorRevoked = errors.New("acting API key revoked")
 	// ErrClosed: the vault has been closed.
 	ErrClosed = errors.New("vault closed")
 )

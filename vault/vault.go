@@ -51,6 +51,7 @@ type Vault struct {
 	keys    *keyring
 	cache   *cache
 	auth    authCache
+	actors  actorCache // ActorActive (actorcheck.go)
 	audit   *auditWriter
 	log     *slog.Logger
 	metrics *metrics

@@ -54,7 +54,7 @@ func newStack(t *testing.T) *stack {
 	}
 	psrv := httptest.NewServer(p)
 	t.Cleanup(psrv.Close)
-	disp, err := dispatch.New(dispatch.Options{Store: s.ve.Store, ProxyURL: psrv.URL, InternalToken: "web-test-internal", Logger: s.ve.Logger,
+	disp, err := dispatch.New(dispatch.Options{Store: s.ve.Store, Actors: s.ve.Vault, ProxyURL: psrv.URL, InternalToken: "web-test-internal", Logger: s.ve.Logger,
 		Registerer: s.ve.Registry, PollInterval: 5 * time.Millisecond, Visibility: time.Minute, Workers: 4})
 	if err != nil {
 		t.Fatal(err)

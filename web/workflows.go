@@ -429,7 +429,7 @@ func errorWords(code string) string {
 	case workflow.ErrCodeWaitTimeout:
 		return "no signal arrived before the wait's timeout"
 	case workflow.ErrCodeActorRevoked:
-		return "the API key that started the run was revoked"
+		return "the API key that started the run (or enqueued the job) was revoked: nothing was sent"
 	case proxy.CodeHostNotAllowed:
 		return "a secret's allowed hosts do not include this destination"
 	case proxy.CodeDestinationBlocked:

@@ -33,7 +33,7 @@ const (
 	ErrCodeWaitTimeout = "wait_timeout"
 	// ErrCodeActorRevoked: the API key that started the run was revoked
 	// (or no longer exists); its runs stop as its requests do.
-	ErrCodeActorRevoked = "actor_revoked"
+	ErrCodeActorRevoked = dispatch.ErrCodeActorRevoked
 )
 
 const userAgent = "Rotor-Workflow/1"

@@ -336,7 +336,7 @@ func run(n, conc int, refs bool, pgDSN string, viaPlugin bool) error {
 		return err
 	}
 	defer stopProxy()
-	disp, err := dispatch.New(deliveryOptions(dispatch.Options{Store: store, InternalToken: internal, Logger: log, Registerer: reg}, p, proxyURL))
+	disp, err := dispatch.New(deliveryOptions(dispatch.Options{Store: store, Actors: v, InternalToken: internal, Logger: log, Registerer: reg}, p, proxyURL))
 	if err != nil {
 		return err
 	}

@@ -88,7 +88,7 @@ func runMixed(n, conc, hostileJobs int, pgDSN string, viaPlugin bool) error {
 	}
 	defer stopProxy()
 	reg := prometheus.NewRegistry()
-	disp, err := dispatch.New(deliveryOptions(dispatch.Options{Store: store, InternalToken: internal, Logger: log, Registerer: reg}, p, proxyURL))
+	disp, err := dispatch.New(deliveryOptions(dispatch.Options{Store: store, Actors: v, InternalToken: internal, Logger: log, Registerer: reg}, p, proxyURL))
 	if err != nil {
 		return err
 	}
@@ -140,7 +140,7 @@ func runMixed(n, conc, hostileJobs int, pgDSN string, viaPlugin bool) error {
 			now := time.Now()
 			for range min(count, start+5000) - start {
 				jobs = append(jobs, storage.Job{ID: dispatch.NewJobID(now), WorkspaceID: hw.Workspace.ID, Queue: q, Payload: json.RawMessage(`{}`),
-					Status: storage.JobQueued, RunAt: now, EnqueuedBy: "bench", CreatedAt: now, UpdatedAt: now})
+					Status: storage.JobQueued, RunAt: now, EnqueuedBy: hw.AdminKey.ID, CreatedAt: now, UpdatedAt: now})
 			}
 			if _, err := store.EnqueueJobs(ctx, storage.EnqueueJobsArgs{Jobs: jobs, Now: now}); err != nil {
 				return err

@@ -145,7 +145,7 @@ func startNode(ctx context.Context, pgDSN string, viaPlugin bool, conc int) (*no
 	}
 	stops = append(stops, p.CloseIdleConnections)
 	// In-process delivery, as rotor serve does (issue 16).
-	disp, err := dispatch.New(dispatch.Options{Store: store, Transport: p.InternalTransport(), InternalToken: internal, Logger: log})
+	disp, err := dispatch.New(dispatch.Options{Store: store, Actors: v, Transport: p.InternalTransport(), InternalToken: internal, Logger: log})
 	if err != nil {
 		stop()
 		return nil, err

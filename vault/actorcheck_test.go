@@ -1,0 +1,124 @@
+package vault
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"rotor.sh/rotor/storage"
+)
+
+// countingKeyStore counts GetAPIKey reads.
+type countingKeyStore struct {
+	storage.Store
+	reads atomic.Int32
+}
+
+func (s *countingKeyStore) GetAPIKey(ctx context.Context, id string) (storage.APIKey, error) {
+	s.reads.Add(1)
+	return s.Store.GetAPIKey(ctx, id)
+}
+
+// TestActorActive: the answers, the cache (one read for many checks, and
+// for many concurrent checks of a cold key), and a revocation on this node
+// taking effect at once.
+func TestActorActive(t *testing.T) {
+	ctx := context.Background()
+	cs := &countingKeyStore{Store: testStore(t)}
+	v := openVault(t, cs)
+	op := bootstrap(t, v)
+	member, _, err := v.CreateAPIKey(ctx, op, CreateAPIKeyRequest{Name: "worker", Role: RoleMember})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := op.WorkspaceID
+	before := cs.reads.Load()
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for range 64 {
+		wg.Go(func() { errs <- v.ActorActive(ctx, ws, member.ID) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("active key: %v", err)
+		}
+	}
+	if n := cs.reads.Load() - before; n != 1 {
+		t.Fatalf("64 concurrent checks of a cold key read it %d times, want 1", n)
+	}
+	if err := v.ActorActive(ctx, "ws_other", member.ID); !errors.Is(err, ErrActorRevoked) {
+		t.Fatalf("another workspace's job: %v", err)
+	}
+	if err := v.ActorActive(ctx, ws, "key_00000000deadbeef"); !errors.Is(err, ErrActorRevoked) {
+		t.Fatalf("unknown key: %v", err)
+	}
+	if n := cs.reads.Load() - before; n != 2 {
+		t.Fatalf("%d reads, want 2 (one per key id)", n)
+	}
+	if err := v.RevokeAPIKey(ctx, op, member.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.ActorActive(ctx, ws, member.ID); !errors.Is(err, ErrActorRevoked) {
+		t.Fatalf("revoked on this node, still active: %v", err)
+	}
+}
+
+// TestAttackRevokeDuringActorCheck: a check that read the key just before
+// it was revoked on this node must not cache it as active afterwards
+// (the queued jobs of the key would be sent for actorCacheTTL).
+func TestAttackRevokeDuringActorCheck(t *testing.T) {
+	ctx := context.Background()
+	ps := &pausingKeyStore{Store: testStore(t), read: make(chan struct{}), release: make(chan struct{})}
+	v := openVault(t, ps)
+	op := bootstrap(t, v)
+	victim, _, err := v.CreateAPIKey(ctx, op, CreateAPIKeyRequest{Name: "leaked", Role: RoleMember})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps.mu.Lock()
+	ps.armed = true
+	ps.mu.Unlock()
+	done := make(chan error, 1)
+	go func() { done <- v.ActorActive(ctx, op.WorkspaceID, victim.ID) }()
+	select {
+	case <-ps.read:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the check never read the key")
+	}
+	if err := v.RevokeAPIKey(ctx, op, victim.ID); err != nil {
+		t.Fatal(err)
+	}
+	close(ps.release)
+	if err := <-done; err != nil {
+		t.Fatalf("the in-flight check started before the revocation and may pass: %v", err)
+	}
+	if err := v.ActorActive(ctx, op.WorkspaceID, victim.ID); !errors.Is(err, ErrActorRevoked) {
+		t.Fatalf("revoked key still active on the node that revoked it: %v", err)
+	}
+}
+
+// BenchmarkActorActiveCached is the dispatcher's per-attempt cost of the
+// enqueuer check once the key is cached (every attempt but one per key
+// each actorCacheTTL).
+func BenchmarkActorActiveCached(b *testing.B) {
+	ctx := context.Background()
+	v := openVault(b, testStore(b))
+	op := bootstrap(b, v)
+	if err := v.ActorActive(ctx, op.WorkspaceID, op.KeyID); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := v.ActorActive(ctx, op.WorkspaceID, op.KeyID); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
