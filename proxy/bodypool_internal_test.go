@@ -10,17 +10,25 @@ import (
 	"sync"
 	"testing"
 
+	"rotor.sh/rotor/vault"
 	"rotor.sh/rotor/vault/vaulttest"
 )
 
-// streamedReq returns a request whose body (fill, past BufferLimit) went
-// through rewriteBody: its Body is the streamed-body wrapper, holding
-// pooled buffers.
-func streamedReq(t *testing.T, p *Proxy, fill byte) *http.Request {
+// streamedReq returns a request of actor's whose body (fill, then a
+// reference to secret, past BufferLimit) went through rewriteBody: its Body
+// is the streamed-body wrapper, holding pooled buffers, the first of them
+// holding the resolved value.
+func streamedReq(t *testing.T, p *Proxy, actor vault.Actor, fill byte, secret string) *http.Request {
 	t.Helper()
-	st := &reqState{p: p, ctx: context.Background(), id: "prx_bodypool"}
+	st := &reqState{p: p, ctx: context.Background(), id: "prx_bodypool", actor: actor, host: "upstream.test", scheme: "http"}
 	st.rf = st.resolveName
 	body := bytes.Repeat([]byte{fill}, BufferLimit+64<<10)
+	if secret != "" {
+		ref := "${{ secrets." + secret + " }}"
+		for i := 0; i+len(ref) < BufferLimit; i += 4 << 10 {
+			copy(body[i:], ref)
+		}
+	}
 	out := httptest.NewRequest("POST", "http://upstream.test/", io.NopCloser(bytes.NewReader(body)))
 	out.ContentLength = int64(len(body))
 	if err := st.rewriteBody(out); err != nil {
@@ -32,22 +40,22 @@ func streamedReq(t *testing.T, p *Proxy, fill byte) *http.Request {
 	return out
 }
 
-// readsOnly reads r until it ends, fails or has given max bytes, and
-// reports whether any byte differed from want.
-func readsOnly(r io.Reader, want byte, chunk, max int) (foreign bool, err error) {
+// readUpTo reads r in chunks until it ends, fails or gave max bytes.
+func readUpTo(r io.Reader, chunk, max int) ([]byte, error) {
+	var got []byte
 	buf := make([]byte, chunk)
-	for n := 0; n < max; {
+	for len(got) < max {
 		k, err := r.Read(buf)
-		if bytes.IndexFunc(buf[:k], func(c rune) bool { return c != rune(want) }) >= 0 {
-			return true, nil
-		}
+		got = append(got, buf[:k]...)
 		if err != nil {
-			return false, err
+			return got, err
 		}
-		n += k
 	}
-	return false, nil
+	return got, nil
 }
+
+// onlyA reports whether b holds nothing but workspace A's fill byte.
+func onlyA(b []byte) bool { return len(bytes.Trim(b, "a")) == 0 }
 
 // TestStreamedBodyBuffersAfterClose: a transport may close a request body
 // on one goroutine while another still reads it (net/http's RoundTrip
@@ -65,23 +73,36 @@ func TestStreamedBodyBuffersAfterClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(p.CloseIdleConnections)
+	// Workspace A streams a body of its own; workspace B's body resolves
+	// B's secret.
+	const value = "vic_9b1f4e7a2c6d8053"
+	ve.Secret(t, "VICTIM", value, "upstream.test")
+	other, err := ve.Vault.CreateWorkspace(context.Background(), ve.Operator, "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wsA := vault.Actor{KeyID: other.AdminKey.ID, WorkspaceID: other.Workspace.ID}
+	wsB := ve.Operator
 
 	// In order: read some, Close on another goroutine, the next request
 	// takes the buffers, the first transport reads on. sync.Pool keeps a
 	// freed buffer for the next Get on the same P, but drops some Puts at
 	// random under the race detector: a few rounds.
 	for round := range 8 {
-		a := streamedReq(t, p, 'a')
-		if foreign, err := readsOnly(a.Body, 'a', 16<<10, 64<<10); foreign || err != nil {
-			t.Fatalf("round %d: before Close: foreign %v, %v", round, foreign, err)
+		a := streamedReq(t, p, wsA, 'a', "")
+		if got, err := readUpTo(a.Body, 16<<10, 64<<10); !onlyA(got) || err != nil {
+			t.Fatalf("round %d: before Close: %d bytes, %v", round, len(got), err)
 		}
 		var wg sync.WaitGroup
 		wg.Go(func() { _ = a.Body.Close() })
 		wg.Wait()
-		b := streamedReq(t, p, 'b')
-		foreign, err := readsOnly(a.Body, 'a', 16<<10, BufferLimit)
-		if foreign {
-			t.Fatalf("round %d: a read after Close returned bytes of another request's body", round)
+		b := streamedReq(t, p, wsB, 'b', "VICTIM")
+		got, err := readUpTo(a.Body, 16<<10, BufferLimit)
+		if bytes.Contains(got, []byte(value)) {
+			t.Fatalf("round %d: workspace A's transport, reading after Close, got workspace B's resolved secret", round)
+		}
+		if !onlyA(got) {
+			t.Fatalf("round %d: workspace A's transport, reading after Close, got bytes of workspace B's body", round)
 		}
 		if err == nil || !errors.Is(err, http.ErrBodyReadAfterClose) {
 			t.Fatalf("round %d: a read after Close: %v, want ErrBodyReadAfterClose", round, err)
@@ -93,17 +114,15 @@ func TestStreamedBodyBuffersAfterClose(t *testing.T) {
 	// race detector sees a read of a freed buffer against the next
 	// request's write into it.
 	for round := range 4 {
-		a := streamedReq(t, p, 'a')
+		a := streamedReq(t, p, wsA, 'a', "")
 		started := make(chan struct{})
-		var foreign bool
+		var got []byte
 		var wg sync.WaitGroup
 		wg.Go(func() {
 			buf := make([]byte, 512)
 			for i := 0; i < 4096; i++ {
 				k, err := a.Body.Read(buf)
-				if bytes.IndexFunc(buf[:k], func(c rune) bool { return c != 'a' }) >= 0 {
-					foreign = true
-				}
+				got = append(got, buf[:k]...)
 				if i == 0 {
 					close(started)
 				}
@@ -114,11 +133,11 @@ func TestStreamedBodyBuffersAfterClose(t *testing.T) {
 		})
 		<-started
 		_ = a.Body.Close()
-		b := streamedReq(t, p, 'b')
+		b := streamedReq(t, p, wsB, 'b', "VICTIM")
 		wg.Wait()
 		_ = b.Body.Close()
-		if foreign {
-			t.Fatalf("concurrent round %d: the transport read bytes of another request's body", round)
+		if !onlyA(got) {
+			t.Fatalf("concurrent round %d: workspace A's transport read bytes of workspace B's body (B's secret: %v)", round, bytes.Contains(got, []byte(value)))
 		}
 	}
 }
