@@ -18,7 +18,7 @@ import (
 // reference to secret, past BufferLimit) went through rewriteBody: its Body
 // is the streamed-body wrapper, holding pooled buffers, the first of them
 // holding the resolved value.
-func streamedReq(t *testing.T, p *Proxy, actor vault.Actor, fill byte, secret string) *http.Request {
+func streamedReq(t testing.TB, p *Proxy, actor vault.Actor, fill byte, secret string) *http.Request {
 	t.Helper()
 	st := &reqState{p: p, ctx: context.Background(), id: "prx_bodypool", actor: actor, host: "upstream.test", scheme: "http"}
 	st.rf = st.resolveName
@@ -139,5 +139,29 @@ func TestStreamedBodyBuffersAfterClose(t *testing.T) {
 		if !onlyA(got) {
 			t.Fatalf("concurrent round %d: workspace A's transport read bytes of workspace B's body (B's secret: %v)", round, bytes.Contains(got, []byte(value)))
 		}
+	}
+}
+
+// BenchmarkStreamedBody: a body past BufferLimit rewritten, read to its end
+// in the transport's 32 KiB reads, and closed (the lock per Read is what
+// the serialisation costs).
+func BenchmarkStreamedBody(b *testing.B) {
+	ve := vaulttest.New(b)
+	p, err := New(Options{Vault: ve.Vault, Logger: ve.Logger, Registerer: ve.Registry})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(p.CloseIdleConnections)
+	buf := make([]byte, 32<<10)
+	b.SetBytes(BufferLimit + 64<<10)
+	b.ReportAllocs()
+	for b.Loop() {
+		r := streamedReq(b, p, ve.Operator, 'a', "")
+		for {
+			if _, err := r.Body.Read(buf); err != nil {
+				break
+			}
+		}
+		_ = r.Body.Close()
 	}
 }

@@ -1173,11 +1173,15 @@ func (b *pooledBody) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
 	if err != nil {
 		if ferr := b.rw.Err(); ferr != nil {
-			b.fail.Store(&ferr)
+			b.failed(ferr)
 		}
 	}
 	return n, err
 }
+
+// failed keeps err for Err (a function of its own, so that only a failure
+// allocates).
+func (b *pooledBody) failed(err error) { b.fail.Store(&err) }
 
 // Err is the error that stopped the rewrite, if any; nil for a nil b.
 func (b *pooledBody) Err() error {
