@@ -502,3 +502,23 @@ func TestAttemptLogLine(t *testing.T) {
 		t.Fatalf("line %v", line)
 	}
 }
+
+// TestDeliveryCompressedBodySigned: a queue whose callback_headers set
+// Content-Encoding has its payload passed through the proxy unresolved
+// (docs/proxy.md), and its signature was computed over an empty body, so
+// every stock verifier rejected the delivery. It now covers the bytes the
+// callback receives.
+func TestDeliveryCompressedBodySigned(t *testing.T) {
+	h := newHarness(t)
+	h.queue("zipped", dispatch.QueueSpec{CallbackHeaders: &map[string]string{"Content-Encoding": "gzip"}})
+	h.start()
+	j := h.enqueue("zipped", `{"user":"u1"}`)
+	h.waitJob(j.ID, "delivered", func(j storage.Job) bool { return j.Status == storage.JobDelivered })
+	got := h.last()
+	if got.Header.Get("Content-Encoding") != "gzip" || len(got.Body) == 0 {
+		t.Fatalf("callback got Content-Encoding %q and %d bytes", got.Header.Get("Content-Encoding"), len(got.Body))
+	}
+	if !verifyStandardWebhook(string(h.creds.SigningSecret.Bytes()), got.Header, got.Body) {
+		t.Fatalf("the signature does not verify over the %d bytes the callback received", len(got.Body))
+	}
+}

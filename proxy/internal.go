@@ -121,8 +121,11 @@ func (st *reqState) applyInternal(out *http.Request, in internalReq) error {
 		out.Header.Set("Authorization", "Bearer "+string(cs.Bytes()))
 	}
 	if in.sign == "standard-webhooks" {
-		if out.ContentLength < 0 {
+		if st.body != nil {
 			return fmt.Errorf("%w: %v", template.ErrValueRefused, errSignTooLarge)
+		}
+		if err := st.holdBody(out); err != nil {
+			return err
 		}
 		keys, err := st.p.vault.SigningSecrets(ctx, creq)
 		if err != nil {
@@ -138,6 +141,29 @@ func (st *reqState) applyInternal(out *http.Request, in internalReq) error {
 		}
 		out.Header.Set("webhook-signature", strings.Join(sigs, " "))
 	}
+	return nil
+}
+
+// holdBody reads a body the rewrite passed through (a compressed one) into
+// memory, unchanged, so the signature covers exactly the bytes that go:
+// signed as if empty, the receiver's verifier, which hashes what it got,
+// rejected it. One past BufferLimit is refused, as a streamed body is.
+func (st *reqState) holdBody(out *http.Request) error {
+	if st.buffered || out.Body == nil || out.Body == http.NoBody {
+		return nil
+	}
+	rawp := getBodyBuf(out.ContentLength)
+	raw, whole, err := readWhole((*rawp)[:0], out.Body, BufferLimit)
+	*rawp = raw
+	switch {
+	case err != nil:
+		putBodyBuf(rawp)
+		return fmt.Errorf("%w: %v", errBody, err)
+	case !whole:
+		putBodyBuf(rawp)
+		return fmt.Errorf("%w: %v", template.ErrValueRefused, errSignTooLarge)
+	}
+	st.setBody(out, raw, rawp)
 	return nil
 }
 

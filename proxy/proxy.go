@@ -465,8 +465,8 @@ type reqState struct {
 	// `after` resolved values' forms.
 	extras []extraForms
 	mitm   bool
-	// body is the streaming Rewriter of a body past BufferLimit.
-	body *template.Rewriter
+	// body is the streamed body of a body past BufferLimit.
+	body *pooledBody
 	// buffered: the body was read and rewritten whole; bodyBytes is what
 	// goes upstream (valid until the request's body is closed).
 	buffered  bool
@@ -684,10 +684,10 @@ func (p *Proxy) handleConn(r *http.Request, s *session, memo *connAuth) (*http.R
 	resp, err := p.roundTrip(out, upstreamPool{st.actor.WorkspaceID, internal})
 	if err != nil {
 		entry.secrets = st.secretNames()
-		if st.body != nil && st.body.Err() != nil {
+		if berr := st.body.Err(); berr != nil {
 			// A streamed body failed after sending began: the upstream
 			// request was aborted mid-body; report why.
-			err = st.body.Err()
+			err = berr
 		} else if !errors.Is(err, ErrDestinationBlocked) {
 			err = fmt.Errorf("%w: %v", errUpstream, err)
 		} else if len(entry.secrets) > 0 {
@@ -1013,8 +1013,8 @@ func (st *reqState) streamBody(out *http.Request, ctxt template.Context, rawp *[
 		st.setBody(out, pre, prep)
 		return nil
 	}
-	st.body = rw
-	out.Body = &pooledBody{Reader: io.MultiReader(bytes.NewReader(pre), rw), rw: rw, bufs: [2]*[]byte{prep, rawp}, st: st, src: src}
+	st.body = &pooledBody{r: io.MultiReader(bytes.NewReader(pre), rw), rw: rw, bufs: [2]*[]byte{prep, rawp}, st: st, src: src}
+	out.Body = st.body
 	out.ContentLength = -1
 	out.Header.Del("Content-Length")
 	return nil
@@ -1144,28 +1144,76 @@ func (b *memBody) Close() error {
 
 // pooledBody is a streamed body: once the transport is done with it, it
 // returns its buffers to the pool, counts the rewritten bytes, and writes
-// the summary line if the response ended first (lineDue).
+// the summary line if the response ended first (lineDue). A transport may
+// close the body on one goroutine while another still reads it (net/http
+// after a failed round trip, HTTP/2 when the server ends the stream
+// first), so, as memBody, Read and Close are serialised: the buffers go
+// back only when no read is in progress, and a read after Close gets an
+// error, never bytes of the request that took the buffers next.
 type pooledBody struct {
-	io.Reader
+	mu   sync.Mutex
+	r    io.Reader
 	rw   *template.Rewriter
 	bufs [2]*[]byte
 	st   *reqState
 	src  io.Closer
-	once sync.Once
+	done bool
+	// fail is the error that stopped the rewrite, kept apart from mu: the
+	// handler asks for it when the round trip failed, while the transport
+	// may still be inside a Read that waits for the client.
+	fail atomic.Pointer[error]
+}
+
+func (b *pooledBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.done {
+		return 0, http.ErrBodyReadAfterClose
+	}
+	n, err := b.r.Read(p)
+	if err != nil {
+		if ferr := b.rw.Err(); ferr != nil {
+			b.failed(ferr)
+		}
+	}
+	return n, err
+}
+
+// failed keeps err for Err (a function of its own, so that only a failure
+// allocates).
+func (b *pooledBody) failed(err error) { b.fail.Store(&err) }
+
+// Err is the error that stopped the rewrite, if any; nil for a nil b.
+func (b *pooledBody) Err() error {
+	if b == nil {
+		return nil
+	}
+	if p := b.fail.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 func (b *pooledBody) Close() error {
+	// The client's body first: a read blocked on it returns, so the lock
+	// below is not held for as long as the client takes to send.
 	err := b.src.Close()
-	b.once.Do(func() {
-		b.st.p.m.rewritten.Add(float64(b.rw.ReplacedBytes()))
-		for _, bp := range b.bufs {
-			putBodyBuf(bp)
-		}
-		if e, due := b.st.lineDue(nil); due {
-			e.secrets = b.st.secretNames()
-			b.st.p.finish(e)
-		}
-	})
+	b.mu.Lock()
+	if b.done {
+		b.mu.Unlock()
+		return err
+	}
+	b.done = true
+	b.st.p.m.rewritten.Add(float64(b.rw.ReplacedBytes()))
+	for _, bp := range b.bufs {
+		putBodyBuf(bp)
+	}
+	b.r, b.bufs = nil, [2]*[]byte{}
+	b.mu.Unlock()
+	if e, due := b.st.lineDue(nil); due {
+		e.secrets = b.st.secretNames()
+		b.st.p.finish(e)
+	}
 	return err
 }
 
