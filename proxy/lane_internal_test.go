@@ -103,8 +103,8 @@ func TestLaneCtxHold(t *testing.T) {
 	if c.release(uc) {
 		t.Fatal("release after cancel reports the connection poolable")
 	}
-	if got := c.hold(other); got != laneEnded {
-		t.Fatalf("hold after cancel: %d", got)
+	if got := c.hold(other); got != laneEnded || c.Err() == nil {
+		t.Fatalf("hold after cancel: %d, context error %v", got, c.Err())
 	}
 	c2 := newLaneCtx()
 	if c2.hold(uc) != laneHeld || !c2.release(uc) {

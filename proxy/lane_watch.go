@@ -30,9 +30,11 @@ func newLaneCtx() *laneCtx {
 }
 
 // cancel ends the context and expires the upstream connection in use.
+// The context ends first, so a hold refused after it finds ctx.Err set.
 // The deadline moves under the lock, so the connection cannot return to
 // the pool between the look and the move (release reports false after).
 func (c *laneCtx) cancel() {
+	c.cancelCtx()
 	c.mu.Lock()
 	c.ended = true
 	if c.up != nil {
@@ -40,7 +42,6 @@ func (c *laneCtx) cancel() {
 		c.up = nil
 	}
 	c.mu.Unlock()
-	c.cancelCtx()
 }
 
 // Results of laneCtx.hold.
@@ -85,7 +86,7 @@ type upWatch struct {
 	stop func() bool
 }
 
-// watch starts watching ctx for uc's exchange; false: ctx ended already.
+// watchExchange starts watching ctx for uc's exchange; false: ctx ended already.
 func watchExchange(ctx context.Context, uc *upConn) (upWatch, bool) {
 	if ctx.Done() == nil {
 		return upWatch{}, true
