@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -68,6 +69,8 @@ type upConn struct {
 	// expire moves c's deadline to the past (a request's context ended).
 	expire func()
 	reused bool
+	// peek checks, before reuse, that the peer did not close c.
+	peek *peeker
 }
 
 // takes reports whether the lane client can send r; otherwise the
@@ -105,7 +108,8 @@ func (lc *laneClient) takes(r *http.Request) bool {
 // head; the body streams from the connection, which returns to the pool
 // when the body was read to its end and closed. r.Body is always closed.
 func (lc *laneClient) RoundTrip(r *http.Request, pool upstreamPool) (*http.Response, error) {
-	key, addr, err := laneConnKey(r, pool)
+	var kb [128]byte
+	dest, err := laneConnKey(kb[:0], r)
 	if err != nil {
 		closeReqBody(r)
 		return nil, err
@@ -113,7 +117,7 @@ func (lc *laneClient) RoundTrip(r *http.Request, pool upstreamPool) (*http.Respo
 	retryable := (r.Body == nil || r.Body == http.NoBody) &&
 		(r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions || r.Method == http.MethodTrace)
 	for attempt := 0; ; attempt++ {
-		uc, err := lc.get(r.Context(), key, addr, r.URL.Scheme == "https", r.URL.Hostname())
+		uc, err := lc.get(r.Context(), pool, dest, len(r.URL.Scheme)+len("://"), r.URL.Scheme == "https", r.URL.Hostname())
 		if err != nil {
 			closeReqBody(r)
 			return nil, err
@@ -144,11 +148,15 @@ type laneKey struct {
 	dest string // scheme://host:port
 }
 
-// laneConnKey is the pool key and the dial address.
-func laneConnKey(r *http.Request, pool upstreamPool) (laneKey, string, error) {
+// laneConnKey appends a pool key's destination, scheme://host:port (the
+// dial address after the scheme's "://", as net.JoinHostPort writes it),
+// to b: built in the caller's buffer and looked up without a string (two
+// allocations per request); a string is made only when a connection is
+// dialed.
+func laneConnKey(b []byte, r *http.Request) ([]byte, error) {
 	host, port := r.URL.Hostname(), r.URL.Port()
 	if host == "" {
-		return laneKey{}, "", errors.New("proxy: no host in the request URL")
+		return nil, errors.New("proxy: no host in the request URL")
 	}
 	if port == "" {
 		port = "80"
@@ -156,8 +164,13 @@ func laneConnKey(r *http.Request, pool upstreamPool) (laneKey, string, error) {
 			port = "443"
 		}
 	}
-	addr := net.JoinHostPort(host, port)
-	return laneKey{pool, r.URL.Scheme + "://" + addr}, addr, nil
+	b = append(append(b, r.URL.Scheme...), "://"...)
+	if strings.IndexByte(host, ':') >= 0 {
+		b = append(append(append(b, '['), host...), ']')
+	} else {
+		b = append(b, host...)
+	}
+	return append(append(b, ':'), port...), nil
 }
 
 func (lc *laneClient) roundTrip(uc *upConn, r *http.Request) (resp *http.Response, err error) {
@@ -170,21 +183,18 @@ func (lc *laneClient) roundTrip(uc *upConn, r *http.Request) (resp *http.Respons
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	var stop func() bool
-	if ctx.Done() != nil {
-		if uc.expire == nil {
-			uc.expire = func() { _ = uc.c.SetDeadline(time.Unix(1, 0)) } // once per connection
-		}
-		stop = context.AfterFunc(ctx, uc.expire)
-		defer func() {
-			if err != nil {
-				stop()
-				if cerr := ctx.Err(); cerr != nil {
-					err = cerr
-				}
-			}
-		}()
+	w, ok := watchExchange(ctx, uc)
+	if !ok {
+		return nil, ctx.Err()
 	}
+	defer func() {
+		if err != nil {
+			w.release()
+			if cerr := ctx.Err(); cerr != nil {
+				err = cerr
+			}
+		}
+	}()
 	if err := writeLaneRequest(uc.bw, r); err != nil {
 		if uc.reused && isPeerClosed(err) {
 			return nil, fmt.Errorf("%w: %v", errLaneRetry, err)
@@ -243,7 +253,7 @@ func (lc *laneClient) roundTrip(uc *upConn, r *http.Request) (resp *http.Respons
 	if resp.Body == http.NoBody {
 		// HEAD, 204, 304: nothing to read, the connection is free now
 		// (and NoBody tells decodeResponse there is nothing to decode).
-		if stop != nil && !stop() {
+		if !w.release() {
 			keep = false
 		}
 		if keep && uc.br.Buffered() == 0 {
@@ -253,7 +263,7 @@ func (lc *laneClient) roundTrip(uc *upConn, r *http.Request) (resp *http.Respons
 		}
 		return resp, nil
 	}
-	resp.Body = &upBody{rc: resp.Body, uc: uc, lc: lc, keep: keep, left: resp.ContentLength, stop: stop}
+	resp.Body = &upBody{rc: resp.Body, uc: uc, lc: lc, keep: keep, left: resp.ContentLength, w: w}
 	return resp, nil
 }
 
@@ -403,22 +413,23 @@ func removeZone(host string) string {
 	return host
 }
 
-// get returns a live idle connection for key, or dials one.
-func (lc *laneClient) get(ctx context.Context, key laneKey, addr string, useTLS bool, serverName string) (*upConn, error) {
+// get returns a live idle connection of pool's for dest, or dials one
+// (the address is dest[addrAt:]).
+func (lc *laneClient) get(ctx context.Context, pool upstreamPool, dest []byte, addrAt int, useTLS bool, serverName string) (*upConn, error) {
 	for {
-		uc := lc.popIdle(key)
+		uc := lc.popIdle(pool, dest)
 		if uc == nil {
 			break
 		}
 		// The peer may have closed it while it idled (an idle timeout):
 		// such a connection is never written to, whatever the method.
-		if !peerClosed(uc.c) && uc.br.Buffered() == 0 {
+		if !uc.peek.peerClosed() && uc.br.Buffered() == 0 {
 			uc.reused = true
 			return uc, nil
 		}
 		uc.c.Close() // closed, or sent bytes nobody asked for
 	}
-	c, err := lc.dial(ctx, "tcp", addr)
+	c, err := lc.dial(ctx, "tcp", string(dest[addrAt:]))
 	if err != nil {
 		return nil, err
 	}
@@ -436,7 +447,7 @@ func (lc *laneClient) get(ctx context.Context, key laneKey, addr string, useTLS 
 		}
 		c = tc
 	}
-	uc := &upConn{c: c, key: key, bw: bufio.NewWriterSize(c, laneUpWriteBuf)}
+	uc := &upConn{c: c, key: laneKey{pool, string(dest)}, bw: bufio.NewWriterSize(c, laneUpWriteBuf), peek: newPeeker(c)}
 	uc.lim = limitedConn{c: c, n: -1}
 	uc.br = bufio.NewReaderSize(&uc.lim, laneUpReadBuf)
 	return uc, nil
@@ -472,10 +483,16 @@ func (l *limitedConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (lc *laneClient) popIdle(key laneKey) *upConn {
+func (lc *laneClient) popIdle(pool upstreamPool, dest []byte) *upConn {
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
-	list := lc.idle[key]
+	list := lc.idle[laneKey{pool, string(dest)}] // no allocation for a lookup
+	if len(list) == 0 {
+		return nil
+	}
+	// Writes to the map use a pooled connection's key: the same pool and
+	// the same destination, held in a string already.
+	key := list[0].key
 	for len(list) > 0 {
 		uc := list[len(list)-1]
 		list[len(list)-1] = nil
@@ -568,9 +585,9 @@ type upBody struct {
 	// reader that takes exactly that many bytes (io.CopyN, io.ReadFull)
 	// never sees the EOF, yet the connection is free.
 	left int64
-	// stop, if set, detaches the request context's cancellation from the
-	// connection; false means it already fired (the deadline moved).
-	stop func() bool
+	// w ties the request context's cancellation to the connection until
+	// Close.
+	w upWatch
 }
 
 func (b *upBody) Read(p []byte) (int, error) {
@@ -597,7 +614,7 @@ func (b *upBody) Close() error {
 		return nil
 	}
 	b.closed = true
-	if b.stop != nil && !b.stop() {
+	if !b.w.release() {
 		b.keep = false
 	}
 	if !b.eof {

@@ -111,11 +111,11 @@ func (s *LaneServer) Serve(ln net.Listener) error {
 		}
 		backoff = 0
 		lc := &laneConn{c: c, s: s}
-		lc.ctx, lc.cancel = context.WithCancel(context.Background())
+		lc.ctx = newLaneCtx()
 		s.mu.Lock()
 		if s.closing.Load() {
 			s.mu.Unlock()
-			lc.cancel()
+			lc.ctx.cancel()
 			c.Close()
 			return http.ErrServerClosed
 		}
@@ -222,7 +222,7 @@ func (s *LaneServer) watchClients() {
 		// with it anyway.
 		for _, lc := range look {
 			if clientGone(lc.c, lc.tunnel.Load()) {
-				lc.cancel()
+				lc.ctx.cancel()
 			}
 		}
 		clear(look)
@@ -291,8 +291,7 @@ type laneConn struct {
 	busy *laneBody
 	// ctx is every request's context on this connection, cancelled when
 	// watchClients finds the client gone, and when the connection ends.
-	ctx    context.Context
-	cancel context.CancelFunc
+	ctx *laneCtx
 	// ticks counts watchClients' looks since the connection last went
 	// idle or active (under s.mu).
 	ticks int
@@ -309,7 +308,7 @@ var (
 
 func (lc *laneConn) serve() {
 	defer func() {
-		lc.cancel()
+		lc.ctx.cancel()
 		if !lc.handedOver {
 			lc.c.Close()
 		}

@@ -355,7 +355,16 @@ func (st *reqState) scrubResponse(resp *http.Response, sc *scrubber) int {
 		// stays exact. One allocation of exactly that length (the transport
 		// never returns more than Content-Length), relayed as it is when
 		// nothing matched.
-		data := make([]byte, resp.ContentLength)
+		var data []byte
+		var body *bytesBody
+		if resp.ContentLength <= smallBodyLen {
+			// A short answer (an acknowledgement, a small JSON object): the
+			// bytes and their reader in one allocation.
+			sb := new(smallBody)
+			data, body = sb.buf[:resp.ContentLength], &sb.bytesBody
+		} else {
+			data = make([]byte, resp.ContentLength)
+		}
 		got, err := io.ReadFull(resp.Body, data)
 		if err == nil {
 			resp.Body.Close()
@@ -365,7 +374,9 @@ func (st *reqState) scrubResponse(resp *http.Response, sc *scrubber) int {
 				resp.ContentLength = int64(len(data))
 				resp.Header.Set("Content-Length", strconv.Itoa(len(data)))
 			}
-			body := &bytesBody{}
+			if body == nil {
+				body = new(bytesBody)
+			}
 			body.Reset(data)
 			resp.Body = body
 			return n
@@ -393,6 +404,15 @@ func (st *reqState) scrubResponse(resp *http.Response, sc *scrubber) int {
 type bytesBody struct{ bytes.Reader }
 
 func (*bytesBody) Close() error { return nil }
+
+// smallBodyLen is the longest scrubbed body held with its reader (176
+// bytes in all, one size class).
+const smallBodyLen = 128
+
+type smallBody struct {
+	bytesBody
+	buf [smallBodyLen]byte
+}
 
 // scrubHeader replaces resolved values in the values of h, and deletes
 // each field whose name holds one (an upstream that turns query keys into
