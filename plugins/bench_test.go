@@ -67,7 +67,17 @@ func BenchmarkStoreCall(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer s.Close()
+			h0, m0, p0, _, _ := plugins.SpinStats(s)
 			run(b, s, s.Pid())
+			// How the host's waits ended, per call, and what the load
+			// gate last read of others' CPU (cores).
+			if h, m, p, others, ok := plugins.SpinStats(s); ok && !bc.noSpin {
+				n := float64(b.N)
+				b.ReportMetric(float64(h-h0)/n, "hits/op")
+				b.ReportMetric(float64(m-m0)/n, "misses/op")
+				b.ReportMetric(float64(p-p0)/n, "parked/op")
+				b.ReportMetric(others, "others-cores")
+			}
 		})
 	}
 }
