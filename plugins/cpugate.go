@@ -21,7 +21,10 @@ import (
 // is on while that others' CPU is under cpus - 2 + gateSlack cores: a core
 // for each poller, less a slack for the noise of tick-based accounting and
 // for the machine's background (kernel threads, agents), which the stall
-// and timeout back-off catch wait by wait.
+// and timeout back-off catch wait by wait. Polling cannot hold the gate
+// open by starving a competitor: a CPU-bound thread beside the two
+// pollers on two CPUs gets, from the kernel's fair share, two thirds of a
+// core, over the slack.
 //
 // The pair's own non-call work (the host's dispatch workers, say) counts
 // as theirs, not others': a host busy with its own goroutines still polls,
