@@ -24,7 +24,7 @@ import (
 // and timeout back-off catch wait by wait. Polling cannot hold the gate
 // open by starving a competitor: a CPU-bound thread beside the two
 // pollers on two CPUs gets, from the kernel's fair share, two thirds of a
-// core, over the slack.
+// core, far over the slack.
 //
 // The pair's own non-call work (the host's dispatch workers, say) counts
 // as theirs, not others': a host busy with its own goroutines still polls,
@@ -50,9 +50,11 @@ const (
 	// interval and looks again.
 	gateStale = 5 * time.Second
 	// gateSlack is how much of the pollers' two cores others may use
-	// (cores): half a core on two CPUs, say a background process running
-	// one tick in four.
-	gateSlack = 0.5
+	// (cores): on two CPUs, a background process running one tick in
+	// four. At half a core, measured, polling cost more CPU per call than
+	// parking (docs/benchmarks.md, "spin"): a competitor there half the
+	// time takes the core of a poller or of the side that works.
+	gateSlack = 0.25
 )
 
 // cpuSample is one look at the CPU time of the machine and of a fast-call

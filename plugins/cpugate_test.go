@@ -121,10 +121,10 @@ func TestCPUGateIgnoresThePair(t *testing.T) {
 	}
 	step(2, 0, true)      // both CPUs busy, all with the pair's polling
 	step(1.2, 0, true)    // the pair parked part of the time
-	step(2, 0.4, true)    // others under the slack
-	step(1, 0.6, false)   // others over it, though the machine has idle time
+	step(2, 0.2, true)    // others under the slack
+	step(1, 0.4, false)   // others over it, though the machine has idle time
 	step(0, 1, false)     // others' work alone
-	step(1.5, 0.25, true) // quiet again
+	step(1.5, 0.1, true)  // quiet again
 	looks := m.looks
 	for i := range 10 { // within the interval: the cached answer, no look
 		if !g.quiet(now.Add(time.Duration(i) * gateEvery / 10)) {
@@ -173,10 +173,10 @@ func TestOthersIdle(t *testing.T) {
 		others float64
 		ok     bool
 	}{
-		// 100 ticks on 4 CPUs (25 each): others 1 core of 4 -> 2.5 allowed.
+		// 100 ticks on 4 CPUs (25 each): others 1 core of 4 -> 2.25 allowed.
 		{cpuSample{cpus: 4, busy: 175, total: 1100, pair: 100}, 1, true},
-		{cpuSample{cpus: 4, busy: 212, total: 1100, pair: 100}, 2.48, true},
-		{cpuSample{cpus: 4, busy: 213, total: 1100, pair: 100}, 2.52, false},
+		{cpuSample{cpus: 4, busy: 206, total: 1100, pair: 100}, 2.24, true},
+		{cpuSample{cpus: 4, busy: 207, total: 1100, pair: 100}, 2.28, false},
 		// The pair's accounting ahead of the machine's: others 0.
 		{cpuSample{cpus: 4, busy: 150, total: 1100, pair: 110}, 0, true},
 		// No time, time backwards, CPUs changed, one CPU: no answer.
