@@ -119,12 +119,12 @@ func TestCPUGateIgnoresThePair(t *testing.T) {
 			t.Fatalf("pair %.2f, others %.2f cores: quiet %v, want %v (others read %.2f)", pair, others, got, want, g.others)
 		}
 	}
-	step(2, 0, true)      // both CPUs busy, all with the pair's polling
-	step(1.2, 0, true)    // the pair parked part of the time
-	step(2, 0.2, true)    // others under the slack
-	step(1, 0.4, false)   // others over it, though the machine has idle time
-	step(0, 1, false)     // others' work alone
-	step(1.5, 0.1, true)  // quiet again
+	step(2, 0, true)     // both CPUs busy, all with the pair's polling
+	step(1.2, 0, true)   // the pair parked part of the time
+	step(2, 0.2, true)   // others under the slack
+	step(1, 0.4, false)  // others over it, though the machine has idle time
+	step(0, 1, false)    // others' work alone
+	step(1.5, 0.1, true) // quiet again
 	looks := m.looks
 	for i := range 10 { // within the interval: the cached answer, no look
 		if !g.quiet(now.Add(time.Duration(i) * gateEvery / 10)) {

@@ -453,4 +453,3 @@ func TestParseFastSpin(t *testing.T) {
 		}
 	}
 }
-
