@@ -42,9 +42,11 @@ import (
 // unknown, the gate stays closed: no polling.
 const (
 	// gateEvery is the interval over which others' CPU is averaged. The
-	// kernel counts CPU time in ticks of 10 ms: on two CPUs, 250 ms is 50
-	// ticks, one tick 0.04 core.
-	gateEvery = 250 * time.Millisecond
+	// kernel counts the machine's CPU time in ticks of 10 ms, sampled: on
+	// two CPUs, 500 ms is 100 ticks, and the reading of others' CPU
+	// scatters by about 0.1 core (measured with the pair polling: 0.15-0.2
+	// core over 250 ms, too close to gateSlack).
+	gateEvery = 500 * time.Millisecond
 	// gateStale: a previous look older than this (an idle connection) no
 	// longer says anything about now; the gate stays closed for one
 	// interval and looks again.
