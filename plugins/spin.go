@@ -41,6 +41,12 @@ const (
 	// spinStall: a gap this long between two polls means the poller lost
 	// its core (the machine is overloaded): stop polling this wait.
 	spinStall = 20 * time.Microsecond
+	// A poll lasts at most spinSoonFactor times how soon frames usually
+	// come while polling (spinner.soon), and at least spinMinWindow: a
+	// frame much later than usual means the other side lost its core,
+	// and polling on for it burns a core for nothing.
+	spinSoonFactor = 4
+	spinMinWindow  = 10 * time.Microsecond
 )
 
 // spinner decides, for one reading side of a fast-call connection, how
@@ -58,6 +64,10 @@ type spinner struct {
 	gate    *cpuGate
 	skip    uint32 // waits left that park at once
 	backoff uint32 // skip after the next timeout
+	// soon is how soon frames usually come while polling: it falls fast
+	// (half-way to a sooner one) and rises slowly (a sixteenth of the
+	// way), so late frames hardly move it. 0: none yet.
+	soon time.Duration
 	// Counters for tests and benchmarks: waits that ended while polling,
 	// polls that timed out or stalled, waits parked at once.
 	hits, misses, parked, stalls uint64
@@ -101,7 +111,26 @@ func (s *spinner) budget() time.Duration {
 	if s.gate != nil && !s.gate.quiet(time.Now()) {
 		return 0
 	}
+	if s.soon > 0 {
+		return min(s.window, max(spinMinWindow, spinSoonFactor*s.soon))
+	}
 	return s.window
+}
+
+// hitAfter records a wait whose frame came after polling for d. A frame
+// there at the first poll (under spinMinWindow/10) says nothing of how
+// soon the other side answers.
+func (s *spinner) hitAfter(d time.Duration) {
+	s.learn(spinHit)
+	switch {
+	case d < spinMinWindow/10:
+	case s.soon == 0:
+		s.soon = d
+	case d < s.soon:
+		s.soon -= (s.soon - d) / 2
+	default:
+		s.soon += (d - s.soon) / 16
+	}
 }
 
 // learn records how one wait ended.

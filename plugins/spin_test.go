@@ -453,3 +453,45 @@ func TestParseFastSpin(t *testing.T) {
 		}
 	}
 }
+
+// TestSpinnerWindowFollowsHits: a poll lasts about spinSoonFactor times
+// how soon frames have come while polling (never under spinMinWindow nor
+// over the window); late frames hardly lengthen it, frames there at the
+// first poll do not shorten it.
+func TestSpinnerWindowFollowsHits(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 || runtime.NumCPU() < 2 {
+		t.Skip("polling is off with one P or one CPU")
+	}
+	s := newSpinner(spinWindow, 0)
+	s.gate = nil
+	if s.budget() != spinWindow {
+		t.Fatal("no hit yet: not the whole window")
+	}
+	for range 20 {
+		s.hitAfter(8 * time.Microsecond)
+	}
+	if got := s.budget(); got != spinSoonFactor*8*time.Microsecond {
+		t.Fatalf("after hits at 8us: budget %v", got)
+	}
+	s.hitAfter(0) // the frame was there already
+	s.hitAfter(200 * time.Nanosecond)
+	if got := s.budget(); got != spinSoonFactor*8*time.Microsecond {
+		t.Fatalf("after frames at the first poll: budget %v", got)
+	}
+	s.hitAfter(45 * time.Microsecond) // the other side lost its core once
+	if got := s.budget(); got > spinSoonFactor*11*time.Microsecond {
+		t.Fatalf("one late frame: budget %v", got)
+	}
+	for range 10 {
+		s.hitAfter(time.Microsecond)
+	}
+	if got := s.budget(); got != spinMinWindow {
+		t.Fatalf("after hits at 1us: budget %v, want the minimum %v", got, spinMinWindow)
+	}
+	for range 200 {
+		s.hitAfter(time.Millisecond)
+	}
+	if got := s.budget(); got != spinWindow {
+		t.Fatalf("after slow hits: budget %v, want the window %v", got, spinWindow)
+	}
+}
