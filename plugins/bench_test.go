@@ -67,7 +67,21 @@ func BenchmarkStoreCall(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer s.Close()
+			c0, _ := plugins.SpinStats(s)
 			run(b, s, s.Pid())
+			// How the host's waits ended, per call; the share of the load
+			// gate's intervals that were open, and what it last read of
+			// others' CPU (cores).
+			if c, ok := plugins.SpinStats(s); ok && !bc.noSpin {
+				n := float64(b.N)
+				b.ReportMetric(float64(c.Hits-c0.Hits)/n, "hits/op")
+				b.ReportMetric(float64(c.Misses-c0.Misses)/n, "misses/op")
+				b.ReportMetric(float64(c.Parked-c0.Parked)/n, "parked/op")
+				if looks := c.Opened - c0.Opened + c.Closed - c0.Closed; looks > 0 {
+					b.ReportMetric(float64(c.Opened-c0.Opened)/float64(looks), "gate-open")
+				}
+				b.ReportMetric(c.Others, "others-cores")
+			}
 		})
 	}
 }

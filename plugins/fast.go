@@ -135,7 +135,7 @@ func newFastConn(c net.Conn, fallback grpc.ClientConnInterface, spin time.Durati
 		return nil, err
 	}
 	return &fastConn{c: s, fallback: fallback, wmu: make(chan struct{}, 1), rtok: make(chan struct{}, 1),
-		fr: newFrameReader(s), spin: newSpinner(spin), pending: map[uint64]chan fastResult{}}, nil
+		fr: newFrameReader(s), spin: newSpinner(spin, s.peer()), pending: map[uint64]chan fastResult{}}, nil
 }
 
 // errCut is a wait given up because the reader's own call was cancelled
@@ -597,7 +597,7 @@ func (f *fastServer) serve(c fastSock) {
 		}
 	}
 	fr := newFrameReader(c)
-	spin := newSpinner(f.spin)
+	spin := newSpinner(f.spin, c.peer())
 	for {
 		kind, id, body, ok, err := fr.next()
 		if err != nil {

@@ -123,6 +123,7 @@ func (s *chunkSock) read(p []byte) (int, error) {
 }
 func (s *chunkSock) tryRead(p []byte) (int, error) { return s.read(p) }
 func (s *chunkSock) canPoll() bool                 { return false }
+func (s *chunkSock) peer() int                     { return 0 }
 func (s *chunkSock) write([]byte, time.Time, <-chan struct{}) error {
 	return nil
 }

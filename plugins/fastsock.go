@@ -17,6 +17,8 @@ type fastSock interface {
 	tryRead(p []byte) (int, error)
 	// canPoll says whether tryRead works (else a reader only parks).
 	canPoll() bool
+	// peer is the pid of the process at the other end (0: unknown).
+	peer() int
 	// write writes all of p by deadline (zero: none), giving up between
 	// slices once done is closed. A write cut short leaves the stream
 	// broken: the caller fails the connection.
@@ -67,6 +69,7 @@ func (s *netSock) read(p []byte) (int, error) {
 
 func (s *netSock) tryRead([]byte) (int, error) { return 0, errors.ErrUnsupported }
 func (s *netSock) canPoll() bool               { return false }
+func (s *netSock) peer() int                   { return 0 }
 
 func (s *netSock) write(p []byte, deadline time.Time, done <-chan struct{}) error {
 	for len(p) > 0 {

@@ -123,7 +123,7 @@ func (fr *frameReader) wait(sp *spinner, done <-chan struct{}) error {
 			return err
 		}
 		if got {
-			sp.learn(spinHit)
+			sp.hitAfter(time.Since(start))
 			return nil
 		}
 		select {

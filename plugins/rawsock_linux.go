@@ -39,6 +39,7 @@ type rawSock struct {
 	rbuf   []byte
 	rn     int
 	rerr   syscall.Errno
+	pid    int // the peer's, from SO_PEERCRED (0: unknown)
 }
 
 // toRawSock takes c's descriptor out of the netpoller (c is closed).
@@ -53,9 +54,14 @@ func toRawSock(c net.Conn, readSlice bool) (fastSock, error) {
 	if err != nil {
 		return nil, err
 	}
-	nfd := -1
+	nfd, pid := -1, 0
 	var derr error
 	if err := rc.Control(func(fd uintptr) {
+		// The peer's pid, for the load gate (cpugate.go): the process
+		// that connected, or listened, at connect time.
+		if cred, err := syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED); err == nil {
+			pid = int(cred.Pid)
+		}
 		var r uintptr
 		var e syscall.Errno
 		r, _, e = syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_DUPFD_CLOEXEC, 0)
@@ -82,7 +88,7 @@ func toRawSock(c net.Conn, readSlice bool) (fastSock, error) {
 		f.Close()
 		return nil, err
 	}
-	s := &rawSock{f: f, rc: frc}
+	s := &rawSock{f: f, rc: frc, pid: pid}
 	s.recvFn = func(fd uintptr) bool {
 		// Non-blocking by flag: a raw syscall, which never blocks.
 		r, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(unsafe.SliceData(s.rbuf))), uintptr(len(s.rbuf)), syscall.MSG_DONTWAIT, 0, 0)
@@ -135,6 +141,7 @@ func (s *rawSock) tryRead(p []byte) (n int, err error) {
 }
 
 func (s *rawSock) canPoll() bool { return true }
+func (s *rawSock) peer() int     { return s.pid }
 
 func (s *rawSock) write(p []byte, deadline time.Time, done <-chan struct{}) error {
 	for len(p) > 0 {

@@ -1,11 +1,7 @@
 package plugins
 
 import (
-	"os"
 	"runtime"
-	"strconv"
-	"strings"
-	"sync/atomic"
 	"time"
 )
 
@@ -28,10 +24,9 @@ import (
 // holds its P, and the runtime would then look at the netpoller for the
 // process's other goroutines only from sysmon, every 10 ms) or on a
 // single CPU (the other side needs the CPU we would spin on), nor while
-// the machine is busy: more threads runnable than CPUs, or a 1-minute load
-// average of as many as the CPUs (on a busy two-core machine polling
-// measured slower and costlier than parking at once: the poller holds a
-// core the other side needs).
+// other work keeps the machine's cores busy (cpuGate): on a busy two-core
+// machine polling measured slower and costlier than parking at once (the
+// poller holds a core the other side needs).
 
 const (
 	// spinWindow bounds one poll: about what a parked wait costs in
@@ -46,6 +41,12 @@ const (
 	// spinStall: a gap this long between two polls means the poller lost
 	// its core (the machine is overloaded): stop polling this wait.
 	spinStall = 20 * time.Microsecond
+	// A poll lasts at most spinSoonFactor times how soon frames usually
+	// come while polling (spinner.soon), and at least spinMinWindow: a
+	// frame much later than usual means the other side lost its core,
+	// and polling on for it burns a core for nothing.
+	spinSoonFactor = 4
+	spinMinWindow  = 10 * time.Microsecond
 )
 
 // spinner decides, for one reading side of a fast-call connection, how
@@ -58,10 +59,15 @@ const (
 type spinner struct {
 	window time.Duration // 0: never poll
 	stall  time.Duration // a gap between polls this long ends polling
-	// loadGate: poll only while the machine is quiet (machineQuiet).
-	loadGate bool
-	skip     uint32 // waits left that park at once
-	backoff  uint32 // skip after the next timeout
+	// gate: poll only while other work leaves the pair a core each
+	// (nil: whatever the machine's load, in tests).
+	gate    *cpuGate
+	skip    uint32 // waits left that park at once
+	backoff uint32 // skip after the next timeout
+	// soon is how soon frames usually come while polling: it falls fast
+	// (half-way to a sooner one) and rises slowly (a sixteenth of the
+	// way), so late frames hardly move it. 0: none yet.
+	soon time.Duration
 	// Counters for tests and benchmarks: waits that ended while polling,
 	// polls that timed out or stalled, waits parked at once.
 	hits, misses, parked, stalls uint64
@@ -75,12 +81,19 @@ const (
 )
 
 // newSpinner returns a spinner polling up to window, or never (window 0,
-// GOMAXPROCS 1, one CPU).
-func newSpinner(window time.Duration) *spinner {
+// GOMAXPROCS 1, one CPU); peer is the process at the other end of the
+// socket (0: unknown, and then it never polls: the gate cannot tell the
+// peer's work from others').
+func newSpinner(window time.Duration, peer int) *spinner {
 	if runtime.GOMAXPROCS(0) < 2 || runtime.NumCPU() < 2 {
 		window = 0
 	}
-	return &spinner{window: window, stall: spinStall, backoff: 1, loadGate: true}
+	s := &spinner{window: window, stall: spinStall, backoff: 1}
+	if window > 0 {
+		s.gate = newCPUGate(cpuSampler(peer))
+		s.gate.quiet(time.Now()) // the first look: the interval starts now
+	}
+	return s
 }
 
 // off reports whether this spinner never polls.
@@ -95,34 +108,29 @@ func (s *spinner) budget() time.Duration {
 		s.skip--
 		return 0
 	}
-	if s.loadGate && !machineQuiet() {
+	if s.gate != nil && !s.gate.quiet(time.Now()) {
 		return 0
+	}
+	if s.soon > 0 {
+		return min(s.window, max(spinMinWindow, spinSoonFactor*s.soon))
 	}
 	return s.window
 }
 
-// quiet caches machineQuiet's answer for a second.
-var quiet struct {
-	at atomic.Int64 // Unix ns of the last look
-	ok atomic.Bool
-}
-
-// machineQuiet reports whether the machine has idle cores: no more threads
-// runnable than CPUs and a 1-minute load average under the CPU count (the
-// two pollers of a call count as two). It looks at /proc/loadavg no more
-// than once a second; false where that cannot be read.
-func machineQuiet() bool {
-	now := time.Now().UnixNano()
-	if at := quiet.at.Load(); now-at < int64(time.Second) && at != 0 {
-		return quiet.ok.Load()
+// hitAfter records a wait whose frame came after polling for d. A frame
+// there at the first poll (under spinMinWindow/10) says nothing of how
+// soon the other side answers.
+func (s *spinner) hitAfter(d time.Duration) {
+	s.learn(spinHit)
+	switch {
+	case d < spinMinWindow/10:
+	case s.soon == 0:
+		s.soon = d
+	case d < s.soon:
+		s.soon -= (s.soon - d) / 2
+	default:
+		s.soon += (d - s.soon) / 16
 	}
-	quiet.at.Store(now)
-	ok := false
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		ok = quietLoad(string(b), runtime.NumCPU())
-	}
-	quiet.ok.Store(ok)
-	return ok
 }
 
 // learn records how one wait ended.
@@ -141,17 +149,4 @@ func (s *spinner) learn(how int) {
 	case spinParked:
 		s.parked++
 	}
-}
-
-// quietLoad reads a /proc/loadavg line ("0.52 0.58 0.59 2/345 12345"):
-// the 1-minute average under cpus and at most cpus threads runnable.
-func quietLoad(line string, cpus int) bool {
-	f := strings.Fields(line)
-	if len(f) < 4 {
-		return false
-	}
-	l, err := strconv.ParseFloat(f[0], 64)
-	run, _, ok := strings.Cut(f[3], "/")
-	n, err2 := strconv.Atoi(run)
-	return err == nil && ok && err2 == nil && l < float64(cpus) && n <= cpus
 }

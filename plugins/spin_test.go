@@ -30,8 +30,8 @@ func TestSpinnerBacksOff(t *testing.T) {
 	if runtime.GOMAXPROCS(0) < 2 || runtime.NumCPU() < 2 {
 		t.Skip("polling is off with one P or one CPU")
 	}
-	s := newSpinner(spinWindow)
-	s.loadGate = false // whatever the machine's load
+	s := newSpinner(spinWindow, 0)
+	s.gate = nil // whatever the machine's load
 	if s.budget() != spinWindow {
 		t.Fatal("a new spinner does not poll")
 	}
@@ -69,11 +69,11 @@ func TestSpinnerBacksOff(t *testing.T) {
 // look at the netpoller: no polling at all.
 func TestSpinnerOffWithOneP(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	s := newSpinner(spinWindow)
+	s := newSpinner(spinWindow, os.Getpid())
 	if !s.off() || s.budget() != 0 {
 		t.Fatal("a spinner polls with GOMAXPROCS 1")
 	}
-	if !newSpinner(0).off() {
+	if !newSpinner(0, os.Getpid()).off() {
 		t.Fatal("a spinner with no window polls")
 	}
 }
@@ -171,7 +171,7 @@ func testOutOfOrder(t *testing.T, window time.Duration) {
 	defer f.close()
 	polling := window > time.Second && !f.spin.off()
 	if polling {
-		f.spin.stall, f.spin.loadGate = time.Hour, false // the reading caller always polls, however loaded the machine
+		f.spin.stall, f.spin.gate = time.Hour, nil // the reading caller always polls, however loaded the machine
 	}
 	if runtime.GOOS == "linux" && !f.c.canPoll() {
 		t.Fatalf("the host's socket is %T, want it out of the netpoller (polled)", f.c)
@@ -239,7 +239,7 @@ func TestFastCancelWhilePolling(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.close()
-	f.spin.stall, f.spin.loadGate = time.Hour, false
+	f.spin.stall, f.spin.gate = time.Hour, nil
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(50*time.Millisecond, cancel)
 	start := time.Now()
@@ -278,8 +278,8 @@ func TestFastPluginKilledWhilePolling(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := s.Client.conn.Load().grpc.(*fastConn)
-	f.spin = newSpinner(time.Hour) // no call has read yet: always polling
-	f.spin.stall, f.spin.loadGate = time.Hour, false
+	f.spin = newSpinner(time.Hour, 0) // no call has read yet: always polling
+	f.spin.stall, f.spin.gate = time.Hour, nil
 	done := make(chan error, 1)
 	go func() {
 		_, err := s.GetWorkspace(context.Background(), "ws")
@@ -454,23 +454,44 @@ func TestParseFastSpin(t *testing.T) {
 	}
 }
 
-// TestMachineQuiet: the answer follows /proc/loadavg and is cached for a
-// second.
-func TestMachineQuiet(t *testing.T) {
-	for line, want := range map[string]bool{
-		"0.52 0.58 0.59 2/345 12345": true, "1.99 1 1 1/3 1": true,
-		"2.00 0.58 0.59 1/345 12345": false, "0.10 0.58 0.59 3/345 12345": false,
-		"": false, "x y z 1/2 3": false, "0.1 0.1 0.1 x/2 3": false, "0.1 0.1 0.1": false,
-	} {
-		if got := quietLoad(line, 2); got != want {
-			t.Errorf("quietLoad(%q, 2) = %v, want %v", line, got, want)
-		}
+// TestSpinnerWindowFollowsHits: a poll lasts about spinSoonFactor times
+// how soon frames have come while polling (never under spinMinWindow nor
+// over the window); late frames hardly lengthen it, frames there at the
+// first poll do not shorten it.
+func TestSpinnerWindowFollowsHits(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 || runtime.NumCPU() < 2 {
+		t.Skip("polling is off with one P or one CPU")
 	}
-	quiet.at.Store(0)
-	got := machineQuiet()
-	quiet.ok.Store(!got) // cached: not read again within the second
-	if machineQuiet() == got {
-		t.Fatal("machineQuiet read /proc/loadavg again within a second")
+	s := newSpinner(spinWindow, 0)
+	s.gate = nil
+	if s.budget() != spinWindow {
+		t.Fatal("no hit yet: not the whole window")
 	}
-	quiet.at.Store(0)
+	for range 20 {
+		s.hitAfter(8 * time.Microsecond)
+	}
+	if got := s.budget(); got != spinSoonFactor*8*time.Microsecond {
+		t.Fatalf("after hits at 8us: budget %v", got)
+	}
+	s.hitAfter(0) // the frame was there already
+	s.hitAfter(200 * time.Nanosecond)
+	if got := s.budget(); got != spinSoonFactor*8*time.Microsecond {
+		t.Fatalf("after frames at the first poll: budget %v", got)
+	}
+	s.hitAfter(45 * time.Microsecond) // the other side lost its core once
+	if got := s.budget(); got > spinSoonFactor*11*time.Microsecond {
+		t.Fatalf("one late frame: budget %v", got)
+	}
+	for range 10 {
+		s.hitAfter(time.Microsecond)
+	}
+	if got := s.budget(); got != spinMinWindow {
+		t.Fatalf("after hits at 1us: budget %v, want the minimum %v", got, spinMinWindow)
+	}
+	for range 200 {
+		s.hitAfter(time.Millisecond)
+	}
+	if got := s.budget(); got != spinWindow {
+		t.Fatalf("after slow hits: budget %v, want the window %v", got, spinWindow)
+	}
 }
