@@ -86,12 +86,15 @@ func (s *LaneServer) Serve(ln net.Listener) error {
 		return http.ErrServerClosed
 	}
 	s.lns[ln] = struct{}{}
-	s.mu.Unlock()
+	// Started under mu, after the closing check: a Close that has set
+	// closing finds these goroutines counted in wg before it waits (an
+	// Add racing Wait from zero is a misuse the race detector reports).
 	s.stdOnce.Do(func() {
 		s.fb.addr = ln.Addr()
 		s.wg.Go(func() { _ = s.std.Serve(s.fb) })
 	})
 	s.watchOnce.Do(func() { s.wg.Go(s.watchClients) })
+	s.mu.Unlock()
 	var backoff time.Duration
 	for {
 		c, err := ln.Accept()
