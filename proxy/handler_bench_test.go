@@ -2,11 +2,14 @@ package proxy_test
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -95,11 +98,20 @@ func BenchmarkResolvedGETStd(b *testing.B) {
 // both.
 func BenchmarkResolvedGETListener(b *testing.B) {
 	for _, engine := range []string{proxy.EngineStd, proxy.EngineLane} {
-		b.Run(engine, func(b *testing.B) { benchListener(b, engine) })
+		b.Run(engine, func(b *testing.B) {
+			benchListener(b, engine, "/hooks?token=${{%20secrets.TOKEN%20}}", "Bearer ${{ secrets.TOKEN }}")
+		})
 	}
 }
 
-func benchListener(b *testing.B, engine string) {
+// BenchmarkPlainGETListener is BenchmarkResolvedGETListener on the lane
+// with the values in place: the gap is what resolving costs in clear
+// (BenchmarkTunnelGETListener's is what it costs inside a tunnel).
+func BenchmarkPlainGETListener(b *testing.B) {
+	benchListener(b, proxy.EngineLane, "/hooks?token=tok_live_5f3a9c2e7d1b4a60", "Bearer tok_live_5f3a9c2e7d1b4a60")
+}
+
+func benchListener(b *testing.B, engine, target, auth string) {
 	ve := vaulttest.New(b)
 	ve.Secret(b, "TOKEN", "tok_live_5f3a9c2e7d1b4a60")
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -136,8 +148,8 @@ func benchListener(b *testing.B, engine string) {
 	}
 	defer c.Close()
 	host := strings.TrimPrefix(up.URL, "http://")
-	raw := []byte("GET " + up.URL + "/hooks?token=${{%20secrets.TOKEN%20}} HTTP/1.1\r\nHost: " + host +
-		"\r\nAuthorization: Bearer ${{ secrets.TOKEN }}\r\nProxy-Authorization: Bearer " + ve.Key + "\r\n\r\n")
+	raw := []byte("GET " + up.URL + target + " HTTP/1.1\r\nHost: " + host +
+		"\r\nAuthorization: " + auth + "\r\nProxy-Authorization: Bearer " + ve.Key + "\r\n\r\n")
 	br := bufio.NewReader(c)
 	one := func() {
 		if _, err := c.Write(raw); err != nil {
@@ -155,9 +167,11 @@ func benchListener(b *testing.B, engine string) {
 	}
 	one()
 	b.ReportAllocs()
+	cpu0 := processCPU(b)
 	for b.Loop() {
 		one()
 	}
+	b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
 }
 
 // processCPU is this process's CPU time (user + system): in the POST
@@ -344,6 +358,101 @@ func benchPOSTListener(b *testing.B, user, tok string) {
 	br := bufio.NewReader(c)
 	one := func() {
 		if _, err := c.Write(raw); err != nil {
+			b.Fatal(err)
+		}
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			b.Fatalf("status %d", res.StatusCode)
+		}
+	}
+	one()
+	b.ReportAllocs()
+	cpu0 := processCPU(b)
+	for b.Loop() {
+		one()
+	}
+	b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
+}
+
+// BenchmarkTunnelGETListener is bench/proxyload's HTTPS GET on one
+// keep-alive connection: a CONNECT the lane intercepts (once), then GETs
+// inside the TLS tunnel to a TLS upstream, with references (resolved) and
+// with the values in place (plain). The gap between the two is what
+// resolving costs inside a tunnel; BenchmarkResolvedGETListener's is what
+// it costs in clear.
+func BenchmarkTunnelGETListener(b *testing.B) {
+	b.Run("resolved", func(b *testing.B) {
+		benchTunnel(b, "/hooks?token=${{%20secrets.TOKEN%20}}", "Bearer ${{ secrets.TOKEN }}")
+	})
+	b.Run("plain", func(b *testing.B) {
+		benchTunnel(b, "/hooks?token=tok_live_5f3a9c2e7d1b4a60", "Bearer tok_live_5f3a9c2e7d1b4a60")
+	})
+}
+
+func benchTunnel(b *testing.B, target, auth string) {
+	ve := vaulttest.New(b)
+	ve.Secret(b, "TOKEN", "tok_live_5f3a9c2e7d1b4a60")
+	up := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer tok_live_5f3a9c2e7d1b4a60" {
+			w.WriteHeader(http.StatusTeapot)
+		}
+		io.WriteString(w, "ok")
+	}))
+	defer up.Close()
+	certPath, keyPath, err := proxy.InitCA(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ca, err := proxy.LoadCA(certPath, keyPath)
+	if err != nil {
+		b.Fatal(err)
+	}
+	upRoots := x509.NewCertPool()
+	upRoots.AddCert(up.Certificate())
+	p, err := proxy.New(proxy.Options{Vault: ve.Vault, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), Registerer: ve.Registry,
+		Engine: proxy.EngineLane, CA: ca, UpstreamRoots: upRoots})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.CloseIdleConnections()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := p.NewLaneServer(&http.Server{})
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(ln) }()
+	defer func() { srv.Close(); <-done }()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	host := strings.TrimPrefix(up.URL, "https://")
+	if _, err := io.WriteString(c, "CONNECT "+host+" HTTP/1.1\r\nHost: "+host+"\r\nProxy-Authorization: Bearer "+ve.Key+"\r\n\r\n"); err != nil {
+		b.Fatal(err)
+	}
+	cbr := bufio.NewReader(c)
+	res, err := http.ReadResponse(cbr, &http.Request{Method: http.MethodConnect})
+	if err != nil || res.StatusCode != http.StatusOK {
+		b.Fatalf("CONNECT: %v %v", res, err)
+	}
+	pemData, err := os.ReadFile(certPath)
+	if err != nil {
+		b.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pemData)
+	tc := tls.Client(c, &tls.Config{RootCAs: roots, ServerName: "127.0.0.1", NextProtos: []string{"http/1.1"}})
+	raw := []byte("GET " + target + " HTTP/1.1\r\nHost: " + host + "\r\nAuthorization: " + auth + "\r\n\r\n")
+	br := bufio.NewReader(tc)
+	one := func() {
+		if _, err := tc.Write(raw); err != nil {
 			b.Fatal(err)
 		}
 		res, err := http.ReadResponse(br, nil)

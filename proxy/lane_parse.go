@@ -279,9 +279,8 @@ func parseLaneHeadCtx(ctx context.Context, raw []byte, mode laneMode) (laneHead,
 	}
 	reqHost := u.Host
 	if mode == modeTunnel {
-		// goproxy: https:// + the request's Host + the target.
-		tu, err := url.Parse("https://" + host + u.String())
-		if err != nil || tu.Host != host {
+		tu, ok := tunnelURL(u, host)
+		if !ok {
 			return laneHead{}, errLaneHandoff
 		}
 		u, reqHost = tu, host
@@ -321,6 +320,46 @@ func parseLaneHeadCtx(ctx context.Context, raw []byte, mode laneMode) (laneHead,
 // laneChunked is the TransferEncoding of chunked requests (shared, never
 // mutated: the proxy replaces the slice, never writes into it).
 var laneChunked = []string{"chunked"}
+
+// tunnelURL is a tunnel request's URL as goproxy builds it: https://, the
+// request's Host, the target (u, origin-form). In the usual case (a host
+// name or IPv4 with an optional numeric port, a path needing no raw form,
+// no '#' in the query) that URL is u with the scheme and host set, which
+// is what the round trip through String and Parse gives, without its
+// three allocations and two parses per request (issue 15); anything else
+// takes that round trip. ok is false when the result is not a URL on host.
+func tunnelURL(u *url.URL, host string) (*url.URL, bool) {
+	if u.RawPath == "" && strings.IndexByte(u.RawQuery, '#') < 0 && simpleHost(host) {
+		u.Scheme, u.Host = "https", host
+		return u, true
+	}
+	tu, err := url.Parse("https://" + host + u.String())
+	if err != nil || tu.Host != host {
+		return nil, false
+	}
+	return tu, true
+}
+
+// simpleHost reports whether h (already laneHostOK) is a name or IPv4
+// address with, at most, one ':' followed by digits: a host url.Parse
+// takes as it is.
+func simpleHost(h string) bool {
+	colon := false
+	for i := 0; i < len(h); i++ {
+		switch c := h[i]; {
+		case c == '[' || c == ']':
+			return false
+		case c == ':':
+			if colon {
+				return false
+			}
+			colon = true
+		case colon && (c < '0' || c > '9'):
+			return false
+		}
+	}
+	return true
+}
 
 // laneHostOK accepts a subset of the Host values net/http's
 // httpguts.ValidHostHeader accepts: letters, digits, and . - _ : [ ].

@@ -206,3 +206,61 @@ func TestLaneParseLimits(t *testing.T) {
 		t.Fatal("oversize chunk-size line accepted")
 	}
 }
+
+// tunnelURLCases are targets and hosts for tunnelURL: the usual shapes
+// (its shortcut) and those that take the String/Parse round trip.
+var tunnelURLCases = []struct{ target, host string }{
+	{"/hooks?token=${{%20secrets.TOKEN%20}}", "127.0.0.1:8443"},
+	{"/a/b", "api.example.com"},
+	{"/a%2Fb?x=1", "api.example.com:443"},
+	{"/a b", "e"},
+	{"/a#b", "e"},
+	{"/a?x=1#frag", "e"},
+	{"/?", "e"},
+	{"//x/y", "e"},
+	{"/%7E/~", "E.Example:80"},
+	{"/a;b?c=d;e", "e:"},
+	{"/", "[::1]:80"},
+	{"/", "[::1"},
+	{"/", "e:8a"},
+	{"/", "e:80:90"},
+	{"/", "a]b"},
+	{"/é", "e_x-y.z"},
+}
+
+// TestLaneTunnelURL: tunnelURL gives, field for field, the URL goproxy's
+// https:// + Host + target round trip gives, and refuses what it refuses.
+func TestLaneTunnelURL(t *testing.T) {
+	for _, c := range tunnelURLCases {
+		checkTunnelURL(t, c.target, c.host)
+	}
+}
+
+func FuzzLaneTunnelURL(f *testing.F) {
+	for _, c := range tunnelURLCases {
+		f.Add(c.target, c.host)
+	}
+	f.Fuzz(func(t *testing.T, target, host string) {
+		if !strings.HasPrefix(target, "/") || !laneHostOK(host) {
+			return
+		}
+		checkTunnelURL(t, target, host)
+	})
+}
+
+func checkTunnelURL(t *testing.T, target, host string) {
+	t.Helper()
+	u, err := url.ParseRequestURI(target)
+	if err != nil {
+		return
+	}
+	want, werr := url.Parse("https://" + host + u.String())
+	wantOK := werr == nil && want.Host == host
+	got, ok := tunnelURL(u, host)
+	if ok != wantOK {
+		t.Fatalf("%q on %q: ok %v, the round trip's %v (%v)", target, host, ok, wantOK, werr)
+	}
+	if ok && !reflect.DeepEqual(got, want) {
+		t.Fatalf("%q on %q: %#v, the round trip gives %#v", target, host, got, want)
+	}
+}
