@@ -42,17 +42,25 @@ func removeHopByHop(h http.Header, keepTrailer bool) {
 			}
 		}
 	}
-	for _, k := range hopByHop {
-		if k == "Trailer" && keepTrailer {
-			continue
-		}
-		h.Del(k)
-	}
+	// One pass over the fields present (a request has a handful) rather
+	// than a Del per hop-by-hop name, each canonicalising and hashing a
+	// name that is mostly absent: twice per request, that showed in the
+	// profile (issue 15). Del matches canonical keys only, and so does
+	// this: hopByHop's names are canonical.
 	for k := range h {
-		if strings.HasPrefix(k, "Proxy-") {
+		if strings.HasPrefix(k, "Proxy-") || isHopByHop(k) && (k != "Trailer" || !keepTrailer) {
 			delete(h, k)
 		}
 	}
+}
+
+// isHopByHop reports whether k is one of hopByHop.
+func isHopByHop(k string) bool {
+	switch k {
+	case "Connection", "Keep-Alive", "Proxy-Connection", "Te", "Transfer-Encoding", "Upgrade", "Trailer":
+		return true
+	}
+	return false
 }
 
 // removeOwned deletes every field in the proxy's own namespace (X-Rotor-*,
