@@ -110,7 +110,11 @@ func newHarnessActors(t *testing.T, loopback bool, opt func(*proxy.Options), act
 		t.Fatal(err)
 	}
 	t.Cleanup(p.CloseIdleConnections)
-	do := dispatch.Options{Store: h.ve.Store, Actors: h.ve.Vault, InternalToken: "internal-test-token",
+	var store storage.Store = h.ve.Store
+	if harnessStore != nil {
+		store = harnessStore(store)
+	}
+	do := dispatch.Options{Store: store, Actors: h.ve.Vault, InternalToken: "internal-test-token",
 		Logger: h.ve.Logger, Registerer: h.ve.Registry, Now: h.clock.Now, Rand: func() float64 { return 0.5 },
 		PollInterval: 2 * time.Millisecond, Visibility: time.Minute, Workers: 16}
 	if actors != nil {

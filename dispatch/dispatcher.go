@@ -36,7 +36,10 @@ const (
 	// actorCheckRetry: how long a job waits when its enqueuing key could
 	// not be checked (storage failing), or its refusal could not be audited.
 	actorCheckRetry = 5 * time.Second
-	userAgent       = "Rotor-Dispatch/1"
+	// queueLookupRetry: how long a leased job whose queue could not be
+	// read (storage failing) waits before it is due again.
+	queueLookupRetry = time.Second
+	userAgent        = "Rotor-Dispatch/1"
 )
 
 // Options configure a Dispatcher.
@@ -281,9 +284,20 @@ func (d *Dispatcher) startLeased(ctx context.Context, jobs []storage.Job, attemp
 			d.m.leasesExpired.Add(float64(j.Leases - len(j.Attempts) - 1))
 		}
 		cq, err := d.queue(ctx, j.WorkspaceID, j.Queue)
+		if errors.Is(err, storage.ErrNotFound) {
+			// The queue is gone: its jobs were canceled with it.
+			continue
+		}
 		if err != nil {
-			// The queue is gone (its jobs were canceled) or storage failed:
-			// leave the job to its lease.
+			// Storage failed between the lease and the queue's look-up (a
+			// database restart): give the lease back, due again shortly,
+			// rather than hold the job for its whole lease (Visibility,
+			// minutes). The completer retries the release until storage
+			// answers.
+			d.log.Warn("queue look-up failed after leasing; job given back", LogFieldJobID, j.ID, LogFieldWorkspace, j.WorkspaceID, "err", err)
+			d.m.released.Inc()
+			now := d.o.Now()
+			d.results <- storage.AttemptResult{WorkspaceID: j.WorkspaceID, JobID: j.ID, LeaseToken: j.LeaseToken, Release: true, RunAt: now.Add(queueLookupRetry), At: now}
 			continue
 		}
 		k := storage.QueueKey(j.WorkspaceID, j.Queue)

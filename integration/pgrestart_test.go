@@ -137,6 +137,26 @@ func TestPostgresRestartUnderLoad(t *testing.T) {
 	t.Logf("PostgreSQL restart took %v; jobs accepted %d (%d before the restart), refused %d, status codes %v; jobs lost %d; secret writes acknowledged %d, missing %d",
 		restartTook.Round(time.Millisecond), acceptedN.Load(), before, refused.Load(), codes, lost, secretsOK.Load(), missingSecrets)
 	if lost > 0 || missingSecrets > 0 {
+		// Say which jobs and what became of them: their record and every
+		// server line that names them.
+		mu.Lock()
+		var missing []string
+		accepted.Range(func(k, _ any) bool {
+			if !delivered[k.(string)] {
+				missing = append(missing, k.(string))
+			}
+			return true
+		})
+		mu.Unlock()
+		for _, id := range missing {
+			_, rec := do("GET", "/v1/jobs/"+id, "")
+			t.Logf("undelivered job %s: %s", id, rec)
+			for _, line := range strings.Split(s.out.String(), "\n") {
+				if strings.Contains(line, id) {
+					t.Logf("  %s", line)
+				}
+			}
+		}
 		t.Fatalf("%d accepted jobs not delivered, %d acknowledged secrets missing", lost, missingSecrets)
 	}
 	for code := range codes {
