@@ -145,7 +145,9 @@ func (e *withheldError) Unwrap() error { return e.err }
 // unknown content coding), and those bytes are the upstream's: one that
 // puts a value it received there would otherwise have the proxy show it
 // to the worker the scrubber keeps it from. Quoted strings become "…",
-// and any value left in clear becomes [redacted].
+// every form the response scrubber knows (base64, percent-, JSON-encoded,
+// Basic credentials) is scrubbed as in a response, and any value left in
+// clear (one too short for the scrubber) becomes [redacted].
 func (st *reqState) withheld(err error) error {
 	st.mu.Lock()
 	rs := st.resolved[:len(st.resolved):len(st.resolved)]
@@ -154,6 +156,11 @@ func (st *reqState) withheld(err error) error {
 		return err
 	}
 	msg := redactQuoted(err.Error())
+	if sc, _, serr := st.scrubberNow(); serr == nil && sc != nil {
+		if b, ok := sc.replaceAll([]byte(msg)); ok {
+			msg = string(b)
+		}
+	}
 	for _, r := range rs {
 		if v := r.value.Bytes(); len(v) > 0 {
 			msg = strings.ReplaceAll(msg, string(v), "[redacted]")

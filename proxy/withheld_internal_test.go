@@ -1,9 +1,12 @@
 package proxy
 
 import (
+	"encoding/base64"
 	"errors"
 	"strings"
 	"testing"
+
+	"rotor.sh/rotor/vault"
 )
 
 func TestRedactQuoted(t *testing.T) {
@@ -44,3 +47,24 @@ func TestWithheldKeepsClass(t *testing.T) {
 }
 
 func errorsJoin(base error, msg string) error { return &withheldError{msg: msg, err: base} }
+
+// TestWithheldScrubsEncodedForms: an upstream error that echoes a resolved
+// value unquoted, in clear or encoded, shows none of those forms.
+func TestWithheldScrubsEncodedForms(t *testing.T) {
+	const v = "tok_live_5f3a9c2e77d1"
+	st := &reqState{}
+	st.resolved = append(st.resolved, resolvedSecret{name: "T", value: vault.PlaintextString(v)})
+	b64 := base64.StdEncoding.EncodeToString([]byte(v))
+	err := st.withheld(errorsJoin(errUpstream, "bad "+v+" then "+b64+" end"))
+	if !errors.Is(err, errUpstream) {
+		t.Fatalf("class lost: %v", err)
+	}
+	for _, form := range []string{v, b64} {
+		if strings.Contains(err.Error(), form) {
+			t.Fatalf("%q shows %q", err.Error(), form)
+		}
+	}
+	if !strings.Contains(err.Error(), "bad ") || !strings.Contains(err.Error(), " end") {
+		t.Fatalf("the rest of the message was lost: %q", err.Error())
+	}
+}
