@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 	"unsafe"
@@ -63,9 +64,10 @@ func TestAuditRowsMalformed(t *testing.T) {
 	overCount := binary.AppendUvarint([]byte{auditRowsV1}, uint64(MaxBatch)+1)
 	badUTF8 := appendAuditRows(nil, []storage.AuditEvent{{WorkspaceID: "ws\xff", EventType: "x"}})
 	for name, p := range map[string][]byte{
-		"empty":          nil,
-		"version":        append([]byte{2}, good[1:]...),
-		"over MaxBatch":  append(overCount, make([]byte, 20*(MaxBatch+1))...),
+		"empty":   nil,
+		"version": append([]byte{2}, good[1:]...),
+		// Exactly MaxBatch+1 empty rows: well formed but for the count.
+		"over MaxBatch":  append(overCount, make([]byte, 10*(MaxBatch+1))...),
 		"count too high": binary.AppendUvarint([]byte{auditRowsV1}, 3),
 		"truncated":      good[:len(good)-1],
 		"trailing":       append(bytes.Clone(good), 0),
@@ -73,8 +75,12 @@ func TestAuditRowsMalformed(t *testing.T) {
 		"length past end": append(binary.AppendUvarint([]byte{auditRowsV1}, 1),
 			append([]byte{0, 200}, make([]byte, 10)...)...),
 	} {
-		if _, err := decodeAuditRows(p); !errors.Is(err, errInvalid) {
+		_, err := decodeAuditRows(p)
+		if !errors.Is(err, errInvalid) {
 			t.Errorf("%s: %v, want errInvalid", name, err)
+		}
+		if name == "over MaxBatch" && (err == nil || !strings.Contains(err.Error(), "exceeds the limit")) {
+			t.Errorf("%s: %v, want the batch limit's refusal", name, err)
 		}
 	}
 }

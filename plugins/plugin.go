@@ -200,14 +200,27 @@ func Launch(ctx context.Context, o LaunchOptions) (*Supervised, error) {
 	return s, nil
 }
 
+// fastSpin is LaunchOptions.FastSpin as both sides use it: the default
+// when unset, 0 (never poll) when negative, at most a second (what the
+// plugin's parseFastSpin accepts).
+func (s *Supervised) fastSpin() time.Duration {
+	switch {
+	case s.o.FastSpin < 0:
+		return 0
+	case s.o.FastSpin > 0:
+		return min(s.o.FastSpin, time.Second)
+	}
+	return spinWindow
+}
+
 func (s *Supervised) start(ctx context.Context) error {
 	cmd := exec.Command(s.o.Path, s.o.Args...)
 	cmd.Env = append([]string{}, s.o.Env...)
-	switch {
-	case s.o.FastSpin < 0:
+	switch spin := s.fastSpin(); {
+	case spin == 0:
 		cmd.Env = append(cmd.Env, envFastSpin+"=off")
 	case s.o.FastSpin > 0:
-		cmd.Env = append(cmd.Env, envFastSpin+"="+s.o.FastSpin.String())
+		cmd.Env = append(cmd.Env, envFastSpin+"="+spin.String())
 	}
 	setPdeathsig(cmd)
 	cfg := &plugin.ClientConfig{
@@ -262,14 +275,7 @@ func (s *Supervised) start(ctx context.Context) error {
 		caps[c] = true
 	}
 	if caps[pb.Capability_FAST_CALLS] && !s.o.NoFastCalls {
-		spin := spinWindow
-		switch {
-		case s.o.FastSpin < 0:
-			spin = 0
-		case s.o.FastSpin > 0:
-			spin = min(s.o.FastSpin, time.Second)
-		}
-		f, err := dialFast(cctx, d.FastSocket, d.FastToken, cc.grpc, spin)
+		f, err := dialFast(cctx, d.FastSocket, d.FastToken, cc.grpc, s.fastSpin())
 		if err != nil {
 			s.log.Warn("storage plugin: fast calls unavailable, using gRPC", "err", err)
 		} else {

@@ -125,11 +125,7 @@ func (c *authCache) get(h [sha256.Size]byte, now time.Time) (authEntry, uint64, 
 	return e, gen, true
 }
 
-func (c *authCache) generation() uint64 {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return c.gen.Load()
-}
+func (c *authCache) generation() uint64 { return c.gen.Load() }
 
 func (c *authCache) putIfCurrent(h [sha256.Size]byte, a Actor, now time.Time, gen uint64) {
 	c.mu.Lock()

@@ -105,13 +105,8 @@ func (v *Vault) Resolve(ctx context.Context, req ResolveRequest) (Resolved, erro
 	return Resolved{Name: req.Name, Version: e.version, Value: e.value, CacheID: e.id}, nil
 }
 
-// accessInput is the input of an access row, built without reflection:
-// this runs on every proxied secret.
-func accessInput(host, requestID string, extra map[string]string) jsonx.Object {
-	return accessInputIn(nil, host, requestID, extra)
-}
-
-// accessInputIn is accessInput built on buf.
+// accessInputIn is the input of an access row, built on buf without
+// reflection: this runs on every proxied secret.
 func accessInputIn(buf []byte, host, requestID string, extra map[string]string) jsonx.Object {
 	in := jsonx.Reuse(buf)
 	in.Str("host", host)

@@ -252,7 +252,10 @@ func appendAuditWorkspace(ctx context.Context, q querier, ws string, evs []stora
 			return storage.AuditAppended{}, err
 		}
 		if i < len(evs) {
+			// The normalised text goes into the row as scanned (the
+			// insert below takes ins and outs), and into the chain.
 			evs[i].Input, evs[i].Output = rawOrEmpty(in), rawOrEmpty(out)
+			ins[i], outs[i] = in, out
 		}
 		ids = append(ids, id)
 		i++
@@ -284,7 +287,6 @@ func appendAuditWorkspace(ctx context.Context, q querier, ws string, evs []stora
 		head = storage.AuditHead{LastID: e.ID, Chain: e.Chain}
 		at[i] = e.OccurredAt
 		strs[0][i], strs[1][i], strs[2][i], strs[3][i], strs[4][i] = e.WorkspaceID, e.ActorID, e.EventType, e.ResourceType, e.ResourceID
-		ins[i], outs[i] = textOrNil(e.Input), textOrNil(e.Output)
 		chains[i], nonces[i], macs[i] = e.Chain, e.Nonce, e.MAC
 	}
 	if _, err := q.Exec(ctx, `WITH ins AS (
@@ -356,13 +358,6 @@ func nonNil(b []byte) []byte {
 		return []byte{}
 	}
 	return b
-}
-
-func rawOrNil(m json.RawMessage) any {
-	if len(m) == 0 {
-		return nil
-	}
-	return string(m)
 }
 
 // --- workspaces ---
