@@ -194,8 +194,9 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 			"================================================================\n\n",
 			boot.Callback.CallbackSecret.Bytes(), boot.Callback.SigningSecret.Bytes())
 		// Out now, not at the log's next flush: whoever starts Rotor reads
-		// the key as soon as it answers /readyz (the README does).
-		_ = bw.Flush()
+		// the key as soon as it answers /readyz (the README does); and
+		// gone from the log buffer.
+		_ = bw.FlushClear()
 	}
 	// Workspaces from before dispatch existed get their credentials now.
 	wss, err := store.ListWorkspaces(ctx)

@@ -257,3 +257,24 @@ func TestLineSameAsHandle(t *testing.T) {
 		t.Error("a line below the handler's level")
 	}
 }
+
+// TestFlushClearLeavesNothing: after FlushClear the text was written and
+// no byte of it is left in the buffer's memory.
+func TestFlushClearLeavesNothing(t *testing.T) {
+	var out bytes.Buffer
+	b := NewBufferedWriter(&out, 256, time.Hour)
+	defer b.Close()
+	const canary = "rotor-canary-credential-0123456789"
+	if _, err := b.Write([]byte("key " + canary + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.FlushClear(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), canary) {
+		t.Fatalf("not written: %q", out.String())
+	}
+	if bytes.Contains(b.buf[:cap(b.buf)], []byte("canary")) {
+		t.Fatal("the credential is still in the buffer")
+	}
+}

@@ -118,6 +118,20 @@ func (b *BufferedWriter) Flush() error {
 	return err
 }
 
+// FlushClear is Flush, then zeroes the buffer: for text that must not stay
+// in this process's memory once written (the first start's credentials,
+// which would otherwise sit in the buffer until later lines overwrite them).
+func (b *BufferedWriter) FlushClear() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	err := b.flushLocked()
+	clear(b.buf[:cap(b.buf)])
+	if err == nil {
+		err, b.err = b.err, nil
+	}
+	return err
+}
+
 // Close writes what is held and stops buffering: later writes go straight
 // through (a goroutine still logging during shutdown loses nothing).
 func (b *BufferedWriter) Close() error {
