@@ -11,14 +11,19 @@ import (
 	"rotor.sh/rotor/storage"
 )
 
-// countingKeyStore counts GetAPIKey reads.
+// countingKeyStore counts GetAPIKey reads; while gate is set, a read
+// waits for it to close.
 type countingKeyStore struct {
 	storage.Store
 	reads atomic.Int32
+	gate  atomic.Pointer[chan struct{}]
 }
 
 func (s *countingKeyStore) GetAPIKey(ctx context.Context, id string) (storage.APIKey, error) {
 	s.reads.Add(1)
+	if g := s.gate.Load(); g != nil {
+		<-*g
+	}
 	return s.Store.GetAPIKey(ctx, id)
 }
 
@@ -36,11 +41,21 @@ func TestActorActive(t *testing.T) {
 	}
 	ws := op.WorkspaceID
 	before := cs.reads.Load()
+	// The first read is held until the others have had time to arrive:
+	// each would read too if misses did not share one read.
+	gate := make(chan struct{})
+	cs.gate.Store(&gate)
 	var wg sync.WaitGroup
 	errs := make(chan error, 64)
 	for range 64 {
 		wg.Go(func() { errs <- v.ActorActive(ctx, ws, member.ID) })
 	}
+	for i := 0; i < 1000 && cs.reads.Load() == before; i++ {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	cs.gate.Store(nil)
+	close(gate)
 	wg.Wait()
 	close(errs)
 	for err := range errs {
