@@ -178,3 +178,45 @@ func TestEnqueuerUncheckedNotSent(t *testing.T) {
 		t.Fatalf("after the check answered: %d attempts, %d calls", len(j.Attempts), h.calls())
 	}
 }
+
+// unrecorded is an enqueuer check whose refusals cannot be audited while
+// full is set (the audit backlog at its bound).
+type unrecorded struct {
+	dispatch.Actors
+	full *atomic.Bool
+}
+
+func (u unrecorded) RecordRefusal(ctx context.Context, r vault.Refusal) error {
+	if u.full.Load() {
+		return vault.ErrAuditUnavailable
+	}
+	return u.Actors.RecordRefusal(ctx, r)
+}
+
+// TestRevokedEnqueuerRefusalUnrecorded: a revoked key's job whose refusal
+// cannot be audited is neither sent nor ended unrecorded: it waits, with
+// no attempt spent, and ends dead with its job.refused row once the audit
+// takes rows again.
+func TestRevokedEnqueuerRefusalUnrecorded(t *testing.T) {
+	var full atomic.Bool
+	full.Store(true)
+	h := newHarnessActors(t, false, nil, func(a dispatch.Actors) dispatch.Actors { return unrecorded{a, &full} })
+	h.queue("q", dispatch.QueueSpec{})
+	leaver := memberKey(t, h)
+	if err := h.ve.Vault.RevokeAPIKey(context.Background(), h.ve.Operator, leaver.KeyID); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	t0 := h.clock.Now()
+	j := h.enqueueAs(leaver, "q", `{}`, 0)
+	j = h.waitJob(j.ID, "postponed", func(j storage.Job) bool { return j.Status == storage.JobQueued && j.RunAt.After(t0) })
+	if len(j.Attempts) != 0 || h.calls() != 0 || len(refusedRows(t, h)) != 0 {
+		t.Fatalf("unrecorded refusal: %s, %d attempts, %d calls", j.Status, len(j.Attempts), h.calls())
+	}
+	full.Store(false)
+	h.clock.Advance(time.Minute)
+	j = h.waitJob(j.ID, "dead", func(j storage.Job) bool { return j.Status == storage.JobDead })
+	if len(j.Attempts) != 1 || j.Attempts[0].ErrorCode != "actor_revoked" || h.calls() != 0 || len(refusedRows(t, h)) != 1 {
+		t.Fatalf("after the audit answered: %d attempts %+v, %d calls, %d rows", len(j.Attempts), j.Attempts, h.calls(), len(refusedRows(t, h)))
+	}
+}

@@ -297,7 +297,7 @@ func (d *Dispatcher) startLeased(ctx context.Context, jobs []storage.Job, attemp
 			d.log.Warn("queue look-up failed after leasing; job given back", LogFieldJobID, j.ID, LogFieldWorkspace, j.WorkspaceID, "err", err)
 			d.m.released.Inc()
 			now := d.o.Now()
-			d.results <- storage.AttemptResult{WorkspaceID: j.WorkspaceID, JobID: j.ID, LeaseToken: j.LeaseToken, Release: true, RunAt: now.Add(queueLookupRetry), At: now}
+			d.results <- released(j, now, now.Add(queueLookupRetry))
 			continue
 		}
 		k := storage.QueueKey(j.WorkspaceID, j.Queue)
@@ -312,7 +312,7 @@ func (d *Dispatcher) startLeased(ctx context.Context, jobs []storage.Job, attemp
 		d.mu.Unlock()
 		if !ok {
 			d.m.released.Inc()
-			d.results <- storage.AttemptResult{WorkspaceID: j.WorkspaceID, JobID: j.ID, LeaseToken: j.LeaseToken, Release: true, At: d.o.Now()}
+			d.results <- released(j, d.o.Now(), time.Time{})
 			continue
 		}
 		attempts.Go(func() {
@@ -478,7 +478,13 @@ func (d *Dispatcher) refused(ctx context.Context, q storage.Queue, j storage.Job
 func (d *Dispatcher) postpone(j storage.Job, now time.Time, msg string, err error) storage.AttemptResult {
 	d.log.Warn(msg, LogFieldJobID, j.ID, LogFieldWorkspace, j.WorkspaceID, "err", err)
 	d.m.released.Inc()
-	return storage.AttemptResult{WorkspaceID: j.WorkspaceID, JobID: j.ID, LeaseToken: j.LeaseToken, Release: true, RunAt: now.Add(actorCheckRetry), At: now}
+	return released(j, now, now.Add(actorCheckRetry))
+}
+
+// released is the result that gives j's lease back with no attempt
+// counted, the job due at runAt (zero: as it was).
+func released(j storage.Job, now, runAt time.Time) storage.AttemptResult {
+	return storage.AttemptResult{WorkspaceID: j.WorkspaceID, JobID: j.ID, LeaseToken: j.LeaseToken, Release: true, RunAt: runAt, At: now}
 }
 
 // deliver sends the request through the proxy and returns the status (0 if
