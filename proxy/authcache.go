@@ -68,13 +68,7 @@ func (c *negCache) put(sum [32]byte, err error, now time.Time) {
 	c.m[sum] = negEntry{until: now.Add(negCacheTTL), err: err}
 }
 
-// authKey is vault.Authenticate behind the negative cache.
-func (p *Proxy) authKey(ctx context.Context, key string) (vault.Actor, error) {
-	a, _, err := p.authKeyStamped(ctx, key)
-	return a, err
-}
-
-// authKeyStamped is authKey with the vault's stamp of a success.
+// authKeyStamped is vault.AuthenticateStamped behind the negative cache.
 func (p *Proxy) authKeyStamped(ctx context.Context, key string) (vault.Actor, vault.AuthStamp, error) {
 	sum := vault.KeySum(key)
 	now := time.Now()
@@ -99,8 +93,13 @@ type tunnelAuth struct {
 	stamp atomic.Pointer[vault.AuthStamp]
 }
 
-// recheck authenticates a tunnel's key for one of its requests.
+// recheck authenticates a tunnel's key for one of its requests (a session
+// without standing authentication is checked in full each time).
 func (p *Proxy) recheck(ctx context.Context, s *session, now time.Time) error {
+	if s.auth == nil {
+		_, _, err := p.authKeyStamped(ctx, s.key)
+		return err
+	}
 	if st := s.auth.stamp.Load(); st != nil && p.vault.StampValid(*st, now) {
 		return nil
 	}

@@ -168,13 +168,13 @@ func (lc *laneConn) writeResponse(r *http.Request, resp *http.Response, keep boo
 }
 
 // laneDripFlush: a response body that keeps coming slowly is flushed to
-// the client at least this often. The lane does not read the client's
-// connection while it relays (net/http's server does, and ends the
-// request when the client hangs up); a write is how it learns that the
-// client left, and its write buffer would otherwise put that write off
-// for 4 KiB of body, which an upstream dripping a byte at a time spreads
-// over as long as it likes (holding the connection to it, a goroutine and
-// buffers for a client that is gone).
+// the client at least this often, so a write tells the lane that the
+// client left. The server's client watch (watchClients) sees most clients
+// leave, but not two: one that pipelined bytes before its FIN (unread
+// bytes read as present) and, off Linux, one inside a TLS tunnel (no
+// POLLRDHUP); for those a write is the only sign, and the write buffer
+// would otherwise put it off for 4 KiB of body, which an upstream dripping
+// a byte at a time spreads over as long as it likes. Keep both.
 const laneDripFlush = time.Second
 
 // dripFlush flushes a relay's writer when laneDripFlush passed since it

@@ -633,13 +633,7 @@ func (p *Proxy) handleConn(r *http.Request, s *session, memo *connAuth) (*http.R
 	if s != nil {
 		st.actor, st.mitm = s.actor, s.mitm
 		if s.key != "" {
-			var err error
-			if s.auth != nil {
-				err = p.recheck(r.Context(), s, start)
-			} else {
-				_, err = p.authKey(r.Context(), s.key)
-			}
-			if err != nil {
+			if err := p.recheck(r.Context(), s, start); err != nil {
 				return r, p.refuse(r, entry, err)
 			}
 		}
