@@ -300,7 +300,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 			if err != nil {
 				return err
 			}
-			if engine, err = workflow.NewEngine(workflow.Options{Store: store, Transport: tr, InternalToken: internalToken,
+			if engine, err = workflow.NewEngine(workflow.Options{Store: store, Actors: v, Transport: tr, InternalToken: internalToken,
 				Logger: log, Registerer: reg, SignAudit: v.SignAudit}); err != nil {
 				return err
 			}
@@ -313,7 +313,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if engine, err = workflow.NewEngine(workflow.Options{Store: store, ProxyURL: cfg.DispatchProxyURL, InternalToken: internalToken,
+		if engine, err = workflow.NewEngine(workflow.Options{Store: store, Actors: v, ProxyURL: cfg.DispatchProxyURL, InternalToken: internalToken,
 			Logger: log, Registerer: reg, SignAudit: v.SignAudit}); err != nil {
 			return err
 		}

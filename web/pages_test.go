@@ -66,7 +66,7 @@ func newStack(t *testing.T) *stack {
 	if _, err := s.ve.Vault.RotateCallbackCredentials(context.Background(), s.ve.Operator); err != nil {
 		t.Fatal(err)
 	}
-	eng, err := workflow.NewEngine(workflow.Options{Store: s.ve.Store, ProxyURL: psrv.URL, InternalToken: "web-test-internal", Logger: s.ve.Logger,
+	eng, err := workflow.NewEngine(workflow.Options{Store: s.ve.Store, Actors: s.ve.Vault, ProxyURL: psrv.URL, InternalToken: "web-test-internal", Logger: s.ve.Logger,
 		Registerer: s.ve.Registry, PollInterval: 5 * time.Millisecond, Visibility: time.Minute, Workers: 4, SignAudit: s.ve.Vault.SignAudit})
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 
 	"rotor.sh/rotor/dispatch"
 	"rotor.sh/rotor/storage"
+	"rotor.sh/rotor/vault"
 )
 
 // Engine defaults.
@@ -30,6 +31,10 @@ const (
 // Options configure an Engine.
 type Options struct {
 	Store storage.Store
+	// Actors checks, before each request step, that the key that started
+	// the run may still act for its workspace: the vault (*vault.Vault),
+	// as for the dispatcher. Required.
+	Actors Actors
 	// ProxyURL is the resolving proxy (loopback) and InternalToken its
 	// dispatcher credential, shared with the job dispatcher.
 	ProxyURL      string
@@ -55,6 +60,17 @@ type Options struct {
 	SignAudit func([]storage.AuditEvent)
 }
 
+// Actors is what the engine asks about the key that started a run.
+// *vault.Vault implements it: ActorActive answers from a short per-key
+// cache shared with the dispatcher (no storage read per step), cleared at
+// once by a revocation on this node.
+type Actors interface {
+	// ActorActive: nil when keyID may act for workspaceID; an error
+	// wrapping vault.ErrActorRevoked when it may not; any other error when
+	// that could not be told.
+	ActorActive(ctx context.Context, workspaceID, keyID string) error
+}
+
 // Engine leases due runs and executes their steps.
 type Engine struct {
 	o      Options
@@ -70,6 +86,9 @@ type Engine struct {
 
 // NewEngine returns an Engine; Run starts it.
 func NewEngine(o Options) (*Engine, error) {
+	if o.Actors == nil {
+		return nil, fmt.Errorf("workflow: %w", ErrNoActors)
+	}
 	client, err := dispatch.DeliveryClient(o.Transport, o.ProxyURL, 256)
 	if err != nil {
 		return nil, fmt.Errorf("workflow: %w", err)
@@ -303,16 +322,16 @@ func (e *Engine) complete(st *storage.StepState, r *storage.WorkflowRun, output 
 const starterCheckRetry = 5 * time.Second
 
 // starterRevoked reports whether the key that started r is revoked, or
-// gone, or of another workspace (the run must not act for it).
+// gone, or of another workspace (the run must not act for it). The answer
+// is the vault's cached one (Options.Actors), as for a job's delivery.
 func (e *Engine) starterRevoked(ctx context.Context, r *storage.WorkflowRun) (bool, error) {
-	k, err := e.o.Store.GetAPIKey(ctx, r.StartedBy)
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
+	switch err := e.o.Actors.ActorActive(ctx, r.WorkspaceID, r.StartedBy); {
+	case errors.Is(err, vault.ErrActorRevoked):
 		return true, nil
 	case err != nil:
 		return false, err
 	}
-	return k.RevokedAt != nil || k.WorkspaceID != r.WorkspaceID, nil
+	return false, nil
 }
 
 // fail marks the current step and the run failed.

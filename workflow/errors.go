@@ -16,6 +16,11 @@ var (
 	ErrRunState = errors.New("run state does not allow this")
 )
 
+// ErrNoActors: an Engine needs Options.Actors to check each run's
+// starting key before a step acts for it (a configuration error, not a
+// status).
+var ErrNoActors = errors.New("workflow engine needs a starting-key check (Options.Actors)")
+
 // Errors of the engine's own, reported as step error codes, not statuses.
 var (
 	// errExpr marks a failure to evaluate an expression at run time.

@@ -150,7 +150,7 @@ func startNode(ctx context.Context, pgDSN string, viaPlugin bool, conc int) (*no
 		stop()
 		return nil, err
 	}
-	eng, err := workflow.NewEngine(workflow.Options{Store: store, Transport: p.InternalTransport(), InternalToken: internal, Logger: log, Workers: 256, SignAudit: v.SignAudit})
+	eng, err := workflow.NewEngine(workflow.Options{Store: store, Actors: v, Transport: p.InternalTransport(), InternalToken: internal, Logger: log, Workers: 256, SignAudit: v.SignAudit})
 	if err != nil {
 		stop()
 		return nil, err
