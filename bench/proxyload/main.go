@@ -13,11 +13,12 @@
 // be read from /proc. It prints requests/s, p99 latency and proxy CPU µs per
 // request, and ratios against the tuned passthrough. Then it streams a 1 GiB
 // body with references through rotor serve and reports the proxy's peak RSS.
-// -rounds N interleaves N runs of everything and reports medians;
+// -rounds N interleaves N runs of everything and reports medians, each
+// ratio followed by the spread [min-max] of its per-round ratios;
 // -compare-bin adds another binary's rotor and rotor-noref to the same run.
 // PROXYLOAD_VARIANTS=baseline,rotor,rotor-old (comma-separated) runs only
 // those variants; "baseline" is each workload's goproxy. Every round's
-// figures go to stderr.
+// figures are printed (stdout) as the round ends.
 //
 // Everything is on loopback and every loop is bounded by time and count.
 package main
@@ -516,8 +517,6 @@ func runParent(dur, warm time.Duration, conc, streamGiB, rounds int, only, bin, 
 					order = append(order, k)
 				}
 				runs[k] = append(runs[k], r)
-				// Every round's figures, for the record (medians below).
-				fmt.Fprintf(os.Stderr, "round %d: %-16s %-11s %8.0f req/s %8.1fµs CPU/req\n", round+1, v, wl.name, r.rps, float64(r.cpuPerReq.Nanoseconds())/1000)
 			}
 		}
 	}
@@ -529,7 +528,13 @@ func runParent(dur, warm time.Duration, conc, streamGiB, rounds int, only, bin, 
 	for _, r := range results {
 		fmt.Printf("%-16s %-11s %10.0f %10s %10s %12.1fµs %8d\n", r.variant, r.workload, r.rps, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), float64(r.cpuPerReq.Nanoseconds())/1000, r.errs)
 	}
-	fmt.Printf("\nratios against goproxy-tuned (HTTPS: goproxy-mitm) in this run (req/s; CPU per request):\n")
+	fmt.Printf("\nratios against goproxy-tuned (HTTPS: goproxy-mitm) in this run (req/s; CPU per request)")
+	if rounds > 1 {
+		// A shared machine moves ±15% round to round: the spread of the
+		// per-round ratios tells a robust median from a lucky one.
+		fmt.Printf(", medians; [min-max] of the %d per-round ratios", rounds)
+	}
+	fmt.Printf(":\n")
 	for _, wl := range workloads {
 		var base result
 		for _, r := range results {
@@ -539,7 +544,12 @@ func runParent(dur, warm time.Duration, conc, streamGiB, rounds int, only, bin, 
 		}
 		for _, r := range results {
 			if r.workload == wl.name && r.variant != wl.baseline() && base.rps > 0 {
-				fmt.Printf("  %-11s %-16s %5.2fx throughput  %5.2fx CPU/req\n", wl.name, r.variant, r.rps/base.rps, float64(r.cpuPerReq)/float64(base.cpuPerReq))
+				line := fmt.Sprintf("  %-11s %-16s %5.2fx throughput  %5.2fx CPU/req", wl.name, r.variant, r.rps/base.rps, float64(r.cpuPerReq)/float64(base.cpuPerReq))
+				if rounds > 1 {
+					tp, cpu := roundRatios(runs[r.variant+"\x00"+wl.name], runs[wl.baseline()+"\x00"+wl.name])
+					line += fmt.Sprintf("  [%s throughput, %s CPU/req]", tp, cpu)
+				}
+				fmt.Println(line)
 			}
 		}
 	}
@@ -549,6 +559,26 @@ func runParent(dur, warm time.Duration, conc, streamGiB, rounds int, only, bin, 
 		}
 	}
 	return nil
+}
+
+// roundRatios is the spread (min-max, "0.95-1.08x") of the per-round
+// ratios of rs to base (throughput; CPU per request), round i against
+// round i: both ran in the same round, so they shared its noise.
+func roundRatios(rs, base []result) (throughput, cpu string) {
+	var tp, cp []float64
+	for i := range min(len(rs), len(base)) {
+		if base[i].rps > 0 && base[i].cpuPerReq > 0 {
+			tp = append(tp, rs[i].rps/base[i].rps)
+			cp = append(cp, float64(rs[i].cpuPerReq)/float64(base[i].cpuPerReq))
+		}
+	}
+	spread := func(v []float64) string {
+		if len(v) == 0 {
+			return "n/a"
+		}
+		return fmt.Sprintf("%.2f-%.2fx", slices.Min(v), slices.Max(v))
+	}
+	return spread(tp), spread(cp)
 }
 
 // median is the median of each figure over rounds (taken separately).
