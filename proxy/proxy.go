@@ -104,8 +104,13 @@ type Proxy struct {
 	log   *slog.Logger
 	m     *metrics
 	tr    *http.Transport
-	// trs are tr's clones, one per upstream pool (trFor).
-	trs sync.Map
+	// trs are tr's clones, one per upstream pool (trFor): upstreamPool ->
+	// *poolTransport. nTrs counts them and trsSwept is when (unix ns) a
+	// sweep last dropped the idle ones; sweepMu keeps sweeps one at a time.
+	trs      sync.Map
+	nTrs     atomic.Int64
+	trsSwept atomic.Int64
+	sweepMu  sync.Mutex
 	// lc, with the lane engine, sends what it takes instead of tr.
 	lc        *laneClient
 	mode      string
@@ -251,8 +256,8 @@ func (p *Proxy) ReloadCA() { p.ca.reload() }
 // CloseIdleConnections closes pooled upstream connections (at shutdown).
 func (p *Proxy) CloseIdleConnections() {
 	p.tr.CloseIdleConnections()
-	p.trs.Range(func(_, tr any) bool {
-		tr.(*http.Transport).CloseIdleConnections()
+	p.trs.Range(func(_, pt any) bool {
+		pt.(*poolTransport).tr.CloseIdleConnections()
 		return true
 	})
 	if p.lc != nil {
@@ -274,15 +279,72 @@ type upstreamPool struct {
 	dispatch  bool
 }
 
+// Bounds on the per-pool transports. A proxy serving many workspaces over
+// months would otherwise keep a clone (and its idle connections until
+// IdleConnTimeout) for every workspace it ever served. A sweep, run when a
+// new pool is made, drops the clones not used since the previous sweep
+// (second chance: a clone survives one sweep unused, so it goes after
+// between one and two sweep periods idle). Sweeps run every
+// poolSweepEvery, or once a second while more than maxPoolTransports exist.
+const (
+	poolSweepEvery    = 10 * time.Minute
+	maxPoolTransports = 256
+)
+
+// poolTransport is one pool's transport and whether it was used since the
+// last sweep.
+type poolTransport struct {
+	tr   *http.Transport
+	used atomic.Bool
+}
+
 // trFor is the transport of pool: a clone of tr (same dialer, TLS and
-// limits) with its own idle connections. Workspaces are made by operators
-// only, so the map stays as small as their number.
+// limits) with its own idle connections. A hit takes no lock and writes
+// nothing but the used flag, and only when a sweep has cleared it.
 func (p *Proxy) trFor(pool upstreamPool) *http.Transport {
-	if tr, ok := p.trs.Load(pool); ok {
-		return tr.(*http.Transport)
+	if v, ok := p.trs.Load(pool); ok {
+		pt := v.(*poolTransport)
+		if !pt.used.Load() {
+			pt.used.Store(true)
+		}
+		return pt.tr
 	}
-	tr, _ := p.trs.LoadOrStore(pool, p.tr.Clone())
-	return tr.(*http.Transport)
+	// A new pool: sweep first if due, so the new clone keeps its flag.
+	now := time.Now().UnixNano()
+	since := time.Duration(now - p.trsSwept.Load())
+	if since >= poolSweepEvery || (p.nTrs.Load() >= maxPoolTransports && since >= time.Second) {
+		p.sweepTransports(now)
+	}
+	pt := &poolTransport{tr: p.tr.Clone()}
+	pt.used.Store(true)
+	v, loaded := p.trs.LoadOrStore(pool, pt)
+	if loaded {
+		got := v.(*poolTransport)
+		got.used.Store(true)
+		return got.tr
+	}
+	p.nTrs.Add(1)
+	return pt.tr
+}
+
+// sweepTransports drops the pool transports unused since the last sweep
+// and closes their idle connections. A request that took one just before
+// still completes on it; its connection then idles on the dropped clone
+// until IdleConnTimeout closes it.
+func (p *Proxy) sweepTransports(now int64) {
+	if !p.sweepMu.TryLock() {
+		return
+	}
+	defer p.sweepMu.Unlock()
+	p.trsSwept.Store(now)
+	p.trs.Range(func(k, v any) bool {
+		pt := v.(*poolTransport)
+		if !pt.used.Swap(false) && p.trs.CompareAndDelete(k, v) {
+			p.nTrs.Add(-1)
+			pt.tr.CloseIdleConnections()
+		}
+		return true
+	})
 }
 
 // roundTrip sends a rewritten request upstream, on pool's connections:
