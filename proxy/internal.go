@@ -152,14 +152,11 @@ func (st *reqState) holdBody(out *http.Request) error {
 	if st.buffered || out.Body == nil || out.Body == http.NoBody {
 		return nil
 	}
-	rawp := getBodyBuf(out.ContentLength)
-	raw, whole, err := readWhole((*rawp)[:0], out.Body, BufferLimit)
-	*rawp = raw
-	switch {
-	case err != nil:
-		putBodyBuf(rawp)
-		return fmt.Errorf("%w: %v", errBody, err)
-	case !whole:
+	raw, rawp, whole, err := readBody(out)
+	if err != nil {
+		return err
+	}
+	if !whole {
 		putBodyBuf(rawp)
 		return fmt.Errorf("%w: %v", template.ErrValueRefused, errSignTooLarge)
 	}

@@ -978,26 +978,23 @@ func (st *reqState) rewriteBody(out *http.Request) error {
 	if out.ContentLength > BufferLimit {
 		return st.streamBody(out, ctxt, nil)
 	}
-	rawp := getBodyBuf(out.ContentLength)
-	raw, whole, err := readWhole((*rawp)[:0], out.Body, BufferLimit)
-	*rawp = raw
+	raw, rawp, whole, err := readBody(out)
 	if err != nil {
-		putBodyBuf(rawp)
-		if !errors.Is(err, errBody) {
-			err = fmt.Errorf("%w: %v", errBody, err) // the client's body failed
-		}
 		return err
 	}
 	if !whole {
 		return st.streamBody(out, ctxt, rawp)
 	}
+	if !template.MayRewrite(raw, ctxt) {
+		// Nothing that could start a reference: the client's bytes go,
+		// and no second buffer is taken for a rewrite that cannot happen.
+		st.setBody(out, raw, rawp)
+		return nil
+	}
 	outp := getBodyBuf(int64(len(raw)) + 256)
 	rewritten, n, err := template.AppendRewrite((*outp)[:0], raw, ctxt, st.rf, BufferLimit)
 	*outp = rewritten
 	switch {
-	case err == nil && n.Refs == 0 && len(rewritten) == 0:
-		putBodyBuf(outp) // nothing to rewrite: the client's bytes go
-		st.setBody(out, raw, rawp)
 	case err == nil:
 		// The rewritten copy goes; the client's bytes are done with.
 		putBodyBuf(rawp)
@@ -1014,6 +1011,25 @@ func (st *reqState) rewriteBody(out *http.Request) error {
 		return err
 	}
 	return nil
+}
+
+// readBody reads out's body into a pooled buffer (*rawp, which is raw), up
+// to BufferLimit bytes: whole is true when the body ended within them,
+// false when raw holds BufferLimit+1 bytes and the rest is still in
+// out.Body. The buffer is the caller's to give back; on an error, which
+// wraps errBody (the client's body failed), it is already back.
+func readBody(out *http.Request) (raw []byte, rawp *[]byte, whole bool, err error) {
+	rawp = getBodyBuf(out.ContentLength)
+	raw, whole, err = readWhole((*rawp)[:0], out.Body, BufferLimit)
+	*rawp = raw
+	if err != nil {
+		putBodyBuf(rawp)
+		if !errors.Is(err, errBody) {
+			err = fmt.Errorf("%w: %v", errBody, err)
+		}
+		return nil, nil, false, err
+	}
+	return raw, rawp, whole, nil
 }
 
 // setBody makes body (held in the pooled *bp) out's whole body, with its

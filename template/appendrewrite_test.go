@@ -105,3 +105,50 @@ func FuzzAppendRewrite(f *testing.F) {
 		}
 	})
 }
+
+// TestMayRewrite: a body MayRewrite passes over is one the streaming
+// Rewriter gives back unchanged with no reference (so the proxy may send
+// it as it came, without an output buffer), over random bodies in every
+// context; a '$' may start a reference anywhere, a '%' only where the
+// context percent-decodes.
+func TestMayRewrite(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(16, 2026))
+	skipped := 0
+	for iter := range 2000 {
+		body := randomBody(rnd)
+		if rnd.IntN(2) == 0 {
+			body = bytes.Map(func(r rune) rune {
+				if r == '$' || r == '%' {
+					return 'x'
+				}
+				return r
+			}, body)
+		}
+		c := Context(rnd.IntN(len(contextNames)))
+		if MayRewrite(body, c) {
+			continue
+		}
+		skipped++
+		rw := NewRewriter(bytes.NewReader(body), c, resolveTest)
+		got, err := io.ReadAll(rw)
+		if err != nil || !bytes.Equal(got, body) || rw.References() != 0 {
+			t.Fatalf("iter %d (%s): MayRewrite false, but the Rewriter gave %.80q (%d refs, %v) for %.80q", iter, c, got, rw.References(), err, body)
+		}
+	}
+	if skipped == 0 {
+		t.Fatal("no body without a candidate byte was tried")
+	}
+	for _, tc := range []struct {
+		c    Context
+		body string
+		want bool
+	}{
+		{ContextJSON, `{"a":"${{ secrets.A }}"}`, true}, {ContextJSON, `{"a":"%24%7B%7B"}`, false},
+		{ContextRaw, "100% plain", false}, {ContextForm, "a=%24%7B%7B+secrets.A+%7D%7D", true},
+		{ContextQuery, "a=%24", true}, {ContextPath, "/%24", true}, {ContextHeader, "x%24", false}, {ContextForm, "a=b", false},
+	} {
+		if got := MayRewrite([]byte(tc.body), tc.c); got != tc.want {
+			t.Errorf("MayRewrite(%q, %s) = %v, want %v", tc.body, tc.c, got, tc.want)
+		}
+	}
+}

@@ -151,14 +151,7 @@ type Rewritten struct {
 // keeps a body whose values are far longer than their references from
 // growing without limit.
 func AppendRewrite(dst, src []byte, c Context, resolve ResolveFunc, max int) ([]byte, Rewritten, error) {
-	percent, _ := c.decodes()
-	var i int
-	if percent {
-		i = indexDollarOrPercent(src)
-	} else {
-		i = bytes.IndexByte(src, '$')
-	}
-	if i < 0 {
+	if !MayRewrite(src, c) {
 		return dst, Rewritten{}, nil
 	}
 	rw := rewriter{ctx: c, resolve: resolve, limit: max, base: len(dst)}
@@ -173,6 +166,17 @@ func AppendRewrite(dst, src []byte, c Context, resolve ResolveFunc, max int) ([]
 		return dst, n, fmt.Errorf("%w: internal: undecided input at EOF", ErrReference)
 	}
 	return out, n, nil
+}
+
+// MayRewrite reports whether src holds a byte that could start a
+// reference in c ('$', or '%' where c percent-decodes). AppendRewrite
+// leaves a src without one as it is, so a caller can skip the output
+// buffer altogether.
+func MayRewrite(src []byte, c Context) bool {
+	if percent, _ := c.decodes(); percent {
+		return indexDollarOrPercent(src) >= 0
+	}
+	return bytes.IndexByte(src, '$') >= 0
 }
 
 func containsCandidate(s string, percent bool) bool {
