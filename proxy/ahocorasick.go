@@ -47,13 +47,14 @@ type matcher struct {
 	// match, and the automaton would come back to the root's child of the
 	// next byte whether or not it stepped, so the scan skips it: in text
 	// without plaintext almost every byte costs one table lookup
-	// (skipStart). Nil when some pattern is shorter than two bytes (then
-	// every byte is stepped).
-	pairs *[pairWords]uint64
+	// (skipStart). Unused (noPairs) when some pattern is shorter than
+	// two bytes: then every byte is stepped.
+	pairs   [pairWords]uint64
+	noPairs bool
 }
 
-// pairWords sizes the pair filter: 8192 bits (1 KiB per automaton, which
-// the proxy caches per set of values).
+// pairWords sizes the pair filter: 8192 bits (1 KiB in each automaton,
+// which the proxy caches per set of values).
 const pairWords = 8192 / 64
 
 // pairBit is the filter's bit for the byte pair a, b (b fills the low
@@ -82,7 +83,6 @@ func newMatcher(patterns []scrubPattern) *matcher {
 	}
 	m.outPat[0] = -1
 	fanout := part(6, 1)
-	m.pairs = new([pairWords]uint64)
 	for i, x := range patterns {
 		p := x.find
 		if len(p) == 0 {
@@ -92,8 +92,8 @@ func newMatcher(patterns []scrubPattern) *matcher {
 			m.minLen = len(p)
 		}
 		if len(p) < 2 {
-			m.pairs = nil
-		} else if m.pairs != nil {
+			m.noPairs = true
+		} else {
 			for _, a := range caseVariants(p[0]) {
 				for _, b := range caseVariants(p[1]) {
 					k := pairBit(a, b)
@@ -185,10 +185,10 @@ func caseVariants(c byte) [2]byte {
 // skipped (its pair's second byte is not known yet), so a scan's end
 // state is the automaton's. With no pair filter it returns i.
 func skipStart[T string | []byte](m *matcher, b T, i int) int {
-	p := m.pairs
-	if p == nil {
+	if m.noPairs {
 		return i
 	}
+	p := &m.pairs
 	for n := len(b) - 1; i < n; i++ {
 		k := pairBit(b[i], b[i+1])
 		if p[k/64]&(1<<(k%64)) != 0 {
