@@ -60,3 +60,22 @@ func threadlessCPU(b *testing.B) time.Duration {
 type discardW struct{}
 
 func (discardW) Write(p []byte) (int, error) { return len(p), nil }
+
+// TestSummaryLineGolden pins one summary line's bytes (field names, order,
+// the time's and duration's forms), so a change to either encoder that
+// TestSummaryLineDirect would pass on both sides still shows.
+func TestSummaryLineGolden(t *testing.T) {
+	const want = `{"time":"2026-11-30T02:03:04.56789Z","level":"INFO","msg":"proxy request","request_id":"prx_0123456789abcdef",` +
+		`"method":"GET","host":"api.example.com:443","status":200,"duration_ms":1.23,"outcome":"resolved","secrets":["TOKEN","USER"],` +
+		`"bytes_out":5120,"mitm":true,"actor_id":"key_1","workspace_id":"ws_1","scrubbed":2}` + "\n"
+	e := logEntry{id: "prx_0123456789abcdef", method: "GET", host: "api.example.com:443", status: 200, outcome: OutcomeResolved,
+		secrets: []string{"TOKEN", "USER"}, actor: vault.Actor{KeyID: "key_1", WorkspaceID: "ws_1"}, mitm: true, bytesOut: 5120, scrubbed: 2}
+	now := time.Date(2026, 11, 30, 2, 3, 4, 567890000, time.UTC)
+	for range 2 { // the second line reuses the cached second
+		var got bytes.Buffer
+		writeSummary(logx.NewHandler(&got, slog.LevelInfo), e, now, 1230400*time.Nanosecond)
+		if got.String() != want {
+			t.Fatalf("got\n%s\nwant\n%s", got.String(), want)
+		}
+	}
+}
