@@ -37,7 +37,29 @@ type matcher struct {
 	// that pattern's index.
 	outLen []int32
 	outPat []int32
+	// minLen is the shortest pattern's length: a text shorter than that
+	// holds no match, so most header values (a status, a date, a length)
+	// are passed without a step.
+	minLen int
+	// pairs has the bit pairBit(a, b) set for the first two bytes a, b of
+	// every pattern, in every ASCII case (a superset: two pairs may share
+	// a bit). At the root, a position whose pair is not set starts no
+	// match, and the automaton would come back to the root's child of the
+	// next byte whether or not it stepped, so the scan skips it: in text
+	// without plaintext almost every byte costs one table lookup
+	// (skipStart). Unused (noPairs) when some pattern is shorter than
+	// two bytes: then every byte is stepped.
+	pairs   [pairWords]uint64
+	noPairs bool
 }
+
+// pairWords sizes the pair filter: 8192 bits (1 KiB in each automaton,
+// which the proxy caches per set of values).
+const pairWords = 8192 / 64
+
+// pairBit is the filter's bit for the byte pair a, b (b fills the low
+// bits, a the high ones: distinct for a given a).
+func pairBit(a, b byte) uint { return (uint(a)<<5 ^ uint(b)) & (pairWords*64 - 1) }
 
 // denseFanout: states with at least this many children get a dense table
 // (1 KiB each, so at most one per 64 pattern bytes).
@@ -65,6 +87,19 @@ func newMatcher(patterns []scrubPattern) *matcher {
 		p := x.find
 		if len(p) == 0 {
 			continue
+		}
+		if m.minLen == 0 || len(p) < m.minLen {
+			m.minLen = len(p)
+		}
+		if len(p) < 2 {
+			m.noPairs = true
+		} else {
+			for _, a := range caseVariants(p[0]) {
+				for _, b := range caseVariants(p[1]) {
+					k := pairBit(a, b)
+					m.pairs[k/64] |= 1 << (k % 64)
+				}
+			}
 		}
 		s := int32(0)
 		for _, c := range p {
@@ -134,6 +169,33 @@ func newMatcher(patterns []scrubPattern) *matcher {
 		}
 	}
 	return m
+}
+
+// caseVariants is c in both ASCII cases (c twice for other bytes).
+func caseVariants(c byte) [2]byte {
+	l := foldASCII[c]
+	if 'a' <= l && l <= 'z' {
+		return [2]byte{l, l - ('a' - 'A')}
+	}
+	return [2]byte{c, c}
+}
+
+// skipStart returns the first position from i on where a match can start
+// when the automaton is at the root before b[i]: the last byte is never
+// skipped (its pair's second byte is not known yet), so a scan's end
+// state is the automaton's. With no pair filter it returns i.
+func skipStart[T string | []byte](m *matcher, b T, i int) int {
+	if m.noPairs {
+		return i
+	}
+	p := &m.pairs
+	for n := len(b) - 1; i < n; i++ {
+		k := pairBit(b[i], b[i+1])
+		if p[k/64]&(1<<(k%64)) != 0 {
+			break
+		}
+	}
+	return i
 }
 
 // child is the trie edge from s on c, or -1.

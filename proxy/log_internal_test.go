@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"log/slog"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,6 +28,54 @@ func TestSummaryLineDirect(t *testing.T) {
 		writeSummary(slog.NewJSONHandler(&std, nil), e, now, 1234567*time.Nanosecond)
 		if direct.Len() == 0 || direct.String() != std.String() {
 			t.Errorf("direct\n%s\nslog\n%s", direct.String(), std.String())
+		}
+	}
+}
+
+// BenchmarkSummaryLine is one request's summary line as rotor serve writes
+// it (logx's handler; a discarding writer).
+func BenchmarkSummaryLine(b *testing.B) {
+	h := logx.NewHandler(discardW{}, slog.LevelInfo)
+	e := logEntry{id: "prx_0123456789abcdef", method: "GET", host: "127.0.0.1:43121", status: 200, outcome: OutcomeResolved,
+		secrets: []string{"TOKEN", "USER"}, actor: vault.Actor{KeyID: "key_0123456789abcdef", WorkspaceID: "ws_default"}, bytesOut: 2}
+	b.ReportAllocs()
+	cpu0 := threadlessCPU(b)
+	for b.Loop() {
+		writeSummary(h, e, time.Now(), 187*time.Microsecond)
+	}
+	b.ReportMetric(float64(threadlessCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
+}
+
+// threadlessCPU is the process's CPU time (user and system), for
+// cpu-ns/op on a loaded machine (handler_bench_test.go's processCPU is in
+// the external test package).
+func threadlessCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+type discardW struct{}
+
+func (discardW) Write(p []byte) (int, error) { return len(p), nil }
+
+// TestSummaryLineGolden pins one summary line's bytes (field names, order,
+// the time's and duration's forms), so a change to either encoder that
+// TestSummaryLineDirect would pass on both sides still shows.
+func TestSummaryLineGolden(t *testing.T) {
+	const want = `{"time":"2026-11-30T02:03:04.56789Z","level":"INFO","msg":"proxy request","request_id":"prx_0123456789abcdef",` +
+		`"method":"GET","host":"api.example.com:443","status":200,"duration_ms":1.23,"outcome":"resolved","secrets":["TOKEN","USER"],` +
+		`"bytes_out":5120,"mitm":true,"actor_id":"key_1","workspace_id":"ws_1","scrubbed":2}` + "\n"
+	e := logEntry{id: "prx_0123456789abcdef", method: "GET", host: "api.example.com:443", status: 200, outcome: OutcomeResolved,
+		secrets: []string{"TOKEN", "USER"}, actor: vault.Actor{KeyID: "key_1", WorkspaceID: "ws_1"}, mitm: true, bytesOut: 5120, scrubbed: 2}
+	now := time.Date(2026, 11, 30, 2, 3, 4, 567890000, time.UTC)
+	for range 2 { // the second line reuses the cached second
+		var got bytes.Buffer
+		writeSummary(logx.NewHandler(&got, slog.LevelInfo), e, now, 1230400*time.Nanosecond)
+		if got.String() != want {
+			t.Fatalf("got\n%s\nwant\n%s", got.String(), want)
 		}
 	}
 }

@@ -1384,7 +1384,10 @@ func (p *Proxy) finish(e logEntry) {
 	if e.counted {
 		defer p.inflight.Add(-1)
 	}
-	d := time.Since(e.start)
+	// One clock read for the duration and the line's time (time.Since
+	// reads the clock as time.Now does).
+	now := time.Now()
+	d := now.Sub(e.start)
 	p.m.observe(e.outcome, e.status, d.Seconds())
 	if e.scrubbed > 0 {
 		p.m.scrubbed.Add(float64(e.scrubbed))
@@ -1393,7 +1396,7 @@ func (p *Proxy) finish(e logEntry) {
 	if !h.Enabled(context.Background(), slog.LevelInfo) {
 		return // at log level warn, build no line
 	}
-	writeSummary(h, e, time.Now(), d)
+	writeSummary(h, e, now, d)
 }
 
 // writeSummary writes e's summary line at now to h. With logx's handler
@@ -1406,7 +1409,7 @@ func writeSummary(h slog.Handler, e logEntry, now time.Time, d time.Duration) {
 			l.Str(LogFieldMethod, boundField(e.method, maxLogMethod))
 			l.Str(LogFieldHost, boundField(e.host, maxLogHost))
 			l.Int(LogFieldStatus, int64(e.status))
-			l.Float(LogFieldDurationMS, float64(d.Microseconds())/1000)
+			l.Millis(LogFieldDurationMS, d)
 			l.Str(LogFieldOutcome, e.outcome)
 			l.Strs(LogFieldSecrets, e.secrets)
 			l.Int(LogFieldBytesOut, e.bytesOut)

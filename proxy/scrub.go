@@ -92,8 +92,18 @@ func (s *scrubber) replaceAll(b []byte) ([]byte, bool) {
 // matchesIn reports whether any of m's patterns occurs in b: a scan with
 // no output, so text without a match costs no allocation.
 func matchesIn[T string | []byte](m *matcher, b T) bool {
+	if len(b) < m.minLen {
+		return false
+	}
 	st := int32(0)
 	for i := 0; i < len(b); i++ {
+		if st == 0 {
+			// No match can start before i: skip the positions that
+			// start none, and stop when what is left is too short.
+			if i = skipStart(m, b, i); len(b)-i < m.minLen {
+				return false
+			}
+		}
 		st = m.step(st, b[i])
 		if m.outLen[st] > 0 {
 			return true
@@ -129,8 +139,11 @@ func (sc *scrubScan) write(out, b []byte) []byte {
 	base := sc.off + int64(len(sc.held))
 	sc.hold(b)
 	st := sc.state
-	for i, c := range b {
-		st = m.step(st, c)
+	for i := 0; i < len(b); i++ {
+		if st == 0 {
+			i = skipStart(m, b, i) // positions that start no match
+		}
+		st = m.step(st, b[i])
 		if l := m.outLen[st]; l > 0 {
 			end := base + int64(i) + 1
 			out = sc.match(out, end-int64(l), end, sc.s.patterns[m.outPat[st]].replace)

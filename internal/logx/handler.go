@@ -29,9 +29,15 @@ type Handler struct {
 type lockedWriter struct {
 	mu sync.Mutex
 	w  io.Writer
+	// bw is w when it is a BufferedWriter, whose Write keeps each line
+	// whole under its own lock: a second lock per line would add nothing.
+	bw *BufferedWriter
 }
 
 func (l *lockedWriter) Write(p []byte) (int, error) {
+	if l.bw != nil {
+		return l.bw.Write(p)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
@@ -43,6 +49,7 @@ func NewHandler(w io.Writer, level slog.Leveler) *Handler {
 		level = slog.LevelInfo
 	}
 	lw := &lockedWriter{w: w}
+	lw.bw, _ = w.(*BufferedWriter)
 	return &Handler{level: level, w: lw, std: slog.NewJSONHandler(lw, &slog.HandlerOptions{Level: level})}
 }
 
@@ -179,6 +186,28 @@ func appendFloat(b []byte, f float64) []byte {
 
 const hexDigits = "0123456789abcdef"
 
+// jsonSafe marks the bytes a JSON string holds as they are: printable
+// ASCII but the quote and the backslash.
+var jsonSafe = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// unsafeIn8 reports whether any of s[i:i+8] is not jsonSafe (a control
+// byte, the quote, the backslash, or a byte of a multi-byte character),
+// testing the eight as one word: haszero and hasless from "Bit Twiddling
+// Hacks", exact as a yes or no.
+func unsafeIn8(s string, i int) bool {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	_ = s[i+7]
+	x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+		uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+	q, bs := x^(lo*'"'), x^(lo*'\\')
+	return (x|(x-lo*0x20)&^x|(q-lo)&^q|(bs-lo)&^bs)&hi != 0
+}
+
 // appendString appends s quoted as slog's JSON handler does for a string
 // (HTML escaping off): control bytes, quote and backslash escaped, invalid
 // UTF-8 as U+FFFD, U+2028 and U+2029 escaped.
@@ -191,12 +220,20 @@ func appendStringJSON(b []byte, s string, short bool) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		// A run of bytes written as they are is found eight at a time,
+		// then a lookup each, and goes out in one append (most strings
+		// are a single run).
+		for i+8 <= len(s) && !unsafeIn8(s, i) {
+			i += 8
+		}
+		for i < len(s) && jsonSafe[s[i]] {
+			i++
+		}
+		if i == len(s) {
+			break
+		}
 		c := s[i]
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
 			b = append(b, s[start:i]...)
 			switch c {
 			case '"', '\\':

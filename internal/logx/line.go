@@ -3,6 +3,7 @@ package logx
 import (
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -38,12 +39,11 @@ func (h *Handler) Line(t time.Time, level slog.Level, msg string) (Line, bool) {
 func appendHead(b []byte, t time.Time, level slog.Level, msg string) ([]byte, bool) {
 	b = append(b, '{')
 	if !t.IsZero() {
-		t = t.Round(0)
-		if y := t.Year(); y < 0 || y >= 10000 {
+		b = append(b, `"time":"`...)
+		var ok bool
+		if b, ok = appendTime(b, t); !ok {
 			return b, false
 		}
-		b = append(b, `"time":"`...)
-		b = t.AppendFormat(b, time.RFC3339Nano)
 		b = append(b, `",`...)
 	}
 	b = append(b, `"level":`...)
@@ -51,6 +51,77 @@ func appendHead(b []byte, t time.Time, level slog.Level, msg string) ([]byte, bo
 	b = append(b, `,"msg":`...)
 	b = appendString(b, msg)
 	return b, true
+}
+
+// stamp is one second of one location written as RFC3339Nano writes it:
+// the date and clock before the fraction, the zone after it.
+type stamp struct {
+	sec  int64
+	loc  *time.Location
+	head string // 2006-01-02T15:04:05
+	zone string // Z or -07:00
+}
+
+// lastStamp is the second most lines fall in (the proxy writes a line per
+// request with time.Now): the line's time then costs its fraction only,
+// not a calendar and zone computation. A location's offset changes only
+// on whole seconds, so one second of one location has one zone.
+var lastStamp atomic.Pointer[stamp]
+
+// appendTime appends t as t.Round(0).AppendFormat(b, time.RFC3339Nano)
+// does, or reports false for a year AppendFormat would not write in four
+// digits (slog's rule).
+func appendTime(b []byte, t time.Time) ([]byte, bool) {
+	sec, loc := t.Unix(), t.Location()
+	st := lastStamp.Load()
+	if st == nil || st.sec != sec || st.loc != loc {
+		if y := t.Year(); y < 0 || y >= 10000 {
+			return b, false
+		}
+		f := t.Add(-time.Duration(t.Nanosecond())).Round(0).Format(time.RFC3339Nano)
+		st = &stamp{sec: sec, loc: loc, head: f[:19], zone: f[19:]}
+		lastStamp.Store(st)
+	}
+	b = append(b, st.head...)
+	if ns := t.Nanosecond(); ns != 0 {
+		// The fraction without its trailing zeros (what .999999999 writes).
+		var d [10]byte
+		d[0] = '.'
+		for i := 9; i > 0; i-- {
+			d[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		n := 10
+		for d[n-1] == '0' {
+			n--
+		}
+		b = append(b, d[:n]...)
+	}
+	return append(b, st.zone...), true
+}
+
+// Millis adds a duration as milliseconds to the microsecond: the bytes
+// Float writes for float64(d.Microseconds())/1000 (the proxy's
+// duration_ms), without formatting a float. That quotient's shortest
+// decimal is the exact one (at most three decimals) while the milliseconds
+// fit well within a float64's precision; beyond that, and for negative
+// durations, it is formatted as Float does.
+func (l *Line) Millis(k string, d time.Duration) {
+	l.key(k)
+	us := d.Microseconds()
+	if us < 0 || us >= 1<<40 {
+		l.b = appendFloat(l.b, float64(us)/1000)
+		return
+	}
+	l.b = strconv.AppendInt(l.b, us/1000, 10)
+	if f := us % 1000; f != 0 {
+		d := [4]byte{'.', byte('0' + f/100), byte('0' + f/10%10), byte('0' + f%10)}
+		n := 4
+		for d[n-1] == '0' {
+			n--
+		}
+		l.b = append(l.b, d[:n]...)
+	}
 }
 
 func (l *Line) key(k string) {

@@ -8,8 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -276,5 +278,147 @@ func TestFlushClearLeavesNothing(t *testing.T) {
 	}
 	if bytes.Contains(b.buf[:cap(b.buf)], []byte("canary")) {
 		t.Fatal("the credential is still in the buffer")
+	}
+}
+
+// BenchmarkLine is the proxy's summary line (proxy.writeSummary) built
+// with Line: one per request under rotor serve (issue 15).
+func BenchmarkLine(b *testing.B) {
+	h := NewHandler(discard{}, nil)
+	secrets := []string{"TOKEN", "USER"}
+	b.ReportAllocs()
+	cpu0 := processCPU(b)
+	for b.Loop() {
+		l, ok := h.Line(time.Now(), slog.LevelInfo, "proxy request")
+		if !ok {
+			b.Fatal("no line")
+		}
+		l.Str("request_id", "prx_0123456789abcdef")
+		l.Str("method", "GET")
+		l.Str("host", "127.0.0.1:43121")
+		l.Int("status", 200)
+		l.Float("duration_ms", 0.187)
+		l.Str("outcome", "resolved")
+		l.Strs("secrets", secrets)
+		l.Int("bytes_out", 2)
+		l.Bool("mitm", false)
+		l.Str("actor_id", "key_0123456789abcdef")
+		l.Str("workspace_id", "ws_default")
+		_ = l.End()
+	}
+	b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
+}
+
+// processCPU is the process's CPU time (user and system): cpu-ns/op is
+// robust to a loaded machine where ns/op is not.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestAppendTimeSameAsFormat: the cached second (appendTime) writes what
+// AppendFormat(RFC3339Nano) writes, for times that hit the cache (the same
+// second again, with another fraction) and miss it (another second, the
+// same second in another location), in zones with and without offsets,
+// across a DST change, and refuses the years slog refuses.
+func TestAppendTimeSameAsFormat(t *testing.T) {
+	locs := []*time.Location{time.UTC, time.Local, time.FixedZone("x", 3600), time.FixedZone("y", -(9*3600 + 30*60))}
+	if ny, err := time.LoadLocation("America/New_York"); err == nil {
+		locs = append(locs, ny)
+	}
+	r := rand.New(rand.NewPCG(7, 8))
+	base := time.Date(2026, 3, 8, 6, 59, 58, 0, time.UTC) // 2 s before New York's DST change
+	check := func(tm time.Time) {
+		t.Helper()
+		got, ok := appendTime(nil, tm)
+		want := tm.Round(0).AppendFormat(nil, time.RFC3339Nano)
+		if y := tm.Year(); y < 0 || y >= 10000 {
+			if ok {
+				t.Fatalf("%v: written %q, want refused", tm, got)
+			}
+			return
+		}
+		if !ok || string(got) != string(want) {
+			t.Fatalf("%v: %q (%v), want %q", tm, got, ok, want)
+		}
+	}
+	for i := range 5000 {
+		tm := base.Add(time.Duration(r.IntN(5)) * time.Second).Add(time.Duration(r.IntN(1e9)))
+		switch i % 5 {
+		case 0:
+			tm = tm.Truncate(time.Second) // no fraction
+		case 1:
+			tm = tm.Truncate(time.Millisecond) // trailing zeros
+		case 2:
+			tm = time.Unix(r.Int64N(300e9)-62e9, r.Int64N(1e9)) // years 0 to 11000
+		}
+		// The same second in every location in turn (a miss each), then
+		// again with another fraction (a hit).
+		for _, loc := range locs {
+			check(tm.In(loc))
+			check(tm.Add(time.Duration(r.IntN(1e9)) - time.Duration(tm.Nanosecond())).In(loc))
+		}
+		if i%100 == 0 {
+			check(time.Now())
+		}
+	}
+	check(time.Date(-1, 1, 1, 0, 0, 0, 5, time.UTC))
+	check(time.Date(10000, 1, 1, 0, 0, 0, 5, time.UTC))
+}
+
+// TestMillisSameAsFloat: Millis writes the bytes Float writes for
+// float64(d.Microseconds())/1000, the proxy's duration_ms.
+func TestMillisSameAsFloat(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	ds := []time.Duration{0, 1, 999, time.Microsecond, 999 * time.Microsecond, time.Millisecond, 1001 * time.Microsecond,
+		1230 * time.Microsecond, 1<<40*time.Microsecond - 1, 1 << 40 * time.Microsecond, -time.Microsecond, -1234567, 1<<63 - 1, -1 << 63,
+		// Near 2^53 µs the float's shortest form is not the exact
+		// quotient (…849.775 for …849.776): the bound matters.
+		9223372036849776 * time.Microsecond}
+	for range 20000 {
+		ds = append(ds, time.Duration(r.Int64N(1<<uint(1+r.IntN(62)))))
+	}
+	h := NewHandler(io.Discard, nil)
+	for _, d := range ds {
+		a, _ := h.Line(time.Time{}, slog.LevelInfo, "")
+		b, _ := h.Line(time.Time{}, slog.LevelInfo, "")
+		a.Millis("d", d)
+		b.Float("d", float64(d.Microseconds())/1000)
+		if string(a.b) != string(b.b) {
+			t.Fatalf("%d: Millis %s, Float %s", d, a.b, b.b)
+		}
+	}
+}
+
+// TestUnsafeIn8: the word test says yes exactly when one of the eight
+// bytes is not jsonSafe, for every byte value at every position beside
+// safe bytes and random others.
+func TestUnsafeIn8(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	for p := range 8 {
+		for v := range 256 {
+			b := []byte("a~ Z0}!^")
+			b[p] = byte(v)
+			if got := unsafeIn8(string(b), 0); got != !jsonSafe[v] {
+				t.Fatalf("%q: %v", b, got)
+			}
+		}
+	}
+	for range 100000 {
+		var b [8]byte
+		want := false
+		for i := range b {
+			b[i] = byte(r.IntN(256))
+			if r.IntN(2) == 0 {
+				b[i] = byte(0x20 + r.IntN(0x60))
+			}
+			want = want || !jsonSafe[b[i]]
+		}
+		if got := unsafeIn8(string(b[:]), 0); got != want {
+			t.Fatalf("%q: %v", b, got)
+		}
 	}
 }
