@@ -140,3 +140,22 @@ func FuzzCanonAccessJSON(f *testing.F) {
 		}
 	})
 }
+
+// TestProxyRowsCanon: the proxy's rows (no extra keys, plain host and
+// request id) take the writer's canonical MAC path; a dispatch row (extra
+// keys, which may sort before "host") and a host to escape do not.
+func TestProxyRowsCanon(t *testing.T) {
+	for _, c := range []struct {
+		r    accessRecord
+		want bool
+	}{
+		{accessRecord{host: "api.example.com", requestID: "prx_0123456789abcdef", version: 3, hasVersion: true}, true},
+		{accessRecord{host: "api.example.com", requestID: "prx_0123456789abcdef", reason: denyHost}, true},
+		{accessRecord{host: "api.example.com", requestID: "prx_1", extra: map[string]string{"attempt": "1"}}, false},
+		{accessRecord{host: "a<b", requestID: "prx_1"}, false},
+	} {
+		if _, got := c.r.eventIn(nil, nil); got != c.want {
+			t.Errorf("%+v: canon %v, want %v", c.r, got, c.want)
+		}
+	}
+}
