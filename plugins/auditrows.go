@@ -39,16 +39,30 @@ func appendAuditRows(b []byte, evs []storage.AuditEvent) []byte {
 	for i := range evs {
 		e := &evs[i]
 		b = binary.AppendVarint(b, ts(e.OccurredAt))
-		for _, s := range [...]string{e.WorkspaceID, e.ActorID, e.EventType, e.ResourceType, e.ResourceID} {
-			b = binary.AppendUvarint(b, uint64(len(s)))
-			b = append(b, s...)
-		}
-		for _, f := range [...][]byte{e.Input, e.Output, e.Nonce, e.MAC} {
-			b = binary.AppendUvarint(b, uint64(len(f)))
-			b = append(b, f...)
-		}
+		// Field by field, not through arrays of the fields: copying nine
+		// string and slice headers per row showed in the writer's profile.
+		b = appendRowField(b, e.WorkspaceID)
+		b = appendRowField(b, e.ActorID)
+		b = appendRowField(b, e.EventType)
+		b = appendRowField(b, e.ResourceType)
+		b = appendRowField(b, e.ResourceID)
+		b = appendRowField(b, e.Input)
+		b = appendRowField(b, e.Output)
+		b = appendRowField(b, e.Nonce)
+		b = appendRowField(b, e.MAC)
 	}
 	return b
+}
+
+// appendRowField appends s with its length (uvarint; one byte for every
+// field of an access row).
+func appendRowField[S ~string | ~[]byte](b []byte, s S) []byte {
+	if len(s) < 0x80 {
+		b = append(b, byte(len(s)))
+	} else {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+	}
+	return append(b, s...)
 }
 
 // rowReader reads the rows layout. Byte fields are slices of p (the

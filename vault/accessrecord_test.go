@@ -73,10 +73,11 @@ func TestEventInSameRows(t *testing.T) {
 	var prev accessRecord
 	s := newRowSigner([]byte("0123456789abcdef0123456789abcdef"))
 	var got []storage.AuditEvent
+	var ms macState
 	for round := range 200 { // several chunks
 		for i := range recs {
-			e := recs[i].eventIn(&ar, &prev)
-			s.signIn(&e, nonceAccess, &ar)
+			e, canon := recs[i].eventIn(&ar, &prev)
+			s.signIn(&e, nonceAccess, &ar, &ms, canon)
 			if round == 0 || i == len(recs)-1 {
 				got = append(got, e)
 			}
@@ -96,6 +97,65 @@ func TestEventInSameRows(t *testing.T) {
 		}
 		if !bytes.Equal(e.MAC, rowMAC(s.key, e)) {
 			t.Fatalf("row %d: MAC does not verify", i)
+		}
+	}
+}
+
+// FuzzCanonAccessJSON: a row eventIn calls canon has an input and output
+// that are their own sorted form, so the writer's MAC (hashing them as
+// they are) is the MAC every verifier computes (rowMAC sorts them).
+func FuzzCanonAccessJSON(f *testing.F) {
+	f.Add("api.example.com", "prx_0123456789abcdef", "", int64(3), true, "")
+	f.Add("h<&>", "r\x7f", "host_not_allowed", int64(-1), false, "job_id")
+	f.Add("", "", "", int64(0), false, "")
+	f.Add("a\"b", "é", "x\\y", int64(1), true, "")
+	s := newRowSigner([]byte("0123456789abcdef0123456789abcdef"))
+	f.Fuzz(func(t *testing.T, host, requestID, reason string, version int64, hasVersion bool, extraKey string) {
+		r := accessRecord{ws: "w", actor: "a", eventType: EventSecretAccessed, name: "N", host: host, requestID: requestID,
+			reason: reason, version: version, hasVersion: hasVersion}
+		if extraKey != "" {
+			r.extra = map[string]string{extraKey: host}
+		}
+		var ar rowArena
+		var ms macState
+		e, canon := r.eventIn(&ar, nil)
+		in := accessInputIn(nil, host, requestID, r.extra)
+		if want := in.Bytes(); !bytes.Equal(e.Input, want) {
+			t.Fatalf("input %q, jsonx writes %q", e.Input, want)
+		}
+		if canon {
+			if got := appendSortedJSON(nil, e.Input); !bytes.Equal(got, e.Input) {
+				t.Fatalf("canon input %q sorts to %q", e.Input, got)
+			}
+			if got := appendSortedJSON(nil, e.Output); !bytes.Equal(got, e.Output) {
+				t.Fatalf("canon output %q sorts to %q", e.Output, got)
+			}
+			if got := sortedJSON(e.Input); !bytes.Equal(got, e.Input) {
+				t.Fatalf("canon input %q re-encodes to %q", e.Input, got)
+			}
+		}
+		s.signIn(&e, nonceAccess, &ar, &ms, canon)
+		if !bytes.Equal(e.MAC, rowMAC(s.key, e)) {
+			t.Fatalf("canon=%v: the writer's MAC differs from rowMAC's for %q %q", canon, e.Input, e.Output)
+		}
+	})
+}
+
+// TestProxyRowsCanon: the proxy's rows (no extra keys, plain host and
+// request id) take the writer's canonical MAC path; a dispatch row (extra
+// keys, which may sort before "host") and a host to escape do not.
+func TestProxyRowsCanon(t *testing.T) {
+	for _, c := range []struct {
+		r    accessRecord
+		want bool
+	}{
+		{accessRecord{host: "api.example.com", requestID: "prx_0123456789abcdef", version: 3, hasVersion: true}, true},
+		{accessRecord{host: "api.example.com", requestID: "prx_0123456789abcdef", reason: denyHost}, true},
+		{accessRecord{host: "api.example.com", requestID: "prx_1", extra: map[string]string{"attempt": "1"}}, false},
+		{accessRecord{host: "a<b", requestID: "prx_1"}, false},
+	} {
+		if _, got := c.r.eventIn(nil, nil); got != c.want {
+			t.Errorf("%+v: canon %v, want %v", c.r, got, c.want)
 		}
 	}
 }

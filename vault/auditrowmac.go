@@ -56,16 +56,23 @@ func newRowSigner(key []byte) *rowSigner {
 }
 
 // sign sets e's nonce and MAC.
-func (s *rowSigner) sign(e *storage.AuditEvent, kind byte) { s.signIn(e, kind, nil) }
+func (s *rowSigner) sign(e *storage.AuditEvent, kind byte) { s.signIn(e, kind, nil, nil, false) }
 
-// signIn is sign with the nonce and MAC carved from ar (nil: allocated).
-func (s *rowSigner) signIn(e *storage.AuditEvent, kind byte, ar *rowArena) {
+// signIn is sign with the nonce and MAC carved from ar (nil: allocated),
+// hashed with ms (nil: a pooled state; the writer, one goroutine, keeps its
+// own). canon says e's Input and Output are already in the MAC's sorted
+// form (canonAccessJSON), so the MAC hashes them as they are.
+func (s *rowSigner) signIn(e *storage.AuditEvent, kind byte, ar *rowArena, ms *macState, canon bool) {
 	n := ar.room(rowNonceLen)
 	n = append(n, kind)
 	n = append(n, s.instance[:]...)
 	n = binary.BigEndian.AppendUint64(n, s.counter.Add(1))
 	e.Nonce = ar.keep(n)
-	e.MAC = ar.keep(appendRowMAC(ar.room(sha256.Size), s.key, *e))
+	if ms == nil {
+		ms = macScratch.Get().(*macState)
+		defer macScratch.Put(ms)
+	}
+	e.MAC = ar.keep(ms.appendMAC(ar.room(sha256.Size), s.key, e, canon))
 }
 
 // rowMAC covers the nonce and what a store keeps of the row's content: the
@@ -77,6 +84,14 @@ func rowMAC(key []byte, e storage.AuditEvent) []byte { return appendRowMAC(nil, 
 func appendRowMAC(dst, key []byte, e storage.AuditEvent) []byte {
 	sc := macScratch.Get().(*macState)
 	defer macScratch.Put(sc)
+	return sc.appendMAC(dst, key, &e, false)
+}
+
+// appendMAC appends e's row MAC to dst. canon: e.Input and e.Output are
+// known to be their own sorted form (appendSortedJSON would return them
+// unchanged), so they are hashed without being parsed again; the MAC is
+// the same either way (FuzzCanonAccessJSON).
+func (sc *macState) appendMAC(dst, key []byte, e *storage.AuditEvent, canon bool) []byte {
 	if sc.h == nil || !bytes.Equal(sc.key, key) {
 		sc.key = append(sc.key[:0], key...)
 		sc.h = hmac.New(sha256.New, sc.key)
@@ -84,25 +99,33 @@ func appendRowMAC(dst, key []byte, e storage.AuditEvent) []byte {
 	h := sc.h
 	h.Reset()
 	b := append(sc.buf[:0], "row\x00"...)
-	put := func(s []byte) {
-		b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
-		b = append(b, s...)
-	}
-	put(e.Nonce)
+	b = appendField(b, e.Nonce)
 	b = binary.BigEndian.AppendUint64(b, uint64(e.OccurredAt.UnixMicro()))
-	for _, s := range [...]string{e.WorkspaceID, e.ActorID, e.EventType, e.ResourceType, e.ResourceID} {
-		b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
-		b = append(b, s...)
-	}
-	for _, m := range [...]json.RawMessage{e.Input, e.Output} {
-		n := len(b)
-		b = append(b, 0, 0, 0, 0)
-		b = appendSortedJSON(b, m)
-		binary.BigEndian.PutUint32(b[n:], uint32(len(b)-n-4))
+	b = appendField(b, e.WorkspaceID)
+	b = appendField(b, e.ActorID)
+	b = appendField(b, e.EventType)
+	b = appendField(b, e.ResourceType)
+	b = appendField(b, e.ResourceID)
+	if canon {
+		b = appendField(b, e.Input)
+		b = appendField(b, e.Output)
+	} else {
+		for _, m := range [...]json.RawMessage{e.Input, e.Output} {
+			n := len(b)
+			b = append(b, 0, 0, 0, 0)
+			b = appendSortedJSON(b, m)
+			binary.BigEndian.PutUint32(b[n:], uint32(len(b)-n-4))
+		}
 	}
 	h.Write(b)
 	sc.buf = b
 	return h.Sum(dst)
+}
+
+// appendField appends s with its length (u32, big endian).
+func appendField[S ~string | ~[]byte](b []byte, s S) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
+	return append(b, s...)
 }
 
 // macState is a reusable HMAC and buffer: the writer MACs every access
@@ -114,6 +137,18 @@ type macState struct {
 }
 
 var macScratch = sync.Pool{New: func() any { return &macState{} }}
+
+// canonString reports whether json.Marshal writes s as is between quotes,
+// and appendFlatSorted keeps it unchanged: printable ASCII without \\, ",
+// <, > or &. jsonx writes such strings the same way.
+func canonString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '\\' || c == '"' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
 
 // appendSortedJSON appends sortedJSON(m), without decoding when m is a
 // flat object of plain values (every access row): the fast path gives the

@@ -46,9 +46,15 @@ func TestAllowedHostsSchemePort(t *testing.T) {
 		{[]string{"[::1]"}, Destination{"https", "::1", 0}, true},
 		{[]string{"[::1]"}, Destination{"https", "::1", 8443}, false},
 		{[]string{"*.bad:tag"}, Destination{"https", "x.bad", 0}, false}, // an unparsable stored entry matches nothing
+		{[]string{"allowed.test"}, Destination{"HTTP", "Allowed.TEST.", 80}, true},
 	} {
 		if got := DestinationAllowed(c.patterns, c.d); got != c.ok {
 			t.Errorf("DestinationAllowed(%v, %+v) = %v, want %v", c.patterns, c.d, got, c.ok)
+		}
+		// Resolve's check, on the entries parsed when the secret was cached.
+		e := cacheEntry{allowedHosts: c.patterns, hosts: parseHostEntries(c.patterns)}
+		if got := deny(e, ResolveRequest{Scheme: c.d.Scheme, Host: c.d.Host, Port: c.d.Port}) == ""; got != c.ok {
+			t.Errorf("deny(%v, %+v) allows = %v, want %v", c.patterns, c.d, got, c.ok)
 		}
 	}
 	_, err = NormalizeAllowedHosts([]string{"ok.test", "ftp://x.test"})

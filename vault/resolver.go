@@ -65,7 +65,10 @@ func (v *Vault) Resolve(ctx context.Context, req ResolveRequest) (Resolved, erro
 		// Every access row names who asked; no actor, no plaintext.
 		return Resolved{}, fmt.Errorf("%w: resolve needs a workspace and an actor", ErrInvalidArgument)
 	}
-	e, hit := v.cache.get(req.WorkspaceID, req.Name)
+	// One clock read serves the cache's expiry check and, on a hit, the
+	// row's time (the clock showed in a cached resolve's profile).
+	now := v.now()
+	e, hit := v.cache.getAt(req.WorkspaceID, req.Name, now)
 	if !hit {
 		var err error
 		if e, err = v.load(ctx, req.WorkspaceID, req.Name); err != nil {
@@ -76,10 +79,11 @@ func (v *Vault) Resolve(ctx context.Context, req ResolveRequest) (Resolved, erro
 			}
 			return Resolved{}, err
 		}
+		now = v.now() // after the read: the access is now
 	}
 	// The row is queued as fields; the writer encodes it (accessRecord).
 	rec := accessRecord{
-		at: v.now().UTC(), ws: req.WorkspaceID, actor: req.ActorID, eventType: EventSecretAccessed,
+		at: now.UTC(), ws: req.WorkspaceID, actor: req.ActorID, eventType: EventSecretAccessed,
 		name: req.Name, host: req.Host, requestID: req.RequestID, version: e.version, hasVersion: true, extra: req.Extra,
 	}
 	if denial := deny(e, req); denial != "" {
@@ -166,7 +170,7 @@ func deny(e cacheEntry, req ResolveRequest) string {
 	switch {
 	case req.RequireAllowedHosts && len(e.allowedHosts) == 0:
 		return denyNoAllowedHosts
-	case !DestinationAllowed(e.allowedHosts, Destination{Scheme: req.Scheme, Host: req.Host, Port: req.Port}):
+	case len(e.allowedHosts) > 0 && !destinationMatches(e.hosts, Destination{Scheme: req.Scheme, Host: req.Host, Port: req.Port}):
 		return denyHost
 	}
 	return ""
@@ -235,7 +239,7 @@ func (v *Vault) loadOnce(ctx context.Context, ws, name string, gen uint64) (cach
 		v.log.Error("secret failed to open", "workspace_id", ws, "secret", name, "version", rec.Version, "err", err)
 		return cacheEntry{}, fmt.Errorf("secret %s: %w", name, err)
 	}
-	e := cacheEntry{version: rec.Version, value: pt, allowedHosts: rec.AllowedHosts}
+	e := cacheEntry{version: rec.Version, value: pt, allowedHosts: rec.AllowedHosts, hosts: parseHostEntries(rec.AllowedHosts)}
 	e.id = v.cache.putIfCurrent(ws, name, e, gen)
 	return e, nil
 }
@@ -270,6 +274,8 @@ type cacheEntry struct {
 	version      int64
 	value        Plaintext
 	allowedHosts []string
+	// hosts is allowedHosts parsed (parseHostEntries), for deny.
+	hosts []hostEntry
 	// expires ends the entry's use (checked on the vault's clock); drop
 	// removes it from memory at the same time, resolved again or not.
 	expires time.Time
@@ -304,11 +310,14 @@ func newCache(ttl time.Duration, now func() time.Time) *cache {
 	return &cache{entries: map[cacheKey]cacheEntry{}, ttl: ttl, now: now}
 }
 
-func (c *cache) get(ws, name string) (cacheEntry, bool) {
+func (c *cache) get(ws, name string) (cacheEntry, bool) { return c.getAt(ws, name, c.now()) }
+
+// getAt is get with the clock already read (now, from the cache's clock).
+func (c *cache) getAt(ws, name string, now time.Time) (cacheEntry, bool) {
 	c.mu.RLock()
 	e, ok := c.entries[cacheKey{ws, name}]
 	c.mu.RUnlock()
-	if ok && !c.now().Before(e.expires) {
+	if ok && !now.Before(e.expires) {
 		return cacheEntry{}, false
 	}
 	return e, ok
