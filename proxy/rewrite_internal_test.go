@@ -229,3 +229,36 @@ func TestEscapePathLikeNetURL(t *testing.T) {
 		}
 	}
 }
+
+// TestRequestTargetLikeRequestURI: the lane writes the request target in
+// two pieces; joined they are RequestURI's, for paths with and without a
+// RawPath, forced and empty queries, "*" and opaque URLs.
+func TestRequestTargetLikeRequestURI(t *testing.T) {
+	us := []*url.URL{
+		{Path: "/hooks/svc-deploy", RawQuery: "token=x"},
+		{Path: "/a b", RawQuery: ""},
+		{Path: "", ForceQuery: true},
+		{Path: "*"},
+		{Path: "*", RawQuery: "q"},
+		{Opaque: "//host/p", Scheme: "http", RawQuery: "q=1"},
+		{Opaque: "x?y", RawQuery: "z"},
+		{Path: "/a/b", RawPath: "/a%2Fb"},
+	}
+	for _, target := range []string{"/", "/x?", "/x?a?b", "/%24%7B?q=%24", "/a%2Fb/c?d"} {
+		u, err := url.ParseRequestURI(target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		us = append(us, u)
+	}
+	for _, u := range us {
+		p, q, has := requestTarget(u)
+		got := p
+		if has {
+			got += "?" + q
+		}
+		if want := u.RequestURI(); got != want {
+			t.Errorf("%#v: pieces %q %q %v, RequestURI %q", u, p, q, has, want)
+		}
+	}
+}
