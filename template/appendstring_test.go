@@ -47,3 +47,34 @@ func TestAppendRewriteStringMatchesRewriteString(t *testing.T) {
 		}
 	}
 }
+
+// TestNamesInterned: a name matched before is not copied again (the
+// rewrite of a string into a buffer with room allocates nothing), and a
+// name that is not valid is refused every time, never served from the
+// table.
+func TestNamesInterned(t *testing.T) {
+	v := []byte("tok")
+	resolve := func(string) ([]byte, error) { return v, nil }
+	dst := make([]byte, 0, 256)
+	for _, s := range []string{"Bearer ${{ secrets.TOKEN }}", "token=%24%7B%7B+secrets.TOKEN+%7D%7D"} {
+		c := ContextHeader
+		if s[0] == 't' {
+			c = ContextQuery
+		}
+		if _, _, err := AppendRewriteString(dst, s, c, resolve); err != nil {
+			t.Fatal(err)
+		}
+		if n := testing.AllocsPerRun(100, func() {
+			if _, _, err := AppendRewriteString(dst, s, c, resolve); err != nil {
+				t.Fatal(err)
+			}
+		}); n != 0 {
+			t.Errorf("%q: %v allocations per rewrite of a known name, want 0", s, n)
+		}
+	}
+	for range 3 {
+		if _, _, err := RewriteString("${{ secrets.lower }}", ContextHeader, resolve); err == nil {
+			t.Fatal("an invalid name resolved")
+		}
+	}
+}

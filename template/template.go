@@ -3,6 +3,8 @@ package template
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
+	"unsafe"
 
 	"rotor.sh/rotor/vault"
 )
@@ -235,12 +237,45 @@ func matchRef(b []byte, start int, decode, plusSpace, atEOF bool) (kind matchKin
 	if c != closer {
 		return bad("unexpected %q in reference to %s (expected %c%c)", c, string(nameBuf), closer, closer)
 	}
-	// The one allocation of a match: the name outlives the scan (audit).
-	name = string(nameBuf)
-	if err := vault.ValidateName(name); err != nil {
-		return bad("%v", err)
+	// The name outlives the scan (audit rows, the request's list): a name
+	// seen before comes from the intern table, a new one is copied once.
+	if name = internedName(nameBuf); name == "" {
+		name = string(nameBuf)
+		if err := vault.ValidateName(name); err != nil {
+			return bad("%v", err)
+		}
+		internName(name)
 	}
 	return matched, s.pos, name, nil
+}
+
+// names interns valid secret names: every resolving request matches the
+// same few names, and each match would otherwise copy its name to a new
+// string. A fixed table of slots chosen by hash, each holding the last
+// valid name that hashed there: bounded (a name is at most
+// vault.MaxNameLen bytes), lock-free, and a miss costs only the copy it
+// saves. Names are not secret (they are in logs and audit rows).
+var names [256]atomic.Pointer[string]
+
+func nameSlot(b []byte) *atomic.Pointer[string] {
+	h := uint32(2166136261) // FNV-1a
+	for _, c := range b {
+		h = (h ^ uint32(c)) * 16777619
+	}
+	return &names[h%uint32(len(names))]
+}
+
+// internedName is the interned copy of b, or "" when b is not in the table
+// (only names that passed vault.ValidateName are).
+func internedName(b []byte) string {
+	if p := nameSlot(b).Load(); p != nil && *p == string(b) {
+		return *p
+	}
+	return ""
+}
+
+func internName(name string) {
+	nameSlot(unsafe.Slice(unsafe.StringData(name), len(name))).Store(&name)
 }
 
 // prefixLike reports whether w is "secret." or "secrets." in any case.
