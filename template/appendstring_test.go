@@ -78,3 +78,40 @@ func TestNamesInterned(t *testing.T) {
 		}
 	}
 }
+
+// TestSpellingsLikeReading: matchRef with the spelled openings gives what
+// reading every character gives (kind, end, name, error), for references
+// in every spelling and context, cut short (more to come, or at EOF) at
+// every length.
+func TestSpellingsLikeReading(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(15, 4))
+	ins := []string{
+		"${{ secrets.TOKEN }}", "$%7B%7B%20secrets.USER%20%7D%7D", "%24%7B%7B+secrets.TOKEN+%7D%7D",
+		"%24%7B%7B%20secrets.A%20%7D%7D", "${{secrets.A}}", "$<< secrets.A >>", "$<< secrets.A }}",
+		"${{ secrets.A >>", "${{ secrets.lower }}", "${{ secrets. }}", "%24%7B%7B+secrets.A%20%7d%7d",
+		"${{ secrets.A", "$%7B%7B+secrets.A+%7D%7D",
+	}
+	for range 300 {
+		ins = append(ins, string(randomBody(rnd)))
+	}
+	defer func() { useSpellings = true }()
+	for _, in := range ins {
+		b := []byte(in)
+		for cut := 0; cut <= len(b) && cut < 200; cut++ {
+			for start := 0; start < cut; start++ {
+				if b[start] != '$' && b[start] != '%' {
+					continue
+				}
+				for _, flags := range [][3]bool{{false, false, false}, {true, false, false}, {true, true, false}, {false, false, true}, {true, false, true}, {true, true, true}} {
+					useSpellings = true
+					k1, e1, n1, err1 := matchRef(b[:cut], start, flags[0], flags[1], flags[2])
+					useSpellings = false
+					k2, e2, n2, err2 := matchRef(b[:cut], start, flags[0], flags[1], flags[2])
+					if k1 != k2 || e1 != e2 || n1 != n2 || (err1 == nil) != (err2 == nil) || err1 != nil && err1.Error() != err2.Error() {
+						t.Fatalf("%q[%d:%d] %v: spelled %v %d %q %v, read %v %d %q %v", in, start, cut, flags, k1, e1, n1, err1, k2, e2, n2, err2)
+					}
+				}
+			}
+		}
+	}
+}

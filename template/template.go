@@ -118,79 +118,86 @@ func matchRef(b []byte, start int, decode, plusSpace, atEOF bool) (kind matchKin
 		}
 		return needMore, 0, "", nil
 	}
-	c, ok := s.next()
-	if !ok {
-		return short()
-	}
-	if c != '$' {
-		return noMatch, 0, "", nil
-	}
-	// A space between '$' and the brackets is only ever a near-miss.
-	gap := 0
-	for {
-		if c, ok = s.next(); !ok {
+	var c, open, closer byte
+	var ok bool
+	if n, cl := spelledPrefix(b[start:], decode, plusSpace); n > 0 {
+		// The opening exactly as clients spell it: what the reading
+		// below commits to, without reading it a character at a time.
+		s.pos, closer = start+n, cl
+	} else {
+		c, ok = s.next()
+		if !ok {
 			return short()
 		}
-		if !isSpace(c) {
-			break
-		}
-		if gap++; gap > maxNearGap {
+		if c != '$' {
 			return noMatch, 0, "", nil
 		}
-	}
-	open := c
-	var closer byte
-	switch open {
-	case '{':
-		closer = '}'
-	case '<':
-		closer = '>'
-	default:
-		return noMatch, 0, "", nil
-	}
-	brackets := 1
-	for {
-		if c, ok = s.next(); !ok {
-			return short()
+		// A space between '$' and the brackets is only ever a near-miss.
+		gap := 0
+		for {
+			if c, ok = s.next(); !ok {
+				return short()
+			}
+			if !isSpace(c) {
+				break
+			}
+			if gap++; gap > maxNearGap {
+				return noMatch, 0, "", nil
+			}
 		}
-		if c != open {
-			break
-		}
-		if brackets++; brackets > maxNearBrackets {
+		open = c
+		switch open {
+		case '{':
+			closer = '}'
+		case '<':
+			closer = '>'
+		default:
 			return noMatch, 0, "", nil
 		}
-	}
-	spaces := 0
-	for isSpace(c) {
-		if spaces++; spaces > maxRefSpace {
-			return noMatch, 0, "", nil
+		brackets := 1
+		for {
+			if c, ok = s.next(); !ok {
+				return short()
+			}
+			if c != open {
+				break
+			}
+			if brackets++; brackets > maxNearBrackets {
+				return noMatch, 0, "", nil
+			}
 		}
-		if c, ok = s.next(); !ok {
-			return short()
-		}
-	}
-	// The prefix, compared without regard to case and with the plural's 's'
-	// optional: "secret.", "Secrets." and the like are near-misses.
-	var word [len(refPrefix)]byte
-	n := 0
-	for {
-		if n > 0 {
+		spaces := 0
+		for isSpace(c) {
+			if spaces++; spaces > maxRefSpace {
+				return noMatch, 0, "", nil
+			}
 			if c, ok = s.next(); !ok {
 				return short()
 			}
 		}
-		word[n] = c
-		n++
-		if c == '.' || n == len(word) {
-			break
+		// The prefix, compared without regard to case and with the plural's 's'
+		// optional: "secret.", "Secrets." and the like are near-misses.
+		var word [len(refPrefix)]byte
+		n := 0
+		for {
+			if n > 0 {
+				if c, ok = s.next(); !ok {
+					return short()
+				}
+			}
+			word[n] = c
+			n++
+			if c == '.' || n == len(word) {
+				break
+			}
 		}
-	}
-	if !prefixLike(word[:n]) {
-		return noMatch, 0, "", nil
-	}
-	if gap != 0 || brackets != 2 || string(word[:n]) != refPrefix {
-		return malformed, 0, "", fmt.Errorf("%w: %q is not a reference; write $%c%c %sNAME %c%c",
-			ErrReference, nearMissText(gap, open, brackets, spaces, word[:n]), open, open, refPrefix, closer, closer)
+		if !prefixLike(word[:n]) {
+			return noMatch, 0, "", nil
+		}
+		if gap != 0 || brackets != 2 || string(word[:n]) != refPrefix {
+			return malformed, 0, "", fmt.Errorf("%w: %q is not a reference; write $%c%c %sNAME %c%c",
+				ErrReference, nearMissText(gap, open, brackets, spaces, word[:n]), open, open, refPrefix, closer, closer)
+		}
 	}
 	// Committed: from here on the text is a secret reference.
 	bad := func(format string, args ...any) (matchKind, int, string, error) {
@@ -219,7 +226,7 @@ func matchRef(b []byte, start int, decode, plusSpace, atEOF bool) (kind matchKin
 	if len(nameBuf) == 0 {
 		return bad("missing secret name after %q", refPrefix)
 	}
-	spaces = 0
+	spaces := 0
 	for isSpace(c) {
 		if spaces++; spaces > maxRefSpace {
 			return bad("too much space in reference to %s", string(nameBuf))
@@ -276,6 +283,45 @@ func internedName(b []byte) string {
 
 func internName(name string) {
 	nameSlot(unsafe.Slice(unsafe.StringData(name), len(name))).Store(&name)
+}
+
+// spellings are the openings of a reference as clients send them: as
+// written, and url.PathEscape's, url.QueryEscape's and the %20 form of it.
+// percent: the spelling holds %XX (read only where the context decodes
+// it); plus: it holds a '+' read as a space.
+var spellings = [...]struct {
+	text          string
+	closer        byte
+	percent, plus bool
+}{
+	{"${{ secrets.", '}', false, false},
+	{"$%7B%7B%20secrets.", '}', true, false},
+	{"%24%7B%7B+secrets.", '}', true, true},
+	{"%24%7B%7B%20secrets.", '}', true, false},
+	{"${{secrets.", '}', false, false},
+	{"$<< secrets.", '>', false, false},
+}
+
+// useSpellings lets the tests compare matchRef with and without them.
+var useSpellings = true
+
+// spelledPrefix is the length of the spelling b starts with (0: none that
+// applies in this context) and the closing bracket it asks for. Every
+// spelling is one that the character-by-character reading takes as a
+// committed opening: '$', "{{" (or "<<"), at most one space, "secrets.".
+func spelledPrefix(b []byte, decode, plusSpace bool) (int, byte) {
+	if !useSpellings || len(b) < len("${{secrets.") {
+		return 0, 0
+	}
+	for _, sp := range spellings {
+		if sp.percent && !decode || sp.plus && !plusSpace {
+			continue
+		}
+		if len(b) >= len(sp.text) && string(b[:len(sp.text)]) == sp.text {
+			return len(sp.text), sp.closer
+		}
+	}
+	return 0, 0
 }
 
 // prefixLike reports whether w is "secret." or "secrets." in any case.
