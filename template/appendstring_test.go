@@ -3,6 +3,7 @@ package template
 import (
 	"bytes"
 	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -89,7 +90,10 @@ func TestSpellingsLikeReading(t *testing.T) {
 		"${{ secrets.TOKEN }}", "$%7B%7B%20secrets.USER%20%7D%7D", "%24%7B%7B+secrets.TOKEN+%7D%7D",
 		"%24%7B%7B%20secrets.A%20%7D%7D", "${{secrets.A}}", "$<< secrets.A >>", "$<< secrets.A }}",
 		"${{ secrets.A >>", "${{ secrets.lower }}", "${{ secrets. }}", "%24%7B%7B+secrets.A%20%7d%7d",
-		"${{ secrets.A", "$%7B%7B+secrets.A+%7D%7D",
+		"${{ secrets.A", "$%7B%7B+secrets.A+%7D%7D", "${{ secrets.TOK%45N }}", "%24%7B%7B+secrets.TOK%45N+%7D%7D",
+		"${{ secrets.A+}}", "${{ secrets.A  }}", "${{ secrets.A }}}", "$<< secrets.A >>>", "${{ secrets.A%20}}",
+		"${{ secrets." + strings.Repeat("N", 128) + " }}", "${{ secrets." + strings.Repeat("N", 129) + " }}",
+		"${{ secrets.9A }}", "$<< secrets.A }}", "$%7B%7B%20secrets.A+%7D%7D",
 	}
 	for range 300 {
 		ins = append(ins, string(randomBody(rnd)))

@@ -209,6 +209,9 @@ func matchRef(b []byte, start int, decode, plusSpace, atEOF bool) (kind matchKin
 		}
 		return needMore, 0, "", nil
 	}
+	if end, name := spelledRest(b, s.pos, closer, decode, plusSpace); end > 0 {
+		return matched, end, name, nil
+	}
 	var nameArr [vault.MaxNameLen]byte
 	nameBuf := nameArr[:0]
 	for {
@@ -322,6 +325,56 @@ func spelledPrefix(b []byte, decode, plusSpace bool) (int, byte) {
 		}
 	}
 	return 0, 0
+}
+
+// closings are the ends of a reference as clients send them (after the
+// name), with the same flags as spellings.
+var closings = [...]struct {
+	text          string
+	closer        byte
+	percent, plus bool
+}{
+	{" }}", '}', false, false},
+	{"%20%7D%7D", '}', true, false},
+	{"+%7D%7D", '}', true, true},
+	{"}}", '}', false, false},
+	{" >>", '>', false, false},
+}
+
+// spelledRest reads a reference's name and end from b[pos] when both are
+// spelled as clients send them: the name in plain characters, then one of
+// the closings. It returns the end and the name (end 0: anything else,
+// which the caller reads a character at a time). A name a closing follows
+// is what that reading finds too: name characters are never '%' or '+'.
+func spelledRest(b []byte, pos int, closer byte, decode, plusSpace bool) (int, string) {
+	if !useSpellings {
+		return 0, ""
+	}
+	i := pos
+	for i < len(b) && i-pos <= vault.MaxNameLen && isNameChar(b[i]) {
+		i++
+	}
+	if i == pos || i-pos > vault.MaxNameLen {
+		return 0, ""
+	}
+	for _, cl := range closings {
+		if cl.closer != closer || cl.percent && !decode || cl.plus && !plusSpace {
+			continue
+		}
+		if len(b)-i >= len(cl.text) && string(b[i:i+len(cl.text)]) == cl.text {
+			nb := b[pos:i]
+			name := internedName(nb)
+			if name == "" {
+				name = string(nb)
+				if vault.ValidateName(name) != nil {
+					return 0, "" // the error is the reading's to give
+				}
+				internName(name)
+			}
+			return i + len(cl.text), name
+		}
+	}
+	return 0, ""
 }
 
 // prefixLike reports whether w is "secret." or "secrets." in any case.
