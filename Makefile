@@ -104,6 +104,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzNormalizeAllowedHosts$$' -fuzztime $(FUZZTIME) ./vault
 	# issue 15: the lane's request parser against net/http's
 	$(GO) test -run '^$$' -fuzz '^FuzzLaneParse$$' -fuzztime $(FUZZTIME) ./proxy
+	# issue 15: the request rewrite (one buffer per request) against the copy-per-string one
+	$(GO) test -run '^$$' -fuzz '^FuzzRewriteLikeOld$$' -fuzztime $(FUZZTIME) ./proxy
+	$(GO) test -run '^$$' -fuzz '^FuzzParseTargetFast$$' -fuzztime $(FUZZTIME) ./proxy
 	# issue 16: the host decoding a storage plugin's answers
 	$(GO) test -run '^$$' -fuzz '^FuzzHostDecode$$' -fuzztime $(FUZZTIME) ./plugins
 	$(GO) test -run '^$$' -fuzz '^FuzzFastPluginFrames$$' -fuzztime $(FUZZTIME) ./plugins

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -281,6 +282,36 @@ func isPeerClosed(err error) bool {
 	return errors.As(err, &oe)
 }
 
+// requestTarget is u.RequestURI() as the path before any '?' and the
+// query after it (TestRequestTargetLikeRequestURI).
+func requestTarget(u *url.URL) (path, query string, hasQuery bool) {
+	if u.Opaque != "" {
+		// Rare: the joined form, split at its first '?' (an opaque
+		// part has none of its own that RequestURI would not also write).
+		ruri := u.RequestURI()
+		if i := strings.IndexByte(ruri, '?'); i >= 0 {
+			return ruri[:i], ruri[i+1:], true
+		}
+		return ruri, "", false
+	}
+	path = u.EscapedPath()
+	if path == "" {
+		path = "/"
+	}
+	return path, u.RawQuery, u.ForceQuery || u.RawQuery != ""
+}
+
+// targetBytesOK reports whether s holds no space, control character or
+// DEL: nothing that could end or split the request line.
+func targetBytesOK(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
 // writeLaneRequest writes r's head and body, as http.Transport writes
 // it: the request target in origin form, Host, User-Agent (Go's default
 // unless the request sets one), userinfo as Basic credentials, the
@@ -311,14 +342,14 @@ func writeLaneRequest(bw *bufio.Writer, r *http.Request) (err error) {
 			}
 		}
 	}
-	ruri := r.URL.RequestURI()
-	if ruri == "" || ruri[0] != '/' && ruri != "*" {
+	// The target is written as RequestURI returns it, in its two pieces:
+	// no string joining the path and the query per request.
+	rpath, rquery, hasQuery := requestTarget(r.URL)
+	if rpath == "" || rpath[0] != '/' && (rpath != "*" || hasQuery) {
 		return errors.New("invalid request target")
 	}
-	for i := 0; i < len(ruri); i++ {
-		if c := ruri[i]; c <= ' ' || c == 0x7f {
-			return errors.New("invalid request target")
-		}
+	if !targetBytesOK(rpath) || !targetBytesOK(rquery) {
+		return errors.New("invalid request target")
 	}
 	hasBody := r.Body != nil && r.Body != http.NoBody
 	cl := r.ContentLength
@@ -330,7 +361,11 @@ func writeLaneRequest(bw *bufio.Writer, r *http.Request) (err error) {
 	}
 	bw.WriteString(r.Method)
 	bw.WriteByte(' ')
-	bw.WriteString(ruri)
+	bw.WriteString(rpath)
+	if hasQuery {
+		bw.WriteByte('?')
+		bw.WriteString(rquery)
+	}
 	bw.WriteString(" HTTP/1.1\r\nHost: ")
 	bw.WriteString(removeZone(host))
 	bw.WriteString("\r\n")

@@ -165,9 +165,14 @@ func parseLaneHeadCtx(ctx context.Context, raw []byte, mode laneMode) (laneHead,
 		if len(target) < len("http://x") || target[:7] != "http://" {
 			return laneHead{}, errLaneHandoff
 		}
-		var err error
-		u, err = url.ParseRequestURI(target)
-		if err != nil || u.Scheme != "http" || u.Host == "" || u.Opaque != "" {
+		var ok bool
+		if u, ok = parseTargetFast(target, true); !ok {
+			var err error
+			if u, err = url.ParseRequestURI(target); err != nil {
+				return laneHead{}, errLaneHandoff
+			}
+		}
+		if u.Scheme != "http" || u.Host == "" || u.Opaque != "" {
 			return laneHead{}, errLaneHandoff
 		}
 	case modeConnect:
@@ -180,9 +185,14 @@ func parseLaneHeadCtx(ctx context.Context, raw []byte, mode laneMode) (laneHead,
 		if target[0] != '/' {
 			return laneHead{}, errLaneHandoff
 		}
-		var err error
-		u, err = url.ParseRequestURI(target)
-		if err != nil || u.Host != "" || u.Opaque != "" {
+		var ok bool
+		if u, ok = parseTargetFast(target, false); !ok {
+			var err error
+			if u, err = url.ParseRequestURI(target); err != nil {
+				return laneHead{}, errLaneHandoff
+			}
+		}
+		if u.Host != "" || u.Opaque != "" {
 			return laneHead{}, errLaneHandoff
 		}
 	}
@@ -315,6 +325,136 @@ func parseLaneHeadCtx(ctx context.Context, raw []byte, mode laneMode) (laneHead,
 		req.ContentLength, _ = strconv.ParseInt(cl, 10, 64)
 	}
 	return head, nil
+}
+
+// parseTargetFast is url.ParseRequestURI for the usual request targets
+// (TestParseTargetFastLikeNetURL, FuzzLaneParse): origin form ("/..."), or
+// with abs "http://" and an authority of letters, digits, '.', '-', '_'
+// and at most one ':' followed by digits. It has ParseRequestURI's
+// result without its copies: no escaped copy of the path to compare with
+// the target (escapesTo compares in place), and none of the path at all
+// when it holds no '%'. ok is false for anything else, or anything
+// ParseRequestURI would refuse, which the caller then gives to
+// ParseRequestURI itself. target holds no space, control or non-ASCII
+// byte (the caller checked).
+func parseTargetFast(target string, abs bool) (*url.URL, bool) {
+	u := new(url.URL)
+	rest := target
+	if abs {
+		if !strings.HasPrefix(rest, "http://") {
+			return nil, false
+		}
+		u.Scheme, rest = "http", rest[len("http:"):]
+	} else if !strings.HasPrefix(rest, "/") {
+		return nil, false
+	}
+	if q := strings.IndexByte(rest, '?'); q == len(rest)-1 {
+		u.ForceQuery, rest = true, rest[:q] // the only '?', and the last byte
+	} else if q >= 0 {
+		rest, u.RawQuery = rest[:q], rest[q+1:]
+	}
+	if abs {
+		// rest is "//authority/path": the authority ends at the first '/'.
+		authority := rest[2:]
+		rest = ""
+		if i := strings.IndexByte(authority, '/'); i >= 0 {
+			authority, rest = authority[:i], authority[i:]
+		}
+		if !plainAuthority(authority) {
+			return nil, false
+		}
+		u.Host = authority
+	}
+	path := rest
+	if strings.IndexByte(rest, '%') >= 0 {
+		var ok bool
+		if path, ok = unescapePath(rest); !ok {
+			return nil, false
+		}
+	}
+	u.Path = path
+	if !escapesTo(path, rest) {
+		u.RawPath = rest
+	}
+	return u, true
+}
+
+// plainAuthority reports whether a is a host net/url takes as it is: no
+// userinfo, brackets or '%', letters, digits, '.', '-', '_', and at most
+// one ':' with only digits after it.
+func plainAuthority(a string) bool {
+	colon := false
+	for i := 0; i < len(a); i++ {
+		switch c := a[i]; {
+		case c == ':':
+			if colon {
+				return false
+			}
+			colon = true
+		case '0' <= c && c <= '9':
+		case colon:
+			return false
+		case 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '.' || c == '-' || c == '_':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// unescapePath is url.PathUnescape for a path with a '%': ok is false
+// where it fails (a '%' without two hex digits after it).
+func unescapePath(s string) (string, bool) {
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '%' {
+			b = append(b, c)
+			continue
+		}
+		if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
+			return "", false
+		}
+		b = append(b, unhex(s[i+1])<<4|unhex(s[i+2]))
+		i += 2
+	}
+	return string(b), true
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0'
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10
+	}
+	return c - 'A' + 10
+}
+
+// escapesTo reports whether net/url escapes path p to esc (what setPath
+// compares to decide on a RawPath), without building the escaped copy.
+func escapesTo(p, esc string) bool {
+	const upperHex = "0123456789ABCDEF"
+	j := 0
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if cleanPathByte(c) {
+			if j >= len(esc) || esc[j] != c {
+				return false
+			}
+			j++
+			continue
+		}
+		if j+3 > len(esc) || esc[j] != '%' || esc[j+1] != upperHex[c>>4] || esc[j+2] != upperHex[c&0xf] {
+			return false
+		}
+		j += 3
+	}
+	return j == len(esc)
 }
 
 // laneChunked is the TransferEncoding of chunked requests (shared, never

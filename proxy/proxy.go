@@ -24,6 +24,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/elazarl/goproxy"
 	"github.com/prometheus/client_golang/prometheus"
@@ -547,6 +548,12 @@ type reqState struct {
 	// lb is the response body wrapper (handle's last step), allocated with
 	// the state.
 	lb loggedBody
+	// arena holds the rewritten URL parts and header values
+	// (rewriteString); arenaBuf is its first backing array, allocated with
+	// the state: the load's rewritten path, query and Authorization value
+	// take about 80 bytes.
+	arena    []byte
+	arenaBuf [192]byte
 }
 
 type resolvedSecret struct {
@@ -823,6 +830,9 @@ func (st *reqState) rewrite(r *http.Request) (*http.Request, error) {
 	out := r
 	u := out.URL
 	for _, h := range []string{u.Host, out.Host} {
+		if strings.IndexByte(h, '$') < 0 {
+			continue // nothing a raw reference could start with
+		}
 		if _, n, err := template.RewriteString(h, template.ContextRaw, func(string) ([]byte, error) { return nil, ErrReferenceInHost }); err != nil || n > 0 {
 			if errors.Is(err, template.ErrReference) {
 				return nil, err
@@ -830,12 +840,31 @@ func (st *reqState) rewrite(r *http.Request) (*http.Request, error) {
 			return nil, ErrReferenceInHost
 		}
 	}
-	if esc := u.EscapedPath(); strings.ContainsAny(esc, "$%") {
-		np, n, err := template.RewriteString(esc, template.ContextPath, st.rf)
+	// The escaped path always decodes to Path (EscapedPath returns RawPath
+	// only when it does), and a reference starts with '$' however it is
+	// encoded: a Path without one has nothing to rewrite, and its escaped
+	// form is never built.
+	if strings.IndexByte(u.Path, '$') >= 0 {
+		esc := u.RawPath
+		if esc == "" {
+			// What EscapedPath returns without a RawPath (a Path with a
+			// '$' is never "*"), built in the arena.
+			esc = st.escapePath(u.Path)
+		} else {
+			esc = u.EscapedPath()
+		}
+		np, n, err := st.rewriteString(esc, template.ContextPath)
 		if err != nil {
 			return nil, err
 		}
-		if n > 0 {
+		switch {
+		case n == 0:
+		case cleanPath(np):
+			// Nothing in it is escaped or needs escaping: Path is np and
+			// EscapedPath gives np back without a RawPath (which it would
+			// unescape again to check on every use).
+			u.Path, u.RawPath = np, ""
+		default:
 			dec, err := url.PathUnescape(np)
 			if err != nil {
 				return nil, fmt.Errorf("%w: rewritten path is not valid", template.ErrReference)
@@ -844,7 +873,7 @@ func (st *reqState) rewrite(r *http.Request) (*http.Request, error) {
 		}
 	}
 	if u.RawQuery != "" {
-		q, _, err := template.RewriteString(u.RawQuery, template.ContextQuery, st.rf)
+		q, _, err := st.rewriteString(u.RawQuery, template.ContextQuery)
 		if err != nil {
 			return nil, err
 		}
@@ -889,7 +918,7 @@ func (st *reqState) rewrite(r *http.Request) (*http.Request, error) {
 			if strings.IndexByte(v, '$') < 0 {
 				continue
 			}
-			nv, _, err := template.RewriteString(v, template.ContextHeader, st.rf)
+			nv, _, err := st.rewriteString(v, template.ContextHeader)
 			if err != nil {
 				return nil, err
 			}
@@ -902,15 +931,91 @@ func (st *reqState) rewrite(r *http.Request) (*http.Request, error) {
 	if len(st.names) > 0 && st.p.scrub {
 		// Let the transport negotiate (and undo) compression, so the
 		// response can be scrubbed.
-		out.Header.Del("Accept-Encoding")
+		// (delete: the keys are canonical, Del would canonicalise them
+		// again.)
+		delete(out.Header, "Accept-Encoding")
 		// A server that honours Range returns an echo a few bytes at a
 		// time, no slice holding a whole value for the scrubber to find,
 		// and the client joins them: the whole response is asked for.
-		out.Header.Del("Range")
-		out.Header.Del("If-Range")
+		delete(out.Header, "Range")
+		delete(out.Header, "If-Range")
 	}
 	return out, nil
 }
+
+// rewriteString is template.RewriteString for the request's URL and
+// header values, into st.arena: one buffer for all of them (inside the
+// request's state while they fit) rather than an allocation each. The
+// strings returned are views of the arena, which is only ever appended to:
+// nothing writes over bytes once they have been handed out. s itself comes
+// back when nothing in it was replaced.
+func (st *reqState) rewriteString(s string, c template.Context) (string, int, error) {
+	if st.arena == nil {
+		st.arena = st.arenaBuf[:0]
+	}
+	start := len(st.arena)
+	out, n, err := template.AppendRewriteString(st.arena, s, c, st.rf)
+	if err != nil || n == 0 {
+		// n == 0: what was appended, if anything, is s itself.
+		return s, n, err
+	}
+	st.arena = out
+	if len(out) == start {
+		return "", n, nil
+	}
+	return unsafe.String(&out[start], len(out)-start), n, nil
+}
+
+// escapePath is url.PathEscape's whole-path twin as EscapedPath uses it
+// (TestEscapePathLikeNetURL): every byte cleanPath does not keep, and '%',
+// as %XX. A path needing no escapes is returned as it is; otherwise the
+// escaped form is appended to the arena, which the rewrite of it then
+// appends past (its input is never written over).
+func (st *reqState) escapePath(p string) string {
+	if cleanPath(p) {
+		return p
+	}
+	if st.arena == nil {
+		st.arena = st.arenaBuf[:0]
+	}
+	const upperHex = "0123456789ABCDEF"
+	start := len(st.arena)
+	b := st.arena
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; cleanPathByte(c) {
+			b = append(b, c)
+		} else {
+			b = append(b, '%', upperHex[c>>4], upperHex[c&0xf])
+		}
+	}
+	st.arena = b
+	return unsafe.String(&b[start], len(b)-start)
+}
+
+// cleanPath reports whether p holds only bytes an escaped path keeps as
+// they are (url.PathEscape's unreserved and path-reserved characters, no
+// '%'): p is then its own escaped and unescaped form.
+func cleanPath(p string) bool {
+	for i := 0; i < len(p); i++ {
+		if !cleanPathByte(p[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// cleanPathByte reports whether net/url leaves c as it is in a path
+// (its shouldEscape(c, encodePath) is false).
+func cleanPathByte(c byte) bool { return cleanPathBytes[c] }
+
+// cleanPathBytes: letters, digits, "-_.~" and the path's reserved
+// characters "$&+,/:;=@" (a table: escapePath looks up every byte).
+var cleanPathBytes = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-_.~$&+,/:;=@", byte(c)) >= 0
+	}
+	return t
+}()
 
 // rewriteBasic resolves references in Basic credentials (user:password).
 func (st *reqState) rewriteBasic(v string) (string, error) {

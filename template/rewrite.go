@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -130,6 +131,27 @@ func RewriteString(s string, c Context, resolve ResolveFunc) (string, int, error
 	return unsafe.String(unsafe.SliceData(out), len(out)), rw.refs, nil
 }
 
+// AppendRewriteString appends s to dst with every reference rewritten for
+// c: what RewriteString returns, into a buffer the caller owns, so a caller
+// rewriting several strings (a request's path, query and headers) can keep
+// them all in one buffer instead of an allocation each. When s holds
+// nothing that could start a reference it returns dst unchanged and 0; with
+// 0 references and no error, what it appended is s itself. On an error dst
+// is returned as it was (its spare capacity may have been written).
+func AppendRewriteString(dst []byte, s string, c Context, resolve ResolveFunc) ([]byte, int, error) {
+	percent, _ := c.decodes()
+	if !containsCandidate(s, percent) {
+		return dst, 0, nil
+	}
+	rw := rewriter{ctx: c, resolve: resolve}
+	// step only reads its input: s's bytes are scanned in place.
+	out, _, err := rw.step(dst, unsafe.Slice(unsafe.StringData(s), len(s)), true)
+	if err != nil {
+		return dst, rw.refs, err
+	}
+	return out, rw.refs, nil
+}
+
 // ErrOutputLimit: AppendRewrite's output passed the bound it was given
 // (values much longer than their references); nothing of it may be used.
 var ErrOutputLimit = errors.New("rewritten output past its bound")
@@ -179,13 +201,11 @@ func MayRewrite(src []byte, c Context) bool {
 	return bytes.IndexByte(src, '$') >= 0
 }
 
+// containsCandidate reports whether s holds a '$' (or, when percent, a
+// '%'): whether anything in it could start a reference. Vectorized
+// searches: most strings a request carries hold neither.
 func containsCandidate(s string, percent bool) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '$' || percent && s[i] == '%' {
-			return true
-		}
-	}
-	return false
+	return strings.IndexByte(s, '$') >= 0 || percent && strings.IndexByte(s, '%') >= 0
 }
 
 // jsonLex tracks just enough JSON to know whether a byte is inside a string.

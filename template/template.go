@@ -3,6 +3,8 @@ package template
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
+	"unsafe"
 
 	"rotor.sh/rotor/vault"
 )
@@ -116,79 +118,86 @@ func matchRef(b []byte, start int, decode, plusSpace, atEOF bool) (kind matchKin
 		}
 		return needMore, 0, "", nil
 	}
-	c, ok := s.next()
-	if !ok {
-		return short()
-	}
-	if c != '$' {
-		return noMatch, 0, "", nil
-	}
-	// A space between '$' and the brackets is only ever a near-miss.
-	gap := 0
-	for {
-		if c, ok = s.next(); !ok {
+	var c, open, closer byte
+	var ok bool
+	if n, cl := spelledPrefix(b[start:], decode, plusSpace); n > 0 {
+		// The opening exactly as clients spell it: what the reading
+		// below commits to, without reading it a character at a time.
+		s.pos, closer = start+n, cl
+	} else {
+		c, ok = s.next()
+		if !ok {
 			return short()
 		}
-		if !isSpace(c) {
-			break
-		}
-		if gap++; gap > maxNearGap {
+		if c != '$' {
 			return noMatch, 0, "", nil
 		}
-	}
-	open := c
-	var closer byte
-	switch open {
-	case '{':
-		closer = '}'
-	case '<':
-		closer = '>'
-	default:
-		return noMatch, 0, "", nil
-	}
-	brackets := 1
-	for {
-		if c, ok = s.next(); !ok {
-			return short()
+		// A space between '$' and the brackets is only ever a near-miss.
+		gap := 0
+		for {
+			if c, ok = s.next(); !ok {
+				return short()
+			}
+			if !isSpace(c) {
+				break
+			}
+			if gap++; gap > maxNearGap {
+				return noMatch, 0, "", nil
+			}
 		}
-		if c != open {
-			break
-		}
-		if brackets++; brackets > maxNearBrackets {
+		open = c
+		switch open {
+		case '{':
+			closer = '}'
+		case '<':
+			closer = '>'
+		default:
 			return noMatch, 0, "", nil
 		}
-	}
-	spaces := 0
-	for isSpace(c) {
-		if spaces++; spaces > maxRefSpace {
-			return noMatch, 0, "", nil
+		brackets := 1
+		for {
+			if c, ok = s.next(); !ok {
+				return short()
+			}
+			if c != open {
+				break
+			}
+			if brackets++; brackets > maxNearBrackets {
+				return noMatch, 0, "", nil
+			}
 		}
-		if c, ok = s.next(); !ok {
-			return short()
-		}
-	}
-	// The prefix, compared without regard to case and with the plural's 's'
-	// optional: "secret.", "Secrets." and the like are near-misses.
-	var word [len(refPrefix)]byte
-	n := 0
-	for {
-		if n > 0 {
+		spaces := 0
+		for isSpace(c) {
+			if spaces++; spaces > maxRefSpace {
+				return noMatch, 0, "", nil
+			}
 			if c, ok = s.next(); !ok {
 				return short()
 			}
 		}
-		word[n] = c
-		n++
-		if c == '.' || n == len(word) {
-			break
+		// The prefix, compared without regard to case and with the plural's 's'
+		// optional: "secret.", "Secrets." and the like are near-misses.
+		var word [len(refPrefix)]byte
+		n := 0
+		for {
+			if n > 0 {
+				if c, ok = s.next(); !ok {
+					return short()
+				}
+			}
+			word[n] = c
+			n++
+			if c == '.' || n == len(word) {
+				break
+			}
 		}
-	}
-	if !prefixLike(word[:n]) {
-		return noMatch, 0, "", nil
-	}
-	if gap != 0 || brackets != 2 || string(word[:n]) != refPrefix {
-		return malformed, 0, "", fmt.Errorf("%w: %q is not a reference; write $%c%c %sNAME %c%c",
-			ErrReference, nearMissText(gap, open, brackets, spaces, word[:n]), open, open, refPrefix, closer, closer)
+		if !prefixLike(word[:n]) {
+			return noMatch, 0, "", nil
+		}
+		if gap != 0 || brackets != 2 || string(word[:n]) != refPrefix {
+			return malformed, 0, "", fmt.Errorf("%w: %q is not a reference; write $%c%c %sNAME %c%c",
+				ErrReference, nearMissText(gap, open, brackets, spaces, word[:n]), open, open, refPrefix, closer, closer)
+		}
 	}
 	// Committed: from here on the text is a secret reference.
 	bad := func(format string, args ...any) (matchKind, int, string, error) {
@@ -199,6 +208,9 @@ func matchRef(b []byte, start int, decode, plusSpace, atEOF bool) (kind matchKin
 			return bad("unterminated reference (expected %c%c)", closer, closer)
 		}
 		return needMore, 0, "", nil
+	}
+	if end, name := spelledRest(b, s.pos, closer, decode, plusSpace); end > 0 {
+		return matched, end, name, nil
 	}
 	var nameArr [vault.MaxNameLen]byte
 	nameBuf := nameArr[:0]
@@ -217,7 +229,7 @@ func matchRef(b []byte, start int, decode, plusSpace, atEOF bool) (kind matchKin
 	if len(nameBuf) == 0 {
 		return bad("missing secret name after %q", refPrefix)
 	}
-	spaces = 0
+	spaces := 0
 	for isSpace(c) {
 		if spaces++; spaces > maxRefSpace {
 			return bad("too much space in reference to %s", string(nameBuf))
@@ -235,12 +247,134 @@ func matchRef(b []byte, start int, decode, plusSpace, atEOF bool) (kind matchKin
 	if c != closer {
 		return bad("unexpected %q in reference to %s (expected %c%c)", c, string(nameBuf), closer, closer)
 	}
-	// The one allocation of a match: the name outlives the scan (audit).
-	name = string(nameBuf)
-	if err := vault.ValidateName(name); err != nil {
-		return bad("%v", err)
+	// The name outlives the scan (audit rows, the request's list): a name
+	// seen before comes from the intern table, a new one is copied once.
+	if name = internedName(nameBuf); name == "" {
+		name = string(nameBuf)
+		if err := vault.ValidateName(name); err != nil {
+			return bad("%v", err)
+		}
+		internName(name)
 	}
 	return matched, s.pos, name, nil
+}
+
+// names interns valid secret names: every resolving request matches the
+// same few names, and each match would otherwise copy its name to a new
+// string. A fixed table of slots chosen by hash, each holding the last
+// valid name that hashed there: bounded (a name is at most
+// vault.MaxNameLen bytes), lock-free, and a miss costs only the copy it
+// saves. Names are not secret (they are in logs and audit rows).
+var names [256]atomic.Pointer[string]
+
+func nameSlot(b []byte) *atomic.Pointer[string] {
+	h := uint32(2166136261) // FNV-1a
+	for _, c := range b {
+		h = (h ^ uint32(c)) * 16777619
+	}
+	return &names[h%uint32(len(names))]
+}
+
+// internedName is the interned copy of b, or "" when b is not in the table
+// (only names that passed vault.ValidateName are).
+func internedName(b []byte) string {
+	if p := nameSlot(b).Load(); p != nil && *p == string(b) {
+		return *p
+	}
+	return ""
+}
+
+func internName(name string) {
+	nameSlot(unsafe.Slice(unsafe.StringData(name), len(name))).Store(&name)
+}
+
+// spellings are the openings of a reference as clients send them: as
+// written, and url.PathEscape's, url.QueryEscape's and the %20 form of it.
+// percent: the spelling holds %XX (read only where the context decodes
+// it); plus: it holds a '+' read as a space.
+var spellings = [...]struct {
+	text          string
+	closer        byte
+	percent, plus bool
+}{
+	{"${{ secrets.", '}', false, false},
+	{"$%7B%7B%20secrets.", '}', true, false},
+	{"%24%7B%7B+secrets.", '}', true, true},
+	{"%24%7B%7B%20secrets.", '}', true, false},
+	{"${{secrets.", '}', false, false},
+	{"$<< secrets.", '>', false, false},
+}
+
+// useSpellings lets the tests compare matchRef with and without them.
+var useSpellings = true
+
+// spelledPrefix is the length of the spelling b starts with (0: none that
+// applies in this context) and the closing bracket it asks for. Every
+// spelling is one that the character-by-character reading takes as a
+// committed opening: '$', "{{" (or "<<"), at most one space, "secrets.".
+func spelledPrefix(b []byte, decode, plusSpace bool) (int, byte) {
+	if !useSpellings || len(b) < len("${{secrets.") {
+		return 0, 0
+	}
+	for _, sp := range spellings {
+		if sp.percent && !decode || sp.plus && !plusSpace {
+			continue
+		}
+		if len(b) >= len(sp.text) && string(b[:len(sp.text)]) == sp.text {
+			return len(sp.text), sp.closer
+		}
+	}
+	return 0, 0
+}
+
+// closings are the ends of a reference as clients send them (after the
+// name), with the same flags as spellings.
+var closings = [...]struct {
+	text          string
+	closer        byte
+	percent, plus bool
+}{
+	{" }}", '}', false, false},
+	{"%20%7D%7D", '}', true, false},
+	{"+%7D%7D", '}', true, true},
+	{"}}", '}', false, false},
+	{" >>", '>', false, false},
+}
+
+// spelledRest reads a reference's name and end from b[pos] when both are
+// spelled as clients send them: the name in plain characters, then one of
+// the closings. It returns the end and the name (end 0: anything else,
+// which the caller reads a character at a time). A name a closing follows
+// is what that reading finds too: name characters are never '%' or '+'.
+func spelledRest(b []byte, pos int, closer byte, decode, plusSpace bool) (int, string) {
+	if !useSpellings {
+		return 0, ""
+	}
+	i := pos
+	for i < len(b) && i-pos <= vault.MaxNameLen && isNameChar(b[i]) {
+		i++
+	}
+	if i == pos || i-pos > vault.MaxNameLen {
+		return 0, ""
+	}
+	for _, cl := range closings {
+		if cl.closer != closer || cl.percent && !decode || cl.plus && !plusSpace {
+			continue
+		}
+		if len(b)-i >= len(cl.text) && string(b[i:i+len(cl.text)]) == cl.text {
+			nb := b[pos:i]
+			name := internedName(nb)
+			if name == "" {
+				name = string(nb)
+				if vault.ValidateName(name) != nil {
+					return 0, "" // the error is the reading's to give
+				}
+				internName(name)
+			}
+			return i + len(cl.text), name
+		}
+	}
+	return 0, ""
 }
 
 // prefixLike reports whether w is "secret." or "secrets." in any case.
