@@ -71,6 +71,39 @@ func appendRecordV1(b []byte, ev *storage.AuditEvent) []byte {
 	return b
 }
 
+// uvarintLen is the length of binary.AppendUvarint's encoding of v.
+func uvarintLen(v uint64) int {
+	n := 1
+	for ; v >= 0x80; v >>= 7 {
+		n++
+	}
+	return n
+}
+
+// recordV1Len is the exact length of appendRecordV1's output for ev.
+func recordV1Len(ev *storage.AuditEvent) int {
+	sec := ev.OccurredAt.Unix()
+	n := uvarintLen(uint64(ev.ID)) + uvarintLen(uint64(sec)<<1^uint64(sec>>63)) + uvarintLen(uint64(ev.OccurredAt.Nanosecond()))
+	for _, l := range [...]int{len(ev.WorkspaceID), len(ev.ActorID), len(ev.EventType), len(ev.ResourceType), len(ev.ResourceID),
+		len(ev.Input), len(ev.Output), len(ev.Chain), len(ev.Nonce), len(ev.MAC)} {
+		n += uvarintLen(uint64(l)) + l
+	}
+	return n
+}
+
+// frameV1Len is the length of appendFrameV1's output for ev.
+func frameV1Len(ev *storage.AuditEvent) int {
+	n := recordV1Len(ev)
+	return uvarintLen(uint64(n)) + n
+}
+
+// appendFrameV1 appends ev as a framed v1 record, encoded in place (no
+// scratch record to copy).
+func appendFrameV1(b []byte, ev *storage.AuditEvent) []byte {
+	b = binary.AppendUvarint(b, uint64(recordV1Len(ev)))
+	return appendRecordV1(b, ev)
+}
+
 // recordIDOf reads a record's id without decoding the rest.
 func recordIDOf(rec []byte, format byte) (int64, error) {
 	if format == 0 {

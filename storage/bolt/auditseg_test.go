@@ -266,3 +266,76 @@ func TestSchemaVersionRaised(t *testing.T) {
 		t.Fatalf("a version 3 file opened: %v", err)
 	}
 }
+
+// TestFrameV1Len: appendAuditHeads sizes its buffer with frameV1Len, so
+// it must be exact for any row (negative times, empty and long fields).
+func TestFrameV1Len(t *testing.T) {
+	for i, ev := range []storage.AuditEvent{
+		sampleEvent(1), sampleEvent(1 << 40), {ID: 0}, {ID: 127, OccurredAt: time.Unix(-5, 999_999_999)},
+		{ID: 128, OccurredAt: time.Unix(1<<40, 0), ResourceID: strings.Repeat("n", 300), Input: bytes.Repeat([]byte{'x'}, 20_000)},
+	} {
+		if got, want := frameV1Len(&ev), len(appendFrameV1(nil, &ev)); got != want {
+			t.Errorf("row %d: frameV1Len %d, encoded %d bytes", i, got, want)
+		}
+		if rec, _, err := nextFrame(appendFrameV1(nil, &ev)); err != nil || len(rec) != recordV1Len(&ev) {
+			t.Errorf("row %d: frame does not hold the record: %v", i, err)
+		}
+	}
+}
+
+// TestAppendAuditLeavesEvents: AppendAudit's fn may run again in a group
+// commit, so appendAuditHeads must not set ids or chain values on the
+// caller's rows; rows of interleaved workspaces keep their order and
+// chain per workspace, with ids in order of each workspace's first row.
+func TestAppendAuditLeavesEvents(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "rotor.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var evs []storage.AuditEvent
+	for i := range 200 {
+		e := sampleEvent(0)
+		e.Chain = nil
+		e.WorkspaceID = []string{"ws_a", "ws_b"}[i%3/2]
+		e.ResourceID = strings.Repeat("r", i%7+1) + string(rune('a'+i%26))
+		evs = append(evs, e)
+	}
+	orig := make([]storage.AuditEvent, len(evs))
+	copy(orig, evs)
+	ctx := context.Background()
+	if _, err := s.AppendAudit(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(evs, orig) {
+		t.Fatal("AppendAudit changed the caller's rows")
+	}
+	nextID := int64(1)
+	for _, ws := range []string{"ws_a", "ws_b"} {
+		got, err := s.ListAuditAsc(ctx, storage.AuditRange{WorkspaceID: ws, Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []storage.AuditEvent
+		for _, e := range orig {
+			if e.WorkspaceID == ws {
+				want = append(want, e)
+			}
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d rows, want %d", ws, len(got), len(want))
+		}
+		var chain []byte
+		for i, e := range got {
+			if e.ID != nextID || e.ResourceID != want[i].ResourceID || !bytes.Equal(e.Chain, storage.NextChain(chain, e)) {
+				t.Fatalf("%s row %d: id %d (want %d), %s (want %s), or its chain value is wrong", ws, i, e.ID, nextID, e.ResourceID, want[i].ResourceID)
+			}
+			nextID++
+			chain = e.Chain
+		}
+		h, err := s.GetAuditHead(ctx, ws)
+		if err != nil || h.LastID != got[len(got)-1].ID || !bytes.Equal(h.Chain, chain) {
+			t.Fatalf("%s: head %+v, %v", ws, h, err)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package bolt
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
@@ -240,34 +241,34 @@ func (s *Store) appendAudit(tx *bbolt.Tx, events []storage.AuditEvent) error {
 // appendAuditHeads is appendAudit reporting each workspace's heads. Rows
 // are written in the v1 binary format (auditseg.go); nothing written before
 // is decoded (the head comes from chainHead) unless retry is set: then each
-// workspace's rows already stored are skipped (RetryAppendAudit).
+// workspace's rows already stored are skipped (RetryAppendAudit). events
+// is not modified (an id and chain value are set on a copy of each row), so
+// a caller whose fn may run again passes the same slice each time.
+//
+// Per row it costs one hash and one in-place encoding, nothing allocated
+// (issue 15): the chain value lives on the stack, each workspace's
+// segments are carved from one buffer sized exactly, and the ids come
+// from one sequence update per call.
 func (s *Store) appendAuditHeads(tx *bbolt.Tx, events []storage.AuditEvent, retry bool) ([]storage.AuditAppended, error) {
 	if len(events) == 0 {
 		return nil, nil
 	}
 	root := tx.Bucket(bucketAudit)
-	// Group by workspace, keeping order within each.
-	order := []string{}
-	groups := map[string][]*storage.AuditEvent{}
-	for i := range events {
-		ev := &events[i]
-		if ev.WorkspaceID == "" {
-			return nil, fmt.Errorf("bolt: audit event without workspace")
-		}
-		if _, ok := groups[ev.WorkspaceID]; !ok {
-			order = append(order, ev.WorkspaceID)
-		}
-		groups[ev.WorkspaceID] = append(groups[ev.WorkspaceID], ev)
+	heads := tx.Bucket(bucketAuditHeads)
+	order, groups, err := groupByWorkspace(events)
+	if err != nil {
+		return nil, err
 	}
+	seq := root.Sequence()
 	out := make([]storage.AuditAppended, 0, len(order))
-	for _, ws := range order {
+	for gi, ws := range order {
+		group := groups[gi]
 		b, err := root.CreateBucketIfNotExists([]byte(ws))
 		if err != nil {
 			return nil, err
 		}
 		// Keys only ever grow: fill pages fully instead of splitting them in half.
 		b.FillPercent = 1.0
-		group := groups[ws]
 		if retry {
 			n, err := retriedRows(b, group)
 			if err != nil {
@@ -277,42 +278,96 @@ func (s *Store) appendAuditHeads(tx *bbolt.Tx, events []storage.AuditEvent, retr
 				continue
 			}
 		}
-		heads := tx.Bucket(bucketAuditHeads)
 		head, err := s.chainHead(heads, ws)
 		if err != nil {
 			return nil, err
 		}
 		prev := head
-		var scratch []byte
+		// The rows' exact encoded size (a chain value is 32 bytes), so
+		// that every segment is a slice of one allocation that never
+		// moves: bbolt keeps the values Put until the commit.
+		size := 0
+		for i, ev := range group {
+			e := *ev
+			e.ID, e.Chain = int64(seq)+int64(i)+1, zeroChain[:]
+			size += frameV1Len(&e)
+		}
+		buf := make([]byte, 0, size+2*((len(group)+auditSegmentEvents-1)/auditSegmentEvents))
+		var sum [sha256.Size]byte
+		chain := head.Chain
 		for evs := range slices.Chunk(group, auditSegmentEvents) {
-			seg := make([]byte, 0, 2+256*len(evs))
-			seg = append(seg, segMarker, segV1)
-			var first uint64
-			for i, ev := range evs {
-				seq, err := root.NextSequence()
-				if err != nil {
-					return nil, err
-				}
-				if i == 0 {
-					first = seq
-				}
-				ev.ID = int64(seq)
-				ev.Chain = storage.NextChain(head.Chain, *ev)
-				head = storage.AuditHead{LastID: ev.ID, Chain: ev.Chain}
-				scratch = appendRecordV1(scratch[:0], ev)
-				seg = binary.AppendUvarint(seg, uint64(len(scratch)))
-				seg = append(seg, scratch...)
+			start := len(buf)
+			buf = append(buf, segMarker, segV1)
+			first := seq + 1
+			for _, ev := range evs {
+				seq++
+				e := *ev
+				e.ID = int64(seq)
+				sum = storage.NextChainSum(chain, &e)
+				e.Chain = sum[:]
+				chain = e.Chain
+				buf = appendFrameV1(buf, &e)
 			}
-			if err := b.Put(be64(first), seg); err != nil {
+			if err := b.Put(be64(first), buf[start:len(buf):len(buf)]); err != nil {
 				return nil, err
 			}
 		}
+		head = storage.AuditHead{LastID: int64(seq), Chain: bytes.Clone(sum[:])}
 		if err := s.putChainHead(heads, ws, head); err != nil {
 			return nil, err
 		}
 		out = append(out, storage.AuditAppended{WorkspaceID: ws, Prev: prev, Head: head, Rows: len(group)})
 	}
+	if err := root.SetSequence(seq); err != nil {
+		return nil, err
+	}
 	return out, nil
+}
+
+// zeroChain stands in for a chain value when sizing a row.
+var zeroChain [sha256.Size]byte
+
+// groupByWorkspace splits events by workspace, in order of first
+// appearance, keeping their order within each. A batch of access rows
+// nearly always holds one workspace: that takes no map.
+func groupByWorkspace(events []storage.AuditEvent) ([]string, [][]*storage.AuditEvent, error) {
+	ptrs := make([]*storage.AuditEvent, len(events))
+	one := true
+	for i := range events {
+		if events[i].WorkspaceID == "" {
+			return nil, nil, fmt.Errorf("bolt: audit event without workspace")
+		}
+		one = one && events[i].WorkspaceID == events[0].WorkspaceID
+		ptrs[i] = &events[i]
+	}
+	if one {
+		return []string{events[0].WorkspaceID}, [][]*storage.AuditEvent{ptrs}, nil
+	}
+	var order []string
+	idx := map[string]int{}
+	counts := []int{}
+	for i := range events {
+		k, ok := idx[events[i].WorkspaceID]
+		if !ok {
+			k = len(order)
+			idx[events[i].WorkspaceID] = k
+			order = append(order, events[i].WorkspaceID)
+			counts = append(counts, 0)
+		}
+		counts[k]++
+	}
+	groups := make([][]*storage.AuditEvent, len(order))
+	at := 0
+	for k, n := range counts {
+		groups[k] = ptrs[at : at : at+n]
+		at += n
+	}
+	// Refill ptrs workspace by workspace (read from events, not ptrs).
+	for i := range events {
+		k := idx[events[i].WorkspaceID]
+		groups[k] = append(groups[k], &events[i])
+	}
+	return order, groups, nil
 }
 
 // retriedRows is how many of evs' leading rows the workspace bucket b
@@ -768,12 +823,12 @@ func (s *Store) AppendAudit(ctx context.Context, events []storage.AuditEvent) ([
 		return nil, nil
 	}
 	var out []storage.AuditAppended
-	// Shared with concurrent job writes (one commit): fn clones the events
-	// each time, since it may run again; a rolled-back chain head only
-	// costs the tails cache a decode (tailHead).
+	// Shared with concurrent job writes (one commit): fn may run again,
+	// and appendAuditHeads leaves events as they were; a rolled-back chain
+	// head only costs the tails cache a decode (tailHead).
 	err := s.batch(ctx, len(events), func(tx *bbolt.Tx) error {
 		var err error
-		out, err = s.appendAuditHeads(tx, slices.Clone(events), false)
+		out, err = s.appendAuditHeads(tx, events, false)
 		return err
 	})
 	if err != nil {
@@ -789,7 +844,7 @@ func (s *Store) RetryAppendAudit(ctx context.Context, events []storage.AuditEven
 	var out []storage.AuditAppended
 	err := s.batch(ctx, len(events), func(tx *bbolt.Tx) error {
 		var err error
-		out, err = s.appendAuditHeads(tx, slices.Clone(events), true)
+		out, err = s.appendAuditHeads(tx, events, true)
 		return err
 	})
 	if err != nil {
