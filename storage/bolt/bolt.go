@@ -30,8 +30,9 @@ const DefaultOpenTimeout = 2 * time.Second
 // schemaVersion is written to the meta bucket; a file written by a newer
 // Rotor is refused rather than misread. 1: audit rows in segments (see
 // appendAudit); 2: segments may be v1 binary (auditseg.go), which a Rotor
-// understanding only 1 could not read, so opening a file raises its version.
-const schemaVersion = 2
+// understanding only 1 could not read, so opening a file raises its version;
+// 3: segments may be v2 (a dictionary per segment), likewise.
+const schemaVersion = 3
 
 var (
 	bucketMeta           = []byte("meta")
@@ -239,16 +240,16 @@ func (s *Store) appendAudit(tx *bbolt.Tx, events []storage.AuditEvent) error {
 }
 
 // appendAuditHeads is appendAudit reporting each workspace's heads. Rows
-// are written in the v1 binary format (auditseg.go); nothing written before
+// are written in the v2 binary format (auditseg.go); nothing written before
 // is decoded (the head comes from chainHead) unless retry is set: then each
 // workspace's rows already stored are skipped (RetryAppendAudit). events
 // is not modified (an id and chain value are set on a copy of each row), so
 // a caller whose fn may run again passes the same slice each time.
 //
 // Per row it costs one hash and one in-place encoding, nothing allocated
-// (issue 15): the chain value lives on the stack, each workspace's
-// segments are carved from one buffer sized exactly, and the ids come
-// from one sequence update per call.
+// (issue 15): the chain value lives on the stack, each segment is one
+// buffer sized exactly, and the ids come from one sequence update per
+// call.
 func (s *Store) appendAuditHeads(tx *bbolt.Tx, events []storage.AuditEvent, retry bool) ([]storage.AuditAppended, error) {
 	if len(events) == 0 {
 		return nil, nil
@@ -260,6 +261,7 @@ func (s *Store) appendAuditHeads(tx *bbolt.Tx, events []storage.AuditEvent, retr
 		return nil, err
 	}
 	seq := root.Sequence()
+	var enc segEncoderV2
 	out := make([]storage.AuditAppended, 0, len(order))
 	for gi, ws := range order {
 		group := groups[gi]
@@ -283,32 +285,24 @@ func (s *Store) appendAuditHeads(tx *bbolt.Tx, events []storage.AuditEvent, retr
 			return nil, err
 		}
 		prev := head
-		// The rows' exact encoded size (a chain value is 32 bytes), so
-		// that every segment is a slice of one allocation that never
-		// moves: bbolt keeps the values Put until the commit.
-		size := 0
-		for i, ev := range group {
-			e := *ev
-			e.ID, e.Chain = int64(seq)+int64(i)+1, zeroChain[:]
-			size += frameV1Len(&e)
-		}
-		buf := make([]byte, 0, size+2*((len(group)+auditSegmentEvents-1)/auditSegmentEvents))
 		var sum [sha256.Size]byte
 		chain := head.Chain
 		for evs := range slices.Chunk(group, auditSegmentEvents) {
-			start := len(buf)
-			buf = append(buf, segMarker, segV1)
+			// Sized exactly (a chain value is 32 bytes): bbolt keeps the
+			// value Put until the commit, so each segment is its own buffer.
 			first := seq + 1
-			for _, ev := range evs {
+			buf := make([]byte, 0, enc.plan(evs, int64(first)))
+			buf = enc.header(buf)
+			for i, ev := range evs {
 				seq++
 				e := *ev
 				e.ID = int64(seq)
 				sum = storage.NextChainSum(chain, &e)
 				e.Chain = sum[:]
 				chain = e.Chain
-				buf = appendFrameV1(buf, &e)
+				buf = appendFrameV2(buf, &e, &enc.refs[i])
 			}
-			if err := b.Put(be64(first), buf[start:len(buf):len(buf)]); err != nil {
+			if err := b.Put(be64(first), buf); err != nil {
 				return nil, err
 			}
 		}
@@ -323,9 +317,6 @@ func (s *Store) appendAuditHeads(tx *bbolt.Tx, events []storage.AuditEvent, retr
 	}
 	return out, nil
 }
-
-// zeroChain stands in for a chain value when sizing a row.
-var zeroChain [sha256.Size]byte
 
 // groupByWorkspace splits events by workspace, in order of first
 // appearance, keeping their order within each. A batch of access rows
@@ -373,8 +364,8 @@ func groupByWorkspace(events []storage.AuditEvent) ([]string, [][]*storage.Audit
 // retriedRows is how many of evs' leading rows the workspace bucket b
 // already holds: it walks back over at most storage.AuditRetryWindow of
 // the newest rows for evs[0]'s nonce, then matches the rows from there on
-// by nonce and MAC (storage.RetriedRows). A v1 segment keeps nonces as raw
-// bytes, so one that does not contain the nonce's bytes is only counted,
+// by nonce and MAC (storage.RetriedRows). A binary segment (v1, v2) keeps
+// nonces as raw bytes, so one that does not contain the nonce's bytes is only counted,
 // not decoded (a miss over the whole window decoded 100,000 rows).
 func retriedRows(b *bbolt.Bucket, evs []*storage.AuditEvent) (int, error) {
 	nonce := evs[0].Nonce
