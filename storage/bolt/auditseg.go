@@ -250,14 +250,6 @@ type v2Value struct {
 
 func (v v2Value) len() int { return len(v.s) + len(v.b) }
 
-func (v v2Value) equal(w v2Value) bool { return v.s == w.s && string(v.b) == string(w.b) }
-
-// v2Values returns ev's dictionary fields, in record order.
-func v2Values(ev *storage.AuditEvent) [v2Fields]v2Value {
-	return [v2Fields]v2Value{{s: ev.WorkspaceID}, {s: ev.ActorID}, {s: ev.EventType}, {s: ev.ResourceType}, {s: ev.ResourceID},
-		{b: ev.Input}, {b: ev.Output}}
-}
-
 // segEncoderV2 builds one v2 segment; its slices are reused segment to
 // segment.
 type segEncoderV2 struct {
@@ -275,30 +267,56 @@ func (e *segEncoderV2) plan(evs []*storage.AuditEvent, firstID int64) int {
 	e.recent = [v2Fields][2]int{}
 	records := 0
 	for r, ev := range evs {
-		var refs [v2Fields]int
-		for f, v := range v2Values(ev) {
-			if v.len() == 0 {
-				continue
-			}
-			rc := &e.recent[f]
-			switch {
-			case rc[0] > 0 && e.entries[rc[0]-1].equal(v):
-				refs[f] = rc[0]
-			case rc[1] > 0 && e.entries[rc[1]-1].equal(v):
-				refs[f] = rc[1]
-				rc[0], rc[1] = rc[1], rc[0]
-			default:
-				e.entries = append(e.entries, v)
-				e.size += uvarintLen(uint64(v.len())) + v.len()
-				refs[f] = len(e.entries)
-				rc[1], rc[0] = rc[0], refs[f]
-			}
+		refs := [v2Fields]int{
+			e.refStr(0, ev.WorkspaceID), e.refStr(1, ev.ActorID), e.refStr(2, ev.EventType), e.refStr(3, ev.ResourceType),
+			e.refStr(4, ev.ResourceID), e.refBytes(5, ev.Input), e.refBytes(6, ev.Output),
 		}
 		e.refs = append(e.refs, refs)
 		n := recordV2Len(ev, firstID+int64(r), &refs)
 		records += uvarintLen(uint64(n)) + n
 	}
 	return 2 + uvarintLen(uint64(len(e.entries))) + e.size + records
+}
+
+// refStr is field f's dictionary ref for s (0: empty), adding an entry
+// unless s is one of the field's last two values.
+func (e *segEncoderV2) refStr(f int, s string) int {
+	if s == "" {
+		return 0
+	}
+	rc := &e.recent[f]
+	switch {
+	case rc[0] > 0 && e.entries[rc[0]-1].s == s:
+		return rc[0]
+	case rc[1] > 0 && e.entries[rc[1]-1].s == s:
+		rc[0], rc[1] = rc[1], rc[0]
+		return rc[0]
+	}
+	return e.add(f, v2Value{s: s})
+}
+
+// refBytes is refStr for a byte field.
+func (e *segEncoderV2) refBytes(f int, b []byte) int {
+	if len(b) == 0 {
+		return 0
+	}
+	rc := &e.recent[f]
+	switch {
+	case rc[0] > 0 && string(e.entries[rc[0]-1].b) == string(b):
+		return rc[0]
+	case rc[1] > 0 && string(e.entries[rc[1]-1].b) == string(b):
+		rc[0], rc[1] = rc[1], rc[0]
+		return rc[0]
+	}
+	return e.add(f, v2Value{b: b})
+}
+
+func (e *segEncoderV2) add(f int, v v2Value) int {
+	e.entries = append(e.entries, v)
+	e.size += uvarintLen(uint64(v.len())) + v.len()
+	rc := &e.recent[f]
+	rc[1], rc[0] = rc[0], len(e.entries)
+	return rc[0]
 }
 
 // header appends the segment's marker, format and dictionary.
