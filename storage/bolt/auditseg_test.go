@@ -203,7 +203,7 @@ func testOldSegmentsStayReadable(t *testing.T, old byte) {
 		t.Fatal(err)
 	}
 	s.Close()
-	if err := RewriteAudit(path, "ws_1", old == 0, func(evs []storage.AuditEvent) ([]storage.AuditEvent, *storage.AuditHead) { return evs, nil }); err != nil {
+	if err := RewriteAudit(path, "ws_1", map[byte]string{0: "json", segV1: "v1"}[old], func(evs []storage.AuditEvent) ([]storage.AuditEvent, *storage.AuditHead) { return evs, nil }); err != nil {
 		t.Fatal(err)
 	}
 	if s, err = Open(path, Options{}); err != nil {
