@@ -1,0 +1,85 @@
+package vault
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"rotor.sh/rotor/storage"
+)
+
+// slowAppender takes commitDelay per AppendAudit (a disk's fdatasync) and
+// records each call: when, how many access rows, and the oldest row's wait.
+type slowAppender struct {
+	storage.Store
+	commitDelay time.Duration
+	mu          sync.Mutex
+	calls       int
+	rows        int
+	maxWait     time.Duration
+}
+
+func (s *slowAppender) AppendAudit(ctx context.Context, evs []storage.AuditEvent) ([]storage.AuditAppended, error) {
+	now := time.Now()
+	s.mu.Lock()
+	for _, e := range evs {
+		if e.EventType == EventSecretAccessed {
+			s.rows++
+			s.maxWait = max(s.maxWait, now.Sub(e.OccurredAt))
+		}
+	}
+	s.calls++
+	s.mu.Unlock()
+	time.Sleep(s.commitDelay)
+	return s.Store.AppendAudit(ctx, evs)
+}
+
+// TestAuditWriterSteadyLoadCommits: under a steady access rate the writer
+// commits about once per flush interval, not once per commit's duration:
+// the rows queued while a batch commits wait for their own flush interval
+// (or a full batch) instead of going out at once in a small batch of
+// their own, as they did (issue 15: ~3 commits per interval, most of the
+// storage plugin's CPU per row). No row waits past its flush interval
+// plus the commit before it (with slack for a loaded machine).
+func TestAuditWriterSteadyLoadCommits(t *testing.T) {
+	const commit = 20 * time.Millisecond
+	cs := &slowAppender{Store: testStore(t), commitDelay: commit}
+	v := openVault(t, cs)
+	ctx := context.Background()
+	a := bootstrap(t, v)
+	if _, err := v.CreateSecret(ctx, a, CreateSecretRequest{Name: "A", Value: PlaintextString("v")}); err != nil {
+		t.Fatal(err)
+	}
+	cs.mu.Lock()
+	cs.calls, cs.rows, cs.maxWait = 0, 0, 0
+	cs.mu.Unlock()
+	start := time.Now()
+	resolved := 0
+	for time.Since(start) < 1200*time.Millisecond {
+		for range 10 {
+			if _, err := v.Resolve(ctx, ResolveRequest{WorkspaceID: a.WorkspaceID, Name: "A", ActorID: a.KeyID}); err != nil {
+				t.Fatal(err)
+			}
+			resolved++
+		}
+		time.Sleep(time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	if err := v.FlushAudit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.rows != resolved {
+		t.Fatalf("%d access rows written, %d resolved", cs.rows, resolved)
+	}
+	intervals := int(elapsed / auditFlushInterval)
+	t.Logf("%d rows in %v: %d calls (%d flush intervals), longest wait %v", resolved, elapsed.Round(time.Millisecond), cs.calls, intervals, cs.maxWait)
+	if cs.calls > intervals*3/2+3 {
+		t.Errorf("%d AppendAudit calls in %d flush intervals: rows queued during a commit were written at once", cs.calls, intervals)
+	}
+	if cs.maxWait > auditFlushInterval+commit+250*time.Millisecond {
+		t.Errorf("a row waited %v to be written", cs.maxWait)
+	}
+}
