@@ -445,11 +445,16 @@ func (a *auditWriter) run() {
 	}
 	// lastDrain is when drain last took the queue: every row queued since
 	// was queued after it, so it is flushed in time at lastDrain plus the
-	// flush interval.
-	var lastDrain time.Time
+	// flush interval. pendingSince is a time every pending row was queued
+	// after (the drain before the one that found pending empty).
+	lastDrain := time.Now()
+	var pendingSince time.Time
 	// drain encodes and signs what is queued into pending (last: and
 	// closes the queue).
 	drain := func(last bool) {
+		if len(pending) == 0 {
+			pendingSince = lastDrain
+		}
 		lastDrain = time.Now()
 		blocks := a.take(last)
 		if blocks == nil {
@@ -498,17 +503,17 @@ func (a *auditWriter) run() {
 		return nil
 	}
 	// write writes the backlog chunk by chunk, taking newly queued rows in
-	// between so the queue never fills behind a long backlog. Once the rows
-	// pending before a chunk are all written, the rows queued while it was
-	// written wait for a full batch or for their flush interval (from the
-	// drain before that chunk, which they all followed) instead of going
-	// out at once: under a steady load, writing them at once made a
-	// commit every few hundred rows, each commit a bbolt transaction with
-	// two fdatasyncs in the plugin, three times the commits the flush
-	// interval calls for (issue 15: most of the plugin's CPU per row).
-	write := func() error {
+	// between so the queue never fills behind a long backlog. Unless all
+	// (a flush, Close), once what is pending is less than a batch and
+	// still within its flush interval (from pendingSince), it is left for
+	// the timer instead of going out at once: under a steady load, writing
+	// the rows queued during a commit at once made a commit every few
+	// hundred rows, each a bbolt transaction with two fdatasyncs in the
+	// plugin, three times the commits the flush interval calls for (issue
+	// 15: most of the plugin's CPU per row). all writes every row pending
+	// when it is called.
+	write := func(all bool) error {
 		for len(pending) > 0 {
-			before := lastDrain
 			if err := writeChunk(); err != nil {
 				a.metrics.auditWriteErrors.Inc()
 				retry = min(max(2*retry, auditRetryMin), auditRetryMax)
@@ -517,7 +522,7 @@ func (a *auditWriter) run() {
 				return err
 			}
 			retry = 0
-			older := len(pending) // rows queued before the chunk's drain
+			older := len(pending) // rows pending before the chunk
 			// Past Close, the queue is closed here: a flood of new rows
 			// would otherwise keep this loop, and Close, going.
 			select {
@@ -527,9 +532,12 @@ func (a *auditWriter) run() {
 			default:
 				drain(false)
 			}
-			if older == 0 && len(pending) < auditMaxBatch {
+			if all && older > 0 {
+				continue
+			}
+			if due := pendingSince.Add(auditFlushInterval); len(pending) < auditMaxBatch && time.Now().Before(due) {
 				if len(pending) > 0 {
-					armBy(before.Add(auditFlushInterval))
+					armBy(due)
 				}
 				return nil
 			}
@@ -545,7 +553,7 @@ func (a *auditWriter) run() {
 				// Failing: the retry timer is armed; keep collecting.
 			case n >= auditMaxBatch:
 				drain(false)
-				_ = write()
+				_ = write(false)
 				if a.queued() > 0 && retry == 0 {
 					// Rows queued while writing sent no wake-up.
 					armBy(lastDrain.Add(auditFlushInterval))
@@ -556,17 +564,17 @@ func (a *auditWriter) run() {
 		case <-timer.C:
 			armed = false
 			drain(false)
-			_ = write()
+			_ = write(false)
 			if retry == 0 && a.queued() > 0 {
 				armBy(lastDrain.Add(auditFlushInterval))
 			}
 		case reply := <-a.flushCh:
 			drain(false)
-			reply <- write()
+			reply <- write(true)
 		case <-a.stop:
 			drain(true)
 			for {
-				if write() == nil {
+				if write(true) == nil {
 					timer.Stop()
 					return
 				}
