@@ -73,6 +73,10 @@ type rowReader struct {
 	p      []byte
 	err    error
 	intern map[string]string
+	// last is the previous row's value of each string field: a batch's
+	// rows mostly repeat it (workspace, actor, event and resource type),
+	// and comparing with it is cheaper than hashing for the map.
+	last [5]string
 }
 
 func (r *rowReader) fail(what string) {
@@ -109,11 +113,21 @@ func (r *rowReader) bytes(what string) []byte {
 	return f
 }
 
-func (r *rowReader) str(what string) string {
+func (r *rowReader) str(field int, what string) string {
 	f := r.bytes(what)
 	if len(f) == 0 {
 		return ""
 	}
+	if string(f) == r.last[field] { // no allocation for the comparison
+		return r.last[field]
+	}
+	s := r.internStr(f, what)
+	r.last[field] = s
+	return s
+}
+
+// internStr returns f as the call's one copy of that string.
+func (r *rowReader) internStr(f []byte, what string) string {
 	if s, ok := r.intern[string(f)]; ok { // no allocation for the lookup
 		return s
 	}
@@ -157,11 +171,11 @@ func decodeAuditRows(p []byte) ([]storage.AuditEvent, error) {
 		}
 		r.p = r.p[k:]
 		e.OccurredAt = tm(at)
-		e.WorkspaceID = r.str("workspace_id")
-		e.ActorID = r.str("actor_id")
-		e.EventType = r.str("event_type")
-		e.ResourceType = r.str("resource_type")
-		e.ResourceID = r.str("resource_id")
+		e.WorkspaceID = r.str(0, "workspace_id")
+		e.ActorID = r.str(1, "actor_id")
+		e.EventType = r.str(2, "event_type")
+		e.ResourceType = r.str(3, "resource_type")
+		e.ResourceID = r.str(4, "resource_id")
 		e.Input = r.bytes("input")
 		e.Output = r.bytes("output")
 		e.Nonce = r.bytes("nonce")

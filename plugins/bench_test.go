@@ -15,6 +15,7 @@ import (
 	"rotor.sh/rotor/plugins/proto"
 	"rotor.sh/rotor/storage"
 	"rotor.sh/rotor/storage/bolt"
+	"rotor.sh/rotor/storage/storagetest"
 )
 
 // BenchmarkStoreCall: the cost of the plugin boundary per Store call, the
@@ -101,6 +102,20 @@ func benchSpin(off bool) time.Duration {
 	return d
 }
 
+// procCPU is process pid's CPU time, from /proc, in clock ticks of 10 ms.
+func procCPU(b *testing.B, pid int) time.Duration {
+	st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		b.Skipf("no /proc: %v", err)
+	}
+	// Fields after the command name (which may hold spaces): utime and
+	// stime are the 14th and 15th of the line, 12th and 13th after ")".
+	f := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+1:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	stt, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+stt) * 10 * time.Millisecond
+}
+
 // cpuTime is this process's CPU time plus, when pid is not 0, that
 // process's (from /proc, in clock ticks of 10 ms: benchmarks of a second
 // or more keep the error near 1%).
@@ -113,16 +128,7 @@ func cpuTime(b *testing.B, pid int) time.Duration {
 	if pid == 0 {
 		return d
 	}
-	st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		b.Skipf("no /proc: %v", err)
-	}
-	// Fields after the command name (which may hold spaces): utime and
-	// stime are the 14th and 15th of the line, 12th and 13th after ")".
-	f := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+1:]))
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	stt, _ := strconv.ParseInt(f[12], 10, 64)
-	return d + time.Duration(ut+stt)*10*time.Millisecond
+	return d + procCPU(b, pid)
 }
 
 // BenchmarkAppendAudit: the vault's group commit of 512 access rows (its
@@ -178,4 +184,95 @@ func benchAppendAudit(b *testing.B, rows int) {
 			run(b, s, s.Pid())
 		})
 	}
+}
+
+// BenchmarkAppendAuditLoad: AppendAudit under bench/proxyload's resolving
+// GET (issue 15): batches of 2,000 and 1,500 rows shaped like the audit
+// writer's (storagetest.LoadRows: distinct request ids, real-sized nonces
+// and MACs), one workspace, the file growing across iterations from
+// ~100,000 rows written first. It reports the CPU of the process that runs
+// bbolt (plugin-cpu-ns/row: this process in-process, the plugin's
+// otherwise) apart from the host's (host-cpu-ns/row: the client's encoding
+// and waiting), and the file's growth per row. Profile the bbolt side with
+// -cpuprofile on the in-process case.
+//
+// batch=400 is the same rows in the calls the audit writer made before it
+// left rows queued during a commit to their flush interval (~3 commits of a
+// few hundred rows per interval): the cost of a commit per row.
+func BenchmarkAppendAuditLoad(b *testing.B) {
+	for _, bc := range []struct {
+		name  string
+		sizes []int
+	}{{"batch=2000", []int{2000, 1500}}, {"batch=400", []int{400, 350}}} {
+		b.Run(bc.name, func(b *testing.B) { benchAppendAuditLoad(b, bc.sizes) })
+	}
+}
+
+func benchAppendAuditLoad(b *testing.B, sizes []int) {
+	var all []int
+	for range 4 {
+		all = append(all, sizes...)
+	}
+	batches := storagetest.LoadRows(all...)
+	run := func(b *testing.B, s storage.Store, path string, pid int) {
+		ctx := context.Background()
+		for i, rows := 0, 0; rows < 100_000; i++ { // ~100,000 rows first
+			batch := batches[i%len(batches)]
+			if _, err := s.AppendAudit(ctx, batch); err != nil {
+				b.Fatal(err)
+			}
+			rows += len(batch)
+		}
+		fi0, err := os.Stat(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		host0, plug0 := cpuTime(b, 0), time.Duration(0)
+		if pid != 0 {
+			plug0 = procCPU(b, pid)
+		}
+		rows, i := 0, 0
+		for b.Loop() {
+			batch := batches[i%len(batches)]
+			i++
+			if _, err := s.AppendAudit(ctx, batch); err != nil {
+				b.Fatal(err)
+			}
+			rows += len(batch)
+		}
+		host := cpuTime(b, 0) - host0
+		n := float64(rows)
+		if pid == 0 {
+			b.ReportMetric(float64(host)/n, "plugin-cpu-ns/row")
+		} else {
+			b.ReportMetric(float64(procCPU(b, pid)-plug0)/n, "plugin-cpu-ns/row")
+			b.ReportMetric(float64(host)/n, "host-cpu-ns/row")
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/n, "ns/row")
+		if fi, err := os.Stat(path); err == nil {
+			b.ReportMetric(float64(fi.Size()-fi0.Size())/n, "file-B/row")
+		}
+	}
+	b.Run("in-process", func(b *testing.B) {
+		path := filepath.Join(b.TempDir(), "rotor.db")
+		s, err := bolt.Open(path, bolt.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		run(b, s, path, 0)
+	})
+	b.Run("plugin", func(b *testing.B) {
+		path := filepath.Join(b.TempDir(), "rotor.db")
+		s, err := plugins.Launch(context.Background(), plugins.LaunchOptions{
+			Path: os.Args[0], Env: append([]string{"ROTOR_TEST_AS_PLUGIN=1"}, benchPluginEnv...),
+			Config: &proto.ConfigureRequest{Backend: "bbolt", Path: path},
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		run(b, s, path, s.Pid())
+	})
 }

@@ -1,7 +1,6 @@
 package plugins
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -664,7 +663,7 @@ func (f *fastServer) serve(c fastSock) {
 			reply(out)
 			continue
 		}
-		method, msg := string(body[10:10+ml]), bytes.Clone(body[10+ml:])
+		method, msg := string(body[10:10+ml]), fr.own(body)[10+ml:]
 		cmu.Lock()
 		cancels[id] = ccancel
 		cmu.Unlock()

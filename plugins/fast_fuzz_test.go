@@ -1,6 +1,7 @@
 package plugins
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"io"
@@ -222,5 +223,51 @@ func TestFrameReaderLargeFrame(t *testing.T) {
 	}
 	if len(fr.buf) != readBufSize {
 		t.Fatalf("the buffer kept %d bytes after the large frame", len(fr.buf))
+	}
+}
+
+// TestFrameReaderOwn: a body taken with own stays intact while the reader
+// goes on, whether it was copied (a small frame) or its grown buffer was
+// given up (a large one, with more frames read in behind it).
+func TestFrameReaderOwn(t *testing.T) {
+	var stream []byte
+	var want [][]byte
+	for i := range 24 {
+		n := 5 + i
+		if i%6 == 1 {
+			n = readBufSize + 1000*i
+		}
+		body := make([]byte, n)
+		for j := range body {
+			body[j] = byte(i*31 + j)
+		}
+		want = append(want, body)
+		stream = append(stream, finish(append(appendHeader(nil, frameCall, uint64(i)), body...))...)
+	}
+	for _, chunk := range []byte{0, 7, 255} {
+		chunks := make([]byte, len(stream)) // every read cut short
+		for i := range chunks {
+			chunks[i] = byte(i)*chunk + chunk
+		}
+		fr := newFrameReader(&chunkSock{data: stream, chunks: chunks})
+		var got [][]byte
+		for len(got) < len(want) {
+			_, _, body, ok, err := fr.next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ok {
+				if err := fr.fill(); err != nil {
+					t.Fatalf("after %d frames: %v", len(got), err)
+				}
+				continue
+			}
+			got = append(got, fr.own(body))
+		}
+		for i := range want {
+			if !bytes.Equal(got[i], want[i]) {
+				t.Fatalf("chunks %d: frame %d changed after own", chunk, i)
+			}
+		}
 	}
 }

@@ -446,17 +446,34 @@ func (a *auditWriter) run() {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	armed := false
+	var deadline time.Time    // when the armed timer fires
 	retry := time.Duration(0) // >0: the last write failed; wait this long
 	arm := func(d time.Duration) {
 		if armed {
 			timer.Stop()
 		}
 		timer.Reset(d)
-		armed = true
+		armed, deadline = true, time.Now().Add(d)
 	}
+	// armBy makes the timer fire by t at the latest.
+	armBy := func(t time.Time) {
+		if !armed || deadline.After(t) {
+			arm(time.Until(t))
+		}
+	}
+	// lastDrain is when drain last took the queue: every row queued since
+	// was queued after it, so it is flushed in time at lastDrain plus the
+	// flush interval. pendingSince is a time every pending row was queued
+	// after (the drain before the one that found pending empty).
+	lastDrain := time.Now()
+	var pendingSince time.Time
 	// drain encodes and signs what is queued into pending (last: and
 	// closes the queue).
 	drain := func(last bool) {
+		if len(pending) == 0 {
+			pendingSince = lastDrain
+		}
+		lastDrain = time.Now()
 		blocks := a.take(last)
 		if blocks == nil {
 			return
@@ -505,8 +522,16 @@ func (a *auditWriter) run() {
 		return nil
 	}
 	// write writes the backlog chunk by chunk, taking newly queued rows in
-	// between so the queue never fills behind a long backlog.
-	write := func() error {
+	// between so the queue never fills behind a long backlog. Unless all
+	// (a flush, Close), once what is pending is less than a batch and
+	// still within its flush interval (from pendingSince), it is left for
+	// the timer instead of going out at once: under a steady load, writing
+	// the rows queued during a commit at once made a commit every few
+	// hundred rows, each a bbolt transaction with two fdatasyncs in the
+	// plugin, three times the commits the flush interval calls for (issue
+	// 15: most of the plugin's CPU per row). all writes every row pending
+	// when it is called.
+	write := func(all bool) error {
 		for len(pending) > 0 {
 			if err := writeChunk(); err != nil {
 				a.metrics.auditWriteErrors.Inc()
@@ -516,13 +541,24 @@ func (a *auditWriter) run() {
 				return err
 			}
 			retry = 0
+			older := len(pending) // rows pending before the chunk
 			// Past Close, the queue is closed here: a flood of new rows
 			// would otherwise keep this loop, and Close, going.
 			select {
 			case <-a.stop:
 				drain(true)
+				continue
 			default:
 				drain(false)
+			}
+			if all && older > 0 {
+				continue
+			}
+			if due := pendingSince.Add(auditFlushInterval); len(pending) < auditMaxBatch && time.Now().Before(due) {
+				if len(pending) > 0 {
+					armBy(due)
+				}
+				return nil
 			}
 		}
 		return nil
@@ -536,10 +572,10 @@ func (a *auditWriter) run() {
 				// Failing: the retry timer is armed; keep collecting.
 			case n >= auditMaxBatch:
 				drain(false)
-				_ = write()
-				if a.queued() > 0 && !armed {
+				_ = write(false)
+				if a.queued() > 0 && retry == 0 {
 					// Rows queued while writing sent no wake-up.
-					arm(auditFlushInterval)
+					armBy(lastDrain.Add(auditFlushInterval))
 				}
 			case !armed:
 				arm(auditFlushInterval)
@@ -547,17 +583,17 @@ func (a *auditWriter) run() {
 		case <-timer.C:
 			armed = false
 			drain(false)
-			_ = write()
+			_ = write(false)
 			if retry == 0 && a.queued() > 0 {
-				arm(auditFlushInterval)
+				armBy(lastDrain.Add(auditFlushInterval))
 			}
 		case reply := <-a.flushCh:
 			drain(false)
-			reply <- write()
+			reply <- write(true)
 		case <-a.stop:
 			drain(true)
 			for {
-				if write() == nil {
+				if write(true) == nil {
 					timer.Stop()
 					return
 				}

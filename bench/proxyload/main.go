@@ -376,22 +376,25 @@ func (c *proc) pids() []int {
 }
 
 // cpuTime is the user+system CPU time of the proxy and its children, from
-// /proc/<pid>/stat.
-func (c *proc) cpuTime() (time.Duration, error) {
-	var total time.Duration
-	for _, pid := range c.pids() {
+// /proc/<pid>/stat, and the children's part (rotor serve's storage plugin).
+func (c *proc) cpuTime() (total, children time.Duration, err error) {
+	for i, pid := range c.pids() {
 		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		s := string(data)
 		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
 		ut, _ := strconv.ParseInt(fields[11], 10, 64)
 		st, _ := strconv.ParseInt(fields[12], 10, 64)
 		const clkTck = 100 // USER_HZ on Linux
-		total += time.Duration(ut+st) * time.Second / clkTck
+		d := time.Duration(ut+st) * time.Second / clkTck
+		total += d
+		if i > 0 {
+			children += d
+		}
 	}
-	return total, nil
+	return total, children, nil
 }
 
 // peakRSS is the proxy process's VmHWM, in bytes.
@@ -423,6 +426,9 @@ type result struct {
 	rps               float64
 	p50, p99          time.Duration
 	cpuPerReq         time.Duration
+	// pluginPerReq is the storage plugin's part of cpuPerReq (rotor
+	// variants; issue 15's audit rows are written there).
+	pluginPerReq time.Duration
 }
 
 // baseline is the variant each workload's ratios are against.
@@ -511,7 +517,7 @@ func runParent(dur, warm time.Duration, conc, streamGiB, rounds int, only, bin, 
 				}
 				// Every round's figures as it ends: medians hide spread,
 				// and a shared machine's reports want all rounds.
-				fmt.Printf("round %d: %-16s %-11s %8.0f req/s %10s p99 %8.1fµs CPU/req\n", round+1, v, wl.name, r.rps, r.p99.Round(time.Microsecond), float64(r.cpuPerReq.Nanoseconds())/1000)
+				fmt.Printf("round %d: %-16s %-11s %8.0f req/s %10s p99 %8.1fµs CPU/req %8.1fµs plugin\n", round+1, v, wl.name, r.rps, r.p99.Round(time.Microsecond), float64(r.cpuPerReq.Nanoseconds())/1000, float64(r.pluginPerReq.Nanoseconds())/1000)
 				k := v + "\x00" + wl.name
 				if round == 0 {
 					order = append(order, k)
@@ -524,9 +530,9 @@ func runParent(dur, warm time.Duration, conc, streamGiB, rounds int, only, bin, 
 	for _, k := range order {
 		results = append(results, median(runs[k]))
 	}
-	fmt.Printf("%-16s %-11s %10s %10s %10s %14s %8s\n", "variant", "workload", "req/s", "p50", "p99", "proxy CPU/req", "errors")
+	fmt.Printf("%-16s %-11s %10s %10s %10s %14s %14s %8s\n", "variant", "workload", "req/s", "p50", "p99", "proxy CPU/req", "of it plugin", "errors")
 	for _, r := range results {
-		fmt.Printf("%-16s %-11s %10.0f %10s %10s %12.1fµs %8d\n", r.variant, r.workload, r.rps, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), float64(r.cpuPerReq.Nanoseconds())/1000, r.errs)
+		fmt.Printf("%-16s %-11s %10.0f %10s %10s %12.1fµs %12.1fµs %8d\n", r.variant, r.workload, r.rps, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), float64(r.cpuPerReq.Nanoseconds())/1000, float64(r.pluginPerReq.Nanoseconds())/1000, r.errs)
 	}
 	fmt.Printf("\nratios against goproxy-tuned (HTTPS: goproxy-mitm) in this run (req/s; CPU per request)")
 	if rounds > 1 {
@@ -596,6 +602,7 @@ func median(rs []result) result {
 	m.p50 = time.Duration(mid(func(r result) float64 { return float64(r.p50) }))
 	m.p99 = time.Duration(mid(func(r result) float64 { return float64(r.p99) }))
 	m.cpuPerReq = time.Duration(mid(func(r result) float64 { return float64(r.cpuPerReq) }))
+	m.pluginPerReq = time.Duration(mid(func(r result) float64 { return float64(r.pluginPerReq) }))
 	for _, r := range rs[1:] {
 		m.errs += r.errs
 	}
@@ -721,7 +728,7 @@ func runLoad(e env, variant string, wl workload, upURL string, dur, warm time.Du
 		return n.Load(), errs.Load(), all
 	}
 	phase(warm, false)
-	cpu0, err := c.cpuTime()
+	cpu0, plug0, err := c.cpuTime()
 	if err != nil {
 		return result{}, err
 	}
@@ -732,7 +739,7 @@ func runLoad(e env, variant string, wl workload, upURL string, dur, warm time.Du
 	if err := prof(); err != nil {
 		return result{}, err
 	}
-	cpu1, _ := c.cpuTime()
+	cpu1, plug1, _ := c.cpuTime()
 	slices.Sort(lat)
 	pct := func(p float64) time.Duration {
 		if len(lat) == 0 {
@@ -743,6 +750,7 @@ func runLoad(e env, variant string, wl workload, upURL string, dur, warm time.Du
 	r := result{variant: variant, workload: wl.name, reqs: n, errs: errs, rps: float64(n) / elapsed.Seconds(), p50: pct(0.50), p99: pct(0.99)}
 	if n > 0 {
 		r.cpuPerReq = (cpu1 - cpu0) / time.Duration(n)
+		r.pluginPerReq = (plug1 - plug0) / time.Duration(n)
 	}
 	return r, nil
 }

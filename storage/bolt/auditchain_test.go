@@ -17,15 +17,15 @@ import (
 // TestAuditChainTamper edits a real bbolt file the way someone with the
 // file (but not the master key) could, and checks that the vault's
 // verification names the first row affected: with the rows rewritten in the
-// JSON segments of before issue 15 (a database an older Rotor wrote) and in
-// the v1 binary segments.
+// JSON segments of before issue 15 (a database an older Rotor wrote), in
+// the v1 binary segments, and in v2 segments (with their dictionaries).
 func TestAuditChainTamper(t *testing.T) {
-	for _, format := range []string{"json", "v1"} {
-		t.Run(format, func(t *testing.T) { testAuditChainTamper(t, format == "json") })
+	for _, format := range []string{"json", "v1", "v2"} {
+		t.Run(format, func(t *testing.T) { testAuditChainTamper(t, format) })
 	}
 }
 
-func testAuditChainTamper(t *testing.T, jsonRows bool) {
+func testAuditChainTamper(t *testing.T, format string) {
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name    string
@@ -126,7 +126,7 @@ func testAuditChainTamper(t *testing.T, jsonRows bool) {
 			s.Close()
 
 			var ids []int64
-			if err := bolt.RewriteAudit(path, actor.WorkspaceID, jsonRows, func(evs []storage.AuditEvent) ([]storage.AuditEvent, *storage.AuditHead) {
+			if err := bolt.RewriteAudit(path, actor.WorkspaceID, format, func(evs []storage.AuditEvent) ([]storage.AuditEvent, *storage.AuditHead) {
 				for _, e := range evs {
 					ids = append(ids, e.ID)
 				}

@@ -40,10 +40,14 @@ func segmentBody(seg []byte) ([]byte, byte, error) {
 	if len(seg) == 0 || seg[0] != segMarker {
 		return seg, 0, nil
 	}
-	if len(seg) < 2 || seg[1] != segV1 {
-		return nil, 0, fmt.Errorf("%w: unknown format", errCorruptSegment)
+	switch {
+	case len(seg) >= 2 && seg[1] == segV1:
+		return seg[2:], segV1, nil
+	case len(seg) >= 2 && seg[1] == segV2:
+		_, records, err := parseDictV2(seg[2:])
+		return records, segV2, err
 	}
-	return seg[2:], seg[1], nil
+	return nil, 0, fmt.Errorf("%w: unknown format", errCorruptSegment)
 }
 
 // nextFrame splits the first framed record off body.
@@ -69,6 +73,39 @@ func appendRecordV1(b []byte, ev *storage.AuditEvent) []byte {
 		b = append(b, f...)
 	}
 	return b
+}
+
+// uvarintLen is the length of binary.AppendUvarint's encoding of v.
+func uvarintLen(v uint64) int {
+	n := 1
+	for ; v >= 0x80; v >>= 7 {
+		n++
+	}
+	return n
+}
+
+// recordV1Len is the exact length of appendRecordV1's output for ev.
+func recordV1Len(ev *storage.AuditEvent) int {
+	sec := ev.OccurredAt.Unix()
+	n := uvarintLen(uint64(ev.ID)) + uvarintLen(uint64(sec)<<1^uint64(sec>>63)) + uvarintLen(uint64(ev.OccurredAt.Nanosecond()))
+	for _, l := range [...]int{len(ev.WorkspaceID), len(ev.ActorID), len(ev.EventType), len(ev.ResourceType), len(ev.ResourceID),
+		len(ev.Input), len(ev.Output), len(ev.Chain), len(ev.Nonce), len(ev.MAC)} {
+		n += uvarintLen(uint64(l)) + l
+	}
+	return n
+}
+
+// frameV1Len is the length of appendFrameV1's output for ev.
+func frameV1Len(ev *storage.AuditEvent) int {
+	n := recordV1Len(ev)
+	return uvarintLen(uint64(n)) + n
+}
+
+// appendFrameV1 appends ev as a framed v1 record, encoded in place (no
+// scratch record to copy).
+func appendFrameV1(b []byte, ev *storage.AuditEvent) []byte {
+	b = binary.AppendUvarint(b, uint64(recordV1Len(ev)))
+	return appendRecordV1(b, ev)
 }
 
 // recordIDOf reads a record's id without decoding the rest.
@@ -139,6 +176,9 @@ func decodeRecordV1(rec []byte, strs *strCache) (storage.AuditEvent, error) {
 // decodeSegment decodes a segment's rows with an id above after, oldest
 // first. Nothing returned refers to bbolt's memory.
 func decodeSegment(seg []byte, after int64) ([]storage.AuditEvent, error) {
+	if len(seg) >= 2 && seg[0] == segMarker && seg[1] == segV2 {
+		return decodeSegmentV2(seg, after)
+	}
 	body, format, err := segmentBody(seg)
 	if err != nil {
 		return nil, err
@@ -167,6 +207,297 @@ func decodeSegment(seg []byte, after int64) ([]storage.AuditEvent, error) {
 				return nil, fmt.Errorf("bolt: corrupt audit record: %w", err)
 			}
 		} else if ev, err = decodeRecordV1(rec, &strs); err != nil {
+			return nil, err
+		}
+		if out == nil {
+			out = make([]storage.AuditEvent, 0, 8)
+		}
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
+// Segment format v2 (issue 15's cost per row): a v1 record repeats the
+// workspace, actor, event and resource type, the secret's name and the
+// request's input on every row, ~80 of its ~250 bytes. A v2 segment starts
+// with a dictionary of those values and its records refer to it:
+//
+//	segment: 0x00 0x02 | uvarint(entries) | each entry uvarint(length) +
+//	bytes (never empty) | framed records
+//	record: uvarint id | varint unix seconds | uvarint nanoseconds | then
+//	workspace_id, actor_id, event_type, resource_type, resource_id, input,
+//	output, each uvarint(ref: 0 empty, k entry k-1) | then chain, nonce,
+//	mac, each uvarint(length) + bytes.
+//
+// The dictionary is part of the segment's header (segmentBody skips it),
+// so a record still decodes alone against it and retention keeps a
+// segment's later rows byte for byte under the same header, as with v1.
+// The id still comes first. Each field's entry is found by comparing with
+// the field's last two values (a request's rows share their input; two
+// names alternate): a value seen earlier but not among them gets a second
+// entry, which costs bytes, never correctness. No hashing.
+const segV2 = 0x02
+
+// v2Fields is how many of a record's fields refer to the dictionary.
+const v2Fields = 7
+
+// v2Value is one dictionary field of a row: a string field or a byte one
+// (kept apart so that nothing is converted, which would allocate).
+type v2Value struct {
+	s string
+	b []byte
+}
+
+func (v v2Value) len() int { return len(v.s) + len(v.b) }
+
+// segEncoderV2 builds one v2 segment; its slices are reused segment to
+// segment.
+type segEncoderV2 struct {
+	entries []v2Value       // the dictionary, pointing into the rows
+	refs    [][v2Fields]int // per row
+	recent  [v2Fields][2]int
+	size    int // bytes of the dictionary's entries, framed
+}
+
+// plan assigns evs' dictionary refs; the ids and chain values are not
+// needed yet. It returns the segment's exact size given the first row's
+// id (the others follow it).
+func (e *segEncoderV2) plan(evs []*storage.AuditEvent, firstID int64) int {
+	e.entries, e.refs, e.size = e.entries[:0], e.refs[:0], 0
+	e.recent = [v2Fields][2]int{}
+	records := 0
+	for r, ev := range evs {
+		refs := [v2Fields]int{
+			e.refStr(0, ev.WorkspaceID), e.refStr(1, ev.ActorID), e.refStr(2, ev.EventType), e.refStr(3, ev.ResourceType),
+			e.refStr(4, ev.ResourceID), e.refBytes(5, ev.Input), e.refBytes(6, ev.Output),
+		}
+		e.refs = append(e.refs, refs)
+		n := recordV2Len(ev, firstID+int64(r), &refs)
+		records += uvarintLen(uint64(n)) + n
+	}
+	return 2 + uvarintLen(uint64(len(e.entries))) + e.size + records
+}
+
+// refStr is field f's dictionary ref for s (0: empty), adding an entry
+// unless s is one of the field's last two values.
+func (e *segEncoderV2) refStr(f int, s string) int {
+	if s == "" {
+		return 0
+	}
+	rc := &e.recent[f]
+	switch {
+	case rc[0] > 0 && e.entries[rc[0]-1].s == s:
+		return rc[0]
+	case rc[1] > 0 && e.entries[rc[1]-1].s == s:
+		rc[0], rc[1] = rc[1], rc[0]
+		return rc[0]
+	}
+	return e.add(f, v2Value{s: s})
+}
+
+// refBytes is refStr for a byte field.
+func (e *segEncoderV2) refBytes(f int, b []byte) int {
+	if len(b) == 0 {
+		return 0
+	}
+	rc := &e.recent[f]
+	switch {
+	case rc[0] > 0 && string(e.entries[rc[0]-1].b) == string(b):
+		return rc[0]
+	case rc[1] > 0 && string(e.entries[rc[1]-1].b) == string(b):
+		rc[0], rc[1] = rc[1], rc[0]
+		return rc[0]
+	}
+	return e.add(f, v2Value{b: b})
+}
+
+func (e *segEncoderV2) add(f int, v v2Value) int {
+	e.entries = append(e.entries, v)
+	e.size += uvarintLen(uint64(v.len())) + v.len()
+	rc := &e.recent[f]
+	rc[1], rc[0] = rc[0], len(e.entries)
+	return rc[0]
+}
+
+// header appends the segment's marker, format and dictionary.
+func (e *segEncoderV2) header(b []byte) []byte {
+	b = append(b, segMarker, segV2)
+	b = binary.AppendUvarint(b, uint64(len(e.entries)))
+	for _, v := range e.entries {
+		b = binary.AppendUvarint(b, uint64(v.len()))
+		b = append(append(b, v.s...), v.b...)
+	}
+	return b
+}
+
+// recordV2Len is the exact length of a v2 record of ev with id and refs
+// (its chain value 32 bytes).
+func recordV2Len(ev *storage.AuditEvent, id int64, refs *[v2Fields]int) int {
+	sec := ev.OccurredAt.Unix()
+	n := uvarintLen(uint64(id)) + uvarintLen(uint64(sec)<<1^uint64(sec>>63)) + uvarintLen(uint64(ev.OccurredAt.Nanosecond()))
+	for _, r := range refs {
+		n += uvarintLen(uint64(r))
+	}
+	for _, l := range [...]int{32, len(ev.Nonce), len(ev.MAC)} {
+		n += uvarintLen(uint64(l)) + l
+	}
+	return n
+}
+
+// appendFrameV2 appends ev (its ID and Chain set) as a framed v2 record.
+func appendFrameV2(b []byte, ev *storage.AuditEvent, refs *[v2Fields]int) []byte {
+	n := recordV2Len(ev, ev.ID, refs) - 32 + len(ev.Chain)
+	b = binary.AppendUvarint(b, uint64(n))
+	b = binary.AppendUvarint(b, uint64(ev.ID))
+	b = binary.AppendVarint(b, ev.OccurredAt.Unix())
+	b = binary.AppendUvarint(b, uint64(ev.OccurredAt.Nanosecond()))
+	for _, r := range refs {
+		b = binary.AppendUvarint(b, uint64(r))
+	}
+	for _, f := range [...][]byte{ev.Chain, ev.Nonce, ev.MAC} {
+		b = binary.AppendUvarint(b, uint64(len(f)))
+		b = append(b, f...)
+	}
+	return b
+}
+
+// segDictV2 is a v2 segment's dictionary as decoded: byte entries point
+// into one copy of the segment, strings are made once per entry.
+type segDictV2 struct {
+	entries [][]byte
+	strs    []string
+}
+
+// parseDictV2 splits a v2 segment's body (after marker and format) into
+// its dictionary and framed records.
+func parseDictV2(body []byte) (entries [][]byte, records []byte, err error) {
+	n, k := binary.Uvarint(body)
+	if k <= 0 || n > uint64(len(body)-k) { // an entry takes at least a byte
+		return nil, nil, errCorruptSegment
+	}
+	body = body[k:]
+	entries = make([][]byte, 0, n)
+	for range n {
+		v, rest, err := nextFrame(body)
+		if err != nil || len(v) == 0 {
+			return nil, nil, errCorruptSegment
+		}
+		entries = append(entries, v[:len(v):len(v)])
+		body = rest
+	}
+	return entries, body, nil
+}
+
+func (d *segDictV2) bytes(ref uint64) ([]byte, error) {
+	if ref == 0 {
+		return nil, nil
+	}
+	if ref > uint64(len(d.entries)) {
+		return nil, errCorruptSegment
+	}
+	return d.entries[ref-1], nil
+}
+
+func (d *segDictV2) str(ref uint64) (string, error) {
+	if ref == 0 {
+		return "", nil
+	}
+	if ref > uint64(len(d.entries)) {
+		return "", errCorruptSegment
+	}
+	if d.strs == nil {
+		d.strs = make([]string, len(d.entries))
+	}
+	if d.strs[ref-1] == "" {
+		d.strs[ref-1] = string(d.entries[ref-1])
+	}
+	return d.strs[ref-1], nil
+}
+
+// decodeRecordV2 decodes a v2 record against its segment's dictionary.
+// The byte fields point into rec, which the caller copied out of bbolt;
+// they are capped, so appending to one cannot overwrite another.
+func decodeRecordV2(rec []byte, d *segDictV2) (storage.AuditEvent, error) {
+	var ev storage.AuditEvent
+	id, k := binary.Uvarint(rec)
+	if k <= 0 || id > math.MaxInt64 {
+		return ev, errCorruptSegment
+	}
+	rec = rec[k:]
+	sec, k := binary.Varint(rec)
+	if k <= 0 {
+		return ev, errCorruptSegment
+	}
+	rec = rec[k:]
+	nsec, k := binary.Uvarint(rec)
+	if k <= 0 || nsec >= 1e9 {
+		return ev, errCorruptSegment
+	}
+	rec = rec[k:]
+	var refs [v2Fields]uint64
+	for i := range refs {
+		if refs[i], k = binary.Uvarint(rec); k <= 0 {
+			return ev, errCorruptSegment
+		}
+		rec = rec[k:]
+	}
+	var f [3][]byte
+	for i := range f {
+		n, k := binary.Uvarint(rec)
+		if k <= 0 || uint64(len(rec)-k) < n {
+			return ev, errCorruptSegment
+		}
+		if n > 0 {
+			f[i] = rec[k : k+int(n) : k+int(n)]
+		}
+		rec = rec[k+int(n):]
+	}
+	if len(rec) != 0 {
+		return ev, errCorruptSegment
+	}
+	ev = storage.AuditEvent{ID: int64(id), OccurredAt: time.Unix(sec, int64(nsec)).UTC(), Chain: f[0], Nonce: f[1], MAC: f[2]}
+	var err error
+	for i, s := range [...]*string{&ev.WorkspaceID, &ev.ActorID, &ev.EventType, &ev.ResourceType, &ev.ResourceID} {
+		if *s, err = d.str(refs[i]); err != nil {
+			return ev, err
+		}
+	}
+	if ev.Input, err = d.bytes(refs[5]); err != nil {
+		return ev, err
+	}
+	if ev.Output, err = d.bytes(refs[6]); err != nil {
+		return ev, err
+	}
+	return ev, nil
+}
+
+// decodeSegmentV2 is decodeSegment of a v2 segment: one copy of the
+// segment holds every row's byte fields, and each dictionary string is
+// made once.
+func decodeSegmentV2(seg []byte, after int64) ([]storage.AuditEvent, error) {
+	entries, body, err := parseDictV2(bytes.Clone(seg[2:]))
+	if err != nil {
+		return nil, err
+	}
+	d := segDictV2{entries: entries}
+	var out []storage.AuditEvent
+	for len(body) > 0 {
+		rec, rest, err := nextFrame(body)
+		if err != nil {
+			return nil, err
+		}
+		body = rest
+		if after > 0 {
+			id, err := recordIDOf(rec, segV2)
+			if err != nil {
+				return nil, err
+			}
+			if id <= after {
+				continue
+			}
+		}
+		ev, err := decodeRecordV2(rec, &d)
+		if err != nil {
 			return nil, err
 		}
 		if out == nil {

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"math"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -42,13 +44,36 @@ func jsonSegment(evs []storage.AuditEvent) []byte {
 	return seg
 }
 
-// TestSegmentFormatsDecodeAlike: a row reads back the same from a v1 and a
-// JSON segment, with the same chain value, and the id filter skips rows.
+// v2Segment builds a v2 segment of evs as appendAuditHeads does, checking
+// that plan sized it exactly when the ids run on from the first and the
+// chain values are 32 bytes.
+func v2Segment(t testing.TB, evs []storage.AuditEvent) []byte {
+	var enc segEncoderV2
+	ptrs := make([]*storage.AuditEvent, len(evs))
+	exact := true
+	for i := range evs {
+		ptrs[i] = &evs[i]
+		exact = exact && evs[i].ID == evs[0].ID+int64(i) && len(evs[i].Chain) == 32
+	}
+	size := enc.plan(ptrs, evs[0].ID)
+	buf := enc.header(make([]byte, 0, size))
+	for i := range evs {
+		buf = appendFrameV2(buf, &evs[i], &enc.refs[i])
+	}
+	if exact && len(buf) != size {
+		t.Fatalf("v2 segment of %d bytes, planned %d", len(buf), size)
+	}
+	return buf
+}
+
+// TestSegmentFormatsDecodeAlike: a row reads back the same from a v2, a v1
+// and a JSON segment, with the same chain value, and the id filter skips
+// rows.
 func TestSegmentFormatsDecodeAlike(t *testing.T) {
 	evs := []storage.AuditEvent{sampleEvent(5), sampleEvent(6), sampleEvent(7)}
 	evs[1].Nonce, evs[1].MAC, evs[1].Output = nil, nil, nil // a row from before row MACs
 	evs[2].ResourceID, evs[2].OccurredAt = "OTHER", time.Unix(-5, 1).UTC()
-	for name, seg := range map[string][]byte{"v1": v1Segment(evs), "json": jsonSegment(evs)} {
+	for name, seg := range map[string][]byte{"v2": v2Segment(t, evs), "v1": v1Segment(evs), "json": jsonSegment(evs)} {
 		got, err := decodeSegment(seg, 0)
 		if err != nil || len(got) != len(evs) {
 			t.Fatalf("%s: %d rows, %v", name, len(got), err)
@@ -69,11 +94,20 @@ func TestSegmentFormatsDecodeAlike(t *testing.T) {
 	}
 	// Decoded byte fields are copies, capped: appending to one does not
 	// touch the next.
-	got, _ := decodeSegment(v1Segment(evs[:1]), 0)
-	in := got[0].Input
-	_ = append(in, 'x')
-	if !bytes.Equal(got[0].Output, evs[0].Output) {
-		t.Fatal("appending to Input changed Output")
+	for _, seg := range [][]byte{v1Segment(evs[:2]), v2Segment(t, evs[:2])} {
+		got, _ := decodeSegment(seg, 0)
+		in := got[0].Input
+		_ = append(in, 'x')
+		if !bytes.Equal(got[0].Output, evs[0].Output) || !bytes.Equal(got[1].Input, evs[1].Input) {
+			t.Fatal("appending to Input changed another field")
+		}
+	}
+	// A v2 dictionary holds a row's repeated values once: the second of
+	// two rows that differ only in id, time and MAC costs their bytes alone.
+	two := []storage.AuditEvent{sampleEvent(1), sampleEvent(2)}
+	two[1].MAC = bytes.Repeat([]byte{3}, 32)
+	if one, both := len(v2Segment(t, two[:1])), len(v2Segment(t, two)); both-one > 100 { // id, time, refs, chain, nonce and MAC: 89
+		t.Fatalf("a repeated row took %d bytes", both-one)
 	}
 	if _, err := decodeSegment([]byte{segMarker, 9, 1, 1}, 0); !errors.Is(err, errCorruptSegment) {
 		t.Fatalf("unknown format: %v", err)
@@ -86,6 +120,8 @@ func FuzzDecodeSegment(f *testing.F) {
 	f.Add(v1Segment([]storage.AuditEvent{sampleEvent(1)}), int64(1), "ws", "in", int64(0))
 	f.Add(jsonSegment([]storage.AuditEvent{sampleEvent(1), sampleEvent(2)}), int64(1<<40), "", "", int64(-1))
 	f.Add([]byte{0, 1, 5, 1, 2, 3}, int64(0), "\xff", `{"a":"<"}`, int64(1<<40))
+	f.Add(v2Segment(f, []storage.AuditEvent{sampleEvent(1), sampleEvent(2)}), int64(3), "ws", "", int64(5))
+	f.Add([]byte{0, 2, 1, 1, 'a', 16, 1, 2, 3, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0}, int64(1), "", "x", int64(7))
 	f.Fuzz(func(t *testing.T, raw []byte, id int64, ws, in string, sec int64) {
 		evs, err := decodeSegment(raw, 0)
 		if n, cerr := segmentRecords(raw); err == nil && (cerr != nil || n != len(evs)) {
@@ -110,13 +146,45 @@ func FuzzDecodeSegment(f *testing.F) {
 		if !reflect.DeepEqual(got[1], ev) {
 			t.Fatalf("round trip:\n got %+v\nwant %+v", got[1], ev)
 		}
+		// v2: rows sharing some values and not others, ids in a run.
+		ev.Chain = bytes.Repeat([]byte{byte(id)}, 32)
+		ev2 := ev
+		ev2.ID, ev2.ResourceID, ev2.Input, ev2.ActorID = ev.ID+1, in, nil, ws+ws
+		ev3 := ev
+		ev3.ID = ev.ID + 2
+		rows := []storage.AuditEvent{ev, ev2, ev3}
+		if id >= math.MaxInt64-2 {
+			return
+		}
+		got, err = decodeSegment(v2Segment(t, rows), 0)
+		if err != nil || len(got) != 3 {
+			t.Fatalf("v2 round trip: %d rows, %v", len(got), err)
+		}
+		for i := range rows {
+			if !got[i].OccurredAt.Equal(rows[i].OccurredAt) {
+				t.Fatalf("v2 row %d: time %v, want %v", i, got[i].OccurredAt, rows[i].OccurredAt)
+			}
+			got[i].OccurredAt = rows[i].OccurredAt
+			if len(rows[i].Input) == 0 {
+				rows[i].Input = nil
+			}
+			if !reflect.DeepEqual(got[i], rows[i]) {
+				t.Fatalf("v2 round trip, row %d:\n got %+v\nwant %+v", i, got[i], rows[i])
+			}
+		}
 	})
 }
 
-// TestOldSegmentsStayReadable: a database whose rows are JSON segments (as
-// an older Rotor wrote them) gets v1 segments appended after them; both
-// list, chain and prune alike.
+// TestOldSegmentsStayReadable: a database whose rows are JSON or v1
+// segments (as an older Rotor wrote them) gets v2 segments appended after
+// them; all list, chain and prune alike.
 func TestOldSegmentsStayReadable(t *testing.T) {
+	for _, old := range []byte{0, segV1} {
+		t.Run(fmt.Sprintf("format=%d", old), func(t *testing.T) { testOldSegmentsStayReadable(t, old) })
+	}
+}
+
+func testOldSegmentsStayReadable(t *testing.T, old byte) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "rotor.db")
 	s, err := Open(path, Options{})
@@ -135,7 +203,7 @@ func TestOldSegmentsStayReadable(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	if err := RewriteAudit(path, "ws_1", true, func(evs []storage.AuditEvent) ([]storage.AuditEvent, *storage.AuditHead) { return evs, nil }); err != nil {
+	if err := RewriteAudit(path, "ws_1", map[byte]string{0: "json", segV1: "v1"}[old], func(evs []storage.AuditEvent) ([]storage.AuditEvent, *storage.AuditHead) { return evs, nil }); err != nil {
 		t.Fatal(err)
 	}
 	if s, err = Open(path, Options{}); err != nil {
@@ -155,8 +223,8 @@ func TestOldSegmentsStayReadable(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if len(formats) != 11 || formats[0] != 0 || formats[10] != segV1 {
-		t.Fatalf("segment formats %v, want 10 JSON and one v1", formats)
+	if len(formats) != 11 || formats[0] != old || formats[10] != segV2 {
+		t.Fatalf("segment formats %v, want 10 of format %d and one v2", formats, old)
 	}
 	checkChain := func(after int64, want int) {
 		t.Helper()
@@ -179,8 +247,8 @@ func TestOldSegmentsStayReadable(t *testing.T) {
 	if err != nil || len(page.Events) != 15 || page.Events[0].ID != 20 || page.Events[14].ID != 6 {
 		t.Fatalf("ListAudit: %d rows, %v", len(page.Events), err)
 	}
-	// Prune through the middle of the v1 segment: its later rows keep
-	// their format.
+	// Prune through the middle of the v2 segment: its later rows keep
+	// their format and dictionary.
 	if n, err := s.PruneAudit(ctx, storage.PruneAuditArgs{Marker: storage.AuditRetention{WorkspaceID: "ws_1", ThroughID: 14}}); err != nil || n != 14 {
 		t.Fatalf("pruned %d, %v", n, err)
 	}
@@ -226,8 +294,9 @@ func TestChainHeadAfterRollback(t *testing.T) {
 }
 
 // TestSchemaVersionRaised: opening a file of schema 1 (JSON segments only)
-// raises it to 2, so a Rotor that cannot read v1 segments refuses the file
-// instead of failing on its first audit read; a newer file is refused.
+// or 2 (v1 segments too) raises it to 3, so a Rotor that cannot read v2
+// segments refuses the file instead of failing on its first audit read; a
+// newer file is refused.
 func TestSchemaVersionRaised(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "rotor.db")
 	setSchema := func(v uint64) {
@@ -257,12 +326,93 @@ func TestSchemaVersionRaised(t *testing.T) {
 	if s, err = Open(path, Options{}); err != nil {
 		t.Fatal(err)
 	}
-	if v := schema(s); v != 2 {
+	if v := schema(s); v != schemaVersion {
 		t.Fatalf("schema %d after opening a version 1 file", v)
 	}
 	s.Close()
-	setSchema(3)
-	if _, err := Open(path, Options{}); err == nil || !strings.Contains(err.Error(), "schema version 3") {
-		t.Fatalf("a version 3 file opened: %v", err)
+	setSchema(2) // v1 segments, no v2: raised too
+	if s, err = Open(path, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if v := schema(s); v != 3 {
+		t.Fatalf("schema %d after opening a version 2 file", v)
+	}
+	s.Close()
+	setSchema(4)
+	if _, err := Open(path, Options{}); err == nil || !strings.Contains(err.Error(), "schema version 4") {
+		t.Fatalf("a version 4 file opened: %v", err)
+	}
+}
+
+// TestFrameV1Len: appendAuditHeads sizes its buffer with frameV1Len, so
+// it must be exact for any row (negative times, empty and long fields).
+func TestFrameV1Len(t *testing.T) {
+	for i, ev := range []storage.AuditEvent{
+		sampleEvent(1), sampleEvent(1 << 40), {ID: 0}, {ID: 127, OccurredAt: time.Unix(-5, 999_999_999)},
+		{ID: 128, OccurredAt: time.Unix(1<<40, 0), ResourceID: strings.Repeat("n", 300), Input: bytes.Repeat([]byte{'x'}, 20_000)},
+	} {
+		if got, want := frameV1Len(&ev), len(appendFrameV1(nil, &ev)); got != want {
+			t.Errorf("row %d: frameV1Len %d, encoded %d bytes", i, got, want)
+		}
+		if rec, _, err := nextFrame(appendFrameV1(nil, &ev)); err != nil || len(rec) != recordV1Len(&ev) {
+			t.Errorf("row %d: frame does not hold the record: %v", i, err)
+		}
+	}
+}
+
+// TestAppendAuditLeavesEvents: AppendAudit's fn may run again in a group
+// commit, so appendAuditHeads must not set ids or chain values on the
+// caller's rows; rows of interleaved workspaces keep their order and
+// chain per workspace, with ids in order of each workspace's first row.
+func TestAppendAuditLeavesEvents(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "rotor.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var evs []storage.AuditEvent
+	for i := range 200 {
+		e := sampleEvent(0)
+		e.Chain = nil
+		e.WorkspaceID = []string{"ws_a", "ws_b"}[i%3/2]
+		e.ResourceID = strings.Repeat("r", i%7+1) + string(rune('a'+i%26))
+		evs = append(evs, e)
+	}
+	orig := make([]storage.AuditEvent, len(evs))
+	copy(orig, evs)
+	ctx := context.Background()
+	if _, err := s.AppendAudit(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(evs, orig) {
+		t.Fatal("AppendAudit changed the caller's rows")
+	}
+	nextID := int64(1)
+	for _, ws := range []string{"ws_a", "ws_b"} {
+		got, err := s.ListAuditAsc(ctx, storage.AuditRange{WorkspaceID: ws, Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []storage.AuditEvent
+		for _, e := range orig {
+			if e.WorkspaceID == ws {
+				want = append(want, e)
+			}
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d rows, want %d", ws, len(got), len(want))
+		}
+		var chain []byte
+		for i, e := range got {
+			if e.ID != nextID || e.ResourceID != want[i].ResourceID || !bytes.Equal(e.Chain, storage.NextChain(chain, e)) {
+				t.Fatalf("%s row %d: id %d (want %d), %s (want %s), or its chain value is wrong", ws, i, e.ID, nextID, e.ResourceID, want[i].ResourceID)
+			}
+			nextID++
+			chain = e.Chain
+		}
+		h, err := s.GetAuditHead(ctx, ws)
+		if err != nil || h.LastID != got[len(got)-1].ID || !bytes.Equal(h.Chain, chain) {
+			t.Fatalf("%s: head %+v, %v", ws, h, err)
+		}
 	}
 }

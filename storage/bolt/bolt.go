@@ -3,6 +3,7 @@ package bolt
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
@@ -29,8 +30,9 @@ const DefaultOpenTimeout = 2 * time.Second
 // schemaVersion is written to the meta bucket; a file written by a newer
 // Rotor is refused rather than misread. 1: audit rows in segments (see
 // appendAudit); 2: segments may be v1 binary (auditseg.go), which a Rotor
-// understanding only 1 could not read, so opening a file raises its version.
-const schemaVersion = 2
+// understanding only 1 could not read, so opening a file raises its version;
+// 3: segments may be v2 (a dictionary per segment), likewise.
+const schemaVersion = 3
 
 var (
 	bucketMeta           = []byte("meta")
@@ -238,36 +240,37 @@ func (s *Store) appendAudit(tx *bbolt.Tx, events []storage.AuditEvent) error {
 }
 
 // appendAuditHeads is appendAudit reporting each workspace's heads. Rows
-// are written in the v1 binary format (auditseg.go); nothing written before
+// are written in the v2 binary format (auditseg.go); nothing written before
 // is decoded (the head comes from chainHead) unless retry is set: then each
-// workspace's rows already stored are skipped (RetryAppendAudit).
+// workspace's rows already stored are skipped (RetryAppendAudit). events
+// is not modified (an id and chain value are set on a copy of each row), so
+// a caller whose fn may run again passes the same slice each time.
+//
+// Per row it costs one hash and one in-place encoding, nothing allocated
+// (issue 15): the chain value lives on the stack, each segment is one
+// buffer sized exactly, and the ids come from one sequence update per
+// call.
 func (s *Store) appendAuditHeads(tx *bbolt.Tx, events []storage.AuditEvent, retry bool) ([]storage.AuditAppended, error) {
 	if len(events) == 0 {
 		return nil, nil
 	}
 	root := tx.Bucket(bucketAudit)
-	// Group by workspace, keeping order within each.
-	order := []string{}
-	groups := map[string][]*storage.AuditEvent{}
-	for i := range events {
-		ev := &events[i]
-		if ev.WorkspaceID == "" {
-			return nil, fmt.Errorf("bolt: audit event without workspace")
-		}
-		if _, ok := groups[ev.WorkspaceID]; !ok {
-			order = append(order, ev.WorkspaceID)
-		}
-		groups[ev.WorkspaceID] = append(groups[ev.WorkspaceID], ev)
+	heads := tx.Bucket(bucketAuditHeads)
+	order, groups, err := groupByWorkspace(events)
+	if err != nil {
+		return nil, err
 	}
+	seq := root.Sequence()
+	var enc segEncoderV2
 	out := make([]storage.AuditAppended, 0, len(order))
-	for _, ws := range order {
+	for gi, ws := range order {
+		group := groups[gi]
 		b, err := root.CreateBucketIfNotExists([]byte(ws))
 		if err != nil {
 			return nil, err
 		}
 		// Keys only ever grow: fill pages fully instead of splitting them in half.
 		b.FillPercent = 1.0
-		group := groups[ws]
 		if retry {
 			n, err := retriedRows(b, group)
 			if err != nil {
@@ -277,49 +280,92 @@ func (s *Store) appendAuditHeads(tx *bbolt.Tx, events []storage.AuditEvent, retr
 				continue
 			}
 		}
-		heads := tx.Bucket(bucketAuditHeads)
 		head, err := s.chainHead(heads, ws)
 		if err != nil {
 			return nil, err
 		}
 		prev := head
-		var scratch []byte
+		var sum [sha256.Size]byte
+		chain := head.Chain
 		for evs := range slices.Chunk(group, auditSegmentEvents) {
-			seg := make([]byte, 0, 2+256*len(evs))
-			seg = append(seg, segMarker, segV1)
-			var first uint64
+			// Sized exactly (a chain value is 32 bytes): bbolt keeps the
+			// value Put until the commit, so each segment is its own buffer.
+			first := seq + 1
+			buf := make([]byte, 0, enc.plan(evs, int64(first)))
+			buf = enc.header(buf)
 			for i, ev := range evs {
-				seq, err := root.NextSequence()
-				if err != nil {
-					return nil, err
-				}
-				if i == 0 {
-					first = seq
-				}
-				ev.ID = int64(seq)
-				ev.Chain = storage.NextChain(head.Chain, *ev)
-				head = storage.AuditHead{LastID: ev.ID, Chain: ev.Chain}
-				scratch = appendRecordV1(scratch[:0], ev)
-				seg = binary.AppendUvarint(seg, uint64(len(scratch)))
-				seg = append(seg, scratch...)
+				seq++
+				e := *ev
+				e.ID = int64(seq)
+				sum = storage.NextChainSum(chain, &e)
+				e.Chain = sum[:]
+				chain = e.Chain
+				buf = appendFrameV2(buf, &e, &enc.refs[i])
 			}
-			if err := b.Put(be64(first), seg); err != nil {
+			if err := b.Put(be64(first), buf); err != nil {
 				return nil, err
 			}
 		}
+		head = storage.AuditHead{LastID: int64(seq), Chain: bytes.Clone(sum[:])}
 		if err := s.putChainHead(heads, ws, head); err != nil {
 			return nil, err
 		}
 		out = append(out, storage.AuditAppended{WorkspaceID: ws, Prev: prev, Head: head, Rows: len(group)})
 	}
+	if err := root.SetSequence(seq); err != nil {
+		return nil, err
+	}
 	return out, nil
+}
+
+// groupByWorkspace splits events by workspace, in order of first
+// appearance, keeping their order within each. A batch of access rows
+// nearly always holds one workspace: that takes no map.
+func groupByWorkspace(events []storage.AuditEvent) ([]string, [][]*storage.AuditEvent, error) {
+	ptrs := make([]*storage.AuditEvent, len(events))
+	one := true
+	for i := range events {
+		if events[i].WorkspaceID == "" {
+			return nil, nil, fmt.Errorf("bolt: audit event without workspace")
+		}
+		one = one && events[i].WorkspaceID == events[0].WorkspaceID
+		ptrs[i] = &events[i]
+	}
+	if one {
+		return []string{events[0].WorkspaceID}, [][]*storage.AuditEvent{ptrs}, nil
+	}
+	var order []string
+	idx := map[string]int{}
+	counts := []int{}
+	for i := range events {
+		k, ok := idx[events[i].WorkspaceID]
+		if !ok {
+			k = len(order)
+			idx[events[i].WorkspaceID] = k
+			order = append(order, events[i].WorkspaceID)
+			counts = append(counts, 0)
+		}
+		counts[k]++
+	}
+	groups := make([][]*storage.AuditEvent, len(order))
+	at := 0
+	for k, n := range counts {
+		groups[k] = ptrs[at : at : at+n]
+		at += n
+	}
+	// Refill ptrs workspace by workspace (read from events, not ptrs).
+	for i := range events {
+		k := idx[events[i].WorkspaceID]
+		groups[k] = append(groups[k], &events[i])
+	}
+	return order, groups, nil
 }
 
 // retriedRows is how many of evs' leading rows the workspace bucket b
 // already holds: it walks back over at most storage.AuditRetryWindow of
 // the newest rows for evs[0]'s nonce, then matches the rows from there on
-// by nonce and MAC (storage.RetriedRows). A v1 segment keeps nonces as raw
-// bytes, so one that does not contain the nonce's bytes is only counted,
+// by nonce and MAC (storage.RetriedRows). A binary segment (v1, v2) keeps
+// nonces as raw bytes, so one that does not contain the nonce's bytes is only counted,
 // not decoded (a miss over the whole window decoded 100,000 rows).
 func retriedRows(b *bbolt.Bucket, evs []*storage.AuditEvent) (int, error) {
 	nonce := evs[0].Nonce
@@ -768,12 +814,12 @@ func (s *Store) AppendAudit(ctx context.Context, events []storage.AuditEvent) ([
 		return nil, nil
 	}
 	var out []storage.AuditAppended
-	// Shared with concurrent job writes (one commit): fn clones the events
-	// each time, since it may run again; a rolled-back chain head only
-	// costs the tails cache a decode (tailHead).
+	// Shared with concurrent job writes (one commit): fn may run again,
+	// and appendAuditHeads leaves events as they were; a rolled-back chain
+	// head only costs the tails cache a decode (tailHead).
 	err := s.batch(ctx, len(events), func(tx *bbolt.Tx) error {
 		var err error
-		out, err = s.appendAuditHeads(tx, slices.Clone(events), false)
+		out, err = s.appendAuditHeads(tx, events, false)
 		return err
 	})
 	if err != nil {
@@ -789,7 +835,7 @@ func (s *Store) RetryAppendAudit(ctx context.Context, events []storage.AuditEven
 	var out []storage.AuditAppended
 	err := s.batch(ctx, len(events), func(tx *bbolt.Tx) error {
 		var err error
-		out, err = s.appendAuditHeads(tx, slices.Clone(events), true)
+		out, err = s.appendAuditHeads(tx, events, true)
 		return err
 	})
 	if err != nil {

@@ -1,8 +1,10 @@
 package bolt
 
 import (
+	"cmp"
 	"encoding/base64"
 	"encoding/binary"
+	"slices"
 
 	"go.etcd.io/bbolt"
 
@@ -11,12 +13,12 @@ import (
 )
 
 // RewriteAudit replaces a workspace's audit rows with the rows fn returns,
-// written as they are (chain values untouched), one segment per row in the
-// JSON format of before issue 15 when jsonRows, else in v1, and the chain
-// head with the head it returns when not nil: a test's attacker with write
-// access to the file, or a database written by an older Rotor. The store
-// must be closed.
-func RewriteAudit(path, ws string, jsonRows bool, fn func([]storage.AuditEvent) ([]storage.AuditEvent, *storage.AuditHead)) error {
+// written as they are (chain values untouched) in format: "json" (the
+// format of before issue 15) or "v1", one segment per row, or "v2", up to
+// 64 rows a segment; and the chain head with the head it returns when not
+// nil: a test's attacker with write access to the file, or a database
+// written by an older Rotor. The store must be closed.
+func RewriteAudit(path, ws, format string, fn func([]storage.AuditEvent) ([]storage.AuditEvent, *storage.AuditHead)) error {
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: DefaultOpenTimeout})
 	if err != nil {
 		return err
@@ -43,11 +45,33 @@ func RewriteAudit(path, ws string, jsonRows bool, fn func([]storage.AuditEvent) 
 		}
 		var scratch []byte
 		rows, head := fn(all)
+		if format == "v2" {
+			// In id order, as bbolt keeps the one-row segments of the
+			// other formats (a row given another id moves with it).
+			slices.SortStableFunc(rows, func(a, b storage.AuditEvent) int { return cmp.Compare(a.ID, b.ID) })
+			var enc segEncoderV2
+			for chunk := range slices.Chunk(rows, auditSegmentEvents) {
+				ptrs := make([]*storage.AuditEvent, len(chunk))
+				for i := range chunk {
+					ptrs[i] = &chunk[i]
+				}
+				seg := enc.header(make([]byte, 0, enc.plan(ptrs, chunk[0].ID)))
+				for i := range chunk {
+					seg = appendFrameV2(seg, &chunk[i], &enc.refs[i])
+				}
+				if err := b.Put(be64(uint64(chunk[0].ID)), seg); err != nil {
+					return err
+				}
+			}
+		}
 		for _, ev := range rows {
 			var seg []byte
-			if jsonRows {
+			switch format {
+			case "v2":
+				continue
+			case "json":
 				scratch = encodeAudit(scratch, &ev)
-			} else {
+			default:
 				seg = []byte{segMarker, segV1}
 				scratch = appendRecordV1(scratch[:0], &ev)
 			}
