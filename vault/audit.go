@@ -55,9 +55,18 @@ const (
 	// interval, not the batch size, bounds how long a row waits.
 	auditMaxBatch = auditChunkRows
 	// auditChunkRows and auditChunkBytes bound one AppendAudit call, far
-	// below the plugin's message limit (plugins.MaxMessageSize).
-	auditChunkRows  = 2000
-	auditChunkBytes = 1 << 20
+	// below the plugin's message limit (plugins.MaxMessageSize, 64 MiB),
+	// its batch limit (plugins.MaxBatch, 10,000 rows) and the retry window
+	// (storage.AuditRetryWindow, 100,000 rows). 4096 rows, not 2000: an
+	// access row is ~340 bytes by chunkLen's estimate, ~260 on the wire, and
+	// the load (25-30k rows/s) queues 2,500-3,000 rows per flush interval,
+	// which a 2000-row bound split into two commits, each with its fixed
+	// cost (fdatasyncs, meta page, spill, a plugin call). Now the interval
+	// decides up to ~40k rows/s; 2 MiB keeps the byte bound above such a
+	// batch (~1.4 MiB estimated, ~1 MiB on the wire: within the plugin
+	// client's pooled buffers, plugins.maxPooledRows and maxPooledFrame).
+	auditChunkRows  = 4096
+	auditChunkBytes = 2 << 20
 	// auditWriteTimeout bounds one AppendAudit call (a hung backend).
 	auditWriteTimeout = 15 * time.Second
 	// Backoff between failed writes.
