@@ -9,7 +9,7 @@ import (
 )
 
 // Audit rows in one bytes field (Capability AUDIT_ROWS, storage.proto's
-// AppendAuditRequest.rows). The audit writer sends up to 2,000 access rows
+// AppendAuditRequest.rows). The audit writer sends up to 4,096 access rows
 // a call; as AuditEvent messages each row was a message to build, marshal,
 // unmarshal (with UTF-8 checks on five strings) and convert on both sides,
 // more CPU than the backend's own work for the row. This layout is read in

@@ -349,7 +349,7 @@ func (c *Client) ListSecretsByKEK(ctx context.Context, kekID string, limit int) 
 
 // AppendAudit sends events in one call: one transaction, so a batch above
 // MaxBatch rows is refused before it is sent (the vault's writer sends at
-// most 2,000).
+// most 4,096).
 func (c *Client) AppendAudit(ctx context.Context, events []storage.AuditEvent) ([]storage.AuditAppended, error) {
 	return c.appendAudit(ctx, events, false)
 }
