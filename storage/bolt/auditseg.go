@@ -131,30 +131,34 @@ func (c *strCache) get(i int, b []byte) string {
 	return c[i]
 }
 
-// decodeRecordV1 decodes a v1 record. The byte fields point into one copy
-// of the record, capped so appending to one cannot overwrite the next.
-func decodeRecordV1(rec []byte, strs *strCache) (storage.AuditEvent, error) {
-	var ev storage.AuditEvent
-	id, k := binary.Uvarint(rec)
-	if k <= 0 || id > math.MaxInt64 {
-		return ev, errCorruptSegment
+// recordHead reads what every binary record begins with (v1 and v2): id,
+// unix seconds, nanoseconds; rest is the record after them.
+func recordHead(rec []byte) (id int64, at time.Time, rest []byte, err error) {
+	u, k := binary.Uvarint(rec)
+	if k <= 0 || u > math.MaxInt64 {
+		return 0, at, nil, errCorruptSegment
 	}
 	rec = rec[k:]
 	sec, k := binary.Varint(rec)
 	if k <= 0 {
-		return ev, errCorruptSegment
+		return 0, at, nil, errCorruptSegment
 	}
 	rec = rec[k:]
 	nsec, k := binary.Uvarint(rec)
 	if k <= 0 || nsec >= 1e9 {
-		return ev, errCorruptSegment
+		return 0, at, nil, errCorruptSegment
 	}
-	rec = bytes.Clone(rec[k:])
-	var f [10][]byte
+	return int64(u), time.Unix(sec, int64(nsec)).UTC(), rec[k:], nil
+}
+
+// lengthFields splits rec into len(f) uvarint(length)-framed fields, which
+// must use all of it. Each field points into rec, capped so appending to
+// one cannot overwrite the next; an empty field is nil.
+func lengthFields(f [][]byte, rec []byte) error {
 	for i := range f {
 		n, k := binary.Uvarint(rec)
 		if k <= 0 || uint64(len(rec)-k) < n {
-			return ev, errCorruptSegment
+			return errCorruptSegment
 		}
 		if n > 0 {
 			f[i] = rec[k : k+int(n) : k+int(n)]
@@ -162,10 +166,25 @@ func decodeRecordV1(rec []byte, strs *strCache) (storage.AuditEvent, error) {
 		rec = rec[k+int(n):]
 	}
 	if len(rec) != 0 {
-		return ev, errCorruptSegment
+		return errCorruptSegment
+	}
+	return nil
+}
+
+// decodeRecordV1 decodes a v1 record. The byte fields point into one copy
+// of the record, capped so appending to one cannot overwrite the next.
+func decodeRecordV1(rec []byte, strs *strCache) (storage.AuditEvent, error) {
+	var ev storage.AuditEvent
+	id, at, rec, err := recordHead(rec)
+	if err != nil {
+		return ev, err
+	}
+	var f [10][]byte
+	if err := lengthFields(f[:], bytes.Clone(rec)); err != nil {
+		return ev, err
 	}
 	ev = storage.AuditEvent{
-		ID: int64(id), OccurredAt: time.Unix(sec, int64(nsec)).UTC(),
+		ID: id, OccurredAt: at,
 		WorkspaceID: strs.get(0, f[0]), ActorID: strs.get(1, f[1]), EventType: strs.get(2, f[2]),
 		ResourceType: strs.get(3, f[3]), ResourceID: strs.get(4, f[4]),
 		Input: f[5], Output: f[6], Chain: f[7], Nonce: f[8], MAC: f[9],
@@ -419,44 +438,23 @@ func (d *segDictV2) str(ref uint64) (string, error) {
 // they are capped, so appending to one cannot overwrite another.
 func decodeRecordV2(rec []byte, d *segDictV2) (storage.AuditEvent, error) {
 	var ev storage.AuditEvent
-	id, k := binary.Uvarint(rec)
-	if k <= 0 || id > math.MaxInt64 {
-		return ev, errCorruptSegment
+	id, at, rec, err := recordHead(rec)
+	if err != nil {
+		return ev, err
 	}
-	rec = rec[k:]
-	sec, k := binary.Varint(rec)
-	if k <= 0 {
-		return ev, errCorruptSegment
-	}
-	rec = rec[k:]
-	nsec, k := binary.Uvarint(rec)
-	if k <= 0 || nsec >= 1e9 {
-		return ev, errCorruptSegment
-	}
-	rec = rec[k:]
 	var refs [v2Fields]uint64
 	for i := range refs {
+		var k int
 		if refs[i], k = binary.Uvarint(rec); k <= 0 {
 			return ev, errCorruptSegment
 		}
 		rec = rec[k:]
 	}
 	var f [3][]byte
-	for i := range f {
-		n, k := binary.Uvarint(rec)
-		if k <= 0 || uint64(len(rec)-k) < n {
-			return ev, errCorruptSegment
-		}
-		if n > 0 {
-			f[i] = rec[k : k+int(n) : k+int(n)]
-		}
-		rec = rec[k+int(n):]
+	if err := lengthFields(f[:], rec); err != nil {
+		return ev, err
 	}
-	if len(rec) != 0 {
-		return ev, errCorruptSegment
-	}
-	ev = storage.AuditEvent{ID: int64(id), OccurredAt: time.Unix(sec, int64(nsec)).UTC(), Chain: f[0], Nonce: f[1], MAC: f[2]}
-	var err error
+	ev = storage.AuditEvent{ID: id, OccurredAt: at, Chain: f[0], Nonce: f[1], MAC: f[2]}
 	for i, s := range [...]*string{&ev.WorkspaceID, &ev.ActorID, &ev.EventType, &ev.ResourceType, &ev.ResourceID} {
 		if *s, err = d.str(refs[i]); err != nil {
 			return ev, err
