@@ -10,12 +10,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"rotor.sh/rotor/internal/proccpu"
 )
 
 // The proxy half of issue 10's attack suite: one test per attack, against
@@ -146,17 +147,14 @@ func TestAttackProxy(t *testing.T) {
 	}
 }
 
-// procCPU is the user+system CPU time of a process so far.
+// procCPU is the user+system CPU time of a process so far (proccpu.Of).
 func procCPU(t *testing.T, pid int) time.Duration {
 	t.Helper()
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	d, err := proccpu.Of(pid)
 	if err != nil {
-		t.Skip("no /proc: CPU time not measurable here")
+		t.Skip("CPU time not measurable here: ", err)
 	}
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-	ut, _ := strconv.Atoi(f[11])
-	st, _ := strconv.Atoi(f[12])
-	return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ is 100 on Linux
+	return d
 }
 
 // attackScrubCPU: the issue's adversarial case, two secrets that

@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"rotor.sh/rotor/internal/proccpu"
 	"rotor.sh/rotor/plugins"
 	"rotor.sh/rotor/plugins/proto"
 	"rotor.sh/rotor/storage"
@@ -102,18 +102,13 @@ func benchSpin(off bool) time.Duration {
 	return d
 }
 
-// procCPU is process pid's CPU time, from /proc, in clock ticks of 10 ms.
+// procCPU is process pid's CPU time (proccpu.Of); skips without /proc.
 func procCPU(b *testing.B, pid int) time.Duration {
-	st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	d, err := proccpu.Of(pid)
 	if err != nil {
-		b.Skipf("no /proc: %v", err)
+		b.Skip(err)
 	}
-	// Fields after the command name (which may hold spaces): utime and
-	// stime are the 14th and 15th of the line, 12th and 13th after ")".
-	f := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+1:]))
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	stt, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+stt) * 10 * time.Millisecond
+	return d
 }
 
 // cpuTime is this process's CPU time plus, when pid is not 0, that

@@ -6,26 +6,22 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
+	"rotor.sh/rotor/internal/proccpu"
 	"rotor.sh/rotor/plugins"
 	"rotor.sh/rotor/plugins/proto"
 	"rotor.sh/rotor/storage"
 )
 
-// pidCPU is another process's user+system CPU time (from /proc, in clock
-// ticks of 10 ms: runs of a second or more keep the error near 1%).
+// pidCPU is another process's CPU time (proccpu.Of); skips without /proc.
 func pidCPU(b *testing.B, pid int) time.Duration {
-	st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	d, err := proccpu.Of(pid)
 	if err != nil {
-		b.Skipf("no /proc: %v", err)
+		b.Skip(err)
 	}
-	f := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+1:]))
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	stt, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+stt) * 10 * time.Millisecond
+	return d
 }
 
 // benchRequestIDs are distinct request ids shaped as the proxy's.
