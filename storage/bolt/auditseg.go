@@ -202,8 +202,24 @@ func decodeSegment(seg []byte, after int64) ([]storage.AuditEvent, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []storage.AuditEvent
 	var strs strCache
+	return decodeRecords(body, format, after, func(rec []byte) (storage.AuditEvent, error) {
+		if format == 0 {
+			var ev storage.AuditEvent
+			// The JSON decoder copies.
+			if err := json.Unmarshal(rec, &ev); err != nil {
+				return ev, fmt.Errorf("bolt: corrupt audit record: %w", err)
+			}
+			return ev, nil
+		}
+		return decodeRecordV1(rec, &strs)
+	})
+}
+
+// decodeRecords decodes body's framed records of one format with an id
+// above after (0: all), oldest first, skipping the others by their id alone.
+func decodeRecords(body []byte, format byte, after int64, decode func(rec []byte) (storage.AuditEvent, error)) ([]storage.AuditEvent, error) {
+	var out []storage.AuditEvent
 	for len(body) > 0 {
 		rec, rest, err := nextFrame(body)
 		if err != nil {
@@ -219,13 +235,8 @@ func decodeSegment(seg []byte, after int64) ([]storage.AuditEvent, error) {
 				continue
 			}
 		}
-		var ev storage.AuditEvent
-		if format == 0 {
-			// The JSON decoder copies.
-			if err := json.Unmarshal(rec, &ev); err != nil {
-				return nil, fmt.Errorf("bolt: corrupt audit record: %w", err)
-			}
-		} else if ev, err = decodeRecordV1(rec, &strs); err != nil {
+		ev, err := decode(rec)
+		if err != nil {
 			return nil, err
 		}
 		if out == nil {
@@ -478,30 +489,5 @@ func decodeSegmentV2(seg []byte, after int64) ([]storage.AuditEvent, error) {
 		return nil, err
 	}
 	d := segDictV2{entries: entries}
-	var out []storage.AuditEvent
-	for len(body) > 0 {
-		rec, rest, err := nextFrame(body)
-		if err != nil {
-			return nil, err
-		}
-		body = rest
-		if after > 0 {
-			id, err := recordIDOf(rec, segV2)
-			if err != nil {
-				return nil, err
-			}
-			if id <= after {
-				continue
-			}
-		}
-		ev, err := decodeRecordV2(rec, &d)
-		if err != nil {
-			return nil, err
-		}
-		if out == nil {
-			out = make([]storage.AuditEvent, 0, 8)
-		}
-		out = append(out, ev)
-	}
-	return out, nil
+	return decodeRecords(body, segV2, after, func(rec []byte) (storage.AuditEvent, error) { return decodeRecordV2(rec, &d) })
 }
