@@ -1,6 +1,8 @@
 package vault
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
@@ -22,14 +24,17 @@ type metrics struct {
 	auditWriteErrors          prometheus.Counter
 	auditDropped              prometheus.Counter
 	auditRefused              prometheus.Counter
-	auditBacklog              prometheus.Gauge
-	auditExported             prometheus.Counter
-	auditExportErrors         prometheus.Counter
-	auditFlushSeconds         prometheus.Histogram
-	auditSeals                prometheus.Counter
-	auditTamper               prometheus.Counter
-	auditPruned               prometheus.Counter // issue 11: audit retention
-	secretWrites              *prometheus.CounterVec
+	// auditBacklogRows is the audit writer's backlog (auditWriter.backlog),
+	// read by the rotor_audit_backlog_rows gauge when scraped.
+	auditBacklogRows  atomic.Int64
+	auditBacklog      prometheus.GaugeFunc
+	auditExported     prometheus.Counter
+	auditExportErrors prometheus.Counter
+	auditFlushSeconds prometheus.Histogram
+	auditSeals        prometheus.Counter
+	auditTamper       prometheus.Counter
+	auditPruned       prometheus.Counter // issue 11: audit retention
+	secretWrites      *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -63,10 +68,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "rotor_audit_export_errors_total",
 			Help: "Failed export passes (retried from the saved cursor).",
 		}),
-		auditBacklog: f.NewGauge(prometheus.GaugeOpts{
-			Name: "rotor_audit_backlog_rows",
-			Help: "Access audit rows accepted and not yet written to storage.",
-		}),
 		auditFlushSeconds: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "rotor_audit_flush_duration_seconds",
 			Help:    "Time to write one batch of access audit events.",
@@ -89,6 +90,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Secret writes by operation (create, rotate, update, delete).",
 		}, []string{"op"}),
 	}
+	m.auditBacklog = f.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "rotor_audit_backlog_rows",
+		Help: "Access audit rows accepted and not yet written to storage.",
+	}, func() float64 { return float64(m.auditBacklogRows.Load()) })
 	m.resolvedHit = m.resolutions.WithLabelValues(resultHit)
 	m.resolvedMiss = m.resolutions.WithLabelValues(resultMiss)
 	return m
