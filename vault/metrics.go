@@ -24,9 +24,9 @@ type metrics struct {
 	auditWriteErrors          prometheus.Counter
 	auditDropped              prometheus.Counter
 	auditRefused              prometheus.Counter
-	// auditBacklogRows is the audit writer's backlog (auditWriter.backlog),
-	// read by the rotor_audit_backlog_rows gauge when scraped.
-	auditBacklogRows  atomic.Int64
+	// auditWriter is the writer whose backlog rotor_audit_backlog_rows
+	// reads when scraped (nil until it starts).
+	auditWriter       atomic.Pointer[auditWriter]
 	auditBacklog      prometheus.GaugeFunc
 	auditExported     prometheus.Counter
 	auditExportErrors prometheus.Counter
@@ -42,7 +42,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		resolutions: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "rotor_vault_resolutions_total",
-			Help: "Secret resolutions by result (cache_hit, cache_miss, not_found, host_not_allowed, error).",
+			Help: "Secret resolutions by result (cache_hit, cache_miss, not_found, host_not_allowed, error); cache hits are counted as the audit writer takes their rows (within the flush interval).",
 		}, []string{"result"}),
 		auditEventsWritten: f.NewCounter(prometheus.CounterOpts{
 			Name: "rotor_audit_events_written_total",
@@ -93,7 +93,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.auditBacklog = f.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "rotor_audit_backlog_rows",
 		Help: "Access audit rows accepted and not yet written to storage.",
-	}, func() float64 { return float64(m.auditBacklogRows.Load()) })
+	}, func() float64 {
+		if a := m.auditWriter.Load(); a != nil {
+			return float64(a.backlogRows())
+		}
+		return 0
+	})
 	m.resolvedHit = m.resolutions.WithLabelValues(resultHit)
 	m.resolvedMiss = m.resolutions.WithLabelValues(resultMiss)
 	return m
