@@ -72,7 +72,7 @@ func TestEventInSameRows(t *testing.T) {
 		{ws: "w", actor: "a", eventType: EventSecretAccessed, name: "F", host: "", version: 3, hasVersion: true},
 	}
 	var ar rowArena
-	var prev accessRecord
+	var prev prevRow
 	s := newRowSigner([]byte("0123456789abcdef0123456789abcdef"))
 	var got []storage.AuditEvent
 	var ms macState
