@@ -82,3 +82,33 @@ func TestAttackForgedActor(t *testing.T) {
 		t.Fatalf("the upstream got the internal headers: %v", h)
 	}
 }
+
+// TestOneAccessRowPerSecret: a request naming a secret in several places
+// (bench/proxyload's GET: TOKEN in the query and the Authorization header,
+// USER in the path, and both again in the body) resolves each name once
+// and writes one secret.accessed row per (request, secret), both with the
+// request's id, whatever the number of references.
+func TestOneAccessRowPerSecret(t *testing.T) {
+	e := newEnv(t)
+	e.secret("TOKEN", "one-row-token-value-0044")
+	e.secret("USER", "one-row-user-0045")
+	up := newUpstream(t, false)
+	r := e.send(e.client(e.key, nil), "POST", up.URL+"/users/${{%20secrets.USER%20}}/x?token=${{%20secrets.TOKEN%20}}",
+		"application/json", `{"u":"${{ secrets.USER }}","t":"${{ secrets.TOKEN }}"}`,
+		"Authorization", "Bearer ${{ secrets.TOKEN }}")
+	if r.status != 200 {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	rows := accessRows(t, e)
+	names := map[string]int{}
+	ids := map[string]bool{}
+	for _, row := range rows {
+		names[row.ResourceID]++
+		var in map[string]string
+		json.Unmarshal(row.Input, &in)
+		ids[in["request_id"]] = true
+	}
+	if len(rows) != 2 || names["TOKEN"] != 1 || names["USER"] != 1 || len(ids) != 1 || ids[""] {
+		t.Fatalf("access rows for one request resolving TOKEN and USER: %d rows, by name %v, request ids %v", len(rows), names, ids)
+	}
+}

@@ -223,11 +223,13 @@ func benchGETEngine(b *testing.B, engine, path, auth string, want int) {
 		b.Fatalf("status %d, want %d", got, want)
 	}
 	b.ReportAllocs()
+	cpu0 := processCPU(b)
 	for b.Loop() {
 		if got := one(); got != want {
 			b.Fatalf("status %d, want %d", got, want)
 		}
 	}
+	b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
 }
 
 // benchBody is bench/proxyload's 1 KiB JSON body: two references (or the

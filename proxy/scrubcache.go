@@ -3,6 +3,7 @@ package proxy
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // scrubCacheMax bounds the scrubbers kept (a distinct set of resolved
@@ -34,20 +35,41 @@ type scrubKey [scrubKeyLen]uint64
 // does not zero its dropped copies either).
 type scrubCache struct {
 	mu      sync.Mutex
-	entries map[scrubKey]*scrubber
+	entries map[scrubKey]*scrubEntry
 	// byID lists the keys using each value.
 	byID map[uint64][]scrubKey
+	// last is the entry get found last (nil: none, or it was removed):
+	// read without the lock, so the usual case, requests resolving the
+	// same secrets one after the other, takes neither the mutex (shared by
+	// every request, on every core) nor a map look-up. Set and cleared only
+	// under mu, and only to an entry in entries, so it never outlives its
+	// entry's removal: a get that loaded it just before a drop is one that
+	// took the lock just before it.
+	last atomic.Pointer[scrubEntry]
+}
+
+// scrubEntry is a cached scrubber and its key (for last).
+type scrubEntry struct {
+	k  scrubKey
+	sc *scrubber
 }
 
 func newScrubCache() *scrubCache {
-	return &scrubCache{entries: map[scrubKey]*scrubber{}, byID: map[uint64][]scrubKey{}}
+	return &scrubCache{entries: map[scrubKey]*scrubEntry{}, byID: map[uint64][]scrubKey{}}
 }
 
 func (c *scrubCache) get(k scrubKey) *scrubber {
+	if e := c.last.Load(); e != nil && e.k == k {
+		return e.sc
+	}
 	c.mu.Lock()
-	sc := c.entries[k]
-	c.mu.Unlock()
-	return sc
+	defer c.mu.Unlock()
+	e := c.entries[k]
+	if e == nil {
+		return nil
+	}
+	c.last.Store(e)
+	return e.sc
 }
 
 // put stores sc under k if live (called under c.mu) still holds.
@@ -63,7 +85,7 @@ func (c *scrubCache) put(k scrubKey, sc *scrubber, live func() bool) {
 			break
 		}
 	}
-	c.entries[k] = sc
+	c.entries[k] = &scrubEntry{k, sc}
 	for _, id := range k {
 		if id != 0 {
 			c.byID[id] = append(c.byID[id], k)
@@ -84,6 +106,9 @@ func (c *scrubCache) drop(id uint64) {
 // remove deletes k and its back references (called under c.mu).
 func (c *scrubCache) remove(k scrubKey) {
 	delete(c.entries, k)
+	if e := c.last.Load(); e != nil && e.k == k {
+		c.last.Store(nil)
+	}
 	for _, id := range k {
 		if id == 0 {
 			continue

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"rotor.sh/rotor/storage"
 )
 
@@ -70,7 +72,7 @@ func TestEventInSameRows(t *testing.T) {
 		{ws: "w", actor: "a", eventType: EventSecretAccessed, name: "F", host: "", version: 3, hasVersion: true},
 	}
 	var ar rowArena
-	var prev accessRecord
+	var prev prevRow
 	s := newRowSigner([]byte("0123456789abcdef0123456789abcdef"))
 	var got []storage.AuditEvent
 	var ms macState
@@ -156,6 +158,39 @@ func TestProxyRowsCanon(t *testing.T) {
 	} {
 		if _, got := c.r.eventIn(nil, nil); got != c.want {
 			t.Errorf("%+v: canon %v, want %v", c.r, got, c.want)
+		}
+	}
+}
+
+// TestResolutionsCounted: cache hits are counted by the audit writer as it
+// takes their rows (accessRecord.hit), misses and denials by Resolve; once
+// the rows are written every resolution is in
+// rotor_vault_resolutions_total, each under one result.
+func TestResolutionsCounted(t *testing.T) {
+	ctx := context.Background()
+	v, _ := testVault(t)
+	a := bootstrap(t, v)
+	if _, err := v.CreateSecret(ctx, a, CreateSecretRequest{Name: "TOKEN", Value: PlaintextString("counted-value-0046"), AllowedHosts: []string{"api.example.com"}}); err != nil {
+		t.Fatal(err)
+	}
+	req := ResolveRequest{WorkspaceID: a.WorkspaceID, Name: "TOKEN", ActorID: a.KeyID, Host: "api.example.com"}
+	v.Invalidate(a.WorkspaceID, "TOKEN")
+	for range 5 { // one miss, four hits
+		if _, err := v.Resolve(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	denied := req
+	denied.Host = "evil.example"
+	if _, err := v.Resolve(ctx, denied); !errors.Is(err, ErrHostNotAllowed) { // a hit, denied
+		t.Fatalf("resolve for another host: %v", err)
+	}
+	if err := v.FlushAudit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for result, want := range map[string]float64{resultHit: 4, resultMiss: 1, resultDenied: 1} {
+		if got := testutil.ToFloat64(v.metrics.resolutions.WithLabelValues(result)); got != want {
+			t.Errorf("resolutions{result=%q} = %v, want %v", result, got, want)
 		}
 	}
 }

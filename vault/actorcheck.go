@@ -145,6 +145,6 @@ type Refusal struct {
 // signed like them). ErrAuditUnavailable when the backlog is at its bound:
 // the caller should not finish the work unrecorded.
 func (v *Vault) RecordRefusal(ctx context.Context, r Refusal) error {
-	return v.audit.record(ctx, accessRecord{at: v.now().UTC(), ws: r.WorkspaceID, actor: r.ActorID, eventType: r.EventType,
+	return v.audit.record(ctx, &accessRecord{at: v.now().UTC(), ws: r.WorkspaceID, actor: r.ActorID, eventType: r.EventType,
 		resType: r.ResourceType, name: r.ResourceID, host: r.Host, reason: r.Reason, extra: r.Extra})
 }

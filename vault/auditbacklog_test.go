@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"rotor.sh/rotor/storage"
 	"rotor.sh/rotor/storage/postgres"
 	"rotor.sh/rotor/storage/postgres/pgtest"
@@ -211,8 +213,16 @@ func TestAuditBacklogFailsClosed(t *testing.T) {
 	if err := v.AuditReady(ctx); !errors.Is(err, ErrAuditUnavailable) {
 		t.Fatalf("ready with a full backlog: %v", err)
 	}
+	// The gauge is read when scraped, not set by each row: it shows the
+	// rows waiting now.
+	if got := testutil.ToFloat64(v.metrics.auditBacklog); got != backlogMax {
+		t.Fatalf("rotor_audit_backlog_rows %v with a full backlog, want %d", got, backlogMax)
+	}
 	st.down.Store(false)
 	checkNoRowLost(t, v, st, actor, served)
+	if got := testutil.ToFloat64(v.metrics.auditBacklog); got != 0 {
+		t.Fatalf("rotor_audit_backlog_rows %v once written, want 0", got)
+	}
 }
 
 // TestAuditHungStoreFailsClosed: a store that never answers AppendAudit

@@ -118,7 +118,7 @@ func BenchmarkAuditWriterRows(b *testing.B) {
 	for b.Loop() {
 		rec := accessRecord{at: at, ws: "ws_0123456789abcdef", actor: "key_0123456789abcdef", eventType: EventSecretAccessed,
 			name: [2]string{"TOKEN", "USER"}[n%2], host: "api.example.com", requestID: ids[(n/2)%len(ids)], version: 3, hasVersion: true}
-		if err := w.record(ctx, rec); err != nil {
+		if err := w.record(ctx, &rec); err != nil {
 			b.Fatal(err)
 		}
 		n++

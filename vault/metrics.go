@@ -1,6 +1,8 @@
 package vault
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
@@ -22,14 +24,17 @@ type metrics struct {
 	auditWriteErrors          prometheus.Counter
 	auditDropped              prometheus.Counter
 	auditRefused              prometheus.Counter
-	auditBacklog              prometheus.Gauge
-	auditExported             prometheus.Counter
-	auditExportErrors         prometheus.Counter
-	auditFlushSeconds         prometheus.Histogram
-	auditSeals                prometheus.Counter
-	auditTamper               prometheus.Counter
-	auditPruned               prometheus.Counter // issue 11: audit retention
-	secretWrites              *prometheus.CounterVec
+	// auditWriter is the writer whose backlog rotor_audit_backlog_rows
+	// reads when scraped (nil until it starts).
+	auditWriter       atomic.Pointer[auditWriter]
+	auditBacklog      prometheus.GaugeFunc
+	auditExported     prometheus.Counter
+	auditExportErrors prometheus.Counter
+	auditFlushSeconds prometheus.Histogram
+	auditSeals        prometheus.Counter
+	auditTamper       prometheus.Counter
+	auditPruned       prometheus.Counter // issue 11: audit retention
+	secretWrites      *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -37,7 +42,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		resolutions: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "rotor_vault_resolutions_total",
-			Help: "Secret resolutions by result (cache_hit, cache_miss, not_found, host_not_allowed, error).",
+			Help: "Secret resolutions by result (cache_hit, cache_miss, not_found, host_not_allowed, error); cache hits are counted as the audit writer takes their rows (within the flush interval).",
 		}, []string{"result"}),
 		auditEventsWritten: f.NewCounter(prometheus.CounterOpts{
 			Name: "rotor_audit_events_written_total",
@@ -63,10 +68,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "rotor_audit_export_errors_total",
 			Help: "Failed export passes (retried from the saved cursor).",
 		}),
-		auditBacklog: f.NewGauge(prometheus.GaugeOpts{
-			Name: "rotor_audit_backlog_rows",
-			Help: "Access audit rows accepted and not yet written to storage.",
-		}),
 		auditFlushSeconds: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "rotor_audit_flush_duration_seconds",
 			Help:    "Time to write one batch of access audit events.",
@@ -89,6 +90,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Secret writes by operation (create, rotate, update, delete).",
 		}, []string{"op"}),
 	}
+	m.auditBacklog = f.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "rotor_audit_backlog_rows",
+		Help: "Access audit rows accepted and not yet written to storage.",
+	}, func() float64 {
+		if a := m.auditWriter.Load(); a != nil {
+			return float64(a.backlogRows())
+		}
+		return 0
+	})
 	m.resolvedHit = m.resolutions.WithLabelValues(resultHit)
 	m.resolvedMiss = m.resolutions.WithLabelValues(resultMiss)
 	return m

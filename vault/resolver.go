@@ -85,11 +85,12 @@ func (v *Vault) Resolve(ctx context.Context, req ResolveRequest) (Resolved, erro
 	rec := accessRecord{
 		at: now.UTC(), ws: req.WorkspaceID, actor: req.ActorID, eventType: EventSecretAccessed,
 		name: req.Name, host: req.Host, requestID: req.RequestID, version: e.version, hasVersion: true, extra: req.Extra,
+		hit: hit, // counted by the writer (accessRecord.hit)
 	}
 	if denial := deny(e, req); denial != "" {
 		v.metrics.resolutions.WithLabelValues(resultDenied).Inc()
-		rec.eventType, rec.reason = EventSecretAccessDenied, denial
-		if err := v.audit.record(ctx, rec); err != nil {
+		rec.eventType, rec.reason, rec.hit = EventSecretAccessDenied, denial, false
+		if err := v.audit.record(ctx, &rec); err != nil {
 			return Resolved{}, err
 		}
 		if denial == denyNoAllowedHosts {
@@ -97,13 +98,11 @@ func (v *Vault) Resolve(ctx context.Context, req ResolveRequest) (Resolved, erro
 		}
 		return Resolved{}, fmt.Errorf("%w: %s may not be sent to %q", ErrHostNotAllowed, req.Name, truncate(req.Host, 100))
 	}
-	if err := v.audit.record(ctx, rec); err != nil {
+	if err := v.audit.record(ctx, &rec); err != nil {
 		// No audit row, no plaintext.
 		return Resolved{}, err
 	}
-	if hit {
-		v.metrics.resolvedHit.Inc()
-	} else {
+	if !hit {
 		v.metrics.resolvedMiss.Inc()
 	}
 	return Resolved{Name: req.Name, Version: e.version, Value: e.value, CacheID: e.id}, nil
@@ -159,7 +158,7 @@ func (v *Vault) RecordDenied(ctx context.Context, d DeniedDelivery) error {
 	at := v.now().UTC()
 	for _, name := range d.Names {
 		rec := accessRecord{at: at, ws: d.WorkspaceID, actor: d.ActorID, eventType: EventSecretAccessDenied, name: name, host: d.Host, requestID: d.RequestID, reason: d.Reason, extra: d.Extra}
-		if err := v.audit.record(ctx, rec); err != nil {
+		if err := v.audit.record(ctx, &rec); err != nil {
 			return err
 		}
 	}
