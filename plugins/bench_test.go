@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -115,11 +114,7 @@ func procCPU(b *testing.B, pid int) time.Duration {
 // process's (from /proc, in clock ticks of 10 ms: benchmarks of a second
 // or more keep the error near 1%).
 func cpuTime(b *testing.B, pid int) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	d := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	d := proccpu.Self()
 	if pid == 0 {
 		return d
 	}

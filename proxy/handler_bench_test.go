@@ -12,10 +12,9 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
+	"rotor.sh/rotor/internal/proccpu"
 	"rotor.sh/rotor/proxy"
 	"rotor.sh/rotor/vault/vaulttest"
 )
@@ -151,7 +150,29 @@ func benchListener(b *testing.B, engine, target, auth string) {
 	raw := []byte("GET " + up.URL + target + " HTTP/1.1\r\nHost: " + host +
 		"\r\nAuthorization: " + auth + "\r\nProxy-Authorization: Bearer " + ve.Key + "\r\n\r\n")
 	br := bufio.NewReader(c)
-	one := func() {
+	measureCPU(b, benchRoundTrip(b, c, br, raw))
+}
+
+// measureCPU runs one once (a warm-up that also checks the set-up), then
+// in b.Loop, reporting allocations and this process's CPU per op: the
+// in-process client's and upstream's share is the same before and after a
+// change to the proxy, so a difference in cpu-ns/op is the proxy's, robust
+// to a loaded machine.
+func measureCPU(b *testing.B, one func()) {
+	one()
+	b.ReportAllocs()
+	cpu0 := proccpu.Self()
+	for b.Loop() {
+		one()
+	}
+	b.ReportMetric(float64(proccpu.Self()-cpu0)/float64(b.N), "cpu-ns/op")
+}
+
+// benchRoundTrip is one keep-alive round trip of the raw request on c:
+// write it, read the response whole, want 200 (rawRoundTrip without its
+// deadlines and per-call reader, which the benchmark would count).
+func benchRoundTrip(b *testing.B, c io.Writer, br *bufio.Reader, raw []byte) func() {
+	return func() {
 		if _, err := c.Write(raw); err != nil {
 			b.Fatal(err)
 		}
@@ -165,25 +186,6 @@ func benchListener(b *testing.B, engine, target, auth string) {
 			b.Fatalf("status %d", res.StatusCode)
 		}
 	}
-	one()
-	b.ReportAllocs()
-	cpu0 := processCPU(b)
-	for b.Loop() {
-		one()
-	}
-	b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
-}
-
-// processCPU is this process's CPU time (user + system): in the POST
-// benchmarks, the proxy's plus the in-process client's and upstream's,
-// which are the same before and after a change to the proxy, so a
-// difference in cpu-ns/op is the proxy's, robust to a loaded machine.
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func benchGET(b *testing.B, path, auth string, want int) {
@@ -219,17 +221,11 @@ func benchGETEngine(b *testing.B, engine, path, auth string, want int) {
 		p.ServeHTTP(w, r)
 		return w.status
 	}
-	if got := one(); got != want {
-		b.Fatalf("status %d, want %d", got, want)
-	}
-	b.ReportAllocs()
-	cpu0 := processCPU(b)
-	for b.Loop() {
+	measureCPU(b, func() {
 		if got := one(); got != want {
 			b.Fatalf("status %d, want %d", got, want)
 		}
-	}
-	b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
+	})
 }
 
 // benchBody is bench/proxyload's 1 KiB JSON body: two references (or the
@@ -317,17 +313,11 @@ func benchPOST(b *testing.B, user, tok string) {
 		p.ServeHTTP(w, r)
 		return w.status
 	}
-	if got := one(); got != http.StatusOK {
-		b.Fatalf("status %d", got)
-	}
-	b.ReportAllocs()
-	cpu0 := processCPU(b)
-	for b.Loop() {
+	measureCPU(b, func() {
 		if got := one(); got != http.StatusOK {
 			b.Fatalf("status %d", got)
 		}
-	}
-	b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
+	})
 }
 
 func benchPOSTListener(b *testing.B, user, tok string) {
@@ -358,27 +348,7 @@ func benchPOSTListener(b *testing.B, user, tok string) {
 		" HTTP/1.1\r\nHost: " + host + "\r\nAuthorization: Bearer " + tok + "\r\nContent-Type: application/json\r\nContent-Length: " +
 		strconv.Itoa(len(body)) + "\r\nProxy-Authorization: Bearer " + ve.Key + "\r\n\r\n" + body)
 	br := bufio.NewReader(c)
-	one := func() {
-		if _, err := c.Write(raw); err != nil {
-			b.Fatal(err)
-		}
-		res, err := http.ReadResponse(br, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, res.Body)
-		res.Body.Close()
-		if res.StatusCode != http.StatusOK {
-			b.Fatalf("status %d", res.StatusCode)
-		}
-	}
-	one()
-	b.ReportAllocs()
-	cpu0 := processCPU(b)
-	for b.Loop() {
-		one()
-	}
-	b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
+	measureCPU(b, benchRoundTrip(b, c, br, raw))
 }
 
 // BenchmarkTunnelGETListener is bench/proxyload's HTTPS GET on one
@@ -453,25 +423,5 @@ func benchTunnel(b *testing.B, target, auth string) {
 	tc := tls.Client(c, &tls.Config{RootCAs: roots, ServerName: "127.0.0.1", NextProtos: []string{"http/1.1"}})
 	raw := []byte("GET " + target + " HTTP/1.1\r\nHost: " + host + "\r\nAuthorization: " + auth + "\r\n\r\n")
 	br := bufio.NewReader(tc)
-	one := func() {
-		if _, err := tc.Write(raw); err != nil {
-			b.Fatal(err)
-		}
-		res, err := http.ReadResponse(br, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, res.Body)
-		res.Body.Close()
-		if res.StatusCode != http.StatusOK {
-			b.Fatalf("status %d", res.StatusCode)
-		}
-	}
-	one()
-	b.ReportAllocs()
-	cpu0 := processCPU(b)
-	for b.Loop() {
-		one()
-	}
-	b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
+	measureCPU(b, benchRoundTrip(b, tc, br, raw))
 }

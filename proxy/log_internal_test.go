@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"log/slog"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"rotor.sh/rotor/internal/logx"
+	"rotor.sh/rotor/internal/proccpu"
 	"rotor.sh/rotor/vault"
 )
 
@@ -39,22 +39,11 @@ func BenchmarkSummaryLine(b *testing.B) {
 	e := logEntry{id: "prx_0123456789abcdef", method: "GET", host: "127.0.0.1:43121", status: 200, outcome: OutcomeResolved,
 		secrets: []string{"TOKEN", "USER"}, actor: vault.Actor{KeyID: "key_0123456789abcdef", WorkspaceID: "ws_default"}, bytesOut: 2}
 	b.ReportAllocs()
-	cpu0 := threadlessCPU(b)
+	cpu0 := proccpu.Self()
 	for b.Loop() {
 		writeSummary(h, e, time.Now(), 187*time.Microsecond)
 	}
-	b.ReportMetric(float64(threadlessCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
-}
-
-// threadlessCPU is the process's CPU time (user and system), for
-// cpu-ns/op on a loaded machine (handler_bench_test.go's processCPU is in
-// the external test package).
-func threadlessCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64(proccpu.Self()-cpu0)/float64(b.N), "cpu-ns/op")
 }
 
 type discardW struct{}

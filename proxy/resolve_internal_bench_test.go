@@ -2,10 +2,9 @@ package proxy
 
 import (
 	"context"
-	"syscall"
 	"testing"
-	"time"
 
+	"rotor.sh/rotor/internal/proccpu"
 	"rotor.sh/rotor/vault/vaulttest"
 )
 
@@ -26,15 +25,8 @@ func BenchmarkResolveRequestSecrets(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(p.CloseIdleConnections)
-	cpu := func() time.Duration {
-		var ru syscall.Rusage
-		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-			b.Fatal(err)
-		}
-		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
 	b.ReportAllocs()
-	cpu0 := cpu()
+	cpu0 := proccpu.Self()
 	b.RunParallel(func(pb *testing.PB) {
 		st := new(reqState)
 		for pb.Next() {
@@ -56,5 +48,5 @@ func BenchmarkResolveRequestSecrets(b *testing.B) {
 	if err := ve.Vault.FlushAudit(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	b.ReportMetric(float64(cpu()-cpu0)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(proccpu.Self()-cpu0)/float64(b.N), "cpu-ns/op")
 }

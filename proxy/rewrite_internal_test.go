@@ -6,10 +6,9 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
+	"rotor.sh/rotor/internal/proccpu"
 	"rotor.sh/rotor/template"
 	"rotor.sh/rotor/vault"
 	"rotor.sh/rotor/vault/vaulttest"
@@ -53,7 +52,7 @@ func benchRewrite(b *testing.B, ve *vaulttest.Env, p *Proxy, fixed bool, rf func
 	h := http.Header{"Authorization": hv}
 	b.ReportAllocs()
 	n := 0
-	cpu0 := selfCPU(b)
+	cpu0 := proccpu.Self()
 	for b.Loop() {
 		if n++; !fixed && n%4096 == 0 {
 			// The audit writer keeps pace with a proxy, not with this
@@ -85,16 +84,7 @@ func benchRewrite(b *testing.B, ve *vaulttest.Env, p *Proxy, fixed bool, rf func
 	}
 	// Process CPU (fixed: the rewrite and its garbage collection alone),
 	// steadier than wall time on a shared machine.
-	b.ReportMetric(float64(selfCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
-}
-
-// selfCPU is this process's CPU time (user + system).
-func selfCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64(proccpu.Self()-cpu0)/float64(b.N), "cpu-ns/op")
 }
 
 // oldRewriteURL is how rewrite resolved the path, the query and a header

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"rotor.sh/rotor/internal/proccpu"
 )
 
 // asciiLower folds ASCII letters only, as the matcher does (bytes.ToLower
@@ -271,7 +273,7 @@ func BenchmarkScrub(b *testing.B) {
 				body = body[:size]
 				b.Run(fmt.Sprintf("secrets=%d/%s/size=%d", secrets, shape, size), func(b *testing.B) {
 					b.SetBytes(int64(size))
-					cpu0 := threadlessCPU(b)
+					cpu0 := proccpu.Self()
 					for b.Loop() {
 						r := newScrubReader(io.NopCloser(bytes.NewReader(body)), s, nil)
 						if _, err := io.Copy(io.Discard, r); err != nil {
@@ -279,7 +281,7 @@ func BenchmarkScrub(b *testing.B) {
 						}
 					}
 					b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(size), "ns/byte")
-					b.ReportMetric(float64(threadlessCPU(b)-cpu0)/float64(b.N)/float64(size), "cpu-ns/byte")
+					b.ReportMetric(float64(proccpu.Self()-cpu0)/float64(b.N)/float64(size), "cpu-ns/byte")
 				})
 			}
 		}
@@ -327,7 +329,7 @@ func BenchmarkScrubResponse(b *testing.B) {
 	var rd strings.Reader
 	body := io.NopCloser(&rd)
 	b.ReportAllocs()
-	cpu0 := threadlessCPU(b)
+	cpu0 := proccpu.Self()
 	for b.Loop() {
 		rd.Reset("ok")
 		resp := &http.Response{StatusCode: 200, Status: "200 OK", Header: h, Body: body, ContentLength: 2}
@@ -335,5 +337,5 @@ func BenchmarkScrubResponse(b *testing.B) {
 			b.Fatal(n)
 		}
 	}
-	b.ReportMetric(float64(threadlessCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(proccpu.Self()-cpu0)/float64(b.N), "cpu-ns/op")
 }

@@ -2,22 +2,12 @@ package vault
 
 import (
 	"context"
-	"syscall"
 	"testing"
 	"time"
 
+	"rotor.sh/rotor/internal/proccpu"
 	"rotor.sh/rotor/storage"
 )
-
-// processCPU is the process's user+system CPU time so far: the sealer's
-// cost is CPU, while its wall time is mostly the checkpoint's fsync.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // benchAuditVault opens a vault on a real bbolt file with the background
 // sealer off, so the benchmark decides when sealing runs.
@@ -92,12 +82,12 @@ func BenchmarkSealAudit(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.StartTimer()
-		start, startCPU := time.Now(), processCPU()
+		start, startCPU := time.Now(), proccpu.Self()
 		if err := v.SealAudit(ctx); err != nil {
 			b.Fatal(err)
 		}
 		sealing += time.Since(start)
-		cpu += processCPU() - startCPU
+		cpu += proccpu.Self() - startCPU
 	}
 	b.ReportMetric(float64(sealing.Nanoseconds())/float64(b.N*rows), "ns/row")
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*rows), "cpu-ns/row")

@@ -69,7 +69,7 @@ func BenchmarkAuditRowsPlugin(b *testing.B) {
 	}
 	b.ReportAllocs()
 	pid := s.Pid()
-	host0, plugin0 := processCPU(), pidCPU(b, pid)
+	host0, plugin0 := proccpu.Self(), pidCPU(b, pid)
 	n := 0
 	for b.Loop() {
 		req.Name, req.RequestID = names[n%2], ids[(n/2)%len(ids)]
@@ -86,7 +86,7 @@ func BenchmarkAuditRowsPlugin(b *testing.B) {
 	if err := v.audit.flush(ctx); err != nil {
 		b.Fatal(err)
 	}
-	b.ReportMetric(float64((processCPU()-host0).Nanoseconds())/float64(n), "host-cpu-ns/row")
+	b.ReportMetric(float64((proccpu.Self()-host0).Nanoseconds())/float64(n), "host-cpu-ns/row")
 	b.ReportMetric(float64((pidCPU(b, pid)-plugin0).Nanoseconds())/float64(n), "plugin-cpu-ns/row")
 }
 
@@ -114,7 +114,7 @@ func BenchmarkAuditWriterRows(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	n := 0
-	cpu0 := processCPU()
+	cpu0 := proccpu.Self()
 	for b.Loop() {
 		rec := accessRecord{at: at, ws: "ws_0123456789abcdef", actor: "key_0123456789abcdef", eventType: EventSecretAccessed,
 			name: [2]string{"TOKEN", "USER"}[n%2], host: "api.example.com", requestID: ids[(n/2)%len(ids)], version: 3, hasVersion: true}
@@ -131,5 +131,5 @@ func BenchmarkAuditWriterRows(b *testing.B) {
 	if err := w.flush(ctx); err != nil {
 		b.Fatal(err)
 	}
-	b.ReportMetric(float64((processCPU()-cpu0).Nanoseconds())/float64(n), "cpu-ns/row")
+	b.ReportMetric(float64((proccpu.Self()-cpu0).Nanoseconds())/float64(n), "cpu-ns/row")
 }

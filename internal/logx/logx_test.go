@@ -11,9 +11,10 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"rotor.sh/rotor/internal/proccpu"
 )
 
 var at = time.Date(2026, 11, 29, 22, 34, 1, 123456789, time.UTC)
@@ -287,7 +288,7 @@ func BenchmarkLine(b *testing.B) {
 	h := NewHandler(discard{}, nil)
 	secrets := []string{"TOKEN", "USER"}
 	b.ReportAllocs()
-	cpu0 := processCPU(b)
+	cpu0 := proccpu.Self()
 	for b.Loop() {
 		l, ok := h.Line(time.Now(), slog.LevelInfo, "proxy request")
 		if !ok {
@@ -306,17 +307,7 @@ func BenchmarkLine(b *testing.B) {
 		l.Str("workspace_id", "ws_default")
 		_ = l.End()
 	}
-	b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
-}
-
-// processCPU is the process's CPU time (user and system): cpu-ns/op is
-// robust to a loaded machine where ns/op is not.
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64(proccpu.Self()-cpu0)/float64(b.N), "cpu-ns/op")
 }
 
 // TestAppendTimeSameAsFormat: the cached second (appendTime) writes what
