@@ -6,8 +6,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-
-	"rotor.sh/rotor/vault/vaulttest"
 )
 
 // BenchmarkRewriteBody1KiB is the request body path alone (rewriteBody,
@@ -15,14 +13,7 @@ import (
 // body: "plain" has nothing
 // that could start a reference, "resolved" two references.
 func BenchmarkRewriteBody1KiB(b *testing.B) {
-	ve := vaulttest.New(b)
-	ve.Secret(b, "TOKEN", "tok_live_5f3a9c2e7d1b4a60")
-	ve.Secret(b, "USER", "acct-0042")
-	p, err := New(Options{Vault: ve.Vault, Logger: ve.Logger, Registerer: ve.Registry})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(p.CloseIdleConnections)
+	ve, p := benchProxy(b, "TOKEN", "tok_live_5f3a9c2e7d1b4a60", "USER", "acct-0042")
 	body := func(user, tok string) []byte {
 		s := `{"account":"` + user + `","token":"` + tok + `","pad":"`
 		return []byte(s + strings.Repeat("x", 1<<10-2-len(s)) + `"}`)

@@ -146,12 +146,7 @@ func TestStreamedBodyBuffersAfterClose(t *testing.T) {
 // in the transport's 32 KiB reads, and closed (the lock per Read is what
 // the serialisation costs).
 func BenchmarkStreamedBody(b *testing.B) {
-	ve := vaulttest.New(b)
-	p, err := New(Options{Vault: ve.Vault, Logger: ve.Logger, Registerer: ve.Registry})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(p.CloseIdleConnections)
+	ve, p := benchProxy(b)
 	buf := make([]byte, 32<<10)
 	b.SetBytes(BufferLimit + 64<<10)
 	b.ReportAllocs()

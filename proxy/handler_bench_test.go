@@ -125,6 +125,18 @@ func benchListener(b *testing.B, engine, target, auth string) {
 		b.Fatal(err)
 	}
 	defer p.CloseIdleConnections()
+	c := dialProxy(b, p, engine)
+	host := strings.TrimPrefix(up.URL, "http://")
+	raw := []byte("GET " + up.URL + target + " HTTP/1.1\r\nHost: " + host +
+		"\r\nAuthorization: " + auth + "\r\nProxy-Authorization: Bearer " + ve.Key + "\r\n\r\n")
+	br := bufio.NewReader(c)
+	measureCPU(b, benchRoundTrip(b, c, br, raw))
+}
+
+// dialProxy serves p on a loopback listener with engine's server (the lane
+// or net/http) and dials it; the connection and the server close when the
+// benchmark ends.
+func dialProxy(b *testing.B, p *proxy.Proxy, engine string) net.Conn {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -140,17 +152,13 @@ func benchListener(b *testing.B, engine, target, auth string) {
 	}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(ln) }()
-	defer func() { srv.Close(); <-done }()
+	b.Cleanup(func() { srv.Close(); <-done })
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer c.Close()
-	host := strings.TrimPrefix(up.URL, "http://")
-	raw := []byte("GET " + up.URL + target + " HTTP/1.1\r\nHost: " + host +
-		"\r\nAuthorization: " + auth + "\r\nProxy-Authorization: Bearer " + ve.Key + "\r\n\r\n")
-	br := bufio.NewReader(c)
-	measureCPU(b, benchRoundTrip(b, c, br, raw))
+	b.Cleanup(func() { c.Close() })
+	return c
 }
 
 // measureCPU runs one once (a warm-up that also checks the set-up), then
@@ -329,19 +337,7 @@ func benchPOSTListener(b *testing.B, user, tok string) {
 		b.Fatal(err)
 	}
 	defer p.CloseIdleConnections()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := p.NewLaneServer(&http.Server{})
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(ln) }()
-	defer func() { srv.Close(); <-done }()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	c := dialProxy(b, p, proxy.EngineLane)
 	host := strings.TrimPrefix(up.URL, "http://")
 	body := benchBody(user, tok)
 	raw := []byte("POST " + up.URL + "/hooks/" + strings.ReplaceAll(user, " ", "%20") + "?token=" + strings.ReplaceAll(tok, " ", "%20") +
@@ -392,19 +388,7 @@ func benchTunnel(b *testing.B, target, auth string) {
 		b.Fatal(err)
 	}
 	defer p.CloseIdleConnections()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := p.NewLaneServer(&http.Server{})
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(ln) }()
-	defer func() { srv.Close(); <-done }()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	c := dialProxy(b, p, proxy.EngineLane)
 	host := strings.TrimPrefix(up.URL, "https://")
 	if _, err := io.WriteString(c, "CONNECT "+host+" HTTP/1.1\r\nHost: "+host+"\r\nProxy-Authorization: Bearer "+ve.Key+"\r\n\r\n"); err != nil {
 		b.Fatal(err)

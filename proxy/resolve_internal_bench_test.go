@@ -17,14 +17,7 @@ import (
 // a fixed -benchtime (100000x): past the audit backlog bound resolves are
 // refused.
 func BenchmarkResolveRequestSecrets(b *testing.B) {
-	ve := vaulttest.New(b)
-	ve.Secret(b, "TOKEN", "tok_live_5f3a9c2e7d1b4a60")
-	ve.Secret(b, "USER", "acct-0042")
-	p, err := New(Options{Vault: ve.Vault, Logger: ve.Logger, Registerer: ve.Registry})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(p.CloseIdleConnections)
+	ve, p := benchProxy(b, "TOKEN", "tok_live_5f3a9c2e7d1b4a60", "USER", "acct-0042")
 	b.ReportAllocs()
 	cpu0 := proccpu.Self()
 	b.RunParallel(func(pb *testing.PB) {
@@ -49,4 +42,19 @@ func BenchmarkResolveRequestSecrets(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(proccpu.Self()-cpu0)/float64(b.N), "cpu-ns/op")
+}
+
+// benchProxy is a proxy on a fresh test vault holding the given secrets
+// (name, value pairs), closed when the benchmark ends.
+func benchProxy(b *testing.B, secrets ...string) (*vaulttest.Env, *Proxy) {
+	ve := vaulttest.New(b)
+	for i := 0; i+1 < len(secrets); i += 2 {
+		ve.Secret(b, secrets[i], secrets[i+1])
+	}
+	p, err := New(Options{Vault: ve.Vault, Logger: ve.Logger, Registerer: ve.Registry})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(p.CloseIdleConnections)
+	return ve, p
 }

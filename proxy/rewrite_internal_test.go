@@ -25,14 +25,7 @@ const loadTarget = "http://upstream.test/hooks/$%7B%7B%20secrets.USER%20%7D%7D?t
 // writer records alongside: noisy); fixed: a resolver returning the values
 // (the rewrite's own cost).
 func BenchmarkRewriteRequest(b *testing.B) {
-	ve := vaulttest.New(b)
-	ve.Secret(b, "TOKEN", "tok_live_5f3a9c2e7d1b4a60")
-	ve.Secret(b, "USER", "svc-deploy")
-	p, err := New(Options{Vault: ve.Vault, Logger: ve.Logger, Registerer: ve.Registry})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(p.CloseIdleConnections)
+	ve, p := benchProxy(b, "TOKEN", "tok_live_5f3a9c2e7d1b4a60", "USER", "svc-deploy")
 	values := map[string][]byte{"TOKEN": []byte("tok_live_5f3a9c2e7d1b4a60"), "USER": []byte("svc-deploy")}
 	fixed := func(name string) ([]byte, error) { return values[name], nil }
 	for _, mode := range []string{"vault", "fixed"} {
