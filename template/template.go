@@ -288,15 +288,18 @@ func internName(name string) {
 	nameSlot(unsafe.Slice(unsafe.StringData(name), len(name))).Store(&name)
 }
 
-// spellings are the openings of a reference as clients send them: as
-// written, and url.PathEscape's, url.QueryEscape's and the %20 form of it.
-// percent: the spelling holds %XX (read only where the context decodes
-// it); plus: it holds a '+' read as a space.
-var spellings = [...]struct {
+// spelling is one way clients write part of a reference. closer is the
+// bracket of the reference it belongs to; percent: it holds %XX (read only
+// where the context decodes it); plus: it holds a '+' read as a space.
+type spelling struct {
 	text          string
 	closer        byte
 	percent, plus bool
-}{
+}
+
+// spellings are the openings of a reference as clients send them: as
+// written, and url.PathEscape's, url.QueryEscape's and the %20 form of it.
+var spellings = [...]spelling{
 	{"${{ secrets.", '}', false, false},
 	{"$%7B%7B%20secrets.", '}', true, false},
 	{"%24%7B%7B+secrets.", '}', true, true},
@@ -328,12 +331,8 @@ func spelledPrefix(b []byte, decode, plusSpace bool) (int, byte) {
 }
 
 // closings are the ends of a reference as clients send them (after the
-// name), with the same flags as spellings.
-var closings = [...]struct {
-	text          string
-	closer        byte
-	percent, plus bool
-}{
+// name).
+var closings = [...]spelling{
 	{" }}", '}', false, false},
 	{"%20%7D%7D", '}', true, false},
 	{"+%7D%7D", '}', true, true},
