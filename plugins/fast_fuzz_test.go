@@ -192,16 +192,7 @@ func TestFrameReaderLargeFrame(t *testing.T) {
 	fr := newFrameReader(&chunkSock{data: stream, chunks: chunks})
 	var got []uint64
 	for len(got) < 3 {
-		kind, id, body, ok, err := fr.next()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !ok {
-			if err := fr.fill(); err != nil {
-				t.Fatalf("after %d frames: %v", len(got), err)
-			}
-			continue
-		}
+		kind, id, body := mustNext(t, fr, len(got))
 		switch id {
 		case 1:
 			if kind != frameReply || string(body) != "a" {
@@ -252,22 +243,31 @@ func TestFrameReaderOwn(t *testing.T) {
 		fr := newFrameReader(&chunkSock{data: stream, chunks: chunks})
 		var got [][]byte
 		for len(got) < len(want) {
-			_, _, body, ok, err := fr.next()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !ok {
-				if err := fr.fill(); err != nil {
-					t.Fatalf("after %d frames: %v", len(got), err)
-				}
-				continue
-			}
+			_, _, body := mustNext(t, fr, len(got))
 			got = append(got, fr.own(body))
 		}
 		for i := range want {
 			if !bytes.Equal(got[i], want[i]) {
 				t.Fatalf("chunks %d: frame %d changed after own", chunk, i)
 			}
+		}
+	}
+}
+
+// mustNext is fr's next whole frame, filling as often as it takes; read
+// (the frames read so far) names the failure.
+func mustNext(t *testing.T, fr *frameReader, read int) (kind byte, id uint64, body []byte) {
+	t.Helper()
+	for {
+		kind, id, body, ok, err := fr.next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			return kind, id, body
+		}
+		if err := fr.fill(); err != nil {
+			t.Fatalf("after %d frames: %v", read, err)
 		}
 	}
 }
