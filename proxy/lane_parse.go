@@ -135,13 +135,13 @@ func parseLaneHeadCtx(ctx context.Context, raw []byte, mode laneMode) (laneHead,
 		return laneHead{}, errLaneHandoff
 	}
 	line := s[:eol-1]
-	sp1 := indexByteStr(line, ' ')
+	sp1 := strings.IndexByte(line, ' ')
 	if sp1 <= 0 {
 		return laneHead{}, errLaneHandoff
 	}
 	method := line[:sp1]
 	rest := line[sp1+1:]
-	sp2 := indexByteStr(rest, ' ')
+	sp2 := strings.IndexByte(rest, ' ')
 	if sp2 <= 0 {
 		return laneHead{}, errLaneHandoff
 	}
@@ -367,8 +367,8 @@ func parseTargetFast(target string, abs bool) (*url.URL, bool) {
 	}
 	path := rest
 	if strings.IndexByte(rest, '%') >= 0 {
-		var ok bool
-		if path, ok = unescapePath(rest); !ok {
+		var err error
+		if path, err = url.PathUnescape(rest); err != nil {
 			return nil, false
 		}
 	}
@@ -382,63 +382,11 @@ func parseTargetFast(target string, abs bool) (*url.URL, bool) {
 // plainAuthority reports whether a is a host net/url takes as it is: no
 // userinfo, brackets or '%', letters, digits, '.', '-', '_', and at most
 // one ':' with only digits after it.
-func plainAuthority(a string) bool {
-	colon := false
-	for i := 0; i < len(a); i++ {
-		switch c := a[i]; {
-		case c == ':':
-			if colon {
-				return false
-			}
-			colon = true
-		case '0' <= c && c <= '9':
-		case colon:
-			return false
-		case 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '.' || c == '-' || c == '_':
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// unescapePath is url.PathUnescape for a path with a '%': ok is false
-// where it fails (a '%' without two hex digits after it).
-func unescapePath(s string) (string, bool) {
-	b := make([]byte, 0, len(s))
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c != '%' {
-			b = append(b, c)
-			continue
-		}
-		if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
-			return "", false
-		}
-		b = append(b, unhex(s[i+1])<<4|unhex(s[i+2]))
-		i += 2
-	}
-	return string(b), true
-}
-
-func isHex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
-func unhex(c byte) byte {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0'
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10
-	}
-	return c - 'A' + 10
-}
+func plainAuthority(a string) bool { return a == "" || laneHostOK(a) && simpleHost(a) }
 
 // escapesTo reports whether net/url escapes path p to esc (what setPath
 // compares to decide on a RawPath), without building the escaped copy.
 func escapesTo(p, esc string) bool {
-	const upperHex = "0123456789ABCDEF"
 	j := 0
 	for i := 0; i < len(p); i++ {
 		c := p[i]
@@ -514,15 +462,6 @@ func laneHostOK(h string) bool {
 		}
 	}
 	return true
-}
-
-func indexByteStr(s string, c byte) int {
-	for i := 0; i < len(s); i++ {
-		if s[i] == c {
-			return i
-		}
-	}
-	return -1
 }
 
 // laneBody is a request body read from the connection's reader: exactly

@@ -978,7 +978,6 @@ func (st *reqState) escapePath(p string) string {
 	if st.arena == nil {
 		st.arena = st.arenaBuf[:0]
 	}
-	const upperHex = "0123456789ABCDEF"
 	start := len(st.arena)
 	b := st.arena
 	for i := 0; i < len(p); i++ {
@@ -1003,6 +1002,9 @@ func cleanPath(p string) bool {
 	}
 	return true
 }
+
+// upperHex is how net/url writes an escaped byte's digits.
+const upperHex = "0123456789ABCDEF"
 
 // cleanPathByte reports whether net/url leaves c as it is in a path
 // (its shouldEscape(c, encodePath) is false).
