@@ -84,30 +84,6 @@ func uvarintLen(v uint64) int {
 	return n
 }
 
-// recordV1Len is the exact length of appendRecordV1's output for ev.
-func recordV1Len(ev *storage.AuditEvent) int {
-	sec := ev.OccurredAt.Unix()
-	n := uvarintLen(uint64(ev.ID)) + uvarintLen(uint64(sec)<<1^uint64(sec>>63)) + uvarintLen(uint64(ev.OccurredAt.Nanosecond()))
-	for _, l := range [...]int{len(ev.WorkspaceID), len(ev.ActorID), len(ev.EventType), len(ev.ResourceType), len(ev.ResourceID),
-		len(ev.Input), len(ev.Output), len(ev.Chain), len(ev.Nonce), len(ev.MAC)} {
-		n += uvarintLen(uint64(l)) + l
-	}
-	return n
-}
-
-// frameV1Len is the length of appendFrameV1's output for ev.
-func frameV1Len(ev *storage.AuditEvent) int {
-	n := recordV1Len(ev)
-	return uvarintLen(uint64(n)) + n
-}
-
-// appendFrameV1 appends ev as a framed v1 record, encoded in place (no
-// scratch record to copy).
-func appendFrameV1(b []byte, ev *storage.AuditEvent) []byte {
-	b = binary.AppendUvarint(b, uint64(recordV1Len(ev)))
-	return appendRecordV1(b, ev)
-}
-
 // recordIDOf reads a record's id without decoding the rest.
 func recordIDOf(rec []byte, format byte) (int64, error) {
 	if format == 0 {
@@ -260,8 +236,9 @@ func decodeRecords(body []byte, format byte, after int64, decode func(rec []byte
 //	mac, each uvarint(length) + bytes.
 //
 // The dictionary is part of the segment's header (segmentBody skips it),
-// so a record still decodes alone against it and retention keeps a
-// segment's later rows byte for byte under the same header, as with v1.
+// so a record still decodes alone against it. It holds every row's values,
+// so retention re-encodes a cut segment's kept rows (encodeSegmentV2)
+// instead of keeping them under the old header, as it does with v1.
 // The id still comes first. Each field's entry is found by comparing with
 // the field's last two values (a request's rows share their input; two
 // names alternate): a value seen earlier but not among them gets a second
@@ -387,6 +364,22 @@ func appendFrameV2(b []byte, ev *storage.AuditEvent, refs *[v2Fields]int) []byte
 	for _, f := range [...][]byte{ev.Chain, ev.Nonce, ev.MAC} {
 		b = binary.AppendUvarint(b, uint64(len(f)))
 		b = append(b, f...)
+	}
+	return b
+}
+
+// encodeSegmentV2 is a whole v2 segment of evs, whose ids and chain values
+// are set (appendAuditHeads encodes as it chains instead): retention's
+// re-encoding of a cut segment's kept rows.
+func encodeSegmentV2(evs []storage.AuditEvent) []byte {
+	var enc segEncoderV2
+	ptrs := make([]*storage.AuditEvent, len(evs))
+	for i := range evs {
+		ptrs[i] = &evs[i]
+	}
+	b := enc.header(make([]byte, 0, enc.plan(ptrs, evs[0].ID)))
+	for i := range evs {
+		b = appendFrameV2(b, &evs[i], &enc.refs[i])
 	}
 	return b
 }

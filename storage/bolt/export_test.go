@@ -49,17 +49,8 @@ func RewriteAudit(path, ws, format string, fn func([]storage.AuditEvent) ([]stor
 			// In id order, as bbolt keeps the one-row segments of the
 			// other formats (a row given another id moves with it).
 			slices.SortStableFunc(rows, func(a, b storage.AuditEvent) int { return cmp.Compare(a.ID, b.ID) })
-			var enc segEncoderV2
 			for chunk := range slices.Chunk(rows, auditSegmentEvents) {
-				ptrs := make([]*storage.AuditEvent, len(chunk))
-				for i := range chunk {
-					ptrs[i] = &chunk[i]
-				}
-				seg := enc.header(make([]byte, 0, enc.plan(ptrs, chunk[0].ID)))
-				for i := range chunk {
-					seg = appendFrameV2(seg, &chunk[i], &enc.refs[i])
-				}
-				if err := b.Put(be64(uint64(chunk[0].ID)), seg); err != nil {
+				if err := b.Put(be64(uint64(chunk[0].ID)), encodeSegmentV2(chunk)); err != nil {
 					return err
 				}
 			}

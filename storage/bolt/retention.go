@@ -119,8 +119,10 @@ func (s *Store) GetAuditRetention(ctx context.Context, workspaceID string) (stor
 // segments keyed by their first id (appendAudit), ids ascending: every
 // segment followed by one keyed at most through+1 goes whole, counted
 // without decoding; only the last one is read, by record ids alone, and
-// keeps its later rows byte for byte under its new first id. This runs on
-// bbolt's single writer, so it decodes no JSON (issue 11's soak).
+// keeps its later rows under its new first id: byte for byte for JSON and
+// v1, re-encoded for v2 (whose header holds the dropped rows' values).
+// This runs on bbolt's single writer, so it decodes no JSON (issue 11's
+// soak).
 func pruneSegments(rows *bbolt.Bucket, through int64) (int, error) {
 	var keys [][]byte
 	c := rows.Cursor()
@@ -174,11 +176,25 @@ func pruneSegments(rows *bbolt.Bucket, through int64) (int, error) {
 			}
 			rest = next
 		}
-		// The kept rows stay byte for byte, under the segment's header
-		// (copied: seg is bbolt's memory).
-		hdr := len(seg) - len(body)
-		tail := make([]byte, 0, hdr+len(body)-off)
-		tail = append(append(tail, seg[:hdr]...), body[off:]...)
+		var tail []byte
+		if format == segV2 && drop > 0 && drop < total {
+			// A v2 header's dictionary holds the dropped rows' values too
+			// (names, hosts, request ids, actors): re-encode the kept rows
+			// under a dictionary of their own, so a pruned row's values
+			// leave the file. Ids, chain values, nonces and MACs are copied
+			// as they are, so the chain and the row MACs still verify.
+			kept, err := decodeSegmentV2(seg, through)
+			if err != nil {
+				return 0, err
+			}
+			tail = encodeSegmentV2(kept)
+		} else {
+			// The kept rows stay byte for byte, under the segment's header
+			// (copied: seg is bbolt's memory).
+			hdr := len(seg) - len(body)
+			tail = make([]byte, 0, hdr+len(body)-off)
+			tail = append(append(tail, seg[:hdr]...), body[off:]...)
+		}
 		if err := rows.Delete(k); err != nil {
 			return 0, err
 		}
