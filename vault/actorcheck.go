@@ -20,6 +20,11 @@ import (
 const (
 	actorCacheTTL = authCacheTTL
 	actorCacheMax = authCacheMax
+	// actorLookupTimeout bounds the one read that concurrent misses of a
+	// key share. The read does not end with the context of the caller that
+	// started it: the others waiting on it would get that caller's
+	// cancellation as their answer ("could not tell").
+	actorLookupTimeout = 10 * time.Second
 )
 
 type actorStatus struct {
@@ -64,7 +69,7 @@ func (s actorStatus) verdict(workspaceID, keyID string) error {
 // workspace's; any other error when storage could not tell.
 func (v *Vault) ActorActive(ctx context.Context, workspaceID, keyID string) error {
 	c := &v.actors
-	now := time.Now()
+	now := v.now()
 	c.mu.RLock()
 	s, ok := c.m[keyID]
 	c.mu.RUnlock()
@@ -102,7 +107,9 @@ func (v *Vault) ActorActive(ctx context.Context, workspaceID, keyID string) erro
 }
 
 func (v *Vault) lookupActor(ctx context.Context, keyID string, l *actorLookup, gen uint64, now time.Time) {
-	rec, err := v.store.GetAPIKey(ctx, keyID)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), actorLookupTimeout)
+	defer cancel()
+	rec, err := v.store.GetAPIKey(rctx, keyID)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		l.st = actorStatus{exp: now.Add(actorCacheTTL)}

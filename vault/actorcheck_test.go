@@ -24,7 +24,52 @@ func (s *countingKeyStore) GetAPIKey(ctx context.Context, id string) (storage.AP
 	if g := s.gate.Load(); g != nil {
 		<-*g
 	}
+	if err := ctx.Err(); err != nil { // as a backend honouring ctx would
+		return storage.APIKey{}, err
+	}
 	return s.Store.GetAPIKey(ctx, id)
+}
+
+// TestActorActiveLeaderCancelled: the caller whose miss started the
+// shared read gives up (its context cancelled) while another waits on the
+// same read; the other still gets the key's verdict, not the first
+// caller's cancellation.
+func TestActorActiveLeaderCancelled(t *testing.T) {
+	cs := &countingKeyStore{Store: testStore(t)}
+	v := openVault(t, cs)
+	op := bootstrap(t, v)
+	member, _, err := v.CreateAPIKey(context.Background(), op, CreateAPIKeyRequest{Name: "worker", Role: RoleMember})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.actors.mu.Lock()
+	clear(v.actors.m)
+	v.actors.mu.Unlock()
+	before := cs.reads.Load()
+	gate := make(chan struct{})
+	cs.gate.Store(&gate)
+	leaderCtx, cancel := context.WithCancel(context.Background())
+	leader := make(chan error, 1)
+	go func() { leader <- v.ActorActive(leaderCtx, op.WorkspaceID, member.ID) }()
+	for i := 0; i < 5000 && cs.reads.Load() == before; i++ {
+		time.Sleep(time.Millisecond)
+	}
+	if cs.reads.Load() == before {
+		t.Fatal("the first check never read the key")
+	}
+	waiter := make(chan error, 1)
+	go func() { waiter <- v.ActorActive(context.Background(), op.WorkspaceID, member.ID) }()
+	time.Sleep(20 * time.Millisecond) // the second check is waiting on the first's read
+	cancel()
+	cs.gate.Store(nil)
+	close(gate)
+	if err := <-waiter; err != nil {
+		t.Fatalf("the waiting check got %v, want the key's verdict (active)", err)
+	}
+	<-leader
+	if n := cs.reads.Load() - before; n != 1 {
+		t.Fatalf("%d reads, want the one shared", n)
+	}
 }
 
 // TestActorActive: the answers, the cache (one read for many checks, and
