@@ -181,7 +181,7 @@ func (v *Vault) CallbackDestinationApproved(ctx context.Context, workspaceID str
 	}
 	port, _ := strconv.Atoi(dest.Port())
 	d := Destination{Scheme: strings.ToLower(dest.Scheme), Host: dest.Hostname(), Port: port}
-	return len(e.allowedHosts) > 0 && DestinationAllowed(e.allowedHosts, d), nil
+	return len(e.allowedHosts) > 0 && destinationMatches(e.hosts, d), nil
 }
 
 // CredentialRequest asks for a dispatch credential on behalf of one
