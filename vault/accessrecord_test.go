@@ -120,25 +120,35 @@ func FuzzCanonAccessJSON(f *testing.F) {
 		}
 		var ar rowArena
 		var ms macState
-		e, canon := r.eventIn(&ar, nil)
-		in := accessInputIn(nil, host, requestID, r.extra)
-		if want := in.Bytes(); !bytes.Equal(e.Input, want) {
-			t.Fatalf("input %q, jsonx writes %q", e.Input, want)
-		}
-		if canon {
-			if got := appendSortedJSON(nil, e.Input); !bytes.Equal(got, e.Input) {
-				t.Fatalf("canon input %q sorts to %q", e.Input, got)
+		var prev prevRow
+		// The row alone, then it again through prev, then the request's
+		// next row (another secret), which shares the first's input.
+		second := r
+		second.name, second.version = "M", version+1
+		for i, row := range []struct {
+			r    accessRecord
+			last *prevRow
+		}{{r, nil}, {r, &prev}, {second, &prev}} {
+			e, canon := row.r.eventIn(&ar, row.last)
+			in := accessInputIn(nil, host, requestID, row.r.extra)
+			if want := in.Bytes(); !bytes.Equal(e.Input, want) {
+				t.Fatalf("row %d: input %q, jsonx writes %q", i, e.Input, want)
 			}
-			if got := appendSortedJSON(nil, e.Output); !bytes.Equal(got, e.Output) {
-				t.Fatalf("canon output %q sorts to %q", e.Output, got)
+			if canon {
+				if got := appendSortedJSON(nil, e.Input); !bytes.Equal(got, e.Input) {
+					t.Fatalf("row %d: canon input %q sorts to %q", i, e.Input, got)
+				}
+				if got := appendSortedJSON(nil, e.Output); !bytes.Equal(got, e.Output) {
+					t.Fatalf("row %d: canon output %q sorts to %q", i, e.Output, got)
+				}
+				if got := sortedJSON(e.Input); !bytes.Equal(got, e.Input) {
+					t.Fatalf("row %d: canon input %q re-encodes to %q", i, e.Input, got)
+				}
 			}
-			if got := sortedJSON(e.Input); !bytes.Equal(got, e.Input) {
-				t.Fatalf("canon input %q re-encodes to %q", e.Input, got)
+			s.signIn(&e, nonceAccess, &ar, &ms, canon)
+			if !bytes.Equal(e.MAC, rowMAC(s.key, e)) {
+				t.Fatalf("row %d, canon=%v: the writer's MAC differs from rowMAC's for %q %q", i, canon, e.Input, e.Output)
 			}
-		}
-		s.signIn(&e, nonceAccess, &ar, &ms, canon)
-		if !bytes.Equal(e.MAC, rowMAC(s.key, e)) {
-			t.Fatalf("canon=%v: the writer's MAC differs from rowMAC's for %q %q", canon, e.Input, e.Output)
 		}
 	})
 }
