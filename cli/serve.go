@@ -180,19 +180,23 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 		log.Info("first start: created workspace and operator API key", "workspace", boot.Workspace.Name, "workspace_id", boot.Workspace.ID, "key_id", boot.KeyID)
 		// Credentials go to stderr once, outside the structured log, so log
 		// shipping does not carry them.
-		fmt.Fprintf(stderr, "\n================================================================\n")
+		// Built in one local buffer, written once and cleared: fmt's
+		// pooled print buffers would keep a copy after use.
+		msg := []byte("\n================================================================\n")
 		if boot.Key != "" {
-			fmt.Fprintf(stderr, " Rotor admin API key (shown once; only its hash is stored):\n\n"+
-				"   export ROTOR_API_KEY=%s\n\n"+
-				" Create more with: rotor keys create --name NAME\n\n", boot.Key)
+			msg = append(msg, " Rotor admin API key (shown once; only its hash is stored):\n\n   export ROTOR_API_KEY="...)
+			msg = append(msg, boot.Key...)
+			msg = append(msg, "\n\n Create more with: rotor keys create --name NAME\n\n"...)
 		}
-		fmt.Fprintf(stderr, " Callback secret: dispatched jobs carry Authorization: Bearer <it>;\n"+
+		msg = append(msg, " Callback secret: dispatched jobs carry Authorization: Bearer <it>;\n"+
 			" your callback handler checks it (shown once; rotate with\n"+
-			" POST /v1/workspace/callback-secret):\n\n"+
-			"   ROTOR_CALLBACK_SECRET=%s\n"+
-			"   webhook signing secret: %s\n"+
-			"================================================================\n\n",
-			boot.Callback.CallbackSecret.Bytes(), boot.Callback.SigningSecret.Bytes())
+			" POST /v1/workspace/callback-secret):\n\n   ROTOR_CALLBACK_SECRET="...)
+		msg = append(msg, boot.Callback.CallbackSecret.Bytes()...)
+		msg = append(msg, "\n   webhook signing secret: "...)
+		msg = append(msg, boot.Callback.SigningSecret.Bytes()...)
+		msg = append(msg, "\n================================================================\n\n"...)
+		_, _ = stderr.Write(msg)
+		clear(msg)
 		// Out now, not at the log's next flush: whoever starts Rotor reads
 		// the key as soon as it answers /readyz (the README does); and
 		// gone from the log buffer.
