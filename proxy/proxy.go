@@ -286,7 +286,10 @@ type upstreamPool struct {
 // new pool is made, drops the clones not used since the previous sweep
 // (second chance: a clone survives one sweep unused, so it goes after
 // between one and two sweep periods idle). Sweeps run every
-// poolSweepEvery, or once a second while more than maxPoolTransports exist.
+// poolSweepEvery, or once a second while more than maxPoolTransports exist:
+// a soft limit, since only idle clones go (more busy pools than that keep
+// theirs). A clone dropped by a sweep racing a request finishes that
+// request; its connection then idles out (IdleConnTimeout).
 const (
 	poolSweepEvery    = 10 * time.Minute
 	maxPoolTransports = 256
