@@ -885,20 +885,10 @@ func (st *reqState) rewrite(r *http.Request) (*http.Request, error) {
 	if u.User != nil {
 		name := u.User.Username()
 		pass, hasPass := u.User.Password()
-		nn, n1, err := template.RewriteString(name, template.ContextUserinfo, st.rf)
+		// The transport sends userinfo as Basic credentials.
+		nn, np, err := st.rewriteUserPass(name, pass, name+":"+pass)
 		if err != nil {
 			return nil, err
-		}
-		if n1 > 0 && strings.Contains(nn, ":") {
-			return nil, fmt.Errorf("%w: a user name from a secret cannot contain ':'", template.ErrValueRefused)
-		}
-		np, n2, err := template.RewriteString(pass, template.ContextUserinfo, st.rf)
-		if err != nil {
-			return nil, err
-		}
-		if n1+n2 > 0 && st.p.scrub {
-			// The transport sends userinfo as Basic credentials.
-			st.addExtraForms(basicForms(nn+":"+np, name+":"+pass))
 		}
 		if hasPass {
 			u.User = url.UserPassword(nn, np)
@@ -1028,21 +1018,33 @@ func (st *reqState) rewriteBasic(v string) (string, error) {
 	if !ok {
 		return v, nil
 	}
-	nu, n, err := template.RewriteString(user, template.ContextUserinfo, st.rf)
+	nu, np, err := st.rewriteUserPass(user, pass, raw)
 	if err != nil {
 		return "", err
 	}
-	if n > 0 && strings.Contains(nu, ":") {
-		return "", fmt.Errorf("%w: a user name from a secret cannot contain ':'", template.ErrValueRefused)
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(nu+":"+np)), nil
+}
+
+// rewriteUserPass resolves a user name and password (URL userinfo, or Basic
+// credentials; raw is the pair as the client sent it). A user name a secret
+// gives cannot hold ':' (the pair would split elsewhere). With scrubbing
+// on, the pair's Basic forms are added to what responses are scrubbed of.
+func (st *reqState) rewriteUserPass(user, pass, raw string) (nu, np string, err error) {
+	nu, n1, err := template.RewriteString(user, template.ContextUserinfo, st.rf)
+	if err != nil {
+		return "", "", err
+	}
+	if n1 > 0 && strings.Contains(nu, ":") {
+		return "", "", fmt.Errorf("%w: a user name from a secret cannot contain ':'", template.ErrValueRefused)
 	}
 	np, n2, err := template.RewriteString(pass, template.ContextUserinfo, st.rf)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	if n+n2 > 0 && st.p.scrub {
+	if n1+n2 > 0 && st.p.scrub {
 		st.addExtraForms(basicForms(nu+":"+np, raw))
 	}
-	return "Basic " + base64.StdEncoding.EncodeToString([]byte(nu+":"+np)), nil
+	return nu, np, nil
 }
 
 // bodyContext picks the rewrite context from Content-Type.
